@@ -1,0 +1,110 @@
+"""Fixtures shared by every test: the real Kafka broker and PostgreSQL server.
+
+`make test` starts both and exports `MISP_KAFKA_BOOTSTRAP_SERVERS` and `MISP_PG_URL`. Without
+them, testcontainers is used when a Docker engine answers; otherwise the run fails (never skips).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from misp_contracts.topics import Topic
+from misp_platform.kafka import ensure_topics
+
+
+def _docker_ok() -> bool:
+    try:
+        import docker
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+def _missing(name: str) -> None:
+    pytest.fail(f"{name} is not set and no Docker engine answers: run the tests with `make test`")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    servers = os.environ.get("MISP_KAFKA_BOOTSTRAP_SERVERS")
+    if servers:
+        yield servers
+        return
+    if not _docker_ok():
+        _missing("MISP_KAFKA_BOOTSTRAP_SERVERS")
+    from testcontainers.kafka import KafkaContainer
+
+    with KafkaContainer("apache/kafka:4.1.1") as kafka:
+        yield kafka.get_bootstrap_server()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """The server's URL without a database name (`postgresql+psycopg://user@host:port`)."""
+    url = os.environ.get("MISP_PG_URL")
+    if url:
+        yield url
+        return
+    if not _docker_ok():
+        _missing("MISP_PG_URL")
+    from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:15", driver="psycopg") as pg:
+        yield pg.get_connection_url().rsplit("/", 1)[0]
+
+
+async def create_database(pg_url: str, name: str) -> str:
+    admin = create_async_engine(f"{pg_url}/postgres", isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return f"{pg_url}/{name}"
+
+
+async def drop_database(pg_url: str, name: str) -> None:
+    admin = create_async_engine(f"{pg_url}/postgres", isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+@pytest.fixture
+async def platform_db(pg_url: str) -> AsyncIterator[str]:
+    """A throwaway database with the platform's tables; yields its URL."""
+    from misp_platform.migrations import create_platform_tables
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    url = await create_database(pg_url, name)
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(create_platform_tables)
+    await engine.dispose()
+    yield url
+    await drop_database(pg_url, name)
+
+
+@pytest.fixture
+async def engine(platform_db: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(platform_db, pool_size=10)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def new_topic(kafka_bootstrap: str) -> Callable[..., Awaitable[str]]:
+    """Creates a uniquely named topic (auto-creation is off on the broker) and returns its name."""
+
+    async def make(prefix: str = "test", partitions: int = 3) -> str:
+        name = f"{prefix}.{uuid.uuid4().hex[:12]}"
+        await ensure_topics(kafka_bootstrap, [Topic(name, owner="test", partitions=partitions)])
+        return name
+
+    return make

@@ -1,0 +1,1 @@
+"""Contracts shared by every service: the event envelope, event and command models, topics, settings."""

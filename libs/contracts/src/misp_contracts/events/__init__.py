@@ -1,0 +1,13 @@
+"""Every event and command model, registered by its CloudEvents type string."""
+
+from misp_contracts.events import auth, identity, orgs  # noqa: F401  (import registers them)
+from misp_contracts.events.base import (
+    REDACTED,
+    DomainEvent,
+    decode,
+    event_registry,
+    model_for,
+    register,
+)
+
+__all__ = ["REDACTED", "DomainEvent", "decode", "event_registry", "model_for", "register"]

@@ -1,0 +1,188 @@
+"""Identity's published events: users, roles and authkeys (ARCHITECTURE §3, §4).
+
+Each event carries the aggregate's integer id (MISP's `id`) and its stream UUID. Updates carry the
+state after the change and `changes: {field: [old, new]}`; secrets never appear (an authkey is
+carried only as its HMAC-SHA256 under the deployment pepper).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from misp_contracts.events.base import Change, DomainEvent, register
+
+USER_TOPIC = "misp.identity.user.v1"
+ROLE_TOPIC = "misp.identity.role.v1"
+AUTHKEY_TOPIC = "misp.identity.authkey.v1"
+
+# Role permission flags in MISP's UI order (Role::generatePermFlags), then the four level flags.
+PERM_FLAGS: tuple[str, ...] = (
+    "perm_site_admin", "perm_admin", "perm_sync", "perm_audit", "perm_auth", "perm_regexp_access",
+    "perm_tagger", "perm_tag_editor", "perm_template", "perm_sharing_group", "perm_delegate",
+    "perm_sighting", "perm_object_template", "perm_galaxy_editor", "perm_decaying",
+    "perm_publish_zmq", "perm_publish_kafka", "perm_warninglist", "perm_view_feed_correlations",
+    "perm_analyst_data", "perm_skip_otp",
+)
+LEVEL_FLAGS: tuple[str, ...] = ("perm_add", "perm_modify", "perm_modify_org", "perm_publish")
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class UserState(_State):
+    """A user as other services may know it: no password, no key."""
+
+    id: int
+    uuid: str
+    email: str
+    org_id: int
+    role_id: int
+    disabled: bool = False
+    autoalert: bool = False
+    contactalert: bool = False
+    termsaccepted: bool = False
+    change_pw: bool = False
+    nids_sid: int = 0
+    server_id: int = 0
+    gpgkey: str | None = None
+    gpg_fingerprint: str | None = None
+    certif_public: str | None = None
+    invited_by: int = 0
+    expiration: datetime | None = None
+    date_created: datetime | None = None
+    date_modified: datetime | None = None
+    last_login: datetime | None = None
+
+
+class RoleState(_State):
+    """A role with every permission flag of MISP's `roles` table."""
+
+    id: int
+    name: str
+    permission: int = Field(0, ge=0, le=3)
+    perm_site_admin: bool = False
+    perm_admin: bool = False
+    perm_sync: bool = False
+    perm_audit: bool = False
+    perm_auth: bool = False
+    perm_regexp_access: bool = False
+    perm_tagger: bool = False
+    perm_tag_editor: bool = False
+    perm_template: bool = False
+    perm_sharing_group: bool = False
+    perm_delegate: bool = False
+    perm_sighting: bool = False
+    perm_object_template: bool = False
+    perm_galaxy_editor: bool = False
+    perm_decaying: bool = False
+    perm_publish_zmq: bool = False
+    perm_publish_kafka: bool = False
+    perm_warninglist: bool = False
+    perm_view_feed_correlations: bool = False
+    perm_analyst_data: bool = False
+    perm_skip_otp: bool = False
+    perm_add: bool = False
+    perm_modify: bool = False
+    perm_modify_org: bool = False
+    perm_publish: bool = False
+    perm_full: bool = False
+    default_role: bool = False
+    restricted_to_site_admin: bool = False
+    enforce_rate_limit: bool = False
+    rate_limit_count: int = 0
+    memory_limit: str = ""
+    max_execution_time: str = ""
+    created: datetime | None = None
+    modified: datetime | None = None
+
+
+class AuthKeyState(_State):
+    """An advanced authkey: only the HMAC of the key and its first/last four characters."""
+
+    id: int
+    uuid: str
+    user_id: int
+    key_hmac: str  # hex HMAC-SHA256(pepper, raw key)
+    authkey_start: str
+    authkey_end: str
+    expiration: int = 0  # unix time, 0 = never
+    read_only: bool = False
+    allowed_ips: list[str] | None = None
+    comment: str = ""
+    created: datetime | None = None
+
+
+@register
+class UserCreated(DomainEvent):
+    type: ClassVar[str] = "misp.identity.user.created.v1"
+    topic: ClassVar[str] = USER_TOPIC
+    user: UserState
+
+
+@register
+class UserUpdated(DomainEvent):
+    type: ClassVar[str] = "misp.identity.user.updated.v1"
+    topic: ClassVar[str] = USER_TOPIC
+    user: UserState
+    changes: dict[str, Change] = Field(default_factory=dict)
+
+
+@register
+class UserDeleted(DomainEvent):
+    type: ClassVar[str] = "misp.identity.user.deleted.v1"
+    topic: ClassVar[str] = USER_TOPIC
+    user_id: int
+    uuid: str
+    email: str
+    org_id: int
+
+
+@register
+class RoleCreated(DomainEvent):
+    type: ClassVar[str] = "misp.identity.role.created.v1"
+    topic: ClassVar[str] = ROLE_TOPIC
+    role: RoleState
+
+
+@register
+class RoleUpdated(DomainEvent):
+    type: ClassVar[str] = "misp.identity.role.updated.v1"
+    topic: ClassVar[str] = ROLE_TOPIC
+    role: RoleState
+    changes: dict[str, Change] = Field(default_factory=dict)
+
+
+@register
+class RoleDeleted(DomainEvent):
+    type: ClassVar[str] = "misp.identity.role.deleted.v1"
+    topic: ClassVar[str] = ROLE_TOPIC
+    role_id: int
+    name: str
+
+
+@register
+class AuthKeyCreated(DomainEvent):
+    type: ClassVar[str] = "misp.identity.authkey.created.v1"
+    topic: ClassVar[str] = AUTHKEY_TOPIC
+    authkey: AuthKeyState
+
+
+@register
+class AuthKeyUpdated(DomainEvent):
+    type: ClassVar[str] = "misp.identity.authkey.updated.v1"
+    topic: ClassVar[str] = AUTHKEY_TOPIC
+    authkey: AuthKeyState
+    changes: dict[str, Change] = Field(default_factory=dict)
+
+
+@register
+class AuthKeyDeleted(DomainEvent):
+    type: ClassVar[str] = "misp.identity.authkey.deleted.v1"
+    topic: ClassVar[str] = AUTHKEY_TOPIC
+    authkey_id: int
+    user_id: int
+    key_hmac: str

@@ -1,0 +1,74 @@
+"""The topic catalogue: every Kafka topic, declared once, created at start-up by its owner.
+
+The broker runs with automatic topic creation off, so a topic exists only if its owning service
+created it from this catalogue, with these settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SERVICES: tuple[str, ...] = ("identity", "orgs", "audit", "jobs", "mailer", "settings")
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One topic and the configuration it is created with."""
+
+    name: str
+    owner: str
+    partitions: int = 3
+    retention_ms: int = -1  # domain events are kept: every projection can be rebuilt from them
+    cleanup_policy: str = "delete"  # never "compact" for audit or domain topics
+    description: str = ""
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    def config(self) -> dict[str, str]:
+        return {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+            **self.extra_config,
+        }
+
+
+def _per_service(suffix: str, description: str, **kwargs: object) -> list[Topic]:
+    return [
+        Topic(name=f"misp.{s}.{suffix}.v1", owner=s, description=description.format(service=s),
+              **kwargs)  # type: ignore[arg-type]
+        for s in SERVICES
+    ]
+
+
+CATALOGUE: tuple[Topic, ...] = (
+    Topic("misp.identity.user.v1", "identity", description="User aggregate events"),
+    Topic("misp.identity.role.v1", "identity", partitions=1, description="Role aggregate events"),
+    Topic("misp.identity.authkey.v1", "identity", description="Authkey aggregate events"),
+    Topic("misp.orgs.organisation.v1", "orgs", description="Organisation aggregate events"),
+    Topic("misp.settings.setting.v1", "settings", partitions=1,
+          description="Setting overrides, one event per change"),
+    Topic("misp.mailer.commands.v1", "mailer", description="Commands to the mailer"),
+    Topic("misp.jobs.commands.v1", "jobs", description="Commands to the jobs service"),
+    Topic("misp.audit.log.v1", "audit", retention_ms=90 * DAY_MS,
+          description="One normalized record per audit log entry, ECS field names, for SIEMs"),
+    *_per_service("auth", "Authentications seen by {service}", retention_ms=90 * DAY_MS),
+    *_per_service("dlq", "Messages {service} could not handle, with the error",
+                  partitions=1, retention_ms=30 * DAY_MS),
+)
+
+BY_NAME: dict[str, Topic] = {t.name: t for t in CATALOGUE}
+
+
+def owned_by(service: str) -> list[Topic]:
+    """The topics a service creates at start-up."""
+    return [t for t in CATALOGUE if t.owner == service]
+
+
+def topic(name: str) -> Topic:
+    """The catalogue entry of a topic; KeyError for a topic nobody declared."""
+    return BY_NAME[name]
+
+
+def dlq_topic(service: str) -> str:
+    return f"misp.{service}.dlq.v1"

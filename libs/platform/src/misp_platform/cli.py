@@ -1,0 +1,107 @@
+"""`python -m <service> api|relay|consume|migrate|dlq ...`: one entry point for every role."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from misp_contracts.topics import owned_by
+from misp_platform import dlq
+from misp_platform.config import ServiceSettings
+from misp_platform.consumer import ConsumerRunner
+from misp_platform.db import create_engine
+from misp_platform.kafka import create_producer, ensure_topics
+from misp_platform.logging import configure_logging
+from misp_platform.migrations import upgrade
+from misp_platform.relay import OutboxRelay
+from misp_platform.service import ServiceSpec
+
+log = structlog.get_logger(__name__)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_relay(spec: ServiceSpec, settings: ServiceSettings) -> None:
+    await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
+    engine = create_engine(settings.database_url)
+    producer = create_producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await OutboxRelay(engine, settings.database_url, producer).run(_stop_on_signals())
+    finally:
+        await producer.stop()
+        await engine.dispose()
+
+
+def build_consumer(spec: ServiceSpec, settings: ServiceSettings, engine) -> ConsumerRunner:  # type: ignore[no-untyped-def]
+    return ConsumerRunner(
+        service=spec.name, group=spec.consumer_group, engine=engine,
+        bootstrap_servers=settings.kafka_bootstrap_servers, handlers=spec.handlers(settings),
+        topics=spec.topics(settings), pattern=spec.topic_pattern,
+        max_attempts=settings.consumer_max_attempts, backoff_s=settings.consumer_retry_backoff_s,
+    )
+
+
+async def run_consumer(spec: ServiceSpec, settings: ServiceSettings) -> None:
+    await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
+    engine = create_engine(settings.database_url)
+    stop = _stop_on_signals()
+    try:
+        if spec.on_consumer_start is not None:
+            await spec.on_consumer_start(settings, engine)
+        if not (spec.topics(settings) or spec.topic_pattern):
+            log.info("consumer.idle", reason="this service subscribes to nothing yet")
+            await stop.wait()
+            return
+        await build_consumer(spec, settings, engine).run(stop)
+    finally:
+        await engine.dispose()
+
+
+def run_api(spec: ServiceSpec, settings: ServiceSettings) -> None:
+    import uvicorn
+
+    uvicorn.run(spec.create_app(settings), host=settings.http_host, port=settings.http_port,
+                log_config=None, access_log=False, proxy_headers=True,
+                forwarded_allow_ips="127.0.0.1")
+
+
+def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {spec.name}")
+    sub = parser.add_subparsers(dest="role", required=True)
+    sub.add_parser("api", help="serve the HTTP API")
+    sub.add_parser("relay", help="publish the outbox to Kafka")
+    sub.add_parser("consume", help="run the Kafka consumer")
+    sub.add_parser("migrate", help="upgrade the database to the newest migration")
+    dlq.add_arguments(sub.add_parser("dlq", help="inspect and replay the dead-letter topic"))
+    for name in spec.extra_commands:
+        extra = sub.add_parser(name)
+        extra.add_argument("args", nargs="*")
+    args = parser.parse_args(argv)
+    settings = spec.settings()
+    configure_logging(spec.name, settings.log_format, settings.log_level)
+    structlog.contextvars.bind_contextvars(role=args.role)
+    if args.role == "api":
+        run_api(spec, settings)
+    elif args.role == "relay":
+        asyncio.run(run_relay(spec, settings))
+    elif args.role == "consume":
+        asyncio.run(run_consumer(spec, settings))
+    elif args.role == "migrate":
+        upgrade(spec.migrations_dir, settings.database_url)
+    elif args.role == "dlq":
+        return asyncio.run(dlq.run(spec, settings, args, out=sys.stdout))
+    else:
+        return spec.extra_commands[args.role](settings, list(args.args))
+    return 0

@@ -1,0 +1,72 @@
+"""Base settings of every service (pydantic-settings), one env prefix per service.
+
+Deployment-wide values (Kafka, the PostgreSQL server, the authkey pepper) come from `MISP_*`
+variables unless the service's own prefix overrides them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_PEPPER = "insecure-development-pepper"
+
+
+class ServiceSettings(BaseSettings):
+    """Subclass per service with `service = "<name>"` and `env_prefix="<NAME>_"`."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    service: ClassVar[str] = "platform"
+
+    environment: str = "development"
+    database_url: str = ""
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    pepper: SecretStr = SecretStr(DEV_PEPPER)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8100
+    log_format: str = "console"
+    log_level: str = "info"
+    state_dir: str = ".local"
+    # Consumer tuning: retries of a failing message before it goes to the DLQ.
+    consumer_max_attempts: int = 3
+    consumer_retry_backoff_s: float = 0.2
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deployment_defaults(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        shared = {
+            "kafka_bootstrap_servers": "MISP_KAFKA_BOOTSTRAP_SERVERS",
+            "pepper": "MISP_PEPPER",
+            "log_format": "MISP_LOG_FORMAT",
+            "state_dir": "MISP_STATE_DIR",
+            "environment": "MISP_ENVIRONMENT",
+        }
+        for field, env in shared.items():
+            if field not in values and env in os.environ:
+                values[field] = os.environ[env]
+        if not values.get("database_url"):
+            base = os.environ.get("MISP_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:55432")
+            values["database_url"] = f"{base}/misp_{cls.service}"
+        return values
+
+    @model_validator(mode="after")
+    def _no_default_secrets_in_production(self) -> ServiceSettings:
+        if self.environment == "production" and self.pepper.get_secret_value() == DEV_PEPPER:
+            raise ValueError("set MISP_PEPPER: the development pepper is refused in production")
+        return self
+
+
+def settings_class(service: str) -> type[ServiceSettings]:
+    """A settings class for a service that needs nothing beyond the base."""
+    return type(
+        f"{service.title()}Settings",
+        (ServiceSettings,),
+        {"service": service, "model_config": SettingsConfigDict(env_prefix=f"{service.upper()}_",
+                                                                 extra="ignore")},
+    )

@@ -1,0 +1,99 @@
+"""The tables every service has (event store, outbox, processed marks) and the engine factory.
+
+Each service's first migration creates these with `create_platform_tables`; the service's own
+tables live beside them in its own metadata.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+metadata = MetaData()
+
+# The append-only event store: one row per event, unique (stream, version) for optimistic concurrency.
+event = Table(
+    "event",
+    metadata,
+    Column("stream_id", UUID(as_uuid=False), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("event_id", UUID(as_uuid=False), nullable=False, unique=True),
+    Column("stream_type", String(64), nullable=False),
+    Column("type", String(200), nullable=False),
+    Column("data", JSONB, nullable=False),
+    Column("metadata", JSONB, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("stream_id", "version", name="event_pkey"),
+)
+
+snapshot = Table(
+    "snapshot",
+    metadata,
+    Column("stream_id", UUID(as_uuid=False), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("state", JSONB, nullable=False),
+    Column("taken_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Messages waiting for the relay; a row is deleted once Kafka acknowledged it.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("position", BigInteger, Identity(always=True), primary_key=True),
+    Column("topic", String(249), nullable=False),
+    Column("message_key", Text, nullable=True),
+    Column("headers", JSONB, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# What each consumer has applied: written in the same transaction as the effect.
+processed_message = Table(
+    "processed_message",
+    metadata,
+    Column("consumer", String(120), nullable=False),
+    Column("message_id", String(200), nullable=False),
+    Column("outcome", String(20), nullable=False),  # applied | skipped | dead_lettered
+    Column("topic", String(249), nullable=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("consumer", "message_id", name="processed_message_pkey"),
+)
+
+OUTBOX_CHANNEL = "outbox"
+
+# Wakes the relay as soon as a transaction that wrote outbox rows commits.
+OUTBOX_NOTIFY_DDL = (
+    """
+    CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger AS $$
+    BEGIN PERFORM pg_notify('outbox', ''); RETURN NULL; END $$ LANGUAGE plpgsql
+    """,
+    """
+    CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()
+    """,
+)
+
+
+def create_engine(database_url: str, *, pool_size: int = 5) -> AsyncEngine:
+    """An async engine on psycopg 3; nothing connects until first use."""
+    return create_async_engine(database_url, pool_size=pool_size, max_overflow=10,
+                               pool_pre_ping=True)
+
+
+def libpq_url(database_url: str) -> str:
+    """The plain libpq form of a SQLAlchemy URL (for psycopg's LISTEN connection)."""
+    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)

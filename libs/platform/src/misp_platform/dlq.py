@@ -1,0 +1,157 @@
+"""The operator's tool for a service's dead-letter topic: list, show, replay.
+
+`replay` runs the original message through the service's handler again, in one transaction with
+its processed mark (which moves from `dead_lettered` to `applied`), so a replay is effective once
+however often it is asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from misp_contracts.envelope import from_kafka
+from misp_contracts.topics import dlq_topic
+from misp_platform.config import ServiceSettings
+from misp_platform.consumer import DLQ_HEADER_PREFIX, Handler
+from misp_platform.db import create_engine, processed_message
+
+if TYPE_CHECKING:
+    from misp_platform.service import ServiceSpec
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    offset: int
+    key: str | None
+    headers: dict[str, str]
+    value: bytes
+
+    @property
+    def original_headers(self) -> list[tuple[str, bytes]]:
+        return [(k, v.encode()) for k, v in self.headers.items()
+                if not k.startswith(DLQ_HEADER_PREFIX)]
+
+    def summary(self) -> dict[str, str | int | None]:
+        return {
+            "offset": self.offset,
+            "original": "{}[{}]@{}".format(self.headers.get("dlq_original_topic"),
+                                           self.headers.get("dlq_original_partition"),
+                                           self.headers.get("dlq_original_offset")),
+            "type": self.headers.get("ce_type"),
+            "message_id": self.headers.get("dlq_message_id"),
+            "consumer": self.headers.get("dlq_consumer"),
+            "failed_at": self.headers.get("dlq_failed_at"),
+            "error": self.headers.get("dlq_error"),
+        }
+
+
+async def read_dead_letters(bootstrap_servers: str, service: str) -> list[DeadLetter]:
+    """Every record of the service's DLQ topic, oldest first (no consumer group involved)."""
+    topic = dlq_topic(service)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[DeadLetter] = []
+        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                out.extend(
+                    DeadLetter(offset=r.offset,
+                               key=r.key.decode("utf-8", "replace") if r.key else None,
+                               headers={k: v.decode("utf-8", "replace") for k, v in r.headers},
+                               value=r.value or b"")
+                    for r in records)
+        return sorted(out, key=lambda d: d.offset)
+    finally:
+        await consumer.stop()
+
+
+async def replay(engine: AsyncEngine, consumer_group: str, handlers: dict[str, Handler],
+                 letter: DeadLetter) -> str:
+    """Apply one dead letter again; returns what happened (applied, already-applied, ...)."""
+    envelope = from_kafka(letter.original_headers, letter.value)
+    handler = handlers.get(envelope.type)
+    if handler is None:
+        return "no-handler"
+    async with engine.begin() as conn:
+        mark = (await conn.execute(
+            select(processed_message.c.outcome).where(
+                processed_message.c.consumer == consumer_group,
+                processed_message.c.message_id == envelope.id).with_for_update())).first()
+        if mark is not None and mark.outcome == "applied":
+            return "already-applied"
+        await handler(conn, envelope)
+        if mark is None:
+            await conn.execute(pg_insert(processed_message).values(
+                consumer=consumer_group, message_id=envelope.id, outcome="applied",
+                topic=letter.headers.get("dlq_original_topic")).on_conflict_do_nothing())
+        else:
+            await conn.execute(update(processed_message).where(
+                processed_message.c.consumer == consumer_group,
+                processed_message.c.message_id == envelope.id).values(outcome="applied"))
+    return "applied"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="dlq_action", required=True)
+    sub.add_parser("list", help="one line per dead letter")
+    show = sub.add_parser("show", help="everything about one dead letter")
+    show.add_argument("offset", type=int)
+    again = sub.add_parser("replay", help="run dead letters through the handler again")
+    again.add_argument("offsets", type=int, nargs="*")
+    again.add_argument("--all", action="store_true")
+
+
+async def run(spec: ServiceSpec, settings: ServiceSettings, args: argparse.Namespace,
+              out: TextIO) -> int:
+    letters = await read_dead_letters(settings.kafka_bootstrap_servers, spec.name)
+    if args.dlq_action == "list":
+        for letter in letters:
+            out.write(json.dumps(letter.summary()) + "\n")
+        out.write(f"{len(letters)} dead letter(s) in {dlq_topic(spec.name)}\n")
+        return 0
+    by_offset = {letter.offset: letter for letter in letters}
+    if args.dlq_action == "show":
+        letter = by_offset.get(args.offset)
+        if letter is None:
+            out.write(f"no dead letter at offset {args.offset}\n")
+            return 1
+        out.write(json.dumps({**letter.summary(), "key": letter.key, "headers": letter.headers,
+                              "value": letter.value.decode("utf-8", "replace")}, indent=2) + "\n")
+        return 0
+    chosen = letters if args.all else [by_offset[o] for o in args.offsets if o in by_offset]
+    if not chosen:
+        out.write("nothing to replay (give offsets or --all)\n")
+        return 1
+    engine = create_engine(settings.database_url)
+    failures = 0
+    try:
+        handlers = dict(spec.handlers(settings))
+        for letter in chosen:
+            try:
+                outcome = await replay(engine, spec.consumer_group, handlers, letter)
+            except Exception as exc:
+                outcome = f"failed: {type(exc).__name__}: {exc}"
+                failures += 1
+            out.write(json.dumps({"offset": letter.offset, "outcome": outcome}) + "\n")
+    finally:
+        await engine.dispose()
+    return 1 if failures else 0

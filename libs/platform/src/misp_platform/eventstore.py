@@ -1,0 +1,126 @@
+"""An append-only event store on PostgreSQL with optimistic concurrency per stream.
+
+`append` writes the events and their outbox rows in the caller's transaction: one transaction
+holds the change and what will be published about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from misp_contracts.envelope import Actor, Envelope
+from misp_contracts.events.base import DomainEvent
+from misp_platform.db import event, snapshot
+from misp_platform.outbox import OutgoingMessage, enqueue_messages
+
+
+class ConcurrencyError(Exception):
+    """Another writer appended to the stream since it was loaded (retry once, then 409)."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    stream_id: str
+    version: int
+    event_id: str
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    stream_id: str
+    version: int
+    state: dict[str, Any]
+
+
+class EventStore:
+    """The event store of one service (its name becomes the CloudEvents `source`)."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.source = f"/{service}"
+
+    async def append(
+        self,
+        conn: AsyncConnection,
+        *,
+        stream_id: str,
+        stream_type: str,
+        expected_version: int,
+        events: Sequence[DomainEvent],
+        actor: Actor,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        publish: bool = True,
+    ) -> list[Envelope]:
+        """Append after `expected_version` (0 for a new stream); raise ConcurrencyError on a race."""
+        envelopes = [
+            Envelope(
+                source=self.source, type=e.type, subject=stream_id,
+                streamversion=expected_version + i, correlationid=correlation_id,
+                causationid=causation_id, actor=actor, data=e.model_dump(mode="json"),
+            )
+            for i, e in enumerate(events, start=1)
+        ]
+        rows = [
+            {
+                "stream_id": stream_id, "version": env.streamversion, "event_id": env.id,
+                "stream_type": stream_type, "type": env.type, "data": env.data,
+                "metadata": env.model_dump(mode="json", exclude={"data"}),
+            }
+            for env in envelopes
+        ]
+        try:
+            async with conn.begin_nested():
+                await conn.execute(insert(event), rows)
+        except IntegrityError as exc:
+            if "event_pkey" in str(exc.orig):
+                raise ConcurrencyError(
+                    f"stream {stream_id} moved past version {expected_version}") from exc
+            raise
+        if publish:
+            await enqueue_messages(conn, [
+                OutgoingMessage.of(env, topic=e.topic, key=stream_id)
+                for env, e in zip(envelopes, events, strict=True)
+            ])
+        return envelopes
+
+    async def load(self, conn: AsyncConnection, stream_id: str,
+                   after_version: int = 0) -> list[StoredEvent]:
+        """The stream's events in version order (after a snapshot's version, if given)."""
+        result = await conn.execute(
+            select(event).where(event.c.stream_id == stream_id, event.c.version > after_version)
+            .order_by(event.c.version)
+        )
+        return [
+            StoredEvent(stream_id=str(r.stream_id), version=r.version, event_id=str(r.event_id),
+                        type=r.type, data=r.data, metadata=r.metadata,
+                        recorded_at=r.recorded_at)
+            for r in result
+        ]
+
+    async def load_snapshot(self, conn: AsyncConnection, stream_id: str) -> Snapshot | None:
+        row = (await conn.execute(
+            select(snapshot).where(snapshot.c.stream_id == stream_id))).first()
+        return None if row is None else Snapshot(str(row.stream_id), row.version, row.state)
+
+    async def save_snapshot(self, conn: AsyncConnection, snap: Snapshot) -> None:
+        """Keep the newest snapshot of a stream (a hook for streams that grow long)."""
+        stmt = pg_insert(snapshot).values(stream_id=snap.stream_id, version=snap.version,
+                                          state=snap.state)
+        await conn.execute(stmt.on_conflict_do_update(
+            index_elements=[snapshot.c.stream_id],
+            set_={"version": stmt.excluded.version, "state": stmt.excluded.state},
+            where=snapshot.c.version < stmt.excluded.version,
+        ))

@@ -1,0 +1,52 @@
+"""The transactional outbox: messages are written in the same transaction as the change.
+
+Only the relay (relay.py) ever publishes them; a request handler never talks to Kafka.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from misp_contracts.envelope import Envelope, to_kafka
+from misp_platform.db import outbox
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A Kafka record waiting in the outbox: topic, key, headers and value already encoded."""
+
+    topic: str
+    key: str | None
+    headers: list[tuple[str, bytes]]
+    value: bytes
+
+    @classmethod
+    def of(cls, envelope: Envelope, *, topic: str, key: str | None) -> OutgoingMessage:
+        headers, value = to_kafka(envelope)
+        return cls(topic=topic, key=key, headers=headers, value=value)
+
+
+def _row(message: OutgoingMessage) -> dict[str, object]:
+    return {
+        "topic": message.topic,
+        "message_key": message.key,
+        # Header values are text in every message we produce (CloudEvents attributes, errors).
+        "headers": [[name, value.decode("utf-8", "replace")] for name, value in message.headers],
+        "payload": message.value,
+    }
+
+
+async def enqueue(conn: AsyncConnection, envelope: Envelope, *, topic: str,
+                  key: str | None) -> None:
+    """Queue one envelope for publication, inside the caller's transaction."""
+    await enqueue_messages(conn, [OutgoingMessage.of(envelope, topic=topic, key=key)])
+
+
+async def enqueue_messages(conn: AsyncConnection, messages: Sequence[OutgoingMessage]) -> None:
+    """Queue raw records (already encoded), inside the caller's transaction."""
+    if messages:
+        await conn.execute(insert(outbox), [_row(m) for m in messages])

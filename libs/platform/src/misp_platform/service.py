@@ -1,0 +1,37 @@
+"""What a service declares about itself, so one runner can start any of its roles."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from misp_platform.config import ServiceSettings
+from misp_platform.consumer import Handler
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """The composition root's answer to: how do I build this service's parts?"""
+
+    name: str
+    settings: Callable[[], ServiceSettings]
+    create_app: Callable[[ServiceSettings], FastAPI]
+    migrations_dir: Path
+    # The consumer's handlers by event type, and what it subscribes to.
+    handlers: Callable[[ServiceSettings], Mapping[str, Handler]] = lambda _s: {}
+    topics: Callable[[ServiceSettings], list[str]] = lambda _s: []
+    topic_pattern: str | None = None
+    # Runs once the consumer is up (first-run seeding and the like), with the engine.
+    on_consumer_start: Callable[[ServiceSettings, AsyncEngine], Awaitable[None]] | None = None
+    extra_commands: Mapping[str, Callable[[ServiceSettings, list[str]], int]] = field(
+        default_factory=dict)
+
+    @property
+    def consumer_group(self) -> str:
+        return f"misp.{self.name}"

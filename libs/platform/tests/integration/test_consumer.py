@@ -1,0 +1,193 @@
+"""The consumer runner against the real Kafka and PostgreSQL: the whole pipeline, poison
+messages to the DLQ, replay, and crashes that neither lose nor double an effect."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from misp_contracts.envelope import Actor, Envelope
+from misp_contracts.topics import Topic, dlq_topic
+from misp_platform import dlq
+from misp_platform.consumer import ConsumerRunner
+from misp_platform.eventstore import EventStore
+from misp_platform.kafka import create_producer, ensure_topics
+from misp_platform.relay import OutboxRelay
+
+from .support import counter_event, eventually, read_topic
+
+COUNTER = "misp.test.counter.incremented.v1"
+store = EventStore("test")
+
+
+@pytest.fixture
+async def effect_log(engine: AsyncEngine) -> AsyncEngine:
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE effect_log (event_id text, n int)"))
+    return engine
+
+
+async def effects(engine: AsyncEngine) -> list[tuple[str, int]]:
+    async with engine.connect() as conn:
+        return [tuple(r) for r in await conn.execute(text("SELECT event_id, n FROM effect_log"))]
+
+
+async def record_effect(conn: AsyncConnection, envelope: Envelope) -> None:
+    await conn.execute(text("INSERT INTO effect_log (event_id, n) VALUES (:id, :n)"),
+                       {"id": envelope.id, "n": envelope.data["n"]})
+
+
+async def append_counters(engine: AsyncEngine, model, count: int, start: int = 0) -> None:  # type: ignore[no-untyped-def]
+    async with engine.begin() as conn:
+        for n in range(start, start + count):
+            await store.append(conn, stream_id=str(uuid.uuid4()), stream_type="counter",
+                               expected_version=0, events=[model(n=n)], actor=Actor.system())
+
+
+async def test_append_outbox_kafka_consumer_projection_counts_are_equal(
+        effect_log: AsyncEngine, platform_db: str, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
+    engine = effect_log
+    topic = await new_topic()
+    Counter = counter_event(topic)
+    producer = create_producer(kafka_bootstrap)
+    await producer.start()
+    stop = asyncio.Event()
+    relay = OutboxRelay(engine, platform_db, producer, poll_interval_s=0.1)
+    runner = ConsumerRunner(service="test", group=f"g-{uuid.uuid4().hex}", engine=engine,
+                            bootstrap_servers=kafka_bootstrap, topics=[topic],
+                            handlers={COUNTER: record_effect})
+    tasks = [asyncio.create_task(relay.run(stop)), asyncio.create_task(runner.run(stop))]
+    try:
+        await append_counters(engine, Counter, 150)
+        rows = await eventually(lambda: _at_least(engine, 150))
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await producer.stop()
+    assert sorted(n for _, n in rows) == list(range(150))
+    assert len({event_id for event_id, _ in rows}) == 150
+
+
+async def _at_least(engine: AsyncEngine, count: int) -> list[tuple[str, int]] | None:
+    rows = await effects(engine)
+    return rows if len(rows) >= count else None
+
+
+async def test_poison_messages_go_to_the_dlq_and_the_consumer_goes_on_then_replay_applies_once(
+        effect_log: AsyncEngine, platform_db: str, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
+    engine = effect_log
+    service = f"t{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, [Topic(dlq_topic(service), owner=service, partitions=1)])
+    topic = await new_topic()
+    Counter = counter_event(topic)
+    broken = {"on": True}
+
+    async def fussy(conn: AsyncConnection, envelope: Envelope) -> None:
+        if envelope.data["n"] == 13 and broken["on"]:
+            raise RuntimeError("thirteen is unlucky")
+        await record_effect(conn, envelope)
+
+    producer = create_producer(kafka_bootstrap)
+    await producer.start()
+    group = f"g-{uuid.uuid4().hex}"
+    runner = ConsumerRunner(service=service, group=group, engine=engine,
+                            bootstrap_servers=kafka_bootstrap, topics=[topic],
+                            handlers={COUNTER: fussy}, max_attempts=2, backoff_s=0.01)
+    stop = asyncio.Event()
+    relay = OutboxRelay(engine, platform_db, producer, poll_interval_s=0.1)
+    tasks = [asyncio.create_task(relay.run(stop)), asyncio.create_task(runner.run(stop))]
+    try:
+        await append_counters(engine, Counter, 10, start=10)  # 10..19, 13 fails
+        await producer.send_and_wait(topic, b"this is not a CloudEvent", key=b"junk")
+        await append_counters(engine, Counter, 5, start=20)  # the consumer went on
+        rows = await eventually(lambda: _at_least(engine, 14))
+        letters = await read_topic(kafka_bootstrap, dlq_topic(service), 2)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await producer.stop()
+    assert sorted(n for _, n in rows) == [n for n in range(10, 25) if n != 13]
+    errors = sorted(dict(r.headers)["dlq_error"].decode() for r in letters)
+    assert len(letters) == 2
+    assert "thirteen is unlucky" in errors[0]
+    assert errors[1].startswith("undecodable message")
+    assert all(dict(r.headers)["dlq_consumer"].decode() == group for r in letters)
+
+    # The operator's tool: list, then replay once the bug is fixed; a second replay is a no-op.
+    dead = await dlq.read_dead_letters(kafka_bootstrap, service)
+    assert len(dead) == 2
+    poisoned = next(d for d in dead if d.headers.get("ce_type") == COUNTER)
+    broken["on"] = False
+    handlers = {COUNTER: fussy}
+    assert await dlq.replay(engine, group, handlers, poisoned) == "applied"
+    assert await dlq.replay(engine, group, handlers, poisoned) == "already-applied"
+    assert sorted(n for _, n in await effects(engine)) == list(range(10, 25))
+
+
+class _Spec:
+    """Just enough of a ServiceSpec for the dlq command."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.consumer_group = f"misp.{name}"
+
+    def handlers(self, _settings: object) -> dict[str, object]:
+        return {COUNTER: record_effect}
+
+
+async def test_the_dlq_command_lists_dead_letters(kafka_bootstrap: str) -> None:
+    service = f"t{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, [Topic(dlq_topic(service), owner=service, partitions=1)])
+    producer = create_producer(kafka_bootstrap)
+    await producer.start()
+    await producer.send_and_wait(dlq_topic(service), b"x", headers=[
+        ("dlq_error", b"boom"), ("dlq_original_topic", b"t"), ("dlq_original_partition", b"0"),
+        ("dlq_original_offset", b"7")])
+    await producer.stop()
+    settings = Namespace(kafka_bootstrap_servers=kafka_bootstrap)
+    out = io.StringIO()
+    code = await dlq.run(_Spec(service), settings, Namespace(dlq_action="list"), out)  # type: ignore[arg-type]
+    assert code == 0
+    assert '"error": "boom"' in out.getvalue() and "t[0]@7" in out.getvalue()
+    assert "1 dead letter(s)" in out.getvalue()
+
+
+@pytest.mark.parametrize("failpoint", ["consumer.before_commit=2", "consumer.after_commit=2"])
+async def test_a_consumer_killed_mid_batch_neither_loses_nor_doubles_an_effect(
+        effect_log: AsyncEngine, kafka_bootstrap: str, platform_db: str, new_topic,  # type: ignore[no-untyped-def]
+        failpoint: str) -> None:
+    engine = effect_log
+    topic = await new_topic(partitions=1)
+    Counter = counter_event(topic)
+    total = 100
+    producer = create_producer(kafka_bootstrap)
+    await producer.start()
+    await append_counters(engine, Counter, total)
+    await OutboxRelay(engine, platform_db, producer).publish_pending()
+    await producer.stop()
+
+    group = f"g-{uuid.uuid4().hex}"
+    script = Path(__file__).with_name("consumer_process.py")
+    args = [sys.executable, str(script), platform_db, kafka_bootstrap, topic, group, str(total)]
+    env = {**os.environ, "MISP_FAILPOINTS": failpoint}
+    crashed = subprocess.run(args, env=env, timeout=120, capture_output=True)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
+    partial = await effects(engine)
+    assert 0 < len(partial) < total
+
+    env.pop("MISP_FAILPOINTS")
+    restarted = subprocess.run(args, env=env, timeout=120, capture_output=True)
+    assert restarted.returncode == 0, restarted.stderr.decode()[-2000:]
+    rows = await effects(engine)
+    assert sorted(n for _, n in rows) == list(range(total))  # each effect exactly once

@@ -1,0 +1,1 @@
+"""The audit service: the searchable audit log, a projection of every other service's events."""

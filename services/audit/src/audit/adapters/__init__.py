@@ -1,0 +1,1 @@
+"""Adapters of the audit service to the outside world (database, Kafka, ...)."""

@@ -1,0 +1,16 @@
+"""What the audit consumer handles: the principals projection (identity's and orgs' events)."""
+
+from collections.abc import Mapping
+
+from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
+from misp_platform.consumer import Handler
+
+from audit.settings import AuditSettings
+
+
+def handlers(_settings: AuditSettings) -> Mapping[str, Handler]:
+    return dict(PRINCIPAL_HANDLERS)
+
+
+def topics(_settings: AuditSettings) -> list[str]:
+    return list(PRINCIPAL_TOPICS)

@@ -1,0 +1,1 @@
+"""The audit domain: state, decide and evolve functions, errors. Pure: no I/O."""

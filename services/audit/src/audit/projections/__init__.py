@@ -1,0 +1,1 @@
+"""Read models of the audit service, kept in its own database."""

@@ -1,0 +1,1 @@
+"""The identity service: users, roles, authkeys, passwords, logins and sessions."""

@@ -1,0 +1,10 @@
+"""`python -m identity api|relay|consume|migrate|dlq`."""
+
+import sys
+
+from misp_platform.cli import main
+
+from identity.bootstrap import spec
+
+if __name__ == "__main__":
+    sys.exit(main(spec))

@@ -1,0 +1,16 @@
+"""What the identity consumer handles: the principals projection (identity's and orgs' events)."""
+
+from collections.abc import Mapping
+
+from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
+from misp_platform.consumer import Handler
+
+from identity.settings import IdentitySettings
+
+
+def handlers(_settings: IdentitySettings) -> Mapping[str, Handler]:
+    return dict(PRINCIPAL_HANDLERS)
+
+
+def topics(_settings: IdentitySettings) -> list[str]:
+    return list(PRINCIPAL_TOPICS)

@@ -1,0 +1,1 @@
+"""The identity domain: state, decide and evolve functions, errors. Pure: no I/O."""

@@ -1,0 +1,1 @@
+"""Read models of the identity service, kept in its own database."""

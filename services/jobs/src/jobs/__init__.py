@@ -1,0 +1,1 @@
+"""The jobs service: background jobs, workers and scheduled tasks."""

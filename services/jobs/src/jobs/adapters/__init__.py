@@ -1,0 +1,1 @@
+"""Adapters of the jobs service to the outside world (database, Kafka, ...)."""

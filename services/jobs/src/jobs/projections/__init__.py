@@ -1,0 +1,1 @@
+"""Read models of the jobs service, kept in its own database."""

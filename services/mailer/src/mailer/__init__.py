@@ -1,0 +1,1 @@
+"""The mailer service: outgoing mail to users and the instance GnuPG key."""

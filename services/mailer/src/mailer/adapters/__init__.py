@@ -1,0 +1,1 @@
+"""Adapters of the mailer service to the outside world (database, Kafka, ...)."""

@@ -1,0 +1,1 @@
+"""The HTTP API of the mailer service (FastAPI routers, schemas, dependencies)."""

@@ -1,0 +1,1 @@
+"""The mailer domain: state, decide and evolve functions, errors. Pure: no I/O."""

@@ -1,0 +1,1 @@
+"""Read models of the mailer service, kept in its own database."""

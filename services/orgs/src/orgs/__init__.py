@@ -1,0 +1,1 @@
+"""The orgs service: organisations (local and remote), logos and merges."""

@@ -1,0 +1,1 @@
+"""Adapters of the orgs service to the outside world (database, Kafka, ...)."""

@@ -1,0 +1,1 @@
+"""The HTTP API of the orgs service (FastAPI routers, schemas, dependencies)."""

@@ -1,0 +1,1 @@
+"""The orgs domain: state, decide and evolve functions, errors. Pure: no I/O."""

@@ -1,0 +1,1 @@
+"""Read models of the orgs service, kept in its own database."""

@@ -1,0 +1,1 @@
+"""The settings service: setting overrides, import blocklists and regexps, diagnostics."""

@@ -1,0 +1,1 @@
+"""Adapters of the settings service to the outside world (database, Kafka, ...)."""

@@ -1,0 +1,1 @@
+"""Read models of the settings service, kept in its own database."""
