@@ -1,1 +1,1 @@
-"""Contracts shared by every service: the event envelope, event and command models, topics, settings."""
+"""Contracts shared by every service: envelope, event and command models, topics, settings."""

@@ -122,7 +122,7 @@ def to_kafka(envelope: Envelope) -> tuple[list[tuple[str, bytes]], bytes]:
 
 def from_kafka(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...],
                value: bytes | None) -> Envelope:
-    """Decode a binary-mode CloudEvent; raises ValueError (or a CloudEvents error) if it is not one."""
+    """Decode a binary-mode CloudEvent; ValueError (or a CloudEvents error) if it is not one."""
     message = ce_kafka.KafkaMessage(headers=dict(headers), key=None, value=value or b"")
     event = ce_kafka.from_binary(message, JSON_FORMAT, CloudEvent)
     return Envelope.from_cloudevent(event)  # type: ignore[arg-type]
