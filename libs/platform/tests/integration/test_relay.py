@@ -90,6 +90,8 @@ async def test_concurrent_writers_every_event_published_once_in_stream_order(
                     await conn.commit()
                     version += 1
                 except ConcurrencyError:
+                    await conn.rollback()  # another writer won: reload and decide again
+                    version = len(await store.load(conn, stream))
                     await conn.rollback()
 
     producer = create_producer(kafka_bootstrap)

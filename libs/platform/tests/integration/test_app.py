@@ -1,0 +1,268 @@
+"""The app factory against the real PostgreSQL and Kafka: operator endpoints, MISP URL
+conventions and MISP's error shapes."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI, Request
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from misp_platform.app import EngineDep, SettingsDep, create_app
+from misp_platform.config import ServiceSettings
+from misp_platform.misp.errors import INTERNAL_ERROR, INVALID_JSON, NotFound
+from misp_platform.misp.params import NamedParams, read_body
+from misp_platform.testing import required_env, throwaway_database
+
+
+class AppTestSettings(ServiceSettings):
+    service: ClassVar[str] = "apptest"
+
+
+class ThingCreate(BaseModel):
+    name: str
+    size: int
+
+
+router = APIRouter()
+
+
+@router.get("/admin/things/index")
+async def things_index(named: NamedParams) -> dict[str, Any]:
+    return {"named": named}
+
+
+@router.get("/servers/getSetting/{name}")
+async def get_setting(name: str, request: Request) -> dict[str, Any]:
+    return {"name": name, "extension": request.state.url_extension}
+
+
+@router.post("/things/add")
+async def add_thing(request: Request) -> dict[str, Any]:
+    return {"Thing": await read_body(request, "Thing")}
+
+
+@router.post("/things/typed")
+async def typed_thing(thing: ThingCreate) -> dict[str, Any]:
+    return thing.model_dump()
+
+
+@router.get("/things/view/{thing_id}")
+async def view_thing(thing_id: int) -> dict[str, Any]:
+    if thing_id == 404:
+        raise NotFound("Invalid thing")
+    return {"id": thing_id}
+
+
+@router.get("/things/boom")
+async def boom() -> dict[str, Any]:
+    raise RuntimeError("secret internals: password=hunter2")
+
+
+@router.get("/things/db")
+async def db_answer(engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        value = (await conn.execute(text("SELECT 41 + 1"))).scalar()
+    return {"value": value, "service": settings.service}
+
+
+@pytest.fixture(scope="module")
+async def database_url():
+    async with throwaway_database(required_env("MISP_PG_URL"), prefix="test_app") as url:
+        yield url
+
+
+def make_settings(database_url: str, kafka: str) -> AppTestSettings:
+    return AppTestSettings(database_url=database_url, kafka_bootstrap_servers=kafka)
+
+
+@asynccontextmanager
+async def running(app: FastAPI):
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c
+
+
+@pytest.fixture(scope="module")
+async def client(database_url):
+    kafka = required_env("MISP_KAFKA_BOOTSTRAP_SERVERS")
+    hooks_seen: list[str] = []
+
+    @asynccontextmanager
+    async def hook(app: FastAPI):
+        hooks_seen.append("started")
+        app.state.hook_ran = True
+        yield
+        hooks_seen.append("stopped")
+
+    app = create_app(make_settings(database_url, kafka), routers=[router],
+                     lifespan_hooks=[hook], configure_logs=False)
+    async with running(app) as c:
+        assert hooks_seen == ["started"]
+        yield c
+    assert hooks_seen == ["started", "stopped"]
+
+
+async def test_health_answers_without_dependencies(client):
+    for path in ("/health", "/_svc/apptest/health"):
+        response = await client.get(path)
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok", "service": "apptest"}
+
+
+async def test_ready_when_database_and_kafka_answer(client):
+    response = await client.get("/ready")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["checks"] == {"database": "ok", "kafka": "ok"}
+
+
+async def test_not_ready_names_the_failing_check(database_url):
+    app = create_app(make_settings(database_url, "127.0.0.1:1"), configure_logs=False)
+    async with running(app) as c:
+        response = await c.get("/_svc/apptest/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failed"] == ["kafka"]
+    assert body["checks"]["database"] == "ok"
+
+
+async def test_not_ready_without_a_database():
+    app = create_app(make_settings("postgresql+psycopg://postgres@127.0.0.1:1/none",
+                                   required_env("MISP_KAFKA_BOOTSTRAP_SERVERS")),
+                     configure_logs=False)
+    async with running(app) as c:
+        response = await c.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["database"]
+
+
+async def test_diagnostics_report_database_kafka_and_principals(client):
+    response = await client.get("/diagnostics")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["service"] == "apptest" and body["status"] == "ok"
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["database"]["alembic_revision"] is None
+    assert body["checks"]["kafka"]["ok"] is True
+    assert body["checks"]["kafka"]["brokers"] >= 1
+    assert body["checks"]["principals"] == {"ok": True, "present": True, "users": 0, "roles": 0,
+                                            "authkeys": 0, "orgs": 0, "last_update": None}
+
+
+async def test_metrics_count_requests_by_route_template(client):
+    await client.get("/things/view/7")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert ('http_requests_total{method="GET",route="/things/view/{thing_id}",status="200"}'
+            in response.text)
+    assert "events_published_total" in response.text
+    assert "/things/view/7" not in response.text
+
+
+async def test_engine_and_settings_dependencies(client):
+    response = await client.get("/things/db")
+    assert response.json() == {"value": 42, "service": "apptest"}
+
+
+async def test_json_suffix_and_named_params_reach_the_route(client):
+    response = await client.get("/admin/things/index/value:foo+bar/searchorg:2.json")
+    assert response.status_code == 200
+    assert response.json() == {"named": {"value": "foo bar", "searchorg": "2"}}
+    response = await client.get("/admin/things/index.json")
+    assert response.json() == {"named": {}}
+
+
+async def test_a_bare_admin_controller_path_means_its_index(client):
+    for path in ("/admin/things", "/admin/things.json", "/admin/things/"):
+        response = await client.get(path)
+        assert response.status_code == 200, path
+        assert response.json() == {"named": {}}
+
+
+async def test_dots_in_route_parameters_are_kept(client):
+    response = await client.get("/servers/getSetting/MISP.baseurl")
+    assert response.json() == {"name": "MISP.baseurl", "extension": None}
+    response = await client.get("/servers/getSetting/MISP.baseurl.json")
+    assert response.json() == {"name": "MISP.baseurl", "extension": "json"}
+
+
+async def test_bodies_may_be_wrapped_or_flat(client):
+    for body in ({"name": "x"}, {"Thing": {"name": "x"}}, {"request": {"name": "x"}}):
+        response = await client.post("/things/add", json=body)
+        assert response.json() == {"Thing": {"name": "x"}}
+    empty = await client.post("/things/add")
+    assert empty.json() == {"Thing": {}}
+
+
+async def test_malformed_json_is_misps_405(client):
+    for path in ("/things/add", "/things/typed"):
+        response = await client.post(path, content=b'{"name": ',
+                                     headers={"content-type": "application/json"})
+        assert response.status_code == 405, path
+        assert response.json() == {"name": INVALID_JSON, "message": INVALID_JSON, "url": path}
+
+
+async def test_validation_errors_are_a_misp_shaped_400(client):
+    response = await client.post("/things/typed", json={"name": "x", "size": "big"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["url"] == "/things/typed"
+    assert body["name"] == body["message"]
+    assert "size" in body["message"]
+    assert list(body["errors"]) == ["size"]
+
+
+async def test_a_non_numeric_id_is_not_found(client):
+    response = await client.get("/things/view/abc")
+    assert response.status_code == 404
+    assert response.json() == {"name": "Not Found", "message": "Not Found",
+                               "url": "/things/view/abc"}
+
+
+async def test_route_errors_use_misps_shape(client):
+    response = await client.get("/things/view/404")
+    assert response.status_code == 404
+    assert response.json() == {"name": "Invalid thing", "message": "Invalid thing",
+                               "url": "/things/view/404"}
+
+
+async def test_unknown_paths_and_methods_get_misp_bodies(client):
+    response = await client.get("/nope/nothing/here")
+    assert response.status_code == 404
+    assert response.json() == {"name": "Not Found", "message": "Not Found",
+                               "url": "/nope/nothing/here"}
+    response = await client.delete("/things/view/1")
+    assert response.status_code == 405
+    assert response.json()["name"] == "Method Not Allowed"
+
+
+async def test_an_unexpected_error_is_a_generic_500_that_leaks_nothing(client):
+    response = await client.get("/things/boom", headers={"X-Request-ID": "boom-1"})
+    assert response.status_code == 500
+    assert response.json() == {"name": INTERNAL_ERROR, "message": INTERNAL_ERROR,
+                               "url": "/things/boom"}
+    assert "hunter2" not in response.text
+    assert response.headers["X-Request-ID"] == "boom-1"
+
+
+async def test_request_ids_are_echoed_or_generated(client):
+    response = await client.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["X-Request-ID"] == "abc-123"
+    generated = (await client.get("/health")).headers["X-Request-ID"]
+    assert len(generated) == 32
+    odd = await client.get("/health", headers={"X-Request-ID": "bad id with spaces"})
+    assert odd.headers["X-Request-ID"] != "bad id with spaces"
+
+
+async def test_docs_live_under_the_service_api_prefix(client):
+    assert (await client.get("/api/v1/apptest/openapi.json")).status_code == 200
+    assert (await client.get("/api/v1/apptest/docs")).status_code == 200
+    assert (await client.get("/docs")).status_code == 404
