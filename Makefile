@@ -1,0 +1,49 @@
+# Local development without Docker: see README.md and deploy/local/.
+SHELL := /bin/bash
+LOCAL := deploy/local
+
+.PHONY: help install infra up down status test bench lint admin-key gateway-reload
+
+help:
+	@echo "make up         install what is missing, start everything, print the gateway URL"
+	@echo "make down       stop everything"
+	@echo "make test       up, pytest (args: PYTEST_ARGS=...), down; exit code = pytest's"
+	@echo "make infra      install + PostgreSQL + Kafka + gateway (no services)"
+	@echo "make install    Debian packages, Kafka jars, uv sync"
+	@echo "make status     what runs"
+	@echo "make bench      infra up, bench/run.py, down"
+	@echo "make lint       ruff + mypy"
+	@echo "make admin-key  rotate the site admin's authkey (.local/admin.authkey)"
+
+install:
+	@bash $(LOCAL)/install.sh
+
+infra:
+	@bash $(LOCAL)/up.sh infra
+
+up:
+	@bash $(LOCAL)/up.sh
+
+down:
+	@bash $(LOCAL)/down.sh
+
+status:
+	@bash $(LOCAL)/postgres.sh status || true
+	@bash $(LOCAL)/kafka.sh status || true
+	@bash $(LOCAL)/gateway.sh status || true
+	@bash $(LOCAL)/services.sh status || true
+
+gateway-reload:
+	@bash $(LOCAL)/gateway.sh reload
+
+test:
+	@bash $(LOCAL)/test.sh $(PYTEST_ARGS)
+
+bench:
+	@bash $(LOCAL)/bench.sh $(BENCH_ARGS)
+
+lint:
+	@bash $(LOCAL)/lint.sh
+
+admin-key:
+	@set -a; . .local/env; set +a; .venv/bin/python -m identity admin-key

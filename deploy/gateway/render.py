@@ -1,0 +1,401 @@
+#!/usr/bin/env python3
+"""Render the gateway's nginx.conf from the route table (stdlib only).
+
+    render.py --mode local --state-dir .local --out .local/nginx/nginx.conf
+    render.py --mode container --out deploy/gateway/nginx.container.conf
+    render.py --resolve /admin/users/email /servers/getWorkers   # which service owns a path
+
+The route table (routes.tsv) maps path prefixes to their owning service; deploy/services.tsv gives
+each service's API port. nginx itself picks an exact location (`=`) first, then the longest prefix
+location (`^~`, so no regex can override it): the order in which routes are listed does not matter,
+and `resolve()` below mirrors that rule for the tests. Locations are written sorted anyway (exact
+ones, then prefixes longest first) so that a reader sees the winner first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_ROUTES = HERE / "routes.tsv"
+DEFAULT_SERVICES = HERE.parent / "services.tsv"
+
+EXACT = "exact"
+PREFIX = "prefix"
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    service: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Location:
+    kind: str  # EXACT or PREFIX
+    path: str
+    service: str
+    internal: bool = False  # /_svc/<service>/: loopback only, prefix stripped
+
+
+class RouteError(ValueError):
+    pass
+
+
+_SERVICE_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9/._~-]*$")
+
+
+def _rows(path: Path) -> list[tuple[int, list[str]]]:
+    rows = []
+    for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        rows.append((n, line.split()))
+    return rows
+
+
+def load_services(path: Path = DEFAULT_SERVICES) -> dict[str, int]:
+    """service -> API port, in file order."""
+    services: dict[str, int] = {}
+    for n, cols in _rows(path):
+        if len(cols) != 2 or not _SERVICE_RE.match(cols[0]) or not cols[1].isdigit():
+            raise RouteError(f"{path}:{n}: expected '<service> <port>'")
+        services[cols[0]] = int(cols[1])
+    return services
+
+
+def load_routes(path: Path = DEFAULT_ROUTES, services: dict[str, int] | None = None) -> list[Route]:
+    routes = []
+    for n, cols in _rows(path):
+        if len(cols) != 2:
+            raise RouteError(f"{path}:{n}: expected '<path> <service>'")
+        p, svc = cols
+        if not _PATH_RE.match(p) or "//" in p or p == "/":
+            raise RouteError(f"{path}:{n}: bad path {p!r}")
+        if p.startswith("/_svc/"):
+            raise RouteError(f"{path}:{n}: /_svc/ is reserved for the operator endpoints")
+        if services is not None and svc not in services:
+            raise RouteError(f"{path}:{n}: unknown service {svc!r}")
+        routes.append(Route(p, svc, n))
+    return routes
+
+
+def _has_extension(path: str) -> bool:
+    return "." in path.rsplit("/", 1)[-1]
+
+
+def expand(routes: list[Route], services: dict[str, int] | None = None) -> list[Location]:
+    """Turn routes into nginx locations; refuse a path claimed by two services."""
+    owners: dict[tuple[str, str], tuple[str, int]] = {}
+
+    def add(kind: str, path: str, route: Route) -> None:
+        key = (kind, path)
+        if key in owners and owners[key][0] != route.service:
+            other, line = owners[key]
+            raise RouteError(
+                f"{kind} {path} claimed by {other} (line {line}) and {route.service} "
+                f"(line {route.line}): one owner per path"
+            )
+        owners.setdefault(key, (route.service, route.line))
+
+    for r in routes:
+        if r.path.endswith("/"):
+            base = r.path.rstrip("/")
+            add(PREFIX, r.path, r)
+            add(EXACT, base, r)
+            add(EXACT, base + ".json", r)
+        elif _has_extension(r.path):
+            add(EXACT, r.path, r)
+            if r.path.endswith(".json"):
+                add(EXACT, r.path[: -len(".json")], r)
+        else:
+            add(EXACT, r.path, r)
+            add(EXACT, r.path + ".json", r)
+            add(PREFIX, r.path + "/", r)
+
+    locs = [Location(kind, path, svc) for (kind, path), (svc, _) in owners.items()]
+    for svc in services or {}:
+        locs.append(Location(PREFIX, f"/_svc/{svc}/", svc, internal=True))
+    return sort_locations(locs)
+
+
+def sort_locations(locs: list[Location]) -> list[Location]:
+    return sorted(locs, key=lambda loc: (loc.kind != EXACT, -len(loc.path), loc.path))
+
+
+def resolve(locs: list[Location], path: str) -> str | None:
+    """The service nginx sends `path` to (None: the 404 location), by nginx's own rule:
+    an exact location wins, otherwise the longest matching prefix location."""
+    for loc in locs:
+        if loc.kind == EXACT and loc.path == path:
+            return loc.service
+    best: Location | None = None
+    for loc in locs:
+        if (
+            loc.kind == PREFIX
+            and path.startswith(loc.path)
+            and (best is None or len(loc.path) > len(best.path))
+        ):
+            best = loc
+    return best.service if best else None
+
+
+# ---------------------------------------------------------------------------------------------
+# nginx.conf
+
+
+def _error_body(name: str) -> str:
+    # MISP's error shape; $misp_error_url is the request path with JSON-unsafe characters removed
+    return '{"name":"' + name + '","message":"' + name + '","url":"$misp_error_url"}'
+
+
+def render(
+    locs: list[Location],
+    services: dict[str, int],
+    *,
+    mode: str,
+    state_dir: Path | None = None,
+    listen: str | None = None,
+    upstreams: dict[str, str] | None = None,
+    user: str | None = None,
+) -> str:
+    if mode not in ("local", "container"):
+        raise ValueError(mode)
+    upstreams = dict(upstreams or {})
+    for svc, port in services.items():
+        if mode == "local":
+            upstreams.setdefault(svc, f"127.0.0.1:{port}")
+        else:
+            upstreams.setdefault(svc, f"{svc}-api:{port}")
+
+    if mode == "local":
+        if state_dir is None:
+            raise ValueError("local mode needs state_dir")
+        sd = state_dir
+        pid = f"{sd}/nginx/nginx.pid"
+        error_log = f"{sd}/logs/gateway-error.log"
+        access_log = f"{sd}/logs/gateway-access.log"
+        tmp = f"{sd}/nginx/tmp"
+        listen = listen or "127.0.0.1:8080"
+        workers = "2"
+    else:
+        pid = "/tmp/nginx.pid"
+        error_log = "/dev/stderr"
+        access_log = "/dev/stdout"
+        tmp = "/tmp"
+        listen = listen or "8080"
+        workers = "auto"
+        user = user or "nginx"
+
+    out: list[str] = []
+    w = out.append
+    w("# Generated by deploy/gateway/render.py from deploy/gateway/routes.tsv: do not edit.")
+    w(f"# mode: {mode}")
+    if user:
+        w(f"user {user};")
+    w(f"worker_processes {workers};")
+    w(f"pid {pid};")
+    w(f"error_log {error_log} warn;")
+    w("")
+    w("events {")
+    w("    worker_connections 2048;")
+    w("}")
+    w("")
+    w("http {")
+    w("    types { }")
+    w("    default_type application/json;")
+    w("    server_tokens off;")
+    w("    client_max_body_size 10m;")
+    w("    keepalive_timeout 65s;")
+    w("    tcp_nodelay on;")
+    w(f"    client_body_temp_path {tmp}/client_body;")
+    w(f"    proxy_temp_path {tmp}/proxy;")
+    w(f"    fastcgi_temp_path {tmp}/fastcgi;")
+    w(f"    uwsgi_temp_path {tmp}/uwsgi;")
+    w(f"    scgi_temp_path {tmp}/scgi;")
+    w("")
+    w("    log_format misp_json escape=json")
+    w('        \'{"time":"$time_iso8601","request_id":"$misp_request_id",\'')
+    w('        \'"remote_addr":"$remote_addr","method":"$request_method",\'')
+    w('        \'"uri":"$request_uri","status":$status,"bytes":$body_bytes_sent,\'')
+    w('        \'"request_time":$request_time,"upstream":"$upstream_addr",\'')
+    w('        \'"upstream_time":"$upstream_response_time","service":"$misp_service"}\';')
+    w(f"    access_log {access_log} misp_json;")
+    w("")
+    w("    # X-Request-ID: the client's, or one generated here")
+    w("    map $http_x_request_id $misp_request_id {")
+    w('        ""      $request_id;')
+    w("        default $http_x_request_id;")
+    w("    }")
+    w("    map $http_host $misp_host {")
+    w('        ""      $host;')
+    w("        default $http_host;")
+    w("    }")
+    w("    # the path as it may appear inside a JSON string")
+    w("    map $uri $misp_error_url {")
+    w('        "~[\\x00-\\x1f\\x22\\x5c]" "/";')
+    w("        default $uri;")
+    w("    }")
+    w("")
+    for svc in services:
+        w(f"    upstream {svc} {{")
+        w(f"        server {upstreams[svc]} max_fails=0;")
+        w("        keepalive 32;")
+        w("    }")
+    w("")
+    w("    server {")
+    w(f"        listen {listen};")
+    w("        server_name _;")
+    w("        set $misp_service -;")
+    w("")
+    w("        proxy_http_version 1.1;")
+    w('        proxy_set_header Connection "";')
+    w("        proxy_set_header Host $misp_host;")
+    w("        proxy_set_header X-Request-ID $misp_request_id;")
+    w("        proxy_set_header X-Real-IP $remote_addr;")
+    w("        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;")
+    w("        proxy_set_header X-Forwarded-Proto $scheme;")
+    w("        proxy_set_header X-Forwarded-Host $misp_host;")
+    w("        proxy_connect_timeout 5s;")
+    w("        proxy_send_timeout 300s;")
+    w("        proxy_read_timeout 300s;")
+    w("        proxy_next_upstream off;")
+    w("        add_header X-Request-ID $misp_request_id always;")
+    w("")
+    w("        error_page 502 503 504 = @unavailable;")
+    w("        error_page 413 = @too_large;")
+    w("        error_page 403 = @forbidden;")
+    w("")
+    for loc in locs:
+        mod = "=" if loc.kind == EXACT else "^~"
+        w(f"        location {mod} {loc.path} {{")
+        w(f"            set $misp_service {loc.service};")
+        if loc.internal:
+            w("            allow 127.0.0.1;")
+            w("            allow ::1;")
+            w("            deny all;")
+            w(f"            proxy_pass http://{loc.service}/;")
+        else:
+            w(f"            proxy_pass http://{loc.service};")
+        w("        }")
+    w("")
+    w("        location / {")
+    w("            charset utf-8;")
+    w("            charset_types application/json;")
+    w(f"            return 404 '{_error_body('Not Found')}';")
+    w("        }")
+    w("        location @unavailable {")
+    w("            charset utf-8;")
+    w("            charset_types application/json;")
+    w(f"            return 503 '{_error_body('Service Unavailable')}';")
+    w("        }")
+    w("        location @too_large {")
+    w("            charset utf-8;")
+    w("            charset_types application/json;")
+    w(f"            return 413 '{_error_body('Request Entity Too Large')}';")
+    w("        }")
+    w("        location @forbidden {")
+    w("            charset utf-8;")
+    w("            charset_types application/json;")
+    w(f"            return 403 '{_error_body('Forbidden')}';")
+    w("        }")
+    w("    }")
+    w("}")
+    return "\n".join(out) + "\n"
+
+
+def k8s_configmap(conf: str, name: str, namespace: str) -> str:
+    lines = [
+        "# Generated by deploy/gateway/render.py --mode container --k8s-configmap: do not edit.",
+        "apiVersion: v1",
+        "kind: ConfigMap",
+        "metadata:",
+        f"  name: {name}",
+        f"  namespace: {namespace}",
+        "data:",
+        "  nginx.conf: |",
+    ]
+    lines += [("    " + ln) if ln else "" for ln in conf.splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: str, text: str) -> None:
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--routes", type=Path, default=DEFAULT_ROUTES)
+    p.add_argument("--services", type=Path, default=DEFAULT_SERVICES)
+    p.add_argument("--mode", choices=("local", "container"), default="local")
+    p.add_argument("--state-dir", type=Path, help="local mode: the .local directory")
+    p.add_argument("--listen", help="listen address (local: 127.0.0.1:8080, container: 8080)")
+    p.add_argument("--user", help="nginx worker user (when started as root)")
+    p.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="SERVICE=HOST:PORT",
+        help="override a service's upstream address",
+    )
+    p.add_argument("--k8s-configmap", metavar="NAME", help="wrap the config in a ConfigMap")
+    p.add_argument("--namespace", default="misp")
+    p.add_argument("--out", default="-")
+    p.add_argument("--resolve", nargs="+", metavar="PATH", help="print the owner of each path")
+    a = p.parse_args(argv)
+
+    try:
+        services = load_services(a.services)
+        locs = expand(load_routes(a.routes, services), services)
+    except RouteError as exc:
+        print(f"render.py: {exc}", file=sys.stderr)
+        return 1
+
+    if a.resolve:
+        for path in a.resolve:
+            print(f"{path}\t{resolve(locs, path) or '404'}")
+        return 0
+
+    ups: dict[str, str] = {}
+    for item in a.upstream:
+        svc, _, addr = item.partition("=")
+        if svc not in services or not addr:
+            print(f"render.py: bad --upstream {item!r}", file=sys.stderr)
+            return 2
+        ups[svc] = addr
+    state_dir = a.state_dir.resolve() if a.state_dir else None
+    if a.mode == "local" and state_dir is None:
+        print("render.py: --mode local needs --state-dir", file=sys.stderr)
+        return 2
+    conf = render(
+        locs,
+        services,
+        mode=a.mode,
+        state_dir=state_dir,
+        listen=a.listen,
+        upstreams=ups,
+        user=a.user,
+    )
+    if a.k8s_configmap:
+        conf = k8s_configmap(conf, a.k8s_configmap, a.namespace)
+    _write(a.out, conf)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Install what the local stack needs, only when missing (idempotent, quiet unless failing):
+# Debian packages (PostgreSQL, nginx, JDK, Maven, curl), the Kafka broker's jars (Maven Central),
+# the project venv (uv sync --all-packages), and the `docker compose` CLI plugin (built from its Go
+# module) when a docker CLI without it is present: `docker compose config` validates
+# docker-compose.yml without any engine.
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+LOG="$LOGS/install.log"
+: >"$LOG"
+
+run() { "$@" >>"$LOG" 2>&1 || { tail_log "$LOG"; die "failed: $*"; }; }
+
+sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
+
+apt_packages() {
+  local pkgs=()
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || pkgs+=(postgresql postgresql-contrib)
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || pkgs+=(nginx-light)
+  command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || pkgs+=(maven)
+  command -v curl >/dev/null || pkgs+=(curl)
+  [ ${#pkgs[@]} -eq 0 ] && return 0
+  echo "installing Debian packages: ${pkgs[*]}"
+  run sudo_ apt-get update -q
+  if ! sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      "${pkgs[@]}" >>"$LOG" 2>&1; then
+    # nginx-light is gone from newer Debian releases: take nginx instead
+    pkgs=("${pkgs[@]/nginx-light/nginx}")
+    run sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}"
+  fi
+}
+
+python_env() {
+  if ! command -v uv >/dev/null; then
+    echo "installing uv (pip)"
+    python3 -m pip install -q uv >>"$LOG" 2>&1 \
+      || run python3 -m pip install -q --break-system-packages uv
+    hash -r
+    command -v uv >/dev/null || PATH="$HOME/.local/bin:$PATH"
+    command -v uv >/dev/null || die "uv installed but not on PATH"
+  fi
+  (cd "$ROOT" && run uv sync --all-packages --quiet)
+}
+
+compose_plugin() {
+  command -v docker >/dev/null || return 0
+  docker compose version >/dev/null 2>&1 && return 0
+  local go version=v2.40.3 dir build dest
+  go="$(command -v go || true)"
+  [ -n "$go" ] || { [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go; } || {
+    echo "warning: no 'docker compose' plugin and no Go toolchain to build it" >&2
+    return 0
+  }
+  echo "building the docker compose plugin $version from its Go module (once, ~2 min)"
+  dir="$(GOFLAGS=-mod=mod "$go" mod download -json "github.com/docker/compose/v2@$version" 2>>"$LOG" \
+    | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
+  [ -n "$dir" ] || { tail_log "$LOG"; die "could not download github.com/docker/compose/v2@$version"; }
+  build="$STATE/build/compose"
+  rm -rf "$build"; mkdir -p "$(dirname "$build")"
+  cp -r "$dir" "$build"; chmod -R u+w "$build"
+  dest="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+  mkdir -p "$dest"
+  (cd "$build" && run env GOFLAGS=-buildvcs=false "$go" build -trimpath \
+    -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$version" \
+    -o "$dest/docker-compose" ./cmd)
+  rm -rf "$build"
+  docker compose version >/dev/null 2>&1 || die "docker compose plugin built but not found by docker"
+}
+
+apt_packages
+python_env
+bash "$ROOT/deploy/local/kafka.sh" jars
+compose_plugin
+ensure_env

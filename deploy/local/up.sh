@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Everything, from a fresh machine: install what is missing, start PostgreSQL, Kafka, the
+# gateway and the services, wait until all are ready, print the gateway URL.
+# usage: up.sh [infra]   (infra: stop after PostgreSQL, Kafka and the gateway)
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+
+bash "$HERE/install.sh"
+bash "$HERE/postgres.sh" start
+bash "$HERE/kafka.sh" start
+bash "$HERE/gateway.sh" start
+[ "${1:-}" = infra ] && exit 0
+bash "$HERE/services.sh" start
+url="$(bash "$HERE/wait-ready.sh")"
+echo "gateway: $url"
+if [ -s "$STATE/admin.authkey" ]; then
+  echo "site admin authkey: .local/admin.authkey"
+fi

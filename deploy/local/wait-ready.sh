@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Wait until every service answers 200 on /ready, directly and through the gateway
+# (/_svc/<service>/ready), then print the gateway URL. Gives up after WAIT_READY_TIMEOUT (120) s.
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+TIMEOUT="${WAIT_READY_TIMEOUT:-120}"
+GATEWAY="http://127.0.0.1:$GATEWAY_PORT"
+
+urls=()
+for svc in "${SERVICES[@]}"; do
+  urls+=("http://127.0.0.1:${SERVICE_PORT[$svc]}/ready" "$GATEWAY/_svc/$svc/ready")
+done
+
+code() { curl -s -o /dev/null -m 5 -w '%{http_code}' "$1" 2>/dev/null || true; }
+
+deadline=$((SECONDS + TIMEOUT))
+pending=("${urls[@]}")
+while :; do
+  left=()
+  for u in "${pending[@]}"; do
+    [ "$(code "$u")" = 200 ] || left+=("$u")
+  done
+  [ ${#left[@]} -eq 0 ] && break
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    echo "error: not ready after ${TIMEOUT}s:" >&2
+    for u in "${left[@]}"; do echo "  $u -> $(code "$u")" >&2; done
+    echo "logs: .local/logs/<service>-<role>.log; .venv/bin/supervisorctl -c .local/supervisor/supervisord.conf status" >&2
+    exit 1
+  fi
+  pending=("${left[@]}")
+  sleep 1
+done
+echo "$GATEWAY"

@@ -1,0 +1,365 @@
+"""The gateway's route table, its nginx rendering, and the container descriptions.
+
+The routing decisions are checked twice: by the renderer's `resolve()` (nginx's rule: an exact
+location first, else the longest prefix) and by a real nginx started from the rendered config in
+front of echo servers that say which service they are. Needs no service, Kafka or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RENDER = ROOT / "deploy" / "gateway" / "render.py"
+GENERATE = ROOT / "deploy" / "generate.py"
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+render = _load(RENDER, "gateway_render_under_test")
+SERVICES = render.load_services(render.DEFAULT_SERVICES)
+LOCATIONS = render.expand(render.load_routes(render.DEFAULT_ROUTES, SERVICES), SERVICES)
+
+EXPECTED = [
+    # an exact or longer path wins over a shorter prefix
+    ("/admin/users/email", "mailer"),
+    ("/admin/users/email.json", "mailer"),
+    ("/admin/users/email/1", "mailer"),
+    ("/admin/users/quickEmail/5", "mailer"),
+    ("/admin/users/quickEmail/5.json", "mailer"),
+    ("/admin/users/emailFoo", "identity"),
+    ("/admin/users/view/1", "identity"),
+    ("/admin/users/view/1.json", "identity"),
+    ("/admin/users", "identity"),
+    ("/admin/users.json", "identity"),
+    ("/admin/users/", "identity"),
+    ("/admin/users/index", "identity"),
+    ("/users/view/me.json", "identity"),
+    ("/roles/index", "identity"),
+    ("/admin/roles/add", "identity"),
+    ("/auth_keys/add/1", "identity"),
+    ("/userSettings/setSetting", "identity"),
+    ("/organisations/view/1", "orgs"),
+    ("/organisations", "orgs"),
+    ("/admin/organisations/merge/2", "orgs"),
+    ("/admin/logs/index", "audit"),
+    ("/admin/audit_logs/index", "audit"),
+    ("/logs/index", "audit"),
+    ("/servers/getWorkers", "jobs"),
+    ("/servers/getWorkers.json", "jobs"),
+    ("/servers/startWorker/default", "jobs"),
+    ("/servers/stopWorker/1234", "jobs"),
+    ("/servers/restartWorkers", "jobs"),
+    ("/servers/restartDeadWorkers.json", "jobs"),
+    ("/servers/killAllWorkers", "jobs"),
+    ("/servers/serverSettings", "settings"),
+    ("/servers/serverSettings/diagnostics", "settings"),
+    ("/servers/getWorkersX", "settings"),
+    ("/servers/serverSettingsEdit/MISP.baseurl", "settings"),
+    ("/attributes/describeTypes.json", "settings"),
+    ("/attributes/describeTypes", "settings"),
+    ("/admin/regexp/index", "settings"),
+    ("/admin/allowedlists/index", "settings"),
+    ("/allowedlists/index", "settings"),
+    ("/eventBlocklists/index", "settings"),
+    ("/orgBlocklists/index", "settings"),
+    ("/jobs/index", "jobs"),
+    ("/tasks/index", "jobs"),
+    ("/gpg.asc", "mailer"),
+    ("/api/v1/orgs/organisations/1/logo", "orgs"),
+    ("/api/v1/audit/verify", "audit"),
+    ("/api/v1/jobs/cancel/3", "jobs"),
+    ("/_svc/identity/ready", "identity"),
+    ("/_svc/settings/diagnostics", "settings"),
+    # not ours
+    ("/", None),
+    ("/events/index", None),
+    ("/attributes/restSearch", None),
+    ("/admin", None),
+    ("/gpg.ascx", None),
+    ("/api/v1/nosuch/x", None),
+]
+
+
+@pytest.mark.parametrize(("path", "service"), EXPECTED)
+def test_the_renderer_routes_each_path_to_its_owner(path: str, service: str | None) -> None:
+    assert render.resolve(LOCATIONS, path) == service
+
+
+def test_every_route_of_the_table_resolves_to_its_own_service() -> None:
+    for route in render.load_routes(render.DEFAULT_ROUTES, SERVICES):
+        probes = [route.path]
+        if route.path.endswith("/"):
+            probes += [route.path + "x/1", route.path.rstrip("/"), route.path.rstrip("/") + ".json"]
+        elif not route.path.rsplit("/", 1)[-1].count("."):
+            probes += [route.path + ".json", route.path + "/1"]
+        for probe in probes:
+            assert render.resolve(LOCATIONS, probe) == route.service, (probe, route)
+
+
+def test_locations_are_written_exact_first_then_longest_prefix_first() -> None:
+    kinds = [loc.kind for loc in LOCATIONS]
+    assert kinds == sorted(kinds, key=lambda k: k != render.EXACT)
+    prefixes = [len(loc.path) for loc in LOCATIONS if loc.kind == render.PREFIX]
+    assert prefixes == sorted(prefixes, reverse=True)
+    conf = render.render(LOCATIONS, SERVICES, mode="local", state_dir=Path("/state"))
+    assert conf.index("location = /admin/users/email {") < conf.index("location ^~ /admin/users/ {")
+    assert conf.index("location ^~ /admin/users/quickEmail/ {") < conf.index(
+        "location ^~ /admin/users/ {"
+    )
+
+
+def test_a_path_claimed_by_two_services_is_refused(tmp_path: Path) -> None:
+    table = tmp_path / "routes.tsv"
+    table.write_text("/users/\tidentity\n/users\torgs\n")
+    with pytest.raises(render.RouteError, match="one owner per path"):
+        render.expand(render.load_routes(table, SERVICES), SERVICES)
+
+
+def test_an_unknown_service_is_refused(tmp_path: Path) -> None:
+    table = tmp_path / "routes.tsv"
+    table.write_text("/users/\tnobody\n")
+    with pytest.raises(render.RouteError, match="unknown service"):
+        render.load_routes(table, SERVICES)
+
+
+def test_the_generated_files_are_up_to_date() -> None:
+    result = subprocess.run(
+        [sys.executable, str(GENERATE), "--check"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_config_validates() -> None:
+    docker = shutil.which("docker")
+    assert docker, "the docker CLI is not installed (deploy/local/install.sh installs compose)"
+    result = subprocess.run(
+        [docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# the real nginx, in front of echo servers
+
+
+class _Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    service = "?"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = json.dumps(
+            {"service": self.service, "path": self.path, "headers": dict(self.headers.items())}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+DOWN_SERVICE = "orgs"  # its upstream points at a closed port
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[str]:
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    assert nginx, "nginx is not installed (deploy/local/install.sh installs it)"
+    servers = []
+    upstreams = []
+    for svc in SERVICES:
+        if svc == DOWN_SERVICE:
+            upstreams.append(f"--upstream={svc}=127.0.0.1:{_free_port()}")
+            continue
+        handler = type(f"Echo_{svc}", (_Echo,), {"service": svc})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        upstreams.append(f"--upstream={svc}=127.0.0.1:{server.server_address[1]}")
+    # not under pytest's tmp_path (mode 0700): nginx workers (www-data when we are root) write
+    # request bodies to nginx/tmp
+    state = Path(tempfile.mkdtemp(prefix="misp-gw-"))
+    state.chmod(0o755)
+    for d in ("logs", "nginx/tmp"):
+        (state / d).mkdir(parents=True)
+    port = _free_port()
+    conf = state / "nginx" / "nginx.conf"
+    args = [
+        sys.executable,
+        str(RENDER),
+        "--mode",
+        "local",
+        "--state-dir",
+        str(state),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--out",
+        str(conf),
+        *upstreams,
+    ]
+    if os.geteuid() == 0:
+        user = _worker_user()
+        args += ["--user", user]
+        pw = pwd.getpwnam(user)
+        os.chown(state / "nginx" / "tmp", pw.pw_uid, pw.pw_gid)
+    subprocess.run(args, check=True)
+    proc = subprocess.Popen(
+        [
+            nginx,
+            "-e",
+            str(state / "logs" / "gateway-error.log"),
+            "-p",
+            str(state / "nginx"),
+            "-c",
+            str(conf),
+            "-g",
+            "daemon off;",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    log = (state / "logs" / "gateway-error.log").read_text(errors="replace")
+                    pytest.fail(f"nginx did not start: {err}\n{log}")
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for server in servers:
+            server.shutdown()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _worker_user() -> str:
+    for name in ("www-data", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    return "root"
+
+
+REAL = [(p, s) for p, s in EXPECTED if s != DOWN_SERVICE and s is not None and "%" not in p]
+
+
+@pytest.mark.parametrize(("path", "service"), REAL)
+def test_nginx_routes_each_path_like_the_renderer(gateway: str, path: str, service: str) -> None:
+    r = httpx.get(gateway + path, timeout=10)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["service"] == service
+    if path.startswith("/_svc/"):
+        assert body["path"] == path[len(f"/_svc/{service}") :]  # prefix stripped
+    else:
+        assert body["path"] == path  # passed unchanged
+
+
+def test_nginx_passes_the_request_id_and_the_client_address(gateway: str) -> None:
+    r = httpx.get(gateway + "/users/view/me", headers={"X-Request-ID": "req-123"}, timeout=10)
+    headers = {k.lower(): v for k, v in r.json()["headers"].items()}
+    assert headers["x-request-id"] == "req-123"
+    assert r.headers["x-request-id"] == "req-123"
+    assert headers["x-real-ip"] == "127.0.0.1"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["host"] == gateway.removeprefix("http://")
+
+    r = httpx.get(gateway + "/users/view/me", timeout=10)
+    generated = {k.lower(): v for k, v in r.json()["headers"].items()}["x-request-id"]
+    assert len(generated) == 32
+    assert r.headers["x-request-id"] == generated
+
+
+def test_nginx_answers_unknown_paths_with_misp_s_404(gateway: str) -> None:
+    r = httpx.get(gateway + "/events/index", timeout=10)
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json() == {"name": "Not Found", "message": "Not Found", "url": "/events/index"}
+    r = httpx.get(gateway + '/a"b\\c', timeout=10)
+    assert r.status_code == 404
+    assert r.json()["name"] == "Not Found"  # still valid JSON
+
+
+def test_nginx_answers_503_json_when_the_owner_is_down(gateway: str) -> None:
+    r = httpx.get(gateway + "/organisations/index", timeout=10)
+    assert r.status_code == 503
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json() == {
+        "name": "Service Unavailable",
+        "message": "Service Unavailable",
+        "url": "/organisations/index",
+    }
+
+
+def test_nginx_keeps_operator_paths_for_loopback_clients(gateway: str) -> None:
+    # 127.0.0.2 is on the loopback interface but is not one of the allowed addresses
+    transport = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(transport=transport, timeout=10) as client:
+        r = client.get(gateway + "/_svc/identity/ready")
+        assert r.status_code == 403
+        assert r.json()["name"] == "Forbidden"
+        assert client.get(gateway + "/users/view/me").status_code == 200
+
+
+def test_nginx_limits_bodies_to_10m(gateway: str) -> None:
+    ok = httpx.post(gateway + "/admin/users/add", content=b"x" * (9 * 1024 * 1024), timeout=30)
+    assert ok.status_code == 200
+    big = httpx.post(gateway + "/admin/users/add", content=b"x" * (11 * 1024 * 1024), timeout=30)
+    assert big.status_code == 413
+    assert big.json()["name"] == "Request Entity Too Large"
