@@ -38,6 +38,19 @@ class StoredEvent:
 
 
 @dataclass(frozen=True)
+class Append:
+    """New events for one stream, expected to follow `expected_version`."""
+
+    stream_id: str
+    stream_type: str
+    expected_version: int
+    events: tuple[DomainEvent, ...]
+    actor: Actor
+    correlation_id: str | None = None
+    causation_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     stream_id: str
     version: int
@@ -64,36 +77,47 @@ class EventStore:
         causation_id: str | None = None,
         publish: bool = True,
     ) -> list[Envelope]:
-        """Append after `expected_version` (0 for a new stream); raise ConcurrencyError on a race."""
-        envelopes = [
-            Envelope(
-                source=self.source, type=e.type, subject=stream_id,
-                streamversion=expected_version + i, correlationid=correlation_id,
-                causationid=causation_id, actor=actor, data=e.model_dump(mode="json"),
-            )
-            for i, e in enumerate(events, start=1)
-        ]
-        rows = [
-            {
-                "stream_id": stream_id, "version": env.streamversion, "event_id": env.id,
-                "stream_type": stream_type, "type": env.type, "data": env.data,
-                "metadata": env.model_dump(mode="json", exclude={"data"}),
-            }
-            for env in envelopes
-        ]
+        """Append after `expected_version` (0 for a new stream); raise ConcurrencyError on a race.
+
+        After a ConcurrencyError the transaction is aborted: roll it back, reload, decide again.
+        """
+        return await self.append_many(conn, [Append(
+            stream_id=stream_id, stream_type=stream_type, expected_version=expected_version,
+            events=tuple(events), actor=actor, correlation_id=correlation_id,
+            causation_id=causation_id)], publish=publish)
+
+    async def append_many(self, conn: AsyncConnection, appends: Sequence[Append], *,
+                          publish: bool = True) -> list[Envelope]:
+        """Append to several streams in two statements (events, then outbox rows)."""
+        envelopes: list[Envelope] = []
+        messages: list[OutgoingMessage] = []
+        rows: list[dict[str, Any]] = []
+        for a in appends:
+            for i, e in enumerate(a.events, start=1):
+                env = Envelope(
+                    source=self.source, type=e.type, subject=a.stream_id,
+                    streamversion=a.expected_version + i, correlationid=a.correlation_id,
+                    causationid=a.causation_id, actor=a.actor, data=e.model_dump(mode="json"),
+                )
+                envelopes.append(env)
+                rows.append({
+                    "stream_id": a.stream_id, "version": env.streamversion, "event_id": env.id,
+                    "stream_type": a.stream_type, "type": env.type, "data": env.data,
+                    "metadata": env.model_dump(mode="json", exclude={"data"}),
+                })
+                if publish:
+                    messages.append(OutgoingMessage.of(env, topic=e.topic, key=a.stream_id))
+        if not rows:
+            return envelopes
         try:
-            async with conn.begin_nested():
-                await conn.execute(insert(event), rows)
+            await conn.execute(insert(event), rows)
         except IntegrityError as exc:
             if "event_pkey" in str(exc.orig):
                 raise ConcurrencyError(
-                    f"stream {stream_id} moved past version {expected_version}") from exc
+                    "a stream moved past its expected version: "
+                    + ", ".join(f"{a.stream_id}@{a.expected_version}" for a in appends)) from exc
             raise
-        if publish:
-            await enqueue_messages(conn, [
-                OutgoingMessage.of(env, topic=e.topic, key=stream_id)
-                for env, e in zip(envelopes, events, strict=True)
-            ])
+        await enqueue_messages(conn, messages)
         return envelopes
 
     async def load(self, conn: AsyncConnection, stream_id: str,

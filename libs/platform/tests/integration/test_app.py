@@ -9,14 +9,13 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, Request
-from pydantic import BaseModel
-from sqlalchemy import text
-
 from misp_platform.app import EngineDep, SettingsDep, create_app
 from misp_platform.config import ServiceSettings
 from misp_platform.misp.errors import INTERNAL_ERROR, INVALID_JSON, NotFound
-from misp_platform.misp.params import NamedParams, read_body
+from misp_platform.misp.params import MispId, NamedParams, read_body
 from misp_platform.testing import required_env, throwaway_database
+from pydantic import BaseModel
+from sqlalchemy import text
 
 
 class AppTestSettings(ServiceSettings):
@@ -52,7 +51,7 @@ async def typed_thing(thing: ThingCreate) -> dict[str, Any]:
 
 
 @router.get("/things/view/{thing_id}")
-async def view_thing(thing_id: int) -> dict[str, Any]:
+async def view_thing(thing_id: MispId) -> dict[str, Any]:
     if thing_id == 404:
         raise NotFound("Invalid thing")
     return {"id": thing_id}
@@ -225,6 +224,24 @@ async def test_a_non_numeric_id_is_not_found(client):
     assert response.status_code == 404
     assert response.json() == {"name": "Not Found", "message": "Not Found",
                                "url": "/things/view/abc"}
+
+
+async def test_an_id_beyond_bigint_is_not_found(client):
+    response = await client.get("/things/view/99999999999999999999")
+    assert response.status_code == 404
+    assert response.json()["message"] == "Not Found"
+
+
+async def test_head_is_answered_by_the_get_route_without_a_body(client):
+    found = await client.head("/things/view/3")
+    assert found.status_code == 200
+    assert found.content == b""
+    assert int(found.headers["content-length"]) > 0
+    missing = await client.head("/things/view/404")
+    assert missing.status_code == 404 and missing.content == b""
+    metrics = (await client.get("/metrics")).text
+    assert 'http_requests_total{method="HEAD",route="/things/view/{thing_id}",status="404"}' in (
+        metrics)
 
 
 async def test_route_errors_use_misps_shape(client):

@@ -1,0 +1,368 @@
+"""The FastAPI app factory every service uses: MISP URL and error conventions, request ids,
+metrics, and the operator endpoints (health, readiness, metrics, diagnostics).
+
+Nothing connects at import time or in `create_app`: the engine and the Kafka probe open in the
+lifespan (or are handed in by a test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from importlib import metadata as importlib_metadata
+from typing import Annotated, Any
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient
+from fastapi import APIRouter, Depends, FastAPI, Request
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from misp_platform.config import ServiceSettings
+from misp_platform.db import create_engine
+from misp_platform.logging import configure_logging, request_context
+from misp_platform.metrics import MetricsMiddleware, metrics_response
+from misp_platform.misp.errors import INTERNAL_ERROR, install_error_handlers, misp_error_response
+from misp_platform.misp.params import MispPathMiddleware
+from misp_platform.misp.responses import MispJSONResponse
+
+log = structlog.get_logger("misp_platform.app")
+
+LifespanHook = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
+# A check returns details (anything JSON-able; False means failed) or raises.
+Check = Callable[[FastAPI], Awaitable[Any]]
+
+CHECK_TIMEOUT_S = 3.0
+OPS_PATHS = ("health", "ready", "metrics", "diagnostics")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+# ---- dependencies -----------------------------------------------------------------------------
+
+
+def get_engine(request: Request) -> AsyncEngine:
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        raise RuntimeError("no engine: it is opened in the app's lifespan")
+    return engine
+
+
+def get_settings(request: Request) -> ServiceSettings:
+    settings: ServiceSettings = request.app.state.settings
+    return settings
+
+
+EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
+SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
+
+
+# ---- request context --------------------------------------------------------------------------
+
+
+def _incoming_id(value: str | None) -> str | None:
+    return value if value is not None and _REQUEST_ID.fullmatch(value) else None
+
+
+class RequestContextMiddleware:
+    """Pure ASGI: request and correlation ids (from `X-Request-ID` / `X-Correlation-ID` or new),
+    bound to the logs and echoed; headers queued in `scope["state"]["response_headers"]` (the
+    auth dependency's `X-Auth-Key-Expiration`); any unhandled exception becomes MISP's 500."""
+
+    def __init__(self, app: ASGIApp, *, quiet_paths: Sequence[str] = ()) -> None:
+        self.app = app
+        self.quiet_paths = frozenset(quiet_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        request_id = _incoming_id(headers.get("x-request-id")) or uuid.uuid4().hex
+        correlation_id = _incoming_id(headers.get("x-correlation-id")) or request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["correlation_id"] = correlation_id
+        path = scope.get("path", "")
+        started = False
+        status = 500
+        begin = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started, status
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                out = MutableHeaders(scope=message)
+                out["X-Request-ID"] = request_id
+                for name, value in (state.get("response_headers") or {}).items():
+                    if name not in out:
+                        out[name] = value
+            await send(message)
+
+        with request_context(request_id, correlation_id):
+            try:
+                await self.app(scope, receive, send_wrapper)
+            except Exception:
+                log.exception("http.unhandled_error", method=scope.get("method"), path=path)
+                if started:
+                    raise
+                response = misp_error_response(500, INTERNAL_ERROR,
+                                               state.get("original_path") or path)
+                await response(scope, receive, send_wrapper)
+            finally:
+                level = log.debug if path in self.quiet_paths else log.info
+                level("http.request", method=scope.get("method"),
+                      path=state.get("original_path") or path, status=status,
+                      duration_ms=round((time.perf_counter() - begin) * 1000, 2))
+
+
+# ---- checks -----------------------------------------------------------------------------------
+
+
+class KafkaProbe:
+    """One admin connection reused by readiness and diagnostics (reopened after a failure)."""
+
+    def __init__(self, bootstrap_servers: str, *, client_id: str,
+                 timeout_s: float = CHECK_TIMEOUT_S) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.client_id = client_id
+        self.timeout_s = timeout_s
+        self._admin: AIOKafkaAdminClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def describe_cluster(self) -> dict[str, Any]:
+        async with self._lock:
+            try:
+                if self._admin is None:
+                    admin = AIOKafkaAdminClient(
+                        bootstrap_servers=self.bootstrap_servers, client_id=self.client_id,
+                        request_timeout_ms=int(self.timeout_s * 1000))
+                    self._admin = admin
+                    await asyncio.wait_for(admin.start(), self.timeout_s)
+                return await asyncio.wait_for(self._admin.describe_cluster(), self.timeout_s)
+            except BaseException:
+                await self._close_admin()
+                raise
+
+    async def _close_admin(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            try:
+                await admin.close()
+            except Exception:  # closing a half-open client must not hide the real error
+                log.debug("kafka.probe_close_failed", exc_info=True)
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._close_admin()
+
+
+async def check_database(app: FastAPI) -> dict[str, Any]:
+    engine: AsyncEngine = app.state.engine
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    return {}
+
+
+async def check_kafka(app: FastAPI) -> dict[str, Any]:
+    probe: KafkaProbe = app.state.kafka_probe
+    cluster = await probe.describe_cluster()
+    return {"brokers": len(cluster.get("brokers", []))}
+
+
+async def diagnose_database(app: FastAPI) -> dict[str, Any]:
+    engine: AsyncEngine = app.state.engine
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+        revision = None
+        if (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar():
+            revision = (await conn.execute(
+                text("SELECT version_num FROM alembic_version LIMIT 1"))).scalar()
+        server = (await conn.execute(text("SHOW server_version"))).scalar()
+    return {"alembic_revision": revision, "server_version": server}
+
+
+async def diagnose_kafka(app: FastAPI) -> dict[str, Any]:
+    probe: KafkaProbe = app.state.kafka_probe
+    cluster = await probe.describe_cluster()
+    return {"brokers": len(cluster.get("brokers", [])), "cluster_id": cluster.get("cluster_id"),
+            "controller_id": cluster.get("controller_id"),
+            "bootstrap_servers": probe.bootstrap_servers}
+
+
+async def diagnose_principals(app: FastAPI) -> dict[str, Any]:
+    """How much of identity's and orgs' feeds this service has applied, and how recently."""
+    engine: AsyncEngine = app.state.engine
+    async with engine.connect() as conn:
+        if not (await conn.execute(text("SELECT to_regclass('principal_authkey')"))).scalar():
+            return {"present": False}
+        row = (await conn.execute(text(
+            "SELECT (SELECT count(*) FROM principal_user) AS users,"
+            " (SELECT count(*) FROM principal_role) AS roles,"
+            " (SELECT count(*) FROM principal_authkey) AS authkeys,"
+            " (SELECT count(*) FROM principal_org) AS orgs,"
+            " GREATEST((SELECT max(updated_at) FROM principal_user),"
+            "  (SELECT max(updated_at) FROM principal_authkey),"
+            "  (SELECT max(updated_at) FROM principal_role),"
+            "  (SELECT max(updated_at) FROM principal_org)) AS last_update"))).one()
+    return {"present": True, "users": row.users, "roles": row.roles, "authkeys": row.authkeys,
+            "orgs": row.orgs,
+            "last_update": row.last_update.isoformat() if row.last_update else None}
+
+
+async def run_check(app: FastAPI, check: Check,
+                    timeout_s: float = CHECK_TIMEOUT_S) -> tuple[bool, Any]:
+    """`(ok, details or error text)`: a check fails by raising, timing out or returning False."""
+    try:
+        result = await asyncio.wait_for(check(app), timeout_s)
+    except TimeoutError:
+        return False, f"timed out after {timeout_s:g}s"
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"[:300]
+    if result is False:
+        return False, "failed"
+    return True, result
+
+
+async def run_checks(app: FastAPI, checks: Mapping[str, Check]) -> dict[str, tuple[bool, Any]]:
+    names = list(checks)
+    results = await asyncio.gather(*(run_check(app, checks[n]) for n in names))
+    return dict(zip(names, results, strict=True))
+
+
+# ---- the factory ------------------------------------------------------------------------------
+
+
+def service_version(service: str) -> str:
+    for distribution in (f"misp-{service}", "misp-platform"):
+        try:
+            return importlib_metadata.version(distribution)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return "0.0.0"
+
+
+def _ops_router(service: str) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    async def ready(request: Request) -> Response:
+        app: FastAPI = request.app
+        results = await run_checks(app, app.state.ready_checks)
+        failed = [name for name, (ok, _) in results.items() if not ok]
+        body: dict[str, Any] = {
+            "status": "unavailable" if failed else "ready",
+            "service": service,
+            "checks": {name: "ok" if ok else detail for name, (ok, detail) in results.items()},
+        }
+        if failed:
+            body["failed"] = failed
+        return MispJSONResponse(body, status_code=503 if failed else 200)
+
+    async def metrics() -> Response:
+        return metrics_response()
+
+    async def diagnostics(request: Request) -> Response:
+        app: FastAPI = request.app
+        results = await run_checks(app, app.state.diagnostic_checks)
+        checks: dict[str, Any] = {}
+        for name, (ok, detail) in results.items():
+            checks[name] = ({"ok": True, **detail} if isinstance(detail, dict)
+                            else {"ok": True, "detail": detail}) if ok else {"ok": False,
+                                                                            "error": detail}
+        return MispJSONResponse({
+            "service": service, "version": app.version,
+            "status": "ok" if all(ok for ok, _ in results.values()) else "degraded",
+            "checks": checks,
+        })
+
+    for prefix in ("", f"/_svc/{service}"):
+        router.add_api_route(f"{prefix}/health", health, methods=["GET", "HEAD"])
+        router.add_api_route(f"{prefix}/ready", ready, methods=["GET", "HEAD"])
+        router.add_api_route(f"{prefix}/metrics", metrics, methods=["GET"])
+        router.add_api_route(f"{prefix}/diagnostics", diagnostics, methods=["GET"])
+    return router
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    routers: Sequence[APIRouter] = (),
+    lifespan_hooks: Sequence[LifespanHook] = (),
+    ready_checks: Mapping[str, Check] | None = None,
+    diagnostics: Mapping[str, Check] | None = None,
+    engine: AsyncEngine | None = None,
+    version: str | None = None,
+    check_kafka_ready: bool = True,
+    configure_logs: bool = True,
+) -> FastAPI:
+    """A service's ASGI app.
+
+    - `routers`: the service's MISP and `/api/v1/<service>` routes.
+    - `lifespan_hooks`: `hook(app)` async context managers entered after the engine opens (in
+      order) and exited before it closes (in reverse): start consumer tasks, warm caches...
+    - `ready_checks` / `diagnostics`: extra named checks beside `database` and `kafka`; a check
+      is `async def check(app) -> details`, failing by raising or returning False.
+    - `engine`: an engine to use instead of opening one (tests); it is not disposed by the app.
+    """
+    service = settings.service
+    if configure_logs:
+        configure_logging(service, settings.log_format, settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = engine is None
+        app.state.engine = engine if engine is not None else create_engine(settings.database_url)
+        app.state.kafka_probe = KafkaProbe(settings.kafka_bootstrap_servers,
+                                           client_id=f"misp-{service}-probe")
+        try:
+            async with AsyncExitStack() as stack:
+                for hook in lifespan_hooks:
+                    await stack.enter_async_context(hook(app))
+                log.info("app.started", version=app.version)
+                yield
+        finally:
+            await app.state.kafka_probe.close()
+            if own_engine:
+                await app.state.engine.dispose()
+            log.info("app.stopped")
+
+    app = FastAPI(
+        title=f"MISP {service}",
+        version=version or service_version(service),
+        lifespan=lifespan,
+        docs_url=f"/api/v1/{service}/docs",
+        openapi_url=f"/api/v1/{service}/openapi",  # `.json` also works: the suffix is stripped
+        redoc_url=None,
+        redirect_slashes=False,
+        default_response_class=MispJSONResponse,
+    )
+    app.state.settings = settings
+    if engine is not None:
+        app.state.engine = engine
+    app.state.ready_checks = {"database": check_database,
+                              **({"kafka": check_kafka} if check_kafka_ready else {}),
+                              **(ready_checks or {})}
+    app.state.diagnostic_checks = {"database": diagnose_database, "kafka": diagnose_kafka,
+                                   "principals": diagnose_principals, **(diagnostics or {})}
+
+    install_error_handlers(app)
+    app.include_router(_ops_router(service))
+    for router in routers:
+        app.include_router(router)
+
+    quiet = [f"{prefix}/{name}" for prefix in ("", f"/_svc/{service}") for name in OPS_PATHS]
+    # Added innermost first: MispPath runs just before routing, Metrics outermost.
+    app.add_middleware(MispPathMiddleware, router=app.router)
+    app.add_middleware(RequestContextMiddleware, quiet_paths=quiet)
+    app.add_middleware(MetricsMiddleware)
+    return app

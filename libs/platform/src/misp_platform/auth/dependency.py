@@ -1,0 +1,365 @@
+"""The authenticated caller of a request and the FastAPI dependencies that produce and check it.
+
+MISP's rules (API reference §1): the key comes from `X-MISP-AUTH` or `Authorization`, is matched by
+its peppered HMAC in the principals projection (one query), and every refusal is a 403 with MISP's
+message, recorded as an `AuthenticationFailed` event through this service's outbox.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, Request
+from misp_contracts.envelope import Actor, Envelope
+from misp_contracts.events.auth import AuthenticationFailed, auth_topic
+from misp_contracts.events.identity import LEVEL_FLAGS, PERM_FLAGS, RoleState
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from misp_platform import metrics, outbox
+from misp_platform.auth.keys import authkey_hmac, is_well_formed, mask_authkey
+from misp_platform.auth.principals import lookup_authkeys
+from misp_platform.misp.errors import NO_PERMISSION, Forbidden
+
+log = structlog.get_logger("misp_platform.auth")
+
+AUTH_FAILED = ("Authentication failed. Please make sure you pass the API key of an API enabled "
+               "user along in the Authorization header.")
+USER_DISABLED = "Authentication failed. Your user account has been disabled."
+IP_REFUSED = "It is not possible to use this Auth key from your IP address"
+
+TITLE_MISSING = "Failed API authentication. No authkey was provided."
+TITLE_BAD_LENGTH = "Failed authentication using an API key of incorrect length."
+
+# What a read-only key keeps (MISP zeroes every other perm_*).
+READ_ONLY_KEPT = frozenset({"perm_auth", "perm_audit"})
+ROLE_PERMISSIONS: tuple[str, ...] = (*PERM_FLAGS, *LEVEL_FLAGS, "perm_full")
+READ_METHODS = frozenset({"GET", "HEAD"})
+# At most this many comma-separated keys are tried (one query in any case).
+MAX_KEYS_PER_HEADER = 5
+
+EXPIRATION_HEADER = "X-Auth-Key-Expiration"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the user behind the key, their org and role, and from where."""
+
+    user_id: int
+    email: str
+    org_id: int
+    org_name: str | None
+    role: RoleState
+    authkey_id: int | None
+    read_only: bool
+    client_ip: str | None
+    request_id: str | None = None
+    authkey_expiration: int = 0  # unix, 0 = never
+
+    @property
+    def is_site_admin(self) -> bool:
+        return self.role.perm_site_admin
+
+    @property
+    def is_admin(self) -> bool:
+        """MISP's `_isAdmin`: an org admin or a site admin."""
+        return self.role.perm_admin or self.role.perm_site_admin
+
+    @property
+    def is_org_admin(self) -> bool:
+        """An admin scoped to their own org (perm_admin without perm_site_admin)."""
+        return self.role.perm_admin and not self.role.perm_site_admin
+
+    def has(self, perm: str) -> bool:
+        """The role's flag (`"perm_audit"`); a misspelt name is a bug, so it raises."""
+        if perm not in RoleState.model_fields:
+            raise ValueError(f"unknown permission: {perm}")
+        return bool(getattr(self.role, perm))
+
+    def actor(self) -> Actor:
+        return Actor(user_id=self.user_id, email=self.email, org_id=self.org_id,
+                     org_name=self.org_name, authkey_id=self.authkey_id,
+                     client_ip=self.client_ip, request_id=self.request_id)
+
+
+def read_only_role(role: RoleState) -> RoleState:
+    """The role as a read-only key sees it: every perm_* off except perm_auth and perm_audit."""
+    update: dict[str, Any] = {p: False for p in ROLE_PERMISSIONS if p not in READ_ONLY_KEPT}
+    update["permission"] = 0
+    return role.model_copy(update=update)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailure:
+    """Why a request was refused: the 403 message and what the audit log records."""
+
+    reason: str  # missing | bad_length | unknown | expired | ip_refused | disabled_user |
+    # expired_user | no_perm_auth | read_only
+    message: str
+    title: str
+    key: str | None = None  # the presented key: only its first/last 4 characters leave here
+    authkey_id: int | None = None
+    user_id: int | None = None
+    email: str | None = None
+    org_name: str | None = None
+
+
+class AuthenticationError(Forbidden):
+    """A refused authentication (403, MISP's message), carrying the failure to record."""
+
+    def __init__(self, failure: AuthFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+# ---- pure helpers -----------------------------------------------------------------------------
+
+
+def presented_keys(headers: Mapping[str, str]) -> list[str]:
+    """The keys a request presents: `X-MISP-AUTH` wins over `Authorization`; a comma-separated list
+    is allowed; a `Basic ...` value counts as no key."""
+    value = headers.get("x-misp-auth") or ""
+    if not value.strip():
+        value = headers.get("authorization") or ""
+    value = value.strip()
+    if not value or value.startswith("Basic"):
+        return []
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def ip_allowed(ip: str | None, allowed: Iterable[str]) -> bool:
+    """Whether `ip` is inside one of the CIDRs (bare addresses allowed; bad entries ignored)."""
+    if ip is None:
+        return False
+    address = _parse_ip(ip)
+    if address is None:
+        return False
+    for entry in allowed:
+        try:
+            network = ipaddress.ip_network(str(entry).strip(), strict=False)
+        except ValueError:
+            continue
+        if address.version == network.version and address in network:
+            return True
+    return False
+
+
+def client_ip(peer: str | None, forwarded_for: str | None) -> str | None:
+    """The caller's address. `X-Forwarded-For` counts only when the direct peer is loopback (the
+    gateway); then the nearest hop that is not loopback is taken, walking from the right, because
+    entries left of the gateway's own are whatever the client chose to send."""
+    if peer is None:
+        return None
+    peer_address = _parse_ip(peer)
+    if peer_address is None or not peer_address.is_loopback or not forwarded_for:
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        address = _parse_ip(hop)
+        if address is None:
+            break
+        if not address.is_loopback:
+            return str(address)
+    return peer
+
+
+def expiration_iso(expiration: int) -> str:
+    return datetime.fromtimestamp(expiration, UTC).isoformat()
+
+
+def evaluate(row: Any, key: str, *, ip: str | None, now: float) -> Principal | AuthFailure:
+    """MISP's checks on one looked-up key, in MISP's order; `row` is None for an unknown key."""
+    unknown = AuthFailure("unknown", AUTH_FAILED,
+                          f"Failed authentication using API key ({mask_authkey(key)})", key=key)
+    if row is None:
+        return unknown
+    who = {"key": key, "authkey_id": row.authkey_id, "user_id": row.user_id, "email": row.email,
+           "org_name": row.org_name}
+    if row.expiration and row.expiration < now:
+        return AuthFailure("expired", AUTH_FAILED,
+                           f"Login attempt by expired auth key {row.authkey_id}.", **who)
+    if row.allowed_ips and not ip_allowed(ip, row.allowed_ips):
+        return AuthFailure(
+            "ip_refused", IP_REFUSED,
+            f"Login attempt from not allowed IP address {ip} for auth key {row.authkey_id}.",
+            **who)
+    if row.disabled:
+        return AuthFailure("disabled_user", USER_DISABLED, "Login attempt by disabled user.",
+                           **who)
+    if row.user_expiration is not None and row.user_expiration.timestamp() < now:
+        return AuthFailure("expired_user", AUTH_FAILED, "Login attempt by expired user.", **who)
+    if row.role_state is None:
+        return AuthFailure("no_perm_auth", unknown.message, unknown.title, **who)
+    role = RoleState.model_validate(row.role_state)
+    if not role.perm_auth:
+        return AuthFailure("no_perm_auth", unknown.message, unknown.title, **who)
+    if row.read_only:
+        role = read_only_role(role)
+    return Principal(user_id=row.user_id, email=row.email, org_id=row.org_id,
+                     org_name=row.org_name, role=role, authkey_id=row.authkey_id,
+                     read_only=bool(row.read_only), client_ip=ip,
+                     authkey_expiration=int(row.expiration or 0))
+
+
+# ---- the dependency ---------------------------------------------------------------------------
+
+
+def _state(request: Request) -> dict[str, Any]:
+    return request.scope.setdefault("state", {})
+
+
+def _request_id(request: Request) -> str | None:
+    value = _state(request).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+async def record_failure(engine: AsyncEngine, service: str, failure: AuthFailure,
+                         request: Request, ip: str | None) -> None:
+    """Queue `AuthenticationFailed` in its own transaction; the raw key never leaves here."""
+    metrics.auth_failures_total.labels(failure.reason).inc()
+    state = _state(request)
+    key = failure.key
+    event = AuthenticationFailed(
+        reason=failure.reason, title=failure.title,
+        key_start=key[:4] if key and is_well_formed(key) else None,
+        key_end=key[-4:] if key and is_well_formed(key) else None,
+        authkey_id=failure.authkey_id, user_id=failure.user_id, email=failure.email,
+        org_name=failure.org_name, ip=ip,
+        http_method=state.get("original_method") or request.method,
+        target=state.get("original_path") or request.url.path,
+        user_agent=request.headers.get("user-agent"),
+    )
+    request_id = _request_id(request)
+    correlation = state.get("correlation_id")
+    envelope = Envelope(
+        source=f"/{service}", type=AuthenticationFailed.type,
+        correlationid=correlation if isinstance(correlation, str) else request_id,
+        actor=Actor(email="SYSTEM", org_name="SYSTEM", client_ip=ip, request_id=request_id),
+        data=event.model_dump(mode="json"),
+    )
+    log.warning("auth.failed", reason=failure.reason, authkey_id=failure.authkey_id,
+                user_id=failure.user_id, client_ip=ip)
+    try:
+        async with engine.begin() as conn:
+            await outbox.enqueue(conn, envelope, topic=auth_topic(service), key=None)
+    except Exception:  # the 403 still goes out; the database trouble is for the operators
+        log.exception("auth.failure_not_recorded", reason=failure.reason)
+
+
+async def _refuse(request: Request, failure: AuthFailure, ip: str | None) -> AuthenticationError:
+    app_state = request.app.state
+    await record_failure(app_state.engine, app_state.settings.service, failure, request, ip)
+    return AuthenticationError(failure)
+
+
+def _read_engine(request: Request) -> AsyncEngine:
+    """The app's engine in autocommit mode: a lone SELECT needs no BEGIN/ROLLBACK round trips."""
+    state = request.app.state
+    engine: AsyncEngine = state.engine
+    cached = getattr(state, "auth_read_engine", None)
+    if cached is None or cached[0] is not engine:
+        cached = (engine, engine.execution_options(isolation_level="AUTOCOMMIT"))
+        state.auth_read_engine = cached
+    read_engine: AsyncEngine = cached[1]
+    return read_engine
+
+
+async def authenticate(request: Request) -> Principal:
+    """FastAPI dependency: the request's principal, or a 403 in MISP's words (recorded)."""
+    state = _state(request)
+    cached = state.get("principal")
+    if isinstance(cached, Principal):
+        return cached
+    peer = request.client.host if request.client else None
+    ip = client_ip(peer, request.headers.get("x-forwarded-for"))
+    keys = presented_keys(request.headers)
+    if not keys:
+        raise await _refuse(request, AuthFailure("missing", AUTH_FAILED, TITLE_MISSING), ip)
+    candidates = list(dict.fromkeys(k for k in keys if is_well_formed(k)))[:MAX_KEYS_PER_HEADER]
+    if not candidates:
+        raise await _refuse(request, AuthFailure("bad_length", AUTH_FAILED, TITLE_BAD_LENGTH), ip)
+
+    pepper = request.app.state.settings.pepper.get_secret_value()
+    hashes = [authkey_hmac(pepper, k) for k in candidates]
+    async with _read_engine(request).connect() as conn:
+        rows = {row.key_hmac: row for row in await lookup_authkeys(conn, hashes)}
+
+    now = time.time()
+    first_failure: AuthFailure | None = None
+    principal: Principal | None = None
+    for key, digest in zip(candidates, hashes, strict=True):
+        outcome = evaluate(rows.get(digest), key, ip=ip, now=now)
+        if isinstance(outcome, Principal):
+            principal = outcome
+            break
+        first_failure = first_failure or outcome
+    if principal is None:
+        assert first_failure is not None
+        raise await _refuse(request, first_failure, ip)
+
+    principal = replace(principal, request_id=_request_id(request))
+    if principal.read_only and request.method not in READ_METHODS:
+        raise await _refuse(request, AuthFailure(
+            "read_only", NO_PERMISSION,
+            f"Write attempt refused for read-only auth key {principal.authkey_id}.",
+            key=candidates[0], authkey_id=principal.authkey_id, user_id=principal.user_id,
+            email=principal.email, org_name=principal.org_name), ip)
+
+    state["principal"] = principal
+    if principal.authkey_expiration:
+        state.setdefault("response_headers", {})[EXPIRATION_HEADER] = expiration_iso(
+            principal.authkey_expiration)
+    structlog.contextvars.bind_contextvars(user_id=principal.user_id, org_id=principal.org_id,
+                                           authkey_id=principal.authkey_id)
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+
+
+async def require_site_admin(principal: CurrentPrincipal) -> Principal:
+    """Dependency: a site admin, else MISP's 403 "You do not have permission ..."."""
+    if not principal.is_site_admin:
+        raise Forbidden(NO_PERMISSION)
+    return principal
+
+
+async def require_admin(principal: CurrentPrincipal) -> Principal:
+    """Dependency: an org admin or a site admin (MISP's `perm_admin` ACL entries)."""
+    if not principal.is_admin:
+        raise Forbidden(NO_PERMISSION)
+    return principal
+
+
+def require_perm(*perms: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """Dependency factory: every listed flag (site admins pass MISP's ACL regardless)."""
+    unknown = [p for p in perms if p not in RoleState.model_fields]
+    if unknown:
+        raise ValueError(f"unknown permissions: {unknown}")
+
+    async def dependency(principal: CurrentPrincipal) -> Principal:
+        if not principal.is_site_admin and not all(principal.has(p) for p in perms):
+            raise Forbidden(NO_PERMISSION)
+        return principal
+
+    return dependency
+
+
+SiteAdmin = Annotated[Principal, Depends(require_site_admin)]
+Admin = Annotated[Principal, Depends(require_admin)]
+

@@ -1,0 +1,256 @@
+"""The principals projection: who an authkey belongs to, in each service's own database.
+
+Fed by identity's user, role and authkey events and orgs' organisation events (ARCHITECTURE §4),
+through `PRINCIPAL_HANDLERS`; read by the auth dependency with one indexed query per request.
+The tables live in `misp_platform.db.metadata`, so importing this module is enough for a service's
+first migration to create them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from misp_contracts.envelope import Envelope
+from misp_contracts.events.identity import (
+    AUTHKEY_TOPIC,
+    ROLE_TOPIC,
+    USER_TOPIC,
+    AuthKeyCreated,
+    AuthKeyDeleted,
+    AuthKeyUpdated,
+    RoleCreated,
+    RoleDeleted,
+    RoleState,
+    RoleUpdated,
+    UserCreated,
+    UserDeleted,
+    UserState,
+    UserUpdated,
+)
+from misp_contracts.events.orgs import (
+    ORGANISATION_TOPIC,
+    OrganisationCreated,
+    OrganisationDeleted,
+    OrganisationState,
+    OrganisationUpdated,
+)
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    SmallInteger,
+    String,
+    Table,
+    delete,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from misp_platform.db import metadata
+
+Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
+
+# No foreign keys: the four feeds are separate topics, so an authkey may arrive before its user.
+principal_user = Table(
+    "principal_user",
+    metadata,
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("uuid", String(36), nullable=False),
+    Column("email", String(255), nullable=False),
+    Column("org_id", BigInteger, nullable=False),
+    Column("role_id", BigInteger, nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default="false"),
+    Column("change_pw", Boolean, nullable=False, server_default="false"),
+    Column("expiration", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+principal_role = Table(
+    "principal_role",
+    metadata,
+    Column("role_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", String(255), nullable=False),
+    Column("perm_site_admin", Boolean, nullable=False, server_default="false"),
+    Column("perm_admin", Boolean, nullable=False, server_default="false"),
+    Column("perm_auth", Boolean, nullable=False, server_default="false"),
+    Column("perm_audit", Boolean, nullable=False, server_default="false"),
+    Column("perm_sync", Boolean, nullable=False, server_default="false"),
+    Column("permission", SmallInteger, nullable=False, server_default="0"),
+    Column("state", JSONB, nullable=False),  # the whole RoleState, every perm_* flag
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+principal_authkey = Table(
+    "principal_authkey",
+    metadata,
+    Column("authkey_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("uuid", String(36), nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("key_hmac", String(64), nullable=False),
+    Column("authkey_start", String(4), nullable=False),
+    Column("authkey_end", String(4), nullable=False),
+    Column("expiration", BigInteger, nullable=False, server_default="0"),  # unix, 0 = never
+    Column("allowed_ips", JSONB, nullable=True),  # CIDR list, null = anywhere
+    Column("read_only", Boolean, nullable=False, server_default="false"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_principal_authkey_key_hmac", "key_hmac", unique=True),
+    Index("ix_principal_authkey_user_id", "user_id"),
+)
+
+principal_org = Table(
+    "principal_org",
+    metadata,
+    Column("org_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("uuid", String(36), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("local", Boolean, nullable=False, server_default="true"),
+    Column("deleted", Boolean, nullable=False, server_default="false"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+PRINCIPAL_TABLES = (principal_user, principal_role, principal_authkey, principal_org)
+# What a service's consumer subscribes to for this projection.
+PRINCIPAL_TOPICS: tuple[str, ...] = (USER_TOPIC, ROLE_TOPIC, AUTHKEY_TOPIC, ORGANISATION_TOPIC)
+
+
+async def _upsert(conn: AsyncConnection, table: Table, key: str, values: dict[str, Any]) -> None:
+    stmt = pg_insert(table).values(**values)
+    changed: dict[str, Any] = {name: stmt.excluded[name] for name in values if name != key}
+    changed["updated_at"] = func.now()
+    await conn.execute(stmt.on_conflict_do_update(index_elements=[key], set_=changed))
+
+
+def user_row(user: UserState) -> dict[str, Any]:
+    return {"user_id": user.id, "uuid": user.uuid, "email": user.email, "org_id": user.org_id,
+            "role_id": user.role_id, "disabled": user.disabled, "change_pw": user.change_pw,
+            "expiration": user.expiration}
+
+
+def role_row(role: RoleState) -> dict[str, Any]:
+    return {"role_id": role.id, "name": role.name, "perm_site_admin": role.perm_site_admin,
+            "perm_admin": role.perm_admin, "perm_auth": role.perm_auth,
+            "perm_audit": role.perm_audit, "perm_sync": role.perm_sync,
+            "permission": role.permission, "state": role.model_dump(mode="json")}
+
+
+def org_row(org: OrganisationState, *, deleted: bool = False) -> dict[str, Any]:
+    return {"org_id": org.id, "uuid": org.uuid, "name": org.name, "local": org.local,
+            "deleted": deleted}
+
+
+async def when_user_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    event = (UserCreated if envelope.type == UserCreated.type else UserUpdated).model_validate(
+        envelope.data)
+    await _upsert(conn, principal_user, "user_id", user_row(event.user))
+
+
+async def when_user_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    event = UserDeleted.model_validate(envelope.data)
+    await conn.execute(delete(principal_authkey).where(
+        principal_authkey.c.user_id == event.user_id))
+    await conn.execute(delete(principal_user).where(principal_user.c.user_id == event.user_id))
+
+
+async def when_role_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    event = (RoleCreated if envelope.type == RoleCreated.type else RoleUpdated).model_validate(
+        envelope.data)
+    await _upsert(conn, principal_role, "role_id", role_row(event.role))
+
+
+async def when_role_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    event = RoleDeleted.model_validate(envelope.data)
+    await conn.execute(delete(principal_role).where(principal_role.c.role_id == event.role_id))
+
+
+async def when_authkey_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    model = AuthKeyCreated if envelope.type == AuthKeyCreated.type else AuthKeyUpdated
+    key = model.model_validate(envelope.data).authkey
+    await _upsert(conn, principal_authkey, "authkey_id", {
+        "authkey_id": key.id, "uuid": key.uuid, "user_id": key.user_id,
+        "key_hmac": key.key_hmac.lower(), "authkey_start": key.authkey_start,
+        "authkey_end": key.authkey_end, "expiration": key.expiration,
+        "allowed_ips": list(key.allowed_ips) if key.allowed_ips else None,
+        "read_only": key.read_only,
+    })
+
+
+async def when_authkey_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    event = AuthKeyDeleted.model_validate(envelope.data)
+    await conn.execute(delete(principal_authkey).where(
+        (principal_authkey.c.authkey_id == event.authkey_id)
+        | (principal_authkey.c.key_hmac == event.key_hmac.lower())))
+
+
+async def when_organisation_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    model = (OrganisationCreated if envelope.type == OrganisationCreated.type
+             else OrganisationUpdated)
+    event = model.model_validate(envelope.data)
+    await _upsert(conn, principal_org, "org_id", org_row(event.organisation))
+
+
+async def when_organisation_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    event = OrganisationDeleted.model_validate(envelope.data)
+    await _upsert(conn, principal_org, "org_id", {
+        "org_id": event.org_id, "uuid": event.uuid, "name": event.name, "deleted": True})
+
+
+PRINCIPAL_HANDLERS: dict[str, Handler] = {
+    UserCreated.type: when_user_saved_project,
+    UserUpdated.type: when_user_saved_project,
+    UserDeleted.type: when_user_deleted_project,
+    RoleCreated.type: when_role_saved_project,
+    RoleUpdated.type: when_role_saved_project,
+    RoleDeleted.type: when_role_deleted_project,
+    AuthKeyCreated.type: when_authkey_saved_project,
+    AuthKeyUpdated.type: when_authkey_saved_project,
+    AuthKeyDeleted.type: when_authkey_deleted_project,
+    OrganisationCreated.type: when_organisation_saved_project,
+    OrganisationUpdated.type: when_organisation_saved_project,
+    OrganisationDeleted.type: when_organisation_deleted_project,
+}
+
+
+_LOOKUP_COLUMNS = (
+    principal_authkey.c.key_hmac,
+    principal_authkey.c.authkey_id,
+    principal_authkey.c.authkey_start,
+    principal_authkey.c.authkey_end,
+    principal_authkey.c.expiration,
+    principal_authkey.c.allowed_ips,
+    principal_authkey.c.read_only,
+    principal_user.c.user_id,
+    principal_user.c.email,
+    principal_user.c.org_id,
+    principal_user.c.disabled,
+    principal_user.c.expiration.label("user_expiration"),
+    principal_role.c.state.label("role_state"),
+    principal_org.c.name.label("org_name"),
+)
+
+# One indexed query: key hash -> key, user, role, org. A key whose user is unknown finds nothing.
+_LOOKUP = (
+    select(*_LOOKUP_COLUMNS)
+    .select_from(
+        principal_authkey
+        .join(principal_user, principal_user.c.user_id == principal_authkey.c.user_id)
+        .outerjoin(principal_role, principal_role.c.role_id == principal_user.c.role_id)
+        .outerjoin(principal_org, principal_org.c.org_id == principal_user.c.org_id)
+    )
+)
+
+
+async def lookup_authkeys(conn: AsyncConnection, key_hmacs: Sequence[str]) -> Sequence[Any]:
+    """The principal rows of these key hashes (one query; usually one hash)."""
+    if not key_hmacs:
+        return ()
+    if len(key_hmacs) == 1:
+        stmt = _LOOKUP.where(principal_authkey.c.key_hmac == key_hmacs[0])
+    else:
+        stmt = _LOOKUP.where(principal_authkey.c.key_hmac.in_(list(key_hmacs)))
+    return (await conn.execute(stmt)).all()

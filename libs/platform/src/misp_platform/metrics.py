@@ -1,0 +1,95 @@
+"""Prometheus metrics of one process: HTTP, outbox relay, consumers, authentication.
+
+Every metric is registered on `REGISTRY` (one per process, with the process and platform
+collectors); `metrics_response()` renders it for the `/metrics` endpoint.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+http_requests_total = Counter(
+    "http_requests_total", "HTTP requests answered, by route template and status",
+    ["method", "route", "status"], registry=REGISTRY)
+http_request_duration_seconds = Histogram(
+    "http_request_duration_seconds", "Time to answer an HTTP request, by route template",
+    ["method", "route"], registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
+
+# The outbox relay: messages Kafka acknowledged.
+events_published_total = Counter(
+    "events_published_total", "Outbox messages published to Kafka", registry=REGISTRY)
+# Consumers: outcome is applied | skipped | dead_lettered.
+messages_consumed_total = Counter(
+    "messages_consumed_total", "Kafka messages handled by the consumer, by outcome",
+    ["outcome"], registry=REGISTRY)
+consumer_lag = Gauge(
+    "consumer_lag", "Messages behind the end of each partition", ["topic", "partition"],
+    registry=REGISTRY)
+
+auth_failures_total = Counter(
+    "auth_failures_total", "Refused authentications, by reason", ["reason"], registry=REGISTRY)
+
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (`/admin/users/view/{id}`), never the raw path."""
+    context = (scope.get("fastapi") or {}).get("effective_route_context")
+    template = getattr(context, "path_format", None)
+    if isinstance(template, str):
+        return template
+    route = scope.get("route")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+class MetricsMiddleware:
+    """Pure ASGI: count every HTTP request and time it, labelled by route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = route_template(scope)
+            method = scope.get("method", "")
+            http_requests_total.labels(method, route, str(status)).inc()
+            http_request_duration_seconds.labels(method, route).observe(
+                time.perf_counter() - start)
+
+
+def metrics_response() -> Response:
+    """The Prometheus text exposition of this process's registry."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
