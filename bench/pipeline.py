@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -34,7 +35,7 @@ from misp_contracts.events.base import DomainEvent
 from misp_contracts.topics import Topic
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.db import create_engine
-from misp_platform.eventstore import EventStore
+from misp_platform.eventstore import Append, EventStore
 from misp_platform.kafka import create_producer, ensure_topics
 from misp_platform.migrations import create_platform_tables
 from misp_platform.relay import OutboxRelay
@@ -69,11 +70,12 @@ async def role_relay(database_url: str, bootstrap: str) -> None:
     await engine.dispose()
 
 
-async def apply(conn: AsyncConnection, envelope: Envelope) -> None:
+async def apply(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
+    """The projection: one row per event, written for a whole run of events at once."""
     await conn.execute(
         text("INSERT INTO projection (stream_id, n, sent_at, applied_at) "
              "VALUES (:s, :n, :sent, extract(epoch from clock_timestamp()))"),
-        {"s": envelope.subject, "n": envelope.data["n"], "sent": envelope.data["sent_at"]})
+        [{"s": e.subject, "n": e.data["n"], "sent": e.data["sent_at"]} for e in envelopes])
 
 
 async def role_consume(database_url: str, bootstrap: str, topic: str, group: str) -> None:
@@ -84,7 +86,8 @@ async def role_consume(database_url: str, bootstrap: str, topic: str, group: str
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     await ConsumerRunner(service="bench", group=group, engine=engine, bootstrap_servers=bootstrap,
-                         topics=[topic], handlers={EVENT_TYPE: apply}, batch_max=500).run(stop)
+                         topics=[topic], handlers={}, batch_handlers={EVENT_TYPE: apply},
+                         batch_max=500).run(stop)
     await engine.dispose()
 
 
@@ -164,12 +167,18 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
                  start_role("consume", url, bootstrap, topics["tput"], f"b-{uuid.uuid4().hex}")]
         await asyncio.sleep(3)  # let the consumer join its group
         started = time.perf_counter()
-        for chunk in range(0, args.events, 100):
-            async with engine.begin() as conn:
-                for n in range(chunk, min(chunk + 100, args.events)):
-                    await store.append(conn, stream_id=str(uuid.uuid4()), stream_type="bench",
-                                       expected_version=0, events=[model(n=n, sent_at=0.0)],
-                                       actor=actor)
+        chunks = iter(range(0, args.events, 100))
+
+        async def writer() -> None:  # several writers, as several API requests would be
+            for chunk in chunks:
+                async with engine.begin() as conn:
+                    await store.append_many(conn, [
+                        Append(stream_id=str(uuid.uuid4()), stream_type="bench",
+                               expected_version=0, events=(model(n=n, sent_at=0.0),),
+                               actor=actor)
+                        for n in range(chunk, min(chunk + 100, args.events))])
+
+        await asyncio.gather(*(writer() for _ in range(4)))
         await wait_applied(engine, args.events)
         elapsed = time.perf_counter() - started
         results["pipeline_events_per_s"] = args.events / elapsed

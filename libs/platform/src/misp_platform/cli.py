@@ -48,6 +48,7 @@ def build_consumer(spec: ServiceSpec, settings: ServiceSettings, engine) -> Cons
     return ConsumerRunner(
         service=spec.name, group=spec.consumer_group, engine=engine,
         bootstrap_servers=settings.kafka_bootstrap_servers, handlers=spec.handlers(settings),
+        batch_handlers=spec.batch_handlers(settings),
         topics=spec.topics(settings), pattern=spec.topic_pattern,
         max_attempts=settings.consumer_max_attempts, backoff_s=settings.consumer_retry_backoff_s,
     )

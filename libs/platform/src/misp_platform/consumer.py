@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.errors import CommitFailedError, KafkaError
-from sqlalchemy import column, select, values
+from sqlalchemy import column, select, text, values
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -35,8 +35,19 @@ from misp_platform.outbox import OutgoingMessage, enqueue_messages
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
+# A projection that writes many rows at once (the audit log, ...) may take a run of messages of
+# its type in one call; on the slow path it is called with one message at a time.
+BatchHandler = Callable[[AsyncConnection, Sequence[Envelope]], Awaitable[None]]
 
 DLQ_HEADER_PREFIX = "dlq_"
+
+CLAIM = text("""
+    INSERT INTO processed_message (consumer, message_id, outcome, topic)
+    SELECT :consumer, m.id, 'applied', m.topic
+    FROM unnest(CAST(:ids AS text[]), CAST(:topics AS text[])) AS m(id, topic)
+    ON CONFLICT DO NOTHING
+    RETURNING message_id
+""")
 
 # Errors of the database itself (connection lost, server restarting): retry the whole batch.
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
@@ -64,6 +75,7 @@ class ConsumerRunner:
 
     def __init__(self, *, service: str, group: str, engine: AsyncEngine,
                  bootstrap_servers: str, handlers: Mapping[str, Handler],
+                 batch_handlers: Mapping[str, BatchHandler] | None = None,
                  topics: Sequence[str] = (), pattern: str | None = None,
                  max_attempts: int = 3, backoff_s: float = 0.2, batch_max: int = 500) -> None:
         if not topics and not pattern:
@@ -72,7 +84,8 @@ class ConsumerRunner:
         self.group = group
         self.engine = engine
         self.bootstrap_servers = bootstrap_servers
-        self.handlers = dict(handlers)
+        self.batch_handlers: dict[str, BatchHandler] = {
+            **{t: _one_by_one(h) for t, h in handlers.items()}, **(batch_handlers or {})}
         self.topics = list(topics)
         self.pattern = pattern
         self.max_attempts = max_attempts
@@ -136,16 +149,23 @@ class ConsumerRunner:
     async def _process_fast(self, batch: Sequence[Decoded]) -> None:
         if any(d.error for d in batch):
             raise ValueError("batch holds an undecodable message")
-        wanted = [d for d in batch if d.envelope and d.envelope.type in self.handlers]
+        wanted = [d for d in batch if d.envelope and d.envelope.type in self.batch_handlers]
         applied = 0
         async with self.engine.begin() as conn:
             fresh = await self._claim(conn, wanted)
+            run: list[Envelope] = []
             for d in wanted:
-                if d.message_id in fresh:
-                    fresh.discard(d.message_id)  # a duplicate inside the batch runs once
-                    assert d.envelope is not None
-                    await self.handlers[d.envelope.type](conn, d.envelope)
-                    applied += 1
+                if d.message_id not in fresh:
+                    continue  # applied before (a redelivery)
+                fresh.discard(d.message_id)  # a duplicate inside the batch runs once
+                assert d.envelope is not None
+                if run and run[-1].type != d.envelope.type:
+                    await self.batch_handlers[run[0].type](conn, run)
+                    run = []
+                run.append(d.envelope)
+                applied += 1
+            if run:
+                await self.batch_handlers[run[0].type](conn, run)
             failpoints.hit("consumer.before_commit")
         failpoints.hit("consumer.after_commit")
         self.applied += applied
@@ -155,11 +175,12 @@ class ConsumerRunner:
         """Insert the processed marks; returns the ids that were not processed before."""
         if not batch:
             return set()
-        rows = [{"consumer": self.group, "message_id": d.message_id, "outcome": "applied",
-                 "topic": d.record.topic} for d in batch]
-        result = await conn.execute(
-            pg_insert(processed_message).values(rows).on_conflict_do_nothing()
-            .returning(processed_message.c.message_id))
+        # One statement with array parameters: compiled once, whatever the batch size.
+        result = await conn.execute(CLAIM, {
+            "consumer": self.group,
+            "ids": [d.message_id for d in batch],
+            "topics": [d.record.topic for d in batch],
+        })
         return {r.message_id for r in result}
 
     async def _process_one_by_one(self, batch: Sequence[Decoded]) -> None:
@@ -167,7 +188,7 @@ class ConsumerRunner:
             for d in batch:
                 if d.error:
                     await self._dead_letter(conn, d, d.error)
-                elif d.envelope and d.envelope.type in self.handlers:
+                elif d.envelope and d.envelope.type in self.batch_handlers:
                     await self._apply_with_retries(conn, d)
             failpoints.hit("consumer.before_commit")
         failpoints.hit("consumer.after_commit")
@@ -179,7 +200,7 @@ class ConsumerRunner:
                 async with conn.begin_nested():
                     if not await self._claim(conn, [d]):
                         return  # applied before: a redelivery
-                    await self.handlers[d.envelope.type](conn, d.envelope)
+                    await self.batch_handlers[d.envelope.type](conn, [d.envelope])
                 self.applied += 1
                 metrics.messages_consumed_total.labels(outcome="applied").inc()
                 return
@@ -235,3 +256,10 @@ async def already_processed(conn: AsyncConnection, consumer: str, ids: Sequence[
         .where(processed_message.c.message_id.in_(select(wanted.c.id))))
     return {r.message_id for r in result}
 
+
+def _one_by_one(handler: Handler) -> BatchHandler:
+    async def each(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
+        for envelope in envelopes:
+            await handler(conn, envelope)
+
+    return each

@@ -149,7 +149,7 @@ async def run(spec: ServiceSpec, settings: ServiceSettings, args: argparse.Names
     engine = create_engine(settings.database_url)
     failures = 0
     try:
-        handlers = dict(spec.handlers(settings))
+        handlers = spec.single_handlers(settings)
         for letter in chosen:
             try:
                 outcome = await replay(engine, spec.consumer_group, handlers, letter)

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from misp_platform.config import ServiceSettings
-from misp_platform.consumer import Handler
+from misp_platform.consumer import BatchHandler, Handler
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from misp_contracts.envelope import Envelope
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class ServiceSpec:
     migrations_dir: Path
     # The consumer's handlers by event type, and what it subscribes to.
     handlers: Callable[[ServiceSettings], Mapping[str, Handler]] = lambda _s: {}
+    batch_handlers: Callable[[ServiceSettings], Mapping[str, BatchHandler]] = lambda _s: {}
     topics: Callable[[ServiceSettings], list[str]] = lambda _s: []
     topic_pattern: str | None = None
     # Runs once the consumer is up (first-run seeding and the like), with the engine.
@@ -35,3 +38,17 @@ class ServiceSpec:
     @property
     def consumer_group(self) -> str:
         return f"misp.{self.name}"
+
+    def single_handlers(self, settings: ServiceSettings) -> dict[str, Handler]:
+        """Every handler as a one-message handler (what the DLQ replay needs)."""
+        out: dict[str, Handler] = dict(self.handlers(settings))
+        for type_, batch in self.batch_handlers(settings).items():
+            out[type_] = _single(batch)
+        return out
+
+
+def _single(batch: BatchHandler) -> Handler:
+    async def one(conn: AsyncConnection, envelope: Envelope) -> None:
+        await batch(conn, [envelope])
+
+    return one
