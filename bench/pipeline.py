@@ -125,10 +125,27 @@ async def wait_applied(engine, expected: int, timeout_s: float = 600) -> None:  
     raise TimeoutError(f"only {done} of {expected} events applied")
 
 
+CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
 def start_role(*args: str) -> subprocess.Popen[bytes]:
     log = open(RESULTS / f"pipeline-{args[0]}.log", "ab")  # noqa: SIM115  (the child owns it)
-    return subprocess.Popen([sys.executable, __file__, *args], stdout=log, stderr=log,
-                            start_new_session=True)
+    child = subprocess.Popen([sys.executable, __file__, *args], stdout=log, stderr=log,
+                             start_new_session=True)
+    CHILDREN.append(child)
+    return child
+
+
+def stop_children() -> None:
+    """Whatever happened, no relay or consumer of ours outlives the benchmark."""
+    for child in CHILDREN:
+        if child.poll() is None:
+            child.terminate()
+    for child in CHILDREN:
+        try:
+            child.wait(15)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 async def measure(args: argparse.Namespace) -> dict[str, float]:
@@ -227,6 +244,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         results["latency_p99_ms"] = lat[int(len(lat) * 0.99) - 1]
         results["latency_max_ms"] = lat[-1]
     finally:
+        stop_children()
         await engine.dispose()
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

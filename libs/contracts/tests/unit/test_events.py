@@ -4,6 +4,7 @@ import re
 from typing import ClassVar
 
 import pytest
+
 from misp_contracts.events import decode, event_registry, model_for, register
 from misp_contracts.events.auth import AuthenticationFailed, auth_topic
 from misp_contracts.events.base import REDACTED, DomainEvent, changes_between

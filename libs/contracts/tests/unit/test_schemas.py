@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel, Field
+
 from misp_contracts import schemas
 from misp_contracts.events import event_registry
 from misp_contracts.schemas import (
@@ -14,7 +16,6 @@ from misp_contracts.schemas import (
     contract_models,
     incompatibilities,
 )
-from pydantic import BaseModel, Field
 
 
 def _schema(model: type[BaseModel]) -> dict[str, Any]:

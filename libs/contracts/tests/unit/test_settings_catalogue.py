@@ -3,6 +3,7 @@
 from typing import Any
 
 import pytest
+
 from misp_contracts.settings_catalogue import (
     DEFAULT_PASSWORD_COMPLEXITY,
     MISP_TEST_NAMES,

@@ -1,6 +1,7 @@
 """The topic catalogue: one declaration per topic, and safe cleanup policies."""
 
 import pytest
+
 from misp_contracts.topics import BY_NAME, CATALOGUE, SERVICES, dlq_topic, owned_by, topic
 
 AUDIT_TOPICS = ["misp.audit.log.v1", *(f"misp.{s}.auth.v1" for s in SERVICES)]

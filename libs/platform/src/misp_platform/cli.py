@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from misp_contracts.topics import owned_by
 from misp_platform import dlq
@@ -44,7 +45,8 @@ async def run_relay(spec: ServiceSpec, settings: ServiceSettings) -> None:
         await engine.dispose()
 
 
-def build_consumer(spec: ServiceSpec, settings: ServiceSettings, engine) -> ConsumerRunner:  # type: ignore[no-untyped-def]
+def build_consumer(spec: ServiceSpec, settings: ServiceSettings,
+                   engine: AsyncEngine) -> ConsumerRunner:
     return ConsumerRunner(
         service=spec.name, group=spec.consumer_group, engine=engine,
         bootstrap_servers=settings.kafka_bootstrap_servers, handlers=spec.handlers(settings),

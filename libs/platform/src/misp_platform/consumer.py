@@ -58,7 +58,7 @@ class Decoded:
 
     __slots__ = ("envelope", "error", "message_id", "record")
 
-    def __init__(self, record: ConsumerRecord) -> None:  # type: ignore[type-arg]
+    def __init__(self, record: ConsumerRecord) -> None:
         self.record = record
         self.envelope: Envelope | None = None
         self.error: str | None = None
@@ -130,7 +130,7 @@ class ConsumerRunner:
             log.info("consumer.stopped", group=self.group, applied=self.applied,
                      dead_lettered=self.dead_lettered)
 
-    async def process(self, records: Sequence[ConsumerRecord]) -> None:  # type: ignore[type-arg]
+    async def process(self, records: Sequence[ConsumerRecord]) -> None:
         """Apply a batch effectively once; retries the batch while the database is unreachable."""
         decoded = [Decoded(r) for r in records]
         async for attempt in AsyncRetrying(

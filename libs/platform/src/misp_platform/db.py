@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 metadata = MetaData()
 
-# The append-only event store: one row per event, unique (stream, version) for optimistic concurrency.
+# The append-only event store: one row per event; unique (stream, version) is the concurrency check.
 event = Table(
     "event",
     metadata,

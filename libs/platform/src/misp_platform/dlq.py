@@ -135,12 +135,12 @@ async def run(spec: ServiceSpec, settings: ServiceSettings, args: argparse.Names
         return 0
     by_offset = {letter.offset: letter for letter in letters}
     if args.dlq_action == "show":
-        letter = by_offset.get(args.offset)
-        if letter is None:
+        shown = by_offset.get(args.offset)
+        if shown is None:
             out.write(f"no dead letter at offset {args.offset}\n")
             return 1
-        out.write(json.dumps({**letter.summary(), "key": letter.key, "headers": letter.headers,
-                              "value": letter.value.decode("utf-8", "replace")}, indent=2) + "\n")
+        out.write(json.dumps({**shown.summary(), "key": shown.key, "headers": shown.headers,
+                              "value": shown.value.decode("utf-8", "replace")}, indent=2) + "\n")
         return 0
     chosen = letters if args.all else [by_offset[o] for o in args.offsets if o in by_offset]
     if not chosen:

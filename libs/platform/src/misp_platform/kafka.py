@@ -25,7 +25,7 @@ def create_producer(bootstrap_servers: str, **overrides: object) -> AIOKafkaProd
         "request_timeout_ms": 30000,
     }
     options.update(overrides)
-    return AIOKafkaProducer(**options)  # type: ignore[arg-type]
+    return AIOKafkaProducer(**options)
 
 
 async def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic]) -> list[str]:

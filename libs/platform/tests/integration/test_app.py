@@ -9,13 +9,14 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, Request
+from pydantic import BaseModel
+from sqlalchemy import text
+
 from misp_platform.app import EngineDep, SettingsDep, create_app
 from misp_platform.config import ServiceSettings
 from misp_platform.misp.errors import INTERNAL_ERROR, INVALID_JSON, NotFound
 from misp_platform.misp.params import MispId, NamedParams, read_body
 from misp_platform.testing import required_env, throwaway_database
-from pydantic import BaseModel
-from sqlalchemy import text
 
 
 class AppTestSettings(ServiceSettings):

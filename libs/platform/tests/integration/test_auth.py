@@ -13,6 +13,9 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 from fastapi import APIRouter, Depends
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
 from misp_contracts.envelope import Envelope
 from misp_contracts.events.auth import AuthenticationFailed, auth_topic
 from misp_contracts.events.base import DomainEvent
@@ -44,8 +47,6 @@ from misp_platform.config import ServiceSettings
 from misp_platform.db import outbox
 from misp_platform.misp.errors import NO_PERMISSION
 from misp_platform.testing import required_env, throwaway_database
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 PEPPER = secrets.token_hex(16)
 _ids = itertools.count(1000 + secrets.randbelow(10_000) * 100)

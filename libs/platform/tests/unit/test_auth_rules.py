@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+
 from misp_contracts.events.identity import PERM_FLAGS, RoleState
 from misp_platform.auth.dependency import (
     AUTH_FAILED,

@@ -3,6 +3,7 @@
 import json
 
 import structlog
+
 from misp_platform.logging import (
     REDACTED,
     configure_logging,

@@ -1,6 +1,7 @@
 """CakePHP URL conventions and flat-or-wrapped bodies, without I/O."""
 
 import pytest
+
 from misp_platform.misp.errors import BadRequest, InvalidJSON
 from misp_platform.misp.params import _index_candidate, split_path, unwrap
 

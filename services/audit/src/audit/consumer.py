@@ -2,10 +2,9 @@
 
 from collections.abc import Mapping
 
+from audit.settings import AuditSettings
 from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
 from misp_platform.consumer import Handler
-
-from audit.settings import AuditSettings
 
 
 def handlers(_settings: AuditSettings) -> Mapping[str, Handler]:

@@ -2,9 +2,8 @@
 
 import sys
 
-from misp_platform.cli import main
-
 from identity.bootstrap import spec
+from misp_platform.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(spec))

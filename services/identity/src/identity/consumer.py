@@ -2,10 +2,9 @@
 
 from collections.abc import Mapping
 
+from identity.settings import IdentitySettings
 from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
 from misp_platform.consumer import Handler
-
-from identity.settings import IdentitySettings
 
 
 def handlers(_settings: IdentitySettings) -> Mapping[str, Handler]:

@@ -2,10 +2,9 @@
 
 from collections.abc import Mapping
 
+from jobs.settings import JobsSettings
 from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
 from misp_platform.consumer import Handler
-
-from jobs.settings import JobsSettings
 
 
 def handlers(_settings: JobsSettings) -> Mapping[str, Handler]:

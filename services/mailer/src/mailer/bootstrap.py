@@ -4,13 +4,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from misp_platform.app import create_app as create_platform_app
-from misp_platform.config import ServiceSettings
-from misp_platform.service import ServiceSpec
-
 from mailer.api.routes import router
 from mailer.consumer import handlers, topics
 from mailer.settings import MailerSettings
+from misp_platform.app import create_app as create_platform_app
+from misp_platform.config import ServiceSettings
+from misp_platform.service import ServiceSpec
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
@@ -22,6 +21,6 @@ spec = ServiceSpec(
     settings=MailerSettings,
     create_app=create_app,
     migrations_dir=Path(__file__).parent / "migrations",
-    handlers=handlers,  # type: ignore[arg-type]
-    topics=topics,  # type: ignore[arg-type]
+    handlers=handlers,
+    topics=topics,
 )

@@ -2,10 +2,9 @@
 
 from collections.abc import Mapping
 
+from mailer.settings import MailerSettings
 from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
 from misp_platform.consumer import Handler
-
-from mailer.settings import MailerSettings
 
 
 def handlers(_settings: MailerSettings) -> Mapping[str, Handler]:

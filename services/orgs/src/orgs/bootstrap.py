@@ -7,7 +7,6 @@ from fastapi import FastAPI
 from misp_platform.app import create_app as create_platform_app
 from misp_platform.config import ServiceSettings
 from misp_platform.service import ServiceSpec
-
 from orgs.api.routes import router
 from orgs.consumer import handlers, topics
 from orgs.settings import OrgsSettings
@@ -22,6 +21,6 @@ spec = ServiceSpec(
     settings=OrgsSettings,
     create_app=create_app,
     migrations_dir=Path(__file__).parent / "migrations",
-    handlers=handlers,  # type: ignore[arg-type]
-    topics=topics,  # type: ignore[arg-type]
+    handlers=handlers,
+    topics=topics,
 )

@@ -4,7 +4,6 @@ from collections.abc import Mapping
 
 from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
 from misp_platform.consumer import Handler
-
 from orgs.settings import OrgsSettings
 
 

@@ -3,7 +3,6 @@
 import sys
 
 from misp_platform.cli import main
-
 from settings.bootstrap import spec
 
 if __name__ == "__main__":

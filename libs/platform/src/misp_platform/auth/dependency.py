@@ -16,11 +16,11 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.auth import AuthenticationFailed, auth_topic
 from misp_contracts.events.identity import LEVEL_FLAGS, PERM_FLAGS, RoleState
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from misp_platform import metrics, outbox
 from misp_platform.auth.keys import authkey_hmac, is_well_formed, mask_authkey
 from misp_platform.auth.principals import lookup_authkeys

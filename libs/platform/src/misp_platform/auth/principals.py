@@ -11,6 +11,23 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    SmallInteger,
+    String,
+    Table,
+    delete,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from misp_contracts.envelope import Envelope
 from misp_contracts.events.identity import (
     AUTHKEY_TOPIC,
@@ -35,23 +52,6 @@ from misp_contracts.events.orgs import (
     OrganisationState,
     OrganisationUpdated,
 )
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    Index,
-    SmallInteger,
-    String,
-    Table,
-    delete,
-    func,
-    select,
-)
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from misp_platform.db import metadata
 
 Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
