@@ -11,11 +11,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from misp_contracts.topics import Topic
 from misp_platform.kafka import ensure_topics
+from misp_platform.testing import throwaway_database
 
 
 def _docker_ok() -> bool:
@@ -61,34 +61,11 @@ def pg_url() -> Iterator[str]:
         yield pg.get_connection_url().rsplit("/", 1)[0]
 
 
-async def create_database(pg_url: str, name: str) -> str:
-    admin = create_async_engine(f"{pg_url}/postgres", isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return f"{pg_url}/{name}"
-
-
-async def drop_database(pg_url: str, name: str) -> None:
-    admin = create_async_engine(f"{pg_url}/postgres", isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
-
-
 @pytest.fixture
 async def platform_db(pg_url: str) -> AsyncIterator[str]:
     """A throwaway database with the platform's tables; yields its URL."""
-    from misp_platform.migrations import create_platform_tables
-
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    url = await create_database(pg_url, name)
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(create_platform_tables)
-    await engine.dispose()
-    yield url
-    await drop_database(pg_url, name)
+    async with throwaway_database(pg_url) as url:
+        yield url
 
 
 @pytest.fixture

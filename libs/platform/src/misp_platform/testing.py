@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
@@ -59,15 +61,15 @@ async def drop_test_database(url: str) -> None:
 
 
 async def create_tables(url: str, *metadatas: MetaData) -> None:
-    """`create_all` of the given metadata (default: the platform's, principals included)."""
-    if not metadatas:
-        import misp_platform.auth.principals  # noqa: F401  (its tables join db.metadata)
-        from misp_platform.db import metadata
+    """`create_all` of the given metadata (default: the platform's, as a service's first
+    migration creates them, principals and the outbox trigger included)."""
+    from misp_platform.migrations import create_platform_tables
 
-        metadatas = (metadata,)
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
+            if not metadatas:
+                await conn.run_sync(create_platform_tables)
             for md in metadatas:
                 await conn.run_sync(md.create_all)
     finally:
@@ -85,3 +87,44 @@ async def throwaway_database(admin_url: str | None = None, *, prefix: str = "tes
         yield url
     finally:
         await drop_test_database(url)
+
+
+async def seed_principal(engine: AsyncEngine, pepper: str, *, user_id: int, org_id: int = 1,
+                         org_name: str = "ORGNAME", role: dict[str, Any] | None = None,
+                         email: str | None = None) -> str:
+    """Feed the principals projection as identity's and orgs' events would; returns a raw key.
+
+    `role` holds RoleState fields (`{"perm_site_admin": True, ...}`); perm_auth is on by default.
+    """
+    from misp_contracts.envelope import Actor, Envelope
+    from misp_contracts.events.base import DomainEvent
+    from misp_contracts.events.identity import (
+        AuthKeyCreated,
+        AuthKeyState,
+        RoleCreated,
+        RoleState,
+        UserCreated,
+        UserState,
+    )
+    from misp_contracts.events.orgs import OrganisationCreated, OrganisationState
+    from misp_platform.auth import PRINCIPAL_HANDLERS, authkey_hmac, generate_authkey
+
+    key = generate_authkey()
+    events: list[DomainEvent] = [
+        OrganisationCreated(organisation=OrganisationState(
+            id=org_id, uuid=str(uuid.uuid4()), name=org_name)),
+        RoleCreated(role=RoleState(**{"id": user_id, "name": f"role-{user_id}",
+                                      "perm_auth": True, **(role or {})})),
+        UserCreated(user=UserState(id=user_id, uuid=str(uuid.uuid4()),
+                                   email=email or f"user{user_id}@example.test",
+                                   org_id=org_id, role_id=user_id)),
+        AuthKeyCreated(authkey=AuthKeyState(
+            id=user_id, uuid=str(uuid.uuid4()), user_id=user_id,
+            key_hmac=authkey_hmac(pepper, key), authkey_start=key[:4], authkey_end=key[-4:])),
+    ]
+    async with engine.begin() as conn:
+        for event in events:
+            envelope = Envelope(source="/test", type=event.type, actor=Actor.system(),
+                                data=event.model_dump(mode="json"))
+            await PRINCIPAL_HANDLERS[event.type](conn, envelope)
+    return key
