@@ -6,12 +6,13 @@ holds the change and what will be published about it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,6 +21,16 @@ from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.base import DomainEvent
 from misp_platform.db import event, snapshot
 from misp_platform.outbox import OutgoingMessage, enqueue_messages
+
+
+# All events of a call in one JSON parameter: one statement, one round trip.
+INSERT_EVENTS = text("""
+    INSERT INTO event (stream_id, version, event_id, stream_type, type, data, metadata)
+    SELECT r.stream_id, r.version, r.event_id, r.stream_type, r.type, r.data, r.metadata
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+         AS r(stream_id uuid, version int, event_id uuid, stream_type text, type text,
+              data jsonb, metadata jsonb)
+""")
 
 
 class ConcurrencyError(Exception):
@@ -110,7 +121,7 @@ class EventStore:
         if not rows:
             return envelopes
         try:
-            await conn.execute(insert(event), rows)
+            await conn.execute(INSERT_EVENTS, {"rows": json.dumps(rows)})
         except IntegrityError as exc:
             if "event_pkey" in str(exc.orig):
                 raise ConcurrencyError(
