@@ -76,7 +76,8 @@ def _messages_of(topic: Topic, models: dict[str, type[DomainEvent]]) -> list[str
     if topic.name.endswith(".dlq.v1"):
         return [DLQ_MESSAGE]
     if topic.name.endswith(".auth.v1"):
-        return [t for t, m in models.items() if not m.topic and t.startswith("misp.auth.")]
+        return [t for t, m in models.items()
+                if (not m.topic and t.startswith("misp.auth.")) or m.topic == topic.name]
     return [t for t, m in models.items() if m.topic == topic.name]
 
 

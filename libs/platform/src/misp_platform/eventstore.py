@@ -22,7 +22,6 @@ from misp_contracts.events.base import DomainEvent
 from misp_platform.db import event, snapshot
 from misp_platform.outbox import OutgoingMessage, enqueue_messages
 
-
 # All events of a call in one JSON parameter: one statement, one round trip.
 INSERT_EVENTS = text("""
     INSERT INTO event (stream_id, version, event_id, stream_type, type, data, metadata)

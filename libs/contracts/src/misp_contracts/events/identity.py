@@ -8,7 +8,7 @@ carried only as its HMAC-SHA256 under the deployment pepper).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,9 @@ from misp_contracts.events.base import Change, DomainEvent, register
 USER_TOPIC = "misp.identity.user.v1"
 ROLE_TOPIC = "misp.identity.role.v1"
 AUTHKEY_TOPIC = "misp.identity.authkey.v1"
+AUTH_TOPIC = "misp.identity.auth.v1"
+REGISTRATION_TOPIC = "misp.identity.registration.v1"
+USER_SETTING_TOPIC = "misp.identity.user-setting.v1"
 
 # Role permission flags in MISP's UI order (Role::generatePermFlags), then the four level flags.
 PERM_FLAGS: tuple[str, ...] = (
@@ -56,6 +59,14 @@ class UserState(_State):
     date_created: datetime | None = None
     date_modified: datetime | None = None
     last_login: datetime | None = None
+    # Added later (optional, so older readers and events stay valid).
+    current_login: datetime | None = None
+    last_pw_change: datetime | None = None
+    newsread: int = 0
+    force_logout: bool = False
+    notification_daily: bool = False
+    notification_weekly: bool = False
+    notification_monthly: bool = False
 
 
 class RoleState(_State):
@@ -186,3 +197,130 @@ class AuthKeyDeleted(DomainEvent):
     authkey_id: int
     user_id: int
     key_hmac: str
+
+
+# ---- later additions: the default role, logins and passwords, registrations, user settings ----
+
+
+@register
+class DefaultRoleChanged(DomainEvent):
+    """The AdminSetting `default_role` (used by admin/users/add) was set or unset."""
+
+    type: ClassVar[str] = "misp.identity.role.default-changed.v1"
+    topic: ClassVar[str] = ROLE_TOPIC
+    role_id: int | None = None
+    previous_role_id: int | None = None
+
+
+class _AuthEvent(DomainEvent):
+    """An entry of identity's auth topic: MISP's login / logout / login_fail / change_pw rows."""
+
+    topic: ClassVar[str] = AUTH_TOPIC
+    title: str  # MISP's Log title
+    user_id: int = 0  # 0: no such user (MISP logs it as SYSTEM)
+    email: str | None = None
+    org_id: int | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@register
+class UserLoggedIn(_AuthEvent):
+    type: ClassVar[str] = "misp.identity.auth.logged-in.v1"
+    at: datetime | None = None
+
+
+@register
+class UserLoginFailed(_AuthEvent):
+    type: ClassVar[str] = "misp.identity.auth.login-failed.v1"
+    username: str
+    blocked: bool = False  # this failure reached SecureAuth.amount
+
+
+@register
+class UserLoggedOut(_AuthEvent):
+    type: ClassVar[str] = "misp.identity.auth.logged-out.v1"
+    forced: bool = False  # an administrator ended every session of the user
+    sessions: int = 1
+
+
+@register
+class UserPasswordChanged(_AuthEvent):
+    """The user changed their own password (MISP's `change_pw`); the password never travels."""
+
+    type: ClassVar[str] = "misp.identity.auth.password-changed.v1"
+
+
+@register
+class UserPasswordReset(_AuthEvent):
+    """Someone else set the user's password (an administrator's edit or add)."""
+
+    type: ClassVar[str] = "misp.identity.auth.password-reset.v1"
+
+
+@register
+class LoginBlockLifted(_AuthEvent):
+    """An administrator lifted a brute-force block of (IP, username)."""
+
+    type: ClassVar[str] = "misp.identity.auth.block-lifted.v1"
+    username: str
+    blocked_ip: str | None = None  # None: every IP
+
+
+class RegistrationState(_State):
+    """A self-registration request (MISP's `Inbox` row of type `registration`)."""
+
+    id: int
+    uuid: str
+    email: str
+    data: dict[str, Any] = Field(default_factory=dict)  # the request as sent, minus secrets
+    ip: str | None = None
+    user_agent: str | None = None
+    created: datetime | None = None
+
+
+@register
+class RegistrationSubmitted(DomainEvent):
+    type: ClassVar[str] = "misp.identity.registration.submitted.v1"
+    topic: ClassVar[str] = REGISTRATION_TOPIC
+    registration: RegistrationState
+
+
+@register
+class RegistrationAccepted(DomainEvent):
+    type: ClassVar[str] = "misp.identity.registration.accepted.v1"
+    topic: ClassVar[str] = REGISTRATION_TOPIC
+    registration_id: int
+    user_id: int
+
+
+@register
+class RegistrationDiscarded(DomainEvent):
+    type: ClassVar[str] = "misp.identity.registration.discarded.v1"
+    topic: ClassVar[str] = REGISTRATION_TOPIC
+    registration_id: int
+
+
+class UserSettingState(_State):
+    id: int
+    user_id: int
+    setting: str
+    value: Any = None
+    timestamp: datetime | None = None
+
+
+@register
+class UserSettingSet(DomainEvent):
+    type: ClassVar[str] = "misp.identity.user-setting.set.v1"
+    topic: ClassVar[str] = USER_SETTING_TOPIC
+    user_setting: UserSettingState
+    changes: dict[str, Change] = Field(default_factory=dict)
+
+
+@register
+class UserSettingDeleted(DomainEvent):
+    type: ClassVar[str] = "misp.identity.user-setting.deleted.v1"
+    topic: ClassVar[str] = USER_SETTING_TOPIC
+    id: int
+    user_id: int
+    setting: str
