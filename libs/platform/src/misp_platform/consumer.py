@@ -13,7 +13,7 @@ and replayed message by message, each in a savepoint, with retries and backoff.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -58,16 +58,19 @@ class Decoded:
 
     __slots__ = ("envelope", "error", "message_id", "record")
 
-    def __init__(self, record: ConsumerRecord) -> None:
+    def __init__(self, record: ConsumerRecord, handled: Container[str]) -> None:
         self.record = record
         self.envelope: Envelope | None = None
         self.error: str | None = None
+        self.message_id = f"{record.topic}:{record.partition}:{record.offset}"
+        type_ = next((v for k, v in record.headers if k == "ce_type"), None)
+        if type_ is not None and type_.decode("utf-8", "replace") not in handled:
+            return  # a type this consumer does not handle: skipped without decoding
         try:
             self.envelope = from_kafka(record.headers, record.value)
             self.message_id = self.envelope.id
         except Exception as exc:  # anything undecodable is poison, whatever the cause
             self.error = f"undecodable message: {type(exc).__name__}: {exc}"
-            self.message_id = f"{record.topic}:{record.partition}:{record.offset}"
 
 
 class ConsumerRunner:
@@ -132,7 +135,7 @@ class ConsumerRunner:
 
     async def process(self, records: Sequence[ConsumerRecord]) -> None:
         """Apply a batch effectively once; retries the batch while the database is unreachable."""
-        decoded = [Decoded(r) for r in records]
+        decoded = [Decoded(r, self.batch_handlers) for r in records]
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
             wait=wait_exponential(multiplier=self.backoff_s, max=10), reraise=True,
