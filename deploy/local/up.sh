@@ -15,6 +15,8 @@ bash "$HERE/gateway.sh" start
 bash "$HERE/services.sh" start
 url="$(bash "$HERE/wait-ready.sh")"
 echo "gateway: $url"
+# identity writes the key once organisation 1 is known (its first run): give it a moment.
+for _ in $(seq 1 100); do [ -s "$STATE/admin.authkey" ] && break; sleep 0.2; done
 if [ -s "$STATE/admin.authkey" ]; then
-  echo "site admin authkey: .local/admin.authkey"
+  echo "site admin authkey: $(cat "$STATE/admin.authkey") (kept in .local/admin.authkey; rotate: make admin-key)"
 fi

@@ -55,6 +55,9 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("misp.jobs.commands.v1", "jobs", description="Commands to the jobs service"),
     Topic("misp.audit.log.v1", "audit", retention_ms=90 * DAY_MS,
           description="One normalized record per audit log entry, ECS field names, for SIEMs"),
+    Topic("misp.audit.checkpoint.v1", "audit", partitions=1,
+          description="Signed checkpoints of the audit log's hash chains (tamper evidence); "
+                      "kept forever: verification needs every one"),
     *_per_service("auth", "Authentications seen by {service}", retention_ms=90 * DAY_MS),
     *_per_service("dlq", "Messages {service} could not handle, with the error",
                   partitions=1, retention_ms=30 * DAY_MS),

@@ -47,8 +47,8 @@ async def run_relay(spec: ServiceSpec, settings: ServiceSettings) -> None:
 
 def build_consumer(spec: ServiceSpec, settings: ServiceSettings,
                    engine: AsyncEngine) -> ConsumerRunner:
-    return ConsumerRunner(
-        service=spec.name, group=spec.consumer_group, engine=engine,
+    return spec.consumer_class(
+        service=spec.name, group=settings.consumer_group or spec.consumer_group, engine=engine,
         bootstrap_servers=settings.kafka_bootstrap_servers, handlers=spec.handlers(settings),
         batch_handlers=spec.batch_handlers(settings),
         topics=spec.topics(settings), pattern=spec.topic_pattern,

@@ -34,6 +34,8 @@ class ServiceSettings(BaseSettings):
     # Consumer tuning: retries of a failing message before it goes to the DLQ.
     consumer_max_attempts: int = 3
     consumer_retry_backoff_s: float = 0.2
+    # The consumer group (default `misp.<service>`); a crash test runs a real process in its own.
+    consumer_group: str = ""
 
     @model_validator(mode="before")
     @classmethod

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from misp_platform.config import ServiceSettings
-from misp_platform.consumer import BatchHandler, Handler
+from misp_platform.consumer import BatchHandler, ConsumerRunner, Handler
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -30,6 +30,8 @@ class ServiceSpec:
     batch_handlers: Callable[[ServiceSettings], Mapping[str, BatchHandler]] = lambda _s: {}
     topics: Callable[[ServiceSettings], list[str]] = lambda _s: []
     topic_pattern: str | None = None
+    # The runner class (a service may subclass it, e.g. to handle every type of a pattern).
+    consumer_class: type[ConsumerRunner] = ConsumerRunner
     # Runs once the consumer is up (first-run seeding and the like), with the engine.
     on_consumer_start: Callable[[ServiceSettings, AsyncEngine], Awaitable[None]] | None = None
     extra_commands: Mapping[str, Callable[[ServiceSettings, list[str]], int]] = field(

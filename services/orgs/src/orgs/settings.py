@@ -12,3 +12,7 @@ class OrgsSettings(ServiceSettings):
 
     service: ClassVar[str] = "orgs"
     http_port: int = 8102
+    # Logo uploads: PNG only, checked by content; 48x48 is what the UI shows.
+    logo_max_bytes: int = 256 * 1024
+    logo_max_width: int = 512
+    logo_max_height: int = 512

@@ -1,6 +1,12 @@
 """Every event and command model, registered by its CloudEvents type string."""
 
-from misp_contracts.events import auth, identity, orgs  # noqa: F401  (import registers them)
+from misp_contracts.events import (  # noqa: F401  (import registers them)
+    audit,
+    auth,
+    identity,
+    orgs,
+    settings,
+)
 from misp_contracts.events.base import (
     REDACTED,
     DomainEvent,

@@ -7,6 +7,7 @@ message, recorded as an `AuthenticationFailed` event through this service's outb
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -228,10 +229,39 @@ def _request_id(request: Request) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# MISP logs the same failing key at most once an hour (its redis `auth_fail_throttling` key)
+# unless `Security.log_each_individual_auth_fail`. Kept per process: N API processes of a service
+# log a key at most N times an hour.
+AUTH_FAIL_THROTTLE_S = 3600.0
+_THROTTLE_MAX_KEYS = 10_000
+
+
+def _throttled(request: Request, failure: AuthFailure) -> bool:
+    """True when this key's failure was already recorded within the hour (then skip it)."""
+    if failure.key is None or getattr(request.app.state, "log_each_individual_auth_fail", False):
+        return False
+    seen: dict[str, float] | None = getattr(request.app.state, "auth_fail_throttle", None)
+    if seen is None:
+        seen = request.app.state.auth_fail_throttle = {}
+    digest = hashlib.sha256(f"{failure.reason}:{failure.key}".encode()).hexdigest()
+    now = time.monotonic()
+    if seen.get(digest, 0.0) > now:
+        return True
+    if len(seen) >= _THROTTLE_MAX_KEYS:
+        for name in [k for k, until in seen.items() if until <= now]:
+            del seen[name]
+        if len(seen) >= _THROTTLE_MAX_KEYS:
+            seen.clear()
+    seen[digest] = now + AUTH_FAIL_THROTTLE_S
+    return False
+
+
 async def record_failure(engine: AsyncEngine, service: str, failure: AuthFailure,
                          request: Request, ip: str | None) -> None:
     """Queue `AuthenticationFailed` in its own transaction; the raw key never leaves here."""
     metrics.auth_failures_total.labels(failure.reason).inc()
+    if _throttled(request, failure):
+        return
     state = _state(request)
     key = failure.key
     event = AuthenticationFailed(
