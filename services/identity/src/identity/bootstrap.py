@@ -1,19 +1,79 @@
 """The composition root of the identity service: the one place that wires real adapters."""
 
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import structlog
 from fastapi import FastAPI
 
-from identity.api.routes import router
-from identity.consumer import handlers, topics
+from identity.adapters.settings import setting
+from identity.api import create_routers, install_domain_errors
+from identity.consumer import handlers, on_consumer_start, topics
+from identity.handlers.first_run import key_path, rotate_admin_key
 from identity.settings import IdentitySettings
 from misp_platform.app import create_app as create_platform_app
 from misp_platform.config import ServiceSettings
+from misp_platform.db import create_engine
 from misp_platform.service import ServiceSpec
 
+log = structlog.get_logger(__name__)
+AUTH_SETTINGS_REFRESH_S = 5.0
 
-def create_app(settings: ServiceSettings) -> FastAPI:
-    return create_platform_app(settings, routers=[router])
+
+@asynccontextmanager
+async def follow_auth_settings(app: FastAPI) -> AsyncIterator[None]:
+    """Keep `Security.log_each_individual_auth_fail` (read by the platform's auth dependency)
+    in step with the setting identity's consumer records."""
+
+    async def refresh() -> None:
+        while True:
+            try:
+                async with app.state.engine.connect() as conn:
+                    app.state.log_each_individual_auth_fail = bool(await setting(
+                        conn, "Security.log_each_individual_auth_fail"))
+            except Exception:  # the database restarting: keep the last value
+                log.debug("auth_settings.refresh_failed", exc_info=True)
+            await asyncio.sleep(AUTH_SETTINGS_REFRESH_S)
+
+    task = asyncio.create_task(refresh())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def create_app(settings: ServiceSettings, **kwargs: object) -> FastAPI:
+    hooks = [follow_auth_settings, *kwargs.pop("lifespan_hooks", ())]  # type: ignore[misc]
+    app = create_platform_app(settings, routers=create_routers(), lifespan_hooks=hooks,
+                              **kwargs)
+    install_domain_errors(app)
+    return app
+
+
+def admin_key_command(settings: ServiceSettings, _args: list[str]) -> int:
+    """`python -m identity admin-key`: rotate the site admin's key, print it, write the file."""
+
+    async def run() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            return await rotate_admin_key(engine, pepper=settings.pepper.get_secret_value(),
+                                          state_dir=settings.state_dir)
+        finally:
+            await engine.dispose()
+
+    try:
+        raw = asyncio.run(run())
+    except LookupError as exc:
+        print(f"admin-key: {exc}", file=sys.stderr)
+        return 1
+    print(raw)
+    print(f"(written to {key_path(settings.state_dir)})", file=sys.stderr)
+    return 0
 
 
 spec = ServiceSpec(
@@ -23,4 +83,6 @@ spec = ServiceSpec(
     migrations_dir=Path(__file__).parent / "migrations",
     handlers=handlers,
     topics=topics,
+    on_consumer_start=on_consumer_start,
+    extra_commands={"admin-key": admin_key_command},
 )

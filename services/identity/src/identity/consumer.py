@@ -1,15 +1,105 @@
-"""What the identity consumer handles: the principals projection (identity's and orgs' events)."""
+"""What the identity consumer handles: orgs' organisations (identity's org projection and the
+principals), identity's own topics for the principals, and the first run."""
 
+from __future__ import annotations
+
+import asyncio
 from collections.abc import Mapping
 
-from identity.settings import IdentitySettings
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from identity.adapters.settings import record_setting
+from identity.handlers.first_run import seed_when_ready
+from identity.projections.project import (
+    when_organisation_deleted_project,
+    when_organisation_saved_project,
+)
+from misp_contracts.envelope import Envelope
+from misp_contracts.events.orgs import (
+    ORGANISATION_TOPIC,
+    OrganisationCreated,
+    OrganisationDeleted,
+    OrganisationUpdated,
+)
+from misp_contracts.settings_catalogue import definition
 from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
+from misp_platform.config import ServiceSettings
 from misp_platform.consumer import Handler
+from misp_platform.db import event
+
+_ORG_HANDLERS: dict[str, Handler] = {
+    OrganisationCreated.type: when_organisation_saved_project,
+    OrganisationUpdated.type: when_organisation_saved_project,
+    OrganisationDeleted.type: when_organisation_deleted_project,
+}
 
 
-def handlers(_settings: IdentitySettings) -> Mapping[str, Handler]:
-    return dict(PRINCIPAL_HANDLERS)
+async def _is_own_event(conn: AsyncConnection, envelope: Envelope) -> bool:
+    return (await conn.execute(select(event.c.event_id).where(
+        event.c.event_id == envelope.id))).first() is not None
 
 
-def topics(_settings: IdentitySettings) -> list[str]:
-    return list(PRINCIPAL_TOPICS)
+def _principals_unless_own(handler: Handler) -> Handler:
+    """Identity's own events were applied to its principals in the append's transaction;
+    re-applying an older one from Kafka could briefly undo a newer change, so they are skipped.
+    Events that another publisher put on identity's topics are applied as everywhere else."""
+
+    async def apply(conn: AsyncConnection, envelope: Envelope) -> None:
+        if not await _is_own_event(conn, envelope):
+            await handler(conn, envelope)
+
+    return apply
+
+
+def _both(first: Handler, second: Handler) -> Handler:
+    async def apply(conn: AsyncConnection, envelope: Envelope) -> None:
+        await first(conn, envelope)
+        await second(conn, envelope)
+
+    return apply
+
+
+# The settings service's change event, read by its type string and its two fields only, so that
+# identity does not depend on the settings service's model beyond the contract's names.
+SETTING_CHANGED = "misp.settings.setting.changed.v1"
+SETTING_TOPIC = "misp.settings.setting.v1"
+
+
+async def when_setting_changed_record(conn: AsyncConnection, envelope: Envelope) -> None:
+    name, value = envelope.data.get("name"), envelope.data.get("value")
+    if not isinstance(name, str):
+        raise ValueError("a setting change without a name")
+    try:
+        definition(name)
+    except KeyError:
+        return  # a setting identity does not know: nothing to apply
+    if definition(name).redacted:
+        return  # never in clear on Kafka; set in identity's environment instead
+    await record_setting(conn, name, value)
+
+
+def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:
+    out: dict[str, Handler] = {SETTING_CHANGED: when_setting_changed_record}
+    for type_, principal in PRINCIPAL_HANDLERS.items():
+        if type_ in _ORG_HANDLERS:
+            out[type_] = _both(_ORG_HANDLERS[type_], principal)
+        else:
+            out[type_] = _principals_unless_own(principal)
+    return out
+
+
+def topics(_settings: ServiceSettings) -> list[str]:
+    assert ORGANISATION_TOPIC in PRINCIPAL_TOPICS
+    return [*PRINCIPAL_TOPICS, SETTING_TOPIC]
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+async def on_consumer_start(settings: ServiceSettings, engine: AsyncEngine) -> None:
+    """Start the first run's seeder beside the consumer loop (it ends once seeded)."""
+    task = asyncio.create_task(seed_when_ready(
+        engine, pepper=settings.pepper.get_secret_value(), state_dir=settings.state_dir))
+    _background.add(task)
+    task.add_done_callback(_background.discard)

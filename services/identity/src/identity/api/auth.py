@@ -1,0 +1,93 @@
+"""users/login (form or JSON) and users/logout, with a server-side session cookie."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from identity.api.deps import EngineDep, as_misp
+from identity.handlers import login as handlers
+from identity.handlers.views import user_view
+from misp_platform.auth.dependency import client_ip
+from misp_platform.misp import (
+    BadRequest,
+    Forbidden,
+    InvalidJSON,
+    MispJSONResponse,
+    message_body,
+    unwrap,
+)
+
+router = APIRouter(tags=["login"])
+
+MAX_BODY = 64 * 1024
+
+
+async def _credentials(request: Request) -> tuple[str, str]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise BadRequest("Request too large.")
+    fields: dict[str, Any]
+    if "application/x-www-form-urlencoded" in request.headers.get("content-type", ""):
+        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+        fields = {k.removeprefix("data[User][").rstrip("]"): v for k, v in form.items()}
+    else:
+        try:
+            fields = unwrap(json.loads(raw) if raw.strip() else {}, "User")
+        except ValueError as exc:
+            raise InvalidJSON() from exc
+    email = fields.get("email", fields.get("username"))
+    password = fields.get("password")
+    if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
+        raise Forbidden(handlers.BAD_CREDENTIALS)
+    return email, password
+
+
+def _ip(request: Request) -> str:
+    peer = request.client.host if request.client else None
+    return client_ip(peer, request.headers.get("x-forwarded-for")) or "unknown"
+
+
+def _request_id(request: Request) -> str | None:
+    value = (request.scope.get("state") or {}).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+@router.post("/users/login")
+async def login(request: Request, engine: EngineDep) -> Response:
+    email, password = await _credentials(request)
+    with as_misp(request, "login", "User"):
+        result = await handlers.login(engine, username=email, password=password,
+                                      ip=_ip(request),
+                                      user_agent=request.headers.get("user-agent"),
+                                      request_id=_request_id(request))
+    async with engine.connect() as conn:
+        body = await user_view(conn, result.user)
+    response = MispJSONResponse(body)
+    response.set_cookie(handlers.SESSION_COOKIE, result.token, httponly=True, samesite="lax",
+                        secure=request.url.scheme == "https",
+                        max_age=int(handlers.SESSION_TTL.total_seconds()), path="/")
+    return response
+
+
+@router.api_route("/users/logout", methods=["GET", "POST"])
+async def logout(request: Request, engine: EngineDep) -> Response:
+    token = request.cookies.get(handlers.SESSION_COOKIE)
+    await handlers.logout(engine, token, ip=_ip(request), request_id=_request_id(request))
+    response = MispJSONResponse(message_body("Logged out."))
+    response.delete_cookie(handlers.SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/api/v1/identity/session")
+async def session(request: Request, engine: EngineDep) -> dict[str, Any]:
+    """Who the session cookie belongs to (for the coming web console)."""
+    user = await handlers.session_user(engine, request.cookies.get(handlers.SESSION_COOKIE))
+    if user is None:
+        raise Forbidden("Not logged in.")
+    async with engine.connect() as conn:
+        return await user_view(conn, user)

@@ -1,0 +1,60 @@
+"""Identity's endpoints that MISP does not have: forced logout, lifting a login block, whoami."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from identity.api.deps import EngineDep, as_misp, resolve_user_id
+from identity.handlers import login as login_handlers
+from identity.handlers.users import _visible
+from misp_platform.auth import Admin, CurrentPrincipal, SiteAdmin
+from misp_platform.misp import BadRequest, misp_record, read_body, success
+
+router = APIRouter(prefix="/api/v1/identity", tags=["identity"])
+
+
+@router.get("/")
+async def about() -> dict[str, str]:
+    """What this service is (for operators; MISP clients never call it)."""
+    return {"service": "identity", "owns": "users, roles, authkeys, passwords, logins and sessions"}
+
+
+@router.get("/whoami")
+async def whoami(principal: CurrentPrincipal) -> dict[str, object]:
+    """Who this service takes the caller to be, from its own principals projection."""
+    return misp_record(
+        "User", {"id": principal.user_id, "email": principal.email},
+        Organisation={"id": principal.org_id, "name": principal.org_name},
+        Role={"id": principal.role.id, "name": principal.role.name},
+    )
+
+
+@router.post("/users/{user_id}/logout")
+async def force_logout(user_id: str, request: Request, principal: Admin,
+                       engine: EngineDep) -> dict[str, Any]:
+    """End every session of a user (site admin, or the org admin of the user's org)."""
+    target = resolve_user_id(user_id, principal)
+    with as_misp(request, "logout", "User", target):
+        async with engine.connect() as conn:
+            loaded, _ = await _visible(conn, principal, target, manage=True)
+        ended = await login_handlers.force_logout(engine, principal.actor(), loaded.state,
+                                                  loaded.stream_id)
+    return success("logout", "User", request.url.path, id=target,
+                   message=f"{ended} session(s) ended.")
+
+
+@router.post("/bruteforce/lift")
+async def lift_block(request: Request, principal: SiteAdmin,
+                     engine: EngineDep) -> dict[str, Any]:
+    """Lift a brute-force block: `{"username": ..., "ip": ...}` (no ip: from every IP)."""
+    body = await read_body(request)
+    username, ip = body.get("username"), body.get("ip")
+    if not isinstance(username, str) or not username.strip() or (
+            ip is not None and not isinstance(ip, str)):
+        raise BadRequest("username (and optionally ip) are required.")
+    lifted = await login_handlers.lift_block(engine, principal.actor(), username=username,
+                                             ip=ip)
+    return success("lift", "Block", request.url.path,
+                   message=f"Login block lifted ({lifted} attempt(s) forgotten).")

@@ -1,0 +1,188 @@
+"""Web login with server-side sessions, logout, and brute-force protection per (IP, username).
+
+Counting is atomic: an attempt is reserved under a transaction-scoped advisory lock on the pair
+before the (slow) password check, so concurrent wrong passwords cannot all slip past the limit.
+A successful login releases its reservation; a failed one stays counted for SecureAuth.expire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from identity.adapters.passwords import verify_password
+from identity.adapters.settings import read_settings
+from identity.adapters.store import publish_only, record, write
+from identity.domain.errors import ForbiddenError
+from identity.handlers.users import end_sessions
+from identity.projections import queries
+from identity.projections.tables import login_attempt, login_session
+from misp_contracts.envelope import Actor
+from misp_contracts.events.identity import (
+    LoginBlockLifted,
+    UserLoggedIn,
+    UserLoggedOut,
+    UserLoginFailed,
+    UserState,
+)
+from misp_platform.eventstore import Append
+
+BAD_CREDENTIALS = "Invalid username or password, try again"
+SESSION_COOKIE = "MISP-session"
+SESSION_TTL = timedelta(hours=8)
+MAX_USERNAME = 255
+
+
+def blocked_message(expire: int) -> str:
+    return (f"You have reached the maximum number of login attempts. Please wait {expire} "
+            "seconds and try again.")
+
+
+def session_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    user: UserState
+    token: str
+
+
+async def _reserve_attempt(engine: AsyncEngine, ip: str, username: str, *, amount: int,
+                           expire: int) -> tuple[int | None, int]:
+    """`(attempt id, attempts counted before it)`; the id is None when the pair is blocked."""
+    async with engine.begin() as conn:
+        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:pair, 0))"),
+                           {"pair": f"login\n{ip}\n{username}"})
+        now = datetime.now(UTC)
+        counted = int((await conn.execute(select(func.count()).select_from(login_attempt).where(
+            login_attempt.c.ip == ip, login_attempt.c.username == username,
+            login_attempt.c.expires_at > now))).scalar_one())
+        if counted >= amount:
+            return None, counted
+        attempt_id = (await conn.execute(insert(login_attempt).values(
+            ip=ip, username=username, expires_at=now + timedelta(seconds=expire))
+            .returning(login_attempt.c.id))).scalar_one()
+        return int(attempt_id), counted
+
+
+def _actor(user: UserState | None, ip: str | None, request_id: str | None) -> Actor:
+    if user is None:
+        return Actor(email="SYSTEM", org_name="SYSTEM", client_ip=ip, request_id=request_id)
+    return Actor(user_id=user.id, email=user.email, org_id=user.org_id, client_ip=ip,
+                 request_id=request_id)
+
+
+async def login(engine: AsyncEngine, *, username: str, password: str, ip: str,
+                user_agent: str | None, request_id: str | None = None) -> LoggedIn:
+    username = username.strip().lower()[:MAX_USERNAME]
+    async with engine.connect() as conn:
+        limits = await read_settings(conn, ["SecureAuth.amount", "SecureAuth.expire"])
+    amount = int(limits["SecureAuth.amount"] or 5)
+    expire = int(limits["SecureAuth.expire"] or 300)
+    attempt_id, counted = await _reserve_attempt(engine, ip, username, amount=amount,
+                                                 expire=expire)
+    async with engine.connect() as conn:
+        loaded = await queries.get_user_by_email(conn, username)
+        stored = await queries.password_hash(conn, loaded.state.id) if loaded else None
+    user = loaded.state if loaded else None
+    if attempt_id is None:
+        raise ForbiddenError(blocked_message(expire))
+    good = await verify_password(stored, password) and user is not None
+    if not good or user is None or user.disabled:
+        title = (f"Failed login attempt using username {username} from IP: {ip}."
+                 if user is None or not user.disabled else "Login attempt by disabled user.")
+        blocked = counted + 1 >= amount
+        if blocked:
+            title += " Blocked against bruteforcing."
+        async with engine.begin() as conn:
+            await publish_only(conn, UserLoginFailed(
+                title=title, username=username, user_id=user.id if user else 0,
+                email=user.email if user else None, org_id=user.org_id if user else None,
+                ip=ip, user_agent=user_agent, blocked=blocked),
+                actor=_actor(user, ip, request_id), key=loaded.stream_id if loaded else None)
+        raise ForbiddenError(BAD_CREDENTIALS)
+    token = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+
+    async def work(conn: AsyncConnection) -> None:
+        current = await queries.get_user(conn, user.id)
+        if current is None:
+            raise ForbiddenError(BAD_CREDENTIALS)
+        await conn.execute(delete(login_attempt).where(login_attempt.c.id == attempt_id))
+        await conn.execute(insert(login_session).values(
+            token_hash=session_hash(token), user_id=user.id, expires_at=now + SESSION_TTL,
+            ip=ip, user_agent=(user_agent or "")[:512]))
+        await record(conn, [Append(
+            stream_id=current.stream_id, stream_type="user", expected_version=current.version,
+            events=(UserLoggedIn(title=f"Successful login: {user.email}", user_id=user.id,
+                                 email=user.email, org_id=user.org_id, ip=ip,
+                                 user_agent=user_agent, at=now),),
+            actor=_actor(user, ip, request_id))])
+
+    await write(engine, work)
+    return LoggedIn(user=user, token=token)
+
+
+async def session_user(engine: AsyncEngine, token: str | None) -> UserState | None:
+    if not token:
+        return None
+    async with engine.connect() as conn:
+        user_id = (await conn.execute(select(login_session.c.user_id).where(
+            login_session.c.token_hash == session_hash(token),
+            login_session.c.expires_at > datetime.now(UTC)))).scalar()
+        if user_id is None:
+            return None
+        loaded = await queries.get_user(conn, int(user_id))
+    return None if loaded is None or loaded.state.disabled else loaded.state
+
+
+async def logout(engine: AsyncEngine, token: str | None, *, ip: str | None,
+                 request_id: str | None = None) -> bool:
+    if not token:
+        return False
+    async with engine.begin() as conn:
+        user_id = (await conn.execute(delete(login_session).where(
+            login_session.c.token_hash == session_hash(token))
+            .returning(login_session.c.user_id))).scalar()
+        if user_id is None:
+            return False
+        loaded = await queries.get_user(conn, int(user_id))
+        user = loaded.state if loaded else None
+        await publish_only(conn, UserLoggedOut(
+            title=f"User logout: {user.email if user else user_id}", user_id=int(user_id),
+            email=user.email if user else None, org_id=user.org_id if user else None, ip=ip),
+            actor=_actor(user, ip, request_id), key=loaded.stream_id if loaded else None)
+    return True
+
+
+async def force_logout(engine: AsyncEngine, actor: Actor, user: UserState,
+                       stream_id: str) -> int:
+    """An administrator ends every session of a user."""
+    async with engine.begin() as conn:
+        ended = await end_sessions(conn, user.id)
+        await publish_only(conn, UserLoggedOut(
+            title=f"Forced logout of user {user.id} ({user.email}): {ended} session(s)",
+            user_id=user.id, email=user.email, org_id=user.org_id, ip=actor.client_ip,
+            forced=True, sessions=ended), actor=actor, key=stream_id)
+    return ended
+
+
+async def lift_block(engine: AsyncEngine, actor: Actor, *, username: str,
+                     ip: str | None) -> int:
+    """Forget the counted attempts of (ip, username), or of the username from every IP."""
+    username = username.strip().lower()
+    async with engine.begin() as conn:
+        stmt = delete(login_attempt).where(login_attempt.c.username == username)
+        if ip:
+            stmt = stmt.where(login_attempt.c.ip == ip)
+        lifted = int((await conn.execute(stmt)).rowcount or 0)
+        await publish_only(conn, LoginBlockLifted(
+            title=f"Login block lifted for {username}" + (f" from IP {ip}" if ip else ""),
+            username=username, blocked_ip=ip, ip=actor.client_ip), actor=actor)
+    return lifted

@@ -1,0 +1,123 @@
+"""Identity's read models (created by migration 0002), updated in the transaction of each append."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    Text,
+    func,
+)
+from sqlalchemy import Table as _Table
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData()
+
+
+def Table(name: str, *columns: Column) -> _Table:
+    return _Table(name, metadata, *columns)
+
+
+org = Table(
+    "org",
+    Column("org_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("uuid", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("local", Boolean, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("state", JSONB, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+role = Table(
+    "role",
+    Column("role_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("stream_id", UUID(as_uuid=False), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("state", JSONB, nullable=False),
+)
+
+user_account = Table(
+    "user_account",
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("stream_id", UUID(as_uuid=False), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("email", Text, nullable=False),
+    Column("org_id", BigInteger, nullable=False),
+    Column("role_id", BigInteger, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("state", JSONB, nullable=False),
+)
+
+user_credential = Table(
+    "user_credential",
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("password_hash", Text, nullable=True),
+    Column("changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+authkey = Table(
+    "authkey",
+    Column("authkey_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("stream_id", UUID(as_uuid=False), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("key_hmac", Text, nullable=False),
+    Column("state", JSONB, nullable=False),
+)
+
+admin_setting = Table(
+    "admin_setting",
+    Column("name", Text, primary_key=True),
+    Column("value", JSONB, nullable=True),
+)
+
+setting_value = Table(
+    "setting_value",
+    Column("name", Text, primary_key=True),
+    Column("value", JSONB, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+user_setting = Table(
+    "user_setting",
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("stream_id", UUID(as_uuid=False), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("setting", Text, nullable=False),
+    Column("value", JSONB, nullable=True),
+    Column("timestamp", DateTime(timezone=True), nullable=False),
+)
+
+registration = Table(
+    "registration",
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("stream_id", UUID(as_uuid=False), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", JSONB, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+)
+
+login_session = Table(
+    "login_session",
+    Column("token_hash", Text, primary_key=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("ip", Text, nullable=True),
+    Column("user_agent", Text, nullable=True),
+)
+
+login_attempt = Table(
+    "login_attempt",
+    Column("id", BigInteger, primary_key=True),
+    Column("ip", Text, nullable=False),
+    Column("username", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,119 @@
+"""users/login and logout, sessions, brute-force protection (atomic), forced logout."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+from sqlalchemy import select
+
+from identity.handlers.login import BAD_CREDENTIALS, SESSION_COOKIE
+from misp_platform.db import outbox
+
+PASSWORD = "Correct-Horse-9battery"
+
+
+async def _user_with_password(identity) -> dict:
+    return await identity.add_user(password=PASSWORD, change_pw=False)
+
+
+async def test_json_and_form_login_open_a_session_and_logout_ends_it(identity) -> None:
+    user = await _user_with_password(identity)
+    response = await identity.call("POST", "/users/login",
+                                   json={"User": {"email": user["email"], "password": PASSWORD}})
+    assert response.status_code == 200, response.text
+    assert response.json()["User"]["email"] == user["email"]
+    token = response.cookies.get(SESSION_COOKIE)
+    assert token
+    me = await identity.client.get("/api/v1/identity/session",
+                                   cookies={SESSION_COOKIE: token})
+    assert me.status_code == 200 and me.json()["User"]["id"] == user["id"]
+    form = await identity.client.post("/users/login", content=(
+        f"data[User][email]={user['email']}&data[User][password]={PASSWORD}").encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 200
+    out = await identity.client.post("/users/logout", cookies={SESSION_COOKIE: token})
+    assert out.status_code == 200
+    after = await identity.client.get("/api/v1/identity/session",
+                                      cookies={SESSION_COOKIE: token})
+    assert after.status_code == 403
+    view = (await identity.call("GET", "/users/view/me", user["authkey"])).json()
+    assert view["User"]["current_login"] != "0"
+
+
+async def test_a_wrong_password_is_refused_with_misp_message(identity) -> None:
+    user = await _user_with_password(identity)
+    response = await identity.call("POST", "/users/login",
+                                   json={"email": user["email"], "password": "nope"})
+    assert response.status_code == 403 and response.json()["message"] == BAD_CREDENTIALS
+
+
+async def test_fifty_concurrent_wrong_passwords_let_at_most_the_limit_through(identity) -> None:
+    user = await _user_with_password(identity)
+
+    async def attempt() -> str:
+        response = await identity.call("POST", "/users/login",
+                                       json={"email": user["email"], "password": "wrong"})
+        assert response.status_code == 403
+        return response.json()["message"]
+
+    messages = await asyncio.gather(*(attempt() for _ in range(50)))
+    checked = [m for m in messages if m == BAD_CREDENTIALS]
+    blocked = [m for m in messages if m.startswith("You have reached the maximum number of "
+                                                   "login attempts. Please wait 300 seconds")]
+    assert len(checked) == 5 and len(blocked) == 45
+    # Even the right password is now refused, until an admin lifts the block.
+    right = await identity.call("POST", "/users/login",
+                                json={"email": user["email"], "password": PASSWORD})
+    assert right.status_code == 403 and right.json()["message"].startswith("You have reached")
+    lifted = await identity.call("POST", "/api/v1/identity/bruteforce/lift", identity.admin_key,
+                                 json={"username": user["email"]})
+    assert lifted.status_code == 200, lifted.text
+    again = await identity.call("POST", "/users/login",
+                                json={"email": user["email"], "password": PASSWORD})
+    assert again.status_code == 200
+    async with identity.engine.connect() as conn:
+        payloads = [bytes(r.payload) for r in await conn.execute(select(outbox.c.payload))]
+    failures = [p for p in payloads if b"login-failed" in p or b"Failed login attempt" in p]
+    assert len(failures) == 5
+    assert sum(b"Blocked against bruteforcing." in p for p in payloads) == 1
+
+
+async def test_an_admin_can_force_a_logout(identity) -> None:
+    user = await _user_with_password(identity)
+    tokens = []
+    for _ in range(2):
+        response = await identity.call("POST", "/users/login",
+                                       json={"email": user["email"], "password": PASSWORD})
+        tokens.append(response.cookies.get(SESSION_COOKIE))
+    forced = await identity.call("POST", f"/api/v1/identity/users/{user['id']}/logout",
+                                 identity.admin_key)
+    assert forced.status_code == 200 and forced.json()["message"] == "2 session(s) ended."
+    for token in tokens:
+        response = await identity.client.get("/api/v1/identity/session",
+                                             cookies={SESSION_COOKIE: token})
+        assert response.status_code == 403
+
+
+async def test_a_disabled_user_cannot_log_in(identity) -> None:
+    user = await identity.add_user(password=PASSWORD, disabled=True)
+    response = await identity.call("POST", "/users/login",
+                                   json={"email": user["email"], "password": PASSWORD})
+    assert response.status_code == 403
+
+
+async def test_repeated_bad_key_failures_are_recorded_once_an_hour(identity) -> None:
+    bad = "a" * 36 + secrets.token_hex(2)
+    for _ in range(3):
+        response = await identity.call("GET", "/users/view/me", bad)
+        assert response.status_code == 403
+    async with identity.engine.connect() as conn:
+        payloads = [bytes(r.payload) for r in await conn.execute(select(outbox.c.payload))]
+    assert sum(b"Failed authentication using API key" in p for p in payloads) == 1
+    await identity.set_setting("Security.log_each_individual_auth_fail", True)
+    identity.client._transport.app.state.log_each_individual_auth_fail = True  # type: ignore[attr-defined]
+    for _ in range(2):
+        await identity.call("GET", "/users/view/me", bad)
+    async with identity.engine.connect() as conn:
+        payloads = [bytes(r.payload) for r in await conn.execute(select(outbox.c.payload))]
+    assert sum(b"Failed authentication using API key" in p for p in payloads) == 3

@@ -1,0 +1,103 @@
+"""Identity through the gateway with PyMISP's own calls (issue 4 §11), and a key made by
+identity working on, then revoked from, every service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from pymisp import MISPRole, MISPUser, PyMISP
+
+from misp_contracts.topics import SERVICES
+
+GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
+
+
+def admin_key() -> str:
+    path = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "admin.authkey"
+    deadline = time.monotonic() + 30
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not path.exists():
+        pytest.fail("no admin.authkey: identity's first run did not happen (is org 1 known?)")
+    return path.read_text().strip()
+
+
+def wait_everywhere(key: str, status: int, timeout_s: float = 15) -> float:
+    started = time.monotonic()
+    with httpx.Client(timeout=5) as client:
+        while True:
+            codes = {s: client.get(f"{GATEWAY}/api/v1/{s}/whoami",
+                                   headers={"Authorization": key}).status_code
+                     for s in SERVICES}
+            if all(c == status for c in codes.values()):
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout_s:
+                raise AssertionError(f"not all {status} after {timeout_s}s: {codes}")
+            time.sleep(0.02)
+
+
+def test_pymisp_drives_users_roles_and_keys() -> None:
+    misp = PyMISP(GATEWAY, admin_key(), ssl=False)
+    assert misp._current_role.perm_site_admin  # from users/view/me
+
+    user = MISPUser()
+    user.email = f"pymisp-{secrets.token_hex(4)}@example.test"
+    user.org_id = 1
+    user.role_id = 3
+    created = misp.add_user(user, pythonify=True)
+    assert isinstance(created, MISPUser), created
+    wait_everywhere(created.authkey, 200)
+
+    as_user = PyMISP(GATEWAY, created.authkey, ssl=False)
+    me = as_user.get_user(pythonify=True)
+    assert me.email == user.email
+    created.autoalert = True
+    updated = misp.update_user(created, pythonify=True)
+    assert updated.autoalert is True
+    assert [u.email for u in misp.users(search=user.email, pythonify=True)] == [user.email]
+    assert misp.get_user(created.id, pythonify=True).email == user.email
+
+    new_key = misp.get_new_authkey(created)
+    assert len(new_key) == 40
+    changed = as_user.change_user_password("Another-Password-42")
+    assert changed["message"] == "Password Changed."
+
+    role = MISPRole()
+    role.name = f"pymisp-role-{secrets.token_hex(3)}"
+    added = misp.add_role(role, pythonify=True)
+    assert added.perm_add is False and added.perm_site_admin is False
+    added.max_execution_time = "1234"
+    assert misp.update_role(added, pythonify=True).max_execution_time == "1234"
+    assert misp.set_default_role(added)["message"] == "Default role set."
+    assert misp.set_default_role(3)["message"] == "Default role set."
+    assert any(r.name == role.name for r in misp.roles(pythonify=True))
+    assert misp.delete_role(added)["success"] is True
+
+    assert misp.delete_user(created)["message"] == "User deleted."
+    wait_everywhere(created.authkey, 403)
+
+
+async def test_a_deleted_key_is_refused_by_another_service_within_a_second() -> None:
+    key = admin_key()
+    async with httpx.AsyncClient(timeout=10) as client:
+        added = await client.post(f"{GATEWAY}/auth_keys/add/me", json={"comment": "e2e"},
+                                  headers={"Authorization": key, "Accept": "application/json"})
+        assert added.status_code == 200, added.text
+        raw, key_id = added.json()["AuthKey"]["authkey_raw"], added.json()["AuthKey"]["id"]
+        await asyncio.to_thread(wait_everywhere, raw, 200)
+        deleted_at = time.monotonic()
+        await client.post(f"{GATEWAY}/auth_keys/delete/{key_id}",
+                          headers={"Authorization": key, "Accept": "application/json"})
+        while (await client.get(f"{GATEWAY}/api/v1/jobs/whoami",
+                                headers={"Authorization": raw})).status_code != 403:
+            assert time.monotonic() - deleted_at < 5
+            await asyncio.sleep(0.01)
+        elapsed = time.monotonic() - deleted_at
+    print(f"revocation reached jobs in {elapsed * 1000:.0f} ms")
+    assert elapsed < 1.0
