@@ -11,7 +11,7 @@ help:
 	@echo "make infra      install + PostgreSQL + Kafka + gateway (no services)"
 	@echo "make install    Debian packages, Kafka jars, uv sync"
 	@echo "make status     what runs"
-	@echo "make bench      infra up, bench/run.py, down"
+	@echo "make bench      up, bench/run.py, down"
 	@echo "make lint       ruff + mypy"
 	@echo "make admin-key  rotate the site admin's authkey (.local/admin.authkey)"
 
