@@ -34,3 +34,10 @@ def test_an_unknown_path_gets_misp_s_404_body() -> None:
     assert response.json() == {"name": "Not Found", "message": "Not Found",
                                "url": "/no/such/thing"}
 
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_says_what_it_is_under_its_api_prefix(service: str) -> None:
+    about = httpx.get(f"{GATEWAY}/api/v1/{service}", timeout=10)
+    assert about.status_code == 200
+    assert about.json()["service"] == service

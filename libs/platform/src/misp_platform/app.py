@@ -25,13 +25,14 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from misp_platform.auth import CurrentPrincipal
 from misp_platform.config import ServiceSettings
 from misp_platform.db import create_engine
 from misp_platform.logging import configure_logging, request_context
 from misp_platform.metrics import MetricsMiddleware, metrics_response
 from misp_platform.misp.errors import INTERNAL_ERROR, install_error_handlers, misp_error_response
 from misp_platform.misp.params import MispPathMiddleware
-from misp_platform.misp.responses import MispJSONResponse
+from misp_platform.misp.responses import MispJSONResponse, misp_record
 
 log = structlog.get_logger("misp_platform.app")
 
@@ -293,6 +294,26 @@ def _ops_router(service: str) -> APIRouter:
     return router
 
 
+def _service_router(service: str) -> APIRouter:
+    """`/api/v1/<service>/` and `/whoami`: the same in every service, for operators and tests."""
+    router = APIRouter(prefix=f"/api/v1/{service}", tags=[service])
+
+    @router.get("")
+    async def about(request: Request) -> dict[str, str]:
+        return {"service": service, "version": request.app.version}
+
+    @router.get("/whoami")
+    async def whoami(principal: CurrentPrincipal) -> dict[str, Any]:
+        """Who this service takes the caller to be, from its own principals projection."""
+        return misp_record(
+            "User", {"id": principal.user_id, "email": principal.email},
+            Organisation={"id": principal.org_id, "name": principal.org_name},
+            Role={"id": principal.role.id, "name": principal.role.name},
+        )
+
+    return router
+
+
 def create_app(
     settings: ServiceSettings,
     *,
@@ -359,6 +380,7 @@ def create_app(
     app.include_router(_ops_router(service))
     for router in routers:
         app.include_router(router)
+    app.include_router(_service_router(service))
 
     quiet = [f"{prefix}/{name}" for prefix in ("", f"/_svc/{service}") for name in OPS_PATHS]
     # Added innermost first: MispPath runs just before routing, Metrics outermost.

@@ -220,22 +220,6 @@ async def merge_into(key: str, target: str, request: Request, principal: SiteAdm
 # ---- /api/v1/orgs -----------------------------------------------------------------------------
 
 
-@router.get("/")
-async def about() -> dict[str, str]:
-    """What this service is (for operators; MISP clients never call it)."""
-    return {"service": "orgs", "owns": "organisations (local and remote), logos and merges"}
-
-
-@router.get("/whoami")
-async def whoami(principal: CurrentPrincipal) -> dict[str, object]:
-    """Who this service takes the caller to be, from its own principals projection."""
-    return misp_record(
-        "User", {"id": principal.user_id, "email": principal.email},
-        Organisation={"id": principal.org_id, "name": principal.org_name},
-        Role={"id": principal.role.id, "name": principal.role.name},
-    )
-
-
 class _TooLarge(Exception):
     pass
 
