@@ -4,16 +4,17 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from audit.api.routes import router
-from audit.consumer import handlers, topics
-from audit.settings import AuditSettings
+from audit.api.routes import misp_router, router
+from audit.consumer import AuditConsumer, handlers, on_consumer_start
+from audit.handlers.commands import COMMANDS
+from audit.settings import TOPIC_PATTERN, AuditSettings
 from misp_platform.app import create_app as create_platform_app
 from misp_platform.config import ServiceSettings
 from misp_platform.service import ServiceSpec
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
-    return create_platform_app(settings, routers=[router])
+    return create_platform_app(settings, routers=[misp_router, router])
 
 
 spec = ServiceSpec(
@@ -22,5 +23,8 @@ spec = ServiceSpec(
     create_app=create_app,
     migrations_dir=Path(__file__).parent / "migrations",
     handlers=handlers,
-    topics=topics,
+    topic_pattern=TOPIC_PATTERN,
+    consumer_class=AuditConsumer,
+    on_consumer_start=on_consumer_start,
+    extra_commands=COMMANDS,
 )

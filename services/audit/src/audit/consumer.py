@@ -1,15 +1,94 @@
-"""What the audit consumer handles: the principals projection (identity's and orgs' events)."""
+"""The audit consumer: a pattern subscription over every `misp.*` topic, each event written as a
+Log row chained on its source partition (and, for identity's and orgs' feeds, applied to the
+principals projection in the same transaction)."""
 
-from collections.abc import Mapping
+from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+from aiokafka import ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from audit.adapters.keys import load_or_create_key
+from audit.handlers.integrity import prune, write_checkpoint
+from audit.projections.log import Options, Source, project
 from audit.settings import AuditSettings
-from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
-from misp_platform.consumer import Handler
+from misp_contracts.envelope import Envelope
+from misp_platform.config import ServiceSettings
+from misp_platform.consumer import BatchHandler, ConsumerRunner, Handler
+
+log = structlog.get_logger(__name__)
 
 
-def handlers(_settings: AuditSettings) -> Mapping[str, Handler]:
-    return dict(PRINCIPAL_HANDLERS)
+class EveryMispType(dict[str, BatchHandler]):
+    """A handler table that answers every `misp.*` type with one handler (known or not)."""
+
+    def __init__(self, handler: BatchHandler) -> None:
+        super().__init__()
+        self.handler = handler
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.startswith("misp.")
+
+    def __missing__(self, key: str) -> BatchHandler:
+        return self.handler
 
 
-def topics(_settings: AuditSettings) -> list[str]:
-    return list(PRINCIPAL_TOPICS)
+class AuditConsumer(ConsumerRunner):
+    """The platform runner, handling every type, and telling the projection each event's
+    source partition (its chain)."""
+
+    def __init__(self, *, options: Options | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.options = options or Options()
+        self.batch_handlers = EveryMispType(self._project)
+        self._sources: dict[str, Source] = {}
+
+    async def process(self, records: Sequence[ConsumerRecord]) -> None:
+        self._sources = {}
+        for r in records:
+            event_id = next((v for k, v in r.headers if k == "ce_id"), None)
+            if event_id is not None:
+                self._sources[event_id.decode("utf-8", "replace")] = Source(
+                    r.topic, r.partition, r.offset)
+        await super().process(records)
+
+    async def _project(self, conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
+        await project(conn, [(e, self._sources.get(e.id)) for e in envelopes], self.options)
+
+
+def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:
+    return {}  # AuditConsumer handles every type itself
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+async def on_consumer_start(settings: ServiceSettings, engine: AsyncEngine) -> None:
+    """Make sure the signing key exists, then checkpoint (and prune) in the background."""
+    assert isinstance(settings, AuditSettings)
+    key = load_or_create_key(settings.key_path)
+
+    async def checkpoints() -> None:
+        while True:
+            await asyncio.sleep(settings.checkpoint_interval_s)
+            try:
+                await write_checkpoint(engine, key)
+            except Exception:
+                log.exception("audit.checkpoint_failed")
+
+    async def retention() -> None:
+        while settings.retention_days > 0:
+            try:
+                await prune(engine, key, retention_days=settings.retention_days)
+            except Exception:
+                log.exception("audit.prune_failed")
+            await asyncio.sleep(settings.prune_interval_s)
+
+    for job in (checkpoints(), retention()):
+        task = asyncio.get_running_loop().create_task(job)
+        _background.add(task)
+        task.add_done_callback(_background.discard)

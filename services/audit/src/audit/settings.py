@@ -1,10 +1,14 @@
 """Settings of the audit service (environment prefix `AUDIT_`)."""
 
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic_settings import SettingsConfigDict
 
 from misp_platform.config import ServiceSettings
+
+# Every misp.* topic except the audit's own outputs and the dead-letter topics.
+TOPIC_PATTERN = r"^misp\.(?!audit\.log\.|audit\.checkpoint\.)(?!.*\.dlq\.v\d+$)[^.]+\..+"
 
 
 class AuditSettings(ServiceSettings):
@@ -12,3 +16,15 @@ class AuditSettings(ServiceSettings):
 
     service: ClassVar[str] = "audit"
     http_port: int = 8103
+    # The Ed25519 checkpoint key: a file outside the audit database (default
+    # <state_dir>/audit-signing.key, created once with mode 0600 by the consumer).
+    signing_key_path: str = ""
+    checkpoint_interval_s: float = 30.0
+    # Entries older than this many days are pruned, whole checkpoint ranges at a time (0: never).
+    retention_days: int = 0
+    prune_interval_s: float = 3600.0
+    publish_siem: bool = True
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.signing_key_path or Path(self.state_dir) / "audit-signing.key")

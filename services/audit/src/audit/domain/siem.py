@@ -1,0 +1,78 @@
+"""The SIEM record of a log entry: ECS field names, MISP's Log row under `misp.log`. Pure."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from audit.domain.chain import Entry
+from audit.domain.mapping import SYSTEM, LogRow
+from misp_contracts.events.audit import (
+    AuditLogRecorded,
+    ChainLink,
+    EcsEvent,
+    EcsOrganization,
+    EcsRelated,
+    EcsSource,
+    EcsUser,
+    EcsUserTarget,
+    MispAuditFields,
+    MispLogRow,
+)
+
+MISP_TIME = "%Y-%m-%d %H:%M:%S"
+AUTH_ACTIONS = frozenset({"auth", "auth_fail", "auth_alert", "change_pw", "login", "login_fail",
+                          "logout", "password_reset", "forgot"})
+IAM_MODELS = frozenset({"User", "Role", "AuthKey", "Organisation", "UserSetting", "Inbox",
+                        "Bruteforce"})
+TYPES = {"add": "creation", "edit": "change", "delete": "deletion", "login": "start",
+         "auth": "start", "auth_fail": "start", "login_fail": "start", "logout": "end",
+         "change_pw": "change", "password_reset": "change", "merge": "change",
+         "serverSettingsEdit": "change", "enable": "change", "disable": "change"}
+IAM_KINDS = {"User": "user", "Role": "group", "Organisation": "group", "AuthKey": "user"}
+
+
+def categories(row: LogRow) -> tuple[list[str], list[str]]:
+    kind = TYPES.get(row.action, "info")
+    if row.action in AUTH_ACTIONS:
+        category = ["authentication"]
+    elif row.model in IAM_MODELS:
+        category = ["iam"]
+    elif row.model == "Server":
+        category = ["configuration"]
+    else:
+        category = ["api"]
+    types = [kind]
+    if category == ["iam"] and row.model in IAM_KINDS:
+        types.append(IAM_KINDS[row.model])
+    return category, types
+
+
+def siem_record(entry: Entry, row: LogRow) -> AuditLogRecorded:
+    category, types = categories(row)
+    actor_email = row.email if row.email != SYSTEM else None
+    related_users = [u for u in dict.fromkeys((actor_email, row.target_email)) if u]
+    target = (EcsUserTarget(id=str(row.target_user_id) if row.target_user_id else None,
+                            email=row.target_email, name=row.target_email)
+              if row.target_user_id or row.target_email else None)
+    return AuditLogRecorded.model_validate({
+        "@timestamp": entry.created,
+        "message": row.title,
+        "event": EcsEvent(id=str(entry.id), action=row.action, category=category, type=types,
+                          outcome=row.outcome, created=entry.created),
+        "user": EcsUser(id=str(row.user_id) if row.user_id else None, email=actor_email,
+                        name=row.email, target=target),
+        "organization": EcsOrganization(id=str(row.org_id) if row.org_id else None,
+                                        name=row.org),
+        "source": EcsSource(ip=row.ip) if row.ip else None,
+        "related": EcsRelated(user=related_users, ip=[row.ip] if row.ip else []),
+        "misp": MispAuditFields(
+            log=MispLogRow(id=str(entry.id), title=row.title,
+                           created=entry.created.astimezone(UTC).strftime(MISP_TIME),
+                           model=row.model,
+                           model_id=str(row.model_id), action=row.action,
+                           user_id=str(row.user_id), change=row.change, email=row.email,
+                           org=row.org, description=row.description, ip=row.ip),
+            source_event_id=entry.source_event_id, source_event_type=entry.source_type,
+            chain=ChainLink(chain=entry.chain, seq=entry.seq, prev_hash=entry.prev_hash,
+                            hash=entry.hash)),
+    })

@@ -1,0 +1,247 @@
+"""Checkpoints, verification and retention: the tamper-evidence side of the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from audit.adapters.store import (
+    chain_states,
+    latest_checkpoint,
+    lock_checkpoints,
+    public_key_b64,
+    save_checkpoint,
+    stored_checkpoints,
+    stream_entries,
+)
+from audit.adapters.tables import LIVE, LogTables
+from audit.domain.chain import START, Break, ChainReport, Entry, Mark, verify_chain
+from audit.domain.checkpoint import (
+    PERIODIC,
+    PRUNED,
+    ChainState,
+    Checkpoint,
+    make_checkpoint,
+    parse_checkpoint,
+    public_raw,
+    verify_checkpoints,
+)
+from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC, AuditCheckpointSigned
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def write_checkpoint(engine: AsyncEngine, key: Ed25519PrivateKey, *,
+                           kind: str = PERIODIC, clock: Clock = utcnow, force: bool = False,
+                           topic: str = AUDIT_CHECKPOINT_TOPIC,
+                           chains: dict[str, ChainState] | None = None,
+                           epoch: int | None = None) -> Checkpoint | None:
+    """Sign every chain's head now; None when nothing changed since the last checkpoint."""
+    async with engine.begin() as conn:
+        await lock_checkpoints(conn)
+        last = await latest_checkpoint(conn)
+        states = chains if chains is not None else await chain_states(conn)
+        if not force and last is not None and _same(last, states):
+            return None
+        if not force and last is None and not states:
+            return None
+        cp = make_checkpoint(key, number=(last.number + 1) if last else 1,
+                             epoch=epoch if epoch is not None else (last.epoch if last else 1),
+                             kind=kind, created_at=clock(), prev=last.hash if last else None,
+                             chains=states)
+        await save_checkpoint(conn, cp, public_key_b64(key), topic=topic)
+    log.info("audit.checkpoint", number=cp.number, kind=kind, chains=len(states))
+    return cp
+
+
+def _same(last: Checkpoint, states: dict[str, ChainState]) -> bool:
+    heads = {c: s.head for c, s in states.items()}
+    pruned = {c: s.pruned for c, s in states.items() if s.pruned.seq > 0}
+    return heads == last.heads and pruned == {c: m for c, (m, _o) in last.pruned.items()
+                                              if m.seq > 0}
+
+
+# ---- verification -------------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyReport:
+    ok: bool = True
+    entries: int = 0
+    chains: int = 0
+    checkpoints: int = 0
+    epoch: int = 0
+    first_broken: Break | None = None
+    checkpoint_problem: str | None = None
+    broken_chains: list[Break] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "entries": self.entries, "chains": self.chains,
+                "checkpoints": self.checkpoints, "epoch": self.epoch,
+                "checkpoint_problem": self.checkpoint_problem,
+                "first_broken": self.first_broken.as_dict() if self.first_broken else None,
+                "broken_chains": [b.as_dict() for b in self.broken_chains]}
+
+
+async def verify(engine: AsyncEngine, public: bytes, *, published: Sequence[Checkpoint] = (),
+                 tables: LogTables = LIVE) -> VerifyReport:
+    """Check the checkpoints, then walk every chain against its signed marks and heads."""
+    report = VerifyReport()
+    async with engine.connect() as conn:
+        stored = await stored_checkpoints(conn)
+        cps = verify_checkpoints(stored, public, published)
+        report.checkpoints, report.epoch = cps.count, cps.epoch
+        if cps.problem:
+            report.ok, report.checkpoint_problem = False, cps.problem
+        signed = cps.signed_heads()
+        starts = cps.pruned_marks()
+        current: list[Entry] = []
+        chains_seen: set[str] = set()
+
+        def finish(chain: str, entries: list[Entry]) -> None:
+            result: ChainReport = verify_chain(chain, entries, start=starts.get(chain, START),
+                                               signed=signed.get(chain))
+            report.entries += result.entries
+            chains_seen.add(chain)
+            if result.broken:
+                report.broken_chains.append(result.broken)
+
+        async for entry in stream_entries(conn, tables):
+            if current and current[0].chain != entry.chain:
+                finish(current[0].chain, current)
+                current = []
+            current.append(entry)
+        if current:
+            finish(current[0].chain, current)
+        for chain in set(signed) - chains_seen:
+            finish(chain, [])  # every entry of a signed chain is gone
+    report.chains = len(chains_seen)
+    if report.broken_chains:
+        report.ok = False
+        report.broken_chains.sort(key=lambda b: (b.entry_id is None, b.entry_id or 0, b.chain))
+        report.first_broken = report.broken_chains[0]
+    return report
+
+
+async def published_checkpoints(bootstrap: str, topic: str = AUDIT_CHECKPOINT_TOPIC, *,
+                                timeout_s: float = 10.0) -> list[Checkpoint]:
+    """Every checkpoint on the Kafka topic (read to its end, no consumer group)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                group_id=None)
+    await consumer.start()
+    out: list[Checkpoint] = []
+    try:
+        cluster = await consumer._client.fetch_all_metadata()  # a fresh view of the topics
+        partitions = cluster.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return out
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end in {timeout_s}s")
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for r in records:
+                    with contextlib.suppress(Exception):  # not a checkpoint: ignored
+                        out.append(_decode_published(r.value))
+    finally:
+        await consumer.stop()
+    return out
+
+
+def _decode_published(value: bytes | None) -> Checkpoint:
+    import json
+
+    event = AuditCheckpointSigned.model_validate(json.loads(value or b"{}"))
+    return parse_checkpoint(event.body, event.signature)
+
+
+def public_of(key: Ed25519PrivateKey) -> bytes:
+    return public_raw(key)
+
+
+def public_from_b64(value: str) -> bytes:
+    return base64.b64decode(value)
+
+
+# ---- retention ----------------------------------------------------------------------------------
+
+
+@dataclass
+class PruneReport:
+    pruned_entries: int = 0
+    checkpoint: Checkpoint | None = None
+    upto: dict[str, int] = field(default_factory=dict)
+
+
+async def prune(engine: AsyncEngine, key: Ed25519PrivateKey, *, retention_days: int,
+                clock: Clock = utcnow, topic: str = AUDIT_CHECKPOINT_TOPIC) -> PruneReport:
+    """Remove whole checkpoint ranges older than the retention, then sign the new marks.
+
+    The newest checkpoint created before the cutoff bounds what goes: each chain loses its
+    entries up to that checkpoint's head, which are all older than the checkpoint itself.
+    """
+    report = PruneReport()
+    if retention_days <= 0:
+        return report
+    cutoff = clock() - timedelta(days=retention_days)
+    async with engine.begin() as conn:
+        await lock_checkpoints(conn)
+        rows = (await conn.execute(text(
+            "SELECT body, signature FROM log_checkpoint WHERE created_at < :cutoff "
+            "AND epoch = (SELECT max(epoch) FROM log_checkpoint) "
+            "ORDER BY number DESC LIMIT 1"), {"cutoff": cutoff})).first()
+        if rows is None:
+            return report
+        bound = parse_checkpoint(rows.body, rows.signature)
+        states = await chain_states(conn)
+        marks: dict[str, tuple[Mark, int | None]] = {}
+        for chain, head in bound.heads.items():
+            state = states.get(chain)
+            if state is None or head.seq <= state.pruned.seq:
+                continue
+            offset = (await conn.execute(text(
+                "SELECT source_offset FROM log_entry WHERE chain = :c AND seq = :s"),
+                {"c": chain, "s": head.seq})).scalar()
+            deleted = await conn.execute(text(
+                "DELETE FROM log_entry WHERE chain = :c AND seq <= :s"),
+                {"c": chain, "s": head.seq})
+            report.pruned_entries += deleted.rowcount or 0
+            marks[chain] = (head, offset)
+            report.upto[chain] = head.seq
+        if not marks:
+            return report
+        for chain, (mark, offset) in marks.items():
+            await conn.execute(text(
+                "UPDATE log_chain SET pruned_seq = :s, pruned_hash = :h, pruned_offset = :o "
+                "WHERE chain = :c"), {"s": mark.seq, "h": mark.hash, "o": offset, "c": chain})
+        states = await chain_states(conn)
+        last = await latest_checkpoint(conn)
+        assert last is not None
+        cp = make_checkpoint(key, number=last.number + 1, epoch=last.epoch, kind=PRUNED,
+                             created_at=clock(), prev=last.hash, chains=states)
+        await save_checkpoint(conn, cp, public_key_b64(key), topic=topic)
+        report.checkpoint = cp
+    log.info("audit.pruned", entries=report.pruned_entries, chains=len(report.upto))
+    return report

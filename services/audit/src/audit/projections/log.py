@@ -1,0 +1,217 @@
+"""The log projection: events in, MISP Log rows out, each chained and (live) sent to SIEMs.
+
+A whole run of events is written with a handful of statements whatever its size: the chain heads
+are locked once, ids drawn once, the rows inserted as one JSON parameter, the heads updated once
+and the SIEM records queued in the outbox once, all in the consumer's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from audit.adapters.tables import ENTRY_COLUMNS, LIVE, LogTables
+from audit.domain.chain import Entry, entry_hash
+from audit.domain.mapping import LogRow, LogSettings, to_log_row
+from audit.domain.siem import siem_record
+from misp_contracts.envelope import Actor, Envelope
+from misp_contracts.events.audit import AUDIT_LOG_TOPIC, AuditLogRecorded
+from misp_contracts.events.settings import SettingChanged
+from misp_contracts.settings_catalogue import definition
+from misp_platform.auth.principals import PRINCIPAL_HANDLERS
+from misp_platform.outbox import OutgoingMessage, enqueue_messages
+
+log = structlog.get_logger(__name__)
+
+LOGGING_SETTINGS = ("MISP.log_auth", "MISP.log_client_ip", "Security.do_not_log_authkeys")
+UNPARTITIONED = "unpartitioned"
+# Deterministic SIEM message ids: a replayed entry keeps the id a SIEM may deduplicate on.
+SIEM_NAMESPACE = uuid.UUID("5b0b7a4e-2f44-4c55-9d0e-6a1d2c9f3e10")
+INT_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an event was read: its partition is its chain."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def chain(self) -> str:
+        return f"{self.topic}:{self.partition}"
+
+
+@dataclass(frozen=True)
+class Options:
+    tables: LogTables = LIVE
+    publish: bool = True  # queue SIEM records (a rebuild does not re-send them)
+    principals: bool = True  # feed the principals projection too (only the live consumer)
+    siem_topic: str = AUDIT_LOG_TOPIC
+    # Where the logging settings live: a rebuild replays them into its own copy, so each event
+    # is logged under the settings of its time, as the live consumer did.
+    settings_table: str = "audit_setting"
+
+
+async def load_log_settings(conn: AsyncConnection,
+                            table: str = "audit_setting") -> LogSettings:
+    values: dict[str, Any] = {n: definition(n).default for n in LOGGING_SETTINGS}
+    rows = await conn.execute(text(f"SELECT name, value FROM {table} WHERE name = ANY(:n)"),
+                              {"n": list(LOGGING_SETTINGS)})
+    values.update({r.name: r.value for r in rows})
+    return LogSettings.from_values(values)
+
+
+async def record_setting(conn: AsyncConnection, name: str, value: Any,
+                         table: str = "audit_setting") -> None:
+    await conn.execute(text(
+        f"INSERT INTO {table} (name, value) VALUES (:n, CAST(:v AS jsonb)) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = now()"),
+        {"n": name, "v": json.dumps(value)})
+
+
+def _clean(value: Any) -> Any:
+    """What PostgreSQL can store (no NUL characters) and reads back the same."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_clean(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_MAX:
+        return str(value)
+    return value
+
+
+def _bounded(value: int | None) -> int:
+    return value if value is not None and 0 <= value <= INT_MAX else 0
+
+
+def _opt_bounded(value: int | None) -> int | None:
+    return value if value is not None and 0 <= value <= INT_MAX else None
+
+
+def _entry_dict(e: Entry) -> dict[str, Any]:
+    return {"id": e.id, "source_event_id": e.source_event_id, "source_type": e.source_type,
+            "chain": e.chain, "seq": e.seq, "prev_hash": e.prev_hash, "hash": e.hash,
+            "created": e.created.isoformat(), "model": e.model, "model_id": e.model_id,
+            "action": e.action, "user_id": e.user_id, "title": e.title, "change": e.change,
+            "email": e.email, "org": e.org, "description": e.description, "ip": e.ip,
+            "org_id": e.org_id, "authkey_id": e.authkey_id, "request_id": e.request_id,
+            "request_type": e.request_type, "change_json": e.change_json}
+
+
+def _insert_sql(table: str) -> str:
+    columns = ", ".join(ENTRY_COLUMNS)
+    return f"""
+        INSERT INTO {table} ({columns})
+        SELECT {columns} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+            id bigint, source_event_id text, source_type text, chain text, seq bigint,
+            source_offset bigint, prev_hash text, hash text, created timestamptz,
+            model text, model_id bigint, action text, user_id bigint, title text, change text,
+            email text, org text, description text, ip text, org_id bigint, authkey_id bigint,
+            request_id text, request_type smallint, change_json jsonb)
+    """
+
+
+async def _lock_heads(conn: AsyncConnection, tables: LogTables,
+                      chains: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """The heads of these chains, locked for this transaction (created when new)."""
+    await conn.execute(text(
+        f"INSERT INTO {tables.chain} (chain) SELECT unnest(CAST(:c AS text[])) "
+        "ON CONFLICT (chain) DO NOTHING"), {"c": list(chains)})
+    rows = await conn.execute(text(
+        f"SELECT chain, seq, hash FROM {tables.chain} WHERE chain = ANY(:c) "
+        "ORDER BY chain FOR UPDATE"), {"c": list(chains)})
+    return {r.chain: (r.seq, r.hash) for r in rows}
+
+
+async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source | None]],
+                  options: Options = Options()) -> list[Entry]:
+    """Write the Log rows of these events (in order) and return the entries written."""
+    tables = options.tables
+    ids = [e.id for e, _ in items]
+    seen = {r[0] for r in await conn.execute(text(
+        f"SELECT source_event_id FROM {tables.entry} WHERE source_event_id = ANY(:ids)"),
+        {"ids": ids})}
+    settings = await load_log_settings(conn, options.settings_table)
+    pending: list[tuple[Envelope, Source | None, LogRow]] = []
+    for envelope, source in items:
+        if envelope.id in seen:
+            continue  # already logged (a replay after the processed mark was lost)
+        seen.add(envelope.id)
+        if options.principals and envelope.type in PRINCIPAL_HANDLERS:
+            await PRINCIPAL_HANDLERS[envelope.type](conn, envelope)
+        row = to_log_row(envelope, settings)
+        if envelope.type == SettingChanged.type:
+            change = SettingChanged.model_validate(envelope.data)
+            if change.name in LOGGING_SETTINGS:
+                await record_setting(conn, change.name, change.value, options.settings_table)
+                settings = await load_log_settings(conn, options.settings_table)
+        if row is not None:
+            pending.append((envelope, source, row))
+    if not pending:
+        return []
+
+    chains = sorted({s.chain if s else UNPARTITIONED for _, s, _ in pending})
+    heads = await _lock_heads(conn, tables, chains)
+    new_ids = [r[0] for r in await conn.execute(text(
+        "SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+        {"t": tables.entry, "n": len(pending)})]
+    entries: list[Entry] = []
+    rows: list[dict[str, Any]] = []
+    for (envelope, source, row), entry_id in zip(pending, new_ids, strict=True):
+        chain = source.chain if source else UNPARTITIONED
+        seq, prev = heads[chain]
+        created = row.created if row.created.tzinfo else row.created.replace(tzinfo=UTC)
+        entry = Entry(
+            id=entry_id, source_event_id=envelope.id, source_type=_clean(envelope.type),
+            chain=chain, seq=seq + 1, prev_hash=prev, hash="", created=created,
+            model=_clean(row.model), model_id=_bounded(row.model_id), action=_clean(row.action),
+            user_id=_bounded(row.user_id), title=_clean(row.title), change=_clean(row.change),
+            email=_clean(row.email), org=_clean(row.org), description=_clean(row.description),
+            ip=_clean(row.ip), org_id=_opt_bounded(row.org_id),
+            authkey_id=_opt_bounded(row.authkey_id),
+            request_id=_clean(row.request_id), request_type=row.request_type,
+            change_json=_clean(row.change_json))
+        entry = Entry(**{**entry.__dict__, "hash": entry_hash(entry)})
+        heads[chain] = (entry.seq, entry.hash)
+        entries.append(entry)
+        rows.append({**_entry_dict(entry), "source_offset": source.offset if source else None})
+    await conn.execute(text(_insert_sql(tables.entry)), {"rows": json.dumps(rows)})
+    await conn.execute(text(
+        f"UPDATE {tables.chain} AS c SET seq = h.seq, hash = h.hash, updated_at = now() "
+        "FROM unnest(CAST(:c AS text[]), CAST(:s AS bigint[]), CAST(:h AS text[])) "
+        "AS h(chain, seq, hash) WHERE c.chain = h.chain"),
+        {"c": list(heads), "s": [v[0] for v in heads.values()],
+         "h": [v[1] for v in heads.values()]})
+    if options.publish:
+        await enqueue_messages(conn, [
+            _siem_message(entry, row, envelope, options.siem_topic)
+            for entry, (envelope, _source, row) in zip(entries, pending, strict=True)])
+    return entries
+
+
+def _siem_message(entry: Entry, row: LogRow, source: Envelope, topic: str) -> OutgoingMessage:
+    record = siem_record(entry, row)
+    actor = source.actor
+    if row.ip is None and actor.client_ip is not None:
+        actor = actor.model_copy(update={"client_ip": None})  # MISP.log_client_ip is off
+    envelope = Envelope(
+        id=str(uuid.uuid5(SIEM_NAMESPACE, entry.source_event_id)), source="/audit",
+        type=AuditLogRecorded.type, subject=str(entry.id), time=entry.created,
+        correlationid=source.correlationid or source.id, causationid=source.id,
+        actor=actor if isinstance(actor, Actor) else Actor(),
+        data=record.model_dump(mode="json", by_alias=True, exclude_none=True))
+    return OutgoingMessage.of(envelope, topic=topic, key=str(entry.id))

@@ -1,0 +1,75 @@
+"""The hash chain and signed checkpoints, without a database."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from audit.domain.chain import GENESIS, Entry, Mark, entry_hash, verify_chain
+from audit.domain.checkpoint import (
+    ChainState,
+    make_checkpoint,
+    public_raw,
+    verify_checkpoints,
+)
+
+
+def chain(n: int) -> list[Entry]:
+    out: list[Entry] = []
+    prev = GENESIS
+    for i in range(1, n + 1):
+        e = Entry(id=i, source_event_id=f"e{i}", source_type="t", chain="c", seq=i,
+                  prev_hash=prev, hash="", created=datetime(2026, 1, 1, tzinfo=UTC),
+                  model="User", model_id=i, action="add", user_id=1, title=f"User ({i})",
+                  change="", email="a@b", org="O", description="", ip=None, org_id=1,
+                  authkey_id=None, request_id=None, request_type=2, change_json={"a": [1, 2]})
+        e = replace(e, hash=entry_hash(e))
+        prev = e.hash
+        out.append(e)
+    return out
+
+
+def test_an_intact_chain_verifies_and_each_kind_of_damage_is_found() -> None:
+    good = chain(5)
+    assert verify_chain("c", good).broken is None
+    edited = [*good[:2], replace(good[2], title="x"), *good[3:]]
+    assert verify_chain("c", edited).broken.reason == "content does not match its hash"  # type: ignore[union-attr]
+    deleted = good[:2] + good[3:]
+    assert "missing" in verify_chain("c", deleted).broken.reason  # type: ignore[union-attr]
+    swapped = [good[0], good[2], good[1], *good[3:]]
+    assert verify_chain("c", swapped).broken is not None
+
+
+def test_a_rewrite_with_recomputed_hashes_only_fails_against_signed_heads() -> None:
+    good = chain(4)
+    rewritten: list[Entry] = []
+    prev = GENESIS
+    for e in good:
+        e2 = replace(e, prev_hash=prev, title=e.title + " (forged)")
+        e2 = replace(e2, hash=entry_hash(e2))
+        prev = e2.hash
+        rewritten.append(e2)
+    assert verify_chain("c", rewritten).broken is None
+    broken = verify_chain("c", rewritten, signed={3: good[2].hash}).broken
+    assert broken is not None and "rewritten" in broken.reason
+
+
+def test_checkpoints_are_signed_linked_and_forged_ones_are_refused() -> None:
+    key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    now = datetime.now(UTC)
+    states = {"c": ChainState(Mark(3, "a" * 64), Mark(0, GENESIS))}
+    one = make_checkpoint(key, number=1, epoch=1, kind="periodic", created_at=now, prev=None,
+                          chains=states)
+    two = make_checkpoint(key, number=2, epoch=1, kind="periodic", created_at=now,
+                          prev=one.hash, chains=states)
+    assert verify_checkpoints([one, two], public_raw(key)).problem is None
+    forged = make_checkpoint(other, number=2, epoch=1, kind="periodic", created_at=now,
+                             prev=one.hash, chains=states)
+    assert "signature" in (verify_checkpoints([one, forged], public_raw(key)).problem or "")
+    three = make_checkpoint(key, number=3, epoch=1, kind="periodic", created_at=now,
+                            prev=two.hash, chains=states)
+    assert "missing" in (verify_checkpoints([one, three], public_raw(key)).problem or "")
+    report = verify_checkpoints([one], public_raw(key), published=[one, two])
+    assert "not in the database" in (report.problem or "")
