@@ -8,12 +8,15 @@ lifespan (or are handed in by a test).
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 from typing import Annotated, Any
 
 import structlog
@@ -187,7 +190,24 @@ async def diagnose_database(app: FastAPI) -> dict[str, Any]:
             revision = (await conn.execute(
                 text("SELECT version_num FROM alembic_version LIMIT 1"))).scalar()
         server = (await conn.execute(text("SHOW server_version"))).scalar()
-    return {"alembic_revision": revision, "server_version": server}
+    expected = expected_revision(app.state.settings.service)
+    return {"alembic_revision": revision, "expected_revision": expected,
+            "at_head": None if expected is None else revision == expected,
+            "server_version": server}
+
+
+@functools.lru_cache(maxsize=8)
+def expected_revision(service: str) -> str | None:
+    """The head of `<service>/migrations` (every service keeps its scripts there), if found."""
+    spec = importlib.util.find_spec(service)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        migrations = Path(location) / "migrations"
+        if (migrations / "versions").is_dir():
+            from misp_platform.migrations import head_revision
+
+            return head_revision(migrations)
+    return None
 
 
 async def diagnose_kafka(app: FastAPI) -> dict[str, Any]:

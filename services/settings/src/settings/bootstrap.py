@@ -7,21 +7,27 @@ from fastapi import FastAPI
 from misp_platform.app import create_app as create_platform_app
 from misp_platform.config import ServiceSettings
 from misp_platform.service import ServiceSpec
-from settings.api import version
+from settings import cli
+from settings.api import describe_types, lists, servers, version
 from settings.api.routes import router
-from settings.consumer import handlers, topics
+from settings.consumer import handlers, on_consumer_start, topics
 from settings.settings import SettingsSettings
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
-    return create_platform_app(settings, routers=[router, version.router])
+    return create_platform_app(settings, routers=[
+        router, version.router, servers.router, describe_types.router, lists.router])
 
 
 spec = ServiceSpec(
     name="settings",
     settings=SettingsSettings,
     create_app=create_app,
-    migrations_dir=Path(__file__).parent / "migrations",
+    migrations_dir=MIGRATIONS_DIR,
     handlers=handlers,
     topics=topics,
+    on_consumer_start=on_consumer_start,
+    extra_commands={"get": cli.get_command, "set": cli.set_command},
 )

@@ -1,9 +1,18 @@
-"""Routes of the settings service; MISP paths are added here as the service grows."""
+"""`/api/v1/settings/...`: what MISP has no path for. `import-rules/apply` runs the import rules
+on a candidate value, so they are usable (and testable) before any event module exists."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+
+from misp_platform.app import EngineDep
 from misp_platform.auth import CurrentPrincipal
-from misp_platform.misp import misp_record
+from misp_platform.misp import BadRequest, read_body
+from settings.adapters.tables import allowedlist, event_blocklist, org_blocklist, regexp
+from settings.domain.rules import RegexpRule, allowed_by, apply_rules, normalise_uuid
 
 router = APIRouter(prefix="/api/v1/settings", tags=["settings"])
 
@@ -15,11 +24,61 @@ async def about() -> dict[str, str]:
             "owns": "setting overrides, import blocklists and regexps, diagnostics"}
 
 
-@router.get("/whoami")
-async def whoami(principal: CurrentPrincipal) -> dict[str, object]:
-    """Who this service takes the caller to be, from its own principals projection."""
-    return misp_record(
-        "User", {"id": principal.user_id, "email": principal.email},
-        Organisation={"id": principal.org_id, "name": principal.org_name},
-        Role={"id": principal.role.id, "name": principal.role.name},
-    )
+def _optional_uuid(body: dict[str, Any], name: str) -> str | None:
+    raw = body.get(name)
+    if raw in (None, ""):
+        return None
+    value = normalise_uuid(raw) if isinstance(raw, str) else None
+    if value is None:
+        raise BadRequest(f"Invalid {name}: a UUID is expected.")
+    return value
+
+
+@router.post("/import-rules/apply")
+async def apply_import_rules(_principal: CurrentPrincipal, request: Request,
+                             engine: EngineDep) -> dict[str, Any]:
+    """`{"value", "type"?, "event_uuid"?, "orgc_uuid"?}` -> what an import would store.
+
+    `blocked` is true when an import regexp with a blank replacement matches, or the event or
+    its creator organisation is on an import blocklist; `stored` is the rewritten value;
+    `allowedlisted` names the signature-allowlist entry that keeps it out of NIDS exports.
+    """
+    body = await read_body(request)
+    value = body.get("value")
+    if not isinstance(value, str):
+        raise BadRequest('Invalid input. Expected: {"value": "candidate value"}')
+    attribute_type = body.get("type")
+    if attribute_type is not None and not isinstance(attribute_type, str):
+        raise BadRequest("Invalid type: a string is expected.")
+    event_uuid = _optional_uuid(body, "event_uuid")
+    orgc_uuid = _optional_uuid(body, "orgc_uuid")
+    async with engine.connect() as conn:
+        rules = [RegexpRule(r.id, r.regexp, r.replacement, r.type)
+                 for r in await conn.execute(select(regexp))]
+        patterns = [r.name for r in await conn.execute(
+            select(allowedlist.c.name).order_by(allowedlist.c.id))]
+        event_blocked = event_uuid is not None and (await conn.execute(
+            select(event_blocklist.c.id).where(event_blocklist.c.event_uuid == event_uuid)
+        )).first() is not None
+        org_blocked = orgc_uuid is not None and (await conn.execute(
+            select(org_blocklist.c.id).where(org_blocklist.c.org_uuid == orgc_uuid)
+        )).first() is not None
+    outcome = apply_rules(value, rules, attribute_type)
+    reason = None
+    if event_blocked:
+        reason = "Event blocked by event blocklist."
+    elif org_blocked:
+        reason = "Event blocked by organisation blocklist."
+    elif outcome.blocked:
+        reason = f"Value blocked by import regexp {outcome.blocked_by}."
+    stored = None if reason else outcome.value
+    return {
+        "value": value,
+        "type": attribute_type,
+        "blocked": reason is not None,
+        "reason": reason,
+        "stored": stored,
+        "applied_regexps": [str(i) for i in outcome.applied],
+        "blocked_by_regexp": None if outcome.blocked_by is None else str(outcome.blocked_by),
+        "allowedlisted": allowed_by(stored, patterns) if stored is not None else None,
+    }

@@ -1,0 +1,100 @@
+"""The settings service's streams in the event store, and their read models.
+
+A setting's stream is named after the setting; a list entry's stream after its list and id.
+Every append writes the events, the outbox rows and the read model in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from misp_contracts.envelope import Actor, Envelope
+from misp_contracts.events.base import DomainEvent
+from misp_contracts.events.settings import SettingChanged
+from misp_contracts.settings_catalogue import definition
+from misp_platform.eventstore import EventStore
+from settings.adapters.tables import setting_override
+from settings.domain.settings import Current
+
+store = EventStore("settings")
+_NAMESPACE = uuid.UUID("6f1d3c9e-4a57-4f0e-9d0b-2b7a8c5e1f30")
+SETTING_STREAM = "setting"
+
+
+def stream_id(kind: str, key: str | int) -> str:
+    """A stable stream id: `setting:MISP.baseurl`, `regexp:12`, ..."""
+    return str(uuid.uuid5(_NAMESPACE, f"{kind}:{key}"))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---- settings -----------------------------------------------------------------------------------
+
+
+def _current(row: Any) -> Current:
+    return Current(value=row.value, is_set=row.is_set, version=row.version)
+
+
+async def current_setting(conn: AsyncConnection, name: str, *, lock: bool = False) -> Current:
+    stmt = select(setting_override).where(setting_override.c.name == name)
+    if lock:
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).first()
+    return Current() if row is None else _current(row)
+
+
+async def all_settings(conn: AsyncConnection) -> dict[str, Current]:
+    return {row.name: _current(row) for row in await conn.execute(select(setting_override))}
+
+
+async def append_setting(conn: AsyncConnection, current: Current, event: SettingChanged,
+                         actor: Actor, *, correlation_id: str | None = None) -> Envelope:
+    """The change event (its outbox row) and the override, in the caller's transaction."""
+    [envelope] = await store.append(
+        conn, stream_id=stream_id(SETTING_STREAM, event.name), stream_type=SETTING_STREAM,
+        expected_version=current.version, events=[event], actor=actor,
+        correlation_id=correlation_id)
+    redacted = definition(event.name).redacted
+    values = {"value": None if redacted else event.value, "is_set": True,
+              "version": current.version + 1, "updated_at": now()}
+    stmt = pg_insert(setting_override).values(name=event.name, **values)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=[setting_override.c.name],
+                                                  set_=values))
+    return envelope
+
+
+# ---- list entries (blocklists, regexps, allowlist) ----------------------------------------------
+
+
+async def append_entry(conn: AsyncConnection, kind: str, entry_id: int, expected_version: int,
+                       events: Sequence[DomainEvent], actor: Actor) -> None:
+    await store.append(conn, stream_id=stream_id(kind, entry_id), stream_type=kind,
+                       expected_version=expected_version, events=events, actor=actor)
+
+
+async def insert_row(conn: AsyncConnection, table: Table, values: dict[str, Any]) -> None:
+    await conn.execute(table.insert().values(**values, version=1))
+
+
+async def update_row(conn: AsyncConnection, table: Table, entry_id: int, version: int,
+                     values: dict[str, Any]) -> None:
+    await conn.execute(update(table).where(table.c.id == entry_id)
+                       .values(**values, version=version))
+
+
+async def delete_row(conn: AsyncConnection, table: Table, entry_id: int) -> None:
+    await conn.execute(delete(table).where(table.c.id == entry_id))
+
+
+async def next_id(conn: AsyncConnection, table: Table) -> int:
+    seq = f"{table.name}_id_seq"
+    return int((await conn.execute(select(func.nextval(seq)))).scalar_one())

@@ -1,0 +1,147 @@
+"""MISP's server settings paths: `servers/serverSettings[/<tab>]`, `servers/getSetting/{name}`,
+`servers/serverSettingsEdit/{name}` and `servers/dbSchemaDiagnostic` (site admins only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+from starlette.responses import Response
+
+from misp_contracts.settings_catalogue import TABS
+from misp_platform.app import EngineDep, SettingsDep
+from misp_platform.auth import SiteAdmin
+from misp_platform.eventstore import ConcurrencyError
+from misp_platform.migrations import head_revision
+from misp_platform.misp import (
+    Conflict,
+    Forbidden,
+    MethodNotAllowed,
+    MispJSONResponse,
+    NotFound,
+    ValidationFailed,
+    read_body,
+    success,
+)
+from settings.adapters import store
+from settings.api import report
+from settings.api.report import MIGRATIONS_DIR
+from settings.domain.errors import (
+    CliOnlySettingError,
+    RedactedSettingError,
+    SettingsDomainError,
+    UnknownSettingError,
+)
+from settings.domain.settings import lookup, setting_data, shown_value
+from settings.handlers.settings import change_setting
+
+router = APIRouter(tags=["servers"])
+
+EDIT_URL = "/servers/serverSettingsEdit"
+FIELD_UPDATED = "Field updated"
+_TAB_BY_LOWER = {t.lower(): t for t in TABS}
+
+
+@router.get("/servers/serverSettings")
+async def server_settings(_admin: SiteAdmin, request: Request, engine: EngineDep,
+                          settings: SettingsDep) -> dict[str, Any]:
+    """The whole report: every setting with its test result, the tab figures, diagnostics."""
+    return await report.full_report(request.app, engine, settings)
+
+
+@router.get("/servers/serverSettings/{tab}")
+async def server_settings_tab(tab: str, _admin: SiteAdmin, request: Request, engine: EngineDep,
+                              settings: SettingsDep) -> Response:
+    key = tab.lower()
+    if key == "download":
+        body = await report.full_report(request.app, engine, settings)
+        return MispJSONResponse(body, headers={
+            "Content-Disposition": 'attachment; filename="MISP.report.json"'})
+    if key == "diagnostics":
+        return MispJSONResponse(await report.diagnostics(request.app, engine, settings))
+    if key not in _TAB_BY_LOWER:
+        raise NotFound("Invalid tab.")
+    async with engine.connect() as conn:
+        currents = await store.all_settings(conn)
+    return MispJSONResponse(report.settings_part(currents, _TAB_BY_LOWER[key]))
+
+
+@router.get("/servers/getSetting/{name}")
+async def get_setting(name: str, _admin: SiteAdmin, engine: EngineDep) -> dict[str, Any]:
+    try:
+        definition = lookup(name)
+        async with engine.connect() as conn:
+            current = await store.current_setting(conn, name)
+        return setting_data(definition, current)
+    except UnknownSettingError as exc:
+        raise NotFound(exc.message) from exc
+    except RedactedSettingError as exc:
+        raise Forbidden(exc.message) from exc
+
+
+@router.get("/servers/serverSettingsEdit/{name}")
+async def show_setting(name: str, _admin: SiteAdmin, engine: EngineDep) -> dict[str, Any]:
+    """MISP's REST GET on the edit URL: `{"<name>": <value>}`."""
+    try:
+        definition = lookup(name)
+    except UnknownSettingError as exc:
+        raise NotFound(exc.message) from exc
+    async with engine.connect() as conn:
+        current = await store.current_setting(conn, name)
+    return {name: shown_value(definition, current)}
+
+
+def _force(body: dict[str, Any]) -> bool:
+    force = body.get("force", False)
+    if isinstance(force, str):
+        return force.strip().lower() in ("1", "true", "on", "yes")
+    return bool(force)
+
+
+@router.post("/servers/serverSettingsEdit/{name}")
+async def edit_setting(name: str, admin: SiteAdmin, request: Request,
+                       engine: EngineDep) -> dict[str, Any]:
+    body = await read_body(request, "Server")
+    try:
+        lookup(name)
+    except UnknownSettingError as exc:
+        raise NotFound(exc.message) from exc
+    try:
+        await change_setting(engine, name=name, value=body.get("value", []), force=_force(body),
+                             actor=admin.actor(), correlation_id=admin.request_id)
+    except CliOnlySettingError as exc:
+        raise MethodNotAllowed(exc.message) from exc
+    except SettingsDomainError as exc:
+        # A refused change leaves the old value in force; the message says why.
+        raise ValidationFailed("serverSettingsEdit", "Server", EDIT_URL, exc.message,
+                               message=exc.message) from exc
+    except ConcurrencyError as exc:
+        raise Conflict() from exc
+    return success("serverSettingsEdit", "Server", EDIT_URL, message=FIELD_UPDATED)
+
+
+@router.get("/servers/dbSchemaDiagnostic")
+async def db_schema_diagnostic(_admin: SiteAdmin, request: Request, engine: EngineDep,
+                               settings: SettingsDep) -> dict[str, Any]:
+    """MISP's shape; `actual_db_version`/`expected_db_version` are this service's alembic
+    revisions, and `services` holds every service's (from its own diagnostics)."""
+    async with engine.connect() as conn:
+        actual = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    expected = head_revision(MIGRATIONS_DIR)
+    services = await report.services_diagnostics(settings)
+    return {
+        "dbSchemaDiagnostics": {},
+        "checked_table_column": [],
+        "diagnostic": {},
+        "diagnostic_index": {},
+        "expected_db_version": expected,
+        "actual_db_version": actual,
+        "db_version_ok": actual == expected,
+        "error": "" if actual == expected else "The database is not at the newest migration.",
+        "remainingLockTime": 0,
+        "update_locked": False,
+        "update_fail_number_reached": False,
+        "services": {name: report.schema_status(diag) for name, diag in services.items()},
+    }
+

@@ -1,0 +1,161 @@
+"""Import blocklists (events, organisations), import regexps and the signature allowlist.
+
+Each entry is a stream of its own (`added`, `updated`, `removed`); each command writes its
+events, their outbox rows and the read model in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from misp_contracts.envelope import Actor
+from misp_contracts.events import settings as ev
+from misp_contracts.events.base import DomainEvent, changes_between
+from misp_platform.misp.responses import render_datetime
+from settings.adapters import store
+from settings.adapters.tables import allowedlist, event_blocklist, org_blocklist, regexp
+from settings.domain.errors import EntryNotFoundError
+from settings.domain.rules import normalise_uuid
+from settings.handlers.transaction import in_transaction
+
+
+@dataclass(frozen=True)
+class ListKind:
+    """One list: its table, its events, the payload field holding an entry's state."""
+
+    kind: str
+    table: Table
+    state: type[BaseModel]
+    added: type[DomainEvent]
+    updated: type[DomainEvent]
+    removed: type[DomainEvent]
+    field: str
+    uuid_column: str | None = None  # entries also found by this uuid
+    unique_column: str | None = None  # a duplicate is refused (a "fail"), not an error
+
+
+EVENT_BLOCKLIST = ListKind("event-blocklist", event_blocklist, ev.EventBlocklistState,
+                           ev.EventBlocklistAdded, ev.EventBlocklistUpdated,
+                           ev.EventBlocklistRemoved, "entry", "event_uuid", "event_uuid")
+ORG_BLOCKLIST = ListKind("org-blocklist", org_blocklist, ev.OrgBlocklistState,
+                         ev.OrgBlocklistAdded, ev.OrgBlocklistUpdated, ev.OrgBlocklistRemoved,
+                         "entry", "org_uuid", "org_uuid")
+REGEXP = ListKind("regexp", regexp, ev.RegexpState, ev.RegexpAdded, ev.RegexpUpdated,
+                  ev.RegexpRemoved, "regexp")
+ALLOWEDLIST = ListKind("allowedlist", allowedlist, ev.AllowedlistState, ev.AllowedlistAdded,
+                       ev.AllowedlistUpdated, ev.AllowedlistRemoved, "allowedlist",
+                       unique_column="name")
+
+
+def state_of(kind: ListKind, row: Mapping[str, Any]) -> dict[str, Any]:
+    """An entry as its events carry it (and as the API shows it, before MISP's rendering)."""
+    data = {k: v for k, v in row.items() if k != "version"}
+    if "created" in data and not isinstance(data["created"], str):
+        data["created"] = render_datetime(data["created"])
+    return kind.state.model_validate(data).model_dump()
+
+
+async def find(conn: AsyncConnection, kind: ListKind, key: str | int, *,
+               lock: bool = False) -> Mapping[str, Any] | None:
+    """The entry an URL names: its integer id, or (blocklists) its uuid."""
+    table = kind.table
+    text = str(key).strip()
+    if text.isdigit() and len(text) < 19:
+        condition = table.c.id == int(text)
+    elif kind.uuid_column is not None and normalise_uuid(text) is not None:
+        condition = table.c[kind.uuid_column] == normalise_uuid(text)
+    else:
+        return None
+    stmt = select(table).where(condition)
+    if lock:
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).mappings().first()
+    return None if row is None else dict(row)
+
+
+async def list_entries(conn: AsyncConnection, kind: ListKind) -> list[Mapping[str, Any]]:
+    result = await conn.execute(select(kind.table).order_by(kind.table.c.id))
+    return [dict(r) for r in result.mappings().all()]
+
+
+async def add_entry_in(conn: AsyncConnection, kind: ListKind, fields: Mapping[str, Any],
+                       actor: Actor, *, entry_id: int | None = None) -> dict[str, Any] | None:
+    """Insert one entry and its `added` event; None when its unique key is already listed."""
+    table = kind.table
+    new_id = entry_id if entry_id is not None else await store.next_id(conn, table)
+    values = {**fields, "id": new_id, "version": 1}
+    if "created" in table.c and "created" not in values:
+        values["created"] = store.now()
+    stmt = pg_insert(table).values(**values)
+    if kind.unique_column is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=[table.c[kind.unique_column]])
+    inserted = (await conn.execute(stmt.returning(table.c.id))).first()
+    if inserted is None:
+        return None
+    state = state_of(kind, values)
+    event = kind.added.model_validate({kind.field: state})
+    await store.append_entry(conn, kind.kind, new_id, 0, [event], actor)
+    return state
+
+
+async def add_entries(engine: AsyncEngine, kind: ListKind, rows: Sequence[Mapping[str, Any]],
+                      actor: Actor) -> tuple[list[dict[str, Any]], list[Mapping[str, Any]]]:
+    """Add several entries in one transaction: `(added states, refused rows)`."""
+
+    async def work(conn: AsyncConnection) -> tuple[list[dict[str, Any]],
+                                                   list[Mapping[str, Any]]]:
+        added, refused = [], []
+        for row in rows:
+            state = await add_entry_in(conn, kind, row, actor)
+            if state is None:
+                refused.append(row)
+            else:
+                added.append(state)
+        return added, refused
+
+    return await in_transaction(engine, work)
+
+
+async def edit_entry(engine: AsyncEngine, kind: ListKind, key: str | int,
+                     fields: Mapping[str, Any], actor: Actor) -> dict[str, Any]:
+    """Change some fields of an entry; EntryNotFoundError if there is none."""
+
+    async def work(conn: AsyncConnection) -> dict[str, Any]:
+        row = await find(conn, kind, key, lock=True)
+        if row is None:
+            raise EntryNotFoundError("Invalid entry.")
+        old = state_of(kind, row)
+        new = state_of(kind, {**row, **fields})
+        changes = changes_between(old, new)
+        if not changes:
+            return old
+        version = int(row["version"])
+        await store.update_row(conn, kind.table, int(row["id"]), version + 1, dict(fields))
+        event = kind.updated.model_validate({kind.field: new, "changes": changes})
+        await store.append_entry(conn, kind.kind, int(row["id"]), version, [event], actor)
+        return new
+
+    return await in_transaction(engine, work)
+
+
+async def remove_entry(engine: AsyncEngine, kind: ListKind, key: str | int,
+                       actor: Actor) -> dict[str, Any]:
+    async def work(conn: AsyncConnection) -> dict[str, Any]:
+        row = await find(conn, kind, key, lock=True)
+        if row is None:
+            raise EntryNotFoundError("Invalid entry.")
+        state = state_of(kind, row)
+        await store.delete_row(conn, kind.table, int(row["id"]))
+        event = kind.removed.model_validate({kind.field: state})
+        await store.append_entry(conn, kind.kind, int(row["id"]), int(row["version"]),
+                                 [event], actor)
+        return state
+
+    return await in_transaction(engine, work)
