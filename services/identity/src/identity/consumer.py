@@ -11,15 +11,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.settings import record_setting
 from identity.handlers.first_run import seed_when_ready
-from identity.projections.project import (
-    when_organisation_deleted_project,
-    when_organisation_saved_project,
+from identity.handlers.merge import (
+    when_merge_started_move_users,
+    when_merged_sweep,
+    when_organisation_deleted_sweep,
 )
+from identity.projections.project import when_organisation_saved_project
 from misp_contracts.envelope import Envelope
 from misp_contracts.events.orgs import (
     ORGANISATION_TOPIC,
     OrganisationCreated,
     OrganisationDeleted,
+    OrganisationMerged,
+    OrganisationMergeStarted,
     OrganisationUpdated,
 )
 from misp_contracts.settings_catalogue import definition
@@ -31,7 +35,7 @@ from misp_platform.db import event
 _ORG_HANDLERS: dict[str, Handler] = {
     OrganisationCreated.type: when_organisation_saved_project,
     OrganisationUpdated.type: when_organisation_saved_project,
-    OrganisationDeleted.type: when_organisation_deleted_project,
+    OrganisationDeleted.type: when_organisation_deleted_sweep,
 }
 
 
@@ -80,7 +84,12 @@ async def when_setting_changed_record(conn: AsyncConnection, envelope: Envelope)
 
 
 def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:
-    out: dict[str, Handler] = {SETTING_CHANGED: when_setting_changed_record}
+    out: dict[str, Handler] = {
+        SETTING_CHANGED: when_setting_changed_record,
+        # The merge saga (services/orgs/README.md): move the source's users, close the source.
+        OrganisationMergeStarted.type: when_merge_started_move_users,
+        OrganisationMerged.type: when_merged_sweep,
+    }
     for type_, principal in PRINCIPAL_HANDLERS.items():
         if type_ in _ORG_HANDLERS:
             out[type_] = _both(_ORG_HANDLERS[type_], principal)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from sqlalchemy.exc import IntegrityError
+from psycopg import errors as pg_errors
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.domain.errors import InvalidFieldsError
@@ -27,6 +28,12 @@ SERVICE = "identity"
 EVENTS = EventStore(SERVICE)
 
 T = TypeVar("T")
+
+# Two requests creating the same row (a user's setting of one name): the loser decides again.
+_RACED_INDEXES = ("ux_user_setting_user_setting",)
+# Two writers crossing (a request and the merge saga's consumer on the same user) may deadlock
+# on the event table's unique index: the loser is retried like a concurrency error.
+_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 # Unique indexes whose violation is a user's mistake, not a bug: index -> (field, message).
 _UNIQUE_VIOLATIONS = {
@@ -70,8 +77,17 @@ async def write(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable
                 raise Conflict() from None
         except IntegrityError as exc:
             text = str(exc.orig)
+            if any(index in text for index in _RACED_INDEXES):
+                if attempt == 1:
+                    continue  # another request created the same row first: decide again
+                raise Conflict() from None
             for index, (field, message) in _UNIQUE_VIOLATIONS.items():
                 if index in text:
                     raise InvalidFieldsError({field: [message]}) from None
             raise
+        except DBAPIError as exc:
+            if not isinstance(exc.orig, _RETRYABLE):
+                raise
+            if attempt == 2:
+                raise Conflict() from None
     raise AssertionError("unreachable")

@@ -6,9 +6,18 @@ from identity.api.deps import install_domain_errors
 
 
 def create_routers() -> list[APIRouter]:
-    from identity.api import auth, authkeys, operators, roles, users
+    from identity.api import (
+        auth,
+        authkeys,
+        operators,
+        registrations,
+        roles,
+        user_settings,
+        users,
+    )
 
-    return [users.router, roles.router, authkeys.router, auth.router, operators.router]
+    return [users.router, registrations.router, user_settings.router, roles.router,
+            authkeys.router, auth.router, operators.router]
 
 
 __all__ = ["create_routers", "install_domain_errors"]

@@ -207,11 +207,18 @@ async def _check_role(conn: AsyncConnection, caller: Principal, role_id: int,
 
 
 async def _check_org(conn: AsyncConnection, org_id: int, email: str, role_state: RoleState,
-                     *, fail_action: str) -> None:
-    organisation = await queries.get_org(conn, org_id)
-    if organisation is None:
-        raise InvalidFieldsError(["Invalid organisation"], message=f"Could not {fail_action} User")
-    domains = [d.strip().lower() for d in organisation.restricted_to_domain if d.strip()]
+                     *, fail_action: str, arriving: bool = True) -> None:
+    """The organisation's rules for this user. A user arriving (added, or moved in) needs an
+    organisation open to users: not deleted, not being merged (the merge saga's race rule)."""
+    if arriving:
+        organisation = await queries.org_open_for_users(conn, org_id)
+        if organisation is None:
+            raise InvalidFieldsError(["Invalid organisation"],
+                                     message=f"Could not {fail_action} User")
+    else:
+        organisation = await queries.get_org(conn, org_id)
+    domains = [] if organisation is None else \
+        [d.strip().lower() for d in organisation.restricted_to_domain if d.strip()]
     if domains and email.rsplit("@", 1)[-1].lower() not in domains:
         raise InvalidFieldsError({"email": [
             "Invalid e-mail domain. Your user is restricted to creating users for the "
@@ -239,6 +246,39 @@ async def end_sessions(conn: AsyncConnection, user_id: int) -> int:
 
 # ---- add ---------------------------------------------------------------------------------------
 
+async def new_user(conn: AsyncConnection, caller: Principal, fields: dict[str, Any], *,
+                   now: datetime) -> UserState:
+    """A new user from validated fields with MISP's REST defaults (role: the default role; org:
+    the caller's), after the role, organisation and e-mail checks; not yet recorded."""
+    role_id = fields.get("role_id") or await queries.default_role_id(conn)
+    if role_id is None:
+        raise InvalidFieldsError({"role_id": ["Mandatory field not set."]})
+    role_state = await _check_role(conn, caller, role_id)
+    org_id = caller.org_id if caller.is_org_admin else fields.get("org_id", caller.org_id)
+    await _check_org(conn, org_id, fields["email"], role_state, fail_action="add")
+    if await queries.email_taken(conn, fields["email"]):
+        raise InvalidFieldsError({"email": ["An account with this email address already "
+                                            "exists."]})
+    publish_alert = await read_settings(conn, ["MISP.default_publish_alert"])
+    return UserState(
+        id=await next_id(conn, "user_id_seq"), uuid=str(uuid.uuid4()), email=fields["email"],
+        org_id=org_id, role_id=role_id,
+        server_id=fields.get("server_id", 0) if role_state.perm_sync else 0,
+        disabled=fields.get("disabled", False),
+        autoalert=fields.get("autoalert", bool(publish_alert["MISP.default_publish_alert"])),
+        contactalert=fields.get("contactalert", False),
+        termsaccepted=fields.get("termsaccepted", False),
+        change_pw=fields.get("change_pw", True),
+        nids_sid=fields.get("nids_sid") or random_nids_sid(),
+        gpgkey=fields.get("gpgkey"), gpg_fingerprint=fields.get("gpg_fingerprint"),
+        certif_public=fields.get("certif_public"), invited_by=caller.user_id,
+        expiration=fields.get("expiration"),
+        notification_daily=fields.get("notification_daily", False),
+        notification_weekly=fields.get("notification_weekly", False),
+        notification_monthly=fields.get("notification_monthly", False),
+        date_created=now, date_modified=now, last_pw_change=now)
+
+
 
 async def add_user(engine: AsyncEngine, caller: Principal, body: dict[str, Any], *,
                    pepper: str) -> dict[str, Any]:
@@ -253,41 +293,15 @@ async def add_user(engine: AsyncEngine, caller: Principal, body: dict[str, Any],
     now = datetime.now(UTC)
 
     async def work(conn: AsyncConnection) -> dict[str, Any]:
-        settings = await read_settings(conn, ["MISP.disable_user_add",
-                                              "MISP.default_publish_alert"])
+        settings = await read_settings(conn, ["MISP.disable_user_add"])
         if settings["MISP.disable_user_add"] and not caller.is_site_admin:
             raise ForbiddenError("Adding users has been disabled on this instance.")
         if password is not None:
             problems = await _password_errors(conn, password)
             if problems:
                 raise InvalidFieldsError({"password": problems})
-        role_id = fields.get("role_id") or await queries.default_role_id(conn)
-        if role_id is None:
-            raise InvalidFieldsError({"role_id": ["Mandatory field not set."]})
-        role_state = await _check_role(conn, caller, role_id)
-        org_id = caller.org_id if caller.is_org_admin else fields.get("org_id", caller.org_id)
-        await _check_org(conn, org_id, fields["email"], role_state, fail_action="add")
-        if await queries.email_taken(conn, fields["email"]):
-            raise InvalidFieldsError({"email": ["An account with this email address already "
-                                                "exists."]})
-        user_id = await next_id(conn, "user_id_seq")
-        user = UserState(
-            id=user_id, uuid=str(uuid.uuid4()), email=fields["email"], org_id=org_id,
-            role_id=role_id,
-            server_id=fields.get("server_id", 0) if role_state.perm_sync else 0,
-            disabled=fields.get("disabled", False),
-            autoalert=fields.get("autoalert", bool(settings["MISP.default_publish_alert"])),
-            contactalert=fields.get("contactalert", False),
-            termsaccepted=fields.get("termsaccepted", False),
-            change_pw=fields.get("change_pw", True),
-            nids_sid=fields.get("nids_sid") or random_nids_sid(),
-            gpgkey=fields.get("gpgkey"), gpg_fingerprint=fields.get("gpg_fingerprint"),
-            certif_public=fields.get("certif_public"), invited_by=caller.user_id,
-            expiration=fields.get("expiration"),
-            notification_daily=fields.get("notification_daily", False),
-            notification_weekly=fields.get("notification_weekly", False),
-            notification_monthly=fields.get("notification_monthly", False),
-            date_created=now, date_modified=now, last_pw_change=now)
+        user = await new_user(conn, caller, fields, now=now)
+        user_id = user.id
         raw, key = new_key(pepper, key_id=await next_id(conn, "authkey_id_seq"),
                            user_id=user_id, now=now)
         actor = caller.actor()
@@ -358,7 +372,8 @@ async def edit_user(engine: AsyncEngine, caller: Principal, user_id: int, body: 
         new_email = fields.get("email", current.email)
         new_org = fields.get("org_id", current.org_id)
         if new_org != current.org_id or "email" in fields or "role_id" in fields:
-            await _check_org(conn, new_org, new_email, role_state, fail_action="edit")
+            await _check_org(conn, new_org, new_email, role_state, fail_action="edit",
+                             arriving=new_org != current.org_id)
         if "email" in fields and await queries.email_taken(conn, new_email, except_id=user_id):
             raise InvalidFieldsError({"email": ["An account with this email address already "
                                                 "exists."]})

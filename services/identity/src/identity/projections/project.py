@@ -176,10 +176,11 @@ async def when_organisation_saved_project(conn: AsyncConnection, envelope: Envel
     model = (OrganisationCreated if envelope.type == OrganisationCreated.type
              else OrganisationUpdated)
     state = model.model_validate(envelope.data).organisation
-    await _upsert(conn, org, "org_id", {"org_id": state.id, "uuid": state.uuid,
-                                        "name": state.name, "local": state.local,
-                                        "deleted": False,
-                                        "state": state.model_dump(mode="json")})
+    values = {"org_id": state.id, "uuid": state.uuid, "name": state.name, "local": state.local,
+              "deleted": False, "state": state.model_dump(mode="json")}
+    if model is OrganisationCreated:  # a (re)created organisation is not being merged
+        values.update(merging_into=None, merge_id=None)
+    await _upsert(conn, org, "org_id", values)
 
 
 async def when_organisation_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:

@@ -99,6 +99,19 @@ async def get_org(conn: AsyncConnection, org_id: int) -> OrganisationState | Non
     return None if row is None else OrganisationState.model_validate(row.state)
 
 
+async def org_open_for_users(conn: AsyncConnection, org_id: int) -> OrganisationState | None:
+    """The organisation if it may take users (not deleted, not being merged), else None.
+
+    The row is share-locked until the caller's transaction ends, so a merge start (which
+    updates the row) is ordered before or after this user's arrival: never across it.
+    """
+    row = (await conn.execute(select(org.c.state, org.c.deleted, org.c.merging_into)
+                              .where(org.c.org_id == org_id).with_for_update(read=True))).first()
+    if row is None or row.deleted or row.merging_into is not None:
+        return None
+    return OrganisationState.model_validate(row.state)
+
+
 async def get_key(conn: AsyncConnection, key_id: int) -> LoadedKey | None:
     row = (await conn.execute(select(authkey).where(authkey.c.authkey_id == key_id))).first()
     return None if row is None else LoadedKey(str(row.stream_id), row.version,

@@ -31,6 +31,9 @@ org = Table(
     Column("deleted", Boolean, nullable=False),
     Column("state", JSONB, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Set from OrganisationMergeStarted: the organisation takes no new user (migration 0003).
+    Column("merging_into", BigInteger, nullable=True),
+    Column("merge_id", Text, nullable=True),
 )
 
 role = Table(

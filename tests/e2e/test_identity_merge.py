@@ -1,0 +1,72 @@
+"""The organisation merge saga end to end: the real orgs and identity processes behind the
+gateway. A site admin merges an organisation with users; identity moves them, orgs completes the
+merge and deletes the source."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from .test_identity_pymisp import GATEWAY, admin_key
+
+
+def until(check: Callable[[], Any], timeout_s: float = 30, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what or 'condition'} not met within {timeout_s}s: {value!r}")
+        time.sleep(0.1)
+
+
+def test_merging_an_organisation_moves_its_users_and_deletes_it() -> None:
+    headers = {"Authorization": admin_key(), "Accept": "application/json"}
+    with httpx.Client(base_url=GATEWAY, headers=headers, timeout=15) as http:
+        def new_org() -> dict[str, Any]:
+            r = http.post("/admin/organisations/add",
+                          json={"name": f"merge-e2e {secrets.token_hex(5)}"})
+            assert r.status_code == 200, r.text
+            org: dict[str, Any] = r.json()["Organisation"]
+            return org
+
+        source, target = new_org(), new_org()
+
+        def add_user() -> httpx.Response:
+            return http.post("/admin/users/add", json={
+                "email": f"merge-{secrets.token_hex(5)}@example.test",
+                "org_id": source["id"], "role_id": "3"})
+
+        # Identity learns the organisation from orgs' topic: until then it is unknown there.
+        first = until(lambda: (r := add_user()).status_code == 200 and r, what="org in identity")
+        users = [first.json()["User"], add_user().json()["User"]]
+
+        started = http.post(f"/admin/organisations/merge/{source['id']}",
+                            json={"target_id": target["id"]})
+        assert started.status_code == 200, started.text
+        assert started.json()["saved"] is True
+
+        def moved() -> bool:
+            return all(http.get(f"/admin/users/view/{u['id']}").json()["User"]["org_id"]
+                       == target["id"] for u in users)
+
+        until(moved, what="users moved to the target")
+        until(lambda: http.get(f"/organisations/view/{source['id']}").status_code == 404,
+              what="source deleted")
+        merge = until(lambda: (m := http.get(started.json()["status_url"]).json()["Merge"])
+                      ["status"] == "completed" and m, what="merge completed")
+        assert merge["users_moved"] == "2"
+        listed = http.get(f"/admin/users/index/searchorg:{target['id']}").json()
+        assert sorted(u["User"]["id"] for u in listed) == sorted(u["id"] for u in users)
+
+        # The source is gone for identity too: no new user there.
+        refused = add_user()
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["errors"] == ["Invalid organisation"]
+        for u in users:
+            assert http.post(f"/admin/users/delete/{u['id']}").status_code == 200
