@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from misp_platform.auth import CurrentPrincipal
+from misp_platform.auth.cache import principal_cache
 from misp_platform.config import ServiceSettings
 from misp_platform.db import create_engine
 from misp_platform.logging import configure_logging, request_context
@@ -367,6 +368,7 @@ def create_app(
                                            client_id=f"misp-{service}-probe")
         try:
             async with AsyncExitStack() as stack:
+                await stack.enter_async_context(principal_cache(app))
                 for hook in lifespan_hooks:
                     await stack.enter_async_context(hook(app))
                 log.info("app.started", version=app.version)

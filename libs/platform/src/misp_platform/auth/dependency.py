@@ -23,6 +23,7 @@ from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.auth import AuthenticationFailed, auth_topic
 from misp_contracts.events.identity import LEVEL_FLAGS, PERM_FLAGS, RoleState
 from misp_platform import metrics, outbox
+from misp_platform.auth.cache import PrincipalCache
 from misp_platform.auth.keys import authkey_hmac, is_well_formed, mask_authkey
 from misp_platform.auth.principals import lookup_authkeys
 from misp_platform.misp.errors import NO_PERMISSION, Forbidden
@@ -309,6 +310,27 @@ def _read_engine(request: Request) -> AsyncEngine:
     return read_engine
 
 
+async def _principal_rows(request: Request, hashes: list[str]) -> dict[str, Any]:
+    """The principal rows of these key hashes: from the cache, else one indexed query."""
+    cache: PrincipalCache | None = getattr(request.app.state, "principal_cache", None)
+    rows: dict[str, Any] = {}
+    missing = []
+    for digest in hashes:
+        row = cache.get(digest) if cache is not None else None
+        if row is None:
+            missing.append(digest)
+        else:
+            rows[digest] = row
+    if missing:
+        generation = cache.generation if cache is not None else 0
+        async with _read_engine(request).connect() as conn:
+            for row in await lookup_authkeys(conn, missing):
+                rows[row.key_hmac] = row
+                if cache is not None:
+                    cache.put(row.key_hmac, row, generation)
+    return rows
+
+
 async def authenticate(request: Request) -> Principal:
     """FastAPI dependency: the request's principal, or a 403 in MISP's words (recorded)."""
     state = _state(request)
@@ -326,8 +348,7 @@ async def authenticate(request: Request) -> Principal:
 
     pepper = request.app.state.settings.pepper.get_secret_value()
     hashes = [authkey_hmac(pepper, k) for k in candidates]
-    async with _read_engine(request).connect() as conn:
-        rows = {row.key_hmac: row for row in await lookup_authkeys(conn, hashes)}
+    rows = await _principal_rows(request, hashes)
 
     now = time.time()
     first_failure: AuthFailure | None = None

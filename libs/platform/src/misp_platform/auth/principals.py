@@ -23,6 +23,7 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -52,6 +53,7 @@ from misp_contracts.events.orgs import (
     OrganisationState,
     OrganisationUpdated,
 )
+from misp_platform.auth.cache import PRINCIPALS_CHANNEL
 from misp_platform.db import metadata
 
 Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
@@ -200,7 +202,20 @@ async def when_organisation_deleted_project(conn: AsyncConnection, envelope: Env
         "org_id": event.org_id, "uuid": event.uuid, "name": event.name, "deleted": True})
 
 
-PRINCIPAL_HANDLERS: dict[str, Handler] = {
+def _notifying(handler: Handler) -> Handler:
+    """Also tell the API processes' caches (auth/cache.py), at commit, that principals changed."""
+
+    async def project(conn: AsyncConnection, envelope: Envelope) -> None:
+        await handler(conn, envelope)
+        await conn.execute(_NOTIFY)
+
+    project.__name__ = handler.__name__
+    return project
+
+
+_NOTIFY = text(f"SELECT pg_notify('{PRINCIPALS_CHANNEL}', '')")
+
+PRINCIPAL_HANDLERS: dict[str, Handler] = {type_: _notifying(handler) for type_, handler in {
     UserCreated.type: when_user_saved_project,
     UserUpdated.type: when_user_saved_project,
     UserDeleted.type: when_user_deleted_project,
@@ -213,7 +228,7 @@ PRINCIPAL_HANDLERS: dict[str, Handler] = {
     OrganisationCreated.type: when_organisation_saved_project,
     OrganisationUpdated.type: when_organisation_saved_project,
     OrganisationDeleted.type: when_organisation_deleted_project,
-}
+}.items()}
 
 
 _LOOKUP_COLUMNS = (
