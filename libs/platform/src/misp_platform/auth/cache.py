@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from typing import Any
 
 import psycopg
@@ -22,17 +23,27 @@ log = structlog.get_logger(__name__)
 
 PRINCIPALS_CHANNEL = "principals"
 
+# The caches of this process: a change written here empties them at once, so the process that
+# revoked a key refuses it on its very next request (the notification follows for the others).
+_local_caches: weakref.WeakSet[PrincipalCache] = weakref.WeakSet()
+
+
+def clear_local_caches() -> None:
+    for cache in list(_local_caches):
+        cache.clear()
+
 
 class PrincipalCache:
     """Key hash -> principal row, valid until the next principals change (or `ttl_s`)."""
 
-    def __init__(self, *, ttl_s: float = 30.0, max_entries: int = 10_000) -> None:
+    def __init__(self, *, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self.generation = 0
         self.listening = False
         self.hits = 0
         self._rows: dict[str, tuple[Any, float]] = {}
+        _local_caches.add(self)
 
     def get(self, key_hmac: str) -> Any | None:
         if not self.listening:
@@ -80,7 +91,9 @@ async def principal_cache(app: Any) -> Any:
     """Lifespan hook: `app.state.principal_cache`, listening for as long as the app runs."""
     cache = PrincipalCache()
     app.state.principal_cache = cache
-    task = asyncio.create_task(cache.listen(app.state.settings.database_url))
+    # The engine's database, not the settings': tests hand the app an engine of their own.
+    url = app.state.engine.url.render_as_string(hide_password=False)
+    task = asyncio.create_task(cache.listen(url))
     try:
         yield
     finally:

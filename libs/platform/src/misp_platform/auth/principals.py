@@ -53,7 +53,7 @@ from misp_contracts.events.orgs import (
     OrganisationState,
     OrganisationUpdated,
 )
-from misp_platform.auth.cache import PRINCIPALS_CHANNEL
+from misp_platform.auth.cache import PRINCIPALS_CHANNEL, clear_local_caches
 from misp_platform.db import metadata
 
 Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
@@ -208,6 +208,7 @@ def _notifying(handler: Handler) -> Handler:
     async def project(conn: AsyncConnection, envelope: Envelope) -> None:
         await handler(conn, envelope)
         await conn.execute(_NOTIFY)
+        clear_local_caches()
 
     project.__name__ = handler.__name__
     return project
