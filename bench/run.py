@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["pipeline.py", "audit.py", "auth.py"]
+BENCHMARKS = ["pipeline.py", "audit.py", "auth.py", "mailer.py", "jobs.py"]
 
 if __name__ == "__main__":
     here = Path(__file__).parent

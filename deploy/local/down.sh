@@ -6,6 +6,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/lib.sh"
 
 rc=0
+bash "$HERE/mailcatcher.sh" stop || rc=1
 bash "$HERE/services.sh" stop || rc=1
 bash "$HERE/gateway.sh" stop || rc=1
 bash "$HERE/kafka.sh" stop || rc=1

@@ -13,6 +13,7 @@ bash "$HERE/kafka.sh" start
 bash "$HERE/gateway.sh" start
 [ "${1:-}" = infra ] && exit 0
 bash "$HERE/services.sh" start
+bash "$HERE/mailcatcher.sh" start
 url="$(bash "$HERE/wait-ready.sh")"
 echo "gateway: $url"
 # identity writes the key once organisation 1 is known (its first run): give it a moment.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from misp_contracts.events.jobs import WORKER_CONTROL_TOPIC, run_topics
+
 SERVICES: tuple[str, ...] = ("identity", "orgs", "audit", "jobs", "mailer", "settings")
 
 DAY_MS = 24 * 3600 * 1000
@@ -60,7 +62,22 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("misp.settings.allowedlist.v1", "settings", partitions=1,
           description="Signature allowlist: values kept out of NIDS exports"),
     Topic("misp.mailer.commands.v1", "mailer", description="Commands to the mailer"),
+    Topic("misp.mailer.mail.v1", "mailer",
+          description="Each mail sent or failed (recipient, subject, Message-ID; never the body)"),
+    Topic("misp.mailer.credential.v1", "mailer",
+          description="Temporary passwords the mailer issued (argon2id hashes only), for identity"),
     Topic("misp.jobs.commands.v1", "jobs", description="Commands to the jobs service"),
+    Topic("misp.jobs.job.v1", "jobs", description="Job aggregate events (queued, progress, "
+          "outcome, retries, cancel)"),
+    Topic("misp.jobs.task.v1", "jobs", partitions=1,
+          description="Scheduled task events (schedule changes, pauses, ticks)"),
+    Topic("misp.jobs.worker.v1", "jobs",
+          description="Worker heartbeats and job run reports, from the workers of any service"),
+    Topic(WORKER_CONTROL_TOPIC, "jobs", partitions=1,
+          description="Requests to workers: graceful stop, cancel the job in hand"),
+    *(Topic(name, "jobs", retention_ms=7 * DAY_MS,
+            description=f"Jobs of {owner} in the {queue} queue, for {owner}'s workers")
+      for name, (owner, queue) in sorted(run_topics().items())),
     Topic("misp.audit.log.v1", "audit", retention_ms=90 * DAY_MS,
           description="One normalized record per audit log entry, ECS field names, for SIEMs"),
     Topic("misp.audit.checkpoint.v1", "audit", partitions=1,

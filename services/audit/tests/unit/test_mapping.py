@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from audit.domain.mapping import LogSettings, specific_types, to_log_row
+from audit.domain.mapping import NOT_LOGGED, LogSettings, specific_types, to_log_row
 from audit.testing import envelope_of
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events import event_registry
@@ -123,13 +123,21 @@ def test_an_unknown_misp_type_gets_a_generic_row() -> None:
 def test_every_registered_contract_type_maps_to_a_row() -> None:
     mapped = set(specific_types())
     for type_ in event_registry:
-        if type_.startswith("misp.audit."):
+        if type_.startswith("misp.audit.") or type_ in NOT_LOGGED:
             continue
         envelope = Envelope(source="/t", type=type_, data={})
         row = to_log_row(envelope, LogSettings(log_auth=True))
         assert row is not None, type_
         assert len(row.action) <= 20
     assert "misp.identity.user.updated.v1" in mapped
+
+
+def test_worker_chatter_is_not_logged_but_the_job_lifecycle_is() -> None:
+    for type_ in ("misp.jobs.worker.heartbeat.v1", "misp.jobs.job.progressed.v1"):
+        assert to_log_row(Envelope(source="/t", type=type_, data={}), LogSettings()) is None
+    queued = to_log_row(Envelope(source="/t", type="misp.jobs.job.queued.v1", data={}),
+                        LogSettings())
+    assert queued is not None
 
 
 def test_a_deleted_user_keeps_the_email_in_the_title() -> None:

@@ -4,8 +4,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from jobs.api.routes import router
-from jobs.consumer import handlers, topics
+from jobs.api.routes import routers
+from jobs.cli import COMMANDS
+from jobs.consumer import handlers, on_consumer_start, topics
 from jobs.settings import JobsSettings
 from misp_platform.app import create_app as create_platform_app
 from misp_platform.config import ServiceSettings
@@ -13,7 +14,7 @@ from misp_platform.service import ServiceSpec
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
-    return create_platform_app(settings, routers=[router])
+    return create_platform_app(settings, routers=routers)
 
 
 spec = ServiceSpec(
@@ -23,4 +24,6 @@ spec = ServiceSpec(
     migrations_dir=Path(__file__).parent / "migrations",
     handlers=handlers,
     topics=topics,
+    extra_commands=COMMANDS,
+    on_consumer_start=on_consumer_start,
 )

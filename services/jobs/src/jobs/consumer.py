@@ -1,15 +1,46 @@
-"""What the jobs consumer handles: the principals projection (identity's and orgs' events)."""
+"""What the jobs consumer handles: the principals projection, `EnqueueJob` commands, and the
+workers' heartbeats and run reports (turned into the jobs' own events)."""
 
 from collections.abc import Mapping
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jobs.handlers import jobs as h
+from jobs.handlers.tasks import seed_tasks
 from jobs.settings import JobsSettings
+from misp_contracts.events.jobs import (
+    JOBS_COMMANDS_TOPIC,
+    WORKER_TOPIC,
+    EnqueueJob,
+    JobRunFinished,
+    JobRunProgressed,
+    JobRunStarted,
+    WorkerHeartbeat,
+    WorkerStopped,
+)
 from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
+from misp_platform.config import ServiceSettings
 from misp_platform.consumer import Handler
+
+REACTIONS: dict[str, Handler] = {
+    EnqueueJob.type: h.when_enqueue_job_requested,
+    JobRunStarted.type: h.when_run_started_mark_running,
+    JobRunProgressed.type: h.when_run_progressed_record,
+    JobRunFinished.type: h.when_run_finished_record_outcome,
+    WorkerHeartbeat.type: h.when_heartbeat_record_worker,
+    WorkerStopped.type: h.when_worker_stopped_record,
+}
 
 
 def handlers(_settings: JobsSettings) -> Mapping[str, Handler]:
-    return dict(PRINCIPAL_HANDLERS)
+    return {**PRINCIPAL_HANDLERS, **REACTIONS}
 
 
 def topics(_settings: JobsSettings) -> list[str]:
-    return list(PRINCIPAL_TOPICS)
+    return [*PRINCIPAL_TOPICS, JOBS_COMMANDS_TOPIC, WORKER_TOPIC]
+
+
+async def on_consumer_start(_settings: ServiceSettings, engine: AsyncEngine) -> None:
+    """First run: the pre-defined, unscheduled tasks (as MISP ships its own)."""
+    async with engine.begin() as conn:
+        await seed_tasks(conn)

@@ -1,19 +1,109 @@
-"""The composition root of the mailer service: the one place that wires real adapters."""
+"""The composition root of the mailer service: the one place that wires real adapters (the
+instance keyring, SMTP, the delivery loop)."""
 
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
-from mailer.api.routes import router
-from mailer.consumer import handlers, topics
+from mailer.adapters import store
+from mailer.adapters.gpg import INSTANCE_KEY_WARNING, Keyring
+from mailer.adapters.smtp import SmtpConfig
+from mailer.api.routes import misp, router
+from mailer.consumer import handlers, on_consumer_start, topics
+from mailer.handlers.compose import Mailer
+from mailer.handlers.deliver import Deliverer
 from mailer.settings import MailerSettings
 from misp_platform.app import create_app as create_platform_app
 from misp_platform.config import ServiceSettings
 from misp_platform.service import ServiceSpec
 
 
-def create_app(settings: ServiceSettings) -> FastAPI:
-    return create_platform_app(settings, routers=[router])
+def keyring_for(settings: MailerSettings) -> Keyring:
+    return Keyring(settings.gnupg_homedir(), binary=settings.gpg_binary,
+                   passphrase=settings.gnupg_passphrase.get_secret_value())
+
+
+def smtp_config(settings: MailerSettings) -> SmtpConfig:
+    return SmtpConfig(host=settings.smtp_host, port=settings.smtp_port,
+                      starttls=settings.smtp_starttls, username=settings.smtp_username,
+                      password=settings.smtp_password.get_secret_value(),
+                      timeout_s=settings.smtp_timeout_s)
+
+
+def deliverer_for(settings: MailerSettings, engine: Any) -> Deliverer:
+    return Deliverer(engine, smtp_config(settings), max_attempts=settings.max_attempts,
+                     backoff_base_s=settings.backoff_base_s,
+                     backoff_max_s=settings.backoff_max_s, lease_s=settings.lease_s,
+                     batch=settings.deliver_batch, poll_interval_s=settings.poll_interval_s,
+                     connections=settings.smtp_connections)
+
+
+async def diagnose_gnupg(app: FastAPI) -> dict[str, Any]:
+    mailer: Mailer = app.state.mailer
+    async with app.state.engine.connect() as conn:
+        settings = await store.load_settings(conn)
+    fingerprint = await mailer.instance_key(settings)
+    return {"instance_key_fingerprint": fingerprint, "warning": INSTANCE_KEY_WARNING,
+            "sign": settings.flag("GnuPG.sign"),
+            "onlyencrypted": settings.flag("GnuPG.onlyencrypted")}
+
+
+async def diagnose_queue(app: FastAPI) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    async with app.state.engine.connect() as conn:
+        rows = await conn.execute(text("SELECT status, count(*) AS n FROM mail GROUP BY status"))
+        return {"mails": {r.status: r.n for r in rows}}
+
+
+def create_app(settings: ServiceSettings, *, engine: Any = None,
+               deliver: bool | None = None) -> FastAPI:
+    assert isinstance(settings, MailerSettings)
+
+    @asynccontextmanager
+    async def delivery(app: FastAPI) -> AsyncIterator[None]:
+        deliverer = deliverer_for(settings, app.state.engine)
+        app.state.mailer.wake = deliverer.wake
+        app.state.deliverer = deliverer
+        run = settings.deliver_in_api if deliver is None else deliver
+        stop = asyncio.Event()
+        task = asyncio.create_task(deliverer.run(stop)) if run else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+
+    app = create_platform_app(settings, routers=[misp, router], lifespan_hooks=[delivery],
+                              diagnostics={"gnupg": diagnose_gnupg, "queue": diagnose_queue},
+                              engine=engine)
+    app.state.mailer = Mailer(keyring_for(settings), parallelism=settings.gpg_parallelism)
+    return app
+
+
+def deliver_command(settings: ServiceSettings, _args: list[str]) -> int:
+    """`python -m mailer deliver`: the delivery loop on its own (it also runs in the API)."""
+    from misp_platform.cli import _stop_on_signals
+    from misp_platform.db import create_engine
+
+    assert isinstance(settings, MailerSettings)
+
+    async def main() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await deliverer_for(settings, engine).run(_stop_on_signals())
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+    return 0
 
 
 spec = ServiceSpec(
@@ -23,4 +113,6 @@ spec = ServiceSpec(
     migrations_dir=Path(__file__).parent / "migrations",
     handlers=handlers,
     topics=topics,
+    on_consumer_start=on_consumer_start,
+    extra_commands={"deliver": deliver_command},
 )

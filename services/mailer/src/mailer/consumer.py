@@ -1,15 +1,80 @@
-"""What the mailer consumer handles: the principals projection (identity's and orgs' events)."""
+"""What the mailer consumer handles: the principals projection, its own projections of users and
+settings, and the commands on `misp.mailer.commands.v1` (alerts, contact reporter)."""
+
+from __future__ import annotations
 
 from collections.abc import Mapping
 
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mailer.handlers.compose import Mailer
+from mailer.handlers.contact import (
+    when_contact_requested_mail_reporter,
+    when_event_published_alert,
+)
+from mailer.projections.catch_up import backfill_users
+from mailer.projections.users import (
+    when_setting_changed_project,
+    when_user_deleted_project,
+    when_user_saved_project,
+)
 from mailer.settings import MailerSettings
+from misp_contracts.envelope import Envelope
+from misp_contracts.events.identity import USER_TOPIC, UserCreated, UserDeleted, UserUpdated
+from misp_contracts.events.mailer import (
+    MAILER_COMMANDS_TOPIC,
+    ContactReporter,
+    NotifyEventPublished,
+)
+from misp_contracts.events.settings import SETTING_TOPIC, SettingChanged
 from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
+from misp_platform.config import ServiceSettings
 from misp_platform.consumer import Handler
 
+PROJECTIONS: dict[str, Handler] = {
+    UserCreated.type: when_user_saved_project,
+    UserUpdated.type: when_user_saved_project,
+    UserDeleted.type: when_user_deleted_project,
+    SettingChanged.type: when_setting_changed_project,
+}
 
-def handlers(_settings: MailerSettings) -> Mapping[str, Handler]:
-    return dict(PRINCIPAL_HANDLERS)
+
+def _both(first: Handler, second: Handler) -> Handler:
+    async def both(conn: AsyncConnection, envelope: Envelope) -> None:
+        await first(conn, envelope)
+        await second(conn, envelope)
+
+    return both
 
 
-def topics(_settings: MailerSettings) -> list[str]:
-    return list(PRINCIPAL_TOPICS)
+def build_mailer(settings: ServiceSettings) -> Mailer:
+    from mailer.bootstrap import keyring_for
+
+    assert isinstance(settings, MailerSettings)
+    return Mailer(keyring_for(settings), parallelism=settings.gpg_parallelism)
+
+
+def command_handlers(mailer: Mailer) -> dict[str, Handler]:
+    async def alert(conn: AsyncConnection, envelope: Envelope) -> None:
+        await when_event_published_alert(conn, envelope, mailer)
+
+    async def contact(conn: AsyncConnection, envelope: Envelope) -> None:
+        await when_contact_requested_mail_reporter(conn, envelope, mailer)
+
+    return {NotifyEventPublished.type: alert, ContactReporter.type: contact}
+
+
+def handlers(settings: ServiceSettings, mailer: Mailer | None = None) -> Mapping[str, Handler]:
+    out: dict[str, Handler] = dict(PRINCIPAL_HANDLERS)
+    reactions = {**PROJECTIONS, **command_handlers(mailer or build_mailer(settings))}
+    for type_, reaction in reactions.items():
+        out[type_] = _both(out[type_], reaction) if type_ in out else reaction
+    return out
+
+
+async def on_consumer_start(settings: ServiceSettings, engine: AsyncEngine) -> None:
+    await backfill_users(engine, settings.kafka_bootstrap_servers)
+
+
+def topics(_settings: ServiceSettings) -> list[str]:
+    return sorted({*PRINCIPAL_TOPICS, USER_TOPIC, SETTING_TOPIC, MAILER_COMMANDS_TOPIC})

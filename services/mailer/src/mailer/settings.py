@@ -1,7 +1,11 @@
 """Settings of the mailer service (environment prefix `MAILER_`)."""
 
+from __future__ import annotations
+
+from pathlib import Path
 from typing import ClassVar
 
+from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from misp_platform.config import ServiceSettings
@@ -12,3 +16,32 @@ class MailerSettings(ServiceSettings):
 
     service: ClassVar[str] = "mailer"
     http_port: int = 8105
+
+    # SMTP relay.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_timeout_s: float = 10.0
+    # Delivery: transient failures (4xx, connection errors) are retried with exponential
+    # backoff, `max_attempts` in all; 5xx refusals fail at once.
+    max_attempts: int = 6
+    backoff_base_s: float = 5.0
+    backoff_max_s: float = 3600.0
+    lease_s: float = 120.0
+    poll_interval_s: float = 1.0
+    deliver_batch: int = 20
+    smtp_connections: int = 2
+    # Whether the API process runs the delivery loop (it is safe in several processes).
+    deliver_in_api: bool = True
+    # The instance GnuPG home (empty: <state_dir>/mailer-gnupg; keep it short, sockets live
+    # there) and the passphrase of its key, if it has one.
+    gnupg_home: str = ""
+    gnupg_passphrase: SecretStr = SecretStr("")
+    gpg_binary: str = "gpg"
+    # How many gpg processes may sign/encrypt at once.
+    gpg_parallelism: int = 4
+
+    def gnupg_homedir(self) -> Path:
+        return Path(self.gnupg_home) if self.gnupg_home else Path(self.state_dir) / "mailer-gnupg"

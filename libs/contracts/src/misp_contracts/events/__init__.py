@@ -4,6 +4,8 @@ from misp_contracts.events import (  # noqa: F401  (import registers them)
     audit,
     auth,
     identity,
+    jobs,
+    mailer,
     orgs,
     settings,
 )

@@ -479,8 +479,23 @@ def _generic(row: _Row, type_: str) -> LogRow | None:
                      change_json=change_json, description=type_)
 
 
+# Machine chatter, not administrative actions: worker heartbeats and run reports, job progress
+# ticks, dispatches to workers. The job's own lifecycle (queued, started, completed...) is logged.
+NOT_LOGGED = frozenset({
+    "misp.jobs.worker.heartbeat.v1",
+    "misp.jobs.worker.run-started.v1",
+    "misp.jobs.worker.run-progressed.v1",
+    "misp.jobs.worker.run-finished.v1",
+    "misp.jobs.job.progressed.v1",
+    "misp.jobs.commands.run-job.v1",
+})
+
+
 def to_log_row(envelope: Envelope, settings: LogSettings) -> LogRow | None:
-    """The Log row an event makes, or None when nothing is logged (auth with log_auth off)."""
+    """The Log row an event makes, or None when nothing is logged (auth with log_auth off,
+    machine chatter)."""
+    if envelope.type in NOT_LOGGED:
+        return None
     row = _Row(envelope, settings)
     specific = SPECIFIC.get(envelope.type)
     if specific is not None:

@@ -1,8 +1,363 @@
-"""Routes of the jobs service; MISP paths are added here as the service grows.
+"""Routes of the jobs service: MISP's job, task and worker paths, and under `/api/v1/jobs` what
+MISP lacks (enqueue, view with attempts, cancel, re-run, the dead set, task pause and trigger)."""
 
-`/api/v1/jobs/` and `/api/v1/jobs/whoami` come with every service (misp_platform.app).
-"""
+from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
+from fastapi import APIRouter, Request
+from sqlalchemy import DateTime, func, literal, select
+
+from jobs.adapters.tables import job, job_attempt, task, worker
+from jobs.domain.errors import JobNotFoundError, JobRefusedError, JobValidationError
+from jobs.handlers import jobs as commands
+from jobs.handlers import tasks as task_commands
+from misp_contracts.envelope import Envelope
+from misp_contracts.events.jobs import (
+    JOB_TYPES,
+    QUEUES,
+    STATUS_FAILED,
+    STATUS_NAMES,
+    STATUS_WAITING,
+    StopWorker,
+)
+from misp_platform.app import EngineDep
+from misp_platform.auth import SiteAdmin
+from misp_platform.auth.principals import principal_org
+from misp_platform.eventstore import ConcurrencyError
+from misp_platform.misp import (
+    BadRequest,
+    Conflict,
+    NamedParams,
+    NotFound,
+    ValidationFailed,
+    misp_record,
+    read_body,
+    render_value,
+    success,
+)
+from misp_platform.misp.errors import request_url
+from misp_platform.outbox import enqueue as enqueue_outbox
+
+misp = APIRouter(tags=["jobs"])
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+PAGE = 20
+FORGET_AFTER = timedelta(hours=1)
+
+
+@contextmanager
+def misp_errors(action: str, singular: str, url: str) -> Iterator[None]:
+    try:
+        yield
+    except JobNotFoundError as exc:
+        raise NotFound(str(exc)) from exc
+    except JobValidationError as exc:
+        raise ValidationFailed(action, singular, url, exc.errors, message=str(exc)) from exc
+    except JobRefusedError as exc:
+        raise ValidationFailed(action, singular, url, exc.message, message=exc.message) from exc
+    except ConcurrencyError as exc:
+        raise Conflict() from exc
+
+
+def _job_fields(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id, "worker": r.queue, "job_type": r.job_type, "job_input": r.job_input,
+        "status": r.status, "retries": r.retries, "message": r.message, "progress": r.progress,
+        "org_id": r.org_id, "process_id": r.process_id or "", "date_created": r.date_created,
+        "date_modified": r.date_modified,
+        "job_status": STATUS_NAMES.get(r.status, "Unknown"),
+        "failed": r.status == STATUS_FAILED, "worker_status": r.worker_alive,
+    }
+
+
+def _org(r: Any) -> dict[str, Any]:
+    return {"id": r.org_id, "name": r.org_name or "", "uuid": r.org_uuid or ""}
+
+
+def _alive(now: datetime) -> Any:
+    return (worker.c.stopped_at.is_(None)
+            & (worker.c.last_seen_at >= literal(now, DateTime(timezone=True))
+               - func.make_interval(0, 0, 0, 0, 0, 0,
+                                 worker.c.interval_s * 3 + commands.HEARTBEAT_GRACE_S)))
+
+
+def _job_query(now: datetime) -> Any:
+    alive_worker = select(func.count()).where(worker.c.queue == job.c.queue, _alive(now)) \
+        .scalar_subquery()
+    return (select(job, principal_org.c.name.label("org_name"),
+                   principal_org.c.uuid.label("org_uuid"),
+                   (alive_worker > 0).label("worker_alive"))
+            .select_from(job.outerjoin(principal_org, principal_org.c.org_id == job.c.org_id)))
+
+
+@misp.get("/jobs/index")
+@misp.get("/jobs/index/{queue}")
+async def index(_: SiteAdmin, engine: EngineDep, named: NamedParams,
+                queue: str | None = None) -> list[dict[str, Any]]:
+    if queue is not None and queue not in QUEUES:
+        raise NotFound(f"Invalid queue: {queue}")
+    page = int(named["page"]) if named.get("page", "").isdigit() else 1
+    stmt = _job_query(datetime.now(UTC)).order_by(job.c.id.desc()) \
+        .limit(PAGE).offset(PAGE * (max(page, 1) - 1))
+    if queue:
+        stmt = stmt.where(job.c.queue == queue)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    return [misp_record("Job", _job_fields(r), Org=_org(r)) for r in rows]
+
+
+@misp.get("/jobs/getProgress/{key}")
+async def get_progress(_: SiteAdmin, engine: EngineDep, key: str) -> dict[str, str]:
+    stmt = select(job.c.progress, job.c.status)
+    if key.isdigit() and len(key) < 19:
+        stmt = stmt.where(job.c.id == int(key))
+    elif key in JOB_TYPES:
+        stmt = stmt.where(job.c.job_type == key).order_by(job.c.id.desc()).limit(1)
+    else:
+        raise NotFound("Invalid job")
+    async with engine.connect() as conn:
+        row = (await conn.execute(stmt)).first()
+    # MISP answers 0% for a job it does not know.
+    return {"progress": f"{row.progress if row else 0}%"}
+
+
+async def _view(engine: Any, job_id: int) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        row = (await conn.execute(_job_query(datetime.now(UTC)).where(job.c.id == job_id))).first()
+        if row is None:
+            raise NotFound(f"Invalid job: {job_id}")
+        attempts = (await conn.execute(select(job_attempt).where(
+            job_attempt.c.job_id == job_id).order_by(job_attempt.c.attempt))).all()
+    record = misp_record("Job", {**_job_fields(row), "attempt": row.attempt,
+                                 "max_attempts": row.max_attempts, "dead": row.dead,
+                                 "cancelled": row.cancelled, "retry_at": row.retry_at,
+                                 "task_id": row.task_id}, Org=_org(row))
+    record["JobAttempt"] = [render_value(dict(a._mapping)) for a in attempts]
+    return record
+
+
+@router.post("/jobs")
+async def add_job(principal: SiteAdmin, engine: EngineDep, request: Request) -> dict[str, Any]:
+    body = await read_body(request, "Job")
+    url = request_url(request)
+    job_type = body.get("job_type")
+    if not isinstance(job_type, str):
+        raise ValidationFailed("add", "Job", url, {"job_type": ["A job type is required"]})
+    with misp_errors("add", "Job", url):
+        async with engine.begin() as conn:
+            job_id = await commands.enqueue(
+                conn, job_type=job_type, queue=body.get("worker") or body.get("queue"),
+                actor=principal.actor(), job_input=str(body.get("job_input", "")),
+                data=body.get("data") if isinstance(body.get("data"), dict) else None,
+                org_id=principal.org_id)
+    return await _view(engine, job_id)
+
+
+@router.get("/jobs/{job_id}")
+async def view_job(_: SiteAdmin, engine: EngineDep, job_id: int) -> dict[str, Any]:
+    return await _view(engine, job_id)
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel_job(principal: SiteAdmin, engine: EngineDep, request: Request,
+                     job_id: int) -> dict[str, Any]:
+    with misp_errors("cancel", "Job", request_url(request)):
+        async with engine.begin() as conn:
+            await commands.cancel(conn, job_id, principal.actor())
+    return success("cancel", "Job", request_url(request), id=job_id, message="Job cancelled.")
+
+
+@router.post("/jobs/{job_id}/rerun")
+async def rerun_job(principal: SiteAdmin, engine: EngineDep, request: Request,
+                    job_id: int) -> dict[str, Any]:
+    with misp_errors("rerun", "Job", request_url(request)):
+        async with engine.begin() as conn:
+            await commands.rerun(conn, job_id, principal.actor())
+    return success("rerun", "Job", request_url(request), id=job_id, message="Job re-run queued.")
+
+
+@router.get("/dead")
+async def dead_set(_: SiteAdmin, engine: EngineDep) -> list[dict[str, Any]]:
+    stmt = _job_query(datetime.now(UTC)).where(job.c.dead.is_(True)).order_by(job.c.id.desc())
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt.limit(500))).all()
+    return [misp_record("Job", _job_fields(r), Org=_org(r)) for r in rows]
+
+
+# ---- tasks -------------------------------------------------------------------------------------
+
+
+def _task_fields(r: Any) -> dict[str, Any]:
+    s = r.state
+    nxt = r.next_execution_at
+    return {
+        "id": r.id, "type": r.type, "timer": int(s["timer"]) if float(s["timer"]).is_integer()
+        else s["timer"], "scheduled_time": s["scheduled_time"], "process_id": "",
+        "description": s.get("description") or JOB_TYPES[r.type].description
+        if r.type in JOB_TYPES else s.get("description", ""),
+        "next_execution_time": int(nxt.timestamp()) if nxt else 0, "message": r.message,
+        "timezone": s["timezone"], "overlap": s["overlap"], "catch_up": s["catch_up"],
+        "catch_up_max": s["catch_up_max"], "paused": r.paused, "last_outcome": r.last_outcome,
+        "last_job_id": r.last_job_id, "last_run_at": r.last_run_at,
+    }
+
+
+@misp.get("/tasks/index")
+async def tasks_index(_: SiteAdmin, engine: EngineDep) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(task).order_by(task.c.id))).all()
+    return [misp_record("Task", _task_fields(r)) for r in rows]
+
+
+TASK_FIELDS = ("type", "timer", "scheduled_time", "timezone", "description", "overlap",
+               "catch_up", "catch_up_max", "queue", "interval_s")
+
+
+def _task_input(raw: dict[str, Any], url: str) -> tuple[dict[str, Any], date | None]:
+    fields = {k: raw[k] for k in TASK_FIELDS if k in raw}
+    if "timer" in fields:
+        try:
+            fields["timer"] = float(fields["timer"])
+        except (TypeError, ValueError):
+            raise ValidationFailed("set", "Task", url, {
+                "timer": ["The frequency must be a number of hours"]}) from None
+    day = raw.get("next_execution_time")
+    parsed: date | None = None
+    if day:
+        try:
+            parsed = date.fromisoformat(str(day))
+        except ValueError:
+            raise ValidationFailed("set", "Task", url, {"next_execution_time": [
+                "Invalid date: use YYYY-MM-DD"]}) from None
+    return fields, parsed
+
+
+@misp.post("/tasks/setTask")
+async def set_task(principal: SiteAdmin, engine: EngineDep, request: Request) -> dict[str, Any]:
+    """`{"Task": {"<id>": {timer, scheduled_time, next_execution_time}}}`, all or nothing."""
+    body = await read_body(request, "Task")
+    url = request_url(request)
+    if not body or not all(isinstance(v, dict) and str(k).isdigit() for k, v in body.items()):
+        raise BadRequest("Expected {\"Task\": {\"<id>\": {\"timer\": .., \"scheduled_time\": ..}}}")
+    now = datetime.now(UTC)
+    with misp_errors("set", "Task", url):
+        async with engine.begin() as conn:
+            for key, raw in body.items():
+                fields, day = _task_input(raw, url)
+                await task_commands.set_task(conn, int(key), fields, principal.actor(), now, day)
+    return success("set", "Task", url, message="Task updated.")
+
+
+@router.post("/tasks")
+async def add_task(principal: SiteAdmin, engine: EngineDep, request: Request) -> dict[str, Any]:
+    body = await read_body(request, "Task")
+    url = request_url(request)
+    fields, day = _task_input(body, url)
+    with misp_errors("add", "Task", url):
+        async with engine.begin() as conn:
+            state = await task_commands.set_task(conn, None, fields, principal.actor(),
+                                                 datetime.now(UTC), day)
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(task).where(task.c.id == state.id))).one()
+    return misp_record("Task", _task_fields(row))
+
+
+@router.post("/tasks/{task_id}/{action}")
+async def task_action(principal: SiteAdmin, engine: EngineDep, request: Request, task_id: int,
+                      action: str) -> dict[str, Any]:
+    url = request_url(request)
+    if action not in ("pause", "resume", "trigger"):
+        raise NotFound(f"Unknown task action: {action}")
+    with misp_errors(action, "Task", url):
+        async with engine.begin() as conn:
+            if action == "trigger":
+                job_id = await task_commands.trigger(conn, task_id, principal.actor(),
+                                                     datetime.now(UTC))
+                return success("trigger", "Task", url, id=job_id,
+                               message=f"Task triggered: job {job_id} queued.")
+            await task_commands.pause(conn, task_id, action == "pause", principal.actor())
+    return success(action, "Task", url, id=task_id, message=f"Task {action}d.")
+
+
+# ---- workers -----------------------------------------------------------------------------------
+
+
+@misp.get("/servers/getWorkers")
+async def get_workers(_: SiteAdmin, engine: EngineDep) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    async with engine.connect() as conn:
+        # Stopped workers, and dead ones not seen for an hour, are history, not workers.
+        rows = (await conn.execute(select(worker, _alive(now).label("alive")).where(
+            worker.c.stopped_at.is_(None), worker.c.last_seen_at > now - FORGET_AFTER)
+            .order_by(worker.c.started_at))).all()
+        counts = dict((await conn.execute(select(job.c.queue, func.count()).where(
+            job.c.status == STATUS_WAITING).group_by(job.c.queue))).all())
+    out: dict[str, Any] = {}
+    for q in QUEUES:
+        ws = [{"pid": w.pid, "user": w.user, "alive": bool(w.alive), "correct_user": True,
+               "ok": bool(w.alive), "host": w.host, "worker_id": w.worker_id,
+               "service": w.service, "job_id": w.job_id,
+               "last_seen": w.last_seen_at} for w in rows if w.queue == q]
+        out[q] = {"ok": any(w["alive"] for w in ws), "workers": render_value(ws),
+                  "jobCount": counts.get(q, 0)}
+    out["proc_accessible"] = False
+    out["controls"] = 1
+    return out
+
+
+async def _stop(engine: Any, principal: Any, **selector: Any) -> None:
+    event = StopWorker(requested_at=datetime.now(UTC), **selector)
+    async with engine.begin() as conn:
+        env = Envelope(source="/jobs", type=event.type, subject="workers",
+                       actor=principal.actor(), data=event.model_dump(mode="json"))
+        await enqueue_outbox(conn, env, topic=event.topic, key="workers")
+
+
+@misp.post("/servers/startWorker/{queue}")
+async def start_worker(_: SiteAdmin, request: Request, queue: str) -> dict[str, Any]:
+    if queue not in (*QUEUES, "scheduler"):
+        raise NotFound(f"Invalid queue: {queue}")
+    program = "python -m jobs scheduler" if queue == "scheduler" else \
+        f"python -m <service> worker {queue}"
+    # Processes are started by the supervisor or the orchestrator (scale the worker program).
+    return success("start", "Worker", request_url(request),
+                   message=f"Worker start for {queue} requested: workers are started by the "
+                           f"process supervisor (`{program}`).")
+
+
+@misp.post("/servers/stopWorker/{pid}")
+async def stop_worker(principal: SiteAdmin, engine: EngineDep, request: Request,
+                      pid: int) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        known = (await conn.execute(select(worker.c.worker_id).where(
+            worker.c.pid == pid, worker.c.stopped_at.is_(None)))).first()
+    if known is None:
+        raise NotFound(f"Invalid worker: {pid}")
+    await _stop(engine, principal, pid=pid)
+    return success("stop", "Worker", request_url(request), message="Worker stopping.")
+
+
+@misp.post("/servers/restartWorkers")
+@misp.post("/servers/killAllWorkers")
+async def restart_workers(principal: SiteAdmin, engine: EngineDep,
+                          request: Request) -> dict[str, Any]:
+    kill = request.url.path.rstrip("/").endswith("killAllWorkers")
+    await _stop(engine, principal, cancel_current=kill)
+    return success("restart", "Worker", request_url(request),
+                   message="Killing workers." if kill else "Restarting workers.")
+
+
+@misp.post("/servers/restartDeadWorkers")
+async def restart_dead_workers(principal: SiteAdmin, engine: EngineDep,
+                               request: Request) -> dict[str, Any]:
+    async with engine.begin() as conn:
+        failed = await commands.fail_jobs_of_dead_workers(conn, datetime.now(UTC))
+    return success("restart", "Worker", request_url(request),
+                   message=f"Restarting workers. {len(failed)} job(s) of dead workers requeued "
+                           "or failed.")
+
+
+routers = [misp, router]

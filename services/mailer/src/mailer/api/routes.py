@@ -1,8 +1,136 @@
-"""Routes of the mailer service; MISP paths are added here as the service grows.
+"""Routes of the mailer service: MISP's `admin/users/email`, `admin/users/quickEmail/{id}` and
+`/gpg.asc`, and the mail log under `/api/v1/mailer/mails` (MISP has no REST endpoint for it)."""
 
-`/api/v1/mailer/` and `/api/v1/mailer/whoami` come with every service (misp_platform.app).
-"""
+from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from mailer.adapters import store
+from mailer.domain.errors import EmailingDisabledError, MailRequestError, RecipientNotFoundError
+from mailer.domain.model import parse_contact_request, parse_quick_email
+from mailer.handlers.compose import Mailer, Queued
+from mailer.handlers.contact import contact_users
+from misp_platform.app import EngineDep
+from misp_platform.auth import Admin, Principal
+from misp_platform.misp import MispId, NotFound, ValidationFailed, read_body, success
+from misp_platform.misp.errors import MispHTTPError, request_url
+from misp_platform.misp.responses import MispJSONResponse, render_value
+
+EMAILING_DISABLED = "Emailing is currently disabled on this instance."
+INVALID_USER = "Invalid user"
+
+misp = APIRouter(tags=["mailer"])
 router = APIRouter(prefix="/api/v1/mailer", tags=["mailer"])
+
+
+def _mailer(request: Request) -> Mailer:
+    mailer: Mailer = request.app.state.mailer
+    return mailer
+
+
+@contextmanager
+def misp_errors(url: str, action: str = "send", singular: str = "e-mail") -> Iterator[None]:
+    try:
+        yield
+    except RecipientNotFoundError as exc:
+        raise NotFound(INVALID_USER) from exc
+    except EmailingDisabledError as exc:
+        raise ValidationFailed(action, singular, url, EMAILING_DISABLED,
+                               message=EMAILING_DISABLED) from exc
+    except MailRequestError as exc:
+        if exc.status != 403:
+            message = exc.message or "; ".join(
+                f"{k}: {', '.join(v)}" for k, v in exc.errors.items())
+            raise MispHTTPError(exc.status, message) from exc
+        raise ValidationFailed(action, singular, url, exc.errors, message=exc.message) from exc
+
+
+def _report(result: Queued) -> dict[str, Any]:
+    return {"request_id": result.request_id,
+            "mails": [{"id": m["id"], "message_id": m["message_id"], "email": m["recipient"],
+                       "user_id": render_value(m["user_id"]), "encrypted": m["encrypted"],
+                       "signed": m["signed"]} for m in result.mails],
+            "skipped": [s.as_dict() for s in result.skipped]}
+
+
+def _scope(principal: Principal) -> int | None:
+    return None if principal.is_site_admin else principal.org_id
+
+
+@misp.post("/admin/users/email")
+async def admin_email(request: Request, principal: Admin, engine: EngineDep) -> Response:
+    url = request_url(request)
+    data = await read_body(request, "User")
+    with misp_errors(url):
+        parsed = parse_contact_request(data)
+        result = await contact_users(engine, _mailer(request), parsed,
+                                     request_id=str(uuid.uuid4()), actor=principal.actor(),
+                                     scope_org_id=_scope(principal))
+    n = len(result.mails)
+    message = f"E-mails sent to {n} recipient(s)."
+    if result.skipped:
+        message += (" Not sent to: " + "; ".join(f"{s.email} ({s.reason})"
+                                                 for s in result.skipped) + ".")
+    return MispJSONResponse({**success("send", "E-mail", url, message=message),
+                             **_report(result)})
+
+
+@misp.post("/admin/users/quickEmail/{user_id}")
+async def quick_email(user_id: MispId, request: Request, principal: Admin,
+                      engine: EngineDep) -> Response:
+    url = request_url(request)
+    data = await read_body(request, "User")
+    with misp_errors(url):
+        parsed = parse_quick_email(data, user_id)
+        result = await contact_users(engine, _mailer(request), parsed,
+                                     request_id=str(uuid.uuid4()), actor=principal.actor(),
+                                     scope_org_id=_scope(principal))
+    return MispJSONResponse({**success("send", "E-mail", url, id=user_id,
+                                       message="Email sent."), **_report(result)})
+
+
+@misp.get("/gpg.asc")
+async def instance_public_key(request: Request, engine: EngineDep) -> Response:
+    """The instance's public key, so that users can verify the signed mail (no auth)."""
+    mailer = _mailer(request)
+    async with engine.connect() as conn:
+        settings = await store.load_settings(conn)
+    await mailer.instance_key(settings)
+    armored = await asyncio.to_thread(mailer.keyring.public_key)
+    if not armored:
+        raise NotFound("No GnuPG key is configured on this instance.")
+    return Response(armored, media_type="application/pgp-keys")
+
+
+@router.get("/mails")
+async def mails(request: Request, principal: Admin, engine: EngineDep,
+                status: str | None = None, request_id: str | None = None,
+                limit: int = 100) -> Response:
+    """The mail log (never bodies): what was sent, what is pending, what failed and why."""
+    async with engine.connect() as conn:
+        rows = await store.mails_of(conn, request_id=request_id, status=status,
+                                    limit=max(1, min(limit, 1000)))
+    scope = _scope(principal)
+    if scope is not None:
+        allowed = {u.user_id for u in await _org_users(engine, scope)}
+        rows = [r for r in rows if r.user_id in allowed]
+    return MispJSONResponse([{"Mail": {
+        "id": str(r.id), "request_id": r.request_id, "message_id": r.message_id,
+        "kind": r.kind, "action": r.action, "email": r.recipient,
+        "user_id": render_value(r.user_id), "subject": r.subject, "encrypted": r.encrypted,
+        "signed": r.signed, "status": r.status, "attempts": str(r.attempts),
+        "error": r.last_error, "created": render_value(r.created_at),
+        "sent": render_value(r.sent_at) if r.sent_at else None}} for r in rows])
+
+
+async def _org_users(engine: Any, org_id: int) -> list[Any]:
+    async with engine.connect() as conn:
+        return await store.users(conn, org_ids=[org_id], include_disabled=True)
+

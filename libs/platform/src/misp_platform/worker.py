@@ -1,0 +1,301 @@
+"""A background-job worker that any service can run for one queue (`python -m <service> worker
+<queue>`): it reads the run topic of (service, queue), runs each job with the handler of its
+type, and reports start, progress and outcome on `misp.jobs.worker.v1` through the service's
+outbox, with heartbeats so that the jobs service notices a dead worker.
+
+Effects are idempotent by job id: the handler runs in the transaction that records
+`job_run(job_id)` and the outcome report; a job id already recorded is reported again, not redone.
+The offset of a job is committed once its start is reported; a worker that dies later is found by
+its missed heartbeats and the jobs service retries or fails the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, func
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from misp_contracts.envelope import Actor, Envelope, from_kafka
+from misp_contracts.events.base import DomainEvent
+from misp_contracts.events.jobs import (
+    JOB_TYPES,
+    WORKER_CONTROL_TOPIC,
+    CancelJobRun,
+    JobRunFinished,
+    JobRunProgressed,
+    JobRunStarted,
+    RunJob,
+    StopWorker,
+    WorkerHeartbeat,
+    WorkerRef,
+    WorkerStopped,
+    run_topic,
+)
+from misp_platform import failpoints
+from misp_platform.outbox import enqueue
+
+log = structlog.get_logger(__name__)
+
+worker_metadata = MetaData()
+
+# One row per job id whose effect this service applied (in the effect's transaction).
+job_run = Table(
+    "job_run", worker_metadata,
+    Column("job_id", BigInteger, primary_key=True),
+    Column("attempt", Integer, nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("message", Text, nullable=False, server_default=""),
+    Column("worker_id", String(64), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+class JobCancelledError(Exception):
+    """Raised by `JobContext.checkpoint()` once the job was cancelled: the run stops there."""
+
+
+@dataclass
+class JobContext:
+    """What a job handler gets: the job, a way to report progress, the cancel flag."""
+
+    job: RunJob
+    report: Callable[[int, str], Awaitable[None]]
+    cancelled: bool = False
+
+    async def progress(self, value: int, message: str = "") -> None:
+        self.checkpoint()
+        await self.report(value, message)
+
+    def checkpoint(self) -> None:
+        if self.cancelled:
+            raise JobCancelledError("cancelled while running")
+
+
+# A handler runs in the transaction that records the job as done; it returns the final message.
+JobHandler = Callable[[AsyncConnection, JobContext], Awaitable[str | None]]
+
+
+@dataclass
+class WorkerRunner:
+    service: str
+    queue: str
+    engine: AsyncEngine
+    bootstrap_servers: str
+    handlers: Mapping[str, JobHandler]
+    heartbeat_s: float = 2.0
+    group: str | None = None  # default: misp.<service>.worker.<queue>
+    offset_reset: str = "earliest"
+    # Jobs taken per fetch (reported started in one transaction, one offset commit): more is
+    # faster for short jobs, 1 is fairest for long ones (a taken job waits for those before it).
+    prefetch: int = 1
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:"
+                                                   f"{uuid.uuid4().hex[:8]}")
+    succeeded: int = 0
+    failed: int = 0
+
+    def __post_init__(self) -> None:
+        wanted = {t.name for t in JOB_TYPES.values()
+                  if t.owner == self.service and self.queue in t.queues}
+        missing = wanted - set(self.handlers)
+        if not wanted:
+            raise ValueError(f"{self.service} runs no job type in the {self.queue} queue")
+        if missing:
+            raise ValueError(f"no handler for job types {sorted(missing)} of the {self.queue} "
+                             "queue: this worker could not run every job it would receive")
+        self.ref = WorkerRef(worker_id=self.worker_id, service=self.service, queue=self.queue,
+                             host=socket.gethostname(), pid=os.getpid(), user=getpass.getuser())
+        self.started_at = datetime.now(UTC)
+        self.current: JobContext | None = None
+        self.cancelled_ids: set[int] = set()
+        self.stop_requested = asyncio.Event()
+
+    async def _publish(self, conn: AsyncConnection, event: DomainEvent, key: str) -> None:
+        envelope = Envelope(source=f"/{self.service}", type=event.type, subject=key,
+                            actor=Actor.system(), data=event.model_dump(mode="json"))
+        await enqueue(conn, envelope, topic=event.topic, key=key)
+
+    async def heartbeat(self) -> None:
+        job_id = self.current.job.job_id if self.current else None
+        async with self.engine.begin() as conn:
+            await self._publish(conn, WorkerHeartbeat(
+                worker=self.ref, job_id=job_id, at=datetime.now(UTC),
+                interval_s=self.heartbeat_s), self.worker_id)
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.heartbeat()
+            except Exception as exc:  # the database may be restarting: try again next beat
+                log.warning("worker.heartbeat_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.heartbeat_s)
+
+    async def _control(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition(WORKER_CONTROL_TOPIC, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_end(tp)
+            while not stop.is_set():
+                for records in (await consumer.getmany(timeout_ms=300)).values():
+                    for record in records:
+                        try:
+                            self.on_control(from_kafka(record.headers, record.value))
+                        except Exception as exc:
+                            log.warning("worker.bad_control_message", error=str(exc))
+        finally:
+            await consumer.stop()
+
+    def on_control(self, envelope: Envelope) -> None:
+        if envelope.type == CancelJobRun.type:
+            cancel = CancelJobRun.model_validate(envelope.data)
+            self.cancelled_ids.add(cancel.job_id)
+            if self.current and self.current.job.job_id == cancel.job_id:
+                self.current.cancelled = True
+        elif envelope.type == StopWorker.type:
+            stop = StopWorker.model_validate(envelope.data)
+            if stop.requested_at < self.started_at:
+                return  # meant for the process this one replaced
+            if ((stop.worker_id and stop.worker_id != self.worker_id)
+                    or (stop.pid is not None and stop.pid != self.ref.pid)
+                    or (stop.queue and stop.queue != self.queue)):
+                return
+            log.info("worker.stop_requested", worker_id=self.worker_id)
+            if stop.cancel_current and self.current:
+                self.current.cancelled = True
+            self.stop_requested.set()
+
+    async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
+        topic = run_topic(self.service, self.queue)
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group or f"misp.{self.service}.worker.{self.queue}",
+            enable_auto_commit=False, auto_offset_reset=self.offset_reset,
+            max_poll_records=max(1, self.prefetch),
+            metadata_max_age_ms=3000,
+            # A job may run longer than a poll interval: the group must not evict us for it.
+            max_poll_interval_ms=3_600_000)
+        halt = asyncio.Event()
+        side = [asyncio.create_task(self._heartbeats(halt)),
+                asyncio.create_task(self._control(halt))]
+        await consumer.start()
+        log.info("worker.started", worker_id=self.worker_id, topic=topic)
+        reason = "stopped"
+        try:
+            while not stop.is_set() and not self.stop_requested.is_set():
+                batches = await consumer.getmany(timeout_ms=300, max_records=self.prefetch)
+                if ready is not None and not ready.is_set() and consumer.assignment():
+                    for tp in consumer.assignment():
+                        await consumer.position(tp)  # resolve "latest" before saying ready
+                    ready.set()
+                records = [r for rs in batches.values() for r in rs]
+                if not records:
+                    continue
+                taken = await self.take(records)
+                await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+                for ctx in taken:
+                    self.current = ctx
+                    await self.finish_current()
+            if self.stop_requested.is_set():
+                reason = "stop requested"
+        finally:
+            halt.set()
+            await asyncio.gather(*side, return_exceptions=True)
+            await consumer.stop()
+            try:
+                async with self.engine.begin() as conn:
+                    await self._publish(conn, WorkerStopped(worker=self.ref, reason=reason),
+                                        self.worker_id)
+            except Exception as exc:
+                log.warning("worker.stop_report_failed", error=str(exc))
+            log.info("worker.stopped", worker_id=self.worker_id, succeeded=self.succeeded,
+                     failed=self.failed)
+
+    async def take(self, records: list[Any]) -> list[JobContext]:
+        """Decode the RunJobs and report their start (before their offsets are committed)."""
+        taken: list[JobContext] = []
+        for record in records:
+            try:
+                job = RunJob.model_validate(from_kafka(record.headers, record.value).data)
+            except Exception as exc:
+                log.error("worker.undecodable_job", error=str(exc), offset=record.offset)
+                continue
+            taken.append(JobContext(job=job, report=self._reporter(job),
+                                    cancelled=job.job_id in self.cancelled_ids))
+        if taken:
+            async with self.engine.begin() as conn:
+                for ctx in taken:
+                    await self._publish(conn, JobRunStarted(
+                        worker=self.ref, job_id=ctx.job.job_id, attempt=ctx.job.attempt),
+                        str(ctx.job.job_id))
+        failpoints.hit("worker.after_start")
+        return taken
+
+    def _reporter(self, job: RunJob) -> Callable[[int, str], Awaitable[None]]:
+        async def report(value: int, message: str) -> None:
+            async with self.engine.begin() as conn:
+                await self._publish(conn, JobRunProgressed(
+                    worker=self.ref, job_id=job.job_id, attempt=job.attempt,
+                    progress=value, message=message), str(job.job_id))
+
+        return report
+
+    async def finish_current(self) -> None:
+        ctx = self.current
+        if ctx is None:
+            return
+        job, key = ctx.job, str(ctx.job.job_id)
+        handler = self.handlers.get(job.job_type)
+        outcome, message, replayed = "failed", "", False
+        try:
+            async with self.engine.begin() as conn:
+                claimed = (await conn.execute(pg_insert(job_run).values(
+                    job_id=job.job_id, attempt=job.attempt, outcome="running",
+                    worker_id=self.worker_id).on_conflict_do_nothing()
+                    .returning(job_run.c.job_id))).first()
+                if claimed is None:
+                    previous = (await conn.execute(job_run.select().where(
+                        job_run.c.job_id == job.job_id))).one()
+                    outcome, message, replayed = previous.outcome, previous.message, True
+                elif handler is None:
+                    raise RuntimeError(f"no handler for {job.job_type}")
+                else:
+                    ctx.checkpoint()
+                    message = await handler(conn, ctx) or "Job completed."
+                    failpoints.hit("worker.before_commit")
+                    outcome = "succeeded"
+                    await conn.execute(job_run.update().where(job_run.c.job_id == job.job_id)
+                                       .values(outcome=outcome, message=message[:2000]))
+                await self._publish(conn, JobRunFinished(
+                    worker=self.ref, job_id=job.job_id, attempt=job.attempt, outcome=outcome,
+                    message=message, replayed=replayed), key)
+        except Exception as exc:
+            # The effect rolled back with the mark: a retry runs it again from scratch.
+            outcome = "cancelled" if isinstance(exc, JobCancelledError) else "failed"
+            message = str(exc) if outcome == "cancelled" else f"{type(exc).__name__}: {exc}"
+            log.warning("worker.job_failed", job_id=job.job_id, attempt=job.attempt,
+                        error=message)
+            async with self.engine.begin() as conn:
+                await self._publish(conn, JobRunFinished(
+                    worker=self.ref, job_id=job.job_id, attempt=job.attempt, outcome=outcome,
+                    message=message[:2000]), key)
+        if outcome == "succeeded":
+            self.succeeded += 1
+        else:
+            self.failed += 1
+        self.current = None

@@ -1,0 +1,248 @@
+"""Commands and reactions of the job aggregate: enqueue (API, Kafka command, scheduler), worker
+reports, cancel, re-run, due retries and dead workers. Each is one transaction: events, read
+model and outbox (the `RunJob` dispatch and control messages included)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import DateTime, and_, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobs.adapters import store
+from jobs.adapters.tables import job, worker
+from jobs.domain import model
+from jobs.domain.errors import JobNotFoundError, JobValidationError
+from jobs.domain.model import Job
+from misp_contracts.envelope import Actor, Envelope
+from misp_contracts.events.base import DomainEvent
+from misp_contracts.events.jobs import (
+    JOB_TYPES,
+    STATUS_RUNNING,
+    STATUS_WAITING,
+    CancelJobRun,
+    EnqueueJob,
+    JobCancelled,
+    JobRejected,
+    JobRetried,
+    JobRunFinished,
+    JobRunProgressed,
+    JobRunStarted,
+    RunJob,
+    WorkerHeartbeat,
+    WorkerRef,
+    WorkerStopped,
+    run_topic,
+)
+from misp_platform.outbox import enqueue as enqueue_outbox
+
+log = structlog.get_logger(__name__)
+
+SOURCE = "/jobs"
+# Heartbeats reach us through the worker's outbox, its relay and our consumer: allow for that
+# pipeline's lag before calling a worker dead.
+HEARTBEAT_GRACE_S = 2.0
+
+
+async def _send(conn: AsyncConnection, event: RunJob | CancelJobRun, *, topic: str, key: str,
+                actor: Actor, cause: Envelope | None = None) -> None:
+    data = event.model_dump(mode="json")
+    env = (cause.caused(source=SOURCE, type=event.type, subject=key, data=data, actor=actor)
+           if cause else Envelope(source=SOURCE, type=event.type, subject=key, data=data,
+                                  actor=actor))
+    await enqueue_outbox(conn, env, topic=topic, key=key)
+
+
+async def dispatch(conn: AsyncConnection, j: Job | None, attempt: int, actor: Actor,
+                   cause: Envelope | None = None) -> None:
+    """Hand attempt `attempt` of the job to the owner's workers of its queue."""
+    assert j is not None
+    s = j.state
+    owner = JOB_TYPES[s.job_type].owner
+    await _send(conn, RunJob(job_id=s.id, attempt=attempt, job_type=s.job_type, queue=s.queue,
+                             job_input=s.job_input, data=s.data, org_id=s.org_id),
+                topic=run_topic(owner, s.queue), key=str(s.id), actor=actor, cause=cause)
+
+
+async def enqueue(conn: AsyncConnection, *, job_type: str, queue: str | None, actor: Actor,
+                  job_input: str = "", data: dict[str, Any] | None = None, org_id: int = 0,
+                  task_id: int | None = None, request_id: str | None = None,
+                  cause: Envelope | None = None) -> int:
+    """Queue a job and dispatch its first attempt; JobValidationError for bad input."""
+    model.job_type_for(job_type, queue)  # validate before taking an id
+    job_id = await store.next_job_id(conn)
+    queued = model.queue_job(job_id, job_type=job_type, queue=queue, job_input=job_input,
+                             data=data, org_id=org_id, task_id=task_id, request_id=request_id)
+    envs = await store.save_job(conn, job_id, 0, [queued], actor, cause=cause)
+    await dispatch(conn, model.replay([queued]), 1, actor, envs[0])
+    return job_id
+
+
+async def when_enqueue_job_requested(conn: AsyncConnection, envelope: Envelope) -> None:
+    """`EnqueueJob` on Kafka: queue it (once per request id), or answer `JobRejected`."""
+    cmd = EnqueueJob.model_validate(envelope.data)
+    if (await conn.execute(select(job.c.id).where(job.c.request_id == cmd.request_id))).first():
+        return
+    try:
+        await enqueue(conn, job_type=cmd.job_type, queue=cmd.queue, actor=envelope.actor,
+                      job_input=cmd.job_input, data=cmd.data, org_id=cmd.org_id,
+                      request_id=cmd.request_id, cause=envelope)
+    except JobValidationError as exc:
+        rejected = JobRejected(request_id=cmd.request_id, job_type=cmd.job_type,
+                               queue=cmd.queue, reason=str(exc))
+        env = envelope.caused(source=SOURCE, type=rejected.type, subject=cmd.request_id,
+                              data=rejected.model_dump(mode="json"))
+        await enqueue_outbox(conn, env, topic=rejected.topic, key=cmd.request_id)
+
+
+Decide = Callable[[Job], list[DomainEvent]]
+
+
+async def _apply(conn: AsyncConnection, job_id: int, decide: Decide,
+                 envelope: Envelope | None = None,
+                 actor: Actor | None = None, now: datetime | None = None) -> Job | None:
+    j = await store.load_job(conn, job_id)
+    if j is None:
+        return None
+    events = decide(j)
+    await store.save_job(conn, job_id, j.version, events,
+                         actor or (envelope.actor if envelope else Actor.system()),
+                         cause=envelope, now=now)
+    out: Job | None = j
+    for e in events:
+        out = model.evolve(out, e)
+    return out
+
+
+async def when_run_started_mark_running(conn: AsyncConnection, envelope: Envelope) -> None:
+    r = JobRunStarted.model_validate(envelope.data)
+    await _apply(conn, r.job_id, lambda j: model.start(
+        j, attempt=r.attempt, worker_id=r.worker.worker_id, host=r.worker.host,
+        pid=r.worker.pid), envelope)
+    await _touch_worker(conn, r.worker, envelope.time, job_id=r.job_id)
+
+
+async def when_run_progressed_record(conn: AsyncConnection, envelope: Envelope) -> None:
+    r = JobRunProgressed.model_validate(envelope.data)
+    await _apply(conn, r.job_id, lambda j: model.progress(
+        j, attempt=r.attempt, value=r.progress, message=r.message), envelope)
+
+
+async def when_run_finished_record_outcome(conn: AsyncConnection, envelope: Envelope) -> None:
+    r = JobRunFinished.model_validate(envelope.data)
+    now = datetime.now(UTC)
+    await _apply(conn, r.job_id, lambda j: model.finish(
+        j, attempt=r.attempt, outcome=r.outcome, message=r.message, now=now), envelope, now=now)
+    counter = worker.c.succeeded if r.outcome == "succeeded" else worker.c.failed
+    await conn.execute(update(worker).where(worker.c.worker_id == r.worker.worker_id)
+                       .values({counter: counter + 1, "job_id": None}))
+
+
+async def _touch_worker(conn: AsyncConnection, ref: WorkerRef, at: datetime, *,
+                        job_id: int | None, interval_s: float | None = None) -> None:
+    values = {"service": ref.service, "queue": ref.queue, "host": ref.host, "pid": ref.pid,
+              "user": ref.user, "job_id": job_id, "last_seen_at": at}
+    if interval_s is not None:
+        values["interval_s"] = interval_s
+    stmt = pg_insert(worker).values(worker_id=ref.worker_id, started_at=at, **values)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[worker.c.worker_id], set_=values,
+        where=worker.c.last_seen_at <= stmt.excluded.last_seen_at))
+
+
+async def when_heartbeat_record_worker(conn: AsyncConnection, envelope: Envelope) -> None:
+    hb = WorkerHeartbeat.model_validate(envelope.data)
+    await _touch_worker(conn, hb.worker, hb.at, job_id=hb.job_id, interval_s=hb.interval_s)
+
+
+async def when_worker_stopped_record(conn: AsyncConnection, envelope: Envelope) -> None:
+    st = WorkerStopped.model_validate(envelope.data)
+    await conn.execute(update(worker).where(worker.c.worker_id == st.worker.worker_id)
+                       .values(stopped_at=envelope.time, stop_reason=st.reason or "stopped"))
+
+
+# ---- API commands -----------------------------------------------------------------------------
+
+
+async def cancel(conn: AsyncConnection, job_id: int, actor: Actor) -> Job:
+    who = actor.email or "system"
+    j = await _apply(conn, job_id, lambda j: model.cancel(j, reason=f"by {who}"), actor=actor)
+    if j is None:
+        raise JobNotFoundError(f"Invalid job: {job_id}")
+    await _send(conn, CancelJobRun(job_id=job_id, reason=f"by {who}"),
+                topic=CancelJobRun.topic, key=str(job_id), actor=actor)
+    return j
+
+
+async def rerun(conn: AsyncConnection, job_id: int, actor: Actor) -> Job:
+    j = await _apply(conn, job_id, model.rerun, actor=actor)
+    if j is None:
+        raise JobNotFoundError(f"Invalid job: {job_id}")
+    await dispatch(conn, j, j.state.attempt, actor)
+    return j
+
+
+# ---- the watchdog (run by the scheduler process) ----------------------------------------------
+
+
+async def dispatch_due_retries(conn: AsyncConnection, now: datetime, limit: int = 100) -> int:
+    rows = (await conn.execute(
+        select(job.c.id).where(job.c.retry_at <= now, job.c.status == STATUS_WAITING)
+        .order_by(job.c.retry_at).limit(limit).with_for_update(skip_locked=True))).all()
+    for row in rows:
+        j = await _apply(conn, row.id, lambda j: model.retry_due(j, now), now=now)
+        if j is not None and j.retry_at is None and j.state.status == STATUS_WAITING:
+            await dispatch(conn, j, j.state.attempt, Actor.system())
+    return len(rows)
+
+
+async def fail_jobs_of_dead_workers(conn: AsyncConnection, now: datetime,
+                                    missed_beats: float = 3.0,
+                                    grace_s: float = HEARTBEAT_GRACE_S) -> list[int]:
+    """Running jobs whose worker missed its heartbeats (or stopped) fail this attempt with a
+    clear message, and are retried or go to the dead set: never left running."""
+    rows = (await conn.execute(
+        select(job.c.id, job.c.attempt, worker.c.worker_id, worker.c.host, worker.c.pid,
+               worker.c.last_seen_at, worker.c.stopped_at)
+        .select_from(job.join(worker, worker.c.worker_id == job.c.worker_id))
+        .where(job.c.status == STATUS_RUNNING)
+        .where((worker.c.stopped_at.is_not(None))
+               | (worker.c.last_seen_at < literal(now, DateTime(timezone=True))
+                  - func.make_interval(0, 0, 0, 0, 0, 0,
+                                       worker.c.interval_s * missed_beats + grace_s)))
+        .with_for_update(of=job, skip_locked=True))).all()
+    failed = []
+    for r in rows:
+        why = (f"worker {r.host}:{r.pid} stopped while running it" if r.stopped_at else
+               f"worker {r.host}:{r.pid} stopped sending heartbeats (last at "
+               f"{r.last_seen_at:%Y-%m-%d %H:%M:%S} UTC)")
+        j = await _apply(conn, r.id, _fail_if_running(r.attempt, why, now), now=now)
+        if j is not None:
+            failed.append(r.id)
+            log.warning("jobs.dead_worker", job_id=r.id, worker_id=r.worker_id, error=why)
+    return failed
+
+
+def _fail_if_running(attempt: int, why: str, now: datetime) -> Decide:
+    def decide(j: Job) -> list[DomainEvent]:
+        if j.state.status != STATUS_RUNNING or j.state.attempt != attempt:
+            return []
+        return model.fail(j, attempt=attempt, error=why, now=now)
+
+    return decide
+
+
+async def cancel_waiting_in_queue(conn: AsyncConnection, queue: str, actor: Actor) -> int:
+    """`clear <queue>`: cancel every job still waiting in it."""
+    ids = (await conn.execute(select(job.c.id).where(and_(
+        job.c.queue == queue, job.c.status == STATUS_WAITING)))).scalars().all()
+    for job_id in ids:
+        await cancel(conn, job_id, actor)
+    return len(ids)
+
+
+__all__ = ["JobCancelled", "JobRetried", "cancel", "enqueue", "rerun"]

@@ -1,0 +1,56 @@
+"""`python -m jobs scheduler`: ticks due tasks, dispatches due retries and fails the jobs of
+dead workers. Run two or more for high availability: the claims make every tick happen once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jobs.handlers import jobs as job_handlers
+from jobs.handlers import tasks
+
+log = structlog.get_logger(__name__)
+
+
+class Scheduler:
+    def __init__(self, engine: AsyncEngine, *, poll_s: float = 0.2,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 missed_beats: float = 3.0) -> None:
+        self.engine = engine
+        self.poll_s = poll_s
+        self.clock = clock
+        self.missed_beats = missed_beats
+        self.scheduler_id = f"{socket.gethostname()}:{os.getpid()}"
+
+    async def run_once(self) -> int:
+        now = self.clock()
+        done = 0
+        async with self.engine.connect() as conn:
+            due = await tasks.due_tasks(conn, now)
+        for task_id, due_at in due:
+            async with self.engine.begin() as conn:
+                if await tasks.tick(conn, task_id, due_at, now, self.scheduler_id):
+                    done += 1
+        async with self.engine.begin() as conn:
+            await job_handlers.dispatch_due_retries(conn, now)
+        async with self.engine.begin() as conn:
+            await job_handlers.fail_jobs_of_dead_workers(conn, now, self.missed_beats)
+        return done
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("scheduler.started", scheduler_id=self.scheduler_id)
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception as exc:  # a lost race or a restarting database: next round
+                log.warning("scheduler.round_failed", error=f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.poll_s)
+        log.info("scheduler.stopped", scheduler_id=self.scheduler_id)

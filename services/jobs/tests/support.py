@@ -1,0 +1,64 @@
+"""Helpers of the jobs service's tests: auth headers, polling with a deadline, consumer groups
+that start at the end of their topics (so a test never replays other tests' messages)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": key, "Accept": "application/json"}
+
+
+async def eventually(predicate: Callable[[], Awaitable[Any]], timeout_s: float = 30.0,
+                     interval_s: float = 0.1) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s (last: {value!r})")
+        await asyncio.sleep(interval_s)
+
+
+async def start_group_at_end(bootstrap: str, group: str, topics: Sequence[str]) -> None:
+    """Commit the current end offsets for a new group: it reads only what comes next."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        cluster = await consumer._client.fetch_all_metadata()
+        tps = [TopicPartition(t, p) for t in topics
+               for p in sorted(cluster.partitions_for_topic(t) or ())]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.commit({tp: OffsetAndMetadata(off, "") for tp, off in ends.items()})
+    finally:
+        await consumer.stop()
+
+
+
+async def find_on_topic(bootstrap: str, group: str, topic: str, key: str,
+                        timeout_s: float = 30.0) -> Any:
+    """The first envelope keyed `key` on `topic` after the group's committed offsets."""
+    from misp_contracts.envelope import from_kafka
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    try:
+        while asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                for r in records:
+                    if r.key == key.encode():
+                        return from_kafka(r.headers, r.value)
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"nothing keyed {key} on {topic} within {timeout_s}s")

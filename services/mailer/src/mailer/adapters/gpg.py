@@ -1,0 +1,146 @@
+"""The instance keyring over the real gpg (python-gnupg): the instance key (generated on first
+run), users' public keys (imported and checked), detached signatures and sign+encrypt.
+
+Every call spawns a gpg process: callers run these methods in a thread (`asyncio.to_thread`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gnupg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+HASH_ALGOS = {"2": "pgp-sha1", "8": "pgp-sha256", "9": "pgp-sha384", "10": "pgp-sha512",
+              "11": "pgp-sha224"}
+INSTANCE_KEY_WARNING = ("This key is used only to sign the instance's notifications: it must "
+                        "not be used anywhere else and should not be valuable.")
+
+
+class GpgError(Exception):
+    """gpg refused to sign or encrypt."""
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """What a user's public key is worth: usable for encryption, or why not."""
+
+    fingerprint: str | None
+    usable: bool
+    problem: str | None = None  # "invalid", "expired", "revoked", "no encryption subkey"
+    expires: int | None = None
+
+
+class Keyring:
+    """One GnuPG home holding the instance key and the users' public keys."""
+
+    def __init__(self, homedir: Path, *, binary: str = "gpg", passphrase: str = "") -> None:
+        self.homedir = homedir
+        self.passphrase = passphrase or None
+        homedir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(homedir))
+        self.gpg.encoding = "utf-8"
+        self._imported: dict[str, KeyCheck] = {}
+        self._lock = threading.Lock()
+        self.fingerprint: str | None = None
+
+    # ---- the instance key --------------------------------------------------------------------
+
+    def ensure_instance_key(self, *, name: str, email: str) -> str:
+        """The fingerprint of the instance key (the secret key of this home), generated when
+        there is none; a file lock keeps two processes from generating two keys."""
+        with open(self.homedir / ".instance-key.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            secret = self.gpg.list_keys(secret=True)
+            if secret:
+                self.fingerprint = str(secret[0]["fingerprint"])
+                return self.fingerprint
+            params = self.gpg.gen_key_input(
+                name_real=name, name_email=email, key_type="EDDSA", key_curve="ed25519",
+                subkey_type="ECDH", subkey_curve="cv25519", expire_date=0,
+                name_comment="instance signing key",
+                **({"passphrase": self.passphrase} if self.passphrase
+                   else {"no_protection": True}))
+            result = self.gpg.gen_key(params)
+            if not result.fingerprint:
+                raise GpgError(f"could not generate the instance key: {result.stderr[-300:]}")
+            self.fingerprint = str(result.fingerprint)
+            log.info("mailer.instance_key_generated", fingerprint=self.fingerprint)
+            return self.fingerprint
+
+    def public_key(self) -> str:
+        if self.fingerprint is None:
+            return ""
+        return str(self.gpg.export_keys(self.fingerprint))
+
+    # ---- users' keys -------------------------------------------------------------------------
+
+    def check_key(self, armored: str) -> KeyCheck:
+        """Import a user's public key (idempotent; cached by its text) and say if it can be
+        encrypted to."""
+        digest = hashlib.sha256(armored.encode("utf-8", "replace")).hexdigest()
+        with self._lock:
+            cached = self._imported.get(digest)
+        if cached is not None and (cached.expires is None or cached.expires > time.time()):
+            return cached
+        result = self.gpg.import_keys(armored)
+        fingerprints = [f for f in (result.fingerprints or []) if f]
+        if not fingerprints:
+            check = KeyCheck(None, False, "invalid")
+        else:
+            check = self._status(fingerprints[0])
+        with self._lock:
+            self._imported[digest] = check
+        return check
+
+    def _status(self, fingerprint: str) -> KeyCheck:
+        keys = self.gpg.list_keys(keys=[fingerprint])
+        if not keys:
+            return KeyCheck(fingerprint, False, "invalid")
+        key = keys[0]
+        trust = key.get("trust", "")
+        expires = int(key["expires"]) if key.get("expires") else None
+        if trust == "r":
+            return KeyCheck(fingerprint, False, "revoked", expires)
+        if trust == "e" or (expires is not None and expires <= time.time()):
+            return KeyCheck(fingerprint, False, "expired", expires)
+        # Capital letters in `cap` are what the key as a whole can still do.
+        if "E" not in str(key.get("cap", "")):
+            return KeyCheck(fingerprint, False, "no usable encryption subkey", expires)
+        return KeyCheck(fingerprint, True, None, expires)
+
+    # ---- operations --------------------------------------------------------------------------
+
+    def sign_detached(self, data: bytes) -> tuple[str, str]:
+        """`(armored detached signature, micalg)` by the instance key over `data`."""
+        signed = self.gpg.sign(data, keyid=self.fingerprint, detach=True, binary=False,
+                               passphrase=self.passphrase,
+                               extra_args=["--digest-algo", "SHA256"])
+        if not signed.data:
+            raise GpgError(f"signing failed: {signed.status}")
+        micalg = HASH_ALGOS.get(str(signed.hash_algo), "pgp-sha256")
+        return str(signed), micalg
+
+    def encrypt(self, data: bytes, recipient: str, *, sign: bool) -> str:
+        """Armored ciphertext of `data` for `recipient`, signed inside by the instance key
+        (RFC 3156 §6.2, one gpg call) when `sign`."""
+        encrypted = self.gpg.encrypt(data, [recipient], sign=self.fingerprint if sign else None,
+                                     passphrase=self.passphrase, always_trust=True, armor=True,
+                                     extra_args=["--digest-algo", "SHA256"])
+        if not encrypted.ok:
+            raise GpgError(f"encryption failed: {encrypted.status}")
+        return str(encrypted)
+
+    def close(self) -> None:
+        """Stop the gpg-agent of this home (tests and short-lived homes)."""
+        subprocess.run(["gpgconf", "--homedir", str(self.homedir), "--kill", "all"],
+                       check=False, capture_output=True, env={**os.environ})

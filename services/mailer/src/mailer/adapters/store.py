@@ -1,0 +1,146 @@
+"""Reads and writes of the mailer's tables (in the caller's transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mailer.adapters.tables import mail, mail_request, mail_setting, mail_user
+from mailer.domain.model import MailSettings, Recipient
+from misp_contracts.events.identity import UserState
+from misp_contracts.settings_catalogue import defaults
+from misp_platform.eventstore import EventStore
+
+store = EventStore("mailer")
+
+
+# ---- projections -------------------------------------------------------------------------------
+
+
+async def save_user(conn: AsyncConnection, user: UserState) -> None:
+    values = {"email": user.email, "org_id": user.org_id, "role_id": user.role_id,
+              "disabled": user.disabled, "autoalert": user.autoalert,
+              "contactalert": user.contactalert, "gpgkey": user.gpgkey or None,
+              "updated_at": text("now()")}
+    stmt = pg_insert(mail_user).values(id=user.id, **values)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=[mail_user.c.id], set_=values))
+
+
+async def delete_user(conn: AsyncConnection, user_id: int) -> None:
+    await conn.execute(mail_user.delete().where(mail_user.c.id == user_id))
+
+
+async def save_setting(conn: AsyncConnection, name: str, value: Any) -> None:
+    stmt = pg_insert(mail_setting).values(name=name, value=value)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[mail_setting.c.name],
+        set_={"value": stmt.excluded.value, "updated_at": text("now()")}))
+
+
+async def load_settings(conn: AsyncConnection) -> MailSettings:
+    values = dict(defaults())
+    for row in await conn.execute(select(mail_setting.c.name, mail_setting.c.value)):
+        values[row.name] = row.value
+    return MailSettings(values)
+
+
+def _recipient(row: Any) -> Recipient:
+    return Recipient(email=row.email, user_id=row.id, org_id=row.org_id, gpgkey=row.gpgkey,
+                     disabled=row.disabled)
+
+
+async def user(conn: AsyncConnection, user_id: int) -> Recipient | None:
+    row = (await conn.execute(select(mail_user).where(mail_user.c.id == user_id))).first()
+    return None if row is None else _recipient(row)
+
+
+async def users(conn: AsyncConnection, *, org_ids: Sequence[int] | None = None,
+                autoalert: bool | None = None, contactalert: bool | None = None,
+                include_disabled: bool = False) -> list[Recipient]:
+    stmt = select(mail_user).order_by(mail_user.c.id)
+    if org_ids is not None:
+        stmt = stmt.where(mail_user.c.org_id.in_(list(org_ids)))
+    if autoalert is not None:
+        stmt = stmt.where(mail_user.c.autoalert.is_(autoalert))
+    if contactalert is not None:
+        stmt = stmt.where(mail_user.c.contactalert.is_(contactalert))
+    if not include_disabled:
+        stmt = stmt.where(mail_user.c.disabled.is_(False))
+    return [_recipient(r) for r in await conn.execute(stmt)]
+
+
+# ---- requests and the queue --------------------------------------------------------------------
+
+
+async def claim_request(conn: AsyncConnection, request_id: str, kind: str,
+                        actor_user_id: int | None) -> bool:
+    """Record a request; False when it was recorded before (a redelivered command)."""
+    stmt = pg_insert(mail_request).values(id=request_id, kind=kind, actor_user_id=actor_user_id)
+    done = await conn.execute(stmt.on_conflict_do_nothing().returning(mail_request.c.id))
+    return done.first() is not None
+
+
+async def finish_request(conn: AsyncConnection, request_id: str, mails: int,
+                         skipped: list[dict[str, Any]]) -> None:
+    await conn.execute(mail_request.update().where(mail_request.c.id == request_id)
+                       .values(mails=mails, skipped=skipped))
+
+
+async def request_row(conn: AsyncConnection, request_id: str) -> Any:
+    return (await conn.execute(select(mail_request).where(
+        mail_request.c.id == request_id))).first()
+
+
+async def insert_mails(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(pg_insert(mail).on_conflict_do_nothing(), list(rows))
+
+
+CLAIM = text("""
+    UPDATE mail SET lease_until = now() + make_interval(secs => :lease),
+                    attempts = attempts + 1
+    WHERE id IN (SELECT id FROM mail
+                 WHERE status = 'pending' AND next_attempt_at <= now()
+                   AND (lease_until IS NULL OR lease_until < now())
+                 ORDER BY next_attempt_at LIMIT :n FOR UPDATE SKIP LOCKED)
+    RETURNING id, request_id, message_id, kind, action, recipient, user_id, sender, subject,
+              encrypted, signed, raw, attempts, actor
+""")
+
+
+async def claim_due(conn: AsyncConnection, *, limit: int, lease_s: float) -> list[Any]:
+    rows = list(await conn.execute(CLAIM, {"lease": lease_s, "n": limit}))
+    return sorted(rows, key=lambda r: str(r.request_id))
+
+
+async def mark_sent(conn: AsyncConnection, mail_id: str) -> None:
+    await conn.execute(mail.update().where(mail.c.id == mail_id).values(
+        status="sent", raw=None, sent_at=text("now()"), lease_until=None, last_error=None))
+
+
+async def mark_retry(conn: AsyncConnection, mail_id: str, delay_s: float, error: str) -> None:
+    await conn.execute(mail.update().where(mail.c.id == mail_id).values(
+        next_attempt_at=text(f"now() + interval '{float(delay_s):.3f} seconds'"),
+        lease_until=None, last_error=error))
+
+
+async def mark_failed(conn: AsyncConnection, mail_id: str, error: str) -> None:
+    await conn.execute(mail.update().where(mail.c.id == mail_id).values(
+        status="failed", raw=None, lease_until=None, last_error=error))
+
+
+async def mails_of(conn: AsyncConnection, *, request_id: str | None = None,
+                   status: str | None = None, limit: int = 100) -> list[Any]:
+    stmt = select(mail.c.id, mail.c.request_id, mail.c.message_id, mail.c.kind, mail.c.action,
+                  mail.c.recipient, mail.c.user_id, mail.c.subject, mail.c.encrypted,
+                  mail.c.signed, mail.c.status, mail.c.attempts, mail.c.last_error,
+                  mail.c.created_at, mail.c.sent_at).order_by(mail.c.created_at.desc())
+    if request_id is not None:
+        stmt = stmt.where(mail.c.request_id == request_id)
+    if status is not None:
+        stmt = stmt.where(mail.c.status == status)
+    return list(await conn.execute(stmt.limit(limit)))

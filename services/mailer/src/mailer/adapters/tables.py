@@ -1,0 +1,80 @@
+"""The mailer's own tables: users and settings as the mailer knows them (projections of
+identity's and settings' events), and the mail queue with its idempotency keys."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData()
+
+# A user as the mailer needs one: address, org, alert flags and GnuPG key.
+mail_user = Table(
+    "mail_user", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("email", Text, nullable=False),
+    Column("org_id", BigInteger, nullable=False),
+    Column("role_id", BigInteger, nullable=False, server_default="0"),
+    Column("disabled", Boolean, nullable=False, server_default="false"),
+    Column("autoalert", Boolean, nullable=False, server_default="false"),
+    Column("contactalert", Boolean, nullable=False, server_default="false"),
+    Column("gpgkey", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# The latest published value of each server setting (absent: the catalogue's default).
+mail_setting = Table(
+    "mail_setting", metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", JSONB),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# One API request or command: the idempotency key of everything it queued.
+mail_request = Table(
+    "mail_request", metadata,
+    Column("id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("actor_user_id", BigInteger),
+    Column("mails", Integer, nullable=False, server_default="0"),
+    Column("skipped", JSONB, nullable=False, server_default="[]"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# One outgoing mail. `raw` is the final message (signed, encrypted where possible), dropped
+# once sent; status: pending -> sent | failed.
+mail = Table(
+    "mail", metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("request_id", Text, nullable=False),
+    Column("message_id", Text, nullable=False, unique=True),
+    Column("kind", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("user_id", BigInteger),
+    Column("sender", Text, nullable=False),
+    Column("actor", JSONB),  # who asked (the audit's "who"), as the envelope's Actor
+    Column("subject", Text, nullable=False),
+    Column("encrypted", Boolean, nullable=False),
+    Column("signed", Boolean, nullable=False),
+    Column("raw", LargeBinary),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False,
+           server_default=func.now()),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+)

@@ -1,0 +1,123 @@
+"""Contacting users (`admin/users/email`, `quickEmail`), and the alerts and contact-reporter
+commands: each builds its drafts, then `compose.queue` renders and queues them in one
+transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mailer.adapters import store
+from mailer.domain.errors import EmailingDisabledError, MailRequestError, RecipientNotFoundError
+from mailer.domain.model import (
+    ContactRequest,
+    Recipient,
+    alert_body,
+    alert_body_unencrypted,
+    alert_subject,
+    compose_body,
+    contact_body,
+    contact_subject,
+    default_subject,
+    key_problem_text,
+    temporary_password,
+)
+from mailer.handlers.compose import Draft, Mailer, Queued, prepare, queue
+from misp_contracts.envelope import Actor, Envelope
+from misp_contracts.events.mailer import ContactReporter, NotifyEventPublished
+
+
+async def contact_users(engine: AsyncEngine, mailer: Mailer, request: ContactRequest, *,
+                        request_id: str, actor: Actor, scope_org_id: int | None) -> Queued:
+    """Mail the users a request names; `scope_org_id` limits an org admin to their own org.
+
+    Bad input (unknown user, invalid key of a future user, a single recipient who cannot get
+    the mail) raises before anything is queued."""
+    async with engine.connect() as conn:
+        settings = await store.load_settings(conn)
+        if settings.flag("MISP.disable_emailing"):
+            raise EmailingDisabledError()
+        if request.recipients == "all":
+            recipients = await store.users(conn, org_ids=None if scope_org_id is None
+                                           else [scope_org_id])
+        elif request.recipients == "one":
+            assert request.user_id is not None
+            found = await store.user(conn, request.user_id)
+            if found is None or (scope_org_id is not None and found.org_id != scope_org_id):
+                raise RecipientNotFoundError()
+            recipients = [found]
+        else:
+            assert request.new_email is not None
+            recipients = [Recipient(email=request.new_email, user_id=None, org_id=None,
+                                    gpgkey=request.new_gpgkey)]
+    if request.recipients == "new" and request.new_gpgkey:
+        check = await mailer.check_key(request.new_gpgkey)
+        if not check.usable:
+            raise MailRequestError({"gpg": [key_problem_text(check.problem or "invalid")]})
+    subject = request.subject or default_subject(request.action, settings)
+    drafts = []
+    for r in recipients:
+        password = (temporary_password() if request.action != "custom" and r.user_id is not None
+                    else None)
+        drafts.append(Draft(recipient=r, subject=subject,
+                            body=compose_body(request, settings, r.email, password),
+                            password=password, reason=request.action))
+    prepared = await prepare(mailer, drafts, settings, request_id=request_id)
+    if request.recipients != "all" and prepared[1]:
+        skipped = prepared[1][0]
+        raise MailRequestError({"recipient": [f"{skipped.email}: {skipped.reason}"]},
+                               message="Could not send the e-mail")
+    action = "admin_email"
+    async with engine.begin() as conn:
+        result = await queue(conn, mailer, drafts, request_id=request_id,
+                             kind=request.action, action=action, actor=actor,
+                             settings=settings, prepared=prepared)
+    mailer.wake()
+    return result
+
+
+# ---- commands from the event-sharing part ------------------------------------------------------
+
+
+async def when_event_published_alert(conn: AsyncConnection, envelope: Envelope,
+                                     mailer: Mailer) -> Queued | None:
+    """Alert mails to the `autoalert` users of the orgs that may see the event."""
+    command = NotifyEventPublished.model_validate(envelope.data)
+    settings = await store.load_settings(conn)
+    if settings.flag("MISP.disable_emailing"):
+        return None
+    e = command.event
+    recipients = await store.users(conn, org_ids=command.visible_org_ids, autoalert=True)
+    subject = alert_subject(e.id, e.info, e.threat_level_id, e.tags, settings)
+    drafts = [Draft(recipient=r, subject=subject,
+                    body=alert_body(e.id, e.info, command.summary, settings),
+                    body_unencrypted=alert_body_unencrypted(e.id, settings))
+              for r in recipients]
+    result = await queue(conn, mailer, drafts, request_id=envelope.id, kind="alert",
+                         action="email", actor=envelope.actor, settings=settings)
+    mailer.wake()
+    return result
+
+
+async def when_contact_requested_mail_reporter(conn: AsyncConnection, envelope: Envelope,
+                                               mailer: Mailer) -> Queued | None:
+    """The reporting org's `contactalert` users (or only the event's creator) get the
+    requester's message."""
+    command = ContactReporter.model_validate(envelope.data)
+    settings = await store.load_settings(conn)
+    if settings.flag("MISP.disable_emailing"):
+        return None
+    e = command.event
+    if command.creator_only and command.creator_user_id is not None:
+        creator = await store.user(conn, command.creator_user_id)
+        recipients = [creator] if creator is not None and not creator.disabled else []
+    else:
+        recipients = await store.users(conn, org_ids=[e.orgc_id], contactalert=True)
+    requester = command.requester_email + (f" ({command.requester_org_name})"
+                                           if command.requester_org_name else "")
+    drafts = [Draft(recipient=r, subject=contact_subject(e.id, e.tags, settings),
+                    body=contact_body(e.id, e.info, command.message, requester, settings))
+              for r in recipients]
+    result = await queue(conn, mailer, drafts, request_id=envelope.id, kind="contact_reporter",
+                         action="email", actor=envelope.actor, settings=settings)
+    mailer.wake()
+    return result

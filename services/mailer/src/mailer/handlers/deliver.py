@@ -1,0 +1,108 @@
+"""The delivery loop: claim due mails (a lease, `SKIP LOCKED`: several loops may run), send each
+over SMTP, and record its outcome with its event in one transaction right after sending it, so a
+crash can at worst repeat the one mail in flight on each SMTP session (same Message-ID), never
+lose one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailer.adapters import store
+from mailer.adapters.smtp import Connection, Result, SmtpConfig
+from misp_contracts.envelope import Actor
+from misp_contracts.events.mailer import MailFailed, MailSent
+
+log = structlog.get_logger(__name__)
+
+
+class Deliverer:
+    def __init__(self, engine: AsyncEngine, smtp: SmtpConfig, *, max_attempts: int = 6,
+                 backoff_base_s: float = 5.0, backoff_max_s: float = 3600.0,
+                 lease_s: float = 120.0, batch: int = 20, poll_interval_s: float = 1.0,
+                 connections: int = 2) -> None:
+        self.engine = engine
+        self.smtp = smtp
+        self.max_attempts = max_attempts
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.lease_s = lease_s
+        self.batch = batch
+        self.poll_interval_s = poll_interval_s
+        # SMTP sessions used at once; a crash repeats at most one mail in flight per session.
+        self.connections = max(1, connections)
+        self.woken = asyncio.Event()
+
+    def wake(self) -> None:
+        self.woken.set()
+
+    def backoff_s(self, attempts: int) -> float:
+        return float(min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempts - 1)))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                sent = await self.deliver_due()
+            except Exception:  # the database or SMTP went away: try again on the next tick
+                log.exception("mailer.delivery_pass_failed")
+                sent = 0
+            if sent:
+                continue
+            self.woken.clear()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.woken.wait())]
+            await asyncio.wait(waiters, timeout=self.poll_interval_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+
+    async def deliver_due(self) -> int:
+        """One pass: send what is due; the number of mails handled."""
+        async with self.engine.begin() as conn:
+            rows = await store.claim_due(conn, limit=self.batch, lease_s=self.lease_s)
+        if not rows:
+            return 0
+        lanes = [rows[i::self.connections] for i in range(self.connections)]
+        await asyncio.gather(*(self._send_lane(lane) for lane in lanes if lane))
+        return len(rows)
+
+    async def _send_lane(self, rows: list[Any]) -> None:
+        """One SMTP session, one mail at a time, each recorded as soon as it is sent."""
+        connection = Connection(self.smtp)
+        try:
+            for row in rows:
+                result = await asyncio.to_thread(connection.send, row.sender, row.recipient,
+                                                 bytes(row.raw or b""))
+                await self._record(row, result)
+        finally:
+            await asyncio.to_thread(connection.close)
+
+    async def _record(self, row: Any, result: Result) -> None:
+        fields = {"mail_id": str(row.id), "message_id": row.message_id,
+                  "request_id": row.request_id, "kind": row.kind, "action": row.action,
+                  "email": row.recipient, "user_id": row.user_id, "subject": row.subject,
+                  "encrypted": row.encrypted, "signed": row.signed, "attempts": row.attempts}
+        async with self.engine.begin() as conn:
+            if result.outcome == "sent":
+                await store.mark_sent(conn, str(row.id))
+                event: MailSent | MailFailed | None = MailSent(**fields)
+            elif result.outcome == "retry" and row.attempts < self.max_attempts:
+                await store.mark_retry(conn, str(row.id), self.backoff_s(row.attempts),
+                                       result.error or "")
+                event = None
+            else:
+                error = result.error or "failed"
+                if result.outcome == "retry":
+                    error = f"gave up after {row.attempts} attempts: {error}"
+                await store.mark_failed(conn, str(row.id), error)
+                event = MailFailed(**fields, error=error,
+                                   permanent=result.outcome == "failed")
+            if event is not None:
+                actor = Actor(**row.actor) if row.actor else Actor.system()
+                await store.store.append(conn, stream_id=str(row.id), stream_type="mail",
+                                         expected_version=0, events=[event], actor=actor,
+                                         correlation_id=row.request_id)
+        log.info("mailer.delivery", mail_id=str(row.id), outcome=result.outcome,
+                 attempts=row.attempts, error=result.error)

@@ -1,0 +1,27 @@
+"""The mailer's projections: users (address, org, alert flags, GnuPG key) from identity's
+events, and server settings from the settings service's."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mailer.adapters import store
+from misp_contracts.envelope import Envelope
+from misp_contracts.events.identity import UserCreated, UserDeleted, UserUpdated
+from misp_contracts.events.settings import SettingChanged
+
+
+async def when_user_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    model = UserCreated if envelope.type == UserCreated.type else UserUpdated
+    event = model.model_validate(envelope.data)
+    await store.save_user(conn, event.user)
+
+
+async def when_user_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    event = UserDeleted.model_validate(envelope.data)
+    await store.delete_user(conn, event.user_id)
+
+
+async def when_setting_changed_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    event = SettingChanged.model_validate(envelope.data)
+    await store.save_setting(conn, event.name, event.value)

@@ -1,0 +1,146 @@
+"""`admin/users/email`, `quickEmail/{id}` and `/gpg.asc` through the app, with the real gpg and
+SMTP server: what arrives, what is refused with MISP's 4xx body, and what the outbox carries."""
+
+from __future__ import annotations
+
+import email
+import re
+from email import policy
+from typing import Any
+
+import httpx
+from argon2 import PasswordHasher
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailer.adapters.tables import mail
+from misp_platform.db import event as event_table
+
+from ..support import Sink, UserKey, add_user, set_setting, wait_for
+
+PASSWORD_RE = re.compile(r"Your temporary password: (\S+)")
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": key, "Accept": "application/json"}
+
+
+async def outbox_payloads(engine: AsyncEngine) -> list[bytes]:
+    async with engine.connect() as conn:
+        return [bytes(r.payload) for r in await conn.execute(text("SELECT payload FROM outbox"))]
+
+
+async def test_quick_email_sends_an_encrypted_mail_to_a_user_with_a_key(
+        client: httpx.AsyncClient, admin_key: str, mailer_engine: AsyncEngine, sink: Sink,
+        user_keys: dict[str, UserKey]) -> None:
+    user = await add_user(mailer_engine, user_id=501, gpgkey=user_keys["good"].public)
+
+    r = await client.post("/admin/users/quickEmail/501", headers=auth(admin_key),
+                           json={"subject": "Hi", "body": "A word for you."})
+
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["success"] is True and body["message"] == "Email sent."
+    assert body["mails"][0]["encrypted"] is True
+    await wait_for(lambda: len(sink.received) == 1)
+    message = email.message_from_bytes(sink.received[0].content, policy=policy.default)
+    assert message["To"] == user.email and message.get_content_type() == "multipart/encrypted"
+    decrypted = user_keys["good"].gpg.decrypt(message.get_payload()[1].get_payload(decode=True),
+                                              always_trust=True)
+    assert "A word for you." in str(decrypted)
+
+
+async def test_bad_input_gets_misp_4xx_and_nothing_is_queued(
+        client: httpx.AsyncClient, admin_key: str, mailer_engine: AsyncEngine,
+        user_keys: dict[str, UserKey]) -> None:
+    await add_user(mailer_engine, user_id=502)
+    cases: list[tuple[str, dict[str, Any], int]] = [
+        ("/admin/users/quickEmail/999999", {"subject": "s", "body": "b"}, 404),
+        ("/admin/users/quickEmail/502", {"subject": "s"}, 405),
+        ("/admin/users/email", {"action": "0", "recipient": "0", "body": "b"}, 403),
+        ("/admin/users/email", {"action": "0", "recipient": "2", "subject": "s", "body": "b",
+                                "recipientEmail": "bad address"}, 403),
+        ("/admin/users/email", {"action": "0", "recipient": "2", "subject": "s", "body": "b",
+                                "recipientEmail": "new@example.test", "gpg": "garbage"}, 403),
+        ("/admin/users/email", {"action": "0", "recipient": "1", "subject": "s", "body": "b",
+                                "recipientEmailList": "999999"}, 404),
+    ]
+    for path, payload, status in cases:
+        r = await client.post(path, headers=auth(admin_key), json=payload)
+        assert r.status_code == status, (path, payload, r.text)
+        assert r.json()["message"] and r.json()["url"] == path
+    bad_json = await client.post("/admin/users/email", headers=auth(admin_key), content=b"{")
+    assert bad_json.status_code == 405
+    async with mailer_engine.connect() as conn:
+        assert (await conn.execute(select(mail.c.id))).first() is None
+
+
+async def test_expired_keys_and_onlyencrypted_are_reported_to_the_sender(
+        client: httpx.AsyncClient, admin_key: str, mailer_engine: AsyncEngine, sink: Sink,
+        user_keys: dict[str, UserKey]) -> None:
+    await add_user(mailer_engine, user_id=503, org_id=7, gpgkey=user_keys["good"].public)
+    expired = await add_user(mailer_engine, user_id=504, org_id=7,
+                             gpgkey=user_keys["expired"].public)
+    keyless = await add_user(mailer_engine, user_id=505, org_id=7)
+    await set_setting(mailer_engine, "GnuPG.onlyencrypted", True)
+
+    single = await client.post("/admin/users/quickEmail/504", headers=auth(admin_key),
+                               json={"subject": "s", "body": "b"})
+    assert single.status_code == 403 and "expired" in single.text
+    r = await client.post("/admin/users/email", headers=auth(admin_key),
+                          json={"User": {"action": "0", "recipient": "0", "subject": "News",
+                                         "body": "Hello all."}})
+
+    assert r.status_code == 200, r.text
+    skipped = {s["email"]: s["reason"] for s in r.json()["skipped"]}
+    assert "expired" in skipped[expired.email] and "onlyencrypted" in skipped[keyless.email]
+    sent_to = {m["email"] for m in r.json()["mails"]}
+    assert expired.email not in sent_to and keyless.email not in sent_to
+    assert "u503" in " ".join(sent_to)
+
+
+async def test_an_org_admin_only_reaches_their_own_org(
+        client: httpx.AsyncClient, org_admin_key: str, mailer_engine: AsyncEngine) -> None:
+    await add_user(mailer_engine, user_id=506, org_id=1)
+
+    r = await client.post("/admin/users/quickEmail/506", headers=auth(org_admin_key),
+                          json={"subject": "s", "body": "b"})
+
+    assert r.status_code == 404
+
+
+async def test_a_password_reset_mails_the_password_and_publishes_only_its_hash(
+        client: httpx.AsyncClient, admin_key: str, mailer_engine: AsyncEngine,
+        sink: Sink) -> None:
+    user = await add_user(mailer_engine, user_id=507)
+
+    r = await client.post("/admin/users/email", headers=auth(admin_key),
+                          json={"action": "2", "recipient": "1", "recipientEmailList": "507",
+                                "customMessage": "1", "body": "Please log in again."})
+
+    assert r.status_code == 200, r.text
+    await wait_for(lambda: len(sink.received) == 1)
+    raw = sink.received[0].content
+    message = email.message_from_bytes(raw, policy=policy.default)
+    assert message.get_content_type() == "multipart/signed"
+    text_part = message.get_payload()[0].get_content()
+    assert text_part.index("Please log in again.") < text_part.index("temporary password")
+    password = PASSWORD_RE.search(text_part).group(1)  # type: ignore[union-attr]
+    async with mailer_engine.connect() as conn:
+        [data] = [row.data for row in await conn.execute(select(event_table.c.data).where(
+            event_table.c.type == "misp.mailer.credential.issued.v1"))]
+    assert data["user_id"] == 507 and data["email"] == user.email
+    assert PasswordHasher().verify(data["password_hash"], password)
+    payloads = await outbox_payloads(mailer_engine)
+    assert payloads and not any(password.encode() in p for p in payloads)
+
+
+async def test_gpg_asc_serves_the_instance_key_and_diagnostics_show_it(
+        client: httpx.AsyncClient) -> None:
+    r = await client.get("/gpg.asc")
+
+    assert r.status_code == 200 and "BEGIN PGP PUBLIC KEY BLOCK" in r.text
+    diagnostics = (await client.get("/_svc/mailer/diagnostics")).json()
+    gnupg = diagnostics["checks"]["gnupg"]
+    assert len(gnupg["instance_key_fingerprint"]) == 40
+    assert "must not be used anywhere else" in gnupg["warning"]

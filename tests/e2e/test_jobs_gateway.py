@@ -1,0 +1,92 @@
+"""The jobs service through the gateway: PyMISP's worker calls, a real worker process that
+runs a job enqueued over HTTP, and a graceful stop over the control topic (stopWorker)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pymisp import PyMISP
+
+GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
+
+
+def _admin_key() -> str:
+    path = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "admin.authkey"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: identity writes it on first run", pytrace=False)
+    return path.read_text().strip()
+
+
+def _headers() -> dict[str, str]:
+    return {"Authorization": _admin_key(), "Accept": "application/json"}
+
+
+def _poll(check: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_pymisps_worker_calls_answer_in_misps_shapes() -> None:
+    misp = PyMISP(GATEWAY, _admin_key(), ssl=False, timeout=30)
+    workers = misp.get_workers()
+    assert isinstance(workers, dict) and workers["controls"] == 1
+    assert {"default", "prio", "email", "cache", "update"} <= set(workers)
+    assert misp.start_worker("default")["saved"] is True
+    assert misp.restart_dead_workers()["success"] is True
+    assert "errors" in misp.stop_worker_by_pid(2**31 - 7)  # no such worker: a 4xx
+
+
+def test_a_real_worker_runs_a_job_and_stops_when_asked(tmp_path: Path) -> None:
+    env = {**os.environ, "JOBS_WORKER_GROUP": f"e2e-jobs-{uuid.uuid4().hex}",
+           "JOBS_WORKER_HEARTBEAT_S": "0.5", "MISP_LOG_FORMAT": "json"}
+    log = (tmp_path / "worker.log").open("wb")
+    # A group of its own that starts at the end of the queue (auto_offset_reset stays earliest
+    # in production: jobs queued before the first worker starts are not lost).
+    proc = subprocess.Popen([sys.executable, "-m", "jobs", "worker", "cache"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def listed() -> Any:
+            ws = httpx.get(f"{GATEWAY}/servers/getWorkers", headers=_headers()).json()
+            return [w for w in ws["cache"]["workers"] if w["pid"] == str(proc.pid)
+                    and w["alive"]]
+
+        _poll(listed, "the worker's heartbeat")
+        time.sleep(3)  # the group has its partitions
+        made = httpx.post(f"{GATEWAY}/api/v1/jobs/jobs", headers=_headers(), json={
+            "job_type": "noop", "worker": "cache", "data": {"steps": 2, "step_s": 0.05}})
+        assert made.status_code == 200, made.text
+        job_id = made.json()["Job"]["id"]
+
+        def completed() -> Any:
+            rows = httpx.get(f"{GATEWAY}/jobs/index/cache", headers=_headers()).json()
+            return [r for r in rows if r["Job"]["id"] == job_id
+                    and r["Job"]["job_status"] == "Completed"]
+
+        row = _poll(completed, "the job to complete")[0]["Job"]
+        assert row["progress"] == "100" and row["worker_status"] is True
+        progress = httpx.get(f"{GATEWAY}/jobs/getProgress/{job_id}", headers=_headers())
+        assert progress.json() == {"progress": "100%"}
+
+        stop = httpx.post(f"{GATEWAY}/servers/stopWorker/{proc.pid}", headers=_headers())
+        assert stop.status_code == 200 and stop.json()["saved"] is True
+        assert proc.wait(30) == 0  # a graceful stop, not a kill
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
