@@ -19,6 +19,13 @@ from string import Template
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 ROLES = ("api", "relay", "consume")
+# Programs beyond the three roles: (service, program name, arguments of `python -m <service>`).
+# Two schedulers: the jobs scheduler is highly available (one tick runs once whoever claims it).
+EXTRA_PROGRAMS = (
+    ("jobs", "jobs-scheduler-1", "scheduler"),
+    ("jobs", "jobs-scheduler-2", "scheduler"),
+    ("jobs", "jobs-worker-default", "worker default"),
+)
 MARKER = ";; ---- per program ----"
 
 
@@ -70,20 +77,23 @@ def render(
         "LOG_DIR": _sv_path(str(state_dir / "logs")),
         "PYTHON": _sv_path(python),
     }
-    names = [f"{svc}-{role}" for svc in services for role in ROLES]
+    programs = [(svc, f"{svc}-{role}", role, port) for svc, port in services.items()
+                for role in ROLES]
+    programs += [(svc, name, args, services[svc]) for svc, name, args in EXTRA_PROGRAMS
+                 if svc in services]
+    names = [name for _, name, _, _ in programs]
     parts = [Template(head).substitute(common, PROGRAMS=",".join(names)).rstrip() + "\n"]
-    for svc, port in services.items():
-        for role in ROLES:
-            penv = dict(env)
-            penv[f"{svc.upper()}_HTTP_PORT"] = str(port)
-            penv["MISP_SERVICE"] = svc
-            penv["MISP_ROLE"] = role
-            penv["PYTHONUNBUFFERED"] = "1"
-            environment = ",".join(f"{k}={_sv_value(v)}" for k, v in penv.items())
-            block = Template(program).substitute(
-                common, SERVICE=svc, ROLE=role, ENVIRONMENT=environment
-            )
-            parts.append(block.strip("\n") + "\n")
+    for svc, name, args, port in programs:
+        penv = dict(env)
+        penv[f"{svc.upper()}_HTTP_PORT"] = str(port)
+        penv["MISP_SERVICE"] = svc
+        penv["MISP_ROLE"] = args.split()[0]
+        penv["PYTHONUNBUFFERED"] = "1"
+        environment = ",".join(f"{k}={_sv_value(v)}" for k, v in penv.items())
+        block = Template(program).substitute(
+            common, SERVICE=svc, NAME=name, ARGS=args, ENVIRONMENT=environment
+        )
+        parts.append(block.strip("\n") + "\n")
     return "\n".join(parts)
 
 
