@@ -117,3 +117,12 @@ def test_allowlist_and_uuid_parsing() -> None:
     u = "5C6D2DD6-4DA0-4B2B-9A45-0C1E6F0B2A11"
     assert parse_uuids(f"{u}\nshort\n") == [u]
     assert normalise_uuid(u) == u.lower() and normalise_uuid("z" * 36) is None
+
+
+def test_a_complexity_pattern_that_backtracks_catastrophically_is_refused_even_with_force() -> None:
+    d = definition("Security.password_policy_complexity")
+    for force in (False, True):
+        with pytest.raises(InvalidSettingValueError, match="too long to evaluate"):
+            decide_change(d, Current(), "/^(a|aa)+$/", force=force)
+    accepted = decide_change(d, Current(), r"/^(?=.*\d)(?=.*[A-Z])(?=.*[a-z]).{12,}$/")
+    assert accepted.value.startswith("/^(?=")

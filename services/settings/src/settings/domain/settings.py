@@ -31,6 +31,7 @@ from settings.domain.errors import (
     RedactedSettingError,
     UnknownSettingError,
 )
+from settings.domain.patterns import TOO_SLOW, too_slow
 
 CLI_ONLY = "This setting can only be edited via the CLI."
 REDACTED = "This setting is redacted."
@@ -100,6 +101,9 @@ def decide_change(definition: SettingDefinition, current: Current, raw_value: An
     value, error = validate(definition, raw_value)
     if error is not None and (not force or not _fits_type(definition, value)):
         raise InvalidSettingValueError(error)
+    if definition.validation == "test_regex" and error is None and isinstance(value, str) \
+            and value and too_slow(value):
+        raise InvalidSettingValueError(TOO_SLOW)  # not even with force: it would hang logins
     return SettingChanged(name=definition.name, value=value,
                           previous_value=effective_value(definition, current),
                           forced=error is not None, via_cli=via_cli)
