@@ -239,3 +239,14 @@ async def test_hide_organisation_index_from_users_is_honoured(
         assert index.status_code == 200
         assert (await client.get(f"/organisations/view/{org['id']}",
                                  headers=auth(keys[who]))).status_code == 200
+
+
+async def test_the_nationality_drop_down_lists_iso_country_names(
+        client: httpx.AsyncClient, keys: dict[str, str]) -> None:
+    response = await client.get("/api/v1/orgs/countries", headers=auth(keys["user"]))
+    assert response.status_code == 200
+    names = response.json()
+    assert "Luxembourg" in names and "Belgium" in names and len(names) > 200
+    assert names == sorted(names)
+    refused = await client.get("/api/v1/orgs/countries")
+    assert refused.status_code == 403

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pycountry
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -312,5 +313,14 @@ async def merge_status(merge_id: str, principal: SiteAdmin, engine: EngineDep) -
         "status": row.status, "users_moved": row.users_moved, "requested_by": row.requested_by,
         "started_at": row.started_at, "completed_at": row.completed_at})
 
+
+@router.get("/countries")
+async def countries(_principal: CurrentPrincipal) -> list[str]:
+    """The nationality drop-down: ISO 3166 country names. Nationality itself stays free text,
+    as in MISP, whose clients may send any value."""
+    return COUNTRIES
+
+
+COUNTRIES = sorted(country.name for country in pycountry.countries)
 
 routers = [misp, router]
