@@ -40,7 +40,7 @@ test:
 	@bash $(LOCAL)/test.sh $(PYTEST_ARGS)
 
 bench:
-	@bash $(LOCAL)/bench.sh $(BENCH_ARGS)
+	@bash $(LOCAL)/bench.sh
 
 lint:
 	@bash $(LOCAL)/lint.sh

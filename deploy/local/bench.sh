@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# `make bench`: start everything (as `make up`: some benchmarks drive the real services through
-# the gateway; BENCH_INFRA_ONLY=1 starts only PostgreSQL, Kafka and the gateway), run bench/run.py
-# with the environment of .local/env, then stop it all.
+# `make bench`: PostgreSQL, Kafka and the gateway, the self-contained benchmarks; then the
+# services too (as `make up`) and the benchmarks that drive them through the gateway
+# (BENCH_INFRA_ONLY=1 skips those); then stop it all.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
@@ -17,8 +17,15 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [ "${BENCH_INFRA_ONLY:-0}" = 1 ]; then bash "$HERE/up.sh" infra; else bash "$HERE/up.sh"; fi
+# The self-contained benchmarks first, on a quiet machine; then the services and those that
+# drive them through the gateway.
+bash "$HERE/up.sh" infra
 load_env
 cd "$ROOT"
-[ -f bench/run.py ] || die "bench/run.py does not exist yet"
-"$VENV_PY" bench/run.py "$@"
+rc=0
+"$VENV_PY" bench/run.py --stage infra || rc=1
+if [ "${BENCH_INFRA_ONLY:-0}" != 1 ]; then
+  bash "$HERE/up.sh"
+  "$VENV_PY" bench/run.py --stage services || rc=1
+fi
+exit "$rc"
