@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from jobs.api.routes import routers
+from jobs.api.routes import diagnose_workers, routers
 from jobs.cli import COMMANDS
 from jobs.consumer import handlers, on_consumer_start, topics
 from jobs.settings import JobsSettings
@@ -14,7 +14,8 @@ from misp_platform.service import ServiceSpec
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
-    return create_platform_app(settings, routers=routers)
+    return create_platform_app(settings, routers=routers,
+                               diagnostics={"workers": diagnose_workers})
 
 
 spec = ServiceSpec(

@@ -154,3 +154,14 @@ async def test_the_first_run_seeds_misps_unscheduled_tasks_once(
     assert sorted(r["type"] for r in rows) == sorted(SEEDED_TYPES)
     assert all(r["message"] == "Not scheduled yet." and r["next_execution_time"] == "0"
                and r["timer"] == "0" for r in rows)
+
+
+async def test_diagnostics_report_a_queue_whose_jobs_wait_without_a_live_worker(
+        client: httpx.AsyncClient, admin_key: str, jobs_engine: AsyncEngine) -> None:
+    quiet = (await client.get("/diagnostics")).json()["checks"]["workers"]
+    assert quiet["ok"] is True
+    assert (await add_job(client, admin_key, worker="cache")).status_code == 200
+    starving = (await client.get("/diagnostics")).json()
+    assert starving["status"] == "degraded"
+    assert starving["checks"]["workers"]["ok"] is False
+    assert "cache" in starving["checks"]["workers"]["error"]

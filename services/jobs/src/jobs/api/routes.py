@@ -77,6 +77,23 @@ def _org(r: Any) -> dict[str, Any]:
     return {"id": r.org_id, "name": r.org_name or "", "uuid": r.org_uuid or ""}
 
 
+async def diagnose_workers(app: Any) -> dict[str, Any]:
+    """Workers alive per queue; degraded when a queue holds waiting jobs and no live worker."""
+    now = datetime.now(UTC)
+    async with app.state.engine.connect() as conn:
+        alive = {r.queue: r.n for r in await conn.execute(
+            select(worker.c.queue, func.count().label("n")).where(_alive(now))
+            .group_by(worker.c.queue))}
+        waiting = {r.queue: r.n for r in await conn.execute(
+            select(job.c.queue, func.count().label("n")).where(job.c.status == STATUS_WAITING)
+            .group_by(job.c.queue))}
+    starving = sorted(q for q, n in waiting.items() if n and not alive.get(q))
+    if starving:
+        raise RuntimeError(f"jobs wait in {', '.join(starving)} and no worker is alive there "
+                           f"(alive: {alive or 'none'})")
+    return {"alive_workers": alive, "waiting_jobs": waiting}
+
+
 def _alive(now: datetime) -> Any:
     return (worker.c.stopped_at.is_(None)
             & (worker.c.last_seen_at >= literal(now, DateTime(timezone=True))
