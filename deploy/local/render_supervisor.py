@@ -25,6 +25,10 @@ EXTRA_PROGRAMS = (
     ("jobs", "jobs-scheduler-1", "scheduler"),
     ("jobs", "jobs-scheduler-2", "scheduler"),
     ("jobs", "jobs-worker-default", "worker default"),
+    # Each owner's job types (misp_contracts.events.jobs), on their default queue.
+    ("audit", "audit-worker-default", "worker default"),
+    ("identity", "identity-worker-default", "worker default"),
+    ("settings", "settings-worker-default", "worker default"),
 )
 MARKER = ";; ---- per program ----"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -128,3 +128,35 @@ async def seed_principal(engine: AsyncEngine, pepper: str, *, user_id: int, org_
                                 data=event.model_dump(mode="json"))
             await PRINCIPAL_HANDLERS[event.type](conn, envelope)
     return key
+
+
+async def run_job(engine: AsyncEngine, *, service: str, queue: str, job_type: str,
+                  handlers: Mapping[str, Any], job_input: str = "",
+                  data: dict[str, Any] | None = None,
+                  job_id: int | None = None, attempt: int = 1) -> dict[str, Any]:
+    """Run one `RunJob` through a `WorkerRunner` of `service` in-process (no Kafka: the run
+    topic is skipped) and return the `JobRunFinished` report it queued in the outbox."""
+    import json
+    import random
+
+    from misp_contracts.events.jobs import WORKER_TOPIC, JobRunFinished, RunJob
+    from misp_platform.worker import JobContext, WorkerRunner
+
+    job = RunJob(job_id=job_id or random.randint(10**12, 9 * 10**12), attempt=attempt,
+                 job_type=job_type, queue=queue, job_input=job_input, data=data or {})
+    runner = WorkerRunner(service=service, queue=queue, engine=engine,
+                          bootstrap_servers="unused:9092", handlers=handlers)
+
+    async def report(_value: int, _message: str) -> None:
+        return None
+
+    runner.current = JobContext(job=job, report=report)
+    await runner.finish_current()
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(
+            "SELECT payload FROM outbox WHERE topic = :t ORDER BY position"), {"t": WORKER_TOPIC})
+        reports = [json.loads(r.payload) for r in rows]
+    finished = [r for r in reports if r.get("job_id") == job.job_id and "outcome" in r
+                and "replayed" in r]
+    assert finished, f"no {JobRunFinished.type} for job {job.job_id}"
+    return finished[-1]

@@ -1,4 +1,4 @@
-"""`python -m audit api|relay|consume|migrate|dlq|verify|rebuild|prune|checkpoint`."""
+"""`python -m audit api|relay|consume|migrate|dlq|verify|rebuild|prune|checkpoint|worker`."""
 
 import sys
 

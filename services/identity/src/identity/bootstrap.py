@@ -15,11 +15,13 @@ from identity.adapters.settings import setting
 from identity.api import create_routers, install_domain_errors
 from identity.consumer import handlers, on_consumer_start, topics
 from identity.handlers.first_run import key_path, rotate_admin_key
+from identity.handlers.jobs import job_handlers
 from identity.settings import IdentitySettings
 from misp_platform.app import create_app as create_platform_app
 from misp_platform.config import ServiceSettings
 from misp_platform.db import create_engine
 from misp_platform.service import ServiceSpec
+from misp_platform.worker_command import worker_command
 
 log = structlog.get_logger(__name__)
 AUTH_SETTINGS_REFRESH_S = 5.0
@@ -84,5 +86,6 @@ spec = ServiceSpec(
     handlers=handlers,
     topics=topics,
     on_consumer_start=on_consumer_start,
-    extra_commands={"admin-key": admin_key_command},
+    extra_commands={"admin-key": admin_key_command,
+                    "worker": worker_command("identity", job_handlers)},
 )

@@ -1,5 +1,6 @@
 """What the identity consumer handles: orgs' organisations (identity's org projection and the
-principals), identity's own topics for the principals, and the first run."""
+principals), identity's own topics for the principals, the mailer's temporary passwords, and the
+first run."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from identity.handlers.merge import (
     when_merged_sweep,
     when_organisation_deleted_sweep,
 )
+from identity.handlers.password_reset import when_temporary_password_issued_set_password
 from identity.projections.project import when_organisation_saved_project
 from misp_contracts.envelope import Envelope
+from misp_contracts.events.mailer import CREDENTIAL_TOPIC, TemporaryPasswordIssued
 from misp_contracts.events.orgs import (
     ORGANISATION_TOPIC,
     OrganisationCreated,
@@ -89,6 +92,8 @@ def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:
         # The merge saga (services/orgs/README.md): move the source's users, close the source.
         OrganisationMergeStarted.type: when_merge_started_move_users,
         OrganisationMerged.type: when_merged_sweep,
+        # Temporary passwords the mailer mailed (services/mailer/README.md): only their hash.
+        TemporaryPasswordIssued.type: when_temporary_password_issued_set_password,
     }
     for type_, principal in PRINCIPAL_HANDLERS.items():
         if type_ in _ORG_HANDLERS:
@@ -100,7 +105,7 @@ def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:
 
 def topics(_settings: ServiceSettings) -> list[str]:
     assert ORGANISATION_TOPIC in PRINCIPAL_TOPICS
-    return [*PRINCIPAL_TOPICS, SETTING_TOPIC]
+    return [*PRINCIPAL_TOPICS, SETTING_TOPIC, CREDENTIAL_TOPIC]
 
 
 _background: set[asyncio.Task[None]] = set()

@@ -1,5 +1,6 @@
 """What the mailer consumer handles: the principals projection, its own projections of users and
-settings, and the commands on `misp.mailer.commands.v1` (alerts, contact reporter)."""
+settings, and the commands on `misp.mailer.commands.v1` (alerts, contact reporter, a user's
+"forgot password" from identity)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from mailer.handlers.compose import Mailer
 from mailer.handlers.contact import (
     when_contact_requested_mail_reporter,
     when_event_published_alert,
+    when_password_reset_requested_mail,
 )
 from mailer.projections.catch_up import backfill_users
 from mailer.projections.users import (
@@ -25,6 +27,7 @@ from misp_contracts.events.mailer import (
     MAILER_COMMANDS_TOPIC,
     ContactReporter,
     NotifyEventPublished,
+    SendPasswordReset,
 )
 from misp_contracts.events.settings import SETTING_TOPIC, SettingChanged
 from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
@@ -61,7 +64,11 @@ def command_handlers(mailer: Mailer) -> dict[str, Handler]:
     async def contact(conn: AsyncConnection, envelope: Envelope) -> None:
         await when_contact_requested_mail_reporter(conn, envelope, mailer)
 
-    return {NotifyEventPublished.type: alert, ContactReporter.type: contact}
+    async def forgot(conn: AsyncConnection, envelope: Envelope) -> None:
+        await when_password_reset_requested_mail(conn, envelope, mailer)
+
+    return {NotifyEventPublished.type: alert, ContactReporter.type: contact,
+            SendPasswordReset.type: forgot}
 
 
 def handlers(settings: ServiceSettings, mailer: Mailer | None = None) -> Mapping[str, Handler]:

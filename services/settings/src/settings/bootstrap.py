@@ -7,10 +7,12 @@ from fastapi import FastAPI
 from misp_platform.app import create_app as create_platform_app
 from misp_platform.config import ServiceSettings
 from misp_platform.service import ServiceSpec
+from misp_platform.worker_command import worker_command
 from settings import cli
 from settings.api import describe_types, lists, servers, version
 from settings.api.routes import router
 from settings.consumer import handlers, on_consumer_start, topics
+from settings.handlers.jobs import job_handlers
 from settings.settings import SettingsSettings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -29,5 +31,6 @@ spec = ServiceSpec(
     handlers=handlers,
     topics=topics,
     on_consumer_start=on_consumer_start,
-    extra_commands={"get": cli.get_command, "set": cli.set_command},
+    extra_commands={"get": cli.get_command, "set": cli.set_command,
+                    "worker": worker_command("settings", job_handlers)},
 )

@@ -3,6 +3,7 @@
 
 - `NotifyEventPublished` and `ContactReporter` come from the event-sharing part of the platform
   (outside this repository) on `misp.mailer.commands.v1`; the command id is the idempotency key.
+  `SendPasswordReset` comes from identity (a user's "forgot password") on the same topic.
 - `MailSent` / `MailFailed` on `misp.mailer.mail.v1` feed the audit log (`email` / `admin_email`).
 - `TemporaryPasswordIssued` on `misp.mailer.credential.v1` carries the argon2id hash of a password
   the mailer generated and mailed; identity sets it as the user's password (see
@@ -75,6 +76,18 @@ class ContactReporter(DomainEvent):
     creator_only: bool = False
     creator_user_id: int | None = None
 
+
+
+@register
+class SendPasswordReset(DomainEvent):
+    """A user who forgot their password asked for a new one (identity's `users/forgot`, with
+    `Security.allow_password_forgotten` on): the mailer mails a temporary password as for an
+    administrator's password reset and publishes only its hash. No secret in the command."""
+
+    type: ClassVar[str] = "misp.mailer.commands.send-password-reset.v1"
+    topic: ClassVar[str] = MAILER_COMMANDS_TOPIC
+    user_id: int
+    email: str  # the address identity knew; the mailer mails only if its copy still matches
 
 class _MailEvent(DomainEvent):
     topic: ClassVar[str] = MAIL_TOPIC

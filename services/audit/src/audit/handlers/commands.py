@@ -1,4 +1,5 @@
-"""The audit service's own commands: `python -m audit verify|rebuild|prune|checkpoint`."""
+"""The audit service's own commands: `python -m audit verify|rebuild|prune|checkpoint` and
+`python -m audit worker <queue>` (the `audit_verify` and `audit_prune` jobs)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from audit.handlers.integrity import (
     verify,
     write_checkpoint,
 )
+from audit.handlers.jobs import job_handlers
 from audit.handlers.rebuild import rebuild
 from audit.settings import TOPIC_PATTERN, AuditSettings
 from misp_platform.config import ServiceSettings
 from misp_platform.db import create_engine
+from misp_platform.worker_command import worker_command
 
 
 def _audit(settings: ServiceSettings) -> AuditSettings:
@@ -125,4 +128,5 @@ COMMANDS: dict[str, Callable[[ServiceSettings, list[str]], int]] = {
     "checkpoint": checkpoint_command,
     "prune": prune_command,
     "rebuild": rebuild_command,
+    "worker": worker_command("audit", job_handlers),
 }

@@ -14,7 +14,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from audit.adapters.store import (
     chain_states,
@@ -103,35 +103,42 @@ class VerifyReport:
 async def verify(engine: AsyncEngine, public: bytes, *, published: Sequence[Checkpoint] = (),
                  tables: LogTables = LIVE) -> VerifyReport:
     """Check the checkpoints, then walk every chain against its signed marks and heads."""
-    report = VerifyReport()
     async with engine.connect() as conn:
-        stored = await stored_checkpoints(conn)
-        cps = verify_checkpoints(stored, public, published)
-        report.checkpoints, report.epoch = cps.count, cps.epoch
-        if cps.problem:
-            report.ok, report.checkpoint_problem = False, cps.problem
-        signed = cps.signed_heads()
-        starts = cps.pruned_marks()
-        current: list[Entry] = []
-        chains_seen: set[str] = set()
+        return await verify_in(conn, public, published=published, tables=tables)
 
-        def finish(chain: str, entries: list[Entry]) -> None:
-            result: ChainReport = verify_chain(chain, entries, start=starts.get(chain, START),
-                                               signed=signed.get(chain))
-            report.entries += result.entries
-            chains_seen.add(chain)
-            if result.broken:
-                report.broken_chains.append(result.broken)
 
-        async for entry in stream_entries(conn, tables):
-            if current and current[0].chain != entry.chain:
-                finish(current[0].chain, current)
-                current = []
-            current.append(entry)
-        if current:
+async def verify_in(conn: AsyncConnection, public: bytes, *,
+                    published: Sequence[Checkpoint] = (),
+                    tables: LogTables = LIVE) -> VerifyReport:
+    """`verify` on the caller's connection (a job worker's transaction)."""
+    report = VerifyReport()
+    stored = await stored_checkpoints(conn)
+    cps = verify_checkpoints(stored, public, published)
+    report.checkpoints, report.epoch = cps.count, cps.epoch
+    if cps.problem:
+        report.ok, report.checkpoint_problem = False, cps.problem
+    signed = cps.signed_heads()
+    starts = cps.pruned_marks()
+    current: list[Entry] = []
+    chains_seen: set[str] = set()
+
+    def finish(chain: str, entries: list[Entry]) -> None:
+        result: ChainReport = verify_chain(chain, entries, start=starts.get(chain, START),
+                                           signed=signed.get(chain))
+        report.entries += result.entries
+        chains_seen.add(chain)
+        if result.broken:
+            report.broken_chains.append(result.broken)
+
+    async for entry in stream_entries(conn, tables):
+        if current and current[0].chain != entry.chain:
             finish(current[0].chain, current)
-        for chain in set(signed) - chains_seen:
-            finish(chain, [])  # every entry of a signed chain is gone
+            current = []
+        current.append(entry)
+    if current:
+        finish(current[0].chain, current)
+    for chain in set(signed) - chains_seen:
+        finish(chain, [])  # every entry of a signed chain is gone
     report.chains = len(chains_seen)
     if report.broken_chains:
         report.ok = False
@@ -202,46 +209,53 @@ async def prune(engine: AsyncEngine, key: Ed25519PrivateKey, *, retention_days: 
     The newest checkpoint created before the cutoff bounds what goes: each chain loses its
     entries up to that checkpoint's head, which are all older than the checkpoint itself.
     """
+    async with engine.begin() as conn:
+        return await prune_in(conn, key, retention_days=retention_days, clock=clock,
+                              topic=topic)
+
+
+async def prune_in(conn: AsyncConnection, key: Ed25519PrivateKey, *, retention_days: int,
+                   clock: Clock = utcnow, topic: str = AUDIT_CHECKPOINT_TOPIC) -> PruneReport:
+    """`prune` in the caller's transaction (a job worker's)."""
     report = PruneReport()
     if retention_days <= 0:
         return report
     cutoff = clock() - timedelta(days=retention_days)
-    async with engine.begin() as conn:
-        await lock_checkpoints(conn)
-        rows = (await conn.execute(text(
-            "SELECT body, signature FROM log_checkpoint WHERE created_at < :cutoff "
-            "AND epoch = (SELECT max(epoch) FROM log_checkpoint) "
-            "ORDER BY number DESC LIMIT 1"), {"cutoff": cutoff})).first()
-        if rows is None:
-            return report
-        bound = parse_checkpoint(rows.body, rows.signature)
-        states = await chain_states(conn)
-        marks: dict[str, tuple[Mark, int | None]] = {}
-        for chain, head in bound.heads.items():
-            state = states.get(chain)
-            if state is None or head.seq <= state.pruned.seq:
-                continue
-            offset = (await conn.execute(text(
-                "SELECT source_offset FROM log_entry WHERE chain = :c AND seq = :s"),
-                {"c": chain, "s": head.seq})).scalar()
-            deleted = await conn.execute(text(
-                "DELETE FROM log_entry WHERE chain = :c AND seq <= :s"),
-                {"c": chain, "s": head.seq})
-            report.pruned_entries += deleted.rowcount or 0
-            marks[chain] = (head, offset)
-            report.upto[chain] = head.seq
-        if not marks:
-            return report
-        for chain, (mark, offset) in marks.items():
-            await conn.execute(text(
-                "UPDATE log_chain SET pruned_seq = :s, pruned_hash = :h, pruned_offset = :o "
-                "WHERE chain = :c"), {"s": mark.seq, "h": mark.hash, "o": offset, "c": chain})
-        states = await chain_states(conn)
-        last = await latest_checkpoint(conn)
-        assert last is not None
-        cp = make_checkpoint(key, number=last.number + 1, epoch=last.epoch, kind=PRUNED,
-                             created_at=clock(), prev=last.hash, chains=states)
-        await save_checkpoint(conn, cp, public_key_b64(key), topic=topic)
-        report.checkpoint = cp
+    await lock_checkpoints(conn)
+    rows = (await conn.execute(text(
+        "SELECT body, signature FROM log_checkpoint WHERE created_at < :cutoff "
+        "AND epoch = (SELECT max(epoch) FROM log_checkpoint) "
+        "ORDER BY number DESC LIMIT 1"), {"cutoff": cutoff})).first()
+    if rows is None:
+        return report
+    bound = parse_checkpoint(rows.body, rows.signature)
+    states = await chain_states(conn)
+    marks: dict[str, tuple[Mark, int | None]] = {}
+    for chain, head in bound.heads.items():
+        state = states.get(chain)
+        if state is None or head.seq <= state.pruned.seq:
+            continue
+        offset = (await conn.execute(text(
+            "SELECT source_offset FROM log_entry WHERE chain = :c AND seq = :s"),
+            {"c": chain, "s": head.seq})).scalar()
+        deleted = await conn.execute(text(
+            "DELETE FROM log_entry WHERE chain = :c AND seq <= :s"),
+            {"c": chain, "s": head.seq})
+        report.pruned_entries += deleted.rowcount or 0
+        marks[chain] = (head, offset)
+        report.upto[chain] = head.seq
+    if not marks:
+        return report
+    for chain, (mark, offset) in marks.items():
+        await conn.execute(text(
+            "UPDATE log_chain SET pruned_seq = :s, pruned_hash = :h, pruned_offset = :o "
+            "WHERE chain = :c"), {"s": mark.seq, "h": mark.hash, "o": offset, "c": chain})
+    states = await chain_states(conn)
+    last = await latest_checkpoint(conn)
+    assert last is not None
+    cp = make_checkpoint(key, number=last.number + 1, epoch=last.epoch, kind=PRUNED,
+                         created_at=clock(), prev=last.hash, chains=states)
+    await save_checkpoint(conn, cp, public_key_b64(key), topic=topic)
+    report.checkpoint = cp
     log.info("audit.pruned", entries=report.pruned_entries, chains=len(report.upto))
     return report

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from identity.api.deps import EngineDep, as_misp
 from identity.handlers import login as handlers
+from identity.handlers import password_reset
 from identity.handlers.views import user_view
 from misp_platform.auth.dependency import client_ip
 from misp_platform.misp import (
@@ -91,3 +92,21 @@ async def session(request: Request, engine: EngineDep) -> dict[str, Any]:
         raise Forbidden("Not logged in.")
     async with engine.connect() as conn:
         return await user_view(conn, user)
+
+
+@router.post("/users/forgot")
+async def forgot(request: Request, engine: EngineDep) -> Response:
+    """MISP's "forgot password" (`Security.allow_password_forgotten`): the same answer whether
+    the address has an account or not."""
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise BadRequest("Request too large.")
+    try:
+        fields = unwrap(json.loads(raw) if raw.strip() else {}, "User")
+    except ValueError as exc:
+        raise InvalidJSON() from exc
+    email = fields.get("email")
+    with as_misp(request, "reset", "password"):
+        message = await password_reset.forgot_password(
+            engine, email=email, ip=_ip(request), request_id=_request_id(request))
+    return MispJSONResponse(message_body(message))

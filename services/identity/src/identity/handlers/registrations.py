@@ -24,7 +24,7 @@ from identity.domain.users import INVALID_ORG
 from identity.domain.values import to_bool, to_int
 from identity.handlers.authkeys import next_id
 from identity.handlers.users import STREAM as USER_STREAM
-from identity.handlers.users import _check_gpg, _store_password, new_user
+from identity.handlers.users import _check_gpg, new_user, store_password
 from identity.projections.tables import org, registration
 from misp_contracts.envelope import Actor
 from misp_contracts.events.identity import (
@@ -163,7 +163,7 @@ async def accept(engine: AsyncEngine, caller: Principal, registration_id: int | 
             Append(stream_id=stream_id, stream_type=STREAM, expected_version=version,
                    events=(RegistrationAccepted(registration_id=state.id, user_id=user.id),),
                    actor=actor)])
-        await _store_password(conn, user.id, None)
+        await store_password(conn, user.id, None)
         return state.id, user.id
 
     return await write(engine, work)

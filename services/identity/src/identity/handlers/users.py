@@ -232,7 +232,7 @@ async def _check_org(conn: AsyncConnection, org_id: int, email: str, role_state:
                 "Site admin roles can only be given to users of the host organisation."]})
 
 
-async def _store_password(conn: AsyncConnection, user_id: int, password_hash: str | None) -> None:
+async def store_password(conn: AsyncConnection, user_id: int, password_hash: str | None) -> None:
     stmt = pg_insert(user_credential).values(user_id=user_id, password_hash=password_hash)
     await conn.execute(stmt.on_conflict_do_update(
         index_elements=[user_credential.c.user_id],
@@ -309,7 +309,7 @@ async def add_user(engine: AsyncEngine, caller: Principal, body: dict[str, Any],
             Append(stream_id=user.uuid, stream_type=STREAM, expected_version=0,
                    events=(UserCreated(user=user),), actor=actor),
             key_created(key, actor)])
-        await _store_password(conn, user_id, password_hash)
+        await store_password(conn, user_id, password_hash)
         out = user_fields(user)
         out.update({"password": "******", "authkey": raw})
         return out
@@ -397,7 +397,7 @@ async def edit_user(engine: AsyncEngine, caller: Principal, user_id: int, body: 
             events.append(auth_event(title=f"Password {verb} for user {user_id} ({current.email})",
                                      user_id=user_id, email=current.email, org_id=current.org_id,
                                      ip=caller.client_ip))
-            await _store_password(conn, user_id, password_hash)
+            await store_password(conn, user_id, password_hash)
         if not changes:
             return current
         new = new.model_copy(update={"date_modified": now})
@@ -475,7 +475,7 @@ async def change_password(engine: AsyncEngine, caller: Principal, body: dict[str
                                         user_id=current.id, email=current.email,
                                         org_id=current.org_id, ip=caller.client_ip)),
             actor=caller.actor())])
-        await _store_password(conn, caller.user_id, new_hash)
+        await store_password(conn, caller.user_id, new_hash)
 
     await write(engine, work)
 

@@ -23,7 +23,7 @@ from mailer.domain.model import (
 )
 from mailer.handlers.compose import Draft, Mailer, Queued, prepare, queue
 from misp_contracts.envelope import Actor, Envelope
-from misp_contracts.events.mailer import ContactReporter, NotifyEventPublished
+from misp_contracts.events.mailer import ContactReporter, NotifyEventPublished, SendPasswordReset
 
 
 async def contact_users(engine: AsyncEngine, mailer: Mailer, request: ContactRequest, *,
@@ -118,6 +118,34 @@ async def when_contact_requested_mail_reporter(conn: AsyncConnection, envelope: 
                     body=contact_body(e.id, e.info, command.message, requester, settings))
               for r in recipients]
     result = await queue(conn, mailer, drafts, request_id=envelope.id, kind="contact_reporter",
+                         action="email", actor=envelope.actor, settings=settings)
+    mailer.wake()
+    return result
+
+
+# ---- commands from identity --------------------------------------------------------------------
+
+
+async def when_password_reset_requested_mail(conn: AsyncConnection, envelope: Envelope,
+                                             mailer: Mailer) -> Queued | None:
+    """A user's "forgot password": the same mail as an administrator's password reset (a
+    temporary password, only its hash published), unless the user is gone, disabled, or their
+    address changed since identity asked."""
+    command = SendPasswordReset.model_validate(envelope.data)
+    settings = await store.load_settings(conn)
+    if settings.flag("MISP.disable_emailing"):
+        return None
+    recipient = await store.user(conn, command.user_id)
+    if (recipient is None or recipient.disabled
+            or recipient.email.strip().lower() != command.email.strip().lower()):
+        return None
+    request = ContactRequest(action="password_reset", recipients="one", subject="", body="",
+                             custom_message=False, user_id=command.user_id)
+    password = temporary_password()
+    draft = Draft(recipient=recipient, subject=default_subject("password_reset", settings),
+                  body=compose_body(request, settings, recipient.email, password),
+                  password=password, reason="forgot_password")
+    result = await queue(conn, mailer, [draft], request_id=envelope.id, kind="forgot_password",
                          action="email", actor=envelope.actor, settings=settings)
     mailer.wake()
     return result

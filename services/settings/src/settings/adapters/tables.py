@@ -88,3 +88,14 @@ first_run = Table(
     Column("step", String(64), primary_key=True),
     Column("done_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# The reports of the `settings_diagnostics` job, one per job (the job's message is the summary).
+diagnostics_report = Table(
+    "diagnostics_report",
+    metadata,
+    Column("job_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("ok", Boolean, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("report", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

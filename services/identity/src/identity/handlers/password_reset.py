@@ -1,0 +1,122 @@
+"""Passwords the mailer mails: setting the hash of a temporary password it issued, and a user's
+"forgot password" request (a command to the mailer; identity never sees the password).
+
+See services/mailer/README.md, "Temporary passwords: what identity must do".
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from identity.adapters.settings import read_settings
+from identity.adapters.store import publish_only, record, write
+from identity.domain.errors import BadRequestError, ForbiddenError
+from identity.domain.users import email_errors
+from identity.handlers.users import STREAM, end_sessions, store_password
+from identity.projections import queries
+from identity.projections.tables import login_attempt
+from misp_contracts.envelope import Actor, Envelope
+from misp_contracts.events.base import REDACTED, changes_between
+from misp_contracts.events.identity import UserPasswordReset, UserUpdated
+from misp_contracts.events.mailer import SendPasswordReset, TemporaryPasswordIssued
+from misp_platform.eventstore import Append
+
+log = structlog.get_logger(__name__)
+
+FORGOT_DISABLED = "This feature is disabled."
+FORGOT_SENT = ("If the e-mail address belongs to an account of this instance, a message with a "
+               "temporary password has been sent to it.")
+# `users/forgot` requests counted per (IP, address) in the login brute-force table.
+FORGOT_PREFIX = "forgot:"
+
+
+async def when_temporary_password_issued_set_password(conn: AsyncConnection,
+                                                      envelope: Envelope) -> None:
+    """The mailer mailed a temporary password: its argon2id hash becomes the user's password,
+    with `change_pw`, unless the user is gone or their address changed since the mail."""
+    issued = TemporaryPasswordIssued.model_validate(envelope.data)
+    loaded = await queries.get_user(conn, issued.user_id)
+    if loaded is None or loaded.state.email.strip().lower() != issued.email.strip().lower():
+        log.info("identity.temporary_password.skipped", user_id=issued.user_id,
+                 credential_id=issued.credential_id,
+                 reason="no such user" if loaded is None else "e-mail changed")
+        return
+    if await queries.password_hash(conn, issued.user_id) == issued.password_hash:
+        return  # applied before (a replay without the processed mark)
+    now = datetime.now(UTC)
+    current = loaded.state
+    new = current.model_copy(update={"change_pw": issued.change_pw, "last_pw_change": now,
+                                     "date_modified": now})
+    changes = changes_between(current.model_dump(mode="json"), new.model_dump(mode="json"))
+    changes.pop("date_modified", None)
+    changes["password"] = (REDACTED, REDACTED)
+    title = f"Password reset by e-mail ({issued.reason})"
+    await record(conn, [Append(
+        stream_id=loaded.stream_id, stream_type=STREAM, expected_version=loaded.version,
+        events=(UserUpdated(user=new, changes=changes),
+                UserPasswordReset(title=title, user_id=current.id, email=current.email,
+                                  org_id=current.org_id, ip=envelope.actor.client_ip)),
+        actor=envelope.actor, correlation_id=envelope.correlationid or issued.credential_id,
+        causation_id=envelope.id)])
+    await store_password(conn, current.id, issued.password_hash)
+    await end_sessions(conn, current.id)
+    log.info("identity.temporary_password.set", user_id=current.id,
+             credential_id=issued.credential_id, reason=issued.reason)
+
+
+async def _count_request(conn: AsyncConnection, ip: str, email: str, *, amount: int,
+                         expire: int) -> bool:
+    """Count this request against (IP, address); False once the pair reached the limit."""
+    username = FORGOT_PREFIX + email
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:pair, 0))"),
+                       {"pair": f"login\n{ip}\n{username}"})
+    now = datetime.now(UTC)
+    await conn.execute(delete(login_attempt).where(login_attempt.c.username == username,
+                                                   login_attempt.c.expires_at <= now))
+    counted = int((await conn.execute(select(func.count()).select_from(login_attempt).where(
+        login_attempt.c.ip == ip, login_attempt.c.username == username,
+        login_attempt.c.expires_at > now))).scalar_one())
+    if counted >= amount:
+        return False
+    await conn.execute(insert(login_attempt).values(
+        ip=ip, username=username, expires_at=now + timedelta(seconds=expire)))
+    return True
+
+
+async def forgot_password(engine: AsyncEngine, *, email: Any, ip: str,
+                          request_id: str | None = None) -> str:
+    """`users/forgot`: ask the mailer to mail a temporary password to the account of `email`,
+    if there is one. The answer is the same either way (no user enumeration)."""
+    async with engine.connect() as conn:
+        settings = await read_settings(conn, ["Security.allow_password_forgotten",
+                                              "SecureAuth.amount", "SecureAuth.expire"])
+    if not settings["Security.allow_password_forgotten"]:
+        raise ForbiddenError(FORGOT_DISABLED)
+    problems = email_errors(email)
+    if problems:
+        raise BadRequestError(problems[0])
+    assert isinstance(email, str)
+    address = email.strip().lower()
+
+    async def work(conn: AsyncConnection) -> None:
+        if not await _count_request(conn, ip, address,
+                                    amount=int(settings["SecureAuth.amount"] or 5),
+                                    expire=int(settings["SecureAuth.expire"] or 300)):
+            log.info("identity.forgot_password.throttled")
+            return  # too many requests for this pair: nothing sent, same answer
+        loaded = await queries.get_user_by_email(conn, address)
+        if loaded is None or loaded.state.disabled:
+            return
+        user = loaded.state
+        actor = Actor(email="SYSTEM", org_name="SYSTEM", client_ip=ip, request_id=request_id)
+        await publish_only(conn, SendPasswordReset(user_id=user.id, email=user.email),
+                           actor=actor, key=loaded.stream_id)
+        log.info("identity.forgot_password.requested", user_id=user.id)
+
+    await write(engine, work)
+    return FORGOT_SENT

@@ -1,0 +1,87 @@
+"""Identity's `SendPasswordReset` ("forgot password"), as the consumer handles the command: the
+user gets a temporary password by mail, only its hash is published, once per command id; a user
+whose address changed, or who is disabled, gets nothing."""
+
+from __future__ import annotations
+
+import email
+import re
+import uuid
+from email import policy
+
+from argon2 import PasswordHasher
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailer.consumer import command_handlers
+from mailer.handlers.compose import Mailer
+from mailer.handlers.deliver import Deliverer
+from misp_contracts.envelope import Actor, Envelope
+from misp_contracts.events.mailer import SendPasswordReset
+from misp_platform.db import event as event_table
+
+from ..support import Sink, add_user
+
+PASSWORD_RE = re.compile(r"Your temporary password: (\S+)")
+ASKER = Actor(email="SYSTEM", org_name="SYSTEM", client_ip="203.0.113.8", request_id="req-f")
+
+
+async def handle(engine: AsyncEngine, mailer: Mailer, command: SendPasswordReset,
+                 envelope_id: str) -> None:
+    envelope = Envelope(id=envelope_id, source="/identity", type=command.type, actor=ASKER,
+                        data=command.model_dump(mode="json"))
+    async with engine.begin() as conn:
+        await command_handlers(mailer)[command.type](conn, envelope)
+
+
+async def credentials(engine: AsyncEngine) -> list[dict[str, object]]:
+    async with engine.connect() as conn:
+        return [row.data for row in await conn.execute(select(event_table.c.data).where(
+            event_table.c.type == "misp.mailer.credential.issued.v1"))]
+
+
+async def test_a_forgotten_password_is_mailed_once_and_only_its_hash_published(
+        mailer_engine: AsyncEngine, mailer: Mailer, deliverer: Deliverer, sink: Sink) -> None:
+    user = await add_user(mailer_engine, user_id=701)
+    command = SendPasswordReset(user_id=701, email=user.email.upper())
+    command_id = str(uuid.uuid4())
+
+    await handle(mailer_engine, mailer, command, command_id)
+    await handle(mailer_engine, mailer, command, command_id)  # redelivered
+    while await deliverer.deliver_due():
+        pass
+
+    assert [e.rcpt_tos[0] for e in sink.received] == [user.email]
+    message = email.message_from_bytes(sink.received[0].content, policy=policy.default)
+    assert message["Subject"] == "[ORGNAME MISP] Password reset"
+    assert message.get_content_type() == "multipart/signed"
+    password = PASSWORD_RE.search(  # type: ignore[union-attr]
+        message.get_payload()[0].get_content()).group(1)
+    [data] = await credentials(mailer_engine)
+    assert data["user_id"] == 701 and data["email"] == user.email
+    assert data["reason"] == "forgot_password"
+    assert PasswordHasher().verify(str(data["password_hash"]), password)
+    async with mailer_engine.connect() as conn:
+        payloads = [bytes(r.payload)
+                    for r in await conn.execute(text("SELECT payload FROM outbox"))]
+        kinds = [r.kind for r in await conn.execute(text("SELECT kind FROM mail"))]
+    assert payloads and not any(password.encode() in p for p in payloads)
+    assert kinds == ["forgot_password"]
+
+
+async def test_a_changed_address_or_a_disabled_user_gets_no_mail(
+        mailer_engine: AsyncEngine, mailer: Mailer, deliverer: Deliverer, sink: Sink) -> None:
+    await add_user(mailer_engine, user_id=702)
+    disabled = await add_user(mailer_engine, user_id=703, disabled=True)
+
+    await handle(mailer_engine, mailer, SendPasswordReset(user_id=702, email="old@example.test"),
+                 str(uuid.uuid4()))
+    await handle(mailer_engine, mailer, SendPasswordReset(user_id=703, email=disabled.email),
+                 str(uuid.uuid4()))
+    await handle(mailer_engine, mailer, SendPasswordReset(user_id=799, email="x@example.test"),
+                 str(uuid.uuid4()))
+    while await deliverer.deliver_due():
+        pass
+
+    assert sink.received == []
+    assert await credentials(mailer_engine) == []

@@ -1,0 +1,152 @@
+"""Through the gateway, against the running stack: an administrator's password-reset mail really
+sets the user's password. The temporary password is read from the mail the local mail catcher
+wrote (`.local/mail/*.eml`), and `users/login` accepts it once identity applied the mailer's
+`TemporaryPasswordIssued`; the user must then change it."""
+
+from __future__ import annotations
+
+import email
+import os
+import re
+import secrets
+import time
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .test_identity_pymisp import GATEWAY, admin_key
+
+MAIL_DIR = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "mail"
+PASSWORD_RE = re.compile(r"Your temporary password: (\S+)")
+
+
+def _text_of(message: EmailMessage) -> str:
+    """The readable text of a mail: the signed part of a PGP/MIME signed mail, or the body."""
+    if message.get_content_type() == "multipart/signed":
+        signed = next(message.iter_parts())
+        assert isinstance(signed, EmailMessage)
+        return _text_of(signed)
+    if message.is_multipart():
+        return "\n".join(_text_of(part) for part in message.iter_parts()
+                         if isinstance(part, EmailMessage))
+    content = message.get_content()
+    return content if isinstance(content, str) else ""
+
+
+def _mail_to(address: str, *, timeout_s: float = 30) -> EmailMessage:
+    """The mail with a temporary password to `address` the catcher wrote."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for path in sorted(MAIL_DIR.glob("*.eml"), reverse=True)[:200]:
+            raw = path.read_bytes()
+            if address.encode() in raw:
+                message = email.message_from_bytes(raw, policy=policy.default)
+                assert isinstance(message, EmailMessage)
+                if (message["To"] and address in str(message["To"])
+                        and PASSWORD_RE.search(_text_of(message))):
+                    return message
+        time.sleep(0.2)
+    raise AssertionError(f"no mail to {address} in {MAIL_DIR} within {timeout_s}s")
+
+
+def test_a_password_reset_mail_sets_the_password_the_user_can_log_in_with() -> None:
+    if not MAIL_DIR.is_dir():
+        pytest.fail(f"no mail catcher directory {MAIL_DIR}: is the stack up (make up)?")
+    key = admin_key()
+    headers = {"Authorization": key, "Accept": "application/json"}
+    address = f"reset-{secrets.token_hex(5)}@example.test"
+    with httpx.Client(base_url=GATEWAY, timeout=30) as http:
+        created = http.post("/admin/users/add", headers=headers,
+                            json={"email": address, "org_id": 1, "role_id": 3,
+                                  "password": f"Initial-{secrets.token_hex(8)}A1"})
+        assert created.status_code == 200, created.text
+        user_id = int(created.json()["User"]["id"])
+
+        deadline = time.monotonic() + 20
+        while True:  # until the mailer's projection knows the new user
+            sent = http.post("/admin/users/email", headers=headers,
+                             json={"action": "2", "recipient": "1",
+                                   "recipientEmailList": str(user_id)})
+            if sent.status_code != 404 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert sent.status_code == 200, sent.text
+
+        message = _mail_to(address)
+        assert message.get_content_type() == "multipart/signed"
+        found = PASSWORD_RE.search(_text_of(message))
+        assert found is not None, "no temporary password in the mail"
+        password = found.group(1)
+
+        deadline = time.monotonic() + 30
+        while True:  # until identity applied the mailer's TemporaryPasswordIssued
+            login = http.post("/users/login", headers={"Accept": "application/json"},
+                              json={"User": {"email": address, "password": password}})
+            if login.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert login.status_code == 200, login.text
+        assert login.json()["User"]["id"] in (user_id, str(user_id))
+        assert login.json()["User"]["change_pw"] in (True, 1, "1")
+        http.post(f"/admin/users/delete/{user_id}", headers=headers)
+
+
+def _set(http: httpx.Client, headers: dict[str, str], name: str, value: object) -> None:
+    r = http.post(f"/servers/serverSettingsEdit/{name}", headers=headers,
+                  json={"value": value, "force": True})
+    assert r.status_code == 200, r.text
+
+
+def _forgot(http: httpx.Client, address: str) -> httpx.Response:
+    return http.post("/users/forgot", headers={"Accept": "application/json"},
+                     json={"email": address})
+
+
+def test_a_forgotten_password_is_mailed_and_works_while_the_setting_is_on() -> None:
+    if not MAIL_DIR.is_dir():
+        pytest.fail(f"no mail catcher directory {MAIL_DIR}: is the stack up (make up)?")
+    headers = {"Authorization": admin_key(), "Accept": "application/json"}
+    address = f"forgot-{secrets.token_hex(5)}@example.test"
+    name = "Security.allow_password_forgotten"
+    with httpx.Client(base_url=GATEWAY, timeout=30) as http:
+        before = http.get(f"/servers/serverSettingsEdit/{name}", headers=headers).json()[name]
+        created = http.post("/admin/users/add", headers=headers,
+                            json={"email": address, "org_id": 1, "role_id": 3})
+        assert created.status_code == 200, created.text
+        user_id = int(created.json()["User"]["id"])
+        _set(http, headers, name, True)
+        try:
+            deadline = time.monotonic() + 20
+            while True:  # until identity's consumer recorded the setting
+                answer = _forgot(http, f"nobody-{secrets.token_hex(4)}@example.test")
+                if answer.status_code == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            assert answer.status_code == 200, answer.text
+            deadline = time.monotonic() + 20
+            while True:  # the mailer skips a user its projection does not know yet
+                hello = http.post(f"/admin/users/quickEmail/{user_id}", headers=headers,
+                                  json={"subject": "Hello", "body": "Welcome."})
+                if hello.status_code != 404 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            assert hello.status_code == 200, hello.text
+            known = _forgot(http, address)
+            assert known.status_code == 200 and known.json() == answer.json()
+            found = PASSWORD_RE.search(_text_of(_mail_to(address)))
+            assert found is not None, "no temporary password in the mail"
+            deadline = time.monotonic() + 30
+            while True:  # until identity applied the mailer's TemporaryPasswordIssued
+                login = http.post("/users/login", headers={"Accept": "application/json"},
+                                  json={"User": {"email": address,
+                                                 "password": found.group(1)}})
+                if login.status_code == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert login.status_code == 200, login.text
+        finally:
+            _set(http, headers, name, before)
+            http.post(f"/admin/users/delete/{user_id}", headers=headers)
