@@ -4,6 +4,7 @@ instance keyring, SMTP, the delivery loop)."""
 from __future__ import annotations
 
 import asyncio
+import smtplib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -49,9 +50,28 @@ async def diagnose_gnupg(app: FastAPI) -> dict[str, Any]:
     async with app.state.engine.connect() as conn:
         settings = await store.load_settings(conn)
     fingerprint = await mailer.instance_key(settings)
-    return {"instance_key_fingerprint": fingerprint, "warning": INSTANCE_KEY_WARNING,
-            "sign": settings.flag("GnuPG.sign"),
+    # A trial signature: the key is there and usable (passphrase, agent), not just listed.
+    await mailer._in_thread(mailer.keyring.sign_detached, b"diagnostics")
+    return {"instance_key_fingerprint": fingerprint, "can_sign": True,
+            "warning": INSTANCE_KEY_WARNING, "sign": settings.flag("GnuPG.sign"),
             "onlyencrypted": settings.flag("GnuPG.onlyencrypted")}
+
+
+async def diagnose_smtp(app: FastAPI) -> dict[str, Any]:
+    """The SMTP server answers EHLO (and STARTTLS and login when configured)."""
+    config = smtp_config(app.state.settings)
+
+    def probe() -> str:
+        with smtplib.SMTP(config.host, config.port, timeout=5) as smtp:
+            code, banner = smtp.ehlo()
+            if config.starttls:
+                smtp.starttls()
+                smtp.ehlo()
+            if config.username:
+                smtp.login(config.username, config.password)
+            return f"{code} {banner.decode(errors='replace').splitlines()[0]}"
+
+    return {"server": f"{config.host}:{config.port}", "ehlo": await asyncio.to_thread(probe)}
 
 
 async def diagnose_queue(app: FastAPI) -> dict[str, Any]:
@@ -82,7 +102,8 @@ def create_app(settings: ServiceSettings, *, engine: Any = None,
                 await task
 
     app = create_platform_app(settings, routers=[misp, router], lifespan_hooks=[delivery],
-                              diagnostics={"gnupg": diagnose_gnupg, "queue": diagnose_queue},
+                              diagnostics={"gnupg": diagnose_gnupg, "smtp": diagnose_smtp,
+                                           "queue": diagnose_queue},
                               engine=engine)
     app.state.mailer = Mailer(keyring_for(settings), parallelism=settings.gpg_parallelism)
     return app

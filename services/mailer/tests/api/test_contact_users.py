@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import re
+import socket
 from email import policy
 from typing import Any
 
@@ -14,6 +15,8 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailer.adapters.tables import mail
+from mailer.bootstrap import create_app
+from mailer.settings import MailerSettings
 from misp_platform.db import event as event_table
 
 from ..support import Sink, UserKey, add_user, set_setting, wait_for
@@ -144,3 +147,20 @@ async def test_gpg_asc_serves_the_instance_key_and_diagnostics_show_it(
     gnupg = diagnostics["checks"]["gnupg"]
     assert len(gnupg["instance_key_fingerprint"]) == 40
     assert "must not be used anywhere else" in gnupg["warning"]
+    assert gnupg["ok"] is True and gnupg["can_sign"] is True
+    smtp = diagnostics["checks"]["smtp"]
+    assert smtp["ok"] is True and smtp["ehlo"].startswith("250")
+
+
+async def test_diagnostics_report_an_unreachable_smtp_server(
+        mailer_settings: MailerSettings, mailer_engine: AsyncEngine) -> None:
+    with socket.socket() as probe:  # a port that nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    app = create_app(mailer_settings.model_copy(update={"smtp_port": closed}),
+                     engine=mailer_engine, deliver=False)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://mailer") as http:
+        diagnostics = (await http.get("/_svc/mailer/diagnostics")).json()
+    assert diagnostics["status"] == "degraded"
+    assert diagnostics["checks"]["smtp"]["ok"] is False
