@@ -105,6 +105,9 @@ Decide = Callable[[Job], list[DomainEvent]]
 async def _apply(conn: AsyncConnection, job_id: int, decide: Decide,
                  envelope: Envelope | None = None,
                  actor: Actor | None = None, now: datetime | None = None) -> Job | None:
+    # The writers of one job (API commands, the workers' reports, the watchdog) take turns on its
+    # row: a cancel never loses a version race against a stream of progress reports.
+    await conn.execute(select(job.c.id).where(job.c.id == job_id).with_for_update())
     j = await store.load_job(conn, job_id)
     if j is None:
         return None
