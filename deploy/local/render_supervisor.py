@@ -29,6 +29,7 @@ EXTRA_PROGRAMS = (
     ("audit", "audit-worker-default", "worker default"),
     ("identity", "identity-worker-default", "worker default"),
     ("settings", "settings-worker-default", "worker default"),
+    ("mailer", "mailer-worker-email", "worker email"),
 )
 MARKER = ";; ---- per program ----"
 

@@ -18,6 +18,7 @@ from misp_contracts.events.identity import (
     UserState,
     UserUpdated,
 )
+from misp_contracts.events.mailer import MailFailed, MailSent
 from misp_contracts.events.orgs import OrganisationCreated, OrganisationState
 from misp_contracts.events.settings import SettingChanged
 
@@ -144,3 +145,33 @@ def test_a_deleted_user_keeps_the_email_in_the_title() -> None:
     row = to_log_row(envelope_of(UserDeleted(user_id=5, uuid="u", email="gone@x.test",
                                              org_id=2)), LogSettings())
     assert row is not None and row.title == "User (5): gone@x.test" and row.action == "delete"
+
+
+def _mail(model: type[MailSent] | type[MailFailed], **kw: object) -> MailSent | MailFailed:
+    fields: dict[str, object] = {"mail_id": str(uuid.uuid4()), "message_id": "<m@x.test>",
+                                 "request_id": "r1", "email": "u@x.test", "user_id": 5,
+                                 "subject": "Hello", "signed": True, **kw}
+    return model(**fields)  # type: ignore[arg-type]
+
+
+def test_an_administrators_mail_is_logged_as_admin_email() -> None:
+    row = to_log_row(envelope_of(_mail(MailSent, kind="custom", action="admin_email"),
+                                 actor=ADMIN), LogSettings())
+    assert row is not None
+    assert (row.action, row.model, row.model_id, row.user_id, row.outcome) == (
+        "admin_email", "User", 5, 1, "success")
+    assert row.title == 'Email to u@x.test sent, titled "Hello".'
+    assert row.target_user_id == 5 and row.target_email == "u@x.test"
+    assert "kind () => (custom)" in row.change
+
+
+def test_platform_mail_and_failures_are_logged_as_email() -> None:
+    sent = to_log_row(envelope_of(_mail(MailSent, kind="alert", action="email")), LogSettings())
+    assert sent is not None and sent.action == "email" and sent.email == "SYSTEM"
+    failed = to_log_row(envelope_of(_mail(MailFailed, kind="welcome", action="admin_email",
+                                          error="550 no such user")), LogSettings())
+    assert failed is not None
+    assert (failed.action, failed.outcome) == ("admin_email", "failure")
+    assert failed.title.endswith("failed. Reason: 550 no such user")
+    odd = to_log_row(envelope_of(_mail(MailSent, kind="other", action="delete")), LogSettings())
+    assert odd is not None and odd.action == "email"

@@ -1,4 +1,4 @@
-"""`python -m mailer api|relay|consume|migrate|dlq`."""
+"""`python -m mailer api|relay|consume|migrate|dlq|deliver|worker`."""
 
 import sys
 

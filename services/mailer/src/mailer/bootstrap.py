@@ -19,10 +19,12 @@ from mailer.api.routes import misp, router
 from mailer.consumer import handlers, on_consumer_start, topics
 from mailer.handlers.compose import Mailer
 from mailer.handlers.deliver import Deliverer
+from mailer.handlers.jobs import job_handlers
 from mailer.settings import MailerSettings
 from misp_platform.app import create_app as create_platform_app
 from misp_platform.config import ServiceSettings
 from misp_platform.service import ServiceSpec
+from misp_platform.worker_command import worker_command
 
 
 def keyring_for(settings: MailerSettings) -> Keyring:
@@ -135,5 +137,6 @@ spec = ServiceSpec(
     handlers=handlers,
     topics=topics,
     on_consumer_start=on_consumer_start,
-    extra_commands={"deliver": deliver_command},
+    extra_commands={"deliver": deliver_command,
+                    "worker": worker_command("mailer", job_handlers)},
 )

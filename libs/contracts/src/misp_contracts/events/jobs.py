@@ -88,6 +88,9 @@ PURGE_SESSIONS = register_job_type(JobType(
     "purge_expired_sessions", "identity", ("default",), "Purge expired login sessions"))
 SETTINGS_DIAGNOSTICS = register_job_type(JobType(
     "settings_diagnostics", "settings", ("default", "prio"), "Run the settings diagnostics"))
+AUTHKEY_EXPIRY_WARNINGS = register_job_type(JobType(
+    "authkey_expiry_warnings", "mailer", ("email",),
+    "Warn users whose authkeys expire soon (job input: days ahead, default 7)"))
 
 
 class JobState(BaseModel):

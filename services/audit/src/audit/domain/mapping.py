@@ -408,6 +408,31 @@ def _setting_changed(row: _Row, d: Mapping[str, Any], _action: str) -> LogRow:
                      change_json={name: [old, new]})
 
 
+# The mailer says which Log action a mail is: an administrator's message to users is
+# `admin_email`, mail the platform sends by itself is `email` (anything else is read as `email`).
+MAIL_ACTIONS = frozenset({"admin_email", "email"})
+
+
+def _mail(sent: bool) -> Mapper:
+    def mapper(row: _Row, d: Mapping[str, Any], _action: str) -> LogRow:
+        action = d.get("action") if d.get("action") in MAIL_ACTIONS else "email"
+        email, subject = str(d.get("email", "")), str(d.get("subject", ""))
+        if sent:
+            title = f'Email to {email} sent, titled "{subject}".'
+        else:
+            title = f'Email to {email}, titled "{subject}" failed. Reason: {d.get("error", "")}'
+        fields = {k: d[k] for k in ("kind", "message_id", "encrypted", "signed", "attempts")
+                  if k in d}
+        uid = _int(d.get("user_id"))
+        return row.build(title=title, model="User", model_id=uid, action=str(action),
+                         change=format_added(fields, row.settings),
+                         change_json=json_added(fields, row.settings),
+                         outcome="success" if sent else "failure",
+                         target_user_id=uid, target_email=email or None)
+
+    return mapper
+
+
 SPECIFIC: dict[str, tuple[Mapper, str]] = {
     "misp.identity.user.created.v1": (_user, "add"),
     "misp.identity.user.updated.v1": (_user, "edit"),
@@ -441,6 +466,8 @@ SPECIFIC: dict[str, tuple[Mapper, str]] = {
     "misp.auth.authentication.failed.v1": (_auth_failed, "auth_fail"),
     "misp.auth.authentication.succeeded.v1": (_auth_succeeded, "auth"),
     "misp.settings.setting.changed.v1": (_setting_changed, "serverSettingsEdit"),
+    "misp.mailer.mail.emailed.v1": (_mail(True), "email"),
+    "misp.mailer.mail.failed.v1": (_mail(False), "email"),
 }
 
 _NAME_FIELDS = ("name", "email", "title", "setting", "username", "value")

@@ -8,6 +8,7 @@ import secrets
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from mailer.domain.errors import MailRequestError
@@ -187,6 +188,23 @@ def compose_body(request: ContactRequest, settings: MailSettings, email: str,
     if password is not None:
         text += (f"\n\nYour temporary password: {password}\n"
                  "You will be asked to choose a new password at your first login.")
+    return text + signature(settings)
+
+
+def authkey_expiry_subject(settings: MailSettings) -> str:
+    return f"[{settings.org} MISP] Your API key expires soon"
+
+
+def authkey_expiry_body(email: str, authkey_start: str, authkey_end: str, expiration: datetime,
+                        settings: MailSettings) -> str:
+    """The warning for one key: which key (its first and last four characters, never more),
+    when it expires, and where to make a new one."""
+    where = (f"{settings.baseurl}/auth_keys/index" if settings.baseurl
+             else "the API keys page of your profile")
+    text = (f"Hello,\n\nthe API key {authkey_start}...{authkey_end} of your account {email} on "
+            f"the MISP instance of {settings.org} expires on "
+            f"{expiration.strftime('%Y-%m-%d %H:%M')} UTC. After that it will no longer be "
+            f"accepted.\n\nTo keep your integrations working, create a new key at {where}.")
     return text + signature(settings)
 
 

@@ -1,0 +1,102 @@
+"""The mailer's background jobs (`python -m mailer worker email`): `authkey_expiry_warnings`
+mails each user whose authkey expires within N days (job input, default 7), once per key and
+expiration, through the same compose/queue path as every other mail (signed, encrypted where
+the user has a key, delivered by the delivery loop).
+
+The keys come from the principals projection (`principal_authkey`, fed by identity's authkey
+events). "Already warned" is the mail request `authkey_expiry:<key id>:<expiration>`, claimed in
+the job's transaction: a retried or re-run job warns nobody twice, and a new expiration set on
+the key gets its own warning."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import and_, exists, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mailer.adapters import store
+from mailer.adapters.tables import mail_request, mail_user
+from mailer.domain.model import authkey_expiry_body, authkey_expiry_subject
+from mailer.handlers.compose import Draft, Mailer, queue
+from misp_contracts.envelope import Actor
+from misp_platform.auth.principals import principal_authkey
+from misp_platform.config import ServiceSettings
+from misp_platform.worker import JobContext, JobHandler
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_DAYS = 7
+KIND = "authkey_expiry"
+
+
+def days_of(job_input: str, data: Mapping[str, object]) -> int:
+    """The look-ahead: `data["days"]`, else the job input, else 7; at least 1."""
+    raw = data.get("days", job_input.strip() or DEFAULT_DAYS)
+    try:
+        days = int(str(raw))
+    except ValueError as exc:
+        raise ValueError(f"job input must be a number of days, not {raw!r}") from exc
+    return max(1, days)
+
+
+def request_id_of(authkey_id: int, expiration: int) -> str:
+    return f"{KIND}:{authkey_id}:{expiration}"
+
+
+async def warn_expiring_authkeys(conn: AsyncConnection, mailer: Mailer, *, days: int,
+                                 now: float | None = None) -> tuple[int, int]:
+    """Queue a warning for every enabled user's key that expires within `days` and was not
+    warned about for its current expiration; `(keys warned, mails queued)`."""
+    settings = await store.load_settings(conn)
+    if settings.flag("MISP.disable_emailing"):
+        return 0, 0
+    now = time.time() if now is None else now
+    k = principal_authkey.c
+    request_id = (KIND + ":" + k.authkey_id.cast(mail_request.c.id.type) + ":"
+                  + k.expiration.cast(mail_request.c.id.type))
+    rows = (await conn.execute(
+        select(k.authkey_id, k.expiration, k.authkey_start, k.authkey_end, k.user_id)
+        .join(mail_user, mail_user.c.id == k.user_id)
+        .where(and_(k.expiration > int(now), k.expiration <= int(now + days * 86400),
+                    mail_user.c.disabled.is_(False),
+                    ~exists().where(mail_request.c.id == request_id)))
+        .order_by(k.expiration, k.authkey_id))).all()
+    warned = mails = 0
+    for row in rows:
+        recipient = await store.user(conn, row.user_id)
+        if recipient is None:
+            continue
+        expires = datetime.fromtimestamp(row.expiration, UTC)
+        draft = Draft(recipient=recipient, subject=authkey_expiry_subject(settings),
+                      body=authkey_expiry_body(recipient.email, row.authkey_start,
+                                               row.authkey_end, expires, settings))
+        result = await queue(conn, mailer, [draft],
+                             request_id=request_id_of(row.authkey_id, row.expiration),
+                             kind=KIND, action="email", actor=Actor.system(), settings=settings)
+        if not result.replay:
+            warned += 1
+            mails += len(result.mails)
+    if mails:
+        mailer.wake()
+    return warned, mails
+
+
+def job_handlers(settings: ServiceSettings,
+                 mailer: Mailer | None = None) -> Mapping[str, JobHandler]:
+    from mailer.consumer import build_mailer
+
+    mailer = mailer or build_mailer(settings)
+
+    async def authkey_expiry_warnings(conn: AsyncConnection, ctx: JobContext) -> str:
+        days = days_of(ctx.job.job_input, ctx.job.data)
+        warned, mails = await warn_expiring_authkeys(conn, mailer, days=days)
+        log.info("mailer.authkey_expiry_warned", job_id=ctx.job.job_id, keys=warned,
+                 mails=mails, days=days)
+        return (f"Warned about {warned} authkey(s) expiring within {days} days "
+                f"({mails} mail(s) queued).")
+
+    return {"authkey_expiry_warnings": authkey_expiry_warnings}
