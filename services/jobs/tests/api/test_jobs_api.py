@@ -145,15 +145,19 @@ async def test_worker_paths_answer_in_misps_shapes(client: httpx.AsyncClient,
 
 async def test_the_first_run_seeds_misps_unscheduled_tasks_once(
         client: httpx.AsyncClient, admin_key: str, jobs_engine: AsyncEngine) -> None:
-    from jobs.handlers.tasks import SEEDED_TYPES, seed_tasks
+    from jobs.handlers.tasks import SEEDED_SCHEDULES, SEEDED_TYPES, seed_tasks
 
     for _ in range(2):
         async with jobs_engine.begin() as conn:
             await seed_tasks(conn)
     rows = [r["Task"] for r in (await client.get("/tasks/index", headers=auth(admin_key))).json()]
-    assert sorted(r["type"] for r in rows) == sorted(SEEDED_TYPES)
+    assert sorted(r["type"] for r in rows) == sorted([*SEEDED_TYPES, *SEEDED_SCHEDULES])
+    unscheduled = [r for r in rows if r["type"] in SEEDED_TYPES]
     assert all(r["message"] == "Not scheduled yet." and r["next_execution_time"] == "0"
-               and r["timer"] == "0" for r in rows)
+               and r["timer"] == "0" for r in unscheduled)
+    [warnings] = [r for r in rows if r["type"] == "authkey_expiry_warnings"]
+    assert warnings["timer"] == "24" and warnings["scheduled_time"] == "06:00"
+    assert int(warnings["next_execution_time"]) > 0
 
 
 async def test_diagnostics_report_a_queue_whose_jobs_wait_without_a_live_worker(

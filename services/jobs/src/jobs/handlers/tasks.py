@@ -163,17 +163,25 @@ def utcnow() -> datetime:
 
 # MISP ships its tasks pre-defined and unscheduled; these are this platform's.
 SEEDED_TYPES = ("audit_verify", "audit_prune", "purge_expired_sessions", "settings_diagnostics")
+# Seeded with a schedule: (every N hours, at HH:MM UTC). The expiry warnings must not wait for an
+# administrator to remember them.
+SEEDED_SCHEDULES = {"authkey_expiry_warnings": (24.0, "06:00")}
 
 
 async def seed_tasks(conn: AsyncConnection) -> list[int]:
-    """One unscheduled task per seeded type that has none yet (first run, idempotent)."""
+    """One task per seeded type that has none yet (first run, idempotent)."""
     await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('jobs.seed_tasks'))"))
     have = set((await conn.execute(select(task.c.type))).scalars().all())
     made = []
-    for type_ in SEEDED_TYPES:
+    for type_ in (*SEEDED_TYPES, *SEEDED_SCHEDULES):
         if type_ in have:
             continue
         state = TaskState(id=await store.next_task_id(conn), type=type_, timer=0)
+        if type_ in SEEDED_SCHEDULES:
+            hours, at = SEEDED_SCHEDULES[type_]
+            state = state.model_copy(update={"timer": hours, "scheduled_time": at})
+            state = state.model_copy(update={
+                "next_execution_at": schedule.first_run(state, utcnow())})
         await _save(conn, state, 0, [TaskScheduled(task=state)], Actor.system())
         made.append(state.id)
     return made
