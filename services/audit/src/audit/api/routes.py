@@ -23,7 +23,7 @@ from audit.domain.search import (
 from audit.handlers.integrity import public_of, published_checkpoints, verify
 from audit.settings import AuditSettings
 from misp_platform.app import EngineDep, SettingsDep
-from misp_platform.auth import CurrentPrincipal, Principal, SiteAdmin, require_perm
+from misp_platform.auth import Principal, SiteAdmin, require_perm
 from misp_platform.misp import BadRequest, NamedParams, misp_record, read_body, render_value
 
 LOG_COLUMNS = ("id", "title", "created", "model", "model_id", "action", "user_id", "change",
@@ -140,23 +140,6 @@ async def audit_logs_index(request: Request, principal: Auditor, engine: EngineD
                                                   "name": r.org_name or r.org,
                                                   "uuid": r.org_uuid})})
     return out
-
-
-@router.get("/")
-async def about() -> dict[str, str]:
-    """What this service is (for operators; MISP clients never call it)."""
-    return {"service": "audit",
-            "owns": "the searchable audit log, a projection of every other service's events"}
-
-
-@router.get("/whoami")
-async def whoami(principal: CurrentPrincipal) -> dict[str, object]:
-    """Who this service takes the caller to be, from its own principals projection."""
-    return misp_record(
-        "User", {"id": principal.user_id, "email": principal.email},
-        Organisation={"id": principal.org_id, "name": principal.org_name},
-        Role={"id": principal.role.id, "name": principal.role.name},
-    )
 
 
 @router.get("/top_api_users")

@@ -1,4 +1,6 @@
-"""Identity's endpoints that MISP does not have: forced logout, lifting a login block, whoami."""
+"""Identity's endpoints that MISP does not have: forced logout, lifting a login block.
+
+`/api/v1/identity` and `/whoami` come with every service (misp_platform.app)."""
 
 from __future__ import annotations
 
@@ -9,26 +11,10 @@ from fastapi import APIRouter, Request
 from identity.api.deps import EngineDep, as_misp, resolve_user_id
 from identity.handlers import login as login_handlers
 from identity.handlers.users import _visible
-from misp_platform.auth import Admin, CurrentPrincipal, SiteAdmin
-from misp_platform.misp import BadRequest, misp_record, read_body, success
+from misp_platform.auth import Admin, SiteAdmin
+from misp_platform.misp import BadRequest, read_body, success
 
 router = APIRouter(prefix="/api/v1/identity", tags=["identity"])
-
-
-@router.get("/")
-async def about() -> dict[str, str]:
-    """What this service is (for operators; MISP clients never call it)."""
-    return {"service": "identity", "owns": "users, roles, authkeys, passwords, logins and sessions"}
-
-
-@router.get("/whoami")
-async def whoami(principal: CurrentPrincipal) -> dict[str, object]:
-    """Who this service takes the caller to be, from its own principals projection."""
-    return misp_record(
-        "User", {"id": principal.user_id, "email": principal.email},
-        Organisation={"id": principal.org_id, "name": principal.org_name},
-        Role={"id": principal.role.id, "name": principal.role.name},
-    )
 
 
 @router.post("/users/{user_id}/logout")

@@ -17,13 +17,6 @@ from settings.domain.rules import RegexpRule, allowed_by, apply_rules, normalise
 router = APIRouter(prefix="/api/v1/settings", tags=["settings"])
 
 
-@router.get("/")
-async def about() -> dict[str, str]:
-    """What this service is (for operators; MISP clients never call it)."""
-    return {"service": "settings",
-            "owns": "setting overrides, import blocklists and regexps, diagnostics"}
-
-
 def _optional_uuid(body: dict[str, Any], name: str) -> str | None:
     raw = body.get(name)
     if raw in (None, ""):
