@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from argon2 import PasswordHasher
@@ -30,6 +30,13 @@ log = structlog.get_logger(__name__)
 
 MAIL_NAMESPACE = uuid.UUID("6a1f3b0e-2d0c-4b7e-9a55-3f1f6f0c1e42")
 _HASHER = PasswordHasher()
+
+# Told `(done, total)` as a long request goes (a bulk send's job reports it as its progress).
+Progress = Callable[[int, int], Awaitable[None]]
+PROGRESS_STEP = 10  # drafts per progress report
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 
 @dataclass(frozen=True)
@@ -115,16 +122,33 @@ async def _hash(password: str) -> str:
     return await asyncio.to_thread(_HASHER.hash, password)
 
 
+async def _each(items: Sequence[_In], fn: Callable[[_In], Awaitable[_Out]],
+                progress: Progress | None) -> list[_Out]:
+    """`fn` over every item at once (the mailer's semaphore bounds gpg); with `progress`, in
+    steps of PROGRESS_STEP items, reported after each step."""
+    if progress is None:
+        return list(await asyncio.gather(*(fn(item) for item in items)))
+    out: list[_Out] = []
+    for start in range(0, len(items), PROGRESS_STEP):
+        out.extend(await asyncio.gather(*(fn(item)
+                                          for item in items[start:start + PROGRESS_STEP])))
+        await progress(len(out), len(items))
+    return out
+
+
 async def prepare(mailer: Mailer, drafts: Sequence[Draft], settings: MailSettings, *,
-                  request_id: str) -> tuple[list[tuple[Draft, KeyCheck | None]], list[Skipped]]:
+                  request_id: str, progress: Progress | None = None,
+                  ) -> tuple[list[tuple[Draft, KeyCheck | None]], list[Skipped]]:
     """Who gets a mail: disabled users, unusable keys (reported with the reason) and keyless
-    users under GnuPG.onlyencrypted are skipped."""
+    users under GnuPG.onlyencrypted are skipped. `progress` hears of the keys checked."""
     only_encrypted = settings.flag("GnuPG.onlyencrypted")
     keep: list[tuple[Draft, KeyCheck | None]] = []
     skipped: list[Skipped] = []
-    checks = await asyncio.gather(*(
-        mailer.check_key(d.recipient.gpgkey) if d.recipient.gpgkey else _none()
-        for d in drafts))
+
+    async def key_of(d: Draft) -> KeyCheck | None:
+        return await mailer.check_key(d.recipient.gpgkey) if d.recipient.gpgkey else None
+
+    checks = await _each(drafts, key_of, progress)
     for draft, check in zip(drafts, checks, strict=True):
         r = draft.recipient
         if r.disabled:
@@ -140,17 +164,13 @@ async def prepare(mailer: Mailer, drafts: Sequence[Draft], settings: MailSetting
     return keep, skipped
 
 
-async def _none() -> None:
-    return None
-
-
 async def queue(conn: AsyncConnection, mailer: Mailer, drafts: Sequence[Draft], *,
                 request_id: str, kind: str, action: str, actor: Actor,
                 settings: MailSettings | None = None,
                 prepared: tuple[list[tuple[Draft, KeyCheck | None]], list[Skipped]] | None = None,
-                ) -> Queued:
+                progress: Progress | None = None) -> Queued:
     """Render and queue `drafts` for `request_id`, idempotently: a request seen before queues
-    nothing again."""
+    nothing again. `progress` hears of the mails rendered (signed, encrypted)."""
     settings = settings or await store.load_settings(conn)
     if not await store.claim_request(conn, request_id, kind, actor.user_id):
         return Queued(request_id, replay=True)
@@ -159,14 +179,17 @@ async def queue(conn: AsyncConnection, mailer: Mailer, drafts: Sequence[Draft], 
         await mailer.instance_key(settings)
     ids = [str(uuid.uuid5(MAIL_NAMESPACE, f"{request_id}:{d.recipient.email.lower()}"))
            for d, _ in keep]
-    rendered = await asyncio.gather(*(
-        mailer.render(d, settings, message_id_for(mid, settings.sender), k)
-        for (d, k), mid in zip(keep, ids, strict=True)))
-    hashes = await asyncio.gather(*(
-        _hash(d.password) if d.password else _none() for d, _ in keep))
+
+    async def render(item: tuple[tuple[Draft, KeyCheck | None], str]
+                     ) -> tuple[tuple[bytes, bool, bool, str], str | None]:
+        (d, k), mid = item
+        raw = await mailer.render(d, settings, message_id_for(mid, settings.sender), k)
+        return raw, await _hash(d.password) if d.password else None
+
+    rendered = await _each(list(zip(keep, ids, strict=True)), render, progress)
     rows: list[dict[str, Any]] = []
-    for (draft, _key), mid, (raw, encrypted, signed, subject), password_hash in zip(
-            keep, ids, rendered, hashes, strict=True):
+    for (draft, _key), mid, ((raw, encrypted, signed, subject), password_hash) in zip(
+            keep, ids, rendered, strict=True):
         rows.append({"id": mid, "request_id": request_id,
                      "message_id": message_id_for(mid, settings.sender), "kind": kind,
                      "action": action, "recipient": draft.recipient.email,
