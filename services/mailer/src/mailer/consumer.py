@@ -1,6 +1,6 @@
 """What the mailer consumer handles: the principals projection, its own projections of users and
-settings, and the commands on `misp.mailer.commands.v1` (alerts, contact reporter, a user's
-"forgot password" from identity)."""
+settings, the commands on `misp.mailer.commands.v1` (alerts, contact reporter, a user's
+"forgot password" from identity), and the jobs service's answers about bulk sends' jobs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mailer.handlers.bulk import (
+    when_job_cancelled_record,
+    when_job_failed_record,
+    when_job_queued_record,
+    when_job_rejected_record,
+)
 from mailer.handlers.compose import Mailer
 from mailer.handlers.contact import (
     when_contact_requested_mail_reporter,
@@ -23,6 +29,13 @@ from mailer.projections.users import (
 from mailer.settings import MailerSettings
 from misp_contracts.envelope import Envelope
 from misp_contracts.events.identity import USER_TOPIC, UserCreated, UserDeleted, UserUpdated
+from misp_contracts.events.jobs import (
+    JOB_TOPIC,
+    JobAttemptFailed,
+    JobCancelled,
+    JobQueued,
+    JobRejected,
+)
 from misp_contracts.events.mailer import (
     MAILER_COMMANDS_TOPIC,
     ContactReporter,
@@ -39,6 +52,14 @@ PROJECTIONS: dict[str, Handler] = {
     UserUpdated.type: when_user_saved_project,
     UserDeleted.type: when_user_deleted_project,
     SettingChanged.type: when_setting_changed_project,
+}
+
+# The jobs service's answers about bulk sends' jobs (the other job events are not read).
+BULK_JOB_ANSWERS: dict[str, Handler] = {
+    JobQueued.type: when_job_queued_record,
+    JobRejected.type: when_job_rejected_record,
+    JobAttemptFailed.type: when_job_failed_record,
+    JobCancelled.type: when_job_cancelled_record,
 }
 
 
@@ -73,7 +94,8 @@ def command_handlers(mailer: Mailer) -> dict[str, Handler]:
 
 def handlers(settings: ServiceSettings, mailer: Mailer | None = None) -> Mapping[str, Handler]:
     out: dict[str, Handler] = dict(PRINCIPAL_HANDLERS)
-    reactions = {**PROJECTIONS, **command_handlers(mailer or build_mailer(settings))}
+    reactions = {**PROJECTIONS, **BULK_JOB_ANSWERS,
+                 **command_handlers(mailer or build_mailer(settings))}
     for type_, reaction in reactions.items():
         out[type_] = _both(out[type_], reaction) if type_ in out else reaction
     return out
@@ -84,4 +106,5 @@ async def on_consumer_start(settings: ServiceSettings, engine: AsyncEngine) -> N
 
 
 def topics(_settings: ServiceSettings) -> list[str]:
-    return sorted({*PRINCIPAL_TOPICS, USER_TOPIC, SETTING_TOPIC, MAILER_COMMANDS_TOPIC})
+    return sorted({*PRINCIPAL_TOPICS, USER_TOPIC, SETTING_TOPIC, MAILER_COMMANDS_TOPIC,
+                   JOB_TOPIC})

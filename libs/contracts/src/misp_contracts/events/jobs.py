@@ -91,6 +91,10 @@ SETTINGS_DIAGNOSTICS = register_job_type(JobType(
 AUTHKEY_EXPIRY_WARNINGS = register_job_type(JobType(
     "authkey_expiry_warnings", "mailer", ("email",),
     "Warn users whose authkeys expire soon (job input: days ahead, default 7)"))
+BULK_EMAIL = register_job_type(JobType(
+    "bulk_email", "mailer", ("email",),
+    "Mail all users (admin/users/email to all; data: the mailer's request id)",
+    max_attempts=3, backoff_base_s=10.0))
 
 
 class JobState(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -131,6 +131,13 @@ async def mark_retry(conn: AsyncConnection, mail_id: str, delay_s: float, error:
 async def mark_failed(conn: AsyncConnection, mail_id: str, error: str) -> None:
     await conn.execute(mail.update().where(mail.c.id == mail_id).values(
         status="failed", raw=None, lease_until=None, last_error=error))
+
+
+async def mail_counts(conn: AsyncConnection, request_id: str) -> dict[str, int]:
+    """A request's mails by status (pending, sent, failed)."""
+    rows = await conn.execute(select(mail.c.status, func.count().label("n"))
+                              .where(mail.c.request_id == request_id).group_by(mail.c.status))
+    return {r.status: int(r.n) for r in rows}
 
 
 async def mails_of(conn: AsyncConnection, *, request_id: str | None = None,

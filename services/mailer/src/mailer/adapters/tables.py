@@ -52,6 +52,28 @@ mail_request = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# A bulk send (`admin/users/email` to all users) and its `bulk_email` job. The text stays here:
+# the job's data on Kafka carries only the id. status: pending (EnqueueJob in the outbox) ->
+# queued (the jobs service answered with the job id) -> done | rejected | failed | cancelled.
+bulk_request = Table(
+    "bulk_request", metadata,
+    Column("id", Text, primary_key=True),  # the request id, also the mail request's id
+    Column("action", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("custom_message", Boolean, nullable=False),
+    Column("scope_org_id", BigInteger),  # an org admin's org; NULL: every org (site admin)
+    Column("actor", JSONB, nullable=False),
+    Column("recipients", Integer, nullable=False),  # enabled users in scope when asked
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("job_id", BigInteger),
+    Column("mails", Integer),
+    Column("skipped", JSONB),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
 # One outgoing mail. `raw` is the final message (signed, encrypted where possible), dropped
 # once sent; status: pending -> sent | failed.
 mail = Table(

@@ -1,5 +1,6 @@
-"""Routes of the mailer service: MISP's `admin/users/email`, `admin/users/quickEmail/{id}` and
-`/gpg.asc`, and the mail log under `/api/v1/mailer/mails` (MISP has no REST endpoint for it)."""
+"""Routes of the mailer service: MISP's `admin/users/email` (to all users: a `bulk_email` job),
+`admin/users/quickEmail/{id}` and `/gpg.asc`, the mail log under `/api/v1/mailer/mails` and the
+bulk sends under `/api/v1/mailer/requests/{id}` (MISP has no REST endpoint for either)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from mailer.adapters import store
+from mailer.adapters import bulk, store
 from mailer.domain.errors import EmailingDisabledError, MailRequestError, RecipientNotFoundError
 from mailer.domain.model import parse_contact_request, parse_quick_email
+from mailer.handlers.bulk import request_bulk_email
 from mailer.handlers.compose import Mailer, Queued
 from mailer.handlers.contact import contact_users
 from misp_platform.app import EngineDep
@@ -68,11 +70,24 @@ def _scope(principal: Principal) -> int | None:
 async def admin_email(request: Request, principal: Admin, engine: EngineDep) -> Response:
     url = request_url(request)
     data = await read_body(request, "User")
+    request_id = str(uuid.uuid4())
     with misp_errors(url):
         parsed = parse_contact_request(data)
-        result = await contact_users(engine, _mailer(request), parsed,
-                                     request_id=str(uuid.uuid4()), actor=principal.actor(),
-                                     scope_org_id=_scope(principal))
+        if parsed.recipients == "all":
+            recipients = await request_bulk_email(engine, parsed, request_id=request_id,
+                                                  actor=principal.actor(),
+                                                  scope_org_id=_scope(principal))
+        else:
+            result = await contact_users(engine, _mailer(request), parsed,
+                                         request_id=request_id, actor=principal.actor(),
+                                         scope_org_id=_scope(principal))
+    if parsed.recipients == "all":
+        # The job's id comes later (JobQueued): `/api/v1/mailer/requests/{request_id}` shows it.
+        return MispJSONResponse({
+            **success("send", "E-mail", url,
+                      message=f"E-mail job queued for {recipients} recipient(s)."),
+            "request_id": request_id, "job_id": None, "recipients": recipients,
+            "status": "pending"})
     n = len(result.mails)
     message = f"E-mails sent to {n} recipient(s)."
     if result.skipped:
@@ -128,6 +143,27 @@ async def mails(request: Request, principal: Admin, engine: EngineDep,
         "signed": r.signed, "status": r.status, "attempts": str(r.attempts),
         "error": r.last_error, "created": render_value(r.created_at),
         "sent": render_value(r.sent_at) if r.sent_at else None}} for r in rows])
+
+
+@router.get("/requests/{request_id}")
+async def bulk_request(request_id: str, principal: Admin, engine: EngineDep) -> Response:
+    """A bulk send (never its text): its job, status, and its mails by status."""
+    async with engine.connect() as conn:
+        row = await bulk.load(conn, request_id) if len(request_id) <= 64 else None
+        scope = _scope(principal)
+        if row is None or (scope is not None and row.scope_org_id != scope):
+            raise NotFound("Invalid request")
+        by_status = await store.mail_counts(conn, request_id)
+    return MispJSONResponse({"BulkRequest": {
+        "id": row.id, "action": row.action, "subject": row.subject, "status": row.status,
+        "job_id": render_value(row.job_id) if row.job_id is not None else None,
+        "org_id": render_value(row.scope_org_id) if row.scope_org_id is not None else None,
+        "recipients": str(row.recipients),
+        "mails": str(row.mails) if row.mails is not None else None,
+        "skipped": row.skipped or [], "error": row.error,
+        "created": render_value(row.created_at),
+        "finished": render_value(row.finished_at) if row.finished_at else None,
+        "mail_status": by_status}})
 
 
 async def _org_users(engine: Any, org_id: int) -> list[Any]:

@@ -1,8 +1,10 @@
-"""Contacting users (`admin/users/email`, `quickEmail`), and the alerts and contact-reporter
-commands: each builds its drafts, then `compose.queue` renders and queues them in one
-transaction."""
+"""Contacting users (`admin/users/email` to one user or a future user, `quickEmail`; all users
+is a job, handlers/bulk.py), and the alerts and contact-reporter commands: each builds its
+drafts, then `compose.queue` renders and queues them in one transaction."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -10,6 +12,7 @@ from mailer.adapters import store
 from mailer.domain.errors import EmailingDisabledError, MailRequestError, RecipientNotFoundError
 from mailer.domain.model import (
     ContactRequest,
+    MailSettings,
     Recipient,
     alert_body,
     alert_body_unencrypted,
@@ -26,20 +29,35 @@ from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.mailer import ContactReporter, NotifyEventPublished, SendPasswordReset
 
 
+def drafts_for(request: ContactRequest, settings: MailSettings,
+               recipients: Sequence[Recipient]) -> list[Draft]:
+    """One draft per recipient; a password reset or welcome mail gets a fresh temporary
+    password for each user (only its hash ever leaves the mailer)."""
+    subject = request.subject or default_subject(request.action, settings)
+    drafts = []
+    for r in recipients:
+        password = (temporary_password() if request.action != "custom" and r.user_id is not None
+                    else None)
+        drafts.append(Draft(recipient=r, subject=subject,
+                            body=compose_body(request, settings, r.email, password),
+                            password=password, reason=request.action))
+    return drafts
+
+
 async def contact_users(engine: AsyncEngine, mailer: Mailer, request: ContactRequest, *,
                         request_id: str, actor: Actor, scope_org_id: int | None) -> Queued:
-    """Mail the users a request names; `scope_org_id` limits an org admin to their own org.
+    """Mail the one user (or future user) a request names; `scope_org_id` limits an org admin
+    to their own org.
 
-    Bad input (unknown user, invalid key of a future user, a single recipient who cannot get
-    the mail) raises before anything is queued."""
+    Bad input (unknown user, invalid key of a future user, a recipient who cannot get the mail)
+    raises before anything is queued."""
+    if request.recipients == "all":
+        raise ValueError("a mail to all users is a job: handlers.bulk.request_bulk_email")
     async with engine.connect() as conn:
         settings = await store.load_settings(conn)
         if settings.flag("MISP.disable_emailing"):
             raise EmailingDisabledError()
-        if request.recipients == "all":
-            recipients = await store.users(conn, org_ids=None if scope_org_id is None
-                                           else [scope_org_id])
-        elif request.recipients == "one":
+        if request.recipients == "one":
             assert request.user_id is not None
             found = await store.user(conn, request.user_id)
             if found is None or (scope_org_id is not None and found.org_id != scope_org_id):
@@ -53,16 +71,9 @@ async def contact_users(engine: AsyncEngine, mailer: Mailer, request: ContactReq
         check = await mailer.check_key(request.new_gpgkey)
         if not check.usable:
             raise MailRequestError({"gpg": [key_problem_text(check.problem or "invalid")]})
-    subject = request.subject or default_subject(request.action, settings)
-    drafts = []
-    for r in recipients:
-        password = (temporary_password() if request.action != "custom" and r.user_id is not None
-                    else None)
-        drafts.append(Draft(recipient=r, subject=subject,
-                            body=compose_body(request, settings, r.email, password),
-                            password=password, reason=request.action))
+    drafts = drafts_for(request, settings, recipients)
     prepared = await prepare(mailer, drafts, settings, request_id=request_id)
-    if request.recipients != "all" and prepared[1]:
+    if prepared[1]:
         skipped = prepared[1][0]
         raise MailRequestError({"recipient": [f"{skipped.email}: {skipped.reason}"]},
                                message="Could not send the e-mail")

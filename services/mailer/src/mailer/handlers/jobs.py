@@ -1,7 +1,8 @@
-"""The mailer's background jobs (`python -m mailer worker email`): `authkey_expiry_warnings`
-mails each user whose authkey expires within N days (job input, default 7), once per key and
-expiration, through the same compose/queue path as every other mail (signed, encrypted where
-the user has a key, delivered by the delivery loop).
+"""The mailer's background jobs (`python -m mailer worker email`): `bulk_email` queues a bulk
+send (handlers/bulk.py), and `authkey_expiry_warnings` mails each user whose authkey expires
+within N days (job input, default 7), once per key and expiration, through the same
+compose/queue path as every other mail (signed, encrypted where the user has a key, delivered
+by the delivery loop).
 
 The keys come from the principals projection (`principal_authkey`, fed by identity's authkey
 events). "Already warned" is the mail request `authkey_expiry:<key id>:<expiration>`, claimed in
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mailer.adapters import store
 from mailer.adapters.tables import mail_request, mail_user
 from mailer.domain.model import authkey_expiry_body, authkey_expiry_subject
+from mailer.handlers.bulk import run_bulk_email
 from mailer.handlers.compose import Draft, Mailer, queue
 from misp_contracts.envelope import Actor
 from misp_platform.auth.principals import principal_authkey
@@ -99,4 +101,11 @@ def job_handlers(settings: ServiceSettings,
         return (f"Warned about {warned} authkey(s) expiring within {days} days "
                 f"({mails} mail(s) queued).")
 
-    return {"authkey_expiry_warnings": authkey_expiry_warnings}
+    async def bulk_email(conn: AsyncConnection, ctx: JobContext) -> str:
+        request_id = str(ctx.job.data.get("request_id") or ctx.job.job_input).strip()
+        if not request_id:
+            raise ValueError("bulk_email runs a request of admin/users/email: data.request_id")
+        return await run_bulk_email(conn, mailer, request_id, job_id=ctx.job.job_id,
+                                    progress=ctx.progress)
+
+    return {"authkey_expiry_warnings": authkey_expiry_warnings, "bulk_email": bulk_email}
