@@ -1,0 +1,126 @@
+"""Through the gateway, against the running stack: an org admin's `admin/users/email` to all users
+becomes a `bulk_email` job on the `email` queue (jobs service -> the mailer's own worker), which
+completes with progress 100 and a summary, and every user of the org gets the mail in the local
+mail catcher (`.local/mail/*.eml`); users of other orgs get nothing."""
+
+from __future__ import annotations
+
+import email
+import os
+import secrets
+import time
+from collections.abc import Callable
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from misp_contracts.events.jobs import STATUS_COMPLETED, STATUS_FAILED
+
+from .test_identity_pymisp import GATEWAY, admin_key
+
+MAIL_DIR = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "mail"
+ORG_ADMIN_ROLE, USER_ROLE = 2, 3
+T = TypeVar("T")
+
+
+def until(check: Callable[[], T | None], what: str, timeout_s: float = 60) -> T:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s}s")
+        time.sleep(0.3)
+
+
+def mails_with(token: str) -> dict[str, EmailMessage]:
+    """The catcher's mails whose subject carries `token`, by recipient."""
+    found: dict[str, EmailMessage] = {}
+    for path in MAIL_DIR.glob("*.eml"):
+        raw = path.read_bytes()
+        if token.encode() in raw:
+            message = email.message_from_bytes(raw, policy=policy.default)
+            if isinstance(message, EmailMessage) and token in str(message["Subject"]):
+                found[str(message["To"])] = message
+    return found
+
+
+def test_a_mail_to_all_users_runs_as_a_job_with_progress_and_reaches_every_user() -> None:
+    if not MAIL_DIR.is_dir():
+        pytest.fail(f"no mail catcher directory {MAIL_DIR}: is the stack up (make up)?")
+    site = {"Authorization": admin_key(), "Accept": "application/json"}
+    token = secrets.token_hex(5)
+    with httpx.Client(base_url=GATEWAY, timeout=30) as http:
+        org = http.post("/admin/organisations/add", headers=site,
+                        json={"name": f"bulk-e2e {token}"})
+        assert org.status_code == 200, org.text
+        org_id = org.json()["Organisation"]["id"]
+
+        def add_user(prefix: str, role_id: int) -> dict[str, Any] | None:  # in the new org
+            r = http.post("/admin/users/add", headers=site, json={
+                "email": f"{prefix}-{token}@example.test", "org_id": org_id,
+                "role_id": role_id})
+            return r.json()["User"] if r.status_code == 200 else None
+
+        # Identity learns the organisation from orgs' topic: until then it is unknown there.
+        admin = until(lambda: add_user("bulk-admin", ORG_ADMIN_ROLE), "org known to identity")
+        users = [admin, add_user("bulk-a", USER_ROLE), add_user("bulk-b", USER_ROLE)]
+        assert all(users)
+        addresses = sorted(str(u["email"]) for u in users if u)
+        outsider = http.post("/admin/users/add", headers=site, json={
+            "email": f"bulk-outsider-{token}@example.test", "org_id": 1, "role_id": USER_ROLE})
+        assert outsider.status_code == 200, outsider.text
+        key = http.post(f"/auth_keys/add/{admin['id']}", headers=site,
+                        json={"comment": "bulk e2e"})
+        assert key.status_code == 200, key.text
+        org_admin = {"Authorization": key.json()["AuthKey"]["authkey_raw"],
+                     "Accept": "application/json"}
+        until(lambda: http.get("/api/v1/mailer/whoami", headers=org_admin).status_code == 200,
+              "the org admin's key known to the mailer")
+
+        sent = http.post("/admin/users/email", headers=org_admin, json={
+            "action": "0", "recipient": "0", "subject": f"Maintenance {token}",
+            "body": "The instance is down on Friday 18:00 UTC."})
+        assert sent.status_code == 200, sent.text
+        answer = sent.json()
+        assert answer["success"] is True and answer["message"].startswith("E-mail job queued")
+        request_id = answer["request_id"]
+
+        def job_id() -> str | None:
+            r = http.get(f"/api/v1/mailer/requests/{request_id}", headers=org_admin)
+            assert r.status_code == 200, r.text
+            view = r.json()["BulkRequest"]
+            assert view["status"] not in ("rejected", "failed"), view
+            return view["job_id"]
+
+        job = until(job_id, "the jobs service's JobQueued recorded by the mailer")
+        listed = http.get("/jobs/index/email", headers=site)
+        assert listed.status_code == 200, listed.text
+        [row] = [j["Job"] for j in listed.json() if str(j["Job"]["id"]) == str(job)]
+        assert row["job_type"] == "bulk_email" and row["worker"] == "email"
+
+        def finished() -> dict[str, Any] | None:
+            r = http.get(f"/api/v1/jobs/jobs/{job}", headers=site)
+            assert r.status_code == 200, r.text
+            state: dict[str, Any] = r.json()["Job"]
+            return state if int(state["status"]) in (STATUS_COMPLETED, STATUS_FAILED) else None
+
+        state = until(finished, "the bulk_email job finished")
+        assert int(state["status"]) == STATUS_COMPLETED, state
+        assert int(state["progress"]) == 100
+        assert state["message"] == "Queued 3 e-mail(s).", state
+
+        def all_arrived() -> dict[str, EmailMessage] | None:
+            found = mails_with(token)
+            return found if len(found) >= len(addresses) else None
+
+        received = until(all_arrived, "the mails in the catcher")
+        assert sorted(received) == addresses  # the outsider (org 1) got none
+        assert all(m.get_content_type() == "multipart/signed" for m in received.values())
+        done = http.get(f"/api/v1/mailer/requests/{request_id}", headers=org_admin).json()
+        assert done["BulkRequest"]["status"] == "done" and done["BulkRequest"]["mails"] == "3"
