@@ -58,7 +58,7 @@ async def test_a_mail_to_all_users_is_stored_and_its_job_asked_for_in_one_transa
     answer = r.json()
     assert answer["success"] is True and answer["url"] == "/admin/users/email"
     assert answer["message"] == "E-mail job queued for 3 recipient(s)."
-    assert answer["job_id"] is None and answer["status"] == "pending"
+    assert (answer["job_id"], answer["recipients"], answer["status"]) == (None, "3", "pending")
     request_id = answer["request_id"]
     async with mailer_engine.connect() as conn:
         row = (await conn.execute(select(bulk_request, text("bulk_request.xmin::text AS xid"))

@@ -86,7 +86,7 @@ async def admin_email(request: Request, principal: Admin, engine: EngineDep) -> 
         return MispJSONResponse({
             **success("send", "E-mail", url,
                       message=f"E-mail job queued for {recipients} recipient(s)."),
-            "request_id": request_id, "job_id": None, "recipients": recipients,
+            "request_id": request_id, "job_id": None, "recipients": str(recipients),
             "status": "pending"})
     n = len(result.mails)
     message = f"E-mails sent to {n} recipient(s)."
