@@ -3,6 +3,7 @@ runs a job enqueued over HTTP, and a graceful stop over the control topic (stopW
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -15,6 +16,9 @@ from typing import Any
 import httpx
 import pytest
 from pymisp import PyMISP
+
+from misp_contracts.events.jobs import run_topic
+from misp_platform.testing import start_group_at_end
 
 GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
 
@@ -56,7 +60,10 @@ def test_a_real_worker_runs_a_job_and_stops_when_asked(tmp_path: Path) -> None:
            "JOBS_WORKER_HEARTBEAT_S": "0.5", "MISP_LOG_FORMAT": "json"}
     log = (tmp_path / "worker.log").open("wb")
     # A group of its own that starts at the end of the queue (auto_offset_reset stays earliest
-    # in production: jobs queued before the first worker starts are not lost).
+    # in production: jobs queued before the first worker starts are not lost), so it never
+    # claims the dispatches of other tests' databases left on the topic.
+    asyncio.run(start_group_at_end(os.environ["MISP_KAFKA_BOOTSTRAP_SERVERS"],
+                                   env["JOBS_WORKER_GROUP"], [run_topic("jobs", "cache")]))
     proc = subprocess.Popen([sys.executable, "-m", "jobs", "worker", "cache"], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     try:

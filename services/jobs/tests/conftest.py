@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,24 +24,41 @@ from jobs.handlers.noop import run_noop
 from jobs.settings import JobsSettings
 from misp_contracts.envelope import Actor, Envelope, to_kafka
 from misp_contracts.events.base import DomainEvent
-from misp_contracts.events.jobs import WORKER_CONTROL_TOPIC, run_topic
-from misp_contracts.topics import owned_by
+from misp_contracts.events.jobs import (
+    QUEUES,
+    WORKER_CONTROL_TOPIC,
+    JobType,
+    register_job_type,
+    run_topic,
+)
+from misp_contracts.topics import Topic, owned_by
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.kafka import create_producer, ensure_topics
 from misp_platform.migrations import upgrade
 from misp_platform.relay import OutboxRelay
-from misp_platform.testing import create_test_database, drop_test_database, seed_principal
+from misp_platform.testing import (
+    create_test_database,
+    drop_test_database,
+    seed_principal,
+    start_group_at_end,
+)
 from misp_platform.worker import WorkerRunner
-
-from .support import start_group_at_end
 
 PEPPER = secrets.token_hex(16)
 MIGRATIONS = Path(__file__).resolve().parents[1] / "src" / "jobs" / "migrations"
 
+# A no-op job type owned by a service that only these tests run: no worker of the running stack
+# reads its run topics, so a test that needs a dispatch to wait unclaimed gets exactly that.
+TEST_OWNER = "jobstest"
+TEST_NOOP = register_job_type(JobType(
+    name="test_noop", owner=TEST_OWNER, queues=QUEUES,
+    description="The no-op job, run only by the jobs tests' own workers."))
+
 
 @pytest.fixture
 async def jobs_db(pg_url: str, kafka_bootstrap: str) -> AsyncIterator[str]:
-    await ensure_topics(kafka_bootstrap, owned_by("jobs"))
+    await ensure_topics(kafka_bootstrap, [*owned_by("jobs"), *(
+        Topic(run_topic(TEST_OWNER, q), "jobs", partitions=1) for q in QUEUES)])
     url = await create_test_database(pg_url, prefix="test_jobs")
     await asyncio.to_thread(upgrade, MIGRATIONS, url)
     engine = create_async_engine(url)
@@ -85,52 +103,98 @@ async def client(jobs_settings: JobsSettings) -> AsyncIterator[httpx.AsyncClient
         yield http
 
 
+class Pipeline:
+    """The jobs consumer and relay as tasks; either may start later than the other (a test can
+    hold the consumer back while the relay already publishes)."""
+
+    def __init__(self, settings: JobsSettings, engine: AsyncEngine, bootstrap: str) -> None:
+        self.settings, self.engine, self.bootstrap = settings, engine, bootstrap
+        self.group = f"test-jobs-{uuid.uuid4().hex}"
+        self.stop = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.producer = create_producer(bootstrap)
+
+    async def open(self) -> None:
+        await start_group_at_end(self.bootstrap, self.group, topics(self.settings))
+        await self.producer.start()
+
+    def start_relay(self) -> None:
+        relay = OutboxRelay(self.engine, self.settings.database_url, self.producer,
+                            poll_interval_s=0.05)
+        self.tasks.append(asyncio.create_task(relay.run(self.stop)))
+
+    def start_consumer(self) -> None:
+        runner = ConsumerRunner(service="jobs", group=self.group, engine=self.engine,
+                                bootstrap_servers=self.bootstrap,
+                                handlers=handlers(self.settings), topics=topics(self.settings),
+                                backoff_s=0.05)
+        self.tasks.append(asyncio.create_task(runner.run(self.stop)))
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.gather(*self.tasks)
+        await self.producer.stop()
+
+
 @pytest.fixture
-async def pipeline(jobs_settings: JobsSettings, jobs_engine: AsyncEngine,
-                   kafka_bootstrap: str) -> AsyncIterator[None]:
+async def pipeline_parts(jobs_settings: JobsSettings, jobs_engine: AsyncEngine,
+                         kafka_bootstrap: str) -> AsyncIterator[Pipeline]:
+    """The consumer and relay, not started: the test starts each when it wants."""
+    parts = Pipeline(jobs_settings, jobs_engine, kafka_bootstrap)
+    await parts.open()
+    yield parts
+    await parts.close()
+
+
+@pytest.fixture
+async def pipeline(pipeline_parts: Pipeline) -> AsyncIterator[None]:
     """The jobs consumer and relay as tasks."""
-    group = f"test-jobs-{uuid.uuid4().hex}"
-    await start_group_at_end(kafka_bootstrap, group, topics(jobs_settings))
-    runner = ConsumerRunner(service="jobs", group=group, engine=jobs_engine,
-                            bootstrap_servers=kafka_bootstrap,
-                            handlers=handlers(jobs_settings), topics=topics(jobs_settings),
-                            backoff_s=0.05)
-    producer = create_producer(kafka_bootstrap)
-    await producer.start()
-    relay = OutboxRelay(jobs_engine, jobs_settings.database_url, producer, poll_interval_s=0.05)
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(runner.run(stop)), asyncio.create_task(relay.run(stop))]
+    pipeline_parts.start_relay()
+    pipeline_parts.start_consumer()
     yield
-    stop.set()
-    await asyncio.gather(*tasks)
-    await producer.stop()
 
 
-WorkerFactory = Callable[..., Awaitable[WorkerRunner]]
+class WorkerFactory:
+    """Starts in-process no-op workers (jobs' own) for a queue, in a consumer group of the test
+    that reads the run topic from the moment the queue was first positioned (or started)."""
+
+    def __init__(self, engine: AsyncEngine, bootstrap: str) -> None:
+        self.engine, self.bootstrap = engine, bootstrap
+        self.group = f"test-jobs-worker-{uuid.uuid4().hex}"
+        self.positioned: set[str] = set()
+        self.stop = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def position_now(self, queue: str, service: str = TEST_OWNER) -> None:
+        """Workers of `queue` started later read the dispatches sent from now on."""
+        await start_group_at_end(self.bootstrap, f"{self.group}-{service}-{queue}",
+                                 [run_topic(service, queue)])
+        self.positioned.add(f"{service}-{queue}")
+
+    async def __call__(self, queue: str = "default", service: str = TEST_OWNER,
+                       **kw: Any) -> WorkerRunner:
+        """A worker of `service`: `TEST_OWNER` (the default) runs `test_noop`, which no
+        worker of the running stack takes; "jobs" runs `noop`."""
+        if f"{service}-{queue}" not in self.positioned:
+            await self.position_now(queue, service)
+        runner = WorkerRunner(service=service, queue=queue, engine=self.engine,
+                              bootstrap_servers=self.bootstrap,
+                              handlers={"noop": run_noop, "test_noop": run_noop},
+                              group=f"{self.group}-{service}-{queue}", heartbeat_s=0.5, **kw)
+        ready = asyncio.Event()
+        self.tasks.append(asyncio.create_task(runner.run(self.stop, ready=ready)))
+        await asyncio.wait_for(ready.wait(), 30)
+        return runner
 
 
 @pytest.fixture
 async def start_worker(jobs_engine: AsyncEngine,
                        kafka_bootstrap: str) -> AsyncIterator[WorkerFactory]:
-    """Start in-process no-op workers (jobs' own) for a queue, in a group of the test."""
-    stop = asyncio.Event()
-    tasks: list[asyncio.Task[None]] = []
-    group = f"test-jobs-worker-{uuid.uuid4().hex}"
-    await asyncio.sleep(0)
-
-    async def start(queue: str = "default", **kw: object) -> WorkerRunner:
-        await start_group_at_end(kafka_bootstrap, f"{group}-{queue}", [run_topic("jobs", queue)])
-        runner = WorkerRunner(service="jobs", queue=queue, engine=jobs_engine,
-                              bootstrap_servers=kafka_bootstrap, handlers={"noop": run_noop},
-                              group=f"{group}-{queue}", heartbeat_s=0.5, **kw)  # type: ignore[arg-type]
-        ready = asyncio.Event()
-        tasks.append(asyncio.create_task(runner.run(stop, ready=ready)))
-        await asyncio.wait_for(ready.wait(), 30)
-        return runner
-
-    yield start
-    stop.set()
-    await asyncio.gather(*tasks)
+    """Start in-process no-op workers for a queue, in a group of the test."""
+    factory = WorkerFactory(jobs_engine, kafka_bootstrap)
+    yield factory
+    factory.stop.set()
+    await asyncio.gather(*factory.tasks)
 
 
 @pytest.fixture

@@ -4,11 +4,10 @@ that start at the end of their topics (so a test never replays other tests' mess
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka import AIOKafkaConsumer
 
 
 def auth(key: str) -> dict[str, str]:
@@ -25,23 +24,6 @@ async def eventually(predicate: Callable[[], Awaitable[Any]], timeout_s: float =
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s (last: {value!r})")
         await asyncio.sleep(interval_s)
-
-
-async def start_group_at_end(bootstrap: str, group: str, topics: Sequence[str]) -> None:
-    """Commit the current end offsets for a new group: it reads only what comes next."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        cluster = await consumer._client.fetch_all_metadata()
-        tps = [TopicPartition(t, p) for t in topics
-               for p in sorted(cluster.partitions_for_topic(t) or ())]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        await consumer.commit({tp: OffsetAndMetadata(off, "") for tp, off in ends.items()})
-    finally:
-        await consumer.stop()
-
 
 
 async def find_on_topic(bootstrap: str, group: str, topic: str, key: str,

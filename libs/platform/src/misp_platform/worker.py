@@ -3,9 +3,14 @@
 type, and reports start, progress and outcome on `misp.jobs.worker.v1` through the service's
 outbox, with heartbeats so that the jobs service notices a dead worker.
 
+A worker runs a job only once the jobs service grants its claim: it reports the start
+(`JobRunStarted`), and the jobs service, taking turns with cancels on the job, answers
+`JobRunGranted` or `JobRunRefused` on the control topic. A job cancelled while it waited (or whose
+attempt is stale) is refused and never runs.
+
 Effects are idempotent by job id: the handler runs in the transaction that records
 `job_run(job_id)` and the outcome report; a job id already recorded is reported again, not redone.
-The offset of a job is committed once its start is reported; a worker that dies later is found by
+The offset of a job is committed once its claim is reported; a worker that dies later is found by
 its missed heartbeats and the jobs service retries or fails the job.
 """
 
@@ -35,7 +40,9 @@ from misp_contracts.events.jobs import (
     WORKER_CONTROL_TOPIC,
     CancelJobRun,
     JobRunFinished,
+    JobRunGranted,
     JobRunProgressed,
+    JobRunRefused,
     JobRunStarted,
     RunJob,
     StopWorker,
@@ -103,8 +110,13 @@ class WorkerRunner:
     prefetch: int = 1
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:"
                                                    f"{uuid.uuid4().hex[:8]}")
+    # How long a worker waits for the answer to a claim (a stopping one: how much longer)
+    # before it gives the attempt up as failed (the jobs service retries it).
+    answer_timeout_s: float = 60.0
+    answer_timeout_on_stop_s: float = 10.0
     succeeded: int = 0
     failed: int = 0
+    refused: int = 0
 
     def __post_init__(self) -> None:
         wanted = {t.name for t in JOB_TYPES.values()
@@ -121,6 +133,9 @@ class WorkerRunner:
         self.current: JobContext | None = None
         self.cancelled_ids: set[int] = set()
         self.stop_requested = asyncio.Event()
+        self.control_ready = asyncio.Event()
+        # The answers awaited for the claims of this worker, by job id.
+        self.answers: dict[int, asyncio.Future[JobRunGranted | JobRunRefused]] = {}
 
     async def _publish(self, conn: AsyncConnection, event: DomainEvent, key: str) -> None:
         envelope = Envelope(source=f"/{self.service}", type=event.type, subject=key,
@@ -151,6 +166,8 @@ class WorkerRunner:
             tp = TopicPartition(WORKER_CONTROL_TOPIC, 0)
             consumer.assign([tp])
             await consumer.seek_to_end(tp)
+            await consumer.position(tp)  # from here on, every answer to our claims is seen
+            self.control_ready.set()
             while not stop.is_set():
                 for records in (await consumer.getmany(timeout_ms=300)).values():
                     for record in records:
@@ -162,7 +179,14 @@ class WorkerRunner:
             await consumer.stop()
 
     def on_control(self, envelope: Envelope) -> None:
-        if envelope.type == CancelJobRun.type:
+        if envelope.type in (JobRunGranted.type, JobRunRefused.type):
+            answer = (JobRunGranted if envelope.type == JobRunGranted.type
+                      else JobRunRefused).model_validate(envelope.data)
+            waiting = self.answers.get(answer.job_id)
+            if answer.worker_id == self.worker_id and waiting is not None \
+                    and not waiting.done():
+                waiting.set_result(answer)
+        elif envelope.type == CancelJobRun.type:
             cancel = CancelJobRun.model_validate(envelope.data)
             self.cancelled_ids.add(cancel.job_id)
             if self.current and self.current.job.job_id == cancel.job_id:
@@ -193,10 +217,11 @@ class WorkerRunner:
         halt = asyncio.Event()
         side = [asyncio.create_task(self._heartbeats(halt)),
                 asyncio.create_task(self._control(halt))]
-        await consumer.start()
-        log.info("worker.started", worker_id=self.worker_id, topic=topic)
         reason = "stopped"
         try:
+            await self._wait_control_ready(side[1])
+            await consumer.start()
+            log.info("worker.started", worker_id=self.worker_id, topic=topic)
             while not stop.is_set() and not self.stop_requested.is_set():
                 batches = await consumer.getmany(timeout_ms=300, max_records=self.prefetch)
                 if ready is not None and not ready.is_set() and consumer.assignment():
@@ -210,7 +235,9 @@ class WorkerRunner:
                 await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
                 for ctx in taken:
                     self.current = ctx
-                    await self.finish_current()
+                    if await self.granted(ctx, stop):
+                        await self.finish_current()
+                    self.current = None
             if self.stop_requested.is_set():
                 reason = "stop requested"
         finally:
@@ -226,8 +253,53 @@ class WorkerRunner:
             log.info("worker.stopped", worker_id=self.worker_id, succeeded=self.succeeded,
                      failed=self.failed)
 
+    async def _wait_control_ready(self, control: asyncio.Task[None]) -> None:
+        ready = asyncio.create_task(self.control_ready.wait())
+        await asyncio.wait({ready, control}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            control.result()  # raise what stopped the control consumer
+            raise RuntimeError("the worker-control consumer stopped before it was ready")
+
+    async def granted(self, ctx: JobContext, stop: asyncio.Event) -> bool:
+        """Wait for the jobs service's answer to the claim of `ctx`: True to run it. Unanswered
+        for too long, the attempt is reported failed (if the claim is granted later, that
+        report ends the attempt and the job is retried)."""
+        waiting = self.answers[ctx.job.job_id]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.answer_timeout_s
+        try:
+            while not waiting.done():
+                if (stop.is_set() or self.stop_requested.is_set()) and \
+                        deadline - loop.time() > self.answer_timeout_on_stop_s:
+                    deadline = loop.time() + self.answer_timeout_on_stop_s
+                if loop.time() > deadline:
+                    await self.report_unanswered(ctx)
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(waiting), 0.5)
+        finally:
+            self.answers.pop(ctx.job.job_id, None)
+        answer = waiting.result()
+        if isinstance(answer, JobRunRefused):
+            self.refused += 1
+            log.info("worker.claim_refused", job_id=ctx.job.job_id, attempt=ctx.job.attempt,
+                     reason=answer.reason)
+            return False
+        return True
+
+    async def report_unanswered(self, ctx: JobContext) -> None:
+        message = "the jobs service did not answer this worker's claim in time"
+        log.warning("worker.claim_unanswered", job_id=ctx.job.job_id, attempt=ctx.job.attempt)
+        self.failed += 1
+        async with self.engine.begin() as conn:
+            await self._publish(conn, JobRunFinished(
+                worker=self.ref, job_id=ctx.job.job_id, attempt=ctx.job.attempt,
+                outcome="failed", message=message), str(ctx.job.job_id))
+
     async def take(self, records: list[Any]) -> list[JobContext]:
-        """Decode the RunJobs and report their start (before their offsets are committed)."""
+        """Decode the RunJobs and claim them (before their offsets are committed); each runs
+        once `granted`."""
         taken: list[JobContext] = []
         for record in records:
             try:
@@ -237,11 +309,15 @@ class WorkerRunner:
                 continue
             taken.append(JobContext(job=job, report=self._reporter(job),
                                     cancelled=job.job_id in self.cancelled_ids))
+        loop = asyncio.get_running_loop()
+        for ctx in taken:
+            self.answers[ctx.job.job_id] = loop.create_future()
         if taken:
             async with self.engine.begin() as conn:
                 for ctx in taken:
                     await self._publish(conn, JobRunStarted(
-                        worker=self.ref, job_id=ctx.job.job_id, attempt=ctx.job.attempt),
+                        worker=self.ref, job_id=ctx.job.job_id, attempt=ctx.job.attempt,
+                        origin=ctx.job.origin),
                         str(ctx.job.job_id))
         failpoints.hit("worker.after_start")
         return taken

@@ -25,9 +25,10 @@ from jobs.handlers import tasks
 from jobs.scheduler import Scheduler
 from misp_contracts.envelope import Actor
 from misp_contracts.events.jobs import run_topic
+from misp_platform.testing import start_group_at_end
 
 from ..conftest import WorkerFactory
-from ..support import eventually, start_group_at_end
+from ..support import eventually
 
 
 @contextmanager
@@ -93,7 +94,7 @@ async def test_a_worker_killed_mid_job_is_noticed_and_its_job_retried_elsewhere(
     assert f"{proc.pid}" in row.message and "heartbeats" in row.message
     assert detected_s < 10
 
-    await start_worker("update")
+    await start_worker("update", "jobs")
     clock = [datetime.now(UTC)]
     scheduler.clock = lambda: clock[0]
 

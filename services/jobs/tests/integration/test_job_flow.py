@@ -9,18 +9,20 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jobs.adapters import store
 from jobs.adapters.tables import job, job_attempt
 from jobs.handlers import jobs as commands
 from jobs.scheduler import Scheduler
 from misp_contracts.envelope import Actor
 from misp_contracts.events.jobs import JOB_TOPIC, EnqueueJob, JobRejected, RunJob, run_topic
+from misp_platform.testing import start_group_at_end
 from misp_platform.worker import job_run
 
-from ..conftest import WorkerFactory, now
-from ..support import auth, eventually, find_on_topic, start_group_at_end
+from ..conftest import TEST_NOOP, TEST_OWNER, Pipeline, WorkerFactory, now
+from ..support import auth, eventually, find_on_topic
 
 
 async def job_row(engine: AsyncEngine, job_id: int) -> Any:
@@ -39,8 +41,9 @@ async def wait_status(engine: AsyncEngine, job_id: int, status: int,
 
 async def enqueue(engine: AsyncEngine, **kw: Any) -> int:
     async with engine.begin() as conn:
-        return await commands.enqueue(conn, job_type="noop", queue=kw.pop("queue", "default"),
-                                      actor=Actor.system(), **kw)
+        return await commands.enqueue(conn, job_type=kw.pop("job_type", TEST_NOOP.name),
+                                      queue=kw.pop("queue", "default"), actor=Actor.system(),
+                                      **kw)
 
 
 async def test_a_job_asked_for_on_kafka_is_queued_run_with_progress_and_completed(
@@ -49,7 +52,7 @@ async def test_a_job_asked_for_on_kafka_is_queued_run_with_progress_and_complete
         admin_key: str) -> None:
     await start_worker("default")
     request_id = uuid.uuid4().hex
-    await publish(EnqueueJob(request_id=request_id, job_type="noop",
+    await publish(EnqueueJob(request_id=request_id, job_type=TEST_NOOP.name,
                              data={"steps": 2, "step_s": 0.05}), request_id)
 
     async def queued() -> Any:
@@ -122,8 +125,10 @@ async def test_running_the_same_job_id_twice_does_not_double_its_effect(
     job_id = await enqueue(jobs_engine)
     await wait_status(jobs_engine, job_id, 4)
     # The same attempt delivered again (a redelivery after a crash, a replayed topic).
-    await publish(RunJob(job_id=job_id, attempt=1, job_type="noop", queue="default"),
-                  str(job_id), topic=run_topic("jobs", "default"))
+    async with jobs_engine.connect() as conn:
+        origin = await store.instance_id(conn)
+    await publish(RunJob(job_id=job_id, attempt=1, job_type=TEST_NOOP.name, queue="default",
+                         origin=origin), str(job_id), topic=run_topic(TEST_OWNER, "default"))
     marker = await enqueue(jobs_engine)  # behind the duplicate on the same worker
     await wait_status(jobs_engine, marker, 4)
     async with jobs_engine.connect() as conn:
@@ -153,3 +158,61 @@ async def test_cancelling_a_running_job_stops_it_at_its_next_step(
         return ws["default"]["workers"] and ws["default"]["workers"][0]["job_id"] is None
 
     assert await eventually(worker_idle, 20)
+
+
+async def runs_of(engine: AsyncEngine, job_id: int) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(job_run).where(
+            job_run.c.job_id == job_id))).scalar_one())
+
+
+async def test_a_job_cancelled_while_a_worker_already_holds_it_is_refused_and_never_runs(
+        pipeline_parts: Pipeline, start_worker: WorkerFactory,
+        jobs_engine: AsyncEngine) -> None:
+    # The relay runs, the jobs consumer is held back: the worker takes the dispatch and claims
+    # it, and the cancel reaches the job before the claim does.
+    pipeline_parts.start_relay()
+    worker = await start_worker("default")
+    job_id = await enqueue(jobs_engine)
+    assert await eventually(lambda: _holding(worker, job_id))
+    async with jobs_engine.begin() as conn:
+        await commands.cancel(conn, job_id, Actor(email="admin@example.test", org_id=1))
+    pipeline_parts.start_consumer()
+    await eventually(lambda: _value(worker.refused == 1))
+    row = await job_row(jobs_engine, job_id)
+    assert (row.status, row.cancelled) == (3, True)
+    assert row.message == "Cancelled: by admin@example.test"
+    assert await runs_of(jobs_engine, job_id) == 0
+    # The worker goes on with the next job.
+    marker = await enqueue(jobs_engine)
+    await wait_status(jobs_engine, marker, 4)
+    assert await runs_of(jobs_engine, job_id) == 0
+    assert worker.succeeded == 1
+
+
+async def test_a_worker_started_after_a_cancel_does_not_run_the_cancelled_job(
+        pipeline: None, start_worker: WorkerFactory, jobs_engine: AsyncEngine,
+        client: httpx.AsyncClient, admin_key: str) -> None:
+    await start_worker.position_now("default")
+    # No worker yet: the dispatch waits on the run topic.
+    job_id = await enqueue(jobs_engine)
+    await eventually(lambda: _job_dispatched(jobs_engine))
+    cancel = await client.post(f"/api/v1/jobs/jobs/{job_id}/cancel", headers=auth(admin_key))
+    assert cancel.status_code == 200, cancel.text
+    worker = await start_worker("default")
+    await eventually(lambda: _value(worker.refused == 1))
+    assert await runs_of(jobs_engine, job_id) == 0
+    assert (await job_row(jobs_engine, job_id)).status == 3
+
+
+async def _holding(worker: Any, job_id: int) -> bool:
+    return job_id in worker.answers
+
+
+async def _value(value: bool) -> bool:
+    return value
+
+
+async def _job_dispatched(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:  # the relay sent everything: the outbox is empty
+        return not (await conn.execute(text("SELECT 1 FROM outbox LIMIT 1"))).first()

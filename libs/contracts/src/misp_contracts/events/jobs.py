@@ -4,8 +4,10 @@ that enqueue jobs, dispatch them to workers and steer workers.
 A service asks for a job with `EnqueueJob` on `misp.jobs.commands.v1` (its `request_id` comes
 back in `JobQueued` or `JobRejected` on `misp.jobs.job.v1`). The jobs service dispatches `RunJob`
 on the run topic of the (owner, queue) pair of the job type, which only the owner's workers read:
-a queue never hands a job to a worker that cannot run it. Workers report on
-`misp.jobs.worker.v1`; the jobs service turns the reports into the job's own events.
+a queue never hands a job to a worker that cannot run it. A worker claims each job it takes
+(`JobRunStarted`) and runs it only once the jobs service grants the claim on the control topic,
+so a job cancelled while it waits never runs. Workers report on `misp.jobs.worker.v1`; the jobs
+service turns the reports into the job's own events.
 """
 
 from __future__ import annotations
@@ -149,6 +151,8 @@ class RunJob(DomainEvent):
     job_input: str = ""
     data: dict[str, Any] = Field(default_factory=dict)
     org_id: int = 0
+    # The jobs deployment that dispatched it (its claims are answered by that one only).
+    origin: str = ""
 
 
 @register
@@ -173,6 +177,34 @@ class CancelJobRun(DomainEvent):
     topic: ClassVar[str] = WORKER_CONTROL_TOPIC
     job_id: int
     reason: str = ""
+
+
+@register
+class JobRunGranted(DomainEvent):
+    """The jobs service's answer to a worker's claim (`JobRunStarted`): the attempt is this
+    worker's, it may run the job. The claim and a cancel take turns on the job, so a job
+    cancelled while waiting is refused, never run."""
+
+    type: ClassVar[str] = "misp.jobs.worker-control.run-granted.v1"
+    topic: ClassVar[str] = WORKER_CONTROL_TOPIC
+    worker_id: str
+    job_id: int
+    attempt: int
+    origin: str = ""
+
+
+@register
+class JobRunRefused(DomainEvent):
+    """The answer to a claim the worker must not run: the job was cancelled, the attempt is
+    stale (retried, re-run) or another worker holds it."""
+
+    type: ClassVar[str] = "misp.jobs.worker-control.run-refused.v1"
+    topic: ClassVar[str] = WORKER_CONTROL_TOPIC
+    worker_id: str
+    job_id: int
+    attempt: int
+    reason: str
+    origin: str = ""
 
 
 # ---- the job aggregate (jobs service) ------------------------------------------------------
@@ -296,11 +328,15 @@ class WorkerStopped(DomainEvent):
 
 @register
 class JobRunStarted(DomainEvent):
+    """A worker's claim of an attempt it took from its run topic; it runs the job only once
+    the jobs service answers `JobRunGranted`."""
+
     type: ClassVar[str] = "misp.jobs.worker.run-started.v1"
     topic: ClassVar[str] = WORKER_TOPIC
     worker: WorkerRef
     job_id: int
     attempt: int
+    origin: str = ""  # the RunJob's
 
 
 @register

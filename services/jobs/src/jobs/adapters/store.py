@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs.adapters.tables import job_id_seq, task_id_seq
+from jobs.adapters.tables import job_id_seq, jobs_instance, task_id_seq
 from jobs.domain.model import Job, replay, stream_id_of
 from jobs.projections import project
 from misp_contracts.envelope import Actor, Envelope
@@ -17,6 +17,15 @@ from misp_contracts.events.base import DomainEvent, decode
 from misp_platform.eventstore import EventStore
 
 store = EventStore("jobs")
+_instance_ids: dict[str, str] = {}
+
+
+async def instance_id(conn: AsyncConnection) -> str:
+    """This deployment's id (`jobs_instance`), read once per database."""
+    key = str(conn.engine.url)
+    if key not in _instance_ids:
+        _instance_ids[key] = str((await conn.execute(select(jobs_instance.c.id))).scalar_one())
+    return _instance_ids[key]
 
 
 async def next_job_id(conn: AsyncConnection) -> int:

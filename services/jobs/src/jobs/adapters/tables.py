@@ -3,7 +3,8 @@
 `job` and `task` are the read models of the job and task streams, written in the same
 transaction as each append; `job_attempt` is each job's attempt history; `worker` is the
 projection of worker heartbeats; `task_tick` is the scheduler's claim, unique per (task, due
-time): two schedulers can never both queue the same tick.
+time): two schedulers can never both queue the same tick; `jobs_instance` holds the id of
+this jobs deployment, which its dispatches carry and the workers' claims echo.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -117,4 +119,12 @@ task_tick = Table(
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("outcome", String(32), nullable=False),
     UniqueConstraint("task_id", "due_at", name="ux_task_tick"),
+)
+
+# One row: this deployment's id. Claims naming another deployment's dispatch (a second stack on
+# the same Kafka cluster, a test's own database) are not this service's to answer.
+jobs_instance = Table(
+    "jobs_instance", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -135,6 +135,17 @@ def start(job: Job, *, attempt: int, worker_id: str, host: str, pid: int) -> lis
     return [JobStarted(job_id=job.id, attempt=attempt, worker_id=worker_id, host=host, pid=pid)]
 
 
+def refusal(job: Job, *, attempt: int) -> str:
+    """Why a worker's claim of `attempt` was not granted (`start` decided nothing)."""
+    if job.cancelled:
+        return job.state.message
+    if job.finished:
+        return f"job {job.id} already ended: {job.state.message}"
+    if attempt != job.state.attempt or job.retry_at is not None:
+        return f"attempt {attempt} is stale (the job is at attempt {job.state.attempt})"
+    return f"attempt {attempt} is already held by worker {job.worker_id}"
+
+
 def progress(job: Job, *, attempt: int, value: int, message: str) -> list[DomainEvent]:
     if attempt != job.state.attempt or job.finished:
         return []

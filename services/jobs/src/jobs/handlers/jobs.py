@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import structlog
 from sqlalchemy import DateTime, and_, func, literal, select, update
@@ -30,7 +30,9 @@ from misp_contracts.events.jobs import (
     JobRejected,
     JobRetried,
     JobRunFinished,
+    JobRunGranted,
     JobRunProgressed,
+    JobRunRefused,
     JobRunStarted,
     RunJob,
     WorkerHeartbeat,
@@ -48,7 +50,10 @@ SOURCE = "/jobs"
 HEARTBEAT_GRACE_S = 2.0
 
 
-async def _send(conn: AsyncConnection, event: RunJob | CancelJobRun, *, topic: str, key: str,
+ToWorkers: TypeAlias = RunJob | CancelJobRun | JobRunGranted | JobRunRefused
+
+
+async def _send(conn: AsyncConnection, event: ToWorkers, *, topic: str, key: str,
                 actor: Actor, cause: Envelope | None = None) -> None:
     data = event.model_dump(mode="json")
     env = (cause.caused(source=SOURCE, type=event.type, subject=key, data=data, actor=actor)
@@ -64,7 +69,8 @@ async def dispatch(conn: AsyncConnection, j: Job | None, attempt: int, actor: Ac
     s = j.state
     owner = JOB_TYPES[s.job_type].owner
     await _send(conn, RunJob(job_id=s.id, attempt=attempt, job_type=s.job_type, queue=s.queue,
-                             job_input=s.job_input, data=s.data, org_id=s.org_id),
+                             job_input=s.job_input, data=s.data, org_id=s.org_id,
+                             origin=await store.instance_id(conn)),
                 topic=run_topic(owner, s.queue), key=str(s.id), actor=actor, cause=cause)
 
 
@@ -122,11 +128,35 @@ async def _apply(conn: AsyncConnection, job_id: int, decide: Decide,
 
 
 async def when_run_started_mark_running(conn: AsyncConnection, envelope: Envelope) -> None:
+    """A worker's claim: granted when the attempt is still waiting (the job becomes running),
+    refused otherwise (cancelled, stale, held by another worker). The answer goes back on the
+    control topic in this transaction; the worker runs the job only once granted."""
     r = JobRunStarted.model_validate(envelope.data)
-    await _apply(conn, r.job_id, lambda j: model.start(
-        j, attempt=r.attempt, worker_id=r.worker.worker_id, host=r.worker.host,
-        pid=r.worker.pid), envelope)
-    await _touch_worker(conn, r.worker, envelope.time, job_id=r.job_id)
+    origin = await store.instance_id(conn)
+    if r.origin != origin:
+        return  # another deployment's dispatch (a second stack on the cluster): not ours
+    granted = False
+    reason = f"Invalid job: {r.job_id}"
+
+    def decide(j: Job) -> list[DomainEvent]:
+        nonlocal granted, reason
+        events = model.start(j, attempt=r.attempt, worker_id=r.worker.worker_id,
+                             host=r.worker.host, pid=r.worker.pid)
+        granted = bool(events)
+        if not granted:
+            reason = model.refusal(j, attempt=r.attempt)
+        return events
+
+    await _apply(conn, r.job_id, decide, envelope)
+    answer: JobRunGranted | JobRunRefused = (
+        JobRunGranted(worker_id=r.worker.worker_id, job_id=r.job_id, attempt=r.attempt,
+                      origin=origin)
+        if granted else JobRunRefused(worker_id=r.worker.worker_id, job_id=r.job_id,
+                                      attempt=r.attempt, reason=reason, origin=origin))
+    await _send(conn, answer, topic=answer.topic, key=str(r.job_id), actor=Actor.system(),
+                cause=envelope)
+    await _touch_worker(conn, r.worker, envelope.time,
+                        job_id=r.job_id if granted else None)
 
 
 async def when_run_progressed_record(conn: AsyncConnection, envelope: Envelope) -> None:
