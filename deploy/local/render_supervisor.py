@@ -24,12 +24,15 @@ ROLES = ("api", "relay", "consume")
 EXTRA_PROGRAMS = (
     ("jobs", "jobs-scheduler-1", "scheduler"),
     ("jobs", "jobs-scheduler-2", "scheduler"),
+    # No-op jobs (tests, benchmarks) on the default queue; the other queues are left to the
+    # tests' and benchmarks' own workers.
     ("jobs", "jobs-worker-default", "worker default"),
-    # Each owner's job types (misp_contracts.events.jobs), on their default queue.
-    ("audit", "audit-worker-default", "worker default"),
-    ("identity", "identity-worker-default", "worker default"),
-    ("settings", "settings-worker-default", "worker default"),
-    ("mailer", "mailer-worker-email", "worker email"),
+    # Each owner's job types (misp_contracts.events.jobs), on every queue they are registered
+    # on: one process per service, one worker per queue in it.
+    ("audit", "audit-worker", "worker"),
+    ("identity", "identity-worker", "worker"),
+    ("settings", "settings-worker", "worker"),
+    ("mailer", "mailer-worker", "worker"),
 )
 MARKER = ";; ---- per program ----"
 

@@ -1,6 +1,8 @@
-"""An owner's job through the real processes and the gateway: `audit_verify`, enqueued over the
-jobs API with the site admin's key, is run by the audit's own worker (supervisor's
-`audit-worker-default`) and completes with the verification summary as its message."""
+"""Owners' jobs through the real processes and the gateway: `audit_verify` and
+`settings_diagnostics`, enqueued over the jobs API with the site admin's key on each queue they
+are registered on, are run by their owner's worker process (supervisor's `audit-worker`,
+`settings-worker`: one process per service, a worker per queue) and complete; every queue an
+owner's job type runs in has a live worker in `servers/getWorkers`."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from misp_contracts.events.jobs import STATUS_COMPLETED
+from misp_contracts.events.jobs import JOB_TYPES, STATUS_COMPLETED
+from misp_contracts.events.jobs import QUEUES as JOB_QUEUES
 
 GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
 
@@ -24,9 +27,9 @@ def _headers() -> dict[str, str]:
     return {"Authorization": path.read_text().strip(), "Accept": "application/json"}
 
 
-def test_an_audit_verify_job_enqueued_over_the_api_is_run_by_the_audit_worker() -> None:
+def _run(job_type: str, queue: str) -> dict[str, Any]:
     made = httpx.post(f"{GATEWAY}/api/v1/jobs/jobs", headers=_headers(), timeout=30,
-                      json={"job_type": "audit_verify", "worker": "default"})
+                      json={"job_type": job_type, "worker": queue})
     assert made.status_code == 200, made.text
     job_id = made.json()["Job"]["id"]
 
@@ -41,4 +44,24 @@ def test_an_audit_verify_job_enqueued_over_the_api_is_run_by_the_audit_worker() 
             break
         time.sleep(0.3)
     assert int(job.get("status", 0)) == STATUS_COMPLETED, job
+    return job
+
+
+@pytest.mark.parametrize("queue", ["default", "prio"])
+def test_an_audit_verify_job_enqueued_over_the_api_is_run_by_the_audit_worker(
+        queue: str) -> None:
+    job = _run("audit_verify", queue)
+    assert job["worker"] == queue
     assert job["message"].startswith(("Audit log verified: ", "Audit log BROKEN: ")), job
+
+
+def test_a_settings_diagnostics_job_on_the_prio_queue_is_run_by_the_settings_worker() -> None:
+    job = _run("settings_diagnostics", "prio")
+    assert job["worker"] == "prio"
+
+
+def test_every_queue_of_an_owners_job_type_has_a_live_worker() -> None:
+    workers = httpx.get(f"{GATEWAY}/servers/getWorkers", headers=_headers(), timeout=30).json()
+    live = {(w["service"], q) for q in JOB_QUEUES for w in workers[q]["workers"] if w["alive"]}
+    wanted = {(t.owner, q) for t in JOB_TYPES.values() for q in t.queues if t.owner != "jobs"}
+    assert wanted <= live, sorted(wanted - live)

@@ -1,5 +1,9 @@
-"""`python -m <service> worker <queue>`: the extra command that runs a service's job handlers
-in a `WorkerRunner` for one of the queues its job types are registered on."""
+"""`python -m <service> worker [queue ...]`: the extra command that runs a service's job
+handlers, one `WorkerRunner` per queue (each its own worker, with its own heartbeats) in one
+process; without queues, every queue the service's job types are registered on.
+
+A stop request that reaches any of the process's workers stops the process (after the jobs in
+hand): the supervisor starts it again, with all its queues."""
 
 from __future__ import annotations
 
@@ -32,8 +36,10 @@ def worker_command(service: str,
 
     def command(settings: ServiceSettings, args: list[str]) -> int:
         queues = owned_queues(service)
-        if len(args) != 1 or args[0] not in queues:
-            print(f"usage: python -m {service} worker <{'|'.join(queues)}>", file=sys.stderr)
+        chosen = list(dict.fromkeys(args)) or queues
+        if not set(chosen) <= set(queues):
+            print(f"usage: python -m {service} worker [{' '.join(queues)}] (one or more; "
+                  "none: all)", file=sys.stderr)
             return 2
 
         async def main() -> None:
@@ -41,15 +47,23 @@ def worker_command(service: str,
             for sig in (signal.SIGTERM, signal.SIGINT):
                 asyncio.get_running_loop().add_signal_handler(sig, stop.set)
             engine = create_engine(settings.database_url)
+            jobs = handlers(settings)
+
+            group = getattr(settings, "worker_group", "") or None
+
+            async def serve(queue: str) -> None:
+                try:
+                    await WorkerRunner(
+                        service=service, queue=queue, engine=engine,
+                        bootstrap_servers=settings.kafka_bootstrap_servers, handlers=jobs,
+                        group=f"{group}-{queue}" if group and len(chosen) > 1 else group,
+                        heartbeat_s=getattr(settings, "worker_heartbeat_s", 2.0),
+                        prefetch=getattr(settings, "worker_prefetch", 1)).run(stop)
+                finally:
+                    stop.set()  # one worker leaving takes the process down: all restart
+
             try:
-                runner = WorkerRunner(
-                    service=service, queue=args[0], engine=engine,
-                    bootstrap_servers=settings.kafka_bootstrap_servers,
-                    handlers=handlers(settings),
-                    group=getattr(settings, "worker_group", "") or None,
-                    heartbeat_s=getattr(settings, "worker_heartbeat_s", 2.0),
-                    prefetch=getattr(settings, "worker_prefetch", 1))
-                await runner.run(stop)
+                await asyncio.gather(*(serve(q) for q in chosen))
             finally:
                 await engine.dispose()
 

@@ -1,5 +1,6 @@
-"""The jobs service's extra commands: `worker <queue>`, `scheduler`, and the ops tools
-`stats`, `clear <queue>`, `cleanup <worker>`, `tail [once]` (the book's CakeResque commands)."""
+"""The jobs service's extra commands: `worker [queue ...]` (the no-op type), `scheduler`, and
+the ops tools `stats`, `clear <queue>`, `cleanup <worker>`, `tail [once]` (the book's CakeResque
+commands)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from misp_contracts.topics import owned_by
 from misp_platform.config import ServiceSettings
 from misp_platform.db import create_engine
 from misp_platform.kafka import ensure_topics
-from misp_platform.worker import WorkerRunner
+from misp_platform.worker import JobHandler
+from misp_platform.worker_command import worker_command
 
 OPERATOR = Actor(email="cli", org_name="SYSTEM")
 
@@ -33,26 +35,8 @@ def _stop() -> asyncio.Event:
     return stop
 
 
-def worker_command(settings: ServiceSettings, args: list[str]) -> int:
-    if len(args) != 1 or args[0] not in QUEUES:
-        print(f"usage: python -m jobs worker <{'|'.join(QUEUES)}>", file=sys.stderr)
-        return 2
-
-    async def main() -> None:
-        engine = create_engine(settings.database_url)
-        try:
-            runner = WorkerRunner(service="jobs", queue=args[0], engine=engine,
-                                  bootstrap_servers=settings.kafka_bootstrap_servers,
-                                  handlers={"noop": run_noop},
-                                  group=getattr(settings, "worker_group", "") or None,
-                                  heartbeat_s=getattr(settings, "worker_heartbeat_s", 2.0),
-                                  prefetch=getattr(settings, "worker_prefetch", 1))
-            await runner.run(_stop())
-        finally:
-            await engine.dispose()
-
-    asyncio.run(main())
-    return 0
+def _noop_handlers(_settings: ServiceSettings) -> dict[str, JobHandler]:
+    return {"noop": run_noop}
 
 
 def scheduler_command(settings: ServiceSettings, _args: list[str]) -> int:
@@ -172,7 +156,7 @@ def tail_command(settings: ServiceSettings, args: list[str]) -> int:
 
 
 COMMANDS = {
-    "worker": worker_command,
+    "worker": worker_command("jobs", _noop_handlers),
     "scheduler": scheduler_command,
     "stats": stats_command,
     "clear": clear_command,
