@@ -10,6 +10,8 @@ import signal
 import sys
 from datetime import UTC, datetime
 
+from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
 from sqlalchemy import func, select
 
 from jobs.adapters.tables import job, worker
@@ -26,6 +28,7 @@ from misp_platform.worker import JobHandler
 from misp_platform.worker_command import worker_command
 
 OPERATOR = Actor(email="cli", org_name="SYSTEM")
+CLEAR_BATCH = 200  # jobs cancelled per transaction by `clear`
 
 
 def _stop() -> asyncio.Event:
@@ -84,19 +87,31 @@ def stats_command(settings: ServiceSettings, _args: list[str]) -> int:
 
 
 def clear_command(settings: ServiceSettings, args: list[str]) -> int:
+    """Cancel every job waiting in a queue, a batch per transaction, with a progress bar."""
     if len(args) != 1 or args[0] not in QUEUES:
         print(f"usage: python -m jobs clear <{'|'.join(QUEUES)}>", file=sys.stderr)
         return 2
+    queue = args[0]
 
     async def main() -> int:
         engine = create_engine(settings.database_url)
+        cancelled = 0
         try:
-            async with engine.begin() as conn:
-                return await job_handlers.cancel_waiting_in_queue(conn, args[0], OPERATOR)
+            async with engine.connect() as conn:
+                ids = await job_handlers.waiting_in_queue(conn, queue)
+            with Progress(*Progress.get_default_columns(), MofNCompleteColumn(),
+                          console=Console(stderr=True)) as bar:
+                task = bar.add_task(f"clearing {queue}", total=len(ids))
+                for start in range(0, len(ids), CLEAR_BATCH):
+                    async with engine.begin() as conn:
+                        cancelled += await job_handlers.cancel_if_waiting(
+                            conn, ids[start:start + CLEAR_BATCH], OPERATOR)
+                    bar.advance(task, len(ids[start:start + CLEAR_BATCH]))
+            return cancelled
         finally:
             await engine.dispose()
 
-    print(f"cancelled {asyncio.run(main())} waiting job(s) in {args[0]}")
+    print(f"cancelled {asyncio.run(main())} waiting job(s) in {queue}")
     return 0
 
 

@@ -34,6 +34,7 @@ async def test_stats_clear_and_tail_work_on_the_jobs_table(jobs_engine: AsyncEng
 
     cleared = await run_cli(jobs_db, "clear", "email")
     assert cleared.returncode == 0 and "cancelled 2 waiting job(s) in email" in cleared.stdout
+    assert "clearing email" in cleared.stderr and "2/2" in cleared.stderr  # the progress bar
     async with jobs_engine.connect() as conn:
         statuses = dict((await conn.execute(select(job.c.id, job.c.status).where(
             job.c.id.in_(ids)))).all())

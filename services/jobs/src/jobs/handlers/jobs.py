@@ -269,13 +269,21 @@ def _fail_if_running(attempt: int, why: str, now: datetime) -> Decide:
     return decide
 
 
-async def cancel_waiting_in_queue(conn: AsyncConnection, queue: str, actor: Actor) -> int:
-    """`clear <queue>`: cancel every job still waiting in it."""
-    ids = (await conn.execute(select(job.c.id).where(and_(
-        job.c.queue == queue, job.c.status == STATUS_WAITING)))).scalars().all()
-    for job_id in ids:
-        await cancel(conn, job_id, actor)
-    return len(ids)
+async def waiting_in_queue(conn: AsyncConnection, queue: str) -> list[int]:
+    return list((await conn.execute(select(job.c.id).where(and_(
+        job.c.queue == queue, job.c.status == STATUS_WAITING)).order_by(job.c.id)))
+        .scalars().all())
+
+
+async def cancel_if_waiting(conn: AsyncConnection, job_ids: list[int], actor: Actor) -> int:
+    """`clear <queue>`: cancel those of `job_ids` still waiting (one may have started since)."""
+    cancelled = 0
+    for job_id in job_ids:
+        j = await store.load_job(conn, job_id)
+        if j is not None and j.state.status == STATUS_WAITING:
+            await cancel(conn, job_id, actor)
+            cancelled += 1
+    return cancelled
 
 
 __all__ = ["JobCancelled", "JobRetried", "cancel", "enqueue", "rerun"]
