@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
@@ -89,7 +90,7 @@ async def read_dead_letters(bootstrap_servers: str, service: str) -> list[DeadLe
         await consumer.stop()
 
 
-async def replay(engine: AsyncEngine, consumer_group: str, handlers: dict[str, Handler],
+async def replay(engine: AsyncEngine, consumer_group: str, handlers: Mapping[str, Handler],
                  letter: DeadLetter) -> str:
     """Apply one dead letter again; returns what happened (applied, already-applied, ...)."""
     envelope = from_kafka(letter.original_headers, letter.value)

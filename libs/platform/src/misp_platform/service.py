@@ -32,6 +32,9 @@ class ServiceSpec:
     topic_pattern: str | None = None
     # The runner class (a service may subclass it, e.g. to handle every type of a pattern).
     consumer_class: type[ConsumerRunner] = ConsumerRunner
+    # The one-message handlers of a runner class that handles types itself (the DLQ replay's);
+    # by default, `handlers` plus each batch handler applied to one message.
+    replay_handlers: Callable[[ServiceSettings], Mapping[str, Handler]] | None = None
     # Runs once the consumer is up (first-run seeding and the like), with the engine.
     on_consumer_start: Callable[[ServiceSettings, AsyncEngine], Awaitable[None]] | None = None
     extra_commands: Mapping[str, Callable[[ServiceSettings, list[str]], int]] = field(
@@ -41,8 +44,10 @@ class ServiceSpec:
     def consumer_group(self) -> str:
         return f"misp.{self.name}"
 
-    def single_handlers(self, settings: ServiceSettings) -> dict[str, Handler]:
+    def single_handlers(self, settings: ServiceSettings) -> Mapping[str, Handler]:
         """Every handler as a one-message handler (what the DLQ replay needs)."""
+        if self.replay_handlers is not None:
+            return self.replay_handlers(settings)
         out: dict[str, Handler] = dict(self.handlers(settings))
         for type_, batch in self.batch_handlers(settings).items():
             out[type_] = _single(batch)

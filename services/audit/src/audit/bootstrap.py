@@ -5,7 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from audit.api.routes import misp_router, router
-from audit.consumer import AuditConsumer, handlers, on_consumer_start
+from audit.consumer import AuditConsumer, handlers, on_consumer_start, replay_handlers
 from audit.handlers.commands import COMMANDS
 from audit.settings import TOPIC_PATTERN, AuditSettings
 from misp_platform.app import create_app as create_platform_app
@@ -25,6 +25,7 @@ spec = ServiceSpec(
     handlers=handlers,
     topic_pattern=TOPIC_PATTERN,
     consumer_class=AuditConsumer,
+    replay_handlers=replay_handlers,
     on_consumer_start=on_consumer_start,
     extra_commands=COMMANDS,
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiokafka import ConsumerRecord
@@ -20,21 +20,26 @@ from misp_contracts.envelope import Envelope
 from misp_platform.config import ServiceSettings
 from misp_platform.consumer import BatchHandler, ConsumerRunner, Handler
 
+H = TypeVar("H", BatchHandler, Handler)
+
 log = structlog.get_logger(__name__)
 
 
-class EveryMispType(dict[str, BatchHandler]):
+class EveryMispType(dict[str, H]):
     """A handler table that answers every `misp.*` type with one handler (known or not)."""
 
-    def __init__(self, handler: BatchHandler) -> None:
+    def __init__(self, handler: H) -> None:
         super().__init__()
         self.handler = handler
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key.startswith("misp.")
 
-    def __missing__(self, key: str) -> BatchHandler:
+    def __missing__(self, key: str) -> H:
         return self.handler
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.handler if key in self else default
 
 
 class AuditConsumer(ConsumerRunner):
@@ -44,7 +49,7 @@ class AuditConsumer(ConsumerRunner):
     def __init__(self, *, options: Options | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.options = options or Options()
-        self.batch_handlers = EveryMispType(self._project)
+        self.batch_handlers = EveryMispType[BatchHandler](self._project)
         self._sources: dict[str, Source] = {}
 
     async def process(self, records: Sequence[ConsumerRecord]) -> None:
@@ -62,6 +67,16 @@ class AuditConsumer(ConsumerRunner):
 
 def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:
     return {}  # AuditConsumer handles every type itself
+
+
+def replay_handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:
+    """A dead letter replayed (`python -m audit dlq replay`): logged like any event, on the
+    chain of events without a source partition (its place in its partition has passed)."""
+
+    async def log_one(conn: AsyncConnection, envelope: Envelope) -> None:
+        await project(conn, [(envelope, None)], Options())
+
+    return EveryMispType[Handler](log_one)
 
 
 _background: set[asyncio.Task[None]] = set()
