@@ -5,10 +5,11 @@ Only the relay (relay.py) ever publishes them; a request handler never talks to 
 
 from __future__ import annotations
 
-import json
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -36,7 +37,7 @@ def _row(message: OutgoingMessage) -> dict[str, object]:
         "message_key": message.key,
         # Header values are text in every message we produce (CloudEvents attributes, errors).
         "headers": [[name, value.decode("utf-8", "replace")] for name, value in message.headers],
-        "payload": message.value.hex(),
+        "payload": base64.b64encode(message.value).decode("ascii"),
     }
 
 
@@ -44,7 +45,7 @@ def _row(message: OutgoingMessage) -> dict[str, object]:
 # in position order (WITH ORDINALITY).
 INSERT_ROWS = text("""
     INSERT INTO outbox (topic, message_key, headers, payload)
-    SELECT m->>'topic', m->>'message_key', m->'headers', decode(m->>'payload', 'hex')
+    SELECT m->>'topic', m->>'message_key', m->'headers', decode(m->>'payload', 'base64')
     FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS r(m, n)
     ORDER BY n
 """)
@@ -59,4 +60,5 @@ async def enqueue(conn: AsyncConnection, envelope: Envelope, *, topic: str,
 async def enqueue_messages(conn: AsyncConnection, messages: Sequence[OutgoingMessage]) -> None:
     """Queue raw records (already encoded), inside the caller's transaction."""
     if messages:
-        await conn.execute(INSERT_ROWS, {"rows": json.dumps([_row(m) for m in messages])})
+        await conn.execute(INSERT_ROWS, {
+            "rows": orjson.dumps([_row(m) for m in messages]).decode("utf-8")})

@@ -146,10 +146,14 @@ def org_row(org: OrganisationState, *, deleted: bool = False) -> dict[str, Any]:
             "deleted": deleted}
 
 
-async def when_user_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
+def _user_values(envelope: Envelope) -> dict[str, Any]:
     event = (UserCreated if envelope.type == UserCreated.type else UserUpdated).model_validate(
         envelope.data)
-    await _upsert(conn, principal_user, "user_id", user_row(event.user))
+    return user_row(event.user)
+
+
+async def when_user_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    await _upsert(conn, principal_user, "user_id", _user_values(envelope))
 
 
 async def when_user_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
@@ -159,10 +163,14 @@ async def when_user_deleted_project(conn: AsyncConnection, envelope: Envelope) -
     await conn.execute(delete(principal_user).where(principal_user.c.user_id == event.user_id))
 
 
-async def when_role_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
+def _role_values(envelope: Envelope) -> dict[str, Any]:
     event = (RoleCreated if envelope.type == RoleCreated.type else RoleUpdated).model_validate(
         envelope.data)
-    await _upsert(conn, principal_role, "role_id", role_row(event.role))
+    return role_row(event.role)
+
+
+async def when_role_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    await _upsert(conn, principal_role, "role_id", _role_values(envelope))
 
 
 async def when_role_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
@@ -170,16 +178,20 @@ async def when_role_deleted_project(conn: AsyncConnection, envelope: Envelope) -
     await conn.execute(delete(principal_role).where(principal_role.c.role_id == event.role_id))
 
 
-async def when_authkey_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
+def _authkey_values(envelope: Envelope) -> dict[str, Any]:
     model = AuthKeyCreated if envelope.type == AuthKeyCreated.type else AuthKeyUpdated
     key = model.model_validate(envelope.data).authkey
-    await _upsert(conn, principal_authkey, "authkey_id", {
+    return {
         "authkey_id": key.id, "uuid": key.uuid, "user_id": key.user_id,
         "key_hmac": key.key_hmac.lower(), "authkey_start": key.authkey_start,
         "authkey_end": key.authkey_end, "expiration": key.expiration,
         "allowed_ips": list(key.allowed_ips) if key.allowed_ips else None,
         "read_only": key.read_only,
-    })
+    }
+
+
+async def when_authkey_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    await _upsert(conn, principal_authkey, "authkey_id", _authkey_values(envelope))
 
 
 async def when_authkey_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
@@ -189,11 +201,14 @@ async def when_authkey_deleted_project(conn: AsyncConnection, envelope: Envelope
         | (principal_authkey.c.key_hmac == event.key_hmac.lower())))
 
 
-async def when_organisation_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
+def _organisation_values(envelope: Envelope) -> dict[str, Any]:
     model = (OrganisationCreated if envelope.type == OrganisationCreated.type
              else OrganisationUpdated)
-    event = model.model_validate(envelope.data)
-    await _upsert(conn, principal_org, "org_id", org_row(event.organisation))
+    return org_row(model.model_validate(envelope.data).organisation)
+
+
+async def when_organisation_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    await _upsert(conn, principal_org, "org_id", _organisation_values(envelope))
 
 
 async def when_organisation_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
@@ -230,6 +245,64 @@ PRINCIPAL_HANDLERS: dict[str, Handler] = {type_: _notifying(handler) for type_, 
     OrganisationUpdated.type: when_organisation_saved_project,
     OrganisationDeleted.type: when_organisation_deleted_project,
 }.items()}
+
+
+# The saves, as (table, key, values of the event): `project_principals` folds runs of them into
+# one statement.
+_SAVES: dict[str, tuple[Table, str, Callable[[Envelope], dict[str, Any]]]] = {
+    UserCreated.type: (principal_user, "user_id", _user_values),
+    UserUpdated.type: (principal_user, "user_id", _user_values),
+    RoleCreated.type: (principal_role, "role_id", _role_values),
+    RoleUpdated.type: (principal_role, "role_id", _role_values),
+    AuthKeyCreated.type: (principal_authkey, "authkey_id", _authkey_values),
+    AuthKeyUpdated.type: (principal_authkey, "authkey_id", _authkey_values),
+    OrganisationCreated.type: (principal_org, "org_id", _organisation_values),
+    OrganisationUpdated.type: (principal_org, "org_id", _organisation_values),
+}
+_OTHERS: dict[str, Handler] = {
+    UserDeleted.type: when_user_deleted_project,
+    RoleDeleted.type: when_role_deleted_project,
+    AuthKeyDeleted.type: when_authkey_deleted_project,
+    OrganisationDeleted.type: when_organisation_deleted_project,
+}
+
+
+async def project_principals(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
+    """Apply a batch of principal events in order, with one NOTIFY: a run of saves into one
+    table is one multi-row upsert (the last state of each id wins), a delete ends the run.
+    Other types are skipped."""
+    run: list[dict[str, Any]] = []
+    target: tuple[Table, str] | None = None
+
+    async def flush() -> None:
+        if target is not None and run:
+            latest = {row[target[1]]: row for row in run}
+            stmt = pg_insert(target[0]).values(list(latest.values()))
+            changed: dict[str, Any] = {name: stmt.excluded[name] for name in run[0]
+                                       if name != target[1]}
+            changed["updated_at"] = func.now()
+            await conn.execute(stmt.on_conflict_do_update(index_elements=[target[1]],
+                                                          set_=changed))
+        run.clear()
+
+    applied = False
+    for envelope in envelopes:
+        save = _SAVES.get(envelope.type)
+        if save is not None:
+            if target != save[:2]:
+                await flush()
+                target = save[0], save[1]
+            run.append(save[2](envelope))
+        elif envelope.type in _OTHERS:
+            await flush()
+            await _OTHERS[envelope.type](conn, envelope)
+        else:
+            continue
+        applied = True
+    await flush()
+    if applied:
+        await conn.execute(_NOTIFY)
+        clear_local_caches()
 
 
 _LOOKUP_COLUMNS = (

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+import orjson
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,7 +27,7 @@ from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.audit import AUDIT_LOG_TOPIC, AuditLogRecorded
 from misp_contracts.events.settings import SettingChanged
 from misp_contracts.settings_catalogue import definition
-from misp_platform.auth.principals import PRINCIPAL_HANDLERS
+from misp_platform.auth.principals import PRINCIPAL_HANDLERS, project_principals
 from misp_platform.outbox import OutgoingMessage, enqueue_messages
 
 log = structlog.get_logger(__name__)
@@ -147,12 +148,13 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
         {"ids": ids})}
     settings = await load_log_settings(conn, options.settings_table)
     pending: list[tuple[Envelope, Source | None, LogRow]] = []
+    principals: list[Envelope] = []
     for envelope, source in items:
         if envelope.id in seen:
             continue  # already logged (a replay after the processed mark was lost)
         seen.add(envelope.id)
         if options.principals and envelope.type in PRINCIPAL_HANDLERS:
-            await PRINCIPAL_HANDLERS[envelope.type](conn, envelope)
+            principals.append(envelope)
         row = to_log_row(envelope, settings)
         if envelope.type == SettingChanged.type:
             change = SettingChanged.model_validate(envelope.data)
@@ -161,6 +163,8 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
                 settings = await load_log_settings(conn, options.settings_table)
         if row is not None:
             pending.append((envelope, source, row))
+    if principals:  # a run of saves is one statement, with one NOTIFY for the batch
+        await project_principals(conn, principals)
     if not pending:
         return []
 
@@ -189,7 +193,8 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
         heads[chain] = (entry.seq, entry.hash)
         entries.append(entry)
         rows.append({**_entry_dict(entry), "source_offset": source.offset if source else None})
-    await conn.execute(text(_insert_sql(tables.entry)), {"rows": json.dumps(rows)})
+    await conn.execute(text(_insert_sql(tables.entry)),
+                       {"rows": orjson.dumps(rows).decode("utf-8")})
     await conn.execute(text(
         f"UPDATE {tables.chain} AS c SET seq = h.seq, hash = h.hash, updated_at = now() "
         "FROM unnest(CAST(:c AS text[]), CAST(:s AS bigint[]), CAST(:h AS text[])) "
