@@ -53,3 +53,16 @@ async def test_seeding_twice_changes_nothing(identity) -> None:
     assert len(roles) == 6
     again = await identity.call("GET", "/users/view/me", identity.admin_key)
     assert again.status_code == 200
+
+
+async def test_users_view_me_shows_the_users_settings_by_name(identity) -> None:  # type: ignore[no-untyped-def]
+    user = await identity.add_user(role_id=3)
+    for name, value in (("homepage", {"path": "/x"}), ("dashboard", [1])):
+        done = await identity.call("POST", "/userSettings/setSetting", user["authkey"],
+                                   json={"setting": name, "value": value})
+        assert done.status_code == 200, done.text
+    view = (await identity.call("GET", "/users/view/me", user["authkey"])).json()
+    assert list(view["UserSetting"]) == ["dashboard", "homepage"]
+    assert view["UserSetting"]["homepage"] == {"path": "/x"}
+    assert view["Role"]["id"] == "3" and view["Role"]["default_role"] is True
+    assert view["Organisation"]["id"] == view["User"]["org_id"]

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from identity.domain.roles import role_fields
 from identity.domain.users import user_fields
 from identity.projections import queries
-from misp_contracts.events.identity import AuthKeyState, RoleState, UserState
+from misp_contracts.events.identity import AuthKeyState, UserState
 from misp_contracts.events.orgs import OrganisationState
 from misp_platform.misp import misp_record
 
@@ -37,11 +37,9 @@ def authkey_fields(key: AuthKeyState) -> dict[str, Any]:
 async def user_view(conn: AsyncConnection, user: UserState, *,
                     org_admins: bool = False) -> dict[str, Any]:
     """`users/view` (and `admin/users/view` with `orgAdmins`): User, Role, UserSetting, Org."""
-    loaded_role = await queries.get_role(conn, user.role_id)
-    role: RoleState | None = loaded_role.state if loaded_role else None
-    default_role = await queries.default_role_id(conn)
-    settings = await queries.user_settings_of(conn, user.id)
-    org = await queries.get_org(conn, user.org_id)
+    parts = await queries.user_view_parts(conn, user)
+    role, default_role, settings, org = (parts.role, parts.default_role_id, parts.settings,
+                                         parts.org)
     fields = user_fields(user)
     if org_admins:
         fields["orgAdmins"] = await _org_admins(conn, user.org_id)

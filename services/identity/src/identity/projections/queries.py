@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity.projections.tables import (
@@ -123,6 +123,39 @@ async def keys_of(conn: AsyncConnection, user_id: int) -> list[LoadedKey]:
                               .order_by(authkey.c.authkey_id))
     return [LoadedKey(str(r.stream_id), r.version, AuthKeyState.model_validate(r.state))
             for r in rows]
+
+
+@dataclass(frozen=True)
+class UserViewParts:
+    """What a user's MISP view shows beside the user."""
+
+    role: RoleState | None
+    default_role_id: int | None
+    settings: dict[str, Any]
+    org: OrganisationState | None
+
+
+async def user_view_parts(conn: AsyncConnection, user: UserState) -> UserViewParts:
+    """The user's role, the default role id, the user's settings and org: one round trip."""
+    settings = (select(func.coalesce(func.json_object_agg(
+        user_setting.c.setting, literal_column("value ORDER BY setting")),
+        literal_column("'{}'::json")))
+        .where(user_setting.c.user_id == user.id).scalar_subquery())
+    row = (await conn.execute(select(
+        select(role.c.state).where(role.c.role_id == user.role_id)
+        .scalar_subquery().label("role"),
+        select(admin_setting.c.value).where(admin_setting.c.name == "default_role")
+        .scalar_subquery().label("default_role"),
+        settings.label("settings"),
+        select(org.c.state).where(org.c.org_id == user.org_id, org.c.deleted.is_(False))
+        .scalar_subquery().label("org")))).one()
+    default = row.default_role
+    return UserViewParts(
+        role=RoleState.model_validate(row.role) if row.role is not None else None,
+        default_role_id=(int(default) if isinstance(default, int | str)
+                         and str(default).isdigit() else None),
+        settings=dict(row.settings or {}),
+        org=OrganisationState.model_validate(row.org) if row.org is not None else None)
 
 
 async def user_settings_of(conn: AsyncConnection, user_id: int) -> dict[str, Any]:
