@@ -3,6 +3,7 @@ and how a posted value is read (MISP stores JSON text and decodes it on every re
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 from typing import Any
@@ -46,8 +47,25 @@ def parse_value(value: Any) -> tuple[Any, str | None]:
     """The value as it will be read back (a JSON text is decoded, as MISP's afterFind does), or
     an error for a value too large to keep."""
     if isinstance(value, str):
+        value = _unwrap_bytes_repr(value)
         with contextlib.suppress(ValueError):
             value = json.loads(value)
     if len(json.dumps(value)) > MAX_VALUE_BYTES:
         return None, f"The value can be at most {MAX_VALUE_BYTES} bytes of JSON."
     return value, None
+
+
+def _unwrap_bytes_repr(text: str) -> str:
+    """PyMISP with orjson installed sends a dict value as `str(orjson.dumps(value))`, the
+    Python repr of bytes (`b'{"path":"/x"}'`): take the JSON text out of it. Anything else,
+    or a repr whose content is not a JSON object or array, is kept as it is."""
+    if not (text.startswith(("b'", 'b"')) and text.endswith(text[1]) and len(text) > 3):
+        return text
+    try:
+        inner = ast.literal_eval(text)
+        decoded = inner.decode("utf-8") if isinstance(inner, bytes) else None
+        if decoded is not None and isinstance(json.loads(decoded), dict | list):
+            return decoded
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+        pass
+    return text
