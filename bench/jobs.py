@@ -28,8 +28,7 @@ from pathlib import Path
 # This file is named like the service's package: keep its folder off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
-from aiokafka.structs import OffsetAndMetadata  # noqa: E402
+from aiokafka import AIOKafkaConsumer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
@@ -44,6 +43,7 @@ from misp_contracts.topics import Topic, owned_by  # noqa: E402
 from misp_platform.auth.principals import PRINCIPAL_TOPICS  # noqa: E402
 from misp_platform.kafka import create_producer, ensure_topics  # noqa: E402
 from misp_platform.migrations import upgrade  # noqa: E402
+from misp_platform.testing import start_group_at_end  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 MIGRATIONS = Path(__file__).resolve().parents[1] / "services/jobs/src/jobs/migrations"
@@ -69,22 +69,6 @@ def stop_children() -> None:
             child.wait(15)
         except subprocess.TimeoutExpired:
             child.kill()
-
-
-async def start_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
-    """A new group that reads only what comes next (not the topics' history)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        cluster = await consumer._client.fetch_all_metadata()
-        tps = [TopicPartition(t, p) for t in topics
-               for p in sorted(cluster.partitions_for_topic(t) or ())]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in ends.items()})
-    finally:
-        await consumer.stop()
 
 
 async def raw_kafka(bootstrap: str, count: int) -> float:
@@ -130,9 +114,9 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         async with engine.begin() as conn:  # ids far from the running stack's
             await conn.execute(text("ALTER SEQUENCE job_id_seq RESTART WITH 5000000000000"))
         results["raw_kafka_msgs_per_s"] = await raw_kafka(bootstrap, args.jobs)
-        await start_at_end(bootstrap, env["JOBS_CONSUMER_GROUP"],
+        await start_group_at_end(bootstrap, env["JOBS_CONSUMER_GROUP"],
                            [*PRINCIPAL_TOPICS, JOBS_COMMANDS_TOPIC, WORKER_TOPIC])
-        await start_at_end(bootstrap, env["JOBS_WORKER_GROUP"],
+        await start_group_at_end(bootstrap, env["JOBS_WORKER_GROUP"],
                            [run_topic("jobs", q) for q in ("default", "cache", "update")])
         start("relay", **env)
         start("consume", **env)

@@ -8,34 +8,20 @@ from __future__ import annotations
 import email
 import os
 import secrets
-import time
-from collections.abc import Callable
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from misp_contracts.events.jobs import STATUS_COMPLETED, STATUS_FAILED
 
-from .test_identity_pymisp import GATEWAY, admin_key
+from .support import GATEWAY, admin_key, until
 
 MAIL_DIR = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "mail"
 ORG_ADMIN_ROLE, USER_ROLE = 2, 3
-T = TypeVar("T")
-
-
-def until(check: Callable[[], T | None], what: str, timeout_s: float = 60) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s}s")
-        time.sleep(0.3)
 
 
 def mails_with(token: str) -> dict[str, EmailMessage]:
@@ -68,7 +54,8 @@ def test_a_mail_to_all_users_runs_as_a_job_with_progress_and_reaches_every_user(
             return r.json()["User"] if r.status_code == 200 else None
 
         # Identity learns the organisation from orgs' topic: until then it is unknown there.
-        admin = until(lambda: add_user("bulk-admin", ORG_ADMIN_ROLE), "org known to identity")
+        admin = until(lambda: add_user("bulk-admin", ORG_ADMIN_ROLE), "org known to identity",
+                      timeout_s=60)
         users = [admin, add_user("bulk-a", USER_ROLE), add_user("bulk-b", USER_ROLE)]
         assert all(users)
         addresses = sorted(str(u["email"]) for u in users if u)
@@ -81,7 +68,7 @@ def test_a_mail_to_all_users_runs_as_a_job_with_progress_and_reaches_every_user(
         org_admin = {"Authorization": key.json()["AuthKey"]["authkey_raw"],
                      "Accept": "application/json"}
         until(lambda: http.get("/api/v1/mailer/whoami", headers=org_admin).status_code == 200,
-              "the org admin's key known to the mailer")
+              "the org admin's key known to the mailer", timeout_s=60)
 
         sent = http.post("/admin/users/email", headers=org_admin, json={
             "action": "0", "recipient": "0", "subject": f"Maintenance {token}",
@@ -98,7 +85,7 @@ def test_a_mail_to_all_users_runs_as_a_job_with_progress_and_reaches_every_user(
             assert view["status"] not in ("rejected", "failed"), view
             return view["job_id"]
 
-        job = until(job_id, "the jobs service's JobQueued recorded by the mailer")
+        job = until(job_id, "the jobs service's JobQueued recorded by the mailer", timeout_s=60)
         listed = http.get("/jobs/index/email", headers=site)
         assert listed.status_code == 200, listed.text
         [row] = [j["Job"] for j in listed.json() if str(j["Job"]["id"]) == str(job)]
@@ -110,7 +97,7 @@ def test_a_mail_to_all_users_runs_as_a_job_with_progress_and_reaches_every_user(
             state: dict[str, Any] = r.json()["Job"]
             return state if int(state["status"]) in (STATUS_COMPLETED, STATUS_FAILED) else None
 
-        state = until(finished, "the bulk_email job finished")
+        state = until(finished, "the bulk_email job finished", timeout_s=60)
         assert int(state["status"]) == STATUS_COMPLETED, state
         assert int(state["progress"]) == 100
         assert state["message"] == "Queued 3 e-mail(s).", state
@@ -119,7 +106,7 @@ def test_a_mail_to_all_users_runs_as_a_job_with_progress_and_reaches_every_user(
             found = mails_with(token)
             return found if len(found) >= len(addresses) else None
 
-        received = until(all_arrived, "the mails in the catcher")
+        received = until(all_arrived, "the mails in the catcher", timeout_s=60)
         assert sorted(received) == addresses  # the outsider (org 1) got none
         assert all(m.get_content_type() == "multipart/signed" for m in received.values())
         done = http.get(f"/api/v1/mailer/requests/{request_id}", headers=org_admin).json()

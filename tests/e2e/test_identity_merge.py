@@ -5,24 +5,11 @@ merge and deletes the source."""
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from .test_identity_pymisp import GATEWAY, admin_key
-
-
-def until(check: Callable[[], Any], timeout_s: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what or 'condition'} not met within {timeout_s}s: {value!r}")
-        time.sleep(0.1)
+from .support import GATEWAY, admin_key, until
 
 
 def test_merging_an_organisation_moves_its_users_and_deletes_it() -> None:

@@ -17,7 +17,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pymisp import MISPUser, PyMISP
 
-from .test_identity_pymisp import GATEWAY, admin_key, wait_everywhere
+from .support import GATEWAY, admin_key
+from .test_identity_pymisp import wait_everywhere
 
 TOPICS = re.compile(r"^misp\.")
 

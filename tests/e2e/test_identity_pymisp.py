@@ -4,28 +4,15 @@ identity working on, then revoked from, every service."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import time
-from pathlib import Path
 
 import httpx
-import pytest
 from pymisp import MISPRole, MISPUser, PyMISP
 
 from misp_contracts.topics import SERVICES
 
-GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
-
-
-def admin_key() -> str:
-    path = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "admin.authkey"
-    deadline = time.monotonic() + 30
-    while not path.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if not path.exists():
-        pytest.fail("no admin.authkey: identity's first run did not happen (is org 1 known?)")
-    return path.read_text().strip()
+from .support import GATEWAY, admin_key
 
 
 def wait_everywhere(key: str, status: int, timeout_s: float = 15) -> float:

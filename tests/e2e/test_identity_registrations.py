@@ -21,7 +21,7 @@ from misp_contracts.envelope import Actor, Envelope, to_kafka
 from misp_contracts.events.settings import SETTING_TOPIC, SettingChanged
 from misp_platform.kafka import create_producer
 
-from .test_identity_pymisp import GATEWAY, admin_key
+from .support import GATEWAY, admin_key
 
 SELF_REGISTRATION = "Security.allow_self_registration"
 

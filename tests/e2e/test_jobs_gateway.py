@@ -9,44 +9,20 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from pymisp import PyMISP
 
 from misp_contracts.events.jobs import run_topic
 from misp_platform.testing import start_group_at_end
 
-GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
-
-
-def _admin_key() -> str:
-    path = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "admin.authkey"
-    if not path.exists():
-        pytest.fail(f"{path} is missing: identity writes it on first run", pytrace=False)
-    return path.read_text().strip()
-
-
-def _headers() -> dict[str, str]:
-    return {"Authorization": _admin_key(), "Accept": "application/json"}
-
-
-def _poll(check: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+from .support import GATEWAY, admin_headers, admin_key, until
 
 
 def test_pymisps_worker_calls_answer_in_misps_shapes() -> None:
-    misp = PyMISP(GATEWAY, _admin_key(), ssl=False, timeout=30)
+    misp = PyMISP(GATEWAY, admin_key(), ssl=False, timeout=30)
     workers = misp.get_workers()
     assert isinstance(workers, dict) and workers["controls"] == 1
     assert {"default", "prio", "email", "cache", "update"} <= set(workers)
@@ -68,28 +44,28 @@ def test_a_real_worker_runs_a_job_and_stops_when_asked(tmp_path: Path) -> None:
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         def listed() -> Any:
-            ws = httpx.get(f"{GATEWAY}/servers/getWorkers", headers=_headers()).json()
+            ws = httpx.get(f"{GATEWAY}/servers/getWorkers", headers=admin_headers()).json()
             return [w for w in ws["cache"]["workers"] if w["pid"] == str(proc.pid)
                     and w["alive"]]
 
-        _poll(listed, "the worker's heartbeat")
+        until(listed, "the worker's heartbeat")
         time.sleep(3)  # the group has its partitions
-        made = httpx.post(f"{GATEWAY}/api/v1/jobs/jobs", headers=_headers(), json={
+        made = httpx.post(f"{GATEWAY}/api/v1/jobs/jobs", headers=admin_headers(), json={
             "job_type": "noop", "worker": "cache", "data": {"steps": 2, "step_s": 0.05}})
         assert made.status_code == 200, made.text
         job_id = made.json()["Job"]["id"]
 
         def completed() -> Any:
-            rows = httpx.get(f"{GATEWAY}/jobs/index/cache", headers=_headers()).json()
+            rows = httpx.get(f"{GATEWAY}/jobs/index/cache", headers=admin_headers()).json()
             return [r for r in rows if r["Job"]["id"] == job_id
                     and r["Job"]["job_status"] == "Completed"]
 
-        row = _poll(completed, "the job to complete")[0]["Job"]
+        row = until(completed, "the job to complete")[0]["Job"]
         assert row["progress"] == "100" and row["worker_status"] is True
-        progress = httpx.get(f"{GATEWAY}/jobs/getProgress/{job_id}", headers=_headers())
+        progress = httpx.get(f"{GATEWAY}/jobs/getProgress/{job_id}", headers=admin_headers())
         assert progress.json() == {"progress": "100%"}
 
-        stop = httpx.post(f"{GATEWAY}/servers/stopWorker/{proc.pid}", headers=_headers())
+        stop = httpx.post(f"{GATEWAY}/servers/stopWorker/{proc.pid}", headers=admin_headers())
         assert stop.status_code == 200 and stop.json()["saved"] is True
         assert proc.wait(30) == 0  # a graceful stop, not a kill
     finally:

@@ -6,9 +6,7 @@ owner's job type runs in has a live worker in `servers/getWorkers`."""
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,18 +16,11 @@ from misp_contracts.events.jobs import JOB_TYPES, STATUS_COMPLETED
 from misp_contracts.events.jobs import QUEUES as JOB_QUEUES
 from misp_contracts.topics import SERVICES
 
-GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
-
-
-def _headers() -> dict[str, str]:
-    path = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "admin.authkey"
-    if not path.exists():
-        pytest.fail(f"{path} is missing: identity writes it on first run", pytrace=False)
-    return {"Authorization": path.read_text().strip(), "Accept": "application/json"}
+from .support import GATEWAY, admin_headers
 
 
 def _run(job_type: str, queue: str) -> dict[str, Any]:
-    made = httpx.post(f"{GATEWAY}/api/v1/jobs/jobs", headers=_headers(), timeout=30,
+    made = httpx.post(f"{GATEWAY}/api/v1/jobs/jobs", headers=admin_headers(), timeout=30,
                       json={"job_type": job_type, "worker": queue})
     assert made.status_code == 200, made.text
     job_id = made.json()["Job"]["id"]
@@ -37,7 +28,7 @@ def _run(job_type: str, queue: str) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     job: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        response = httpx.get(f"{GATEWAY}/api/v1/jobs/jobs/{job_id}", headers=_headers(),
+        response = httpx.get(f"{GATEWAY}/api/v1/jobs/jobs/{job_id}", headers=admin_headers(),
                              timeout=30)
         assert response.status_code == 200, response.text
         job = response.json()["Job"]
@@ -62,7 +53,7 @@ def test_a_settings_diagnostics_job_on_the_prio_queue_is_run_by_the_settings_wor
 
 
 def test_every_queue_of_an_owners_job_type_has_a_live_worker() -> None:
-    workers = httpx.get(f"{GATEWAY}/servers/getWorkers", headers=_headers(), timeout=30).json()
+    workers = httpx.get(f"{GATEWAY}/servers/getWorkers", headers=admin_headers(), timeout=30).json()
     live = {(w["service"], q) for q in JOB_QUEUES for w in workers[q]["workers"] if w["alive"]}
     # The services' own types (the jobs service's no-op aside; tests may register their own).
     wanted = {(t.owner, q) for t in JOB_TYPES.values() for q in t.queues

@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiosmtpd.controller import Controller
 from pymisp import MISPUser, PyMISP
 
-from .test_identity_pymisp import GATEWAY, admin_key
+from .support import GATEWAY, admin_key
 
 SMTP_PORT = int(os.environ.get("MAILER_SMTP_PORT", "1025"))
 MAIL_DIR = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "mail"

@@ -3,27 +3,17 @@ admin that identity seeded on first run (`.local/admin.authkey`)."""
 
 from __future__ import annotations
 
-import os
 import uuid
-from pathlib import Path
 
 import pytest
 from pymisp import MISPOrganisation, PyMISP
 
-GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
-
-
-def _admin_key() -> str:
-    state = Path(os.environ.get("MISP_STATE_DIR", ".local"))
-    path = state / "admin.authkey"
-    if not path.exists():
-        pytest.fail(f"{path} is missing: identity writes it on first run", pytrace=False)
-    return path.read_text().strip()
+from .support import GATEWAY, admin_key
 
 
 @pytest.fixture(scope="module")
 def misp() -> PyMISP:
-    return PyMISP(GATEWAY, _admin_key(), ssl=False, timeout=20)
+    return PyMISP(GATEWAY, admin_key(), ssl=False, timeout=20)
 
 
 def _org(**fields: object) -> MISPOrganisation:

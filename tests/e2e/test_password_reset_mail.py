@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .test_identity_pymisp import GATEWAY, admin_key
+from .support import GATEWAY, admin_key
 
 MAIL_DIR = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "mail"
 PASSWORD_RE = re.compile(r"Your temporary password: (\S+)")

@@ -3,34 +3,25 @@ site admin that identity seeded (`.local/admin.authkey`). Every setting changed 
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from pymisp import MISPUser, PyMISP
 
-GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
+from .support import GATEWAY, admin_key, until
+
 HIDE = "Security.hide_organisation_index_from_users"
-
-
-def _admin_key() -> str:
-    path = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "admin.authkey"
-    if not path.exists():
-        pytest.fail(f"{path} is missing: identity writes it on first run", pytrace=False)
-    return path.read_text().strip()
 
 
 @pytest.fixture(scope="module")
 def misp() -> PyMISP:
-    return PyMISP(GATEWAY, _admin_key(), ssl=False, timeout=30)
+    return PyMISP(GATEWAY, admin_key(), ssl=False, timeout=30)
 
 
 @pytest.fixture
@@ -46,18 +37,10 @@ def restore(misp: PyMISP) -> Iterator[Callable[[str], None]]:
         misp.set_server_setting(name, value, force=True)
 
 
-def _poll(check: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_the_constructor_reads_version_user_and_describe_types(misp: PyMISP) -> None:
     assert misp.describe_types["types"] and "ip-dst" in misp.describe_types["types"]
     remote = httpx.get(f"{GATEWAY}/attributes/describeTypes.json",
-                       headers={"Authorization": _admin_key(), "Accept": "application/json"})
+                       headers={"Authorization": admin_key(), "Accept": "application/json"})
     assert set(remote.json()["result"]) == {"types", "categories", "category_type_mappings",
                                             "sane_defaults"}
 
@@ -133,11 +116,11 @@ def test_a_change_takes_effect_in_orgs_and_is_logged_as_server_settings_edit(
         return httpx.get(f"{GATEWAY}/organisations/index", headers=headers).status_code
 
     try:
-        _poll(lambda: index_status() == 200, "the new user's key at orgs")
+        until(lambda: index_status() == 200, "the new user's key at orgs")
         assert misp.set_server_setting(HIDE, True)["message"] == "Field updated"
-        _poll(lambda: index_status() == 403, "orgs to hide the index")
+        until(lambda: index_status() == 403, "orgs to hide the index")
         misp.set_server_setting(HIDE, False)
-        _poll(lambda: index_status() == 200, "orgs to show the index again")
+        until(lambda: index_status() == 200, "orgs to show the index again")
 
         def logged() -> bool:
             rows = misp.search_logs(action="serverSettingsEdit", change=f"%{HIDE}%")
@@ -146,7 +129,7 @@ def test_a_change_takes_effect_in_orgs_and_is_logged_as_server_settings_edit(
                 r["Log"]["change"] == f"{HIDE} () => (1)"
                 and r["Log"]["email"] == misp._current_user.email for r in rows)
 
-        _poll(logged, "the serverSettingsEdit log row", timeout_s=30)
+        until(logged, "the serverSettingsEdit log row", timeout_s=30)
     finally:
         misp.delete_user(created)
 
