@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,10 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs.adapters import store
 from jobs.adapters.tables import job, job_attempt
+from jobs.adapters.tables import worker as worker_table
 from jobs.handlers import jobs as commands
 from jobs.scheduler import Scheduler
 from misp_contracts.envelope import Actor
-from misp_contracts.events.jobs import JOB_TOPIC, EnqueueJob, JobRejected, RunJob, run_topic
+from misp_contracts.events.jobs import (
+    JOB_TOPIC,
+    EnqueueJob,
+    JobRejected,
+    RunJob,
+    StopWorker,
+    run_topic,
+)
 from misp_platform.testing import start_group_at_end
 from misp_platform.worker import job_run
 
@@ -216,3 +224,28 @@ async def _value(value: bool) -> bool:
 async def _job_dispatched(engine: AsyncEngine) -> bool:
     async with engine.connect() as conn:  # the relay sent everything: the outbox is empty
         return not (await conn.execute(text("SELECT 1 FROM outbox LIMIT 1"))).first()
+
+
+async def test_a_stop_request_lets_the_job_in_hand_finish_and_a_kill_cancels_it(
+        pipeline: None, start_worker: WorkerFactory, jobs_engine: AsyncEngine,
+        publish: Callable[..., Awaitable[Any]]) -> None:
+    """`restartWorkers` (a stop) and `killAllWorkers` (a stop that cancels the job in hand),
+    aimed here at one test worker by its id (the API's broadcast would stop the stack's)."""
+    for kill, status in ((False, 4), (True, 3)):
+        worker = await start_worker("default")
+        job_id = await enqueue(jobs_engine, data={"steps": 30, "step_s": 0.05})
+        await wait_status(jobs_engine, job_id, 2)
+        await publish(StopWorker(worker_id=worker.worker_id, cancel_current=kill,
+                                 requested_at=datetime.now(UTC)), "workers")
+        await eventually(lambda w=worker: _value(w.stop_requested.is_set()))
+        row = await wait_status(jobs_engine, job_id, status)
+        assert await runs_of(jobs_engine, job_id) == (0 if kill else 1)
+        if kill:
+            assert row.cancelled and "cancelled" in row.message.lower()
+
+        async def stopped(w: Any = worker) -> bool:
+            async with jobs_engine.connect() as conn:
+                return (await conn.execute(select(worker_table.c.stop_reason).where(
+                    worker_table.c.worker_id == w.worker_id))).scalar() == "stop requested"
+
+        await eventually(stopped)
