@@ -249,3 +249,16 @@ async def test_a_stop_request_lets_the_job_in_hand_finish_and_a_kill_cancels_it(
                     worker_table.c.worker_id == w.worker_id))).scalar() == "stop requested"
 
         await eventually(stopped)
+
+
+async def test_a_dispatch_from_before_origins_is_answered_when_the_job_is_ours(
+        pipeline: None, start_worker: WorkerFactory, jobs_engine: AsyncEngine,
+        publish: Callable[..., Awaitable[Any]]) -> None:
+    job_id = await enqueue(jobs_engine)
+    await eventually(lambda: _job_dispatched(jobs_engine))
+    worker = await start_worker("default")  # positioned after the job's own dispatch
+    # The same attempt as an older jobs service sent it: no origin.
+    await publish(RunJob(job_id=job_id, attempt=1, job_type=TEST_NOOP.name, queue="default"),
+                  str(job_id), topic=run_topic(TEST_OWNER, "default"))
+    await wait_status(jobs_engine, job_id, 4)
+    assert await runs_of(jobs_engine, job_id) == 1 and worker.succeeded == 1

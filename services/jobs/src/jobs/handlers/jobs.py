@@ -133,8 +133,10 @@ async def when_run_started_mark_running(conn: AsyncConnection, envelope: Envelop
     control topic in this transaction; the worker runs the job only once granted."""
     r = JobRunStarted.model_validate(envelope.data)
     origin = await store.instance_id(conn)
-    if r.origin != origin:
-        return  # another deployment's dispatch (a second stack on the cluster): not ours
+    if r.origin != origin and (r.origin or not await _known(conn, r.job_id)):
+        # Another deployment's dispatch (a second stack on the cluster): not ours to answer.
+        # A dispatch from before origins existed (no origin) is answered if the job is ours.
+        return
     granted = False
     reason = f"Invalid job: {r.job_id}"
 
@@ -157,6 +159,10 @@ async def when_run_started_mark_running(conn: AsyncConnection, envelope: Envelop
                 cause=envelope)
     await _touch_worker(conn, r.worker, envelope.time,
                         job_id=r.job_id if granted else None)
+
+
+async def _known(conn: AsyncConnection, job_id: int) -> bool:
+    return (await conn.execute(select(job.c.id).where(job.c.id == job_id))).first() is not None
 
 
 async def when_run_progressed_record(conn: AsyncConnection, envelope: Envelope) -> None:
