@@ -49,12 +49,14 @@ async def feed_org(engine: AsyncEngine, org_id: int, name: str | None = None,
 
 @dataclass
 class Identity:
-    """The service under test: its app client, engine, settings and the site admin's key."""
+    """The service under test: its app client, engine, settings, the site admin's key and
+    the app itself."""
 
     client: httpx.AsyncClient
     engine: AsyncEngine
     settings: IdentitySettings
     admin_key: str
+    app: Any = None
 
     async def call(self, method: str, path: str, key: str | None = None,
                    json: Any = None, **kwargs: Any) -> httpx.Response:
@@ -93,7 +95,7 @@ async def identity() -> AsyncIterator[Identity]:
             transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
                                          timeout=30) as client:
-                yield Identity(client, engine, settings, admin_key)
+                yield Identity(client, engine, settings, admin_key, app)
     finally:
         await engine.dispose()
         await drop_test_database(url)

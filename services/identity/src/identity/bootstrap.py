@@ -12,6 +12,7 @@ import structlog
 from fastapi import FastAPI
 
 from identity.adapters.settings import setting
+from identity.adapters.view_cache import view_cache
 from identity.api import create_routers, install_domain_errors
 from identity.consumer import handlers, on_consumer_start, topics
 from identity.handlers.first_run import key_path, rotate_admin_key
@@ -50,7 +51,8 @@ async def follow_auth_settings(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(settings: ServiceSettings, **kwargs: object) -> FastAPI:
-    hooks = [follow_auth_settings, *kwargs.pop("lifespan_hooks", ())]  # type: ignore[misc]
+    hooks = [follow_auth_settings, view_cache,
+             *kwargs.pop("lifespan_hooks", ())]  # type: ignore[misc]
     app = create_platform_app(settings, routers=create_routers(), lifespan_hooks=hooks,
                               **kwargs)
     install_domain_errors(app)

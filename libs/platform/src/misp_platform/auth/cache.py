@@ -1,9 +1,11 @@
-"""An in-process cache of principal rows, emptied by PostgreSQL notifications.
+"""In-process caches emptied by PostgreSQL notifications (`NotifiedCache`), and the one of
+principal rows that authentication reads.
 
 Every change of the principals projection notifies the channel `principals` in its own
 transaction (principals.py); each API process listens and empties its cache on every
 notification, so a revoked key is refused as soon as the change commits, and a known key costs
-no database round trip. While the listener is not connected, nothing is cached.
+no database round trip. While the listener is not connected, nothing is cached. A service may
+keep caches of its own read models the same way, on a channel of its own.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ PRINCIPALS_CHANNEL = "principals"
 
 # The caches of this process: a change written here empties them at once, so the process that
 # revoked a key refuses it on its very next request (the notification follows for the others).
-_local_caches: weakref.WeakSet[PrincipalCache] = weakref.WeakSet()
+_local_caches: weakref.WeakSet[NotifiedCache] = weakref.WeakSet()
 
 
 def clear_local_caches() -> None:
@@ -33,8 +35,11 @@ def clear_local_caches() -> None:
         cache.clear()
 
 
-class PrincipalCache:
-    """Key hash -> principal row, valid until the next principals change (or `ttl_s`)."""
+class NotifiedCache:
+    """Key -> value, valid until the next notification on `channel` (or `ttl_s`, a safety net
+    should a writer not notify)."""
+
+    channel: str = ""
 
     def __init__(self, *, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
         self.ttl_s = ttl_s
@@ -45,21 +50,21 @@ class PrincipalCache:
         self._rows: dict[str, tuple[Any, float]] = {}
         _local_caches.add(self)
 
-    def get(self, key_hmac: str) -> Any | None:
+    def get(self, key: str) -> Any | None:
         if not self.listening:
             return None
-        hit = self._rows.get(key_hmac)
+        hit = self._rows.get(key)
         if hit is None or hit[1] < time.monotonic():
             return None
         self.hits += 1
         return hit[0]
 
-    def put(self, key_hmac: str, row: Any, generation: int) -> None:
-        """Keep a row read at `generation`, unless a change came in meanwhile."""
+    def put(self, key: str, row: Any, generation: int) -> None:
+        """Keep a value read at `generation`, unless a change came in meanwhile."""
         if self.listening and generation == self.generation:
             if len(self._rows) >= self.max_entries:
                 self._rows.clear()
-            self._rows[key_hmac] = (row, time.monotonic() + self.ttl_s)
+            self._rows[key] = (row, time.monotonic() + self.ttl_s)
 
     def clear(self) -> None:
         self._rows.clear()
@@ -71,7 +76,7 @@ class PrincipalCache:
             try:
                 async with await psycopg.AsyncConnection.connect(
                         libpq_url(database_url), autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {PRINCIPALS_CHANNEL}")
+                    await conn.execute(f"LISTEN {self.channel}")
                     self.clear()
                     self.listening = True
                     async for _ in conn.notifies():
@@ -79,24 +84,36 @@ class PrincipalCache:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("auth.cache_listener_down", error=str(exc))
+                log.warning("cache.listener_down", channel=self.channel, error=str(exc))
             finally:
                 self.listening = False
                 self.clear()
             await asyncio.sleep(retry_s)
 
 
+class PrincipalCache(NotifiedCache):
+    """Key hash -> principal row, valid until the next principals change (or `ttl_s`)."""
+
+    channel = PRINCIPALS_CHANNEL
+
+
 @contextlib.asynccontextmanager
-async def principal_cache(app: Any) -> Any:
-    """Lifespan hook: `app.state.principal_cache`, listening for as long as the app runs."""
-    cache = PrincipalCache()
-    app.state.principal_cache = cache
+async def listening(app: Any, cache: NotifiedCache) -> Any:
+    """Keep `cache` listening for as long as the app runs (a lifespan hook's body)."""
     # The engine's database, not the settings': tests hand the app an engine of their own.
     url = app.state.engine.url.render_as_string(hide_password=False)
     task = asyncio.create_task(cache.listen(url))
     try:
-        yield
+        yield cache
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def principal_cache(app: Any) -> Any:
+    """Lifespan hook: `app.state.principal_cache`, listening for as long as the app runs."""
+    app.state.principal_cache = PrincipalCache()
+    async with listening(app, app.state.principal_cache):
+        yield

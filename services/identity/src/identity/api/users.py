@@ -23,7 +23,8 @@ async def view_user(user_id: str, request: Request, principal: CurrentPrincipal,
                     engine: EngineDep) -> dict[str, Any]:
     target = resolve_user_id(user_id, principal, message=INVALID_USER_OR_NOT_AUTHORISED)
     with as_misp(request, "view", "User", target):
-        return await handlers.view_self_or_any(engine, principal, target)
+        return await handlers.view_self_or_any(engine, principal, target,
+                                               getattr(request.app.state, "view_cache", None))
 
 
 @router.get("/admin/users/index")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,7 @@ from identity.adapters import gpg
 from identity.adapters.passwords import hash_password, verify_password
 from identity.adapters.settings import read_settings
 from identity.adapters.store import record, write
+from identity.adapters.view_cache import ViewCache
 from identity.domain import passwords
 from identity.domain.access import can_manage_user, can_see_user
 from identity.domain.errors import (
@@ -63,15 +65,23 @@ SELF_FIELDS = frozenset({"autoalert", "gpgkey", "certif_public", "nids_sid", "co
 # ---- reads -------------------------------------------------------------------------------------
 
 
-async def view_self_or_any(engine: AsyncEngine, caller: Principal, user_id: int) -> dict[str, Any]:
-    """`users/view/{id|me}`: yourself, or anyone for a site admin."""
+async def view_self_or_any(engine: AsyncEngine, caller: Principal, user_id: int,
+                           cache: ViewCache | None = None) -> dict[str, Any]:
+    """`users/view/{id|me}`: yourself, or anyone for a site admin (from `cache` when it holds
+    the view)."""
     if user_id != caller.user_id and not caller.is_site_admin:
         raise NotFoundError(INVALID_USER_OR_NOT_AUTHORISED)
+    if cache is not None and (hit := cache.get(str(user_id))) is not None:
+        return copy.deepcopy(hit)
+    generation = cache.generation if cache is not None else 0
     async with engine.connect() as conn:
         loaded = await queries.get_user(conn, user_id)
         if loaded is None:
             raise NotFoundError(INVALID_USER_OR_NOT_AUTHORISED)
-        return await user_view(conn, loaded.state)
+        view = await user_view(conn, loaded.state)
+    if cache is not None:
+        cache.put(str(user_id), copy.deepcopy(view), generation)
+    return view
 
 
 async def _visible(conn: AsyncConnection, caller: Principal, user_id: int,
