@@ -52,14 +52,16 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # ---- dependencies -----------------------------------------------------------------------------
 
 
-def get_engine(request: Request) -> AsyncEngine:
+# Dependencies are coroutines: FastAPI runs a plain function in its thread pool, a hop that
+# costs more than what these do.
+async def get_engine(request: Request) -> AsyncEngine:
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         raise RuntimeError("no engine: it is opened in the app's lifespan")
     return engine
 
 
-def get_settings(request: Request) -> ServiceSettings:
+async def get_settings(request: Request) -> ServiceSettings:
     settings: ServiceSettings = request.app.state.settings
     return settings
 

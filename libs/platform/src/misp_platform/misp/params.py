@@ -156,7 +156,7 @@ class MispPathMiddleware:
         return False
 
 
-def get_named_params(request: Request) -> dict[str, str]:
+async def get_named_params(request: Request) -> dict[str, str]:
     state = request.scope.get("state") or {}
     named = state.get("named_params")
     return named if isinstance(named, dict) else {}

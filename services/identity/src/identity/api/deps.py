@@ -33,7 +33,7 @@ from misp_platform.misp.errors import request_url
 __all__ = ["EngineDep", "Pepper", "SettingsDep", "as_misp", "resolve_user_id"]
 
 
-def _pepper(settings: SettingsDep) -> str:
+async def _pepper(settings: SettingsDep) -> str:
     return settings.pepper.get_secret_value()
 
 
