@@ -2,9 +2,11 @@
 """Generate the container descriptions of the topology from deploy/services.tsv (stdlib only).
 
 Writes (all committed; `--check` fails when one is out of date, a test runs it):
-  docker-compose.yml                    PostgreSQL, Kafka, the gateway, every service role
+  docker-compose.yml                    PostgreSQL, Kafka, the gateway, every service role and
+                                        the workers and schedulers of deploy/programs.tsv
   deploy/gateway/nginx.container.conf   the gateway for containers (render.py --mode container)
-  deploy/k8s/services.yaml              a Deployment per service role, a Service per api
+  deploy/k8s/services.yaml              a Deployment per service role and per program of
+                                        deploy/programs.tsv, a Service per api
   deploy/k8s/gateway.yaml               the gateway: ConfigMap, Deployment, Service
 
 usage: deploy/generate.py [--check]
@@ -40,6 +42,19 @@ render = _load_render()
 def gateway_container_conf(services: dict[str, int]) -> str:
     locs = render.expand(render.load_routes(render.DEFAULT_ROUTES, services), services)
     return render.render(locs, services, mode="container")
+
+
+def load_programs(path: Path) -> list[tuple[str, str, int, list[str]]]:
+    """deploy/programs.tsv: (service, program, replicas, arguments of `python -m <service>`)."""
+    out: list[tuple[str, str, int, list[str]]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            svc, name, replicas, args = line.split("\t")
+            out.append((svc, name, int(replicas), args.split()))
+    return out
+
+
+PROGRAMS = load_programs(HERE / "programs.tsv")
 
 
 def _ready_probe(port: int) -> str:
@@ -182,6 +197,21 @@ def compose(services: dict[str, int]) -> str:
                 w("      timeout: 5s")
                 w("      retries: 40")
                 w("      start_period: 5s")
+        for _, name, replicas, args in (p for p in PROGRAMS if p[0] == svc):
+            w("")
+            w(f"  {name}:")
+            w("    <<: *app")
+            w(f"    command: [python, -m, {svc}, {', '.join(args)}]")
+            w("    environment:")
+            w("      <<: *env")
+            w(f'      {upper}_HTTP_PORT: "{port}"')
+            if replicas != 1:
+                w("    deploy:")
+                w(f"      replicas: {replicas}")
+            w("    depends_on:")
+            w("      <<: *after-migrate")
+            w(f"      {svc}-migrate:")
+            w("        condition: service_completed_successfully")
     w("")
     w("volumes:")
     w("  pgdata:")
@@ -213,8 +243,10 @@ def _k8s_env(svc: str, port: int, role: str) -> list[str]:
 def k8s_services(services: dict[str, int]) -> str:
     docs: list[str] = []
     for svc, port in services.items():
-        for role in ROLES:
-            name = f"{svc}-{role}"
+        deployments = [(f"{svc}-{role}", role, 1, [role]) for role in ROLES]
+        deployments += [(name, args[0], replicas, args)
+                        for s, name, replicas, args in PROGRAMS if s == svc]
+        for name, role, replicas, args in deployments:
             d = [
                 "apiVersion: apps/v1",
                 "kind: Deployment",
@@ -226,7 +258,7 @@ def k8s_services(services: dict[str, int]) -> str:
                 f"    app.kubernetes.io/name: {svc}",
                 f"    app.kubernetes.io/component: {role}",
                 "spec:",
-                "  replicas: 1",
+                f"  replicas: {replicas}",
                 "  selector:",
                 "    matchLabels:",
                 f"      app.kubernetes.io/name: {svc}",
@@ -237,6 +269,7 @@ def k8s_services(services: dict[str, int]) -> str:
                 "        app.kubernetes.io/part-of: misp-admin-plane",
                 f"        app.kubernetes.io/name: {svc}",
                 f"        app.kubernetes.io/component: {role}",
+                f"        app.kubernetes.io/instance: {name}",
                 "    spec:",
             ]
             if role == "api":
@@ -251,7 +284,7 @@ def k8s_services(services: dict[str, int]) -> str:
                 "      containers:",
                 f"        - name: {role}",
                 f"          image: {K8S_IMAGE}",
-                f"          args: [python, -m, {svc}, {role}]",
+                f"          args: [python, -m, {svc}, {', '.join(args)}]",
                 *_k8s_env(svc, port, role),
                 "          resources:",
                 "            requests: {cpu: 100m, memory: 128Mi}",

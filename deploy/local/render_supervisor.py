@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Render .local/supervisor/supervisord.conf from deploy/local/supervisord.conf.in (stdlib only).
 
-One program per service (deploy/services.tsv) and role (api, relay, consume), each with the
-environment of .local/env plus <SERVICE>_HTTP_PORT.
+One program per service (deploy/services.tsv) and role (api, relay, consume), plus the
+workers and schedulers of deploy/programs.tsv, each with the environment of .local/env plus
+<SERVICE>_HTTP_PORT.
 
 usage: render_supervisor.py --state-dir .local --python .venv/bin/python [--out FILE]
 """
@@ -19,22 +20,18 @@ from string import Template
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 ROLES = ("api", "relay", "consume")
-# Programs beyond the three roles: (service, program name, arguments of `python -m <service>`).
-# Two schedulers: the jobs scheduler is highly available (one tick runs once whoever claims it).
-EXTRA_PROGRAMS = (
-    ("jobs", "jobs-scheduler-1", "scheduler"),
-    ("jobs", "jobs-scheduler-2", "scheduler"),
-    # No-op jobs (tests, benchmarks) on the default queue; the other queues are left to the
-    # tests' and benchmarks' own workers.
-    ("jobs", "jobs-worker-default", "worker default"),
-    # Each owner's job types (misp_contracts.events.jobs), on every queue they are registered
-    # on: one process per service, one worker per queue in it.
-    ("audit", "audit-worker", "worker"),
-    ("identity", "identity-worker", "worker"),
-    ("settings", "settings-worker", "worker"),
-    ("mailer", "mailer-worker", "worker"),
-)
 MARKER = ";; ---- per program ----"
+
+
+def load_programs(path: Path) -> list[tuple[str, str, str]]:
+    """deploy/programs.tsv as (service, program name, arguments), one entry per replica."""
+    out: list[tuple[str, str, str]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            svc, name, replicas, args = line.split("\t")
+            n = int(replicas)
+            out += [(svc, name if n == 1 else f"{name}-{i}", args) for i in range(1, n + 1)]
+    return out
 
 
 def load_services(path: Path) -> dict[str, int]:
@@ -74,7 +71,8 @@ def _sv_path(value: str) -> str:
 
 
 def render(
-    state_dir: Path, python: str, template: str, env: dict[str, str], services: dict[str, int]
+    state_dir: Path, python: str, template: str, env: dict[str, str], services: dict[str, int],
+    extra: list[tuple[str, str, str]] | None = None,
 ) -> str:
     head, _, program = template.partition(MARKER)
     if not program:
@@ -87,7 +85,7 @@ def render(
     }
     programs = [(svc, f"{svc}-{role}", role, port) for svc, port in services.items()
                 for role in ROLES]
-    programs += [(svc, name, args, services[svc]) for svc, name, args in EXTRA_PROGRAMS
+    programs += [(svc, name, args, services[svc]) for svc, name, args in extra or []
                  if svc in services]
     names = [name for _, name, _, _ in programs]
     parts = [Template(head).substitute(common, PROGRAMS=",".join(names)).rstrip() + "\n"]
@@ -111,6 +109,7 @@ def main() -> int:
     p.add_argument("--python", required=True)
     p.add_argument("--template", type=Path, default=HERE / "supervisord.conf.in")
     p.add_argument("--services", type=Path, default=ROOT / "deploy" / "services.tsv")
+    p.add_argument("--programs", type=Path, default=ROOT / "deploy" / "programs.tsv")
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     state = a.state_dir.resolve()
@@ -120,6 +119,7 @@ def main() -> int:
         a.template.read_text(encoding="utf-8"),
         load_env(state / "env"),
         load_services(a.services),
+        load_programs(a.programs),
     )
     out = a.out or state / "supervisor" / "supervisord.conf"
     out.parent.mkdir(parents=True, exist_ok=True)
