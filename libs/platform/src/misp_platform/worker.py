@@ -171,12 +171,20 @@ class WorkerRunner:
             while not stop.is_set():
                 for records in (await consumer.getmany(timeout_ms=300)).values():
                     for record in records:
+                        if self._someone_elses_answer(record):
+                            continue
                         try:
                             self.on_control(from_kafka(record.headers, record.value))
                         except Exception as exc:
                             log.warning("worker.bad_control_message", error=str(exc))
         finally:
             await consumer.stop()
+
+    def _someone_elses_answer(self, record: Any) -> bool:
+        """An answer to another worker's claim (keyed by that worker): not decoded at all."""
+        type_ = next((v for k, v in record.headers if k == "ce_type"), b"").decode()
+        return (type_ in (JobRunGranted.type, JobRunRefused.type) and record.key is not None
+                and record.key != self.worker_id.encode())
 
     def on_control(self, envelope: Envelope) -> None:
         if envelope.type in (JobRunGranted.type, JobRunRefused.type):

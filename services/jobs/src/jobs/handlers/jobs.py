@@ -155,7 +155,8 @@ async def when_run_started_mark_running(conn: AsyncConnection, envelope: Envelop
                       origin=origin)
         if granted else JobRunRefused(worker_id=r.worker.worker_id, job_id=r.job_id,
                                       attempt=r.attempt, reason=reason, origin=origin))
-    await _send(conn, answer, topic=answer.topic, key=str(r.job_id), actor=Actor.system(),
+    # Keyed by the worker: the others skip it without decoding it.
+    await _send(conn, answer, topic=answer.topic, key=r.worker.worker_id, actor=Actor.system(),
                 cause=envelope)
     await _touch_worker(conn, r.worker, envelope.time,
                         job_id=r.job_id if granted else None)
