@@ -16,7 +16,7 @@ from misp_contracts.events.jobs import JOB_TYPES, STATUS_COMPLETED
 from misp_contracts.events.jobs import QUEUES as JOB_QUEUES
 from misp_contracts.topics import SERVICES
 
-from .support import GATEWAY, admin_headers
+from .support import GATEWAY, admin_headers, until
 
 
 def _run(job_type: str, queue: str) -> dict[str, Any]:
@@ -59,3 +59,27 @@ def test_every_queue_of_an_owners_job_type_has_a_live_worker() -> None:
     wanted = {(t.owner, q) for t in JOB_TYPES.values() for q in t.queues
               if t.owner in SERVICES and t.owner != "jobs"}
     assert wanted <= live, sorted(wanted - live)
+
+
+def test_stopping_an_owners_worker_process_restarts_it_with_all_its_queues() -> None:
+    """`servers/stopWorker/{pid}` reaches every worker of the process (one per queue); the
+    process leaves after the jobs in hand and the supervisor starts it again, queues and all."""
+
+    def audit_workers() -> dict[str, set[str]]:
+        ws = httpx.get(f"{GATEWAY}/servers/getWorkers", headers=admin_headers(), timeout=30)
+        return {q: {w["pid"] for w in ws.json()[q]["workers"]
+                    if w["alive"] and w["service"] == "audit"} for q in ("default", "prio")}
+
+    before = until(lambda: (w := audit_workers())["default"] & w["prio"] and w,
+                   "the audit worker process serving default and prio")
+    pid = sorted(before["default"] & before["prio"])[0]
+    stop = httpx.post(f"{GATEWAY}/servers/stopWorker/{pid}", headers=admin_headers(), timeout=30)
+    assert stop.status_code == 200 and stop.json()["saved"] is True, stop.text
+
+    def restarted() -> dict[str, set[str]] | None:
+        w = audit_workers()
+        fresh = (w["default"] & w["prio"]) - {pid}
+        return w if fresh and pid not in w["default"] | w["prio"] else None
+
+    after = until(restarted, "a new audit worker process on both queues", timeout_s=60)
+    assert pid not in after["default"] | after["prio"]
