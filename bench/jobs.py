@@ -43,32 +43,19 @@ from misp_contracts.topics import Topic, owned_by  # noqa: E402
 from misp_platform.auth.principals import PRINCIPAL_TOPICS  # noqa: E402
 from misp_platform.kafka import create_producer, ensure_topics  # noqa: E402
 from misp_platform.migrations import upgrade  # noqa: E402
-from misp_platform.testing import start_group_at_end  # noqa: E402
+from misp_platform.testing import ChildProcesses, start_group_at_end  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 MIGRATIONS = Path(__file__).resolve().parents[1] / "services/jobs/src/jobs/migrations"
-CHILDREN: list[subprocess.Popen[bytes]] = []
+CHILDREN = ChildProcesses()
 
 
 def start(*args: str, **env: str) -> subprocess.Popen[bytes]:
-    log = open(RESULTS / f"jobs-{args[0]}.log", "ab")  # noqa: SIM115  (the child owns it)
-    child = subprocess.Popen([sys.executable, "-m", "jobs", *args], stdout=log, stderr=log,
-                             env={**os.environ, "MISP_LOG_FORMAT": "json", **env},
-                             start_new_session=True)
-    CHILDREN.append(child)
+    child: subprocess.Popen[bytes] = CHILDREN.start(
+        [sys.executable, "-m", "jobs", *args], RESULTS / f"jobs-{args[0]}.log",
+        env={**os.environ, "MISP_LOG_FORMAT": "json", **env})
     return child
 
-
-def stop_children() -> None:
-    """Whatever happened, no process of ours outlives the benchmark."""
-    for child in CHILDREN:
-        if child.poll() is None:
-            child.terminate()
-    for child in CHILDREN:
-        try:
-            child.wait(15)
-        except subprocess.TimeoutExpired:
-            child.kill()
 
 
 async def raw_kafka(bootstrap: str, count: int) -> float:
@@ -191,7 +178,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         results["drift_p50_ms"] = statistics.median(drift)
         results["drift_p99_ms"] = drift[max(0, int(len(drift) * 0.99) - 1)]
     finally:
-        stop_children()
+        CHILDREN.stop_all()  # no process of ours outlives the benchmark
         await engine.dispose()
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

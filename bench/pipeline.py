@@ -39,6 +39,7 @@ from misp_platform.eventstore import Append, EventStore
 from misp_platform.kafka import create_producer, ensure_topics
 from misp_platform.migrations import create_platform_tables
 from misp_platform.relay import OutboxRelay
+from misp_platform.testing import ChildProcesses
 
 EVENT_TYPE = "misp.bench.counter.incremented.v1"
 RESULTS = Path(__file__).parent / "results"
@@ -125,27 +126,14 @@ async def wait_applied(engine, expected: int, timeout_s: float = 600) -> None:  
     raise TimeoutError(f"only {done} of {expected} events applied")
 
 
-CHILDREN: list[subprocess.Popen[bytes]] = []
+CHILDREN = ChildProcesses()
 
 
 def start_role(*args: str) -> subprocess.Popen[bytes]:
-    log = open(RESULTS / f"pipeline-{args[0]}.log", "ab")  # noqa: SIM115  (the child owns it)
-    child = subprocess.Popen([sys.executable, __file__, *args], stdout=log, stderr=log,
-                             start_new_session=True)
-    CHILDREN.append(child)
+    child: subprocess.Popen[bytes] = CHILDREN.start([sys.executable, __file__, *args],
+                                                    RESULTS / f"pipeline-{args[0]}.log")
     return child
 
-
-def stop_children() -> None:
-    """Whatever happened, no relay or consumer of ours outlives the benchmark."""
-    for child in CHILDREN:
-        if child.poll() is None:
-            child.terminate()
-    for child in CHILDREN:
-        try:
-            child.wait(15)
-        except subprocess.TimeoutExpired:
-            child.kill()
 
 
 async def measure(args: argparse.Namespace) -> dict[str, float]:
@@ -244,7 +232,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         results["latency_p99_ms"] = lat[int(len(lat) * 0.99) - 1]
         results["latency_max_ms"] = lat[-1]
     finally:
-        stop_children()
+        CHILDREN.stop_all()  # no relay or consumer of ours outlives the benchmark
         await engine.dispose()
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -1,10 +1,9 @@
-"""Helpers of the jobs service's tests: auth headers, polling with a deadline, consumer groups
-that start at the end of their topics (so a test never replays other tests' messages)."""
+"""Helpers of the jobs service's tests: auth headers, finding a message on a topic (polling and
+groups that start at the end of their topics are in misp_platform.testing)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -12,18 +11,6 @@ from aiokafka import AIOKafkaConsumer
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": key, "Accept": "application/json"}
-
-
-async def eventually(predicate: Callable[[], Awaitable[Any]], timeout_s: float = 30.0,
-                     interval_s: float = 0.1) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s (last: {value!r})")
-        await asyncio.sleep(interval_s)
 
 
 async def find_on_topic(bootstrap: str, group: str, topic: str, key: str,

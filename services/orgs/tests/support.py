@@ -1,13 +1,11 @@
 """Helpers of the orgs service's tests: auth headers, identity's events as identity publishes
-them, polling with a deadline."""
+them (polling with a deadline is misp_platform.testing.eventually)."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from misp_contracts.envelope import Envelope
 from misp_contracts.events.base import DomainEvent
@@ -41,14 +39,3 @@ def deleted(user: UserState) -> tuple[str, DomainEvent]:
                                   org_id=user.org_id)
 
 
-async def eventually(predicate: Callable[[], Awaitable[Any]], timeout_s: float = 30.0,
-                     interval_s: float = 0.1) -> Any:
-    """Poll an async predicate until it returns a truthy value (or fail at the deadline)."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s (last: {value!r})")
-        await asyncio.sleep(interval_s)

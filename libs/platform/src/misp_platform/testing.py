@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -179,3 +179,52 @@ async def start_group_at_end(bootstrap: str, group: str, topics: Sequence[str]) 
         await consumer.commit({tp: OffsetAndMetadata(off, "") for tp, off in ends.items()})
     finally:
         await consumer.stop()
+
+
+async def eventually(predicate: Callable[[], Awaitable[Any]], timeout_s: float = 30.0,
+                     interval_s: float = 0.1) -> Any:
+    """Poll an async predicate until it returns a truthy value (or fail at the deadline)."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s (last: {value!r})")
+        await asyncio.sleep(interval_s)
+
+
+class ChildProcesses:
+    """The processes a test or a benchmark starts, each writing to a log file of its own (never
+    to the terminal); `stop_all` leaves none behind (TERM, then KILL after 15 s)."""
+
+    def __init__(self) -> None:
+        import subprocess
+
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: Sequence[str], log_path: Any,
+              env: Mapping[str, str] | None = None) -> Any:
+        import subprocess
+
+        log = open(log_path, "ab")  # noqa: SIM115  (the child owns it)
+        child = subprocess.Popen(list(argv), stdout=log, stderr=log,
+                                 env=None if env is None else dict(env),
+                                 start_new_session=True)
+        log.close()  # the child has its own descriptor
+        self.children.append(child)
+        return child
+
+    def stop_all(self) -> None:
+        import subprocess
+
+        for child in self.children:
+            if child.poll() is None:
+                child.terminate()
+        for child in self.children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import ClassVar
 
@@ -49,13 +48,3 @@ def envelopes(records: list[ConsumerRecord]) -> list[Envelope]:  # type: ignore[
     return [from_kafka(r.headers, r.value) for r in records]
 
 
-async def eventually(predicate, timeout_s: float = 30.0, interval_s: float = 0.1):  # type: ignore[no-untyped-def]
-    """Poll an async predicate until it returns a truthy value; returns that value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s (last: {value!r})")
-        await asyncio.sleep(interval_s)

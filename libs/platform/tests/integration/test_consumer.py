@@ -24,8 +24,9 @@ from misp_platform.consumer import ConsumerRunner
 from misp_platform.eventstore import EventStore
 from misp_platform.kafka import create_producer, ensure_topics
 from misp_platform.relay import OutboxRelay
+from misp_platform.testing import eventually
 
-from .support import counter_event, eventually, read_topic
+from .support import counter_event, read_topic
 
 COUNTER = "misp.test.counter.incremented.v1"
 store = EventStore("test")

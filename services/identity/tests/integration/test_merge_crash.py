@@ -37,8 +37,9 @@ from misp_contracts.events.orgs import ORGANISATION_TOPIC, OrganisationMergeStar
 from misp_contracts.topics import topic as catalogued
 from misp_platform.db import event, outbox, processed_message
 from misp_platform.kafka import create_producer
+from misp_platform.testing import eventually
 
-from .test_merge_saga import as_orgs, eventually, ref
+from .test_merge_saga import as_orgs, ref
 
 USERS = 30
 

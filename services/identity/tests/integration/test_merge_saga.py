@@ -28,6 +28,7 @@ from misp_contracts.events.orgs import (
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.db import event, outbox
 from misp_platform.kafka import create_producer
+from misp_platform.testing import eventually
 
 ADMIN = Actor(user_id=1, email="admin@admin.test", org_id=1, org_name="ORGNAME",
               client_ip="198.51.100.4", request_id="req-merge")
@@ -42,17 +43,6 @@ def ref(state: OrganisationState) -> OrganisationRef:
 def as_orgs(event: DomainEvent, subject: str, correlation: str | None = None) -> Envelope:
     return Envelope(source="/orgs", type=event.type, subject=subject, actor=ADMIN,
                     correlationid=correlation, data=event.model_dump(mode="json"))
-
-
-async def eventually(predicate: Callable[[], Awaitable[Any]], timeout_s: float = 30.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not met within {timeout_s}s (last: {value!r})")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

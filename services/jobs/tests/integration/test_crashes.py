@@ -25,10 +25,9 @@ from jobs.handlers import tasks
 from jobs.scheduler import Scheduler
 from misp_contracts.envelope import Actor
 from misp_contracts.events.jobs import run_topic
-from misp_platform.testing import start_group_at_end
+from misp_platform.testing import eventually, start_group_at_end
 
 from ..conftest import WorkerFactory
-from ..support import eventually
 
 
 @contextmanager

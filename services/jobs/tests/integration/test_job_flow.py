@@ -26,11 +26,11 @@ from misp_contracts.events.jobs import (
     StopWorker,
     run_topic,
 )
-from misp_platform.testing import start_group_at_end
+from misp_platform.testing import eventually, start_group_at_end
 from misp_platform.worker import job_run
 
 from ..conftest import TEST_NOOP, TEST_OWNER, Pipeline, WorkerFactory, now
-from ..support import auth, eventually, find_on_topic
+from ..support import auth, find_on_topic
 
 
 async def job_row(engine: AsyncEngine, job_id: int) -> Any:

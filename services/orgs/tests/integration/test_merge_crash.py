@@ -20,11 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.identity import USER_TOPIC, UserCreated
 from misp_contracts.topics import topic as catalogued
+from misp_platform.testing import eventually
 from orgs.consumer import handlers
 from orgs.handlers.organisations import add_organisation, start_merge
 from orgs.settings import OrgsSettings
 
-from ..support import Publish, created, eventually, moved, new_user
+from ..support import Publish, created, moved, new_user
 
 ADMIN = Actor(user_id=42, email="admin@admin.test", org_id=1, org_name="ORGNAME")
 

@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.db import event
+from misp_platform.testing import eventually
 from orgs.domain.model import stream_id_of
 
-from ..support import Publish, auth, created, eventually, moved, new_user
+from ..support import Publish, auth, created, moved, new_user
 
 
 async def add(client: httpx.AsyncClient, key: str, **body: Any) -> dict[str, Any]:

@@ -17,11 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from misp_contracts.envelope import Envelope
 from misp_contracts.events.identity import UserCreated
 from misp_platform.consumer import ConsumerRunner
+from misp_platform.testing import eventually
 from orgs.consumer import handlers
 from orgs.handlers.organisations import delete_organisation
 from orgs.settings import OrgsSettings
 
-from ..support import Publish, auth, created, deleted, eventually, moved, new_user
+from ..support import Publish, auth, created, deleted, moved, new_user
 from .test_merge_saga import _equals, add, stream_types, user_count
 
 

@@ -1,8 +1,8 @@
 """The unit of work: one transaction holds the events, identity's read models and the outbox.
 
 `record` appends through the platform's event store and evolves the read models (and identity's
-own principals projection) in the same transaction; `write` runs a command's transaction and
-retries it once after a concurrency error, then answers 409.
+own principals projection) in the same transaction; `write` runs a command's transaction
+through the platform's `in_transaction` (once more after a lost race, then 409).
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from psycopg import errors as pg_errors
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.domain.errors import InvalidFieldsError
@@ -23,6 +22,7 @@ from misp_contracts.events.base import DomainEvent
 from misp_platform import outbox
 from misp_platform.eventstore import Append, ConcurrencyError, EventStore
 from misp_platform.misp.errors import Conflict
+from misp_platform.transaction import in_transaction
 
 SERVICE = "identity"
 EVENTS = EventStore(SERVICE)
@@ -31,9 +31,6 @@ T = TypeVar("T")
 
 # Two requests creating the same row (a user's setting of one name): the loser decides again.
 _RACED_INDEXES = ("ux_user_setting_user_setting",)
-# Two writers crossing (a request and the merge saga's consumer on the same user) may deadlock
-# on the event table's unique index: the loser is retried like a concurrency error.
-_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 # Unique indexes whose violation is a user's mistake, not a bug: index -> (field, message).
 _UNIQUE_VIOLATIONS = {
@@ -67,27 +64,20 @@ async def publish_only(conn: AsyncConnection, event: DomainEvent, *, actor: Acto
 
 
 async def write(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    """Run `work` in a transaction; after a concurrency error retry once, then 409."""
-    for attempt in (1, 2):
-        try:
-            async with engine.begin() as conn:
-                return await work(conn)
-        except ConcurrencyError:
-            if attempt == 2:
-                raise Conflict() from None
-        except IntegrityError as exc:
-            text = str(exc.orig)
-            if any(index in text for index in _RACED_INDEXES):
-                if attempt == 1:
-                    continue  # another request created the same row first: decide again
-                raise Conflict() from None
-            for index, (field, message) in _UNIQUE_VIOLATIONS.items():
-                if index in text:
-                    raise InvalidFieldsError({field: [message]}) from None
-            raise
-        except DBAPIError as exc:
-            if not isinstance(exc.orig, _RETRYABLE):
-                raise
-            if attempt == 2:
-                raise Conflict() from None
-    raise AssertionError("unreachable")
+    """Run `work` in a transaction, again once after a lost race (a raced index included),
+    then 409; a taken email or role name is the caller's mistake."""
+    try:
+        return await in_transaction(engine, work, raced=_raced)
+    except ConcurrencyError:
+        raise Conflict() from None
+    except IntegrityError as exc:
+        text = str(exc.orig)
+        for index, (field, message) in _UNIQUE_VIOLATIONS.items():
+            if index in text:
+                raise InvalidFieldsError({field: [message]}) from None
+        raise
+
+
+def _raced(exc: IntegrityError) -> bool:
+    """Another request created the same row first: deciding again is enough."""
+    return any(index in str(exc.orig) for index in _RACED_INDEXES)

@@ -1,29 +1,19 @@
-"""One command, one transaction: retried once on a concurrency conflict, then given up."""
+"""One command, one transaction (the platform's `in_transaction`), with the unique indexes of
+the organisations' read model read as validation errors."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import structlog
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from misp_platform.eventstore import ConcurrencyError
+from misp_platform.transaction import in_transaction as run_in_transaction
 from orgs.domain.errors import OrganisationValidationError
 from orgs.domain.model import NAME_TAKEN, UUID_TAKEN
 
-log = structlog.get_logger(__name__)
-
 T = TypeVar("T")
-
-# Deadlock and serialization failures: another transaction won; the retry decides again.
-_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
-
-
-def _sqlstate(exc: DBAPIError) -> str | None:
-    orig = exc.orig
-    return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
 
 
 def unique_violation(exc: IntegrityError) -> OrganisationValidationError | None:
@@ -38,26 +28,12 @@ def unique_violation(exc: IntegrityError) -> OrganisationValidationError | None:
 
 async def in_transaction(engine: AsyncEngine,
                          work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    """Run `work` in a transaction; a lost race is retried once, then ConcurrencyError."""
-    for attempt in (1, 2):
-        try:
-            async with engine.begin() as conn:
-                return await work(conn)
-        except ConcurrencyError:
-            log.info("orgs.concurrency_conflict", attempt=attempt)
-            if attempt == 2:
-                raise
-        except IntegrityError as exc:
-            mapped = unique_violation(exc)
-            if mapped is not None:
-                raise mapped from exc
-            if "event_pkey" in str(exc.orig) and attempt == 1:
-                continue
-            raise
-        except DBAPIError as exc:
-            if _sqlstate(exc) not in _RETRYABLE_SQLSTATES:
-                raise
-            log.info("orgs.transaction_retry", attempt=attempt, sqlstate=_sqlstate(exc))
-            if attempt == 2:
-                raise ConcurrencyError(str(exc)) from exc
-    raise AssertionError("unreachable")
+    """Run `work` in a transaction, again once after a lost race (then ConcurrencyError); a
+    taken name or uuid is the caller's validation error."""
+    try:
+        return await run_in_transaction(engine, work)
+    except IntegrityError as exc:
+        mapped = unique_violation(exc)
+        if mapped is not None:
+            raise mapped from exc
+        raise

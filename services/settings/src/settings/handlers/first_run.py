@@ -9,10 +9,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from misp_contracts.envelope import Actor
+from misp_platform.transaction import in_transaction
 from settings.adapters.tables import first_run, org_blocklist, regexp
 from settings.domain.seeds import SEEDED_ORG_BLOCKLIST, SEEDED_REGEXPS
 from settings.handlers.lists import ORG_BLOCKLIST, REGEXP, add_entry_in
-from settings.handlers.transaction import in_transaction
 
 log = structlog.get_logger(__name__)
 STEP = "misp-seeds"

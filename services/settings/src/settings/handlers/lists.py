@@ -19,11 +19,11 @@ from misp_contracts.envelope import Actor
 from misp_contracts.events import settings as ev
 from misp_contracts.events.base import DomainEvent, changes_between
 from misp_platform.misp.responses import render_datetime
+from misp_platform.transaction import in_transaction
 from settings.adapters import store
 from settings.adapters.tables import allowedlist, event_blocklist, org_blocklist, regexp
 from settings.domain.errors import EntryNotFoundError
 from settings.domain.rules import normalise_uuid
-from settings.handlers.transaction import in_transaction
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from misp_contracts.envelope import Actor
 from misp_contracts.events.settings import SettingChanged
+from misp_platform.transaction import in_transaction
 from settings.adapters import store
 from settings.domain.settings import decide_change, lookup
-from settings.handlers.transaction import in_transaction
 
 log = structlog.get_logger(__name__)
 
