@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Single-node Apache Kafka (KRaft) from the Maven Central jars of deploy/kafka/pom.xml.
 # State in .local/kafka (data, server.properties, pid), log in .local/logs/kafka.log.
-# usage: kafka.sh start|stop|status|jars   (jars: only fetch the broker's jars with Maven)
+# usage: kafka.sh start|stop|status|jars|cluster-id FILE
+#   (jars: only fetch the broker's jars with Maven; cluster-id: make or keep the id in FILE, print it)
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -37,6 +38,15 @@ jvm_opts() {
   echo "-Dlog4j2.configurationFile=$KDIR/log4j2.properties"
 }
 
+# ensure_cluster_id <file>: a random base64url cluster id in <file>, kept across restarts. Kafka's
+# own ids never begin with '-' (its argument parser takes such a value for an option: 1 in 64 of
+# random ids); a stored one that does was never formatted, so a new one replaces it.
+ensure_cluster_id() {
+  while [ ! -s "$1" ] || [ "$(head -c 1 "$1")" = "-" ]; do
+    head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$1"
+  done
+}
+
 ready() { "$VENV_PY" "$ROOT/deploy/local/kafka_ready.py" --bootstrap "$BOOTSTRAP" "$@"; }
 
 start() {
@@ -55,9 +65,7 @@ start() {
     ! port_in_use "$p" || die "port $p is already taken by another process"
   done
   sed "s#@DATA_DIR@#$KSTATE/data#" "$KDIR/server.properties" > "$KSTATE/server.properties"
-  if [ ! -s "$KSTATE/cluster.id" ]; then
-    head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' > "$KSTATE/cluster.id"
-  fi
+  ensure_cluster_id "$KSTATE/cluster.id"
   # shellcheck disable=SC2046
   "$java" $(jvm_opts) -cp "$LIBS/*" kafka.tools.StorageTool format \
     -t "$(cat "$KSTATE/cluster.id")" -c "$KSTATE/server.properties" --ignore-formatted \
@@ -94,5 +102,6 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   jars) ensure_jars ;;
-  *) echo "usage: $0 start|stop|status|jars" >&2; exit 2 ;;
+  cluster-id) ensure_cluster_id "${2:?usage: $0 cluster-id FILE}"; cat "$2" ;;
+  *) echo "usage: $0 start|stop|status|jars|cluster-id FILE" >&2; exit 2 ;;
 esac
