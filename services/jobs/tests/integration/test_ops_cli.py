@@ -1,5 +1,6 @@
 """The ops commands (the book's CakeResque ones) as real processes on a test database:
-`stats`, `clear <queue>`, `cleanup <worker>`, `tail once`."""
+`stats`, `clear <queue>`, `cleanup <worker>`, `tail once`, with a real worker for the counts per
+worker and the job that `cleanup` terminates."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import asyncio
 import os
 import subprocess
 import sys
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobs.adapters.tables import job
+from jobs.adapters.tables import job, worker
 from jobs.handlers import jobs as commands
 from misp_contracts.envelope import Actor
+from misp_platform.testing import eventually
+from misp_platform.worker import job_run
+
+from ..conftest import TEST_NOOP, WorkerFactory
 
 
 async def run_cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -48,3 +54,73 @@ async def test_stats_clear_and_tail_work_on_the_jobs_table(jobs_engine: AsyncEng
     assert bad.returncode == 2
     nobody = await run_cli(jobs_db, "cleanup", "no-such-worker")
     assert nobody.returncode == 1 and "no job in hand" in nobody.stdout
+
+
+async def _worker_counts(engine: AsyncEngine, worker_id: str) -> tuple[int, int] | None:
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(worker.c.succeeded, worker.c.failed).where(
+            worker.c.worker_id == worker_id))).first()
+    return None if row is None else (row.succeeded, row.failed)
+
+
+async def _job(engine: AsyncEngine, job_id: int) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(job).where(job.c.id == job_id))).first()
+
+
+def _stats_line(stdout: str, worker_id: str) -> list[str]:
+    return next(line.split() for line in stdout.splitlines() if line.startswith(worker_id))
+
+
+async def test_stats_count_each_workers_outcomes_and_cleanup_terminates_its_job_in_hand(
+        pipeline: None, start_worker: WorkerFactory, jobs_engine: AsyncEngine,
+        jobs_db: str) -> None:
+    runner = await start_worker("default")
+
+    async def enqueue(**data: Any) -> int:
+        async with jobs_engine.begin() as conn:
+            return await commands.enqueue(conn, job_type=TEST_NOOP.name, queue="default",
+                                          actor=Actor.system(), data=data)
+
+    # One job succeeds, one fails its first attempt (its retry waits for the scheduler's
+    # watchdog, which this test does not run): the worker's row counts one of each.
+    await enqueue()
+    await enqueue(fail_times=1)
+
+    async def counted(expected: tuple[int, int]) -> bool:
+        return await _worker_counts(jobs_engine, runner.worker_id) == expected
+
+    assert await eventually(lambda: counted((1, 1)), 30)
+    stats = await run_cli(jobs_db, "stats")
+    assert stats.returncode == 0, stats.stderr
+    assert _stats_line(stats.stdout, runner.worker_id)[1:4] == ["default", "1", "1"]
+
+    # `cleanup <worker>` terminates the job in its hand: cancelled, its effect rolled back, the
+    # worker free for the next job.
+    long_job = await enqueue(steps=600, step_s=0.05)
+
+    async def running() -> bool:
+        row = await _job(jobs_engine, long_job)
+        return row is not None and row.status == 2
+
+    assert await eventually(running, 30)
+    cleaned = await run_cli(jobs_db, "cleanup", runner.worker_id)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert cleaned.stdout.strip() == f"cancelled job {long_job}"
+
+    async def cancelled() -> Any:
+        row = await _job(jobs_engine, long_job)
+        return row if row is not None and row.status == 3 else None
+
+    row = await eventually(cancelled, 30)
+    assert row.cancelled and row.message == "Cancelled: by cli"
+    async with jobs_engine.connect() as conn:
+        runs = (await conn.execute(select(func.count()).select_from(job_run).where(
+            job_run.c.job_id == long_job))).scalar_one()
+    assert runs == 0
+    # a terminated job counts as failed, as in Resque; the worker takes the next job
+    assert await eventually(lambda: counted((1, 2)), 30)
+    await enqueue()
+    assert await eventually(lambda: counted((2, 2)), 30)
+    again = await run_cli(jobs_db, "cleanup", runner.worker_id)
+    assert again.returncode == 1 and "no job in hand" in again.stdout
