@@ -146,6 +146,9 @@ def tail_command(settings: ServiceSettings, args: list[str]) -> int:
         engine = create_engine(settings.database_url)
         seen: dict[int, tuple[int, int, str]] = {}
         since = datetime.now(UTC) if not once else datetime.min.replace(tzinfo=UTC)
+        if not once:
+            print(f"following the jobs changed since {since:%H:%M:%S} UTC (Ctrl-C stops)",
+                  file=sys.stderr, flush=True)
         try:
             while True:
                 async with engine.connect() as conn:

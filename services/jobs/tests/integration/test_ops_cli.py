@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -20,6 +21,8 @@ from misp_platform.testing import eventually
 from misp_platform.worker import job_run
 
 from ..conftest import TEST_NOOP, WorkerFactory
+
+PERCENT = re.compile(r"\] +(\d+)% ")  # tail's line: ... [#####     ]  25% message
 
 
 async def run_cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -124,3 +127,35 @@ async def test_stats_count_each_workers_outcomes_and_cleanup_terminates_its_job_
     assert await eventually(lambda: counted((2, 2)), 30)
     again = await run_cli(jobs_db, "cleanup", runner.worker_id)
     assert again.returncode == 1 and "no job in hand" in again.stdout
+
+
+async def test_tail_follows_a_job_through_its_progress_to_completed(
+        pipeline: None, start_worker: WorkerFactory, jobs_engine: AsyncEngine,
+        jobs_db: str) -> None:
+    await start_worker("default")
+    tail = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "jobs", "tail", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "JOBS_DATABASE_URL": jobs_db, "MISP_LOG_FORMAT": "json"})
+    try:
+        assert tail.stdout is not None and tail.stderr is not None
+        started = await asyncio.wait_for(tail.stderr.readline(), 30)
+        assert started.startswith(b"following the jobs changed since")
+        async with jobs_engine.begin() as conn:
+            job_id = await commands.enqueue(conn, job_type=TEST_NOOP.name, queue="default",
+                                            actor=Actor.system(),
+                                            data={"steps": 4, "step_s": 0.6})
+        lines: list[str] = []
+        while not any("Completed" in line for line in lines):
+            line = (await asyncio.wait_for(tail.stdout.readline(), 30)).decode()
+            if f"job {job_id} " in line:
+                lines.append(line)
+    finally:
+        tail.terminate()
+        await tail.wait()
+    statuses = [line.split()[5] for line in lines]
+    assert statuses[-1] == "Completed" and "Running" in statuses
+    progress = [int(m.group(1)) for line in lines if (m := PERCENT.search(line))]
+    assert len(progress) == len(lines)
+    assert progress == sorted(progress) and progress[-1] == 100
+    assert len({p for p in progress if 0 < p < 100}) >= 2  # the steps in between were followed
