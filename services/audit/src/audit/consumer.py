@@ -30,7 +30,7 @@ class EveryMispType(dict[str, H]):
 
     def __init__(self, handler: H) -> None:
         super().__init__()
-        self.handler = handler
+        self.handler: H = handler
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key.startswith("misp.")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -18,6 +19,7 @@ from identity.consumer import handlers, on_consumer_start, topics
 from identity.handlers.first_run import key_path, rotate_admin_key
 from identity.handlers.jobs import job_handlers
 from identity.settings import IdentitySettings
+from misp_platform.app import LifespanHook
 from misp_platform.app import create_app as create_platform_app
 from misp_platform.config import ServiceSettings
 from misp_platform.db import create_engine
@@ -50,9 +52,9 @@ async def follow_auth_settings(app: FastAPI) -> AsyncIterator[None]:
         task.cancel()
 
 
-def create_app(settings: ServiceSettings, **kwargs: object) -> FastAPI:
-    hooks = [follow_auth_settings, view_cache,
-             *kwargs.pop("lifespan_hooks", ())]  # type: ignore[misc]
+def create_app(settings: ServiceSettings, *, lifespan_hooks: Sequence[LifespanHook] = (),
+               **kwargs: Any) -> FastAPI:
+    hooks = [follow_auth_settings, view_cache, *lifespan_hooks]
     app = create_platform_app(settings, routers=create_routers(), lifespan_hooks=hooks,
                               **kwargs)
     install_domain_errors(app)

@@ -7,7 +7,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs.handlers import jobs as h
 from jobs.handlers.tasks import seed_tasks
-from jobs.settings import JobsSettings
 from misp_contracts.events.jobs import (
     JOBS_COMMANDS_TOPIC,
     WORKER_TOPIC,
@@ -32,11 +31,11 @@ REACTIONS: dict[str, Handler] = {
 }
 
 
-def handlers(_settings: JobsSettings) -> Mapping[str, Handler]:
+def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:
     return {**PRINCIPAL_HANDLERS, **REACTIONS}
 
 
-def topics(_settings: JobsSettings) -> list[str]:
+def topics(_settings: ServiceSettings) -> list[str]:
     return [*PRINCIPAL_TOPICS, JOBS_COMMANDS_TOPIC, WORKER_TOPIC]
 
 

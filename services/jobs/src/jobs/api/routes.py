@@ -310,7 +310,7 @@ async def get_workers(_: SiteAdmin, engine: EngineDep) -> dict[str, Any]:
         rows = (await conn.execute(select(worker, _alive(now).label("alive")).where(
             worker.c.stopped_at.is_(None), worker.c.last_seen_at > now - FORGET_AFTER)
             .order_by(worker.c.started_at))).all()
-        counts = dict((await conn.execute(select(job.c.queue, func.count()).where(
+        counts: dict[str, int] = dict((await conn.execute(select(job.c.queue, func.count()).where(
             job.c.status == STATUS_WAITING).group_by(job.c.queue))).all())
     out: dict[str, Any] = {}
     for q in QUEUES:
