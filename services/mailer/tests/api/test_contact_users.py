@@ -19,7 +19,7 @@ from mailer.bootstrap import create_app
 from mailer.settings import MailerSettings
 from misp_platform.db import event as event_table
 
-from ..support import Sink, UserKey, add_user, wait_for
+from ..support import Sink, UserKey, add_user, set_setting, wait_for
 
 PASSWORD_RE = re.compile(r"Your temporary password: (\S+)")
 
@@ -154,3 +154,24 @@ async def test_diagnostics_report_an_unreachable_smtp_server(
         diagnostics = (await http.get("/_svc/mailer/diagnostics")).json()
     assert diagnostics["status"] == "degraded"
     assert diagnostics["checks"]["smtp"]["ok"] is False
+
+
+async def test_under_onlyencrypted_a_keyless_single_recipient_is_refused_with_the_reason(
+        client: httpx.AsyncClient, admin_key: str, mailer_engine: AsyncEngine, sink: Sink,
+        user_keys: dict[str, UserKey]) -> None:
+    await set_setting(mailer_engine, "GnuPG.onlyencrypted", True)
+    await add_user(mailer_engine, user_id=511, email="u511@example.test")
+    keyed = await add_user(mailer_engine, user_id=512, gpgkey=user_keys["good"].public)
+
+    refused = await client.post("/admin/users/quickEmail/511", headers=auth(admin_key),
+                                json={"subject": "s", "body": "b"})
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["errors"] == {
+        "recipient": ["u511@example.test: no GnuPG key, and GnuPG.onlyencrypted is on"]}
+    async with mailer_engine.connect() as conn:
+        assert (await conn.execute(select(mail.c.id))).first() is None
+
+    sent = await client.post("/admin/users/quickEmail/512", headers=auth(admin_key),
+                             json={"subject": "s", "body": "b"})
+    assert sent.status_code == 200 and sent.json()["mails"][0]["encrypted"] is True
+    await wait_for(lambda: [m.rcpt_tos for m in sink.received] == [[keyed.email]])

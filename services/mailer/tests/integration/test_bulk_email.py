@@ -221,3 +221,25 @@ async def test_the_outbox_of_a_bulk_send_never_carries_its_text(
             text("SELECT payload FROM outbox"))]
     assert payloads and not any(b"4471" in p for p in payloads)
     assert any(json.loads(p).get("job_type") == "bulk_email" for p in payloads)
+
+
+async def test_under_onlyencrypted_keyless_users_get_nothing_and_the_sender_is_told_why(
+        mailer_engine: AsyncEngine, mailer: Mailer, deliverer: Deliverer, sink: Sink,
+        user_keys: dict[str, UserKey]) -> None:
+    await set_setting(mailer_engine, "GnuPG.onlyencrypted", True)
+    plain = await add_user(mailer_engine, user_id=721, org_id=9)
+    keyed = await add_user(mailer_engine, user_id=722, org_id=9, gpgkey=user_keys["good"].public)
+    request_id = str(uuid.uuid4())
+    await request_bulk_email(mailer_engine, custom(), request_id=request_id, actor=ADMIN,
+                             scope_org_id=9)
+
+    done = await run_job(mailer_engine, service="mailer", queue="email", job_type="bulk_email",
+                         handlers=handlers(mailer), data={"request_id": request_id}, job_id=61)
+
+    assert (done["outcome"], done["message"]) == (
+        "succeeded", f"Queued 1 e-mail(s). Not sent to: {plain.email} "
+                     "(no GnuPG key, and GnuPG.onlyencrypted is on).")
+    rows = await mail_rows(mailer_engine)
+    assert [(r.recipient, r.encrypted) for r in rows] == [(keyed.email, True)]
+    await delivered(deliverer)
+    assert [m.rcpt_tos for m in sink.received] == [[keyed.email]]

@@ -99,3 +99,58 @@ async def test_expired_revoked_and_invalid_keys_are_reported(
     assert (await mailer.check_key(user_keys["revoked"].public)).problem == "revoked"
     assert (await mailer.check_key("not a key")).problem == "invalid"
     assert (await mailer.check_key(user_keys["good"].public)).usable
+
+
+async def test_under_bodyonlyencrypted_a_keyless_user_gets_the_short_body_and_a_keyed_one_all(
+        mailer: Mailer, user_keys: dict[str, UserKey]) -> None:
+    s = settings(**{"GnuPG.bodyonlyencrypted": True})
+    fingerprint = await mailer.instance_key(s)
+    key = user_keys["good"]
+    check = await mailer.check_key(key.public)
+
+    def draft(to: str, gpgkey: str | None) -> Draft:
+        return Draft(Recipient(to, 8, 1, gpgkey), "Event 8", "The details of event 8.\n",
+                     body_unencrypted="Only a link to event 8.\n")
+
+    plain, encrypted, signed, _ = await mailer.render(
+        draft("nokey@example.test", None), s, "<m3@acme.test>", None)
+    message = email.message_from_bytes(plain, policy=policy.default)
+    assert (encrypted, signed) == (False, True)
+    text_part = message.get_payload()[0]
+    assert "Only a link to event 8." in text_part.get_content()
+    assert b"The details" not in plain
+
+    secret, encrypted, signed, _ = await mailer.render(
+        draft("good@example.test", key.public), s, "<m4@acme.test>", check)
+    assert (encrypted, signed) == (True, True)
+    payload = email.message_from_bytes(secret, policy=policy.default).get_payload()[1]
+    key.gpg.import_keys(mailer.keyring.public_key())
+    decrypted = key.gpg.decrypt(payload.get_payload(decode=True), always_trust=True)
+    assert decrypted.ok and decrypted.fingerprint == fingerprint
+    assert b"The details of event 8." in decrypted.data and b"Only a link" not in decrypted.data
+
+
+async def test_with_gnupg_sign_off_mail_is_plain_or_only_encrypted(
+        mailer: Mailer, user_keys: dict[str, UserKey]) -> None:
+    s = settings(**{"GnuPG.sign": False})
+    key = user_keys["good"]
+    check = await mailer.check_key(key.public)
+
+    plain, encrypted, signed, _ = await mailer.render(
+        Draft(Recipient("nokey@example.test", 9, 1, None), "Hi", "Plain words.\n"), s,
+        "<m5@acme.test>", None)
+    message = email.message_from_bytes(plain, policy=policy.default)
+    assert (encrypted, signed) == (False, False)
+    assert message.get_content_type() == "text/plain"
+    assert "Plain words." in message.get_content() and b"PGP" not in plain
+
+    secret, encrypted, signed, _ = await mailer.render(
+        Draft(Recipient("good@example.test", 10, 1, key.public), "Hi", "Sealed words.\n"), s,
+        "<m6@acme.test>", check)
+    message = email.message_from_bytes(secret, policy=policy.default)
+    assert (encrypted, signed) == (True, False)
+    assert message.get_content_type() == "multipart/encrypted"
+    decrypted = key.gpg.decrypt(message.get_payload()[1].get_payload(decode=True),
+                                always_trust=True)
+    assert decrypted.ok and b"Sealed words." in decrypted.data
+    assert not decrypted.valid and decrypted.fingerprint is None  # encrypted, not signed
