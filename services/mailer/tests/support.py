@@ -5,6 +5,7 @@ refuse, users' keys (good, expired, revoked), and the app in-process."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import socket
 import subprocess
@@ -35,6 +36,10 @@ from misp_platform.testing import create_test_database, drop_test_database, seed
 
 PEPPER = "mailer-test-pepper"
 MIGRATIONS = Path(__file__).resolve().parents[1] / "src" / "mailer" / "migrations"
+
+# aiosmtpd logs every connection at INFO, through the handler the app installs on stderr: noise
+# in the test run's output, whatever pytest captures.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def short_home(prefix: str = "mg") -> Path:
