@@ -121,6 +121,16 @@ def test_an_unknown_misp_type_gets_a_generic_row() -> None:
     assert to_log_row(Envelope(source="/x", type="other.thing", data={}), LogSettings()) is None
 
 
+def test_a_creation_whose_changes_carry_the_new_id_is_titled_by_its_state() -> None:
+    envelope = Envelope(source="/jobs", type="misp.jobs.task.scheduled.v1", subject="stream",
+                        data={"task": {"id": 6, "type": "noop", "description": "nightly"},
+                              "changes": {"id": [None, 6], "type": [None, "noop"]}})
+    row = to_log_row(envelope, LogSettings())
+    assert row is not None
+    assert (row.model, row.model_id, row.title) == ("Task", 6, "Task (6): nightly")
+    assert row.change == "id () => (6), type () => (noop)"
+
+
 def test_every_registered_contract_type_maps_to_a_row() -> None:
     mapped = set(specific_types())
     for type_ in event_registry:

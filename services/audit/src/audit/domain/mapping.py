@@ -470,7 +470,8 @@ SPECIFIC: dict[str, tuple[Mapper, str]] = {
     "misp.mailer.mail.failed.v1": (_mail(False), "email"),
 }
 
-_NAME_FIELDS = ("name", "email", "title", "setting", "username", "value")
+_NAME_FIELDS = ("name", "email", "title", "setting", "username", "value", "job_type",
+                "description")
 
 
 def _generic(row: _Row, type_: str) -> LogRow | None:
@@ -481,8 +482,9 @@ def _generic(row: _Row, type_: str) -> LogRow | None:
     d = row.envelope.data
     model = model_name(aggregate)
     action = VERB_ACTIONS.get(verb, verb.replace("-", "_"))
-    # The aggregate's state: the one nested object that has an id, else the payload itself.
-    nested = [v for v in d.values() if isinstance(v, dict) and "id" in v]
+    # The aggregate's state: the one nested object that has an id, else the payload itself
+    # (not `changes`: a creation's changes have an id too, from () to the new one).
+    nested = [v for k, v in d.items() if k != "changes" and isinstance(v, dict) and "id" in v]
     state: Mapping[str, Any] = nested[0] if len(nested) == 1 else d
     oid = _int(state.get("id"))
     if oid is None:
