@@ -111,3 +111,16 @@ def test_a_mail_to_all_users_runs_as_a_job_with_progress_and_reaches_every_user(
         assert all(m.get_content_type() == "multipart/signed" for m in received.values())
         done = http.get(f"/api/v1/mailer/requests/{request_id}", headers=org_admin).json()
         assert done["BulkRequest"]["status"] == "done" and done["BulkRequest"]["mails"] == "3"
+
+        # Each mail sent is in the audit log as the org admin's admin_email, without its body.
+        def logged() -> list[dict[str, Any]] | None:
+            r = http.post("/admin/logs/index", headers=site, json={
+                "action": "admin_email", "email": admin["email"]})
+            assert r.status_code == 200, r.text
+            rows = [x["Log"] for x in r.json() if f"Maintenance {token}" in x["Log"]["title"]]
+            return rows if len(rows) >= len(addresses) else None
+
+        rows = until(logged, "the mails sent in the audit log", timeout_s=60)
+        assert sorted(r["title"] for r in rows) == sorted(
+            f'Email to {a} sent, titled "Maintenance {token}".' for a in addresses)
+        assert all(r["model"] == "User" and "Friday" not in r["change"] for r in rows)
