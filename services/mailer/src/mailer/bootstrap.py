@@ -4,7 +4,6 @@ instance keyring, SMTP, the delivery loop)."""
 from __future__ import annotations
 
 import asyncio
-import smtplib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,7 +13,7 @@ from fastapi import FastAPI
 
 from mailer.adapters import store
 from mailer.adapters.gpg import INSTANCE_KEY_WARNING, Keyring
-from mailer.adapters.smtp import SmtpConfig
+from mailer.adapters.smtp import SmtpConfig, open_session
 from mailer.api.routes import misp, router
 from mailer.consumer import handlers, on_consumer_start, topics
 from mailer.handlers.compose import Mailer
@@ -34,7 +33,8 @@ def keyring_for(settings: MailerSettings) -> Keyring:
 
 def smtp_config(settings: MailerSettings) -> SmtpConfig:
     return SmtpConfig(host=settings.smtp_host, port=settings.smtp_port,
-                      starttls=settings.smtp_starttls, username=settings.smtp_username,
+                      starttls=settings.smtp_starttls, implicit_tls=settings.smtp_implicit_tls,
+                      ca_file=settings.smtp_ca_file, username=settings.smtp_username,
                       password=settings.smtp_password.get_secret_value(),
                       timeout_s=settings.smtp_timeout_s)
 
@@ -64,13 +64,8 @@ async def diagnose_smtp(app: FastAPI) -> dict[str, Any]:
     config = smtp_config(app.state.settings)
 
     def probe() -> str:
-        with smtplib.SMTP(config.host, config.port, timeout=5) as smtp:
-            code, banner = smtp.ehlo()
-            if config.starttls:
-                smtp.starttls()
-                smtp.ehlo()
-            if config.username:
-                smtp.login(config.username, config.password)
+        with open_session(config, timeout_s=5) as smtp:
+            code, banner = smtp.ehlo()  # as the session now stands (after TLS and login)
             return f"{code} {banner.decode(errors='replace').splitlines()[0]}"
 
     return {"server": f"{config.host}:{config.port}", "ehlo": await asyncio.to_thread(probe)}

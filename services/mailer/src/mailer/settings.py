@@ -21,6 +21,8 @@ class MailerSettings(ServiceSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
     smtp_starttls: bool = False
+    smtp_implicit_tls: bool = False  # SMTPS (port 465): TLS from the first byte
+    smtp_ca_file: str = ""  # a private CA's PEM bundle for the relay's certificate
     smtp_username: str = ""
     smtp_password: SecretStr = SecretStr("")
     smtp_timeout_s: float = 10.0

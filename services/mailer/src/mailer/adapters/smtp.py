@@ -1,5 +1,6 @@
-"""SMTP delivery with the standard library (in a thread): one connection per batch, STARTTLS and
-AUTH when configured, and each failure classified as transient (retry) or permanent."""
+"""SMTP delivery with the standard library (in a thread): one connection per batch, TLS (STARTTLS
+or implicit, the server's certificate verified against the system's CAs or a CA file) and AUTH
+when configured, and each failure classified as transient (retry) or permanent."""
 
 from __future__ import annotations
 
@@ -16,9 +17,34 @@ class SmtpConfig:
     host: str
     port: int
     starttls: bool = False
+    implicit_tls: bool = False  # SMTPS (usually port 465): TLS from the first byte
+    ca_file: str = ""  # the CAs the server's certificate is checked against (empty: the system's)
     username: str = ""
     password: str = ""
     timeout_s: float = 10.0
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Certificate and host name always verified; a private CA comes in `ca_file`."""
+        return ssl.create_default_context(cafile=self.ca_file or None)
+
+
+def open_session(config: SmtpConfig, *, timeout_s: float | None = None) -> smtplib.SMTP:
+    """A greeted session: EHLO, then TLS and login as configured (closed again on failure)."""
+    timeout = config.timeout_s if timeout_s is None else timeout_s
+    smtp = (smtplib.SMTP_SSL(config.host, config.port, timeout=timeout,
+                             context=config.tls_context()) if config.implicit_tls
+            else smtplib.SMTP(config.host, config.port, timeout=timeout))
+    try:
+        smtp.ehlo()
+        if config.starttls and not config.implicit_tls:
+            smtp.starttls(context=config.tls_context())
+            smtp.ehlo()
+        if config.username:
+            smtp.login(config.username, config.password)
+    except BaseException:
+        smtp.close()
+        raise
+    return smtp
 
 
 @dataclass(frozen=True)
@@ -28,7 +54,9 @@ class Result:
 
 
 def classify(exc: BaseException) -> Result:
-    """4xx and connection trouble are transient; 5xx is a permanent refusal."""
+    """4xx and connection trouble are transient; 5xx is a permanent refusal, except a refused
+    login: that is the relay's configuration, not the mail (Postfix's default soft bounce), so
+    the mail waits, within its attempts, for an operator to fix the credentials."""
     code: int | None = None
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [c for c, _ in exc.recipients.values()]
@@ -42,7 +70,8 @@ def classify(exc: BaseException) -> Result:
     else:
         text = f"{type(exc).__name__}: {exc}"
     text = text[:500]
-    if code is not None and 500 <= code < 600 and not isinstance(exc, smtplib.SMTPConnectError):
+    if code is not None and 500 <= code < 600 and not isinstance(
+            exc, smtplib.SMTPConnectError | smtplib.SMTPAuthenticationError):
         return Result("failed", text)
     return Result("retry", text)
 
@@ -54,25 +83,10 @@ class Connection:
         self.config = config
         self._smtp: smtplib.SMTP | None = None
 
-    def _open(self) -> smtplib.SMTP:
-        c = self.config
-        smtp = smtplib.SMTP(c.host, c.port, timeout=c.timeout_s)
-        try:
-            smtp.ehlo()
-            if c.starttls:
-                smtp.starttls(context=ssl.create_default_context())
-                smtp.ehlo()
-            if c.username:
-                smtp.login(c.username, c.password)
-        except BaseException:
-            smtp.close()
-            raise
-        return smtp
-
     def send(self, sender: str, recipient: str, raw: bytes) -> Result:
         try:
             if self._smtp is None:
-                self._smtp = self._open()
+                self._smtp = open_session(self.config)
             self._smtp.sendmail(sender, [recipient], raw)
             return Result("sent")
         except (smtplib.SMTPException, OSError) as exc:
