@@ -195,3 +195,8 @@ async def test_the_diagnostics_probe_uses_the_same_tls_and_login(
     with pytest.raises(ssl.SSLCertVerificationError):
         await diagnose_smtp(SimpleNamespace(state=SimpleNamespace(  # type: ignore[arg-type]
             settings=settings(starttls_relay.port, smtp_starttls=True))))
+
+
+def test_the_relay_password_never_shows_in_the_configs_repr() -> None:
+    config = smtp_config(settings(25, smtp_starttls=True))
+    assert config.password == PASSWORD and PASSWORD not in repr(config)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Outcome = Literal["sent", "retry", "failed"]
@@ -20,7 +20,7 @@ class SmtpConfig:
     implicit_tls: bool = False  # SMTPS (usually port 465): TLS from the first byte
     ca_file: str = ""  # the CAs the server's certificate is checked against (empty: the system's)
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # never in a log line or a traceback
     timeout_s: float = 10.0
 
     def tls_context(self) -> ssl.SSLContext:
