@@ -83,3 +83,31 @@ def test_stopping_an_owners_worker_process_restarts_it_with_all_its_queues() -> 
 
     after = until(restarted, "a new audit worker process on both queues", timeout_s=60)
     assert pid not in after["default"] | after["prio"]
+
+
+def _live_pids() -> dict[tuple[str, str], set[str]]:
+    ws = httpx.get(f"{GATEWAY}/servers/getWorkers", headers=admin_headers(), timeout=30).json()
+    out: dict[tuple[str, str], set[str]] = {}
+    for q in JOB_QUEUES:
+        for w in ws[q]["workers"]:
+            if w["alive"]:
+                out.setdefault((w["service"], q), set()).add(w["pid"])
+    return out
+
+
+def test_restart_workers_replaces_every_worker_process_and_all_queues_are_served_again() -> None:
+    """MISP's "Restart all workers": a graceful stop to every worker over the control topic,
+    and the supervisor starts each process again with the queues it served."""
+    before = until(_live_pids, "live workers")
+    restart = httpx.post(f"{GATEWAY}/servers/restartWorkers", headers=admin_headers(),
+                         timeout=30)
+    assert restart.status_code == 200 and restart.json()["saved"] is True, restart.text
+    old = set().union(*before.values())
+
+    def all_replaced() -> dict[tuple[str, str], set[str]] | None:
+        now = _live_pids()
+        served_again = set(now) >= set(before)
+        return now if served_again and not old & set().union(*now.values()) else None
+
+    after = until(all_replaced, "every (service, queue) served by a new process", timeout_s=90)
+    assert set(after) >= set(before)
