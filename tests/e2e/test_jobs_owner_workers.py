@@ -11,12 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from pymisp import PyMISP
 
 from misp_contracts.events.jobs import JOB_TYPES, STATUS_COMPLETED
 from misp_contracts.events.jobs import QUEUES as JOB_QUEUES
 from misp_contracts.topics import SERVICES
 
-from .support import GATEWAY, admin_headers, until
+from .support import GATEWAY, admin_headers, admin_key, until
 
 
 def _run(job_type: str, queue: str) -> dict[str, Any]:
@@ -95,19 +96,51 @@ def _live_pids() -> dict[tuple[str, str], set[str]]:
     return out
 
 
-def test_restart_workers_replaces_every_worker_process_and_all_queues_are_served_again() -> None:
-    """MISP's "Restart all workers": a graceful stop to every worker over the control topic,
-    and the supervisor starts each process again with the queues it served."""
-    before = until(_live_pids, "live workers")
-    restart = httpx.post(f"{GATEWAY}/servers/restartWorkers", headers=admin_headers(),
-                         timeout=30)
-    assert restart.status_code == 200 and restart.json()["saved"] is True, restart.text
+def _all_replaced(before: dict[tuple[str, str], set[str]], what: str
+                  ) -> dict[tuple[str, str], set[str]]:
     old = set().union(*before.values())
 
-    def all_replaced() -> dict[tuple[str, str], set[str]] | None:
+    def replaced() -> dict[tuple[str, str], set[str]] | None:
         now = _live_pids()
         served_again = set(now) >= set(before)
         return now if served_again and not old & set().union(*now.values()) else None
 
-    after = until(all_replaced, "every (service, queue) served by a new process", timeout_s=90)
-    assert set(after) >= set(before)
+    return until(replaced, what, timeout_s=90)
+
+
+def test_pymisps_restart_and_kill_all_workers_replace_every_worker_process() -> None:
+    """MISP's "Restart all workers" and "Kill all workers", with PyMISP: a stop to every worker
+    over the control topic (a kill also cancels the job in hand), and the supervisor starts
+    each process again with the queues it served."""
+    misp = PyMISP(GATEWAY, admin_key(), ssl=False, timeout=30)
+    before = until(_live_pids, "live workers")
+    restarted = misp.restart_workers()
+    assert isinstance(restarted, dict) and restarted["saved"] is True, restarted
+    after_restart = _all_replaced(before, "every (service, queue) served by a new process")
+
+    made = httpx.post(f"{GATEWAY}/api/v1/jobs/jobs", headers=admin_headers(), timeout=30,
+                      json={"job_type": "noop", "worker": "default",
+                            "data": {"steps": 600, "step_s": 0.05}})
+    assert made.status_code == 200, made.text
+    job_id = made.json()["Job"]["id"]
+
+    def job() -> dict[str, Any]:
+        r = httpx.get(f"{GATEWAY}/api/v1/jobs/jobs/{job_id}", headers=admin_headers(),
+                      timeout=30)
+        assert r.status_code == 200, r.text
+        state: dict[str, Any] = r.json()["Job"]
+        return state
+
+    until(lambda: int(job()["status"]) == 2, "the long job running")
+    killed = misp.kill_all_workers()
+    assert isinstance(killed, dict) and killed["saved"] is True, killed
+
+    def failed() -> dict[str, Any] | None:
+        state = job()
+        return state if int(state["status"]) == 3 else None
+
+    cancelled = until(failed, "the job in hand cancelled by the kill")
+    assert "cancel" in cancelled["message"].lower(), cancelled
+    _all_replaced(after_restart, "every (service, queue) served again after the kill")
+    time.sleep(2)
+    assert int(job()["status"]) == 3  # the new workers did not take the cancelled job up again
