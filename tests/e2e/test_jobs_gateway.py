@@ -26,6 +26,9 @@ def test_pymisps_worker_calls_answer_in_misps_shapes() -> None:
     workers = misp.get_workers()
     assert isinstance(workers, dict) and workers["controls"] == 1
     assert {"default", "prio", "email", "cache", "update"} <= set(workers)
+    # MISP's `scheduler` queue: the stack's two scheduler processes (deploy/programs.tsv), alive.
+    assert workers["scheduler"]["ok"] is True
+    assert len({w["pid"] for w in workers["scheduler"]["workers"] if w["alive"]}) == 2
     assert misp.start_worker("default")["saved"] is True
     assert misp.restart_dead_workers()["success"] is True
     assert "errors" in misp.stop_worker_by_pid(2**31 - 7)  # no such worker: a 4xx

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from jobs.api.routes import diagnose_workers, routers
+from jobs.api.routes import diagnose_schedulers, diagnose_workers, routers
 from jobs.cli import COMMANDS
 from jobs.consumer import handlers, on_consumer_start, topics
 from jobs.settings import JobsSettings
@@ -15,7 +15,8 @@ from misp_platform.service import ServiceSpec
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     return create_platform_app(settings, routers=routers,
-                               diagnostics={"workers": diagnose_workers})
+                               diagnostics={"workers": diagnose_workers,
+                                            "schedulers": diagnose_schedulers})
 
 
 spec = ServiceSpec(

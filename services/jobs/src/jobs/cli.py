@@ -48,8 +48,8 @@ def scheduler_command(settings: ServiceSettings, _args: list[str]) -> int:
         engine = create_engine(settings.database_url)
         try:
             await Scheduler(engine, poll_s=getattr(settings, "scheduler_poll_s", 0.2),
-                            missed_beats=getattr(settings, "missed_heartbeats", 3.0)
-                            ).run(_stop())
+                            missed_beats=getattr(settings, "missed_heartbeats", 3.0),
+                            beat_s=getattr(settings, "scheduler_beat_s", 2.0)).run(_stop())
         finally:
             await engine.dispose()
 

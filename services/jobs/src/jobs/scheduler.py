@@ -1,5 +1,9 @@
 """`python -m jobs scheduler`: ticks due tasks, dispatches due retries and fails the jobs of
-dead workers. Run two or more for high availability: the claims make every tick happen once."""
+dead workers. Run two or more for high availability: the claims make every tick happen once.
+
+Each scheduler records a beat every `beat_s` (and its stop) in `scheduler`: `servers/getWorkers`
+lists the schedulers under MISP's `scheduler` queue, and the diagnostics are degraded when none
+is alive, so a scheduler that stops is seen instead of going silent."""
 
 from __future__ import annotations
 
@@ -11,8 +15,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jobs.adapters.tables import scheduler
 from jobs.handlers import jobs as job_handlers
 from jobs.handlers import tasks
 
@@ -22,12 +29,38 @@ log = structlog.get_logger(__name__)
 class Scheduler:
     def __init__(self, engine: AsyncEngine, *, poll_s: float = 0.2,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 missed_beats: float = 3.0) -> None:
+                 missed_beats: float = 3.0, beat_s: float = 2.0) -> None:
         self.engine = engine
         self.poll_s = poll_s
         self.clock = clock
         self.missed_beats = missed_beats
+        self.beat_s = beat_s
         self.scheduler_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.started_at = datetime.now(UTC)
+        self._last_beat: float | None = None
+
+    async def beat(self) -> None:
+        """Record that this scheduler is alive (its own row, one statement)."""
+        now = datetime.now(UTC)
+        values = {"host": socket.gethostname(), "pid": os.getpid(), "interval_s": self.beat_s,
+                  "last_seen_at": now, "stopped_at": None}
+        stmt = pg_insert(scheduler).values(scheduler_id=self.scheduler_id,
+                                           started_at=self.started_at, **values)
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt.on_conflict_do_update(
+                index_elements=[scheduler.c.scheduler_id], set_=values))
+
+    async def _beat_when_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._last_beat is None or loop.time() - self._last_beat >= self.beat_s:
+            await self.beat()
+            self._last_beat = loop.time()
+
+    async def _record_stop(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(scheduler).where(
+                scheduler.c.scheduler_id == self.scheduler_id).values(
+                stopped_at=datetime.now(UTC)))
 
     async def run_once(self) -> int:
         now = self.clock()
@@ -48,9 +81,14 @@ class Scheduler:
         log.info("scheduler.started", scheduler_id=self.scheduler_id)
         while not stop.is_set():
             try:
+                await self._beat_when_due()
                 await self.run_once()
             except Exception as exc:  # a lost race or a restarting database: next round
                 log.warning("scheduler.round_failed", error=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.poll_s)
+        try:
+            await self._record_stop()
+        except Exception as exc:  # the database may be gone: the missed beats tell the same
+            log.warning("scheduler.stop_not_recorded", error=f"{type(exc).__name__}: {exc}")
         log.info("scheduler.stopped", scheduler_id=self.scheduler_id)

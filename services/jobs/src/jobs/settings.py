@@ -21,3 +21,5 @@ class JobsSettings(ServiceSettings):
     # worker may miss before its job is retried or failed.
     scheduler_poll_s: float = 0.2
     missed_heartbeats: float = 3.0
+    # How often a scheduler records that it is alive (`servers/getWorkers`, the diagnostics).
+    scheduler_beat_s: float = 2.0

@@ -3,8 +3,9 @@
 `job` and `task` are the read models of the job and task streams, written in the same
 transaction as each append; `job_attempt` is each job's attempt history; `worker` is the
 projection of worker heartbeats; `task_tick` is the scheduler's claim, unique per (task, due
-time): two schedulers can never both queue the same tick; `jobs_instance` holds the id of
-this jobs deployment, which its dispatches carry and the workers' claims echo.
+time): two schedulers can never both queue the same tick; `scheduler` is each scheduler
+process's own beat (a scheduler that stopped is seen, not silent); `jobs_instance` holds the id
+of this jobs deployment, which its dispatches carry and the workers' claims echo.
 """
 
 from __future__ import annotations
@@ -75,6 +76,18 @@ job_attempt = Table(
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("outcome", String(32), nullable=True),  # completed | failed | cancelled
     Column("error", Text, nullable=True),
+)
+
+# Each scheduler process's beat, written by the process itself (it runs in the jobs service).
+scheduler = Table(
+    "scheduler", metadata,
+    Column("scheduler_id", String(128), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("interval_s", Float, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("stopped_at", DateTime(timezone=True), nullable=True),
 )
 
 worker = Table(

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sqlalchemy import DateTime, func, literal, select
 
-from jobs.adapters.tables import job, job_attempt, task, worker
+from jobs.adapters.tables import job, job_attempt, scheduler, task, worker
 from jobs.domain.errors import JobNotFoundError, JobRefusedError, JobValidationError
 from jobs.handlers import jobs as commands
 from jobs.handlers import tasks as task_commands
@@ -92,6 +92,17 @@ async def diagnose_workers(app: Any) -> dict[str, Any]:
         raise RuntimeError(f"jobs wait in {', '.join(starving)} and no worker is alive there "
                            f"(alive: {alive or 'none'})")
     return {"alive_workers": alive, "waiting_jobs": waiting}
+
+
+async def diagnose_schedulers(app: Any) -> dict[str, Any]:
+    """Schedulers alive; degraded when none is: no task ticks, no retry is dispatched and no
+    dead worker's job is failed over until one runs again."""
+    schedulers = await _schedulers(app.state.engine, datetime.now(UTC))
+    alive = sum(1 for w in schedulers["workers"] if w["alive"])
+    if not alive:
+        raise RuntimeError("no scheduler is alive: scheduled tasks, retries and the dead-worker "
+                           "watchdog are stopped (`python -m jobs scheduler`)")
+    return {"alive_schedulers": alive}
 
 
 def _alive(now: datetime) -> Any:
@@ -320,9 +331,29 @@ async def get_workers(_: SiteAdmin, engine: EngineDep) -> dict[str, Any]:
                "last_seen": w.last_seen_at} for w in rows if w.queue == q]
         out[q] = {"ok": any(w["alive"] for w in ws), "workers": render_value(ws),
                   "jobCount": counts.get(q, 0)}
+    out["scheduler"] = await _schedulers(engine, now)
     out["proc_accessible"] = False
     out["controls"] = 1
     return out
+
+
+def _scheduler_alive(now: datetime) -> Any:
+    return (scheduler.c.stopped_at.is_(None)
+            & (scheduler.c.last_seen_at >= literal(now, DateTime(timezone=True))
+               - func.make_interval(0, 0, 0, 0, 0, 0,
+                                    scheduler.c.interval_s * 3 + commands.HEARTBEAT_GRACE_S)))
+
+
+async def _schedulers(engine: Any, now: datetime) -> dict[str, Any]:
+    """MISP's `scheduler` queue: the scheduler processes, alive when they beat on time."""
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(scheduler, _scheduler_alive(now).label("alive")).where(
+            scheduler.c.stopped_at.is_(None), scheduler.c.last_seen_at > now - FORGET_AFTER)
+            .order_by(scheduler.c.started_at))).all()
+    ws = [{"pid": r.pid, "user": "", "alive": bool(r.alive), "correct_user": True,
+           "ok": bool(r.alive), "host": r.host, "worker_id": r.scheduler_id,
+           "service": "jobs", "job_id": None, "last_seen": r.last_seen_at} for r in rows]
+    return {"ok": any(w["alive"] for w in ws), "workers": render_value(ws), "jobCount": 0}
 
 
 async def _stop(engine: Any, principal: Any, **selector: Any) -> None:
