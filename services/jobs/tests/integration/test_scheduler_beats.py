@@ -1,6 +1,7 @@
 """A scheduler that stops is seen, not silent: real `python -m jobs scheduler` processes beat in
 `scheduler`, `servers/getWorkers` lists them under MISP's `scheduler` queue, and the diagnostics
-are degraded while none is alive (none yet, one SIGKILLed, one stopped)."""
+are degraded while none is alive (none yet, one SIGKILLed, one stopped), or while a task is
+overdue although one beats."""
 
 from __future__ import annotations
 
@@ -10,11 +11,18 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jobs.adapters.tables import task
+from jobs.handlers import tasks
+from jobs.scheduler import Scheduler
+from misp_contracts.envelope import Actor
 from misp_platform.testing import eventually
 
 from ..support import auth
@@ -86,3 +94,26 @@ async def test_schedulers_are_listed_while_they_beat_and_their_absence_is_diagno
         assert await eventually(b_gone, 30)
         stopped = await diagnosis(client)
         assert stopped["ok"] is False and "no scheduler is alive" in stopped["error"]
+
+
+async def test_a_task_overdue_while_a_scheduler_beats_is_diagnosed(
+        client: httpx.AsyncClient, admin_key: str, jobs_engine: AsyncEngine) -> None:
+    # A scheduler that beats but whose rounds fail (its log says why): the task it should have
+    # ticked a while ago is overdue, and the diagnostics say so.
+    beating = Scheduler(jobs_engine, beat_s=30)
+    await beating.beat()
+    async with jobs_engine.begin() as conn:
+        state = await tasks.set_task(conn, None, {"type": "noop", "timer": 1},
+                                     Actor.system(), datetime.now(UTC))
+    assert await diagnosis(client) == {"ok": True, "alive_schedulers": 1}
+    late = datetime.now(UTC) - timedelta(minutes=5)
+    async with jobs_engine.begin() as conn:
+        await conn.execute(update(task).where(task.c.id == state.id).values(
+            next_execution_at=late))
+    overdue = await diagnosis(client)
+    assert overdue["ok"] is False
+    assert "1 task(s) overdue although 1 scheduler(s) are alive" in overdue["error"]
+    assert f"{state.id} since {late:%Y-%m-%d %H:%M:%S} UTC" in overdue["error"]
+    async with jobs_engine.begin() as conn:
+        await conn.execute(update(task).where(task.c.id == state.id).values(paused=True))
+    assert (await diagnosis(client))["ok"] is True  # a paused task is not overdue

@@ -46,6 +46,8 @@ misp = APIRouter(tags=["jobs"])
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 PAGE = 20
 FORGET_AFTER = timedelta(hours=1)
+# A due task is ticked within the scheduler's poll (0.2 s): one a minute late is not being ticked.
+OVERDUE_AFTER = timedelta(minutes=1)
 
 
 @contextmanager
@@ -95,13 +97,25 @@ async def diagnose_workers(app: Any) -> dict[str, Any]:
 
 
 async def diagnose_schedulers(app: Any) -> dict[str, Any]:
-    """Schedulers alive; degraded when none is: no task ticks, no retry is dispatched and no
-    dead worker's job is failed over until one runs again."""
-    schedulers = await _schedulers(app.state.engine, datetime.now(UTC))
+    """Schedulers alive and ticking. Degraded when none is alive (no task ticks, no retry is
+    dispatched and no dead worker's job is failed over until one runs again), and when a task is
+    overdue although one is (alive but failing its rounds: its log says why)."""
+    now = datetime.now(UTC)
+    schedulers = await _schedulers(app.state.engine, now)
     alive = sum(1 for w in schedulers["workers"] if w["alive"])
     if not alive:
         raise RuntimeError("no scheduler is alive: scheduled tasks, retries and the dead-worker "
                            "watchdog are stopped (`python -m jobs scheduler`)")
+    async with app.state.engine.connect() as conn:
+        overdue = (await conn.execute(select(task.c.id, task.c.next_execution_at).where(
+            task.c.paused.is_(False), task.c.next_execution_at < now - OVERDUE_AFTER)
+            .order_by(task.c.next_execution_at))).all()
+    if overdue:
+        raise RuntimeError(
+            f"{len(overdue)} task(s) overdue although {alive} scheduler(s) are alive (the "
+            f"schedulers' logs say why): "
+            + ", ".join(f"{r.id} since {r.next_execution_at:%Y-%m-%d %H:%M:%S} UTC"
+                        for r in overdue[:10]))
     return {"alive_schedulers": alive}
 
 
