@@ -119,11 +119,13 @@ async def diagnose_schedulers(app: Any) -> dict[str, Any]:
     return {"alive_schedulers": alive}
 
 
-def _alive(now: datetime) -> Any:
-    return (worker.c.stopped_at.is_(None)
-            & (worker.c.last_seen_at >= literal(now, DateTime(timezone=True))
+def _alive(now: datetime, table: Any = worker) -> Any:
+    """A worker's (or a scheduler's) row is alive: not stopped, and its last beat is within
+    three of its intervals (plus a grace)."""
+    return (table.c.stopped_at.is_(None)
+            & (table.c.last_seen_at >= literal(now, DateTime(timezone=True))
                - func.make_interval(0, 0, 0, 0, 0, 0,
-                                 worker.c.interval_s * 3 + commands.HEARTBEAT_GRACE_S)))
+                                    table.c.interval_s * 3 + commands.HEARTBEAT_GRACE_S)))
 
 
 def _job_query(now: datetime) -> Any:
@@ -351,17 +353,10 @@ async def get_workers(_: SiteAdmin, engine: EngineDep) -> dict[str, Any]:
     return out
 
 
-def _scheduler_alive(now: datetime) -> Any:
-    return (scheduler.c.stopped_at.is_(None)
-            & (scheduler.c.last_seen_at >= literal(now, DateTime(timezone=True))
-               - func.make_interval(0, 0, 0, 0, 0, 0,
-                                    scheduler.c.interval_s * 3 + commands.HEARTBEAT_GRACE_S)))
-
-
 async def _schedulers(engine: Any, now: datetime) -> dict[str, Any]:
     """MISP's `scheduler` queue: the scheduler processes, alive when they beat on time."""
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(scheduler, _scheduler_alive(now).label("alive")).where(
+        rows = (await conn.execute(select(scheduler, _alive(now, scheduler).label("alive")).where(
             scheduler.c.stopped_at.is_(None), scheduler.c.last_seen_at > now - FORGET_AFTER)
             .order_by(scheduler.c.started_at))).all()
     ws = [{"pid": r.pid, "user": "", "alive": bool(r.alive), "correct_user": True,
