@@ -11,6 +11,7 @@ usage: render_supervisor.py --state-dir .local --python .venv/bin/python [--out 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import sys
@@ -23,25 +24,29 @@ ROLES = ("api", "relay", "consume")
 MARKER = ";; ---- per program ----"
 
 
+def _load_generate():
+    """deploy/generate.py, whose readers of programs.tsv (and, through the gateway's render.py,
+    of services.tsv) compose and k8s use too: one parser of each file."""
+    path = ROOT / "deploy" / "generate.py"
+    spec = importlib.util.spec_from_file_location("deploy_generate", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+generate = _load_generate()
+
+
 def load_programs(path: Path) -> list[tuple[str, str, str]]:
     """deploy/programs.tsv as (service, program name, arguments), one entry per replica."""
-    out: list[tuple[str, str, str]] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            svc, name, replicas, args = line.split("\t")
-            n = int(replicas)
-            out += [(svc, name if n == 1 else f"{name}-{i}", args) for i in range(1, n + 1)]
-    return out
+    return [(svc, name if n == 1 else f"{name}-{i}", " ".join(args))
+            for svc, name, n, args in generate.load_programs(path) for i in range(1, n + 1)]
 
 
 def load_services(path: Path) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, port = line.split()
-            out[name] = int(port)
-    return out
+    return generate.render.load_services(path)
 
 
 _EXPORT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")

@@ -6,8 +6,10 @@ and fail, never skip, when it is missing.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -184,8 +186,6 @@ async def start_group_at_end(bootstrap: str, group: str, topics: Sequence[str]) 
 async def eventually(predicate: Callable[[], Awaitable[Any]], timeout_s: float = 30.0,
                      interval_s: float = 0.1) -> Any:
     """Poll an async predicate until it returns a truthy value (or fail at the deadline)."""
-    import asyncio
-
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         value = await predicate()
@@ -201,14 +201,10 @@ class ChildProcesses:
     to the terminal); `stop_all` leaves none behind (TERM, then KILL after 15 s)."""
 
     def __init__(self) -> None:
-        import subprocess
-
         self.children: list[subprocess.Popen[bytes]] = []
 
     def start(self, argv: Sequence[str], log_path: Any,
               env: Mapping[str, str] | None = None) -> Any:
-        import subprocess
-
         log = open(log_path, "ab")  # noqa: SIM115  (the child owns it)
         child = subprocess.Popen(list(argv), stdout=log, stderr=log,
                                  env=None if env is None else dict(env),
@@ -218,8 +214,6 @@ class ChildProcesses:
         return child
 
     def stop_all(self) -> None:
-        import subprocess
-
         for child in self.children:
             if child.poll() is None:
                 child.terminate()

@@ -21,7 +21,7 @@ from mailer.handlers.jobs import days_of, job_handlers, warn_expiring_authkeys
 from mailer.settings import MailerSettings
 from misp_contracts.events.identity import AuthKeyCreated, AuthKeyState, AuthKeyUpdated
 from misp_contracts.events.jobs import JOB_TYPES, RunJob
-from misp_platform.auth.principals import when_authkey_saved_project
+from misp_platform.auth import PRINCIPAL_HANDLERS
 from misp_platform.worker import JobContext
 
 from ..support import Sink, UserKey, add_user, apply
@@ -60,7 +60,8 @@ async def test_users_with_keys_expiring_soon_are_warned_once_per_expiration(
     for state in (key(1, plain.id, now + 2 * DAY), key(2, keyed.id, now + 6 * DAY),
                   key(3, far.id, now + 30 * DAY), key(4, far.id, 0),
                   key(5, far.id, now - DAY), key(6, disabled.id, now + DAY)):
-        await apply(mailer_engine, when_authkey_saved_project, AuthKeyCreated(authkey=state))
+        await apply(mailer_engine, PRINCIPAL_HANDLERS[AuthKeyCreated.type],
+                    AuthKeyCreated(authkey=state))
 
     async with mailer_engine.begin() as conn:
         assert await warn_expiring_authkeys(conn, mailer, days=7) == (2, 2)
@@ -82,7 +83,7 @@ async def test_users_with_keys_expiring_soon_are_warned_once_per_expiration(
     assert {tuple(r) for r in rows} == {("authkey_expiry", "email", "sent")}
 
     # The key gets a new (still close) expiration: that one is warned about too, by the job.
-    await apply(mailer_engine, when_authkey_saved_project,
+    await apply(mailer_engine, PRINCIPAL_HANDLERS[AuthKeyUpdated.type],
                 AuthKeyUpdated(authkey=key(1, plain.id, now + 3 * DAY)))
     settings = MailerSettings()
     handler = job_handlers(settings, mailer)["authkey_expiry_warnings"]

@@ -121,9 +121,11 @@ PRINCIPAL_TABLES = (principal_user, principal_role, principal_authkey, principal
 PRINCIPAL_TOPICS: tuple[str, ...] = (USER_TOPIC, ROLE_TOPIC, AUTHKEY_TOPIC, ORGANISATION_TOPIC)
 
 
-async def _upsert(conn: AsyncConnection, table: Table, key: str, values: dict[str, Any]) -> None:
-    stmt = pg_insert(table).values(**values)
-    changed: dict[str, Any] = {name: stmt.excluded[name] for name in values if name != key}
+async def _upsert(conn: AsyncConnection, table: Table, key: str,
+                  rows: Sequence[dict[str, Any]]) -> None:
+    """Insert or update `rows` (one statement; the same columns in each, distinct keys)."""
+    stmt = pg_insert(table).values(list(rows))
+    changed: dict[str, Any] = {name: stmt.excluded[name] for name in rows[0] if name != key}
     changed["updated_at"] = func.now()
     await conn.execute(stmt.on_conflict_do_update(index_elements=[key], set_=changed))
 
@@ -152,9 +154,6 @@ def _user_values(envelope: Envelope) -> dict[str, Any]:
     return user_row(event.user)
 
 
-async def when_user_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
-    await _upsert(conn, principal_user, "user_id", _user_values(envelope))
-
 
 async def when_user_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
     event = UserDeleted.model_validate(envelope.data)
@@ -168,9 +167,6 @@ def _role_values(envelope: Envelope) -> dict[str, Any]:
         envelope.data)
     return role_row(event.role)
 
-
-async def when_role_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
-    await _upsert(conn, principal_role, "role_id", _role_values(envelope))
 
 
 async def when_role_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
@@ -190,9 +186,6 @@ def _authkey_values(envelope: Envelope) -> dict[str, Any]:
     }
 
 
-async def when_authkey_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
-    await _upsert(conn, principal_authkey, "authkey_id", _authkey_values(envelope))
-
 
 async def when_authkey_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
     event = AuthKeyDeleted.model_validate(envelope.data)
@@ -207,14 +200,11 @@ def _organisation_values(envelope: Envelope) -> dict[str, Any]:
     return org_row(model.model_validate(envelope.data).organisation)
 
 
-async def when_organisation_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
-    await _upsert(conn, principal_org, "org_id", _organisation_values(envelope))
-
 
 async def when_organisation_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
     event = OrganisationDeleted.model_validate(envelope.data)
-    await _upsert(conn, principal_org, "org_id", {
-        "org_id": event.org_id, "uuid": event.uuid, "name": event.name, "deleted": True})
+    await _upsert(conn, principal_org, "org_id", [{
+        "org_id": event.org_id, "uuid": event.uuid, "name": event.name, "deleted": True}])
 
 
 def _notifying(handler: Handler) -> Handler:
@@ -230,22 +220,6 @@ def _notifying(handler: Handler) -> Handler:
 
 
 _NOTIFY = text(f"SELECT pg_notify('{PRINCIPALS_CHANNEL}', '')")
-
-PRINCIPAL_HANDLERS: dict[str, Handler] = {type_: _notifying(handler) for type_, handler in {
-    UserCreated.type: when_user_saved_project,
-    UserUpdated.type: when_user_saved_project,
-    UserDeleted.type: when_user_deleted_project,
-    RoleCreated.type: when_role_saved_project,
-    RoleUpdated.type: when_role_saved_project,
-    RoleDeleted.type: when_role_deleted_project,
-    AuthKeyCreated.type: when_authkey_saved_project,
-    AuthKeyUpdated.type: when_authkey_saved_project,
-    AuthKeyDeleted.type: when_authkey_deleted_project,
-    OrganisationCreated.type: when_organisation_saved_project,
-    OrganisationUpdated.type: when_organisation_saved_project,
-    OrganisationDeleted.type: when_organisation_deleted_project,
-}.items()}
-
 
 # The saves, as (table, key, values of the event): `project_principals` folds runs of them into
 # one statement.
@@ -267,6 +241,20 @@ _OTHERS: dict[str, Handler] = {
 }
 
 
+def _saving(table: Table, key: str, values_of: Callable[[Envelope], dict[str, Any]]) -> Handler:
+    async def project(conn: AsyncConnection, envelope: Envelope) -> None:
+        await _upsert(conn, table, key, [values_of(envelope)])
+
+    project.__name__ = f"when_{table.name}_saved_project"
+    return project
+
+
+PRINCIPAL_HANDLERS: dict[str, Handler] = {
+    **{type_: _notifying(_saving(*save)) for type_, save in _SAVES.items()},
+    **{type_: _notifying(handler) for type_, handler in _OTHERS.items()},
+}
+
+
 async def project_principals(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
     """Apply a batch of principal events in order, with one NOTIFY: a run of saves into one
     table is one multi-row upsert (the last state of each id wins), a delete ends the run.
@@ -276,13 +264,8 @@ async def project_principals(conn: AsyncConnection, envelopes: Sequence[Envelope
 
     async def flush() -> None:
         if target is not None and run:
-            latest = {row[target[1]]: row for row in run}
-            stmt = pg_insert(target[0]).values(list(latest.values()))
-            changed: dict[str, Any] = {name: stmt.excluded[name] for name in run[0]
-                                       if name != target[1]}
-            changed["updated_at"] = func.now()
-            await conn.execute(stmt.on_conflict_do_update(index_elements=[target[1]],
-                                                          set_=changed))
+            latest = {row[target[1]]: row for row in run}  # the last state of each id
+            await _upsert(conn, target[0], target[1], list(latest.values()))
         run.clear()
 
     applied = False

@@ -101,15 +101,15 @@ async def diagnose_schedulers(app: Any) -> dict[str, Any]:
     dispatched and no dead worker's job is failed over until one runs again), and when a task is
     overdue although one is (alive but failing its rounds: its log says why)."""
     now = datetime.now(UTC)
-    schedulers = await _schedulers(app.state.engine, now)
+    async with app.state.engine.connect() as conn:
+        schedulers = await _schedulers(conn, now)
+        overdue = (await conn.execute(select(task.c.id, task.c.next_execution_at).where(
+            task.c.paused.is_(False), task.c.next_execution_at < now - OVERDUE_AFTER)
+            .order_by(task.c.next_execution_at))).all()
     alive = sum(1 for w in schedulers["workers"] if w["alive"])
     if not alive:
         raise RuntimeError("no scheduler is alive: scheduled tasks, retries and the dead-worker "
                            "watchdog are stopped (`python -m jobs scheduler`)")
-    async with app.state.engine.connect() as conn:
-        overdue = (await conn.execute(select(task.c.id, task.c.next_execution_at).where(
-            task.c.paused.is_(False), task.c.next_execution_at < now - OVERDUE_AFTER)
-            .order_by(task.c.next_execution_at))).all()
     if overdue:
         raise RuntimeError(
             f"{len(overdue)} task(s) overdue although {alive} scheduler(s) are alive (the "
@@ -339,30 +339,34 @@ async def get_workers(_: SiteAdmin, engine: EngineDep) -> dict[str, Any]:
             .order_by(worker.c.started_at))).all()
         counts: dict[str, int] = dict((await conn.execute(select(job.c.queue, func.count()).where(
             job.c.status == STATUS_WAITING).group_by(job.c.queue))).all())
-    out: dict[str, Any] = {}
-    for q in QUEUES:
-        ws = [{"pid": w.pid, "user": w.user, "alive": bool(w.alive), "correct_user": True,
-               "ok": bool(w.alive), "host": w.host, "worker_id": w.worker_id,
-               "service": w.service, "job_id": w.job_id,
-               "last_seen": w.last_seen_at} for w in rows if w.queue == q]
-        out[q] = {"ok": any(w["alive"] for w in ws), "workers": render_value(ws),
-                  "jobCount": counts.get(q, 0)}
-    out["scheduler"] = await _schedulers(engine, now)
+        schedulers = await _schedulers(conn, now)
+    out: dict[str, Any] = {q: _queue_entry([_worker_entry(
+        w, user=w.user, worker_id=w.worker_id, service=w.service, job_id=w.job_id)
+        for w in rows if w.queue == q], counts.get(q, 0)) for q in QUEUES}
+    out["scheduler"] = schedulers
     out["proc_accessible"] = False
     out["controls"] = 1
     return out
 
 
-async def _schedulers(engine: Any, now: datetime) -> dict[str, Any]:
+def _worker_entry(row: Any, **fields: Any) -> dict[str, Any]:
+    """One process of a `getWorkers` queue, in MISP's fields and ours."""
+    return {"pid": row.pid, "alive": bool(row.alive), "correct_user": True,
+            "ok": bool(row.alive), "host": row.host, "last_seen": row.last_seen_at, **fields}
+
+
+def _queue_entry(workers: list[dict[str, Any]], job_count: int) -> dict[str, Any]:
+    return {"ok": any(w["alive"] for w in workers), "workers": render_value(workers),
+            "jobCount": job_count}
+
+
+async def _schedulers(conn: Any, now: datetime) -> dict[str, Any]:
     """MISP's `scheduler` queue: the scheduler processes, alive when they beat on time."""
-    async with engine.connect() as conn:
-        rows = (await conn.execute(select(scheduler, _alive(now, scheduler).label("alive")).where(
-            scheduler.c.stopped_at.is_(None), scheduler.c.last_seen_at > now - FORGET_AFTER)
-            .order_by(scheduler.c.started_at))).all()
-    ws = [{"pid": r.pid, "user": "", "alive": bool(r.alive), "correct_user": True,
-           "ok": bool(r.alive), "host": r.host, "worker_id": r.scheduler_id,
-           "service": "jobs", "job_id": None, "last_seen": r.last_seen_at} for r in rows]
-    return {"ok": any(w["alive"] for w in ws), "workers": render_value(ws), "jobCount": 0}
+    rows = (await conn.execute(select(scheduler, _alive(now, scheduler).label("alive")).where(
+        scheduler.c.stopped_at.is_(None), scheduler.c.last_seen_at > now - FORGET_AFTER)
+        .order_by(scheduler.c.started_at))).all()
+    return _queue_entry([_worker_entry(r, user="", worker_id=r.scheduler_id, service="jobs",
+                                       job_id=None) for r in rows], 0)
 
 
 async def _stop(engine: Any, principal: Any, **selector: Any) -> None:

@@ -208,14 +208,25 @@ async def when_worker_stopped_record(conn: AsyncConnection, envelope: Envelope) 
 # ---- API commands -----------------------------------------------------------------------------
 
 
-async def cancel(conn: AsyncConnection, job_id: int, actor: Actor) -> Job:
+async def cancel(conn: AsyncConnection, job_id: int, actor: Actor, *,
+                 only_if_waiting: bool = False) -> bool:
+    """Cancel a waiting or running job (a finished one is refused). With `only_if_waiting`, a
+    job that has started is left alone (False): the check is made under the job's row lock."""
     who = actor.email or "system"
-    j = await _apply(conn, job_id, lambda j: model.cancel(j, reason=f"by {who}"), actor=actor)
-    if j is None:
+    skipped = False
+
+    def decide(j: Job) -> list[DomainEvent]:
+        nonlocal skipped
+        skipped = only_if_waiting and j.state.status != STATUS_WAITING
+        return [] if skipped else model.cancel(j, reason=f"by {who}")
+
+    if await _apply(conn, job_id, decide, actor=actor) is None:
         raise JobNotFoundError(f"Invalid job: {job_id}")
+    if skipped:
+        return False
     await _send(conn, CancelJobRun(job_id=job_id, reason=f"by {who}"),
                 topic=CancelJobRun.topic, key=str(job_id), actor=actor)
-    return j
+    return True
 
 
 async def rerun(conn: AsyncConnection, job_id: int, actor: Actor) -> Job:
@@ -284,13 +295,7 @@ async def waiting_in_queue(conn: AsyncConnection, queue: str) -> list[int]:
 
 async def cancel_if_waiting(conn: AsyncConnection, job_ids: list[int], actor: Actor) -> int:
     """`clear <queue>`: cancel those of `job_ids` still waiting (one may have started since)."""
-    cancelled = 0
-    for job_id in job_ids:
-        j = await store.load_job(conn, job_id)
-        if j is not None and j.state.status == STATUS_WAITING:
-            await cancel(conn, job_id, actor)
-            cancelled += 1
-    return cancelled
+    return sum([await cancel(conn, job_id, actor, only_if_waiting=True) for job_id in job_ids])
 
 
 __all__ = ["JobCancelled", "JobRetried", "cancel", "enqueue", "rerun"]

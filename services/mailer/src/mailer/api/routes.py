@@ -77,17 +77,15 @@ async def admin_email(request: Request, principal: Admin, engine: EngineDep) -> 
             recipients = await request_bulk_email(engine, parsed, request_id=request_id,
                                                   actor=principal.actor(),
                                                   scope_org_id=_scope(principal))
-        else:
-            result = await contact_users(engine, _mailer(request), parsed,
-                                         request_id=request_id, actor=principal.actor(),
-                                         scope_org_id=_scope(principal))
-    if parsed.recipients == "all":
-        # The job's id comes later (JobQueued): `/api/v1/mailer/requests/{request_id}` shows it.
-        return MispJSONResponse({
-            **success("send", "E-mail", url,
-                      message=f"E-mail job queued for {recipients} recipient(s)."),
-            "request_id": request_id, "job_id": None, "recipients": str(recipients),
-            "status": "pending"})
+            # The job's id comes later (JobQueued): `/api/v1/mailer/requests/{id}` shows it.
+            return MispJSONResponse({
+                **success("send", "E-mail", url,
+                          message=f"E-mail job queued for {recipients} recipient(s)."),
+                "request_id": request_id, "job_id": None, "recipients": str(recipients),
+                "status": "pending"})
+        result = await contact_users(engine, _mailer(request), parsed,
+                                     request_id=request_id, actor=principal.actor(),
+                                     scope_org_id=_scope(principal))
     n = len(result.mails)
     message = f"E-mails sent to {n} recipient(s)."
     if result.skipped:

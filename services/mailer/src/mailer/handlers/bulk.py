@@ -140,4 +140,3 @@ async def when_job_failed_record(conn: AsyncConnection, envelope: Envelope) -> N
 async def when_job_cancelled_record(conn: AsyncConnection, envelope: Envelope) -> None:
     cancelled = JobCancelled.model_validate(envelope.data)
     await bulk.close(conn, status="cancelled", error=cancelled.reason, job_id=cancelled.job_id)
-
