@@ -154,3 +154,25 @@ async def test_with_gnupg_sign_off_mail_is_plain_or_only_encrypted(
                                 always_trust=True)
     assert decrypted.ok and b"Sealed words." in decrypted.data
     assert not decrypted.valid and decrypted.fingerprint is None  # encrypted, not signed
+
+
+def test_concurrent_first_imports_into_a_new_keyring_all_succeed(
+        user_keys: dict[str, UserKey]) -> None:
+    # A bulk send checks its recipients' keys in parallel; two imports at once into a new
+    # GnuPG home used to fail now and then (a good key reported "invalid": seen in CI).
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mailer.adapters.gpg import Keyring
+
+    expected = {"good": None, "expired": "expired", "revoked": "revoked"}
+    for _ in range(30):
+        home = Path(tempfile.mkdtemp(prefix="ck", dir="/tmp"))
+        try:
+            keyring = Keyring(home)
+            with ThreadPoolExecutor(len(expected)) as pool:
+                checks = dict(zip(expected, pool.map(
+                    keyring.check_key, [user_keys[name].public for name in expected]),
+                    strict=True))
+            assert {name: c.problem for name, c in checks.items()} == expected
+        finally:
+            drop_home(home)

@@ -51,6 +51,9 @@ class Keyring:
         self.gpg.encoding = "utf-8"
         self._imported: dict[str, KeyCheck] = {}
         self._lock = threading.Lock()
+        # Imports write the keyring: two at once into a new home can fail (one in ~40 seen,
+        # "invalid" for a good key), so they take turns; signing and encrypting need not.
+        self._import_lock = threading.Lock()
         self.fingerprint: str | None = None
 
     # ---- the instance key --------------------------------------------------------------------
@@ -92,12 +95,11 @@ class Keyring:
             cached = self._imported.get(digest)
         if cached is not None and (cached.expires is None or cached.expires > time.time()):
             return cached
-        result = self.gpg.import_keys(armored)
-        fingerprints = [f for f in (result.fingerprints or []) if f]
-        if not fingerprints:
-            check = KeyCheck(None, False, "invalid")
-        else:
-            check = self._status(fingerprints[0])
+        with self._import_lock:
+            result = self.gpg.import_keys(armored)
+            fingerprints = [f for f in (result.fingerprints or []) if f]
+            check = (self._status(fingerprints[0]) if fingerprints
+                     else KeyCheck(None, False, "invalid"))
         with self._lock:
             self._imported[digest] = check
         return check
