@@ -17,6 +17,10 @@ from misp_contracts.topics import Topic
 from misp_platform.kafka import ensure_topics
 from misp_platform.testing import throwaway_database
 
+# In-process apps run without read-your-writes (their consumers, if any, run in groups of the
+# test's own); the tests of the guarantee turn it on, and the stack's processes always have it.
+os.environ.setdefault("MISP_READ_YOUR_WRITES", "0")
+
 
 def _docker_ok() -> bool:
     try:

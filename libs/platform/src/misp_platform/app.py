@@ -28,9 +28,11 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from misp_platform import metrics
 from misp_platform.auth import CurrentPrincipal
 from misp_platform.auth.cache import principal_cache
 from misp_platform.config import ServiceSettings
+from misp_platform.consistency import Consistency, ReadYourWritesMiddleware
 from misp_platform.db import create_engine
 from misp_platform.logging import configure_logging, request_context
 from misp_platform.metrics import MetricsMiddleware, metrics_response
@@ -228,10 +230,10 @@ async def diagnose_principals(app: FastAPI) -> dict[str, Any]:
         if not (await conn.execute(text("SELECT to_regclass('principal_authkey')"))).scalar():
             return {"present": False}
         row = (await conn.execute(text(
-            "SELECT (SELECT count(*) FROM principal_user) AS users,"
-            " (SELECT count(*) FROM principal_role) AS roles,"
-            " (SELECT count(*) FROM principal_authkey) AS authkeys,"
-            " (SELECT count(*) FROM principal_org) AS orgs,"
+            "SELECT (SELECT count(*) FROM principal_user WHERE NOT deleted) AS users,"
+            " (SELECT count(*) FROM principal_role WHERE NOT deleted) AS roles,"
+            " (SELECT count(*) FROM principal_authkey WHERE NOT deleted) AS authkeys,"
+            " (SELECT count(*) FROM principal_org WHERE NOT deleted) AS orgs,"
             " GREATEST((SELECT max(updated_at) FROM principal_user),"
             "  (SELECT max(updated_at) FROM principal_authkey),"
             "  (SELECT max(updated_at) FROM principal_role),"
@@ -239,6 +241,41 @@ async def diagnose_principals(app: FastAPI) -> dict[str, Any]:
     return {"present": True, "users": row.users, "roles": row.roles, "authkeys": row.authkeys,
             "orgs": row.orgs,
             "last_update": row.last_update.isoformat() if row.last_update else None}
+
+
+async def diagnose_consistency(app: FastAPI) -> dict[str, Any]:
+    """The read-your-writes guarantee of this process: kept, or degraded to "eventually" (the
+    relay or a projection missed its bound lately); the principals consumer's lag, the outbox
+    backlog, and streams with a dead-lettered message."""
+    from misp_platform.auth.principals import PRINCIPAL_TOPICS
+
+    settings: ServiceSettings = app.state.settings
+    consistency: Consistency | None = getattr(app.state, "consistency", None)
+    engine: AsyncEngine = app.state.engine
+    async with engine.connect() as conn:
+        backlog = (await conn.execute(text(
+            "SELECT count(*) AS n, min(created_at) AS oldest FROM outbox"))).one()
+        flagged = (await conn.execute(text(
+            "SELECT consumer, topic, stream_key, message_id, error FROM flagged_stream "
+            "ORDER BY flagged_at LIMIT 50"))).all()
+    details: dict[str, Any] = {
+        "outbox_backlog": backlog.n,
+        "outbox_oldest": backlog.oldest.isoformat() if backlog.oldest else None,
+        "flagged_streams": [dict(r._mapping) for r in flagged],
+    }
+    if consistency is None:
+        return {**details, "guarantee": "eventually", "read_your_writes": False}
+    recent = (consistency.last_timeout_at is not None
+              and time.time() - consistency.last_timeout_at < 60)
+    lag = await consistency.lag(settings.principals_group, PRINCIPAL_TOPICS)
+    for topic, behind in lag.items():
+        metrics.projection_lag.labels(settings.principals_group, topic).set(behind)
+    return {**details, "read_your_writes": True,
+            "guarantee": "eventually (a wait timed out within the last minute)" if recent
+            else "read-your-writes",
+            "publish_wait_timeouts": consistency.publish_timeouts,
+            "projection_wait_timeouts": consistency.read_timeouts,
+            "principals_lag": lag}
 
 
 async def run_check(app: FastAPI, check: Check,
@@ -368,6 +405,12 @@ def create_app(
         app.state.engine = engine if engine is not None else create_engine(settings.database_url)
         app.state.kafka_probe = KafkaProbe(settings.kafka_bootstrap_servers,
                                            client_id=f"misp-{service}-probe")
+        if settings.read_your_writes:
+            app.state.consistency = Consistency(
+                app.state.engine, settings.kafka_bootstrap_servers,
+                publish_timeout_s=settings.publish_wait_s,
+                read_timeout_s=settings.projection_wait_s)
+            await app.state.consistency.start()
         try:
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(principal_cache(app))
@@ -377,6 +420,8 @@ def create_app(
                 yield
         finally:
             await app.state.kafka_probe.close()
+            if settings.read_your_writes:
+                await app.state.consistency.close()
             if own_engine:
                 await app.state.engine.dispose()
             log.info("app.stopped")
@@ -398,7 +443,8 @@ def create_app(
                               **({"kafka": check_kafka} if check_kafka_ready else {}),
                               **(ready_checks or {})}
     app.state.diagnostic_checks = {"database": diagnose_database, "kafka": diagnose_kafka,
-                                   "principals": diagnose_principals, **(diagnostics or {})}
+                                   "principals": diagnose_principals,
+                                   "consistency": diagnose_consistency, **(diagnostics or {})}
 
     install_error_handlers(app)
     app.include_router(_ops_router(service))
@@ -409,6 +455,7 @@ def create_app(
     quiet = [f"{prefix}/{name}" for prefix in ("", f"/_svc/{service}") for name in OPS_PATHS]
     # Added innermost first: MispPath runs just before routing, Metrics outermost.
     app.add_middleware(MispPathMiddleware, router=app.router)
+    app.add_middleware(ReadYourWritesMiddleware)
     app.add_middleware(RequestContextMiddleware, quiet_paths=quiet)
     app.add_middleware(MetricsMiddleware)
     return app

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from misp_contracts.topics import owned_by
 from misp_platform import dlq
+from misp_platform.auth.principals import PRINCIPAL_TOPICS
 from misp_platform.config import ServiceSettings
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.db import create_engine
@@ -56,18 +57,32 @@ def build_consumer(spec: ServiceSpec, settings: ServiceSettings,
     )
 
 
+def build_principals_consumer(spec: ServiceSpec, settings: ServiceSettings,
+                              engine: AsyncEngine) -> ConsumerRunner:
+    """The principals projection's own consumer: identity's and orgs' feeds, nothing else."""
+    return ConsumerRunner(
+        service=spec.name, group=settings.principals_group, engine=engine,
+        bootstrap_servers=settings.kafka_bootstrap_servers, handlers={},
+        batch_handlers=spec.principal_handlers(settings), topics=list(PRINCIPAL_TOPICS),
+        max_attempts=settings.consumer_max_attempts, backoff_s=settings.consumer_retry_backoff_s,
+    )
+
+
 async def run_consumer(spec: ServiceSpec, settings: ServiceSettings) -> None:
+    """The service's consumers in one process: the principals projection's and, when the service
+    subscribes to anything else, its own; either one failing stops both (and the process)."""
     await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
     engine = create_engine(settings.database_url)
     stop = _stop_on_signals()
     try:
         if spec.on_consumer_start is not None:
             await spec.on_consumer_start(settings, engine)
-        if not (spec.topics(settings) or spec.topic_pattern):
-            log.info("consumer.idle", reason="this service subscribes to nothing yet")
-            await stop.wait()
-            return
-        await build_consumer(spec, settings, engine).run(stop)
+        runners = [build_principals_consumer(spec, settings, engine)]
+        if spec.topics(settings) or spec.topic_pattern:
+            runners.append(build_consumer(spec, settings, engine))
+        async with asyncio.TaskGroup() as group:
+            for runner in runners:
+                group.create_task(runner.run(stop))
     finally:
         await engine.dispose()
 

@@ -36,6 +36,12 @@ class ServiceSettings(BaseSettings):
     consumer_retry_backoff_s: float = 0.2
     # The consumer group (default `misp.<service>`); a crash test runs a real process in its own.
     consumer_group: str = ""
+    # Read-your-writes (consistency.py): a 2xx answer waits for its events to reach Kafka (at
+    # most publish_wait_s), a read that misses waits for its projection (at most
+    # projection_wait_s). Off, both fall back to "eventually" (in-process tests turn it off).
+    read_your_writes: bool = True
+    publish_wait_s: float = 2.0
+    projection_wait_s: float = 2.0
 
     @model_validator(mode="before")
     @classmethod
@@ -48,6 +54,7 @@ class ServiceSettings(BaseSettings):
             "log_format": "MISP_LOG_FORMAT",
             "state_dir": "MISP_STATE_DIR",
             "environment": "MISP_ENVIRONMENT",
+            "read_your_writes": "MISP_READ_YOUR_WRITES",
         }
         for field, env in shared.items():
             if field not in values and env in os.environ:
@@ -56,6 +63,16 @@ class ServiceSettings(BaseSettings):
             base = os.environ.get("MISP_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:55432")
             values["database_url"] = f"{base}/misp_{cls.service}"
         return values
+
+    @property
+    def main_group(self) -> str:
+        """The consumer group of the service's own projections and reactions."""
+        return self.consumer_group or f"misp.{self.service}"
+
+    @property
+    def principals_group(self) -> str:
+        """The consumer group of the principals projection (a consumer of its own)."""
+        return f"{self.main_group}.principals"
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> ServiceSettings:

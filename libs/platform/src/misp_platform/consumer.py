@@ -8,6 +8,11 @@ transaction as its `dead_lettered` mark) and the consumer goes on.
 
 Fast path: a whole batch in one transaction. If anything in it fails, the batch is rolled back
 and replayed message by message, each in a savepoint, with retries and backoff.
+
+The same transaction moves the group's `consumer_position` past the batch and notifies
+`consumer_progress`, so a reader can wait until this projection holds what Kafka held when it
+asked (consistency.py). A dead-lettered message flags its stream (`flagged_stream`) until it
+is replayed, so later events applied without it are visible in diagnostics.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from datetime import UTC, datetime
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from sqlalchemy import column, select, text, values
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -29,7 +34,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 from misp_contracts.envelope import Envelope, from_kafka
 from misp_contracts.topics import dlq_topic
 from misp_platform import failpoints, metrics
-from misp_platform.db import processed_message
+from misp_platform.db import PROGRESS_CHANNEL, flagged_stream, processed_message
 from misp_platform.outbox import OutgoingMessage, enqueue_messages
 
 log = structlog.get_logger(__name__)
@@ -48,6 +53,35 @@ CLAIM = text("""
     ON CONFLICT DO NOTHING
     RETURNING message_id
 """)
+
+# Positions only move forward: a redelivery after a rebalance never moves one back.
+SAVE_POSITIONS = text(f"""
+    WITH moved AS (
+        INSERT INTO consumer_position (consumer, topic, partition, next_offset)
+        SELECT :consumer, p.topic, p.partition, p.next_offset
+        FROM unnest(CAST(:topics AS text[]), CAST(:partitions AS int[]),
+                    CAST(:offsets AS bigint[])) AS p(topic, partition, next_offset)
+        ON CONFLICT (consumer, topic, partition) DO UPDATE
+        SET next_offset = EXCLUDED.next_offset, updated_at = now()
+        WHERE consumer_position.next_offset < EXCLUDED.next_offset
+        RETURNING 1
+    )
+    SELECT pg_notify('{PROGRESS_CHANNEL}', :consumer) FROM (SELECT count(*) AS n FROM moved) m
+    WHERE m.n > 0
+""")
+
+Positions = dict[TopicPartition, int]
+
+
+async def save_positions(conn: AsyncConnection, group: str, positions: Positions) -> None:
+    """Move the group's positions forward (never back), in the caller's transaction."""
+    if not positions:
+        return
+    items = sorted(positions.items())
+    await conn.execute(SAVE_POSITIONS, {
+        "consumer": group, "topics": [tp.topic for tp, _ in items],
+        "partitions": [tp.partition for tp, _ in items], "offsets": [o for _, o in items]})
+
 
 # Errors of the database itself (connection lost, server restarting): retry the whole batch.
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
@@ -113,6 +147,7 @@ class ConsumerRunner:
             consumer.subscribe(self.topics)
         await consumer.start()
         log.info("consumer.started", group=self.group, topics=self.topics, pattern=self.pattern)
+        saved: Positions = {}
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=300, max_records=self.batch_max)
@@ -120,9 +155,17 @@ class ConsumerRunner:
                     ready.set()
                 records = [r for rs in batches.values() for r in rs]
                 if not records:
+                    await self._save_idle_positions(consumer, saved)
                     continue
-                await self.process(records)
+                await failpoints.pause("consumer.before_batch")
                 offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
+                await self.process(records, offsets)
+                saved.update(offsets)
+                for tp, position in offsets.items():
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None:
+                        metrics.consumer_lag.labels(self.group, tp.topic, str(tp.partition)).set(
+                            max(0, highwater - position))
                 try:
                     await consumer.commit(offsets)
                 except (CommitFailedError, KafkaError) as exc:
@@ -133,8 +176,35 @@ class ConsumerRunner:
             log.info("consumer.stopped", group=self.group, applied=self.applied,
                      dead_lettered=self.dead_lettered)
 
-    async def process(self, records: Sequence[ConsumerRecord]) -> None:
-        """Apply a batch effectively once; retries the batch while the database is unreachable."""
+    async def _save_idle_positions(self, consumer: AIOKafkaConsumer, saved: Positions) -> None:
+        """Record where the group stands on partitions that brought nothing new (just assigned,
+        or idle since before positions were kept): everything below was applied."""
+        idle: Positions = {}
+        for tp in consumer.assignment():
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), 1.0)
+            except (IllegalStateError, TimeoutError):
+                continue  # assignment changed meanwhile, or its offset is still being fetched
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                metrics.consumer_lag.labels(self.group, tp.topic, str(tp.partition)).set(
+                    max(0, highwater - position))
+            if saved.get(tp) != position:
+                idle[tp] = position
+        if idle:
+            try:
+                async with self.engine.begin() as conn:
+                    await save_positions(conn, self.group, idle)
+            except TRANSIENT_DB_ERRORS as exc:
+                log.warning("consumer.positions_not_saved", group=self.group, error=str(exc))
+                return
+            saved.update(idle)
+
+    async def process(self, records: Sequence[ConsumerRecord],
+                      positions: Positions | None = None) -> None:
+        """Apply a batch effectively once, and move the group's positions to `positions` in the
+        same transaction; retries the batch while the database is unreachable."""
+        positions = positions or {}
         decoded = [Decoded(r, self.batch_handlers) for r in records]
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
@@ -142,14 +212,14 @@ class ConsumerRunner:
         ):
             with attempt:
                 try:
-                    await self._process_fast(decoded)
+                    await self._process_fast(decoded, positions)
                 except TRANSIENT_DB_ERRORS:
                     raise
                 except Exception as exc:
                     log.info("consumer.batch_fallback", group=self.group, error=str(exc))
-                    await self._process_one_by_one(decoded)
+                    await self._process_one_by_one(decoded, positions)
 
-    async def _process_fast(self, batch: Sequence[Decoded]) -> None:
+    async def _process_fast(self, batch: Sequence[Decoded], positions: Positions) -> None:
         if any(d.error for d in batch):
             raise ValueError("batch holds an undecodable message")
         wanted = [d for d in batch if d.envelope and d.envelope.type in self.batch_handlers]
@@ -169,6 +239,7 @@ class ConsumerRunner:
                 applied += 1
             if run:
                 await self.batch_handlers[run[0].type](conn, run)
+            await save_positions(conn, self.group, positions)
             failpoints.hit("consumer.before_commit")
         failpoints.hit("consumer.after_commit")
         self.applied += applied
@@ -186,13 +257,14 @@ class ConsumerRunner:
         })
         return {r.message_id for r in result}
 
-    async def _process_one_by_one(self, batch: Sequence[Decoded]) -> None:
+    async def _process_one_by_one(self, batch: Sequence[Decoded], positions: Positions) -> None:
         async with self.engine.begin() as conn:
             for d in batch:
                 if d.error:
                     await self._dead_letter(conn, d, d.error)
                 elif d.envelope and d.envelope.type in self.batch_handlers:
                     await self._apply_with_retries(conn, d)
+            await save_positions(conn, self.group, positions)
             failpoints.hit("consumer.before_commit")
         failpoints.hit("consumer.after_commit")
 
@@ -242,6 +314,10 @@ class ConsumerRunner:
             await enqueue_messages(conn, [OutgoingMessage(
                 topic=dlq_topic(self.service), key=key, headers=headers,
                 value=record.value or b"")])
+            if key is not None:
+                await conn.execute(pg_insert(flagged_stream).values(
+                    consumer=self.group, topic=record.topic, stream_key=key,
+                    message_id=d.message_id, error=error[:4000]).on_conflict_do_nothing())
         self.dead_lettered += 1
         metrics.messages_consumed_total.labels(outcome="dead_lettered").inc()
         log.error("consumer.dead_lettered", group=self.group, event_id=d.message_id,

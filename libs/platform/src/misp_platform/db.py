@@ -73,7 +73,40 @@ processed_message = Table(
     PrimaryKeyConstraint("consumer", "message_id", name="processed_message_pkey"),
 )
 
+# How far each consumer group has applied each partition: written in the same transaction as
+# the effects of a batch (and, for partitions with nothing new, once their position is known), so
+# a reader can wait until its projection holds everything Kafka held when it asked
+# (consistency.py). `next_offset` only moves forward.
+consumer_position = Table(
+    "consumer_position",
+    metadata,
+    Column("consumer", String(120), nullable=False),
+    Column("topic", String(249), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("consumer", "topic", "partition", name="consumer_position_pkey"),
+)
+
+# A stream (topic + key) one of whose messages a consumer dead-lettered: its later events may be
+# applied without it, so the stream is shown in diagnostics until the letter is replayed.
+flagged_stream = Table(
+    "flagged_stream",
+    metadata,
+    Column("consumer", String(120), nullable=False),
+    Column("topic", String(249), nullable=False),
+    Column("stream_key", Text, nullable=False),
+    Column("message_id", String(200), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("flagged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("consumer", "message_id", name="flagged_stream_pkey"),
+)
+
 OUTBOX_CHANNEL = "outbox"
+# The relay notifies this channel in the transaction that deletes what Kafka acknowledged.
+PUBLISHED_CHANNEL = "outbox_published"
+# Consumers notify this channel (payload: the group) in the transaction that moves a position.
+PROGRESS_CHANNEL = "consumer_progress"
 
 # Wakes the relay as soon as a transaction that wrote outbox rows commits.
 OUTBOX_NOTIFY_DDL = (

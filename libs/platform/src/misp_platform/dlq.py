@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -23,7 +23,7 @@ from misp_contracts.envelope import from_kafka
 from misp_contracts.topics import dlq_topic
 from misp_platform.config import ServiceSettings
 from misp_platform.consumer import DLQ_HEADER_PREFIX, Handler
-from misp_platform.db import create_engine, processed_message
+from misp_platform.db import create_engine, flagged_stream, processed_message
 
 if TYPE_CHECKING:
     from misp_platform.service import ServiceSpec
@@ -105,6 +105,9 @@ async def replay(engine: AsyncEngine, consumer_group: str, handlers: Mapping[str
         if mark is not None and mark.outcome == "applied":
             return "already-applied"
         await handler(conn, envelope)
+        await conn.execute(delete(flagged_stream).where(
+            flagged_stream.c.consumer == consumer_group,
+            flagged_stream.c.message_id == envelope.id))
         if mark is None:
             await conn.execute(pg_insert(processed_message).values(
                 consumer=consumer_group, message_id=envelope.id, outcome="applied",
@@ -150,10 +153,12 @@ async def run(spec: ServiceSpec, settings: ServiceSettings, args: argparse.Names
     engine = create_engine(settings.database_url)
     failures = 0
     try:
-        handlers = spec.single_handlers(settings)
         for letter in chosen:
+            # The group that dead-lettered it, with that group's handlers.
+            group = letter.headers.get("dlq_consumer") or settings.main_group
+            handlers = spec.single_handlers(settings, group)
             try:
-                outcome = await replay(engine, spec.consumer_group, handlers, letter)
+                outcome = await replay(engine, group, handlers, letter)
             except Exception as exc:
                 outcome = f"failed: {type(exc).__name__}: {exc}"
                 failures += 1

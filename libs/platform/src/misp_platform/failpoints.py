@@ -1,8 +1,11 @@
-"""Failpoints for crash tests: `MISP_FAILPOINTS="relay.after_send=2"` SIGKILLs the process
-the 2nd time the named point is reached (`=1` or no count: the first time)."""
+"""Failpoints for crash and lag tests: `MISP_FAILPOINTS="relay.after_send=2"` SIGKILLs the
+process the 2nd time the named point is reached (`=1` or no count: the first time);
+`consumer.before_batch=delay:300` makes every pass through an async point (`pause`) wait 300 ms,
+as a slow or lagging consumer would."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections import Counter
@@ -10,13 +13,28 @@ from collections import Counter
 _hits: Counter[str] = Counter()
 
 
-def _armed() -> dict[str, int]:
+DELAY_PREFIX = "delay:"
+
+
+def _spec() -> dict[str, str]:
     spec = os.environ.get("MISP_FAILPOINTS", "")
-    points: dict[str, int] = {}
+    points: dict[str, str] = {}
     for item in filter(None, (p.strip() for p in spec.split(","))):
-        name, _, count = item.partition("=")
-        points[name] = int(count or 1)
+        name, _, value = item.partition("=")
+        points[name] = value
     return points
+
+
+def _armed() -> dict[str, int]:
+    return {name: int(value or 1) for name, value in _spec().items()
+            if not value.startswith(DELAY_PREFIX)}
+
+
+async def pause(name: str) -> None:
+    """Wait the delay armed for this point (`name=delay:MS`), if any."""
+    value = _spec().get(name, "")
+    if value.startswith(DELAY_PREFIX):
+        await asyncio.sleep(int(value[len(DELAY_PREFIX):]) / 1000)
 
 
 def hit(name: str) -> None:

@@ -41,8 +41,23 @@ messages_consumed_total = Counter(
     "messages_consumed_total", "Kafka messages handled by the consumer, by outcome",
     ["outcome"], registry=REGISTRY)
 consumer_lag = Gauge(
-    "consumer_lag", "Messages behind the end of each partition", ["topic", "partition"],
-    registry=REGISTRY)
+    "consumer_lag", "Messages behind the end of each partition, by consumer group",
+    ["group", "topic", "partition"], registry=REGISTRY)
+
+projection_lag = Gauge(
+    "projection_lag", "Messages a consumer group has still to apply, per topic (as an API "
+    "process last measured it)", ["group", "topic"], registry=REGISTRY)
+
+# Read-your-writes (consistency.py): how long answers waited for the relay, and readers for
+# their projection; outcome is done | timed_out (the guarantee fell back to "eventually").
+publish_wait_seconds = Histogram(
+    "publish_wait_seconds", "Time a write's answer waited for its events to reach Kafka",
+    ["outcome"], registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
+projection_wait_seconds = Histogram(
+    "projection_wait_seconds", "Time a read waited for its projection to catch up with Kafka",
+    ["group", "outcome"], registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
 
 auth_failures_total = Counter(
     "auth_failures_total", "Refused authentications, by reason", ["reason"], registry=REGISTRY)

@@ -30,6 +30,53 @@ def create_platform_tables(bind: Connection) -> None:
         bind.execute(text(ddl))
 
 
+# The platform's second schema step, spelled out (the same in every service's migration that
+# calls `add_consistency_tables`): consumer positions, flagged streams, and the stream version
+# and tombstone of every principal row. IF NOT EXISTS: a database made fresh by the first
+# migration's `create_all` already has them.
+CONSISTENCY_DDL = (
+    """CREATE TABLE IF NOT EXISTS consumer_position (
+        consumer VARCHAR(120) NOT NULL,
+        topic VARCHAR(249) NOT NULL,
+        partition INTEGER NOT NULL,
+        next_offset BIGINT NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        CONSTRAINT consumer_position_pkey PRIMARY KEY (consumer, topic, partition))""",
+    """CREATE TABLE IF NOT EXISTS flagged_stream (
+        consumer VARCHAR(120) NOT NULL,
+        topic VARCHAR(249) NOT NULL,
+        stream_key TEXT NOT NULL,
+        message_id VARCHAR(200) NOT NULL,
+        error TEXT NOT NULL,
+        flagged_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        CONSTRAINT flagged_stream_pkey PRIMARY KEY (consumer, message_id))""",
+    "ALTER TABLE principal_user ADD COLUMN IF NOT EXISTS version INTEGER",
+    "ALTER TABLE principal_user ADD COLUMN IF NOT EXISTS deleted BOOLEAN NOT NULL DEFAULT false",
+    "ALTER TABLE principal_role ADD COLUMN IF NOT EXISTS version INTEGER",
+    "ALTER TABLE principal_role ADD COLUMN IF NOT EXISTS deleted BOOLEAN NOT NULL DEFAULT false",
+    "ALTER TABLE principal_authkey ADD COLUMN IF NOT EXISTS version INTEGER",
+    "ALTER TABLE principal_authkey ADD COLUMN IF NOT EXISTS deleted BOOLEAN NOT NULL "
+    "DEFAULT false",
+    "ALTER TABLE principal_org ADD COLUMN IF NOT EXISTS version INTEGER",
+)
+
+
+def add_consistency_tables(bind: Connection) -> None:
+    """Called by each service's migration that brings read-your-writes (consistency.py)."""
+    for ddl in CONSISTENCY_DDL:
+        bind.execute(text(ddl))
+
+
+def drop_consistency_tables(bind: Connection) -> None:
+    """The downgrade of `add_consistency_tables`."""
+    for table in ("principal_user", "principal_role", "principal_authkey"):
+        bind.execute(text(f"ALTER TABLE {table} DROP COLUMN IF EXISTS deleted"))
+    for table in ("principal_user", "principal_role", "principal_authkey", "principal_org"):
+        bind.execute(text(f"ALTER TABLE {table} DROP COLUMN IF EXISTS version"))
+    bind.execute(text("DROP TABLE IF EXISTS flagged_stream"))
+    bind.execute(text("DROP TABLE IF EXISTS consumer_position"))
+
+
 def alembic_config(migrations_dir: Path, database_url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))

@@ -1,12 +1,16 @@
 """The transactional outbox: messages are written in the same transaction as the change.
 
-Only the relay (relay.py) ever publishes them; a request handler never talks to Kafka.
+Only the relay (relay.py) ever publishes them; a request handler never talks to Kafka. The
+positions written during an HTTP request are remembered (`written_positions`), so its answer
+can wait until the relay has published them (consistency.py).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import contextvars
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import orjson
@@ -48,7 +52,23 @@ INSERT_ROWS = text("""
     SELECT m->>'topic', m->>'message_key', m->'headers', decode(m->>'payload', 'base64')
     FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS r(m, n)
     ORDER BY n
+    RETURNING position
 """)
+
+# The outbox positions written while serving the current request (None outside of one).
+_written: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "outbox_written", default=None)
+
+
+@contextmanager
+def written_positions() -> Iterator[list[int]]:
+    """Collect the positions that `enqueue_messages` writes within this context."""
+    positions: list[int] = []
+    token = _written.set(positions)
+    try:
+        yield positions
+    finally:
+        _written.reset(token)
 
 
 async def enqueue(conn: AsyncConnection, envelope: Envelope, *, topic: str,
@@ -60,5 +80,8 @@ async def enqueue(conn: AsyncConnection, envelope: Envelope, *, topic: str,
 async def enqueue_messages(conn: AsyncConnection, messages: Sequence[OutgoingMessage]) -> None:
     """Queue raw records (already encoded), inside the caller's transaction."""
     if messages:
-        await conn.execute(INSERT_ROWS, {
+        result = await conn.execute(INSERT_ROWS, {
             "rows": orjson.dumps([_row(m) for m in messages]).decode("utf-8")})
+        written = _written.get()
+        if written is not None:
+            written.extend(row[0] for row in result)

@@ -7,6 +7,9 @@ because the relay keeps no "last position" cursor: whatever is still in the tabl
 (the classic hazard of a cursor is shown in the tests). Only one relay per database publishes at a
 time (a session advisory lock); a second one waits as a hot standby.
 
+Read-your-writes: the delete and a notification on `outbox_published` commit together, so an
+API process waiting for its rows (consistency.py) learns at once that they are in Kafka.
+
 At-least-once: a relay killed after sending but before deleting sends those rows again on restart;
 consumers drop the duplicates by event id.
 """
@@ -19,14 +22,15 @@ import contextlib
 import psycopg
 import structlog
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from misp_platform import failpoints, metrics
-from misp_platform.db import OUTBOX_CHANNEL, libpq_url, outbox
+from misp_platform.db import OUTBOX_CHANNEL, PUBLISHED_CHANNEL, libpq_url, outbox
 
 log = structlog.get_logger(__name__)
 
+_NOTIFY_PUBLISHED = text(f"SELECT pg_notify('{PUBLISHED_CHANNEL}', '')")
 RELAY_LOCK_ID = 0x6D697370_72656C61  # "misprela": one relay per database
 
 
@@ -68,6 +72,7 @@ class OutboxRelay:
             positions = [r.position for r in rows]
             async with self.engine.begin() as conn:
                 await conn.execute(delete(outbox).where(outbox.c.position.in_(positions)))
+                await conn.execute(_NOTIFY_PUBLISHED)
             total += len(rows)
             self.published += len(rows)
             metrics.events_published_total.inc(len(rows))

@@ -35,6 +35,10 @@ class ServiceSpec:
     # The one-message handlers of a runner class that handles types itself (the DLQ replay's);
     # by default, `handlers` plus each batch handler applied to one message.
     replay_handlers: Callable[[ServiceSettings], Mapping[str, Handler]] | None = None
+    # The principals projection's consumer (a group of its own, so a slow handler of the main
+    # consumer never holds back a revocation); by default every principal event, as elsewhere.
+    principal_handlers: Callable[[ServiceSettings], Mapping[str, BatchHandler]] = (
+        lambda _s: default_principal_handlers())
     # Runs once the consumer is up (first-run seeding and the like), with the engine.
     on_consumer_start: Callable[[ServiceSettings, AsyncEngine], Awaitable[None]] | None = None
     extra_commands: Mapping[str, Callable[[ServiceSettings, list[str]], int]] = field(
@@ -44,14 +48,24 @@ class ServiceSpec:
     def consumer_group(self) -> str:
         return f"misp.{self.name}"
 
-    def single_handlers(self, settings: ServiceSettings) -> Mapping[str, Handler]:
-        """Every handler as a one-message handler (what the DLQ replay needs)."""
+    def single_handlers(self, settings: ServiceSettings,
+                        group: str | None = None) -> Mapping[str, Handler]:
+        """Every handler of a group (the main one by default) as a one-message handler (what
+        the DLQ replay needs)."""
+        if group is not None and group == settings.principals_group:
+            return {t: _single(b) for t, b in self.principal_handlers(settings).items()}
         if self.replay_handlers is not None:
             return self.replay_handlers(settings)
         out: dict[str, Handler] = dict(self.handlers(settings))
         for type_, batch in self.batch_handlers(settings).items():
             out[type_] = _single(batch)
         return out
+
+
+def default_principal_handlers() -> Mapping[str, BatchHandler]:
+    from misp_platform.auth.principals import PRINCIPAL_HANDLERS, project_principals
+
+    return dict.fromkeys(PRINCIPAL_HANDLERS, project_principals)
 
 
 def _single(batch: BatchHandler) -> Handler:

@@ -18,7 +18,7 @@ from audit.projections.log import Options, Source, project
 from audit.settings import AuditSettings
 from misp_contracts.envelope import Envelope
 from misp_platform.config import ServiceSettings
-from misp_platform.consumer import BatchHandler, ConsumerRunner, Handler
+from misp_platform.consumer import BatchHandler, ConsumerRunner, Handler, Positions
 
 H = TypeVar("H", BatchHandler, Handler)
 
@@ -52,14 +52,15 @@ class AuditConsumer(ConsumerRunner):
         self.batch_handlers = EveryMispType[BatchHandler](self._project)
         self._sources: dict[str, Source] = {}
 
-    async def process(self, records: Sequence[ConsumerRecord]) -> None:
+    async def process(self, records: Sequence[ConsumerRecord],
+                      positions: Positions | None = None) -> None:
         self._sources = {}
         for r in records:
             event_id = next((v for k, v in r.headers if k == "ce_id"), None)
             if event_id is not None:
                 self._sources[event_id.decode("utf-8", "replace")] = Source(
                     r.topic, r.partition, r.offset)
-        await super().process(records)
+        await super().process(records, positions)
 
     async def _project(self, conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
         await project(conn, [(e, self._sources.get(e.id)) for e in envelopes], self.options)

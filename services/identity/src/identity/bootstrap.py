@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from identity.adapters.settings import setting
 from identity.adapters.view_cache import view_cache
 from identity.api import create_routers, install_domain_errors
-from identity.consumer import handlers, on_consumer_start, topics
+from identity.consumer import handlers, on_consumer_start, principal_handlers, topics
 from identity.handlers.first_run import key_path, rotate_admin_key
 from identity.handlers.jobs import job_handlers
 from identity.settings import IdentitySettings
@@ -88,6 +88,7 @@ spec = ServiceSpec(
     create_app=create_app,
     migrations_dir=Path(__file__).parent / "migrations",
     handlers=handlers,
+    principal_handlers=principal_handlers,
     topics=topics,
     on_consumer_start=on_consumer_start,
     extra_commands={"admin-key": admin_key_command,

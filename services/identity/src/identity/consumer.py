@@ -5,7 +5,7 @@ first run."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -30,9 +30,13 @@ from misp_contracts.events.orgs import (
     OrganisationUpdated,
 )
 from misp_contracts.settings_catalogue import definition
-from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
+from misp_platform.auth.principals import (
+    PRINCIPAL_HANDLERS,
+    PRINCIPAL_TOPICS,
+    project_principals,
+)
 from misp_platform.config import ServiceSettings
-from misp_platform.consumer import Handler
+from misp_platform.consumer import BatchHandler, Handler
 from misp_platform.db import event
 
 _ORG_HANDLERS: dict[str, Handler] = {
@@ -57,6 +61,18 @@ def _principals_unless_own(handler: Handler) -> Handler:
             await handler(conn, envelope)
 
     return apply
+
+
+async def principals_unless_own(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
+    """The principals consumer's handler in identity: every principal event but identity's own
+    (applied in the append's transaction), in one statement per run."""
+    own = {str(r.event_id) for r in await conn.execute(select(event.c.event_id).where(
+        event.c.event_id.in_([e.id for e in envelopes])))}
+    await project_principals(conn, [e for e in envelopes if e.id not in own])
+
+
+def principal_handlers(_settings: ServiceSettings) -> Mapping[str, BatchHandler]:
+    return dict.fromkeys(PRINCIPAL_HANDLERS, principals_unless_own)
 
 
 def _both(first: Handler, second: Handler) -> Handler:

@@ -25,7 +25,8 @@ from misp_contracts.events.identity import LEVEL_FLAGS, PERM_FLAGS, RoleState
 from misp_platform import metrics, outbox
 from misp_platform.auth.cache import PrincipalCache
 from misp_platform.auth.keys import authkey_hmac, is_well_formed, mask_authkey
-from misp_platform.auth.principals import lookup_authkeys
+from misp_platform.auth.principals import PRINCIPAL_TOPICS, lookup_authkeys
+from misp_platform.consistency import consistency_of
 from misp_platform.misp.errors import NO_PERMISSION, Forbidden
 
 log = structlog.get_logger("misp_platform.auth")
@@ -310,9 +311,12 @@ def _read_engine(request: Request) -> AsyncEngine:
     return read_engine
 
 
-async def _principal_rows(request: Request, hashes: list[str]) -> dict[str, Any]:
-    """The principal rows of these key hashes: from the cache, else one indexed query."""
-    cache: PrincipalCache | None = getattr(request.app.state, "principal_cache", None)
+async def _principal_rows(request: Request, hashes: list[str], *,
+                          fresh: bool = False) -> dict[str, Any]:
+    """The principal rows of these key hashes: from the cache, else one indexed query (always
+    the query when `fresh`: the cache may not have heard of a change yet)."""
+    cache: PrincipalCache | None = None if fresh else getattr(
+        request.app.state, "principal_cache", None)
     rows: dict[str, Any] = {}
     missing = []
     for digest in hashes:
@@ -331,11 +335,41 @@ async def _principal_rows(request: Request, hashes: list[str]) -> dict[str, Any]
     return rows
 
 
+def _first_principal(rows: Mapping[str, Any], candidates: list[str], hashes: list[str],
+                     ip: str | None) -> Principal | AuthFailure:
+    """The first key that passes MISP's checks, else the first key's failure."""
+    now = time.time()
+    first_failure: AuthFailure | None = None
+    for key, digest in zip(candidates, hashes, strict=True):
+        outcome = evaluate(rows.get(digest), key, ip=ip, now=now)
+        if isinstance(outcome, Principal):
+            return outcome
+        first_failure = first_failure or outcome
+    assert first_failure is not None
+    return first_failure
+
+
+async def _caught_up(request: Request) -> bool:
+    """Wait until this service's principals projection holds what Kafka holds (True), when
+    read-your-writes is on; False when it is off."""
+    consistency = consistency_of(request.app)
+    if consistency is None:
+        return False
+    settings = request.app.state.settings
+    await consistency.caught_up(settings.principals_group, PRINCIPAL_TOPICS)
+    return True
+
+
 async def authenticate(request: Request) -> Principal:
     """FastAPI dependency: the request's principal, or a 403 in MISP's words (recorded)."""
+    return await _authenticate(request, fresh=False)
+
+
+async def _authenticate(request: Request, *, fresh: bool) -> Principal:
+    """`fresh`: read the projection itself, not this process's cache (or the request's)."""
     state = _state(request)
     cached = state.get("principal")
-    if isinstance(cached, Principal):
+    if isinstance(cached, Principal) and not fresh:
         return cached
     peer = request.client.host if request.client else None
     ip = client_ip(peer, request.headers.get("x-forwarded-for"))
@@ -348,20 +382,16 @@ async def authenticate(request: Request) -> Principal:
 
     pepper = request.app.state.settings.pepper.get_secret_value()
     hashes = [authkey_hmac(pepper, k) for k in candidates]
-    rows = await _principal_rows(request, hashes)
-
-    now = time.time()
-    first_failure: AuthFailure | None = None
-    principal: Principal | None = None
-    for key, digest in zip(candidates, hashes, strict=True):
-        outcome = evaluate(rows.get(digest), key, ip=ip, now=now)
-        if isinstance(outcome, Principal):
-            principal = outcome
-            break
-        first_failure = first_failure or outcome
-    if principal is None:
-        assert first_failure is not None
-        raise await _refuse(request, first_failure, ip)
+    outcome = _first_principal(await _principal_rows(request, hashes, fresh=fresh), candidates,
+                               hashes, ip)
+    if isinstance(outcome, AuthFailure) and not fresh and await _caught_up(request):
+        # A key or user this projection may not have heard of yet (created, enabled, given a
+        # role a moment ago): decide again once it holds what Kafka holds.
+        outcome = _first_principal(await _principal_rows(request, hashes, fresh=True),
+                                   candidates, hashes, ip)
+    if isinstance(outcome, AuthFailure):
+        raise await _refuse(request, outcome, ip)
+    principal = outcome
 
     principal = replace(principal, request_id=_request_id(request))
     if principal.read_only and request.method not in READ_METHODS:
@@ -383,30 +413,39 @@ async def authenticate(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
-async def require_site_admin(principal: CurrentPrincipal) -> Principal:
+async def permitted(request: Request, principal: Principal,
+                    allowed: Callable[[Principal], bool]) -> Principal:
+    """`principal` if `allowed`; else, when the role or key may have changed a moment ago in
+    identity, the principal as the caught-up projection has it, if that one is allowed; else
+    MISP's 403 "You do not have permission ..."."""
+    if allowed(principal):
+        return principal
+    if await _caught_up(request):
+        principal = await _authenticate(request, fresh=True)
+        if allowed(principal):
+            return principal
+    raise Forbidden(NO_PERMISSION)
+
+
+async def require_site_admin(request: Request, principal: CurrentPrincipal) -> Principal:
     """Dependency: a site admin, else MISP's 403 "You do not have permission ..."."""
-    if not principal.is_site_admin:
-        raise Forbidden(NO_PERMISSION)
-    return principal
+    return await permitted(request, principal, lambda p: p.is_site_admin)
 
 
-async def require_admin(principal: CurrentPrincipal) -> Principal:
+async def require_admin(request: Request, principal: CurrentPrincipal) -> Principal:
     """Dependency: an org admin or a site admin (MISP's `perm_admin` ACL entries)."""
-    if not principal.is_admin:
-        raise Forbidden(NO_PERMISSION)
-    return principal
+    return await permitted(request, principal, lambda p: p.is_admin)
 
 
-def require_perm(*perms: str) -> Callable[[Principal], Awaitable[Principal]]:
+def require_perm(*perms: str) -> Callable[[Request, Principal], Awaitable[Principal]]:
     """Dependency factory: every listed flag (site admins pass MISP's ACL regardless)."""
     unknown = [p for p in perms if p not in RoleState.model_fields]
     if unknown:
         raise ValueError(f"unknown permissions: {unknown}")
 
-    async def dependency(principal: CurrentPrincipal) -> Principal:
-        if not principal.is_site_admin and not all(principal.has(p) for p in perms):
-            raise Forbidden(NO_PERMISSION)
-        return principal
+    async def dependency(request: Request, principal: CurrentPrincipal) -> Principal:
+        return await permitted(request, principal, lambda p: p.is_site_admin or all(
+            p.has(perm) for perm in perms))
 
     return dependency
 

@@ -17,11 +17,12 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
+    Integer,
     SmallInteger,
     String,
     Table,
-    delete,
     func,
+    or_,
     select,
     text,
 )
@@ -58,6 +59,16 @@ from misp_platform.db import metadata
 
 Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
 
+def _versioned() -> tuple[Column[Any], ...]:
+    """What makes a projected row never go back in time: the stream version it reflects (null
+    for an event published without one) and a tombstone flag, so a delete is a row too."""
+    return (
+        Column("version", Integer, nullable=True),
+        Column("deleted", Boolean, nullable=False, server_default="false"),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
 # No foreign keys: the four feeds are separate topics, so an authkey may arrive before its user.
 principal_user = Table(
     "principal_user",
@@ -70,7 +81,7 @@ principal_user = Table(
     Column("disabled", Boolean, nullable=False, server_default="false"),
     Column("change_pw", Boolean, nullable=False, server_default="false"),
     Column("expiration", DateTime(timezone=True), nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    *_versioned(),
 )
 
 principal_role = Table(
@@ -85,7 +96,7 @@ principal_role = Table(
     Column("perm_sync", Boolean, nullable=False, server_default="false"),
     Column("permission", SmallInteger, nullable=False, server_default="0"),
     Column("state", JSONB, nullable=False),  # the whole RoleState, every perm_* flag
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    *_versioned(),
 )
 
 principal_authkey = Table(
@@ -100,7 +111,7 @@ principal_authkey = Table(
     Column("expiration", BigInteger, nullable=False, server_default="0"),  # unix, 0 = never
     Column("allowed_ips", JSONB, nullable=True),  # CIDR list, null = anywhere
     Column("read_only", Boolean, nullable=False, server_default="false"),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    *_versioned(),
     Index("ix_principal_authkey_key_hmac", "key_hmac", unique=True),
     Index("ix_principal_authkey_user_id", "user_id"),
 )
@@ -112,8 +123,7 @@ principal_org = Table(
     Column("uuid", String(36), nullable=False),
     Column("name", String(255), nullable=False),
     Column("local", Boolean, nullable=False, server_default="true"),
-    Column("deleted", Boolean, nullable=False, server_default="false"),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    *_versioned(),
 )
 
 PRINCIPAL_TABLES = (principal_user, principal_role, principal_authkey, principal_org)
@@ -123,11 +133,26 @@ PRINCIPAL_TOPICS: tuple[str, ...] = (USER_TOPIC, ROLE_TOPIC, AUTHKEY_TOPIC, ORGA
 
 async def _upsert(conn: AsyncConnection, table: Table, key: str,
                   rows: Sequence[dict[str, Any]]) -> None:
-    """Insert or update `rows` (one statement; the same columns in each, distinct keys)."""
+    """Insert or update `rows` (one statement; the same columns in each, distinct keys), unless
+    the row already reflects a newer version of its stream (an older event never wins)."""
     stmt = pg_insert(table).values(list(rows))
     changed: dict[str, Any] = {name: stmt.excluded[name] for name in rows[0] if name != key}
     changed["updated_at"] = func.now()
-    await conn.execute(stmt.on_conflict_do_update(index_elements=[key], set_=changed))
+    newer = or_(stmt.excluded.version.is_(None), table.c.version.is_(None),
+                stmt.excluded.version > table.c.version)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=[key], set_=changed,
+                                                  where=newer))
+
+
+def _latest(rows: Sequence[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """One row per id: the one of the highest version (the last one among unversioned)."""
+    latest: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        held = latest.get(row[key])
+        if held is None or held["version"] is None or row["version"] is None \
+                or row["version"] >= held["version"]:
+            latest[row[key]] = row
+    return list(latest.values())
 
 
 def user_row(user: UserState) -> dict[str, Any]:
@@ -151,27 +176,33 @@ def org_row(org: OrganisationState, *, deleted: bool = False) -> dict[str, Any]:
 def _user_values(envelope: Envelope) -> dict[str, Any]:
     event = (UserCreated if envelope.type == UserCreated.type else UserUpdated).model_validate(
         envelope.data)
-    return user_row(event.user)
+    return {**user_row(event.user), "version": envelope.streamversion, "deleted": False}
 
 
 
 async def when_user_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    """A tombstone (so an older creation replayed later cannot bring the user back), and the
+    user's keys marked deleted with it."""
     event = UserDeleted.model_validate(envelope.data)
-    await conn.execute(delete(principal_authkey).where(
-        principal_authkey.c.user_id == event.user_id))
-    await conn.execute(delete(principal_user).where(principal_user.c.user_id == event.user_id))
+    await _upsert(conn, principal_user, "user_id", [{
+        "user_id": event.user_id, "uuid": "", "email": "", "org_id": 0, "role_id": 0,
+        "version": envelope.streamversion, "deleted": True}])
+    await conn.execute(principal_authkey.update().where(
+        principal_authkey.c.user_id == event.user_id).values(deleted=True, updated_at=func.now()))
 
 
 def _role_values(envelope: Envelope) -> dict[str, Any]:
     event = (RoleCreated if envelope.type == RoleCreated.type else RoleUpdated).model_validate(
         envelope.data)
-    return role_row(event.role)
+    return {**role_row(event.role), "version": envelope.streamversion, "deleted": False}
 
 
 
 async def when_role_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
     event = RoleDeleted.model_validate(envelope.data)
-    await conn.execute(delete(principal_role).where(principal_role.c.role_id == event.role_id))
+    await _upsert(conn, principal_role, "role_id", [{
+        "role_id": event.role_id, "name": "", "state": {}, "version": envelope.streamversion,
+        "deleted": True}])
 
 
 def _authkey_values(envelope: Envelope) -> dict[str, Any]:
@@ -182,29 +213,39 @@ def _authkey_values(envelope: Envelope) -> dict[str, Any]:
         "key_hmac": key.key_hmac.lower(), "authkey_start": key.authkey_start,
         "authkey_end": key.authkey_end, "expiration": key.expiration,
         "allowed_ips": list(key.allowed_ips) if key.allowed_ips else None,
-        "read_only": key.read_only,
+        "read_only": key.read_only, "version": envelope.streamversion, "deleted": False,
     }
 
 
 
 async def when_authkey_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    """A tombstone: a replayed creation of the key (an older version) cannot bring it back."""
     event = AuthKeyDeleted.model_validate(envelope.data)
-    await conn.execute(delete(principal_authkey).where(
-        (principal_authkey.c.authkey_id == event.authkey_id)
-        | (principal_authkey.c.key_hmac == event.key_hmac.lower())))
+    digest = event.key_hmac.lower()
+    # A row of another id with this hash (a test's hand-made key): deleted as before.
+    await conn.execute(principal_authkey.update().where(
+        (principal_authkey.c.key_hmac == digest)
+        & (principal_authkey.c.authkey_id != event.authkey_id)).values(
+        deleted=True, updated_at=func.now()))
+    await _upsert(conn, principal_authkey, "authkey_id", [{
+        "authkey_id": event.authkey_id, "uuid": "", "user_id": 0, "key_hmac": digest,
+        "authkey_start": "", "authkey_end": "", "version": envelope.streamversion,
+        "deleted": True}])
 
 
 def _organisation_values(envelope: Envelope) -> dict[str, Any]:
     model = (OrganisationCreated if envelope.type == OrganisationCreated.type
              else OrganisationUpdated)
-    return org_row(model.model_validate(envelope.data).organisation)
+    return {**org_row(model.model_validate(envelope.data).organisation),
+            "version": envelope.streamversion}
 
 
 
 async def when_organisation_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
     event = OrganisationDeleted.model_validate(envelope.data)
     await _upsert(conn, principal_org, "org_id", [{
-        "org_id": event.org_id, "uuid": event.uuid, "name": event.name, "deleted": True}])
+        "org_id": event.org_id, "uuid": event.uuid, "name": event.name, "deleted": True,
+        "version": envelope.streamversion}])
 
 
 def _notifying(handler: Handler) -> Handler:
@@ -264,8 +305,7 @@ async def project_principals(conn: AsyncConnection, envelopes: Sequence[Envelope
 
     async def flush() -> None:
         if target is not None and run:
-            latest = {row[target[1]]: row for row in run}  # the last state of each id
-            await _upsert(conn, target[0], target[1], list(latest.values()))
+            await _upsert(conn, target[0], target[1], _latest(run, target[1]))
         run.clear()
 
     applied = False
@@ -310,10 +350,13 @@ _LOOKUP = (
     select(*_LOOKUP_COLUMNS)
     .select_from(
         principal_authkey
-        .join(principal_user, principal_user.c.user_id == principal_authkey.c.user_id)
-        .outerjoin(principal_role, principal_role.c.role_id == principal_user.c.role_id)
+        .join(principal_user, (principal_user.c.user_id == principal_authkey.c.user_id)
+              & principal_user.c.deleted.is_(False))
+        .outerjoin(principal_role, (principal_role.c.role_id == principal_user.c.role_id)
+                   & principal_role.c.deleted.is_(False))
         .outerjoin(principal_org, principal_org.c.org_id == principal_user.c.org_id)
     )
+    .where(principal_authkey.c.deleted.is_(False))
 )
 
 

@@ -3,6 +3,7 @@ and the platform's own `/api/v1/audit/...` (top API users, chain verification)."
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -21,9 +22,11 @@ from audit.domain.search import (
     parse_time,
 )
 from audit.handlers.integrity import public_of, published_checkpoints, verify
-from audit.settings import AuditSettings
+from audit.settings import TOPIC_PATTERN, AuditSettings
+from misp_contracts.topics import CATALOGUE
 from misp_platform.app import EngineDep, SettingsDep
 from misp_platform.auth import Principal, SiteAdmin, require_perm
+from misp_platform.consistency import consistency_of
 from misp_platform.misp import BadRequest, NamedParams, misp_record, read_body, render_value
 
 LOG_COLUMNS = ("id", "title", "created", "model", "model_id", "action", "user_id", "change",
@@ -94,6 +97,20 @@ def _id_order(query: Query) -> ColumnElement[int]:
     return log_entry.c.id
 
 
+def logged_topics() -> list[str]:
+    """The catalogue's topics the audit log is made of (its consumer's pattern)."""
+    pattern = re.compile(TOPIC_PATTERN)
+    return [t.name for t in CATALOGUE if pattern.match(t.name)]
+
+
+async def log_caught_up(request: Request) -> None:
+    """Wait (bounded) until the log holds every event Kafka held when the search came in, so a
+    client finds the action it was just told succeeded, whichever service did it."""
+    consistency = consistency_of(request.app)
+    if consistency is not None:
+        await consistency.caught_up(request.app.state.settings.main_group, logged_topics())
+
+
 @misp_router.api_route("/admin/logs/index", methods=["GET", "POST"])
 async def logs_index(request: Request, principal: Auditor, engine: EngineDep,
                      named: NamedParams) -> list[dict[str, Any]]:
@@ -102,6 +119,7 @@ async def logs_index(request: Request, principal: Auditor, engine: EngineDep,
         query = parse_log_filters(await _filters(request, named), _now())
     except SearchError as exc:
         raise BadRequest(str(exc)) from None
+    await log_caught_up(request)
     stmt = (select(*(log_entry.c[c] for c in LOG_COLUMNS)).where(and_(*_where(query, principal)))
             .order_by(_id_order(query)).limit(query.limit).offset(query.offset))
     async with engine.connect() as conn:
@@ -117,6 +135,7 @@ async def audit_logs_index(request: Request, principal: Auditor, engine: EngineD
         query = parse_audit_filters(await _filters(request, named), _now())
     except SearchError as exc:
         raise BadRequest(str(exc)) from None
+    await log_caught_up(request)
     org = principal_org.alias("o")
     stmt = (select(*(log_entry.c[c] for c in (*LOG_COLUMNS, *EXTRA_COLUMNS)),
                    org.c.name.label("org_name"), org.c.uuid.label("org_uuid"))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
@@ -16,9 +16,12 @@ from identity.domain.errors import (
     InvalidFieldsError,
     NotAllowedError,
     NotFoundError,
+    UnknownOrganisationError,
 )
+from misp_contracts.events.orgs import ORGANISATION_TOPIC
 from misp_platform.app import EngineDep, SettingsDep
 from misp_platform.auth import Principal
+from misp_platform.consistency import consistency_of, decide_fresh
 from misp_platform.misp import (
     BadRequest,
     Forbidden,
@@ -30,7 +33,9 @@ from misp_platform.misp import (
 )
 from misp_platform.misp.errors import request_url
 
-__all__ = ["EngineDep", "Pepper", "SettingsDep", "as_misp", "resolve_user_id"]
+__all__ = ["EngineDep", "Pepper", "SettingsDep", "as_misp", "fresh_orgs", "resolve_user_id"]
+
+T = TypeVar("T")
 
 
 async def _pepper(settings: SettingsDep) -> str:
@@ -47,6 +52,15 @@ def resolve_user_id(value: str, principal: Principal, *, message: str = "Invalid
     if not value.isdigit() or len(value) > 18:
         raise NotFound(message)
     return int(value)
+
+
+async def fresh_orgs(request: Request, decide: Callable[[], Awaitable[T]]) -> T:
+    """`decide()`, once more after identity's projection of organisations has caught up with
+    Kafka when it found the organisation unknown (created a moment ago in orgs)."""
+    return await decide_fresh(
+        consistency_of(request.app), request.app.state.settings.main_group,
+        [ORGANISATION_TOPIC], decide,
+        stale=lambda exc: isinstance(exc, UnknownOrganisationError))
 
 
 def to_misp(error: DomainError, *, url: str, action: str, singular: str,

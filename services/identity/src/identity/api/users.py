@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from identity.api.deps import EngineDep, Pepper, as_misp, resolve_user_id
+from identity.api.deps import EngineDep, Pepper, as_misp, fresh_orgs, resolve_user_id
 from identity.domain.users import INVALID_USER_OR_NOT_AUTHORISED, user_fields
 from identity.handlers import authkeys as key_handlers
 from identity.handlers import users as handlers
@@ -46,7 +46,8 @@ async def admin_add(request: Request, principal: Admin, engine: EngineDep,
                     pepper: Pepper) -> dict[str, Any]:
     body = await read_body(request, "User")
     with as_misp(request, "add", "User"):
-        user = await handlers.add_user(engine, principal, body, pepper=pepper)
+        user = await fresh_orgs(request, lambda: handlers.add_user(engine, principal, body,
+                                                                   pepper=pepper))
     return misp_record("User", user)
 
 
@@ -56,7 +57,8 @@ async def admin_edit(user_id: str, request: Request, principal: Admin,
     target = resolve_user_id(user_id, principal)
     body = await read_body(request, "User")
     with as_misp(request, "edit", "User", target):
-        user = await handlers.edit_user(engine, principal, target, body, self_service=False)
+        user = await fresh_orgs(request, lambda: handlers.edit_user(
+            engine, principal, target, body, self_service=False))
     fields = user_fields(user)
     fields["password"] = "******"
     return misp_record("User", fields)

@@ -22,6 +22,11 @@ class InvalidFieldsError(DomainError):
         self.custom_message = message
 
 
+class UnknownOrganisationError(InvalidFieldsError):
+    """The organisation is not (or not yet: orgs' event may still be on its way) open to users
+    in identity's projection of organisations."""
+
+
 class NotFoundError(DomainError):
     """No such thing, or not visible to the caller (MISP answers 404 for both)."""
 

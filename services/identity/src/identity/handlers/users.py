@@ -23,6 +23,7 @@ from identity.domain.errors import (
     InvalidFieldsError,
     NotAllowedError,
     NotFoundError,
+    UnknownOrganisationError,
 )
 from identity.domain.users import (
     IGNORED_FIELDS,
@@ -223,8 +224,8 @@ async def _check_org(conn: AsyncConnection, org_id: int, email: str, role_state:
     if arriving:
         organisation = await queries.org_open_for_users(conn, org_id)
         if organisation is None:
-            raise InvalidFieldsError(["Invalid organisation"],
-                                     message=f"Could not {fail_action} User")
+            raise UnknownOrganisationError(["Invalid organisation"],
+                                           message=f"Could not {fail_action} User")
     else:
         organisation = await queries.get_org(conn, org_id)
     domains = [] if organisation is None else \

@@ -63,8 +63,8 @@ async def warn_expiring_authkeys(conn: AsyncConnection, mailer: Mailer, *, days:
     rows = (await conn.execute(
         select(k.authkey_id, k.expiration, k.authkey_start, k.authkey_end, k.user_id)
         .join(mail_user, mail_user.c.id == k.user_id)
-        .where(and_(k.expiration > int(now), k.expiration <= int(now + days * 86400),
-                    mail_user.c.disabled.is_(False),
+        .where(and_(k.deleted.is_(False), k.expiration > int(now),
+                    k.expiration <= int(now + days * 86400), mail_user.c.disabled.is_(False),
                     ~exists().where(mail_request.c.id == request_id)))
         .order_by(k.expiration, k.authkey_id))).all()
     warned = mails = 0

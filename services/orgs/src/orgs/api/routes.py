@@ -13,9 +13,11 @@ import pycountry
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from misp_contracts.events.identity import USER_TOPIC
 from misp_contracts.settings_catalogue import definition
 from misp_platform.app import EngineDep, SettingsDep
 from misp_platform.auth import CurrentPrincipal, Principal, SiteAdmin
+from misp_platform.consistency import consistency_of, decide_fresh
 from misp_platform.eventstore import ConcurrencyError
 from misp_platform.misp import (
     Conflict,
@@ -34,6 +36,7 @@ from orgs.api import queries
 from orgs.api.render import organisation_record
 from orgs.domain.errors import (
     InvalidLogoError,
+    OrganisationInUseError,
     OrganisationNotFoundError,
     OrganisationRefusedError,
     OrganisationValidationError,
@@ -164,7 +167,12 @@ async def edit(key: str, request: Request, principal: SiteAdmin,
 async def delete(key: str, request: Request, principal: SiteAdmin,
                  engine: EngineDep) -> dict[str, Any]:
     with misp_errors("delete", _url(request)):
-        org_id = await commands.delete_organisation(engine, key=key, actor=principal.actor())
+        # Users just deleted or moved in identity may still count here: ask again once this
+        # projection holds what Kafka holds.
+        org_id = await decide_fresh(
+            consistency_of(request.app), request.app.state.settings.main_group, [USER_TOPIC],
+            lambda: commands.delete_organisation(engine, key=key, actor=principal.actor()),
+            stale=lambda exc: isinstance(exc, OrganisationInUseError))
     return success("delete", SINGULAR, f"/admin/organisations/delete/{org_id}", id=org_id)
 
 

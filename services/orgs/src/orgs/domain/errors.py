@@ -28,5 +28,10 @@ class OrganisationRefusedError(OrgsError):
         self.errors = errors if errors is not None else message
 
 
+class OrganisationInUseError(OrganisationRefusedError):
+    """Users still belong to the organisation (as far as orgs' projection of them knows: a
+    caller may have just moved or deleted them in identity)."""
+
+
 class InvalidLogoError(OrgsError):
     """The upload is not an acceptable PNG (content, size or dimensions)."""

@@ -23,7 +23,11 @@ from misp_contracts.events.orgs import (
     OrganisationState,
     OrganisationUpdated,
 )
-from orgs.domain.errors import OrganisationRefusedError, OrganisationValidationError
+from orgs.domain.errors import (
+    OrganisationInUseError,
+    OrganisationRefusedError,
+    OrganisationValidationError,
+)
 
 HOST_ORG_ID = 1
 ACTIVE, MERGING, DELETED = "active", "merging", "deleted"
@@ -221,9 +225,17 @@ def decide_delete(org: Organisation | None, *, user_count: int,
     if org.state.id == HOST_ORG_ID:
         raise OrganisationRefusedError("Could not delete Organisation",
                                        {"id": ["The host organisation cannot be deleted."]})
-    if user_count > 0 or org.status == MERGING or target_of_running_merge:
-        # MISP's answer while users (or events) reference the organisation.
-        raise OrganisationRefusedError("Could not delete Organisation", [])
+    if user_count > 0:
+        # MISP's answer while users reference the organisation, with the reason.
+        raise OrganisationInUseError("Could not delete Organisation", {"id": [
+            f"The organisation still has {user_count} user(s): delete them or move them to "
+            "another organisation first."]})
+    if org.status == MERGING:
+        raise OrganisationRefusedError("Could not delete Organisation", {"id": [
+            "The organisation is being merged into another one."]})
+    if target_of_running_merge:
+        raise OrganisationRefusedError("Could not delete Organisation", {"id": [
+            "Another organisation is being merged into this one."]})
     return OrganisationDeleted(org_id=org.state.id, uuid=org.state.uuid, name=org.state.name)
 
 

@@ -1,0 +1,24 @@
+"""Read-your-writes and projections that never go back in time: consumer positions, flagged
+streams, and the stream version and tombstone of every principal row
+(misp_platform.migrations.CONSISTENCY_DDL).
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+from alembic import op
+
+from misp_platform.migrations import add_consistency_tables, drop_consistency_tables
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    add_consistency_tables(op.get_bind())
+
+
+def downgrade() -> None:
+    drop_consistency_tables(op.get_bind())
