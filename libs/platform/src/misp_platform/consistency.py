@@ -28,10 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from misp_contracts.events.settings import SETTING_TOPIC
-from misp_contracts.topics import BY_NAME
 from misp_platform import metrics
 from misp_platform.db import PROGRESS_CHANNEL, PUBLISHED_CHANNEL, libpq_url
-from misp_platform.outbox import written_positions
+from misp_platform.outbox import written_positions, written_so_far
 
 log = structlog.get_logger(__name__)
 
@@ -151,19 +150,16 @@ class EndOffsets:
         return ends
 
     async def _partitions_of(self, topic: str) -> list[int]:
-        """The topic's partitions (from the catalogue, else the broker's metadata); none for a
-        topic that does not exist yet (nothing to wait for: asking Kafka would hang)."""
-        if topic in self._partitions:
-            return self._partitions[topic]
-        assert self._consumer is not None
-        if topic not in await self._consumer.topics():
-            return []
-        declared = BY_NAME.get(topic)
-        found = list(range(declared.partitions)) if declared is not None else sorted(
-            self._consumer.partitions_for_topic(topic) or ())
-        if found:
-            self._partitions[topic] = found
-        return found
+        """The topic's partitions, from the broker's metadata (one request caches every topic's);
+        none for a topic that does not exist yet (nothing to wait for: asking Kafka would hang)."""
+        if topic not in self._partitions:
+            assert self._consumer is not None
+            # The consumer's client: `topics()` gives names only, and partitions_for_topic()
+            # knows only the topics the consumer was told about.
+            cluster = await self._consumer._client.fetch_all_metadata()
+            for name in cluster.topics():
+                self._partitions[name] = sorted(cluster.partitions_for_topic(name) or ())
+        return self._partitions.get(topic, [])
 
     async def _reset(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -309,6 +305,16 @@ async def settings_caught_up(app: Any) -> None:
     consistency = consistency_of(app)
     if consistency is not None:
         await consistency.caught_up(app.state.settings.main_group, [SETTING_TOPIC])
+
+
+async def published_so_far(app: Any) -> bool:
+    """Wait (bounded) until what this request wrote so far is in Kafka, before it waits for an
+    effect of it in another service; False when it timed out or read-your-writes is off."""
+    consistency = consistency_of(app)
+    positions = written_so_far()
+    if consistency is None:
+        return False
+    return not positions or await consistency.published(positions)
 
 
 def consistency_of(app: Any) -> Consistency | None:

@@ -60,6 +60,11 @@ _written: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "outbox_written", default=None)
 
 
+def written_so_far() -> list[int]:
+    """The positions this request has written so far ([] outside of a request)."""
+    return list(_written.get() or ())
+
+
 @contextmanager
 def written_positions() -> Iterator[list[int]]:
     """Collect the positions that `enqueue_messages` writes within this context."""

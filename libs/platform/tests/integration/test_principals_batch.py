@@ -49,6 +49,7 @@ def events() -> list[Envelope]:
 async def snapshot(conn: AsyncConnection) -> tuple[list[Any], list[Any]]:
     users = (await conn.execute(select(principal_user.c.user_id, principal_user.c.email,
                                        principal_user.c.disabled)
+                                .where(principal_user.c.deleted.is_(False))
                                 .order_by(principal_user.c.user_id))).all()
     orgs = (await conn.execute(select(principal_org.c.org_id, principal_org.c.name))).all()
     return [tuple(u) for u in users], [tuple(o) for o in orgs]

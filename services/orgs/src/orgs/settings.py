@@ -16,3 +16,6 @@ class OrgsSettings(ServiceSettings):
     logo_max_bytes: int = 256 * 1024
     logo_max_width: int = 512
     logo_max_height: int = 512
+    # A merge answers once the saga finished (users moved, source closed), or after this long
+    # with `"status": "running"` (read-your-writes off: at once).
+    merge_wait_s: float = 10.0

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from misp_contracts.events.identity import USER_TOPIC
 from misp_contracts.settings_catalogue import definition
 from misp_platform.app import EngineDep, SettingsDep
 from misp_platform.auth import CurrentPrincipal, Principal, SiteAdmin
-from misp_platform.consistency import consistency_of, decide_fresh
+from misp_platform.consistency import consistency_of, decide_fresh, published_so_far
 from misp_platform.eventstore import ConcurrencyError
 from misp_platform.misp import (
     Conflict,
@@ -47,6 +49,7 @@ from orgs.settings import OrgsSettings
 INVALID_ORG = "Invalid organisation"
 SINGULAR = "Organisation"
 HIDE_INDEX = "Security.hide_organisation_index_from_users"
+MERGE_POLL_S = 0.02
 assert definition(HIDE_INDEX)  # a typo in the name would silently show the index
 
 misp = APIRouter(tags=["organisations"])
@@ -197,6 +200,22 @@ def _merge_target(body: dict[str, Any], path_target: str | None) -> Any:
     return None
 
 
+async def _merge_outcome(request: Request, engine: Any, merge_id: str) -> str:
+    """The merge's status once the saga has finished (identity moved the users, orgs closed the
+    source), or as it stands at the bound: MISP merges in one request, and a client that waits
+    for the answer expects the users in the target on its next call."""
+    if not await published_so_far(request.app):
+        return "running"
+    deadline = time.monotonic() + request.app.state.settings.merge_wait_s
+    while True:
+        async with engine.connect() as conn:
+            row = await queries.get_merge(conn, merge_id)
+        status = str(row.status) if row is not None else "running"
+        if status == "completed" or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(MERGE_POLL_S)
+
+
 async def _merge(source: str, target: str | None, request: Request, principal: Principal,
                  engine: Any) -> dict[str, Any]:
     url = _url(request)
@@ -206,9 +225,12 @@ async def _merge(source: str, target: str | None, request: Request, principal: P
             engine, source_key=source, target_key=_merge_target(body, target),
             actor=principal.actor(), requested_by=principal.user_id,
             correlation_id=(request.scope.get("state") or {}).get("correlation_id"))
+    status = await _merge_outcome(request, engine, started.merge_id)
     out = success("merge", SINGULAR, f"/admin/organisations/merge/{started.source_id}",
-                  id=started.source_id, message="Organisation merge started.")
+                  id=started.source_id, message="Organisation merge started." if status !=
+                  "completed" else "Organisation merged.")
     out["merge_id"] = started.merge_id
+    out["status"] = status
     out["target_id"] = str(started.target_id)
     out["status_url"] = f"/api/v1/orgs/merges/{started.merge_id}"
     return out
