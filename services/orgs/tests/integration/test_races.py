@@ -38,7 +38,9 @@ async def test_delete_is_refused_while_the_user_projection_has_users(
     assert refused.status_code == 403
     assert refused.json() == {"saved": False, "name": "Could not delete Organisation",
                               "message": "Could not delete Organisation",
-                              "url": f"/admin/organisations/delete/{org['id']}", "errors": []}
+                              "url": f"/admin/organisations/delete/{org['id']}", "errors": {
+                                  "id": ["The organisation still has 1 user(s): delete them or "
+                                         "move them to another organisation first."]}}
     await publish([deleted(user)])
     await eventually(lambda: _equals(user_count(client, admin, org["id"]), 0))
     done = await client.post(f"/admin/organisations/delete/{org['id']}", headers=auth(admin))

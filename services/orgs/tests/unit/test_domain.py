@@ -16,6 +16,7 @@ from misp_contracts.events.orgs import (
 )
 from orgs.domain.errors import (
     InvalidLogoError,
+    OrganisationInUseError,
     OrganisationNotFoundError,
     OrganisationRefusedError,
     OrganisationValidationError,
@@ -94,7 +95,11 @@ def test_an_edit_carries_only_the_changed_fields_and_ignores_the_others() -> Non
 def test_delete_is_refused_while_users_remain_and_for_the_host_organisation() -> None:
     with pytest.raises(OrganisationRefusedError) as refused:
         decide_delete(org(), user_count=1, target_of_running_merge=False)
-    assert refused.value.message == "Could not delete Organisation" and refused.value.errors == []
+    assert refused.value.message == "Could not delete Organisation"
+    assert isinstance(refused.value, OrganisationInUseError)
+    assert refused.value.errors == {"id": [
+        "The organisation still has 1 user(s): delete them or move them to another "
+        "organisation first."]}
     with pytest.raises(OrganisationRefusedError):
         decide_delete(org(1), user_count=0, target_of_running_merge=False)
     assert isinstance(decide_delete(org(), user_count=0, target_of_running_merge=False),

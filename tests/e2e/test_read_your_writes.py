@@ -1,0 +1,217 @@
+"""Sequential MISP calls see their own writes across services (docs/consistency.md), through the
+gateway and the real processes, with no sleep between the calls: each seam runs ROUNDS times in
+a row and must never fail, then again with the reading services' consumers slowed by a
+failpoint (every batch waits CONSUMER_DELAY_MS before it is applied).
+
+- organisations: org created -> users/add with it -> the org in the user's view -> the action in
+  `admin/logs/index` -> user moved to another org, then deleted -> the org deleted;
+- principals: role created -> users/add with it (disabled) -> enabled -> the new key works at
+  jobs, audit, settings, mailer and orgs -> role made site admin -> site-admin paths of jobs and
+  settings answer -> teardown;
+- settings: `Security.allow_self_registration` changed -> `users/register` follows it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .support import GATEWAY, admin_key, until
+
+ROUNDS = int(os.environ.get("MISP_RYW_ROUNDS", "200"))
+SLOW_ROUNDS = int(os.environ.get("MISP_RYW_SLOW_ROUNDS", str(ROUNDS)))
+CONSUMER_DELAY_MS = 200
+ROOT = Path(__file__).resolve().parents[2]
+STATE = Path(os.environ.get("MISP_STATE_DIR", ROOT / ".local"))
+SUPERVISORCTL = [str(ROOT / ".venv/bin/supervisorctl"), "-c",
+                 str(STATE / "supervisor/supervisord.conf")]
+SELF_REGISTRATION = "Security.allow_self_registration"
+SERVICES_BUT_IDENTITY = ("orgs", "audit", "jobs", "mailer", "settings")
+
+
+class Gateway:
+    """The admin's client; `call` fails the test, naming the round, on any unexpected answer."""
+
+    def __init__(self) -> None:
+        self.http = httpx.Client(base_url=GATEWAY, timeout=30, headers={
+            "Authorization": admin_key(), "Accept": "application/json"})
+        self.round = 0
+
+    def call(self, method: str, path: str, *, expect: int = 200, key: str | None = None,
+             json: Any = None) -> Any:
+        headers = {"Authorization": key} if key else None
+        answer = self.http.request(method, path, json=json, headers=headers)
+        assert answer.status_code == expect, (
+            f"round {self.round}: {method} {path} answered {answer.status_code}, "
+            f"expected {expect}: {answer.text[:500]}")
+        return answer.json()
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    client = Gateway()
+    yield client
+    client.http.close()
+
+
+# ---- the seams --------------------------------------------------------------------------------
+
+
+def organisation_round(gw: Gateway) -> None:
+    tag = uuid.uuid4().hex[:12]
+    org = gw.call("POST", "/admin/organisations/add", json={"name": f"ryw-{tag}"})
+    org_id = org["Organisation"]["id"]
+    other = gw.call("POST", "/admin/organisations/add",
+                    json={"name": f"ryw-other-{tag}"})["Organisation"]["id"]
+    user = gw.call("POST", "/admin/users/add", json={
+        "email": f"ryw-{tag}@example.test", "org_id": org_id, "role_id": 3})["User"]
+    view = gw.call("GET", f"/admin/users/view/{user['id']}")
+    assert view["Organisation"]["name"] == f"ryw-{tag}", f"round {gw.round}: {view}"
+    logged = gw.call("GET", f"/admin/logs/index/model:Organisation/model_id:{org_id}"
+                            "/action:add")
+    assert len(logged) == 1, f"round {gw.round}: the org's creation is not in the log"
+    # Moved away: the org is empty, so it can go at once; then the user, then the other org.
+    gw.call("POST", f"/admin/users/edit/{user['id']}", json={"org_id": other})
+    gw.call("POST", f"/admin/organisations/delete/{org_id}")
+    gw.call("POST", f"/admin/users/delete/{user['id']}")
+    gw.call("POST", f"/admin/organisations/delete/{other}")
+
+
+def principal_round(gw: Gateway) -> None:
+    tag = uuid.uuid4().hex[:12]
+    role = gw.call("POST", "/admin/roles/add", json={
+        "name": f"ryw-{tag}", "perm_auth": 1, "permission": "0"})["Role"]
+    user = gw.call("POST", "/admin/users/add", json={
+        "email": f"ryw-{tag}@example.test", "org_id": 1, "role_id": role["id"],
+        "disabled": True})["User"]
+    key = user["authkey"]
+    gw.call("POST", f"/admin/users/edit/{user['id']}", json={"disabled": False})
+    for service in SERVICES_BUT_IDENTITY:
+        me = gw.call("GET", f"/api/v1/{service}/whoami", key=key)
+        assert me["User"]["id"] == str(user["id"]), f"round {gw.round}: {service}: {me}"
+    gw.call("GET", "/jobs/index", key=key, expect=403)
+    gw.call("POST", f"/admin/roles/edit/{role['id']}", json={"perm_site_admin": 1})
+    gw.call("GET", "/jobs/index", key=key)
+    gw.call("GET", "/servers/serverSettings", key=key)
+    gw.call("POST", f"/admin/users/delete/{user['id']}")
+    gw.call("POST", f"/admin/roles/delete/{role['id']}")
+
+
+def settings_round(gw: Gateway) -> None:
+    allowed = gw.round % 2 == 0
+    gw.call("POST", f"/servers/serverSettingsEdit/{SELF_REGISTRATION}",
+            json={"value": allowed})
+    answer = httpx.post(f"{GATEWAY}/users/register", timeout=30,
+                        headers={"Accept": "application/json"},
+                        json={"User": {"email": f"reg-{uuid.uuid4().hex[:12]}@example.test"}})
+    body = answer.json()
+    if allowed:
+        assert answer.status_code == 200 and body.get("saved") is True, (
+            f"round {gw.round}: register refused while allowed: {answer.text[:300]}")
+    else:
+        assert body.get("message") == "Self registration is not enabled on this instance.", (
+            f"round {gw.round}: register accepted while off: {answer.text[:300]}")
+
+
+def run_rounds(gw: Gateway, seam: Any, rounds: int) -> None:
+    for number in range(rounds):
+        gw.round = number
+        seam(gw)
+
+
+@pytest.fixture
+def registration_restored(gateway: Gateway) -> Iterator[None]:
+    yield
+    gateway.call("POST", f"/servers/serverSettingsEdit/{SELF_REGISTRATION}",
+                 json={"value": False})
+
+
+# ---- slowed consumers -------------------------------------------------------------------------
+
+
+@contextmanager
+def slowed_consumers(gw: Gateway, *services: str) -> Iterator[None]:
+    """Each service's consume process replaced by one whose every batch waits
+    CONSUMER_DELAY_MS (same groups, same database), put back afterwards."""
+    env = {**os.environ, "MISP_FAILPOINTS": f"consumer.before_batch=delay:{CONSUMER_DELAY_MS}"}
+    processes: list[subprocess.Popen[bytes]] = []
+    for service in services:
+        subprocess.run([*SUPERVISORCTL, "stop", f"misp:{service}-consume"], check=True,
+                       capture_output=True)
+        log = open(STATE / "logs" / f"{service}-consume-slowed.log", "ab")  # noqa: SIM115
+        processes.append(subprocess.Popen([sys.executable, "-m", service, "consume"], env=env,
+                                          stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, cwd=ROOT))
+    try:
+        # The new members join their groups: a whoami through each service answers.
+        for service in services:
+            until(lambda s=service: gw.http.get(f"/api/v1/{s}/whoami").status_code == 200,
+                  f"{service} answers", timeout_s=60)
+        yield
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for service in services:
+            subprocess.run([*SUPERVISORCTL, "start", f"misp:{service}-consume"], check=True,
+                           capture_output=True)
+
+
+# ---- the tests --------------------------------------------------------------------------------
+
+
+def test_organisation_seams_hold_for_every_round(gateway: Gateway) -> None:
+    run_rounds(gateway, organisation_round, ROUNDS)
+
+
+def test_principal_seams_hold_for_every_round(gateway: Gateway) -> None:
+    run_rounds(gateway, principal_round, ROUNDS)
+
+
+def test_settings_seam_holds_for_every_round(gateway: Gateway,
+                                             registration_restored: None) -> None:
+    run_rounds(gateway, settings_round, ROUNDS)
+
+
+def test_organisation_seams_hold_with_slow_consumers(gateway: Gateway) -> None:
+    with slowed_consumers(gateway, "identity", "orgs", "audit"):
+        run_rounds(gateway, organisation_round, SLOW_ROUNDS)
+
+
+def test_principal_seams_hold_with_slow_consumers(gateway: Gateway) -> None:
+    with slowed_consumers(gateway, "jobs", "settings"):
+        run_rounds(gateway, principal_round, SLOW_ROUNDS)
+
+
+def test_settings_seam_holds_with_a_slow_consumer(gateway: Gateway,
+                                                  registration_restored: None) -> None:
+    with slowed_consumers(gateway, "identity"):
+        run_rounds(gateway, settings_round, SLOW_ROUNDS)
+
+
+def test_a_refused_organisation_deletion_names_its_reason(gateway: Gateway) -> None:
+    tag = uuid.uuid4().hex[:12]
+    org_id = gateway.call("POST", "/admin/organisations/add",
+                          json={"name": f"ryw-busy-{tag}"})["Organisation"]["id"]
+    user = gateway.call("POST", "/admin/users/add", json={
+        "email": f"ryw-busy-{tag}@example.test", "org_id": org_id, "role_id": 3})["User"]
+    refused = gateway.call("POST", f"/admin/organisations/delete/{org_id}", expect=403)
+    assert refused["message"] == "Could not delete Organisation"
+    assert "still has 1 user(s)" in str(refused["errors"]), refused
+    gateway.call("POST", f"/admin/users/delete/{user['id']}")
+    gateway.call("POST", f"/admin/organisations/delete/{org_id}")
