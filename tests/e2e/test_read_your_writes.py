@@ -103,7 +103,7 @@ def principal_round(gw: Gateway) -> None:
     gw.call("GET", "/jobs/index", key=key, expect=403)
     gw.call("POST", f"/admin/roles/edit/{role['id']}", json={"perm_site_admin": 1})
     gw.call("GET", "/jobs/index", key=key)
-    gw.call("GET", "/servers/serverSettings", key=key)
+    gw.call("GET", "/servers/serverSettingsEdit/MISP.org", key=key)
     gw.call("POST", f"/admin/users/delete/{user['id']}")
     gw.call("POST", f"/admin/roles/delete/{role['id']}")
 

@@ -22,7 +22,12 @@ from identity.settings import IdentitySettings
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.orgs import OrganisationCreated, OrganisationState
 from misp_platform.migrations import upgrade
-from misp_platform.testing import create_test_database, drop_test_database, required_env
+from misp_platform.testing import (
+    create_test_database,
+    drop_test_database,
+    required_env,
+    with_principal_handlers,
+)
 
 
 async def migrated_database() -> str:
@@ -41,7 +46,7 @@ async def feed_org(engine: AsyncEngine, org_id: int, name: str | None = None,
     event = OrganisationCreated(organisation=state)
     envelope = Envelope(source="/orgs", type=event.type, subject=state.uuid,
                         actor=Actor.system(), data=event.model_dump(mode="json"))
-    handlers = spec.handlers(IdentitySettings())
+    handlers = with_principal_handlers(spec.handlers(IdentitySettings()))
     async with engine.begin() as conn:
         await handlers[event.type](conn, envelope)
     return state

@@ -32,6 +32,7 @@ from misp_contracts.events.jobs import (
     run_topic,
 )
 from misp_contracts.topics import Topic, owned_by
+from misp_platform.auth.principals import PRINCIPAL_TOPICS
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.kafka import create_producer, ensure_topics
 from misp_platform.migrations import upgrade
@@ -41,6 +42,7 @@ from misp_platform.testing import (
     drop_test_database,
     seed_principal,
     start_group_at_end,
+    with_principal_handlers,
 )
 from misp_platform.worker import WorkerRunner
 
@@ -115,7 +117,8 @@ class Pipeline:
         self.producer = create_producer(bootstrap)
 
     async def open(self) -> None:
-        await start_group_at_end(self.bootstrap, self.group, topics(self.settings))
+        await start_group_at_end(self.bootstrap, self.group,
+                                 [*PRINCIPAL_TOPICS, *topics(self.settings)])
         await self.producer.start()
 
     def start_relay(self) -> None:
@@ -126,7 +129,8 @@ class Pipeline:
     def start_consumer(self) -> None:
         runner = ConsumerRunner(service="jobs", group=self.group, engine=self.engine,
                                 bootstrap_servers=self.bootstrap,
-                                handlers=handlers(self.settings), topics=topics(self.settings),
+                                handlers=with_principal_handlers(handlers(self.settings)),
+                                topics=[*PRINCIPAL_TOPICS, *topics(self.settings)],
                                 backoff_s=0.05)
         self.tasks.append(asyncio.create_task(runner.run(self.stop)))
 

@@ -18,11 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from misp_contracts.envelope import Actor, Envelope, to_kafka
 from misp_contracts.events.base import DomainEvent
+from misp_platform.auth.principals import PRINCIPAL_TOPICS
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.kafka import create_producer
 from misp_platform.migrations import upgrade
 from misp_platform.relay import OutboxRelay
-from misp_platform.testing import create_test_database, drop_test_database, seed_principal
+from misp_platform.testing import (
+    create_test_database,
+    drop_test_database,
+    seed_principal,
+    with_principal_handlers,
+)
 from orgs.bootstrap import create_app
 from orgs.consumer import handlers, topics
 from orgs.settings import OrgsSettings
@@ -91,7 +97,8 @@ async def running_consumer(orgs_settings: OrgsSettings, orgs_engine: AsyncEngine
     """The orgs consumer and relay as tasks, in a consumer group of their own."""
     runner = ConsumerRunner(service="orgs", group=f"test-orgs-{uuid.uuid4().hex}",
                             engine=orgs_engine, bootstrap_servers=kafka_bootstrap,
-                            handlers=handlers(orgs_settings), topics=topics(orgs_settings),
+                            handlers=with_principal_handlers(handlers(orgs_settings)),
+                            topics=sorted({*PRINCIPAL_TOPICS, *topics(orgs_settings)}),
                             backoff_s=0.05)
     producer = create_producer(kafka_bootstrap)
     await producer.start()

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from misp_contracts.events.settings import SETTING_TOPIC
+from misp_contracts.topics import CATALOGUE
 from misp_platform import metrics
 from misp_platform.db import PROGRESS_CHANNEL, PUBLISHED_CHANNEL, libpq_url
 from misp_platform.outbox import written_positions, written_so_far
@@ -104,6 +105,7 @@ class EndOffsets:
         self._next: asyncio.Future[dict[TopicPartition, int]] | None = None
         self._wanted: set[str] = set()
         self._running = False
+        self._connecting = asyncio.Lock()
 
     async def fetch(self, topics: Iterable[str]) -> dict[TopicPartition, int]:
         wanted = set(topics)
@@ -135,19 +137,35 @@ class EndOffsets:
             self._running = False
 
     async def _ask(self, topics: set[str]) -> dict[TopicPartition, int]:
-        if self._consumer is None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None,
-                                        enable_auto_commit=False,
-                                        request_timeout_ms=int(self.timeout_s * 1000))
-            await consumer.start()
-            self._consumer = consumer
+        async with self._connecting:
+            if self._consumer is None:
+                consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
+                                            group_id=None, enable_auto_commit=False,
+                                            request_timeout_ms=int(self.timeout_s * 1000))
+                await consumer.start()
+                self._consumer = consumer
+        if not self._partitions:
+            await self._partitions_of("")  # learns every topic's partitions
         partitions = [TopicPartition(t, p) for t in sorted(topics)
                       for p in await self._partitions_of(t)]
+        client = self._consumer._client
+        if topics - client._topics:
+            # One metadata request for every new topic: asked one by one, the client would
+            # learn them one per retry (100 ms each).
+            await client.set_topics(client._topics | topics)
         self.requests += 1
         if not partitions:
             return {}
         ends: dict[TopicPartition, int] = await self._consumer.end_offsets(partitions)
         return ends
+
+    async def warm_up(self) -> None:
+        """Connect and learn every topic's partitions and end offsets once, so that the first
+        miss of a process is not the one that pays for it (seconds, on a busy broker)."""
+        try:
+            await self.fetch(sorted(t.name for t in CATALOGUE))
+        except Exception as exc:  # Kafka away at start: the first miss tries again
+            log.warning("consistency.warm_up_failed", error=str(exc))
 
     async def _partitions_of(self, topic: str) -> list[int]:
         """The topic's partitions, from the broker's metadata (one request caches every topic's);
@@ -191,7 +209,8 @@ class Consistency:
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self.published_channel.run()),
-                       asyncio.create_task(self.progress_channel.run())]
+                       asyncio.create_task(self.progress_channel.run()),
+                       asyncio.create_task(self.end_offsets.warm_up())]
 
     async def close(self) -> None:
         for task in self._tasks:

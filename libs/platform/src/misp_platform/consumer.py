@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, KafkaError
 from sqlalchemy import column, select, text, values
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -181,10 +181,9 @@ class ConsumerRunner:
         or idle since before positions were kept): everything below was applied."""
         idle: Positions = {}
         for tp in consumer.assignment():
-            try:
-                position = await asyncio.wait_for(consumer.position(tp), 1.0)
-            except (IllegalStateError, TimeoutError):
-                continue  # assignment changed meanwhile, or its offset is still being fetched
+            position = _known_position(consumer, tp)
+            if position is None:
+                continue  # its committed offset is still being fetched: next time
             highwater = consumer.highwater(tp)
             if highwater is not None:
                 metrics.consumer_lag.labels(self.group, tp.topic, str(tp.partition)).set(
@@ -322,6 +321,18 @@ class ConsumerRunner:
         metrics.messages_consumed_total.labels(outcome="dead_lettered").inc()
         log.error("consumer.dead_lettered", group=self.group, event_id=d.message_id,
                   topic=record.topic, offset=record.offset, error=error[:500])
+
+
+def _known_position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The partition's position if the consumer knows it, without waiting: `position()` would
+    wait for an unknown one, holding the whole loop (and every other partition) meanwhile."""
+    try:
+        state = consumer._subscription.subscription.assignment.state_value(tp)
+    except AttributeError:  # no subscription or assignment any more (a rebalance)
+        return None
+    if state is None or not state.has_valid_position:
+        return None
+    return int(state.position)
 
 
 async def already_processed(conn: AsyncConnection, consumer: str, ids: Sequence[str]) -> set[str]:

@@ -91,6 +91,25 @@ async def throwaway_database(admin_url: str | None = None, *, prefix: str = "tes
         await drop_test_database(url)
 
 
+def with_principal_handlers(handlers: Mapping[str, Any]) -> dict[str, Any]:
+    """A service's main handlers plus the principals projection's, as one consumer: what a test
+    runs in-process where the real service runs two consumers (misp_platform.cli)."""
+    from misp_platform.auth.principals import PRINCIPAL_HANDLERS
+
+    out: dict[str, Any] = dict(PRINCIPAL_HANDLERS)
+    for type_, handler in handlers.items():
+        out[type_] = _then(out[type_], handler) if type_ in out else handler
+    return out
+
+
+def _then(first: Any, second: Any) -> Any:
+    async def both(conn: Any, envelope: Any) -> None:
+        await first(conn, envelope)
+        await second(conn, envelope)
+
+    return both
+
+
 async def seed_principal(engine: AsyncEngine, pepper: str, *, user_id: int, org_id: int = 1,
                          org_name: str = "ORGNAME", role: dict[str, Any] | None = None,
                          email: str | None = None) -> str:

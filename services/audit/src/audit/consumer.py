@@ -48,7 +48,8 @@ class AuditConsumer(ConsumerRunner):
 
     def __init__(self, *, options: Options | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.options = options or Options()
+        # The principals projection has a consumer of its own (misp_platform.cli).
+        self.options = options or Options(principals=False)
         self.batch_handlers = EveryMispType[BatchHandler](self._project)
         self._sources: dict[str, Source] = {}
 

@@ -32,7 +32,6 @@ from misp_contracts.events.orgs import (
 from misp_contracts.settings_catalogue import definition
 from misp_platform.auth.principals import (
     PRINCIPAL_HANDLERS,
-    PRINCIPAL_TOPICS,
     project_principals,
 )
 from misp_platform.config import ServiceSettings
@@ -46,21 +45,6 @@ _ORG_HANDLERS: dict[str, Handler] = {
 }
 
 
-async def _is_own_event(conn: AsyncConnection, envelope: Envelope) -> bool:
-    return (await conn.execute(select(event.c.event_id).where(
-        event.c.event_id == envelope.id))).first() is not None
-
-
-def _principals_unless_own(handler: Handler) -> Handler:
-    """Identity's own events were applied to its principals in the append's transaction;
-    re-applying an older one from Kafka could briefly undo a newer change, so they are skipped.
-    Events that another publisher put on identity's topics are applied as everywhere else."""
-
-    async def apply(conn: AsyncConnection, envelope: Envelope) -> None:
-        if not await _is_own_event(conn, envelope):
-            await handler(conn, envelope)
-
-    return apply
 
 
 async def principals_unless_own(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
@@ -74,13 +58,6 @@ async def principals_unless_own(conn: AsyncConnection, envelopes: Sequence[Envel
 def principal_handlers(_settings: ServiceSettings) -> Mapping[str, BatchHandler]:
     return dict.fromkeys(PRINCIPAL_HANDLERS, principals_unless_own)
 
-
-def _both(first: Handler, second: Handler) -> Handler:
-    async def apply(conn: AsyncConnection, envelope: Envelope) -> None:
-        await first(conn, envelope)
-        await second(conn, envelope)
-
-    return apply
 
 
 # The settings service's change event, read by its type string and its two fields only, so that
@@ -111,17 +88,12 @@ def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:
         # Temporary passwords the mailer mailed (services/mailer/README.md): only their hash.
         TemporaryPasswordIssued.type: when_temporary_password_issued_set_password,
     }
-    for type_, principal in PRINCIPAL_HANDLERS.items():
-        if type_ in _ORG_HANDLERS:
-            out[type_] = _both(_ORG_HANDLERS[type_], principal)
-        else:
-            out[type_] = _principals_unless_own(principal)
-    return out
+    # The principals projection has a consumer of its own (principal_handlers, below).
+    return {**out, **_ORG_HANDLERS}
 
 
 def topics(_settings: ServiceSettings) -> list[str]:
-    assert ORGANISATION_TOPIC in PRINCIPAL_TOPICS
-    return [*PRINCIPAL_TOPICS, SETTING_TOPIC, CREDENTIAL_TOPIC]
+    return [ORGANISATION_TOPIC, SETTING_TOPIC, CREDENTIAL_TOPIC]
 
 
 _background: set[asyncio.Task[None]] = set()

@@ -17,7 +17,6 @@ from misp_contracts.events.jobs import (
     WorkerHeartbeat,
     WorkerStopped,
 )
-from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
 from misp_platform.config import ServiceSettings
 from misp_platform.consumer import Handler
 
@@ -32,11 +31,12 @@ REACTIONS: dict[str, Handler] = {
 
 
 def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:
-    return {**PRINCIPAL_HANDLERS, **REACTIONS}
+    """The principals projection has a consumer of its own (misp_platform.cli)."""
+    return dict(REACTIONS)
 
 
 def topics(_settings: ServiceSettings) -> list[str]:
-    return [*PRINCIPAL_TOPICS, JOBS_COMMANDS_TOPIC, WORKER_TOPIC]
+    return [JOBS_COMMANDS_TOPIC, WORKER_TOPIC]
 
 
 async def on_consumer_start(_settings: ServiceSettings, engine: AsyncEngine) -> None:

@@ -43,7 +43,6 @@ from misp_contracts.events.mailer import (
     SendPasswordReset,
 )
 from misp_contracts.events.settings import SETTING_TOPIC, SettingChanged
-from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
 from misp_platform.config import ServiceSettings
 from misp_platform.consumer import Handler
 
@@ -62,13 +61,6 @@ BULK_JOB_ANSWERS: dict[str, Handler] = {
     JobCancelled.type: when_job_cancelled_record,
 }
 
-
-def _both(first: Handler, second: Handler) -> Handler:
-    async def both(conn: AsyncConnection, envelope: Envelope) -> None:
-        await first(conn, envelope)
-        await second(conn, envelope)
-
-    return both
 
 
 def build_mailer(settings: ServiceSettings) -> Mailer:
@@ -93,12 +85,9 @@ def command_handlers(mailer: Mailer) -> dict[str, Handler]:
 
 
 def handlers(settings: ServiceSettings, mailer: Mailer | None = None) -> Mapping[str, Handler]:
-    out: dict[str, Handler] = dict(PRINCIPAL_HANDLERS)
-    reactions = {**PROJECTIONS, **BULK_JOB_ANSWERS,
-                 **command_handlers(mailer or build_mailer(settings))}
-    for type_, reaction in reactions.items():
-        out[type_] = _both(out[type_], reaction) if type_ in out else reaction
-    return out
+    """The principals projection has a consumer of its own (misp_platform.cli)."""
+    return {**PROJECTIONS, **BULK_JOB_ANSWERS,
+            **command_handlers(mailer or build_mailer(settings))}
 
 
 async def on_consumer_start(settings: ServiceSettings, engine: AsyncEngine) -> None:
@@ -106,5 +95,4 @@ async def on_consumer_start(settings: ServiceSettings, engine: AsyncEngine) -> N
 
 
 def topics(_settings: ServiceSettings) -> list[str]:
-    return sorted({*PRINCIPAL_TOPICS, USER_TOPIC, SETTING_TOPIC, MAILER_COMMANDS_TOPIC,
-                   JOB_TOPIC})
+    return sorted({USER_TOPIC, SETTING_TOPIC, MAILER_COMMANDS_TOPIC, JOB_TOPIC})

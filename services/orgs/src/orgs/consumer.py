@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from misp_contracts.envelope import Envelope
-from misp_contracts.events.identity import UserCreated, UserDeleted, UserUpdated
-from misp_contracts.events.orgs import OrganisationMergeStarted
+from misp_contracts.events.identity import USER_TOPIC, UserCreated, UserDeleted, UserUpdated
+from misp_contracts.events.orgs import ORGANISATION_TOPIC, OrganisationMergeStarted
 from misp_contracts.events.settings import SETTING_TOPIC, SettingChanged
-from misp_platform.auth.principals import PRINCIPAL_HANDLERS, PRINCIPAL_TOPICS
 from misp_platform.config import ServiceSettings
 from misp_platform.consumer import Handler
 from orgs.adapters import store
@@ -34,23 +32,14 @@ REACTIONS: dict[str, Handler] = {
 }
 
 
-def _both(first: Handler, second: Handler) -> Handler:
-    async def both(conn: AsyncConnection, envelope: Envelope) -> None:
-        await first(conn, envelope)
-        await second(conn, envelope)
-
-    return both
-
 
 def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:
-    out: dict[str, Handler] = dict(PRINCIPAL_HANDLERS)
-    for type_, reaction in REACTIONS.items():
-        out[type_] = _both(out[type_], reaction) if type_ in out else reaction
-    return out
+    """The principals projection has a consumer of its own (misp_platform.cli)."""
+    return dict(REACTIONS)
 
 
 def topics(_settings: ServiceSettings) -> list[str]:
-    return [*PRINCIPAL_TOPICS, SETTING_TOPIC]
+    return [USER_TOPIC, ORGANISATION_TOPIC, SETTING_TOPIC]
 
 
 async def on_consumer_start(settings: ServiceSettings, engine: AsyncEngine) -> None:
