@@ -41,7 +41,7 @@ class ServiceSettings(BaseSettings):
     # projection_wait_s). Off, both fall back to "eventually" (in-process tests turn it off).
     read_your_writes: bool = True
     publish_wait_s: float = 2.0
-    projection_wait_s: float = 2.0
+    projection_wait_s: float = 5.0
 
     @model_validator(mode="before")
     @classmethod

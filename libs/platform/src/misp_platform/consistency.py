@@ -38,7 +38,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 PUBLISH_TIMEOUT_S = 2.0
-READ_TIMEOUT_S = 2.0
+READ_TIMEOUT_S = 5.0
 # While a listener is down (or between notifications), waiters check this often anyway.
 FALLBACK_POLL_S = 0.05
 SAFETY_POLL_S = 0.5

@@ -54,7 +54,8 @@ CLAIM = text("""
     RETURNING message_id
 """)
 
-# Positions only move forward: a redelivery after a rebalance never moves one back.
+# Positions only move forward: a redelivery after a rebalance never moves one back. A member
+# that records where it stands touches `updated_at` even when nothing moved (it has joined).
 SAVE_POSITIONS = text(f"""
     WITH moved AS (
         INSERT INTO consumer_position (consumer, topic, partition, next_offset)
@@ -63,7 +64,7 @@ SAVE_POSITIONS = text(f"""
                     CAST(:offsets AS bigint[])) AS p(topic, partition, next_offset)
         ON CONFLICT (consumer, topic, partition) DO UPDATE
         SET next_offset = EXCLUDED.next_offset, updated_at = now()
-        WHERE consumer_position.next_offset < EXCLUDED.next_offset
+        WHERE consumer_position.next_offset <= EXCLUDED.next_offset
         RETURNING 1
     )
     SELECT pg_notify('{PROGRESS_CHANNEL}', :consumer) FROM (SELECT count(*) AS n FROM moved) m

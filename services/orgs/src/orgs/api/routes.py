@@ -19,7 +19,7 @@ from misp_contracts.events.identity import USER_TOPIC
 from misp_contracts.settings_catalogue import definition
 from misp_platform.app import EngineDep, SettingsDep
 from misp_platform.auth import CurrentPrincipal, Principal, SiteAdmin
-from misp_platform.consistency import consistency_of, decide_fresh, published_so_far
+from misp_platform.consistency import consistency_of, published_so_far
 from misp_platform.eventstore import ConcurrencyError
 from misp_platform.misp import (
     Conflict,
@@ -38,7 +38,6 @@ from orgs.api import queries
 from orgs.api.render import organisation_record
 from orgs.domain.errors import (
     InvalidLogoError,
-    OrganisationInUseError,
     OrganisationNotFoundError,
     OrganisationRefusedError,
     OrganisationValidationError,
@@ -170,12 +169,12 @@ async def edit(key: str, request: Request, principal: SiteAdmin,
 async def delete(key: str, request: Request, principal: SiteAdmin,
                  engine: EngineDep) -> dict[str, Any]:
     with misp_errors("delete", _url(request)):
-        # Users just deleted or moved in identity may still count here: ask again once this
-        # projection holds what Kafka holds.
-        org_id = await decide_fresh(
-            consistency_of(request.app), request.app.state.settings.main_group, [USER_TOPIC],
-            lambda: commands.delete_organisation(engine, key=key, actor=principal.actor()),
-            stale=lambda exc: isinstance(exc, OrganisationInUseError))
+        # Users just added, moved or deleted in identity count as they are now: decide once this
+        # projection of them holds what Kafka holds (a few ms when it does already).
+        consistency = consistency_of(request.app)
+        if consistency is not None:
+            await consistency.caught_up(request.app.state.settings.main_group, [USER_TOPIC])
+        org_id = await commands.delete_organisation(engine, key=key, actor=principal.actor())
     return success("delete", SINGULAR, f"/admin/organisations/delete/{org_id}", id=org_id)
 
 
