@@ -158,10 +158,12 @@ def joined(service: str, since: datetime) -> bool:
 
 
 @contextmanager
-def slowed_consumers(gw: Gateway, *services: str) -> Iterator[None]:
-    """Each service's consume process replaced by one whose every batch waits
-    CONSUMER_DELAY_MS (same groups, same database), put back afterwards."""
-    env = {**os.environ, "MISP_FAILPOINTS": f"consumer.before_batch=delay:{CONSUMER_DELAY_MS}"}
+def slowed_consumers(gw: Gateway, *services: str,
+                     failpoints: str = f"consumer.before_batch=delay:{CONSUMER_DELAY_MS}"
+                     ) -> Iterator[None]:
+    """Each service's consume process replaced by one run with `failpoints` (by default every
+    batch waits CONSUMER_DELAY_MS; same groups, same database), put back afterwards."""
+    env = {**os.environ, "MISP_FAILPOINTS": failpoints}
     started = datetime.now(UTC)
     processes: list[subprocess.Popen[bytes]] = []
     for service in services:
@@ -223,6 +225,31 @@ def test_settings_seam_holds_with_a_slow_consumer(gateway: Gateway,
                                                   registration_restored: None) -> None:
     with slowed_consumers(gateway, "identity"):
         run_rounds(gateway, settings_round, SLOW_ROUNDS)
+
+
+def test_a_stalled_consumer_does_not_hold_a_revocation_back(gateway: Gateway) -> None:
+    """The mailer's own consumer (gpg mails) stalls before its next batch; the principals
+    consumer beside it still applies the deletion of a key, which the mailer then refuses."""
+    tag = uuid.uuid4().hex[:12]
+    with slowed_consumers(gateway, "mailer",
+                          failpoints="consumer.before_batch.misp.mailer=delay:600000"):
+        user = gateway.call("POST", "/admin/users/add", json={
+            "email": f"ryw-revoke-{tag}@example.test", "org_id": 1, "role_id": 3})["User"]
+        gateway.call("GET", "/api/v1/mailer/whoami", key=user["authkey"])
+        key_id = gateway.call("GET", f"/auth_keys/index/{user['id']}")[0]["AuthKey"]["id"]
+        gateway.call("POST", f"/auth_keys/delete/{key_id}")
+        until(lambda: gateway.http.get("/api/v1/mailer/whoami", headers={
+            "Authorization": user["authkey"]}).status_code == 403,
+            "the mailer refuses the deleted key", timeout_s=30)
+        # The user's creation is still waiting for the mailer's own (stalled) consumer.
+        assert mail_user_known(int(user["id"])) is False
+    gateway.call("POST", f"/admin/users/delete/{user['id']}")
+
+
+def mail_user_known(user_id: int) -> bool:
+    with psycopg.connect(f"{PG_URL}/misp_mailer", autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM mail_user WHERE id = %s",
+                            (user_id,)).fetchone() is not None
 
 
 def test_a_refused_organisation_deletion_names_its_reason(gateway: Gateway) -> None:

@@ -159,6 +159,7 @@ class ConsumerRunner:
                     await self._save_idle_positions(consumer, saved)
                     continue
                 await failpoints.pause("consumer.before_batch")
+                await failpoints.pause(f"consumer.before_batch.{self.group}")
                 offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
                 await self.process(records, offsets)
                 saved.update(offsets)
