@@ -263,3 +263,17 @@ def test_a_refused_organisation_deletion_names_its_reason(gateway: Gateway) -> N
     assert "still has 1 user(s)" in str(refused["errors"]), refused
     gateway.call("POST", f"/admin/users/delete/{user['id']}")
     gateway.call("POST", f"/admin/organisations/delete/{org_id}")
+
+
+def test_every_service_reports_its_guarantee_and_its_principals_lag(gateway: Gateway) -> None:
+    for service in ("identity", *SERVICES_BUT_IDENTITY):
+        checks = gateway.call("GET", f"/_svc/{service}/diagnostics")["checks"]
+        consistency = checks["consistency"]
+        assert consistency["ok"] is True and consistency["read_your_writes"] is True, consistency
+        assert consistency["guarantee"] in ("read-your-writes", "eventually (a wait timed out "
+                                            "within the last minute)"), consistency
+        assert set(consistency["principals_lag"]) == {
+            "misp.identity.user.v1", "misp.identity.role.v1", "misp.identity.authkey.v1",
+            "misp.orgs.organisation.v1"}, consistency
+        exposed = gateway.http.get(f"/_svc/{service}/metrics").text
+        assert f'projection_lag{{group="misp.{service}.principals"' in exposed

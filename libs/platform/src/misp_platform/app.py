@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from misp_platform import metrics
-from misp_platform.auth import CurrentPrincipal
+from misp_platform.auth import PRINCIPAL_TOPICS, CurrentPrincipal
 from misp_platform.auth.cache import principal_cache
 from misp_platform.config import ServiceSettings
 from misp_platform.consistency import Consistency, ReadYourWritesMiddleware
@@ -243,13 +243,28 @@ async def diagnose_principals(app: FastAPI) -> dict[str, Any]:
             "last_update": row.last_update.isoformat() if row.last_update else None}
 
 
+async def refresh_projection_lag(app: FastAPI) -> dict[str, int]:
+    """The principals consumer's lag per topic, into the `projection_lag` gauge ({} when
+    read-your-writes is off or Kafka does not answer)."""
+    settings: ServiceSettings = app.state.settings
+    consistency: Consistency | None = getattr(app.state, "consistency", None)
+    if consistency is None:
+        return {}
+    try:
+        lag = await asyncio.wait_for(
+            consistency.lag(settings.principals_group, PRINCIPAL_TOPICS), CHECK_TIMEOUT_S)
+    except Exception as exc:  # the scrape goes on without it
+        log.warning("metrics.projection_lag_failed", error=str(exc))
+        return {}
+    for topic, behind in lag.items():
+        metrics.projection_lag.labels(settings.principals_group, topic).set(behind)
+    return lag
+
+
 async def diagnose_consistency(app: FastAPI) -> dict[str, Any]:
     """The read-your-writes guarantee of this process: kept, or degraded to "eventually" (the
     relay or a projection missed its bound lately); the principals consumer's lag, the outbox
     backlog, and streams with a dead-lettered message."""
-    from misp_platform.auth.principals import PRINCIPAL_TOPICS
-
-    settings: ServiceSettings = app.state.settings
     consistency: Consistency | None = getattr(app.state, "consistency", None)
     engine: AsyncEngine = app.state.engine
     async with engine.connect() as conn:
@@ -267,9 +282,7 @@ async def diagnose_consistency(app: FastAPI) -> dict[str, Any]:
         return {**details, "guarantee": "eventually", "read_your_writes": False}
     recent = (consistency.last_timeout_at is not None
               and time.time() - consistency.last_timeout_at < 60)
-    lag = await consistency.lag(settings.principals_group, PRINCIPAL_TOPICS)
-    for topic, behind in lag.items():
-        metrics.projection_lag.labels(settings.principals_group, topic).set(behind)
+    lag = await refresh_projection_lag(app)
     return {**details, "read_your_writes": True,
             "guarantee": "eventually (a wait timed out within the last minute)" if recent
             else "read-your-writes",
@@ -329,7 +342,8 @@ def _ops_router(service: str) -> APIRouter:
             body["failed"] = failed
         return MispJSONResponse(body, status_code=503 if failed else 200)
 
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        await refresh_projection_lag(request.app)
         return metrics_response()
 
     async def diagnostics(request: Request) -> Response:

@@ -128,6 +128,9 @@ async def test_poison_messages_go_to_the_dlq_and_the_consumer_goes_on_then_repla
     assert errors[1].startswith("undecodable message")
     assert all(dict(r.headers)["dlq_consumer"].decode() == group for r in letters)
 
+    # Each stream with a dead letter is flagged (diagnostics show it) until it is replayed.
+    assert await flagged_keys(engine, group) == {"junk", _stream_of(letters, COUNTER)}
+
     # The operator's tool: list, then replay once the bug is fixed; a second replay is a no-op.
     dead = await dlq.read_dead_letters(kafka_bootstrap, service)
     assert len(dead) == 2
@@ -137,6 +140,18 @@ async def test_poison_messages_go_to_the_dlq_and_the_consumer_goes_on_then_repla
     assert await dlq.replay(engine, group, handlers, poisoned) == "applied"
     assert await dlq.replay(engine, group, handlers, poisoned) == "already-applied"
     assert sorted(n for _, n in await effects(engine)) == list(range(10, 25))
+    assert await flagged_keys(engine, group) == {"junk"}
+
+
+async def flagged_keys(engine: AsyncEngine, group: str) -> set[str]:
+    async with engine.connect() as conn:
+        return {r[0] for r in await conn.execute(text(
+            "SELECT stream_key FROM flagged_stream WHERE consumer = :g"), {"g": group})}
+
+
+def _stream_of(letters, type_: str) -> str:  # type: ignore[no-untyped-def]
+    letter = next(r for r in letters if dict(r.headers).get("ce_type", b"").decode() == type_)
+    return str(letter.key.decode())
 
 
 class _Spec:
