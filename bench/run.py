@@ -17,6 +17,7 @@ BENCHMARKS = [
     ("mailer.py", False),
     ("jobs.py", False),
     ("auth.py", True),
+    ("consistency.py", True),
 ]
 
 if __name__ == "__main__":
