@@ -17,7 +17,7 @@ from misp_platform.auth.principals import PRINCIPAL_TOPICS
 from misp_platform.config import ServiceSettings
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.db import create_engine
-from misp_platform.kafka import create_producer, ensure_topics
+from misp_platform.kafka import adopt_committed_offsets, create_producer, ensure_topics
 from misp_platform.logging import configure_logging
 from misp_platform.migrations import upgrade
 from misp_platform.relay import OutboxRelay
@@ -77,6 +77,12 @@ async def run_consumer(spec: ServiceSpec, settings: ServiceSettings) -> None:
     try:
         if spec.on_consumer_start is not None:
             await spec.on_consumer_start(settings, engine)
+        # Until this release the main group applied the principals: the new group starts
+        # where it stood.
+        await adopt_committed_offsets(settings.kafka_bootstrap_servers,
+                                      source_group=settings.main_group,
+                                      target_group=settings.principals_group,
+                                      topics=PRINCIPAL_TOPICS)
         runners = [build_principals_consumer(spec, settings, engine)]
         if spec.topics(settings) or spec.topic_pattern:
             runners.append(build_consumer(spec, settings, engine))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import structlog
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import OffsetAndMetadata
 
 from misp_contracts.topics import Topic
 
@@ -50,3 +51,36 @@ async def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic]) -> list
         return created
     finally:
         await admin.close()
+
+
+async def adopt_committed_offsets(bootstrap_servers: str, *, source_group: str,
+                                  target_group: str, topics: Iterable[str]) -> int:
+    """Start a new group where another one stands on `topics` (when it has committed nothing
+    yet): an upgrade that gives a projection a consumer of its own must not replay its history
+    from the start, as rows of unknown version would briefly go back in time. Returns how many
+    partitions were adopted."""
+    wanted = set(topics)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        if await admin.list_consumer_group_offsets(target_group):
+            return 0
+        source = {tp: meta for tp, meta in
+                  (await admin.list_consumer_group_offsets(source_group)).items()
+                  if tp.topic in wanted and meta.offset >= 0}
+    finally:
+        await admin.close()
+    if not source:
+        return 0
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=target_group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(source))
+        await consumer.commit({tp: OffsetAndMetadata(meta.offset, "")
+                               for tp, meta in source.items()})
+    finally:
+        await consumer.stop()
+    log.info("kafka.offsets_adopted", source=source_group, target=target_group,
+             partitions=len(source))
+    return len(source)
