@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -177,12 +177,34 @@ async def when_organisation_saved_project(conn: AsyncConnection, envelope: Envel
              else OrganisationUpdated)
     state = model.model_validate(envelope.data).organisation
     values = {"org_id": state.id, "uuid": state.uuid, "name": state.name, "local": state.local,
-              "deleted": False, "state": state.model_dump(mode="json")}
+              "deleted": False, "state": state.model_dump(mode="json"),
+              "version": envelope.streamversion}
     if model is OrganisationCreated:  # a (re)created organisation is not being merged
         values.update(merging_into=None, merge_id=None)
-    await _upsert(conn, org, "org_id", values)
+    await _upsert_newer(conn, values)
+
+
+async def _upsert_newer(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """Insert or update an organisation row unless it reflects a newer version already."""
+    stmt = pg_insert(org).values(**values)
+    newer = or_(stmt.excluded.version.is_(None), org.c.version.is_(None),
+                stmt.excluded.version > org.c.version)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[org.c.org_id], set_={k: stmt.excluded[k] for k in values
+                                             if k != "org_id"}, where=newer))
 
 
 async def when_organisation_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    """A tombstone, also for an organisation identity never saw: a replayed creation (an older
+    version) cannot bring it back."""
     event = OrganisationDeleted.model_validate(envelope.data)
-    await conn.execute(update(org).where(org.c.org_id == event.org_id).values(deleted=True))
+    stmt = pg_insert(org).values(org_id=event.org_id, uuid=event.uuid, name=event.name,
+                                 local=True, deleted=True,
+                                 state={"id": event.org_id, "uuid": event.uuid,
+                                        "name": event.name},
+                                 version=envelope.streamversion)
+    newer = or_(stmt.excluded.version.is_(None), org.c.version.is_(None),
+                stmt.excluded.version > org.c.version)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[org.c.org_id],
+        set_={"deleted": True, "version": stmt.excluded.version}, where=newer))

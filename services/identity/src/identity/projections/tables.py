@@ -34,6 +34,9 @@ org = Table(
     # Set from OrganisationMergeStarted: the organisation takes no new user (migration 0003).
     Column("merging_into", BigInteger, nullable=True),
     Column("merge_id", Text, nullable=True),
+    # The organisation stream's version this row reflects (migration 0007): an older event
+    # (a replay) never overwrites it, and a deletion stays a deletion.
+    Column("version", Integer, nullable=True),
 )
 
 role = Table(
