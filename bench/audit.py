@@ -250,7 +250,10 @@ async def search(url: str, engine: AsyncEngine, n: int, queries: int) -> dict[st
         await conn.execute("VACUUM ANALYZE log_entry")
 
     key = await seed_principal(engine, PEPPER, user_id=1, role={"perm_site_admin": True})
-    app = create_app(AuditSettings(database_url=url, pepper=PEPPER, log_level="warning"))
+    # The search itself, over rows written here: no consumer group feeds this database, so the
+    # catch-up a live search makes first (bench/consistency.py measures it) is left out.
+    app = create_app(AuditSettings(database_url=url, pepper=PEPPER, log_level="warning",
+                                   read_your_writes=False))
     rnd = random.Random(5)
     patterns = []
     for _ in range(queries):
