@@ -72,6 +72,10 @@ org_member = Table(
     Column("org_id", BigInteger, nullable=False),
     Column("email", String(255), nullable=False, server_default=""),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The user stream's version this row reflects, and a tombstone for a deleted user
+    # (migration 0004): an older event (a replay) never brings a user back or moves one back.
+    Column("version", Integer, nullable=True),
+    Column("deleted", Boolean, nullable=False, server_default="false"),
     Index("ix_org_member_org_id", "org_id"),
 )
 

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orgs.adapters.tables import DELETED, org_member, org_merge, organisation
 
 _user_count = (select(func.count()).select_from(org_member)
-               .where(org_member.c.org_id == organisation.c.id)
+               .where(org_member.c.org_id == organisation.c.id,
+                      org_member.c.deleted.is_(False))
                .correlate(organisation).scalar_subquery().label("user_count"))
 _creator_email = (select(org_member.c.email).where(org_member.c.user_id
                                                    == organisation.c.created_by)

@@ -66,8 +66,8 @@ async def lock(conn: AsyncConnection, *org_ids: int) -> None:
 
 
 async def user_count(conn: AsyncConnection, org_id: int) -> int:
-    return int((await conn.execute(select(func.count()).select_from(org_member)
-                                   .where(org_member.c.org_id == org_id))).scalar_one())
+    return int((await conn.execute(select(func.count()).select_from(org_member).where(
+        org_member.c.org_id == org_id, org_member.c.deleted.is_(False)))).scalar_one())
 
 
 async def _require(conn: AsyncConnection, key: str | int) -> tuple[int, Organisation]:

@@ -94,15 +94,20 @@ async def _restore_if_deleted(conn: AsyncConnection, org_id: int, user: Any,
 async def when_user_saved_track_member(conn: AsyncConnection, envelope: Envelope) -> None:
     model = UserCreated if envelope.type == UserCreated.type else UserUpdated
     user = model.model_validate(envelope.data).user
-    before = (await conn.execute(select(org_member.c.org_id).where(
-        org_member.c.user_id == user.id))).scalar()
+    held = (await conn.execute(select(org_member.c.org_id, org_member.c.version,
+                                      org_member.c.deleted).where(
+        org_member.c.user_id == user.id))).first()
+    if held is not None and _older(envelope.streamversion, held.version):
+        return  # a replay of an older state: the row (or its tombstone) already knows better
+    before = held.org_id if held is not None and not held.deleted else None
     involved = {user.org_id, *([before] if before is not None else [])}
     await lock(conn, *involved)
-    stmt = pg_insert(org_member).values(user_id=user.id, org_id=user.org_id, email=user.email)
+    stmt = pg_insert(org_member).values(user_id=user.id, org_id=user.org_id, email=user.email,
+                                        version=envelope.streamversion, deleted=False)
     await conn.execute(stmt.on_conflict_do_update(
         index_elements=[org_member.c.user_id],
         set_={"org_id": stmt.excluded.org_id, "email": stmt.excluded.email,
-              "updated_at": func.now()}))
+              "version": stmt.excluded.version, "deleted": False, "updated_at": func.now()}))
     if before is not None and before != user.org_id:
         await conn.execute(update(org_merge).where(
             org_merge.c.source_id == before, org_merge.c.target_id == user.org_id,
@@ -112,12 +117,27 @@ async def when_user_saved_track_member(conn: AsyncConnection, envelope: Envelope
 
 
 async def when_user_deleted_untrack_member(conn: AsyncConnection, envelope: Envelope) -> None:
+    """A tombstone, so that a replayed creation of the user cannot count them again."""
     event = UserDeleted.model_validate(envelope.data)
-    org_id = (await conn.execute(select(org_member.c.org_id).where(
-        org_member.c.user_id == event.user_id))).scalar()
-    await conn.execute(org_member.delete().where(org_member.c.user_id == event.user_id))
-    if org_id is not None:
-        await complete_merge_if_done(conn, org_id, cause=envelope)
+    held = (await conn.execute(select(org_member.c.org_id, org_member.c.version,
+                                      org_member.c.deleted).where(
+        org_member.c.user_id == event.user_id))).first()
+    if held is not None and _older(envelope.streamversion, held.version):
+        return
+    stmt = pg_insert(org_member).values(user_id=event.user_id, org_id=event.org_id,
+                                        email=event.email, version=envelope.streamversion,
+                                        deleted=True)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[org_member.c.user_id],
+        set_={"deleted": True, "version": stmt.excluded.version, "updated_at": func.now()}))
+    if held is not None and not held.deleted:
+        await complete_merge_if_done(conn, held.org_id, cause=envelope)
+
+
+def _older(version: int | None, held: int | None) -> bool:
+    """Whether an event of stream version `version` is older than (or the same as) the row's
+    (unversioned events and rows are always applied)."""
+    return version is not None and held is not None and version <= held
 
 
 async def when_merge_started_complete_if_empty(conn: AsyncConnection,
