@@ -248,7 +248,7 @@ def test_a_stalled_consumer_does_not_hold_a_revocation_back(gateway: Gateway) ->
 
 def mail_user_known(user_id: int) -> bool:
     with psycopg.connect(f"{PG_URL}/misp_mailer", autocommit=True) as conn:
-        return conn.execute("SELECT 1 FROM mail_user WHERE id = %s",
+        return conn.execute("SELECT 1 FROM mail_user WHERE id = %s AND NOT deleted",
                             (user_id,)).fetchone() is not None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,17 +21,30 @@ store = EventStore("mailer")
 # ---- projections -------------------------------------------------------------------------------
 
 
-async def save_user(conn: AsyncConnection, user: UserState) -> None:
+async def save_user(conn: AsyncConnection, user: UserState, version: int | None = None) -> None:
+    """Insert or update, unless the row reflects a newer version of the user already."""
     values = {"email": user.email, "org_id": user.org_id, "role_id": user.role_id,
               "disabled": user.disabled, "autoalert": user.autoalert,
               "contactalert": user.contactalert, "gpgkey": user.gpgkey or None,
-              "updated_at": text("now()")}
-    stmt = pg_insert(mail_user).values(id=user.id, **values)
-    await conn.execute(stmt.on_conflict_do_update(index_elements=[mail_user.c.id], set_=values))
+              "version": version, "deleted": False, "updated_at": text("now()")}
+    await _upsert_newer(conn, user.id, values)
 
 
-async def delete_user(conn: AsyncConnection, user_id: int) -> None:
-    await conn.execute(mail_user.delete().where(mail_user.c.id == user_id))
+async def delete_user(conn: AsyncConnection, user_id: int, *, email: str = "", org_id: int = 0,
+                      version: int | None = None) -> None:
+    """A tombstone: a replayed (older) creation cannot make the user a recipient again."""
+    await _upsert_newer(conn, user_id, {"email": email, "org_id": org_id, "version": version,
+                                        "deleted": True, "updated_at": text("now()")})
+
+
+async def _upsert_newer(conn: AsyncConnection, user_id: int, values: dict[str, Any]) -> None:
+    stmt = pg_insert(mail_user).values(id=user_id, **values)
+    newer = or_(stmt.excluded.version.is_(None), mail_user.c.version.is_(None),
+                stmt.excluded.version > mail_user.c.version)
+    changed = values if not values.get("deleted") else {
+        "deleted": True, "version": values["version"], "updated_at": values["updated_at"]}
+    await conn.execute(stmt.on_conflict_do_update(index_elements=[mail_user.c.id],
+                                                  set_=changed, where=newer))
 
 
 async def save_setting(conn: AsyncConnection, name: str, value: Any) -> None:
@@ -54,14 +67,15 @@ def _recipient(row: Any) -> Recipient:
 
 
 async def user(conn: AsyncConnection, user_id: int) -> Recipient | None:
-    row = (await conn.execute(select(mail_user).where(mail_user.c.id == user_id))).first()
+    row = (await conn.execute(select(mail_user).where(
+        mail_user.c.id == user_id, mail_user.c.deleted.is_(False)))).first()
     return None if row is None else _recipient(row)
 
 
 async def users(conn: AsyncConnection, *, org_ids: Sequence[int] | None = None,
                 autoalert: bool | None = None, contactalert: bool | None = None,
                 include_disabled: bool = False) -> list[Recipient]:
-    stmt = select(mail_user).order_by(mail_user.c.id)
+    stmt = select(mail_user).where(mail_user.c.deleted.is_(False)).order_by(mail_user.c.id)
     if org_ids is not None:
         stmt = stmt.where(mail_user.c.org_id.in_(list(org_ids)))
     if autoalert is not None:

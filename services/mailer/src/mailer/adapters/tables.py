@@ -31,6 +31,10 @@ mail_user = Table(
     Column("contactalert", Boolean, nullable=False, server_default="false"),
     Column("gpgkey", Text),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The user stream's version this row reflects, and a tombstone for a deleted user
+    # (migration 0006): a replayed creation never makes a deleted user a recipient again.
+    Column("version", Integer, nullable=True),
+    Column("deleted", Boolean, nullable=False, server_default="false"),
 )
 
 # The latest published value of each server setting (absent: the catalogue's default).

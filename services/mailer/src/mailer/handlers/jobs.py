@@ -65,6 +65,7 @@ async def warn_expiring_authkeys(conn: AsyncConnection, mailer: Mailer, *, days:
         .join(mail_user, mail_user.c.id == k.user_id)
         .where(and_(k.deleted.is_(False), k.expiration > int(now),
                     k.expiration <= int(now + days * 86400), mail_user.c.disabled.is_(False),
+                    mail_user.c.deleted.is_(False),
                     ~exists().where(mail_request.c.id == request_id)))
         .order_by(k.expiration, k.authkey_id))).all()
     warned = mails = 0

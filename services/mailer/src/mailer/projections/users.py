@@ -14,12 +14,13 @@ from misp_contracts.events.settings import SettingChanged
 async def when_user_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
     model = UserCreated if envelope.type == UserCreated.type else UserUpdated
     event = model.model_validate(envelope.data)
-    await store.save_user(conn, event.user)
+    await store.save_user(conn, event.user, envelope.streamversion)
 
 
 async def when_user_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
     event = UserDeleted.model_validate(envelope.data)
-    await store.delete_user(conn, event.user_id)
+    await store.delete_user(conn, event.user_id, email=event.email, org_id=event.org_id,
+                            version=envelope.streamversion)
 
 
 async def when_setting_changed_project(conn: AsyncConnection, envelope: Envelope) -> None:
