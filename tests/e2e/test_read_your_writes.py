@@ -159,7 +159,8 @@ def joined(service: str, since: datetime) -> bool:
 
 @contextmanager
 def slowed_consumers(gw: Gateway, *services: str,
-                     failpoints: str = f"consumer.before_batch=delay:{CONSUMER_DELAY_MS}"
+                     failpoints: str = f"consumer.before_batch=delay:{CONSUMER_DELAY_MS},"
+                                       f"principals.before_batch=delay:{CONSUMER_DELAY_MS}"
                      ) -> Iterator[None]:
     """Each service's consume process replaced by one run with `failpoints` (by default every
     batch waits CONSUMER_DELAY_MS; same groups, same database), put back afterwards."""
@@ -232,7 +233,7 @@ def test_a_stalled_consumer_does_not_hold_a_revocation_back(gateway: Gateway) ->
     consumer beside it still applies the deletion of a key, which the mailer then refuses."""
     tag = uuid.uuid4().hex[:12]
     with slowed_consumers(gateway, "mailer",
-                          failpoints="consumer.before_batch.misp.mailer=delay:600000"):
+                          failpoints="consumer.before_batch=delay:600000"):
         user = gateway.call("POST", "/admin/users/add", json={
             "email": f"ryw-revoke-{tag}@example.test", "org_id": 1, "role_id": 3})["User"]
         gateway.call("GET", "/api/v1/mailer/whoami", key=user["authkey"])

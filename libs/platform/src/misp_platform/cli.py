@@ -65,6 +65,7 @@ def build_principals_consumer(spec: ServiceSpec, settings: ServiceSettings,
         bootstrap_servers=settings.kafka_bootstrap_servers, handlers={},
         batch_handlers=spec.principal_handlers(settings), topics=list(PRINCIPAL_TOPICS),
         max_attempts=settings.consumer_max_attempts, backoff_s=settings.consumer_retry_backoff_s,
+        failpoint_scope="principals",
     )
 
 

@@ -115,7 +115,8 @@ class ConsumerRunner:
                  bootstrap_servers: str, handlers: Mapping[str, Handler],
                  batch_handlers: Mapping[str, BatchHandler] | None = None,
                  topics: Sequence[str] = (), pattern: str | None = None,
-                 max_attempts: int = 3, backoff_s: float = 0.2, batch_max: int = 500) -> None:
+                 max_attempts: int = 3, backoff_s: float = 0.2, batch_max: int = 500,
+                 failpoint_scope: str = "consumer") -> None:
         if not topics and not pattern:
             raise ValueError("a consumer needs topics or a pattern")
         self.service = service
@@ -129,6 +130,9 @@ class ConsumerRunner:
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.batch_max = batch_max
+        # Failpoints are named `<scope>.before_commit`...: `consumer` for a service's main
+        # consumer, `principals` for its principals consumer (the same process runs both).
+        self.failpoint_scope = failpoint_scope
         self.applied = 0
         self.dead_lettered = 0
 
@@ -158,8 +162,7 @@ class ConsumerRunner:
                 if not records:
                     await self._save_idle_positions(consumer, saved)
                     continue
-                await failpoints.pause("consumer.before_batch")
-                await failpoints.pause(f"consumer.before_batch.{self.group}")
+                await failpoints.pause(f"{self.failpoint_scope}.before_batch")
                 offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
                 await self.process(records, offsets)
                 saved.update(offsets)
@@ -241,8 +244,8 @@ class ConsumerRunner:
             if run:
                 await self.batch_handlers[run[0].type](conn, run)
             await save_positions(conn, self.group, positions)
-            failpoints.hit("consumer.before_commit")
-        failpoints.hit("consumer.after_commit")
+            failpoints.hit(f"{self.failpoint_scope}.before_commit")
+        failpoints.hit(f"{self.failpoint_scope}.after_commit")
         self.applied += applied
         metrics.messages_consumed_total.labels(outcome="applied").inc(applied)
 
@@ -266,8 +269,8 @@ class ConsumerRunner:
                 elif d.envelope and d.envelope.type in self.batch_handlers:
                     await self._apply_with_retries(conn, d)
             await save_positions(conn, self.group, positions)
-            failpoints.hit("consumer.before_commit")
-        failpoints.hit("consumer.after_commit")
+            failpoints.hit(f"{self.failpoint_scope}.before_commit")
+        failpoints.hit(f"{self.failpoint_scope}.after_commit")
 
     async def _apply_with_retries(self, conn: AsyncConnection, d: Decoded) -> None:
         assert d.envelope is not None

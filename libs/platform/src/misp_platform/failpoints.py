@@ -1,7 +1,8 @@
 """Failpoints for crash and lag tests: `MISP_FAILPOINTS="relay.after_send=2"` SIGKILLs the
 process the 2nd time the named point is reached (`=1` or no count: the first time);
 `consumer.before_batch=delay:300` makes every pass through an async point (`pause`) wait 300 ms,
-as a slow or lagging consumer would (`consumer.before_batch.<group>`: that group's only)."""
+as a slow or lagging consumer would. A service's main consumer hits `consumer.*`, its principals
+consumer `principals.*`."""
 
 from __future__ import annotations
 
