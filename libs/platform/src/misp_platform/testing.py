@@ -20,6 +20,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from misp_contracts.envelope import Actor, Envelope
+from misp_contracts.events.settings import SettingChanged
+
 
 def required_env(name: str) -> str:
     """The variable's value, or a failed test (the services must be up: a skip would hide it)."""
@@ -100,6 +103,15 @@ def with_principal_handlers(handlers: Mapping[str, Any]) -> dict[str, Any]:
     for type_, handler in handlers.items():
         out[type_] = _then(out[type_], handler) if type_ in out else handler
     return out
+
+
+def setting_change(name: str, value: Any, version: int) -> Envelope:
+    """The envelope of a server setting's change as the settings service publishes it, at
+    version `version` of the setting's stream."""
+    event = SettingChanged(name=name, value=value)
+    return Envelope(source="/settings", type=event.type, subject=f"setting-{name}",
+                    streamversion=version, actor=Actor.system(),
+                    data=event.model_dump(mode="json"))
 
 
 def _then(first: Any, second: Any) -> Any:

@@ -76,7 +76,7 @@ async def when_setting_changed_record(conn: AsyncConnection, envelope: Envelope)
         return  # a setting identity does not know: nothing to apply
     if definition(name).redacted:
         return  # never in clear on Kafka; set in identity's environment instead
-    await record_setting(conn, name, value)
+    await record_setting(conn, name, value, envelope.streamversion)
 
 
 def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:

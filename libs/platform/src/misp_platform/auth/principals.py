@@ -22,7 +22,6 @@ from sqlalchemy import (
     String,
     Table,
     func,
-    or_,
     select,
     text,
 )
@@ -56,6 +55,7 @@ from misp_contracts.events.orgs import (
 )
 from misp_platform.auth.cache import PRINCIPALS_CHANNEL, clear_local_caches
 from misp_platform.db import metadata
+from misp_platform.versions import is_newer
 
 Handler = Callable[[AsyncConnection, Envelope], Awaitable[None]]
 
@@ -138,10 +138,8 @@ async def _upsert(conn: AsyncConnection, table: Table, key: str,
     stmt = pg_insert(table).values(list(rows))
     changed: dict[str, Any] = {name: stmt.excluded[name] for name in rows[0] if name != key}
     changed["updated_at"] = func.now()
-    newer = or_(stmt.excluded.version.is_(None), table.c.version.is_(None),
-                stmt.excluded.version > table.c.version)
     await conn.execute(stmt.on_conflict_do_update(index_elements=[key], set_=changed,
-                                                  where=newer))
+                                                  where=is_newer(stmt, table)))
 
 
 def _latest(rows: Sequence[dict[str, Any]], key: str) -> list[dict[str, Any]]:

@@ -109,6 +109,7 @@ DDL: list[str] = [
         signature text NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now()
     )""",
+    # Migration 0005 adds `version` (the setting stream's version each row reflects).
     """
     CREATE TABLE IF NOT EXISTS audit_setting (
         name varchar(200) PRIMARY KEY,

@@ -73,11 +73,14 @@ async def load_log_settings(conn: AsyncConnection,
 
 
 async def record_setting(conn: AsyncConnection, name: str, value: Any,
-                         table: str = "audit_setting") -> None:
+                         table: str = "audit_setting", version: int | None = None) -> None:
+    """Remember a value, unless a newer version of the setting is recorded already."""
     await conn.execute(text(
-        f"INSERT INTO {table} (name, value) VALUES (:n, CAST(:v AS jsonb)) "
-        "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = now()"),
-        {"n": name, "v": json.dumps(value)})
+        f"INSERT INTO {table} (name, value, version) VALUES (:n, CAST(:v AS jsonb), :version) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value, version = excluded.version, "
+        f"updated_at = now() WHERE excluded.version IS NULL OR {table}.version IS NULL "
+        f"OR excluded.version > {table}.version"),
+        {"n": name, "v": json.dumps(value), "version": version})
 
 
 def _clean(value: Any) -> Any:
@@ -159,7 +162,8 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
         if envelope.type == SettingChanged.type:
             change = SettingChanged.model_validate(envelope.data)
             if change.name in LOGGING_SETTINGS:
-                await record_setting(conn, change.name, change.value, options.settings_table)
+                await record_setting(conn, change.name, change.value, options.settings_table,
+                                     envelope.streamversion)
                 settings = await load_log_settings(conn, options.settings_table)
         if row is not None:
             pending.append((envelope, source, row))

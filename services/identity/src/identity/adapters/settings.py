@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity.projections.tables import setting_value
 from misp_contracts.settings_catalogue import definition
+from misp_platform.versions import is_newer
 
 
 async def read_settings(conn: AsyncConnection, names: Sequence[str]) -> dict[str, Any]:
@@ -29,10 +30,14 @@ async def setting(conn: AsyncConnection, name: str) -> Any:
     return (await read_settings(conn, [name]))[name]
 
 
-async def record_setting(conn: AsyncConnection, name: str, value: Any) -> None:
-    """Remember an override (from the settings topic, or a test standing in for it)."""
+async def record_setting(conn: AsyncConnection, name: str, value: Any,
+                         version: int | None = None) -> None:
+    """Remember an override (from the settings topic, or a test standing in for it), unless a
+    newer version of the setting is recorded already."""
     definition(name)  # KeyError for a name outside the catalogue
-    stmt = pg_insert(setting_value).values(name=name, value=value)
+    stmt = pg_insert(setting_value).values(name=name, value=value, version=version)
     await conn.execute(stmt.on_conflict_do_update(
         index_elements=[setting_value.c.name],
-        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}))
+        set_={"value": stmt.excluded.value, "version": stmt.excluded.version,
+              "updated_at": stmt.excluded.updated_at},
+        where=is_newer(stmt, setting_value)))

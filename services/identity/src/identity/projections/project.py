@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,6 +30,7 @@ from misp_contracts.events.orgs import (
     OrganisationUpdated,
 )
 from misp_platform.auth.principals import PRINCIPAL_HANDLERS
+from misp_platform.versions import is_newer
 
 Projector = Callable[[AsyncConnection, Envelope], Awaitable[None]]
 
@@ -187,11 +188,9 @@ async def when_organisation_saved_project(conn: AsyncConnection, envelope: Envel
 async def _upsert_newer(conn: AsyncConnection, values: dict[str, Any]) -> None:
     """Insert or update an organisation row unless it reflects a newer version already."""
     stmt = pg_insert(org).values(**values)
-    newer = or_(stmt.excluded.version.is_(None), org.c.version.is_(None),
-                stmt.excluded.version > org.c.version)
     await conn.execute(stmt.on_conflict_do_update(
         index_elements=[org.c.org_id], set_={k: stmt.excluded[k] for k in values
-                                             if k != "org_id"}, where=newer))
+                                             if k != "org_id"}, where=is_newer(stmt, org)))
 
 
 async def when_organisation_deleted_project(conn: AsyncConnection, envelope: Envelope) -> None:
@@ -203,8 +202,6 @@ async def when_organisation_deleted_project(conn: AsyncConnection, envelope: Env
                                  state={"id": event.org_id, "uuid": event.uuid,
                                         "name": event.name},
                                  version=envelope.streamversion)
-    newer = or_(stmt.excluded.version.is_(None), org.c.version.is_(None),
-                stmt.excluded.version > org.c.version)
     await conn.execute(stmt.on_conflict_do_update(
         index_elements=[org.c.org_id],
-        set_={"deleted": True, "version": stmt.excluded.version}, where=newer))
+        set_={"deleted": True, "version": stmt.excluded.version}, where=is_newer(stmt, org)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -14,6 +14,7 @@ from mailer.domain.model import MailSettings, Recipient
 from misp_contracts.events.identity import UserState
 from misp_contracts.settings_catalogue import defaults
 from misp_platform.eventstore import EventStore
+from misp_platform.versions import is_newer
 
 store = EventStore("mailer")
 
@@ -39,19 +40,21 @@ async def delete_user(conn: AsyncConnection, user_id: int, *, email: str = "", o
 
 async def _upsert_newer(conn: AsyncConnection, user_id: int, values: dict[str, Any]) -> None:
     stmt = pg_insert(mail_user).values(id=user_id, **values)
-    newer = or_(stmt.excluded.version.is_(None), mail_user.c.version.is_(None),
-                stmt.excluded.version > mail_user.c.version)
     changed = values if not values.get("deleted") else {
         "deleted": True, "version": values["version"], "updated_at": values["updated_at"]}
     await conn.execute(stmt.on_conflict_do_update(index_elements=[mail_user.c.id],
-                                                  set_=changed, where=newer))
+                                                  set_=changed, where=is_newer(stmt, mail_user)))
 
 
-async def save_setting(conn: AsyncConnection, name: str, value: Any) -> None:
-    stmt = pg_insert(mail_setting).values(name=name, value=value)
+async def save_setting(conn: AsyncConnection, name: str, value: Any,
+                       version: int | None = None) -> None:
+    """Remember a value, unless a newer version of the setting is recorded already."""
+    stmt = pg_insert(mail_setting).values(name=name, value=value, version=version)
     await conn.execute(stmt.on_conflict_do_update(
         index_elements=[mail_setting.c.name],
-        set_={"value": stmt.excluded.value, "updated_at": text("now()")}))
+        set_={"value": stmt.excluded.value, "version": stmt.excluded.version,
+              "updated_at": text("now()")},
+        where=is_newer(stmt, mail_setting)))
 
 
 async def load_settings(conn: AsyncConnection) -> MailSettings:

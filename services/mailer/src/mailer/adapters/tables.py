@@ -42,6 +42,9 @@ mail_setting = Table(
     "mail_setting", metadata,
     Column("name", Text, primary_key=True),
     Column("value", JSONB),
+    # The setting stream's version this row reflects (migration 0007): a replayed older change
+    # never brings an old value back.
+    Column("version", Integer, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

@@ -25,4 +25,4 @@ async def when_user_deleted_project(conn: AsyncConnection, envelope: Envelope) -
 
 async def when_setting_changed_project(conn: AsyncConnection, envelope: Envelope) -> None:
     event = SettingChanged.model_validate(envelope.data)
-    await store.save_setting(conn, event.name, event.value)
+    await store.save_setting(conn, event.name, event.value, envelope.streamversion)

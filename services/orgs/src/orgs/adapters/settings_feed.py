@@ -18,7 +18,7 @@ log = structlog.get_logger(__name__)
 
 async def when_setting_changed_record(conn: AsyncConnection, envelope: Envelope) -> None:
     event = SettingChanged.model_validate(envelope.data)
-    await record_setting(conn, event.name, event.value)
+    await record_setting(conn, event.name, event.value, envelope.streamversion)
 
 
 async def catch_up(engine: AsyncEngine, bootstrap_servers: str, *,
@@ -27,7 +27,7 @@ async def catch_up(engine: AsyncEngine, bootstrap_servers: str, *,
     (then the catalogue's defaults stand until the consumer sees the changes)."""
     consumer = AIOKafkaConsumer(SETTING_TOPIC, bootstrap_servers=bootstrap_servers,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
-    seen: dict[str, SettingChanged] = {}
+    seen: dict[str, tuple[SettingChanged, int | None]] = {}
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     try:
@@ -53,13 +53,13 @@ async def catch_up(engine: AsyncEngine, bootstrap_servers: str, *,
                         continue
                     if envelope.type == SettingChanged.type:
                         event = SettingChanged.model_validate(envelope.data)
-                        seen[event.name] = event
+                        seen[event.name] = (event, envelope.streamversion)
     except Exception as exc:
         log.warning("orgs.settings_catch_up_failed", error=f"{type(exc).__name__}: {exc}")
         return 0
     finally:
         await consumer.stop()
     async with engine.begin() as conn:
-        for name, event in seen.items():
-            await record_setting(conn, name, event.value)
+        for name, (event, version) in seen.items():
+            await record_setting(conn, name, event.value, version)
     return len(seen)

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from misp_contracts.settings_catalogue import definition
+from misp_platform.versions import is_newer
 from orgs.adapters.tables import setting_value
 
 
@@ -22,7 +23,11 @@ async def get_setting(conn: AsyncConnection, name: str) -> Any:
     return definition(name).default if row is None else row.value
 
 
-async def record_setting(conn: AsyncConnection, name: str, value: Any) -> None:
-    stmt = pg_insert(setting_value).values(name=name, value=value)
+async def record_setting(conn: AsyncConnection, name: str, value: Any,
+                         version: int | None = None) -> None:
+    """Remember a value, unless a newer version of the setting is recorded already."""
+    stmt = pg_insert(setting_value).values(name=name, value=value, version=version)
     await conn.execute(stmt.on_conflict_do_update(
-        index_elements=[setting_value.c.name], set_={"value": stmt.excluded.value}))
+        index_elements=[setting_value.c.name],
+        set_={"value": stmt.excluded.value, "version": stmt.excluded.version},
+        where=is_newer(stmt, setting_value)))

@@ -101,5 +101,8 @@ setting_value = Table(
     metadata,
     Column("name", String(255), primary_key=True),
     Column("value", JSONB, nullable=True),
+    # The setting stream's version this row reflects (migration 0005): a replayed older change
+    # never brings an old value back.
+    Column("version", Integer, nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
