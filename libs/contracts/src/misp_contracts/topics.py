@@ -26,6 +26,10 @@ class Topic:
     cleanup_policy: str = "delete"  # never "compact" for audit or domain topics
     description: str = ""
     extra_config: dict[str, str] = field(default_factory=dict)
+    # Services that decide by what this topic says (a server setting): a write to it answers
+    # once each one's consumer group has applied it, so that reads stay free everywhere
+    # (misp_platform.propagation; docs/consistency.md).
+    readers: tuple[str, ...] = ()
 
     def config(self) -> dict[str, str]:
         return {
@@ -52,7 +56,8 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("misp.identity.user-setting.v1", "identity", description="User settings"),
     Topic("misp.orgs.organisation.v1", "orgs", description="Organisation aggregate events"),
     Topic("misp.settings.setting.v1", "settings", partitions=1,
-          description="Setting overrides, one event per change"),
+          description="Setting overrides, one event per change",
+          readers=("identity", "orgs", "audit", "mailer")),
     Topic("misp.settings.event-blocklist.v1", "settings", partitions=1,
           description="Import blocklist of events (by event uuid)"),
     Topic("misp.settings.org-blocklist.v1", "settings", partitions=1,

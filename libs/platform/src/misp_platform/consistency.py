@@ -32,6 +32,7 @@ from misp_contracts.topics import CATALOGUE
 from misp_platform import metrics
 from misp_platform.db import PROGRESS_CHANNEL, PUBLISHED_CHANNEL, libpq_url
 from misp_platform.outbox import written_positions, written_so_far
+from misp_platform.propagation import CommittedOffsets, reader_groups, wait_for_readers
 
 log = structlog.get_logger(__name__)
 
@@ -202,6 +203,7 @@ class Consistency:
         self.published_channel = _Notified(url, PUBLISHED_CHANNEL)
         self.progress_channel = _Notified(url, PROGRESS_CHANNEL)
         self.end_offsets = EndOffsets(bootstrap_servers, timeout_s=read_timeout_s)
+        self.committed = CommittedOffsets(bootstrap_servers, timeout_s=read_timeout_s)
         self.publish_timeouts = 0
         self.read_timeouts = 0
         self.last_timeout_at: float | None = None
@@ -219,6 +221,7 @@ class Consistency:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.end_offsets.close()
+        await self.committed.reset()
 
     # ---- writes --------------------------------------------------------------------------------
 
@@ -283,6 +286,22 @@ class Consistency:
                 return self._read_timed_out(group, begin)
             await self.progress_channel.wait(since, left)
 
+    async def applied_by_readers(self, topic: str) -> bool:
+        """Wait until every service that decides by `topic` has applied what Kafka holds on it
+        now (True), or the bound (misp_platform.propagation)."""
+        begin = time.monotonic()
+        try:
+            ends = await self.end_offsets.fetch([topic])
+        except Exception as exc:
+            log.warning("consistency.end_offsets_failed", topic=topic, error=str(exc))
+            return self._read_timed_out("readers", begin)
+        if await wait_for_readers(self.committed, ends, reader_groups(topic),
+                                  timeout_s=self.read_timeout_s):
+            return True
+        self.read_timeouts += 1
+        self.last_timeout_at = time.time()
+        return False
+
     def _read_timed_out(self, group: str, begin: float) -> bool:
         self.read_timeouts += 1
         self.last_timeout_at = time.time()
@@ -334,6 +353,16 @@ async def published_so_far(app: Any) -> bool:
     if consistency is None:
         return False
     return not positions or await consistency.published(positions)
+
+
+async def applied_everywhere(app: Any, topic: str) -> bool:
+    """After a write to `topic` that other services decide by (a server setting): wait
+    (bounded) until it is in Kafka and every reader of the topic has applied it; False when it
+    timed out or read-your-writes is off."""
+    consistency = consistency_of(app)
+    if consistency is None or not await published_so_far(app):
+        return False
+    return await consistency.applied_by_readers(topic)
 
 
 def consistency_of(app: Any) -> Consistency | None:

@@ -9,9 +9,11 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 from starlette.responses import Response
 
+from misp_contracts.events.settings import SETTING_TOPIC
 from misp_contracts.settings_catalogue import TABS
 from misp_platform.app import EngineDep, SettingsDep
 from misp_platform.auth import SiteAdmin
+from misp_platform.consistency import applied_everywhere
 from misp_platform.eventstore import ConcurrencyError
 from misp_platform.migrations import head_revision
 from misp_platform.misp import (
@@ -118,6 +120,8 @@ async def edit_setting(name: str, admin: SiteAdmin, request: Request,
                                message=exc.message) from exc
     except ConcurrencyError as exc:
         raise Conflict() from exc
+    # Identity, orgs, the audit and the mailer decide by the new value from the next call on.
+    await applied_everywhere(request.app, SETTING_TOPIC)
     return success("serverSettingsEdit", "Server", EDIT_URL, message=FIELD_UPDATED)
 
 
