@@ -8,7 +8,9 @@ failpoint (every batch waits CONSUMER_DELAY_MS before it is applied).
 - principals: role created -> users/add with it (disabled) -> enabled -> the new key works at
   jobs, audit, settings, mailer and orgs -> role made site admin -> site-admin paths of jobs and
   settings answer -> teardown;
-- settings: `Security.allow_self_registration` changed -> `users/register` follows it.
+- settings: `Security.allow_self_registration` changed -> `users/register` follows it (identity);
+  `Security.hide_organisation_index_from_users` -> a user's `organisations/index` (orgs);
+  `MISP.disable_emailing` -> `admin/users/quickEmail` (the mailer).
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ SUPERVISORCTL = [str(ROOT / ".venv/bin/supervisorctl"), "-c",
 PG_URL = os.environ.get("MISP_PG_URL", "postgresql://postgres@127.0.0.1:55432").replace(
     "postgresql+psycopg://", "postgresql://")
 SELF_REGISTRATION = "Security.allow_self_registration"
+HIDE_ORG_INDEX = "Security.hide_organisation_index_from_users"
+DISABLE_EMAILING = "MISP.disable_emailing"
+EMAILING_DISABLED = "Emailing is currently disabled on this instance."
 SERVICES_BUT_IDENTITY = ("orgs", "audit", "jobs", "mailer", "settings")
 
 
@@ -52,6 +57,7 @@ class Gateway:
         self.http = httpx.Client(base_url=GATEWAY, timeout=30, headers={
             "Authorization": admin_key(), "Accept": "application/json"})
         self.round = 0
+        self.user_key = ""  # a plain user's (the settings seams)
 
     def call(self, method: str, path: str, *, expect: int = 200, key: str | None = None,
              json: Any = None) -> Any:
@@ -127,6 +133,14 @@ def settings_round(gw: Gateway) -> None:
     else:
         assert body.get("message") == "Self registration is not enabled on this instance.", (
             f"round {gw.round}: register accepted while off: {answer.text[:300]}")
+    hidden = not allowed
+    gw.call("POST", f"/servers/serverSettingsEdit/{HIDE_ORG_INDEX}", json={"value": hidden})
+    gw.call("GET", "/organisations/index", key=gw.user_key, expect=403 if hidden else 200)
+    gw.call("POST", f"/servers/serverSettingsEdit/{DISABLE_EMAILING}", json={"value": hidden})
+    # No such user: refused for the setting while it is on, else for the recipient.
+    refusal = gw.call("POST", "/admin/users/quickEmail/999999999",
+                      json={"subject": "s", "body": "b"}, expect=403 if hidden else 404)
+    assert (refusal["message"] == EMAILING_DISABLED) is hidden, f"round {gw.round}: {refusal}"
 
 
 def run_rounds(gw: Gateway, seam: Any, rounds: int) -> None:
@@ -136,10 +150,16 @@ def run_rounds(gw: Gateway, seam: Any, rounds: int) -> None:
 
 
 @pytest.fixture
-def registration_restored(gateway: Gateway) -> Iterator[None]:
+def settings_restored(gateway: Gateway) -> Iterator[None]:
+    """A plain user for the rounds; the settings back to their defaults afterwards."""
+    user = gateway.call("POST", "/admin/users/add", json={
+        "email": f"ryw-plain-{uuid.uuid4().hex[:12]}@example.test", "org_id": 1,
+        "role_id": 3})["User"]
+    gateway.user_key = user["authkey"]
     yield
-    gateway.call("POST", f"/servers/serverSettingsEdit/{SELF_REGISTRATION}",
-                 json={"value": False})
+    for name in (SELF_REGISTRATION, HIDE_ORG_INDEX, DISABLE_EMAILING):
+        gateway.call("POST", f"/servers/serverSettingsEdit/{name}", json={"value": False})
+    gateway.call("POST", f"/admin/users/delete/{user['id']}")
 
 
 # ---- slowed consumers -------------------------------------------------------------------------
@@ -208,7 +228,7 @@ def test_principal_seams_hold_for_every_round(gateway: Gateway) -> None:
 
 
 def test_settings_seam_holds_for_every_round(gateway: Gateway,
-                                             registration_restored: None) -> None:
+                                             settings_restored: None) -> None:
     run_rounds(gateway, settings_round, ROUNDS)
 
 
@@ -223,8 +243,8 @@ def test_principal_seams_hold_with_slow_consumers(gateway: Gateway) -> None:
 
 
 def test_settings_seam_holds_with_a_slow_consumer(gateway: Gateway,
-                                                  registration_restored: None) -> None:
-    with slowed_consumers(gateway, "identity"):
+                                                  settings_restored: None) -> None:
+    with slowed_consumers(gateway, "identity", "orgs", "mailer"):
         run_rounds(gateway, settings_round, SLOW_ROUNDS)
 
 
