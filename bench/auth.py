@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,24 +30,11 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 from rich.table import Table
+from support import admin_key, free_port
 
 RESULTS = Path(__file__).parent / "results"
 GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
-STATE_DIR = Path(os.environ.get("MISP_STATE_DIR", ".local"))
 OTHER_SERVICE_PROBE = "/api/v1/jobs/whoami"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def admin_key() -> str:
-    path = STATE_DIR / "admin.authkey"
-    if not path.exists():
-        sys.exit(f"{path} is missing: start the stack first (make up)")
-    return path.read_text().strip()
 
 
 # ---- a small keep-alive HTTP/1.1 load generator ------------------------------------------------

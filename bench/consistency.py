@@ -10,7 +10,11 @@ Kafka). Sequential clients, as MISP's scripts are; prints p50/p99 of, in the sam
      that waits for identity's projection (with read-your-writes off this is refused most of
      the time: the count of refusals is printed);
   4. an unknown authkey: a miss whose projection holds everything already (one end-offsets
-     request and one query: the floor of a miss).
+     request and one query: the floor of a miss);
+  5. `servers/serverSettingsEdit` of `Security.hide_organisation_index_from_users` (on: the
+     answer waits until identity, orgs, the audit and the mailer have applied it), each
+     followed at once by a plain user's `organisations/index` on orgs: how often orgs still
+     decided by the old value is printed.
 
     python bench/consistency.py [--rounds 200]
 """
@@ -20,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,23 +35,11 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 from rich.table import Table
+from support import admin_key, free_port
 
 RESULTS = Path(__file__).parent / "results"
-STATE_DIR = Path(os.environ.get("MISP_STATE_DIR", ".local"))
 UNKNOWN_KEY = "x" * 40
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def admin_key() -> str:
-    path = STATE_DIR / "admin.authkey"
-    if not path.exists():
-        sys.exit(f"{path} is missing: start the stack first (make up)")
-    return path.read_text().strip()
+HIDE_ORG_INDEX = "Security.hide_organisation_index_from_users"
 
 
 class Worker:
@@ -113,12 +104,32 @@ def add_user(worker: Worker, org_id: int) -> tuple[float, httpx.Response]:
         "role_id": 3}))
 
 
+def setting_changes(settings: Worker, orgs: Worker, user_key: str,
+                    rounds: int) -> dict[str, float]:
+    """The setting flipped `rounds` times, each change followed by the index it governs."""
+    samples: list[float] = []
+    stale = 0
+    for number in range(rounds):
+        hidden = number % 2 == 0
+        ms, answer = timed(lambda v=hidden: settings.client.post(  # type: ignore[misc]
+            f"/servers/serverSettingsEdit/{HIDE_ORG_INDEX}", json={"value": v}))
+        assert answer.status_code == 200, answer.text
+        samples.append(ms)
+        index = orgs.client.get("/organisations/index", headers={"Authorization": user_key})
+        stale += index.status_code != (403 if hidden else 200)
+    settings.client.post(f"/servers/serverSettingsEdit/{HIDE_ORG_INDEX}", json={"value": False})
+    return {**percentiles(samples), "stale": stale}
+
+
 def measure(rounds: int) -> dict[str, dict[str, float]]:
-    workers = {(s, on): Worker(s, on) for s in ("orgs", "identity") for on in (False, True)}
+    workers = {(s, on): Worker(s, on) for s in ("orgs", "identity", "settings")
+               for on in (False, True)}
     try:
         for worker in workers.values():
             worker.wait()
         results: dict[str, dict[str, float]] = {}
+        plain = add_user(workers["identity", False], 1)[1]
+        assert plain.status_code == 200, plain.text
         for on in (False, True):
             mode = "on" if on else "off"
             orgs, identity = workers["orgs", on], workers["identity", on]
@@ -143,6 +154,9 @@ def measure(rounds: int) -> dict[str, dict[str, float]]:
                 "/api/v1/identity/whoami", headers={"Authorization": UNKNOWN_KEY}))[0]
                 for _ in range(rounds)]
             results[f"unknown_key_{mode}"] = percentiles(unknown)
+
+            results[f"setting_edit_{mode}"] = setting_changes(
+                workers["settings", on], orgs, plain.json()["User"]["authkey"], rounds)
         return results
     finally:
         for worker in workers.values():
@@ -156,7 +170,8 @@ def report(results: dict[str, dict[str, float]]) -> None:
         table.add_column(column, justify="right")
     rows = [("organisations/add", "org_add"), ("users/add, known org", "user_add"),
             ("users/add, org created just before", "user_add_after_org"),
-            ("unknown authkey (a miss with nothing to wait for)", "unknown_key")]
+            ("unknown authkey (a miss with nothing to wait for)", "unknown_key"),
+            ("servers/serverSettingsEdit (waits for 4 services)", "setting_edit")]
     for label, key in rows:
         off, on = results[f"{key}_off"], results[f"{key}_on"]
         table.add_row(label, f"{off['p50']:.1f}", f"{off['p99']:.1f}", f"{on['p50']:.1f}",
@@ -167,6 +182,10 @@ def report(results: dict[str, dict[str, float]]) -> None:
           f"{results['user_add_after_org_off']['n']:.0f} with read-your-writes off, "
           f"{results['user_add_after_org_on']['refused']:.0f} of "
           f"{results['user_add_after_org_on']['n']:.0f} with it on")
+    print(f"organisations/index right after the setting changed, decided by the old value: "
+          f"{results['setting_edit_off']['stale']:.0f} of {results['setting_edit_off']['n']:.0f}"
+          f" with read-your-writes off, {results['setting_edit_on']['stale']:.0f} of "
+          f"{results['setting_edit_on']['n']:.0f} with it on")
 
 
 def main() -> None:
