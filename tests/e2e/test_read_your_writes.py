@@ -1,7 +1,8 @@
 """Sequential MISP calls see their own writes across services (docs/consistency.md), through the
 gateway and the real processes, with no sleep between the calls: each seam runs ROUNDS times in
-a row and must never fail, then again with the reading services' consumers slowed by a
-failpoint (every batch waits CONSUMER_DELAY_MS before it is applied).
+a row and must never fail, then SLOW_ROUNDS times again with the reading services' consumers
+slowed by a failpoint (every batch waits CONSUMER_DELAY_MS before it is applied), shared by
+clients that run at once, each of which waits for every answer before its next call.
 
 - organisations: org created -> users/add with it -> the org in the user's view -> the action in
   `admin/logs/index` -> user moved to another org, then deleted -> the org deleted;
@@ -20,7 +21,8 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,9 +35,11 @@ import pytest
 from .support import GATEWAY, admin_key, until
 
 ROUNDS = int(os.environ.get("MISP_RYW_ROUNDS", "200"))
-# With every batch of the reading consumers delayed, a round costs seconds: fewer rounds keep
-# the suite within its time budget.
-SLOW_ROUNDS = int(os.environ.get("MISP_RYW_SLOW_ROUNDS", "50"))
+# With every batch of the reading consumers delayed, a round costs up to a second or two: the
+# organisation and principal rounds are shared by SLOW_CLIENTS clients that run at once (each
+# sequential), so that the slowed variants stay within the suite's time budget.
+SLOW_ROUNDS = int(os.environ.get("MISP_RYW_SLOW_ROUNDS", "200"))
+SLOW_CLIENTS = 4
 CONSUMER_DELAY_MS = 300
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("MISP_STATE_DIR", ROOT / ".local"))
@@ -119,7 +123,8 @@ def principal_round(gw: Gateway) -> None:
     gw.call("POST", f"/admin/roles/delete/{role['id']}")
 
 
-def settings_round(gw: Gateway) -> None:
+def registration_round(gw: Gateway) -> None:
+    """Identity follows `Security.allow_self_registration` (on in even rounds)."""
     allowed = gw.round % 2 == 0
     gw.call("POST", f"/servers/serverSettingsEdit/{SELF_REGISTRATION}",
             json={"value": allowed})
@@ -133,9 +138,18 @@ def settings_round(gw: Gateway) -> None:
     else:
         assert body.get("message") == "Self registration is not enabled on this instance.", (
             f"round {gw.round}: register accepted while off: {answer.text[:300]}")
-    hidden = not allowed
+
+
+def organisation_index_round(gw: Gateway) -> None:
+    """Orgs follows `Security.hide_organisation_index_from_users` (on in odd rounds)."""
+    hidden = gw.round % 2 == 1
     gw.call("POST", f"/servers/serverSettingsEdit/{HIDE_ORG_INDEX}", json={"value": hidden})
     gw.call("GET", "/organisations/index", key=gw.user_key, expect=403 if hidden else 200)
+
+
+def emailing_round(gw: Gateway) -> None:
+    """The mailer follows `MISP.disable_emailing` (on in odd rounds)."""
+    hidden = gw.round % 2 == 1
     gw.call("POST", f"/servers/serverSettingsEdit/{DISABLE_EMAILING}", json={"value": hidden})
     # No such user: refused for the setting while it is on, else for the recipient.
     refusal = gw.call("POST", "/admin/users/quickEmail/999999999",
@@ -143,10 +157,34 @@ def settings_round(gw: Gateway) -> None:
     assert (refusal["message"] == EMAILING_DISABLED) is hidden, f"round {gw.round}: {refusal}"
 
 
+SETTINGS_SEAMS = (registration_round, organisation_index_round, emailing_round)
+
+
+def settings_round(gw: Gateway) -> None:
+    for seam in SETTINGS_SEAMS:
+        seam(gw)
+
+
 def run_rounds(gw: Gateway, seam: Any, rounds: int) -> None:
     for number in range(rounds):
         gw.round = number
         seam(gw)
+
+
+def run_clients(seams: Sequence[Any], rounds: int, user_key: str = "") -> None:
+    """Each seam run `rounds` times in a row by a client of its own, the clients at once (each
+    still waits for every answer before its next call); the first failure fails the test."""
+    clients = [Gateway() for _ in seams]
+    for client in clients:
+        client.user_key = user_key
+    try:
+        with ThreadPoolExecutor(max_workers=len(seams)) as pool:
+            for done in [pool.submit(run_rounds, c, seam, rounds)
+                         for c, seam in zip(clients, seams, strict=True)]:
+                done.result()
+    finally:
+        for client in clients:
+            client.http.close()
 
 
 @pytest.fixture
@@ -234,18 +272,19 @@ def test_settings_seam_holds_for_every_round(gateway: Gateway,
 
 def test_organisation_seams_hold_with_slow_consumers(gateway: Gateway) -> None:
     with slowed_consumers(gateway, "identity", "orgs", "audit"):
-        run_rounds(gateway, organisation_round, SLOW_ROUNDS)
+        run_clients([organisation_round] * SLOW_CLIENTS, SLOW_ROUNDS // SLOW_CLIENTS)
 
 
 def test_principal_seams_hold_with_slow_consumers(gateway: Gateway) -> None:
     with slowed_consumers(gateway, "jobs", "settings"):
-        run_rounds(gateway, principal_round, SLOW_ROUNDS)
+        run_clients([principal_round] * SLOW_CLIENTS, SLOW_ROUNDS // SLOW_CLIENTS)
 
 
-def test_settings_seam_holds_with_a_slow_consumer(gateway: Gateway,
-                                                  settings_restored: None) -> None:
+def test_settings_seams_hold_with_slow_consumers(gateway: Gateway,
+                                                 settings_restored: None) -> None:
+    # One client per setting (they must not flip each other's), each for every round.
     with slowed_consumers(gateway, "identity", "orgs", "mailer"):
-        run_rounds(gateway, settings_round, SLOW_ROUNDS)
+        run_clients(SETTINGS_SEAMS, SLOW_ROUNDS, gateway.user_key)
 
 
 def test_a_stalled_consumer_does_not_hold_a_revocation_back(gateway: Gateway) -> None:
