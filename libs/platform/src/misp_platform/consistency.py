@@ -10,6 +10,9 @@
   while it is being prepared), then wait until the consumer group that projects them has applied
   those offsets (`consumer_position`, moved in the transaction of the effects, notified on
   `consumer_progress`), or until `read_timeout_s`, and decide again. The usual path costs nothing.
+- **Writes other services decide by** (a server setting) also wait until every service that
+  reads their topic has applied them (`applied_everywhere`; misp_platform.propagation), so that
+  the reads that follow, on any service, need not ask.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from misp_contracts.events.settings import SETTING_TOPIC
 from misp_contracts.topics import CATALOGUE
 from misp_platform import metrics
 from misp_platform.db import PROGRESS_CHANNEL, PUBLISHED_CHANNEL, libpq_url
@@ -335,14 +337,6 @@ async def decide_fresh(consistency: Consistency | None, group: str, topics: Iter
             raise
     await consistency.caught_up(group, topics)
     return await decide()
-
-
-async def settings_caught_up(app: Any) -> None:
-    """Wait (bounded) until this service has applied every setting change Kafka holds: for a
-    decision that a setting changed a moment ago may turn (self-registration, ...)."""
-    consistency = consistency_of(app)
-    if consistency is not None:
-        await consistency.caught_up(app.state.settings.main_group, [SETTING_TOPIC])
 
 
 async def published_so_far(app: Any) -> bool:

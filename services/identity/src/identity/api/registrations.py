@@ -12,7 +12,6 @@ from identity.api.deps import EngineDep, as_misp
 from identity.domain import registrations as rules
 from identity.handlers import registrations as handlers
 from misp_platform.auth import SiteAdmin
-from misp_platform.consistency import settings_caught_up
 from misp_platform.misp import read_body, success
 
 router = APIRouter(tags=["registrations"])
@@ -22,7 +21,6 @@ router = APIRouter(tags=["registrations"])
 async def register(request: Request, engine: EngineDep) -> dict[str, Any]:
     """No authentication: anyone may ask for an account when the instance allows it."""
     body = await read_body(request, "User")
-    await settings_caught_up(request.app)  # Security.allow_self_registration, changed just now
     with as_misp(request, "register", "User"):
         await handlers.register(engine, body, ip=_ip(request),
                                 user_agent=request.headers.get("user-agent"),
