@@ -12,7 +12,7 @@ help:
 	@echo "make install    Debian packages, Kafka jars, uv sync"
 	@echo "make status     what runs"
 	@echo "make bench      up, bench/run.py, down"
-	@echo "make lint       ruff + mypy"
+	@echo "make lint       ruff + mypy + lint-imports"
 	@echo "make admin-key  rotate the site admin's authkey (.local/admin.authkey)"
 
 install:

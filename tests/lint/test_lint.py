@@ -1,5 +1,6 @@
-"""The code stays clean: ruff over everything, and mypy over every package's sources with a cold
-cache (a warm one once hid errors that a fresh run reports). The same checks as `make lint`."""
+"""The code stays clean: ruff over everything, mypy over every package's sources with a cold
+cache (a warm one once hid errors that a fresh run reports), and the import rules (import-linter's
+contracts in pyproject.toml). The same checks as `make lint`."""
 
 from __future__ import annotations
 
@@ -30,3 +31,9 @@ def test_mypy_finds_nothing_from_a_cold_cache(tmp_path: Path) -> None:
                env={"MYPYPATH": os.pathsep.join(sources)})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Success: no issues found" in done.stdout
+
+
+def test_import_contracts_are_kept() -> None:
+    done = run(str(BIN / "lint-imports"), "--no-cache", "--no-logo")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert " 0 broken." in done.stdout, done.stdout
