@@ -12,11 +12,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from mailer.adapters import store
-from mailer.adapters.gpg import INSTANCE_KEY_WARNING, Keyring
+from mailer.adapters.gpg import INSTANCE_KEY_WARNING
 from mailer.adapters.smtp import SmtpConfig, open_session
 from mailer.api.routes import misp, router
 from mailer.consumer import handlers, on_consumer_start, topics
-from mailer.handlers.compose import Mailer
+from mailer.handlers.compose import Mailer, mailer_for
 from mailer.handlers.deliver import Deliverer
 from mailer.handlers.jobs import job_handlers
 from mailer.settings import MailerSettings
@@ -24,11 +24,6 @@ from misp_platform.app import create_app as create_platform_app
 from misp_platform.config import ServiceSettings
 from misp_platform.service import ServiceSpec
 from misp_platform.worker_command import worker_command
-
-
-def keyring_for(settings: MailerSettings) -> Keyring:
-    return Keyring(settings.gnupg_homedir(), binary=settings.gpg_binary,
-                   passphrase=settings.gnupg_passphrase.get_secret_value())
 
 
 def smtp_config(settings: MailerSettings) -> SmtpConfig:
@@ -102,7 +97,7 @@ def create_app(settings: ServiceSettings, *, engine: Any = None,
                               diagnostics={"gnupg": diagnose_gnupg, "smtp": diagnose_smtp,
                                            "queue": diagnose_queue},
                               engine=engine)
-    app.state.mailer = Mailer(keyring_for(settings), parallelism=settings.gpg_parallelism)
+    app.state.mailer = mailer_for(settings)
     return app
 
 

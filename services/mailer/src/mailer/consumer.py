@@ -14,7 +14,7 @@ from mailer.handlers.bulk import (
     when_job_queued_record,
     when_job_rejected_record,
 )
-from mailer.handlers.compose import Mailer
+from mailer.handlers.compose import Mailer, mailer_for
 from mailer.handlers.contact import (
     when_contact_requested_mail_reporter,
     when_event_published_alert,
@@ -62,14 +62,6 @@ BULK_JOB_ANSWERS: dict[str, Handler] = {
 }
 
 
-
-def build_mailer(settings: ServiceSettings) -> Mailer:
-    from mailer.bootstrap import keyring_for
-
-    assert isinstance(settings, MailerSettings)
-    return Mailer(keyring_for(settings), parallelism=settings.gpg_parallelism)
-
-
 def command_handlers(mailer: Mailer) -> dict[str, Handler]:
     async def alert(conn: AsyncConnection, envelope: Envelope) -> None:
         await when_event_published_alert(conn, envelope, mailer)
@@ -86,8 +78,10 @@ def command_handlers(mailer: Mailer) -> dict[str, Handler]:
 
 def handlers(settings: ServiceSettings, mailer: Mailer | None = None) -> Mapping[str, Handler]:
     """The principals projection has a consumer of its own (misp_platform.cli)."""
-    return {**PROJECTIONS, **BULK_JOB_ANSWERS,
-            **command_handlers(mailer or build_mailer(settings))}
+    if mailer is None:
+        assert isinstance(settings, MailerSettings)
+        mailer = mailer_for(settings)
+    return {**PROJECTIONS, **BULK_JOB_ANSWERS, **command_handlers(mailer)}
 
 
 async def on_consumer_start(settings: ServiceSettings, engine: AsyncEngine) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 import gnupg
 import structlog
 
+from mailer.settings import MailerSettings
+
 log = structlog.get_logger(__name__)
 
 HASH_ALGOS = {"2": "pgp-sha1", "8": "pgp-sha256", "9": "pgp-sha384", "10": "pgp-sha512",
@@ -146,3 +148,9 @@ class Keyring:
         """Stop the gpg-agent of this home (tests and short-lived homes)."""
         subprocess.run(["gpgconf", "--homedir", str(self.homedir), "--kill", "all"],
                        check=False, capture_output=True, env={**os.environ})
+
+
+def keyring_for(settings: MailerSettings) -> Keyring:
+    """The instance keyring as the service's settings configure it."""
+    return Keyring(settings.gnupg_homedir(), binary=settings.gpg_binary,
+                   passphrase=settings.gnupg_passphrase.get_secret_value())

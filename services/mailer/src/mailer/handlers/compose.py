@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailer.adapters import mime, store
-from mailer.adapters.gpg import KeyCheck, Keyring
+from mailer.adapters.gpg import KeyCheck, Keyring, keyring_for
 from mailer.domain.model import (
     OBSCURED_SUBJECT,
     MailSettings,
@@ -23,6 +23,7 @@ from mailer.domain.model import (
     Skipped,
     key_problem_text,
 )
+from mailer.settings import MailerSettings
 from misp_contracts.envelope import Actor
 from misp_contracts.events.mailer import TemporaryPasswordIssued
 
@@ -111,6 +112,11 @@ class Mailer:
         else:
             raw = mime.plain(env, body)
         return raw, encrypt, sign, subject
+
+
+def mailer_for(settings: MailerSettings) -> Mailer:
+    """The Mailer over the instance keyring, as the API, the consumer and the worker use it."""
+    return Mailer(keyring_for(settings), parallelism=settings.gpg_parallelism)
 
 
 def message_id_for(mail_id: str, sender: str) -> str:

@@ -23,7 +23,8 @@ from mailer.adapters import store
 from mailer.adapters.tables import mail_request, mail_user
 from mailer.domain.model import authkey_expiry_body, authkey_expiry_subject
 from mailer.handlers.bulk import run_bulk_email
-from mailer.handlers.compose import Draft, Mailer, queue
+from mailer.handlers.compose import Draft, Mailer, mailer_for, queue
+from mailer.settings import MailerSettings
 from misp_contracts.envelope import Actor
 from misp_platform.auth.principals import principal_authkey
 from misp_platform.config import ServiceSettings
@@ -90,9 +91,9 @@ async def warn_expiring_authkeys(conn: AsyncConnection, mailer: Mailer, *, days:
 
 def job_handlers(settings: ServiceSettings,
                  mailer: Mailer | None = None) -> Mapping[str, JobHandler]:
-    from mailer.consumer import build_mailer
-
-    mailer = mailer or build_mailer(settings)
+    if mailer is None:
+        assert isinstance(settings, MailerSettings)
+        mailer = mailer_for(settings)
 
     async def authkey_expiry_warnings(conn: AsyncConnection, ctx: JobContext) -> str:
         days = days_of(ctx.job.job_input, ctx.job.data)
