@@ -26,7 +26,8 @@ from misp_platform.service import ServiceSpec
 log = structlog.get_logger(__name__)
 
 
-def _stop_on_signals() -> asyncio.Event:
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (call it inside the running loop)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -40,7 +41,7 @@ async def run_relay(spec: ServiceSpec, settings: ServiceSettings) -> None:
     producer = create_producer(settings.kafka_bootstrap_servers)
     await producer.start()
     try:
-        await OutboxRelay(engine, settings.database_url, producer).run(_stop_on_signals())
+        await OutboxRelay(engine, settings.database_url, producer).run(stop_on_signals())
     finally:
         await producer.stop()
         await engine.dispose()
@@ -74,7 +75,7 @@ async def run_consumer(spec: ServiceSpec, settings: ServiceSettings) -> None:
     subscribes to anything else, its own; either one failing stops both (and the process)."""
     await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
     engine = create_engine(settings.database_url)
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     try:
         if spec.on_consumer_start is not None:
             await spec.on_consumer_start(settings, engine)

@@ -3,7 +3,7 @@
 import pytest
 
 from misp_platform.misp.errors import BadRequest, InvalidJSON
-from misp_platform.misp.params import _index_candidate, split_path, unwrap
+from misp_platform.misp.params import index_candidate, split_path, unwrap
 
 
 def test_named_params_are_lifted_out_of_the_path():
@@ -52,11 +52,11 @@ def test_a_trailing_slash_is_dropped_and_root_is_kept():
 
 
 def test_only_bare_controller_paths_may_mean_their_index():
-    assert _index_candidate("/admin/users") == "/admin/users/index"
-    assert _index_candidate("/roles") == "/roles/index"
-    assert _index_candidate("/roles/view") is None
-    assert _index_candidate("/admin/users/index") is None
-    assert _index_candidate("/") is None
+    assert index_candidate("/admin/users") == "/admin/users/index"
+    assert index_candidate("/roles") == "/roles/index"
+    assert index_candidate("/roles/view") is None
+    assert index_candidate("/admin/users/index") is None
+    assert index_candidate("/") is None
 
 
 def test_bodies_may_be_flat_or_wrapped():

@@ -48,7 +48,7 @@ async def diagnose_gnupg(app: FastAPI) -> dict[str, Any]:
         settings = await store.load_settings(conn)
     fingerprint = await mailer.instance_key(settings)
     # A trial signature: the key is there and usable (passphrase, agent), not just listed.
-    await mailer._in_thread(mailer.keyring.sign_detached, b"diagnostics")
+    await mailer.run_gpg(mailer.keyring.sign_detached, b"diagnostics")
     return {"instance_key_fingerprint": fingerprint, "can_sign": True,
             "warning": INSTANCE_KEY_WARNING, "sign": settings.flag("GnuPG.sign"),
             "onlyencrypted": settings.flag("GnuPG.onlyencrypted")}
@@ -103,7 +103,7 @@ def create_app(settings: ServiceSettings, *, engine: Any = None,
 
 def deliver_command(settings: ServiceSettings, _args: list[str]) -> int:
     """`python -m mailer deliver`: the delivery loop on its own (it also runs in the API)."""
-    from misp_platform.cli import _stop_on_signals
+    from misp_platform.cli import stop_on_signals
     from misp_platform.db import create_engine
 
     assert isinstance(settings, MailerSettings)
@@ -111,7 +111,7 @@ def deliver_command(settings: ServiceSettings, _args: list[str]) -> int:
     async def main() -> None:
         engine = create_engine(settings.database_url)
         try:
-            await deliverer_for(settings, engine).run(_stop_on_signals())
+            await deliverer_for(settings, engine).run(stop_on_signals())
         finally:
             await engine.dispose()
 

@@ -62,7 +62,7 @@ def split_path(raw_path: str) -> tuple[str, dict[str, str], str | None]:
     return path, named, extension
 
 
-def _index_candidate(path: str) -> str | None:
+def index_candidate(path: str) -> str | None:
     """`/admin/<c>` or `/<c>` may mean its `index` action; anything longer never does."""
     parts = path.strip("/").split("/")
     if (len(parts) == 1 and parts[0]) or (len(parts) == 2 and parts[0] == "admin" and parts[1]):
@@ -133,7 +133,7 @@ class MispPathMiddleware:
                     scope[key] = inner[key]
 
     def _with_index(self, path: str) -> str:
-        candidate = _index_candidate(path)
+        candidate = index_candidate(path)
         if candidate is None:
             return path
         cached = self._index_cache.get(path)

@@ -48,12 +48,14 @@ async def _credentials(request: Request) -> tuple[str, str]:
     return email, password
 
 
-def _ip(request: Request) -> str:
+def client_ip_of(request: Request) -> str:
+    """The caller's address (X-Forwarded-For counts when the peer is the gateway) or "unknown"."""
     peer = request.client.host if request.client else None
     return client_ip(peer, request.headers.get("x-forwarded-for")) or "unknown"
 
 
-def _request_id(request: Request) -> str | None:
+def request_id_of(request: Request) -> str | None:
+    """The request id the platform's middleware set on this request, if any."""
     value = (request.scope.get("state") or {}).get("request_id")
     return value if isinstance(value, str) else None
 
@@ -63,9 +65,9 @@ async def login(request: Request, engine: EngineDep) -> Response:
     email, password = await _credentials(request)
     with as_misp(request, "login", "User"):
         result = await handlers.login(engine, username=email, password=password,
-                                      ip=_ip(request),
+                                      ip=client_ip_of(request),
                                       user_agent=request.headers.get("user-agent"),
-                                      request_id=_request_id(request))
+                                      request_id=request_id_of(request))
     async with engine.connect() as conn:
         body = await user_view(conn, result.user)
     response = MispJSONResponse(body)
@@ -78,7 +80,8 @@ async def login(request: Request, engine: EngineDep) -> Response:
 @router.api_route("/users/logout", methods=["GET", "POST"])
 async def logout(request: Request, engine: EngineDep) -> Response:
     token = request.cookies.get(handlers.SESSION_COOKIE)
-    await handlers.logout(engine, token, ip=_ip(request), request_id=_request_id(request))
+    await handlers.logout(engine, token, ip=client_ip_of(request),
+                          request_id=request_id_of(request))
     response = MispJSONResponse(message_body("Logged out."))
     response.delete_cookie(handlers.SESSION_COOKIE, path="/")
     return response
@@ -108,5 +111,5 @@ async def forgot(request: Request, engine: EngineDep) -> Response:
     email = fields.get("email")
     with as_misp(request, "reset", "password"):
         message = await password_reset.forgot_password(
-            engine, email=email, ip=_ip(request), request_id=_request_id(request))
+            engine, email=email, ip=client_ip_of(request), request_id=request_id_of(request))
     return MispJSONResponse(message_body(message))

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 
 from identity.api.deps import EngineDep, as_misp, resolve_user_id
 from identity.handlers import login as login_handlers
-from identity.handlers.users import _visible
+from identity.handlers.users import visible_user
 from misp_platform.auth import Admin, SiteAdmin
 from misp_platform.misp import BadRequest, read_body, success
 
@@ -24,7 +24,7 @@ async def force_logout(user_id: str, request: Request, principal: Admin,
     target = resolve_user_id(user_id, principal)
     with as_misp(request, "logout", "User", target):
         async with engine.connect() as conn:
-            loaded, _ = await _visible(conn, principal, target, manage=True)
+            loaded, _ = await visible_user(conn, principal, target, manage=True)
         ended = await login_handlers.force_logout(engine, principal.actor(), loaded.state,
                                                   loaded.stream_id)
     return success("logout", "User", request.url.path, id=target,

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from identity.api.auth import _ip, _request_id
+from identity.api.auth import client_ip_of, request_id_of
 from identity.api.deps import EngineDep, as_misp
 from identity.domain import registrations as rules
 from identity.handlers import registrations as handlers
@@ -22,9 +22,9 @@ async def register(request: Request, engine: EngineDep) -> dict[str, Any]:
     """No authentication: anyone may ask for an account when the instance allows it."""
     body = await read_body(request, "User")
     with as_misp(request, "register", "User"):
-        await handlers.register(engine, body, ip=_ip(request),
+        await handlers.register(engine, body, ip=client_ip_of(request),
                                 user_agent=request.headers.get("user-agent"),
-                                request_id=_request_id(request))
+                                request_id=request_id_of(request))
     return success("register", "User", "/users/register", message=rules.SUBMITTED)
 
 

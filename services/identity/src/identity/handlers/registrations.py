@@ -24,7 +24,7 @@ from identity.domain.users import INVALID_ORG
 from identity.domain.values import to_bool, to_int
 from identity.handlers.authkeys import next_id
 from identity.handlers.users import STREAM as USER_STREAM
-from identity.handlers.users import _check_gpg, new_user, store_password
+from identity.handlers.users import check_gpg_key, new_user, store_password
 from identity.projections.tables import org, registration
 from misp_contracts.envelope import Actor
 from misp_contracts.events.identity import (
@@ -149,7 +149,7 @@ async def accept(engine: AsyncEngine, caller: Principal, registration_id: int | 
         pgp = state.data.get("pgp")
         if isinstance(pgp, str) and pgp.strip():
             fields["gpgkey"] = pgp
-            await _check_gpg(fields)
+            await check_gpg_key(fields)
         try:
             user = await new_user(conn, caller, fields, now=now)
         except InvalidFieldsError as exc:

@@ -85,8 +85,10 @@ async def view_self_or_any(engine: AsyncEngine, caller: Principal, user_id: int,
     return view
 
 
-async def _visible(conn: AsyncConnection, caller: Principal, user_id: int,
-                   *, manage: bool = False) -> tuple[queries.LoadedUser, RoleState | None]:
+async def visible_user(conn: AsyncConnection, caller: Principal, user_id: int,
+                       *, manage: bool = False) -> tuple[queries.LoadedUser, RoleState | None]:
+    """The user and its role when `caller` may see it (or manage it, with `manage`); else
+    the same NotFoundError as for a user that does not exist."""
     loaded = await queries.get_user(conn, user_id)
     if loaded is None:
         raise NotFoundError(INVALID_USER)
@@ -100,7 +102,7 @@ async def _visible(conn: AsyncConnection, caller: Principal, user_id: int,
 
 async def admin_view(engine: AsyncEngine, caller: Principal, user_id: int) -> dict[str, Any]:
     async with engine.connect() as conn:
-        loaded, _ = await _visible(conn, caller, user_id)
+        loaded, _ = await visible_user(conn, caller, user_id)
         return await user_view(conn, loaded.state, org_admins=True)
 
 
@@ -195,7 +197,8 @@ def _given_password(body: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-async def _check_gpg(fields: dict[str, Any]) -> None:
+async def check_gpg_key(fields: dict[str, Any]) -> None:
+    """Refuse an unreadable `gpgkey` and set `gpg_fingerprint` from the key (None without one)."""
     key = fields.get("gpgkey")
     if not key:
         fields["gpg_fingerprint"] = None
@@ -299,7 +302,7 @@ async def add_user(engine: AsyncEngine, caller: Principal, body: dict[str, Any],
     password = _given_password(body)
     if errors:
         raise InvalidFieldsError(errors)
-    await _check_gpg(fields)
+    await check_gpg_key(fields)
     password_hash = await hash_password(password) if password else None
     now = datetime.now(UTC)
 
@@ -343,7 +346,7 @@ async def edit_user(engine: AsyncEngine, caller: Principal, user_id: int, body: 
     if errors:
         raise InvalidFieldsError(errors)
     if "gpgkey" in fields:
-        await _check_gpg(fields)
+        await check_gpg_key(fields)
     password_hash = await hash_password(password) if password else None
     now = datetime.now(UTC)
 
@@ -364,7 +367,7 @@ async def edit_user(engine: AsyncEngine, caller: Principal, user_id: int, body: 
             if flags["MISP.disable_user_password_change"] and password is not None:
                 raise ForbiddenError("Password change has been disabled on this instance.")
         else:
-            loaded, _ = await _visible(conn, caller, user_id, manage=True)
+            loaded, _ = await visible_user(conn, caller, user_id, manage=True)
         current = loaded.state
         if password is not None:
             problems = await _password_errors(conn, password)
@@ -428,7 +431,7 @@ async def edit_user(engine: AsyncEngine, caller: Principal, user_id: int, body: 
 
 async def delete_user(engine: AsyncEngine, caller: Principal, user_id: int) -> None:
     async def work(conn: AsyncConnection) -> None:
-        loaded, _ = await _visible(conn, caller, user_id, manage=True)
+        loaded, _ = await visible_user(conn, caller, user_id, manage=True)
         actor = caller.actor()
         user = loaded.state
         keys = await queries.keys_of(conn, user_id)

@@ -81,12 +81,13 @@ class Mailer:
         assert self.keyring.fingerprint is not None
         return self.keyring.fingerprint
 
-    async def _in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def run_gpg(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`fn(*args, **kwargs)` (a keyring call) in a thread, at most `parallelism` at once."""
         async with self.semaphore:
             return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def check_key(self, armored: str) -> KeyCheck:
-        check: KeyCheck = await self._in_thread(self.keyring.check_key, armored)
+        check: KeyCheck = await self.run_gpg(self.keyring.check_key, armored)
         return check
 
     async def render(self, draft: Draft, settings: MailSettings, message_id: str,
@@ -105,10 +106,10 @@ class Mailer:
                             to=draft.recipient.email, subject=subject, message_id=message_id)
         if encrypt:
             assert key is not None and key.fingerprint is not None
-            raw = await self._in_thread(mime.encrypted, env, body, self.keyring,
-                                        key.fingerprint, sign=sign)
+            raw = await self.run_gpg(mime.encrypted, env, body, self.keyring,
+                                     key.fingerprint, sign=sign)
         elif sign:
-            raw = await self._in_thread(mime.signed, env, body, self.keyring)
+            raw = await self.run_gpg(mime.signed, env, body, self.keyring)
         else:
             raw = mime.plain(env, body)
         return raw, encrypt, sign, subject
