@@ -108,17 +108,8 @@ PUBLISHED_CHANNEL = "outbox_published"
 # Consumers notify this channel (payload: the group) in the transaction that moves a position.
 PROGRESS_CHANNEL = "consumer_progress"
 
-# Wakes the relay as soon as a transaction that wrote outbox rows commits.
-OUTBOX_NOTIFY_DDL = (
-    """
-    CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger AS $$
-    BEGIN PERFORM pg_notify('outbox', ''); RETURN NULL; END $$ LANGUAGE plpgsql
-    """,
-    """
-    CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()
-    """,
-)
+# The relay is woken by the `outbox_notify` trigger (misp_platform.migrations.PLATFORM_DDL) as
+# soon as a transaction that wrote outbox rows commits.
 
 
 def create_engine(database_url: str, *, pool_size: int = 5) -> AsyncEngine:

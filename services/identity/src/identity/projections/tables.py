@@ -7,18 +7,21 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     Text,
     func,
+    text,
 )
 from sqlalchemy import Table as _Table
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.sql.schema import SchemaItem
 
 metadata = MetaData()
 
 
-def Table(name: str, *columns: Column) -> _Table:
+def Table(name: str, *columns: SchemaItem) -> _Table:
     return _Table(name, metadata, *columns)
 
 
@@ -42,22 +45,26 @@ org = Table(
 role = Table(
     "role",
     Column("role_id", BigInteger, primary_key=True, autoincrement=False),
-    Column("stream_id", UUID(as_uuid=False), nullable=False),
+    Column("stream_id", UUID(as_uuid=False), nullable=False, unique=True),
     Column("version", Integer, nullable=False),
     Column("name", Text, nullable=False),
     Column("state", JSONB, nullable=False),
+    Index("ux_role_name", text("lower(name)"), unique=True),
 )
 
 user_account = Table(
     "user_account",
     Column("user_id", BigInteger, primary_key=True, autoincrement=False),
-    Column("stream_id", UUID(as_uuid=False), nullable=False),
+    Column("stream_id", UUID(as_uuid=False), nullable=False, unique=True),
     Column("version", Integer, nullable=False),
     Column("email", Text, nullable=False),
     Column("org_id", BigInteger, nullable=False),
     Column("role_id", BigInteger, nullable=False),
     Column("disabled", Boolean, nullable=False),
     Column("state", JSONB, nullable=False),
+    Index("ux_user_account_email", text("lower(email)"), unique=True),
+    Index("ix_user_account_org_id", "org_id"),
+    Index("ix_user_account_role_id", "role_id"),
 )
 
 user_credential = Table(
@@ -70,11 +77,13 @@ user_credential = Table(
 authkey = Table(
     "authkey",
     Column("authkey_id", BigInteger, primary_key=True, autoincrement=False),
-    Column("stream_id", UUID(as_uuid=False), nullable=False),
+    Column("stream_id", UUID(as_uuid=False), nullable=False, unique=True),
     Column("version", Integer, nullable=False),
     Column("user_id", BigInteger, nullable=False),
     Column("key_hmac", Text, nullable=False),
     Column("state", JSONB, nullable=False),
+    Index("ux_authkey_key_hmac", "key_hmac", unique=True),
+    Index("ix_authkey_user_id", "user_id"),
 )
 
 admin_setting = Table(
@@ -96,18 +105,19 @@ setting_value = Table(
 user_setting = Table(
     "user_setting",
     Column("id", BigInteger, primary_key=True, autoincrement=False),
-    Column("stream_id", UUID(as_uuid=False), nullable=False),
+    Column("stream_id", UUID(as_uuid=False), nullable=False, unique=True),
     Column("version", Integer, nullable=False),
     Column("user_id", BigInteger, nullable=False),
     Column("setting", Text, nullable=False),
     Column("value", JSONB, nullable=True),
     Column("timestamp", DateTime(timezone=True), nullable=False),
+    Index("ux_user_setting_user_setting", "user_id", "setting", unique=True),
 )
 
 registration = Table(
     "registration",
     Column("id", BigInteger, primary_key=True, autoincrement=False),
-    Column("stream_id", UUID(as_uuid=False), nullable=False),
+    Column("stream_id", UUID(as_uuid=False), nullable=False, unique=True),
     Column("version", Integer, nullable=False),
     Column("state", JSONB, nullable=False),
     Column("deleted", Boolean, nullable=False),
@@ -121,6 +131,7 @@ login_session = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("ip", Text, nullable=True),
     Column("user_agent", Text, nullable=True),
+    Index("ix_login_session_user_id", "user_id"),
 )
 
 login_attempt = Table(
@@ -129,4 +140,5 @@ login_attempt = Table(
     Column("ip", Text, nullable=False),
     Column("username", Text, nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_login_attempt_pair", "ip", "username", "expires_at"),
 )

@@ -8,12 +8,14 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     Table,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -35,6 +37,7 @@ mail_user = Table(
     # (migration 0006): a replayed creation never makes a deleted user a recipient again.
     Column("version", Integer, nullable=True),
     Column("deleted", Boolean, nullable=False, server_default="false"),
+    Index("ix_mail_user_org", "org_id"),
 )
 
 # The latest published value of each server setting (absent: the catalogue's default).
@@ -79,6 +82,7 @@ bulk_request = Table(
     Column("error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finished_at", DateTime(timezone=True)),
+    Index("ix_bulk_request_job", "job_id"),
 )
 
 # One outgoing mail. `raw` is the final message (signed, encrypted where possible), dropped
@@ -106,4 +110,6 @@ mail = Table(
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True)),
+    Index("ix_mail_pending", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    Index("ix_mail_request", "request_id"),
 )

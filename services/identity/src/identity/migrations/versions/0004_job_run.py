@@ -7,7 +7,7 @@ Revises: 0003
 
 from alembic import op
 
-from misp_platform.worker import job_run
+from misp_platform.migrations import create_job_run_table
 
 revision = "0004"
 down_revision = "0003"
@@ -16,8 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    job_run.create(op.get_bind(), checkfirst=True)
+    create_job_run_table(op.get_bind())
 
 
 def downgrade() -> None:
-    job_run.drop(op.get_bind(), checkfirst=True)
+    op.execute("DROP TABLE IF EXISTS job_run")

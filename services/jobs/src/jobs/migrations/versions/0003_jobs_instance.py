@@ -7,10 +7,8 @@ Revises: 0002
 
 import uuid
 
+import sqlalchemy as sa
 from alembic import op
-from sqlalchemy import select
-
-from jobs.adapters.tables import jobs_instance
 
 revision = "0003"
 down_revision = "0002"
@@ -19,11 +17,15 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.execute("""CREATE TABLE IF NOT EXISTS jobs_instance (
+        id VARCHAR(36) NOT NULL,
+        created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+        PRIMARY KEY (id))""")
     bind = op.get_bind()
-    jobs_instance.create(bind, checkfirst=True)
-    if bind.execute(select(jobs_instance.c.id)).first() is None:
-        bind.execute(jobs_instance.insert().values(id=str(uuid.uuid4())))
+    if bind.execute(sa.text("SELECT id FROM jobs_instance")).first() is None:
+        bind.execute(sa.text("INSERT INTO jobs_instance (id) VALUES (:id)"),
+                     {"id": str(uuid.uuid4())})
 
 
 def downgrade() -> None:
-    jobs_instance.drop(op.get_bind(), checkfirst=True)
+    op.execute("DROP TABLE IF EXISTS jobs_instance")

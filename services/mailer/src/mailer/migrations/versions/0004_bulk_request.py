@@ -12,13 +12,31 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
+DDL = (
+    """CREATE TABLE IF NOT EXISTS bulk_request (
+        id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        custom_message BOOLEAN NOT NULL,
+        scope_org_id BIGINT,
+        actor JSONB NOT NULL,
+        recipients INTEGER NOT NULL,
+        status TEXT DEFAULT 'pending' NOT NULL,
+        job_id BIGINT,
+        mails INTEGER,
+        skipped JSONB,
+        error TEXT,
+        created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+        finished_at TIMESTAMP WITH TIME ZONE,
+        PRIMARY KEY (id))""",
+    "CREATE INDEX IF NOT EXISTS ix_bulk_request_job ON bulk_request (job_id)",
+)
+
 
 def upgrade() -> None:
-    from mailer.adapters.tables import bulk_request
-
-    # 0002 creates the tables of the current metadata: on a new database it exists already.
-    bulk_request.create(op.get_bind(), checkfirst=True)
-    op.create_index("ix_bulk_request_job", "bulk_request", ["job_id"], if_not_exists=True)
+    for statement in DDL:
+        op.execute(statement)
 
 
 def downgrade() -> None:

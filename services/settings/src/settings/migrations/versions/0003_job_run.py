@@ -7,20 +7,30 @@ Revises: 0002
 
 from alembic import op
 
-from misp_platform.worker import job_run
-from settings.adapters.tables import diagnostics_report
+from misp_platform.migrations import create_job_run_table
 
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+DDL = (
+    """CREATE TABLE IF NOT EXISTS diagnostics_report (
+        job_id BIGINT NOT NULL,
+        ok BOOLEAN NOT NULL,
+        summary TEXT NOT NULL,
+        report JSONB NOT NULL,
+        created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+        PRIMARY KEY (job_id))""",
+)
+
 
 def upgrade() -> None:
-    job_run.create(op.get_bind(), checkfirst=True)
-    diagnostics_report.create(op.get_bind(), checkfirst=True)
+    for statement in DDL:
+        op.execute(statement)
+    create_job_run_table(op.get_bind())
 
 
 def downgrade() -> None:
-    diagnostics_report.drop(op.get_bind(), checkfirst=True)
-    job_run.drop(op.get_bind(), checkfirst=True)
+    op.execute("DROP TABLE IF EXISTS diagnostics_report")
+    op.execute("DROP TABLE IF EXISTS job_run")
