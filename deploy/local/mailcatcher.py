@@ -1,7 +1,10 @@
 """A local mail catcher for `make up`: an SMTP server (aiosmtpd) on 127.0.0.1 that writes every
-message it receives as an `.eml` file, so a person can read what the platform sent.
+message it receives as an `.eml` file, so a person can read what the platform sent. A development
+tool, not part of the mailer: aiosmtpd comes from the project's dev dependencies.
 
-    python -m mailer.catcher --dir .local/mail --port 1025
+    .venv/bin/python deploy/local/mailcatcher.py --dir .local/mail --port 1025
+
+deploy/local/mailcatcher.sh start|stop|status runs it in the background.
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ class EmlWriter:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m mailer.catcher")
-    parser.add_argument("--dir", default=".local/mail")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=1025)
+    parser = argparse.ArgumentParser(prog="mailcatcher.py")
+    parser.add_argument("--dir", default=".local/mail", help="where the .eml files go")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    parser.add_argument("--port", type=int, default=1025, help="the SMTP port to listen on")
     args = parser.parse_args()
     controller = Controller(EmlWriter(Path(args.dir)), hostname=args.host, port=args.port)
     controller.start()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The local mail catcher: an aiosmtpd sink on 127.0.0.1:1025 (the mailer's default SMTP server)
-# writing every message it receives to .local/mail/*.eml; log in .local/logs/mailcatcher.log.
+# The local mail catcher (mailcatcher.py beside this script): an aiosmtpd sink on 127.0.0.1:1025
+# (the mailer's default SMTP server) writing every message it receives to .local/mail/*.eml; log
+# in .local/logs/mailcatcher.log.
 # usage: mailcatcher.sh start|stop|status
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -18,7 +19,8 @@ start() {
   fi
   port_in_use "$MAIL_PORT" && die "port $MAIL_PORT is taken: cannot start the mail catcher"
   mkdir -p "$MAIL_DIR" "$LOGS"
-  nohup "$VENV_PY" -m mailer.catcher --dir "$MAIL_DIR" --port "$MAIL_PORT" >>"$LOG" 2>&1 &
+  nohup "$VENV_PY" "$ROOT/deploy/local/mailcatcher.py" --dir "$MAIL_DIR" --port "$MAIL_PORT" \
+      >>"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   for _ in $(seq 50); do
     port_in_use "$MAIL_PORT" && { echo "mail catcher: 127.0.0.1:$MAIL_PORT, mail in $MAIL_DIR"; return 0; }
