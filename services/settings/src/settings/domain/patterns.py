@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import regex
 
-from misp_contracts.settings_catalogue import compile_php_regex
+from settings.domain.validation import compile_php_regex
 
 TIME_LIMIT_S = 0.05
 TOO_SLOW = "The pattern takes too long to evaluate (catastrophic backtracking); not saved."

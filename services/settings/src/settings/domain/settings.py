@@ -1,7 +1,7 @@
 """Server settings: deciding a change, and how MISP's settings page shows each setting.
 
-Pure functions over the catalogue of `misp_contracts.settings_catalogue`; the current override
-(if any) is handed in by the caller.
+Pure functions over the catalogue of `misp_contracts.settings_catalogue`, validated by
+`settings.domain.validation`; the current override (if any) is handed in by the caller.
 """
 
 from __future__ import annotations
@@ -14,14 +14,11 @@ from misp_contracts.events.settings import SettingChanged
 from misp_contracts.settings_catalogue import (
     CRITICAL,
     DEPRECATED,
-    NOT_A_SCALAR,
     OPTIONAL,
     RECOMMENDED,
     REDACTED_VALUE,
     TABS,
     SettingDefinition,
-    diagnose,
-    validate,
 )
 from misp_contracts.settings_catalogue import definition as catalogue_definition
 from settings.domain.errors import (
@@ -32,6 +29,7 @@ from settings.domain.errors import (
     UnknownSettingError,
 )
 from settings.domain.patterns import TOO_SLOW, too_slow
+from settings.domain.validation import NOT_A_SCALAR, NOT_SET, diagnose, validate
 
 CLI_ONLY = "This setting can only be edited via the CLI."
 REDACTED = "This setting is redacted."
@@ -147,7 +145,7 @@ def final_setting(definition: SettingDefinition, current: Current) -> dict[str, 
            "tab": definition.tab}
     if definition.redacted:
         # The value is never here to test: unset is only a problem if unset is not allowed.
-        problem = None if (current.is_set or definition.null_allowed) else "Value not set."
+        problem = None if (current.is_set or definition.null_allowed) else NOT_SET
     else:
         problem = diagnose(definition, effective_value(definition, current))
     if problem is not None:
