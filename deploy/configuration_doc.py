@@ -1,0 +1,427 @@
+#!/usr/bin/env python3
+"""Print the configuration reference, docs/configuration.md, from the services' settings classes.
+
+For every service: each field of its settings class (`spec.settings`, a subclass of
+misp_platform.config.ServiceSettings), with its environment variable, type and default as a
+process sees it when nothing is set. The deployment-wide `MISP_*` variables are found by setting
+them and watching which field takes the value, and by reading `os.environ` calls in the sources
+of libs/ and services/. Only the one-line meanings are written here by hand: a new field without
+one stops this script (and tests/lint/test_configuration_doc.py).
+
+usage: .venv/bin/python deploy/configuration_doc.py [--write | --check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from pydantic import SecretStr
+from pydantic.fields import FieldInfo
+
+from misp_contracts.topics import SERVICES
+from misp_platform.config import ServiceSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "configuration.md"
+SOURCES = ("libs/*/src/**/*.py", "services/*/src/**/*.py")
+
+# One line per field; `{service}` stands for the service's name.
+MEANINGS: dict[str, str] = {
+    # ServiceSettings: every service.
+    "environment": "`development` or `production`. In production the service refuses to start "
+                   "with the development pepper.",
+    "database_url": "The service's own PostgreSQL database (SQLAlchemy URL, psycopg driver). "
+                    "Unset: `MISP_PG_URL` + `/misp_{service}`.",
+    "kafka_bootstrap_servers": "Kafka's bootstrap servers, `host:port[,host:port...]`.",
+    "pepper": "The key of the HMAC-SHA256 under which authkeys are stored and checked. One "
+              "deployment secret: every service must have the same one.",
+    "http_host": "The address the `api` process listens on.",
+    "http_port": "The port the `api` process listens on (`deploy/services.tsv`).",
+    "log_format": "`console` (for people) or `json` (one object per line, ECS field names).",
+    "log_level": "The lowest level logged: `debug`, `info`, `warning`, `error`. There is no "
+                 "`MISP_LOG_LEVEL`.",
+    "state_dir": "Files kept outside the database: the site admin's authkey (identity), the "
+                 "audit signing key, the mailer's GnuPG home. Relative to the working "
+                 "directory. Every process of a service must see the same one.",
+    "consumer_max_attempts": "How many times a consumer tries a failing message before it "
+                             "sends it to `misp.{service}.dlq.v1`.",
+    "consumer_retry_backoff_s": "The first wait between those tries, in seconds; it doubles "
+                                "each time.",
+    "consumer_group": "The main consumer group. Empty: `misp.{service}`. The principals "
+                      "consumer uses `<group>.principals`.",
+    "read_your_writes": "Read-your-writes (`docs/consistency.md`): a 2xx answer waits until its "
+                        "events are in Kafka, a read that misses waits for its projection. Off: "
+                        "both answer at once.",
+    "publish_wait_s": "How long a 2xx answer waits for the relay to put its events in Kafka, in "
+                      "seconds.",
+    "projection_wait_s": "How long a read that misses waits for its projection, in seconds (a "
+                         "setting change waits as long for its readers).",
+    # orgs
+    "logo_max_bytes": "The largest logo upload, in bytes (more: 413).",
+    "logo_max_width": "The widest logo accepted, in pixels.",
+    "logo_max_height": "The tallest logo accepted, in pixels.",
+    "merge_wait_s": "How long `admin/organisations/merge` waits for the merge to complete before "
+                    "it answers `\"status\": \"running\"`, in seconds.",
+    # audit
+    "signing_key_path": "The Ed25519 key that signs the log's checkpoints, kept outside the "
+                        "audit database. Empty: `<state_dir>/audit-signing.key`. Generated on "
+                        "first use (mode 0600).",
+    "checkpoint_interval_s": "How often the consumer writes a signed checkpoint, in seconds.",
+    "retention_days": "Entries older than this many days are pruned, whole checkpoint ranges at "
+                      "a time. 0: never.",
+    "prune_interval_s": "How often the consumer prunes, in seconds (when `retention_days` > 0).",
+    "publish_siem": "Declared, but no code reads it: the records for SIEMs always go to "
+                    "`misp.audit.log.v1`.",
+    # jobs
+    "worker_group": "The consumer group of `python -m jobs worker`. Empty: "
+                    "`misp.jobs.worker.<queue>`; with several queues in one process, "
+                    "`<group>-<queue>`.",
+    "worker_heartbeat_s": "How often a `python -m jobs worker` sends a heartbeat, in seconds. "
+                          "The other services' workers always use 2.",
+    "worker_prefetch": "How many jobs a `python -m jobs worker` takes per claim round trip (1 is "
+                       "fairest for long jobs). The other services' workers always use 1.",
+    "scheduler_poll_s": "How often the scheduler looks for due ticks, due retries and dead "
+                        "workers, in seconds.",
+    "missed_heartbeats": "How many heartbeats a worker may miss (plus 2 s) before its job fails "
+                         "and is retried or dead.",
+    "scheduler_beat_s": "How often each scheduler records that it is alive "
+                        "(`servers/getWorkers`, diagnostics), in seconds.",
+    # mailer
+    "smtp_host": "The SMTP server the mails are sent to.",
+    "smtp_port": "Its port (the default is the local mail catcher).",
+    "smtp_starttls": "Upgrade the SMTP session with STARTTLS.",
+    "smtp_implicit_tls": "SMTPS: TLS from the first byte (usually port 465).",
+    "smtp_ca_file": "A PEM bundle of a private CA for the server's certificate. Empty: the "
+                    "system's CAs. The certificate and host name are always verified.",
+    "smtp_username": "The SMTP login. Empty: no login.",
+    "smtp_password": "The SMTP password.",
+    "smtp_timeout_s": "The SMTP socket timeout, in seconds.",
+    "max_attempts": "Delivery attempts per mail in all. 4xx answers, refused logins (535) and "
+                    "connection errors are retried; other 5xx answers fail at once.",
+    "backoff_base_s": "The first wait before a retry, in seconds; it grows exponentially.",
+    "backoff_max_s": "The longest wait between two attempts, in seconds.",
+    "lease_s": "How long a delivery loop holds the mails it claimed before another may take "
+               "them, in seconds.",
+    "poll_interval_s": "How often the delivery loop looks for due mails when nothing wakes it, "
+                       "in seconds.",
+    "deliver_batch": "How many due mails the delivery loop claims at once.",
+    "smtp_connections": "How many SMTP sessions the delivery loop uses at once.",
+    "deliver_in_api": "Run the delivery loop in the `api` process (`python -m mailer deliver` "
+                      "runs it on its own).",
+    "gnupg_home": "The instance's GnuPG home. Empty: `<state_dir>/mailer-gnupg`. Keep the path "
+                  "short (gpg-agent's socket lives there). The instance key is generated there "
+                  "on first use.",
+    "gnupg_passphrase": "The passphrase of the instance key, if it has one (MISP's "
+                        "`GnuPG.password`, never sent over Kafka).",
+    "gpg_binary": "The gpg program.",
+    "gpg_parallelism": "How many gpg processes may sign or encrypt at once.",
+    # settings
+    "diagnostics_urls": "Where each service's diagnostics answer, as a JSON object "
+                        "`{\"service\": \"url\"}`; services missing from it are not asked.",
+    "diagnostics_timeout_s": "How long the diagnostics report waits for each service and for "
+                             "Kafka, in seconds.",
+}
+
+# Secrets show no default, only whether they must be set.
+SECRET_DEFAULTS: dict[str, str] = {
+    "pepper": "required in production (elsewhere a fixed, public development value)",
+    "smtp_password": "optional",
+    "gnupg_passphrase": "optional",
+}
+
+# Variables the sources read directly (os.environ), beyond the settings classes.
+DIRECT_MEANINGS: dict[str, str] = {
+    "MISP_PG_URL": "The PostgreSQL server, without a database name. A service whose "
+                   "`<SERVICE>_DATABASE_URL` is unset uses this + `/misp_<service>`.",
+    "MISP_FAILPOINTS": "Tests only: failpoints, comma-separated. `name` or `name=N` kills the "
+                       "process at the point's first (Nth) hit, `name=delay:MS` slows it.",
+}
+
+TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean",
+                         SecretStr: "secret", dict[str, str]: "JSON object"}
+
+
+@contextmanager
+def environment(values: dict[str, str] | None = None) -> Iterator[None]:
+    """Exactly these variables, nothing from the caller's shell (`.local/env`, a test run)."""
+    with mock.patch.dict(os.environ, values or {}, clear=True):
+        yield
+
+
+def settings_class(service: str) -> type[ServiceSettings]:
+    """The class the service's processes read their settings from (`spec.settings`)."""
+    cls = importlib.import_module(f"{service}.bootstrap").spec.settings
+    if not (isinstance(cls, type) and issubclass(cls, ServiceSettings)):
+        raise TypeError(f"{service}: spec.settings is not a ServiceSettings class")
+    return cls
+
+
+def prefix(cls: type[ServiceSettings]) -> str:
+    if cls.model_config.get("case_sensitive"):
+        raise NotImplementedError(f"{cls.__name__} is case-sensitive: teach this script")
+    return cls.model_config.get("env_prefix", "").upper()
+
+
+def variable(cls: type[ServiceSettings], name: str) -> str:
+    """The environment variable of a field: the class's prefix and the field's name."""
+    field = cls.model_fields[name]
+    if field.alias or field.validation_alias:
+        raise NotImplementedError(f"{cls.__name__}.{name} has an alias: teach this script")
+    return f"{prefix(cls)}{name.upper()}"
+
+
+def type_name(cls: type[ServiceSettings], name: str) -> str:
+    annotation = cls.model_fields[name].annotation
+    if annotation not in TYPES:
+        raise NotImplementedError(f"{cls.__name__}.{name}: type {annotation} not described")
+    return TYPES[annotation]
+
+
+def defaults(cls: type[ServiceSettings]) -> dict[str, Any]:
+    """Every field's value in a process started with no variable set."""
+    with environment():
+        settings = cls()
+    return {name: getattr(settings, name) for name in cls.model_fields}
+
+
+def render_default(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, int | float):
+        return f"`{value}`"
+    if isinstance(value, str):
+        return f"`{value}`" if value else "empty"
+    if isinstance(value, dict):
+        return f"`{json.dumps(value)}`"
+    raise NotImplementedError(f"no rendering for a default of type {type(value).__name__}")
+
+
+def _probe(field: FieldInfo, default: Any) -> tuple[str, Any]:
+    """A value to set for the field's type, and what the field then holds."""
+    kind = field.annotation
+    if kind is bool:
+        return ("false", False) if default else ("true", True)
+    if kind is int:
+        return "4242", 4242
+    if kind is float:
+        return "42.5", 42.5
+    if kind is dict[str, str]:
+        return '{"probe": "value"}', {"probe": "value"}
+    return "probe-value", "probe-value"
+
+
+def _plain(value: Any) -> Any:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def fallbacks(cls: type[ServiceSettings]) -> dict[str, str]:
+    """{field: the MISP_* variable it falls back to}, found by setting each candidate alone."""
+    found: dict[str, str] = {}
+    clean = defaults(cls)
+    for name, field in cls.model_fields.items():
+        candidate = f"MISP_{name.upper()}"
+        raw, expected = _probe(field, clean[name])
+        with environment({candidate: raw}):
+            value = _plain(getattr(cls(), name))
+        if value == expected:
+            found[name] = candidate
+    return found
+
+
+@dataclass(frozen=True)
+class DirectRead:
+    name: str
+    module: str
+    default: str | None
+
+
+def _is_environ(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Attribute) and node.attr == "environ"
+            and isinstance(node.value, ast.Name) and node.value.id == "os")
+
+
+def _literal(node: ast.expr | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def direct_reads() -> list[DirectRead]:
+    """`os.environ.get("X"[, default])`, `os.getenv("X")`, `os.environ["X"]` and
+    `"X" in os.environ` in the sources of libs/ and services/, with a literal name."""
+    reads: dict[str, DirectRead] = {}
+    for pattern in SOURCES:
+        for path in sorted(ROOT.glob(pattern)):
+            module = str(path.relative_to(ROOT))
+            for node in ast.walk(ast.parse(path.read_text(), filename=module)):
+                name: str | None = None
+                default: str | None = None
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
+                        (node.func.attr in ("get", "setdefault", "pop")
+                         and _is_environ(node.func.value))
+                        or (node.func.attr == "getenv" and isinstance(node.func.value, ast.Name)
+                            and node.func.value.id == "os")):
+                    name = _literal(node.args[0]) if node.args else None
+                    default = _literal(node.args[1]) if len(node.args) > 1 else None
+                elif isinstance(node, ast.Subscript) and _is_environ(node.value):
+                    name = _literal(node.slice)
+                elif isinstance(node, ast.Compare) and any(
+                        _is_environ(c) for c in node.comparators):
+                    name = _literal(node.left)
+                if name is not None and name not in reads:
+                    reads[name] = DirectRead(name, module, default)
+    return sorted(reads.values(), key=lambda r: r.name)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _row(*cells: str) -> str:
+    return "| " + " | ".join(_cell(c) for c in cells) + " |"
+
+
+def meaning(name: str, service: str) -> str:
+    if name not in MEANINGS:
+        raise KeyError(f"no meaning for the field {name!r} ({service}): add one to MEANINGS in "
+                       f"{Path(__file__).relative_to(ROOT)}")
+    return MEANINGS[name].replace("{service}", service)
+
+
+def default_cell(cls: type[ServiceSettings], name: str, value: Any) -> str:
+    if cls.model_fields[name].annotation is SecretStr:
+        if name not in SECRET_DEFAULTS:
+            raise KeyError(f"the secret {name!r} needs an entry in SECRET_DEFAULTS")
+        return SECRET_DEFAULTS[name]
+    return render_default(value)
+
+
+def field_rows(cls: type[ServiceSettings], service: str, names: list[str],
+               shared: dict[str, str]) -> list[str]:
+    values = defaults(cls)
+    rows = [_row("variable", "type", "default", "meaning"), "|---|---|---|---|"]
+    for name in names:
+        text = meaning(name, service)
+        if name in shared:
+            text += f" Unset: `{shared[name]}`."
+        rows.append(_row(f"`{variable(cls, name)}`", type_name(cls, name),
+                         default_cell(cls, name, values[name]), text))
+    return rows
+
+
+INTRO = """\
+# Configuration reference
+
+Generated from the settings classes by `deploy/configuration_doc.py`; do not edit it by hand.
+After changing a settings class, run `.venv/bin/python deploy/configuration_doc.py --write`.
+`tests/lint/test_configuration_doc.py` fails when this file and the classes differ.
+
+## How a service reads its settings
+
+- Each service has one settings class (`services/<service>/src/<service>/settings.py`, a
+  subclass of `ServiceSettings` in `libs/platform/src/misp_platform/config.py`). Every process
+  of the service reads it: `api`, `relay`, `consume`, `migrate`, `dlq`, workers, the scheduler
+  and the operator commands. Each process uses the values it needs.
+- A field `x` of service `s` is read from the variable `S_X` (`IDENTITY_`, `ORGS_`, `AUDIT_`,
+  `JOBS_`, `MAILER_`, `SETTINGS_`). Names are not case-sensitive. Unknown variables are ignored,
+  so a misspelt name silently keeps the default.
+- A few values are the same for the whole deployment. They fall back to a `MISP_*` variable
+  when the service's own variable is unset (next section).
+- Booleans take `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off`. A JSON object is given as
+  JSON text. Durations ending in `_s` are seconds.
+- Where the values come from: `make up` writes `.local/env` (the `MISP_*` values of the local
+  stack; `set -a; . .local/env; set +a` loads them into a shell) and supervisord adds
+  `<SERVICE>_HTTP_PORT` from `deploy/services.tsv`. `docker-compose.yml` sets them in `x-env`;
+  Kubernetes reads the ConfigMap `misp-env` (`deploy/k8s/config.yaml`) and the Secret
+  `misp-secrets`.
+"""
+
+OUTRO = """\
+## Not read by the services
+
+`MISP_GATEWAY_URL` (in `.local/env`) tells the tests and benchmarks where the gateway answers.
+The scripts in `deploy/local/` have their own variables (see their headers).
+"""
+
+
+def render() -> str:
+    classes = {service: settings_class(service) for service in SERVICES}
+    shared: dict[str, str] = {}
+    field_of: dict[str, str] = {}
+    for cls in classes.values():
+        for name, var in fallbacks(cls).items():
+            shared[name] = var
+            field_of[var] = name
+    reads = direct_reads()
+    unknown = [r.name for r in reads if r.name not in field_of and r.name not in DIRECT_MEANINGS]
+    if unknown:
+        raise KeyError(f"variables read directly without a meaning: {unknown}: add them to "
+                       f"DIRECT_MEANINGS in {Path(__file__).relative_to(ROOT)}")
+
+    out = [INTRO]
+    out += ["## Deployment-wide variables", "",
+            "Read by every service. A service's own variable wins over them.", "",
+            _row("variable", "type", "default", "meaning"), "|---|---|---|---|"]
+    base = ServiceSettings
+    base_defaults = defaults(base)
+    for var, name in sorted(field_of.items()):
+        out.append(_row(f"`{var}`", type_name(base, name),
+                        default_cell(base, name, base_defaults[name]),
+                        f"The default of every `<SERVICE>_{name.upper()}`. "
+                        + meaning(name, "<service>")))
+    for read in reads:
+        if read.name in field_of:
+            continue
+        default = render_default(read.default) if read.default is not None else "unset"
+        out.append(_row(f"`{read.name}`", "string", default,
+                        f"{DIRECT_MEANINGS[read.name]} Read in `{read.module}`."))
+    out.append("")
+
+    common = list(base.model_fields)
+    for service, cls in classes.items():
+        own = [n for n in cls.model_fields if n not in base.model_fields]
+        readme = f"../services/{service}/README.md"
+        out += [f"## {service} (`{prefix(cls)}`)", "",
+                f"Class `{cls.__module__}.{cls.__name__}`; the service: [{service}]({readme}).",
+                ""]
+        if own:
+            out += ["Its own settings:", "", *field_rows(cls, service, own, shared), ""]
+        out += ["The settings every service has:" if own else
+                "It has only the settings every service has:", "",
+                *field_rows(cls, service, common, shared), ""]
+    out.append(OUTRO)
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--write", action="store_true", help=f"write {DOC.relative_to(ROOT)}")
+    group.add_argument("--check", action="store_true",
+                       help=f"fail if {DOC.relative_to(ROOT)} is out of date")
+    args = parser.parse_args(argv)
+    text = render()
+    if args.write:
+        DOC.write_text(text)
+    elif args.check:
+        if not DOC.exists() or DOC.read_text() != text:
+            print(f"{DOC.relative_to(ROOT)} is out of date: run "
+                  ".venv/bin/python deploy/configuration_doc.py --write", file=sys.stderr)
+            return 1
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
