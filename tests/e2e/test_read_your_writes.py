@@ -39,7 +39,7 @@ ROUNDS = int(os.environ.get("MISP_RYW_ROUNDS", "200"))
 # organisation and principal rounds are shared by SLOW_CLIENTS clients that run at once (each
 # sequential), so that the slowed variants stay within the suite's time budget.
 SLOW_ROUNDS = int(os.environ.get("MISP_RYW_SLOW_ROUNDS", "200"))
-SLOW_CLIENTS = 4
+SLOW_CLIENTS = 8
 CONSUMER_DELAY_MS = 300
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("MISP_STATE_DIR", ROOT / ".local"))
