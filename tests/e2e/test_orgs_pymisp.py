@@ -1,4 +1,4 @@
-"""Organisations through the gateway with PyMISP's own calls (ARCHITECTURE §9), as the site
+"""Organisations through the gateway with PyMISP's own calls (ARCHITECTURE §10), as the site
 admin that identity seeded on first run (`.local/admin.authkey`)."""
 
 from __future__ import annotations

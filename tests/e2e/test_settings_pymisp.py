@@ -1,4 +1,4 @@
-"""The settings service through the gateway with PyMISP's own calls (ARCHITECTURE §9), as the
+"""The settings service through the gateway with PyMISP's own calls (ARCHITECTURE §10), as the
 site admin that identity seeded (`.local/admin.authkey`). Every setting changed is restored."""
 
 from __future__ import annotations
