@@ -46,4 +46,4 @@ lint:
 	@bash $(LOCAL)/lint.sh
 
 admin-key:
-	@set -a; . .local/env; set +a; .venv/bin/python -m identity admin-key
+	@set -a; . .local/env; set +a; .venv/bin/python -m identity admin-key --yes

@@ -1,133 +1,97 @@
-"""`python -m <service> api|relay|consume|migrate|dlq ...`: one entry point for every role."""
+"""`python -m <service> <command>`: one entry point for every role and operator command of a
+service (click), `main(spec, argv)`; the service adds its own commands (`spec.extra_commands`)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
-import sys
 from collections.abc import Sequence
 
-import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
+import click
 
-from misp_contracts.topics import owned_by
-from misp_platform import dlq
-from misp_platform.auth.principals import PRINCIPAL_TOPICS
-from misp_platform.config import ServiceSettings
-from misp_platform.consumer import ConsumerRunner
-from misp_platform.db import create_engine
-from misp_platform.kafka import adopt_committed_offsets, create_producer, ensure_topics
-from misp_platform.logging import configure_logging
-from misp_platform.migrations import upgrade
-from misp_platform.relay import OutboxRelay
+from misp_platform import roles
+from misp_platform.cli_support import FAILED, OK, CliContext, epilog, with_settings
+from misp_platform.config import DATABASE, KAFKA, ServiceSettings
+from misp_platform.dlq_commands import dlq_group
 from misp_platform.service import ServiceSpec
 
-log = structlog.get_logger(__name__)
+HELP = """Run a role of the {name} service, or one of its operator commands.
+
+Every command reads the service's settings from the environment (`{prefix}*`, and `MISP_*` for
+what the deployment shares). Outside development (MISP_ENVIRONMENT), a command refuses to run
+while the database or Kafka it needs is still the built-in local address.
+"""
 
 
-def stop_on_signals() -> asyncio.Event:
-    """An event set by SIGTERM or SIGINT (call it inside the running loop)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
+def _spec(ctx: click.Context) -> ServiceSpec:
+    obj = ctx.find_object(CliContext)
+    assert obj is not None and obj.spec is not None
+    return obj.spec
 
 
-async def run_relay(spec: ServiceSpec, settings: ServiceSettings) -> None:
-    await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
-    engine = create_engine(settings.database_url)
-    producer = create_producer(settings.kafka_bootstrap_servers)
-    await producer.start()
-    try:
-        await OutboxRelay(engine, settings.database_url, producer).run(stop_on_signals())
-    finally:
-        await producer.stop()
-        await engine.dispose()
+@click.command(name="api", epilog=epilog())
+@with_settings(DATABASE, KAFKA)
+def api_command(settings: ServiceSettings) -> int:
+    """Serve the HTTP API.
+
+    On <SERVICE>_HTTP_HOST and <SERVICE>_HTTP_PORT, until SIGTERM or SIGINT.
+    """
+    roles.run_api(_spec(click.get_current_context()), settings)
+    return OK
 
 
-def build_consumer(spec: ServiceSpec, settings: ServiceSettings,
-                   engine: AsyncEngine) -> ConsumerRunner:
-    return spec.consumer_class(
-        service=spec.name, group=settings.consumer_group or spec.consumer_group, engine=engine,
-        bootstrap_servers=settings.kafka_bootstrap_servers, handlers=spec.handlers(settings),
-        batch_handlers=spec.batch_handlers(settings),
-        topics=spec.topics(settings), pattern=spec.topic_pattern,
-        max_attempts=settings.consumer_max_attempts, backoff_s=settings.consumer_retry_backoff_s,
-    )
+@click.command(name="relay", epilog=epilog())
+@with_settings(DATABASE, KAFKA)
+def relay_command(settings: ServiceSettings) -> int:
+    """Publish the outbox to Kafka, until SIGTERM or SIGINT."""
+    asyncio.run(roles.run_relay(_spec(click.get_current_context()), settings))
+    return OK
 
 
-def build_principals_consumer(spec: ServiceSpec, settings: ServiceSettings,
-                              engine: AsyncEngine) -> ConsumerRunner:
-    """The principals projection's own consumer: identity's and orgs' feeds, nothing else."""
-    return ConsumerRunner(
-        service=spec.name, group=settings.principals_group, engine=engine,
-        bootstrap_servers=settings.kafka_bootstrap_servers, handlers={},
-        batch_handlers=spec.principal_handlers(settings), topics=list(PRINCIPAL_TOPICS),
-        max_attempts=settings.consumer_max_attempts, backoff_s=settings.consumer_retry_backoff_s,
-        failpoint_scope="principals",
-    )
+@click.command(name="consume", epilog=epilog())
+@with_settings(DATABASE, KAFKA)
+def consume_command(settings: ServiceSettings) -> int:
+    """Run the service's Kafka consumers, until SIGTERM or SIGINT."""
+    asyncio.run(roles.run_consumer(_spec(click.get_current_context()), settings))
+    return OK
 
 
-async def run_consumer(spec: ServiceSpec, settings: ServiceSettings) -> None:
-    """The service's consumers in one process: the principals projection's and, when the service
-    subscribes to anything else, its own; either one failing stops both (and the process)."""
-    await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
-    engine = create_engine(settings.database_url)
-    stop = stop_on_signals()
-    try:
-        if spec.on_consumer_start is not None:
-            await spec.on_consumer_start(settings, engine)
-        # Until this release the main group applied the principals: the new group starts
-        # where it stood.
-        await adopt_committed_offsets(settings.kafka_bootstrap_servers,
-                                      source_group=settings.main_group,
-                                      target_group=settings.principals_group,
-                                      topics=PRINCIPAL_TOPICS)
-        runners = [build_principals_consumer(spec, settings, engine)]
-        if spec.topics(settings) or spec.topic_pattern:
-            runners.append(build_consumer(spec, settings, engine))
-        async with asyncio.TaskGroup() as group:
-            for runner in runners:
-                group.create_task(runner.run(stop))
-    finally:
-        await engine.dispose()
+@click.command(name="migrate", epilog=epilog())
+@with_settings(DATABASE)
+def migrate_command(settings: ServiceSettings) -> int:
+    """Upgrade the service's database to the newest migration."""
+    from misp_platform.migrations import upgrade
+
+    upgrade(_spec(click.get_current_context()).migrations_dir, settings.database_url)
+    return OK
 
 
-def run_api(spec: ServiceSpec, settings: ServiceSettings) -> None:
-    import uvicorn
+def build_cli(spec: ServiceSpec) -> click.Group:
+    """The service's command group: the platform's roles, `dlq`, then the service's own."""
+    prefix = f"{spec.name.upper()}_"
 
-    uvicorn.run(spec.create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_config=None, access_log=False, proxy_headers=True,
-                forwarded_allow_ips="127.0.0.1")
+    @click.group(name=spec.name, help=HELP.format(name=spec.name, prefix=prefix),
+                 epilog=epilog(), context_settings={"help_option_names": ["-h", "--help"]})
+    @click.pass_context
+    def group(ctx: click.Context) -> None:
+        if not isinstance(ctx.obj, CliContext):
+            ctx.obj = CliContext(service=spec.name, load_settings=spec.settings, spec=spec)
+
+    for command in (api_command, relay_command, consume_command, migrate_command, dlq_group,
+                    *spec.extra_commands):
+        group.add_command(command)
+    return group
 
 
 def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {spec.name}")
-    sub = parser.add_subparsers(dest="role", required=True)
-    sub.add_parser("api", help="serve the HTTP API")
-    sub.add_parser("relay", help="publish the outbox to Kafka")
-    sub.add_parser("consume", help="run the Kafka consumer")
-    sub.add_parser("migrate", help="upgrade the database to the newest migration")
-    dlq.add_arguments(sub.add_parser("dlq", help="inspect and replay the dead-letter topic"))
-    for name in spec.extra_commands:
-        extra = sub.add_parser(name)
-        extra.add_argument("args", nargs="*")
-    args = parser.parse_args(argv)
-    settings = spec.settings()
-    configure_logging(spec.name, settings.log_format, settings.log_level)
-    structlog.contextvars.bind_contextvars(role=args.role)
-    if args.role == "api":
-        run_api(spec, settings)
-    elif args.role == "relay":
-        asyncio.run(run_relay(spec, settings))
-    elif args.role == "consume":
-        asyncio.run(run_consumer(spec, settings))
-    elif args.role == "migrate":
-        upgrade(spec.migrations_dir, settings.database_url)
-    elif args.role == "dlq":
-        return asyncio.run(dlq.run(spec, settings, args, out=sys.stdout))
-    else:
-        return spec.extra_commands[args.role](settings, list(args.args))
-    return 0
+    """Parse `argv` (default: the process's arguments), run the command, return its exit code."""
+    try:
+        result = build_cli(spec).main(args=list(argv) if argv is not None else None,
+                                      prog_name=f"python -m {spec.name}",
+                                      standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        return FAILED
+    return result if isinstance(result, int) else OK

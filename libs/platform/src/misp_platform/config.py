@@ -7,12 +7,20 @@ variables unless the service's own prefix overrides them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_PEPPER = "insecure-development-pepper"
+DEVELOPMENT = "development"
+# The local stack's addresses: the built-in defaults, fine in development only.
+LOCAL_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:55432"
+LOCAL_KAFKA = "127.0.0.1:9092"
+# What a command may need (ServiceSettings.unconfigured).
+DATABASE = "database"
+KAFKA = "kafka"
 
 
 class ServiceSettings(BaseSettings):
@@ -22,9 +30,9 @@ class ServiceSettings(BaseSettings):
 
     service: ClassVar[str] = "platform"
 
-    environment: str = "development"
+    environment: str = DEVELOPMENT
     database_url: str = ""
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_bootstrap_servers: str = LOCAL_KAFKA
     pepper: SecretStr = SecretStr(DEV_PEPPER)
     http_host: str = "127.0.0.1"
     http_port: int = 8100
@@ -60,6 +68,7 @@ class ServiceSettings(BaseSettings):
             if field not in values and env in os.environ:
                 values[field] = os.environ[env]
         if not values.get("database_url"):
+            # LOCAL_PG_URL spelled out: deploy/configuration_doc.py reads literal defaults.
             base = os.environ.get("MISP_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:55432")
             values["database_url"] = f"{base}/misp_{cls.service}"
         return values
@@ -73,6 +82,24 @@ class ServiceSettings(BaseSettings):
     def principals_group(self) -> str:
         """The consumer group of the principals projection (a consumer of its own)."""
         return f"{self.main_group}.principals"
+
+    def unconfigured(self, needs: Iterable[str]) -> list[str]:
+        """The variables to set before `needs` (DATABASE, KAFKA) may be used: those whose value
+        is still the built-in local default with none of their variables in the environment."""
+        prefix = str(self.model_config.get("env_prefix", ""))
+        candidates = {
+            DATABASE: (self.database_url == f"{LOCAL_PG_URL}/misp_{self.service}",
+                       [f"{prefix}DATABASE_URL", "MISP_PG_URL"]),
+            KAFKA: (self.kafka_bootstrap_servers == LOCAL_KAFKA,
+                    ["MISP_KAFKA_BOOTSTRAP_SERVERS", f"{prefix}KAFKA_BOOTSTRAP_SERVERS"]),
+        }
+        present = {name.upper() for name in os.environ}
+        missing = []
+        for need in needs:
+            is_default, names = candidates[need]
+            if is_default and not present & set(names):
+                missing.append(f"{names[0]} (or {names[1]})")
+        return missing
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> ServiceSettings:

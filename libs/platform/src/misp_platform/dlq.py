@@ -1,4 +1,5 @@
-"""The operator's tool for a service's dead-letter topic: list, show, replay.
+"""A service's dead-letter topic: reading it, and replaying a dead letter (the operator's
+commands are in `dlq_commands`).
 
 `replay` runs the original message through the service's handler again, in one transaction with
 its processed mark (which moves from `dead_lettered` to `applied`), so a replay is effective once
@@ -7,26 +8,19 @@ however often it is asked for.
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from misp_contracts.envelope import from_kafka
 from misp_contracts.topics import dlq_topic
-from misp_platform.config import ServiceSettings
 from misp_platform.consumer import DLQ_HEADER_PREFIX, Handler
-from misp_platform.db import create_engine, flagged_stream, processed_message
-
-if TYPE_CHECKING:
-    from misp_platform.service import ServiceSpec
+from misp_platform.db import flagged_stream, processed_message
 
 
 @dataclass(frozen=True)
@@ -90,6 +84,25 @@ async def read_dead_letters(bootstrap_servers: str, service: str) -> list[DeadLe
         await consumer.stop()
 
 
+async def _mark(conn: AsyncConnection, consumer_group: str, message_id: str, *,
+                lock: bool = False) -> str | None:
+    query = select(processed_message.c.outcome).where(
+        processed_message.c.consumer == consumer_group,
+        processed_message.c.message_id == message_id)
+    return (await conn.execute(query.with_for_update() if lock else query)).scalar()
+
+
+async def planned(engine: AsyncEngine, consumer_group: str, handlers: Mapping[str, Handler],
+                  letter: DeadLetter) -> str:
+    """What `replay` would do now (would-apply, already-applied, no-handler), changing nothing."""
+    envelope = from_kafka(letter.original_headers, letter.value)
+    if envelope.type not in handlers:
+        return "no-handler"
+    async with engine.connect() as conn:
+        mark = await _mark(conn, consumer_group, envelope.id)
+    return "already-applied" if mark == "applied" else "would-apply"
+
+
 async def replay(engine: AsyncEngine, consumer_group: str, handlers: Mapping[str, Handler],
                  letter: DeadLetter) -> str:
     """Apply one dead letter again; returns what happened (applied, already-applied, ...)."""
@@ -98,11 +111,8 @@ async def replay(engine: AsyncEngine, consumer_group: str, handlers: Mapping[str
     if handler is None:
         return "no-handler"
     async with engine.begin() as conn:
-        mark = (await conn.execute(
-            select(processed_message.c.outcome).where(
-                processed_message.c.consumer == consumer_group,
-                processed_message.c.message_id == envelope.id).with_for_update())).first()
-        if mark is not None and mark.outcome == "applied":
+        mark = await _mark(conn, consumer_group, envelope.id, lock=True)
+        if mark == "applied":
             return "already-applied"
         await handler(conn, envelope)
         await conn.execute(delete(flagged_stream).where(
@@ -117,52 +127,3 @@ async def replay(engine: AsyncEngine, consumer_group: str, handlers: Mapping[str
                 processed_message.c.consumer == consumer_group,
                 processed_message.c.message_id == envelope.id).values(outcome="applied"))
     return "applied"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="dlq_action", required=True)
-    sub.add_parser("list", help="one line per dead letter")
-    show = sub.add_parser("show", help="everything about one dead letter")
-    show.add_argument("offset", type=int)
-    again = sub.add_parser("replay", help="run dead letters through the handler again")
-    again.add_argument("offsets", type=int, nargs="*")
-    again.add_argument("--all", action="store_true")
-
-
-async def run(spec: ServiceSpec, settings: ServiceSettings, args: argparse.Namespace,
-              out: TextIO) -> int:
-    letters = await read_dead_letters(settings.kafka_bootstrap_servers, spec.name)
-    if args.dlq_action == "list":
-        for letter in letters:
-            out.write(json.dumps(letter.summary()) + "\n")
-        out.write(f"{len(letters)} dead letter(s) in {dlq_topic(spec.name)}\n")
-        return 0
-    by_offset = {letter.offset: letter for letter in letters}
-    if args.dlq_action == "show":
-        shown = by_offset.get(args.offset)
-        if shown is None:
-            out.write(f"no dead letter at offset {args.offset}\n")
-            return 1
-        out.write(json.dumps({**shown.summary(), "key": shown.key, "headers": shown.headers,
-                              "value": shown.value.decode("utf-8", "replace")}, indent=2) + "\n")
-        return 0
-    chosen = letters if args.all else [by_offset[o] for o in args.offsets if o in by_offset]
-    if not chosen:
-        out.write("nothing to replay (give offsets or --all)\n")
-        return 1
-    engine = create_engine(settings.database_url)
-    failures = 0
-    try:
-        for letter in chosen:
-            # The group that dead-lettered it, with that group's handlers.
-            group = letter.headers.get("dlq_consumer") or settings.main_group
-            handlers = spec.single_handlers(settings, group)
-            try:
-                outcome = await replay(engine, group, handlers, letter)
-            except Exception as exc:
-                outcome = f"failed: {type(exc).__name__}: {exc}"
-                failures += 1
-            out.write(json.dumps({"offset": letter.offset, "outcome": outcome}) + "\n")
-    finally:
-        await engine.dispose()
-    return 1 if failures else 0

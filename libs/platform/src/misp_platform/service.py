@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +11,7 @@ from misp_platform.config import ServiceSettings
 from misp_platform.consumer import BatchHandler, ConsumerRunner, Handler
 
 if TYPE_CHECKING:
+    import click
     from fastapi import FastAPI
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -41,8 +42,8 @@ class ServiceSpec:
         lambda _s: default_principal_handlers())
     # Runs once the consumer is up (first-run seeding and the like), with the engine.
     on_consumer_start: Callable[[ServiceSettings, AsyncEngine], Awaitable[None]] | None = None
-    extra_commands: Mapping[str, Callable[[ServiceSettings, list[str]], int]] = field(
-        default_factory=dict)
+    # The service's own operator commands (click), beside api, relay, consume, migrate and dlq.
+    extra_commands: Sequence[click.Command] = ()
 
     @property
     def consumer_group(self) -> str:

@@ -1,6 +1,6 @@
-"""`python -m <service> worker [queue ...]`: the extra command that runs a service's job
-handlers, one `WorkerRunner` per queue (each its own worker, with its own heartbeats) in one
-process; without queues, every queue the service's job types are registered on.
+"""`python -m <service> worker [QUEUE]... [--queue QUEUE]...`: the extra command that runs a
+service's job handlers, one `WorkerRunner` per queue (each its own worker, with its own
+heartbeats) in one process; without queues, every queue the service's job types are registered on.
 
 A stop request that reaches any of the process's workers stops the process (after the jobs in
 hand): the supervisor starts it again, with all its queues."""
@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections.abc import Callable, Mapping
 
+import click
+
 from misp_contracts.events.jobs import JOB_TYPES
-from misp_platform.config import ServiceSettings
+from misp_platform.cli_support import OK, epilog, with_settings
+from misp_platform.config import DATABASE, KAFKA, ServiceSettings
 from misp_platform.db import create_engine
 from misp_platform.worker import JobHandler, WorkerRunner
-
-WorkerCommand = Callable[[ServiceSettings, list[str]], int]
 
 
 def owned_queues(service: str) -> list[str]:
@@ -31,43 +31,56 @@ def owned_queues(service: str) -> list[str]:
 
 def worker_command(service: str,
                    handlers: Callable[[ServiceSettings], Mapping[str, JobHandler]]
-                   ) -> WorkerCommand:
+                   ) -> click.Command:
     """The command; `handlers(settings)` gives the handler of each job type the service owns."""
+    served = owned_queues(service)
+    choice = click.Choice(served)
 
-    def command(settings: ServiceSettings, args: list[str]) -> int:
-        queues = owned_queues(service)
-        chosen = list(dict.fromkeys(args)) or queues
-        if not set(chosen) <= set(queues):
-            print(f"usage: python -m {service} worker [{' '.join(queues)}] (one or more; "
-                  "none: all)", file=sys.stderr)
-            return 2
+    @click.command(name="worker", epilog=epilog())
+    @click.argument("positional", metavar="[QUEUE]...", nargs=-1, type=choice)
+    @click.option("--queue", "-q", "options", multiple=True, type=choice,
+                  help="A queue to serve (repeatable; same as a QUEUE argument).")
+    @with_settings(DATABASE, KAFKA)
+    def command(settings: ServiceSettings, positional: tuple[str, ...],
+                options: tuple[str, ...]) -> int:
+        chosen = list(dict.fromkeys((*positional, *options))) or served
+        run_workers(service, handlers, settings, chosen)
+        return OK
 
-        async def main() -> None:
-            stop = asyncio.Event()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-            engine = create_engine(settings.database_url)
-            jobs = handlers(settings)
-
-            group = getattr(settings, "worker_group", "") or None
-
-            async def serve(queue: str) -> None:
-                try:
-                    await WorkerRunner(
-                        service=service, queue=queue, engine=engine,
-                        bootstrap_servers=settings.kafka_bootstrap_servers, handlers=jobs,
-                        group=f"{group}-{queue}" if group and len(chosen) > 1 else group,
-                        heartbeat_s=getattr(settings, "worker_heartbeat_s", 2.0),
-                        prefetch=getattr(settings, "worker_prefetch", 1)).run(stop)
-                finally:
-                    stop.set()  # one worker leaving takes the process down: all restart
-
-            try:
-                await asyncio.gather(*(serve(q) for q in chosen))
-            finally:
-                await engine.dispose()
-
-        asyncio.run(main())
-        return 0
-
+    command.help = (f"Run the {service} service's job handlers until SIGTERM or SIGINT.\n\n"
+                    f"One worker per QUEUE (default: every queue of its job types: "
+                    f"{', '.join(served)}), each with its own heartbeats; a stop request to any "
+                    "of them stops the process once the jobs in hand are done.")
     return command
+
+
+def run_workers(service: str, handlers: Callable[[ServiceSettings], Mapping[str, JobHandler]],
+                settings: ServiceSettings, chosen: list[str]) -> None:
+    """One `WorkerRunner` per queue in `chosen`, until a signal or any of them stops."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        engine = create_engine(settings.database_url)
+        jobs = handlers(settings)
+
+        group = getattr(settings, "worker_group", "") or None
+
+        async def serve(queue: str) -> None:
+            try:
+                await WorkerRunner(
+                    service=service, queue=queue, engine=engine,
+                    bootstrap_servers=settings.kafka_bootstrap_servers, handlers=jobs,
+                    group=f"{group}-{queue}" if group and len(chosen) > 1 else group,
+                    heartbeat_s=getattr(settings, "worker_heartbeat_s", 2.0),
+                    prefetch=getattr(settings, "worker_prefetch", 1)).run(stop)
+            finally:
+                stop.set()  # one worker leaving takes the process down: all restart
+
+        try:
+            await asyncio.gather(*(serve(q) for q in chosen))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())

@@ -4,26 +4,31 @@ messages to the DLQ, replay, and crashes that neither lose nor double an effect.
 from __future__ import annotations
 
 import asyncio
-import io
+import json
 import os
 import signal
 import subprocess
 import sys
 import uuid
-from argparse import Namespace
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from misp_contracts.envelope import Actor, Envelope
+from misp_contracts.envelope import Actor, Envelope, to_kafka
 from misp_contracts.topics import Topic, dlq_topic
 from misp_platform import dlq
+from misp_platform.cli_support import CliContext
+from misp_platform.config import ServiceSettings, settings_class
 from misp_platform.consumer import ConsumerRunner
+from misp_platform.dlq_commands import dlq_group
 from misp_platform.eventstore import EventStore
 from misp_platform.kafka import create_producer, ensure_topics
 from misp_platform.relay import OutboxRelay
+from misp_platform.service import ServiceSpec
 from misp_platform.testing import eventually
 
 from .support import counter_event, read_topic
@@ -154,32 +159,55 @@ def _stream_of(letters, type_: str) -> str:  # type: ignore[no-untyped-def]
     return str(letter.key.decode())
 
 
-class _Spec:
-    """Just enough of a ServiceSpec for the dlq command."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.consumer_group = f"misp.{name}"
-
-    def handlers(self, _settings: object) -> dict[str, object]:
-        return {COUNTER: record_effect}
+def _dlq_cli(service: str, settings: ServiceSettings, *args: str) -> Result:
+    """`python -m <service> dlq <args>` in-process (stdin is not a terminal)."""
+    spec = ServiceSpec(name=service, settings=settings_class(service),
+                       create_app=lambda _s: None,  # type: ignore[arg-type,return-value]
+                       migrations_dir=Path("."), handlers=lambda _s: {COUNTER: record_effect})
+    return CliRunner().invoke(dlq_group, list(args), obj=CliContext.of(settings, spec))
 
 
-async def test_the_dlq_command_lists_dead_letters(kafka_bootstrap: str) -> None:
+async def test_the_dlq_commands_list_and_replay_dead_letters_and_replay_all_asks_first(
+        effect_log: AsyncEngine, platform_db: str, kafka_bootstrap: str) -> None:
     service = f"t{uuid.uuid4().hex[:8]}"
     await ensure_topics(kafka_bootstrap, [Topic(dlq_topic(service), owner=service, partitions=1)])
+    settings = settings_class(service)(database_url=platform_db,
+                                       kafka_bootstrap_servers=kafka_bootstrap)
+    letter = Envelope(source="test", type=COUNTER, subject="c-1", data={"n": 7})
+    headers, value = to_kafka(letter)
     producer = create_producer(kafka_bootstrap)
     await producer.start()
-    await producer.send_and_wait(dlq_topic(service), b"x", headers=[
-        ("dlq_error", b"boom"), ("dlq_original_topic", b"t"), ("dlq_original_partition", b"0"),
-        ("dlq_original_offset", b"7")])
+    await producer.send_and_wait(dlq_topic(service), value, key=b"c-1", headers=[
+        *headers, ("dlq_error", b"boom"), ("dlq_original_topic", b"t"),
+        ("dlq_original_partition", b"0"), ("dlq_original_offset", b"7"),
+        ("dlq_consumer", settings.main_group.encode())])
     await producer.stop()
-    settings = Namespace(kafka_bootstrap_servers=kafka_bootstrap)
-    out = io.StringIO()
-    code = await dlq.run(_Spec(service), settings, Namespace(dlq_action="list"), out)  # type: ignore[arg-type]
-    assert code == 0
-    assert '"error": "boom"' in out.getvalue() and "t[0]@7" in out.getvalue()
-    assert "1 dead letter(s)" in out.getvalue()
+
+    def cli(*args: str) -> Awaitable[Result]:
+        return asyncio.to_thread(_dlq_cli, service, settings, *args)
+
+    listed = await cli("list")
+    assert listed.exit_code == 0, listed.output
+    assert '"error": "boom"' in listed.stdout and "t[0]@7" in listed.stdout
+    assert "1 dead letter(s)" in listed.stdout
+
+    refused = await cli("replay", "--all")  # no --yes, and stdin is no terminal
+    assert refused.exit_code == 1 and "--yes" in refused.stderr
+    dry = await cli("replay", "--all", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout.splitlines()[0]) == {"offset": 0, "outcome": "would-apply"}
+    assert "replaying dead letters: 1/1 done" in dry.stderr  # plain progress lines off a tty
+    assert await effects(effect_log) == []
+
+    applied = await cli("replay", "--all", "--yes")
+    assert applied.exit_code == 0, applied.output
+    assert json.loads(applied.stdout.splitlines()[0]) == {"offset": 0, "outcome": "applied"}
+    again = await cli("replay", "0", "5")
+    assert again.exit_code == 1  # offset 5 holds no dead letter
+    assert [json.loads(line)["outcome"] for line in again.stdout.splitlines()] == [
+        "not-found", "already-applied"]
+    assert await effects(effect_log) == [(letter.id, 7)]
+    assert (await cli("replay")).exit_code == 2  # neither offsets nor --all
 
 
 @pytest.mark.parametrize("failpoint", ["consumer.before_commit=2", "consumer.after_commit=2"])

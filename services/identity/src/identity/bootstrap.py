@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import click
 import structlog
 from fastapi import FastAPI
 
@@ -21,7 +21,8 @@ from identity.handlers.jobs import job_handlers
 from identity.settings import IdentitySettings
 from misp_platform.app import LifespanHook
 from misp_platform.app import create_app as create_platform_app
-from misp_platform.config import ServiceSettings
+from misp_platform.cli_support import FAILED, OK, confirm, epilog, with_settings, yes_option
+from misp_platform.config import DATABASE, ServiceSettings
 from misp_platform.db import create_engine
 from misp_platform.service import ServiceSpec
 from misp_platform.worker_command import worker_command
@@ -61,8 +62,16 @@ def create_app(settings: ServiceSettings, *, lifespan_hooks: Sequence[LifespanHo
     return app
 
 
-def admin_key_command(settings: ServiceSettings, _args: list[str]) -> int:
-    """`python -m identity admin-key`: rotate the site admin's key, print it, write the file."""
+@click.command(name="admin-key", epilog=epilog("the site admin does not exist yet"))
+@yes_option
+@with_settings(DATABASE)
+def admin_key_command(settings: ServiceSettings, yes: bool) -> int:
+    """Rotate the site admin's authkey.
+
+    Prints the new key and writes it to <MISP_STATE_DIR>/admin.authkey; the admin's previous
+    key is deleted (clients using it are refused): asks for confirmation.
+    """
+    confirm("Replace the site admin's authkey (the current one stops working)?", yes=yes)
 
     async def run() -> str:
         engine = create_engine(settings.database_url)
@@ -75,11 +84,11 @@ def admin_key_command(settings: ServiceSettings, _args: list[str]) -> int:
     try:
         raw = asyncio.run(run())
     except LookupError as exc:
-        print(f"admin-key: {exc}", file=sys.stderr)
-        return 1
-    print(raw)
-    print(f"(written to {key_path(settings.state_dir)})", file=sys.stderr)
-    return 0
+        click.echo(f"admin-key: {exc}", err=True)
+        return FAILED
+    click.echo(raw)
+    click.echo(f"(written to {key_path(settings.state_dir)})", err=True)
+    return OK
 
 
 spec = ServiceSpec(
@@ -91,6 +100,5 @@ spec = ServiceSpec(
     principal_handlers=principal_handlers,
     topics=topics,
     on_consumer_start=on_consumer_start,
-    extra_commands={"admin-key": admin_key_command,
-                    "worker": worker_command("identity", job_handlers)},
+    extra_commands=[admin_key_command, worker_command("identity", job_handlers)],
 )

@@ -1,6 +1,7 @@
 """The ops commands (the book's CakeResque ones) as real processes on a test database:
-`stats`, `clear <queue>`, `cleanup <worker>`, `tail once`, with a real worker for the counts per
-worker and the job that `cleanup` terminates."""
+`stats`, `clear QUEUE`, `cleanup WORKER_ID`, `tail --once`, with a real worker for the counts per
+worker and the job that `cleanup` terminates; the destructive ones refuse without `--yes` when
+stdin is not a terminal, and change nothing with `--dry-run`."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ PERCENT = re.compile(r"\] +(\d+)% ")  # tail's line: ... [#####     ]  25% messa
 async def run_cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "jobs", *args], capture_output=True, text=True,
-        timeout=60, env={**os.environ, "JOBS_DATABASE_URL": db, "MISP_LOG_FORMAT": "json"})
+        timeout=60, stdin=subprocess.DEVNULL,
+        env={**os.environ, "JOBS_DATABASE_URL": db, "MISP_LOG_FORMAT": "json"})
 
 
 async def test_stats_clear_and_tail_work_on_the_jobs_table(jobs_engine: AsyncEngine,
@@ -41,7 +43,7 @@ async def test_stats_clear_and_tail_work_on_the_jobs_table(jobs_engine: AsyncEng
     email_line = next(line for line in stats.stdout.splitlines() if line.startswith("email"))
     assert email_line.split()[1] == "2"  # two waiting
 
-    cleared = await run_cli(jobs_db, "clear", "email")
+    cleared = await run_cli(jobs_db, "clear", "email", "--yes")
     assert cleared.returncode == 0 and "cancelled 2 waiting job(s) in email" in cleared.stdout
     assert "clearing email" in cleared.stderr and "2/2" in cleared.stderr  # the progress bar
     async with jobs_engine.connect() as conn:
@@ -49,14 +51,39 @@ async def test_stats_clear_and_tail_work_on_the_jobs_table(jobs_engine: AsyncEng
             job.c.id.in_(ids)))).all())
     assert [statuses[i] for i in ids] == [3, 3, 1]
 
-    tail = await run_cli(jobs_db, "tail", "once")
+    tail = await run_cli(jobs_db, "tail", "--once")
     assert tail.returncode == 0
     assert sum(f"job {i}" in tail.stdout for i in ids) == 3 and "Cancelled" in tail.stdout
 
     bad = await run_cli(jobs_db, "clear", "nowhere")
     assert bad.returncode == 2
-    nobody = await run_cli(jobs_db, "cleanup", "no-such-worker")
+    nobody = await run_cli(jobs_db, "cleanup", "no-such-worker", "--yes")
     assert nobody.returncode == 1 and "no job in hand" in nobody.stdout
+
+
+async def test_clear_refuses_without_yes_off_a_terminal_and_a_dry_run_changes_nothing(
+        jobs_engine: AsyncEngine, jobs_db: str) -> None:
+    async with jobs_engine.begin() as conn:
+        ids = [await commands.enqueue(conn, job_type="noop", queue="cache", actor=Actor.system())
+               for _ in range(3)]
+
+    async def statuses() -> list[int]:
+        async with jobs_engine.connect() as conn:
+            found = dict((await conn.execute(select(job.c.id, job.c.status).where(
+                job.c.id.in_(ids)))).all())
+        return [found[i] for i in ids]
+
+    refused = await run_cli(jobs_db, "clear", "cache")
+    assert refused.returncode == 1
+    assert "refusing without confirmation" in refused.stderr and "--yes" in refused.stderr
+    assert await statuses() == [1, 1, 1]
+    dry = await run_cli(jobs_db, "clear", "cache", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.strip() == "would cancel 3 waiting job(s) in cache (dry run)"
+    assert await statuses() == [1, 1, 1]
+    done = await run_cli(jobs_db, "clear", "cache", "-y")
+    assert done.returncode == 0 and "cancelled 3 waiting job(s) in cache" in done.stdout
+    assert await statuses() == [3, 3, 3]
 
 
 async def _worker_counts(engine: AsyncEngine, worker_id: str) -> tuple[int, int] | None:
@@ -107,7 +134,12 @@ async def test_stats_count_each_workers_outcomes_and_cleanup_terminates_its_job_
         return row is not None and row.status == 2
 
     assert await eventually(running, 30)
-    cleaned = await run_cli(jobs_db, "cleanup", runner.worker_id)
+    dry = await run_cli(jobs_db, "cleanup", runner.worker_id, "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.strip() == f"would cancel job {long_job} (dry run)"
+    refused = await run_cli(jobs_db, "cleanup", runner.worker_id)
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert (await _job(jobs_engine, long_job)).status == 2  # still running
+    cleaned = await run_cli(jobs_db, "cleanup", runner.worker_id, "--yes")
     assert cleaned.returncode == 0, cleaned.stderr
     assert cleaned.stdout.strip() == f"cancelled job {long_job}"
 
@@ -125,7 +157,7 @@ async def test_stats_count_each_workers_outcomes_and_cleanup_terminates_its_job_
     assert await eventually(lambda: counted((1, 2)), 30)
     await enqueue()
     assert await eventually(lambda: counted((2, 2)), 30)
-    again = await run_cli(jobs_db, "cleanup", runner.worker_id)
+    again = await run_cli(jobs_db, "cleanup", runner.worker_id, "--yes")
     assert again.returncode == 1 and "no job in hand" in again.stdout
 
 

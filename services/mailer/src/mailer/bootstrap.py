@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import click
 from fastapi import FastAPI
 
 from mailer.adapters import store
@@ -21,7 +22,8 @@ from mailer.handlers.deliver import Deliverer
 from mailer.handlers.jobs import job_handlers
 from mailer.settings import MailerSettings
 from misp_platform.app import create_app as create_platform_app
-from misp_platform.config import ServiceSettings
+from misp_platform.cli_support import OK, epilog, with_settings
+from misp_platform.config import DATABASE, ServiceSettings
 from misp_platform.service import ServiceSpec
 from misp_platform.worker_command import worker_command
 
@@ -101,12 +103,16 @@ def create_app(settings: ServiceSettings, *, engine: Any = None,
     return app
 
 
-def deliver_command(settings: ServiceSettings, _args: list[str]) -> int:
-    """`python -m mailer deliver`: the delivery loop on its own (it also runs in the API)."""
-    from misp_platform.cli import stop_on_signals
-    from misp_platform.db import create_engine
+@click.command(name="deliver", epilog=epilog())
+@with_settings(DATABASE)
+def deliver_command(settings: MailerSettings) -> int:
+    """Run the delivery loop on its own, until SIGTERM or SIGINT.
 
-    assert isinstance(settings, MailerSettings)
+    It sends the queued mails over SMTP (MAILER_SMTP_*), retrying with backoff; the api process
+    runs the same loop unless MAILER_DELIVER_IN_API is false.
+    """
+    from misp_platform.db import create_engine
+    from misp_platform.roles import stop_on_signals
 
     async def main() -> None:
         engine = create_engine(settings.database_url)
@@ -116,7 +122,7 @@ def deliver_command(settings: ServiceSettings, _args: list[str]) -> int:
             await engine.dispose()
 
     asyncio.run(main())
-    return 0
+    return OK
 
 
 spec = ServiceSpec(
@@ -127,6 +133,5 @@ spec = ServiceSpec(
     handlers=handlers,
     topics=topics,
     on_consumer_start=on_consumer_start,
-    extra_commands={"deliver": deliver_command,
-                    "worker": worker_command("mailer", job_handlers)},
+    extra_commands=[deliver_command, worker_command("mailer", job_handlers)],
 )

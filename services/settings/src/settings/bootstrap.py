@@ -31,6 +31,6 @@ spec = ServiceSpec(
     handlers=handlers,
     topics=topics,
     on_consumer_start=on_consumer_start,
-    extra_commands={"get": cli.get_command, "set": cli.set_command,
-                    "worker": worker_command("settings", job_handlers)},
+    extra_commands=[cli.get_command, cli.set_command,
+                    worker_command("settings", job_handlers)],
 )

@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
-from typing import Any, TextIO
+from typing import Any
+
+import click
 
 from misp_contracts.envelope import Actor
-from misp_platform.config import ServiceSettings
+from misp_platform.cli_support import FAILED, OK, epilog, with_settings
+from misp_platform.config import DATABASE, ServiceSettings
 from misp_platform.db import create_engine
 from settings.adapters import store
 from settings.domain.errors import SettingsDomainError
 from settings.domain.settings import lookup, shown_value
 from settings.handlers.settings import change_setting
-
-USAGE = ("usage: python -m settings get NAME\n"
-         "       python -m settings set NAME VALUE [--force]")
 
 
 def _parse(raw: str) -> Any:
@@ -28,7 +27,7 @@ def _parse(raw: str) -> Any:
         return raw
 
 
-async def _get(settings: ServiceSettings, name: str, out: TextIO) -> int:
+async def _get(settings: ServiceSettings, name: str) -> None:
     definition = lookup(name)
     engine = create_engine(settings.database_url)
     try:
@@ -36,11 +35,10 @@ async def _get(settings: ServiceSettings, name: str, out: TextIO) -> int:
             current = await store.current_setting(conn, name)
     finally:
         await engine.dispose()
-    out.write(json.dumps({name: shown_value(definition, current)}) + "\n")
-    return 0
+    click.echo(json.dumps({name: shown_value(definition, current)}))
 
 
-async def _set(settings: ServiceSettings, name: str, raw: str, force: bool, out: TextIO) -> int:
+async def _set(settings: ServiceSettings, name: str, raw: str, force: bool) -> None:
     engine = create_engine(settings.database_url)
     try:
         event = await change_setting(engine, name=name, value=_parse(raw), force=force,
@@ -48,32 +46,44 @@ async def _set(settings: ServiceSettings, name: str, raw: str, force: bool, out:
                                      actor=Actor(email="CLI", org_name="SYSTEM"))
     finally:
         await engine.dispose()
-    out.write(json.dumps({"message": "Field updated", "setting": name,
-                          "value": event.value, "forced": event.forced}) + "\n")
-    return 0
+    click.echo(json.dumps({"message": "Field updated", "setting": name,
+                           "value": event.value, "forced": event.forced}))
 
 
-def get_command(settings: ServiceSettings, args: list[str], *, out: TextIO = sys.stdout,
-                err: TextIO = sys.stderr) -> int:
-    if len(args) != 1:
-        err.write(USAGE + "\n")
-        return 2
+@click.command(name="get", epilog=epilog("no such setting"))
+@click.argument("name")
+@with_settings(DATABASE)
+def get_command(settings: ServiceSettings, name: str) -> int:
+    """Print a setting's value in force as JSON.
+
+    NAME is the setting's MISP name (`MISP.baseurl`); a secret shows as `*****`.
+    """
     try:
-        return asyncio.run(_get(settings, args[0], out))
+        asyncio.run(_get(settings, name))
     except SettingsDomainError as exc:
-        err.write(exc.message + "\n")
-        return 1
+        click.echo(exc.message, err=True)
+        return FAILED
+    return OK
 
 
-def set_command(settings: ServiceSettings, args: list[str], *, out: TextIO = sys.stdout,
-                err: TextIO = sys.stderr) -> int:
-    force = "--force" in args
-    rest = [a for a in args if a != "--force"]
-    if len(rest) != 2:
-        err.write(USAGE + "\n")
-        return 2
+# A VALUE may start with "-" (`-3`): unknown options are taken as arguments.
+@click.command(name="set", epilog=epilog("no such setting, or the value was refused"),
+               context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("value")
+@click.option("--force", is_flag=True,
+              help="Save a value that fails the setting's test (never one of the wrong type).")
+@with_settings(DATABASE)
+def set_command(settings: ServiceSettings, name: str, value: str, force: bool) -> int:
+    """Change a setting, `cli_only` ones included.
+
+    NAME is the setting's MISP name (`MISP.baseurl`); VALUE is read as JSON when it parses
+    (`true`, `12`, `"x"`), else as text, then cast like MISP's form input. Prints the change as
+    JSON.
+    """
     try:
-        return asyncio.run(_set(settings, rest[0], rest[1], force, out))
+        asyncio.run(_set(settings, name, value, force))
     except SettingsDomainError as exc:
-        err.write(exc.message + "\n")
-        return 1
+        click.echo(exc.message, err=True)
+        return FAILED
+    return OK

@@ -1,12 +1,13 @@
-"""The audit service's own commands: `python -m audit verify|rebuild|prune|checkpoint` and
-`python -m audit worker <queue>` (the `audit_verify` and `audit_prune` jobs)."""
+"""The audit service's own commands: `python -m audit verify|checkpoint|prune|rebuild` and
+`python -m audit worker` (the `audit_verify` and `audit_prune` jobs)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sys
-from collections.abc import Callable
+
+import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.adapters.keys import SigningKeyError, load_key, load_or_create_key
 from audit.handlers.integrity import (
@@ -19,114 +20,168 @@ from audit.handlers.integrity import (
 from audit.handlers.jobs import job_handlers
 from audit.handlers.rebuild import rebuild
 from audit.settings import TOPIC_PATTERN, AuditSettings
-from misp_platform.config import ServiceSettings
+from misp_platform.cli_support import (
+    FAILED,
+    OK,
+    confirm,
+    dry_run_option,
+    epilog,
+    require,
+    with_settings,
+    yes_option,
+)
+from misp_platform.config import DATABASE, KAFKA
 from misp_platform.db import create_engine
+from misp_platform.progress import progress
 from misp_platform.worker_command import worker_command
 
-
-def _audit(settings: ServiceSettings) -> AuditSettings:
-    assert isinstance(settings, AuditSettings)
-    return settings
+NO_KEY = 3  # verify: the signing key is missing or unreadable, nothing was verified
 
 
-def verify_command(settings: ServiceSettings, args: list[str]) -> int:
-    """Exit 0 when every chain verifies; prints the report (first broken link) as JSON.
-    `python -m audit verify db-only` skips the comparison with the checkpoints on Kafka."""
-    s = _audit(settings)
+@click.command(name="verify", epilog=epilog(
+    "a chain is broken or a checkpoint does not match",
+    f"{NO_KEY}  the signing key (AUDIT_SIGNING_KEY_PATH) is missing or unreadable: nothing "
+    "was verified"))
+@click.option("--db-only", is_flag=True,
+              help="Skip the comparison with the checkpoints published on Kafka.")
+@with_settings()
+def verify_command(settings: AuditSettings, db_only: bool) -> int:
+    """Verify every hash chain against the signed checkpoints.
+
+    Prints the report as JSON (with the first broken link, if any).
+    """
+    require(settings, DATABASE, *(() if db_only else (KAFKA,)))
+    try:
+        public = public_of(load_key(settings.key_path))
+    except SigningKeyError as exc:
+        click.echo(json.dumps({"ok": False, "checkpoint_problem": str(exc)}))
+        return NO_KEY
 
     async def run() -> int:
+        published = [] if db_only else await published_checkpoints(
+            settings.kafka_bootstrap_servers)
+        engine = create_engine(settings.database_url)
         try:
-            public = public_of(load_key(s.key_path))
-        except SigningKeyError as exc:
-            print(json.dumps({"ok": False, "checkpoint_problem": str(exc)}))
-            return 2
-        published = [] if "db-only" in args else await published_checkpoints(
-            s.kafka_bootstrap_servers)
-        engine = create_engine(s.database_url)
-        try:
-            report = await verify(engine, public, published=published)
+            with progress("verifying entries") as bar:
+                report = await verify(engine, public, published=published, bar=bar)
         finally:
             await engine.dispose()
-        print(json.dumps(report.as_dict(), indent=2))
-        return 0 if report.ok else 1
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return OK if report.ok else FAILED
 
     return asyncio.run(run())
 
 
-def checkpoint_command(settings: ServiceSettings, _args: list[str]) -> int:
-    s = _audit(settings)
+@click.command(name="checkpoint", epilog=epilog())
+@with_settings(DATABASE)
+def checkpoint_command(settings: AuditSettings) -> int:
+    """Sign every chain's head now, and print the checkpoint as JSON.
 
-    async def run() -> int:
-        engine = create_engine(s.database_url)
+    The relay publishes it to Kafka; the signing key is created first if there is none.
+    """
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
         try:
-            cp = await write_checkpoint(engine, load_or_create_key(s.key_path), force=True)
+            cp = await write_checkpoint(engine, load_or_create_key(settings.key_path),
+                                        force=True)
         finally:
             await engine.dispose()
-        print(json.dumps(cp.as_record() if cp else None, indent=2))
-        return 0
+        click.echo(json.dumps(cp.as_record() if cp else None, indent=2))
 
-    return asyncio.run(run())
+    asyncio.run(run())
+    return OK
 
 
-def prune_command(settings: ServiceSettings, args: list[str]) -> int:
-    """`python -m audit prune [days]` (default: AUDIT_RETENTION_DAYS)."""
-    s = _audit(settings)
-    days = int(args[0]) if args else s.retention_days
+def _prune_key(settings: AuditSettings, dry_run: bool) -> Ed25519PrivateKey:
+    if not dry_run:
+        return load_or_create_key(settings.key_path)
+    try:
+        return load_key(settings.key_path)
+    except SigningKeyError:  # a dry run signs nothing and creates no key file
+        return Ed25519PrivateKey.generate()
 
-    async def run() -> int:
-        engine = create_engine(s.database_url)
+
+@click.command(name="prune", epilog=epilog())
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="Keep this many days (default: AUDIT_RETENTION_DAYS).")
+@yes_option
+@dry_run_option
+@with_settings(DATABASE)
+def prune_command(settings: AuditSettings, days: int | None, yes: bool, dry_run: bool) -> int:
+    """Delete the log entries older than the retention, now.
+
+    Whole checkpoint ranges go (each chain up to the head of the newest checkpoint older than
+    the retention), then a checkpoint signs the new marks. Deletes: asks for confirmation.
+    """
+    retention = days if days is not None else settings.retention_days
+    if retention <= 0:
+        click.echo("retention is off (AUDIT_RETENTION_DAYS=0, no --days): nothing to prune")
+        return OK
+    if not dry_run:
+        confirm(f"Delete the audit log entries older than {retention} days?", yes=yes)
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
         try:
-            report = await prune(engine, load_or_create_key(s.key_path), retention_days=days)
+            with progress("pruning chains") as bar:
+                report = await prune(engine, _prune_key(settings, dry_run),
+                                     retention_days=retention, dry_run=dry_run, bar=bar)
         finally:
             await engine.dispose()
-        print(json.dumps({"pruned_entries": report.pruned_entries, "upto": report.upto,
-                          "checkpoint": report.checkpoint.number if report.checkpoint
-                          else None}))
-        return 0
+        if dry_run:
+            click.echo(json.dumps({"dry_run": True, "would_prune_entries": report.pruned_entries,
+                                   "upto": report.upto}))
+        else:
+            click.echo(json.dumps({"pruned_entries": report.pruned_entries,
+                                   "upto": report.upto,
+                                   "checkpoint": report.checkpoint.number if report.checkpoint
+                                   else None}))
 
-    return asyncio.run(run())
-
-
-def rebuild_command(settings: ServiceSettings, args: list[str]) -> int:
-    """Replay every topic into a fresh table with a progress bar, then swap it in."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    s = _audit(settings)
-    pattern = args[0] if args else TOPIC_PATTERN
-
-    async def run() -> int:
-        engine = create_engine(s.database_url)
-        with Progress("[progress.description]{task.description}", BarColumn(),
-                      MofNCompleteColumn(), TimeRemainingColumn(), transient=False) as bar:
-            task = bar.add_task("replaying topics", total=None)
-            done = 0
-
-            def advance(by: int, total: int) -> None:
-                nonlocal done
-                done += by
-                if total:
-                    bar.update(task, total=done + total)
-                bar.update(task, completed=done)
-
-            try:
-                report = await rebuild(engine, load_or_create_key(s.key_path),
-                                       bootstrap=s.kafka_bootstrap_servers, pattern=pattern,
-                                       progress=advance)
-            finally:
-                await engine.dispose()
-        print(json.dumps({"entries": report.entries, "replayed": report.replayed,
-                          "skipped_pruned": report.skipped_pruned,
-                          "checkpoint": report.checkpoint.number if report.checkpoint
-                          else None}), file=sys.stdout)
-        return 0
-
-    return asyncio.run(run())
+    asyncio.run(run())
+    return OK
 
 
-COMMANDS: dict[str, Callable[[ServiceSettings, list[str]], int]] = {
-    "verify": verify_command,
-    "checkpoint": checkpoint_command,
-    "prune": prune_command,
-    "rebuild": rebuild_command,
-    "worker": worker_command("audit", job_handlers),
-}
+@click.command(name="rebuild", epilog=epilog())
+@click.option("--pattern", default=TOPIC_PATTERN, show_default=True, metavar="REGEX",
+              help="Replay the topics whose names match this regular expression.")
+@yes_option
+@with_settings(DATABASE, KAFKA)
+def rebuild_command(settings: AuditSettings, pattern: str, yes: bool) -> int:
+    """Rebuild the log from the Kafka topics, then swap it in.
+
+    Replays every matching topic into fresh tables and replaces the live log with them (the old
+    one is kept as log_entry_retired until the next rebuild); a new epoch of checkpoints begins.
+    Rewrites the log: asks for confirmation.
+    """
+    confirm("Replace the audit log with one rebuilt from the Kafka topics?", yes=yes)
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            with progress("replaying topics") as bar:
+                done = 0
+
+                def advance(by: int, more: int) -> None:
+                    nonlocal done
+                    done += by
+                    if more:
+                        bar.set_total(done + more)
+                    bar.advance(by)
+
+                report = await rebuild(engine, load_or_create_key(settings.key_path),
+                                       bootstrap=settings.kafka_bootstrap_servers,
+                                       pattern=pattern, progress=advance)
+        finally:
+            await engine.dispose()
+        click.echo(json.dumps({"entries": report.entries, "replayed": report.replayed,
+                               "skipped_pruned": report.skipped_pruned,
+                               "checkpoint": report.checkpoint.number if report.checkpoint
+                               else None}))
+
+    asyncio.run(run())
+    return OK
+
+
+COMMANDS: list[click.Command] = [verify_command, checkpoint_command, prune_command,
+                                 rebuild_command, worker_command("audit", job_handlers)]

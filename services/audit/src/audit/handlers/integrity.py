@@ -38,10 +38,12 @@ from audit.domain.checkpoint import (
     verify_checkpoints,
 )
 from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC, AuditCheckpointSigned
+from misp_platform.progress import Bar
 
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
+VERIFY_PROGRESS_EVERY = 1000  # entries walked per step of a verification's progress bar
 
 
 def utcnow() -> datetime:
@@ -101,17 +103,21 @@ class VerifyReport:
 
 
 async def verify(engine: AsyncEngine, public: bytes, *, published: Sequence[Checkpoint] = (),
-                 tables: LogTables = LIVE) -> VerifyReport:
-    """Check the checkpoints, then walk every chain against its signed marks and heads."""
+                 tables: LogTables = LIVE, bar: Bar | None = None) -> VerifyReport:
+    """Check the checkpoints, then walk every chain against its signed marks and heads (`bar`
+    follows the entries walked)."""
     async with engine.connect() as conn:
-        return await verify_in(conn, public, published=published, tables=tables)
+        return await verify_in(conn, public, published=published, tables=tables, bar=bar)
 
 
 async def verify_in(conn: AsyncConnection, public: bytes, *,
                     published: Sequence[Checkpoint] = (),
-                    tables: LogTables = LIVE) -> VerifyReport:
+                    tables: LogTables = LIVE, bar: Bar | None = None) -> VerifyReport:
     """`verify` on the caller's connection (a job worker's transaction)."""
     report = VerifyReport()
+    if bar is not None:
+        bar.set_total((await conn.execute(text(
+            f"SELECT count(*) FROM {tables.entry}"))).scalar_one())
     stored = await stored_checkpoints(conn)
     cps = verify_checkpoints(stored, public, published)
     report.checkpoints, report.epoch = cps.count, cps.epoch
@@ -130,13 +136,19 @@ async def verify_in(conn: AsyncConnection, public: bytes, *,
         if result.broken:
             report.broken_chains.append(result.broken)
 
+    walked = 0
     async for entry in stream_entries(conn, tables):
+        walked += 1
+        if bar is not None and walked % VERIFY_PROGRESS_EVERY == 0:
+            bar.advance(VERIFY_PROGRESS_EVERY)
         if current and current[0].chain != entry.chain:
             finish(current[0].chain, current)
             current = []
         current.append(entry)
     if current:
         finish(current[0].chain, current)
+    if bar is not None:
+        bar.advance(walked % VERIFY_PROGRESS_EVERY)
     for chain in set(signed) - chains_seen:
         finish(chain, [])  # every entry of a signed chain is gone
     report.chains = len(chains_seen)
@@ -197,31 +209,36 @@ def public_from_b64(value: str) -> bytes:
 
 @dataclass
 class PruneReport:
-    pruned_entries: int = 0
+    pruned_entries: int = 0  # with dry_run: the entries that would go
     checkpoint: Checkpoint | None = None
     upto: dict[str, int] = field(default_factory=dict)
+    dry_run: bool = False
 
 
 async def prune(engine: AsyncEngine, key: Ed25519PrivateKey, *, retention_days: int,
-                clock: Clock = utcnow, topic: str = AUDIT_CHECKPOINT_TOPIC) -> PruneReport:
-    """Remove whole checkpoint ranges older than the retention, then sign the new marks.
+                clock: Clock = utcnow, topic: str = AUDIT_CHECKPOINT_TOPIC,
+                dry_run: bool = False, bar: Bar | None = None) -> PruneReport:
+    """Remove whole checkpoint ranges older than the retention, then sign the new marks
+    (`dry_run`: count what would go, change nothing; `bar` follows the chains).
 
     The newest checkpoint created before the cutoff bounds what goes: each chain loses its
     entries up to that checkpoint's head, which are all older than the checkpoint itself.
     """
-    async with engine.begin() as conn:
+    async with (engine.connect() if dry_run else engine.begin()) as conn:
         return await prune_in(conn, key, retention_days=retention_days, clock=clock,
-                              topic=topic)
+                              topic=topic, dry_run=dry_run, bar=bar)
 
 
 async def prune_in(conn: AsyncConnection, key: Ed25519PrivateKey, *, retention_days: int,
-                   clock: Clock = utcnow, topic: str = AUDIT_CHECKPOINT_TOPIC) -> PruneReport:
+                   clock: Clock = utcnow, topic: str = AUDIT_CHECKPOINT_TOPIC,
+                   dry_run: bool = False, bar: Bar | None = None) -> PruneReport:
     """`prune` in the caller's transaction (a job worker's)."""
-    report = PruneReport()
+    report = PruneReport(dry_run=dry_run)
     if retention_days <= 0:
         return report
     cutoff = clock() - timedelta(days=retention_days)
-    await lock_checkpoints(conn)
+    if not dry_run:
+        await lock_checkpoints(conn)
     rows = (await conn.execute(text(
         "SELECT body, signature FROM log_checkpoint WHERE created_at < :cutoff "
         "AND epoch = (SELECT max(epoch) FROM log_checkpoint) "
@@ -231,9 +248,19 @@ async def prune_in(conn: AsyncConnection, key: Ed25519PrivateKey, *, retention_d
     bound = parse_checkpoint(rows.body, rows.signature)
     states = await chain_states(conn)
     marks: dict[str, tuple[Mark, int | None]] = {}
+    if bar is not None:
+        bar.set_total(len(bound.heads))
     for chain, head in bound.heads.items():
+        if bar is not None:
+            bar.advance()
         state = states.get(chain)
         if state is None or head.seq <= state.pruned.seq:
+            continue
+        if dry_run:
+            report.pruned_entries += (await conn.execute(text(
+                "SELECT count(*) FROM log_entry WHERE chain = :c AND seq <= :s"),
+                {"c": chain, "s": head.seq})).scalar_one()
+            report.upto[chain] = head.seq
             continue
         offset = (await conn.execute(text(
             "SELECT source_offset FROM log_entry WHERE chain = :c AND seq = :s"),
@@ -244,7 +271,7 @@ async def prune_in(conn: AsyncConnection, key: Ed25519PrivateKey, *, retention_d
         report.pruned_entries += deleted.rowcount or 0
         marks[chain] = (head, offset)
         report.upto[chain] = head.seq
-    if not marks:
+    if dry_run or not marks:
         return report
     for chain, (mark, offset) in marks.items():
         await conn.execute(text(
