@@ -20,6 +20,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine, text
 
+from misp_platform import server_settings
 from misp_platform.migrations import platform_metadata, upgrade
 from misp_platform.testing import create_test_database, drop_test_database, required_env
 from misp_platform.worker import worker_metadata
@@ -29,9 +30,11 @@ from misp_platform.worker import worker_metadata
 MODELS = {"identity": "identity.projections.tables", "orgs": "orgs.adapters.tables",
           "jobs": "jobs.adapters.tables", "mailer": "mailer.adapters.tables",
           "settings": "settings.adapters.tables", "audit": None}
-DDL_ONLY = {"audit": {"log_entry", "log_chain", "log_checkpoint", "audit_setting"}}
+DDL_ONLY = {"audit": {"log_entry", "log_chain", "log_checkpoint"}}
 # The services whose workers apply job effects keep the worker's marks (`job_run`).
 RUNS_JOBS = {"identity", "audit", "jobs", "mailer", "settings"}
+# The services that decide by server settings keep the platform's read model of them.
+READS_SETTINGS = {"identity", "orgs", "audit", "mailer"}
 SERVICES = sorted(MODELS)
 
 
@@ -43,7 +46,8 @@ def models_of(service: str) -> MetaData:
     """Everything a service's database should hold: the platform's tables, the worker's marks
     and the service's own."""
     combined = MetaData()
-    sources = [platform_metadata(), *([worker_metadata] if service in RUNS_JOBS else [])]
+    sources = [platform_metadata(), *([worker_metadata] if service in RUNS_JOBS else []),
+               *([server_settings.metadata] if service in READS_SETTINGS else [])]
     if MODELS[service] is not None:
         sources.append(importlib.import_module(MODELS[service]).metadata)  # type: ignore[arg-type]
     for source in sources:
@@ -68,14 +72,28 @@ def differences(url: str, service: str) -> list[Any]:
         table = obj if type_ == "table" else getattr(obj, "table", None)
         return not (table is not None and table.name in ignored) and name not in ignored
 
+    models = models_of(service)
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={
                 "compare_type": True, "include_object": include})
-            return list(compare_metadata(context, models_of(service)))
+            found = list(compare_metadata(context, models))
+            # Alembic does not compare sequences: every one the models name must exist.
+            existing = set(conn.execute(text("SELECT sequencename FROM pg_sequences")).scalars())
+            found += [("missing_sequence", name) for name in sorted(sequences_of(service))
+                      if name not in existing]
+            return found
     finally:
         engine.dispose()
+
+
+def sequences_of(service: str) -> set[str]:
+    """The standalone sequences the service's models declare (ids it draws itself)."""
+    if MODELS[service] is None:
+        return set()
+    models = importlib.import_module(MODELS[service]).metadata  # type: ignore[arg-type]
+    return {sequence.name for sequence in models._sequences.values()}
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -115,7 +133,7 @@ SECOND_STEP: dict[str, tuple[list[tuple[str, dict[str, Any]]], str, Callable[[An
              lambda rows: rows == [(1, None, False)]),
     "mailer": ([("INSERT INTO mail_user (id, email, org_id) VALUES (7, 'a@b.test', 1)", {}),
                 ("INSERT INTO mail_setting (name, value) VALUES ('MISP.org', '\"X\"')", {})],
-               "SELECT u.version, u.deleted, s.value, s.version FROM mail_user u, mail_setting s",
+               "SELECT u.version, u.deleted, s.value, s.version FROM mail_user u, setting_value s",
                lambda rows: rows == [(None, False, "X", None)]),
 }
 

@@ -77,7 +77,7 @@ class Identity:
         return response.json()["User"]
 
     async def set_setting(self, name: str, value: Any) -> None:
-        from identity.adapters.settings import record_setting
+        from misp_platform.server_settings import record_setting
 
         async with self.engine.begin() as conn:
             await record_setting(conn, name, value)

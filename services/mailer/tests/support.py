@@ -26,12 +26,13 @@ from mailer.adapters.gpg import Keyring
 from mailer.bootstrap import create_app, deliverer_for
 from mailer.handlers.compose import Mailer
 from mailer.handlers.deliver import Deliverer
-from mailer.projections.users import when_setting_changed_project, when_user_saved_project
+from mailer.projections.users import when_user_saved_project
 from mailer.settings import MailerSettings
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.identity import UserCreated, UserState
 from misp_contracts.events.settings import SettingChanged
 from misp_platform.migrations import upgrade
+from misp_platform.server_settings import when_setting_changed_record
 from misp_platform.testing import create_test_database, drop_test_database, seed_principal
 
 PEPPER = "mailer-test-pepper"
@@ -185,7 +186,7 @@ async def add_user(engine: AsyncEngine, *, user_id: int, org_id: int = 1,
 
 
 async def set_setting(engine: AsyncEngine, name: str, value: Any) -> None:
-    await apply(engine, when_setting_changed_project, SettingChanged(name=name, value=value))
+    await apply(engine, when_setting_changed_record, SettingChanged(name=name, value=value))
 
 
 @pytest.fixture

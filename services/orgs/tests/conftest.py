@@ -27,6 +27,7 @@ from misp_platform.testing import (
     create_test_database,
     drop_test_database,
     seed_principal,
+    start_group_at_end,
     with_principal_handlers,
 )
 from orgs.bootstrap import create_app
@@ -94,12 +95,15 @@ async def client(orgs_settings: OrgsSettings) -> AsyncIterator[httpx.AsyncClient
 @pytest.fixture
 async def running_consumer(orgs_settings: OrgsSettings, orgs_engine: AsyncEngine,
                            kafka_bootstrap: str) -> AsyncIterator[ConsumerRunner]:
-    """The orgs consumer and relay as tasks, in a consumer group of their own."""
-    runner = ConsumerRunner(service="orgs", group=f"test-orgs-{uuid.uuid4().hex}",
+    """The orgs consumer and relay as tasks, in a consumer group of their own that starts at
+    the topics' ends (what earlier tests and runs published is not this test's)."""
+    group, subscribed = f"test-orgs-{uuid.uuid4().hex}", sorted(
+        {*PRINCIPAL_TOPICS, *topics(orgs_settings)})
+    await start_group_at_end(kafka_bootstrap, group, subscribed)
+    runner = ConsumerRunner(service="orgs", group=group,
                             engine=orgs_engine, bootstrap_servers=kafka_bootstrap,
                             handlers=with_principal_handlers(handlers(orgs_settings)),
-                            topics=sorted({*PRINCIPAL_TOPICS, *topics(orgs_settings)}),
-                            backoff_s=0.05)
+                            topics=subscribed, backoff_s=0.05)
     producer = create_producer(kafka_bootstrap)
     await producer.start()
     relay = OutboxRelay(orgs_engine, orgs_settings.database_url, producer, poll_interval_s=0.1)

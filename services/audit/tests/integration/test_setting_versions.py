@@ -19,7 +19,7 @@ def change(value: object, version: int) -> Envelope:
 
 async def recorded(engine: AsyncEngine) -> object:
     async with engine.connect() as conn:
-        return (await conn.execute(text("SELECT value FROM audit_setting WHERE name = :n"),
+        return (await conn.execute(text("SELECT value FROM setting_value WHERE name = :n"),
                                    {"n": NAME})).scalar_one()
 
 

@@ -12,7 +12,6 @@ import click
 import structlog
 from fastapi import FastAPI
 
-from identity.adapters.settings import setting
 from identity.adapters.view_cache import view_cache
 from identity.api import create_routers, install_domain_errors
 from identity.consumer import handlers, on_consumer_start, principal_handlers, topics
@@ -24,6 +23,7 @@ from misp_platform.app import create_app as create_platform_app
 from misp_platform.cli_support import FAILED, OK, confirm, epilog, with_settings, yes_option
 from misp_platform.config import DATABASE, ServiceSettings
 from misp_platform.db import create_engine
+from misp_platform.server_settings import setting
 from misp_platform.service import ServiceSpec
 from misp_platform.worker_command import worker_command
 

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from identity.adapters.settings import record_setting
 from identity.handlers.first_run import seed_when_ready
 from identity.handlers.merge import (
     when_merge_started_move_users,
@@ -29,7 +28,7 @@ from misp_contracts.events.orgs import (
     OrganisationMergeStarted,
     OrganisationUpdated,
 )
-from misp_contracts.settings_catalogue import definition
+from misp_contracts.events.settings import SETTING_TOPIC, SettingChanged
 from misp_platform.auth.principals import (
     PRINCIPAL_HANDLERS,
     project_principals,
@@ -37,6 +36,7 @@ from misp_platform.auth.principals import (
 from misp_platform.config import ServiceSettings
 from misp_platform.consumer import BatchHandler, Handler
 from misp_platform.db import event
+from misp_platform.server_settings import when_setting_changed_record
 
 _ORG_HANDLERS: dict[str, Handler] = {
     OrganisationCreated.type: when_organisation_saved_project,
@@ -60,28 +60,9 @@ def principal_handlers(_settings: ServiceSettings) -> Mapping[str, BatchHandler]
 
 
 
-# The settings service's change event, read by its type string and its two fields only, so that
-# identity does not depend on the settings service's model beyond the contract's names.
-SETTING_CHANGED = "misp.settings.setting.changed.v1"
-SETTING_TOPIC = "misp.settings.setting.v1"
-
-
-async def when_setting_changed_record(conn: AsyncConnection, envelope: Envelope) -> None:
-    name, value = envelope.data.get("name"), envelope.data.get("value")
-    if not isinstance(name, str):
-        raise ValueError("a setting change without a name")
-    try:
-        definition(name)
-    except KeyError:
-        return  # a setting identity does not know: nothing to apply
-    if definition(name).redacted:
-        return  # never in clear on Kafka; set in identity's environment instead
-    await record_setting(conn, name, value, envelope.streamversion)
-
-
 def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:
     out: dict[str, Handler] = {
-        SETTING_CHANGED: when_setting_changed_record,
+        SettingChanged.type: when_setting_changed_record,
         # The merge saga (services/orgs/README.md): move the source's users, close the source.
         OrganisationMergeStarted.type: when_merge_started_move_users,
         OrganisationMerged.type: when_merged_sweep,

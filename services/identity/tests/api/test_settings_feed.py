@@ -33,7 +33,7 @@ async def test_a_redacted_or_unknown_setting_is_ignored(identity) -> None:
     await _setting_changed(identity, "No.such_setting", 1)
     from sqlalchemy import func, select
 
-    from identity.projections.tables import setting_value
+    from misp_platform.server_settings import setting_value
 
     async with identity.engine.connect() as conn:
         assert (await conn.execute(select(func.count()).select_from(setting_value))).scalar() == 0

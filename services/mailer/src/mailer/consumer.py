@@ -22,7 +22,6 @@ from mailer.handlers.contact import (
 )
 from mailer.projections.catch_up import backfill_users
 from mailer.projections.users import (
-    when_setting_changed_project,
     when_user_deleted_project,
     when_user_saved_project,
 )
@@ -45,12 +44,13 @@ from misp_contracts.events.mailer import (
 from misp_contracts.events.settings import SETTING_TOPIC, SettingChanged
 from misp_platform.config import ServiceSettings
 from misp_platform.consumer import Handler
+from misp_platform.server_settings import when_setting_changed_record
 
 PROJECTIONS: dict[str, Handler] = {
     UserCreated.type: when_user_saved_project,
     UserUpdated.type: when_user_saved_project,
     UserDeleted.type: when_user_deleted_project,
-    SettingChanged.type: when_setting_changed_project,
+    SettingChanged.type: when_setting_changed_record,
 }
 
 # The jobs service's answers about bulk sends' jobs (the other job events are not read).

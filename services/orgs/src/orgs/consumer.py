@@ -12,8 +12,9 @@ from misp_contracts.events.orgs import ORGANISATION_TOPIC, OrganisationMergeStar
 from misp_contracts.events.settings import SETTING_TOPIC, SettingChanged
 from misp_platform.config import ServiceSettings
 from misp_platform.consumer import Handler
+from misp_platform.server_settings import when_setting_changed_record
 from orgs.adapters import store
-from orgs.adapters.settings_feed import catch_up, when_setting_changed_record
+from orgs.adapters.settings_feed import catch_up
 from orgs.domain.model import HOST_ORG_ID
 from orgs.handlers.organisations import ensure_host_organisation
 from orgs.handlers.reactions import (

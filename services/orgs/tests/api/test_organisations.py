@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from misp_platform.db import event
-from orgs.adapters.settings_store import record_setting
+from misp_platform.server_settings import record_setting
 
 from ..support import auth
 

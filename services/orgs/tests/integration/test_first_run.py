@@ -7,7 +7,7 @@ import asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from orgs.adapters.settings_store import record_setting
+from misp_platform.server_settings import record_setting
 from orgs.handlers.organisations import ensure_host_organisation
 
 

@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.identity import USER_TOPIC, UserCreated
 from misp_contracts.topics import topic as catalogued
-from misp_platform.testing import eventually
-from orgs.consumer import handlers
+from misp_platform.auth.principals import PRINCIPAL_TOPICS
+from misp_platform.testing import eventually, start_group_at_end
+from orgs.consumer import handlers, topics
 from orgs.handlers.organisations import add_organisation, start_merge
 from orgs.settings import OrgsSettings
 
@@ -87,11 +88,14 @@ async def test_a_consume_process_killed_mid_saga_completes_the_merge_exactly_onc
                                        data=UserCreated(user=user).model_dump(mode="json")))
     started = await start_merge(orgs_engine, source_key=str(source.state.id),
                                 target_key=str(target.state.id), actor=ADMIN, requested_by=42)
+    # The process's group reads what this test publishes, not what earlier runs left.
+    group = f"test-orgs-crash-{uuid.uuid4().hex}"
+    await start_group_at_end(kafka_bootstrap, group, sorted({*PRINCIPAL_TOPICS,
+                                                             *topics(orgs_settings)}))
     await publish([created(u) for u in users] + [moved(u, target.state.id) for u in users])
     published = await end_offsets(kafka_bootstrap, USER_TOPIC)
     assert any(published.values())
 
-    group = f"test-orgs-crash-{uuid.uuid4().hex}"
     log = tmp_path / "consume.log"
     crashed = consume(orgs_db, group, log, failpoint)
     try:

@@ -94,26 +94,3 @@ def chain_table_ddl(name: str) -> str:
 def generation_ddl(tables: LogTables) -> list[str]:
     return [entry_table_ddl(tables.entry), *entry_index_ddl(tables.entry),
             chain_table_ddl(tables.chain)]
-
-
-DDL: list[str] = [
-    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    *generation_ddl(LIVE),
-    """
-    CREATE TABLE IF NOT EXISTS log_checkpoint (
-        number bigint PRIMARY KEY,
-        epoch integer NOT NULL,
-        kind varchar(20) NOT NULL,
-        key_id varchar(16) NOT NULL,
-        body text NOT NULL,
-        signature text NOT NULL,
-        created_at timestamptz NOT NULL DEFAULT now()
-    )""",
-    # Migration 0005 adds `version` (the setting stream's version each row reflects).
-    """
-    CREATE TABLE IF NOT EXISTS audit_setting (
-        name varchar(200) PRIMARY KEY,
-        value jsonb,
-        updated_at timestamptz NOT NULL DEFAULT now()
-    )""",
-]

@@ -148,7 +148,7 @@ async def rebuild(engine: AsyncEngine, key: Ed25519PrivateKey, *, bootstrap: str
     async with engine.begin() as conn:
         await _drop(conn, REBUILD)
         await conn.execute(text(f"DROP TABLE IF EXISTS {SETTINGS_REBUILD}"))
-        await conn.execute(text(f"CREATE TABLE {SETTINGS_REBUILD} (LIKE audit_setting "
+        await conn.execute(text(f"CREATE TABLE {SETTINGS_REBUILD} (LIKE setting_value "
                                 "INCLUDING ALL)"))
         for ddl in generation_ddl(REBUILD):
             await conn.execute(text(ddl))

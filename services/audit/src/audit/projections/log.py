@@ -7,7 +7,6 @@ and the SIEM records queued in the outbox once, all in the consumer's transactio
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,14 +25,15 @@ from audit.domain.siem import siem_record
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.audit import AUDIT_LOG_TOPIC, AuditLogRecorded
 from misp_contracts.events.settings import SettingChanged
-from misp_contracts.settings_catalogue import definition
 from misp_platform.auth.principals import PRINCIPAL_HANDLERS, project_principals
 from misp_platform.outbox import OutgoingMessage, enqueue_messages
+from misp_platform.server_settings import named, read_settings, record_setting
 
 log = structlog.get_logger(__name__)
 
 LOGGING_SETTINGS = ("MISP.log_auth", "MISP.log_client_ip", "Security.do_not_log_authkeys")
 UNPARTITIONED = "unpartitioned"
+SETTINGS_TABLE = "setting_value"  # misp_platform.server_settings
 # Deterministic SIEM message ids: a replayed entry keeps the id a SIEM may deduplicate on.
 SIEM_NAMESPACE = uuid.UUID("5b0b7a4e-2f44-4c55-9d0e-6a1d2c9f3e10")
 INT_MAX = 2**63 - 1
@@ -60,27 +60,13 @@ class Options:
     siem_topic: str = AUDIT_LOG_TOPIC
     # Where the logging settings live: a rebuild replays them into its own copy, so each event
     # is logged under the settings of its time, as the live consumer did.
-    settings_table: str = "audit_setting"
+    settings_table: str = SETTINGS_TABLE
 
 
 async def load_log_settings(conn: AsyncConnection,
-                            table: str = "audit_setting") -> LogSettings:
-    values: dict[str, Any] = {n: definition(n).default for n in LOGGING_SETTINGS}
-    rows = await conn.execute(text(f"SELECT name, value FROM {table} WHERE name = ANY(:n)"),
-                              {"n": list(LOGGING_SETTINGS)})
-    values.update({r.name: r.value for r in rows})
-    return LogSettings.from_values(values)
-
-
-async def record_setting(conn: AsyncConnection, name: str, value: Any,
-                         table: str = "audit_setting", version: int | None = None) -> None:
-    """Remember a value, unless a newer version of the setting is recorded already."""
-    await conn.execute(text(
-        f"INSERT INTO {table} (name, value, version) VALUES (:n, CAST(:v AS jsonb), :version) "
-        "ON CONFLICT (name) DO UPDATE SET value = excluded.value, version = excluded.version, "
-        f"updated_at = now() WHERE excluded.version IS NULL OR {table}.version IS NULL "
-        f"OR excluded.version > {table}.version"),
-        {"n": name, "v": json.dumps(value), "version": version})
+                            table: str = SETTINGS_TABLE) -> LogSettings:
+    return LogSettings.from_values(
+        await read_settings(conn, LOGGING_SETTINGS, table=named(table)))
 
 
 def _clean(value: Any) -> Any:
@@ -162,8 +148,8 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
         if envelope.type == SettingChanged.type:
             change = SettingChanged.model_validate(envelope.data)
             if change.name in LOGGING_SETTINGS:
-                await record_setting(conn, change.name, change.value, options.settings_table,
-                                     envelope.streamversion)
+                await record_setting(conn, change.name, change.value, envelope.streamversion,
+                                     table=named(options.settings_table))
                 settings = await load_log_settings(conn, options.settings_table)
         if row is not None:
             pending.append((envelope, source, row))

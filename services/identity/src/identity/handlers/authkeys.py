@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from identity.adapters.settings import read_settings
 from identity.adapters.store import record, write
 from identity.domain.access import can_manage_keys_of
 from identity.domain.authkeys import parse_key_fields
@@ -29,6 +28,7 @@ from misp_contracts.events.identity import (
 )
 from misp_platform.auth import Principal, authkey_hmac, generate_authkey
 from misp_platform.eventstore import Append
+from misp_platform.server_settings import read_settings
 
 INVALID_KEY = "Invalid auth key"
 STREAM = "authkey"

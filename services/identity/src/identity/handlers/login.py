@@ -16,7 +16,6 @@ from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.passwords import verify_password
-from identity.adapters.settings import read_settings
 from identity.adapters.store import publish_only, record, write
 from identity.domain.errors import ForbiddenError
 from identity.handlers.users import end_sessions
@@ -31,6 +30,7 @@ from misp_contracts.events.identity import (
     UserState,
 )
 from misp_platform.eventstore import Append
+from misp_platform.server_settings import read_settings
 
 BAD_CREDENTIALS = "Invalid username or password, try again"
 SESSION_COOKIE = "MISP-session"

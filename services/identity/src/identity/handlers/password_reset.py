@@ -13,7 +13,6 @@ import structlog
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from identity.adapters.settings import read_settings
 from identity.adapters.store import publish_only, record, write
 from identity.domain.errors import BadRequestError, ForbiddenError
 from identity.domain.users import email_errors
@@ -25,6 +24,7 @@ from misp_contracts.events.base import REDACTED, changes_between
 from misp_contracts.events.identity import UserPasswordReset, UserUpdated
 from misp_contracts.events.mailer import SendPasswordReset, TemporaryPasswordIssued
 from misp_platform.eventstore import Append
+from misp_platform.server_settings import read_settings
 
 log = structlog.get_logger(__name__)
 

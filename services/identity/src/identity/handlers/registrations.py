@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from identity.adapters.settings import setting
 from identity.adapters.store import record, write
 from identity.domain import registrations as rules
 from identity.domain.errors import (
@@ -36,6 +35,7 @@ from misp_contracts.events.identity import (
 )
 from misp_platform.auth import Principal
 from misp_platform.eventstore import Append
+from misp_platform.server_settings import setting
 
 STREAM = "registration"
 

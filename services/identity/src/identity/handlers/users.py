@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters import gpg
 from identity.adapters.passwords import hash_password, verify_password
-from identity.adapters.settings import read_settings
 from identity.adapters.store import record, write
 from identity.adapters.view_cache import ViewCache
 from identity.domain import passwords
@@ -55,6 +54,7 @@ from misp_contracts.events.identity import (
 )
 from misp_platform.auth import Principal
 from misp_platform.eventstore import Append
+from misp_platform.server_settings import read_settings
 
 STREAM = "user"
 POLICY_SETTINGS = ("Security.password_policy_length", "Security.password_policy_complexity")

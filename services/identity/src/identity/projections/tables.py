@@ -92,15 +92,7 @@ admin_setting = Table(
     Column("value", JSONB, nullable=True),
 )
 
-setting_value = Table(
-    "setting_value",
-    Column("name", Text, primary_key=True),
-    Column("value", JSONB, nullable=True),
-    # The setting stream's version this row reflects (migration 0008): a replayed older change
-    # never brings an old value back.
-    Column("version", Integer, nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
+# Server settings: misp_platform.server_settings.setting_value (made by migration 0002).
 
 user_setting = Table(
     "user_setting",

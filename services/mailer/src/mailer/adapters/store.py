@@ -9,11 +9,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mailer.adapters.tables import mail, mail_request, mail_setting, mail_user
+from mailer.adapters.tables import mail, mail_request, mail_user
 from mailer.domain.model import MailSettings, Recipient
 from misp_contracts.events.identity import UserState
-from misp_contracts.settings_catalogue import defaults
 from misp_platform.eventstore import EventStore
+from misp_platform.server_settings import all_settings
 from misp_platform.versions import is_newer
 
 store = EventStore("mailer")
@@ -46,22 +46,9 @@ async def _upsert_newer(conn: AsyncConnection, user_id: int, values: dict[str, A
                                                   set_=changed, where=is_newer(stmt, mail_user)))
 
 
-async def save_setting(conn: AsyncConnection, name: str, value: Any,
-                       version: int | None = None) -> None:
-    """Remember a value, unless a newer version of the setting is recorded already."""
-    stmt = pg_insert(mail_setting).values(name=name, value=value, version=version)
-    await conn.execute(stmt.on_conflict_do_update(
-        index_elements=[mail_setting.c.name],
-        set_={"value": stmt.excluded.value, "version": stmt.excluded.version,
-              "updated_at": text("now()")},
-        where=is_newer(stmt, mail_setting)))
-
-
 async def load_settings(conn: AsyncConnection) -> MailSettings:
-    values = dict(defaults())
-    for row in await conn.execute(select(mail_setting.c.name, mail_setting.c.value)):
-        values[row.name] = row.value
-    return MailSettings(values)
+    """The server settings as published (misp_platform.server_settings), over the defaults."""
+    return MailSettings(await all_settings(conn))
 
 
 def _recipient(row: Any) -> Recipient:

@@ -40,16 +40,7 @@ mail_user = Table(
     Index("ix_mail_user_org", "org_id"),
 )
 
-# The latest published value of each server setting (absent: the catalogue's default).
-mail_setting = Table(
-    "mail_setting", metadata,
-    Column("name", Text, primary_key=True),
-    Column("value", JSONB),
-    # The setting stream's version this row reflects (migration 0007): a replayed older change
-    # never brings an old value back.
-    Column("version", Integer, nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
+# Server settings: misp_platform.server_settings.setting_value (migration 0008).
 
 # One API request or command: the idempotency key of everything it queued.
 mail_request = Table(

@@ -1,5 +1,5 @@
-"""The mailer's projections: users (address, org, alert flags, GnuPG key) from identity's
-events, and server settings from the settings service's."""
+"""The mailer's projection of users (address, org, alert flags, GnuPG key) from identity's
+events; server settings are the platform's read model (misp_platform.server_settings)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mailer.adapters import store
 from misp_contracts.envelope import Envelope
 from misp_contracts.events.identity import UserCreated, UserDeleted, UserUpdated
-from misp_contracts.events.settings import SettingChanged
 
 
 async def when_user_saved_project(conn: AsyncConnection, envelope: Envelope) -> None:
@@ -21,8 +20,3 @@ async def when_user_deleted_project(conn: AsyncConnection, envelope: Envelope) -
     event = UserDeleted.model_validate(envelope.data)
     await store.delete_user(conn, event.user_id, email=event.email, org_id=event.org_id,
                             version=envelope.streamversion)
-
-
-async def when_setting_changed_project(conn: AsyncConnection, envelope: Envelope) -> None:
-    event = SettingChanged.model_validate(envelope.data)
-    await store.save_setting(conn, event.name, event.value, envelope.streamversion)

@@ -1,5 +1,6 @@
-"""Settings published on `misp.settings.setting.v1`: recorded as they come (the consumer), and
-read up to the end once before the first run, so that org 1 gets MISP.org's latest value."""
+"""Settings published on `misp.settings.setting.v1`, read up to the end once before the first
+run, so that org 1 gets MISP.org's latest value (as they come, the consumer records them:
+misp_platform.server_settings)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,13 @@ import asyncio
 
 import structlog
 from aiokafka import AIOKafkaConsumer
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from misp_contracts.envelope import Envelope, from_kafka
+from misp_contracts.envelope import from_kafka
 from misp_contracts.events.settings import SETTING_TOPIC, SettingChanged
-from orgs.adapters.settings_store import record_setting
+from misp_platform.server_settings import record_setting
 
 log = structlog.get_logger(__name__)
-
-
-async def when_setting_changed_record(conn: AsyncConnection, envelope: Envelope) -> None:
-    event = SettingChanged.model_validate(envelope.data)
-    await record_setting(conn, event.name, event.value, envelope.streamversion)
 
 
 async def catch_up(engine: AsyncEngine, bootstrap_servers: str, *,

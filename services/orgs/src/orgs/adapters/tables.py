@@ -96,13 +96,4 @@ org_merge = Table(
           postgresql_where=text("status = 'running'")),
 )
 
-setting_value = Table(
-    "setting_value",
-    metadata,
-    Column("name", String(255), primary_key=True),
-    Column("value", JSONB, nullable=True),
-    # The setting stream's version this row reflects (migration 0005): a replayed older change
-    # never brings an old value back.
-    Column("version", Integer, nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
+# Server settings: misp_platform.server_settings.setting_value (migrations 0002, 0006).

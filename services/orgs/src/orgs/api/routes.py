@@ -32,8 +32,8 @@ from misp_platform.misp import (
     success,
 )
 from misp_platform.misp.errors import MispHTTPError
+from misp_platform.server_settings import setting as get_setting
 from orgs.adapters import store
-from orgs.adapters.settings_store import get_setting
 from orgs.api import queries
 from orgs.api.render import organisation_record
 from orgs.domain.errors import (

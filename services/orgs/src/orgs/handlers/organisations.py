@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from misp_contracts.envelope import Actor
 from misp_platform.eventstore import ConcurrencyError
+from misp_platform.server_settings import setting as get_setting
 from orgs.adapters import store
-from orgs.adapters.settings_store import get_setting
 from orgs.adapters.tables import DELETED, org_member, org_merge, organisation
 from orgs.domain.errors import (
     OrganisationNotFoundError,

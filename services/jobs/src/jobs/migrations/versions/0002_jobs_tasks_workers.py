@@ -15,6 +15,8 @@ depends_on = None
 
 # Spelled out as the step made them; later steps add to them (never edit a released step).
 DDL = (
+    "CREATE SEQUENCE IF NOT EXISTS job_id_seq START WITH 1",
+    "CREATE SEQUENCE IF NOT EXISTS task_id_seq START WITH 1",
     """CREATE TABLE IF NOT EXISTS job (
         id BIGINT NOT NULL,
         stream_id UUID NOT NULL,

@@ -13,6 +13,7 @@ depends_on = None
 
 # Spelled out as the step made them; later steps add to them (never edit a released step).
 DDL = (
+    "CREATE SEQUENCE IF NOT EXISTS organisation_id_seq START WITH 2",
     """CREATE TABLE IF NOT EXISTS org_member (
         user_id BIGINT NOT NULL,
         org_id BIGINT NOT NULL,

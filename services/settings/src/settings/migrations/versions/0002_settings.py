@@ -13,6 +13,10 @@ depends_on = None
 
 # Spelled out as the step made them; later steps add to them (never edit a released step).
 DDL = (
+    "CREATE SEQUENCE IF NOT EXISTS event_blocklist_id_seq",
+    "CREATE SEQUENCE IF NOT EXISTS org_blocklist_id_seq",
+    "CREATE SEQUENCE IF NOT EXISTS regexp_id_seq",
+    "CREATE SEQUENCE IF NOT EXISTS allowedlist_id_seq",
     """CREATE TABLE IF NOT EXISTS setting_override (
         name VARCHAR(255) NOT NULL,
         value JSONB,
