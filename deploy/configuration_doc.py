@@ -49,8 +49,7 @@ MEANINGS: dict[str, str] = {
     "http_host": "The address the `api` process listens on.",
     "http_port": "The port the `api` process listens on (`deploy/services.tsv`).",
     "log_format": "`console` (for people) or `json` (one object per line, ECS field names).",
-    "log_level": "The lowest level logged: `debug`, `info`, `warning`, `error`. There is no "
-                 "`MISP_LOG_LEVEL`.",
+    "log_level": "The lowest level logged: `debug`, `info`, `warning`, `error`.",
     "state_dir": "Files kept outside the database: the site admin's authkey (identity), the "
                  "audit signing key, the mailer's GnuPG home. Relative to the working "
                  "directory. Every process of a service must see the same one.",
@@ -84,13 +83,13 @@ MEANINGS: dict[str, str] = {
     "publish_siem": "Declared, but no code reads it: the records for SIEMs always go to "
                     "`misp.audit.log.v1`.",
     # jobs
-    "worker_group": "The consumer group of `python -m jobs worker`. Empty: "
-                    "`misp.jobs.worker.<queue>`; with several queues in one process, "
+    "worker_group": "The consumer group of `python -m <service> worker`. Empty: "
+                    "`misp.<service>.worker.<queue>`; with several queues in one process, "
                     "`<group>-<queue>`.",
-    "worker_heartbeat_s": "How often a `python -m jobs worker` sends a heartbeat, in seconds. "
-                          "The other services' workers always use 2.",
-    "worker_prefetch": "How many jobs a `python -m jobs worker` takes per claim round trip (1 is "
-                       "fairest for long jobs). The other services' workers always use 1.",
+    "worker_heartbeat_s": "How often a `python -m <service> worker` sends a heartbeat, in "
+                          "seconds.",
+    "worker_prefetch": "How many jobs a `python -m <service> worker` takes per claim round trip "
+                       "(1 is fairest for long jobs).",
     "scheduler_poll_s": "How often the scheduler looks for due ticks, due retries and dead "
                         "workers, in seconds.",
     "missed_heartbeats": "How many heartbeats a worker may miss (plus 2 s) before its job fails "

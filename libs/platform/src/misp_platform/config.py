@@ -50,6 +50,12 @@ class ServiceSettings(BaseSettings):
     read_your_writes: bool = True
     publish_wait_s: float = 2.0
     projection_wait_s: float = 5.0
+    # Job workers (`python -m <service> worker`, worker_command.py): the consumer group of a
+    # queue's workers (default `misp.<service>.worker.<queue>`; a test runs a real worker in a
+    # group of its own), the heartbeat period, and how many jobs a worker claims at once.
+    worker_group: str = ""
+    worker_heartbeat_s: float = 2.0
+    worker_prefetch: int = 1
 
     @model_validator(mode="before")
     @classmethod
@@ -60,6 +66,7 @@ class ServiceSettings(BaseSettings):
             "kafka_bootstrap_servers": "MISP_KAFKA_BOOTSTRAP_SERVERS",
             "pepper": "MISP_PEPPER",
             "log_format": "MISP_LOG_FORMAT",
+            "log_level": "MISP_LOG_LEVEL",
             "state_dir": "MISP_STATE_DIR",
             "environment": "MISP_ENVIRONMENT",
             "read_your_writes": "MISP_READ_YOUR_WRITES",

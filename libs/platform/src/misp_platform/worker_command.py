@@ -65,7 +65,7 @@ def run_workers(service: str, handlers: Callable[[ServiceSettings], Mapping[str,
         engine = create_engine(settings.database_url)
         jobs = handlers(settings)
 
-        group = getattr(settings, "worker_group", "") or None
+        group = settings.worker_group or None
 
         async def serve(queue: str) -> None:
             try:
@@ -73,8 +73,8 @@ def run_workers(service: str, handlers: Callable[[ServiceSettings], Mapping[str,
                     service=service, queue=queue, engine=engine,
                     bootstrap_servers=settings.kafka_bootstrap_servers, handlers=jobs,
                     group=f"{group}-{queue}" if group and len(chosen) > 1 else group,
-                    heartbeat_s=getattr(settings, "worker_heartbeat_s", 2.0),
-                    prefetch=getattr(settings, "worker_prefetch", 1)).run(stop)
+                    heartbeat_s=settings.worker_heartbeat_s,
+                    prefetch=settings.worker_prefetch).run(stop)
             finally:
                 stop.set()  # one worker leaving takes the process down: all restart
 

@@ -12,11 +12,6 @@ class JobsSettings(ServiceSettings):
 
     service: ClassVar[str] = "jobs"
     http_port: int = 8104
-    # Workers: the consumer group of a queue's workers (default `misp.jobs.worker.<queue>`; a
-    # test runs a real worker process in a group of its own) and the heartbeat period.
-    worker_group: str = ""
-    worker_heartbeat_s: float = 2.0
-    worker_prefetch: int = 1
     # The scheduler: how often it looks for due ticks and retries, and how many heartbeats a
     # worker may miss before its job is retried or failed.
     scheduler_poll_s: float = 0.2
