@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
@@ -153,9 +152,16 @@ TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "
 
 @contextmanager
 def environment(values: dict[str, str] | None = None) -> Iterator[None]:
-    """Exactly these variables, nothing from the caller's shell (`.local/env`, a test run)."""
-    with mock.patch.dict(os.environ, values or {}, clear=True):
+    """Exactly these variables, nothing from the caller's shell (`.local/env`, a test run);
+    the caller's environment is put back afterwards."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(values or {})
+    try:
         yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def settings_class(service: str) -> type[ServiceSettings]:

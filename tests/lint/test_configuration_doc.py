@@ -7,13 +7,11 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
-import os
 import re
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from unittest import mock
 
 import pytest
 from pydantic import SecretStr
@@ -47,7 +45,7 @@ def settings_class(service: str) -> type[ServiceSettings]:
 
 def clean_defaults(cls: type[ServiceSettings]) -> dict[str, Any]:
     """What a process of the service holds when no variable is set."""
-    with mock.patch.dict(os.environ, {}, clear=True):
+    with generator().environment():
         settings = cls()
     return {name: getattr(settings, name) for name in cls.model_fields}
 

@@ -1,6 +1,6 @@
 """The tables every service has (event store, outbox, processed marks) and the engine factory.
 
-Each service's first migration creates these with `create_platform_tables`; the service's own
+Each service's first migration spells these out (tests use `create_platform_tables`); the service's own
 tables live beside them in its own metadata.
 """
 
@@ -108,8 +108,15 @@ PUBLISHED_CHANNEL = "outbox_published"
 # Consumers notify this channel (payload: the group) in the transaction that moves a position.
 PROGRESS_CHANNEL = "consumer_progress"
 
-# The relay is woken by the `outbox_notify` trigger (misp_platform.migrations.PLATFORM_DDL) as
-# soon as a transaction that wrote outbox rows commits.
+# Wakes the relay as soon as a transaction that wrote outbox rows commits (each service's first
+# migration spells the same statements).
+OUTBOX_NOTIFY_DDL = (
+    """CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger AS $$
+    BEGIN PERFORM pg_notify('outbox', ''); RETURN NULL; END $$ LANGUAGE plpgsql""",
+    "DROP TRIGGER IF EXISTS outbox_notify ON outbox",
+    """CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()""",
+)
 
 
 def create_engine(database_url: str, *, pool_size: int = 5) -> AsyncEngine:

@@ -1,6 +1,6 @@
 """Alembic, the same way in every service: an env.py helper, upgrade, and revision checks.
 
-Each service keeps its own migration scripts; its first one calls `create_platform_tables`.
+Each service keeps its own migration scripts; its first one spells the platform's tables.
 Every schema step is spelled out as DDL and never edited once released: a revision never reads
 the live table definitions (they describe the head, not the step), so a column added to a model
 needs a new revision, and `tests/migrations` fails when models and migrations disagree.
@@ -27,94 +27,6 @@ def platform_metadata() -> MetaData:
     return db.metadata
 
 
-# The platform's first schema step, as every service's first migration makes it: the event
-# store, the outbox (with its NOTIFY trigger), processed marks and the principals projection.
-PLATFORM_DDL = (
-    """CREATE TABLE IF NOT EXISTS event (
-        stream_id UUID NOT NULL,
-        version INTEGER NOT NULL,
-        event_id UUID NOT NULL,
-        stream_type VARCHAR(64) NOT NULL,
-        type VARCHAR(200) NOT NULL,
-        data JSONB NOT NULL,
-        metadata JSONB NOT NULL,
-        recorded_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
-        CONSTRAINT event_pkey PRIMARY KEY (stream_id, version),
-        UNIQUE (event_id))""",
-    """CREATE TABLE IF NOT EXISTS snapshot (
-        stream_id UUID NOT NULL,
-        version INTEGER NOT NULL,
-        state JSONB NOT NULL,
-        taken_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
-        PRIMARY KEY (stream_id))""",
-    """CREATE TABLE IF NOT EXISTS outbox (
-        position BIGINT GENERATED ALWAYS AS IDENTITY,
-        topic VARCHAR(249) NOT NULL,
-        message_key TEXT,
-        headers JSONB NOT NULL,
-        payload BYTEA NOT NULL,
-        created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
-        PRIMARY KEY (position))""",
-    """CREATE TABLE IF NOT EXISTS processed_message (
-        consumer VARCHAR(120) NOT NULL,
-        message_id VARCHAR(200) NOT NULL,
-        outcome VARCHAR(20) NOT NULL,
-        topic VARCHAR(249),
-        processed_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
-        CONSTRAINT processed_message_pkey PRIMARY KEY (consumer, message_id))""",
-    """CREATE TABLE IF NOT EXISTS principal_user (
-        user_id BIGINT NOT NULL,
-        uuid VARCHAR(36) NOT NULL,
-        email VARCHAR(255) NOT NULL,
-        org_id BIGINT NOT NULL,
-        role_id BIGINT NOT NULL,
-        disabled BOOLEAN DEFAULT 'false' NOT NULL,
-        change_pw BOOLEAN DEFAULT 'false' NOT NULL,
-        expiration TIMESTAMP WITH TIME ZONE,
-        updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
-        PRIMARY KEY (user_id))""",
-    """CREATE TABLE IF NOT EXISTS principal_role (
-        role_id BIGINT NOT NULL,
-        name VARCHAR(255) NOT NULL,
-        perm_site_admin BOOLEAN DEFAULT 'false' NOT NULL,
-        perm_admin BOOLEAN DEFAULT 'false' NOT NULL,
-        perm_auth BOOLEAN DEFAULT 'false' NOT NULL,
-        perm_audit BOOLEAN DEFAULT 'false' NOT NULL,
-        perm_sync BOOLEAN DEFAULT 'false' NOT NULL,
-        permission SMALLINT DEFAULT '0' NOT NULL,
-        state JSONB NOT NULL,
-        updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
-        PRIMARY KEY (role_id))""",
-    """CREATE TABLE IF NOT EXISTS principal_authkey (
-        authkey_id BIGINT NOT NULL,
-        uuid VARCHAR(36) NOT NULL,
-        user_id BIGINT NOT NULL,
-        key_hmac VARCHAR(64) NOT NULL,
-        authkey_start VARCHAR(4) NOT NULL,
-        authkey_end VARCHAR(4) NOT NULL,
-        expiration BIGINT DEFAULT '0' NOT NULL,
-        allowed_ips JSONB,
-        read_only BOOLEAN DEFAULT 'false' NOT NULL,
-        updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
-        PRIMARY KEY (authkey_id))""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS ix_principal_authkey_key_hmac "
-    "ON principal_authkey (key_hmac)",
-    "CREATE INDEX IF NOT EXISTS ix_principal_authkey_user_id ON principal_authkey (user_id)",
-    """CREATE TABLE IF NOT EXISTS principal_org (
-        org_id BIGINT NOT NULL,
-        uuid VARCHAR(36) NOT NULL,
-        name VARCHAR(255) NOT NULL,
-        local BOOLEAN DEFAULT 'true' NOT NULL,
-        deleted BOOLEAN DEFAULT 'false' NOT NULL,
-        updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
-        PRIMARY KEY (org_id))""",
-    """CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger AS $$
-    BEGIN PERFORM pg_notify('outbox', ''); RETURN NULL; END $$ LANGUAGE plpgsql""",
-    "DROP TRIGGER IF EXISTS outbox_notify ON outbox",
-    """CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()""",
-)
-
 # The worker's marks (misp_platform.worker.job_run): one row per job whose effect a service
 # applied, in the effect's transaction. Made by the migration of each service that runs jobs.
 JOB_RUN_DDL = (
@@ -136,8 +48,11 @@ def execute_all(bind: Connection, statements: Sequence[str]) -> None:
 
 
 def create_platform_tables(bind: Connection) -> None:
-    """Called by each service's first migration."""
-    execute_all(bind, PLATFORM_DDL)
+    """The platform's tables as the models describe them now, with the outbox trigger: for
+    tests and benchmarks that need them in a throwaway database (a service's migrations spell
+    their own steps, from its first revision on)."""
+    platform_metadata().create_all(bind)
+    execute_all(bind, db.OUTBOX_NOTIFY_DDL)
 
 
 def create_job_run_table(bind: Connection) -> None:

@@ -66,16 +66,15 @@ async def drop_test_database(url: str) -> None:
 
 
 async def create_tables(url: str, *metadatas: MetaData) -> None:
-    """`create_all` of the given metadata (default: the platform's tables, made by the
-    platform's schema steps as services' migrations run them, the outbox trigger included)."""
-    from misp_platform.migrations import add_consistency_tables, create_platform_tables
+    """`create_all` of the given metadata (default: the platform's, principals and the outbox
+    trigger included)."""
+    from misp_platform.migrations import create_platform_tables
 
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
             if not metadatas:
                 await conn.run_sync(create_platform_tables)
-                await conn.run_sync(add_consistency_tables)
             for md in metadatas:
                 await conn.run_sync(md.create_all)
     finally:
