@@ -1,7 +1,7 @@
 """The tables every service has (event store, outbox, processed marks) and the engine factory.
 
-Each service's first migration spells these out (tests use `create_platform_tables`); the service's own
-tables live beside them in its own metadata.
+Each service's first migration spells these out (tests use `create_platform_tables`); the
+service's own tables live beside them in its own metadata.
 """
 
 from __future__ import annotations
