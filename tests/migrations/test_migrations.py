@@ -27,7 +27,7 @@ from misp_platform.worker import worker_metadata
 
 # Where each service's models live; the audit's log tables are DDL only (audit.adapters.tables),
 # so they are not compared here (their migration is their only definition).
-MODELS = {"identity": "identity.projections.tables", "orgs": "orgs.adapters.tables",
+MODELS = {"identity": "identity.adapters.tables", "orgs": "orgs.adapters.tables",
           "jobs": "jobs.adapters.tables", "mailer": "mailer.adapters.tables",
           "settings": "settings.adapters.tables", "audit": None}
 DDL_ONLY = {"audit": {"log_entry", "log_chain", "log_checkpoint"}}

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from identity.adapters.tables import org
 from identity.bootstrap import spec
-from identity.projections.tables import org
 from identity.settings import IdentitySettings
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.base import DomainEvent

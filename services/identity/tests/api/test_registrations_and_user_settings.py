@@ -7,7 +7,7 @@ import secrets
 
 from sqlalchemy import func, select
 
-from identity.projections.tables import registration, user_account, user_setting
+from identity.adapters.tables import registration, user_account, user_setting
 from misp_platform.db import event
 
 

@@ -7,7 +7,7 @@ import secrets
 
 from sqlalchemy import func, select
 
-from identity.projections.tables import user_account
+from identity.adapters.tables import user_account
 from misp_platform.db import event, outbox
 
 NO_PERMISSION = "You do not have permission to use this functionality."

@@ -13,9 +13,9 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from identity.adapters.tables import authkey, role, user_account
 from identity.bootstrap import spec
 from identity.handlers.first_run import key_path, seed_when_ready
-from identity.projections.tables import authkey, role, user_account
 from identity.settings import IdentitySettings
 from misp_contracts.envelope import Actor, Envelope, to_kafka
 from misp_contracts.events.orgs import OrganisationCreated, OrganisationState

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from identity.adapters.tables import login_session
 from identity.handlers.jobs import job_handlers
-from identity.projections.tables import login_session
 from identity.settings import IdentitySettings
 from misp_platform.testing import run_job
 

@@ -28,8 +28,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, select
 
+from identity.adapters.tables import org, user_account
 from identity.bootstrap import spec
-from identity.projections.tables import org, user_account
 from identity.settings import IdentitySettings
 from misp_contracts.envelope import to_kafka
 from misp_contracts.events.identity import USER_TOPIC, UserUpdated

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from identity.adapters.tables import org, user_account
 from identity.bootstrap import spec
-from identity.projections.tables import org, user_account
 from identity.settings import IdentitySettings
 from misp_contracts.envelope import Actor, Envelope, to_kafka
 from misp_contracts.events.base import DomainEvent

@@ -9,14 +9,14 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from identity.adapters import queries
 from identity.adapters.store import record, write
+from identity.adapters.tables import authkey, user_account
 from identity.domain.access import can_manage_keys_of
 from identity.domain.authkeys import parse_key_fields
 from identity.domain.errors import InvalidFieldsError, NotFoundError
 from identity.domain.users import INVALID_USER
 from identity.handlers.views import authkey_fields
-from identity.projections import queries
-from identity.projections.tables import authkey, user_account
 from misp_contracts.envelope import Actor
 from misp_contracts.events.base import changes_between
 from misp_contracts.events.identity import (

@@ -20,6 +20,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from identity.adapters import queries
 from identity.adapters.store import record, write
 from identity.domain.roles import seeded_roles
 from identity.domain.users import SYSTEM_EMAIL, random_nids_sid
@@ -27,7 +28,6 @@ from identity.handlers.authkeys import created as key_created
 from identity.handlers.authkeys import deleted as key_deleted
 from identity.handlers.authkeys import new_key, next_id
 from identity.handlers.roles import DEFAULT_ROLE_STREAM, ROLE_NAMESPACE, role_stream
-from identity.projections import queries
 from misp_contracts.envelope import Actor
 from misp_contracts.events.identity import (
     DefaultRoleChanged,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from identity.projections.tables import login_session
+from identity.adapters.tables import login_session
 from misp_platform.config import ServiceSettings
 from misp_platform.worker import JobContext, JobHandler
 

@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from identity.adapters import queries
 from identity.adapters.passwords import verify_password
 from identity.adapters.store import publish_only, record, write
+from identity.adapters.tables import login_attempt, login_session
 from identity.domain.errors import ForbiddenError
 from identity.handlers.users import end_sessions
-from identity.projections import queries
-from identity.projections.tables import login_attempt, login_session
 from misp_contracts.envelope import Actor
 from misp_contracts.events.identity import (
     LoginBlockLifted,

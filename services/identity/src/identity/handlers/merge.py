@@ -16,9 +16,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity.adapters.store import record
+from identity.adapters.tables import org, user_account
 from identity.handlers.users import STREAM
 from identity.projections.project import when_organisation_deleted_project
-from identity.projections.tables import org, user_account
 from misp_contracts.envelope import Envelope
 from misp_contracts.events.identity import UserState, UserUpdated
 from misp_contracts.events.orgs import (

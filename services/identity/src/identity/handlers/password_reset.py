@@ -13,12 +13,12 @@ import structlog
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from identity.adapters import queries
 from identity.adapters.store import publish_only, record, write
+from identity.adapters.tables import login_attempt
 from identity.domain.errors import BadRequestError, ForbiddenError
 from identity.domain.users import email_errors
 from identity.handlers.users import STREAM, end_sessions, store_password
-from identity.projections import queries
-from identity.projections.tables import login_attempt
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.base import REDACTED, changes_between
 from misp_contracts.events.identity import UserPasswordReset, UserUpdated

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.store import record, write
+from identity.adapters.tables import org, registration
 from identity.domain import registrations as rules
 from identity.domain.errors import (
     BadRequestError,
@@ -24,7 +25,6 @@ from identity.domain.values import to_bool, to_int
 from identity.handlers.authkeys import next_id
 from identity.handlers.users import STREAM as USER_STREAM
 from identity.handlers.users import check_gpg_key, new_user, store_password
-from identity.projections.tables import org, registration
 from misp_contracts.envelope import Actor
 from misp_contracts.events.identity import (
     RegistrationAccepted,

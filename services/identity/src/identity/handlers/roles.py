@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from identity.adapters import queries
 from identity.adapters.store import record, write
 from identity.domain.errors import InvalidFieldsError, NotFoundError
 from identity.domain.roles import ROLE_IN_USE, apply_role_fields, role_fields
 from identity.handlers.authkeys import next_id
-from identity.projections import queries
 from misp_contracts.envelope import Actor
 from misp_contracts.events.base import changes_between
 from misp_contracts.events.identity import (

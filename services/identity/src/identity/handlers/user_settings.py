@@ -13,13 +13,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from identity.adapters import queries
 from identity.adapters.store import record, write
+from identity.adapters.tables import user_account, user_setting
 from identity.domain import user_settings as rules
 from identity.domain.access import can_see_user
 from identity.domain.errors import InvalidFieldsError, NotAllowedError, NotFoundError
 from identity.domain.values import to_int
-from identity.projections import queries
-from identity.projections.tables import user_account, user_setting
 from misp_contracts.events.base import changes_between
 from misp_contracts.events.identity import (
     UserSettingDeleted,

@@ -11,9 +11,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from identity.adapters import gpg
+from identity.adapters import gpg, queries
 from identity.adapters.passwords import hash_password, verify_password
 from identity.adapters.store import record, write
+from identity.adapters.tables import login_session, org, role, user_account, user_credential
 from identity.adapters.view_cache import ViewCache
 from identity.domain import passwords
 from identity.domain.access import can_manage_user, can_see_user
@@ -39,8 +40,6 @@ from identity.handlers.authkeys import created as key_created
 from identity.handlers.authkeys import deleted as key_deleted
 from identity.handlers.authkeys import new_key, next_id
 from identity.handlers.views import user_view
-from identity.projections import queries
-from identity.projections.tables import login_session, org, role, user_account, user_credential
 from misp_contracts.envelope import Actor
 from misp_contracts.events.base import REDACTED, changes_between
 from misp_contracts.events.identity import (

@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from identity.adapters import queries
 from identity.domain.roles import role_fields
 from identity.domain.users import user_fields
-from identity.projections import queries
 from misp_contracts.events.identity import AuthKeyState, UserState
 from misp_contracts.events.orgs import OrganisationState
 from misp_platform.misp import misp_record
@@ -54,7 +54,7 @@ async def user_view(conn: AsyncConnection, user: UserState, *,
 async def _org_admins(conn: AsyncConnection, org_id: int) -> dict[str, str]:
     from sqlalchemy import select
 
-    from identity.projections.tables import role, user_account
+    from identity.adapters.tables import role, user_account
 
     rows = await conn.execute(
         select(user_account.c.user_id, user_account.c.email)

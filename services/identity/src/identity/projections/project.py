@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from identity.projections.tables import (
+from identity.adapters.tables import (
     admin_setting,
     authkey,
     org,

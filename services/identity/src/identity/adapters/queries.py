@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from identity.projections.tables import (
+from identity.adapters.tables import (
     admin_setting,
     authkey,
     org,
