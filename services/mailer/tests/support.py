@@ -29,8 +29,9 @@ from mailer.handlers.deliver import Deliverer
 from mailer.projections.users import when_user_saved_project
 from mailer.settings import MailerSettings
 from misp_contracts.envelope import Actor, Envelope
-from misp_contracts.events.identity import UserCreated, UserState
+from misp_contracts.events.identity import RoleCreated, RoleState, UserCreated, UserState
 from misp_contracts.events.settings import SettingChanged
+from misp_platform.auth import PRINCIPAL_HANDLERS
 from misp_platform.migrations import upgrade
 from misp_platform.server_settings import when_setting_changed_record
 from misp_platform.testing import create_test_database, drop_test_database, seed_principal
@@ -176,13 +177,21 @@ async def apply(engine: AsyncEngine, handler: Any, event: Any) -> None:
 
 
 async def add_user(engine: AsyncEngine, *, user_id: int, org_id: int = 1,
-                   gpgkey: str | None = None, email: str | None = None,
+                   gpgkey: str | None = None, email: str | None = None, role_id: int = 3,
                    **flags: Any) -> UserState:
     user = UserState(id=user_id, uuid=str(uuid.uuid4()),
                      email=email or f"u{user_id}-{uuid.uuid4().hex[:6]}@example.test",
-                     org_id=org_id, role_id=3, gpgkey=gpgkey, **flags)
+                     org_id=org_id, role_id=role_id, gpgkey=gpgkey, **flags)
     await apply(engine, when_user_saved_project, UserCreated(user=user))
     return user
+
+
+async def add_role(engine: AsyncEngine, role_id: int, **flags: bool) -> RoleState:
+    """A role as the principals projection learns it from identity (`perm_admin=True`, ...):
+    what tells the mailer which users are admins."""
+    role = RoleState(id=role_id, name=f"role-{role_id}", **flags)
+    await apply(engine, PRINCIPAL_HANDLERS[RoleCreated.type], RoleCreated(role=role))
+    return role
 
 
 async def set_setting(engine: AsyncEngine, name: str, value: Any) -> None:

@@ -16,12 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from identity.adapters import queries
 from identity.adapters.store import publish_only, record, write
 from identity.adapters.tables import login_attempt
+from identity.domain.access import Rights, can_manage_credentials_of
 from identity.domain.errors import BadRequestError, ForbiddenError
 from identity.domain.users import email_errors
 from identity.handlers.users import STREAM, end_sessions, store_password
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.base import REDACTED, changes_between
-from misp_contracts.events.identity import UserPasswordReset, UserUpdated
+from misp_contracts.events.identity import UserPasswordReset, UserState, UserUpdated
 from misp_contracts.events.mailer import SendPasswordReset, TemporaryPasswordIssued
 from misp_platform.eventstore import Append
 from misp_platform.server_settings import read_settings
@@ -38,13 +39,21 @@ FORGOT_PREFIX = "forgot:"
 async def when_temporary_password_issued_set_password(conn: AsyncConnection,
                                                       envelope: Envelope) -> None:
     """The mailer mailed a temporary password: its argon2id hash becomes the user's password,
-    with `change_pw`, unless the user is gone or their address changed since the mail."""
+    with `change_pw`, unless the user is gone, their address changed since the mail, or the
+    event's actor may not manage the user's credentials (`_refusal`)."""
     issued = TemporaryPasswordIssued.model_validate(envelope.data)
     loaded = await queries.get_user(conn, issued.user_id)
     if loaded is None or loaded.state.email.strip().lower() != issued.email.strip().lower():
         log.info("identity.temporary_password.skipped", user_id=issued.user_id,
                  credential_id=issued.credential_id,
                  reason="no such user" if loaded is None else "e-mail changed")
+        return
+    refusal = await _refusal(conn, envelope.actor, issued, loaded.state)
+    if refusal is not None:
+        # Refused for good, so the message is consumed (never retried, never dead-lettered).
+        log.warning("identity.temporary_password.refused", user_id=issued.user_id,
+                    credential_id=issued.credential_id, actor_user_id=envelope.actor.user_id,
+                    reason=refusal)
         return
     if await queries.password_hash(conn, issued.user_id) == issued.password_hash:
         return  # applied before (a replay without the processed mark)
@@ -67,6 +76,30 @@ async def when_temporary_password_issued_set_password(conn: AsyncConnection,
     await end_sessions(conn, current.id)
     log.info("identity.temporary_password.set", user_id=current.id,
              credential_id=issued.credential_id, reason=issued.reason)
+
+
+async def _refusal(conn: AsyncConnection, actor: Actor, issued: TemporaryPasswordIssued,
+                   target: UserState) -> str | None:
+    """Why identity refuses to apply the password (None: it may), judged as of now by identity's
+    own state, never by what the event claims: the actor must be an enabled user who may manage
+    the target's credentials (misp_contracts.access, the rule the mailer applies too); an actor
+    with no user is the system acting on a user's own "forgot password", only while that
+    feature is on."""
+    if actor.user_id is None:
+        if issued.reason != "forgot_password":
+            return "no acting user"
+        settings = await read_settings(conn, ["Security.allow_password_forgotten"])
+        return None if settings["Security.allow_password_forgotten"] else "forgot password is off"
+    acting = await queries.get_user(conn, actor.user_id)
+    if acting is None or acting.state.disabled:
+        return "the acting user is unknown or disabled"
+    acting_role = await queries.get_role(conn, acting.state.role_id)
+    rights = Rights.of(acting.state.id, acting.state.org_id,
+                       acting_role.state if acting_role else None)
+    target_role = await queries.get_role(conn, target.role_id)
+    if not can_manage_credentials_of(rights, target, target_role.state if target_role else None):
+        return "the acting user may not manage this user's credentials"
+    return None
 
 
 async def _count_request(conn: AsyncConnection, ip: str, email: str, *, amount: int,

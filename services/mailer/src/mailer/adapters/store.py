@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailer.adapters.tables import mail, mail_request, mail_user
 from mailer.domain.model import MailSettings, Recipient
+from misp_contracts.access import RoleFlags
 from misp_contracts.events.identity import UserState
+from misp_platform.auth.principals import principal_role
 from misp_platform.eventstore import EventStore
 from misp_platform.server_settings import all_settings
 from misp_platform.versions import is_newer
@@ -75,6 +77,25 @@ async def users(conn: AsyncConnection, *, org_ids: Sequence[int] | None = None,
     if not include_disabled:
         stmt = stmt.where(mail_user.c.disabled.is_(False))
     return [_recipient(r) for r in await conn.execute(stmt)]
+
+
+async def role_flags(conn: AsyncConnection, *, user_ids: Sequence[int] | None = None,
+                     org_ids: Sequence[int] | None = None) -> dict[int, RoleFlags]:
+    """The admin flags of these users' roles (by id, or every user of `org_ids`): their role as
+    the mailer's projection of users has it, its flags from the principals projection that every
+    service runs. A user whose role is not known (yet) is missing: the rules treat them as
+    neither plain nor admin."""
+    stmt = (select(mail_user.c.id, principal_role.c.perm_site_admin, principal_role.c.perm_admin)
+            .select_from(mail_user.join(principal_role,
+                                        (principal_role.c.role_id == mail_user.c.role_id)
+                                        & principal_role.c.deleted.is_(False)))
+            .where(mail_user.c.deleted.is_(False)))
+    if user_ids is not None:
+        stmt = stmt.where(mail_user.c.id.in_(list(user_ids)))
+    if org_ids is not None:
+        stmt = stmt.where(mail_user.c.org_id.in_(list(org_ids)))
+    return {r.id: RoleFlags(perm_site_admin=r.perm_site_admin, perm_admin=r.perm_admin)
+            for r in await conn.execute(stmt)}
 
 
 # ---- requests and the queue --------------------------------------------------------------------

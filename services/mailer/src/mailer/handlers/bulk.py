@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailer.adapters import bulk, store
 from mailer.domain.errors import EmailingDisabledError
-from mailer.domain.model import ContactRequest
+from mailer.domain.model import ContactRequest, Recipient, Skipped
 from mailer.handlers.compose import Mailer, Progress, prepare, queue
-from mailer.handlers.contact import drafts_for
+from mailer.handlers.contact import by_rule, drafts_for, sender_rights
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.jobs import (
     BULK_EMAIL,
@@ -43,13 +43,12 @@ CHECKED, RENDERED = 20, 90
 async def request_bulk_email(engine: AsyncEngine, request: ContactRequest, *, request_id: str,
                              actor: Actor, scope_org_id: int | None) -> int:
     """Store the request and ask for its job, in one transaction; the number of enabled users
-    in scope now (the job resolves them again when it runs)."""
+    in scope the sender may mail now (the job resolves them again when it runs)."""
     async with engine.begin() as conn:
         settings = await store.load_settings(conn)
         if settings.flag("MISP.disable_emailing"):
             raise EmailingDisabledError()
-        recipients = await store.users(conn, org_ids=None if scope_org_id is None
-                                       else [scope_org_id])
+        recipients, _ = await _recipients(conn, request, actor, scope_org_id)
         await bulk.insert(conn, request, request_id=request_id, actor=actor,
                           scope_org_id=scope_org_id, recipients=len(recipients))
         command = EnqueueJob(request_id=request_id, job_type=BULK_EMAIL.name,
@@ -62,6 +61,18 @@ async def request_bulk_email(engine: AsyncEngine, request: ContactRequest, *, re
     log.info("mailer.bulk_requested", request_id=request_id, recipients=len(recipients),
              action=request.action)
     return len(recipients)
+
+
+async def _recipients(conn: AsyncConnection, request: ContactRequest, actor: Actor,
+                      scope_org_id: int | None) -> tuple[list[Recipient], list[Skipped]]:
+    """The enabled users in scope the sender may mail, and those they may see but not manage
+    (handlers.contact.by_rule)."""
+    org_ids = None if scope_org_id is None else [scope_org_id]
+    users = await store.users(conn, org_ids=org_ids)
+    if scope_org_id is None:  # a site admin may mail anyone
+        return users, []
+    roles = await store.role_flags(conn, org_ids=org_ids)
+    return by_rule(sender_rights(actor, scope_org_id), users, roles, request)
 
 
 def summary(mails: int, skipped: Sequence[dict[str, Any]]) -> str:
@@ -93,14 +104,15 @@ async def run_bulk_email(conn: AsyncConnection, mailer: Mailer, request_id: str,
     settings = await store.load_settings(conn)
     if settings.flag("MISP.disable_emailing"):
         raise EmailingDisabledError("Emailing is currently disabled on this instance.")
-    recipients = await store.users(conn, org_ids=None if row.scope_org_id is None
-                                   else [row.scope_org_id])
     request = bulk.contact_request(row)
+    actor = Actor.model_validate(row.actor)
+    recipients, refused = await _recipients(conn, request, actor, row.scope_org_id)
     drafts = drafts_for(request, settings, recipients)
-    prepared = await prepare(mailer, drafts, settings, request_id=request_id,
-                             progress=_scaled(progress, 0, CHECKED, "Checked keys:"))
+    keep, skipped = await prepare(mailer, drafts, settings, request_id=request_id,
+                                  progress=_scaled(progress, 0, CHECKED, "Checked keys:"))
+    prepared = keep, [*refused, *skipped]
     result = await queue(conn, mailer, drafts, request_id=request_id, kind=request.action,
-                         action=ACTION, actor=Actor.model_validate(row.actor),
+                         action=ACTION, actor=actor,
                          settings=settings, prepared=prepared,
                          progress=_scaled(progress, CHECKED, RENDERED, "Signed:"))
     if result.replay:  # queued by an earlier run whose bulk_request update was lost: unlikely

@@ -14,6 +14,7 @@ from mailer.domain.model import (
     ContactRequest,
     MailSettings,
     Recipient,
+    Skipped,
     alert_body,
     alert_body_unencrypted,
     alert_subject,
@@ -25,8 +26,48 @@ from mailer.domain.model import (
     temporary_password,
 )
 from mailer.handlers.compose import Draft, Mailer, Queued, prepare, queue
+from misp_contracts.access import Rights, RoleFlags, TargetUser, can_mail, can_see_user
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.mailer import ContactReporter, NotifyEventPublished, SendPasswordReset
+
+NOT_MANAGED = "the sender may not reset the password of this user"
+
+
+def sender_rights(actor: Actor, scope_org_id: int | None) -> Rights:
+    """The sender as the API authorised them: an admin (the routes' `Admin`), a site admin when
+    unscoped, else an org admin of `scope_org_id` (a bulk job knows no more than that)."""
+    if scope_org_id is None:
+        return Rights(user_id=actor.user_id or 0, org_id=actor.org_id or 0, is_site_admin=True)
+    return Rights(user_id=actor.user_id or 0, org_id=scope_org_id, is_org_admin=True)
+
+
+def _target(recipient: Recipient) -> TargetUser:
+    assert recipient.user_id is not None and recipient.org_id is not None
+    return TargetUser(id=recipient.user_id, org_id=recipient.org_id)
+
+
+def may_mail(sender: Rights, recipient: Recipient, role: RoleFlags | None,
+             request: ContactRequest) -> bool:
+    """misp_contracts.access.can_mail: anything but a custom message issues a password."""
+    return can_mail(sender, _target(recipient), role, issues_password=request.action != "custom")
+
+
+def by_rule(sender: Rights, recipients: Sequence[Recipient], roles: dict[int, RoleFlags],
+            request: ContactRequest) -> tuple[list[Recipient], list[Skipped]]:
+    """Whom a mail to all users reaches: users the sender may not see are out of scope (as in
+    identity's index of users); those they may see but not manage get no password, and the
+    sender is told."""
+    reached: list[Recipient] = []
+    refused: list[Skipped] = []
+    for r in recipients:
+        role = roles.get(r.user_id) if r.user_id is not None else None
+        if not can_see_user(sender, _target(r), role):
+            continue
+        if may_mail(sender, r, role, request):
+            reached.append(r)
+        else:
+            refused.append(Skipped(r.email, r.user_id, NOT_MANAGED))
+    return reached, refused
 
 
 def drafts_for(request: ContactRequest, settings: MailSettings,
@@ -47,7 +88,8 @@ def drafts_for(request: ContactRequest, settings: MailSettings,
 async def contact_users(engine: AsyncEngine, mailer: Mailer, request: ContactRequest, *,
                         request_id: str, actor: Actor, scope_org_id: int | None) -> Queued:
     """Mail the one user (or future user) a request names; `scope_org_id` limits an org admin
-    to their own org.
+    to their own org, and to the users whose password they may reset for anything but a custom
+    message (misp_contracts.access).
 
     Bad input (unknown user, invalid key of a future user, a recipient who cannot get the mail)
     raises before anything is queued."""
@@ -60,7 +102,12 @@ async def contact_users(engine: AsyncEngine, mailer: Mailer, request: ContactReq
         if request.recipients == "one":
             assert request.user_id is not None
             found = await store.user(conn, request.user_id)
-            if found is None or (scope_org_id is not None and found.org_id != scope_org_id):
+            if found is None:
+                raise RecipientNotFoundError()
+            # Identity's answer for a user the caller may not manage: "Invalid user".
+            roles = await store.role_flags(conn, user_ids=[request.user_id])
+            if not may_mail(sender_rights(actor, scope_org_id), found,
+                            roles.get(request.user_id), request):
                 raise RecipientNotFoundError()
             recipients = [found]
         else:
