@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from misp_platform.server_settings import record_setting
+from orgs.adapters.store import SqlUnitOfWork
 from orgs.handlers.organisations import ensure_host_organisation
 
 
@@ -20,8 +21,8 @@ async def host_events(engine: AsyncEngine) -> list[tuple[str, dict]]:  # type: i
 
 async def test_the_host_organisation_is_created_once_with_the_default_name(
         orgs_engine: AsyncEngine) -> None:
-    assert await ensure_host_organisation(orgs_engine) is True
-    assert await ensure_host_organisation(orgs_engine) is False  # a restart
+    assert await ensure_host_organisation(SqlUnitOfWork(orgs_engine)) is True
+    assert await ensure_host_organisation(SqlUnitOfWork(orgs_engine)) is False  # a restart
     events = await host_events(orgs_engine)
     assert len(events) == 1 and events[0][0] == "misp.orgs.organisation.created.v1"
     org = events[0][1]["organisation"]
@@ -39,7 +40,8 @@ async def test_concurrent_first_runs_create_one_organisation_with_the_latest_mis
     try:
         async with engines[0].begin() as conn:
             await record_setting(conn, "MISP.org", "Host CERT")
-        created = await asyncio.gather(*(ensure_host_organisation(e) for e in engines))
+        created = await asyncio.gather(*(ensure_host_organisation(SqlUnitOfWork(e))
+                                         for e in engines))
         assert sorted(created) == [False] * 5 + [True]
         events = await host_events(engines[0])
         assert len(events) == 1 and events[0][1]["organisation"]["name"] == "Host CERT"

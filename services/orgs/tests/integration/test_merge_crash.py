@@ -22,6 +22,7 @@ from misp_contracts.events.identity import USER_TOPIC, UserCreated
 from misp_contracts.topics import topic as catalogued
 from misp_platform.auth.principals import PRINCIPAL_TOPICS
 from misp_platform.testing import eventually, start_group_at_end
+from orgs.adapters.store import SqlUnitOfWork
 from orgs.consumer import handlers, topics
 from orgs.handlers.organisations import add_organisation, start_merge
 from orgs.settings import OrgsSettings
@@ -75,9 +76,11 @@ async def merge_status(engine: AsyncEngine, merge_id: str) -> str:
 async def test_a_consume_process_killed_mid_saga_completes_the_merge_exactly_once(
         orgs_db: str, orgs_engine: AsyncEngine, orgs_settings: OrgsSettings, publish: Publish,
         kafka_bootstrap: str, tmp_path: Path, failpoint: str) -> None:
-    source = await add_organisation(orgs_engine, body={"name": f"S {uuid.uuid4().hex[:8]}"},
+    source = await add_organisation(SqlUnitOfWork(orgs_engine),
+                                    body={"name": f"S {uuid.uuid4().hex[:8]}"},
                                     actor=ADMIN, created_by=42)
-    target = await add_organisation(orgs_engine, body={"name": f"T {uuid.uuid4().hex[:8]}"},
+    target = await add_organisation(SqlUnitOfWork(orgs_engine),
+                                    body={"name": f"T {uuid.uuid4().hex[:8]}"},
                                     actor=ADMIN, created_by=42)
     users = [new_user(source.state.id) for _ in range(2)]
     # The users are in orgs' projection before the merge starts (as a running orgs has them).
@@ -86,7 +89,7 @@ async def test_a_consume_process_killed_mid_saga_completes_the_merge_exactly_onc
         for user in users:
             await apply(conn, Envelope(source="/identity", type=UserCreated.type,
                                        data=UserCreated(user=user).model_dump(mode="json")))
-    started = await start_merge(orgs_engine, source_key=str(source.state.id),
+    started = await start_merge(SqlUnitOfWork(orgs_engine), source_key=str(source.state.id),
                                 target_key=str(target.state.id), actor=ADMIN, requested_by=42)
     # The process's group reads what this test publishes, not what earlier runs left.
     group = f"test-orgs-crash-{uuid.uuid4().hex}"

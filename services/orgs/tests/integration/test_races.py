@@ -18,6 +18,7 @@ from misp_contracts.envelope import Envelope
 from misp_contracts.events.identity import UserCreated
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.testing import eventually
+from orgs.adapters.store import SqlUnitOfWork
 from orgs.consumer import handlers
 from orgs.handlers.organisations import delete_organisation
 from orgs.settings import OrgsSettings
@@ -86,7 +87,8 @@ async def test_delete_and_a_new_user_racing_in_the_database_never_leave_the_user
 
         async def remove(org_id: str = org["id"]) -> Any:
             try:
-                return await delete_organisation(orgs_engine, key=org_id, actor=_actor())
+                return await delete_organisation(SqlUnitOfWork(orgs_engine), key=org_id,
+                                                 actor=_actor())
             except Exception as exc:  # the refusal is one of the two good outcomes
                 return exc
 

@@ -33,8 +33,8 @@ from misp_platform.misp import (
 )
 from misp_platform.misp.errors import MispHTTPError
 from misp_platform.server_settings import setting as get_setting
-from orgs.adapters import store
-from orgs.api import queries
+from orgs.adapters import queries
+from orgs.api.deps import UowDep
 from orgs.api.render import organisation_record
 from orgs.domain.errors import (
     InvalidLogoError,
@@ -90,7 +90,7 @@ def _record(row: Any, principal: Principal) -> dict[str, Any]:
 
 
 async def _visible_id(conn: Any, key: str, principal: Principal) -> int:
-    org_id = await store.find_id(conn, key, by_name=True)
+    org_id = await queries.find_id(conn, key, by_name=True)
     if org_id is None:
         raise NotFound(INVALID_ORG)
     if org_id != principal.org_id and await _hidden_from(conn, principal):
@@ -145,36 +145,37 @@ async def _view_as_admin(engine: Any, org_id: int, principal: Principal) -> dict
 
 
 @misp.post("/admin/organisations/add")
-async def add(request: Request, principal: SiteAdmin, engine: EngineDep) -> dict[str, Any]:
+async def add(request: Request, principal: SiteAdmin, engine: EngineDep,
+              uow: UowDep) -> dict[str, Any]:
     url = _url(request)
     with misp_errors("add", url):
         body = await read_body(request, "Organisation")
-        org = await commands.add_organisation(engine, body=body, actor=principal.actor(),
+        org = await commands.add_organisation(uow, body=body, actor=principal.actor(),
                                               created_by=principal.user_id)
     return await _view_as_admin(engine, org.state.id, principal)
 
 
 @misp.api_route("/admin/organisations/edit/{key}", methods=["POST", "PUT"])
 async def edit(key: str, request: Request, principal: SiteAdmin,
-               engine: EngineDep) -> dict[str, Any]:
+               engine: EngineDep, uow: UowDep) -> dict[str, Any]:
     url = _url(request)
     with misp_errors("edit", url):
         body = await read_body(request, "Organisation")
-        org = await commands.edit_organisation(engine, key=key, body=body,
+        org = await commands.edit_organisation(uow, key=key, body=body,
                                                actor=principal.actor())
     return await _view_as_admin(engine, org.state.id, principal)
 
 
 @misp.api_route("/admin/organisations/delete/{key}", methods=["POST", "DELETE"])
 async def delete(key: str, request: Request, principal: SiteAdmin,
-                 engine: EngineDep) -> dict[str, Any]:
+                 uow: UowDep) -> dict[str, Any]:
     with misp_errors("delete", _url(request)):
         # Users just added, moved or deleted in identity count as they are now: decide once this
         # projection of them holds what Kafka holds (a few ms when it does already).
         consistency = consistency_of(request.app)
         if consistency is not None:
             await consistency.caught_up(request.app.state.settings.main_group, [USER_TOPIC])
-        org_id = await commands.delete_organisation(engine, key=key, actor=principal.actor())
+        org_id = await commands.delete_organisation(uow, key=key, actor=principal.actor())
     return success("delete", SINGULAR, f"/admin/organisations/delete/{org_id}", id=org_id)
 
 
@@ -216,12 +217,12 @@ async def _merge_outcome(request: Request, engine: Any, merge_id: str) -> str:
 
 
 async def _merge(source: str, target: str | None, request: Request, principal: Principal,
-                 engine: Any) -> dict[str, Any]:
+                 engine: Any, uow: UowDep) -> dict[str, Any]:
     url = _url(request)
     with misp_errors("merge", url):
         body = await read_body(request, "Organisation")
         started = await commands.start_merge(
-            engine, source_key=source, target_key=_merge_target(body, target),
+            uow, source_key=source, target_key=_merge_target(body, target),
             actor=principal.actor(), requested_by=principal.user_id,
             correlation_id=(request.scope.get("state") or {}).get("correlation_id"))
     status = await _merge_outcome(request, engine, started.merge_id)
@@ -237,14 +238,14 @@ async def _merge(source: str, target: str | None, request: Request, principal: P
 
 @misp.post("/admin/organisations/merge/{key}")
 async def merge(key: str, request: Request, principal: SiteAdmin,
-                engine: EngineDep) -> dict[str, Any]:
-    return await _merge(key, None, request, principal, engine)
+                engine: EngineDep, uow: UowDep) -> dict[str, Any]:
+    return await _merge(key, None, request, principal, engine, uow)
 
 
 @misp.post("/admin/organisations/merge/{key}/{target}")
 async def merge_into(key: str, target: str, request: Request, principal: SiteAdmin,
-                     engine: EngineDep) -> dict[str, Any]:
-    return await _merge(key, target, request, principal, engine)
+                     engine: EngineDep, uow: UowDep) -> dict[str, Any]:
+    return await _merge(key, target, request, principal, engine, uow)
 
 
 # ---- /api/v1/orgs -----------------------------------------------------------------------------
@@ -275,7 +276,7 @@ def _logo_failure(url: str, message: str, status: int) -> MispHTTPError:
 
 @router.api_route("/organisations/{key}/logo", methods=["POST", "PUT"])
 async def upload_logo(key: str, request: Request, principal: SiteAdmin, engine: EngineDep,
-                      settings: SettingsDep) -> dict[str, Any]:
+                      uow: UowDep, settings: SettingsDep) -> dict[str, Any]:
     """The request body is the PNG itself (any content type: the content is what counts)."""
     assert isinstance(settings, OrgsSettings)
     url = _url(request)
@@ -288,7 +289,7 @@ async def upload_logo(key: str, request: Request, principal: SiteAdmin, engine: 
             url, f"The logo is too large: at most {limits.max_bytes} bytes.", 413) from None
     try:
         with misp_errors("upload", url, "Logo"):
-            org = await commands.set_logo(engine, key=key, data=data, actor=principal.actor(),
+            org = await commands.set_logo(uow, key=key, data=data, actor=principal.actor(),
                                           limits=limits)
     except InvalidLogoError as exc:
         status = 413 if "too large" in str(exc) else 400
@@ -298,12 +299,12 @@ async def upload_logo(key: str, request: Request, principal: SiteAdmin, engine: 
 
 @router.delete("/organisations/{key}/logo")
 async def remove_logo(key: str, request: Request, principal: SiteAdmin,
-                      engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
+                      engine: EngineDep, uow: UowDep, settings: SettingsDep) -> dict[str, Any]:
     assert isinstance(settings, OrgsSettings)
     limits = commands.LogoLimits(settings.logo_max_bytes, settings.logo_max_width,
                                  settings.logo_max_height)
     with misp_errors("delete", _url(request), "Logo"):
-        org = await commands.set_logo(engine, key=key, data=None, actor=principal.actor(),
+        org = await commands.set_logo(uow, key=key, data=None, actor=principal.actor(),
                                       limits=limits)
     return await _view_as_admin(engine, org.state.id, principal)
 

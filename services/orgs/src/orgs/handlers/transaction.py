@@ -1,39 +1,37 @@
-"""One command, one transaction (the platform's `in_transaction`), with the unique indexes of
-the organisations' read model read as validation errors."""
+"""One command, one transaction: the work runs in a unit of work, committed when it returns, and
+once more after a lost race (another writer moved the stream, a deadlock: the unit of work says
+so with a ConcurrencyError), which the second loss gives up with (a 409). A taken name or uuid
+leaves the unit of work as a validation error, without a retry."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+import structlog
 
-from misp_platform.transaction import in_transaction as run_in_transaction
-from orgs.domain.errors import OrganisationValidationError
-from orgs.domain.model import NAME_TAKEN, UUID_TAKEN
+from misp_platform.eventstore import ConcurrencyError
+from orgs.adapters.ports import OrgsStore, UnitOfWork
+
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-
-def unique_violation(exc: IntegrityError) -> OrganisationValidationError | None:
-    """The validation error a unique index of the read model stands for, if it is one."""
-    text = str(exc.orig)
-    if "ux_organisation_name" in text:
-        return OrganisationValidationError({"name": [NAME_TAKEN]})
-    if "ux_organisation_uuid" in text:
-        return OrganisationValidationError({"uuid": [UUID_TAKEN]})
-    return None
+ATTEMPTS = 2
 
 
-async def in_transaction(engine: AsyncEngine,
-                         work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-    """Run `work` in a transaction, again once after a lost race (then ConcurrencyError); a
-    taken name or uuid is the caller's validation error."""
-    try:
-        return await run_in_transaction(engine, work)
-    except IntegrityError as exc:
-        mapped = unique_violation(exc)
-        if mapped is not None:
-            raise mapped from exc
-        raise
+async def in_transaction(uow: UnitOfWork, work: Callable[[OrgsStore], Awaitable[T]], *,
+                         attempts: int = ATTEMPTS) -> T:
+    """Run `work` on the unit of work's store and commit; again after a lost race (each attempt
+    a new transaction that decides again on what it reads); ConcurrencyError after the last."""
+    lost: ConcurrencyError | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            async with uow:
+                result = await work(uow.store)
+                await uow.commit()
+                return result
+        except ConcurrencyError as exc:
+            lost = exc
+            log.info("transaction.lost_race", attempt=attempt, error=str(exc)[:200])
+    raise ConcurrencyError(str(lost)) from lost

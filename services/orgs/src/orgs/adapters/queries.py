@@ -1,4 +1,5 @@
-"""Read-model queries behind the index, view and logo endpoints."""
+"""Read-model queries behind the index, view, logo and merge endpoints (reads: the writes are
+the store's, store.py), and the lookup of the organisation an URL names."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orgs.adapters.tables import DELETED, org_member, org_merge, organisation
+from orgs.domain.model import UUID_RE
 
 _user_count = (select(func.count()).select_from(org_member)
                .where(org_member.c.org_id == organisation.c.id,
@@ -19,6 +21,29 @@ _creator_email = (select(org_member.c.email).where(org_member.c.user_id
                   .correlate(organisation).scalar_subquery().label("created_by_email"))
 _COLUMNS = [c for c in organisation.c if c.name != "logo"]
 _SEARCHED = ("name", "description", "nationality", "sector", "type", "contacts", "uuid")
+
+
+async def find_id(conn: AsyncConnection, key: str | int, *, by_name: bool = False,
+                  include_deleted: bool = False) -> int | None:
+    """The id of the organisation an URL names: an integer id, a uuid, or (view) a name."""
+    text = str(key).strip()
+    live = organisation.c.status != DELETED
+    conditions: list[Any] = []
+    if text.isdigit() and len(text) < 19:
+        conditions.append(organisation.c.id == int(text))
+    elif UUID_RE.fullmatch(text):
+        conditions.append(organisation.c.uuid == text.lower())
+    if by_name:
+        names = {text, text.replace("+", " ")}
+        conditions.append(func.lower(organisation.c.name).in_([n.lower() for n in names]))
+    for condition in conditions:
+        stmt = select(organisation.c.id).where(condition)
+        if not include_deleted:
+            stmt = stmt.where(live)
+        found = (await conn.execute(stmt.limit(1))).scalar()
+        if found is not None:
+            return int(found)
+    return None
 
 
 def _like(term: str) -> str:
