@@ -89,6 +89,9 @@ MEANINGS: dict[str, str] = {
                           "seconds.",
     "worker_prefetch": "How many jobs a `python -m <service> worker` takes per claim round trip "
                        "(1 is fairest for long jobs).",
+    "max_message_bytes": "The cap of one Kafka message in bytes, checked when a write puts it in "
+                         "the outbox (a larger change is refused with 413); keep it well below "
+                         "the broker's `message.max.bytes`.",
     "scheduler_poll_s": "How often the scheduler looks for due ticks, due retries and dead "
                         "workers, in seconds.",
     "missed_heartbeats": "How many heartbeats a worker may miss (plus 2 s) before its job fails "

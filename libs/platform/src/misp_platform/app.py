@@ -39,6 +39,8 @@ from misp_platform.metrics import MetricsMiddleware, metrics_response
 from misp_platform.misp.errors import INTERNAL_ERROR, install_error_handlers, misp_error_response
 from misp_platform.misp.params import MispPathMiddleware
 from misp_platform.misp.responses import MispJSONResponse, misp_record
+from misp_platform.outbox import limit_message_bytes, message_limit
+from misp_platform.parked import count_parked, list_parked
 
 log = structlog.get_logger("misp_platform.app")
 
@@ -291,6 +293,39 @@ async def diagnose_consistency(app: FastAPI) -> dict[str, Any]:
             "principals_lag": lag}
 
 
+class ParkedMessagesError(Exception):
+    """Diagnostics' critical finding: Kafka refused some of the service's messages for good."""
+
+
+async def refresh_parked(app: FastAPI) -> int | None:
+    """How many messages the relay parked, into the `parked_messages` gauge (None when the
+    database does not answer)."""
+    try:
+        async with app.state.engine.connect() as conn:
+            parked = await count_parked(conn)
+    except Exception as exc:  # the scrape goes on without it
+        log.warning("metrics.parked_count_failed", error=str(exc))
+        return None
+    metrics.parked_messages.set(parked)
+    return parked
+
+
+async def diagnose_outbox(app: FastAPI) -> dict[str, Any]:
+    """Critical when the relay parked messages (relay.py): their events never reached the
+    other services. Names the command that lists, retries or drops them."""
+    async with app.state.engine.connect() as conn:
+        parked = await list_parked(conn, limit=20)
+        total = await count_parked(conn) if len(parked) == 20 else len(parked)
+    metrics.parked_messages.set(total)
+    if total:
+        first = parked[0]
+        raise ParkedMessagesError(
+            f"critical: {total} message(s) parked, refused by Kafka for good (first: position "
+            f"{first.position} on {first.topic}: {first.error[:200]}); see `python -m "
+            f"{app.state.settings.service} outbox list`")
+    return {"parked_messages": 0, "message_cap_bytes": message_limit()}
+
+
 async def run_check(app: FastAPI, check: Check,
                     timeout_s: float = CHECK_TIMEOUT_S) -> tuple[bool, Any]:
     """`(ok, details or error text)`: a check fails by raising, timing out or returning False."""
@@ -344,6 +379,7 @@ def _ops_router(service: str) -> APIRouter:
 
     async def metrics(request: Request) -> Response:
         await refresh_projection_lag(request.app)
+        await refresh_parked(request.app)
         return metrics_response()
 
     async def diagnostics(request: Request) -> Response:
@@ -412,6 +448,7 @@ def create_app(
     service = settings.service
     if configure_logs:
         configure_logging(service, settings.log_format, settings.log_level)
+    limit_message_bytes(settings.max_message_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -458,7 +495,8 @@ def create_app(
                               **(ready_checks or {})}
     app.state.diagnostic_checks = {"database": diagnose_database, "kafka": diagnose_kafka,
                                    "principals": diagnose_principals,
-                                   "consistency": diagnose_consistency, **(diagnostics or {})}
+                                   "consistency": diagnose_consistency,
+                                   "outbox": diagnose_outbox, **(diagnostics or {})}
 
     install_error_handlers(app)
     app.include_router(_ops_router(service))

@@ -12,6 +12,7 @@ from misp_platform import roles
 from misp_platform.cli_support import FAILED, OK, CliContext, epilog, with_settings
 from misp_platform.config import DATABASE, KAFKA, ServiceSettings
 from misp_platform.dlq_commands import dlq_group
+from misp_platform.outbox_commands import outbox_group
 from misp_platform.service import ServiceSpec
 
 HELP = """Run a role of the {name} service, or one of its operator commands.
@@ -66,7 +67,8 @@ def migrate_command(settings: ServiceSettings) -> int:
 
 
 def build_cli(spec: ServiceSpec) -> click.Group:
-    """The service's command group: the platform's roles, `dlq`, then the service's own."""
+    """The service's command group: the platform's roles, `dlq`, `outbox`, then the service's
+    own."""
     prefix = f"{spec.name.upper()}_"
 
     @click.group(name=spec.name, help=HELP.format(name=spec.name, prefix=prefix),
@@ -77,7 +79,7 @@ def build_cli(spec: ServiceSpec) -> click.Group:
             ctx.obj = CliContext(service=spec.name, load_settings=spec.settings, spec=spec)
 
     for command in (api_command, relay_command, consume_command, migrate_command, dlq_group,
-                    *spec.extra_commands):
+                    outbox_group, *spec.extra_commands):
         group.add_command(command)
     return group
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from misp_platform.config import DEVELOPMENT, ServiceSettings
 from misp_platform.logging import configure_logging
+from misp_platform.outbox import limit_message_bytes
 
 if TYPE_CHECKING:
     from misp_platform.service import ServiceSpec
@@ -78,6 +79,7 @@ def settings_for(ctx: click.Context, *needs: str) -> ServiceSettings:
             raise click.ClickException(f"invalid configuration: {problems}") from exc
     if not obj.logging_configured:  # on stderr: stdout holds what the command prints
         configure_logging(obj.service, obj.settings.log_format, obj.settings.log_level)
+        limit_message_bytes(obj.settings.max_message_bytes)
         obj.logging_configured = True
     role = ctx
     while role.parent is not None and role.parent.parent is not None:

@@ -56,6 +56,9 @@ class ServiceSettings(BaseSettings):
     worker_group: str = ""
     worker_heartbeat_s: float = 2.0
     worker_prefetch: int = 1
+    # The cap of one Kafka message in bytes, checked when it is written to the outbox (well
+    # below the broker's `message.max.bytes`, so the relay never holds a row Kafka refuses).
+    max_message_bytes: int = 512 * 1024
 
     @model_validator(mode="before")
     @classmethod
@@ -70,6 +73,7 @@ class ServiceSettings(BaseSettings):
             "state_dir": "MISP_STATE_DIR",
             "environment": "MISP_ENVIRONMENT",
             "read_your_writes": "MISP_READ_YOUR_WRITES",
+            "max_message_bytes": "MISP_MAX_MESSAGE_BYTES",
         }
         for field, env in shared.items():
             if field not in values and env in os.environ:

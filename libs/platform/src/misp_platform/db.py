@@ -61,6 +61,21 @@ outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# Outbox messages Kafka refused for good (too large, not authorised): moved here with the error
+# so the relay goes on; an operator lists, retries or drops them (`python -m <svc> outbox`).
+parked_message = Table(
+    "parked_message",
+    metadata,
+    Column("position", BigInteger, primary_key=True),  # its position in the outbox
+    Column("topic", String(249), nullable=False),
+    Column("message_key", Text, nullable=True),
+    Column("headers", JSONB, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 # What each consumer has applied: written in the same transaction as the effect.
 processed_message = Table(
     "processed_message",

@@ -36,6 +36,13 @@ http_request_duration_seconds = Histogram(
 # The outbox relay: messages Kafka acknowledged.
 events_published_total = Counter(
     "events_published_total", "Outbox messages published to Kafka", registry=REGISTRY)
+# Outbox rows Kafka refused for good, moved to `parked_message` by the relay; and how many wait
+# there now (as an API process last counted them).
+outbox_parked_total = Counter(
+    "outbox_parked_total", "Outbox messages the relay parked because Kafka refused them for good",
+    registry=REGISTRY)
+parked_messages = Gauge(
+    "parked_messages", "Messages waiting in parked_message for an operator", registry=REGISTRY)
 # Consumers: outcome is applied | skipped | dead_lettered.
 messages_consumed_total = Counter(
     "messages_consumed_total", "Kafka messages handled by the consumer, by outcome",

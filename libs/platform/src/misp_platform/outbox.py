@@ -3,6 +3,10 @@
 Only the relay (relay.py) ever publishes them; a request handler never talks to Kafka. The
 positions written during an HTTP request are remembered (`written_positions`), so its answer
 can wait until the relay has published them (consistency.py).
+
+Every message is capped in bytes here, well below the broker's limit (`MISP_MAX_MESSAGE_BYTES`):
+a write whose event would be too large fails before anything is stored, instead of leaving the
+relay a row that Kafka refuses.
 """
 
 from __future__ import annotations
@@ -19,6 +23,32 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from misp_contracts.envelope import Envelope, to_kafka
 
+# Kafka's default `message.max.bytes` is 1 MiB; half of it leaves room for the record's framing.
+DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
+_limit = {"bytes": DEFAULT_MAX_MESSAGE_BYTES}
+
+
+class MessageTooLargeError(Exception):
+    """A message over the cap: the write that made it is refused (413), nothing is stored."""
+
+    def __init__(self, topic: str, size: int, limit: int) -> None:
+        super().__init__(f"The change is too large to record: its event on {topic} would be "
+                         f"{size} bytes, at most {limit}.")
+        self.topic = topic
+        self.size = size
+        self.limit = limit
+
+
+def limit_message_bytes(limit: int) -> None:
+    """Set the cap of this process (from its settings, when it starts)."""
+    if limit < 1024:
+        raise ValueError(f"a message cap of {limit} bytes is too small to hold any event")
+    _limit["bytes"] = limit
+
+
+def message_limit() -> int:
+    return _limit["bytes"]
+
 
 @dataclass(frozen=True)
 class OutgoingMessage:
@@ -28,6 +58,12 @@ class OutgoingMessage:
     key: str | None
     headers: list[tuple[str, bytes]]
     value: bytes
+
+    @property
+    def size(self) -> int:
+        """Bytes on the wire, framing aside: value, key and headers."""
+        return (len(self.value) + len((self.key or "").encode())
+                + sum(len(name.encode()) + len(value) for name, value in self.headers))
 
     @classmethod
     def of(cls, envelope: Envelope, *, topic: str, key: str | None) -> OutgoingMessage:
@@ -83,7 +119,12 @@ async def enqueue(conn: AsyncConnection, envelope: Envelope, *, topic: str,
 
 
 async def enqueue_messages(conn: AsyncConnection, messages: Sequence[OutgoingMessage]) -> None:
-    """Queue raw records (already encoded), inside the caller's transaction."""
+    """Queue raw records (already encoded), inside the caller's transaction; a message over
+    the cap raises MessageTooLargeError (the caller's transaction then rolls back)."""
+    limit = _limit["bytes"]
+    for m in messages:
+        if m.size > limit:
+            raise MessageTooLargeError(m.topic, m.size, limit)
     if messages:
         result = await conn.execute(INSERT_ROWS, {
             "rows": orjson.dumps([_row(m) for m in messages]).decode("utf-8")})

@@ -12,26 +12,47 @@ API process waiting for its rows (consistency.py) learns at once that they are i
 
 At-least-once: a relay killed after sending but before deleting sends those rows again on restart;
 consumers drop the duplicates by event id.
+
+Never stalled: a row Kafka refuses for good (too large, not authorised, an invalid topic) is moved
+to `parked_message` with the error, in the transaction that deletes the published rows, and the
+relay goes on; diagnostics report parked rows as critical and `python -m <service> outbox` lists,
+retries or drops them. Any other failure (Kafka away) leaves every row in place for the next try.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 import structlog
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import delete, select, text
+from aiokafka.errors import (
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+    UnsupportedForMessageFormatError,
+)
+from sqlalchemy import Row, delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from misp_platform import failpoints, metrics
-from misp_platform.db import OUTBOX_CHANNEL, PUBLISHED_CHANNEL, libpq_url, outbox
+from misp_platform.db import OUTBOX_CHANNEL, PUBLISHED_CHANNEL, libpq_url, outbox, parked_message
 
 log = structlog.get_logger(__name__)
 
 _NOTIFY_PUBLISHED = text(f"SELECT pg_notify('{PUBLISHED_CHANNEL}', '')")
 RELAY_LOCK_ID = 0x6D697370_72656C61  # "misprela": one relay per database
+
+# Refusals that no retry can change: the row is parked instead of blocking the ones after it.
+REFUSED_FOR_GOOD: tuple[type[Exception], ...] = (
+    MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError,
+    TopicAuthorizationFailedError, InvalidTopicError, UnsupportedForMessageFormatError,
+)
 
 
 class OutboxRelay:
@@ -53,31 +74,58 @@ class OutboxRelay:
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(
                     select(outbox.c.position, outbox.c.topic, outbox.c.message_key,
-                           outbox.c.headers, outbox.c.payload)
+                           outbox.c.headers, outbox.c.payload, outbox.c.created_at)
                     .order_by(outbox.c.position).limit(self.batch_size)
                 )).all()
             if not rows:
                 return total
-            futures = [
-                await self.producer.send(
+            fetched = len(rows)
+            refusals = await self._send(rows)
+            failpoints.hit("relay.after_send")
+            parked = [(r, refusals[r.position]) for r in rows if r.position in refusals]
+            positions = [r.position for r in rows]
+            async with self.engine.begin() as conn:
+                if parked:
+                    await conn.execute(insert(parked_message), [
+                        {"position": r.position, "topic": r.topic,
+                         "message_key": r.message_key, "headers": r.headers,
+                         "payload": r.payload, "created_at": r.created_at, "error": error}
+                        for r, error in parked])
+                await conn.execute(delete(outbox).where(outbox.c.position.in_(positions)))
+                await conn.execute(_NOTIFY_PUBLISHED)
+            for r, error in parked:
+                log.error("relay.message_parked", position=r.position, topic=r.topic,
+                          error=error)
+            metrics.outbox_parked_total.inc(len(parked))
+            rows = [r for r in rows if r.position not in refusals]
+            total += len(rows)
+            self.published += len(rows)
+            metrics.events_published_total.inc(len(rows))
+            if fetched < self.batch_size:
+                return total
+
+    async def _send(self, rows: Sequence[Row[Any, Any, Any, Any, Any, Any]]) -> dict[int, str]:
+        """Send the rows in position order and wait for Kafka; the positions refused for good,
+        with the error. Any other failure raises: nothing is deleted, all is sent again."""
+        refusals: dict[int, str] = {}
+        waiting = []
+        for r in rows:
+            try:
+                waiting.append((r.position, await self.producer.send(
                     r.topic,
                     value=r.payload,
                     key=r.message_key.encode() if r.message_key is not None else None,
                     headers=[(name, value.encode()) for name, value in r.headers],
-                )
-                for r in rows
-            ]
-            await asyncio.gather(*futures)
-            failpoints.hit("relay.after_send")
-            positions = [r.position for r in rows]
-            async with self.engine.begin() as conn:
-                await conn.execute(delete(outbox).where(outbox.c.position.in_(positions)))
-                await conn.execute(_NOTIFY_PUBLISHED)
-            total += len(rows)
-            self.published += len(rows)
-            metrics.events_published_total.inc(len(rows))
-            if len(rows) < self.batch_size:
-                return total
+                )))
+            except REFUSED_FOR_GOOD as exc:  # checked by the client (e.g. over its size limit)
+                refusals[r.position] = f"{type(exc).__name__}: {exc}"[:2000]
+        outcomes = await asyncio.gather(*(f for _, f in waiting), return_exceptions=True)
+        for (position, _), outcome in zip(waiting, outcomes, strict=True):
+            if isinstance(outcome, REFUSED_FOR_GOOD):
+                refusals[position] = f"{type(outcome).__name__}: {outcome}"[:2000]
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        return refusals
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the relay lock, then publish on every commit notification (or poll interval)."""

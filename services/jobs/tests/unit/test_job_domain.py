@@ -94,3 +94,10 @@ def test_each_owner_and_queue_has_its_own_run_topic() -> None:
     topics = run_topics()
     assert topics[run_topic("jobs", "prio")] == ("jobs", "prio")
     assert run_topic("audit", "email") not in topics
+
+
+def test_a_jobs_input_and_data_are_bounded_in_bytes() -> None:
+    model.check_input("x" * 1000, {"note": "é" * 32000})  # 65,000 bytes and more: fits
+    with pytest.raises(JobValidationError) as refused:
+        model.check_input("", {"note": "é" * 33000})
+    assert "at most 65535 bytes" in refused.value.errors["data"][0]

@@ -130,3 +130,10 @@ def test_php_regex_modifiers_are_honoured() -> None:
     assert compile_php_regex("{^x}").search("xy")
     with pytest.raises(ValueError):
         compile_php_regex("/abc/Q")
+
+
+def test_a_string_value_is_bounded_in_bytes_not_characters() -> None:
+    text_setting = definition("MISP.org")
+    assert validate(text_setting, "é" * 32767) == ("é" * 32767, None)  # 65,534 bytes
+    _, error = validate(text_setting, "é" * 32768)
+    assert error == "The value can be at most 65535 bytes."

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from misp_platform.misp.responses import MispJSONResponse, exception_body, failure
+from misp_platform.outbox import MessageTooLargeError
 
 log = structlog.get_logger("misp_platform.errors")
 
@@ -179,6 +180,14 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
                                headers=getattr(exc, "headers", None))
 
 
+async def _message_too_large(request: Request, exc: Exception) -> Response:
+    """A change whose event would pass the message cap (outbox.py): refused, nothing stored."""
+    assert isinstance(exc, MessageTooLargeError)
+    log.warning("http.message_too_large", path=request.url.path, topic=exc.topic,
+                size=exc.size, limit=exc.limit)
+    return misp_error_response(413, str(exc), request_url(request))
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("http.unhandled_error", path=request.url.path, method=request.method,
                   error_type=type(exc).__name__)
@@ -190,6 +199,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MispHTTPError, _misp_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(MessageTooLargeError, _message_too_large)
     # Last resort: Starlette's ServerErrorMiddleware runs this one (and then re-raises for the
     # server to log); the request-context middleware normally answers before it gets there.
     app.add_exception_handler(Exception, _unexpected)

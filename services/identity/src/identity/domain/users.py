@@ -22,6 +22,7 @@ INVALID_USER = "Invalid user"
 INVALID_USER_OR_NOT_AUTHORISED = "Invalid user or not authorised."
 MAX_EMAIL = 255
 MAX_TEXT = 65535
+CONTROL = regex.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 SYSTEM_EMAIL = "admin@admin.test"
 
 BOOL_FIELDS = ("autoalert", "contactalert", "disabled", "termsaccepted", "change_pw",
@@ -45,6 +46,23 @@ def random_nids_sid() -> int:
 
 def random_password() -> str:
     return secrets.token_urlsafe(30)
+
+
+def text_problem(value: Any) -> str | None:
+    """Why a key or certificate text cannot be kept: MISP's TEXT column holds 65,535 bytes, and
+    a control character (other than tab and line breaks) has no place in armored text; both keep
+    a user's event far below the cap of one Kafka message."""
+    if not isinstance(value, str):
+        return "Invalid value."
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: no text at all
+        return "Invalid value."
+    if size > MAX_TEXT:
+        return f"The value can be at most {MAX_TEXT} bytes."
+    if CONTROL.search(value):
+        return "Control characters are not allowed."
+    return None
 
 
 def email_errors(email: Any) -> list[str]:
@@ -87,10 +105,12 @@ def parse_user_fields(body: dict[str, Any], *, creating: bool) -> tuple[dict[str
             value = body[name]
             if value is None or value == "":
                 fields[name] = None
-            elif not isinstance(value, str) or len(value) > MAX_TEXT:
-                errors.setdefault(name, []).append("Invalid value.")
             else:
-                fields[name] = value
+                problem = text_problem(value)
+                if problem:
+                    errors.setdefault(name, []).append(problem)
+                else:
+                    fields[name] = value
     if "expiration" in body:
         value = body["expiration"]
         if value in (None, ""):

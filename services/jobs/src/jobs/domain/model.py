@@ -6,6 +6,7 @@ Pure: no I/O, the time is an argument. MISP's statuses: 1 waiting (queued or wai
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -69,6 +70,19 @@ def job_type_for(name: str, queue: str | None) -> tuple[JobType, str]:
             f"Job type {name} does not run in the {chosen} queue (it runs in "
             f"{', '.join(job_type.queues)})"]})
     return job_type, chosen
+
+
+# A job's input and data are bounded in bytes before they become an event (a Kafka message).
+MAX_INPUT_BYTES = 65535
+
+
+def check_input(job_input: str, data: dict[str, Any] | None) -> None:
+    """JobValidationError when the input and data (as JSON) pass MAX_INPUT_BYTES."""
+    as_json = json.dumps(data or {}, default=str, ensure_ascii=False)
+    size = len(job_input.encode("utf-8", "replace")) + len(as_json.encode("utf-8", "replace"))
+    if size > MAX_INPUT_BYTES:
+        raise JobValidationError({"data": [
+            f"The job's input and data can be at most {MAX_INPUT_BYTES} bytes ({size} given)."]})
 
 
 def queue_job(job_id: int, *, job_type: str, queue: str | None, job_input: str = "",

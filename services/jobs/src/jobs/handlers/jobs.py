@@ -80,6 +80,7 @@ async def enqueue(conn: AsyncConnection, *, job_type: str, queue: str | None, ac
                   cause: Envelope | None = None) -> int:
     """Queue a job and dispatch its first attempt; JobValidationError for bad input."""
     model.job_type_for(job_type, queue)  # validate before taking an id
+    model.check_input(job_input, data)
     job_id = await store.next_job_id(conn)
     queued = model.queue_job(job_id, job_type=job_type, queue=queue, job_input=job_input,
                              data=data, org_id=org_id, task_id=task_id, request_id=request_id)

@@ -83,6 +83,9 @@ async def diagnostics(app: FastAPI, engine: AsyncEngine,
         "workers": (jobs.get("checks") or {}).get("workers",
                                                   {"ok": None, "detail": "not reported"}),
         "mailer": (services.get("mailer", {}).get("checks") or {}),
+        # Messages a relay parked (Kafka refused them for good): critical until handled.
+        "outbox": {n: (d.get("checks") or {}).get("outbox", {"ok": None, "detail": "not reported"})
+                   for n, d in services.items()},
         "settings": {name: ({"ok": ok, **detail} if isinstance(detail, dict)
                             else {"ok": ok, "detail": detail})
                      for name, (ok, detail) in own.items()},

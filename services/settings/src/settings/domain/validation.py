@@ -21,6 +21,8 @@ NOT_A_NUMBER = "This setting has to be a number."
 NOT_A_BOOLEAN = "Value is not a boolean, make sure that you convert 'true' to true for example."
 NOT_A_SCALAR = 'Invalid input. Expected: {"value": "new_setting"}'
 NOT_A_STRING = "This setting has to be a string."
+# A string setting is bounded in bytes before it becomes an event (the cap of one Kafka message).
+MAX_VALUE_BYTES = 65535
 
 _PHP_REGEX_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE,
                     "u": 0, "D": 0}
@@ -268,6 +270,8 @@ def validate(definition: SettingDefinition, raw_value: Any) -> tuple[Any, str | 
             message = TESTS[definition.validation](value)
             message = message or (NOT_A_NUMBER if definition.type == "numeric" else NOT_A_BOOLEAN)
         return value, definition.error_message or message
+    if isinstance(value, str) and len(value.encode("utf-8", "replace")) > MAX_VALUE_BYTES:
+        return value, f"The value can be at most {MAX_VALUE_BYTES} bytes."
     error = TESTS[definition.validation](value)
     if error is None and definition.options is not None and str(value) not in definition.options:
         error = ("Invalid option, the value has to be one of: "
