@@ -68,28 +68,41 @@ port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# The sourceable environment file, written once; the pepper is generated once and kept.
+# pg_password <role>: the role's PostgreSQL password, generated once into .local/secrets/pg/
+pg_password() {
+  local f="$STATE/secrets/pg/$1"
+  if [ ! -s "$f" ]; then
+    (umask 077; mkdir -p "$STATE/secrets/pg"; od -An -tx1 -N24 /dev/urandom | tr -d ' \n' > "$f")
+  fi
+  cat "$f"
+}
+
+# service_db_url <service>: the URL a service's processes use, as its own role on its database
+service_db_url() {
+  echo "postgresql+psycopg://misp_$1:$(pg_password "misp_$1")@127.0.0.1:$PG_PORT/misp_$1"
+}
+
+# The sourceable environment file (tests and tools: the PostgreSQL superuser); rewritten when it
+# differs, from the pepper and passwords generated once and kept.
 ensure_env() {
   mkdir -p "$STATE"
   if [ ! -s "$STATE/pepper" ]; then
     (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$STATE/pepper")
   fi
-  if [ ! -s "$STATE/env" ]; then
-    local tmp="$STATE/env.tmp.$$"
-    (
-      umask 077
-      cat > "$tmp" <<ENV
-# Written by deploy/local (once). Source it: set -a; . .local/env; set +a
+  local tmp="$STATE/env.tmp.$$"
+  (
+    umask 077
+    cat > "$tmp" <<ENV
+# Written by deploy/local. Source it: set -a; . .local/env; set +a
 export MISP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
-export MISP_PG_URL=postgresql+psycopg://postgres@127.0.0.1:$PG_PORT
+export MISP_PG_URL=postgresql+psycopg://postgres:$(pg_password postgres)@127.0.0.1:$PG_PORT
 export MISP_PEPPER=$(cat "$STATE/pepper")
 export MISP_GATEWAY_URL=http://127.0.0.1:$GATEWAY_PORT
 export MISP_STATE_DIR=$STATE
 export MISP_LOG_FORMAT=json
 ENV
-    )
-    mv "$tmp" "$STATE/env"
-  fi
+  )
+  if cmp -s "$tmp" "$STATE/env"; then rm -f "$tmp"; else mv "$tmp" "$STATE/env"; fi
 }
 
 load_env() {

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # PostgreSQL cluster of the project under .local/pg (port 55432 on 127.0.0.1, durable settings).
+# Over TCP every connection needs a password (SCRAM): the superuser's is for tests and tools only;
+# each service logs in as its own role (misp_<service>, password in .local/secrets/pg/), which owns
+# its database and may connect to no other. The unix socket (in the 0700 .local/pg) stays trust.
 # usage: postgres.sh start|stop|status
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -27,7 +30,7 @@ as_owner() {
   fi
 }
 
-psql_q() { PGOPTIONS="-c client_min_messages=warning" "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
+psql_q() { PGOPTIONS="-c client_min_messages=warning" "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PGROOT" -p "$PG_PORT" -U postgres "$@"; }
 
 running() { as_owner "$PGBIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; }
 
@@ -61,25 +64,51 @@ shared_buffers = 256MB
 logging_collector = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '
+password_encryption = 'scram-sha-256'
 CONF
   as_owner tee "$PGDATA/pg_hba.conf" >/dev/null <<HBA
-# written by deploy/local/postgres.sh: trust on the socket and on loopback only
+# written by deploy/local/postgres.sh: trust on the socket (in a 0700 directory) only; every TCP
+# connection authenticates with SCRAM (no trust)
 local   all   all                  trust
-host    all   all   127.0.0.1/32   trust
-host    all   all   ::1/128        trust
-local   replication all            trust
-host    replication all 127.0.0.1/32 trust
+host    all   all   127.0.0.1/32   scram-sha-256
+host    all   all   ::1/128        scram-sha-256
 HBA
 }
 
+# hand the objects of an older cluster (made by the superuser) to the database's owner
+REOWN_SQL="DO \$\$ DECLARE r record; BEGIN
+  FOR r IN SELECT format('ALTER %s %s OWNER TO %I', CASE c.relkind WHEN 'S' THEN 'SEQUENCE'
+             WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END,
+             c.oid::regclass, current_database()) AS stmt
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+             AND pg_get_userbyid(c.relowner) = 'postgres'
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid
+                             AND d.deptype IN ('a', 'i', 'e'))
+  UNION ALL SELECT format('ALTER FUNCTION %s OWNER TO %I', p.oid::regprocedure,
+             current_database())
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) = 'postgres'
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+  LOOP EXECUTE r.stmt; END LOOP; END \$\$"
+
 create_databases() {
+  psql_q -d postgres -c "ALTER ROLE postgres PASSWORD '$(pg_password postgres)'" >/dev/null
   psql_q -d template1 -c "CREATE EXTENSION IF NOT EXISTS pg_trgm" >/dev/null
   local db
   for db in "${PG_DATABASES[@]}"; do
-    if [ -z "$(psql_q -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
-      psql_q -d postgres -c "CREATE DATABASE $db" >/dev/null
+    # the role is named as its database: misp_<service>
+    if [ -z "$(psql_q -d postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$db'")" ]; then
+      psql_q -d postgres -c "CREATE ROLE $db LOGIN" >/dev/null
     fi
+    psql_q -d postgres -c "ALTER ROLE $db LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '$(pg_password "$db")'" >/dev/null
+    if [ -z "$(psql_q -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
+      psql_q -d postgres -c "CREATE DATABASE $db OWNER $db" >/dev/null
+    fi
+    psql_q -d postgres -c "ALTER DATABASE $db OWNER TO $db" >/dev/null
+    psql_q -d postgres -c "REVOKE ALL ON DATABASE $db FROM PUBLIC" >/dev/null
     psql_q -d "$db" -c "CREATE EXTENSION IF NOT EXISTS pg_trgm" >/dev/null
+    psql_q -d "$db" -c "$REOWN_SQL" >/dev/null
   done
 }
 

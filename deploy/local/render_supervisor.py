@@ -3,9 +3,10 @@
 
 One program per service (deploy/services.tsv) and role (api, relay, consume), plus the
 workers and schedulers of deploy/programs.tsv, each with the environment of .local/env plus
-<SERVICE>_HTTP_PORT.
+<SERVICE>_HTTP_PORT, and its own database as its own role (<SERVICE>_DATABASE_URL, password from
+.local/secrets/pg/misp_<service>) instead of the superuser's MISP_PG_URL.
 
-usage: render_supervisor.py --state-dir .local --python .venv/bin/python [--out FILE]
+usage: render_supervisor.py --state-dir .local --python .venv/bin/python [--pg-port N] [--out FILE]
 """
 
 from __future__ import annotations
@@ -75,9 +76,16 @@ def _sv_path(value: str) -> str:
     return value.replace("%", "%%")
 
 
+def database_url(state_dir: Path, service: str, pg_port: int) -> str:
+    """The service's own role on its own database (deploy/local/postgres.sh makes both)."""
+    role = f"misp_{service}"
+    password = (state_dir / "secrets" / "pg" / role).read_text(encoding="utf-8").strip()
+    return f"postgresql+psycopg://{role}:{password}@127.0.0.1:{pg_port}/{role}"
+
+
 def render(
     state_dir: Path, python: str, template: str, env: dict[str, str], services: dict[str, int],
-    extra: list[tuple[str, str, str]] | None = None,
+    extra: list[tuple[str, str, str]] | None = None, pg_port: int = 55432,
 ) -> str:
     head, _, program = template.partition(MARKER)
     if not program:
@@ -95,7 +103,10 @@ def render(
     names = [name for _, name, _, _ in programs]
     parts = [Template(head).substitute(common, PROGRAMS=",".join(names)).rstrip() + "\n"]
     for svc, name, args, port in programs:
-        penv = dict(env)
+        # No superuser and no other service's database in a service's environment.
+        penv = {k: v for k, v in env.items()
+                if k != "MISP_PG_URL" and not k.endswith("_DATABASE_URL")}
+        penv[f"{svc.upper()}_DATABASE_URL"] = database_url(state_dir, svc, pg_port)
         penv[f"{svc.upper()}_HTTP_PORT"] = str(port)
         penv["MISP_SERVICE"] = svc
         penv["MISP_ROLE"] = args.split()[0]
@@ -115,6 +126,7 @@ def main() -> int:
     p.add_argument("--template", type=Path, default=HERE / "supervisord.conf.in")
     p.add_argument("--services", type=Path, default=ROOT / "deploy" / "services.tsv")
     p.add_argument("--programs", type=Path, default=ROOT / "deploy" / "programs.tsv")
+    p.add_argument("--pg-port", type=int, default=55432)
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     state = a.state_dir.resolve()
@@ -125,12 +137,13 @@ def main() -> int:
         load_env(state / "env"),
         load_services(a.services),
         load_programs(a.programs),
+        pg_port=a.pg_port,
     )
     out = a.out or state / "supervisor" / "supervisord.conf"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
-    os.chmod(tmp, 0o600)  # it holds the pepper
+    os.chmod(tmp, 0o600)  # it holds the pepper and the services' passwords
     os.replace(tmp, out)
     return 0
 

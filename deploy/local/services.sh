@@ -30,7 +30,9 @@ migrate() {
   for svc in "${SERVICES[@]}"; do
     log="$LOGS/$svc-migrate.log"
     echo "---- $(date -Is) migrate" >>"$log"
-    if ! timeout 300 "$VENV_PY" -m "$svc" migrate </dev/null >>"$log" 2>&1; then
+    # as the service's own role, so that it owns what its migrations create
+    if ! env -u MISP_PG_URL "${svc^^}_DATABASE_URL=$(service_db_url "$svc")" \
+        timeout 300 "$VENV_PY" -m "$svc" migrate </dev/null >>"$log" 2>&1; then
       tail_log "$log"
       die "python -m $svc migrate failed (log: .local/logs/$svc-migrate.log)"
     fi
@@ -39,7 +41,8 @@ migrate() {
 
 render() {
   mkdir -p "$SVDIR"
-  "$VENV_PY" "$ROOT/deploy/local/render_supervisor.py" --state-dir "$STATE" --python "$VENV_PY"
+  "$VENV_PY" "$ROOT/deploy/local/render_supervisor.py" --state-dir "$STATE" --python "$VENV_PY" \
+    --pg-port "$PG_PORT"
 }
 
 start() {
@@ -55,7 +58,8 @@ start() {
     ctl start all >/dev/null || true
   else
     rm -f "$SVDIR/supervisor.sock"
-    setsid "$SUPERVISORD" -c "$SVCONF" </dev/null >>"$LOGS/supervisord.log" 2>&1 \
+    # the programs inherit supervisord's environment: no superuser URL in it
+    setsid env -u MISP_PG_URL "$SUPERVISORD" -c "$SVCONF" </dev/null >>"$LOGS/supervisord.log" 2>&1 \
       || { tail_log "$LOGS/supervisord.log"; die "supervisord did not start"; }
     local i
     for ((i = 0; i < 100; i++)); do
