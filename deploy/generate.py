@@ -23,6 +23,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ROLES = ("api", "relay", "consume")
 IMAGE = "misp-admin-plane:local"
+# What compose says when a secret is missing (its `${VAR:?message}`: it refuses to start).
+PEPPER_HINT = "set MISP_PEPPER to 64 random hex characters, e.g. openssl rand -hex 32"
+PG_HINT = "set POSTGRES_PASSWORD, e.g. openssl rand -hex 24"
 K8S_NAMESPACE = "misp"
 K8S_IMAGE = "misp-admin-plane:latest"
 
@@ -76,7 +79,8 @@ def compose(services: dict[str, int]) -> str:
     w("# The local topology in containers: PostgreSQL, a single-node Kafka (KRaft, no automatic")
     w("# topic creation), the nginx gateway on :8080 (the only published port), and for every")
     w("# service a one-shot `migrate` plus its api, relay and consume processes.")
-    w("#   MISP_PEPPER=$(openssl rand -hex 32) docker compose up --build")
+    w("#   MISP_PEPPER=$(openssl rand -hex 32) POSTGRES_PASSWORD=$(openssl rand -hex 24) \\")
+    w("#     docker compose up --build   (keep both: the data depends on them)")
     w("name: misp-admin-plane")
     w("")
     w("x-app: &app")
@@ -88,8 +92,12 @@ def compose(services: dict[str, int]) -> str:
     w("")
     w("x-env: &env")
     w("  MISP_KAFKA_BOOTSTRAP_SERVERS: kafka:9092")
-    w("  MISP_PG_URL: postgresql+psycopg://postgres:${POSTGRES_PASSWORD:-postgres}@postgres:5432")
-    w("  MISP_PEPPER: ${MISP_PEPPER:-" + "0" * 64 + "}")
+    # No default secret: compose refuses to start until they are set, and the containers run as
+    # production (a development pepper is refused, misp_platform.config).
+    w("  MISP_ENVIRONMENT: production")
+    w("  MISP_PG_URL: postgresql+psycopg://postgres:${POSTGRES_PASSWORD:?" + PG_HINT
+      + "}@postgres:5432")
+    w("  MISP_PEPPER: ${MISP_PEPPER:?" + PEPPER_HINT + "}")
     w("  MISP_GATEWAY_URL: http://gateway:8080")
     w("  MISP_STATE_DIR: /var/lib/misp")
     w("  MISP_LOG_FORMAT: json")
@@ -106,7 +114,7 @@ def compose(services: dict[str, int]) -> str:
     w("    restart: unless-stopped")
     w("    command: [postgres, -c, max_connections=200, -c, fsync=on, -c, synchronous_commit=on]")
     w("    environment:")
-    w("      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:-postgres}")
+    w("      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?" + PG_HINT + "}")
     w("    volumes:")
     w("      - pgdata:/var/lib/postgresql/data")
     w("      - ./deploy/docker/postgres-init.sql:/docker-entrypoint-initdb.d/10-misp.sql:ro")

@@ -14,6 +14,7 @@ from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_PEPPER = "insecure-development-pepper"
+MIN_PEPPER = 32
 DEVELOPMENT = "development"
 # The local stack's addresses: the built-in defaults, fine in development only.
 LOCAL_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:55432"
@@ -114,9 +115,23 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> ServiceSettings:
-        if self.environment == "production" and self.pepper.get_secret_value() == DEV_PEPPER:
-            raise ValueError("set MISP_PEPPER: the development pepper is refused in production")
+        if self.environment == "production":
+            problem = weak_pepper(self.pepper.get_secret_value())
+            if problem:
+                raise ValueError(f"set MISP_PEPPER to a secret of at least {MIN_PEPPER} random "
+                                 f"characters (e.g. `openssl rand -hex 32`): {problem}")
         return self
+
+
+def weak_pepper(pepper: str) -> str | None:
+    """Why a pepper may not protect production's keys and passwords, or None."""
+    if pepper == DEV_PEPPER:
+        return "the development pepper is refused in production"
+    if len(pepper) < MIN_PEPPER:
+        return f"it has {len(pepper)} characters"
+    if len(set(pepper)) == 1:
+        return "it is one character repeated"
+    return None
 
 
 def settings_class(service: str) -> type[ServiceSettings]:

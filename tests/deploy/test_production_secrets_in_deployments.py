@@ -1,0 +1,29 @@
+"""Compose and Kubernetes run the containers as production and carry no default secret: compose
+refuses to start until the pepper and the PostgreSQL password are set, Kubernetes takes them from
+its Secret."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_compose_runs_production_and_requires_its_secrets() -> None:
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    env = text.split("x-env: &env\n", 1)[1].split("\n\n", 1)[0]
+    assert "\n  MISP_ENVIRONMENT: production" in "\n" + env
+    assert re.search(r"^  MISP_PEPPER: \$\{MISP_PEPPER:\?set MISP_PEPPER", env, re.M)
+    assert re.search(r"^  MISP_PG_URL: .*\$\{POSTGRES_PASSWORD:\?", env, re.M)
+    # `:-` gives a default: no secret may have one (it was 64 zeros, and "postgres").
+    assert not re.search(r"\$\{(MISP_PEPPER|POSTGRES_PASSWORD):-", text)
+
+
+def test_kubernetes_runs_production_with_secrets_from_its_secret() -> None:
+    config = (ROOT / "deploy/k8s/config.yaml").read_text(encoding="utf-8")
+    data = config.split("\ndata:\n", 1)[1]
+    assert re.search(r'^  MISP_ENVIRONMENT: "production"$', data, re.M)
+    assert not re.search(r"^  MISP_PEPPER:", data, re.M)
+    services = (ROOT / "deploy/k8s/services.yaml").read_text(encoding="utf-8")
+    assert services.count("name: misp-secrets") >= 6
