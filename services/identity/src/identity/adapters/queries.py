@@ -1,13 +1,23 @@
-"""Reads of identity's read models (one query each)."""
+"""Reads of identity's read models (one query each), and `SqlQueries`, the SQL form of the
+handlers' reading port (identity.adapters.ports.IdentityQueries) on one connection."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from identity.adapters.ports import (
+    IdentityQueries,
+    KeyRow,
+    LoadedKey,
+    LoadedRole,
+    LoadedUser,
+    UserRow,
+    UserViewParts,
+)
 from identity.adapters.tables import (
     admin_setting,
     authkey,
@@ -19,29 +29,8 @@ from identity.adapters.tables import (
 )
 from misp_contracts.events.identity import AuthKeyState, RoleState, UserState
 from misp_contracts.events.orgs import OrganisationState
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """An aggregate's state as its read model holds it, with the stream position."""
-
-    stream_id: str
-    version: int
-
-
-@dataclass(frozen=True)
-class LoadedUser(Loaded):
-    state: UserState
-
-
-@dataclass(frozen=True)
-class LoadedRole(Loaded):
-    state: RoleState
-
-
-@dataclass(frozen=True)
-class LoadedKey(Loaded):
-    state: AuthKeyState
+from misp_platform.db import event
+from misp_platform.server_settings import read_settings
 
 
 async def get_user(conn: AsyncConnection, user_id: int) -> LoadedUser | None:
@@ -125,16 +114,6 @@ async def keys_of(conn: AsyncConnection, user_id: int) -> list[LoadedKey]:
             for r in rows]
 
 
-@dataclass(frozen=True)
-class UserViewParts:
-    """What a user's MISP view shows beside the user."""
-
-    role: RoleState | None
-    default_role_id: int | None
-    settings: dict[str, Any]
-    org: OrganisationState | None
-
-
 async def user_view_parts(conn: AsyncConnection, user: UserState) -> UserViewParts:
     """The user's role, the default role id, the user's settings and org: one round trip."""
     settings = (select(func.coalesce(func.json_object_agg(
@@ -162,3 +141,106 @@ async def user_settings_of(conn: AsyncConnection, user_id: int) -> dict[str, Any
     rows = await conn.execute(select(user_setting.c.setting, user_setting.c.value).where(
         user_setting.c.user_id == user_id).order_by(user_setting.c.setting))
     return {r.setting: r.value for r in rows}
+
+
+async def user_rows(conn: AsyncConnection, org_ids: Sequence[int] | None = None) -> list[UserRow]:
+    stmt = (select(user_account.c.state, role.c.state.label("role_state"),
+                   org.c.name.label("org_name"))
+            .select_from(user_account
+                         .outerjoin(role, role.c.role_id == user_account.c.role_id)
+                         .outerjoin(org, org.c.org_id == user_account.c.org_id))
+            .order_by(user_account.c.user_id))
+    if org_ids is not None:
+        stmt = stmt.where(user_account.c.org_id.in_(list(org_ids)))
+    return [UserRow(user=UserState.model_validate(r.state),
+                    role=RoleState.model_validate(r.role_state) if r.role_state else None,
+                    org_name=r.org_name)
+            for r in await conn.execute(stmt)]
+
+
+async def org_admins(conn: AsyncConnection, org_id: int) -> dict[str, str]:
+    rows = await conn.execute(
+        select(user_account.c.user_id, user_account.c.email)
+        .select_from(user_account.join(role, role.c.role_id == user_account.c.role_id))
+        .where(user_account.c.org_id == org_id,
+               role.c.state["perm_admin"].as_boolean().is_(True)))
+    return {str(r.user_id): r.email for r in rows}
+
+
+async def key_rows(conn: AsyncConnection, *, user_id: int | None = None,
+                   org_id: int | None = None) -> list[KeyRow]:
+    stmt = (select(authkey.c.state, user_account.c.state.label("user_state"))
+            .select_from(authkey.join(user_account,
+                                      user_account.c.user_id == authkey.c.user_id))
+            .order_by(authkey.c.authkey_id))
+    if user_id is not None:
+        stmt = stmt.where(authkey.c.user_id == user_id)
+    if org_id is not None:
+        stmt = stmt.where(user_account.c.org_id == org_id)
+    return [KeyRow(key=AuthKeyState.model_validate(r.state),
+                   owner=UserState.model_validate(r.user_state))
+            for r in await conn.execute(stmt)]
+
+
+async def stream_version(conn: AsyncConnection, stream_id: str) -> int:
+    return int((await conn.execute(select(func.coalesce(func.max(event.c.version), 0)).where(
+        event.c.stream_id == stream_id))).scalar_one())
+
+
+class SqlQueries(IdentityQueries):
+    """The handlers' reads on one connection."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def user(self, user_id: int) -> LoadedUser | None:
+        return await get_user(self.conn, user_id)
+
+    async def users(self, *, org_ids: Sequence[int] | None = None) -> list[UserRow]:
+        return await user_rows(self.conn, org_ids)
+
+    async def email_taken(self, email: str, *, except_id: int | None = None) -> bool:
+        return await email_taken(self.conn, email, except_id=except_id)
+
+    async def password_hash(self, user_id: int) -> str | None:
+        return await password_hash(self.conn, user_id)
+
+    async def view_parts(self, user: UserState) -> UserViewParts:
+        return await user_view_parts(self.conn, user)
+
+    async def org_admins(self, org_id: int) -> dict[str, str]:
+        return await org_admins(self.conn, org_id)
+
+    async def role(self, role_id: int) -> LoadedRole | None:
+        return await get_role(self.conn, role_id)
+
+    async def roles(self) -> list[RoleState]:
+        return await all_roles(self.conn)
+
+    async def role_in_use(self, role_id: int) -> bool:
+        return await role_in_use(self.conn, role_id)
+
+    async def default_role_id(self) -> int | None:
+        return await default_role_id(self.conn)
+
+    async def organisation(self, org_id: int) -> OrganisationState | None:
+        return await get_org(self.conn, org_id)
+
+    async def organisation_open_for_users(self, org_id: int) -> OrganisationState | None:
+        return await org_open_for_users(self.conn, org_id)
+
+    async def key(self, key_id: int) -> LoadedKey | None:
+        return await get_key(self.conn, key_id)
+
+    async def keys_of(self, user_id: int) -> list[LoadedKey]:
+        return await keys_of(self.conn, user_id)
+
+    async def keys(self, *, user_id: int | None = None,
+                   org_id: int | None = None) -> list[KeyRow]:
+        return await key_rows(self.conn, user_id=user_id, org_id=org_id)
+
+    async def settings(self, names: Sequence[str]) -> dict[str, Any]:
+        return await read_settings(self.conn, names)
+
+    async def stream_version(self, stream_id: str) -> int:
+        return await stream_version(self.conn, stream_id)

@@ -3,16 +3,27 @@
 `record` appends through the platform's event store and evolves the read models (and identity's
 own principals projection) in the same transaction; `write` runs a command's transaction
 through the platform's `in_transaction` (once more after a lost race, then 409).
+
+`SqlUnitOfWork` and `SqlStore` are these writes (and identity.adapters.queries' reads) as the
+handlers' ports see them (identity.adapters.ports.UnitOfWork and IdentityStore): a
+transaction is kept only when its work committed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
+from sqlalchemy import delete, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from identity.adapters.ports import IdentityStore, UnitOfWork
+from identity.adapters.queries import SqlQueries
+from identity.adapters.tables import login_session, user_credential
 from identity.domain.errors import InvalidFieldsError
 from identity.domain.roles import NAME_TAKEN
 from identity.domain.users import EMAIL_TAKEN
@@ -81,3 +92,97 @@ async def write(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable
 def _raced(exc: IntegrityError) -> bool:
     """Another request created the same row first: deciding again is enough."""
     return any(index in str(exc.orig) for index in _RACED_INDEXES)
+
+
+# ---- writes beside the events ------------------------------------------------------------------
+
+
+async def next_id(conn: AsyncConnection, sequence: str) -> int:
+    """The next integer id of an aggregate (its sequence in identity's database)."""
+    return int((await conn.execute(text(f"SELECT nextval('{sequence}')"))).scalar_one())
+
+
+async def store_password(conn: AsyncConnection, user_id: int, password_hash: str | None) -> None:
+    """A password hash is a secret, not an event: it lives in `user_credential` only."""
+    stmt = pg_insert(user_credential).values(user_id=user_id, password_hash=password_hash)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[user_credential.c.user_id],
+        set_={"password_hash": stmt.excluded.password_hash, "changed_at": datetime.now(UTC)}))
+
+
+async def forget_password(conn: AsyncConnection, user_id: int) -> None:
+    await conn.execute(delete(user_credential).where(user_credential.c.user_id == user_id))
+
+
+async def end_sessions(conn: AsyncConnection, user_id: int) -> int:
+    result = await conn.execute(delete(login_session).where(login_session.c.user_id == user_id))
+    return int(result.rowcount or 0)
+
+
+# ---- the handlers' unit of work ----------------------------------------------------------------
+
+
+class SqlStore(SqlQueries, IdentityStore):
+    """The reads and writes of one transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__(conn)
+        self.committed = False
+
+    async def next_user_id(self) -> int:
+        return await next_id(self.conn, "user_id_seq")
+
+    async def next_role_id(self) -> int:
+        return await next_id(self.conn, "role_id_seq")
+
+    async def next_key_id(self) -> int:
+        return await next_id(self.conn, "authkey_id_seq")
+
+    async def record(self, appends: Sequence[Append]) -> None:
+        await record(self.conn, appends)
+
+    async def set_password(self, user_id: int, password_hash: str | None) -> None:
+        await store_password(self.conn, user_id, password_hash)
+
+    async def forget_password(self, user_id: int) -> None:
+        await forget_password(self.conn, user_id)
+
+    async def end_sessions(self, user_id: int) -> int:
+        return await end_sessions(self.conn, user_id)
+
+    async def commit(self) -> None:
+        self.committed = True
+
+
+class _NotCommitted(Exception):
+    """Raised inside the transaction to roll it back; carries the work's answer out."""
+
+    def __init__(self, answer: Any) -> None:
+        super().__init__("the work did not commit")
+        self.answer = answer
+
+
+class SqlUnitOfWork(UnitOfWork):
+    """The handlers' unit of work on identity's database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @asynccontextmanager
+    async def reads(self) -> AsyncIterator[SqlQueries]:
+        async with self.engine.connect() as conn:  # closed without commit: rolled back
+            yield SqlQueries(conn)
+
+    async def transaction(self, work: Callable[[IdentityStore], Awaitable[T]]) -> T:
+        async def attempt(conn: AsyncConnection) -> T:
+            store = SqlStore(conn)
+            answer = await work(store)
+            if not store.committed:
+                raise _NotCommitted(answer)
+            return answer
+
+        try:
+            return await write(self.engine, attempt)
+        except _NotCommitted as rolled_back:
+            answer: T = rolled_back.answer
+            return answer

@@ -9,10 +9,11 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from identity.adapters.store import SqlUnitOfWork
 from identity.api.deps import EngineDep, as_misp
 from identity.handlers import login as handlers
 from identity.handlers import password_reset
-from identity.handlers.views import user_view
+from identity.handlers.users import view_of
 from misp_platform.auth.dependency import client_ip
 from misp_platform.misp import (
     BadRequest,
@@ -68,8 +69,7 @@ async def login(request: Request, engine: EngineDep) -> Response:
                                       ip=client_ip_of(request),
                                       user_agent=request.headers.get("user-agent"),
                                       request_id=request_id_of(request))
-    async with engine.connect() as conn:
-        body = await user_view(conn, result.user)
+    body = await view_of(SqlUnitOfWork(engine), result.user)
     response = MispJSONResponse(body)
     response.set_cookie(handlers.SESSION_COOKIE, result.token, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https",
@@ -93,8 +93,7 @@ async def session(request: Request, engine: EngineDep) -> dict[str, Any]:
     user = await handlers.session_user(engine, request.cookies.get(handlers.SESSION_COOKIE))
     if user is None:
         raise Forbidden("Not logged in.")
-    async with engine.connect() as conn:
-        return await user_view(conn, user)
+    return await view_of(SqlUnitOfWork(engine), user)
 
 
 @router.post("/users/forgot")

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from identity.adapters.store import SqlUnitOfWork
 from identity.api.deps import EngineDep, Pepper, as_misp, resolve_user_id
 from identity.domain.values import to_int
 from identity.handlers import authkeys as handlers
@@ -31,7 +32,8 @@ async def add(request: Request, principal: CurrentPrincipal, engine: EngineDep, 
     if "user_id" in body and user_id == "me":
         target = resolve_user_id(str(body["user_id"]), principal)
     with as_misp(request, "add", "AuthKey"):
-        key = await handlers.add_key(engine, principal, target, body, pepper=pepper)
+        key = await handlers.add_key(SqlUnitOfWork(engine), principal, target, body,
+                                     pepper=pepper)
     return misp_record("AuthKey", key)
 
 
@@ -40,14 +42,16 @@ async def add(request: Request, principal: CurrentPrincipal, engine: EngineDep, 
 async def index(principal: CurrentPrincipal, engine: EngineDep,
                 user_id: str | None = None) -> list[dict[str, Any]]:
     target = None if user_id is None else resolve_user_id(user_id, principal)
-    return [render_value(r) for r in await handlers.index_keys(engine, principal, target)]
+    keys = await handlers.index_keys(SqlUnitOfWork(engine), principal, target)
+    return [render_value(r) for r in keys]
 
 
 @router.get("/auth_keys/view/{key_id}")
 async def view(key_id: str, request: Request, principal: CurrentPrincipal,
                engine: EngineDep) -> dict[str, Any]:
     with as_misp(request, "view", "AuthKey"):
-        return dict(render_value(await handlers.view_key(engine, principal, _key_id(key_id))))
+        return dict(render_value(await handlers.view_key(SqlUnitOfWork(engine), principal,
+                                                         _key_id(key_id))))
 
 
 @router.api_route("/auth_keys/edit/{key_id}", methods=["POST", "PUT"])
@@ -56,7 +60,8 @@ async def edit(key_id: str, request: Request, principal: CurrentPrincipal,
     number = _key_id(key_id)
     body = await read_body(request, "AuthKey")
     with as_misp(request, "edit", "AuthKey", number):
-        return dict(render_value(await handlers.edit_key(engine, principal, number, body)))
+        return dict(render_value(await handlers.edit_key(SqlUnitOfWork(engine), principal,
+                                                         number, body)))
 
 
 @router.api_route("/auth_keys/delete/{key_id}", methods=["POST", "DELETE"])
@@ -64,6 +69,6 @@ async def delete(key_id: str, request: Request, principal: CurrentPrincipal,
                  engine: EngineDep) -> dict[str, Any]:
     number = _key_id(key_id)
     with as_misp(request, "delete", "AuthKey", number):
-        await handlers.delete_key(engine, principal, number)
+        await handlers.delete_key(SqlUnitOfWork(engine), principal, number)
     return success("delete", "AuthKey", f"/auth_keys/delete/{number}", id=number,
                    message="AuthKey deleted.")

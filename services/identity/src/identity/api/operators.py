@@ -8,9 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from identity.adapters.store import SqlUnitOfWork
 from identity.api.deps import EngineDep, as_misp, resolve_user_id
 from identity.handlers import login as login_handlers
-from identity.handlers.users import visible_user
+from identity.handlers.users import manageable_user
 from misp_platform.auth import Admin, SiteAdmin
 from misp_platform.misp import BadRequest, read_body, success
 
@@ -23,8 +24,7 @@ async def force_logout(user_id: str, request: Request, principal: Admin,
     """End every session of a user (site admin, or the org admin of the user's org)."""
     target = resolve_user_id(user_id, principal)
     with as_misp(request, "logout", "User", target):
-        async with engine.connect() as conn:
-            loaded, _ = await visible_user(conn, principal, target, manage=True)
+        loaded = await manageable_user(SqlUnitOfWork(engine), principal, target)
         ended = await login_handlers.force_logout(engine, principal.actor(), loaded.state,
                                                   loaded.stream_id)
     return success("logout", "User", request.url.path, id=target,

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from identity.adapters.store import SqlUnitOfWork
 from identity.api.deps import EngineDep, as_misp
 from identity.domain.values import to_bool, to_int
 from identity.handlers import roles as handlers
@@ -26,21 +27,22 @@ def _role_id(value: str) -> int:
 @router.get("/roles/index")
 async def index(principal: CurrentPrincipal, engine: EngineDep,
                 named: NamedParams) -> list[dict[str, Any]]:
-    return [render_value(r) for r in await handlers.index(engine, named)]
+    return [render_value(r) for r in await handlers.index(SqlUnitOfWork(engine), named)]
 
 
 @router.get("/roles/view/{role_id}")
 async def view(role_id: str, request: Request, principal: CurrentPrincipal,
                engine: EngineDep) -> dict[str, Any]:
     with as_misp(request, "view", "Role"):
-        return dict(render_value(await handlers.view(engine, _role_id(role_id))))
+        return dict(render_value(await handlers.view(SqlUnitOfWork(engine), _role_id(role_id))))
 
 
 @router.post("/admin/roles/add")
 async def add(request: Request, principal: SiteAdmin, engine: EngineDep) -> dict[str, Any]:
     body = await read_body(request, "Role")
     with as_misp(request, "add", "role"):
-        return dict(render_value(await handlers.add(engine, principal.actor(), body)))
+        return dict(render_value(await handlers.add(SqlUnitOfWork(engine), principal.actor(),
+                                                    body)))
 
 
 @router.api_route("/admin/roles/edit/{role_id}", methods=["POST", "PUT"])
@@ -49,7 +51,8 @@ async def edit(role_id: str, request: Request, principal: SiteAdmin,
     number = _role_id(role_id)
     body = await read_body(request, "Role")
     with as_misp(request, "edit", "role", number):
-        return dict(render_value(await handlers.edit(engine, principal.actor(), number, body)))
+        return dict(render_value(await handlers.edit(SqlUnitOfWork(engine), principal.actor(),
+                                                     number, body)))
 
 
 @router.api_route("/admin/roles/delete/{role_id}", methods=["POST", "DELETE"])
@@ -57,7 +60,7 @@ async def delete(role_id: str, request: Request, principal: SiteAdmin,
                  engine: EngineDep) -> dict[str, Any]:
     number = _role_id(role_id)
     with as_misp(request, "delete", "Role", number):
-        await handlers.delete(engine, principal.actor(), number)
+        await handlers.delete(SqlUnitOfWork(engine), principal.actor(), number)
     body = success("delete", "Role", f"/roles/delete/{number}", id=number,
                    message="Role deleted.")
     body["id"] = number  # MISP sends this one as a number
@@ -73,7 +76,7 @@ async def set_default(request: Request, principal: SiteAdmin, engine: EngineDep,
     unset = role_id in ("false", "0") or to_bool(role_id) is False
     number = None if unset else _role_id(role_id)
     with as_misp(request, "set_default", "Role", number):
-        await handlers.set_default(engine, principal.actor(), number)
+        await handlers.set_default(SqlUnitOfWork(engine), principal.actor(), number)
     message = "Default role unset." if number is None else "Default role set."
     return success("set_default", "Role", request_url(request), id=number if number else None,
                    message=message)

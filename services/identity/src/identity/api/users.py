@@ -6,11 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from identity.adapters.store import SqlUnitOfWork
 from identity.api.deps import EngineDep, Pepper, as_misp, fresh_orgs, resolve_user_id
 from identity.domain.users import INVALID_USER_OR_NOT_AUTHORISED, user_fields
 from identity.handlers import authkeys as key_handlers
 from identity.handlers import users as handlers
-from identity.handlers.views import user_view
 from misp_platform.auth import Admin, CurrentPrincipal
 from misp_platform.misp import NamedParams, misp_record, read_body, success
 from misp_platform.misp.errors import request_url
@@ -23,14 +23,14 @@ async def view_user(user_id: str, request: Request, principal: CurrentPrincipal,
                     engine: EngineDep) -> dict[str, Any]:
     target = resolve_user_id(user_id, principal, message=INVALID_USER_OR_NOT_AUTHORISED)
     with as_misp(request, "view", "User", target):
-        return await handlers.view_self_or_any(engine, principal, target,
+        return await handlers.view_self_or_any(SqlUnitOfWork(engine), principal, target,
                                                getattr(request.app.state, "view_cache", None))
 
 
 @router.get("/admin/users/index")
 async def admin_index(principal: Admin, engine: EngineDep,
                       named: NamedParams) -> list[dict[str, Any]]:
-    return await handlers.index(engine, principal, named)
+    return await handlers.index(SqlUnitOfWork(engine), principal, named)
 
 
 @router.get("/admin/users/view/{user_id}")
@@ -38,7 +38,7 @@ async def admin_view(user_id: str, principal: Admin, engine: EngineDep,
                      request: Request) -> dict[str, Any]:
     target = resolve_user_id(user_id, principal)
     with as_misp(request, "view", "User", target):
-        return await handlers.admin_view(engine, principal, target)
+        return await handlers.admin_view(SqlUnitOfWork(engine), principal, target)
 
 
 @router.post("/admin/users/add")
@@ -46,8 +46,8 @@ async def admin_add(request: Request, principal: Admin, engine: EngineDep,
                     pepper: Pepper) -> dict[str, Any]:
     body = await read_body(request, "User")
     with as_misp(request, "add", "User"):
-        user = await fresh_orgs(request, lambda: handlers.add_user(engine, principal, body,
-                                                                   pepper=pepper))
+        user = await fresh_orgs(request, lambda: handlers.add_user(
+            SqlUnitOfWork(engine), principal, body, pepper=pepper))
     return misp_record("User", user)
 
 
@@ -58,7 +58,7 @@ async def admin_edit(user_id: str, request: Request, principal: Admin,
     body = await read_body(request, "User")
     with as_misp(request, "edit", "User", target):
         user = await fresh_orgs(request, lambda: handlers.edit_user(
-            engine, principal, target, body, self_service=False))
+            SqlUnitOfWork(engine), principal, target, body, self_service=False))
     fields = user_fields(user)
     fields["password"] = "******"
     return misp_record("User", fields)
@@ -71,9 +71,9 @@ async def self_edit(request: Request, principal: CurrentPrincipal, engine: Engin
     target = resolve_user_id(user_id, principal)
     body = await read_body(request, "User")
     with as_misp(request, "edit", "User", target):
-        user = await handlers.edit_user(engine, principal, target, body, self_service=True)
-    async with engine.connect() as conn:
-        return await user_view(conn, user)
+        user = await handlers.edit_user(SqlUnitOfWork(engine), principal, target, body,
+                                        self_service=True)
+    return await handlers.view_of(SqlUnitOfWork(engine), user)
 
 
 @router.api_route("/admin/users/delete/{user_id}", methods=["POST", "DELETE"])
@@ -81,7 +81,7 @@ async def admin_delete(user_id: str, request: Request, principal: Admin,
                        engine: EngineDep) -> dict[str, Any]:
     target = resolve_user_id(user_id, principal)
     with as_misp(request, "delete", "User", target):
-        await handlers.delete_user(engine, principal, target)
+        await handlers.delete_user(SqlUnitOfWork(engine), principal, target)
     return success("delete", "User", f"/admin/users/delete/{target}", id=target,
                    message="User deleted.")
 
@@ -91,7 +91,7 @@ async def change_pw(request: Request, principal: CurrentPrincipal,
                     engine: EngineDep) -> dict[str, Any]:
     body = await read_body(request, "User")
     with as_misp(request, "change", "password"):
-        await handlers.change_password(engine, principal, body)
+        await handlers.change_password(SqlUnitOfWork(engine), principal, body)
     return success("change_pw", "User", "/users/change_pw", id=principal.user_id,
                    message="Password Changed.")
 
@@ -107,7 +107,8 @@ async def reset_authkey(user_id: str, request: Request, principal: CurrentPrinci
                         engine: EngineDep, pepper: Pepper) -> dict[str, Any]:
     target = resolve_user_id(user_id, principal)
     with as_misp(request, "reset", "authkey", target):
-        raw = await key_handlers.reset_key(engine, principal, target, pepper=pepper)
+        raw = await key_handlers.reset_key(SqlUnitOfWork(engine), principal, target,
+                                           pepper=pepper)
     return success("resetauthkey", "User", request_url(request), id=target,
                    message=f"Authkey updated: {raw}")
 

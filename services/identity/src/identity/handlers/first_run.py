@@ -21,12 +21,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters import queries
-from identity.adapters.store import record, write
+from identity.adapters.store import next_id, record, write
 from identity.domain.roles import seeded_roles
 from identity.domain.users import SYSTEM_EMAIL, random_nids_sid
 from identity.handlers.authkeys import created as key_created
 from identity.handlers.authkeys import deleted as key_deleted
-from identity.handlers.authkeys import new_key, next_id
+from identity.handlers.authkeys import new_key
 from identity.handlers.roles import DEFAULT_ROLE_STREAM, ROLE_NAMESPACE, role_stream
 from misp_contracts.envelope import Actor
 from misp_contracts.events.identity import (

@@ -17,10 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters import queries
 from identity.adapters.passwords import verify_password
-from identity.adapters.store import publish_only, record, write
+from identity.adapters.store import end_sessions, publish_only, record, write
 from identity.adapters.tables import login_attempt, login_session
 from identity.domain.errors import ForbiddenError
-from identity.handlers.users import end_sessions
 from misp_contracts.envelope import Actor
 from misp_contracts.events.identity import (
     LoginBlockLifted,

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from identity.adapters.store import record, write
+from identity.adapters.store import SqlStore, next_id, record, write
 from identity.adapters.tables import org, registration
 from identity.domain import registrations as rules
 from identity.domain.errors import (
@@ -22,9 +22,8 @@ from identity.domain.errors import (
 )
 from identity.domain.users import INVALID_ORG
 from identity.domain.values import to_bool, to_int
-from identity.handlers.authkeys import next_id
 from identity.handlers.users import STREAM as USER_STREAM
-from identity.handlers.users import check_gpg_key, new_user, store_password
+from identity.handlers.users import check_gpg_key, new_user
 from misp_contracts.envelope import Actor
 from misp_contracts.events.identity import (
     RegistrationAccepted,
@@ -151,7 +150,7 @@ async def accept(engine: AsyncEngine, caller: Principal, registration_id: int | 
             fields["gpgkey"] = pgp
             await check_gpg_key(fields)
         try:
-            user = await new_user(conn, caller, fields, now=now)
+            user = await new_user(SqlStore(conn), caller, fields, now=now)
         except InvalidFieldsError as exc:
             if isinstance(exc.errors, dict) and "role_id" in exc.errors:
                 raise BadRequestError(rules.NO_ROLE) from None
@@ -163,7 +162,7 @@ async def accept(engine: AsyncEngine, caller: Principal, registration_id: int | 
             Append(stream_id=stream_id, stream_type=STREAM, expected_version=version,
                    events=(RegistrationAccepted(registration_id=state.id, user_id=user.id),),
                    actor=actor)])
-        await store_password(conn, user.id, None)
+        await SqlStore(conn).set_password(user.id, None)
         return state.id, user.id
 
     return await write(engine, work)

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters import queries
-from identity.adapters.store import record, write
+from identity.adapters.store import next_id, record, write
 from identity.adapters.tables import user_account, user_setting
 from identity.domain import user_settings as rules
 from identity.domain.access import can_see_user
@@ -142,8 +142,6 @@ async def set_setting(engine: AsyncEngine, caller: Principal,
 
 
 async def next_setting_id(conn: AsyncConnection) -> int:
-    from identity.handlers.authkeys import next_id
-
     return await next_id(conn, "user_setting_id_seq")
 
 

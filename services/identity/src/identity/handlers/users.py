@@ -1,4 +1,7 @@
-"""User commands and reads: index, view, add, edit (admin and self), delete, change password."""
+"""User commands and reads: index, view, add, edit (admin and self), delete, change password.
+
+Each handler gets a unit of work (identity.adapters.ports): reads through `uow.reads()`,
+changes in `uow.transaction(work)`; no SQL here."""
 
 from __future__ import annotations
 
@@ -7,14 +10,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-from identity.adapters import gpg, queries
+from identity.adapters import gpg
 from identity.adapters.passwords import hash_password, verify_password
-from identity.adapters.store import record, write
-from identity.adapters.tables import login_session, org, role, user_account, user_credential
+from identity.adapters.ports import IdentityQueries, IdentityStore, LoadedUser, UnitOfWork
+
+# password_reset (not yet on the unit of work) takes these from here, on its connection.
+from identity.adapters.store import end_sessions as end_sessions
+from identity.adapters.store import store_password as store_password
 from identity.adapters.view_cache import ViewCache
 from identity.domain import passwords
 from identity.domain.access import can_manage_user, can_see_user
@@ -38,7 +40,7 @@ from identity.domain.users import (
 )
 from identity.handlers.authkeys import created as key_created
 from identity.handlers.authkeys import deleted as key_deleted
-from identity.handlers.authkeys import new_key, next_id
+from identity.handlers.authkeys import new_key
 from identity.handlers.views import user_view
 from misp_contracts.envelope import Actor
 from misp_contracts.events.base import REDACTED, changes_between
@@ -53,7 +55,7 @@ from misp_contracts.events.identity import (
 )
 from misp_platform.auth import Principal
 from misp_platform.eventstore import Append
-from misp_platform.server_settings import read_settings
+from misp_platform.misp import render_value
 
 STREAM = "user"
 POLICY_SETTINGS = ("Security.password_policy_length", "Security.password_policy_complexity")
@@ -65,7 +67,7 @@ SELF_FIELDS = frozenset({"autoalert", "gpgkey", "certif_public", "nids_sid", "co
 # ---- reads -------------------------------------------------------------------------------------
 
 
-async def view_self_or_any(engine: AsyncEngine, caller: Principal, user_id: int,
+async def view_self_or_any(uow: UnitOfWork, caller: Principal, user_id: int,
                            cache: ViewCache | None = None) -> dict[str, Any]:
     """`users/view/{id|me}`: yourself, or anyone for a site admin (from `cache` when it holds
     the view)."""
@@ -74,24 +76,30 @@ async def view_self_or_any(engine: AsyncEngine, caller: Principal, user_id: int,
     if cache is not None and (hit := cache.get(str(user_id))) is not None:
         return copy.deepcopy(hit)
     generation = cache.generation if cache is not None else 0
-    async with engine.connect() as conn:
-        loaded = await queries.get_user(conn, user_id)
+    async with uow.reads() as q:
+        loaded = await q.user(user_id)
         if loaded is None:
             raise NotFoundError(INVALID_USER_OR_NOT_AUTHORISED)
-        view = await user_view(conn, loaded.state)
+        view = await user_view(q, loaded.state)
     if cache is not None:
         cache.put(str(user_id), copy.deepcopy(view), generation)
     return view
 
 
-async def visible_user(conn: AsyncConnection, caller: Principal, user_id: int,
-                       *, manage: bool = False) -> tuple[queries.LoadedUser, RoleState | None]:
+async def view_of(uow: UnitOfWork, user: UserState) -> dict[str, Any]:
+    """MISP's view of a user the caller just got (edited themself, logged in)."""
+    async with uow.reads() as q:
+        return await user_view(q, user)
+
+
+async def visible_user(q: IdentityQueries, caller: Principal, user_id: int,
+                       *, manage: bool = False) -> tuple[LoadedUser, RoleState | None]:
     """The user and its role when `caller` may see it (or manage it, with `manage`); else
     the same NotFoundError as for a user that does not exist."""
-    loaded = await queries.get_user(conn, user_id)
+    loaded = await q.user(user_id)
     if loaded is None:
         raise NotFoundError(INVALID_USER)
-    loaded_role = await queries.get_role(conn, loaded.state.role_id)
+    loaded_role = await q.role(loaded.state.role_id)
     role_state = loaded_role.state if loaded_role else None
     allowed = can_manage_user if manage else can_see_user
     if not allowed(caller, loaded.state, role_state):
@@ -99,10 +107,17 @@ async def visible_user(conn: AsyncConnection, caller: Principal, user_id: int,
     return loaded, role_state
 
 
-async def admin_view(engine: AsyncEngine, caller: Principal, user_id: int) -> dict[str, Any]:
-    async with engine.connect() as conn:
-        loaded, _ = await visible_user(conn, caller, user_id)
-        return await user_view(conn, loaded.state, org_admins=True)
+async def manageable_user(uow: UnitOfWork, caller: Principal, user_id: int) -> LoadedUser:
+    """The user when `caller` may manage it (else NotFoundError, as for no such user)."""
+    async with uow.reads() as q:
+        loaded, _ = await visible_user(q, caller, user_id, manage=True)
+    return loaded
+
+
+async def admin_view(uow: UnitOfWork, caller: Principal, user_id: int) -> dict[str, Any]:
+    async with uow.reads() as q:
+        loaded, _ = await visible_user(q, caller, user_id)
+        return await user_view(q, loaded.state, org_admins=True)
 
 
 def _matches(value: Any, wanted: str) -> bool:
@@ -123,28 +138,21 @@ def _flag_matches(value: bool, wanted: str) -> bool:
     return str(int(value)) == wanted.strip() or str(value).lower() == wanted.strip().lower()
 
 
-async def index(engine: AsyncEngine, caller: Principal,
+async def index(uow: UnitOfWork, caller: Principal,
                 named: dict[str, str]) -> list[dict[str, Any]]:
     """`admin/users/index` with MISP's named filters; org admins see their own org only."""
-    stmt = (select(user_account.c.state, role.c.state.label("role_state"),
-                   org.c.name.label("org_name"))
-            .select_from(user_account
-                         .outerjoin(role, role.c.role_id == user_account.c.role_id)
-                         .outerjoin(org, org.c.org_id == user_account.c.org_id))
-            .order_by(user_account.c.user_id))
+    org_ids: list[int] | None = None
     if not caller.is_site_admin:
-        stmt = stmt.where(user_account.c.org_id == caller.org_id)
+        org_ids = [caller.org_id]
     elif "searchorg" in named:
         org_ids = [int(p) for p in named["searchorg"].split("|") if p.strip().isdigit()]
-        stmt = stmt.where(user_account.c.org_id.in_(org_ids))
-    async with engine.connect() as conn:
-        rows = (await conn.execute(stmt)).all()
+    async with uow.reads() as q:
+        rows = await q.users(org_ids=org_ids)
     out: list[dict[str, Any]] = []
     search_all = named.get("value") or named.get("searchall")
     now = datetime.now(UTC)
     for row in rows:
-        user = UserState.model_validate(row.state)
-        role_state = RoleState.model_validate(row.role_state) if row.role_state else None
+        user, role_state = row.user, row.role
         if not can_see_user(caller, user, role_state):
             continue
         role_name = role_state.name if role_state else ""
@@ -174,16 +182,14 @@ async def index(engine: AsyncEngine, caller: Principal,
                      "perm_admin": bool(role_state and role_state.perm_admin)},
             "Organisation": {"id": user.org_id, "name": row.org_name},
         })
-    from misp_platform.misp import render_value
-
     return [render_value(r) for r in out]
 
 
 # ---- shared checks -----------------------------------------------------------------------------
 
 
-async def _password_errors(conn: AsyncConnection, password: Any) -> list[str]:
-    policy = await read_settings(conn, POLICY_SETTINGS)
+async def _password_errors(q: IdentityQueries, password: Any) -> list[str]:
+    policy = await q.settings(POLICY_SETTINGS)
     return passwords.policy_errors(password, min_length=policy[POLICY_SETTINGS[0]],
                                    complexity=policy[POLICY_SETTINGS[1]])
 
@@ -208,9 +214,9 @@ async def check_gpg_key(fields: dict[str, Any]) -> None:
     fields["gpg_fingerprint"] = info.fingerprint
 
 
-async def _check_role(conn: AsyncConnection, caller: Principal, role_id: int,
+async def _check_role(q: IdentityQueries, caller: Principal, role_id: int,
                       *, current_role_id: int | None = None) -> RoleState:
-    loaded = await queries.get_role(conn, role_id)
+    loaded = await q.role(role_id)
     if loaded is None:
         raise NotAllowedError(INVALID_ROLE)
     if (caller.is_org_admin and role_id != current_role_id
@@ -219,17 +225,17 @@ async def _check_role(conn: AsyncConnection, caller: Principal, role_id: int,
     return loaded.state
 
 
-async def _check_org(conn: AsyncConnection, org_id: int, email: str, role_state: RoleState,
+async def _check_org(q: IdentityQueries, org_id: int, email: str, role_state: RoleState,
                      *, fail_action: str, arriving: bool = True) -> None:
     """The organisation's rules for this user. A user arriving (added, or moved in) needs an
     organisation open to users: not deleted, not being merged (the merge saga's race rule)."""
     if arriving:
-        organisation = await queries.org_open_for_users(conn, org_id)
+        organisation = await q.organisation_open_for_users(org_id)
         if organisation is None:
             raise UnknownOrganisationError(["Invalid organisation"],
                                            message=f"Could not {fail_action} User")
     else:
-        organisation = await queries.get_org(conn, org_id)
+        organisation = await q.organisation(org_id)
     domains = [] if organisation is None else \
         [d.strip().lower() for d in organisation.restricted_to_domain if d.strip()]
     if domains and email.rsplit("@", 1)[-1].lower() not in domains:
@@ -237,44 +243,32 @@ async def _check_org(conn: AsyncConnection, org_id: int, email: str, role_state:
             "Invalid e-mail domain. Your user is restricted to creating users for the "
             f"following domain(s): {', '.join(domains)}"]})
     if role_state.perm_site_admin:
-        limits = await read_settings(conn, ["Security.limit_site_admins_to_host_org",
-                                            "MISP.host_org_id"])
+        limits = await q.settings(["Security.limit_site_admins_to_host_org",
+                                   "MISP.host_org_id"])
         if limits["Security.limit_site_admins_to_host_org"] and \
                 org_id != int(limits["MISP.host_org_id"] or 1):
             raise InvalidFieldsError({"role_id": [
                 "Site admin roles can only be given to users of the host organisation."]})
 
 
-async def store_password(conn: AsyncConnection, user_id: int, password_hash: str | None) -> None:
-    stmt = pg_insert(user_credential).values(user_id=user_id, password_hash=password_hash)
-    await conn.execute(stmt.on_conflict_do_update(
-        index_elements=[user_credential.c.user_id],
-        set_={"password_hash": stmt.excluded.password_hash, "changed_at": datetime.now(UTC)}))
-
-
-async def end_sessions(conn: AsyncConnection, user_id: int) -> int:
-    result = await conn.execute(delete(login_session).where(login_session.c.user_id == user_id))
-    return int(result.rowcount or 0)
-
-
 # ---- add ---------------------------------------------------------------------------------------
 
-async def new_user(conn: AsyncConnection, caller: Principal, fields: dict[str, Any], *,
+async def new_user(tx: IdentityStore, caller: Principal, fields: dict[str, Any], *,
                    now: datetime) -> UserState:
     """A new user from validated fields with MISP's REST defaults (role: the default role; org:
     the caller's), after the role, organisation and e-mail checks; not yet recorded."""
-    role_id = fields.get("role_id") or await queries.default_role_id(conn)
+    role_id = fields.get("role_id") or await tx.default_role_id()
     if role_id is None:
         raise InvalidFieldsError({"role_id": ["Mandatory field not set."]})
-    role_state = await _check_role(conn, caller, role_id)
+    role_state = await _check_role(tx, caller, role_id)
     org_id = caller.org_id if caller.is_org_admin else fields.get("org_id", caller.org_id)
-    await _check_org(conn, org_id, fields["email"], role_state, fail_action="add")
-    if await queries.email_taken(conn, fields["email"]):
+    await _check_org(tx, org_id, fields["email"], role_state, fail_action="add")
+    if await tx.email_taken(fields["email"]):
         raise InvalidFieldsError({"email": ["An account with this email address already "
                                             "exists."]})
-    publish_alert = await read_settings(conn, ["MISP.default_publish_alert"])
+    publish_alert = await tx.settings(["MISP.default_publish_alert"])
     return UserState(
-        id=await next_id(conn, "user_id_seq"), uuid=str(uuid.uuid4()), email=fields["email"],
+        id=await tx.next_user_id(), uuid=str(uuid.uuid4()), email=fields["email"],
         org_id=org_id, role_id=role_id,
         server_id=fields.get("server_id", 0) if role_state.perm_sync else 0,
         disabled=fields.get("disabled", False),
@@ -292,8 +286,7 @@ async def new_user(conn: AsyncConnection, caller: Principal, fields: dict[str, A
         date_created=now, date_modified=now, last_pw_change=now)
 
 
-
-async def add_user(engine: AsyncEngine, caller: Principal, body: dict[str, Any], *,
+async def add_user(uow: UnitOfWork, caller: Principal, body: dict[str, Any], *,
                    pepper: str) -> dict[str, Any]:
     """`admin/users/add`: the new user, with a working key in `authkey` (shown once)."""
     body = {k: v for k, v in body.items() if k not in IGNORED_FIELDS or k == "notify"}
@@ -305,35 +298,34 @@ async def add_user(engine: AsyncEngine, caller: Principal, body: dict[str, Any],
     password_hash = await hash_password(password) if password else None
     now = datetime.now(UTC)
 
-    async def work(conn: AsyncConnection) -> dict[str, Any]:
-        settings = await read_settings(conn, ["MISP.disable_user_add"])
+    async def work(tx: IdentityStore) -> dict[str, Any]:
+        settings = await tx.settings(["MISP.disable_user_add"])
         if settings["MISP.disable_user_add"] and not caller.is_site_admin:
             raise ForbiddenError("Adding users has been disabled on this instance.")
         if password is not None:
-            problems = await _password_errors(conn, password)
+            problems = await _password_errors(tx, password)
             if problems:
                 raise InvalidFieldsError({"password": problems})
-        user = await new_user(conn, caller, fields, now=now)
-        user_id = user.id
-        raw, key = new_key(pepper, key_id=await next_id(conn, "authkey_id_seq"),
-                           user_id=user_id, now=now)
+        user = await new_user(tx, caller, fields, now=now)
+        raw, key = new_key(pepper, key_id=await tx.next_key_id(), user_id=user.id, now=now)
         actor = caller.actor()
-        await record(conn, [
+        await tx.record([
             Append(stream_id=user.uuid, stream_type=STREAM, expected_version=0,
                    events=(UserCreated(user=user),), actor=actor),
             key_created(key, actor)])
-        await store_password(conn, user_id, password_hash)
+        await tx.set_password(user.id, password_hash)
+        await tx.commit()
         out = user_fields(user)
         out.update({"password": "******", "authkey": raw})
         return out
 
-    return await write(engine, work)
+    return await uow.transaction(work)
 
 
 # ---- edit --------------------------------------------------------------------------------------
 
 
-async def edit_user(engine: AsyncEngine, caller: Principal, user_id: int, body: dict[str, Any],
+async def edit_user(uow: UnitOfWork, caller: Principal, user_id: int, body: dict[str, Any],
                     *, self_service: bool) -> UserState:
     """`admin/users/edit/{id}` and `users/edit`: the user after the change."""
     body = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
@@ -349,58 +341,60 @@ async def edit_user(engine: AsyncEngine, caller: Principal, user_id: int, body: 
     password_hash = await hash_password(password) if password else None
     now = datetime.now(UTC)
 
-    async def work(conn: AsyncConnection) -> UserState:
+    async def work(tx: IdentityStore) -> UserState:
+        # `work` may run twice (a lost race): it changes a copy of the parsed fields.
+        changed = dict(fields)
         if self_service:
             if user_id != caller.user_id:
                 raise NotFoundError(INVALID_USER)
-            loaded = await queries.get_user(conn, user_id)
+            loaded = await tx.user(user_id)
             if loaded is None:
                 raise NotFoundError(INVALID_USER)
-            flags = await read_settings(conn, ["MISP.disableUserSelfManagement",
-                                               "MISP.disable_user_login_change",
-                                               "MISP.disable_user_password_change"])
+            flags = await tx.settings(["MISP.disableUserSelfManagement",
+                                       "MISP.disable_user_login_change",
+                                       "MISP.disable_user_password_change"])
             if flags["MISP.disableUserSelfManagement"] and not caller.is_admin:
                 raise ForbiddenError("User self-management has been disabled on this instance.")
             if flags["MISP.disable_user_login_change"]:
-                fields.pop("email", None)
+                changed.pop("email", None)
             if flags["MISP.disable_user_password_change"] and password is not None:
                 raise ForbiddenError("Password change has been disabled on this instance.")
         else:
-            loaded, _ = await visible_user(conn, caller, user_id, manage=True)
+            loaded, _ = await visible_user(tx, caller, user_id, manage=True)
         current = loaded.state
         if password is not None:
-            problems = await _password_errors(conn, password)
+            problems = await _password_errors(tx, password)
             if problems:
                 raise InvalidFieldsError({"password": problems})
         if caller.is_org_admin:
-            fields.pop("org_id", None)
-        if "role_id" in fields and fields["role_id"] != current.role_id:
+            changed.pop("org_id", None)
+        if "role_id" in changed and changed["role_id"] != current.role_id:
             if user_id == caller.user_id and not caller.is_site_admin:
                 raise ForbiddenError(ROLE_NOT_ASSIGNABLE)
-            role_state = await _check_role(conn, caller, fields["role_id"],
+            role_state = await _check_role(tx, caller, changed["role_id"],
                                            current_role_id=current.role_id)
         else:
-            loaded_role = await queries.get_role(conn, current.role_id)
+            loaded_role = await tx.role(current.role_id)
             role_state = loaded_role.state if loaded_role else RoleState(id=0, name="")
-        new_email = fields.get("email", current.email)
-        new_org = fields.get("org_id", current.org_id)
-        if new_org != current.org_id or "email" in fields or "role_id" in fields:
-            await _check_org(conn, new_org, new_email, role_state, fail_action="edit",
+        new_email = changed.get("email", current.email)
+        new_org = changed.get("org_id", current.org_id)
+        if new_org != current.org_id or "email" in changed or "role_id" in changed:
+            await _check_org(tx, new_org, new_email, role_state, fail_action="edit",
                              arriving=new_org != current.org_id)
-        if "email" in fields and await queries.email_taken(conn, new_email, except_id=user_id):
+        if "email" in changed and await tx.email_taken(new_email, except_id=user_id):
             raise InvalidFieldsError({"email": ["An account with this email address already "
                                                 "exists."]})
-        if "server_id" in fields and not role_state.perm_sync:
-            fields["server_id"] = 0
-        new = current.model_copy(update=fields)
+        if "server_id" in changed and not role_state.perm_sync:
+            changed["server_id"] = 0
+        new = current.model_copy(update=changed)
         changes = changes_between(current.model_dump(mode="json"), new.model_dump(mode="json"))
         events: list[Any] = []
         actor = caller.actor()
         if password is not None:
             new = new.model_copy(update={"last_pw_change": now,
-                                         "change_pw": fields.get("change_pw", False)
+                                         "change_pw": changed.get("change_pw", False)
                                          if user_id == caller.user_id
-                                         else fields.get("change_pw", current.change_pw)})
+                                         else changed.get("change_pw", current.change_pw)})
             changes = changes_between(current.model_dump(mode="json"),
                                       new.model_dump(mode="json"))
             changes["password"] = (REDACTED, REDACTED)
@@ -410,46 +404,48 @@ async def edit_user(engine: AsyncEngine, caller: Principal, user_id: int, body: 
             events.append(auth_event(title=f"Password {verb} for user {user_id} ({current.email})",
                                      user_id=user_id, email=current.email, org_id=current.org_id,
                                      ip=caller.client_ip))
-            await store_password(conn, user_id, password_hash)
+            await tx.set_password(user_id, password_hash)
         if not changes:
             return current
         new = new.model_copy(update={"date_modified": now})
         events.insert(0, UserUpdated(user=new, changes=changes))
-        await record(conn, [Append(stream_id=loaded.stream_id, stream_type=STREAM,
-                                   expected_version=loaded.version, events=tuple(events),
-                                   actor=actor)])
+        await tx.record([Append(stream_id=loaded.stream_id, stream_type=STREAM,
+                                expected_version=loaded.version, events=tuple(events),
+                                actor=actor)])
         if new.disabled or new.force_logout or password is not None:
-            await end_sessions(conn, user_id)
+            await tx.end_sessions(user_id)
+        await tx.commit()
         return new
 
-    return await write(engine, work)
+    return await uow.transaction(work)
 
 
 # ---- delete ------------------------------------------------------------------------------------
 
 
-async def delete_user(engine: AsyncEngine, caller: Principal, user_id: int) -> None:
-    async def work(conn: AsyncConnection) -> None:
-        loaded, _ = await visible_user(conn, caller, user_id, manage=True)
+async def delete_user(uow: UnitOfWork, caller: Principal, user_id: int) -> None:
+    async def work(tx: IdentityStore) -> None:
+        loaded, _ = await visible_user(tx, caller, user_id, manage=True)
         actor = caller.actor()
         user = loaded.state
-        keys = await queries.keys_of(conn, user_id)
-        await record(conn, [
+        keys = await tx.keys_of(user_id)
+        await tx.record([
             *(key_deleted(k, actor) for k in keys),
             Append(stream_id=loaded.stream_id, stream_type=STREAM,
                    expected_version=loaded.version,
                    events=(UserDeleted(user_id=user.id, uuid=user.uuid, email=user.email,
                                        org_id=user.org_id),), actor=actor)])
-        await conn.execute(delete(user_credential).where(user_credential.c.user_id == user_id))
-        await end_sessions(conn, user_id)
+        await tx.forget_password(user_id)
+        await tx.end_sessions(user_id)
+        await tx.commit()
 
-    await write(engine, work)
+    await uow.transaction(work)
 
 
 # ---- change_pw ---------------------------------------------------------------------------------
 
 
-async def change_password(engine: AsyncEngine, caller: Principal, body: dict[str, Any]) -> None:
+async def change_password(uow: UnitOfWork, caller: Principal, body: dict[str, Any]) -> None:
     """`users/change_pw`: the caller's own password, under the policy."""
     password = body.get("password")
     if not isinstance(password, str) or not password:
@@ -457,9 +453,9 @@ async def change_password(engine: AsyncEngine, caller: Principal, body: dict[str
                                  message="Password could not be changed.")
     if "confirm_password" in body and body["confirm_password"] != password:
         raise InvalidFieldsError({"password": [passwords.CONFIRM_MISMATCH]})
-    async with engine.connect() as conn:
-        current_hash = await queries.password_hash(conn, caller.user_id)
-        flags = await read_settings(conn, ["MISP.disable_user_password_change"])
+    async with uow.reads() as q:
+        current_hash = await q.password_hash(caller.user_id)
+        flags = await q.settings(["MISP.disable_user_password_change"])
     if flags["MISP.disable_user_password_change"] and not caller.is_site_admin:
         raise ForbiddenError("Password change has been disabled on this instance.")
     if current_hash and await verify_password(current_hash, password):
@@ -468,11 +464,11 @@ async def change_password(engine: AsyncEngine, caller: Principal, body: dict[str
     new_hash = await hash_password(password)
     now = datetime.now(UTC)
 
-    async def work(conn: AsyncConnection) -> None:
-        problems = await _password_errors(conn, password)
+    async def work(tx: IdentityStore) -> None:
+        problems = await _password_errors(tx, password)
         if problems:
             raise InvalidFieldsError({"password": problems}, message=problems[0])
-        loaded = await queries.get_user(conn, caller.user_id)
+        loaded = await tx.user(caller.user_id)
         if loaded is None:
             raise NotFoundError(INVALID_USER)
         current = loaded.state
@@ -480,7 +476,7 @@ async def change_password(engine: AsyncEngine, caller: Principal, body: dict[str
                                          "date_modified": now})
         changes = changes_between(current.model_dump(mode="json"), new.model_dump(mode="json"))
         changes["password"] = (REDACTED, REDACTED)
-        await record(conn, [Append(
+        await tx.record([Append(
             stream_id=loaded.stream_id, stream_type=STREAM, expected_version=loaded.version,
             events=(UserUpdated(user=new, changes=changes),
                     UserPasswordChanged(title=f"Password changed for user {current.id} "
@@ -488,9 +484,10 @@ async def change_password(engine: AsyncEngine, caller: Principal, body: dict[str
                                         user_id=current.id, email=current.email,
                                         org_id=current.org_id, ip=caller.client_ip)),
             actor=caller.actor())])
-        await store_password(conn, caller.user_id, new_hash)
+        await tx.set_password(caller.user_id, new_hash)
+        await tx.commit()
 
-    await write(engine, work)
+    await uow.transaction(work)
 
 
 def system_actor() -> Actor:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from identity.adapters import queries
+from identity.adapters.ports import IdentityQueries
 from identity.domain.roles import role_fields
 from identity.domain.users import user_fields
 from misp_contracts.events.identity import AuthKeyState, UserState
@@ -34,15 +32,15 @@ def authkey_fields(key: AuthKeyState) -> dict[str, Any]:
     }
 
 
-async def user_view(conn: AsyncConnection, user: UserState, *,
+async def user_view(q: IdentityQueries, user: UserState, *,
                     org_admins: bool = False) -> dict[str, Any]:
     """`users/view` (and `admin/users/view` with `orgAdmins`): User, Role, UserSetting, Org."""
-    parts = await queries.user_view_parts(conn, user)
+    parts = await q.view_parts(user)
     role, default_role, settings, org = (parts.role, parts.default_role_id, parts.settings,
                                          parts.org)
     fields = user_fields(user)
     if org_admins:
-        fields["orgAdmins"] = await _org_admins(conn, user.org_id)
+        fields["orgAdmins"] = await q.org_admins(user.org_id)
     record = misp_record(
         "User", fields,
         Role=role_fields(role, default_role_id=default_role) if role else {"id": user.role_id},
@@ -50,15 +48,3 @@ async def user_view(conn: AsyncConnection, user: UserState, *,
     record["UserSetting"] = settings or []
     return record
 
-
-async def _org_admins(conn: AsyncConnection, org_id: int) -> dict[str, str]:
-    from sqlalchemy import select
-
-    from identity.adapters.tables import role, user_account
-
-    rows = await conn.execute(
-        select(user_account.c.user_id, user_account.c.email)
-        .select_from(user_account.join(role, role.c.role_id == user_account.c.role_id))
-        .where(user_account.c.org_id == org_id,
-               role.c.state["perm_admin"].as_boolean().is_(True)))
-    return {str(r.user_id): r.email for r in rows}
