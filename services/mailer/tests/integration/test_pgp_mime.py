@@ -176,3 +176,24 @@ def test_concurrent_first_imports_into_a_new_keyring_all_succeed(
             assert {name: c.problem for name, c in checks.items()} == expected
         finally:
             drop_home(home)
+
+
+async def test_a_secret_key_is_never_imported_into_the_instances_home(
+        mailer: Mailer, gnupg_home: Path) -> None:
+    home = Path(tempfile.mkdtemp(prefix="gpg", dir="/tmp"))
+    try:
+        planter = gnupg.GPG(gnupghome=str(home))
+        planted = planter.gen_key(planter.gen_key_input(
+            key_type="RSA", key_length=2048, name_email="planted@example.test",
+            no_protection=True))
+        secret = planter.export_keys(str(planted), secret=True, expect_passphrase=False)
+        public = planter.export_keys(str(planted))
+    finally:
+        drop_home(home)
+    check = await mailer.check_key(secret + public)
+    assert check.usable is False and "secret key material is refused" in (check.problem or "")
+    instance = gnupg.GPG(gnupghome=str(gnupg_home))
+    fingerprints = {k["fingerprint"] for k in instance.list_keys()}
+    assert str(planted) not in fingerprints
+    assert str(planted) not in {k["fingerprint"] for k in instance.list_keys(secret=True)}
+    assert (await mailer.check_key(public)).usable  # the same key's public half is welcome

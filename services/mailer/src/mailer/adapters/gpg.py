@@ -28,6 +28,9 @@ INSTANCE_KEY_WARNING = ("This key is used only to sign the instance's notificati
                         "not be used anywhere else and should not be valuable.")
 
 
+SECRET_KEY_REFUSED = "secret key material is refused: paste the public key only"
+
+
 class GpgError(Exception):
     """gpg refused to sign or encrypt."""
 
@@ -98,10 +101,18 @@ class Keyring:
         if cached is not None and (cached.expires is None or cached.expires > time.time()):
             return cached
         with self._import_lock:
-            result = self.gpg.import_keys(armored)
-            fingerprints = [f for f in (result.fingerprints or []) if f]
-            check = (self._status(fingerprints[0]) if fingerprints
-                     else KeyCheck(None, False, "invalid"))
+            # Only public keys enter the instance's home: an imported secret key could become
+            # its signing key (ensure_instance_key takes the first secret key it finds).
+            scanned = self.gpg.scan_keys_mem(armored)
+            if any(k.get("type") != "pub" for k in scanned):
+                check = KeyCheck(None, False, SECRET_KEY_REFUSED)
+            elif not scanned:
+                check = KeyCheck(None, False, "invalid")
+            else:
+                result = self.gpg.import_keys(armored)
+                fingerprints = [f for f in (result.fingerprints or []) if f]
+                check = (self._status(fingerprints[0]) if fingerprints
+                         else KeyCheck(None, False, "invalid"))
         with self._lock:
             self._imported[digest] = check
         return check
