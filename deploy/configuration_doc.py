@@ -120,6 +120,9 @@ MEANINGS: dict[str, str] = {
     "smtp_connections": "How many SMTP sessions the delivery loop uses at once.",
     "deliver_in_api": "Run the delivery loop in the `api` process (`python -m mailer deliver` "
                       "runs it on its own).",
+    "gnupg_instance_key_file": "The instance's OpenPGP secret key as an armored file (mounted "
+                               "from a secret): every mailer process imports it and signs with "
+                               "it, in any home. Empty: a key is generated once per GnuPG home.",
     "gnupg_home": "The instance's GnuPG home. Empty: `<state_dir>/mailer-gnupg`. Keep the path "
                   "short (gpg-agent's socket lives there). The instance key is generated there "
                   "on first use.",

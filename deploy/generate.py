@@ -181,6 +181,8 @@ def compose(services: dict[str, int]) -> str:
         w(f"    command: [python, -m, {svc}, migrate]")
         w("    environment:")
         w("      <<: *env")
+        w("    volumes:")
+        w(f"      - {svc}-state:/var/lib/misp")
         w("    depends_on:")
         w("      postgres:")
         w("        condition: service_healthy")
@@ -194,6 +196,8 @@ def compose(services: dict[str, int]) -> str:
             w(f'      {upper}_HTTP_PORT: "{port}"')
             if role == "api":
                 w(f"      {upper}_HTTP_HOST: 0.0.0.0")
+            w("    volumes:")
+            w(f"      - {svc}-state:/var/lib/misp")
             w("    depends_on:")
             w("      <<: *after-migrate")
             w(f"      {svc}-migrate:")
@@ -213,6 +217,8 @@ def compose(services: dict[str, int]) -> str:
             w("    environment:")
             w("      <<: *env")
             w(f'      {upper}_HTTP_PORT: "{port}"')
+            w("    volumes:")
+            w(f"      - {svc}-state:/var/lib/misp")
             if replicas != 1:
                 w("    deploy:")
                 w(f"      replicas: {replicas}")
@@ -224,6 +230,10 @@ def compose(services: dict[str, int]) -> str:
     w("volumes:")
     w("  pgdata:")
     w("  kafkadata:")
+    # One state volume per service, shared by all its containers and kept across restarts: the
+    # audit's signing key, the mailer's GnuPG home and identity's admin key file live there.
+    for svc in services:
+        w(f"  {svc}-state:")
     return "\n".join(o) + "\n"
 
 

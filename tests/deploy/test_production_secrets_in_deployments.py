@@ -27,3 +27,23 @@ def test_kubernetes_runs_production_with_secrets_from_its_secret() -> None:
     assert not re.search(r"^  MISP_PEPPER:", data, re.M)
     services = (ROOT / "deploy/k8s/services.yaml").read_text(encoding="utf-8")
     assert services.count("name: misp-secrets") >= 6
+
+
+def test_every_container_of_a_service_shares_its_state_volume_and_only_its_own() -> None:
+    """The audit's signing key, the mailer's GnuPG home and identity's admin key file outlive
+    a container and are the same in every process of the service."""
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    services_part = text.split("\nservices:\n", 1)[1].split("\nvolumes:\n", 1)[0]
+    blocks = re.split(r"\n(?=  [a-z][a-z0-9-]*:\n)", services_part)
+    checked = 0
+    for block in blocks:
+        name = block.strip().split(":", 1)[0]
+        service = name.split("-", 1)[0]
+        if "command: [python, -m," not in block:
+            continue
+        mounts = re.findall(r"- ([a-z]+)-state:/var/lib/misp", block)
+        assert mounts == [service], f"{name} mounts {mounts}"
+        checked += 1
+    assert checked >= 6 * 4  # migrate, api, relay and consume of each service at least
+    assert all(f"\n  {s}-state:" in text for s in
+               ("identity", "orgs", "audit", "jobs", "mailer", "settings"))

@@ -41,6 +41,9 @@ class MailerSettings(ServiceSettings):
     # there) and the passphrase of its key, if it has one.
     gnupg_home: str = ""
     gnupg_passphrase: SecretStr = SecretStr("")
+    # The instance's secret key as a file (an armored export, mounted from a secret): every
+    # process imports it into its home and signs with it. Empty: generated once per home.
+    gnupg_instance_key_file: str = ""
     gpg_binary: str = "gpg"
     # How many gpg processes may sign/encrypt at once.
     gpg_parallelism: int = 4

@@ -197,3 +197,30 @@ async def test_a_secret_key_is_never_imported_into_the_instances_home(
     assert str(planted) not in fingerprints
     assert str(planted) not in {k["fingerprint"] for k in instance.list_keys(secret=True)}
     assert (await mailer.check_key(public)).usable  # the same key's public half is welcome
+
+
+async def test_every_process_signs_with_the_deployments_instance_key_from_a_fresh_home() -> None:
+    from mailer.adapters.gpg import Keyring
+
+    maker_home, first_home, second_home = (Path(tempfile.mkdtemp(prefix="gpg", dir="/tmp"))
+                                           for _ in range(3))
+    key_file = maker_home / "instance.asc"
+    try:
+        maker = gnupg.GPG(gnupghome=str(maker_home))
+        made = maker.gen_key(maker.gen_key_input(
+            key_type="EDDSA", key_curve="ed25519", name_email="misp@example.test",
+            no_protection=True))
+        key_file.write_text(maker.export_keys(str(made), secret=True, expect_passphrase=False))
+        # Two processes (a replica, or the same container restarted with a fresh state dir).
+        first = Keyring(first_home, instance_key_file=key_file)
+        second = Keyring(second_home, instance_key_file=key_file)
+        assert first.ensure_instance_key(name="x", email="x@example.test") == str(made)
+        assert second.ensure_instance_key(name="y", email="y@example.test") == str(made)
+        signature, _ = second.sign_detached(b"hello")
+        # What the first process publishes at /gpg.asc verifies what the second one signed.
+        assert verify_detached(first.public_key(), signature.encode(), b"hello") == str(made)
+        first.close()
+        second.close()
+    finally:
+        for home in (maker_home, first_home, second_home):
+            drop_home(home)

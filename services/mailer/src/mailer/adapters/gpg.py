@@ -48,7 +48,8 @@ class KeyCheck:
 class Keyring:
     """One GnuPG home holding the instance key and the users' public keys."""
 
-    def __init__(self, homedir: Path, *, binary: str = "gpg", passphrase: str = "") -> None:
+    def __init__(self, homedir: Path, *, binary: str = "gpg", passphrase: str = "",
+                 instance_key_file: Path | None = None) -> None:
         self.homedir = homedir
         self.passphrase = passphrase or None
         homedir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -60,6 +61,9 @@ class Keyring:
         # "invalid" for a good key), so they take turns; signing and encrypting need not.
         self._import_lock = threading.Lock()
         self.fingerprint: str | None = None
+        # A deployment's instance key (a mounted secret): every process, in any fresh home,
+        # signs with it, so /gpg.asc matches every signature across restarts and replicas.
+        self.instance_key_file = instance_key_file
 
     # ---- the instance key --------------------------------------------------------------------
 
@@ -68,6 +72,9 @@ class Keyring:
         there is none; a file lock keeps two processes from generating two keys."""
         with open(self.homedir / ".instance-key.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.instance_key_file is not None:
+                self.fingerprint = self._import_instance_key(self.instance_key_file)
+                return self.fingerprint
             secret = self.gpg.list_keys(secret=True)
             if secret:
                 self.fingerprint = str(secret[0]["fingerprint"])
@@ -84,6 +91,26 @@ class Keyring:
             self.fingerprint = str(result.fingerprint)
             log.info("mailer.instance_key_generated", fingerprint=self.fingerprint)
             return self.fingerprint
+
+    def _import_instance_key(self, path: Path) -> str:
+        """Import the deployment's secret key from `path` (once per home) and return its
+        fingerprint; GpgError when the file holds no single secret key."""
+        try:
+            armored = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise GpgError(f"cannot read the instance key file {path}: {exc}") from None
+        secret = [k for k in self.gpg.scan_keys_mem(armored) if k.get("type") == "sec"]
+        if len(secret) != 1:
+            raise GpgError(f"{path} must hold exactly one OpenPGP secret key "
+                           f"(found {len(secret)})")
+        fingerprint = str(secret[0]["fingerprint"])
+        if not self.gpg.list_keys(secret=True, keys=[fingerprint]):
+            result = self.gpg.import_keys(armored, passphrase=self.passphrase or None)
+            if fingerprint not in (result.fingerprints or []):
+                raise GpgError(f"could not import the instance key from {path}: "
+                               f"{str(result.stderr)[-300:]}")
+            log.info("mailer.instance_key_imported", fingerprint=fingerprint)
+        return fingerprint
 
     def public_key(self) -> str:
         if self.fingerprint is None:
@@ -164,4 +191,6 @@ class Keyring:
 def keyring_for(settings: MailerSettings) -> Keyring:
     """The instance keyring as the service's settings configure it."""
     return Keyring(settings.gnupg_homedir(), binary=settings.gpg_binary,
-                   passphrase=settings.gnupg_passphrase.get_secret_value())
+                   passphrase=settings.gnupg_passphrase.get_secret_value(),
+                   instance_key_file=(Path(settings.gnupg_instance_key_file)
+                                      if settings.gnupg_instance_key_file else None))
