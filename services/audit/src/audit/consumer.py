@@ -13,7 +13,7 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from audit.adapters.keys import load_or_create_key
-from audit.handlers.integrity import prune, write_checkpoint
+from audit.handlers.integrity import PruneRefusedError, prune, write_checkpoint
 from audit.projections.log import Options, Source, project
 from audit.settings import AuditSettings
 from misp_contracts.envelope import Envelope
@@ -101,6 +101,8 @@ async def on_consumer_start(settings: ServiceSettings, engine: AsyncEngine) -> N
         while settings.retention_days > 0:
             try:
                 await prune(engine, key, retention_days=settings.retention_days)
+            except PruneRefusedError as exc:  # nothing deleted; verify tells the whole story
+                log.error("audit.prune_refused", **exc.as_dict())
             except Exception:
                 log.exception("audit.prune_failed")
             await asyncio.sleep(settings.prune_interval_s)

@@ -84,3 +84,16 @@ async def stream_entries(conn: AsyncConnection, tables: LogTables = LIVE,
         execution_options={"yield_per": batch})
     async for row in result:
         yield _entry(row)
+
+
+async def chain_entries(conn: AsyncConnection, chain: str, *, after: int, upto: int,
+                        tables: LogTables = LIVE, batch: int = 5000) -> AsyncIterator[Entry]:
+    """The entries of one chain with `after < seq <= upto`, in seq order (a server-side
+    cursor)."""
+    columns = ", ".join(c for c in ENTRY_COLUMNS if c != "source_offset")
+    result = await conn.stream(
+        text(f"SELECT {columns} FROM {tables.entry} WHERE chain = :c AND seq > :a "
+             "AND seq <= :u ORDER BY seq"), {"c": chain, "a": after, "u": upto},
+        execution_options={"yield_per": batch})
+    async for row in result:
+        yield _entry(row)

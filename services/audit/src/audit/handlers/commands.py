@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from audit.adapters.keys import SigningKeyError, load_key, load_or_create_key
 from audit.handlers.integrity import (
+    PruneRefusedError,
     prune,
     public_of,
     published_checkpoints,
@@ -93,16 +94,11 @@ def checkpoint_command(settings: AuditSettings) -> int:
     return OK
 
 
-def _prune_key(settings: AuditSettings, dry_run: bool) -> Ed25519PrivateKey:
-    if not dry_run:
-        return load_or_create_key(settings.key_path)
-    try:
-        return load_key(settings.key_path)
-    except SigningKeyError:  # a dry run signs nothing and creates no key file
-        return Ed25519PrivateKey.generate()
-
-
-@click.command(name="prune", epilog=epilog())
+@click.command(name="prune", epilog=epilog(
+    "the range to prune does not verify (a checkpoint's signature or a link of a chain): "
+    "nothing was deleted",
+    f"{NO_KEY}  --dry-run without the signing key (AUDIT_SIGNING_KEY_PATH): nothing was "
+    "verified"))
 @click.option("--days", type=click.IntRange(min=1), default=None,
               help="Keep this many days (default: AUDIT_RETENTION_DAYS).")
 @yes_option
@@ -112,21 +108,34 @@ def prune_command(settings: AuditSettings, days: int | None, yes: bool, dry_run:
     """Delete the log entries older than the retention, now.
 
     Whole checkpoint ranges go (each chain up to the head of the newest checkpoint older than
-    the retention), then a checkpoint signs the new marks. Deletes: asks for confirmation.
+    the retention), then a checkpoint signs the new marks. The checkpoints' signatures and the
+    chains up to that head are verified first: if they do not verify, nothing is deleted and
+    the report names the checkpoint and the first broken entry. Deletes: asks for confirmation.
     """
     retention = days if days is not None else settings.retention_days
     if retention <= 0:
         click.echo("retention is off (AUDIT_RETENTION_DAYS=0, no --days): nothing to prune")
         return OK
-    if not dry_run:
+    key: Ed25519PrivateKey
+    if dry_run:
+        try:
+            key = load_key(settings.key_path)  # a dry run signs nothing and creates no key
+        except SigningKeyError as exc:
+            click.echo(json.dumps({"dry_run": True, "ok": False, "refused": str(exc)}))
+            return NO_KEY
+    else:
         confirm(f"Delete the audit log entries older than {retention} days?", yes=yes)
+        key = load_or_create_key(settings.key_path)
 
-    async def run() -> None:
+    async def run() -> int:
         engine = create_engine(settings.database_url)
         try:
             with progress("pruning chains") as bar:
-                report = await prune(engine, _prune_key(settings, dry_run),
-                                     retention_days=retention, dry_run=dry_run, bar=bar)
+                report = await prune(engine, key, retention_days=retention, dry_run=dry_run,
+                                     bar=bar)
+        except PruneRefusedError as exc:
+            click.echo(json.dumps({**exc.as_dict(), "dry_run": dry_run}, indent=2))
+            return FAILED
         finally:
             await engine.dispose()
         if dry_run:
@@ -137,9 +146,9 @@ def prune_command(settings: AuditSettings, days: int | None, yes: bool, dry_run:
                                    "upto": report.upto,
                                    "checkpoint": report.checkpoint.number if report.checkpoint
                                    else None}))
+        return OK
 
-    asyncio.run(run())
-    return OK
+    return asyncio.run(run())
 
 
 @click.command(name="rebuild", epilog=epilog())

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from audit.adapters.store import (
+    chain_entries,
     chain_states,
     latest_checkpoint,
     lock_checkpoints,
@@ -215,6 +216,20 @@ class PruneReport:
     dry_run: bool = False
 
 
+class PruneRefusedError(RuntimeError):
+    """The range a prune would delete does not verify (a checkpoint's signature or links, or a
+    link of a chain up to the signed head): nothing was deleted."""
+
+    def __init__(self, message: str, *, checkpoint: int, broken: Break | None = None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint  # the checkpoint bounding the range
+        self.broken = broken
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": False, "refused": str(self), "checkpoint": self.checkpoint,
+                "first_broken": self.broken.as_dict() if self.broken else None}
+
+
 async def prune(engine: AsyncEngine, key: Ed25519PrivateKey, *, retention_days: int,
                 clock: Clock = utcnow, topic: str = AUDIT_CHECKPOINT_TOPIC,
                 dry_run: bool = False, bar: Bar | None = None) -> PruneReport:
@@ -223,6 +238,7 @@ async def prune(engine: AsyncEngine, key: Ed25519PrivateKey, *, retention_days: 
 
     The newest checkpoint created before the cutoff bounds what goes: each chain loses its
     entries up to that checkpoint's head, which are all older than the checkpoint itself.
+    Raises `PruneRefusedError`, deleting nothing, when that range does not verify.
     """
     async with (engine.connect() if dry_run else engine.begin()) as conn:
         return await prune_in(conn, key, retention_days=retention_days, clock=clock,
@@ -247,14 +263,10 @@ async def prune_in(conn: AsyncConnection, key: Ed25519PrivateKey, *, retention_d
         return report
     bound = parse_checkpoint(rows.body, rows.signature)
     states = await chain_states(conn)
+    starts = await _verify_range(conn, public_raw(key), bound, states, bar)
     marks: dict[str, tuple[Mark, int | None]] = {}
-    if bar is not None:
-        bar.set_total(len(bound.heads))
     for chain, head in bound.heads.items():
-        if bar is not None:
-            bar.advance()
-        state = states.get(chain)
-        if state is None or head.seq <= state.pruned.seq:
+        if head.seq <= starts.get(chain, START).seq:
             continue
         if dry_run:
             report.pruned_entries += (await conn.execute(text(
@@ -286,3 +298,37 @@ async def prune_in(conn: AsyncConnection, key: Ed25519PrivateKey, *, retention_d
     report.checkpoint = cp
     log.info("audit.pruned", entries=report.pruned_entries, chains=len(report.upto))
     return report
+
+
+async def _verify_range(conn: AsyncConnection, public: bytes, bound: Checkpoint,
+                        states: dict[str, ChainState], bar: Bar | None) -> dict[str, Mark]:
+    """Check what a prune up to `bound` would delete before anything goes: every stored
+    checkpoint (signature, numbering, links), then each chain from its signed pruned mark to
+    the head `bound` signed. Returns those pruned marks (where each chain's range starts)."""
+    cps = verify_checkpoints(await stored_checkpoints(conn), public)
+    if cps.problem:
+        raise PruneRefusedError(f"refusing to prune up to checkpoint {bound.number}: "
+                                f"{cps.problem}", checkpoint=bound.number)
+    starts, signed = cps.pruned_marks(), cps.signed_heads()
+    if bar is not None:
+        bar.set_total(len(bound.heads))
+    for chain, head in bound.heads.items():
+        if bar is not None:
+            bar.advance()
+        start = starts.get(chain, START)
+        if head.seq <= start.seq:
+            continue
+        if chain not in states:
+            raise PruneRefusedError(
+                f"refusing to prune up to checkpoint {bound.number}: chain {chain} is signed "
+                "but has no head in log_chain", checkpoint=bound.number)
+        marks = {s: h for s, h in signed.get(chain, {}).items() if start.seq < s <= head.seq}
+        marks[head.seq] = head.hash
+        entries = [e async for e in chain_entries(conn, chain, after=start.seq, upto=head.seq)]
+        broken = verify_chain(chain, entries, start=start, signed=marks).broken
+        if broken is not None:
+            raise PruneRefusedError(
+                f"refusing to prune up to checkpoint {bound.number}: chain {broken.chain} "
+                f"seq {broken.seq} id {broken.entry_id}: {broken.reason}",
+                checkpoint=bound.number, broken=broken)
+    return starts
