@@ -15,12 +15,14 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from audit.adapters.keys import load_or_create_key
+from audit.api.routes import checkpoint_topic
 from audit.bootstrap import create_app
-from audit.handlers.integrity import write_checkpoint
+from audit.handlers.integrity import published_checkpoints, write_checkpoint
 from audit.projections.log import Options, Source, project
 from audit.settings import AuditSettings
-from audit.testing import envelope_of
+from audit.testing import Namespace, envelope_of, running_relay, wait_until
 from misp_contracts.envelope import Actor
+from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC
 from misp_contracts.events.auth import AuthenticationFailed
 from misp_contracts.events.identity import UserState, UserUpdated
 from misp_contracts.events.settings import SettingChanged
@@ -38,6 +40,8 @@ class Env:
     auditor: str
     nobody: str
     engine: AsyncEngine
+    db: str
+    checkpoint_topic: str  # where this test's checkpoints are published (verify reads it)
 
 
 def actor(uid: int, email: str, org_id: int, org: str, ip: str) -> Actor:
@@ -73,7 +77,8 @@ async def seed_rows(engine: AsyncEngine) -> None:
 
 
 @pytest.fixture
-async def env(audit_db: str, audit_engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Env]:
+async def env(audit_db: str, audit_engine: AsyncEngine, tmp_path: Path,
+              namespace: Namespace) -> AsyncIterator[Env]:
     keys = {
         "site_admin": await seed_principal(audit_engine, PEPPER, user_id=1,
                                            email="admin@admin.test",
@@ -91,9 +96,11 @@ async def env(audit_db: str, audit_engine: AsyncEngine, tmp_path: Path) -> Async
     settings = AuditSettings(database_url=audit_db, pepper=PEPPER,
                              signing_key_path=str(tmp_path / "audit-signing.key"))
     app = create_app(settings)
+    topic = namespace.topic_of(AUDIT_CHECKPOINT_TOPIC)
+    app.dependency_overrides[checkpoint_topic] = lambda: topic
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://audit") as client:
-        yield Env(client, engine=audit_engine, **keys)
+        yield Env(client, engine=audit_engine, db=audit_db, checkpoint_topic=topic, **keys)
 
 
 async def logs(env: Env, key: str, url: str = "/admin/logs/index", **kw: object) -> httpx.Response:
@@ -217,3 +224,26 @@ async def test_the_verify_endpoint_reports_the_first_broken_link(env: Env,
     broken = (await logs(env, env.site_admin, url="/api/v1/audit/verify")).json()
     assert broken["ok"] is False and broken["first_broken"]["reason"].startswith("content")
     assert (await logs(env, env.auditor, url="/api/v1/audit/verify")).status_code == 403
+
+
+async def test_the_verify_endpoint_compares_the_checkpoints_with_kafka_by_default(
+        env: Env, tmp_path: Path, namespace: Namespace, kafka_bootstrap: str) -> None:
+    key = load_or_create_key(tmp_path / "audit-signing.key")
+    await namespace.ensure(env.checkpoint_topic, partitions=1)
+    await write_checkpoint(env.engine, key, topic=env.checkpoint_topic)
+    async with running_relay(env.engine, env.db, kafka_bootstrap):
+        await wait_until(lambda: published_checkpoints(kafka_bootstrap, env.checkpoint_topic),
+                         what="the checkpoint on Kafka")
+    ok = (await logs(env, env.site_admin, url="/api/v1/audit/verify")).json()
+    assert ok["ok"] is True and ok["compared_with_kafka"] is True and ok["checkpoints"] == 1
+    # Whoever can write the database deletes the checkpoint: only Kafka's copy remembers it.
+    async with env.engine.begin() as conn:
+        from sqlalchemy import text
+
+        await conn.execute(text("DELETE FROM log_checkpoint"))
+    found = (await logs(env, env.site_admin, url="/api/v1/audit/verify")).json()
+    assert found["ok"] is False and found["compared_with_kafka"] is True
+    assert found["checkpoint_problem"] == ("checkpoint 1 was published but is not in the "
+                                           "database")
+    skipped = (await logs(env, env.site_admin, url="/api/v1/audit/verify?db_only=1")).json()
+    assert skipped["ok"] is True and skipped["compared_with_kafka"] is False

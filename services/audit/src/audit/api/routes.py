@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import and_, column, false, func, or_, select, table
 from sqlalchemy.sql.elements import ColumnElement
@@ -23,6 +24,7 @@ from audit.domain.search import (
 )
 from audit.handlers.integrity import public_of, published_checkpoints, verify
 from audit.settings import TOPIC_PATTERN, AuditSettings
+from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC
 from misp_contracts.topics import CATALOGUE
 from misp_platform.app import EngineDep, SettingsDep
 from misp_platform.auth import Principal, SiteAdmin, require_perm
@@ -200,18 +202,33 @@ async def top_api_users(request: Request, _admin: SiteAdmin, engine: EngineDep,
     return [{"ip": r.ip, "email": r.email, "count": str(r.c)} for r in rows]
 
 
+def checkpoint_topic() -> str:
+    """Where verify reads the checkpoints' published copies (a test names its own topic)."""
+    return AUDIT_CHECKPOINT_TOPIC
+
+
+CheckpointTopic = Annotated[str, Depends(checkpoint_topic)]
+
+
 @router.get("/verify")
 async def verify_log(request: Request, _admin: SiteAdmin, engine: EngineDep,
-                     settings: SettingsDep) -> dict[str, Any]:
-    """Check the hash chains against the signed checkpoints; reports the first broken link.
-    `?published=1` also compares the checkpoints with their copies on Kafka."""
+                     settings: SettingsDep, topic: CheckpointTopic) -> dict[str, Any]:
+    """Check the hash chains against the signed checkpoints, and the checkpoints against their
+    copies on Kafka; reports the first broken link. `?db_only=1` skips Kafka (as the command's
+    `audit verify --db-only`)."""
     assert isinstance(settings, AuditSettings)
     try:
         public = public_of(load_key(settings.key_path))
     except SigningKeyError as exc:
         return {"ok": False, "checkpoint_problem": str(exc), "first_broken": None}
+    db_only = request.query_params.get("db_only") in ("1", "true")
     published = []
-    if request.query_params.get("published") in ("1", "true"):
-        published = await published_checkpoints(settings.kafka_bootstrap_servers)
+    if not db_only:
+        try:
+            published = await published_checkpoints(settings.kafka_bootstrap_servers, topic)
+        except (KafkaError, OSError, TimeoutError) as exc:  # unverified is not verified
+            return {"ok": False, "compared_with_kafka": False, "first_broken": None,
+                    "checkpoint_problem": f"the checkpoints on Kafka could not be read ({exc}); "
+                                          "?db_only=1 verifies without them"}
     report = await verify(engine, public, published=published)
-    return report.as_dict()
+    return {**report.as_dict(), "compared_with_kafka": not db_only}
