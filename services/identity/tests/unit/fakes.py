@@ -23,8 +23,11 @@ from identity.adapters.ports import (
     IdentityStore,
     KeyRow,
     LoadedKey,
+    LoadedRegistration,
     LoadedRole,
+    LoadedSetting,
     LoadedUser,
+    SettingRow,
     UnitOfWork,
     UserRow,
     UserViewParts,
@@ -35,7 +38,7 @@ from identity.domain.users import EMAIL_TAKEN
 from identity.handlers.roles import DEFAULT_ROLE_STREAM, role_stream
 from misp_contracts.events import identity as ev
 from misp_contracts.events.base import DomainEvent
-from misp_contracts.events.identity import AuthKeyState, RoleState, UserState
+from misp_contracts.events.identity import AuthKeyState, RegistrationState, RoleState, UserState
 from misp_contracts.events.orgs import OrganisationState
 from misp_contracts.settings_catalogue import definition
 from misp_platform.eventstore import Append, ConcurrencyError
@@ -52,6 +55,8 @@ class World:
     orgs: dict[int, OrganisationState] = field(default_factory=dict)
     deleted_orgs: set[int] = field(default_factory=set)
     merging_orgs: set[int] = field(default_factory=set)
+    registrations: dict[int, LoadedRegistration] = field(default_factory=dict)  # open ones
+    user_settings: dict[int, LoadedSetting] = field(default_factory=dict)
     default_role: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     passwords: dict[int, str | None] = field(default_factory=dict)
@@ -59,7 +64,8 @@ class World:
     versions: dict[str, int] = field(default_factory=dict)
     events: list[tuple[str, DomainEvent]] = field(default_factory=list)
     sequences: dict[str, int] = field(
-        default_factory=lambda: {"user": 100, "role": 100, "key": 100})
+        default_factory=lambda: {"user": 100, "role": 100, "key": 100, "registration": 100,
+                                 "setting": 100})
 
 
 class FakeQueries(IdentityQueries):
@@ -92,7 +98,11 @@ class FakeQueries(IdentityQueries):
     async def view_parts(self, user: UserState) -> UserViewParts:
         role = self.world.roles.get(user.role_id)
         return UserViewParts(role=role.state if role else None,
-                             default_role_id=self.world.default_role, settings={},
+                             default_role_id=self.world.default_role,
+                             settings={s.state.setting: s.state.value
+                                       for s in sorted(self.world.user_settings.values(),
+                                                       key=lambda s: s.state.setting)
+                                       if s.state.user_id == user.id},
                              org=await self.organisation(user.org_id))
 
     async def org_admins(self, org_id: int) -> dict[str, str]:
@@ -120,6 +130,9 @@ class FakeQueries(IdentityQueries):
             return None
         return self.world.orgs.get(org_id)
 
+    async def organisation_id(self, uuid: str) -> int | None:
+        return next((o.id for o in self.world.orgs.values() if o.uuid == uuid), None)
+
     async def organisation_open_for_users(self, org_id: int) -> OrganisationState | None:
         if org_id in self.world.merging_orgs:
             return None
@@ -143,6 +156,32 @@ class FakeQueries(IdentityQueries):
                 continue
             rows.append(KeyRow(key=key, owner=owner.state))
         return rows
+
+    async def user_setting(self, *, setting_id: int | None = None, user_id: int | None = None,
+                           name: str | None = None) -> LoadedSetting | None:
+        rows = await self.user_settings(setting_id=setting_id, user_id=user_id, name=name)
+        return self.world.user_settings[rows[0].setting.id] if rows else None
+
+    async def user_settings(self, *, setting_id: int | None = None, user_id: int | None = None,
+                            name: str | None = None,
+                            org_id: int | None = None) -> list[SettingRow]:
+        rows = []
+        for key in sorted(self.world.user_settings):
+            setting = self.world.user_settings[key].state
+            owner = self.world.users.get(setting.user_id)
+            if owner is None or any(wanted is not None and wanted != actual for wanted, actual in (
+                    (setting_id, setting.id), (user_id, setting.user_id),
+                    (name, setting.setting), (org_id, owner.state.org_id))):
+                continue
+            rows.append(SettingRow(setting=setting, owner=owner.state))
+        return rows
+
+    async def open_registrations(self) -> list[RegistrationState]:
+        return [self.world.registrations[r].state for r in sorted(self.world.registrations)]
+
+    async def open_registration(self, key: int | str) -> LoadedRegistration | None:
+        return next((r for r in self.world.registrations.values()
+                     if key in (r.state.id, r.state.uuid)), None)
 
     async def settings(self, names: Sequence[str]) -> dict[str, Any]:
         return {name: self.world.settings.get(name, definition(name).default) for name in names}
@@ -169,6 +208,12 @@ class FakeStore(FakeQueries, IdentityStore):
 
     async def next_key_id(self) -> int:
         return self._next("key")
+
+    async def next_registration_id(self) -> int:
+        return self._next("registration")
+
+    async def next_setting_id(self) -> int:
+        return self._next("setting")
 
     async def record(self, appends: Sequence[Append]) -> None:
         for append in appends:
@@ -212,6 +257,9 @@ def _project(world: World, stream_id: str, version: int, event: DomainEvent) -> 
         world.users.pop(event.user_id, None)
         for key_id in [k for k, key in world.keys.items() if key.state.user_id == event.user_id]:
             del world.keys[key_id]
+        for setting_id in [s for s, setting in world.user_settings.items()
+                           if setting.state.user_id == event.user_id]:
+            del world.user_settings[setting_id]
     elif isinstance(event, ev.RoleCreated | ev.RoleUpdated):
         role = event.role
         if any(r.state.name.lower() == role.name.lower() and r.state.id != role.id
@@ -226,6 +274,19 @@ def _project(world: World, stream_id: str, version: int, event: DomainEvent) -> 
         world.keys[event.authkey.id] = LoadedKey(stream_id, version, event.authkey)
     elif isinstance(event, ev.AuthKeyDeleted):
         world.keys.pop(event.authkey_id, None)
+    elif isinstance(event, ev.UserSettingSet):
+        setting = event.user_setting
+        if any(s.state.id != setting.id and (s.state.user_id, s.state.setting) ==
+               (setting.user_id, setting.setting) for s in world.user_settings.values()):
+            raise ConcurrencyError("ux_user_setting_user_setting")  # raced: decide again
+        world.user_settings[setting.id] = LoadedSetting(stream_id, version, setting)
+    elif isinstance(event, ev.UserSettingDeleted):
+        world.user_settings.pop(event.id, None)
+    elif isinstance(event, ev.RegistrationSubmitted):
+        world.registrations[event.registration.id] = LoadedRegistration(
+            stream_id, version, event.registration)
+    elif isinstance(event, ev.RegistrationAccepted | ev.RegistrationDiscarded):
+        world.registrations.pop(event.registration_id, None)
     else:
         raise NotImplementedError(f"the fake does not project {type(event).__name__}")
 

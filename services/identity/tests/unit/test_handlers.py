@@ -12,13 +12,15 @@ from typing import Any
 import pytest
 
 from identity.domain.errors import (
+    BadRequestError,
     ForbiddenError,
     InvalidFieldsError,
+    NotAllowedError,
     NotFoundError,
     UnknownOrganisationError,
 )
 from identity.domain.roles import ROLE_IN_USE, seeded_roles
-from identity.handlers import authkeys, roles, users, views
+from identity.handlers import authkeys, registrations, roles, user_settings, users, views
 from identity.handlers.roles import DEFAULT_ROLE_STREAM
 from misp_contracts.events.identity import (
     AuthKeyDeleted,
@@ -27,6 +29,7 @@ from misp_contracts.events.identity import (
     RoleDeleted,
     RoleState,
     RoleUpdated,
+    UserSettingSet,
     UserUpdated,
 )
 from misp_platform.auth import Principal, authkey_hmac
@@ -394,10 +397,116 @@ async def test_a_users_key_index_shows_their_own_keys(uow: FakeUnitOfWork) -> No
         [7, 8]
 
 
+# ---- registrations -----------------------------------------------------------------------------
+
+
+async def register(uow: FakeUnitOfWork, email: str = "visitor@example.test") -> int:
+    return await registrations.register(uow, {"email": email}, ip="198.51.100.1",
+                                        user_agent="ua", request_id=None)
+
+
+async def test_registering_needs_self_registration_allowed(uow: FakeUnitOfWork) -> None:
+    with pytest.raises(NotAllowedError):
+        await register(uow)
+    uow.world.settings["Security.allow_self_registration"] = True
+    registration_id = await register(uow)
+    [row] = await registrations.index(uow)
+    assert row["Inbox"]["id"] == str(registration_id)
+    assert row["Inbox"]["data"]["email"] == "visitor@example.test"
+
+
+async def test_accepting_a_registration_creates_the_user_and_closes_it(
+        uow: FakeUnitOfWork) -> None:
+    uow.world.settings["Security.allow_self_registration"] = True
+    registration_id = await register(uow)
+    org_uuid = uow.world.orgs[2].uuid
+
+    number, user_id = await registrations.accept(uow, ADMIN, registration_id,
+                                                 {"org_id": org_uuid})
+
+    user = uow.world.users[user_id].state
+    assert (number, user.email, user.org_id, user.role_id) == \
+        (registration_id, "visitor@example.test", 2, USER)
+    assert user.change_pw and uow.world.passwords[user_id] is None
+    assert await registrations.index(uow) == []
+    with pytest.raises(NotFoundError):  # accepted once only
+        await registrations.accept(uow, ADMIN, registration_id, {"org_id": 2})
+
+
+async def test_a_registration_without_organisation_or_with_a_taken_email_stays_open(
+        uow: FakeUnitOfWork) -> None:
+    uow.world.settings["Security.allow_self_registration"] = True
+    registration_id = await register(uow, "user@two.test")
+    with pytest.raises(BadRequestError):
+        await registrations.accept(uow, ADMIN, registration_id, {})
+    with pytest.raises(InvalidFieldsError):
+        await registrations.accept(uow, ADMIN, registration_id, {"org_id": 2})
+    assert len(await registrations.index(uow)) == 1
+    await registrations.discard(uow, ADMIN, registration_id)
+    assert await registrations.index(uow) == []
+
+
+# ---- user settings -----------------------------------------------------------------------------
+
+
+async def test_a_user_sets_and_changes_their_own_setting(uow: FakeUnitOfWork) -> None:
+    first = await user_settings.set_setting(uow, ORG2_USER, {"setting": "homepage",
+                                                             "value": {"path": "/a"}})
+    again = await user_settings.set_setting(uow, ORG2_USER, {"setting": "homepage",
+                                                             "value": {"path": "/b"}})
+
+    assert first["UserSetting"]["id"] == again["UserSetting"]["id"]  # one row per name
+    got = await user_settings.get_setting(uow, ORG2_USER, {"setting": "homepage"})
+    assert got["value"] == {"path": "/b"} and got["user_id"] == "21"
+    set_events = uow.events_of_type(UserSettingSet)
+    assert [e.changes for e in set_events if isinstance(e, UserSettingSet)][1] == \
+        {"value": ({"path": "/a"}, {"path": "/b"})}
+    view = await users.view_self_or_any(uow, ORG2_USER, 21)
+    assert view["UserSetting"] == {"homepage": {"path": "/b"}}
+
+
+async def test_a_setting_for_someone_out_of_reach_is_the_callers_own(
+        uow: FakeUnitOfWork) -> None:
+    """As MISP: a user_id the caller may not act for falls back to the caller."""
+    await user_settings.set_setting(uow, ORG2_ADMIN, {"setting": "dashboard", "value": "x",
+                                                      "user_id": 21})
+    await user_settings.set_setting(uow, ORG2_ADMIN, {"setting": "homepage", "value": "y",
+                                                      "user_id": 1})
+    owners = {s.state.setting: s.state.user_id for s in uow.world.user_settings.values()}
+    assert owners == {"dashboard": 21, "homepage": 20}
+
+
+async def test_restricted_settings_and_unknown_names_are_refused(uow: FakeUnitOfWork) -> None:
+    with pytest.raises(NotAllowedError):
+        await user_settings.set_setting(uow, ORG2_USER, {"setting": "dashboard_access",
+                                                         "value": True})
+    with pytest.raises(NotAllowedError):
+        await user_settings.set_setting(uow, ORG2_USER, {"setting": "nope", "value": 1})
+    await user_settings.set_setting(uow, ADMIN, {"setting": "dashboard_access", "value": True})
+    assert uow.commits == 1
+
+
+async def test_deleting_a_setting_and_the_index_scope(uow: FakeUnitOfWork) -> None:
+    mine = await user_settings.set_setting(uow, ORG2_USER, {"setting": "homepage",
+                                                            "value": "/me"})
+    await user_settings.set_setting(uow, ADMIN, {"setting": "homepage", "value": "/root"})
+    assert [r["User"]["id"] for r in await user_settings.index(uow, ORG2_USER, {})] == ["21"]
+    assert len(await user_settings.index(uow, ADMIN, {})) == 2
+
+    setting_id = int(mine["UserSetting"]["id"])
+    with pytest.raises(NotFoundError):  # not theirs to delete
+        await user_settings.delete_setting(uow, ORG2_ADMIN, int(
+            (await user_settings.index(uow, ADMIN, {"user_id": "1"}))[0]["UserSetting"]["id"]),
+            {})
+    assert await user_settings.delete_setting(uow, ORG2_USER, setting_id, {}) == setting_id
+    assert await user_settings.index(uow, ORG2_USER, {}) == []
+
+
 # ---- the skeleton ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", [users, roles, authkeys, views])
+@pytest.mark.parametrize("module", [users, roles, authkeys, views, registrations,
+                                    user_settings])
 def test_these_handlers_hold_no_sql(module: ModuleType) -> None:
     """Their storage is the unit of work: no SQLAlchemy, no tables, no queries of their own."""
     tree = ast.parse(Path(str(module.__file__)).read_text())

@@ -26,7 +26,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from misp_contracts.events.identity import AuthKeyState, RoleState, UserState
+from misp_contracts.events.identity import (
+    AuthKeyState,
+    RegistrationState,
+    RoleState,
+    UserSettingState,
+    UserState,
+)
 from misp_contracts.events.orgs import OrganisationState
 from misp_platform.eventstore import Append
 
@@ -57,6 +63,24 @@ class LoadedRole(Loaded):
 @dataclass(frozen=True)
 class LoadedKey(Loaded):
     state: AuthKeyState
+
+
+@dataclass(frozen=True)
+class LoadedRegistration(Loaded):
+    state: RegistrationState
+
+
+@dataclass(frozen=True)
+class LoadedSetting(Loaded):
+    state: UserSettingState
+
+
+@dataclass(frozen=True)
+class SettingRow:
+    """A row of `userSettings/index`: the setting and its owner."""
+
+    setting: UserSettingState
+    owner: UserState
 
 
 @dataclass(frozen=True)
@@ -131,6 +155,10 @@ class IdentityQueries(abc.ABC):
         """The organisation unless deleted."""
 
     @abc.abstractmethod
+    async def organisation_id(self, uuid: str) -> int | None:
+        """The id of the organisation with this uuid (deleted ones included), or None."""
+
+    @abc.abstractmethod
     async def organisation_open_for_users(self, org_id: int) -> OrganisationState | None:
         """The organisation if it may take users (not deleted, not being merged), else None.
         In a transaction, a merge start waits for this one (it cannot start across it)."""
@@ -147,6 +175,27 @@ class IdentityQueries(abc.ABC):
                    org_id: int | None = None) -> list[KeyRow]:
         """Authkeys with their owners, by key id: of one user, of one organisation's users,
         or all of them."""
+
+    @abc.abstractmethod
+    async def user_setting(self, *, setting_id: int | None = None, user_id: int | None = None,
+                           name: str | None = None) -> LoadedSetting | None:
+        """A user's setting, by its id or by its user and name."""
+
+    @abc.abstractmethod
+    async def user_settings(self, *, setting_id: int | None = None, user_id: int | None = None,
+                            name: str | None = None,
+                            org_id: int | None = None) -> list[SettingRow]:
+        """User settings with their owners, by id; each given filter narrows them (`org_id`:
+        of that organisation's users)."""
+
+    @abc.abstractmethod
+    async def open_registrations(self) -> list[RegistrationState]:
+        """The registrations neither accepted nor discarded, by id."""
+
+    @abc.abstractmethod
+    async def open_registration(self, key: int | str) -> LoadedRegistration | None:
+        """The open registration of this id (an int) or uuid (a str), held until the
+        transaction ends (a second accept waits, then finds it closed)."""
 
     @abc.abstractmethod
     async def settings(self, names: Sequence[str]) -> dict[str, Any]:
@@ -169,6 +218,12 @@ class IdentityStore(IdentityQueries):
 
     @abc.abstractmethod
     async def next_key_id(self) -> int: ...
+
+    @abc.abstractmethod
+    async def next_registration_id(self) -> int: ...
+
+    @abc.abstractmethod
+    async def next_setting_id(self) -> int: ...
 
     @abc.abstractmethod
     async def record(self, appends: Sequence[Append]) -> None:

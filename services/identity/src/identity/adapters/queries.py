@@ -13,8 +13,11 @@ from identity.adapters.ports import (
     IdentityQueries,
     KeyRow,
     LoadedKey,
+    LoadedRegistration,
     LoadedRole,
+    LoadedSetting,
     LoadedUser,
+    SettingRow,
     UserRow,
     UserViewParts,
 )
@@ -22,12 +25,19 @@ from identity.adapters.tables import (
     admin_setting,
     authkey,
     org,
+    registration,
     role,
     user_account,
     user_credential,
     user_setting,
 )
-from misp_contracts.events.identity import AuthKeyState, RoleState, UserState
+from misp_contracts.events.identity import (
+    AuthKeyState,
+    RegistrationState,
+    RoleState,
+    UserSettingState,
+    UserState,
+)
 from misp_contracts.events.orgs import OrganisationState
 from misp_platform.db import event
 from misp_platform.server_settings import read_settings
@@ -187,6 +197,66 @@ async def stream_version(conn: AsyncConnection, stream_id: str) -> int:
         event.c.stream_id == stream_id))).scalar_one())
 
 
+async def organisation_id(conn: AsyncConnection, uuid: str) -> int | None:
+    found = (await conn.execute(select(org.c.org_id).where(org.c.uuid == uuid))).scalar()
+    return None if found is None else int(found)
+
+
+async def open_registrations(conn: AsyncConnection) -> list[RegistrationState]:
+    rows = await conn.execute(select(registration.c.state)
+                              .where(registration.c.deleted.is_(False))
+                              .order_by(registration.c.id))
+    return [RegistrationState.model_validate(r.state) for r in rows]
+
+
+async def open_registration(conn: AsyncConnection, key: int | str) -> LoadedRegistration | None:
+    match = (registration.c.id == key if isinstance(key, int)
+             else registration.c.state["uuid"].astext == key)
+    row = (await conn.execute(select(registration).where(
+        match, registration.c.deleted.is_(False)).with_for_update())).first()
+    return None if row is None else LoadedRegistration(
+        str(row.stream_id), row.version, RegistrationState.model_validate(row.state))
+
+
+def _setting_state(row: Any) -> UserSettingState:
+    return UserSettingState(id=row.id, user_id=row.user_id, setting=row.setting, value=row.value,
+                            timestamp=row.timestamp)
+
+
+def _setting_filters(stmt: Any, setting_id: int | None, user_id: int | None,
+                     name: str | None) -> Any:
+    if setting_id is not None:
+        stmt = stmt.where(user_setting.c.id == setting_id)
+    if user_id is not None:
+        stmt = stmt.where(user_setting.c.user_id == user_id)
+    if name is not None:
+        stmt = stmt.where(user_setting.c.setting == name)
+    return stmt
+
+
+async def get_user_setting(conn: AsyncConnection, *, setting_id: int | None = None,
+                           user_id: int | None = None,
+                           name: str | None = None) -> LoadedSetting | None:
+    row = (await conn.execute(_setting_filters(select(user_setting), setting_id, user_id,
+                                               name))).first()
+    return None if row is None else LoadedSetting(str(row.stream_id), row.version,
+                                                  _setting_state(row))
+
+
+async def setting_rows(conn: AsyncConnection, *, setting_id: int | None = None,
+                       user_id: int | None = None, name: str | None = None,
+                       org_id: int | None = None) -> list[SettingRow]:
+    stmt = (select(user_setting, user_account.c.state.label("user_state"))
+            .select_from(user_setting.join(user_account,
+                                           user_account.c.user_id == user_setting.c.user_id))
+            .order_by(user_setting.c.id))
+    stmt = _setting_filters(stmt, setting_id, user_id, name)
+    if org_id is not None:
+        stmt = stmt.where(user_account.c.org_id == org_id)
+    return [SettingRow(setting=_setting_state(r), owner=UserState.model_validate(r.user_state))
+            for r in await conn.execute(stmt)]
+
+
 class SqlQueries(IdentityQueries):
     """The handlers' reads on one connection."""
 
@@ -226,6 +296,9 @@ class SqlQueries(IdentityQueries):
     async def organisation(self, org_id: int) -> OrganisationState | None:
         return await get_org(self.conn, org_id)
 
+    async def organisation_id(self, uuid: str) -> int | None:
+        return await organisation_id(self.conn, uuid)
+
     async def organisation_open_for_users(self, org_id: int) -> OrganisationState | None:
         return await org_open_for_users(self.conn, org_id)
 
@@ -238,6 +311,23 @@ class SqlQueries(IdentityQueries):
     async def keys(self, *, user_id: int | None = None,
                    org_id: int | None = None) -> list[KeyRow]:
         return await key_rows(self.conn, user_id=user_id, org_id=org_id)
+
+    async def user_setting(self, *, setting_id: int | None = None, user_id: int | None = None,
+                           name: str | None = None) -> LoadedSetting | None:
+        return await get_user_setting(self.conn, setting_id=setting_id, user_id=user_id,
+                                      name=name)
+
+    async def user_settings(self, *, setting_id: int | None = None, user_id: int | None = None,
+                            name: str | None = None,
+                            org_id: int | None = None) -> list[SettingRow]:
+        return await setting_rows(self.conn, setting_id=setting_id, user_id=user_id, name=name,
+                                  org_id=org_id)
+
+    async def open_registrations(self) -> list[RegistrationState]:
+        return await open_registrations(self.conn)
+
+    async def open_registration(self, key: int | str) -> LoadedRegistration | None:
+        return await open_registration(self.conn, key)
 
     async def settings(self, names: Sequence[str]) -> dict[str, Any]:
         return await read_settings(self.conn, names)

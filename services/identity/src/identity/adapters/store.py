@@ -138,6 +138,12 @@ class SqlStore(SqlQueries, IdentityStore):
     async def next_key_id(self) -> int:
         return await next_id(self.conn, "authkey_id_seq")
 
+    async def next_registration_id(self) -> int:
+        return await next_id(self.conn, "registration_id_seq")
+
+    async def next_setting_id(self) -> int:
+        return await next_id(self.conn, "user_setting_id_seq")
+
     async def record(self, appends: Sequence[Append]) -> None:
         await record(self.conn, appends)
 

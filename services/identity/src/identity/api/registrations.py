@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from identity.adapters.store import SqlUnitOfWork
 from identity.api.auth import client_ip_of, request_id_of
 from identity.api.deps import EngineDep, as_misp
 from identity.domain import registrations as rules
@@ -22,7 +23,7 @@ async def register(request: Request, engine: EngineDep) -> dict[str, Any]:
     """No authentication: anyone may ask for an account when the instance allows it."""
     body = await read_body(request, "User")
     with as_misp(request, "register", "User"):
-        await handlers.register(engine, body, ip=client_ip_of(request),
+        await handlers.register(SqlUnitOfWork(engine), body, ip=client_ip_of(request),
                                 user_agent=request.headers.get("user-agent"),
                                 request_id=request_id_of(request))
     return success("register", "User", "/users/register", message=rules.SUBMITTED)
@@ -31,7 +32,7 @@ async def register(request: Request, engine: EngineDep) -> dict[str, Any]:
 @router.get("/users/registrations/index")
 @router.get("/users/registrations")
 async def registrations(principal: SiteAdmin, engine: EngineDep) -> list[dict[str, Any]]:
-    return await handlers.index(engine)
+    return await handlers.index(SqlUnitOfWork(engine))
 
 
 @router.post("/users/acceptRegistrations/{registration_id}")
@@ -40,7 +41,7 @@ async def accept(registration_id: str, request: Request, principal: SiteAdmin,
     body = await read_body(request, "User")
     with as_misp(request, "acceptRegistrations", "User", registration_id):
         number, _user_id = await handlers.accept(
-            engine, principal, handlers.registration_key(registration_id), body)
+            SqlUnitOfWork(engine), principal, handlers.registration_key(registration_id), body)
     return success("acceptRegistrations", "User", f"/users/acceptRegistrations/{number}",
                    id=number, message="Added 1 user(s).")
 
@@ -49,7 +50,7 @@ async def accept(registration_id: str, request: Request, principal: SiteAdmin,
 async def discard(registration_id: str, request: Request, principal: SiteAdmin,
                   engine: EngineDep) -> dict[str, Any]:
     with as_misp(request, "discardRegistrations", "User", registration_id):
-        number = await handlers.discard(engine, principal,
+        number = await handlers.discard(SqlUnitOfWork(engine), principal,
                                         handlers.registration_key(registration_id))
     return success("discardRegistrations", "User", f"/users/discardRegistrations/{number}",
                    id=number, message="1 registration(s) discarded.")

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from identity.adapters.store import SqlUnitOfWork
 from identity.api.deps import EngineDep, as_misp
 from identity.domain import user_settings as rules
 from identity.domain.values import to_int
@@ -29,7 +30,7 @@ async def _body(request: Request, user_id: str | None, setting: str | None) -> d
 @router.get("/userSettings/index")
 async def index(principal: CurrentPrincipal, engine: EngineDep,
                 named: NamedParams) -> list[dict[str, Any]]:
-    return await handlers.index(engine, principal, named)
+    return await handlers.index(SqlUnitOfWork(engine), principal, named)
 
 
 @router.post("/userSettings/setSetting/{user_id}/{setting}")
@@ -39,7 +40,7 @@ async def set_setting(request: Request, principal: CurrentPrincipal, engine: Eng
                       user_id: str | None = None, setting: str | None = None) -> dict[str, Any]:
     body = await _body(request, user_id, setting)
     with as_misp(request, "setSetting", "UserSettings"):
-        return await handlers.set_setting(engine, principal, body)
+        return await handlers.set_setting(SqlUnitOfWork(engine), principal, body)
 
 
 @router.api_route("/userSettings/getSetting/{user_id}/{setting}", methods=["GET", "POST"])
@@ -48,7 +49,7 @@ async def get_setting(request: Request, principal: CurrentPrincipal, engine: Eng
                       user_id: str | None = None, setting: str | None = None) -> dict[str, Any]:
     body = await _body(request, user_id, setting)
     with as_misp(request, "getSetting", "UserSettings"):
-        return await handlers.get_setting(engine, principal, body)
+        return await handlers.get_setting(SqlUnitOfWork(engine), principal, body)
 
 
 @router.api_route("/userSettings/delete/{setting_id}", methods=["POST", "DELETE"])
@@ -62,6 +63,6 @@ async def delete(request: Request, principal: CurrentPrincipal, engine: EngineDe
             raise NotFound(rules.INVALID_USER_SETTING)
     body = await _body(request, None, None)
     with as_misp(request, "delete", "UserSettings", number):
-        deleted = await handlers.delete_setting(engine, principal, number, body)
+        deleted = await handlers.delete_setting(SqlUnitOfWork(engine), principal, number, body)
     return success("delete", "UserSettings", f"/UserSettings/delete/{deleted}", id=deleted,
                    message=rules.SETTING_DELETED)

@@ -1,6 +1,6 @@
 """Self-registration: register (no auth), the site admin's inbox, accept (creates the user) and
 discard (MISP's UsersController::register / registrations / acceptRegistrations /
-discardRegistrations, API reference §2.9)."""
+discardRegistrations, API reference §2.9), through the unit of work (identity.adapters.ports)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-
-from identity.adapters.store import SqlStore, next_id, record, write
-from identity.adapters.tables import org, registration
+from identity.adapters.ports import IdentityQueries, IdentityStore, LoadedRegistration, UnitOfWork
 from identity.domain import registrations as rules
 from identity.domain.errors import (
     BadRequestError,
@@ -34,16 +30,16 @@ from misp_contracts.events.identity import (
 )
 from misp_platform.auth import Principal
 from misp_platform.eventstore import Append
-from misp_platform.server_settings import setting
 
 STREAM = "registration"
+ALLOWED = "Security.allow_self_registration"
 
 
-async def register(engine: AsyncEngine, body: dict[str, Any], *, ip: str | None,
+async def register(uow: UnitOfWork, body: dict[str, Any], *, ip: str | None,
                    user_agent: str | None, request_id: str | None) -> int:
     """`users/register`: store the request for a site admin; its id."""
-    async with engine.connect() as conn:
-        if not await setting(conn, "Security.allow_self_registration"):
+    async with uow.reads() as q:
+        if not (await q.settings([ALLOWED]))[ALLOWED]:
             raise NotAllowedError(rules.NOT_ENABLED)
     data, errors = rules.parse_request(body)
     if not data.get("email") and "email" not in errors:
@@ -52,17 +48,18 @@ async def register(engine: AsyncEngine, body: dict[str, Any], *, ip: str | None,
         raise InvalidFieldsError(errors)
     actor = Actor(email="SYSTEM", org_name="SYSTEM", client_ip=ip, request_id=request_id)
 
-    async def work(conn: AsyncConnection) -> int:
+    async def work(tx: IdentityStore) -> int:
         state = RegistrationState(
-            id=await next_id(conn, "registration_id_seq"), uuid=str(uuid.uuid4()),
+            id=await tx.next_registration_id(), uuid=str(uuid.uuid4()),
             email=data["email"], data=data, ip=ip, user_agent=(user_agent or "")[:512] or None,
             created=datetime.now(UTC))
-        await record(conn, [Append(stream_id=state.uuid, stream_type=STREAM, expected_version=0,
-                                   events=(RegistrationSubmitted(registration=state),),
-                                   actor=actor)])
+        await tx.record([Append(stream_id=state.uuid, stream_type=STREAM, expected_version=0,
+                                events=(RegistrationSubmitted(registration=state),),
+                                actor=actor)])
+        await tx.commit()
         return state.id
 
-    return await write(engine, work)
+    return await uow.transaction(work)
 
 
 def inbox_fields(state: RegistrationState) -> dict[str, Any]:
@@ -76,13 +73,9 @@ def inbox_fields(state: RegistrationState) -> dict[str, Any]:
     }
 
 
-async def index(engine: AsyncEngine) -> list[dict[str, Any]]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(select(registration.c.state)
-                                  .where(registration.c.deleted.is_(False))
-                                  .order_by(registration.c.id))
-        return [{"Inbox": inbox_fields(RegistrationState.model_validate(r.state))}
-                for r in rows]
+async def index(uow: UnitOfWork) -> list[dict[str, Any]]:
+    async with uow.reads() as q:
+        return [{"Inbox": inbox_fields(state)} for state in await q.open_registrations()]
 
 
 def registration_key(value: str) -> int | str:
@@ -96,18 +89,14 @@ def registration_key(value: str) -> int | str:
         raise NotFoundError(rules.INVALID_REGISTRATION) from None
 
 
-async def _open_registration(conn: AsyncConnection,
-                             key: int | str) -> tuple[str, int, RegistrationState]:
-    match = (registration.c.id == key if isinstance(key, int)
-             else registration.c.state["uuid"].astext == key)
-    row = (await conn.execute(select(registration).where(
-        match, registration.c.deleted.is_(False)).with_for_update())).first()
-    if row is None:
+async def _open_registration(q: IdentityQueries, key: int | str) -> LoadedRegistration:
+    loaded = await q.open_registration(key)
+    if loaded is None:
         raise NotFoundError(rules.INVALID_REGISTRATION)
-    return str(row.stream_id), row.version, RegistrationState.model_validate(row.state)
+    return loaded
 
 
-async def _org_id(conn: AsyncConnection, value: Any) -> int:
+async def _org_id(q: IdentityQueries, value: Any) -> int:
     """`org_id` as an id or a uuid (PyMISP may send either)."""
     if value in (None, "", 0, "0", False):
         raise BadRequestError(rules.NO_ORGANISATION)
@@ -120,14 +109,13 @@ async def _org_id(conn: AsyncConnection, value: Any) -> int:
         except ValueError:
             wanted = None
         if wanted is not None:
-            found = (await conn.execute(select(org.c.org_id).where(
-                org.c.uuid == wanted))).scalar()
+            found = await q.organisation_id(wanted)
             if found is not None:
-                return int(found)
+                return found
     raise InvalidFieldsError([INVALID_ORG], message="Could not add User")
 
 
-async def accept(engine: AsyncEngine, caller: Principal, registration_id: int | str,
+async def accept(uow: UnitOfWork, caller: Principal, registration_id: int | str,
                  body: dict[str, Any]) -> tuple[int, int]:
     """`users/acceptRegistrations/{id}`: the user (role: the given one or the default role;
     a random unusable password with change_pw, as MISP's registration flow); the new user's id."""
@@ -139,9 +127,10 @@ async def accept(engine: AsyncEngine, caller: Principal, registration_id: int | 
         raise NotAllowedError("Invalid role")
     now = datetime.now(UTC)
 
-    async def work(conn: AsyncConnection) -> tuple[int, int]:
-        stream_id, version, state = await _open_registration(conn, registration_id)
-        org_id = await _org_id(conn, body.get("org_id"))
+    async def work(tx: IdentityStore) -> tuple[int, int]:
+        loaded = await _open_registration(tx, registration_id)
+        state = loaded.state
+        org_id = await _org_id(tx, body.get("org_id"))
         fields: dict[str, Any] = {"email": state.email, "org_id": org_id, "change_pw": True}
         if to_int(role_given):
             fields["role_id"] = to_int(role_given)
@@ -150,32 +139,36 @@ async def accept(engine: AsyncEngine, caller: Principal, registration_id: int | 
             fields["gpgkey"] = pgp
             await check_gpg_key(fields)
         try:
-            user = await new_user(SqlStore(conn), caller, fields, now=now)
+            user = await new_user(tx, caller, fields, now=now)
         except InvalidFieldsError as exc:
             if isinstance(exc.errors, dict) and "role_id" in exc.errors:
                 raise BadRequestError(rules.NO_ROLE) from None
             raise
         actor = caller.actor()
-        await record(conn, [
+        await tx.record([
             Append(stream_id=user.uuid, stream_type=USER_STREAM, expected_version=0,
                    events=(UserCreated(user=user),), actor=actor),
-            Append(stream_id=stream_id, stream_type=STREAM, expected_version=version,
+            Append(stream_id=loaded.stream_id, stream_type=STREAM,
+                   expected_version=loaded.version,
                    events=(RegistrationAccepted(registration_id=state.id, user_id=user.id),),
                    actor=actor)])
-        await SqlStore(conn).set_password(user.id, None)
+        await tx.set_password(user.id, None)
+        await tx.commit()
         return state.id, user.id
 
-    return await write(engine, work)
+    return await uow.transaction(work)
 
 
-async def discard(engine: AsyncEngine, caller: Principal, registration_id: int | str) -> int:
+async def discard(uow: UnitOfWork, caller: Principal, registration_id: int | str) -> int:
     """`users/discardRegistrations/{id|uuid}`: the discarded registration's id."""
 
-    async def work(conn: AsyncConnection) -> int:
-        stream_id, version, state = await _open_registration(conn, registration_id)
-        await record(conn, [Append(
-            stream_id=stream_id, stream_type=STREAM, expected_version=version,
-            events=(RegistrationDiscarded(registration_id=state.id),), actor=caller.actor())])
-        return state.id
+    async def work(tx: IdentityStore) -> int:
+        loaded = await _open_registration(tx, registration_id)
+        await tx.record([Append(
+            stream_id=loaded.stream_id, stream_type=STREAM, expected_version=loaded.version,
+            events=(RegistrationDiscarded(registration_id=loaded.state.id),),
+            actor=caller.actor())])
+        await tx.commit()
+        return loaded.state.id
 
-    return await write(engine, work)
+    return await uow.transaction(work)
