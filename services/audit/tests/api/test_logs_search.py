@@ -21,7 +21,7 @@ from audit.handlers.integrity import published_checkpoints, write_checkpoint
 from audit.projections.log import Options, Source, project
 from audit.settings import AuditSettings
 from audit.testing import Namespace, envelope_of, running_relay, wait_until
-from misp_contracts.envelope import Actor
+from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC
 from misp_contracts.events.auth import AuthenticationFailed
 from misp_contracts.events.identity import UserState, UserUpdated
@@ -157,6 +157,42 @@ async def test_scoping_org_admins_see_their_org_and_others_themselves(env: Env) 
     refused = await logs(env, env.nobody)
     assert refused.status_code == 403 and refused.json()["message"] == NO_PERMISSION
 
+
+async def test_org_admins_see_their_org_by_id_whatever_its_name(env: Env) -> None:
+    def edit(model_id: int, who: Actor) -> Envelope:
+        return envelope_of(UserUpdated(
+            user=UserState(id=model_id, uuid=str(uuid.uuid4()), email=f"{model_id}@x.test",
+                           org_id=who.org_id or 1, role_id=3), changes={"email": ("a", "b")}),
+            actor=who)
+
+    def failed(user_id: int, org_name: str) -> Envelope:  # logged by the system, no org id
+        return envelope_of(AuthenticationFailed(
+            reason="disabled_user", title=f"Failed authentication for user {user_id}",
+            user_id=user_id, email=f"user{user_id}@x.test", org_name=org_name, ip="192.0.2.1"))
+
+    # Org 7 is also called OrgTwo; user 6 is of org 7, user 9 of org 2 (not known yet).
+    await seed_principal(env.engine, PEPPER, user_id=6, org_id=7, org_name="OrgTwo")
+    events = [
+        edit(30, actor(5, "old@two.test", 2, "OldTwo", "10.0.0.5")),  # org 2 before a rename
+        edit(31, actor(6, "user6@x.test", 7, "OrgTwo", "10.0.0.6")),  # the namesake org
+        failed(3, "OrgTwo"), failed(6, "OrgTwo"), failed(9, "OrgTwo"),
+    ]
+    async with env.engine.begin() as conn:
+        await project(conn, [(e, Source("misp.x.y.v1", 1, i)) for i, e in enumerate(events)],
+                      Options(publish=False))
+    await seed_principal(env.engine, PEPPER, user_id=9, org_id=2, org_name="OrgTwo")
+
+    seen = {(x["Log"]["action"], x["Log"]["user_id"], x["Log"]["model_id"])
+            for x in (await logs(env, env.org_admin)).json()}
+    assert seen == {("edit", "2", "21"), ("edit", "3", "22"), ("edit", "3", "23"),
+                    ("edit", "5", "30"), ("auth_fail", "3", "3"), ("auth_fail", "9", "9")}
+    everything = (await logs(env, env.site_admin)).json()
+    assert len(everything) == 11  # the namesake's rows exist: the org admin is not shown them
+    newer = (await logs(env, env.org_admin, url="/admin/audit_logs/index",
+                        json={"action": "auth_fail"})).json()
+    # The failure of a user the principals knew is recorded with the user's org id.
+    assert {(x["AuditLog"]["user_id"], x["AuditLog"]["org_id"]) for x in newer} == {
+        ("3", "2"), ("9", "0")}
 
 @pytest.mark.parametrize("body", [
     {"unknown_field": 1}, {"created": "not a date"}, {"page": -1}, {"limit": 10**9},

@@ -37,6 +37,7 @@ EXTRA_COLUMNS = ("org_id", "authkey_id", "request_id", "request_type", "change_j
 
 log_entry = table("log_entry", *(column(c) for c in (*LOG_COLUMNS, *EXTRA_COLUMNS)))
 principal_org = table("principal_org", column("org_id"), column("name"), column("uuid"))
+principal_user = table("principal_user", column("user_id"), column("org_id"))
 
 Auditor = Annotated[Principal, Depends(require_perm("perm_audit"))]
 
@@ -58,11 +59,22 @@ def _condition(cond: Condition) -> ColumnElement[bool]:
 
 
 def _scope(principal: Principal) -> ColumnElement[bool] | None:
-    """MISP's scoping: site admin everything, org admin their org's rows, others their own."""
+    """MISP's scoping: site admin everything, org admin their org's rows, others their own.
+
+    An org's rows are found by its id, never its name (a renamed org keeps them, an org of the
+    same name gets none). A row with no org id that names a user (a failed authentication
+    logged before its user's org was known) is that user's org's.
+    """
     if principal.is_site_admin:
         return None
     if principal.is_org_admin:
-        return log_entry.c.org == principal.org_name if principal.org_name else false()
+        if not principal.org_id:
+            return false()
+        members = select(principal_user.c.user_id).where(
+            principal_user.c.org_id == principal.org_id)
+        return or_(log_entry.c.org_id == principal.org_id,
+                   and_(log_entry.c.org_id.is_(None), log_entry.c.user_id != 0,
+                        log_entry.c.user_id.in_(members)))
     return log_entry.c.user_id == principal.user_id
 
 

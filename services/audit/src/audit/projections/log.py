@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import Any
 
@@ -157,6 +157,7 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
         await project_principals(conn, principals)
     if not pending:
         return []
+    pending = await _with_user_orgs(conn, pending)
 
     chains = sorted({s.chain if s else UNPARTITIONED for _, s, _ in pending})
     heads = await _lock_heads(conn, tables, chains)
@@ -196,6 +197,22 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
             _siem_message(entry, row, envelope, options.siem_topic)
             for entry, (envelope, _source, row) in zip(entries, pending, strict=True)])
     return entries
+
+
+async def _with_user_orgs(conn: AsyncConnection,
+                          pending: list[tuple[Envelope, Source | None, LogRow]],
+                          ) -> list[tuple[Envelope, Source | None, LogRow]]:
+    """A row whose actor carries no org id but that names a user (a failed authentication,
+    logged by the system) gets that user's org id from the principals projection: org admins
+    see their org's rows by id, never by a name that can change or repeat."""
+    wanted = {r.user_id for _e, _s, r in pending if r.org_id is None and 0 < r.user_id <= INT_MAX}
+    if not wanted:
+        return pending
+    orgs = {row.user_id: row.org_id for row in await conn.execute(text(
+        "SELECT user_id, org_id FROM principal_user WHERE user_id = ANY(:u) AND org_id > 0"),
+        {"u": sorted(wanted)})}
+    return [(e, s, replace(r, org_id=orgs[r.user_id]) if r.org_id is None and r.user_id in orgs
+             else r) for e, s, r in pending]
 
 
 def _siem_message(entry: Entry, row: LogRow, source: Envelope, topic: str) -> OutgoingMessage:
