@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -109,8 +110,6 @@ def short_dir(prefix: str) -> Path:
 
 
 def unused_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

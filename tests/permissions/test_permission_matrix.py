@@ -343,6 +343,10 @@ def _ops(path: str, service: str) -> str | None:
     return bare if bare in OPS_PATHS else None
 
 
+def test_every_service_of_the_deployment_is_in_the_matrix() -> None:
+    assert set(SERVICES) == set(GATEWAY_SERVICES) == set(MATRIX)
+
+
 def test_every_service_route_is_reachable_through_the_gateway(
         service_routes: dict[str, set[tuple[str, str]]]) -> None:
     problems = []
