@@ -218,8 +218,8 @@ MATRIX: dict[str, dict[str, Rule]] = {
     },
     "audit": {
         # Every seeded role has perm_audit (MISP's ACL for both indexes); the rows are scoped.
-        "GET|POST /admin/logs/index": Rule(USERS),
-        "GET|POST /admin/audit_logs/index": Rule(USERS),
+        "GET|POST /admin/logs/index": Rule(USERS, body={"model": "User"}),
+        "GET|POST /admin/audit_logs/index": Rule(USERS, body={"model": "User"}),
         "GET /api/v1/audit/top_api_users": Rule(SITE),
         "GET /api/v1/audit/verify": Rule(SITE),
     },
