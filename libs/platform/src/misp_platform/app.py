@@ -36,6 +36,7 @@ from misp_platform.consistency import Consistency, ReadYourWritesMiddleware
 from misp_platform.db import create_engine
 from misp_platform.logging import configure_logging, request_context
 from misp_platform.metrics import MetricsMiddleware, metrics_response
+from misp_platform.misp.domain_errors import install_domain_error_handlers
 from misp_platform.misp.errors import INTERNAL_ERROR, install_error_handlers, misp_error_response
 from misp_platform.misp.params import MispPathMiddleware
 from misp_platform.misp.responses import MispJSONResponse, misp_record
@@ -499,6 +500,7 @@ def create_app(
                                    "outbox": diagnose_outbox, **(diagnostics or {})}
 
     install_error_handlers(app)
+    install_domain_error_handlers(app)
     app.include_router(_ops_router(service))
     for router in routers:
         app.include_router(router)

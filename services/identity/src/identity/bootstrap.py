@@ -13,7 +13,7 @@ import structlog
 from fastapi import FastAPI
 
 from identity.adapters.view_cache import view_cache
-from identity.api import create_routers, install_domain_errors
+from identity.api import create_routers
 from identity.consumer import handlers, on_consumer_start, principal_handlers, topics
 from identity.handlers.first_run import key_path, rotate_admin_key
 from identity.handlers.jobs import job_handlers
@@ -56,10 +56,8 @@ async def follow_auth_settings(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: ServiceSettings, *, lifespan_hooks: Sequence[LifespanHook] = (),
                **kwargs: Any) -> FastAPI:
     hooks = [follow_auth_settings, view_cache, *lifespan_hooks]
-    app = create_platform_app(settings, routers=create_routers(), lifespan_hooks=hooks,
-                              **kwargs)
-    install_domain_errors(app)
-    return app
+    return create_platform_app(settings, routers=create_routers(), lifespan_hooks=hooks,
+                               **kwargs)
 
 
 @click.command(name="admin-key", epilog=epilog("the site admin does not exist yet"))

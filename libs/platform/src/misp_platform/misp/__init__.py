@@ -1,5 +1,6 @@
 """MISP's wire conventions: response shapes, error shapes, CakePHP URL parameters and bodies."""
 
+from misp_platform.misp.domain_errors import as_misp, to_misp
 from misp_platform.misp.errors import (
     INVALID_JSON,
     NO_PERMISSION,
@@ -44,6 +45,7 @@ __all__ = [
     "NamedParams",
     "NotFound",
     "ValidationFailed",
+    "as_misp",
     "failure",
     "install_error_handlers",
     "message_body",
@@ -51,5 +53,6 @@ __all__ = [
     "read_body",
     "render_value",
     "success",
+    "to_misp",
     "unwrap",
 ]

@@ -2,8 +2,6 @@
 
 from fastapi import APIRouter
 
-from identity.api.deps import install_domain_errors
-
 
 def create_routers() -> list[APIRouter]:
     from identity.api import (
@@ -20,4 +18,4 @@ def create_routers() -> list[APIRouter]:
             authkeys.router, auth.router, operators.router]
 
 
-__all__ = ["create_routers", "install_domain_errors"]
+__all__ = ["create_routers"]

@@ -1,37 +1,19 @@
-"""Dependencies and error translation shared by identity's routes."""
+"""Dependencies shared by identity's routes, and the platform's `as_misp` they answer domain
+errors with (misp_platform.misp.domain_errors: one mapping for every service)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, FastAPI, Request
-from starlette.responses import Response
+from fastapi import Depends, Request
 
-from identity.domain.errors import (
-    BadRequestError,
-    DomainError,
-    ForbiddenError,
-    InvalidFieldsError,
-    NotAllowedError,
-    NotFoundError,
-    UnknownOrganisationError,
-)
+from identity.domain.errors import UnknownOrganisationError
 from misp_contracts.events.orgs import ORGANISATION_TOPIC
 from misp_platform.app import EngineDep, SettingsDep
 from misp_platform.auth import Principal
 from misp_platform.consistency import consistency_of, decide_fresh
-from misp_platform.misp import (
-    BadRequest,
-    Forbidden,
-    MethodNotAllowed,
-    MispHTTPError,
-    MispJSONResponse,
-    NotFound,
-    ValidationFailed,
-)
-from misp_platform.misp.errors import request_url
+from misp_platform.misp import NotFound, as_misp
 
 __all__ = ["EngineDep", "Pepper", "SettingsDep", "as_misp", "fresh_orgs", "resolve_user_id"]
 
@@ -62,40 +44,3 @@ async def fresh_orgs(request: Request, decide: Callable[[], Awaitable[T]]) -> T:
         [ORGANISATION_TOPIC], decide,
         stale=lambda exc: isinstance(exc, UnknownOrganisationError))
 
-
-def to_misp(error: DomainError, *, url: str, action: str, singular: str,
-            id: int | str | None = None) -> MispHTTPError:
-    if isinstance(error, InvalidFieldsError):
-        return ValidationFailed(action, singular, url, error.errors, id=id,
-                                message=error.custom_message)
-    if isinstance(error, NotFoundError):
-        return NotFound(error.message)
-    if isinstance(error, ForbiddenError):
-        return Forbidden(error.message)
-    if isinstance(error, NotAllowedError):
-        return MethodNotAllowed(error.message)
-    if isinstance(error, BadRequestError):
-        return BadRequest(error.message)
-    return BadRequest(error.message)
-
-
-@contextmanager
-def as_misp(request: Request, action: str, singular: str,
-            id: int | str | None = None) -> Iterator[None]:
-    """Turn domain errors into MISP's answers (failure envelope named after the action)."""
-    try:
-        yield
-    except DomainError as error:
-        raise to_misp(error, url=request_url(request), action=action, singular=singular,
-                      id=id) from None
-
-
-def install_domain_errors(app: FastAPI) -> None:
-    """A domain error that escaped `as_misp` still gets a MISP body, never a 500."""
-
-    async def handle(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, DomainError)
-        error = to_misp(exc, url=request_url(request), action="save", singular="record")
-        return MispJSONResponse(error.body(request_url(request)), status_code=error.status_code)
-
-    app.add_exception_handler(DomainError, handle)

@@ -3,8 +3,6 @@ MISP lacks (enqueue, view with attempts, cancel, re-run, the dead set, task paus
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -12,7 +10,6 @@ from fastapi import APIRouter, Request
 from sqlalchemy import DateTime, func, literal, select
 
 from jobs.adapters.tables import job, job_attempt, scheduler, task, worker
-from jobs.domain.errors import JobNotFoundError, JobRefusedError, JobValidationError
 from jobs.handlers import jobs as commands
 from jobs.handlers import tasks as task_commands
 from misp_contracts.envelope import Envelope
@@ -27,13 +24,12 @@ from misp_contracts.events.jobs import (
 from misp_platform.app import EngineDep
 from misp_platform.auth import SiteAdmin
 from misp_platform.auth.principals import principal_org
-from misp_platform.eventstore import ConcurrencyError
 from misp_platform.misp import (
     BadRequest,
-    Conflict,
     NamedParams,
     NotFound,
     ValidationFailed,
+    as_misp,
     misp_record,
     read_body,
     render_value,
@@ -48,20 +44,6 @@ PAGE = 20
 FORGET_AFTER = timedelta(hours=1)
 # A due task is ticked within the scheduler's poll (0.2 s): one a minute late is not being ticked.
 OVERDUE_AFTER = timedelta(minutes=1)
-
-
-@contextmanager
-def misp_errors(action: str, singular: str, url: str) -> Iterator[None]:
-    try:
-        yield
-    except JobNotFoundError as exc:
-        raise NotFound(str(exc)) from exc
-    except JobValidationError as exc:
-        raise ValidationFailed(action, singular, url, exc.errors, message=str(exc)) from exc
-    except JobRefusedError as exc:
-        raise ValidationFailed(action, singular, url, exc.message, message=exc.message) from exc
-    except ConcurrencyError as exc:
-        raise Conflict() from exc
 
 
 def _job_fields(r: Any) -> dict[str, Any]:
@@ -190,7 +172,7 @@ async def add_job(principal: SiteAdmin, engine: EngineDep, request: Request) -> 
     job_type = body.get("job_type")
     if not isinstance(job_type, str):
         raise ValidationFailed("add", "Job", url, {"job_type": ["A job type is required"]})
-    with misp_errors("add", "Job", url):
+    with as_misp(request, "add", "Job"):
         async with engine.begin() as conn:
             job_id = await commands.enqueue(
                 conn, job_type=job_type, queue=body.get("worker") or body.get("queue"),
@@ -208,7 +190,7 @@ async def view_job(_: SiteAdmin, engine: EngineDep, job_id: int) -> dict[str, An
 @router.post("/jobs/{job_id}/cancel")
 async def cancel_job(principal: SiteAdmin, engine: EngineDep, request: Request,
                      job_id: int) -> dict[str, Any]:
-    with misp_errors("cancel", "Job", request_url(request)):
+    with as_misp(request, "cancel", "Job"):
         async with engine.begin() as conn:
             await commands.cancel(conn, job_id, principal.actor())
     return success("cancel", "Job", request_url(request), id=job_id, message="Job cancelled.")
@@ -217,7 +199,7 @@ async def cancel_job(principal: SiteAdmin, engine: EngineDep, request: Request,
 @router.post("/jobs/{job_id}/rerun")
 async def rerun_job(principal: SiteAdmin, engine: EngineDep, request: Request,
                     job_id: int) -> dict[str, Any]:
-    with misp_errors("rerun", "Job", request_url(request)):
+    with as_misp(request, "rerun", "Job"):
         async with engine.begin() as conn:
             await commands.rerun(conn, job_id, principal.actor())
     return success("rerun", "Job", request_url(request), id=job_id, message="Job re-run queued.")
@@ -287,7 +269,7 @@ async def set_task(principal: SiteAdmin, engine: EngineDep, request: Request) ->
     if not body or not all(isinstance(v, dict) and str(k).isdigit() for k, v in body.items()):
         raise BadRequest("Expected {\"Task\": {\"<id>\": {\"timer\": .., \"scheduled_time\": ..}}}")
     now = datetime.now(UTC)
-    with misp_errors("set", "Task", url):
+    with as_misp(request, "set", "Task"):
         async with engine.begin() as conn:
             for key, raw in body.items():
                 fields, day = _task_input(raw, url)
@@ -300,7 +282,7 @@ async def add_task(principal: SiteAdmin, engine: EngineDep, request: Request) ->
     body = await read_body(request, "Task")
     url = request_url(request)
     fields, day = _task_input(body, url)
-    with misp_errors("add", "Task", url):
+    with as_misp(request, "add", "Task"):
         async with engine.begin() as conn:
             state = await task_commands.set_task(conn, None, fields, principal.actor(),
                                                  datetime.now(UTC), day)
@@ -315,7 +297,7 @@ async def task_action(principal: SiteAdmin, engine: EngineDep, request: Request,
     url = request_url(request)
     if action not in ("pause", "resume", "trigger"):
         raise NotFound(f"Unknown task action: {action}")
-    with misp_errors(action, "Task", url):
+    with as_misp(request, action, "Task"):
         async with engine.begin() as conn:
             if action == "trigger":
                 job_id = await task_commands.trigger(conn, task_id, principal.actor(),

@@ -6,27 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from mailer.adapters import bulk, store
-from mailer.domain.errors import EmailingDisabledError, MailRequestError, RecipientNotFoundError
 from mailer.domain.model import parse_contact_request, parse_quick_email
 from mailer.handlers.bulk import request_bulk_email
 from mailer.handlers.compose import Mailer, Queued
 from mailer.handlers.contact import contact_users
 from misp_platform.app import EngineDep
 from misp_platform.auth import Admin, Principal
-from misp_platform.misp import MispId, NotFound, ValidationFailed, read_body, success
-from misp_platform.misp.errors import MispHTTPError, request_url
+from misp_platform.misp import MispId, NotFound, as_misp, read_body, success
+from misp_platform.misp.errors import request_url
 from misp_platform.misp.responses import MispJSONResponse, render_value
-
-EMAILING_DISABLED = "Emailing is currently disabled on this instance."
-INVALID_USER = "Invalid user"
 
 misp = APIRouter(tags=["mailer"])
 router = APIRouter(prefix="/api/v1/mailer", tags=["mailer"])
@@ -35,23 +29,6 @@ router = APIRouter(prefix="/api/v1/mailer", tags=["mailer"])
 def _mailer(request: Request) -> Mailer:
     mailer: Mailer = request.app.state.mailer
     return mailer
-
-
-@contextmanager
-def misp_errors(url: str, action: str = "send", singular: str = "e-mail") -> Iterator[None]:
-    try:
-        yield
-    except RecipientNotFoundError as exc:
-        raise NotFound(INVALID_USER) from exc
-    except EmailingDisabledError as exc:
-        raise ValidationFailed(action, singular, url, EMAILING_DISABLED,
-                               message=EMAILING_DISABLED) from exc
-    except MailRequestError as exc:
-        if exc.status != 403:
-            message = exc.message or "; ".join(
-                f"{k}: {', '.join(v)}" for k, v in exc.errors.items())
-            raise MispHTTPError(exc.status, message) from exc
-        raise ValidationFailed(action, singular, url, exc.errors, message=exc.message) from exc
 
 
 def _report(result: Queued) -> dict[str, Any]:
@@ -71,7 +48,7 @@ async def admin_email(request: Request, principal: Admin, engine: EngineDep) -> 
     url = request_url(request)
     data = await read_body(request, "User")
     request_id = str(uuid.uuid4())
-    with misp_errors(url):
+    with as_misp(request, "send", "e-mail"):
         parsed = parse_contact_request(data)
         if parsed.recipients == "all":
             recipients = await request_bulk_email(engine, parsed, request_id=request_id,
@@ -100,7 +77,7 @@ async def quick_email(user_id: MispId, request: Request, principal: Admin,
                       engine: EngineDep) -> Response:
     url = request_url(request)
     data = await read_body(request, "User")
-    with misp_errors(url):
+    with as_misp(request, "send", "e-mail"):
         parsed = parse_quick_email(data, user_id)
         result = await contact_users(engine, _mailer(request), parsed,
                                      request_id=str(uuid.uuid4()), actor=principal.actor(),

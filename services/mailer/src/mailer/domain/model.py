@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from mailer.domain.errors import MailRequestError
+from mailer.domain.errors import MailRequestError, MissingFieldError
 
 Action = Literal["custom", "welcome", "password_reset"]
 RecipientMode = Literal["all", "one", "new"]
@@ -141,8 +141,7 @@ def parse_quick_email(data: Mapping[str, Any], user_id: int) -> ContactRequest:
     subject = _text(data, "subject").strip()
     body = _text(data, "body")
     if not subject or not body.strip():
-        raise MailRequestError({"subject" if not subject else "body": ["Missing field."]},
-                               status=405)
+        raise MissingFieldError({"subject" if not subject else "body": ["Missing field."]})
     return ContactRequest(action="custom", recipients="one", subject=subject, body=body,
                           custom_message=True, user_id=user_id)
 

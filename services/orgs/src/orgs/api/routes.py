@@ -7,8 +7,6 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pycountry
@@ -20,32 +18,23 @@ from misp_contracts.settings_catalogue import definition
 from misp_platform.app import EngineDep, SettingsDep
 from misp_platform.auth import CurrentPrincipal, Principal, SiteAdmin
 from misp_platform.consistency import consistency_of, published_so_far
-from misp_platform.eventstore import ConcurrencyError
 from misp_platform.misp import (
-    Conflict,
     Forbidden,
     NamedParams,
     NotFound,
-    ValidationFailed,
+    as_misp,
     misp_record,
     read_body,
     success,
 )
-from misp_platform.misp.errors import MispHTTPError
 from misp_platform.server_settings import setting as get_setting
 from orgs.adapters import queries
 from orgs.api.deps import UowDep
 from orgs.api.render import organisation_record
-from orgs.domain.errors import (
-    InvalidLogoError,
-    OrganisationNotFoundError,
-    OrganisationRefusedError,
-    OrganisationValidationError,
-)
+from orgs.domain.errors import INVALID_ORG, LogoTooLargeError
 from orgs.handlers import organisations as commands
 from orgs.settings import OrgsSettings
 
-INVALID_ORG = "Invalid organisation"
 SINGULAR = "Organisation"
 HIDE_INDEX = "Security.hide_organisation_index_from_users"
 MERGE_POLL_S = 0.02
@@ -53,27 +42,6 @@ assert definition(HIDE_INDEX)  # a typo in the name would silently show the inde
 
 misp = APIRouter(tags=["organisations"])
 router = APIRouter(prefix="/api/v1/orgs", tags=["orgs"])
-
-
-@contextmanager
-def misp_errors(action: str, url: str, singular: str = SINGULAR) -> Iterator[None]:
-    """Domain refusals as MISP answers them."""
-    try:
-        yield
-    except OrganisationNotFoundError as exc:
-        raise NotFound(str(exc) or INVALID_ORG) from exc
-    except OrganisationValidationError as exc:
-        raise ValidationFailed(action, singular, url, exc.errors) from exc
-    except OrganisationRefusedError as exc:
-        raise ValidationFailed(action, singular, url, exc.errors, message=exc.message) from exc
-    except ConcurrencyError as exc:
-        raise Conflict() from exc
-
-
-def _url(request: Request) -> str:
-    state = request.scope.get("state") or {}
-    original = state.get("original_path")
-    return str(original) if original else request.url.path
 
 
 async def _hidden_from(conn: Any, principal: Principal) -> bool:
@@ -147,8 +115,7 @@ async def _view_as_admin(engine: Any, org_id: int, principal: Principal) -> dict
 @misp.post("/admin/organisations/add")
 async def add(request: Request, principal: SiteAdmin, engine: EngineDep,
               uow: UowDep) -> dict[str, Any]:
-    url = _url(request)
-    with misp_errors("add", url):
+    with as_misp(request, "add", SINGULAR):
         body = await read_body(request, "Organisation")
         org = await commands.add_organisation(uow, body=body, actor=principal.actor(),
                                               created_by=principal.user_id)
@@ -158,8 +125,7 @@ async def add(request: Request, principal: SiteAdmin, engine: EngineDep,
 @misp.api_route("/admin/organisations/edit/{key}", methods=["POST", "PUT"])
 async def edit(key: str, request: Request, principal: SiteAdmin,
                engine: EngineDep, uow: UowDep) -> dict[str, Any]:
-    url = _url(request)
-    with misp_errors("edit", url):
+    with as_misp(request, "edit", SINGULAR):
         body = await read_body(request, "Organisation")
         org = await commands.edit_organisation(uow, key=key, body=body,
                                                actor=principal.actor())
@@ -169,7 +135,7 @@ async def edit(key: str, request: Request, principal: SiteAdmin,
 @misp.api_route("/admin/organisations/delete/{key}", methods=["POST", "DELETE"])
 async def delete(key: str, request: Request, principal: SiteAdmin,
                  uow: UowDep) -> dict[str, Any]:
-    with misp_errors("delete", _url(request)):
+    with as_misp(request, "delete", SINGULAR):
         # Users just added, moved or deleted in identity count as they are now: decide once this
         # projection of them holds what Kafka holds (a few ms when it does already).
         consistency = consistency_of(request.app)
@@ -218,8 +184,7 @@ async def _merge_outcome(request: Request, engine: Any, merge_id: str) -> str:
 
 async def _merge(source: str, target: str | None, request: Request, principal: Principal,
                  engine: Any, uow: UowDep) -> dict[str, Any]:
-    url = _url(request)
-    with misp_errors("merge", url):
+    with as_misp(request, "merge", SINGULAR):
         body = await read_body(request, "Organisation")
         started = await commands.start_merge(
             uow, source_key=source, target_key=_merge_target(body, target),
@@ -251,27 +216,16 @@ async def merge_into(key: str, target: str, request: Request, principal: SiteAdm
 # ---- /api/v1/orgs -----------------------------------------------------------------------------
 
 
-class _TooLarge(Exception):
-    pass
-
-
 async def _read_limited(request: Request, limit: int) -> bytes:
-    """The body, refusing more than `limit` bytes without reading it all."""
+    """The body, refusing more than `limit` bytes without reading it all (413)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _TooLarge()
+            raise LogoTooLargeError(f"The logo is too large: at most {limit} bytes.")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _logo_failure(url: str, message: str, status: int) -> MispHTTPError:
-    error = ValidationFailed("upload", "Logo", url, {"logo": [message]},
-                             message="Could not upload Logo")
-    error.status_code = status
-    return error
 
 
 @router.api_route("/organisations/{key}/logo", methods=["POST", "PUT"])
@@ -279,21 +233,12 @@ async def upload_logo(key: str, request: Request, principal: SiteAdmin, engine: 
                       uow: UowDep, settings: SettingsDep) -> dict[str, Any]:
     """The request body is the PNG itself (any content type: the content is what counts)."""
     assert isinstance(settings, OrgsSettings)
-    url = _url(request)
     limits = commands.LogoLimits(settings.logo_max_bytes, settings.logo_max_width,
                                  settings.logo_max_height)
-    try:
+    with as_misp(request, "upload", "Logo"):
         data = await _read_limited(request, limits.max_bytes)
-    except _TooLarge:
-        raise _logo_failure(
-            url, f"The logo is too large: at most {limits.max_bytes} bytes.", 413) from None
-    try:
-        with misp_errors("upload", url, "Logo"):
-            org = await commands.set_logo(uow, key=key, data=data, actor=principal.actor(),
-                                          limits=limits)
-    except InvalidLogoError as exc:
-        status = 413 if "too large" in str(exc) else 400
-        raise _logo_failure(url, str(exc), status) from exc
+        org = await commands.set_logo(uow, key=key, data=data, actor=principal.actor(),
+                                      limits=limits)
     return await _view_as_admin(engine, org.state.id, principal)
 
 
@@ -303,7 +248,7 @@ async def remove_logo(key: str, request: Request, principal: SiteAdmin,
     assert isinstance(settings, OrgsSettings)
     limits = commands.LogoLimits(settings.logo_max_bytes, settings.logo_max_width,
                                  settings.logo_max_height)
-    with misp_errors("delete", _url(request), "Logo"):
+    with as_misp(request, "delete", "Logo"):
         org = await commands.set_logo(uow, key=key, data=None, actor=principal.actor(),
                                       limits=limits)
     return await _view_as_admin(engine, org.state.id, principal)

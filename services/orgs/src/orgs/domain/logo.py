@@ -7,7 +7,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from orgs.domain.errors import InvalidLogoError
+from orgs.domain.errors import InvalidLogoError, LogoTooLargeError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RECOMMENDED_SIZE = 48
@@ -31,7 +31,7 @@ def check_png(data: bytes, *, max_bytes: int, max_width: int, max_height: int) -
     if not data:
         raise InvalidLogoError("No logo was uploaded.")
     if len(data) > max_bytes:
-        raise InvalidLogoError(f"The logo is too large: {len(data)} bytes, at most {max_bytes}.")
+        raise LogoTooLargeError(f"The logo is too large: {len(data)} bytes, at most {max_bytes}.")
     if not data.startswith(PNG_SIGNATURE):
         raise InvalidLogoError("The logo must be a PNG image.")
     header = data[8:33]

@@ -3,22 +3,21 @@ and the signature allowlist (`admin/allowedlists/*`, `allowedlists/index`) on MI
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy.exc import IntegrityError
 
 from misp_contracts.settings_catalogue import definition
 from misp_platform.app import EngineDep
 from misp_platform.auth import CurrentPrincipal, Principal, SiteAdmin, require_perm
-from misp_platform.eventstore import ConcurrencyError
 from misp_platform.misp import (
-    Conflict,
     Forbidden,
     NamedParams,
     NotFound,
     ValidationFailed,
+    as_misp,
     misp_record,
     read_body,
     render_value,
@@ -26,7 +25,7 @@ from misp_platform.misp import (
 )
 from misp_platform.misp.errors import request_url
 from settings.adapters import store
-from settings.domain.errors import EntryNotFoundError, InvalidRuleError
+from settings.domain.errors import InvalidRuleError
 from settings.domain.rules import compile_rule, normalise_uuid, parse_uuids
 from settings.domain.settings import effective_value
 from settings.handlers import lists
@@ -36,14 +35,6 @@ router = APIRouter(tags=["import rules"])
 
 RegexpAccess = Annotated[Principal, Depends(require_perm("perm_regexp_access"))]
 REMOVED = "Blocklist entry removed"
-
-
-@contextmanager
-def _conflicts() -> Iterator[None]:
-    try:
-        yield
-    except ConcurrencyError as exc:
-        raise Conflict() from exc
 
 
 # ---- blocklists -------------------------------------------------------------------------------
@@ -75,14 +66,14 @@ _FILTERS: dict[str, tuple[str, ...]] = {
 _MODEL = {EVENT_BLOCKLIST.kind: "EventBlocklist", ORG_BLOCKLIST.kind: "OrgBlocklist"}
 
 
-def _text_fields(kind: ListKind, body: Mapping[str, Any]) -> dict[str, str]:
+def _text_fields(kind: ListKind, body: Mapping[str, Any], url: str = "") -> dict[str, str]:
     out = {}
     for name in _BLOCKLIST_FIELDS[kind.kind]:
         value = body.get(name)
         if value is None:
             continue
         if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise ValidationFailed("edit", _MODEL[kind.kind], "", {name: ["Invalid value."]})
+            raise ValidationFailed("edit", _MODEL[kind.kind], url, {name: ["Invalid value."]})
         out[name] = str(value)
     return out
 
@@ -118,7 +109,7 @@ async def _blocklist_add(kind: ListKind, request: Request, engine: Any,
     column = kind.uuid_column
     assert column is not None
     rows = [{column: normalise_uuid(u), **fields} for u in dict.fromkeys(uuids)]
-    with _conflicts():
+    with as_misp(request, "add", _MODEL[kind.kind]):
         added, refused = await lists.add_entries(engine, kind, rows, principal.actor())
     successes = [a[column] for a in added]
     fails = [r[column] for r in refused]
@@ -130,25 +121,16 @@ async def _blocklist_add(kind: ListKind, request: Request, engine: Any,
 async def _blocklist_edit(kind: ListKind, key: str, request: Request, engine: Any,
                           principal: Principal) -> dict[str, Any]:
     body = await read_body(request, _MODEL[kind.kind])
-    try:
-        fields = _text_fields(kind, body)
-        with _conflicts():
-            state = await lists.edit_entry(engine, kind, key, fields, principal.actor())
-    except EntryNotFoundError as exc:
-        raise NotFound("Invalid blocklist entry") from exc
-    except ValidationFailed as exc:
-        raise ValidationFailed("edit", _MODEL[kind.kind], request_url(request),
-                               exc.envelope["errors"]) from exc
+    fields = _text_fields(kind, body, request_url(request))
+    with as_misp(request, "edit", _MODEL[kind.kind]):
+        state = await lists.edit_entry(engine, kind, key, fields, principal.actor())
     return misp_record(_MODEL[kind.kind], state)
 
 
 async def _blocklist_delete(kind: ListKind, key: str, request: Request, engine: Any,
                             principal: Principal) -> dict[str, Any]:
-    try:
-        with _conflicts():
-            state = await lists.remove_entry(engine, kind, key, principal.actor())
-    except EntryNotFoundError as exc:
-        raise NotFound("Invalid blocklist entry") from exc
+    with as_misp(request, "delete", _MODEL[kind.kind]):
+        state = await lists.remove_entry(engine, kind, key, principal.actor())
     return success("delete", _MODEL[kind.kind], request_url(request), id=state["id"],
                    message=REMOVED)
 
@@ -262,7 +244,7 @@ async def regexp_view(entry_id: str, _p: RegexpAccess, engine: EngineDep) -> dic
 async def regexp_add(p: RegexpAccess, request: Request, engine: EngineDep) -> dict[str, Any]:
     body = await read_body(request, "Regexp")
     fields = _regexp_fields(body, request_url(request), "add", partial=False)
-    with _conflicts():
+    with as_misp(request, "add", "Regexp"):
         [state], _ = await lists.add_entries(engine, REGEXP, [fields], p.actor())
     return _regexp_record(state)
 
@@ -272,22 +254,16 @@ async def regexp_edit(entry_id: str, p: RegexpAccess, request: Request,
                       engine: EngineDep) -> dict[str, Any]:
     body = await read_body(request, "Regexp")
     fields = _regexp_fields(body, request_url(request), "edit", partial=True)
-    try:
-        with _conflicts():
-            state = await lists.edit_entry(engine, REGEXP, entry_id, fields, p.actor())
-    except EntryNotFoundError as exc:
-        raise NotFound("Invalid Regexp") from exc
+    with as_misp(request, "edit", "Regexp"):
+        state = await lists.edit_entry(engine, REGEXP, entry_id, fields, p.actor())
     return _regexp_record(state)
 
 
 @router.api_route("/admin/regexp/delete/{entry_id}", methods=["POST", "DELETE"])
 async def regexp_delete(entry_id: str, p: RegexpAccess, request: Request,
                         engine: EngineDep) -> dict[str, Any]:
-    try:
-        with _conflicts():
-            state = await lists.remove_entry(engine, REGEXP, entry_id, p.actor())
-    except EntryNotFoundError as exc:
-        raise NotFound("Invalid Regexp") from exc
+    with as_misp(request, "delete", "Regexp"):
+        state = await lists.remove_entry(engine, REGEXP, entry_id, p.actor())
     return success("delete", "Regexp", request_url(request), id=state["id"])
 
 
@@ -332,7 +308,7 @@ async def allowedlist_add(p: RegexpAccess, request: Request,
                           engine: EngineDep) -> dict[str, Any]:
     url = request_url(request)
     name = _allowlist_name(await read_body(request, "Allowedlist"), url, "add")
-    with _conflicts():
+    with as_misp(request, "add", "Allowedlist"):
         added, _refused = await lists.add_entries(engine, ALLOWEDLIST, [{"name": name}],
                                                   p.actor())
     if not added:
@@ -346,12 +322,10 @@ async def allowedlist_edit(entry_id: str, p: RegexpAccess, request: Request,
     url = request_url(request)
     name = _allowlist_name(await read_body(request, "Allowedlist"), url, "edit")
     try:
-        with _conflicts():
+        with as_misp(request, "edit", "Allowedlist"):
             state = await lists.edit_entry(engine, ALLOWEDLIST, entry_id, {"name": name},
                                            p.actor())
-    except EntryNotFoundError as exc:
-        raise NotFound("Invalid allowedlist entry") from exc
-    except Exception as exc:
+    except IntegrityError as exc:  # the unique index: another entry has this name
         if "allowedlist_name_key" in str(exc):
             raise _taken(url, "edit") from exc
         raise
@@ -361,10 +335,7 @@ async def allowedlist_edit(entry_id: str, p: RegexpAccess, request: Request,
 @router.api_route("/admin/allowedlists/delete/{entry_id}", methods=["POST", "DELETE"])
 async def allowedlist_delete(entry_id: str, p: RegexpAccess, request: Request,
                              engine: EngineDep) -> dict[str, Any]:
-    try:
-        with _conflicts():
-            state = await lists.remove_entry(engine, ALLOWEDLIST, entry_id, p.actor())
-    except EntryNotFoundError as exc:
-        raise NotFound("Invalid allowedlist entry") from exc
+    with as_misp(request, "delete", "Allowedlist"):
+        state = await lists.remove_entry(engine, ALLOWEDLIST, entry_id, p.actor())
     return success("delete", "Allowedlist", request_url(request), id=state["id"])
 

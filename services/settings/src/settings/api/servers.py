@@ -14,27 +14,11 @@ from misp_contracts.settings_catalogue import TABS
 from misp_platform.app import EngineDep, SettingsDep
 from misp_platform.auth import SiteAdmin
 from misp_platform.consistency import applied_everywhere
-from misp_platform.eventstore import ConcurrencyError
 from misp_platform.migrations import head_revision
-from misp_platform.misp import (
-    Conflict,
-    Forbidden,
-    MethodNotAllowed,
-    MispJSONResponse,
-    NotFound,
-    ValidationFailed,
-    read_body,
-    success,
-)
+from misp_platform.misp import MispJSONResponse, NotFound, as_misp, read_body, success
 from settings.adapters import store
 from settings.api import report
 from settings.api.report import MIGRATIONS_DIR
-from settings.domain.errors import (
-    CliOnlySettingError,
-    RedactedSettingError,
-    SettingsDomainError,
-    UnknownSettingError,
-)
 from settings.domain.settings import lookup, setting_data, shown_value
 from settings.handlers.settings import change_setting
 
@@ -71,24 +55,18 @@ async def server_settings_tab(tab: str, _admin: SiteAdmin, request: Request, eng
 
 @router.get("/servers/getSetting/{name}")
 async def get_setting(name: str, _admin: SiteAdmin, engine: EngineDep) -> dict[str, Any]:
-    try:
-        definition = lookup(name)
-        async with engine.connect() as conn:
-            current = await store.current_setting(conn, name)
-        return setting_data(definition, current)
-    except UnknownSettingError as exc:
-        raise NotFound(exc.message) from exc
-    except RedactedSettingError as exc:
-        raise Forbidden(exc.message) from exc
+    """404 for an unknown setting, 403 for a redacted one (the platform's domain error handler
+    answers them)."""
+    definition = lookup(name)
+    async with engine.connect() as conn:
+        current = await store.current_setting(conn, name)
+    return setting_data(definition, current)
 
 
 @router.get("/servers/serverSettingsEdit/{name}")
 async def show_setting(name: str, _admin: SiteAdmin, engine: EngineDep) -> dict[str, Any]:
-    """MISP's REST GET on the edit URL: `{"<name>": <value>}`."""
-    try:
-        definition = lookup(name)
-    except UnknownSettingError as exc:
-        raise NotFound(exc.message) from exc
+    """MISP's REST GET on the edit URL: `{"<name>": <value>}` (404 for an unknown setting)."""
+    definition = lookup(name)
     async with engine.connect() as conn:
         current = await store.current_setting(conn, name)
     return {name: shown_value(definition, current)}
@@ -105,21 +83,11 @@ def _force(body: dict[str, Any]) -> bool:
 async def edit_setting(name: str, admin: SiteAdmin, request: Request,
                        engine: EngineDep) -> dict[str, Any]:
     body = await read_body(request, "Server")
-    try:
+    # A refused change leaves the old value in force; the failure envelope's message says why.
+    with as_misp(request, "serverSettingsEdit", "Server", url=EDIT_URL):
         lookup(name)
-    except UnknownSettingError as exc:
-        raise NotFound(exc.message) from exc
-    try:
         await change_setting(engine, name=name, value=body.get("value", []), force=_force(body),
                              actor=admin.actor(), correlation_id=admin.request_id)
-    except CliOnlySettingError as exc:
-        raise MethodNotAllowed(exc.message) from exc
-    except SettingsDomainError as exc:
-        # A refused change leaves the old value in force; the message says why.
-        raise ValidationFailed("serverSettingsEdit", "Server", EDIT_URL, exc.message,
-                               message=exc.message) from exc
-    except ConcurrencyError as exc:
-        raise Conflict() from exc
     # Identity, orgs, the audit and the mailer decide by the new value from the next call on.
     await applied_everywhere(request.app, SETTING_TOPIC)
     return success("serverSettingsEdit", "Server", EDIT_URL, message=FIELD_UPDATED)

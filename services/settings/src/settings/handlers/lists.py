@@ -28,7 +28,8 @@ from settings.domain.rules import normalise_uuid
 
 @dataclass(frozen=True)
 class ListKind:
-    """One list: its table, its events, the payload field holding an entry's state."""
+    """One list: its table, its events, the payload field holding an entry's state, and MISP's
+    404 text for an entry it does not hold."""
 
     kind: str
     table: Table
@@ -39,19 +40,21 @@ class ListKind:
     field: str
     uuid_column: str | None = None  # entries also found by this uuid
     unique_column: str | None = None  # a duplicate is refused (a "fail"), not an error
+    not_found: str = "Invalid entry."
 
 
 EVENT_BLOCKLIST = ListKind("event-blocklist", event_blocklist, ev.EventBlocklistState,
                            ev.EventBlocklistAdded, ev.EventBlocklistUpdated,
-                           ev.EventBlocklistRemoved, "entry", "event_uuid", "event_uuid")
+                           ev.EventBlocklistRemoved, "entry", "event_uuid", "event_uuid",
+                           not_found="Invalid blocklist entry")
 ORG_BLOCKLIST = ListKind("org-blocklist", org_blocklist, ev.OrgBlocklistState,
                          ev.OrgBlocklistAdded, ev.OrgBlocklistUpdated, ev.OrgBlocklistRemoved,
-                         "entry", "org_uuid", "org_uuid")
+                         "entry", "org_uuid", "org_uuid", not_found="Invalid blocklist entry")
 REGEXP = ListKind("regexp", regexp, ev.RegexpState, ev.RegexpAdded, ev.RegexpUpdated,
-                  ev.RegexpRemoved, "regexp")
+                  ev.RegexpRemoved, "regexp", not_found="Invalid Regexp")
 ALLOWEDLIST = ListKind("allowedlist", allowedlist, ev.AllowedlistState, ev.AllowedlistAdded,
                        ev.AllowedlistUpdated, ev.AllowedlistRemoved, "allowedlist",
-                       unique_column="name")
+                       unique_column="name", not_found="Invalid allowedlist entry")
 
 
 def state_of(kind: ListKind, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,7 +133,7 @@ async def edit_entry(engine: AsyncEngine, kind: ListKind, key: str | int,
     async def work(conn: AsyncConnection) -> dict[str, Any]:
         row = await find(conn, kind, key, lock=True)
         if row is None:
-            raise EntryNotFoundError("Invalid entry.")
+            raise EntryNotFoundError(kind.not_found)
         old = state_of(kind, row)
         new = state_of(kind, {**row, **fields})
         changes = changes_between(old, new)
@@ -150,7 +153,7 @@ async def remove_entry(engine: AsyncEngine, kind: ListKind, key: str | int,
     async def work(conn: AsyncConnection) -> dict[str, Any]:
         row = await find(conn, kind, key, lock=True)
         if row is None:
-            raise EntryNotFoundError("Invalid entry.")
+            raise EntryNotFoundError(kind.not_found)
         state = state_of(kind, row)
         await store.delete_row(conn, kind.table, int(row["id"]))
         event = kind.removed.model_validate({kind.field: state})
