@@ -115,16 +115,17 @@ async def run_bulk_email(conn: AsyncConnection, mailer: Mailer, request_id: str,
                          action=ACTION, actor=actor,
                          settings=settings, prepared=prepared,
                          progress=_scaled(progress, CHECKED, RENDERED, "Signed:"))
+    not_sent: list[dict[str, Any]]
     if result.replay:  # queued by an earlier run whose bulk_request update was lost: unlikely
         done = await store.request_row(conn, request_id)
-        mails, skipped = done.mails, list(done.skipped)
+        mails, not_sent = done.mails, list(done.skipped)
     else:
-        mails, skipped = len(result.mails), [s.as_dict() for s in result.skipped]
-    await bulk.finish(conn, request_id, job_id=job_id, mails=mails, skipped=skipped)
+        mails, not_sent = len(result.mails), [s.as_dict() for s in result.skipped]
+    await bulk.finish(conn, request_id, job_id=job_id, mails=mails, skipped=not_sent)
     mailer.wake()
     log.info("mailer.bulk_queued", request_id=request_id, job_id=job_id, mails=mails,
-             skipped=len(skipped))
-    return summary(mails, skipped)
+             skipped=len(not_sent))
+    return summary(mails, not_sent)
 
 
 # ---- the jobs service's answers (misp.jobs.job.v1) ---------------------------------------------
