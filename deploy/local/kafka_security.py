@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""The local broker's security plan: a SCRAM user per service (`misp_<service>`) and the ACLs
+that let it write only the topics the catalogue gives it (its own, and those naming it a writer),
+read only what its consumers subscribe to (the audit: every `misp.*` topic), use only its own
+consumer groups, and see the metadata and group positions that read-your-writes and diagnostics
+need. Written as lines for deploy/kafka/KafkaSecurity.java, which kafka.sh runs once the broker
+is up. Tests and tools connect as `admin`, the broker's only super user.
+
+usage: kafka_security.py --secrets .local/secrets/kafka --out PLAN
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+from pathlib import Path
+
+from misp_contracts.events.jobs import WORKER_CONTROL_TOPIC, run_topics
+from misp_contracts.topics import SERVICES, written_by
+from misp_platform.auth.principals import PRINCIPAL_TOPICS
+
+# Who lists every consumer group (read-your-writes of settings; the diagnostics report).
+LISTS_GROUPS = ("settings",)
+# Who reads every topic (the audit log is built from all of them).
+READS_EVERYTHING = ("audit",)
+
+
+def consumed_by(service: str) -> set[str]:
+    """The topics the service's consumers subscribe to: its main consumer (its spec), the
+    principals consumer every service runs, and its job workers' run and control topics."""
+    spec = importlib.import_module(f"{service}.bootstrap").spec
+    topics = set(spec.topics(spec.settings())) | set(PRINCIPAL_TOPICS)
+    runs = {name for name, (owner, _queue) in run_topics().items() if owner == service}
+    if runs:
+        topics |= runs | {WORKER_CONTROL_TOPIC}
+    return topics
+
+
+def acls(service: str) -> list[str]:
+    principal = f"User:misp_{service}"
+    lines: list[str] = []
+
+    def allow(resource: str, pattern: str, name: str, *operations: str) -> None:
+        lines.extend(f"acl {principal} {resource} {pattern} {name} {op}" for op in operations)
+
+    for topic in written_by(service):
+        allow("TOPIC", "LITERAL", topic.name, "WRITE", "DESCRIBE")
+        if topic.owner == service:  # the owner creates it at start-up and reads its own
+            allow("TOPIC", "LITERAL", topic.name, "CREATE", "READ", "DESCRIBE_CONFIGS")
+    if service in READS_EVERYTHING:
+        allow("TOPIC", "PREFIXED", "misp.", "READ")
+    for topic in sorted(consumed_by(service)):
+        allow("TOPIC", "LITERAL", topic, "READ")
+    # Metadata, end offsets and group positions only (no data): read-your-writes waits on them.
+    allow("TOPIC", "PREFIXED", "misp.", "DESCRIBE")
+    allow("GROUP", "PREFIXED", "misp.", "DESCRIBE")
+    allow("GROUP", "PREFIXED", f"misp.{service}", "READ")
+    allow("CLUSTER", "LITERAL", "kafka-cluster", "IDEMPOTENT_WRITE")
+    if service in LISTS_GROUPS:
+        allow("CLUSTER", "LITERAL", "kafka-cluster", "DESCRIBE")
+    return sorted(set(lines))
+
+
+def plan(passwords: dict[str, str]) -> list[str]:
+    lines = [f"user misp_{s} {passwords[s]}" for s in SERVICES]
+    for service in SERVICES:
+        lines += acls(service)
+    return lines
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--secrets", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args()
+    passwords = {s: (a.secrets / f"misp_{s}").read_text(encoding="utf-8").strip()
+                 for s in SERVICES}
+    text = "\n".join(plan(passwords)) + "\n"
+    fd = os.open(a.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
