@@ -41,7 +41,7 @@ from misp_contracts.envelope import Actor  # noqa: E402
 from misp_contracts.events.jobs import JOBS_COMMANDS_TOPIC, WORKER_TOPIC, run_topic  # noqa: E402
 from misp_contracts.topics import Topic, owned_by  # noqa: E402
 from misp_platform.auth.principals import PRINCIPAL_TOPICS  # noqa: E402
-from misp_platform.kafka import create_producer, ensure_topics  # noqa: E402
+from misp_platform.kafka import client_options, create_producer, ensure_topics  # noqa: E402
 from misp_platform.migrations import upgrade  # noqa: E402
 from misp_platform.testing import ChildProcesses, start_group_at_end  # noqa: E402
 
@@ -68,7 +68,7 @@ async def raw_kafka(bootstrap: str, count: int) -> float:
     topic = f"bench.jobs-raw.{uuid.uuid4().hex[:8]}"
     await ensure_topics(bootstrap, [Topic(topic, owner="bench", partitions=3)])
     producer = create_producer(bootstrap)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(topic, **client_options(bootstrap), auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=f"raw-{uuid.uuid4().hex}")
     await producer.start()
     await consumer.start()

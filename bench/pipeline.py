@@ -36,7 +36,7 @@ from misp_contracts.topics import Topic
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.db import create_engine
 from misp_platform.eventstore import Append, EventStore
-from misp_platform.kafka import create_producer, ensure_topics
+from misp_platform.kafka import client_options, create_producer, ensure_topics
 from misp_platform.migrations import create_platform_tables
 from misp_platform.relay import OutboxRelay
 from misp_platform.testing import ChildProcesses
@@ -98,7 +98,7 @@ async def raw_kafka(bootstrap: str, messages: list[tuple[list[tuple[str, bytes]]
                     topic: str) -> float:
     """Messages/s of a bare idempotent aiokafka produce of the same records, then consume."""
     producer = create_producer(bootstrap)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(topic, **client_options(bootstrap), auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=f"raw-{uuid.uuid4().hex}")
     await producer.start()
     await consumer.start()

@@ -148,6 +148,19 @@ SECRET_DEFAULTS: dict[str, str] = {
 DIRECT_MEANINGS: dict[str, str] = {
     "MISP_PG_URL": "The PostgreSQL server, without a database name. A service whose "
                    "`<SERVICE>_DATABASE_URL` is unset uses this + `/misp_<service>`.",
+    "MISP_KAFKA_SECURITY_PROTOCOL": "How every Kafka client of the process connects: "
+                                    "`PLAINTEXT` (default), `SASL_PLAINTEXT`, `SASL_SSL` or "
+                                    "`SSL`. `make up` runs the broker with SASL/SCRAM.",
+    "MISP_KAFKA_SASL_MECHANISM": "The SASL mechanism (default `SCRAM-SHA-512`).",
+    "MISP_KAFKA_USERNAME": "The process's Kafka principal: each service its own "
+                           "(`misp_<service>`, whose ACLs allow only its topics); tests and "
+                           "tools the broker's `admin`.",
+    "MISP_KAFKA_PASSWORD": "The principal's SCRAM password (a secret).",
+    "MISP_KAFKA_REPLICATION_FACTOR": "The replication factor of the topics a service creates "
+                                     "(default 1, the local single broker; 3 on a cluster).",
+    "MISP_KAFKA_MIN_INSYNC_REPLICAS": "Their `min.insync.replicas` (default 1; 2 with a factor "
+                                      "of 3), so that acks=all survives a broker's loss.",
+    "MISP_KAFKA_CA_FILE": "The CA bundle that signed the broker's certificate (TLS protocols).",
     "MISP_FAILPOINTS": "Tests only: failpoints, comma-separated. `name` or `name=N` kills the "
                        "process at the point's first (Nth) hit, `name=delay:MS` slows it.",
 }

@@ -28,7 +28,9 @@ def _alive(pid: int | None) -> bool:
 async def _probe(bootstrap: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    from misp_platform.kafka import client_options  # as the broker's admin (MISP_KAFKA_*)
+
+    admin = AIOKafkaAdminClient(**client_options(bootstrap), request_timeout_ms=3000)
     try:
         await admin.start()
         await admin.list_topics()

@@ -77,12 +77,23 @@ pg_password() {
   cat "$f"
 }
 
+# kafka_password <principal>: the principal's Kafka (SCRAM) password, generated once into
+# .local/secrets/kafka/ (admin: the broker's super user, for tests and tools; misp_<service>)
+kafka_password() {
+  local f="$STATE/secrets/kafka/$1"
+  if [ ! -s "$f" ]; then
+    (umask 077; mkdir -p "$STATE/secrets/kafka"; od -An -tx1 -N24 /dev/urandom | tr -d ' \n' > "$f")
+  fi
+  cat "$f"
+}
+
 # service_db_url <service>: the URL a service's processes use, as its own role on its database
 service_db_url() {
   echo "postgresql+psycopg://misp_$1:$(pg_password "misp_$1")@127.0.0.1:$PG_PORT/misp_$1"
 }
 
-# The sourceable environment file (tests and tools: the PostgreSQL superuser); rewritten when it
+# The sourceable environment file (tests and tools: PostgreSQL's superuser, Kafka's admin; each
+# service's processes get their own credentials instead, render_supervisor.py); rewritten when it
 # differs, from the pepper and passwords generated once and kept.
 ensure_env() {
   mkdir -p "$STATE"
@@ -95,6 +106,10 @@ ensure_env() {
     cat > "$tmp" <<ENV
 # Written by deploy/local. Source it: set -a; . .local/env; set +a
 export MISP_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT
+export MISP_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT
+export MISP_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+export MISP_KAFKA_USERNAME=admin
+export MISP_KAFKA_PASSWORD=$(kafka_password admin)
 export MISP_PG_URL=postgresql+psycopg://postgres:$(pg_password postgres)@127.0.0.1:$PG_PORT
 export MISP_PEPPER=$(cat "$STATE/pepper")
 export MISP_GATEWAY_URL=http://127.0.0.1:$GATEWAY_PORT

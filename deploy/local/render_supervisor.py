@@ -3,8 +3,10 @@
 
 One program per service (deploy/services.tsv) and role (api, relay, consume), plus the
 workers and schedulers of deploy/programs.tsv, each with the environment of .local/env plus
-<SERVICE>_HTTP_PORT, and its own database as its own role (<SERVICE>_DATABASE_URL, password from
-.local/secrets/pg/misp_<service>) instead of the superuser's MISP_PG_URL.
+<SERVICE>_HTTP_PORT, its own database as its own role (<SERVICE>_DATABASE_URL, password from
+.local/secrets/pg/misp_<service>) instead of the superuser's MISP_PG_URL, and its own Kafka
+principal (MISP_KAFKA_USERNAME/PASSWORD, from .local/secrets/kafka/misp_<service>) instead of
+the admin's.
 
 usage: render_supervisor.py --state-dir .local --python .venv/bin/python [--pg-port N] [--out FILE]
 """
@@ -83,6 +85,13 @@ def database_url(state_dir: Path, service: str, pg_port: int) -> str:
     return f"postgresql+psycopg://{role}:{password}@127.0.0.1:{pg_port}/{role}"
 
 
+def kafka_credentials(state_dir: Path, service: str) -> dict[str, str]:
+    """The service's own Kafka principal (deploy/local/kafka.sh makes it and its ACLs)."""
+    principal = f"misp_{service}"
+    password = (state_dir / "secrets" / "kafka" / principal).read_text(encoding="utf-8").strip()
+    return {"MISP_KAFKA_USERNAME": principal, "MISP_KAFKA_PASSWORD": password}
+
+
 def render(
     state_dir: Path, python: str, template: str, env: dict[str, str], services: dict[str, int],
     extra: list[tuple[str, str, str]] | None = None, pg_port: int = 55432,
@@ -107,6 +116,8 @@ def render(
         penv = {k: v for k, v in env.items()
                 if k != "MISP_PG_URL" and not k.endswith("_DATABASE_URL")}
         penv[f"{svc.upper()}_DATABASE_URL"] = database_url(state_dir, svc, pg_port)
+        if env.get("MISP_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper() != "PLAINTEXT":
+            penv.update(kafka_credentials(state_dir, svc))  # never the admin's
         penv[f"{svc.upper()}_HTTP_PORT"] = str(port)
         penv["MISP_SERVICE"] = svc
         penv["MISP_ROLE"] = args.split()[0]

@@ -31,7 +31,7 @@ migrate() {
     log="$LOGS/$svc-migrate.log"
     echo "---- $(date -Is) migrate" >>"$log"
     # as the service's own role, so that it owns what its migrations create
-    if ! env -u MISP_PG_URL "${svc^^}_DATABASE_URL=$(service_db_url "$svc")" \
+    if ! env -u MISP_PG_URL -u MISP_KAFKA_PASSWORD "${svc^^}_DATABASE_URL=$(service_db_url "$svc")" \
         timeout 300 "$VENV_PY" -m "$svc" migrate </dev/null >>"$log" 2>&1; then
       tail_log "$log"
       die "python -m $svc migrate failed (log: .local/logs/$svc-migrate.log)"
@@ -59,7 +59,7 @@ start() {
   else
     rm -f "$SVDIR/supervisor.sock"
     # the programs inherit supervisord's environment: no superuser URL in it
-    setsid env -u MISP_PG_URL "$SUPERVISORD" -c "$SVCONF" </dev/null >>"$LOGS/supervisord.log" 2>&1 \
+    setsid env -u MISP_PG_URL -u MISP_KAFKA_PASSWORD "$SUPERVISORD" -c "$SVCONF" </dev/null >>"$LOGS/supervisord.log" 2>&1 \
       || { tail_log "$LOGS/supervisord.log"; die "supervisord did not start"; }
     local i
     for ((i = 0; i < 100; i++)); do

@@ -154,18 +154,22 @@ def test_the_generated_files_are_up_to_date() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_docker_compose_config_validates() -> None:
+def test_docker_compose_config_validates_and_refuses_to_start_without_its_secrets() -> None:
     docker = shutil.which("docker")
     assert docker, "the docker CLI is not installed (deploy/local/install.sh installs compose)"
-    result = subprocess.run(
-        [docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+
+    def config(**secrets: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("MISP_PEPPER", "POSTGRES_PASSWORD")}
+        return subprocess.run(
+            [docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+            capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
+            env={**env, **secrets})
+
+    result = config(MISP_PEPPER="a1" * 32, POSTGRES_PASSWORD="b2" * 12)
     assert result.returncode == 0, result.stderr
+    missing = config(POSTGRES_PASSWORD="b2" * 12)
+    assert missing.returncode != 0 and "set MISP_PEPPER" in missing.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from pymisp import MISPUser, PyMISP
 
+from misp_platform.kafka import client_options
+
 from .support import GATEWAY, admin_key
 from .test_identity_pymisp import wait_everywhere
 
@@ -35,7 +37,7 @@ def _variants(secret: str) -> list[bytes]:
 
 async def read_all_topics(bootstrap: str) -> tuple[int, list[tuple[str, bytes]]]:
     """Every record of every `misp.*` topic, from the beginning to the current end, no group."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
     await admin.start()
     try:
         names = sorted(t for t in await admin.list_topics() if TOPICS.match(t))
@@ -44,7 +46,7 @@ async def read_all_topics(bootstrap: str) -> tuple[int, list[tuple[str, bytes]]]
         await admin.close()
     partitions = [TopicPartition(d["topic"], p["partition"]) for d in described
                   for p in d["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()

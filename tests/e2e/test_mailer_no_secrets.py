@@ -21,6 +21,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiosmtpd.controller import Controller
 from pymisp import MISPUser, PyMISP
 
+from misp_platform.kafka import client_options
+
 from .support import GATEWAY, admin_key
 
 SMTP_PORT = int(os.environ.get("MAILER_SMTP_PORT", "1025"))
@@ -47,7 +49,7 @@ def port_free(port: int) -> bool:
 
 
 async def topic_ends(bootstrap: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
     await admin.start()
     try:
         names = sorted(t for t in await admin.list_topics() if t.startswith("misp."))
@@ -56,7 +58,7 @@ async def topic_ends(bootstrap: str) -> dict[TopicPartition, int]:
         await admin.close()
     partitions = [TopicPartition(d["topic"], p["partition"]) for d in described
                   for p in d["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), group_id=None)
     await consumer.start()
     try:
         return dict(await consumer.end_offsets(partitions))
@@ -67,7 +69,7 @@ async def topic_ends(bootstrap: str) -> dict[TopicPartition, int]:
 async def records_since(bootstrap: str, starts: dict[TopicPartition, int]) -> list[bytes]:
     """Every record published after `starts` (topics created since are read whole)."""
     now = await topic_ends(bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), group_id=None,
                                 enable_auto_commit=False)
     await consumer.start()
     out: list[bytes] = []

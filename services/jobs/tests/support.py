@@ -8,6 +8,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from misp_platform.kafka import client_options
+
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": key, "Accept": "application/json"}
@@ -18,7 +20,7 @@ async def find_on_topic(bootstrap: str, group: str, topic: str, key: str,
     """The first envelope keyed `key` on `topic` after the group's committed offsets."""
     from misp_contracts.envelope import from_kafka
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+    consumer = AIOKafkaConsumer(topic, **client_options(bootstrap), group_id=group,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     deadline = asyncio.get_running_loop().time() + timeout_s

@@ -30,6 +30,9 @@ class Topic:
     # once each one's consumer group has applied it, so that reads stay free everywhere
     # (misp_platform.propagation; docs/consistency.md).
     readers: tuple[str, ...] = ()
+    # Services other than the owner that publish to this topic (commands, workers' reports):
+    # with the owner, the only principals the broker lets write it.
+    writers: tuple[str, ...] = ()
 
     def config(self) -> dict[str, str]:
         return {
@@ -66,18 +69,21 @@ CATALOGUE: tuple[Topic, ...] = (
           description="Import regexps: rewrite or block imported values"),
     Topic("misp.settings.allowedlist.v1", "settings", partitions=1,
           description="Signature allowlist: values kept out of NIDS exports"),
-    Topic("misp.mailer.commands.v1", "mailer", description="Commands to the mailer"),
+    Topic("misp.mailer.commands.v1", "mailer", description="Commands to the mailer",
+          writers=("identity",)),
     Topic("misp.mailer.mail.v1", "mailer",
           description="Each mail sent or failed (recipient, subject, Message-ID; never the body)"),
     Topic("misp.mailer.credential.v1", "mailer",
           description="Temporary passwords the mailer issued (argon2id hashes only), for identity"),
-    Topic("misp.jobs.commands.v1", "jobs", description="Commands to the jobs service"),
+    Topic("misp.jobs.commands.v1", "jobs", description="Commands to the jobs service",
+          writers=("mailer",)),
     Topic("misp.jobs.job.v1", "jobs", description="Job aggregate events (queued, progress, "
           "outcome, retries, cancel)"),
     Topic("misp.jobs.task.v1", "jobs", partitions=1,
           description="Scheduled task events (schedule changes, pauses, ticks)"),
     Topic("misp.jobs.worker.v1", "jobs",
-          description="Worker heartbeats and job run reports, from the workers of any service"),
+          description="Worker heartbeats and job run reports, from the workers of any service",
+          writers=SERVICES),
     Topic(WORKER_CONTROL_TOPIC, "jobs", partitions=1,
           description="Requests to workers: graceful stop, cancel the job in hand"),
     *(Topic(name, "jobs", retention_ms=7 * DAY_MS,
@@ -104,6 +110,11 @@ def owned_by(service: str) -> list[Topic]:
 def topic(name: str) -> Topic:
     """The catalogue entry of a topic; KeyError for a topic nobody declared."""
     return BY_NAME[name]
+
+
+def written_by(service: str) -> list[Topic]:
+    """The topics a service may publish to: its own and those that name it a writer."""
+    return [t for t in CATALOGUE if t.owner == service or service in t.writers]
 
 
 def dlq_topic(service: str) -> str:

@@ -34,6 +34,7 @@ from misp_platform.auth.cache import principal_cache
 from misp_platform.config import ServiceSettings
 from misp_platform.consistency import Consistency, ReadYourWritesMiddleware
 from misp_platform.db import create_engine
+from misp_platform.kafka import client_options
 from misp_platform.logging import configure_logging, request_context
 from misp_platform.metrics import MetricsMiddleware, metrics_response
 from misp_platform.misp.domain_errors import install_domain_error_handlers
@@ -154,7 +155,7 @@ class KafkaProbe:
             try:
                 if self._admin is None:
                     admin = AIOKafkaAdminClient(
-                        bootstrap_servers=self.bootstrap_servers, client_id=self.client_id,
+                        **client_options(self.bootstrap_servers), client_id=self.client_id,
                         request_timeout_ms=int(self.timeout_s * 1000))
                     self._admin = admin
                     await asyncio.wait_for(admin.start(), self.timeout_s)

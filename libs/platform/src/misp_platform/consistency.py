@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from misp_contracts.topics import CATALOGUE
 from misp_platform import metrics
 from misp_platform.db import PROGRESS_CHANNEL, PUBLISHED_CHANNEL, libpq_url
+from misp_platform.kafka import client_options
 from misp_platform.outbox import written_positions, written_so_far
 from misp_platform.propagation import CommittedOffsets, reader_groups, wait_for_readers
 
@@ -142,7 +143,7 @@ class EndOffsets:
     async def _ask(self, topics: set[str]) -> dict[TopicPartition, int]:
         async with self._connecting:
             if self._consumer is None:
-                consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
+                consumer = AIOKafkaConsumer(**client_options(self.bootstrap_servers),
                                             group_id=None, enable_auto_commit=False,
                                             request_timeout_ms=int(self.timeout_s * 1000))
                 await consumer.start()

@@ -35,6 +35,7 @@ from misp_contracts.envelope import Envelope, from_kafka
 from misp_contracts.topics import dlq_topic
 from misp_platform import failpoints, metrics
 from misp_platform.db import PROGRESS_CHANNEL, flagged_stream, processed_message
+from misp_platform.kafka import client_options
 from misp_platform.outbox import OutgoingMessage, enqueue_messages
 
 log = structlog.get_logger(__name__)
@@ -138,7 +139,7 @@ class ConsumerRunner:
 
     def create_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers, group_id=self.group,
+            **client_options(self.bootstrap_servers), group_id=self.group,
             enable_auto_commit=False, auto_offset_reset="earliest",
             metadata_max_age_ms=3000,  # a new topic matching the pattern is seen within seconds
             max_poll_records=self.batch_max,

@@ -21,6 +21,7 @@ from misp_contracts.envelope import from_kafka
 from misp_contracts.topics import dlq_topic
 from misp_platform.consumer import DLQ_HEADER_PREFIX, Handler
 from misp_platform.db import flagged_stream, processed_message
+from misp_platform.kafka import client_options
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class DeadLetter:
 async def read_dead_letters(bootstrap_servers: str, service: str) -> list[DeadLetter]:
     """Every record of the service's DLQ topic, oldest first (no consumer group involved)."""
     topic = dlq_topic(service)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap_servers))
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
@@ -63,7 +64,7 @@ async def read_dead_letters(bootstrap_servers: str, service: str) -> list[DeadLe
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     if not tps:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(bootstrap_servers), enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(tps)

@@ -1,13 +1,17 @@
-"""Kafka clients as the platform uses them: an idempotent producer and topic creation."""
+"""Kafka clients as the platform uses them: the connection options every client takes (SASL and
+TLS from the process's environment), an idempotent producer and topic creation."""
 
 from __future__ import annotations
 
+import os
+import ssl
 from collections.abc import Iterable
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from aiokafka.structs import OffsetAndMetadata
 
 from misp_contracts.topics import Topic
@@ -15,10 +19,36 @@ from misp_contracts.topics import Topic
 log = structlog.get_logger(__name__)
 
 
+def security_options() -> dict[str, Any]:
+    """How this process authenticates to Kafka, from `MISP_KAFKA_SECURITY_PROTOCOL` (PLAINTEXT,
+    SASL_PLAINTEXT, SASL_SSL or SSL), `MISP_KAFKA_SASL_MECHANISM` (SCRAM-SHA-512 by default),
+    `MISP_KAFKA_USERNAME` / `MISP_KAFKA_PASSWORD` (each service its own principal) and
+    `MISP_KAFKA_CA_FILE` (the broker's CA, for TLS). Read at each call: a deployment sets them per
+    process, tests as the broker's admin."""
+    protocol = os.environ.get("MISP_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").strip().upper()
+    if protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.startswith("SASL_"):
+        options.update(
+            sasl_mechanism=os.environ.get("MISP_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            sasl_plain_username=os.environ.get("MISP_KAFKA_USERNAME", ""),
+            sasl_plain_password=os.environ.get("MISP_KAFKA_PASSWORD", ""))
+    if protocol.endswith("SSL"):
+        options["ssl_context"] = ssl.create_default_context(
+            cafile=os.environ.get("MISP_KAFKA_CA_FILE") or None)
+    return options
+
+
+def client_options(bootstrap_servers: str) -> dict[str, Any]:
+    """`bootstrap_servers` and the security options: what every Kafka client is made with."""
+    return {"bootstrap_servers": bootstrap_servers, **security_options()}
+
+
 def create_producer(bootstrap_servers: str, **overrides: object) -> AIOKafkaProducer:
     """Idempotent, acks=all: a retried send never duplicates or reorders within a partition."""
     options: dict[str, object] = {
-        "bootstrap_servers": bootstrap_servers,
+        **client_options(bootstrap_servers),
         "enable_idempotence": True,
         "acks": "all",
         "linger_ms": 2,
@@ -29,10 +59,24 @@ def create_producer(bootstrap_servers: str, **overrides: object) -> AIOKafkaProd
     return AIOKafkaProducer(**options)
 
 
+def durability() -> tuple[int, dict[str, str]]:
+    """The replication factor of new topics and their `min.insync.replicas`, from
+    `MISP_KAFKA_REPLICATION_FACTOR` and `MISP_KAFKA_MIN_INSYNC_REPLICAS` (1 and 1: the local
+    single broker; a cluster of three takes 3 and 2, so acks=all survives one broker's loss)."""
+    factor = int(os.environ.get("MISP_KAFKA_REPLICATION_FACTOR", "1"))
+    insync = int(os.environ.get("MISP_KAFKA_MIN_INSYNC_REPLICAS", "1"))
+    if not 1 <= insync <= factor:
+        raise ValueError(f"MISP_KAFKA_MIN_INSYNC_REPLICAS={insync} must be between 1 and "
+                         f"MISP_KAFKA_REPLICATION_FACTOR={factor}")
+    return factor, {"min.insync.replicas": str(insync)}
+
+
 async def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic]) -> list[str]:
-    """Create the missing topics with their catalogue settings; returns the names created."""
+    """Create the missing topics with their catalogue settings and the deployment's
+    durability; returns the names created."""
+    factor, durable = durability()
     wanted = {t.name: t for t in topics}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap_servers), request_timeout_ms=15000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -40,12 +84,20 @@ async def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic]) -> list
         created: list[str] = []
         for t in missing:
             try:
-                await admin.create_topics([NewTopic(
-                    name=t.name, num_partitions=t.partitions, replication_factor=1,
-                    topic_configs=t.config())])
-                created.append(t.name)
+                response = await admin.create_topics([NewTopic(
+                    name=t.name, num_partitions=t.partitions, replication_factor=factor,
+                    topic_configs={**durable, **t.config()})])
             except TopicAlreadyExistsError:
-                pass  # another instance of the owner created it first
+                continue  # another instance of the owner created it first
+            # The broker answers per topic: an error there is not raised by the client.
+            for _name, code, *message in getattr(response, "topic_errors", []):
+                if code == TopicAlreadyExistsError.errno:
+                    break
+                if code:
+                    raise for_code(code)(f"topic {t.name} not created: "
+                                         f"{message[0] if message else ''}")
+            else:
+                created.append(t.name)
         if created:
             log.info("kafka.topics_created", topics=created)
         return created
@@ -60,7 +112,7 @@ async def adopt_committed_offsets(bootstrap_servers: str, *, source_group: str,
     from the start, as rows of unknown version would briefly go back in time. Returns how many
     partitions were adopted."""
     wanted = set(topics)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap_servers), request_timeout_ms=15000)
     await admin.start()
     try:
         if await admin.list_consumer_group_offsets(target_group):
@@ -72,7 +124,7 @@ async def adopt_committed_offsets(bootstrap_servers: str, *, source_group: str,
         await admin.close()
     if not source:
         return 0
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=target_group,
+    consumer = AIOKafkaConsumer(**client_options(bootstrap_servers), group_id=target_group,
                                 enable_auto_commit=False)
     await consumer.start()
     try:

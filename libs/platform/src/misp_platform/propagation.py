@@ -26,6 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from misp_contracts.topics import topic as catalogue_entry
 from misp_platform import metrics
+from misp_platform.kafka import client_options
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +52,7 @@ class CommittedOffsets:
     async def _client(self) -> AIOKafkaAdminClient:
         async with self._connecting:
             if self._admin is None:
-                admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers,
+                admin = AIOKafkaAdminClient(**client_options(self.bootstrap_servers),
                                             request_timeout_ms=int(self.timeout_s * 1000))
                 await admin.start()
                 self._admin = admin

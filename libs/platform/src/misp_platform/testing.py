@@ -200,7 +200,9 @@ async def start_group_at_end(bootstrap: str, group: str, topics: Sequence[str]) 
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.structs import OffsetAndMetadata
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+    from misp_platform.kafka import client_options
+
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), group_id=group,
                                 enable_auto_commit=False)
     await consumer.start()
     try:

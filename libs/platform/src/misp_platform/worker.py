@@ -52,6 +52,7 @@ from misp_contracts.events.jobs import (
     run_topic,
 )
 from misp_platform import failpoints
+from misp_platform.kafka import client_options
 from misp_platform.outbox import enqueue
 
 log = structlog.get_logger(__name__)
@@ -159,7 +160,7 @@ class WorkerRunner:
                 await asyncio.wait_for(stop.wait(), self.heartbeat_s)
 
     async def _control(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
+        consumer = AIOKafkaConsumer(**client_options(self.bootstrap_servers),
                                     enable_auto_commit=False)
         await consumer.start()
         try:
@@ -215,7 +216,7 @@ class WorkerRunner:
     async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
         topic = run_topic(self.service, self.queue)
         consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=self.bootstrap_servers,
+            topic, **client_options(self.bootstrap_servers),
             group_id=self.group or f"misp.{self.service}.worker.{self.queue}",
             enable_auto_commit=False, auto_offset_reset=self.offset_reset,
             max_poll_records=max(1, self.prefetch),

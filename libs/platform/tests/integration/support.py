@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from misp_contracts.envelope import Envelope, from_kafka
 from misp_contracts.events.base import DomainEvent
+from misp_platform.kafka import client_options
 
 
 def counter_event(topic_name: str) -> type[DomainEvent]:
@@ -25,7 +26,7 @@ def counter_event(topic_name: str) -> type[DomainEvent]:
 async def read_topic(bootstrap: str, topic: str, expected: int, *,
                      timeout_s: float = 30.0) -> list[ConsumerRecord]:  # type: ignore[type-arg]
     """Read a topic from the beginning until `expected` records arrived (or the deadline)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(topic, **client_options(bootstrap), auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
     records: list[ConsumerRecord] = []  # type: ignore[type-arg]

@@ -10,11 +10,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
-from misp_platform.kafka import adopt_committed_offsets, create_producer
+from misp_platform.kafka import adopt_committed_offsets, client_options, create_producer
 
 
 async def committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
     await admin.start()
     try:
         return {tp: m.offset for tp, m in
@@ -24,7 +24,7 @@ async def committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
 
 
 async def commit(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), group_id=group,
                                 enable_auto_commit=False)
     await consumer.start()
     try:

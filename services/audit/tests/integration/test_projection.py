@@ -26,7 +26,7 @@ from misp_contracts.events.auth import AuthenticationSucceeded
 from misp_contracts.events.identity import USER_TOPIC, UserState, UserUpdated
 from misp_contracts.events.settings import SETTING_TOPIC, SettingChanged
 from misp_contracts.topics import Topic
-from misp_platform.kafka import ensure_topics
+from misp_platform.kafka import client_options, ensure_topics
 
 ADMIN = Actor(user_id=1, email="admin@admin.test", org_id=1, org_name="ORGNAME",
               authkey_id=4, client_ip="192.0.2.7")
@@ -124,7 +124,7 @@ async def test_a_siem_reads_ecs_records_keyed_by_entry_id_from_the_audit_topic(
     async with running_relay(audit_engine, audit_db, kafka_bootstrap), running_consumer(
             audit_engine, namespace, options=Options(siem_topic=siem_topic)):
         await namespace.publish([(USER_TOPIC, e) for e in events])
-        siem = AIOKafkaConsumer(siem_topic, bootstrap_servers=kafka_bootstrap,
+        siem = AIOKafkaConsumer(siem_topic, **client_options(kafka_bootstrap),
                                 group_id=f"siem-{uuid.uuid4().hex}",
                                 auto_offset_reset="earliest")
         await siem.start()

@@ -36,7 +36,7 @@ from misp_contracts.events.identity import USER_TOPIC, UserUpdated
 from misp_contracts.events.orgs import ORGANISATION_TOPIC, OrganisationMergeStarted
 from misp_contracts.topics import topic as catalogued
 from misp_platform.db import event, outbox, processed_message
-from misp_platform.kafka import create_producer
+from misp_platform.kafka import client_options, create_producer
 from misp_platform.testing import eventually
 
 from .test_merge_saga import as_orgs, ref
@@ -73,7 +73,7 @@ async def stop(process: subprocess.Popen[bytes]) -> int:
 
 
 async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(**client_options(bootstrap))
     await consumer.start()
     try:
         wanted = [TopicPartition(t, p) for t in topics for p in range(catalogued(t).partitions)]
@@ -85,7 +85,7 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition,
 
 async def start_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
     ends = await end_offsets(bootstrap, topics)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), group_id=group,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
@@ -96,7 +96,7 @@ async def start_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
 
 
 async def committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)

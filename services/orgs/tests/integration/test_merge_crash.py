@@ -21,6 +21,7 @@ from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.identity import USER_TOPIC, UserCreated
 from misp_contracts.topics import topic as catalogued
 from misp_platform.auth.principals import PRINCIPAL_TOPICS
+from misp_platform.kafka import client_options
 from misp_platform.testing import eventually, start_group_at_end
 from orgs.adapters.store import SqlUnitOfWork
 from orgs.consumer import handlers, topics
@@ -44,7 +45,7 @@ def consume(orgs_db: str, group: str, log: Path, failpoint: str | None) -> subpr
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(**client_options(bootstrap))
     await consumer.start()
     try:
         partitions = range(catalogued(topic).partitions)
@@ -56,7 +57,7 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
 
 
 async def caught_up(bootstrap: str, group: str, wanted: dict[TopicPartition, int]) -> bool:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)

@@ -39,6 +39,7 @@ from audit.domain.checkpoint import (
     verify_checkpoints,
 )
 from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC, AuditCheckpointSigned
+from misp_platform.kafka import client_options
 from misp_platform.progress import Bar
 
 log = structlog.get_logger(__name__)
@@ -163,7 +164,7 @@ async def verify_in(conn: AsyncConnection, public: bytes, *,
 async def published_checkpoints(bootstrap: str, topic: str = AUDIT_CHECKPOINT_TOPIC, *,
                                 timeout_s: float = 10.0) -> list[Checkpoint]:
     """Every checkpoint on the Kafka topic (read to its end, no consumer group)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), enable_auto_commit=False,
                                 group_id=None)
     await consumer.start()
     out: list[Checkpoint] = []

@@ -32,6 +32,7 @@ from audit.handlers.integrity import Clock, utcnow
 from audit.projections.log import Options, Source, project
 from misp_contracts.envelope import Envelope, from_kafka
 from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC
+from misp_platform.kafka import client_options
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +67,7 @@ class _Replayer:
     """Reads every matching topic from the beginning, without a consumer group."""
 
     def __init__(self, bootstrap: str, pattern: str) -> None:
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+        self.consumer = AIOKafkaConsumer(**client_options(bootstrap), group_id=None,
                                          enable_auto_commit=False, max_poll_records=1000)
         self.pattern = re.compile(pattern)
         self.tps: list[TopicPartition] = []

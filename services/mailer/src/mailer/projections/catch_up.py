@@ -15,6 +15,7 @@ from mailer.adapters.tables import mail_user
 from mailer.projections.users import when_user_deleted_project, when_user_saved_project
 from misp_contracts.envelope import Envelope, from_kafka
 from misp_contracts.events.identity import USER_TOPIC, UserCreated, UserDeleted, UserUpdated
+from misp_platform.kafka import client_options
 
 log = structlog.get_logger(__name__)
 
@@ -25,7 +26,7 @@ HANDLERS = {UserCreated.type: when_user_saved_project, UserUpdated.type: when_us
 async def read_to_end(bootstrap_servers: str, topic: str, *,
                       timeout_s: float = 20.0) -> list[Envelope]:
     """Every decodable envelope of `topic`, from its beginning to its end as of now."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers,
+    consumer = AIOKafkaConsumer(topic, **client_options(bootstrap_servers),
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s

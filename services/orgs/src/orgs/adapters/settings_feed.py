@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from misp_contracts.envelope import from_kafka
 from misp_contracts.events.settings import SETTING_TOPIC, SettingChanged
+from misp_platform.kafka import client_options
 from misp_platform.server_settings import record_setting
 
 log = structlog.get_logger(__name__)
@@ -21,7 +22,7 @@ async def catch_up(engine: AsyncEngine, bootstrap_servers: str, *,
                    timeout_s: float = 10.0) -> int:
     """Record every setting change published so far; 0 when the topic cannot be read in time
     (then the catalogue's defaults stand until the consumer sees the changes)."""
-    consumer = AIOKafkaConsumer(SETTING_TOPIC, bootstrap_servers=bootstrap_servers,
+    consumer = AIOKafkaConsumer(SETTING_TOPIC, **client_options(bootstrap_servers),
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     seen: dict[str, tuple[SettingChanged, int | None]] = {}
     loop = asyncio.get_running_loop()

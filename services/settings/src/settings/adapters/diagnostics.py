@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from misp_contracts.topics import CATALOGUE, SERVICES
+from misp_platform.kafka import client_options
 
 
 async def _one(client: httpx.AsyncClient, name: str, url: str) -> tuple[str, dict[str, Any]]:
@@ -43,9 +44,9 @@ async def gather_services(urls: dict[str, str], timeout_s: float) -> dict[str, d
 
 async def kafka_status(bootstrap_servers: str, timeout_s: float) -> dict[str, Any]:
     """Topics of the catalogue present or missing, and the lag of each service's group."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers,
+    admin = AIOKafkaAdminClient(**client_options(bootstrap_servers),
                                 request_timeout_ms=int(timeout_s * 1000))
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**client_options(bootstrap_servers), enable_auto_commit=False,
                                 request_timeout_ms=int(timeout_s * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
