@@ -20,7 +20,19 @@ from identity.domain.errors import (
     UnknownOrganisationError,
 )
 from identity.domain.roles import ROLE_IN_USE, seeded_roles
-from identity.handlers import authkeys, registrations, roles, user_settings, users, views
+from identity.handlers import (
+    authkeys,
+    first_run,
+    jobs,
+    login,
+    merge,
+    password_reset,
+    registrations,
+    roles,
+    user_settings,
+    users,
+    views,
+)
 from identity.handlers.roles import DEFAULT_ROLE_STREAM
 from misp_contracts.events.identity import (
     AuthKeyDeleted,
@@ -516,3 +528,16 @@ def test_these_handlers_hold_no_sql(module: ModuleType) -> None:
     assert not {m for m in imported if m and (
         m.startswith("sqlalchemy") or m in ("identity.adapters.tables",
                                             "identity.adapters.queries"))}
+
+
+@pytest.mark.parametrize("module", [login, jobs, first_run, merge, password_reset])
+def test_the_handlers_on_a_connection_leave_their_sql_to_the_adapters(module: ModuleType) -> None:
+    """They still run on a connection of their own, but every statement is a function of
+    adapters/store.py or adapters/queries.py: SQLAlchemy only for the connection's type."""
+    tree = ast.parse(Path(str(module.__file__)).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+    assert not {m for m in imported if m and (
+        (m.startswith("sqlalchemy") and m != "sqlalchemy.ext.asyncio")
+        or m in ("identity.adapters.tables", "misp_platform.db"))}

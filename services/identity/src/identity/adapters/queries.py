@@ -4,6 +4,7 @@ handlers' reading port (identity.adapters.ports.IdentityQueries) on one connecti
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, literal_column, select
@@ -24,6 +25,8 @@ from identity.adapters.ports import (
 from identity.adapters.tables import (
     admin_setting,
     authkey,
+    login_attempt,
+    login_session,
     org,
     registration,
     role,
@@ -255,6 +258,40 @@ async def setting_rows(conn: AsyncConnection, *, setting_id: int | None = None,
         stmt = stmt.where(user_account.c.org_id == org_id)
     return [SettingRow(setting=_setting_state(r), owner=UserState.model_validate(r.user_state))
             for r in await conn.execute(stmt)]
+
+
+# ---- reads of the handlers still on a connection of their own (login, first run, merge) --------
+
+
+async def login_attempts(conn: AsyncConnection, *, ip: str, username: str,
+                         now: datetime) -> int:
+    """How many attempts of (ip, username) are still counted (not expired at `now`)."""
+    return int((await conn.execute(select(func.count()).select_from(login_attempt).where(
+        login_attempt.c.ip == ip, login_attempt.c.username == username,
+        login_attempt.c.expires_at > now))).scalar_one())
+
+
+async def session_user_id(conn: AsyncConnection, token_hash: str, now: datetime) -> int | None:
+    """The user of the session with this token hash, unless it expired by `now`."""
+    user_id = (await conn.execute(select(login_session.c.user_id).where(
+        login_session.c.token_hash == token_hash,
+        login_session.c.expires_at > now))).scalar()
+    return None if user_id is None else int(user_id)
+
+
+async def stream_started(conn: AsyncConnection, stream_id: str) -> bool:
+    """Whether the event stream has an event (one row looked at)."""
+    return (await conn.execute(select(event.c.event_id).where(
+        event.c.stream_id == stream_id).limit(1))).first() is not None
+
+
+async def users_of_org(conn: AsyncConnection, org_id: int) -> list[LoadedUser]:
+    """The users of the organisation, by id."""
+    rows = (await conn.execute(
+        select(user_account.c.stream_id, user_account.c.version, user_account.c.state)
+        .where(user_account.c.org_id == org_id).order_by(user_account.c.user_id))).all()
+    return [LoadedUser(str(row.stream_id), row.version, UserState.model_validate(row.state))
+            for row in rows]
 
 
 class SqlQueries(IdentityQueries):

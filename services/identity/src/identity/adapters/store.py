@@ -13,23 +13,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, text
+from sqlalchemy import delete, insert, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.ports import IdentityStore, UnitOfWork
-from identity.adapters.queries import SqlQueries
-from identity.adapters.tables import login_session, user_credential
+from identity.adapters.queries import SqlQueries, login_attempts
+from identity.adapters.tables import login_attempt, login_session, org, user_credential
 from identity.domain.errors import InvalidFieldsError
 from identity.domain.roles import NAME_TAKEN
 from identity.domain.users import EMAIL_TAKEN
 from identity.projections.project import project
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.base import DomainEvent
+from misp_contracts.events.orgs import OrganisationRef
 from misp_platform import outbox
 from misp_platform.eventstore import Append, ConcurrencyError, EventStore
 from misp_platform.misp.errors import Conflict
@@ -117,6 +118,98 @@ async def forget_password(conn: AsyncConnection, user_id: int) -> None:
 async def end_sessions(conn: AsyncConnection, user_id: int) -> int:
     result = await conn.execute(delete(login_session).where(login_session.c.user_id == user_id))
     return int(result.rowcount or 0)
+
+
+# ---- login sessions and counted attempts (handlers/login.py, password_reset.py, jobs.py) ------
+
+
+async def lock_login_pair(conn: AsyncConnection, ip: str, username: str) -> None:
+    """Hold (ip, username)'s counter until the transaction ends: concurrent attempts queue."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:pair, 0))"),
+                       {"pair": f"login\n{ip}\n{username}"})
+
+
+async def reserve_login_attempt(conn: AsyncConnection, ip: str, username: str, *, amount: int,
+                                expire: int) -> tuple[int | None, int]:
+    """`(attempt id, attempts counted before it)`; the id is None when the pair is blocked."""
+    await lock_login_pair(conn, ip, username)
+    now = datetime.now(UTC)
+    counted = await login_attempts(conn, ip=ip, username=username, now=now)
+    if counted >= amount:
+        return None, counted
+    attempt_id = (await conn.execute(insert(login_attempt).values(
+        ip=ip, username=username, expires_at=now + timedelta(seconds=expire))
+        .returning(login_attempt.c.id))).scalar_one()
+    return int(attempt_id), counted
+
+
+async def count_attempt(conn: AsyncConnection, ip: str, username: str, *, amount: int,
+                        expire: int) -> bool:
+    """Count an attempt against (ip, username), its expired ones forgotten first; False once
+    the pair reached the limit (nothing counted then)."""
+    await lock_login_pair(conn, ip, username)
+    now = datetime.now(UTC)
+    await conn.execute(delete(login_attempt).where(login_attempt.c.username == username,
+                                                   login_attempt.c.expires_at <= now))
+    counted = await login_attempts(conn, ip=ip, username=username, now=now)
+    if counted >= amount:
+        return False
+    await conn.execute(insert(login_attempt).values(
+        ip=ip, username=username, expires_at=now + timedelta(seconds=expire)))
+    return True
+
+
+async def release_login_attempt(conn: AsyncConnection, attempt_id: int | None) -> None:
+    await conn.execute(delete(login_attempt).where(login_attempt.c.id == attempt_id))
+
+
+async def forget_login_attempts(conn: AsyncConnection, username: str, ip: str | None) -> int:
+    """Forget the counted attempts of (ip, username), or of the username from every IP."""
+    stmt = delete(login_attempt).where(login_attempt.c.username == username)
+    if ip:
+        stmt = stmt.where(login_attempt.c.ip == ip)
+    return int((await conn.execute(stmt)).rowcount or 0)
+
+
+async def start_session(conn: AsyncConnection, *, token_hash: str, user_id: int,
+                        expires_at: datetime, ip: str, user_agent: str) -> None:
+    await conn.execute(insert(login_session).values(
+        token_hash=token_hash, user_id=user_id, expires_at=expires_at, ip=ip,
+        user_agent=user_agent))
+
+
+async def end_session(conn: AsyncConnection, token_hash: str) -> int | None:
+    """End the session with this token hash; its user (None: no such session)."""
+    user_id = (await conn.execute(delete(login_session).where(
+        login_session.c.token_hash == token_hash)
+        .returning(login_session.c.user_id))).scalar()
+    return None if user_id is None else int(user_id)
+
+
+async def purge_expired_sessions(conn: AsyncConnection, now: datetime) -> int:
+    """Delete the sessions expired by `now`; how many."""
+    result = await conn.execute(delete(login_session).where(login_session.c.expires_at <= now))
+    return int(result.rowcount or 0)
+
+
+# ---- the organisation merge (handlers/merge.py) ----------------------------------------------
+
+
+async def close_organisation(conn: AsyncConnection, source: OrganisationRef, target_id: int,
+                             merge_id: str | None) -> None:
+    """Mark the source as merging into the target. The row update waits for any transaction that
+    share-locked the row to add a user (and makes later ones see the mark): the new user is then
+    either visible to the move that follows or refused."""
+    mark = {"merging_into": target_id, **({"merge_id": merge_id} if merge_id else {})}
+    closed = await conn.execute(update(org).where(org.c.org_id == source.id).values(**mark))
+    if closed.rowcount:
+        return
+    # An organisation identity never saw (its creation is older than this projection).
+    stmt = pg_insert(org).values(
+        org_id=source.id, uuid=source.uuid, name=source.name, local=True, deleted=False,
+        state={"id": source.id, "uuid": source.uuid, "name": source.name},
+        merging_into=target_id, merge_id=merge_id)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=[org.c.org_id], set_=mark))
 
 
 # ---- the handlers' unit of work ----------------------------------------------------------------

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters import queries
@@ -36,7 +35,6 @@ from misp_contracts.events.identity import (
     UserState,
 )
 from misp_platform.auth import authkey_hmac
-from misp_platform.db import event
 from misp_platform.eventstore import Append
 from misp_platform.misp.errors import Conflict
 
@@ -66,8 +64,7 @@ def _pending(state_dir: str) -> Path:
 
 
 async def seeded(conn: AsyncConnection) -> bool:
-    return (await conn.execute(select(event.c.event_id).where(
-        event.c.stream_id == ADMIN_STREAM).limit(1))).first() is not None
+    return await queries.stream_started(conn, ADMIN_STREAM)
 
 
 async def seed(engine: AsyncEngine, *, pepper: str, state_dir: str) -> bool:

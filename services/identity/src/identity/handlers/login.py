@@ -12,13 +12,21 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters import queries
 from identity.adapters.passwords import verify_password
-from identity.adapters.store import end_sessions, publish_only, record, write
-from identity.adapters.tables import login_attempt, login_session
+from identity.adapters.store import (
+    end_session,
+    end_sessions,
+    forget_login_attempts,
+    publish_only,
+    record,
+    release_login_attempt,
+    reserve_login_attempt,
+    start_session,
+    write,
+)
 from identity.domain.errors import ForbiddenError
 from misp_contracts.envelope import Actor
 from misp_contracts.events.identity import (
@@ -56,18 +64,7 @@ async def _reserve_attempt(engine: AsyncEngine, ip: str, username: str, *, amoun
                            expire: int) -> tuple[int | None, int]:
     """`(attempt id, attempts counted before it)`; the id is None when the pair is blocked."""
     async with engine.begin() as conn:
-        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:pair, 0))"),
-                           {"pair": f"login\n{ip}\n{username}"})
-        now = datetime.now(UTC)
-        counted = int((await conn.execute(select(func.count()).select_from(login_attempt).where(
-            login_attempt.c.ip == ip, login_attempt.c.username == username,
-            login_attempt.c.expires_at > now))).scalar_one())
-        if counted >= amount:
-            return None, counted
-        attempt_id = (await conn.execute(insert(login_attempt).values(
-            ip=ip, username=username, expires_at=now + timedelta(seconds=expire))
-            .returning(login_attempt.c.id))).scalar_one()
-        return int(attempt_id), counted
+        return await reserve_login_attempt(conn, ip, username, amount=amount, expire=expire)
 
 
 def _actor(user: UserState | None, ip: str | None, request_id: str | None) -> Actor:
@@ -113,10 +110,10 @@ async def login(engine: AsyncEngine, *, username: str, password: str, ip: str,
         current = await queries.get_user(conn, user.id)
         if current is None:
             raise ForbiddenError(BAD_CREDENTIALS)
-        await conn.execute(delete(login_attempt).where(login_attempt.c.id == attempt_id))
-        await conn.execute(insert(login_session).values(
-            token_hash=session_hash(token), user_id=user.id, expires_at=now + SESSION_TTL,
-            ip=ip, user_agent=(user_agent or "")[:512]))
+        await release_login_attempt(conn, attempt_id)
+        await start_session(conn, token_hash=session_hash(token), user_id=user.id,
+                            expires_at=now + SESSION_TTL, ip=ip,
+                            user_agent=(user_agent or "")[:512])
         await record(conn, [Append(
             stream_id=current.stream_id, stream_type="user", expected_version=current.version,
             events=(UserLoggedIn(title=f"Successful login: {user.email}", user_id=user.id,
@@ -132,9 +129,7 @@ async def session_user(engine: AsyncEngine, token: str | None) -> UserState | No
     if not token:
         return None
     async with engine.connect() as conn:
-        user_id = (await conn.execute(select(login_session.c.user_id).where(
-            login_session.c.token_hash == session_hash(token),
-            login_session.c.expires_at > datetime.now(UTC)))).scalar()
+        user_id = await queries.session_user_id(conn, session_hash(token), datetime.now(UTC))
         if user_id is None:
             return None
         loaded = await queries.get_user(conn, int(user_id))
@@ -146,9 +141,7 @@ async def logout(engine: AsyncEngine, token: str | None, *, ip: str | None,
     if not token:
         return False
     async with engine.begin() as conn:
-        user_id = (await conn.execute(delete(login_session).where(
-            login_session.c.token_hash == session_hash(token))
-            .returning(login_session.c.user_id))).scalar()
+        user_id = await end_session(conn, session_hash(token))
         if user_id is None:
             return False
         loaded = await queries.get_user(conn, int(user_id))
@@ -177,10 +170,7 @@ async def lift_block(engine: AsyncEngine, actor: Actor, *, username: str,
     """Forget the counted attempts of (ip, username), or of the username from every IP."""
     username = username.strip().lower()
     async with engine.begin() as conn:
-        stmt = delete(login_attempt).where(login_attempt.c.username == username)
-        if ip:
-            stmt = stmt.where(login_attempt.c.ip == ip)
-        lifted = int((await conn.execute(stmt)).rowcount or 0)
+        lifted = await forget_login_attempts(conn, username, ip)
         await publish_only(conn, LoginBlockLifted(
             title=f"Login block lifted for {username}" + (f" from IP {ip}" if ip else ""),
             username=username, blocked_ip=ip, ip=actor.client_ip), actor=actor)

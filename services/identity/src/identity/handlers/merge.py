@@ -11,16 +11,14 @@ more (users that arrived in a window identity could not see) and mark the source
 from __future__ import annotations
 
 import structlog
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from identity.adapters.store import record
-from identity.adapters.tables import org, user_account
+from identity.adapters import queries
+from identity.adapters.store import close_organisation, record
 from identity.handlers.users import STREAM
 from identity.projections.project import when_organisation_deleted_project
 from misp_contracts.envelope import Envelope
-from misp_contracts.events.identity import UserState, UserUpdated
+from misp_contracts.events.identity import UserUpdated
 from misp_contracts.events.orgs import (
     OrganisationDeleted,
     OrganisationMerged,
@@ -32,38 +30,18 @@ from misp_platform.eventstore import Append
 log = structlog.get_logger(__name__)
 
 
-async def _close(conn: AsyncConnection, source: OrganisationRef, target_id: int,
-                 merge_id: str | None) -> None:
-    """Mark the source as merging into the target. The row update waits for any transaction that
-    share-locked the row to add a user (and makes later ones see the mark): the new user is then
-    either visible to the move below or refused."""
-    mark = {"merging_into": target_id, **({"merge_id": merge_id} if merge_id else {})}
-    closed = await conn.execute(update(org).where(org.c.org_id == source.id).values(**mark))
-    if closed.rowcount:
-        return
-    # An organisation identity never saw (its creation is older than this projection).
-    stmt = pg_insert(org).values(
-        org_id=source.id, uuid=source.uuid, name=source.name, local=True, deleted=False,
-        state={"id": source.id, "uuid": source.uuid, "name": source.name},
-        merging_into=target_id, merge_id=merge_id)
-    await conn.execute(stmt.on_conflict_do_update(index_elements=[org.c.org_id], set_=mark))
-
-
 async def move_users(conn: AsyncConnection, source_id: int, target_id: int,
                      cause: Envelope) -> int:
     """Move every user of `source_id` to `target_id`, one `UserUpdated` each; how many moved."""
-    rows = (await conn.execute(
-        select(user_account.c.stream_id, user_account.c.version, user_account.c.state)
-        .where(user_account.c.org_id == source_id).order_by(user_account.c.user_id))).all()
+    rows = await queries.users_of_org(conn, source_id)
     if not rows:
         return 0
     correlation = cause.correlationid or str(cause.data.get("merge_id") or cause.id)
     appends = []
     for row in rows:
-        user = UserState.model_validate(row.state)
-        moved = user.model_copy(update={"org_id": target_id})
+        moved = row.state.model_copy(update={"org_id": target_id})
         appends.append(Append(
-            stream_id=str(row.stream_id), stream_type=STREAM, expected_version=row.version,
+            stream_id=row.stream_id, stream_type=STREAM, expected_version=row.version,
             events=(UserUpdated(user=moved, changes={"org_id": (source_id, target_id)}),),
             actor=cause.actor, correlation_id=correlation, causation_id=cause.id))
     await record(conn, appends)
@@ -74,13 +52,13 @@ async def move_users(conn: AsyncConnection, source_id: int, target_id: int,
 
 async def when_merge_started_move_users(conn: AsyncConnection, envelope: Envelope) -> None:
     event = OrganisationMergeStarted.model_validate(envelope.data)
-    await _close(conn, event.source, event.target.id, event.merge_id)
+    await close_organisation(conn, event.source, event.target.id, event.merge_id)
     await move_users(conn, event.source.id, event.target.id, envelope)
 
 
 async def when_merged_sweep(conn: AsyncConnection, envelope: Envelope) -> None:
     event = OrganisationMerged.model_validate(envelope.data)
-    await _close(conn, event.source, event.target.id, event.merge_id)
+    await close_organisation(conn, event.source, event.target.id, event.merge_id)
     await move_users(conn, event.source.id, event.target.id, envelope)
 
 
@@ -90,6 +68,6 @@ async def when_organisation_deleted_sweep(conn: AsyncConnection, envelope: Envel
     event = OrganisationDeleted.model_validate(envelope.data)
     if event.merged_into is not None:
         source = OrganisationRef(id=event.org_id, uuid=event.uuid, name=event.name)
-        await _close(conn, source, event.merged_into, None)
+        await close_organisation(conn, source, event.merged_into, None)
         await move_users(conn, event.org_id, event.merged_into, envelope)
     await when_organisation_deleted_project(conn, envelope)

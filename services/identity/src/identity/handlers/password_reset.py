@@ -6,20 +6,25 @@ See services/mailer/README.md, "Temporary passwords: what identity must do".
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters import queries
-from identity.adapters.store import publish_only, record, write
-from identity.adapters.tables import login_attempt
+from identity.adapters.store import (
+    count_attempt,
+    end_sessions,
+    publish_only,
+    record,
+    store_password,
+    write,
+)
 from identity.domain.access import Rights, can_manage_credentials_of
 from identity.domain.errors import BadRequestError, ForbiddenError
 from identity.domain.users import email_errors
-from identity.handlers.users import STREAM, end_sessions, store_password
+from identity.handlers.users import STREAM
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.base import REDACTED, changes_between
 from misp_contracts.events.identity import UserPasswordReset, UserState, UserUpdated
@@ -105,20 +110,7 @@ async def _refusal(conn: AsyncConnection, actor: Actor, issued: TemporaryPasswor
 async def _count_request(conn: AsyncConnection, ip: str, email: str, *, amount: int,
                          expire: int) -> bool:
     """Count this request against (IP, address); False once the pair reached the limit."""
-    username = FORGOT_PREFIX + email
-    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:pair, 0))"),
-                       {"pair": f"login\n{ip}\n{username}"})
-    now = datetime.now(UTC)
-    await conn.execute(delete(login_attempt).where(login_attempt.c.username == username,
-                                                   login_attempt.c.expires_at <= now))
-    counted = int((await conn.execute(select(func.count()).select_from(login_attempt).where(
-        login_attempt.c.ip == ip, login_attempt.c.username == username,
-        login_attempt.c.expires_at > now))).scalar_one())
-    if counted >= amount:
-        return False
-    await conn.execute(insert(login_attempt).values(
-        ip=ip, username=username, expires_at=now + timedelta(seconds=expire)))
-    return True
+    return await count_attempt(conn, ip, FORGOT_PREFIX + email, amount=amount, expire=expire)
 
 
 async def forgot_password(engine: AsyncEngine, *, email: Any, ip: str,

@@ -13,10 +13,6 @@ from typing import Any
 from identity.adapters import gpg
 from identity.adapters.passwords import hash_password, verify_password
 from identity.adapters.ports import IdentityQueries, IdentityStore, LoadedUser, UnitOfWork
-
-# password_reset (not yet on the unit of work) takes these from here, on its connection.
-from identity.adapters.store import end_sessions as end_sessions
-from identity.adapters.store import store_password as store_password
 from identity.adapters.view_cache import ViewCache
 from identity.domain import passwords
 from identity.domain.access import can_manage_user, can_see_user
