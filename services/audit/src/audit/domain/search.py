@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from audit.domain.mapping import MAX_TEXT
+from misp_platform.errors import BadRequestError
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 5000
@@ -39,8 +40,9 @@ _DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H
                  "%Y/%m/%d", "%d-%m-%Y")
 
 
-class SearchError(ValueError):
-    """A filter the server cannot honour: answered 400 with this message."""
+class SearchError(BadRequestError):
+    """A filter the server cannot honour: answered 400 with this message (the platform's
+    BadRequestError kind, which misp_platform.misp answers as MISP's BadRequest)."""
 
 
 Op = Literal["in", "like", "ge", "le"]
