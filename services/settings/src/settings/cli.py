@@ -14,7 +14,7 @@ from misp_contracts.envelope import Actor
 from misp_platform.cli_support import FAILED, OK, epilog, with_settings
 from misp_platform.config import DATABASE, ServiceSettings
 from misp_platform.db import create_engine
-from settings.adapters import store
+from settings.adapters import queries
 from settings.domain.errors import SettingsDomainError
 from settings.domain.settings import lookup, shown_value
 from settings.handlers.settings import change_setting
@@ -32,7 +32,7 @@ async def _get(settings: ServiceSettings, name: str) -> None:
     engine = create_engine(settings.database_url)
     try:
         async with engine.connect() as conn:
-            current = await store.current_setting(conn, name)
+            current = await queries.current_setting(conn, name)
     finally:
         await engine.dispose()
     click.echo(json.dumps({name: shown_value(definition, current)}))

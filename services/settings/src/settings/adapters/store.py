@@ -1,4 +1,5 @@
-"""The settings service's streams in the event store, and their read models.
+"""The settings service's writes: its streams in the event store and their read models, the
+first-run marks and the diagnostics reports (the reads are queries.py's).
 
 A setting's stream is named after the setting; a list entry's stream after its list and id.
 Every append writes the events, the outbox rows and the read model in the caller's transaction.
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,7 +21,7 @@ from misp_contracts.events.base import DomainEvent
 from misp_contracts.events.settings import SettingChanged
 from misp_contracts.settings_catalogue import definition
 from misp_platform.eventstore import EventStore
-from settings.adapters.tables import setting_override
+from settings.adapters.tables import diagnostics_report, first_run, regexp, setting_override
 from settings.domain.settings import Current
 
 store = EventStore("settings")
@@ -38,22 +39,6 @@ def now() -> datetime:
 
 
 # ---- settings -----------------------------------------------------------------------------------
-
-
-def _current(row: Any) -> Current:
-    return Current(value=row.value, is_set=row.is_set, version=row.version)
-
-
-async def current_setting(conn: AsyncConnection, name: str, *, lock: bool = False) -> Current:
-    stmt = select(setting_override).where(setting_override.c.name == name)
-    if lock:
-        stmt = stmt.with_for_update()
-    row = (await conn.execute(stmt)).first()
-    return Current() if row is None else _current(row)
-
-
-async def all_settings(conn: AsyncConnection) -> dict[str, Current]:
-    return {row.name: _current(row) for row in await conn.execute(select(setting_override))}
 
 
 async def append_setting(conn: AsyncConnection, current: Current, event: SettingChanged,
@@ -98,3 +83,41 @@ async def delete_row(conn: AsyncConnection, table: Table, entry_id: int) -> None
 async def next_id(conn: AsyncConnection, table: Table) -> int:
     seq = f"{table.name}_id_seq"
     return int((await conn.execute(select(func.nextval(seq)))).scalar_one())
+
+
+async def insert_entry(conn: AsyncConnection, table: Table, values: dict[str, Any],
+                       unique_column: str | None = None) -> bool:
+    """Insert one entry's row; False when `unique_column` already holds its value."""
+    stmt = pg_insert(table).values(**values)
+    if unique_column is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=[table.c[unique_column]])
+    inserted = (await conn.execute(stmt.returning(table.c.id))).first()
+    return inserted is not None
+
+
+# ---- first run ----------------------------------------------------------------------------------
+
+
+async def lock_first_run(conn: AsyncConnection, key: int) -> None:
+    """Hold the first run's advisory lock until the transaction ends."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+async def reset_regexp_sequence(conn: AsyncConnection) -> None:
+    """The regexp ids continue after the highest seeded one."""
+    top = (await conn.execute(select(func.max(regexp.c.id)))).scalar() or 0
+    await conn.execute(text("SELECT setval('regexp_id_seq', GREATEST(:top, 1))"),
+                       {"top": top})
+
+
+async def mark_first_run(conn: AsyncConnection, step: str) -> None:
+    await conn.execute(pg_insert(first_run).values(step=step).on_conflict_do_nothing())
+
+
+# ---- diagnostics --------------------------------------------------------------------------------
+
+
+async def insert_diagnostics_report(conn: AsyncConnection, *, job_id: Any, ok: bool,
+                                    summary: str, report: dict[str, Any]) -> None:
+    await conn.execute(insert(diagnostics_report).values(
+        job_id=job_id, ok=ok, summary=summary, report=report))

@@ -24,7 +24,7 @@ from misp_platform.misp import (
     success,
 )
 from misp_platform.misp.errors import request_url
-from settings.adapters import store
+from settings.adapters import queries
 from settings.domain.errors import InvalidRuleError
 from settings.domain.rules import compile_rule, normalise_uuid, parse_uuids
 from settings.domain.settings import effective_value
@@ -46,7 +46,7 @@ async def _event_blocklister(principal: CurrentPrincipal, request: Request) -> P
         return principal
     engine = request.app.state.engine
     async with engine.connect() as conn:
-        current = await store.current_setting(conn, "MISP.host_org_id")
+        current = await queries.current_setting(conn, "MISP.host_org_id")
     host_org = effective_value(definition("MISP.host_org_id"), current)
     if principal.org_id == host_org and principal.has("perm_add"):
         return principal
@@ -81,7 +81,7 @@ def _text_fields(kind: ListKind, body: Mapping[str, Any], url: str = "") -> dict
 async def _blocklist_index(kind: ListKind, engine: Any,
                            named: Mapping[str, str]) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
-        rows = [lists.state_of(kind, r) for r in await lists.list_entries(conn, kind)]
+        rows = [lists.state_of(kind, r) for r in await queries.list_entries(conn, kind.table)]
     for name in _FILTERS[kind.kind]:
         wanted = named.get(name)
         if wanted:
@@ -228,13 +228,14 @@ def _regexp_record(state: Mapping[str, Any]) -> dict[str, Any]:
 async def regexp_index(_p: RegexpAccess, engine: EngineDep) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         return [_regexp_record(lists.state_of(REGEXP, r))
-                for r in await lists.list_entries(conn, REGEXP)]
+                for r in await queries.list_entries(conn, REGEXP.table)]
 
 
 @router.get("/admin/regexp/view/{entry_id}")
 async def regexp_view(entry_id: str, _p: RegexpAccess, engine: EngineDep) -> dict[str, Any]:
     async with engine.connect() as conn:
-        row = await lists.find(conn, REGEXP, entry_id)
+        row = await queries.find_entry(conn, REGEXP.table, entry_id,
+                                       uuid_column=REGEXP.uuid_column)
     if row is None:
         raise NotFound("Invalid Regexp")
     return _regexp_record(lists.state_of(REGEXP, row))
@@ -290,7 +291,7 @@ def _taken(url: str, action: str) -> ValidationFailed:
 async def _allowlist_index(engine: Any) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         return [misp_record("Allowedlist", lists.state_of(ALLOWEDLIST, r))
-                for r in await lists.list_entries(conn, ALLOWEDLIST)]
+                for r in await queries.list_entries(conn, ALLOWEDLIST.table)]
 
 
 @router.get("/admin/allowedlists/index")

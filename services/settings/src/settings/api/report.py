@@ -15,7 +15,7 @@ from misp_contracts.settings_catalogue import SETTINGS, definition
 from misp_platform.app import run_checks
 from misp_platform.config import ServiceSettings
 from settings.adapters import diagnostics as diag
-from settings.adapters import store
+from settings.adapters import queries
 from settings.api.version import MISP_VERSION, PYMISP_RECOMMENDED_VERSION
 from settings.domain.settings import Current, effective_value, final_settings, tab_problems
 from settings.settings import SettingsSettings, default_diagnostics_urls
@@ -60,7 +60,7 @@ async def diagnostics(app: FastAPI, engine: AsyncEngine,
                       settings: ServiceSettings) -> dict[str, Any]:
     """The Diagnostics tab: each service's own report, Kafka, directories, gpg."""
     async with engine.connect() as conn:
-        currents = await store.all_settings(conn)
+        currents = await queries.all_settings(conn)
     gpg_path = effective_value(definition("GnuPG.binary"),
                                currents.get("GnuPG.binary", Current()))
     services, kafka, own = await asyncio.gather(
@@ -95,5 +95,5 @@ async def diagnostics(app: FastAPI, engine: AsyncEngine,
 async def full_report(app: FastAPI, engine: AsyncEngine,
                       settings: ServiceSettings) -> dict[str, Any]:
     async with engine.connect() as conn:
-        currents = await store.all_settings(conn)
+        currents = await queries.all_settings(conn)
     return {**await diagnostics(app, engine, settings), **settings_part(currents)}

@@ -6,13 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
 
 from misp_platform.app import EngineDep
 from misp_platform.auth import CurrentPrincipal
 from misp_platform.misp import BadRequest, read_body
-from settings.adapters.tables import allowedlist, event_blocklist, org_blocklist, regexp
-from settings.domain.rules import RegexpRule, allowed_by, apply_rules, normalise_uuid
+from settings.adapters import queries
+from settings.domain.rules import allowed_by, apply_rules, normalise_uuid
 
 router = APIRouter(prefix="/api/v1/settings", tags=["settings"])
 
@@ -46,16 +45,10 @@ async def apply_import_rules(_principal: CurrentPrincipal, request: Request,
     event_uuid = _optional_uuid(body, "event_uuid")
     orgc_uuid = _optional_uuid(body, "orgc_uuid")
     async with engine.connect() as conn:
-        rules = [RegexpRule(r.id, r.regexp, r.replacement, r.type)
-                 for r in await conn.execute(select(regexp))]
-        patterns = [r.name for r in await conn.execute(
-            select(allowedlist.c.name).order_by(allowedlist.c.id))]
-        event_blocked = event_uuid is not None and (await conn.execute(
-            select(event_blocklist.c.id).where(event_blocklist.c.event_uuid == event_uuid)
-        )).first() is not None
-        org_blocked = orgc_uuid is not None and (await conn.execute(
-            select(org_blocklist.c.id).where(org_blocklist.c.org_uuid == orgc_uuid)
-        )).first() is not None
+        rules = await queries.regexp_rules(conn)
+        patterns = await queries.allowlist_patterns(conn)
+        event_blocked = event_uuid is not None and await queries.event_blocked(conn, event_uuid)
+        org_blocked = orgc_uuid is not None and await queries.org_blocked(conn, orgc_uuid)
     outcome = apply_rules(value, rules, attribute_type)
     reason = None
     if event_blocked:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import text
 from starlette.responses import Response
 
 from misp_contracts.events.settings import SETTING_TOPIC
@@ -16,7 +15,7 @@ from misp_platform.auth import SiteAdmin
 from misp_platform.consistency import applied_everywhere
 from misp_platform.migrations import head_revision
 from misp_platform.misp import MispJSONResponse, NotFound, as_misp, read_body, success
-from settings.adapters import store
+from settings.adapters import queries
 from settings.api import report
 from settings.api.report import MIGRATIONS_DIR
 from settings.domain.settings import lookup, setting_data, shown_value
@@ -49,7 +48,7 @@ async def server_settings_tab(tab: str, _admin: SiteAdmin, request: Request, eng
     if key not in _TAB_BY_LOWER:
         raise NotFound("Invalid tab.")
     async with engine.connect() as conn:
-        currents = await store.all_settings(conn)
+        currents = await queries.all_settings(conn)
     return MispJSONResponse(report.settings_part(currents, _TAB_BY_LOWER[key]))
 
 
@@ -59,7 +58,7 @@ async def get_setting(name: str, _admin: SiteAdmin, engine: EngineDep) -> dict[s
     answers them)."""
     definition = lookup(name)
     async with engine.connect() as conn:
-        current = await store.current_setting(conn, name)
+        current = await queries.current_setting(conn, name)
     return setting_data(definition, current)
 
 
@@ -68,7 +67,7 @@ async def show_setting(name: str, _admin: SiteAdmin, engine: EngineDep) -> dict[
     """MISP's REST GET on the edit URL: `{"<name>": <value>}` (404 for an unknown setting)."""
     definition = lookup(name)
     async with engine.connect() as conn:
-        current = await store.current_setting(conn, name)
+        current = await queries.current_setting(conn, name)
     return {name: shown_value(definition, current)}
 
 
@@ -99,7 +98,7 @@ async def db_schema_diagnostic(_admin: SiteAdmin, request: Request, engine: Engi
     """MISP's shape; `actual_db_version`/`expected_db_version` are this service's alembic
     revisions, and `services` holds every service's (from its own diagnostics)."""
     async with engine.connect() as conn:
-        actual = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        actual = await queries.alembic_revision(conn)
     expected = head_revision(MIGRATIONS_DIR)
     services = await report.services_diagnostics(settings)
     return {

@@ -4,13 +4,12 @@ any other change, exactly once (a marker row; a seed deleted later stays deleted
 from __future__ import annotations
 
 import structlog
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from misp_contracts.envelope import Actor
 from misp_platform.transaction import in_transaction
-from settings.adapters.tables import first_run, org_blocklist, regexp
+from settings.adapters import queries, store
+from settings.adapters.tables import org_blocklist
 from settings.domain.seeds import SEEDED_ORG_BLOCKLIST, SEEDED_REGEXPS
 from settings.handlers.lists import ORG_BLOCKLIST, REGEXP, add_entry_in
 
@@ -23,10 +22,8 @@ async def seed(engine: AsyncEngine) -> bool:
     """Seed once; True if this call did it."""
 
     async def work(conn: AsyncConnection) -> bool:
-        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-        done = (await conn.execute(select(first_run.c.step)
-                                   .where(first_run.c.step == STEP))).first()
-        if done is not None:
+        await store.lock_first_run(conn, _LOCK_KEY)
+        if await queries.first_run_done(conn, STEP):
             return False
         actor = Actor.system()
         for entry_id, pattern, replacement in SEEDED_REGEXPS:
@@ -35,10 +32,8 @@ async def seed(engine: AsyncEngine) -> bool:
         for org_uuid, name, comment in SEEDED_ORG_BLOCKLIST:
             await add_entry_in(conn, ORG_BLOCKLIST, {"org_uuid": org_uuid, "org_name": name,
                                                      "comment": comment}, actor)
-        top = (await conn.execute(select(func.max(regexp.c.id)))).scalar() or 0
-        await conn.execute(text("SELECT setval('regexp_id_seq', GREATEST(:top, 1))"),
-                           {"top": top})
-        await conn.execute(pg_insert(first_run).values(step=STEP).on_conflict_do_nothing())
+        await store.reset_regexp_sequence(conn)
+        await store.mark_first_run(conn, STEP)
         return True
 
     did = await in_transaction(engine, work)

@@ -8,15 +8,13 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from misp_contracts.settings_catalogue import definition
 from misp_platform.config import ServiceSettings
 from misp_platform.worker import JobContext, JobHandler
 from settings.adapters import diagnostics as diag
-from settings.adapters import store
-from settings.adapters.tables import diagnostics_report
+from settings.adapters import queries, store
 from settings.domain.settings import Current, effective_value
 from settings.settings import SettingsSettings
 
@@ -60,7 +58,7 @@ def job_handlers(settings: ServiceSettings) -> Mapping[str, JobHandler]:
     s = settings
 
     async def settings_diagnostics(conn: AsyncConnection, ctx: JobContext) -> str:
-        currents = await store.all_settings(conn)
+        currents = await queries.all_settings(conn)
         gpg_path = effective_value(definition("GnuPG.binary"),
                                    currents.get("GnuPG.binary", Current()))
         services, kafka = await asyncio.gather(
@@ -74,9 +72,9 @@ def job_handlers(settings: ServiceSettings) -> Mapping[str, JobHandler]:
         }
         problems = problems_of(report)
         summary = summary_of(report, problems)
-        await conn.execute(insert(diagnostics_report).values(
-            job_id=ctx.job.job_id, ok=not problems, summary=summary,
-            report={**report, "problems": problems}))
+        await store.insert_diagnostics_report(
+            conn, job_id=ctx.job.job_id, ok=not problems, summary=summary,
+            report={**report, "problems": problems})
         return summary
 
     return {"settings_diagnostics": settings_diagnostics}

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Table, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from misp_contracts.envelope import Actor
@@ -20,10 +19,9 @@ from misp_contracts.events import settings as ev
 from misp_contracts.events.base import DomainEvent, changes_between
 from misp_platform.misp.responses import render_datetime
 from misp_platform.transaction import in_transaction
-from settings.adapters import store
+from settings.adapters import queries, store
 from settings.adapters.tables import allowedlist, event_blocklist, org_blocklist, regexp
 from settings.domain.errors import EntryNotFoundError
-from settings.domain.rules import normalise_uuid
 
 
 @dataclass(frozen=True)
@@ -68,24 +66,8 @@ def state_of(kind: ListKind, row: Mapping[str, Any]) -> dict[str, Any]:
 async def find(conn: AsyncConnection, kind: ListKind, key: str | int, *,
                lock: bool = False) -> Mapping[str, Any] | None:
     """The entry an URL names: its integer id, or (blocklists) its uuid."""
-    table = kind.table
-    text = str(key).strip()
-    if text.isdigit() and len(text) < 19:
-        condition = table.c.id == int(text)
-    elif kind.uuid_column is not None and normalise_uuid(text) is not None:
-        condition = table.c[kind.uuid_column] == normalise_uuid(text)
-    else:
-        return None
-    stmt = select(table).where(condition)
-    if lock:
-        stmt = stmt.with_for_update()
-    row = (await conn.execute(stmt)).mappings().first()
-    return None if row is None else dict(row)
-
-
-async def list_entries(conn: AsyncConnection, kind: ListKind) -> list[Mapping[str, Any]]:
-    result = await conn.execute(select(kind.table).order_by(kind.table.c.id))
-    return [dict(r) for r in result.mappings().all()]
+    return await queries.find_entry(conn, kind.table, key, uuid_column=kind.uuid_column,
+                                    lock=lock)
 
 
 async def add_entry_in(conn: AsyncConnection, kind: ListKind, fields: Mapping[str, Any],
@@ -96,11 +78,7 @@ async def add_entry_in(conn: AsyncConnection, kind: ListKind, fields: Mapping[st
     values = {**fields, "id": new_id, "version": 1}
     if "created" in table.c and "created" not in values:
         values["created"] = store.now()
-    stmt = pg_insert(table).values(**values)
-    if kind.unique_column is not None:
-        stmt = stmt.on_conflict_do_nothing(index_elements=[table.c[kind.unique_column]])
-    inserted = (await conn.execute(stmt.returning(table.c.id))).first()
-    if inserted is None:
+    if not await store.insert_entry(conn, table, values, kind.unique_column):
         return None
     state = state_of(kind, values)
     event = kind.added.model_validate({kind.field: state})

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from misp_contracts.envelope import Actor
 from misp_contracts.events.settings import SettingChanged
 from misp_platform.transaction import in_transaction
-from settings.adapters import store
+from settings.adapters import queries, store
 from settings.domain.settings import decide_change, lookup
 
 log = structlog.get_logger(__name__)
@@ -24,7 +24,7 @@ async def change_setting(engine: AsyncEngine, *, name: str, value: Any, actor: A
     definition = lookup(name)
 
     async def work(conn: AsyncConnection) -> SettingChanged:
-        current = await store.current_setting(conn, name, lock=True)
+        current = await queries.current_setting(conn, name, lock=True)
         event = decide_change(definition, current, value, force=force, via_cli=via_cli)
         await store.append_setting(conn, current, event, actor, correlation_id=correlation_id)
         return event

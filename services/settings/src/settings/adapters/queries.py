@@ -1,0 +1,103 @@
+"""The settings service's reads: setting overrides, list entries, the import rules a candidate
+value is held against, the first-run marks and the schema's revision (the writes are store.py's)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Table, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from settings.adapters.tables import (
+    allowedlist,
+    event_blocklist,
+    first_run,
+    org_blocklist,
+    regexp,
+    setting_override,
+)
+from settings.domain.rules import RegexpRule, normalise_uuid
+from settings.domain.settings import Current
+
+# ---- settings -----------------------------------------------------------------------------------
+
+
+def _current(row: Any) -> Current:
+    return Current(value=row.value, is_set=row.is_set, version=row.version)
+
+
+async def current_setting(conn: AsyncConnection, name: str, *, lock: bool = False) -> Current:
+    stmt = select(setting_override).where(setting_override.c.name == name)
+    if lock:
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).first()
+    return Current() if row is None else _current(row)
+
+
+async def all_settings(conn: AsyncConnection) -> dict[str, Current]:
+    return {row.name: _current(row) for row in await conn.execute(select(setting_override))}
+
+
+# ---- list entries (blocklists, regexps, allowlist) ----------------------------------------------
+
+
+async def find_entry(conn: AsyncConnection, table: Table, key: str | int, *,
+                     uuid_column: str | None = None,
+                     lock: bool = False) -> Mapping[str, Any] | None:
+    """The entry an URL names: its integer id, or (blocklists) its uuid."""
+    text_key = str(key).strip()
+    if text_key.isdigit() and len(text_key) < 19:
+        condition = table.c.id == int(text_key)
+    elif uuid_column is not None and normalise_uuid(text_key) is not None:
+        condition = table.c[uuid_column] == normalise_uuid(text_key)
+    else:
+        return None
+    stmt = select(table).where(condition)
+    if lock:
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).mappings().first()
+    return None if row is None else dict(row)
+
+
+async def list_entries(conn: AsyncConnection, table: Table) -> list[Mapping[str, Any]]:
+    result = await conn.execute(select(table).order_by(table.c.id))
+    return [dict(r) for r in result.mappings().all()]
+
+
+# ---- import rules -------------------------------------------------------------------------------
+
+
+async def regexp_rules(conn: AsyncConnection) -> list[RegexpRule]:
+    return [RegexpRule(r.id, r.regexp, r.replacement, r.type)
+            for r in await conn.execute(select(regexp))]
+
+
+async def allowlist_patterns(conn: AsyncConnection) -> list[str]:
+    return [r.name for r in await conn.execute(
+        select(allowedlist.c.name).order_by(allowedlist.c.id))]
+
+
+async def event_blocked(conn: AsyncConnection, event_uuid: str) -> bool:
+    return (await conn.execute(
+        select(event_blocklist.c.id).where(event_blocklist.c.event_uuid == event_uuid)
+    )).first() is not None
+
+
+async def org_blocked(conn: AsyncConnection, org_uuid: str) -> bool:
+    return (await conn.execute(
+        select(org_blocklist.c.id).where(org_blocklist.c.org_uuid == org_uuid)
+    )).first() is not None
+
+
+# ---- first run and schema -----------------------------------------------------------------------
+
+
+async def first_run_done(conn: AsyncConnection, step: str) -> bool:
+    return (await conn.execute(select(first_run.c.step)
+                               .where(first_run.c.step == step))).first() is not None
+
+
+async def alembic_revision(conn: AsyncConnection) -> Any:
+    """The revision alembic recorded (None if it recorded none)."""
+    return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
