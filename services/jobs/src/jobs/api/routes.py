@@ -7,23 +7,18 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import DateTime, func, literal, select
 
-from jobs.adapters.tables import job, job_attempt, scheduler, task, worker
+from jobs.adapters import queries
 from jobs.handlers import jobs as commands
 from jobs.handlers import tasks as task_commands
-from misp_contracts.envelope import Envelope
 from misp_contracts.events.jobs import (
     JOB_TYPES,
     QUEUES,
     STATUS_FAILED,
     STATUS_NAMES,
-    STATUS_WAITING,
-    StopWorker,
 )
 from misp_platform.app import EngineDep
 from misp_platform.auth import SiteAdmin
-from misp_platform.auth.principals import principal_org
 from misp_platform.misp import (
     BadRequest,
     NamedParams,
@@ -36,7 +31,6 @@ from misp_platform.misp import (
     success,
 )
 from misp_platform.misp.errors import request_url
-from misp_platform.outbox import enqueue as enqueue_outbox
 
 misp = APIRouter(tags=["jobs"])
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
@@ -44,6 +38,7 @@ PAGE = 20
 FORGET_AFTER = timedelta(hours=1)
 # A due task is ticked within the scheduler's poll (0.2 s): one a minute late is not being ticked.
 OVERDUE_AFTER = timedelta(minutes=1)
+GRACE_S = commands.HEARTBEAT_GRACE_S
 
 
 def _job_fields(r: Any) -> dict[str, Any]:
@@ -65,12 +60,8 @@ async def diagnose_workers(app: Any) -> dict[str, Any]:
     """Workers alive per queue; degraded when a queue holds waiting jobs and no live worker."""
     now = datetime.now(UTC)
     async with app.state.engine.connect() as conn:
-        alive = {r.queue: r.n for r in await conn.execute(
-            select(worker.c.queue, func.count().label("n")).where(_alive(now))
-            .group_by(worker.c.queue))}
-        waiting = {r.queue: r.n for r in await conn.execute(
-            select(job.c.queue, func.count().label("n")).where(job.c.status == STATUS_WAITING)
-            .group_by(job.c.queue))}
+        alive = await queries.alive_workers_per_queue(conn, now, GRACE_S)
+        waiting = await queries.waiting_jobs_per_queue(conn)
     starving = sorted(q for q, n in waiting.items() if n and not alive.get(q))
     if starving:
         raise RuntimeError(f"jobs wait in {', '.join(starving)} and no worker is alive there "
@@ -85,9 +76,7 @@ async def diagnose_schedulers(app: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     async with app.state.engine.connect() as conn:
         schedulers = await _schedulers(conn, now)
-        overdue = (await conn.execute(select(task.c.id, task.c.next_execution_at).where(
-            task.c.paused.is_(False), task.c.next_execution_at < now - OVERDUE_AFTER)
-            .order_by(task.c.next_execution_at))).all()
+        overdue = await queries.overdue_tasks(conn, now, OVERDUE_AFTER)
     alive = sum(1 for w in schedulers["workers"] if w["alive"])
     if not alive:
         raise RuntimeError("no scheduler is alive: scheduled tasks, retries and the dead-worker "
@@ -101,24 +90,6 @@ async def diagnose_schedulers(app: Any) -> dict[str, Any]:
     return {"alive_schedulers": alive}
 
 
-def _alive(now: datetime, table: Any = worker) -> Any:
-    """A worker's (or a scheduler's) row is alive: not stopped, and its last beat is within
-    three of its intervals (plus a grace)."""
-    return (table.c.stopped_at.is_(None)
-            & (table.c.last_seen_at >= literal(now, DateTime(timezone=True))
-               - func.make_interval(0, 0, 0, 0, 0, 0,
-                                    table.c.interval_s * 3 + commands.HEARTBEAT_GRACE_S)))
-
-
-def _job_query(now: datetime) -> Any:
-    alive_worker = select(func.count()).where(worker.c.queue == job.c.queue, _alive(now)) \
-        .scalar_subquery()
-    return (select(job, principal_org.c.name.label("org_name"),
-                   principal_org.c.uuid.label("org_uuid"),
-                   (alive_worker > 0).label("worker_alive"))
-            .select_from(job.outerjoin(principal_org, principal_org.c.org_id == job.c.org_id)))
-
-
 @misp.get("/jobs/index")
 @misp.get("/jobs/index/{queue}")
 async def index(_: SiteAdmin, engine: EngineDep, named: NamedParams,
@@ -126,37 +97,33 @@ async def index(_: SiteAdmin, engine: EngineDep, named: NamedParams,
     if queue is not None and queue not in QUEUES:
         raise NotFound(f"Invalid queue: {queue}")
     page = int(named["page"]) if named.get("page", "").isdigit() else 1
-    stmt = _job_query(datetime.now(UTC)).order_by(job.c.id.desc()) \
-        .limit(PAGE).offset(PAGE * (max(page, 1) - 1))
-    if queue:
-        stmt = stmt.where(job.c.queue == queue)
+    now = datetime.now(UTC)
     async with engine.connect() as conn:
-        rows = (await conn.execute(stmt)).all()
+        rows = await queries.job_page(conn, now, GRACE_S, queue=queue, page=page, page_size=PAGE)
     return [misp_record("Job", _job_fields(r), Org=_org(r)) for r in rows]
 
 
 @misp.get("/jobs/getProgress/{key}")
 async def get_progress(_: SiteAdmin, engine: EngineDep, key: str) -> dict[str, str]:
-    stmt = select(job.c.progress, job.c.status)
     if key.isdigit() and len(key) < 19:
-        stmt = stmt.where(job.c.id == int(key))
+        selector: dict[str, Any] = {"job_id": int(key)}
     elif key in JOB_TYPES:
-        stmt = stmt.where(job.c.job_type == key).order_by(job.c.id.desc()).limit(1)
+        selector = {"job_type": key}
     else:
         raise NotFound("Invalid job")
     async with engine.connect() as conn:
-        row = (await conn.execute(stmt)).first()
+        row = await queries.job_progress(conn, **selector)
     # MISP answers 0% for a job it does not know.
     return {"progress": f"{row.progress if row else 0}%"}
 
 
 async def _view(engine: Any, job_id: int) -> dict[str, Any]:
+    now = datetime.now(UTC)
     async with engine.connect() as conn:
-        row = (await conn.execute(_job_query(datetime.now(UTC)).where(job.c.id == job_id))).first()
-        if row is None:
-            raise NotFound(f"Invalid job: {job_id}")
-        attempts = (await conn.execute(select(job_attempt).where(
-            job_attempt.c.job_id == job_id).order_by(job_attempt.c.attempt))).all()
+        found = await queries.job_with_attempts(conn, now, GRACE_S, job_id)
+    if found is None:
+        raise NotFound(f"Invalid job: {job_id}")
+    row, attempts = found
     record = misp_record("Job", {**_job_fields(row), "attempt": row.attempt,
                                  "max_attempts": row.max_attempts, "dead": row.dead,
                                  "cancelled": row.cancelled, "retry_at": row.retry_at,
@@ -207,9 +174,9 @@ async def rerun_job(principal: SiteAdmin, engine: EngineDep, request: Request,
 
 @router.get("/dead")
 async def dead_set(_: SiteAdmin, engine: EngineDep) -> list[dict[str, Any]]:
-    stmt = _job_query(datetime.now(UTC)).where(job.c.dead.is_(True)).order_by(job.c.id.desc())
+    now = datetime.now(UTC)
     async with engine.connect() as conn:
-        rows = (await conn.execute(stmt.limit(500))).all()
+        rows = await queries.dead_jobs(conn, now, GRACE_S, limit=500)
     return [misp_record("Job", _job_fields(r), Org=_org(r)) for r in rows]
 
 
@@ -234,7 +201,7 @@ def _task_fields(r: Any) -> dict[str, Any]:
 @misp.get("/tasks/index")
 async def tasks_index(_: SiteAdmin, engine: EngineDep) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(task).order_by(task.c.id))).all()
+        rows = await queries.tasks(conn)
     return [misp_record("Task", _task_fields(r)) for r in rows]
 
 
@@ -287,7 +254,7 @@ async def add_task(principal: SiteAdmin, engine: EngineDep, request: Request) ->
             state = await task_commands.set_task(conn, None, fields, principal.actor(),
                                                  datetime.now(UTC), day)
     async with engine.connect() as conn:
-        row = (await conn.execute(select(task).where(task.c.id == state.id))).one()
+        row = await queries.task_row(conn, state.id)
     return misp_record("Task", _task_fields(row))
 
 
@@ -316,11 +283,8 @@ async def get_workers(_: SiteAdmin, engine: EngineDep) -> dict[str, Any]:
     now = datetime.now(UTC)
     async with engine.connect() as conn:
         # Stopped workers, and dead ones not seen for an hour, are history, not workers.
-        rows = (await conn.execute(select(worker, _alive(now).label("alive")).where(
-            worker.c.stopped_at.is_(None), worker.c.last_seen_at > now - FORGET_AFTER)
-            .order_by(worker.c.started_at))).all()
-        counts: dict[str, int] = dict((await conn.execute(select(job.c.queue, func.count()).where(
-            job.c.status == STATUS_WAITING).group_by(job.c.queue))).all())
+        rows = await queries.live_workers(conn, now, GRACE_S, FORGET_AFTER)
+        counts = await queries.waiting_job_counts(conn)
         schedulers = await _schedulers(conn, now)
     out: dict[str, Any] = {q: _queue_entry([_worker_entry(
         w, user=w.user, worker_id=w.worker_id, service=w.service, job_id=w.job_id)
@@ -344,19 +308,15 @@ def _queue_entry(workers: list[dict[str, Any]], job_count: int) -> dict[str, Any
 
 async def _schedulers(conn: Any, now: datetime) -> dict[str, Any]:
     """MISP's `scheduler` queue: the scheduler processes, alive when they beat on time."""
-    rows = (await conn.execute(select(scheduler, _alive(now, scheduler).label("alive")).where(
-        scheduler.c.stopped_at.is_(None), scheduler.c.last_seen_at > now - FORGET_AFTER)
-        .order_by(scheduler.c.started_at))).all()
+    rows = await queries.live_schedulers(conn, now, GRACE_S, FORGET_AFTER)
     return _queue_entry([_worker_entry(r, user="", worker_id=r.scheduler_id, service="jobs",
                                        job_id=None) for r in rows], 0)
 
 
 async def _stop(engine: Any, principal: Any, **selector: Any) -> None:
-    event = StopWorker(requested_at=datetime.now(UTC), **selector)
+    now = datetime.now(UTC)
     async with engine.begin() as conn:
-        env = Envelope(source="/jobs", type=event.type, subject="workers",
-                       actor=principal.actor(), data=event.model_dump(mode="json"))
-        await enqueue_outbox(conn, env, topic=event.topic, key="workers")
+        await commands.stop_workers(conn, principal.actor(), now, **selector)
 
 
 @misp.post("/servers/startWorker/{queue}")
@@ -375,8 +335,7 @@ async def start_worker(_: SiteAdmin, request: Request, queue: str) -> dict[str, 
 async def stop_worker(principal: SiteAdmin, engine: EngineDep, request: Request,
                       pid: int) -> dict[str, Any]:
     async with engine.connect() as conn:
-        known = (await conn.execute(select(worker.c.worker_id).where(
-            worker.c.pid == pid, worker.c.stopped_at.is_(None)))).first()
+        known = await queries.running_worker_with_pid(conn, pid)
     if known is None:
         raise NotFound(f"Invalid worker: {pid}")
     await _stop(engine, principal, pid=pid)

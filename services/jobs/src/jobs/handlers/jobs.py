@@ -35,6 +35,7 @@ from misp_contracts.events.jobs import (
     JobRunRefused,
     JobRunStarted,
     RunJob,
+    StopWorker,
     WorkerHeartbeat,
     WorkerRef,
     WorkerStopped,
@@ -236,6 +237,16 @@ async def rerun(conn: AsyncConnection, job_id: int, actor: Actor) -> Job:
         raise JobNotFoundError(f"Invalid job: {job_id}")
     await dispatch(conn, j, j.state.attempt, actor)
     return j
+
+
+async def stop_workers(conn: AsyncConnection, actor: Actor, requested_at: datetime,
+                       **selector: Any) -> None:
+    """Ask the workers `selector` picks (every one, or one `pid`) to stop after the job in hand;
+    `cancel_current` also cancels that job."""
+    event = StopWorker(requested_at=requested_at, **selector)
+    env = Envelope(source=SOURCE, type=event.type, subject="workers", actor=actor,
+                   data=event.model_dump(mode="json"))
+    await enqueue_outbox(conn, env, topic=event.topic, key="workers")
 
 
 # ---- the watchdog (run by the scheduler process) ----------------------------------------------

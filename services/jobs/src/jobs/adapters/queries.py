@@ -1,0 +1,129 @@
+"""Read-model queries behind the job, task and worker endpoints and the diagnostics (reads: the
+writes are the store's, store.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import DateTime, Row, func, literal, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobs.adapters.tables import job, job_attempt, scheduler, task, worker
+from misp_contracts.events.jobs import STATUS_WAITING
+from misp_platform.auth.principals import principal_org
+
+
+def alive(now: datetime, grace_s: float, table: Any = worker) -> Any:
+    """A worker's (or a scheduler's) row is alive: not stopped, and its last beat is within
+    three of its intervals (plus a grace)."""
+    return (table.c.stopped_at.is_(None)
+            & (table.c.last_seen_at >= literal(now, DateTime(timezone=True))
+               - func.make_interval(0, 0, 0, 0, 0, 0, table.c.interval_s * 3 + grace_s)))
+
+
+def _job_query(now: datetime, grace_s: float) -> Any:
+    alive_worker = select(func.count()).where(worker.c.queue == job.c.queue,
+                                              alive(now, grace_s)).scalar_subquery()
+    return (select(job, principal_org.c.name.label("org_name"),
+                   principal_org.c.uuid.label("org_uuid"),
+                   (alive_worker > 0).label("worker_alive"))
+            .select_from(job.outerjoin(principal_org, principal_org.c.org_id == job.c.org_id)))
+
+
+async def alive_workers_per_queue(conn: AsyncConnection, now: datetime,
+                                  grace_s: float) -> dict[str, int]:
+    return {r.queue: r.n for r in await conn.execute(
+        select(worker.c.queue, func.count().label("n")).where(alive(now, grace_s))
+        .group_by(worker.c.queue))}
+
+
+async def waiting_jobs_per_queue(conn: AsyncConnection) -> dict[str, int]:
+    return {r.queue: r.n for r in await conn.execute(
+        select(job.c.queue, func.count().label("n")).where(job.c.status == STATUS_WAITING)
+        .group_by(job.c.queue))}
+
+
+async def waiting_job_counts(conn: AsyncConnection) -> dict[str, int]:
+    """`getWorkers`' job count per queue (the same count as `waiting_jobs_per_queue`)."""
+    return dict((await conn.execute(select(job.c.queue, func.count()).where(
+        job.c.status == STATUS_WAITING).group_by(job.c.queue))).all())
+
+
+async def overdue_tasks(conn: AsyncConnection, now: datetime,
+                        overdue_after: timedelta) -> Sequence[Row[Any]]:
+    """Unpaused tasks due more than `overdue_after` ago, the longest overdue first."""
+    return (await conn.execute(select(task.c.id, task.c.next_execution_at).where(
+        task.c.paused.is_(False), task.c.next_execution_at < now - overdue_after)
+        .order_by(task.c.next_execution_at))).all()
+
+
+async def job_page(conn: AsyncConnection, now: datetime, grace_s: float, *, queue: str | None,
+                   page: int, page_size: int) -> Sequence[Row[Any]]:
+    """MISP's job index: newest first, with the org and whether the queue has a live worker."""
+    stmt = _job_query(now, grace_s).order_by(job.c.id.desc()) \
+        .limit(page_size).offset(page_size * (max(page, 1) - 1))
+    if queue:
+        stmt = stmt.where(job.c.queue == queue)
+    return (await conn.execute(stmt)).all()
+
+
+async def job_progress(conn: AsyncConnection, *, job_id: int | None = None,
+                       job_type: str | None = None) -> Row[Any] | None:
+    """A job's progress and status: by id, or the newest job of a type."""
+    stmt = select(job.c.progress, job.c.status)
+    if job_id is not None:
+        stmt = stmt.where(job.c.id == job_id)
+    else:
+        stmt = stmt.where(job.c.job_type == job_type).order_by(job.c.id.desc()).limit(1)
+    return (await conn.execute(stmt)).first()
+
+
+async def job_with_attempts(conn: AsyncConnection, now: datetime, grace_s: float,
+                            job_id: int) -> tuple[Row[Any], Sequence[Row[Any]]] | None:
+    """The job's row (as in the index) and its attempts in order; None for an unknown job."""
+    row = (await conn.execute(_job_query(now, grace_s).where(job.c.id == job_id))).first()
+    if row is None:
+        return None
+    attempts = (await conn.execute(select(job_attempt).where(
+        job_attempt.c.job_id == job_id).order_by(job_attempt.c.attempt))).all()
+    return row, attempts
+
+
+async def dead_jobs(conn: AsyncConnection, now: datetime, grace_s: float,
+                    limit: int) -> Sequence[Row[Any]]:
+    stmt = _job_query(now, grace_s).where(job.c.dead.is_(True)).order_by(job.c.id.desc())
+    return (await conn.execute(stmt.limit(limit))).all()
+
+
+async def tasks(conn: AsyncConnection) -> Sequence[Row[Any]]:
+    return (await conn.execute(select(task).order_by(task.c.id))).all()
+
+
+async def task_row(conn: AsyncConnection, task_id: int) -> Row[Any]:
+    return (await conn.execute(select(task).where(task.c.id == task_id))).one()
+
+
+async def live_workers(conn: AsyncConnection, now: datetime, grace_s: float,
+                       forget_after: timedelta) -> Sequence[Row[Any]]:
+    """Workers not stopped and seen within `forget_after`, with whether each is alive."""
+    return (await conn.execute(select(worker, alive(now, grace_s).label("alive")).where(
+        worker.c.stopped_at.is_(None), worker.c.last_seen_at > now - forget_after)
+        .order_by(worker.c.started_at))).all()
+
+
+async def live_schedulers(conn: AsyncConnection, now: datetime, grace_s: float,
+                          forget_after: timedelta) -> Sequence[Row[Any]]:
+    """Schedulers not stopped and seen within `forget_after`, with whether each is alive."""
+    return (await conn.execute(select(scheduler, alive(now, grace_s, scheduler).label("alive"))
+                               .where(scheduler.c.stopped_at.is_(None),
+                                      scheduler.c.last_seen_at > now - forget_after)
+                               .order_by(scheduler.c.started_at))).all()
+
+
+async def running_worker_with_pid(conn: AsyncConnection, pid: int) -> str | None:
+    """The id of a worker with that pid that has not stopped, if any."""
+    row = (await conn.execute(select(worker.c.worker_id).where(
+        worker.c.pid == pid, worker.c.stopped_at.is_(None)))).first()
+    return None if row is None else str(row.worker_id)
