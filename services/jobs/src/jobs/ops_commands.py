@@ -11,6 +11,7 @@ import click
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jobs.adapters import queries
 from jobs.adapters.tables import job, worker
 from jobs.handlers import jobs as job_handlers
 from misp_contracts.envelope import Actor
@@ -93,7 +94,7 @@ async def _clear(engine: AsyncEngine, queue: str, ids: list[int]) -> int:
 def clear_command(settings: ServiceSettings, queue: str, yes: bool, dry_run: bool) -> int:
     async def waiting(engine: AsyncEngine) -> list[int]:
         async with engine.connect() as conn:
-            return await job_handlers.waiting_in_queue(conn, queue)
+            return await queries.waiting_in_queue(conn, queue)
 
     async def main() -> None:
         engine = create_engine(settings.database_url)

@@ -19,6 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jobs.adapters import queries
 from jobs.adapters.tables import scheduler
 from jobs.handlers import jobs as job_handlers
 from jobs.handlers import tasks
@@ -66,7 +67,7 @@ class Scheduler:
         now = self.clock()
         done = 0
         async with self.engine.connect() as conn:
-            due = await tasks.due_tasks(conn, now)
+            due = await queries.due_tasks(conn, now)
         for task_id, due_at in due:
             async with self.engine.begin() as conn:
                 if await tasks.tick(conn, task_id, due_at, now, self.scheduler_id):

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, Row, func, literal, select
+from sqlalchemy import DateTime, Row, and_, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs.adapters.tables import job, job_attempt, scheduler, task, worker
-from misp_contracts.events.jobs import STATUS_WAITING
+from misp_contracts.events.jobs import STATUS_RUNNING, STATUS_WAITING
 from misp_platform.auth.principals import principal_org
 
 
@@ -127,3 +127,40 @@ async def running_worker_with_pid(conn: AsyncConnection, pid: int) -> str | None
     row = (await conn.execute(select(worker.c.worker_id).where(
         worker.c.pid == pid, worker.c.stopped_at.is_(None)))).first()
     return None if row is None else str(row.worker_id)
+
+
+async def job_id_for_request(conn: AsyncConnection, request_id: str) -> int | None:
+    """The job an `EnqueueJob` request id already queued, if any."""
+    row = (await conn.execute(select(job.c.id).where(job.c.request_id == request_id))).first()
+    return None if row is None else int(row.id)
+
+
+async def job_exists(conn: AsyncConnection, job_id: int) -> bool:
+    return (await conn.execute(select(job.c.id).where(job.c.id == job_id))).first() is not None
+
+
+async def waiting_in_queue(conn: AsyncConnection, queue: str) -> list[int]:
+    """The ids of the jobs waiting in `queue`, oldest first."""
+    return list((await conn.execute(select(job.c.id).where(and_(
+        job.c.queue == queue, job.c.status == STATUS_WAITING)).order_by(job.c.id)))
+        .scalars().all())
+
+
+async def active_runs_of_task(conn: AsyncConnection, task_id: int) -> int:
+    """The task's jobs still waiting or running."""
+    return int((await conn.execute(select(func.count()).select_from(job).where(
+        job.c.task_id == task_id, job.c.status.in_([STATUS_WAITING, STATUS_RUNNING])))).scalar()
+        or 0)
+
+
+async def due_tasks(conn: AsyncConnection, now: datetime) -> list[tuple[int, datetime]]:
+    """Unpaused tasks due by `now`, as (id, due time), the earliest first."""
+    rows = await conn.execute(select(task.c.id, task.c.next_execution_at).where(
+        task.c.next_execution_at <= now, task.c.paused.is_(False)).order_by(
+        task.c.next_execution_at))
+    return [(r.id, r.next_execution_at) for r in rows]
+
+
+async def task_types(conn: AsyncConnection) -> set[str]:
+    """The types that have a task."""
+    return set((await conn.execute(select(task.c.type))).scalars().all())

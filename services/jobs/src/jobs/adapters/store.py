@@ -1,19 +1,32 @@
-"""The job and task streams in the event store, and the projection written with each append."""
+"""The job and task streams in the event store, the projection written with each append, and
+the other writes of the service (row locks, workers, tick claims)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import DateTime, Row, func, literal, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs.adapters.tables import job_id_seq, jobs_instance, task_id_seq
+from jobs.adapters.tables import (
+    job,
+    job_id_seq,
+    jobs_instance,
+    task,
+    task_id_seq,
+    task_tick,
+    worker,
+)
 from jobs.domain.model import Job, replay, stream_id_of
 from jobs.projections import project
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.base import DomainEvent, decode
+from misp_contracts.events.jobs import STATUS_RUNNING, STATUS_WAITING, TaskState, WorkerRef
 from misp_platform.eventstore import EventStore
 
 store = EventStore("jobs")
@@ -57,3 +70,110 @@ async def save_job(conn: AsyncConnection, job_id: int, version: int,
         causation_id=cause.id if cause else None)
     await project.apply_job_events(conn, envelopes, now or datetime.now(UTC))
     return envelopes
+
+
+async def lock_job(conn: AsyncConnection, job_id: int) -> None:
+    """Take the job's row lock until the transaction ends: its writers take turns on it."""
+    await conn.execute(select(job.c.id).where(job.c.id == job_id).with_for_update())
+
+
+async def lock_due_retries(conn: AsyncConnection, now: datetime, limit: int) -> Sequence[Row[Any]]:
+    """Up to `limit` waiting jobs whose retry is due, the earliest first, locked (those another
+    transaction holds are skipped)."""
+    return (await conn.execute(
+        select(job.c.id).where(job.c.retry_at <= now, job.c.status == STATUS_WAITING)
+        .order_by(job.c.retry_at).limit(limit).with_for_update(skip_locked=True))).all()
+
+
+async def lock_jobs_of_dead_workers(conn: AsyncConnection, now: datetime, missed_beats: float,
+                                    grace_s: float) -> Sequence[Any]:
+    """Running jobs whose worker stopped or missed `missed_beats` heartbeats (plus `grace_s`),
+    with that worker, the jobs' rows locked (those another transaction holds are skipped)."""
+    return (await conn.execute(
+        select(job.c.id, job.c.attempt, worker.c.worker_id, worker.c.host, worker.c.pid,
+               worker.c.last_seen_at, worker.c.stopped_at)
+        .select_from(job.join(worker, worker.c.worker_id == job.c.worker_id))
+        .where(job.c.status == STATUS_RUNNING)
+        .where((worker.c.stopped_at.is_not(None))
+               | (worker.c.last_seen_at < literal(now, DateTime(timezone=True))
+                  - func.make_interval(0, 0, 0, 0, 0, 0,
+                                       worker.c.interval_s * missed_beats + grace_s)))
+        .with_for_update(of=job, skip_locked=True))).all()
+
+
+async def record_worker_outcome(conn: AsyncConnection, worker_id: str, outcome: str) -> None:
+    """Count the worker's finished job as succeeded or failed; it holds no job any more."""
+    counter = worker.c.succeeded if outcome == "succeeded" else worker.c.failed
+    await conn.execute(update(worker).where(worker.c.worker_id == worker_id)
+                       .values({counter: counter + 1, "job_id": None}))
+
+
+async def touch_worker(conn: AsyncConnection, ref: WorkerRef, at: datetime, *,
+                       job_id: int | None, interval_s: float | None = None) -> None:
+    """Record the worker as seen at `at` (a report older than the last one changes nothing)."""
+    values = {"service": ref.service, "queue": ref.queue, "host": ref.host, "pid": ref.pid,
+              "user": ref.user, "job_id": job_id, "last_seen_at": at}
+    if interval_s is not None:
+        values["interval_s"] = interval_s
+    stmt = pg_insert(worker).values(worker_id=ref.worker_id, started_at=at, **values)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[worker.c.worker_id], set_=values,
+        where=worker.c.last_seen_at <= stmt.excluded.last_seen_at))
+
+
+async def mark_worker_stopped(conn: AsyncConnection, worker_id: str, at: datetime,
+                              reason: str) -> None:
+    await conn.execute(update(worker).where(worker.c.worker_id == worker_id)
+                       .values(stopped_at=at, stop_reason=reason))
+
+
+# ---- tasks ------------------------------------------------------------------------------------
+
+TASK_NAMESPACE = uuid.UUID("0d7b7c1e-3f53-4b8e-8b8e-6a1c2f4f9e21")
+
+
+def task_stream(task_id: int) -> str:
+    return str(uuid.uuid5(TASK_NAMESPACE, f"task:{task_id}"))
+
+
+async def load_task(conn: AsyncConnection, task_id: int, *,
+                    lock: bool = False) -> tuple[TaskState, int] | None:
+    stmt = select(task.c.state, task.c.version).where(task.c.id == task_id)
+    row = (await conn.execute(stmt.with_for_update() if lock else stmt)).first()
+    return None if row is None else (TaskState.model_validate(row.state), row.version)
+
+
+async def save_task(conn: AsyncConnection, state: TaskState, version: int,
+                    events: list[DomainEvent], actor: Actor, **columns: Any) -> list[Envelope]:
+    """Append to the task's stream and upsert its read-model row: one transaction (the
+    caller's)."""
+    envs = await store.append(conn, stream_id=task_stream(state.id), stream_type="task",
+                              expected_version=version, events=events, actor=actor)
+    values = {"version": version + len(events), "state": state.model_dump(mode="json"),
+              "type": state.type, "next_execution_at": state.next_execution_at,
+              "paused": state.paused, **columns}
+    stmt = pg_insert(task).values(id=state.id, stream_id=task_stream(state.id), **values)
+    await conn.execute(stmt.on_conflict_do_update(index_elements=[task.c.id], set_=values))
+    return envs
+
+
+async def claim_tick(conn: AsyncConnection, task_id: int, due_at: datetime, now: datetime,
+                     scheduler_id: str) -> bool:
+    """Claim the run of `task_id` due at `due_at`; False when another scheduler already has."""
+    claimed = (await conn.execute(pg_insert(task_tick).values(
+        task_id=task_id, due_at=due_at, claimed_by=scheduler_id, claimed_at=now,
+        started_at=now, outcome="claimed").on_conflict_do_nothing()
+        .returning(task_tick.c.task_id))).first()
+    return claimed is not None
+
+
+async def record_tick_outcome(conn: AsyncConnection, task_id: int, due_at: datetime,
+                              outcome: str) -> None:
+    await conn.execute(update(task_tick).where(task_tick.c.task_id == task_id,
+                                               task_tick.c.due_at == due_at)
+                       .values(outcome=outcome))
+
+
+async def lock_task_seeding(conn: AsyncConnection) -> None:
+    """Seeders take turns until the transaction ends (two consumers starting at once)."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('jobs.seed_tasks'))"))

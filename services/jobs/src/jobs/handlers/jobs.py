@@ -9,12 +9,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import structlog
-from sqlalchemy import DateTime, and_, func, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs.adapters import store
-from jobs.adapters.tables import job, worker
+from jobs.adapters import queries, store
 from jobs.domain import model
 from jobs.domain.errors import JobNotFoundError, JobValidationError
 from jobs.domain.model import Job
@@ -37,7 +34,6 @@ from misp_contracts.events.jobs import (
     RunJob,
     StopWorker,
     WorkerHeartbeat,
-    WorkerRef,
     WorkerStopped,
     run_topic,
 )
@@ -93,7 +89,7 @@ async def enqueue(conn: AsyncConnection, *, job_type: str, queue: str | None, ac
 async def when_enqueue_job_requested(conn: AsyncConnection, envelope: Envelope) -> None:
     """`EnqueueJob` on Kafka: queue it (once per request id), or answer `JobRejected`."""
     cmd = EnqueueJob.model_validate(envelope.data)
-    if (await conn.execute(select(job.c.id).where(job.c.request_id == cmd.request_id))).first():
+    if await queries.job_id_for_request(conn, cmd.request_id) is not None:
         return
     try:
         await enqueue(conn, job_type=cmd.job_type, queue=cmd.queue, actor=envelope.actor,
@@ -115,7 +111,7 @@ async def _apply(conn: AsyncConnection, job_id: int, decide: Decide,
                  actor: Actor | None = None, now: datetime | None = None) -> Job | None:
     # The writers of one job (API commands, the workers' reports, the watchdog) take turns on its
     # row: a cancel never loses a version race against a stream of progress reports.
-    await conn.execute(select(job.c.id).where(job.c.id == job_id).with_for_update())
+    await store.lock_job(conn, job_id)
     j = await store.load_job(conn, job_id)
     if j is None:
         return None
@@ -135,7 +131,7 @@ async def when_run_started_mark_running(conn: AsyncConnection, envelope: Envelop
     control topic in this transaction; the worker runs the job only once granted."""
     r = JobRunStarted.model_validate(envelope.data)
     origin = await store.instance_id(conn)
-    if r.origin != origin and (r.origin or not await _known(conn, r.job_id)):
+    if r.origin != origin and (r.origin or not await queries.job_exists(conn, r.job_id)):
         # Another deployment's dispatch (a second stack on the cluster): not ours to answer.
         # A dispatch from before origins existed (no origin) is answered if the job is ours.
         return
@@ -160,12 +156,8 @@ async def when_run_started_mark_running(conn: AsyncConnection, envelope: Envelop
     # Keyed by the worker: the others skip it without decoding it.
     await _send(conn, answer, topic=answer.topic, key=r.worker.worker_id, actor=Actor.system(),
                 cause=envelope)
-    await _touch_worker(conn, r.worker, envelope.time,
-                        job_id=r.job_id if granted else None)
-
-
-async def _known(conn: AsyncConnection, job_id: int) -> bool:
-    return (await conn.execute(select(job.c.id).where(job.c.id == job_id))).first() is not None
+    await store.touch_worker(conn, r.worker, envelope.time,
+                             job_id=r.job_id if granted else None)
 
 
 async def when_run_progressed_record(conn: AsyncConnection, envelope: Envelope) -> None:
@@ -179,32 +171,18 @@ async def when_run_finished_record_outcome(conn: AsyncConnection, envelope: Enve
     now = datetime.now(UTC)
     await _apply(conn, r.job_id, lambda j: model.finish(
         j, attempt=r.attempt, outcome=r.outcome, message=r.message, now=now), envelope, now=now)
-    counter = worker.c.succeeded if r.outcome == "succeeded" else worker.c.failed
-    await conn.execute(update(worker).where(worker.c.worker_id == r.worker.worker_id)
-                       .values({counter: counter + 1, "job_id": None}))
-
-
-async def _touch_worker(conn: AsyncConnection, ref: WorkerRef, at: datetime, *,
-                        job_id: int | None, interval_s: float | None = None) -> None:
-    values = {"service": ref.service, "queue": ref.queue, "host": ref.host, "pid": ref.pid,
-              "user": ref.user, "job_id": job_id, "last_seen_at": at}
-    if interval_s is not None:
-        values["interval_s"] = interval_s
-    stmt = pg_insert(worker).values(worker_id=ref.worker_id, started_at=at, **values)
-    await conn.execute(stmt.on_conflict_do_update(
-        index_elements=[worker.c.worker_id], set_=values,
-        where=worker.c.last_seen_at <= stmt.excluded.last_seen_at))
+    await store.record_worker_outcome(conn, r.worker.worker_id, r.outcome)
 
 
 async def when_heartbeat_record_worker(conn: AsyncConnection, envelope: Envelope) -> None:
     hb = WorkerHeartbeat.model_validate(envelope.data)
-    await _touch_worker(conn, hb.worker, hb.at, job_id=hb.job_id, interval_s=hb.interval_s)
+    await store.touch_worker(conn, hb.worker, hb.at, job_id=hb.job_id, interval_s=hb.interval_s)
 
 
 async def when_worker_stopped_record(conn: AsyncConnection, envelope: Envelope) -> None:
     st = WorkerStopped.model_validate(envelope.data)
-    await conn.execute(update(worker).where(worker.c.worker_id == st.worker.worker_id)
-                       .values(stopped_at=envelope.time, stop_reason=st.reason or "stopped"))
+    await store.mark_worker_stopped(conn, st.worker.worker_id, envelope.time,
+                                    st.reason or "stopped")
 
 
 # ---- API commands -----------------------------------------------------------------------------
@@ -253,9 +231,7 @@ async def stop_workers(conn: AsyncConnection, actor: Actor, requested_at: dateti
 
 
 async def dispatch_due_retries(conn: AsyncConnection, now: datetime, limit: int = 100) -> int:
-    rows = (await conn.execute(
-        select(job.c.id).where(job.c.retry_at <= now, job.c.status == STATUS_WAITING)
-        .order_by(job.c.retry_at).limit(limit).with_for_update(skip_locked=True))).all()
+    rows = await store.lock_due_retries(conn, now, limit)
     for row in rows:
         j = await _apply(conn, row.id, lambda j: model.retry_due(j, now), now=now)
         if j is not None and j.retry_at is None and j.state.status == STATUS_WAITING:
@@ -268,16 +244,7 @@ async def fail_jobs_of_dead_workers(conn: AsyncConnection, now: datetime,
                                     grace_s: float = HEARTBEAT_GRACE_S) -> list[int]:
     """Running jobs whose worker missed its heartbeats (or stopped) fail this attempt with a
     clear message, and are retried or go to the dead set: never left running."""
-    rows = (await conn.execute(
-        select(job.c.id, job.c.attempt, worker.c.worker_id, worker.c.host, worker.c.pid,
-               worker.c.last_seen_at, worker.c.stopped_at)
-        .select_from(job.join(worker, worker.c.worker_id == job.c.worker_id))
-        .where(job.c.status == STATUS_RUNNING)
-        .where((worker.c.stopped_at.is_not(None))
-               | (worker.c.last_seen_at < literal(now, DateTime(timezone=True))
-                  - func.make_interval(0, 0, 0, 0, 0, 0,
-                                       worker.c.interval_s * missed_beats + grace_s)))
-        .with_for_update(of=job, skip_locked=True))).all()
+    rows = await store.lock_jobs_of_dead_workers(conn, now, missed_beats, grace_s)
     failed = []
     for r in rows:
         why = (f"worker {r.host}:{r.pid} stopped while running it" if r.stopped_at else
@@ -297,12 +264,6 @@ def _fail_if_running(attempt: int, why: str, now: datetime) -> Decide:
         return model.fail(j, attempt=attempt, error=why, now=now)
 
     return decide
-
-
-async def waiting_in_queue(conn: AsyncConnection, queue: str) -> list[int]:
-    return list((await conn.execute(select(job.c.id).where(and_(
-        job.c.queue == queue, job.c.status == STATUS_WAITING)).order_by(job.c.id)))
-        .scalars().all())
 
 
 async def cancel_if_waiting(conn: AsyncConnection, job_ids: list[int], actor: Actor) -> int:

@@ -7,24 +7,18 @@ and a scheduler killed mid-tick leaves nothing behind (its transaction is rolled
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs.adapters import store
-from jobs.adapters.tables import job, task, task_tick
+from jobs.adapters import queries, store
 from jobs.domain import schedule
 from jobs.domain.errors import JobNotFoundError
 from jobs.handlers.jobs import enqueue
 from misp_contracts.envelope import Actor, Envelope
-from misp_contracts.events.base import DomainEvent, changes_between, decode
+from misp_contracts.events.base import changes_between, decode
 from misp_contracts.events.jobs import (
-    STATUS_RUNNING,
-    STATUS_WAITING,
     TaskPaused,
     TaskScheduled,
     TaskState,
@@ -32,36 +26,11 @@ from misp_contracts.events.jobs import (
 )
 from misp_platform import failpoints
 
-TASK_NAMESPACE = uuid.UUID("0d7b7c1e-3f53-4b8e-8b8e-6a1c2f4f9e21")
-
-
-def task_stream(task_id: int) -> str:
-    return str(uuid.uuid5(TASK_NAMESPACE, f"task:{task_id}"))
-
-
-async def load_task(conn: AsyncConnection, task_id: int, *,
-                    lock: bool = False) -> tuple[TaskState, int] | None:
-    stmt = select(task.c.state, task.c.version).where(task.c.id == task_id)
-    row = (await conn.execute(stmt.with_for_update() if lock else stmt)).first()
-    return None if row is None else (TaskState.model_validate(row.state), row.version)
-
-
-async def _save(conn: AsyncConnection, state: TaskState, version: int,
-                events: list[DomainEvent], actor: Actor, **columns: Any) -> list[Envelope]:
-    envs = await store.store.append(conn, stream_id=task_stream(state.id), stream_type="task",
-                                    expected_version=version, events=events, actor=actor)
-    values = {"version": version + len(events), "state": state.model_dump(mode="json"),
-              "type": state.type, "next_execution_at": state.next_execution_at,
-              "paused": state.paused, **columns}
-    stmt = pg_insert(task).values(id=state.id, stream_id=task_stream(state.id), **values)
-    await conn.execute(stmt.on_conflict_do_update(index_elements=[task.c.id], set_=values))
-    return envs
-
 
 async def set_task(conn: AsyncConnection, task_id: int | None, fields: dict[str, Any],
                    actor: Actor, now: datetime, next_day: Any = None) -> TaskState:
     """Create (task_id None) or change a task's schedule; validated before anything is written."""
-    current = await load_task(conn, task_id, lock=True) if task_id is not None else None
+    current = await store.load_task(conn, task_id, lock=True) if task_id is not None else None
     if task_id is not None and current is None:
         raise JobNotFoundError(f"Invalid task: {task_id}")
     base = current[0].model_dump() if current else {"id": 0, "type": fields.get("type", "")}
@@ -74,80 +43,63 @@ async def set_task(conn: AsyncConnection, task_id: int | None, fields: dict[str,
     before = current[0].model_dump(mode="json") if current else {}
     changes = changes_between(before, state.model_dump(mode="json"))
     changes.pop("next_execution_at", None) if not current else None
-    await _save(conn, state, current[1] if current else 0,
-                [TaskScheduled(task=state, changes=changes)], actor,
-                message="Not scheduled yet." if current is None else
-                f"Scheduled for {state.next_execution_at:%Y-%m-%d %H:%M:%S} UTC")
+    await store.save_task(conn, state, current[1] if current else 0,
+                          [TaskScheduled(task=state, changes=changes)], actor,
+                          message="Not scheduled yet." if current is None else
+                          f"Scheduled for {state.next_execution_at:%Y-%m-%d %H:%M:%S} UTC")
     return state
 
 
 async def pause(conn: AsyncConnection, task_id: int, paused: bool, actor: Actor) -> TaskState:
-    current = await load_task(conn, task_id, lock=True)
+    current = await store.load_task(conn, task_id, lock=True)
     if current is None:
         raise JobNotFoundError(f"Invalid task: {task_id}")
     state = current[0].model_copy(update={"paused": paused})
-    await _save(conn, state, current[1], [TaskPaused(task_id=task_id, paused=paused)], actor)
+    await store.save_task(conn, state, current[1], [TaskPaused(task_id=task_id, paused=paused)],
+                          actor)
     return state
-
-
-async def _active_runs(conn: AsyncConnection, task_id: int) -> int:
-    return int((await conn.execute(select(func.count()).select_from(job).where(
-        job.c.task_id == task_id, job.c.status.in_([STATUS_WAITING, STATUS_RUNNING])))).scalar()
-        or 0)
 
 
 async def trigger(conn: AsyncConnection, task_id: int, actor: Actor, now: datetime) -> int:
     """Run the task now, outside its schedule (the schedule is unchanged)."""
-    current = await load_task(conn, task_id, lock=True)
+    current = await store.load_task(conn, task_id, lock=True)
     if current is None:
         raise JobNotFoundError(f"Invalid task: {task_id}")
     state, version = current
     job_id = await enqueue(conn, job_type=state.type, queue=state.queue, actor=actor,
                            task_id=task_id, job_input=f"Task:{task_id}")
     message = f"Triggered at {now:%Y-%m-%d %H:%M:%S} by {actor.email or 'system'}"
-    await _save(conn, state, version, [TaskTicked(
+    await store.save_task(conn, state, version, [TaskTicked(
         task_id=task_id, due_at=now, outcome="triggered", job_ids=[job_id],
         next_execution_at=state.next_execution_at, message=message)], actor,
         message=message, last_outcome="triggered", last_job_id=job_id, last_run_at=now)
     return job_id
 
 
-async def due_tasks(conn: AsyncConnection, now: datetime) -> list[tuple[int, datetime]]:
-    rows = await conn.execute(select(task.c.id, task.c.next_execution_at).where(
-        task.c.next_execution_at <= now, task.c.paused.is_(False)).order_by(
-        task.c.next_execution_at))
-    return [(r.id, r.next_execution_at) for r in rows]
-
-
 async def tick(conn: AsyncConnection, task_id: int, due_at: datetime, now: datetime,
                scheduler_id: str) -> TaskTicked | None:
     """Handle the run of `task_id` due at `due_at`, unless another scheduler already did."""
-    claimed = (await conn.execute(pg_insert(task_tick).values(
-        task_id=task_id, due_at=due_at, claimed_by=scheduler_id, claimed_at=now,
-        started_at=now, outcome="claimed").on_conflict_do_nothing()
-        .returning(task_tick.c.task_id))).first()
-    if claimed is None:
+    if not await store.claim_tick(conn, task_id, due_at, now, scheduler_id):
         return None
     failpoints.hit("scheduler.after_claim")
-    current = await load_task(conn, task_id, lock=True)
+    current = await store.load_task(conn, task_id, lock=True)
     if current is None:
         return None
     state, version = current
     if state.next_execution_at != due_at or state.paused:
         return None  # changed since it was read: the claim is for a time no longer due
-    plan = schedule.plan_tick(state, due_at, now, active_runs=await _active_runs(conn, task_id))
+    plan = schedule.plan_tick(state, due_at, now,
+                              active_runs=await queries.active_runs_of_task(conn, task_id))
     job_ids = [await enqueue(conn, job_type=state.type, queue=state.queue, actor=Actor.system(),
                              task_id=task_id, job_input=f"Task:{task_id}")
                for _ in range(plan.runs)]
     ticked = TaskTicked(task_id=task_id, due_at=due_at, outcome=plan.outcome, job_ids=job_ids,
                         next_execution_at=plan.next_at, message=plan.message)
     new_state = state.model_copy(update={"next_execution_at": plan.next_at})
-    await _save(conn, new_state, version, [ticked], Actor.system(), message=plan.message,
-                last_outcome=plan.outcome, last_job_id=job_ids[-1] if job_ids else None,
-                last_run_at=now)
-    await conn.execute(update(task_tick).where(task_tick.c.task_id == task_id,
-                                               task_tick.c.due_at == due_at)
-                       .values(outcome=plan.outcome))
+    await store.save_task(conn, new_state, version, [ticked], Actor.system(),
+                          message=plan.message, last_outcome=plan.outcome,
+                          last_job_id=job_ids[-1] if job_ids else None, last_run_at=now)
+    await store.record_tick_outcome(conn, task_id, due_at, plan.outcome)
     failpoints.hit("scheduler.before_commit")
     return ticked
 
@@ -170,8 +122,8 @@ SEEDED_SCHEDULES = {"authkey_expiry_warnings": (24.0, "06:00")}
 
 async def seed_tasks(conn: AsyncConnection) -> list[int]:
     """One task per seeded type that has none yet (first run, idempotent)."""
-    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('jobs.seed_tasks'))"))
-    have = set((await conn.execute(select(task.c.type))).scalars().all())
+    await store.lock_task_seeding(conn)
+    have = await queries.task_types(conn)
     made = []
     for type_ in (*SEEDED_TYPES, *SEEDED_SCHEDULES):
         if type_ in have:
@@ -182,6 +134,6 @@ async def seed_tasks(conn: AsyncConnection) -> list[int]:
             state = state.model_copy(update={"timer": hours, "scheduled_time": at})
             state = state.model_copy(update={
                 "next_execution_at": schedule.first_run(state, utcnow())})
-        await _save(conn, state, 0, [TaskScheduled(task=state)], Actor.system())
+        await store.save_task(conn, state, 0, [TaskScheduled(task=state)], Actor.system())
         made.append(state.id)
     return made
