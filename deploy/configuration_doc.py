@@ -72,6 +72,9 @@ MEANINGS: dict[str, str] = {
     "merge_wait_s": "How long `admin/organisations/merge` waits for the merge to complete before "
                     "it answers `\"status\": \"running\"`, in seconds.",
     # audit
+    "verify_key_path": "The published public key (PEM, `python -m audit public-key`) that the "
+                       "API, `audit verify` and the verify job check the checkpoints with; "
+                       "empty: the signing key's public half. A verifier needs no secret.",
     "signing_key_path": "The Ed25519 key that signs the log's checkpoints, kept outside the "
                         "audit database. Empty: `<state_dir>/audit-signing.key`. Generated on "
                         "first use (mode 0600).",

@@ -86,7 +86,7 @@ def test_each_service_offers_its_operator_commands() -> None:
     expected = {
         "identity": {"admin-key", "worker"},
         "orgs": set(),
-        "audit": {"verify", "checkpoint", "prune", "rebuild", "worker"},
+        "audit": {"verify", "checkpoint", "prune", "rebuild", "public-key", "worker"},
         "jobs": {"worker", "scheduler", "stats", "clear", "cleanup", "tail"},
         "mailer": {"deliver", "worker"},
         "settings": {"get", "set", "worker"},

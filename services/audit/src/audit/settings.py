@@ -19,11 +19,18 @@ class AuditSettings(ServiceSettings):
     # The Ed25519 checkpoint key: a file outside the audit database (default
     # <state_dir>/audit-signing.key, created once with mode 0600 by the consumer).
     signing_key_path: str = ""
+    # The published public half (PEM, `python -m audit public-key` prints it): when set, the API,
+    # the verify command and job check with it alone, so verifiers need no secret.
+    verify_key_path: str = ""
     checkpoint_interval_s: float = 30.0
     # Entries older than this many days are pruned, whole checkpoint ranges at a time (0: never).
     retention_days: int = 0
     prune_interval_s: float = 3600.0
     publish_siem: bool = True
+
+    @property
+    def verify_key(self) -> Path | None:
+        return Path(self.verify_key_path) if self.verify_key_path else None
 
     @property
     def key_path(self) -> Path:

@@ -1,16 +1,19 @@
-"""The checkpoint signing key: an Ed25519 key in a file of its own, never in the database."""
+"""The checkpoint signing key: an Ed25519 key in a file of its own, never in the database; and
+the key that verifies: the published public half (AUDIT_VERIFY_KEY_PATH), or the signing key's."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
     PrivateFormat,
+    PublicFormat,
     load_pem_private_key,
+    load_pem_public_key,
 )
 
 
@@ -44,3 +47,28 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
             out.write(pem)
         return key
     return load_key(path)
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """A published verification key (PEM, SubjectPublicKeyInfo)."""
+    try:
+        key = load_pem_public_key(path.read_bytes())
+    except FileNotFoundError:
+        raise SigningKeyError(f"no verification key at {path}") from None
+    except ValueError as exc:
+        raise SigningKeyError(f"unreadable verification key at {path}: {exc}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise SigningKeyError(f"{path} does not hold an Ed25519 public key")
+    return key
+
+
+def verification_key(signing_key: Path, published: Path | None) -> Ed25519PublicKey:
+    """What checks the checkpoints: the published public key when one is configured (a
+    verifier needs no secret), else the public half of the signing key."""
+    if published is not None:
+        return load_public_key(published)
+    return load_key(signing_key).public_key()
+
+
+def public_pem(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")

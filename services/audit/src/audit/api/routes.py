@@ -11,16 +11,24 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, Request
 
 from audit.adapters import queries
-from audit.adapters.keys import SigningKeyError, load_key
+from audit.adapters.keys import SigningKeyError, public_pem, verification_key
+from audit.domain.checkpoint import key_id, public_raw
 from audit.domain.search import EMPTY_POST, parse_audit_filters, parse_log_filters, parse_time
-from audit.handlers.integrity import public_of, published_checkpoints, verify
+from audit.handlers.integrity import published_checkpoints, verify
 from audit.settings import TOPIC_PATTERN, AuditSettings
 from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC
 from misp_contracts.topics import CATALOGUE
 from misp_platform.app import EngineDep, SettingsDep
-from misp_platform.auth import Principal, SiteAdmin, require_perm
+from misp_platform.auth import CurrentPrincipal, Principal, SiteAdmin, require_perm
 from misp_platform.consistency import consistency_of
-from misp_platform.misp import BadRequest, NamedParams, misp_record, read_body, render_value
+from misp_platform.misp import (
+    BadRequest,
+    NamedParams,
+    NotFound,
+    misp_record,
+    read_body,
+    render_value,
+)
 
 Auditor = Annotated[Principal, Depends(require_perm("perm_audit"))]
 
@@ -132,6 +140,19 @@ def checkpoint_topic() -> str:
 CheckpointTopic = Annotated[str, Depends(checkpoint_topic)]
 
 
+@router.get("/public-key")
+async def public_key(_principal: CurrentPrincipal, settings: SettingsDep) -> dict[str, Any]:
+    """The key that verifies the signed checkpoints (Ed25519, PEM), published so that anyone
+    who holds the log or its Kafka copy can check it without the signing secret."""
+    assert isinstance(settings, AuditSettings)
+    try:
+        key = verification_key(settings.key_path, settings.verify_key)
+    except SigningKeyError as exc:
+        raise NotFound(str(exc)) from None
+    return {"algorithm": "Ed25519", "key_id": key_id(public_raw(key)),
+            "public_key_pem": public_pem(key)}
+
+
 @router.get("/verify")
 async def verify_log(request: Request, _admin: SiteAdmin, engine: EngineDep,
                      settings: SettingsDep, topic: CheckpointTopic) -> dict[str, Any]:
@@ -140,7 +161,7 @@ async def verify_log(request: Request, _admin: SiteAdmin, engine: EngineDep,
     `audit verify --db-only`)."""
     assert isinstance(settings, AuditSettings)
     try:
-        public = public_of(load_key(settings.key_path))
+        public = public_raw(verification_key(settings.key_path, settings.verify_key))
     except SigningKeyError as exc:
         return {"ok": False, "checkpoint_problem": str(exc), "first_broken": None}
     db_only = request.query_params.get("db_only") in ("1", "true")

@@ -9,11 +9,17 @@ import json
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.adapters.keys import SigningKeyError, load_key, load_or_create_key
+from audit.adapters.keys import (
+    SigningKeyError,
+    load_key,
+    load_or_create_key,
+    public_pem,
+    verification_key,
+)
+from audit.domain.checkpoint import public_raw
 from audit.handlers.integrity import (
     PruneRefusedError,
     prune,
-    public_of,
     published_checkpoints,
     verify,
     write_checkpoint,
@@ -53,7 +59,7 @@ def verify_command(settings: AuditSettings, db_only: bool) -> int:
     """
     require(settings, DATABASE, *(() if db_only else (KAFKA,)))
     try:
-        public = public_of(load_key(settings.key_path))
+        public = public_raw(verification_key(settings.key_path, settings.verify_key))
     except SigningKeyError as exc:
         click.echo(json.dumps({"ok": False, "checkpoint_problem": str(exc)}))
         return NO_KEY
@@ -71,6 +77,23 @@ def verify_command(settings: AuditSettings, db_only: bool) -> int:
         return OK if report.ok else FAILED
 
     return asyncio.run(run())
+
+
+@click.command(name="public-key", epilog=epilog("", "3  no signing or verification key"))
+@with_settings()
+def public_key_command(settings: AuditSettings) -> int:
+    """Print the key that verifies the checkpoints (Ed25519 public key, PEM).
+
+    Publish it (AUDIT_VERIFY_KEY_PATH of every verifier, or anyone's copy): checkpoints signed
+    by any audit process with the same signing key verify with it, without the secret.
+    """
+    try:
+        key = verification_key(settings.key_path, settings.verify_key)
+    except SigningKeyError as exc:
+        click.echo(str(exc), err=True)
+        return NO_KEY
+    click.echo(public_pem(key), nl=False)
+    return OK
 
 
 @click.command(name="checkpoint", epilog=epilog())
@@ -193,4 +216,5 @@ def rebuild_command(settings: AuditSettings, pattern: str, yes: bool) -> int:
 
 
 COMMANDS: list[click.Command] = [verify_command, checkpoint_command, prune_command,
-                                 rebuild_command, worker_command("audit", job_handlers)]
+                                 rebuild_command, public_key_command,
+                                 worker_command("audit", job_handlers)]

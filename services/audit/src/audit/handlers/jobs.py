@@ -8,12 +8,12 @@ from collections.abc import Mapping
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from audit.adapters.keys import load_key
+from audit.adapters.keys import load_key, verification_key
+from audit.domain.checkpoint import public_raw
 from audit.handlers.integrity import (
     PruneReport,
     VerifyReport,
     prune_in,
-    public_of,
     published_checkpoints,
     verify_in,
 )
@@ -60,7 +60,7 @@ def job_handlers(settings: ServiceSettings, *,
 
     async def audit_verify(conn: AsyncConnection, ctx: JobContext) -> str:
         """Job input `db-only` skips the comparison with the checkpoints on Kafka."""
-        public = public_of(load_key(s.key_path))
+        public = public_raw(verification_key(s.key_path, s.verify_key))
         db_only = ctx.job.job_input == DB_ONLY or bool(ctx.job.data.get("db_only"))
         published = [] if db_only else await published_checkpoints(
             s.kafka_bootstrap_servers, checkpoint_topic)
