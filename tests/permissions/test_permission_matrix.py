@@ -222,6 +222,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
         "GET|POST /admin/audit_logs/index": Rule(USERS, body={"model": "User"}),
         "GET /api/v1/audit/top_api_users": Rule(SITE),
         "GET /api/v1/audit/verify": Rule(SITE),
+        "GET /api/v1/audit/public-key": Rule(USERS),
     },
     "jobs": {
         "GET /jobs/index/{queue}": Rule(SITE),
@@ -253,7 +254,9 @@ MATRIX: dict[str, dict[str, Rule]] = {
         "GET /api/v1/mailer/requests/{request_id}": Rule(ADMINS),
     },
     "settings": {
-        "POST /api/v1/settings/import-rules/apply": Rule(USERS, body={"value": "pm"}),
+        # Importers (sync users) and site admins; regexp managers too (no such role here).
+        "POST /api/v1/settings/import-rules/apply": Rule(SITE | {SYNC_USER},
+                                                         body={"value": "pm"}),
         "GET /servers/getVersion": Rule(USERS),
         "GET /servers/getPyMISPVersion": Rule(USERS),
         "GET /servers/serverSettings": Rule(SITE),

@@ -60,6 +60,8 @@ async def keys(settings_engine: AsyncEngine) -> Keys:
                                        role={"perm_regexp_access": True}),
         "user": await seed_principal(settings_engine, PEPPER, user_id=base + 2,
                                      role={"perm_add": True}, org_id=5, org_name="other"),
+        "sync": await seed_principal(settings_engine, PEPPER, user_id=base + 3,
+                                     role={"perm_sync": True, "perm_add": True}),
     }
 
 

@@ -136,3 +136,24 @@ async def test_signature_allowlist_crud_and_unique_names(client: httpx.AsyncClie
     entry_id = added.json()["Allowedlist"]["id"]
     assert (await client.post(f"/admin/allowedlists/delete/{entry_id}",
                               headers=who)).json()["success"] is True
+
+
+async def test_only_importers_rule_managers_and_site_admins_may_try_the_rules(
+        client: httpx.AsyncClient, keys: Keys) -> None:
+    """The blocklists are MISP's site admins' to see: a plain user learns nothing from apply,
+    and a regexp manager tries values, not whether an event or org is blocklisted."""
+    admin = _h(keys["site_admin"])
+    event_uuid = str(uuid.uuid4())
+    await client.post("/eventBlocklists/add", headers=admin, json={"uuids": [event_uuid]})
+    apply = "/api/v1/settings/import-rules/apply"
+    probe = {"value": "x", "event_uuid": event_uuid}
+    refused = await client.post(apply, headers=_h(keys["user"]), json=probe)
+    assert refused.status_code == 403 and "blocked" not in refused.json()
+    assert (await client.post(apply, headers=_h(keys["user"]),
+                              json={"value": "x"})).status_code == 403
+    assert (await client.post(apply, headers=_h(keys["regexp"]),
+                              json={"value": "x"})).status_code == 200
+    assert (await client.post(apply, headers=_h(keys["regexp"]),
+                              json=probe)).status_code == 403
+    synced = await client.post(apply, headers=_h(keys["sync"]), json=probe)
+    assert synced.status_code == 200 and synced.json()["blocked"] is True

@@ -3,13 +3,15 @@ on a candidate value, so they are usable (and testable) before any event module 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from misp_platform.app import EngineDep
-from misp_platform.auth import CurrentPrincipal
-from misp_platform.misp import BadRequest, read_body
+from misp_platform.auth import CurrentPrincipal, Principal
+from misp_platform.auth.dependency import permitted
+from misp_platform.misp import BadRequest, Forbidden, read_body
+from misp_platform.misp.errors import NO_PERMISSION
 from settings.adapters import queries
 from settings.domain.rules import allowed_by, apply_rules, normalise_uuid
 
@@ -26,8 +28,23 @@ def _optional_uuid(body: dict[str, Any], name: str) -> str | None:
     return value
 
 
+def sees_blocklists(principal: Principal) -> bool:
+    """MISP shows the import blocklists to site admins; an importer (a sync user) meets them."""
+    return principal.is_site_admin or principal.has("perm_sync")
+
+
+async def _rule_user(request: Request, principal: CurrentPrincipal) -> Principal:
+    """Who may try the import rules: those who import (sync users), who manage the regexps
+    (`perm_regexp_access`) and site admins; nobody else learns what the rules hold."""
+    return await permitted(request, principal, lambda p: sees_blocklists(p)
+                           or p.has("perm_regexp_access"))
+
+
+RuleUser = Annotated[Principal, Depends(_rule_user)]
+
+
 @router.post("/import-rules/apply")
-async def apply_import_rules(_principal: CurrentPrincipal, request: Request,
+async def apply_import_rules(principal: RuleUser, request: Request,
                              engine: EngineDep) -> dict[str, Any]:
     """`{"value", "type"?, "event_uuid"?, "orgc_uuid"?}` -> what an import would store.
 
@@ -44,6 +61,8 @@ async def apply_import_rules(_principal: CurrentPrincipal, request: Request,
         raise BadRequest("Invalid type: a string is expected.")
     event_uuid = _optional_uuid(body, "event_uuid")
     orgc_uuid = _optional_uuid(body, "orgc_uuid")
+    if (event_uuid or orgc_uuid) and not sees_blocklists(principal):
+        raise Forbidden(NO_PERMISSION)  # a regexp manager may not probe the blocklists
     async with engine.connect() as conn:
         rules = await queries.regexp_rules(conn)
         patterns = await queries.allowlist_patterns(conn)
