@@ -1,5 +1,5 @@
-"""The kinds of refusal a service's domain raises; `misp_platform.misp.domain` answers each the
-way MISP does (the status and the body), so that no service writes that translation itself.
+"""The kinds of refusal a service's domain raises; `misp_platform.misp.domain_errors` answers
+each the way MISP does (the status and the body), so no service writes that translation itself.
 
 Pure: nothing from the web framework, the database or Kafka, because every service's `domain/`
 imports it (the import contracts in pyproject.toml forbid those there). A service names its own
