@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobs.adapters.tables import job, job_attempt, task_tick
+from jobs.adapters.tables import job, job_attempt, task, task_tick
 from jobs.handlers import jobs as commands
 from jobs.handlers import tasks
 from jobs.scheduler import Scheduler
@@ -119,7 +119,7 @@ async def test_two_schedulers_tick_exactly_once_and_survive_a_sigkill_mid_tick(
         state = await tasks.set_task(conn, None, {
             "type": "noop", "interval_s": 0.5, "scheduled_time": "00:00", "overlap": "allow",
             "catch_up": "run_all", "catch_up_max": 100}, Actor.system(), datetime.now(UTC))
-        await conn.execute(tasks.task.update().where(tasks.task.c.id == state.id).values(
+        await conn.execute(task.update().where(task.c.id == state.id).values(
             next_execution_at=start, state={**state.model_dump(mode="json"),
                                             "next_execution_at": start.isoformat()}))
     env = {"JOBS_DATABASE_URL": jobs_db, "JOBS_SCHEDULER_POLL_S": "0.05",
@@ -137,8 +137,8 @@ async def test_two_schedulers_tick_exactly_once_and_survive_a_sigkill_mid_tick(
         ticks = (await conn.execute(select(task_tick).where(task_tick.c.task_id == state.id)
                                     .order_by(task_tick.c.due_at))).all()
         jobs = (await conn.execute(select(job.c.id).where(job.c.task_id == state.id))).all()
-        next_at = (await conn.execute(select(tasks.task.c.next_execution_at).where(
-            tasks.task.c.id == state.id))).scalar_one()
+        next_at = (await conn.execute(select(task.c.next_execution_at).where(
+            task.c.id == state.id))).scalar_one()
     slots = round((next_at - start).total_seconds() / 0.5)
     # A tick that comes late covers the slots it missed (catch-up run_all): one job per slot,
     # none lost (the count of slots) and none doubled (unique claims, one job each).
