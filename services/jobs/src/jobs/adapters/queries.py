@@ -52,7 +52,7 @@ async def waiting_job_counts(conn: AsyncConnection) -> dict[str, int]:
 
 
 async def overdue_tasks(conn: AsyncConnection, now: datetime,
-                        overdue_after: timedelta) -> Sequence[Row[Any]]:
+                        overdue_after: timedelta) -> Sequence[Row[Any, Any]]:
     """Unpaused tasks due more than `overdue_after` ago, the longest overdue first."""
     return (await conn.execute(select(task.c.id, task.c.next_execution_at).where(
         task.c.paused.is_(False), task.c.next_execution_at < now - overdue_after)
@@ -70,7 +70,7 @@ async def job_page(conn: AsyncConnection, now: datetime, grace_s: float, *, queu
 
 
 async def job_progress(conn: AsyncConnection, *, job_id: int | None = None,
-                       job_type: str | None = None) -> Row[Any] | None:
+                       job_type: str | None = None) -> Row[Any, Any] | None:
     """A job's progress and status: by id, or the newest job of a type."""
     stmt = select(job.c.progress, job.c.status)
     if job_id is not None:
