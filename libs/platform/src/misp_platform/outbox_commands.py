@@ -53,6 +53,28 @@ def _chosen(positions: tuple[int, ...], all_: bool,
             [p for p in positions if p not in known])
 
 
+def _act(settings: ServiceSettings, positions: tuple[int, ...], all_: bool, *, dry_run: bool,
+         verb: str, confirm_question: str | None, yes: bool,
+         action: Callable[[AsyncConnection, Sequence[int] | None], Awaitable[list[int]]],
+         outcome: str) -> int:
+    """Retry or drop: the POSITIONs (or --all), with a JSON line per position; exit 1 when one
+    is not parked. `confirm_question` (with `{count}`) is asked first unless `--yes`."""
+    parked = _run(settings, list_parked)
+    chosen, missing = _chosen(positions, all_, parked)
+    for position in missing:
+        click.echo(json.dumps({"position": position, "outcome": "not-found"}))
+    count = len(parked) if chosen is None else len(chosen)
+    if dry_run:
+        click.echo(f"would {verb} {count} parked message(s)")
+        return FAILED if missing else OK
+    if count and confirm_question is not None:
+        confirm(confirm_question.format(count=count), yes=yes)
+    done = _run(settings, lambda conn: action(conn, chosen)) if count else []
+    for position in done:
+        click.echo(json.dumps({"position": position, "outcome": outcome}))
+    return FAILED if missing else OK
+
+
 @click.group(name="outbox", epilog=epilog())
 def outbox_group() -> None:
     """Inspect, retry or drop the messages the relay parked.
@@ -89,20 +111,9 @@ def retry_command(settings: ServiceSettings, positions: tuple[int, ...], all_: b
 
     Give the POSITIONs to retry (from `outbox list`), or --all.
     """
-    parked = _run(settings, list_parked)
-    chosen, missing = _chosen(positions, all_, parked)
-    for position in missing:
-        click.echo(json.dumps({"position": position, "outcome": "not-found"}))
-    count = len(parked) if chosen is None else len(chosen)
-    if dry_run:
-        click.echo(f"would retry {count} parked message(s)")
-        return FAILED if missing else OK
-    if all_ and parked:
-        confirm(f"Retry all {count} parked message(s)?", yes=yes)
-    moved = _run(settings, lambda conn: retry_parked(conn, chosen)) if count else []
-    for position in moved:
-        click.echo(json.dumps({"position": position, "outcome": "queued-again"}))
-    return FAILED if missing else OK
+    return _act(settings, positions, all_, dry_run=dry_run, verb="retry",
+                confirm_question=("Retry all {count} parked message(s)?" if all_ else None),
+                yes=yes, action=retry_parked, outcome="queued-again")
 
 
 @outbox_group.command(name="drop", epilog=epilog("a POSITION that is not parked"))
@@ -118,17 +129,6 @@ def drop_command(settings: ServiceSettings, positions: tuple[int, ...], all_: bo
 
     Give the POSITIONs to drop (from `outbox list`), or --all.
     """
-    parked = _run(settings, list_parked)
-    chosen, missing = _chosen(positions, all_, parked)
-    for position in missing:
-        click.echo(json.dumps({"position": position, "outcome": "not-found"}))
-    count = len(parked) if chosen is None else len(chosen)
-    if dry_run:
-        click.echo(f"would drop {count} parked message(s)")
-        return FAILED if missing else OK
-    if count:
-        confirm(f"Drop {count} parked message(s) for good?", yes=yes)
-    dropped = _run(settings, lambda conn: drop_parked(conn, chosen)) if count else []
-    for position in dropped:
-        click.echo(json.dumps({"position": position, "outcome": "dropped"}))
-    return FAILED if missing else OK
+    return _act(settings, positions, all_, dry_run=dry_run, verb="drop",
+                confirm_question="Drop {count} parked message(s) for good?", yes=yes,
+                action=drop_parked, outcome="dropped")

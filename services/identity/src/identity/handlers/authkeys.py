@@ -14,7 +14,7 @@ from identity.adapters.ports import (
     LoadedUser,
     UnitOfWork,
 )
-from identity.domain.access import can_manage_keys_of
+from identity.domain.access import can_manage_keys_of, listing_scope
 from identity.domain.authkeys import parse_key_fields
 from identity.domain.errors import InvalidFieldsError, NotFoundError
 from identity.domain.users import INVALID_USER
@@ -123,14 +123,10 @@ async def index_keys(uow: UnitOfWork, caller: Principal,
                      user_id: int | None) -> list[dict[str, Any]]:
     """`auth_keys/index[/{user}]`: a site admin sees every key, an org admin their org's, a
     user their own."""
-    org_id = None
-    if not caller.is_site_admin:
-        if caller.is_org_admin:
-            org_id = caller.org_id
-        elif user_id is not None and user_id != caller.user_id:
-            return []
-        else:
-            user_id = caller.user_id
+    scope = listing_scope(caller, user_id)
+    if scope is None:
+        return []
+    user_id, org_id = scope
     async with uow.reads() as q:
         rows = await q.keys(user_id=user_id, org_id=org_id)
         roles = {r.id: r for r in await q.roles()}

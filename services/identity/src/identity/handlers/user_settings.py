@@ -12,7 +12,7 @@ from typing import Any
 
 from identity.adapters.ports import IdentityQueries, IdentityStore, UnitOfWork
 from identity.domain import user_settings as rules
-from identity.domain.access import can_see_user
+from identity.domain.access import can_see_user, listing_scope
 from identity.domain.errors import InvalidFieldsError, NotAllowedError, NotFoundError
 from identity.domain.values import to_int
 from misp_contracts.events.base import changes_between
@@ -75,14 +75,10 @@ async def index(uow: UnitOfWork, caller: Principal,
     """`userSettings/index`: site admins see all, org admins their org's, users their own."""
     setting_id = _number(named["id"]) if "id" in named else None
     user_id = _number(named["user_id"]) if "user_id" in named else None
-    org_id = None
-    if not caller.is_site_admin:
-        if caller.is_org_admin:
-            org_id = caller.org_id
-        elif user_id is not None and user_id != caller.user_id:
-            return []
-        else:
-            user_id = caller.user_id
+    scope = listing_scope(caller, user_id)
+    if scope is None:
+        return []
+    user_id, org_id = scope
     async with uow.reads() as q:
         rows = await q.user_settings(setting_id=setting_id, user_id=user_id,
                                      name=named.get("setting"), org_id=org_id)
