@@ -316,15 +316,16 @@ async def diagnose_outbox(app: FastAPI) -> dict[str, Any]:
     """Critical when the relay parked messages (relay.py): their events never reached the
     other services. Names the command that lists, retries or drops them."""
     async with app.state.engine.connect() as conn:
-        parked = await list_parked(conn, limit=20)
-        total = await count_parked(conn) if len(parked) == 20 else len(parked)
+        total = await count_parked(conn)
+        oldest = await list_parked(conn, limit=1)
     metrics.parked_messages.set(total)
-    if total:
-        first = parked[0]
+    if oldest:
+        first = oldest[0]
+        # The command first: the report keeps the first 300 characters of a failed check.
         raise ParkedMessagesError(
-            f"critical: {total} message(s) parked, refused by Kafka for good (first: position "
-            f"{first.position} on {first.topic}: {first.error[:200]}); see `python -m "
-            f"{app.state.settings.service} outbox list`")
+            f"critical: {total} message(s) parked, refused by Kafka for good; see `python -m "
+            f"{app.state.settings.service} outbox list` (first: position {first.position} on "
+            f"{first.topic}: {first.error[:120]})")
     return {"parked_messages": 0, "message_cap_bytes": message_limit()}
 
 

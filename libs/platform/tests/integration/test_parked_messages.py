@@ -176,3 +176,32 @@ async def test_the_operator_lists_retries_and_drops_parked_messages_from_the_com
     assert code == 0 and '"dropped"' in out
     assert await count(engine, parked_message) == 0
     assert await run("list") == (0, "0 parked message(s)\n")
+
+
+async def test_a_parked_message_is_critical_in_diagnostics_and_counted_in_metrics(
+        engine: AsyncEngine, platform_db: str, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    from misp_platform.app import create_app
+    from misp_platform.config import settings_class
+
+    settings = settings_class("parkedtest")(database_url=platform_db,
+                                            kafka_bootstrap_servers=kafka_bootstrap)
+    app = create_app(settings, engine=engine, configure_logs=False)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://svc") as client:
+        before = (await client.get("/diagnostics")).json()["checks"]["outbox"]
+        assert before["ok"] is True and before["parked_messages"] == 0
+        await force_into_outbox(engine, await new_topic(), TOO_LARGE)
+        producer = create_producer(kafka_bootstrap)
+        await producer.start()
+        try:
+            await OutboxRelay(engine, platform_db, producer).publish_pending()
+        finally:
+            await producer.stop()
+        after = (await client.get("/diagnostics")).json()["checks"]["outbox"]
+        scraped = (await client.get("/metrics")).text
+    assert after["ok"] is False
+    assert "critical: 1 message(s) parked" in after["error"]
+    assert "python -m parkedtest outbox list" in after["error"]
+    assert "\nparked_messages 1.0\n" in scraped
