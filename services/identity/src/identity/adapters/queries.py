@@ -150,12 +150,6 @@ async def user_view_parts(conn: AsyncConnection, user: UserState) -> UserViewPar
         org=OrganisationState.model_validate(row.org) if row.org is not None else None)
 
 
-async def user_settings_of(conn: AsyncConnection, user_id: int) -> dict[str, Any]:
-    rows = await conn.execute(select(user_setting.c.setting, user_setting.c.value).where(
-        user_setting.c.user_id == user_id).order_by(user_setting.c.setting))
-    return {r.setting: r.value for r in rows}
-
-
 async def user_rows(conn: AsyncConnection, org_ids: Sequence[int] | None = None) -> list[UserRow]:
     stmt = (select(user_account.c.state, role.c.state.label("role_state"),
                    org.c.name.label("org_name"))

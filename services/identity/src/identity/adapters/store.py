@@ -58,14 +58,6 @@ async def record(conn: AsyncConnection, appends: Sequence[Append]) -> list[Envel
     return envelopes
 
 
-async def record_one(conn: AsyncConnection, *, stream_id: str, stream_type: str,
-                     expected_version: int, events: Sequence[DomainEvent],
-                     actor: Actor) -> list[Envelope]:
-    return await record(conn, [Append(stream_id=stream_id, stream_type=stream_type,
-                                      expected_version=expected_version, events=tuple(events),
-                                      actor=actor)])
-
-
 async def publish_only(conn: AsyncConnection, event: DomainEvent, *, actor: Actor,
                        key: str | None = None) -> Envelope:
     """An event that changes no aggregate (a failed login, a logout): outbox only."""

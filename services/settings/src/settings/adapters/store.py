@@ -66,10 +66,6 @@ async def append_entry(conn: AsyncConnection, kind: str, entry_id: int, expected
                        expected_version=expected_version, events=events, actor=actor)
 
 
-async def insert_row(conn: AsyncConnection, table: Table, values: dict[str, Any]) -> None:
-    await conn.execute(table.insert().values(**values, version=1))
-
-
 async def update_row(conn: AsyncConnection, table: Table, entry_id: int, version: int,
                      values: dict[str, Any]) -> None:
     await conn.execute(update(table).where(table.c.id == entry_id)
