@@ -1,5 +1,6 @@
 """Settings of the audit service (environment prefix `AUDIT_`)."""
 
+import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,7 +18,8 @@ class AuditSettings(ServiceSettings):
     service: ClassVar[str] = "audit"
     http_port: int = 8103
     # The Ed25519 checkpoint key: a file outside the audit database (default
-    # <state_dir>/audit-signing.key, created once with mode 0600 by the consumer).
+    # <state_dir>/audit-signing.key, created once with mode 0600 by the consumer). Production
+    # generates none: the processes that sign refuse to start without it (signing_key_problem).
     signing_key_path: str = ""
     # The published public half (PEM, `python -m audit public-key` prints it): when set, the API,
     # the verify command and job check with it alone, so verifiers need no secret.
@@ -35,3 +37,22 @@ class AuditSettings(ServiceSettings):
     @property
     def key_path(self) -> Path:
         return Path(self.signing_key_path or Path(self.state_dir) / "audit-signing.key")
+
+    def signing_key_problem(self) -> str | None:
+        """Why a process that signs checkpoints (consume, worker, checkpoint, prune, rebuild)
+        may not start, or None. In production the key is the deployment's, a file mounted from a
+        secret into every audit process: one generated in a container's state directory would
+        sign checkpoints that no other process, and no later container, verifies."""
+        if self.environment.strip().lower() != "production":
+            return None
+        if not self.signing_key_path:
+            return ("set AUDIT_SIGNING_KEY_PATH to the audit's Ed25519 signing key (a PEM file "
+                    "mounted from a secret, e.g. made by `openssl genpkey -algorithm ed25519`): "
+                    "production generates no key")
+        path = Path(self.signing_key_path)
+        if not path.is_file():
+            return (f"AUDIT_SIGNING_KEY_PATH={path} is no file: mount the audit's signing key "
+                    "there (production generates no key)")
+        if not os.access(path, os.R_OK):
+            return f"AUDIT_SIGNING_KEY_PATH={path} cannot be read by this process"
+        return None
