@@ -4,13 +4,14 @@ instance keyring, SMTP, the delivery loop)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailer.adapters import store
 from mailer.adapters.gpg import INSTANCE_KEY_WARNING
@@ -26,6 +27,34 @@ from misp_platform.cli_support import OK, epilog, with_settings
 from misp_platform.config import DATABASE, ServiceSettings
 from misp_platform.service import ServiceSpec
 from misp_platform.worker_command import worker_command
+
+T = TypeVar("T")
+
+
+def require_instance_key(settings: ServiceSettings) -> None:
+    """Stop (exit 1, the message naming MAILER_GNUPG_INSTANCE_KEY_FILE) when this process may
+    not sign: production without the deployment's instance key."""
+    assert isinstance(settings, MailerSettings)
+    problem = settings.instance_key_problem()
+    if problem:
+        raise click.ClickException(f"refusing to start: {problem}")
+
+
+def requiring_instance_key(
+        factory: Callable[[ServiceSettings], T]) -> Callable[[ServiceSettings], T]:
+    """`factory` (the handlers of the consumer, its DLQ replay or the job workers, all of which
+    render mails), checking the instance key first."""
+
+    def checked(settings: ServiceSettings) -> T:
+        require_instance_key(settings)
+        return factory(settings)
+
+    return checked
+
+
+async def start_consumer(settings: ServiceSettings, engine: AsyncEngine) -> None:
+    require_instance_key(settings)
+    await on_consumer_start(settings, engine)
 
 
 def smtp_config(settings: MailerSettings) -> SmtpConfig:
@@ -79,6 +108,7 @@ async def diagnose_queue(app: FastAPI) -> dict[str, Any]:
 def create_app(settings: ServiceSettings, *, engine: Any = None,
                deliver: bool | None = None) -> FastAPI:
     assert isinstance(settings, MailerSettings)
+    require_instance_key(settings)
 
     @asynccontextmanager
     async def delivery(app: FastAPI) -> AsyncIterator[None]:
@@ -130,8 +160,9 @@ spec = ServiceSpec(
     settings=MailerSettings,
     create_app=create_app,
     migrations_dir=Path(__file__).parent / "migrations",
-    handlers=handlers,
+    handlers=requiring_instance_key(handlers),
     topics=topics,
-    on_consumer_start=on_consumer_start,
-    extra_commands=[deliver_command, worker_command("mailer", job_handlers)],
+    on_consumer_start=start_consumer,
+    extra_commands=[deliver_command,
+                    worker_command("mailer", requiring_instance_key(job_handlers))],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -42,7 +43,8 @@ class MailerSettings(ServiceSettings):
     gnupg_home: str = ""
     gnupg_passphrase: SecretStr = SecretStr("")
     # The instance's secret key as a file (an armored export, mounted from a secret): every
-    # process imports it into its home and signs with it. Empty: generated once per home.
+    # process imports it into its home and signs with it. Empty: generated once per home, in
+    # development only (production refuses to start without it: instance_key_problem).
     gnupg_instance_key_file: str = ""
     gpg_binary: str = "gpg"
     # How many gpg processes may sign/encrypt at once.
@@ -50,3 +52,24 @@ class MailerSettings(ServiceSettings):
 
     def gnupg_homedir(self) -> Path:
         return Path(self.gnupg_home) if self.gnupg_home else Path(self.state_dir) / "mailer-gnupg"
+
+    def instance_key_problem(self) -> str | None:
+        """Why a process that may sign or publish the instance key (api, consume, worker) may
+        not start, or None. In production the key is the deployment's, a file mounted from a
+        secret: one generated in a process's GnuPG home would sign differently from the other
+        processes and from /gpg.asc after a restart. Whether mails are signed (GnuPG.sign, on by
+        default) is a setting in the database, unknown at start, and encrypted mails are signed
+        and /gpg.asc published whatever it says: production always needs the file."""
+        if self.environment.strip().lower() != "production":
+            return None
+        if not self.gnupg_instance_key_file:
+            return ("set MAILER_GNUPG_INSTANCE_KEY_FILE to the instance's OpenPGP secret key (an "
+                    "armored export, `gpg --armor --export-secret-keys FINGERPRINT`, mounted from "
+                    "a secret): production generates no key")
+        path = Path(self.gnupg_instance_key_file)
+        if not path.is_file():
+            return (f"MAILER_GNUPG_INSTANCE_KEY_FILE={path} is no file: mount the instance key "
+                    "there (production generates no key)")
+        if not os.access(path, os.R_OK):
+            return f"MAILER_GNUPG_INSTANCE_KEY_FILE={path} cannot be read by this process"
+        return None
