@@ -9,6 +9,9 @@ clients that run at once, each of which waits for every answer before its next c
 - principals: role created -> users/add with it (disabled) -> enabled -> the new key works at
   jobs, audit, settings, mailer and orgs -> role made site admin -> site-admin paths of jobs and
   settings answer -> teardown;
+- mail: an org admin adds a user to their org -> resets their password by mail (the mailer knows
+  the user) -> a site admin makes the user an org admin -> the org admin's reset is refused (the
+  mailer knows the new role) -> teardown;
 - settings: `Security.allow_self_registration` changed -> `users/register` follows it (identity);
   `Security.hide_organisation_index_from_users` -> a user's `organisations/index` (orgs);
   `MISP.disable_emailing` -> `admin/users/quickEmail` (the mailer).
@@ -40,6 +43,8 @@ ROUNDS = int(os.environ.get("MISP_RYW_ROUNDS", "200"))
 # sequential), so that the slowed variants stay within the suite's time budget.
 SLOW_ROUNDS = int(os.environ.get("MISP_RYW_SLOW_ROUNDS", "200"))
 SLOW_CLIENTS = 8
+# Each mail round signs and delivers a mail: fewer rounds than the other seams (suite budget).
+MAIL_ROUNDS = int(os.environ.get("MISP_RYW_MAIL_ROUNDS", "40"))
 CONSUMER_DELAY_MS = 300
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("MISP_STATE_DIR", ROOT / ".local"))
@@ -52,6 +57,7 @@ HIDE_ORG_INDEX = "Security.hide_organisation_index_from_users"
 DISABLE_EMAILING = "MISP.disable_emailing"
 EMAILING_DISABLED = "Emailing is currently disabled on this instance."
 SERVICES_BUT_IDENTITY = ("orgs", "audit", "jobs", "mailer", "settings")
+ORG_ADMIN_ROLE = 2
 
 
 class Gateway:
@@ -62,6 +68,7 @@ class Gateway:
             "Authorization": admin_key(), "Accept": "application/json"})
         self.round = 0
         self.user_key = ""  # a plain user's (the settings seams)
+        self.org_admin_key = ""  # an org admin's of their own org (the mail seam)
 
     def call(self, method: str, path: str, *, expect: int = 200, key: str | None = None,
              json: Any = None) -> Any:
@@ -121,6 +128,24 @@ def principal_round(gw: Gateway) -> None:
     gw.call("GET", "/servers/serverSettingsEdit/MISP.org", key=key)
     gw.call("POST", f"/admin/users/delete/{user['id']}")
     gw.call("POST", f"/admin/roles/delete/{role['id']}")
+
+
+def mail_round(gw: Gateway) -> None:
+    tag = uuid.uuid4().hex[:12]
+    user = gw.call("POST", "/admin/users/add", key=gw.org_admin_key, json={
+        "email": f"ryw-mail-{tag}@example.test", "role_id": 3})["User"]
+    try:
+        reset = {"action": "password_reset", "recipient": "one",
+                 "recipientEmailList": user["id"]}
+        sent = gw.call("POST", "/admin/users/email", key=gw.org_admin_key, json=reset)
+        assert [m["email"] for m in sent["mails"]] == [user["email"]], (
+            f"round {gw.round}: {sent}")
+        gw.call("POST", f"/admin/users/edit/{user['id']}", json={"role_id": ORG_ADMIN_ROLE})
+        refused = gw.call("POST", "/admin/users/email", key=gw.org_admin_key, json=reset,
+                          expect=404)
+        assert refused["message"] == "Invalid user", f"round {gw.round}: {refused}"
+    finally:
+        gw.call("POST", f"/admin/users/delete/{user['id']}")
 
 
 def registration_round(gw: Gateway) -> None:
@@ -200,6 +225,21 @@ def settings_restored(gateway: Gateway) -> Iterator[None]:
     gateway.call("POST", f"/admin/users/delete/{user['id']}")
 
 
+@pytest.fixture
+def org_admin(gateway: Gateway) -> Iterator[None]:
+    """An org admin of an org of their own, for the mail rounds; both gone afterwards."""
+    tag = uuid.uuid4().hex[:12]
+    org_id = gateway.call("POST", "/admin/organisations/add",
+                          json={"name": f"ryw-mail-{tag}"})["Organisation"]["id"]
+    admin = gateway.call("POST", "/admin/users/add", json={
+        "email": f"ryw-orgadmin-{tag}@example.test", "org_id": org_id,
+        "role_id": ORG_ADMIN_ROLE})["User"]
+    gateway.org_admin_key = admin["authkey"]
+    yield
+    gateway.call("POST", f"/admin/users/delete/{admin['id']}")
+    gateway.call("POST", f"/admin/organisations/delete/{org_id}")
+
+
 # ---- slowed consumers -------------------------------------------------------------------------
 
 
@@ -270,6 +310,10 @@ def test_settings_seam_holds_for_every_round(gateway: Gateway,
     run_rounds(gateway, settings_round, ROUNDS)
 
 
+def test_mail_seam_holds_for_every_round(gateway: Gateway, org_admin: None) -> None:
+    run_rounds(gateway, mail_round, MAIL_ROUNDS)
+
+
 def test_organisation_seams_hold_with_slow_consumers(gateway: Gateway) -> None:
     with slowed_consumers(gateway, "identity", "orgs", "audit"):
         run_clients([organisation_round] * SLOW_CLIENTS, SLOW_ROUNDS // SLOW_CLIENTS)
@@ -285,6 +329,11 @@ def test_settings_seams_hold_with_slow_consumers(gateway: Gateway,
     # One client per setting (they must not flip each other's), each for every round.
     with slowed_consumers(gateway, "identity", "orgs", "mailer"):
         run_clients(SETTINGS_SEAMS, SLOW_ROUNDS, gateway.user_key)
+
+
+def test_mail_seam_holds_with_slow_consumers(gateway: Gateway, org_admin: None) -> None:
+    with slowed_consumers(gateway, "mailer"):
+        run_rounds(gateway, mail_round, MAIL_ROUNDS // 4)
 
 
 def test_a_stalled_consumer_does_not_hold_a_revocation_back(gateway: Gateway) -> None:

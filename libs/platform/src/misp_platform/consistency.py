@@ -326,18 +326,32 @@ class Consistency:
         return behind
 
 
-async def decide_fresh(consistency: Consistency | None, group: str, topics: Iterable[str],
+async def decide_fresh(consistency: Consistency | None,
+                       projections: Iterable[tuple[str, Iterable[str]]],
                        decide: Callable[[], Awaitable[T]],
                        stale: Callable[[Exception], bool]) -> T:
     """`decide()`; when it fails in a way a lagging projection explains (`stale(exc)`), wait
-    until `group` has applied `topics` and decide once more (the second answer stands)."""
+    until each `(group, topics)` of `projections` has applied what Kafka holds now on its
+    topics, and decide once more (the second answer stands)."""
     try:
         return await decide()
     except Exception as exc:
         if consistency is None or not stale(exc):
             raise
-    await consistency.caught_up(group, topics)
+    await caught_up_all(consistency, projections)
     return await decide()
+
+
+async def caught_up_all(consistency: Consistency | None,
+                        projections: Iterable[tuple[str, Iterable[str]]]) -> bool:
+    """Wait (each bounded) until every `(group, topics)` has applied what Kafka holds now on its
+    topics; False when read-your-writes is off or one wait timed out."""
+    if consistency is None:
+        return False
+    done = True
+    for group, topics in projections:
+        done = await consistency.caught_up(group, topics) and done
+    return done
 
 
 async def published_so_far(app: Any) -> bool:

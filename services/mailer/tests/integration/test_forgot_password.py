@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mailer.consumer import command_handlers
 from mailer.handlers.compose import Mailer
 from mailer.handlers.deliver import Deliverer
+from mailer.projections.users import when_user_saved_project
 from misp_contracts.envelope import Actor, Envelope
+from misp_contracts.events.identity import UserState, UserUpdated
 from misp_contracts.events.mailer import SendPasswordReset
 from misp_platform.db import event as event_table
 
@@ -80,6 +82,48 @@ async def test_a_changed_address_or_a_disabled_user_gets_no_mail(
                  str(uuid.uuid4()))
     await handle(mailer_engine, mailer, SendPasswordReset(user_id=799, email="x@example.test"),
                  str(uuid.uuid4()))
+    while await deliverer.deliver_due():
+        pass
+
+    assert sink.received == []
+    assert await credentials(mailer_engine) == []
+
+
+async def project_user(engine: AsyncEngine, user_id: int, email: str, version: int,
+                       **flags: object) -> None:
+    """The mailer's projection at `version` of the user's stream, as identity published it."""
+    user = UserState(id=user_id, uuid=str(uuid.uuid4()), email=email, org_id=1, role_id=3,
+                     **flags)
+    envelope = Envelope(source="/identity", type=UserUpdated.type, actor=Actor.system(),
+                        streamversion=version, data=UserUpdated(user=user).model_dump(mode="json"))
+    async with engine.begin() as conn:
+        await when_user_saved_project(conn, envelope)
+
+
+async def test_a_user_the_projection_has_not_seen_yet_is_mailed_at_identitys_copy(
+        mailer_engine: AsyncEngine, mailer: Mailer, deliverer: Deliverer, sink: Sink) -> None:
+    """The consumer reads the user topic and the commands apart: a user created a moment before
+    "forgot password" may reach the mailer after the command. Identity's copy (at version 1)
+    stands in; so does a newer address than the projection's."""
+    await handle(mailer_engine, mailer, SendPasswordReset(
+        user_id=710, email="new-710@example.test", org_id=1, version=1), str(uuid.uuid4()))
+    await project_user(mailer_engine, 711, "old-711@example.test", version=1)
+    await handle(mailer_engine, mailer, SendPasswordReset(
+        user_id=711, email="now-711@example.test", org_id=1, version=2), str(uuid.uuid4()))
+    while await deliverer.deliver_due():
+        pass
+
+    assert sorted(e.rcpt_tos[0] for e in sink.received) == [
+        "new-710@example.test", "now-711@example.test"]
+    assert sorted(str(d["user_id"]) for d in await credentials(mailer_engine)) == ["710", "711"]
+
+
+async def test_a_projection_ahead_of_the_command_decides(
+        mailer_engine: AsyncEngine, mailer: Mailer, deliverer: Deliverer, sink: Sink) -> None:
+    """Disabled (version 3) after identity asked (version 2): no mail, no password."""
+    await project_user(mailer_engine, 712, "u712@example.test", version=3, disabled=True)
+    await handle(mailer_engine, mailer, SendPasswordReset(
+        user_id=712, email="u712@example.test", org_id=1, version=2), str(uuid.uuid4()))
     while await deliverer.deliver_due():
         pass
 

@@ -88,6 +88,12 @@ class SendPasswordReset(DomainEvent):
     topic: ClassVar[str] = MAILER_COMMANDS_TOPIC
     user_id: int
     email: str  # the address identity knew; the mailer mails only if its copy still matches
+    # Identity's copy of the user when it asked, at `version` of the user's stream: the mailer
+    # mails it when its own projection has not reached that version yet (a user created or
+    # changed a moment before), else its projection decides. None from older producers.
+    org_id: int | None = None
+    gpgkey: str | None = None
+    version: int | None = None
 
 class _MailEvent(DomainEvent):
     topic: ClassVar[str] = MAIL_TOPIC

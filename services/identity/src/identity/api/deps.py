@@ -40,7 +40,7 @@ async def fresh_orgs(request: Request, decide: Callable[[], Awaitable[T]]) -> T:
     """`decide()`, once more after identity's projection of organisations has caught up with
     Kafka when it found the organisation unknown (created a moment ago in orgs)."""
     return await decide_fresh(
-        consistency_of(request.app), request.app.state.settings.main_group,
-        [ORGANISATION_TOPIC], decide,
+        consistency_of(request.app),
+        [(request.app.state.settings.main_group, [ORGANISATION_TOPIC])], decide,
         stale=lambda exc: isinstance(exc, UnknownOrganisationError))
 

@@ -139,7 +139,9 @@ async def forgot_password(engine: AsyncEngine, *, email: Any, ip: str,
             return
         user = loaded.state
         actor = Actor(email="SYSTEM", org_name="SYSTEM", client_ip=ip, request_id=request_id)
-        await publish_only(conn, SendPasswordReset(user_id=user.id, email=user.email),
+        await publish_only(conn, SendPasswordReset(user_id=user.id, email=user.email,
+                                                   org_id=user.org_id, gpgkey=user.gpgkey,
+                                                   version=loaded.version),
                            actor=actor, key=loaded.stream_id)
         log.info("identity.forgot_password.requested", user_id=user.id)
 

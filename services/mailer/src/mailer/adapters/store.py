@@ -64,6 +64,14 @@ async def user(conn: AsyncConnection, user_id: int) -> Recipient | None:
     return None if row is None else _recipient(row)
 
 
+async def user_version(conn: AsyncConnection, user_id: int) -> int | None:
+    """The version of the user's stream the projection holds (a deleted user's too; 0 for a row
+    older than versions), or None when it has never seen the user."""
+    found = (await conn.execute(select(mail_user.c.version).where(
+        mail_user.c.id == user_id))).first()
+    return None if found is None else (found.version or 0)
+
+
 async def users(conn: AsyncConnection, *, org_ids: Sequence[int] | None = None,
                 autoalert: bool | None = None, contactalert: bool | None = None,
                 include_disabled: bool = False) -> list[Recipient]:

@@ -16,8 +16,11 @@ from mailer.domain.model import parse_contact_request, parse_quick_email
 from mailer.handlers.bulk import request_bulk_email
 from mailer.handlers.compose import Mailer, Queued
 from mailer.handlers.contact import contact_users
+from misp_contracts.events.identity import USER_TOPIC
 from misp_platform.app import EngineDep
 from misp_platform.auth import Admin, Principal
+from misp_platform.auth.principals import PRINCIPAL_TOPICS
+from misp_platform.consistency import caught_up_all, consistency_of
 from misp_platform.misp import MispId, NotFound, as_misp, read_body, success
 from misp_platform.misp.errors import request_url
 from misp_platform.misp.responses import MispJSONResponse, render_value
@@ -43,6 +46,18 @@ def _scope(principal: Principal) -> int | None:
     return None if principal.is_site_admin else principal.org_id
 
 
+async def _recipients_caught_up(request: Request) -> None:
+    """Wait (bounded) until what decides who a mail reaches has applied every change Kafka holds:
+    the mailer's users (its main consumer) and their roles' flags (the principals projection).
+    A user created, moved or promoted a moment ago in identity is then mailed, or refused, as
+    identity has them now (one database, as far as a client can tell; a password must never go
+    to a user the sender stopped being allowed to manage)."""
+    settings = request.app.state.settings
+    await caught_up_all(consistency_of(request.app),
+                        [(settings.main_group, (USER_TOPIC,)),
+                         (settings.principals_group, PRINCIPAL_TOPICS)])
+
+
 @misp.post("/admin/users/email")
 async def admin_email(request: Request, principal: Admin, engine: EngineDep) -> Response:
     url = request_url(request)
@@ -50,6 +65,7 @@ async def admin_email(request: Request, principal: Admin, engine: EngineDep) -> 
     request_id = str(uuid.uuid4())
     with as_misp(request, "send", "e-mail"):
         parsed = parse_contact_request(data)
+        await _recipients_caught_up(request)
         if parsed.recipients == "all":
             recipients = await request_bulk_email(engine, parsed, request_id=request_id,
                                                   actor=principal.actor(),
@@ -60,9 +76,8 @@ async def admin_email(request: Request, principal: Admin, engine: EngineDep) -> 
                           message=f"E-mail job queued for {recipients} recipient(s)."),
                 "request_id": request_id, "job_id": None, "recipients": str(recipients),
                 "status": "pending"})
-        result = await contact_users(engine, _mailer(request), parsed,
-                                     request_id=request_id, actor=principal.actor(),
-                                     scope_org_id=_scope(principal))
+        result = await contact_users(engine, _mailer(request), parsed, request_id=request_id,
+                                     actor=principal.actor(), scope_org_id=_scope(principal))
     n = len(result.mails)
     message = f"E-mails sent to {n} recipient(s)."
     if result.skipped:
@@ -79,6 +94,7 @@ async def quick_email(user_id: MispId, request: Request, principal: Admin,
     data = await read_body(request, "User")
     with as_misp(request, "send", "e-mail"):
         parsed = parse_quick_email(data, user_id)
+        await _recipients_caught_up(request)
         result = await contact_users(engine, _mailer(request), parsed,
                                      request_id=str(uuid.uuid4()), actor=principal.actor(),
                                      scope_org_id=_scope(principal))

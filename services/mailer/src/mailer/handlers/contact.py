@@ -184,6 +184,22 @@ async def when_contact_requested_mail_reporter(conn: AsyncConnection, envelope: 
 # ---- commands from identity --------------------------------------------------------------------
 
 
+async def _reset_recipient(conn: AsyncConnection,
+                           command: SendPasswordReset) -> Recipient | None:
+    """Identity's copy of the user when the projection is behind it (the mailer's consumer reads
+    the user topic and the commands apart: a user created a moment before may be unknown yet);
+    else the projection's, unless the user is gone, disabled or has another address since."""
+    known = await store.user_version(conn, command.user_id)
+    if command.version is not None and (known is None or known < command.version):
+        return Recipient(email=command.email, user_id=command.user_id, org_id=command.org_id,
+                         gpgkey=command.gpgkey)
+    recipient = await store.user(conn, command.user_id)
+    if (recipient is None or recipient.disabled
+            or recipient.email.strip().lower() != command.email.strip().lower()):
+        return None
+    return recipient
+
+
 async def when_password_reset_requested_mail(conn: AsyncConnection, envelope: Envelope,
                                              mailer: Mailer) -> Queued | None:
     """A user's "forgot password": the same mail as an administrator's password reset (a
@@ -193,9 +209,8 @@ async def when_password_reset_requested_mail(conn: AsyncConnection, envelope: En
     settings = await store.load_settings(conn)
     if settings.flag("MISP.disable_emailing"):
         return None
-    recipient = await store.user(conn, command.user_id)
-    if (recipient is None or recipient.disabled
-            or recipient.email.strip().lower() != command.email.strip().lower()):
+    recipient = await _reset_recipient(conn, command)
+    if recipient is None:
         return None
     request = ContactRequest(action="password_reset", recipients="one", subject="", body="",
                              custom_message=False, user_id=command.user_id)
