@@ -8,6 +8,13 @@ Writes (all committed; `--check` fails when one is out of date, a test runs it):
   deploy/k8s/services.yaml              a Deployment per service role and per program of
                                         deploy/programs.tsv, a Service per api
   deploy/k8s/gateway.yaml               the gateway: ConfigMap, Deployment, Service
+  deploy/docker/kafka-security.plan     the services' Kafka users and ACLs for compose's
+                                        kafka-init: the local stack's plan
+                                        (deploy/local/kafka_security.py), each user's password
+                                        named by the variable that holds it
+
+The plan needs the project's packages (the topic catalogue, each service's consumers): without
+them the script runs itself again with .venv/bin/python.
 
 usage: deploy/generate.py [--check]
 """
@@ -16,8 +23,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -26,12 +36,84 @@ IMAGE = "misp-admin-plane:local"
 # What compose says when a secret is missing (its `${VAR:?message}`: it refuses to start).
 PEPPER_HINT = "set MISP_PEPPER to 64 random hex characters, e.g. openssl rand -hex 32"
 PG_HINT = "set POSTGRES_PASSWORD, e.g. openssl rand -hex 24"
+KAFKA_ADMIN_VAR = "MISP_KAFKA_ADMIN_PASSWORD"
+KAFKA_ADMIN_HINT = f"set {KAFKA_ADMIN_VAR} (the broker's admin), e.g. openssl rand -hex 24"
+KAFKA_PLAN = HERE / "docker" / "kafka-security.plan"
 K8S_NAMESPACE = "misp"
 K8S_IMAGE = "misp-admin-plane:latest"
 
 
-def _load_render():
-    spec = importlib.util.spec_from_file_location("gateway_render", HERE / "gateway" / "render.py")
+def pg_password_var(svc: str) -> str:
+    """The host variable holding the password of the service's PostgreSQL role (compose)."""
+    return f"MISP_PG_{svc.upper()}_PASSWORD"
+
+
+def kafka_password_var(svc: str) -> str:
+    """The host variable holding the password of the service's Kafka principal (compose)."""
+    return f"MISP_KAFKA_{svc.upper()}_PASSWORD"
+
+
+def k8s_credentials(svc: str) -> str:
+    """The Kubernetes Secret of the service's own credentials: <SERVICE>_DATABASE_URL (its role
+    on its database), MISP_KAFKA_USERNAME and MISP_KAFKA_PASSWORD (its principal)."""
+    return f"misp-{svc}-credentials"
+
+
+@dataclass(frozen=True)
+class KeyFile:
+    """A key the processes of some roles of a service read from a file: mounted read-only from a
+    compose secret (a host file) or a Kubernetes Secret, its path in the setting `variable`."""
+
+    service: str
+    roles: tuple[str, ...]  # the first argument of `python -m <service>` of the readers
+    variable: str
+    secret: str  # the Kubernetes Secret, and the compose secret (misp- dropped, `_` for `-`)
+    key: str  # the file's name in the Kubernetes Secret
+    hint: str
+
+    @property
+    def compose_secret(self) -> str:
+        return self.secret.removeprefix("misp-").replace("-", "_")
+
+    @property
+    def host_variable(self) -> str:
+        """The host variable naming the file compose mounts."""
+        return f"MISP_{self.compose_secret.upper()}_FILE"
+
+    @property
+    def compose_path(self) -> str:
+        return f"/run/secrets/{self.compose_secret}"
+
+    @property
+    def k8s_dir(self) -> str:
+        return f"/etc/misp/{self.secret.removeprefix('misp-')}"
+
+    @property
+    def k8s_path(self) -> str:
+        return f"{self.k8s_dir}/{self.key}"
+
+
+# The audit signs with one key in every process that signs, and its API verifies with the
+# published public half; every mailer process that renders mails or serves /gpg.asc signs with
+# the instance's OpenPGP key. Production refuses to start without them (the services' settings).
+KEY_FILES = (
+    KeyFile("audit", ("consume", "worker"), "AUDIT_SIGNING_KEY_PATH", "misp-audit-signing-key",
+            "signing.key", "the audit's Ed25519 signing key (PEM), e.g. openssl genpkey "
+            "-algorithm ed25519"),
+    KeyFile("audit", ("api",), "AUDIT_VERIFY_KEY_PATH", "misp-audit-verify-key", "verify.pem",
+            "the audit's public key (PEM), e.g. openssl pkey -pubout"),
+    KeyFile("mailer", ("api", "consume", "worker"), "MAILER_GNUPG_INSTANCE_KEY_FILE",
+            "misp-mailer-instance-key", "instance-key.asc",
+            "the mailer's OpenPGP secret key, e.g. gpg --armor --export-secret-keys"),
+)
+
+
+def key_files(svc: str, role: str) -> list[KeyFile]:
+    return [k for k in KEY_FILES if k.service == svc and role in k.roles]
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
@@ -39,7 +121,7 @@ def _load_render():
     return mod
 
 
-render = _load_render()
+render = _load("gateway_render", HERE / "gateway" / "render.py")
 
 
 def gateway_container_conf(services: dict[str, int]) -> str:
@@ -72,6 +154,10 @@ def _ready_probe(port: int) -> str:
 # docker-compose.yml
 
 
+def _hint(var: str, what: str) -> str:
+    return f"${{{var}:?set {var} to {what}, e.g. openssl rand -hex 24}}"
+
+
 def compose(services: dict[str, int]) -> str:
     o: list[str] = []
     w = o.append
@@ -79,8 +165,17 @@ def compose(services: dict[str, int]) -> str:
     w("# The local topology in containers: PostgreSQL, a single-node Kafka (KRaft, no automatic")
     w("# topic creation), the nginx gateway on :8080 (the only published port), and for every")
     w("# service a one-shot `migrate` plus its api, relay and consume processes.")
-    w("#   MISP_PEPPER=$(openssl rand -hex 32) POSTGRES_PASSWORD=$(openssl rand -hex 24) \\")
-    w("#     docker compose up --build   (keep both: the data depends on them)")
+    w("# Nothing trusts the network: each service logs in to PostgreSQL as its own role (owner of")
+    w("# its database only, made by postgres-init) and to Kafka as its own SCRAM principal (whose")
+    w("# ACLs kafka-init applies: deploy/docker/kafka-security.plan). No service holds the")
+    w("# PostgreSQL superuser's or the Kafka admin's password. Every secret is required (compose")
+    w("# refuses to start without one; README.md, With Docker, shows how to make them):")
+    w("#   MISP_PEPPER, POSTGRES_PASSWORD, " + KAFKA_ADMIN_VAR + ",")
+    names = [pg_password_var(s) for s in services] + [kafka_password_var(s) for s in services]
+    for i in range(0, len(names), 3):
+        w("#   " + ", ".join(names[i:i + 3]) + ",")
+    w("#   " + ", ".join(k.host_variable for k in KEY_FILES) + " (files)")
+    w("#     docker compose up --build   (keep them: the data depends on them)")
     w("name: misp-admin-plane")
     w("")
     w("x-app: &app")
@@ -92,19 +187,33 @@ def compose(services: dict[str, int]) -> str:
     w("")
     w("x-env: &env")
     w("  MISP_KAFKA_BOOTSTRAP_SERVERS: kafka:9092")
+    w("  MISP_KAFKA_SECURITY_PROTOCOL: SASL_PLAINTEXT")
+    w("  MISP_KAFKA_SASL_MECHANISM: SCRAM-SHA-512")
     # No default secret: compose refuses to start until they are set, and the containers run as
     # production (a development pepper is refused, misp_platform.config).
     w("  MISP_ENVIRONMENT: production")
-    w("  MISP_PG_URL: postgresql+psycopg://postgres:${POSTGRES_PASSWORD:?" + PG_HINT
-      + "}@postgres:5432")
     w("  MISP_PEPPER: ${MISP_PEPPER:?" + PEPPER_HINT + "}")
     w("  MISP_GATEWAY_URL: http://gateway:8080")
     w("  MISP_STATE_DIR: /var/lib/misp")
     w("  MISP_LOG_FORMAT: json")
+    # Each service's own credentials, in every container of the service and no other.
+    for svc in services:
+        upper = svc.upper()
+        w("")
+        w(f"x-{svc}-env: &{svc}-env")
+        w("  <<: *env")
+        w(f"  {upper}_DATABASE_URL: postgresql+psycopg://misp_{svc}:"
+          + _hint(pg_password_var(svc), f"the password of the {svc} service's PostgreSQL role")
+          + f"@postgres:5432/misp_{svc}")
+        w(f"  MISP_KAFKA_USERNAME: misp_{svc}")
+        w("  MISP_KAFKA_PASSWORD: "
+          + _hint(kafka_password_var(svc), f"the password of the {svc} service's Kafka principal"))
     w("")
     w("x-after-migrate: &after-migrate")
     w("  kafka:")
     w("    condition: service_healthy")
+    w("  kafka-init:")
+    w("    condition: service_completed_successfully")
     w("  postgres:")
     w("    condition: service_healthy")
     w("")
@@ -115,51 +224,76 @@ def compose(services: dict[str, int]) -> str:
     w("    command: [postgres, -c, max_connections=200, -c, fsync=on, -c, synchronous_commit=on]")
     w("    environment:")
     w("      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?" + PG_HINT + "}")
+    w("      POSTGRES_HOST_AUTH_METHOD: scram-sha-256")
     w("    volumes:")
     w("      - pgdata:/var/lib/postgresql/data")
-    w("      - ./deploy/docker/postgres-init.sql:/docker-entrypoint-initdb.d/10-misp.sql:ro")
     w("    healthcheck:")
     w("      test: [CMD, pg_isready, -U, postgres]")
     w("      interval: 2s")
     w("      timeout: 3s")
     w("      retries: 30")
     w("")
+    # At every `up`: the roles, their passwords (a new value rotates one), the databases they
+    # own (also those an older version of this file made as the superuser's).
+    w("  postgres-init:")
+    w("    image: postgres:15")
+    w('    restart: "no"')
+    w("    command: [bash, /opt/misp/postgres-init.sh]")
+    w("    environment:")
+    w("      PGHOST: postgres")
+    w("      PGUSER: postgres")
+    w("      PGPASSWORD: ${POSTGRES_PASSWORD:?" + PG_HINT + "}")
+    w(f"      MISP_SERVICES: {' '.join(services)}")
+    for svc in services:
+        w(f"      {pg_password_var(svc)}: "
+          + _hint(pg_password_var(svc), f"the password of the {svc} service's PostgreSQL role"))
+    w("    volumes:")
+    w("      - ./deploy/docker/postgres-init.sh:/opt/misp/postgres-init.sh:ro")
+    w("    depends_on:")
+    w("      postgres:")
+    w("        condition: service_healthy")
+    w("")
     w("  kafka:")
     w("    image: apache/kafka:4.1.1")
     w("    restart: unless-stopped")
+    # The local stack's broker configuration (deploy/kafka/server.properties) with the
+    # container's addresses; the storage is formatted with the admin's SCRAM credential.
+    w("    command: [bash, /opt/misp/kafka-start.sh]")
     w("    environment:")
     w("      CLUSTER_ID: ${KAFKA_CLUSTER_ID:-bWlzcC1hZG1pbi1wbGFuZQ}")
-    w("      KAFKA_NODE_ID: 1")
-    w("      KAFKA_PROCESS_ROLES: broker,controller")
-    w("      KAFKA_CONTROLLER_QUORUM_VOTERS: 1@kafka:9093")
-    w("      KAFKA_LISTENERS: PLAINTEXT://:9092,CONTROLLER://:9093")
-    w("      KAFKA_ADVERTISED_LISTENERS: PLAINTEXT://kafka:9092")
-    w("      KAFKA_CONTROLLER_LISTENER_NAMES: CONTROLLER")
-    w("      KAFKA_INTER_BROKER_LISTENER_NAME: PLAINTEXT")
-    w("      KAFKA_LISTENER_SECURITY_PROTOCOL_MAP: CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT")
-    w("      KAFKA_LOG_DIRS: /var/lib/kafka/data")
-    w('      KAFKA_AUTO_CREATE_TOPICS_ENABLE: "false"')
-    w("      KAFKA_NUM_PARTITIONS: 1")
-    w("      KAFKA_DEFAULT_REPLICATION_FACTOR: 1")
-    w("      KAFKA_MIN_INSYNC_REPLICAS: 1")
-    w("      KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR: 1")
-    w("      KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR: 1")
-    w("      KAFKA_TRANSACTION_STATE_LOG_MIN_ISR: 1")
-    w("      KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR: 1")
-    w("      KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR: 1")
-    w("      KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS: 0")
+    w(f"      {KAFKA_ADMIN_VAR}: ${{{KAFKA_ADMIN_VAR}:?{KAFKA_ADMIN_HINT}}}")
     w("      KAFKA_HEAP_OPTS: -Xms256m -Xmx512m")
     w("    volumes:")
     w("      - kafkadata:/var/lib/kafka/data")
+    w("      - ./deploy/kafka/server.properties:/opt/misp/server.properties.in:ro")
+    w("      - ./deploy/docker/kafka-start.sh:/opt/misp/kafka-start.sh:ro")
     w("    healthcheck:")
     w(
         "      test: [CMD-SHELL, /opt/kafka/bin/kafka-broker-api-versions.sh"
-        " --bootstrap-server localhost:9092 >/dev/null]"
+        " --bootstrap-server localhost:9092"
+        " --command-config /tmp/misp-kafka/admin.properties >/dev/null]"
     )
     w("      interval: 5s")
     w("      timeout: 10s")
     w("      retries: 30")
     w("      start_period: 10s")
+    w("")
+    # At every `up`: the services' SCRAM users and ACLs (deploy/docker/kafka-init.sh).
+    w("  kafka-init:")
+    w("    image: misp-kafka-init:local")
+    w("    build:")
+    w("      context: .")
+    w("      dockerfile: deploy/docker/Dockerfile.kafka-init")
+    w('    restart: "no"')
+    w("    environment:")
+    w("      MISP_KAFKA_BOOTSTRAP_SERVERS: kafka:9092")
+    w(f"      {KAFKA_ADMIN_VAR}: ${{{KAFKA_ADMIN_VAR}:?{KAFKA_ADMIN_HINT}}}")
+    for svc in services:
+        w(f"      {kafka_password_var(svc)}: "
+          + _hint(kafka_password_var(svc), f"the password of the {svc} service's Kafka principal"))
+    w("    depends_on:")
+    w("      kafka:")
+    w("        condition: service_healthy")
     w("")
     w("  gateway:")
     w("    image: nginx:1.27")
@@ -172,6 +306,14 @@ def compose(services: dict[str, int]) -> str:
     for svc in services:
         w(f"      {svc}-api:")
         w("        condition: service_healthy")
+
+    def keys(svc: str, role: str) -> tuple[list[str], list[str]]:
+        """The environment lines and the `secrets:` block of a container's key files."""
+        files = key_files(svc, role)
+        env = [f"      {k.variable}: {k.compose_path}" for k in files]
+        block = ["    secrets:", *(f"      - {k.compose_secret}" for k in files)] if files else []
+        return env, block
+
     for svc, port in services.items():
         upper = svc.upper()
         w("")
@@ -180,24 +322,29 @@ def compose(services: dict[str, int]) -> str:
         w('    restart: "no"')
         w(f"    command: [python, -m, {svc}, migrate]")
         w("    environment:")
-        w("      <<: *env")
+        w(f"      <<: *{svc}-env")
         w("    volumes:")
         w(f"      - {svc}-state:/var/lib/misp")
         w("    depends_on:")
         w("      postgres:")
         w("        condition: service_healthy")
+        w("      postgres-init:")
+        w("        condition: service_completed_successfully")
         for role in ROLES:
+            env, secrets = keys(svc, role)
             w("")
             w(f"  {svc}-{role}:")
             w("    <<: *app")
             w(f"    command: [python, -m, {svc}, {role}]")
             w("    environment:")
-            w("      <<: *env")
+            w(f"      <<: *{svc}-env")
             w(f'      {upper}_HTTP_PORT: "{port}"')
             if role == "api":
                 w(f"      {upper}_HTTP_HOST: 0.0.0.0")
+            o.extend(env)
             w("    volumes:")
             w(f"      - {svc}-state:/var/lib/misp")
+            o.extend(secrets)
             w("    depends_on:")
             w("      <<: *after-migrate")
             w(f"      {svc}-migrate:")
@@ -210,15 +357,18 @@ def compose(services: dict[str, int]) -> str:
                 w("      retries: 40")
                 w("      start_period: 5s")
         for _, name, replicas, args in (p for p in PROGRAMS if p[0] == svc):
+            env, secrets = keys(svc, args[0])
             w("")
             w(f"  {name}:")
             w("    <<: *app")
             w(f"    command: [python, -m, {svc}, {', '.join(args)}]")
             w("    environment:")
-            w("      <<: *env")
+            w(f"      <<: *{svc}-env")
             w(f'      {upper}_HTTP_PORT: "{port}"')
+            o.extend(env)
             w("    volumes:")
             w(f"      - {svc}-state:/var/lib/misp")
+            o.extend(secrets)
             if replicas != 1:
                 w("    deploy:")
                 w(f"      replicas: {replicas}")
@@ -227,11 +377,18 @@ def compose(services: dict[str, int]) -> str:
             w(f"      {svc}-migrate:")
             w("        condition: service_completed_successfully")
     w("")
+    # Host files, mounted read-only at /run/secrets/<name> in the containers that read them.
+    # Bind-mounted as they are: the image's user `misp` must be able to read them.
+    w("secrets:")
+    for k in KEY_FILES:
+        w(f"  {k.compose_secret}:")
+        w(f"    file: ${{{k.host_variable}:?set {k.host_variable} to the file of {k.hint}}}")
+    w("")
     w("volumes:")
     w("  pgdata:")
     w("  kafkadata:")
     # One state volume per service, shared by all its containers and kept across restarts: the
-    # audit's signing key, the mailer's GnuPG home and identity's admin key file live there.
+    # mailer's GnuPG home and identity's admin key file live there.
     for svc in services:
         w(f"  {svc}-state:")
     return "\n".join(o) + "\n"
@@ -242,6 +399,8 @@ def compose(services: dict[str, int]) -> str:
 
 
 def _k8s_env(svc: str, port: int, role: str) -> list[str]:
+    """The container's environment: the shared ConfigMap and Secret (the pepper), the service's
+    own credentials, and where its key files are mounted."""
     upper = svc.upper()
     lines = [
         "          envFrom:",
@@ -249,12 +408,45 @@ def _k8s_env(svc: str, port: int, role: str) -> list[str]:
         "                name: misp-env",
         "            - secretRef:",
         "                name: misp-secrets",
+        "            - secretRef:",
+        f"                name: {k8s_credentials(svc)}",
         "          env:",
         f"            - name: {upper}_HTTP_PORT",
         f'              value: "{port}"',
     ]
     if role in ("api", "migrate"):
         lines += [f"            - name: {upper}_HTTP_HOST", '              value: "0.0.0.0"']
+    for k in key_files(svc, role):
+        lines += [f"            - name: {k.variable}", f"              value: {k.k8s_path}"]
+    return lines
+
+
+def _k8s_key_mounts(svc: str, role: str) -> list[str]:
+    files = key_files(svc, role)
+    if not files:
+        return []
+    lines = ["          volumeMounts:"]
+    for k in files:
+        lines += [f"            - name: {k.secret}", f"              mountPath: {k.k8s_dir}",
+                  "              readOnly: true"]
+    return lines
+
+
+def _k8s_key_volumes(svc: str, role: str) -> list[str]:
+    files = key_files(svc, role)
+    if not files:
+        return []
+    lines = ["      volumes:"]
+    for k in files:
+        lines += [
+            f"        - name: {k.secret}",
+            "          secret:",
+            f"            secretName: {k.secret}",
+            "            defaultMode: 0444",
+            "            items:",
+            f"              - key: {k.key}",
+            f"                path: {k.key}",
+        ]
     return lines
 
 
@@ -304,6 +496,7 @@ def k8s_services(services: dict[str, int]) -> str:
                 f"          image: {K8S_IMAGE}",
                 f"          args: [python, -m, {svc}, {', '.join(args)}]",
                 *_k8s_env(svc, port, role),
+                *_k8s_key_mounts(svc, role),
                 "          resources:",
                 "            requests: {cpu: 100m, memory: 128Mi}",
                 "            limits: {memory: 512Mi}",
@@ -320,6 +513,7 @@ def k8s_services(services: dict[str, int]) -> str:
                     "            httpGet: {path: /health, port: http}",
                     "            periodSeconds: 10",
                 ]
+            d += _k8s_key_volumes(svc, role)
             docs.append("\n".join(d))
         docs.append(
             "\n".join(
@@ -418,6 +612,27 @@ def k8s_gateway(services: dict[str, int]) -> str:
     return head + "---\n" + "\n---\n".join([cm, deployment, service]) + "\n"
 
 
+# ---------------------------------------------------------------------------------------------
+# The Kafka users and ACLs of compose's kafka-init
+
+
+def kafka_plan(services: dict[str, int]) -> str:
+    """The local stack's plan (deploy/local/kafka_security.py), each user's password named by
+    the variable kafka-init reads it from."""
+    security = _load("kafka_security", HERE / "local" / "kafka_security.py")
+    if set(security.SERVICES) != set(services):
+        raise SystemExit(f"deploy/services.tsv ({', '.join(services)}) and the topic catalogue "
+                         f"({', '.join(security.SERVICES)}) name different services")
+    lines = security.plan({s: kafka_password_var(s) for s in security.SERVICES})
+    head = [
+        "# Generated by deploy/generate.py from deploy/local/kafka_security.py: do not edit.",
+        "# The services' Kafka users and ACLs, as the local stack has them, for kafka-init",
+        "# (deploy/docker/kafka-init.sh puts each user's password, from the variable its line",
+        "# names, and deploy/kafka/KafkaSecurity.java applies the plan).",
+    ]
+    return "\n".join(head + lines) + "\n"
+
+
 def outputs() -> dict[Path, str]:
     services = render.load_services(render.DEFAULT_SERVICES)
     return {
@@ -425,10 +640,24 @@ def outputs() -> dict[Path, str]:
         HERE / "gateway" / "nginx.container.conf": gateway_container_conf(services),
         HERE / "k8s" / "services.yaml": k8s_services(services),
         HERE / "k8s" / "gateway.yaml": k8s_gateway(services),
+        KAFKA_PLAN: kafka_plan(services),
     }
 
 
+def _with_project_packages() -> None:
+    """The plan reads the topic catalogue and the services' consumers: without the project's
+    packages, run again with the project's virtualenv."""
+    if importlib.util.find_spec("misp_contracts") is not None:
+        return
+    venv = ROOT / ".venv"
+    if (venv / "bin" / "python").exists() and Path(sys.prefix).resolve() != venv.resolve():
+        os.execv(venv / "bin" / "python", [str(venv / "bin" / "python"), *sys.argv])
+    raise SystemExit("deploy/generate.py needs the project's packages: run `make install`, then "
+                     ".venv/bin/python deploy/generate.py")
+
+
 def main() -> int:
+    _with_project_packages()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--check", action="store_true", help="fail if a generated file is out of date")
     a = p.parse_args()

@@ -1,6 +1,6 @@
 """Compose and Kubernetes run the containers as production and carry no default secret: compose
-refuses to start until the pepper and the PostgreSQL password are set, Kubernetes takes them from
-its Secret."""
+refuses to start until the pepper and the PostgreSQL passwords are set, Kubernetes takes them from
+its Secrets (tests/deploy/test_trust_in_deployments.py checks every secret and who holds it)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ def test_compose_runs_production_and_requires_its_secrets() -> None:
     env = text.split("x-env: &env\n", 1)[1].split("\n\n", 1)[0]
     assert "\n  MISP_ENVIRONMENT: production" in "\n" + env
     assert re.search(r"^  MISP_PEPPER: \$\{MISP_PEPPER:\?set MISP_PEPPER", env, re.M)
-    assert re.search(r"^  MISP_PG_URL: .*\$\{POSTGRES_PASSWORD:\?", env, re.M)
+    assert re.search(r"^      POSTGRES_PASSWORD: \$\{POSTGRES_PASSWORD:\?", text, re.M)
+    for service in ("identity", "orgs", "audit", "jobs", "mailer", "settings"):
+        upper = service.upper()
+        assert re.search(rf"^  {upper}_DATABASE_URL: .*\$\{{MISP_PG_{upper}_PASSWORD:\?", text,
+                         re.M), service
     # `:-` gives a default: no secret may have one (it was 64 zeros, and "postgres").
-    assert not re.search(r"\$\{(MISP_PEPPER|POSTGRES_PASSWORD):-", text)
+    assert not re.search(r"\$\{(MISP_PEPPER|[A-Z_]*PASSWORD|[A-Z_]*_FILE):-", text)
 
 
 def test_kubernetes_runs_production_with_secrets_from_its_secret() -> None:
@@ -30,8 +34,8 @@ def test_kubernetes_runs_production_with_secrets_from_its_secret() -> None:
 
 
 def test_every_container_of_a_service_shares_its_state_volume_and_only_its_own() -> None:
-    """The audit's signing key, the mailer's GnuPG home and identity's admin key file outlive
-    a container and are the same in every process of the service."""
+    """The mailer's GnuPG home and identity's admin key file outlive a container and are the
+    same in every process of the service (the audit's and the mailer's keys are secrets)."""
     text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
     services_part = text.split("\nservices:\n", 1)[1].split("\nvolumes:\n", 1)[0]
     blocks = re.split(r"\n(?=  [a-z][a-z0-9-]*:\n)", services_part)

@@ -154,21 +154,30 @@ def test_the_generated_files_are_up_to_date() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_docker_compose_config_validates_and_refuses_to_start_without_its_secrets() -> None:
+def test_docker_compose_config_validates_and_refuses_to_start_without_its_secrets(
+        tmp_path: Path) -> None:
+    """(Each secret, and who holds it: tests/deploy/test_trust_in_deployments.py.)"""
     docker = shutil.which("docker")
     assert docker, "the docker CLI is not installed (deploy/local/install.sh installs compose)"
+    secrets = {"MISP_PEPPER": "a1" * 32, "POSTGRES_PASSWORD": "b2" * 12,
+               "MISP_KAFKA_ADMIN_PASSWORD": "c3" * 12}
+    for svc in SERVICES:
+        secrets[f"MISP_PG_{svc.upper()}_PASSWORD"] = "d4" * 12
+        secrets[f"MISP_KAFKA_{svc.upper()}_PASSWORD"] = "e5" * 12
+    for key in ("AUDIT_SIGNING_KEY", "AUDIT_VERIFY_KEY", "MAILER_INSTANCE_KEY"):
+        (tmp_path / key).write_text("key\n")
+        secrets[f"MISP_{key}_FILE"] = str(tmp_path / key)
 
-    def config(**secrets: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("MISP_PEPPER", "POSTGRES_PASSWORD")}
+    def config(**given: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k not in secrets}
         return subprocess.run(
             [docker, "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
             capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
-            env={**env, **secrets})
+            env={**env, **given})
 
-    result = config(MISP_PEPPER="a1" * 32, POSTGRES_PASSWORD="b2" * 12)
+    result = config(**secrets)
     assert result.returncode == 0, result.stderr
-    missing = config(POSTGRES_PASSWORD="b2" * 12)
+    missing = config(**{k: v for k, v in secrets.items() if k != "MISP_PEPPER"})
     assert missing.returncode != 0 and "set MISP_PEPPER" in missing.stderr
 
 
