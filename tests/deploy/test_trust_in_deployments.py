@@ -1,0 +1,418 @@
+"""Compose and Kubernetes trust nobody by default, as the local stack does (issue 14): each service
+logs in to PostgreSQL as its own role and to Kafka as its own SCRAM principal, with passwords that
+have no default; only the init containers hold the PostgreSQL superuser's and the Kafka admin's
+passwords; kafka-init applies the very plan the local stack applies; the audit's and the
+mailer's keys come from secrets mounted where their settings point, in the processes that need
+them and no other.
+
+Needs the docker CLI (`docker compose config`, no engine) and kubectl (`kubectl kustomize`, no
+cluster); the init scripts run here with stand-ins for psql, java and Kafka's tools. Nothing
+starts a container: whether the images run is for `docker compose up` to show."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKER_DIR = ROOT / "deploy" / "docker"
+SERVICES = [line.split("\t")[0] for line in
+            (ROOT / "deploy" / "services.tsv").read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+IMAGE = "misp-admin-plane:local"
+
+PG_VARS = {s: f"MISP_PG_{s.upper()}_PASSWORD" for s in SERVICES}
+KAFKA_VARS = {s: f"MISP_KAFKA_{s.upper()}_PASSWORD" for s in SERVICES}
+KEY_FILE_VARS = ["MISP_AUDIT_SIGNING_KEY_FILE", "MISP_AUDIT_VERIFY_KEY_FILE",
+                 "MISP_MAILER_INSTANCE_KEY_FILE"]
+REQUIRED = ["MISP_PEPPER", "POSTGRES_PASSWORD", "MISP_KAFKA_ADMIN_PASSWORD",
+            *PG_VARS.values(), *KAFKA_VARS.values(), *KEY_FILE_VARS]
+
+# Which containers read which key, by the setting that names its file: the processes that sign
+# the audit's checkpoints, the audit's API (the public key only), every mailer process that
+# renders mails or serves /gpg.asc. Compose secret and Kubernetes Secret of each.
+KEYS = {
+    "AUDIT_SIGNING_KEY_PATH": ("audit_signing_key", "misp-audit-signing-key",
+                               {"audit-consume", "audit-worker"}),
+    "AUDIT_VERIFY_KEY_PATH": ("audit_verify_key", "misp-audit-verify-key", {"audit-api"}),
+    "MAILER_GNUPG_INSTANCE_KEY_FILE": ("mailer_instance_key", "misp-mailer-instance-key",
+                                       {"mailer-api", "mailer-consume", "mailer-worker"}),
+}
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} is not installed: these tests need it (they never skip)"
+    return path
+
+
+@pytest.fixture(scope="module")
+def values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A distinct value for every secret (the key files: paths of files with distinct texts)."""
+    out = {var: secrets.token_hex(24) for var in REQUIRED if var not in KEY_FILE_VARS}
+    keys = tmp_path_factory.mktemp("keys")
+    for var in KEY_FILE_VARS:
+        path = keys / var.lower()
+        path.write_text(secrets.token_hex(16), encoding="utf-8")
+        out[var] = str(path)
+    return out
+
+
+def compose_config(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`docker compose config` with exactly these of the variables, no `.env` file."""
+    base = {k: v for k, v in os.environ.items() if k not in REQUIRED}
+    empty = tmp_path / "empty.env"
+    empty.write_text("", encoding="utf-8")
+    return subprocess.run(
+        [_tool("docker"), "compose", "-f", str(COMPOSE), "--project-directory", str(ROOT),
+         "--env-file", str(empty), "config", "--format", "json"],
+        env={**base, **env}, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def rendered(values: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    done = compose_config(values, tmp_path_factory.mktemp("compose"))
+    assert done.returncode == 0, done.stderr
+    config: dict[str, Any] = json.loads(done.stdout)
+    return config
+
+
+def owner(container: dict[str, Any]) -> str | None:
+    """The service whose code an application container runs (`python -m <service> ...`)."""
+    command = container.get("command") or []
+    if container.get("image") == IMAGE and command[:2] == ["python", "-m"]:
+        return str(command[2])
+    return None
+
+
+# ---- compose: no secret has a default --------------------------------------------------------
+
+
+def test_compose_requires_exactly_these_secrets() -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    assert set(re.findall(r"\$\{([A-Z0-9_]+):\?", text)) == set(REQUIRED)
+    assert not re.search(r"\$\{[A-Z0-9_]*(PASSWORD|PEPPER|_FILE)(:?-)", text)
+
+
+@pytest.mark.parametrize("missing", REQUIRED)
+def test_compose_refuses_to_start_without_each_secret(
+        missing: str, values: dict[str, str], tmp_path: Path) -> None:
+    done = compose_config({k: v for k, v in values.items() if k != missing}, tmp_path)
+    assert done.returncode != 0, f"compose rendered without {missing}"
+    assert missing in done.stderr, done.stderr
+
+
+def test_compose_renders_with_every_secret(rendered: dict[str, Any]) -> None:
+    assert {"postgres", "postgres-init", "kafka", "kafka-init"} <= set(rendered["services"])
+
+
+# ---- compose: who holds which credential ------------------------------------------------------
+
+
+def test_each_service_container_logs_in_as_its_own_role_and_principal(
+        rendered: dict[str, Any], values: dict[str, str]) -> None:
+    seen: dict[str, int] = dict.fromkeys(SERVICES, 0)
+    for name, container in rendered["services"].items():
+        svc = owner(container)
+        if svc is None:
+            continue
+        seen[svc] += 1
+        env = container["environment"]
+        assert env["MISP_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT", name
+        assert env["MISP_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", name
+        assert env["MISP_KAFKA_USERNAME"] == f"misp_{svc}", name
+        assert env["MISP_KAFKA_PASSWORD"] == values[KAFKA_VARS[svc]], name
+        url = urlsplit(env[f"{svc.upper()}_DATABASE_URL"])
+        assert (url.username, url.password, url.hostname, url.path) == (
+            f"misp_{svc}", values[PG_VARS[svc]], "postgres", f"/misp_{svc}"), name
+        # No server-wide URL (it named the superuser) and no other service's database.
+        assert "MISP_PG_URL" not in env, name
+        assert [k for k in env if k.endswith("_DATABASE_URL")] == [
+            f"{svc.upper()}_DATABASE_URL"], name
+    # migrate, api, relay and consume of each service at least
+    assert all(n >= 4 for n in seen.values()), seen
+
+
+def test_only_the_init_containers_hold_the_superuser_and_admin_passwords(
+        rendered: dict[str, Any], values: dict[str, str]) -> None:
+    holders: dict[str, set[str]] = {
+        "POSTGRES_PASSWORD": {"postgres", "postgres-init"},
+        "MISP_KAFKA_ADMIN_PASSWORD": {"kafka", "kafka-init"},
+    }
+    for svc in SERVICES:
+        mine = {n for n, c in rendered["services"].items() if owner(c) == svc}
+        holders[PG_VARS[svc]] = mine | {"postgres-init"}
+        holders[KAFKA_VARS[svc]] = mine | {"kafka-init"}
+    for var, allowed in holders.items():
+        holding = {name for name, container in rendered["services"].items()
+                   if values[var] in json.dumps(container)}
+        assert holding == allowed, var
+
+
+def test_services_start_after_their_credentials_exist(rendered: dict[str, Any]) -> None:
+    for name, container in rendered["services"].items():
+        if owner(container) is None:
+            continue
+        needs = {k: v["condition"] for k, v in container["depends_on"].items()}
+        if name.endswith("-migrate"):
+            assert needs.get("postgres-init") == "service_completed_successfully", name
+        else:
+            assert needs.get("kafka-init") == "service_completed_successfully", name
+            assert needs.get(f"{owner(container)}-migrate") == "service_completed_successfully"
+    init = rendered["services"]["kafka-init"]
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert rendered["services"]["postgres-init"]["depends_on"]["postgres"]["condition"] == (
+        "service_healthy")
+
+
+# ---- compose: Kafka ---------------------------------------------------------------------------
+
+
+def test_kafka_init_applies_the_local_stacks_plan(
+        rendered: dict[str, Any], values: dict[str, str], tmp_path: Path) -> None:
+    """The committed plan is kafka_security.plan's (the function the local stack runs), and
+    kafka-init hands KafkaSecurity.java that plan with each service's password put in."""
+    security = _load("kafka_security", ROOT / "deploy" / "local" / "kafka_security.py")
+    committed = [line for line in (DOCKER_DIR / "kafka-security.plan").read_text(
+        encoding="utf-8").splitlines() if line and not line.startswith("#")]
+    assert committed == security.plan(KAFKA_VARS)
+    assert {f"user misp_{s} {KAFKA_VARS[s]}" for s in SERVICES} <= set(committed)
+
+    # The image compiles KafkaSecurity.java and carries the plan and the script.
+    dockerfile = (DOCKER_DIR / "Dockerfile.kafka-init").read_text(encoding="utf-8")
+    assert "deploy/kafka/KafkaSecurity.java" in dockerfile
+    assert "deploy/docker/kafka-security.plan /opt/misp/kafka-security.plan" in dockerfile
+    assert rendered["services"]["kafka-init"]["build"]["dockerfile"] == (
+        "deploy/docker/Dockerfile.kafka-init")
+
+    # kafka-init.sh with its container's environment, `java` standing in for the JVM.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    java = bin_dir / "java"
+    java.write_text('#!/bin/sh\nfor a; do last=$a; done\necho "$@" >&2\ncat "$last"\n')
+    java.chmod(0o755)
+    env = {**rendered["services"]["kafka-init"]["environment"],
+           "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "MISP_KAFKA_PLAN": str(DOCKER_DIR / "kafka-security.plan")}
+    done = subprocess.run(["bash", str(DOCKER_DIR / "kafka-init.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == security.plan(
+        {s: values[KAFKA_VARS[s]] for s in SERVICES})
+    assert " KafkaSecurity kafka:9092 " in done.stderr  # one JVM, the program, the broker
+
+    env.pop(KAFKA_VARS["orgs"])
+    done = subprocess.run(["bash", str(DOCKER_DIR / "kafka-init.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and KAFKA_VARS["orgs"] in done.stderr
+
+
+def _properties(text: str) -> dict[str, str]:
+    """Java properties as the broker reads them: the last value of a key wins."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def test_the_broker_takes_clients_with_scram_only_under_acls(
+        rendered: dict[str, Any], values: dict[str, str], tmp_path: Path) -> None:
+    kafka = rendered["services"]["kafka"]
+    assert kafka["command"] == ["bash", "/opt/misp/kafka-start.sh"]
+    mounts = {v["target"]: v["source"] for v in kafka["volumes"] if v["type"] == "bind"}
+    assert mounts["/opt/misp/server.properties.in"] == str(
+        ROOT / "deploy" / "kafka" / "server.properties")
+    assert "--command-config /tmp/misp-kafka/admin.properties" in " ".join(
+        kafka["healthcheck"]["test"])
+
+    # kafka-start.sh with stand-ins for Kafka's tools: what it formats and starts with.
+    tools = tmp_path / "kafka" / "bin"
+    tools.mkdir(parents=True)
+    (tools / "kafka-storage.sh").write_text('#!/bin/sh\necho "$@" > "$MISP_KAFKA_DATA/format"\n')
+    (tools / "kafka-server-start.sh").write_text('#!/bin/sh\ncat "$1"\n')
+    for tool in tools.iterdir():
+        tool.chmod(0o755)
+    env = {**kafka["environment"], "PATH": os.environ["PATH"],
+           "MISP_KAFKA_HOME": str(tmp_path / "kafka"),
+           "MISP_KAFKA_TEMPLATE": mounts["/opt/misp/server.properties.in"],
+           "MISP_KAFKA_DATA": str(tmp_path / "data"),
+           "MISP_KAFKA_CONF_DIR": str(tmp_path / "conf")}
+    done = subprocess.run(["bash", str(DOCKER_DIR / "kafka-start.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    props = _properties(done.stdout)
+    admin = values["MISP_KAFKA_ADMIN_PASSWORD"]
+    assert props["listeners"] == "SASL_PLAINTEXT://:9092,CONTROLLER://127.0.0.1:9093"
+    assert props["advertised.listeners"] == "SASL_PLAINTEXT://kafka:9092"
+    assert props["listener.security.protocol.map"] == (
+        "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT")
+    assert props["listener.name.sasl_plaintext.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["authorizer.class.name"] == (
+        "org.apache.kafka.metadata.authorizer.StandardAuthorizer")
+    assert props["super.users"] == "User:admin"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["log.dirs"] == str(tmp_path / "data")
+    assert "@" not in "".join(v for k, v in props.items() if k != "controller.quorum.voters")
+    assert f"--add-scram SCRAM-SHA-512=[name=admin,password={admin}]" in (
+        tmp_path / "data" / "format").read_text()
+
+
+# ---- compose: PostgreSQL ----------------------------------------------------------------------
+
+
+def test_postgres_init_makes_each_service_the_owner_of_its_database_alone(
+        rendered: dict[str, Any], values: dict[str, str], tmp_path: Path) -> None:
+    init = rendered["services"]["postgres-init"]
+    assert init["environment"]["PGUSER"] == "postgres"
+    assert init["environment"]["PGPASSWORD"] == values["POSTGRES_PASSWORD"]
+    assert init["environment"]["MISP_SERVICES"].split() == SERVICES
+    # postgres-init.sh with `psql` standing in: what it sends, and with which password.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "psql.log"
+    psql = bin_dir / "psql"
+    psql.write_text(f'#!/bin/sh\n{{ echo "ARGS $*"; echo "PASSWORD ${{MISP_PG_PASSWORD:-}}"; '
+                    f'[ -t 0 ] || cat; }} >> {log}\n')
+    psql.chmod(0o755)
+    env = {**init["environment"], "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(DOCKER_DIR / "postgres-init.sh")], env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    calls = log.read_text().split("ARGS ")
+    for svc in SERVICES:
+        [roles] = [c for c in calls if f"-d postgres -v role=misp_{svc}" in c]
+        assert f"PASSWORD {values[PG_VARS[svc]]}\n" in roles
+        assert "\\getenv password MISP_PG_PASSWORD" in roles
+        assert "PASSWORD :'password'" in roles and "NOSUPERUSER" in roles
+        assert "CREATE DATABASE %I OWNER %I" in roles
+        assert 'ALTER DATABASE :"role" OWNER TO :"role"' in roles
+        assert 'REVOKE ALL ON DATABASE :"role" FROM PUBLIC' in roles
+    # No password on a command line.
+    assert not any(values[v] in line for v in PG_VARS.values()
+                   for line in log.read_text().splitlines() if line.startswith("ARGS"))
+
+    log.unlink()
+    env.pop(PG_VARS["jobs"])
+    done = subprocess.run(["bash", str(DOCKER_DIR / "postgres-init.sh")], env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and PG_VARS["jobs"] in done.stderr
+    assert not log.exists()  # refused before touching anything
+
+
+# ---- compose: key files -----------------------------------------------------------------------
+
+
+def test_compose_mounts_each_key_where_its_setting_points_and_nowhere_else(
+        rendered: dict[str, Any], values: dict[str, str]) -> None:
+    files = {name: s["file"] for name, s in rendered["secrets"].items()}
+    assert files == {"audit_signing_key": values["MISP_AUDIT_SIGNING_KEY_FILE"],
+                     "audit_verify_key": values["MISP_AUDIT_VERIFY_KEY_FILE"],
+                     "mailer_instance_key": values["MISP_MAILER_INSTANCE_KEY_FILE"]}
+    for setting, (secret, _k8s, readers) in KEYS.items():
+        holders = set()
+        for name, container in rendered["services"].items():
+            mounted = {s["source"]: s.get("target") or f"/run/secrets/{s['source']}"
+                       for s in container.get("secrets", [])}
+            if secret in mounted:
+                holders.add(name)
+                assert container["environment"][setting] == mounted[secret], name
+            else:
+                assert setting not in container.get("environment", {}), name
+        assert holders == readers, setting
+
+
+# ---- Kubernetes -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def manifests() -> list[dict[str, Any]]:
+    done = subprocess.run([_tool("kubectl"), "kustomize", str(ROOT / "deploy" / "k8s")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def _secrets_of(pod: dict[str, Any]) -> set[str]:
+    names = {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        names |= {e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e}
+        names |= {e["valueFrom"]["secretKeyRef"]["name"] for e in c.get("env", [])
+                  if "secretKeyRef" in e.get("valueFrom", {})}
+    return names
+
+
+def test_kubernetes_gives_each_service_its_own_credentials_only(
+        manifests: list[dict[str, Any]]) -> None:
+    deployments = [d for d in manifests if d["kind"] == "Deployment"
+                   and d["metadata"]["labels"]["app.kubernetes.io/name"] in SERVICES]
+    assert {d["metadata"]["labels"]["app.kubernetes.io/name"] for d in deployments} == set(
+        SERVICES)
+    key_secrets = {k8s for _s, k8s, _r in KEYS.values()}
+    for d in deployments:
+        svc = d["metadata"]["labels"]["app.kubernetes.io/name"]
+        pod = d["spec"]["template"]["spec"]
+        assert _secrets_of(pod) - key_secrets == {"misp-secrets", f"misp-{svc}-credentials"}, (
+            d["metadata"]["name"])
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            refs = [e["secretRef"]["name"] for e in c.get("envFrom", []) if "secretRef" in e]
+            assert f"misp-{svc}-credentials" in refs, (d["metadata"]["name"], c["name"])
+            assert "MISP_PG_URL" not in {e["name"] for e in c.get("env", [])}
+    [config] = [m for m in manifests if m["kind"] == "ConfigMap"
+                and m["metadata"]["name"] == "misp-env"]
+    assert "MISP_PG_URL" not in config["data"]
+    assert config["data"]["MISP_ENVIRONMENT"] == "production"
+    assert config["data"]["MISP_KAFKA_SECURITY_PROTOCOL"].startswith("SASL_")
+    assert not any(m["kind"] == "Secret" for m in manifests)  # made out of band, never committed
+
+
+def test_kubernetes_mounts_each_key_secret_where_its_setting_points(
+        manifests: list[dict[str, Any]]) -> None:
+    holders: dict[str, set[str]] = {setting: set() for setting in KEYS}
+    for d in manifests:
+        if d["kind"] != "Deployment":
+            continue
+        pod = d["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            mounts = c.get("volumeMounts", [])
+            for setting, (_compose, secret, _readers) in KEYS.items():
+                mounted = [m for m in mounts
+                           if volumes[m["name"]].get("secret", {}).get("secretName") == secret]
+                if setting not in env:
+                    assert not mounted, (d["metadata"]["name"], c["name"], secret)
+                    continue
+                holders[setting].add(d["metadata"]["name"])
+                path = PurePosixPath(env[setting])
+                [mount] = mounted
+                assert mount["readOnly"] is True
+                assert PurePosixPath(mount["mountPath"]) == path.parent
+                items = volumes[mount["name"]]["secret"]["items"]
+                assert [i["path"] for i in items] == [path.name]
+    for setting, (_compose, _secret, readers) in KEYS.items():
+        assert holders[setting] == readers, setting
