@@ -15,6 +15,7 @@ from typing import Any
 
 from misp_contracts.envelope import Envelope
 from misp_contracts.events.base import REDACTED
+from misp_contracts.numbers import whole_number
 
 SYSTEM = "SYSTEM"
 MAX_TEXT = 65532  # MISP cuts long texts here and appends "..."
@@ -154,13 +155,7 @@ def type_parts(type_: str) -> tuple[str, str, str] | None:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else whole_number(value)
 
 
 Mapper = Callable[["_Row", Mapping[str, Any], str], "LogRow | None"]

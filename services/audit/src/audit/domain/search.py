@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from audit.domain.mapping import MAX_TEXT
+from misp_contracts.numbers import whole_number
 from misp_platform.errors import BadRequestError
 
 DEFAULT_LIMIT = 1000
@@ -242,7 +243,7 @@ def parse_audit_filters(filters: Mapping[str, Any], now: datetime) -> Query:
                 _int(name, v) for v in _values(name, raw)) else None
         elif name in ("user", "org"):
             values = _values(name, raw)
-            numbers = [v for v in values if isinstance(v, int) or str(v).isdigit()]
+            numbers = [v for v in values if whole_number(v) is not None]
             column_id, column_text = (("user_id", "email") if name == "user"
                                       else ("org_id", "org"))
             if numbers and len(numbers) == len(values):

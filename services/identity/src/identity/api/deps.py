@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from identity.domain.errors import UnknownOrganisationError
 from misp_contracts.events.orgs import ORGANISATION_TOPIC
+from misp_contracts.numbers import whole_number
 from misp_platform.app import EngineDep, SettingsDep
 from misp_platform.auth import Principal
 from misp_platform.consistency import consistency_of, decide_fresh
@@ -31,9 +32,10 @@ def resolve_user_id(value: str, principal: Principal, *, message: str = "Invalid
     """`me` or a numeric id; anything else cannot exist (404)."""
     if value == "me":
         return principal.user_id
-    if not value.isdigit() or len(value) > 18:
+    number = whole_number(value)
+    if number is None:
         raise NotFound(message)
-    return int(value)
+    return number
 
 
 async def fresh_orgs(request: Request, decide: Callable[[], Awaitable[T]]) -> T:

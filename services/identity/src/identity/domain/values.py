@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from misp_contracts.numbers import whole_number
+
 _TRUE = {"1", "true", "on", "yes"}
 _FALSE = {"0", "false", "off", "no", ""}
 MAX_INT = 2**63 - 1
@@ -22,12 +24,4 @@ def to_bool(value: Any) -> bool | None:
 
 def to_int(value: Any) -> int | None:
     """A non-negative integer from an int or a digit string; None otherwise (or too large)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
-    else:
-        return None
-    return number if 0 <= number <= MAX_INT else None
+    return whole_number(value, maximum=MAX_INT)

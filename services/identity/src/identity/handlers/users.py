@@ -49,6 +49,7 @@ from misp_contracts.events.identity import (
     UserState,
     UserUpdated,
 )
+from misp_contracts.numbers import whole_number
 from misp_platform.auth import Principal
 from misp_platform.eventstore import Append
 from misp_platform.misp import render_value
@@ -141,7 +142,8 @@ async def index(uow: UnitOfWork, caller: Principal,
     if not caller.is_site_admin:
         org_ids = [caller.org_id]
     elif "searchorg" in named:
-        org_ids = [int(p) for p in named["searchorg"].split("|") if p.strip().isdigit()]
+        org_ids = [n for p in named["searchorg"].split("|")
+                   if (n := whole_number(p)) is not None]
     async with uow.reads() as q:
         rows = await q.users(org_ids=org_ids)
     out: list[dict[str, Any]] = []

@@ -17,10 +17,12 @@ from misp_contracts.events.jobs import (
     STATUS_FAILED,
     STATUS_NAMES,
 )
+from misp_contracts.numbers import whole_number
 from misp_platform.app import EngineDep
 from misp_platform.auth import SiteAdmin
 from misp_platform.misp import (
     BadRequest,
+    MispId,
     NamedParams,
     NotFound,
     ValidationFailed,
@@ -35,6 +37,7 @@ from misp_platform.misp.errors import request_url
 misp = APIRouter(tags=["jobs"])
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 PAGE = 20
+MAX_PAGE = 10**6  # an offset of (page - 1) * PAGE stays far inside bigint
 FORGET_AFTER = timedelta(hours=1)
 # A due task is ticked within the scheduler's poll (0.2 s): one a minute late is not being ticked.
 OVERDUE_AFTER = timedelta(minutes=1)
@@ -96,7 +99,7 @@ async def index(_: SiteAdmin, engine: EngineDep, named: NamedParams,
                 queue: str | None = None) -> list[dict[str, Any]]:
     if queue is not None and queue not in QUEUES:
         raise NotFound(f"Invalid queue: {queue}")
-    page = int(named["page"]) if named.get("page", "").isdigit() else 1
+    page = whole_number(named.get("page"), maximum=MAX_PAGE) or 1
     now = datetime.now(UTC)
     async with engine.connect() as conn:
         rows = await queries.job_page(conn, now, GRACE_S, queue=queue, page=page, page_size=PAGE)
@@ -105,8 +108,8 @@ async def index(_: SiteAdmin, engine: EngineDep, named: NamedParams,
 
 @misp.get("/jobs/getProgress/{key}")
 async def get_progress(_: SiteAdmin, engine: EngineDep, key: str) -> dict[str, str]:
-    if key.isdigit() and len(key) < 19:
-        selector: dict[str, Any] = {"job_id": int(key)}
+    if (job_id := whole_number(key)) is not None:
+        selector: dict[str, Any] = {"job_id": job_id}
     elif key in JOB_TYPES:
         selector = {"job_type": key}
     else:
@@ -150,13 +153,13 @@ async def add_job(principal: SiteAdmin, engine: EngineDep, request: Request) -> 
 
 
 @router.get("/jobs/{job_id}")
-async def view_job(_: SiteAdmin, engine: EngineDep, job_id: int) -> dict[str, Any]:
+async def view_job(_: SiteAdmin, engine: EngineDep, job_id: MispId) -> dict[str, Any]:
     return await _view(engine, job_id)
 
 
 @router.post("/jobs/{job_id}/cancel")
 async def cancel_job(principal: SiteAdmin, engine: EngineDep, request: Request,
-                     job_id: int) -> dict[str, Any]:
+                     job_id: MispId) -> dict[str, Any]:
     with as_misp(request, "cancel", "Job"):
         async with engine.begin() as conn:
             await commands.cancel(conn, job_id, principal.actor())
@@ -165,7 +168,7 @@ async def cancel_job(principal: SiteAdmin, engine: EngineDep, request: Request,
 
 @router.post("/jobs/{job_id}/rerun")
 async def rerun_job(principal: SiteAdmin, engine: EngineDep, request: Request,
-                    job_id: int) -> dict[str, Any]:
+                    job_id: MispId) -> dict[str, Any]:
     with as_misp(request, "rerun", "Job"):
         async with engine.begin() as conn:
             await commands.rerun(conn, job_id, principal.actor())
@@ -233,7 +236,8 @@ async def set_task(principal: SiteAdmin, engine: EngineDep, request: Request) ->
     """`{"Task": {"<id>": {timer, scheduled_time, next_execution_time}}}`, all or nothing."""
     body = await read_body(request, "Task")
     url = request_url(request)
-    if not body or not all(isinstance(v, dict) and str(k).isdigit() for k, v in body.items()):
+    if not body or not all(isinstance(v, dict) and whole_number(k) is not None
+                            for k, v in body.items()):
         raise BadRequest("Expected {\"Task\": {\"<id>\": {\"timer\": .., \"scheduled_time\": ..}}}")
     now = datetime.now(UTC)
     with as_misp(request, "set", "Task"):
@@ -259,7 +263,7 @@ async def add_task(principal: SiteAdmin, engine: EngineDep, request: Request) ->
 
 
 @router.post("/tasks/{task_id}/{action}")
-async def task_action(principal: SiteAdmin, engine: EngineDep, request: Request, task_id: int,
+async def task_action(principal: SiteAdmin, engine: EngineDep, request: Request, task_id: MispId,
                       action: str) -> dict[str, Any]:
     url = request_url(request)
     if action not in ("pause", "resume", "trigger"):

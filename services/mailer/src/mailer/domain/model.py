@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from mailer.domain.errors import MailRequestError, MissingFieldError
+from misp_contracts.numbers import whole_number
 
 Action = Literal["custom", "welcome", "password_reset"]
 RecipientMode = Literal["all", "one", "new"]
@@ -118,10 +119,9 @@ def parse_contact_request(data: Mapping[str, Any]) -> ContactRequest:
     new_email = new_key = None
     if mode == "one":
         raw = _text(data, "recipientEmailList", "user_id", "recipient_id").strip()
-        if not raw.isdigit() or len(raw) > 18:
+        user_id = whole_number(raw)
+        if user_id is None:
             errors["recipientEmailList"] = ["Select a user."]
-        else:
-            user_id = int(raw)
     elif mode == "new":
         new_email = _text(data, "recipientEmail", "email").strip()
         if not EMAIL_RE.fullmatch(new_email):

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from misp_contracts.events.identity import USER_TOPIC
+from misp_contracts.numbers import whole_number
 from misp_contracts.settings_catalogue import definition
 from misp_platform.app import EngineDep, SettingsDep
 from misp_platform.auth import CurrentPrincipal, Principal, SiteAdmin
@@ -70,9 +71,10 @@ def _positive(named: dict[str, str], name: str) -> int | None:
     value = named.get(name)
     if value is None or value == "":
         return None
-    if not value.isdigit() or int(value) < 1 or len(value) > 9:
+    number = whole_number(value, maximum=999_999_999)
+    if number is None or number < 1:
         raise NotFound(f"Invalid {name}")
-    return int(value)
+    return number
 
 
 # ---- MISP paths -------------------------------------------------------------------------------
