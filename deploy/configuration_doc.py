@@ -77,7 +77,9 @@ MEANINGS: dict[str, str] = {
                        "empty: the signing key's public half. A verifier needs no secret.",
     "signing_key_path": "The Ed25519 key that signs the log's checkpoints, kept outside the "
                         "audit database. Empty: `<state_dir>/audit-signing.key`. Generated on "
-                        "first use (mode 0600).",
+                        "first use (mode 0600) outside production; in production the processes "
+                        "that sign (consume, worker, checkpoint, prune, rebuild) refuse to start "
+                        "unless it names a readable file (a mounted secret).",
     "checkpoint_interval_s": "How often the consumer writes a signed checkpoint, in seconds.",
     "retention_days": "Entries older than this many days are pruned, whole checkpoint ranges at "
                       "a time. 0: never.",
@@ -125,7 +127,9 @@ MEANINGS: dict[str, str] = {
                       "runs it on its own).",
     "gnupg_instance_key_file": "The instance's OpenPGP secret key as an armored file (mounted "
                                "from a secret): every mailer process imports it and signs with "
-                               "it, in any home. Empty: a key is generated once per GnuPG home.",
+                               "it, in any home. Empty: a key is generated once per GnuPG home, "
+                               "outside production; in production `api`, `consume` and `worker` "
+                               "refuse to start unless it names a readable file.",
     "gnupg_home": "The instance's GnuPG home. Empty: `<state_dir>/mailer-gnupg`. Keep the path "
                   "short (gpg-agent's socket lives there). The instance key is generated there "
                   "on first use.",
@@ -367,9 +371,11 @@ After changing a settings class, run `.venv/bin/python deploy/configuration_doc.
   JSON text. Durations ending in `_s` are seconds.
 - Where the values come from: `make up` writes `.local/env` (the `MISP_*` values of the local
   stack; `set -a; . .local/env; set +a` loads them into a shell) and supervisord adds
-  `<SERVICE>_HTTP_PORT` from `deploy/services.tsv`. `docker-compose.yml` sets them in `x-env`;
-  Kubernetes reads the ConfigMap `misp-env` (`deploy/k8s/config.yaml`) and the Secret
-  `misp-secrets`.
+  `<SERVICE>_HTTP_PORT` from `deploy/services.tsv`. `docker-compose.yml` sets them in `x-env`
+  and each service's own credentials (`<SERVICE>_DATABASE_URL`, `MISP_KAFKA_USERNAME`,
+  `MISP_KAFKA_PASSWORD`) in `x-<service>-env`; Kubernetes reads the ConfigMap `misp-env`
+  (`deploy/k8s/config.yaml`), the Secret `misp-secrets` and the service's
+  `misp-<service>-credentials` (`deploy/k8s/README.md`).
 """
 
 OUTRO = """\
