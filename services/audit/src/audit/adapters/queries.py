@@ -1,12 +1,13 @@
 """Read queries behind the log searches and the top API users (reads: the writes are the
-store's, store.py), scoped as MISP scopes the log."""
+store's, store.py), scoped as MISP scopes the log; and the users' orgs the projection fills in."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, column, false, func, or_, select, table
+from sqlalchemy import and_, column, false, func, or_, select, table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -112,3 +113,11 @@ async def top_api_users(conn: AsyncConnection, *, limit: int, since: datetime | 
         stmt = stmt.where(log_entry.c.action == action)
     rows = (await conn.execute(stmt)).all()
     return [row._asdict() for row in rows]
+
+
+async def org_ids_of_users(conn: AsyncConnection, user_ids: Sequence[int]) -> dict[int, int]:
+    """The org id of each of these users the principals projection knows in an org."""
+    rows = await conn.execute(text(
+        "SELECT user_id, org_id FROM principal_user WHERE user_id = ANY(:u) AND org_id > 0"),
+        {"u": list(user_ids)})
+    return {row.user_id: row.org_id for row in rows}

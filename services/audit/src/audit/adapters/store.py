@@ -1,11 +1,13 @@
-"""Reading and writing the chain heads, the entries (streamed) and the signed checkpoints."""
+"""Reading and writing the chain heads, the entries (written by the projection, streamed,
+pruned) and the signed checkpoints."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import UTC
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,6 +28,38 @@ async def chain_states(conn: AsyncConnection, tables: LogTables = LIVE) -> dict[
                                 r.pruned_offset) for r in rows}
 
 
+async def lock_chain_heads(conn: AsyncConnection, tables: LogTables,
+                           chains: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """The heads `(seq, hash)` of these chains, locked for this transaction (created when new)."""
+    await conn.execute(text(
+        f"INSERT INTO {tables.chain} (chain) SELECT unnest(CAST(:c AS text[])) "
+        "ON CONFLICT (chain) DO NOTHING"), {"c": list(chains)})
+    rows = await conn.execute(text(
+        f"SELECT chain, seq, hash FROM {tables.chain} WHERE chain = ANY(:c) "
+        "ORDER BY chain FOR UPDATE"), {"c": list(chains)})
+    return {r.chain: (r.seq, r.hash) for r in rows}
+
+
+async def update_chain_heads(conn: AsyncConnection, tables: LogTables,
+                             heads: dict[str, tuple[int, str]]) -> None:
+    """Set each chain's head `(seq, hash)`, in one statement."""
+    await conn.execute(text(
+        f"UPDATE {tables.chain} AS c SET seq = h.seq, hash = h.hash, updated_at = now() "
+        "FROM unnest(CAST(:c AS text[]), CAST(:s AS bigint[]), CAST(:h AS text[])) "
+        "AS h(chain, seq, hash) WHERE c.chain = h.chain"),
+        {"c": list(heads), "s": [v[0] for v in heads.values()],
+         "h": [v[1] for v in heads.values()]})
+
+
+async def set_pruned_marks(conn: AsyncConnection,
+                           marks: dict[str, tuple[Mark, int | None]]) -> None:
+    """Record where each chain now starts: its last pruned entry's mark and source offset."""
+    for chain, (mark, offset) in marks.items():
+        await conn.execute(text(
+            "UPDATE log_chain SET pruned_seq = :s, pruned_hash = :h, pruned_offset = :o "
+            "WHERE chain = :c"), {"s": mark.seq, "h": mark.hash, "o": offset, "c": chain})
+
+
 async def stored_checkpoints(conn: AsyncConnection) -> list[Checkpoint]:
     rows = await conn.execute(text(
         "SELECT body, signature FROM log_checkpoint ORDER BY number"))
@@ -35,6 +69,15 @@ async def stored_checkpoints(conn: AsyncConnection) -> list[Checkpoint]:
 async def latest_checkpoint(conn: AsyncConnection) -> Checkpoint | None:
     row = (await conn.execute(text(
         "SELECT body, signature FROM log_checkpoint ORDER BY number DESC LIMIT 1"))).first()
+    return parse_checkpoint(row.body, row.signature) if row else None
+
+
+async def newest_checkpoint_before(conn: AsyncConnection, cutoff: datetime) -> Checkpoint | None:
+    """The newest checkpoint of the current epoch created before `cutoff`."""
+    row = (await conn.execute(text(
+        "SELECT body, signature FROM log_checkpoint WHERE created_at < :cutoff "
+        "AND epoch = (SELECT max(epoch) FROM log_checkpoint) "
+        "ORDER BY number DESC LIMIT 1"), {"cutoff": cutoff})).first()
     return parse_checkpoint(row.body, row.signature) if row else None
 
 
@@ -97,3 +140,79 @@ async def chain_entries(conn: AsyncConnection, chain: str, *, after: int, upto: 
         execution_options={"yield_per": batch})
     async for row in result:
         yield _entry(row)
+
+
+# ---- entries: the projection's writes and the retention's deletes --------------------------------
+
+
+async def entry_count(conn: AsyncConnection, tables: LogTables = LIVE) -> int:
+    return int((await conn.execute(text(f"SELECT count(*) FROM {tables.entry}"))).scalar_one())
+
+
+async def logged_event_ids(conn: AsyncConnection, tables: LogTables,
+                           event_ids: Sequence[str]) -> set[str]:
+    """Those of these source event ids that already have an entry."""
+    rows = await conn.execute(text(
+        f"SELECT source_event_id FROM {tables.entry} WHERE source_event_id = ANY(:ids)"),
+        {"ids": list(event_ids)})
+    return {r[0] for r in rows}
+
+
+async def next_entry_ids(conn: AsyncConnection, tables: LogTables, n: int) -> list[int]:
+    """`n` ids drawn from the entry table's sequence, in one statement."""
+    rows = await conn.execute(text(
+        "SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+        {"t": tables.entry, "n": n})
+    return [r[0] for r in rows]
+
+
+def _entry_dict(e: Entry) -> dict[str, Any]:
+    return {"id": e.id, "source_event_id": e.source_event_id, "source_type": e.source_type,
+            "chain": e.chain, "seq": e.seq, "prev_hash": e.prev_hash, "hash": e.hash,
+            "created": e.created.isoformat(), "model": e.model, "model_id": e.model_id,
+            "action": e.action, "user_id": e.user_id, "title": e.title, "change": e.change,
+            "email": e.email, "org": e.org, "description": e.description, "ip": e.ip,
+            "org_id": e.org_id, "authkey_id": e.authkey_id, "request_id": e.request_id,
+            "request_type": e.request_type, "change_json": e.change_json}
+
+
+def _insert_sql(table: str) -> str:
+    columns = ", ".join(ENTRY_COLUMNS)
+    return f"""
+        INSERT INTO {table} ({columns})
+        SELECT {columns} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+            id bigint, source_event_id text, source_type text, chain text, seq bigint,
+            source_offset bigint, prev_hash text, hash text, created timestamptz,
+            model text, model_id bigint, action text, user_id bigint, title text, change text,
+            email text, org text, description text, ip text, org_id bigint, authkey_id bigint,
+            request_id text, request_type smallint, change_json jsonb)
+    """
+
+
+async def insert_entries(conn: AsyncConnection, tables: LogTables,
+                         entries: Sequence[tuple[Entry, int | None]]) -> None:
+    """Insert these entries, each with its source offset, as one JSON parameter."""
+    rows = [{**_entry_dict(entry), "source_offset": offset} for entry, offset in entries]
+    await conn.execute(text(_insert_sql(tables.entry)),
+                       {"rows": orjson.dumps(rows).decode("utf-8")})
+
+
+async def count_entries_upto(conn: AsyncConnection, chain: str, seq: int) -> int:
+    """The live entries of `chain` with a seq up to `seq` (what a prune there would delete)."""
+    return int((await conn.execute(text(
+        "SELECT count(*) FROM log_entry WHERE chain = :c AND seq <= :s"),
+        {"c": chain, "s": seq})).scalar_one())
+
+
+async def source_offset_of(conn: AsyncConnection, chain: str, seq: int) -> int | None:
+    """The source offset of the live entry at `seq` in `chain` (None if it has none)."""
+    return (await conn.execute(text(
+        "SELECT source_offset FROM log_entry WHERE chain = :c AND seq = :s"),
+        {"c": chain, "s": seq})).scalar()
+
+
+async def delete_entries_upto(conn: AsyncConnection, chain: str, seq: int) -> int:
+    """Delete the live entries of `chain` up to `seq`; how many went."""
+    deleted = await conn.execute(text(
+        "DELETE FROM log_entry WHERE chain = :c AND seq <= :s"), {"c": chain, "s": seq})
+    return deleted.rowcount or 0

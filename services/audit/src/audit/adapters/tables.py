@@ -22,6 +22,10 @@ RETIRED = LogTables("log_entry_retired", "log_chain_retired")
 KNOWN_TABLES = frozenset({*vars(LIVE).values(), *vars(REBUILD).values(),
                           *vars(RETIRED).values()})
 
+SETTINGS_TABLE = "setting_value"  # misp_platform.server_settings
+# A rebuild replays the logging settings into its own copy of them (projections/log.py Options).
+SETTINGS_REBUILD = "audit_setting_rebuild"
+
 ENTRY_COLUMNS = (
     "id", "source_event_id", "source_type", "chain", "seq", "source_offset", "prev_hash",
     "hash", "created", "model", "model_id", "action", "user_id", "title", "change", "email",

@@ -13,16 +13,21 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from audit.adapters.store import (
     chain_entries,
     chain_states,
+    count_entries_upto,
+    delete_entries_upto,
+    entry_count,
     latest_checkpoint,
     lock_checkpoints,
+    newest_checkpoint_before,
     public_key_b64,
     save_checkpoint,
+    set_pruned_marks,
+    source_offset_of,
     stored_checkpoints,
     stream_entries,
 )
@@ -118,8 +123,7 @@ async def verify_in(conn: AsyncConnection, public: bytes, *,
     """`verify` on the caller's connection (a job worker's transaction)."""
     report = VerifyReport()
     if bar is not None:
-        bar.set_total((await conn.execute(text(
-            f"SELECT count(*) FROM {tables.entry}"))).scalar_one())
+        bar.set_total(await entry_count(conn, tables))
     stored = await stored_checkpoints(conn)
     cps = verify_checkpoints(stored, public, published)
     report.checkpoints, report.epoch = cps.count, cps.epoch
@@ -256,13 +260,9 @@ async def prune_in(conn: AsyncConnection, key: Ed25519PrivateKey, *, retention_d
     cutoff = clock() - timedelta(days=retention_days)
     if not dry_run:
         await lock_checkpoints(conn)
-    rows = (await conn.execute(text(
-        "SELECT body, signature FROM log_checkpoint WHERE created_at < :cutoff "
-        "AND epoch = (SELECT max(epoch) FROM log_checkpoint) "
-        "ORDER BY number DESC LIMIT 1"), {"cutoff": cutoff})).first()
-    if rows is None:
+    bound = await newest_checkpoint_before(conn, cutoff)
+    if bound is None:
         return report
-    bound = parse_checkpoint(rows.body, rows.signature)
     states = await chain_states(conn)
     starts = await _verify_range(conn, public_raw(key), bound, states, bar)
     marks: dict[str, tuple[Mark, int | None]] = {}
@@ -270,26 +270,16 @@ async def prune_in(conn: AsyncConnection, key: Ed25519PrivateKey, *, retention_d
         if head.seq <= starts.get(chain, START).seq:
             continue
         if dry_run:
-            report.pruned_entries += (await conn.execute(text(
-                "SELECT count(*) FROM log_entry WHERE chain = :c AND seq <= :s"),
-                {"c": chain, "s": head.seq})).scalar_one()
+            report.pruned_entries += await count_entries_upto(conn, chain, head.seq)
             report.upto[chain] = head.seq
             continue
-        offset = (await conn.execute(text(
-            "SELECT source_offset FROM log_entry WHERE chain = :c AND seq = :s"),
-            {"c": chain, "s": head.seq})).scalar()
-        deleted = await conn.execute(text(
-            "DELETE FROM log_entry WHERE chain = :c AND seq <= :s"),
-            {"c": chain, "s": head.seq})
-        report.pruned_entries += deleted.rowcount or 0
+        offset = await source_offset_of(conn, chain, head.seq)
+        report.pruned_entries += await delete_entries_upto(conn, chain, head.seq)
         marks[chain] = (head, offset)
         report.upto[chain] = head.seq
     if dry_run or not marks:
         return report
-    for chain, (mark, offset) in marks.items():
-        await conn.execute(text(
-            "UPDATE log_chain SET pruned_seq = :s, pruned_hash = :h, pruned_offset = :o "
-            "WHERE chain = :c"), {"s": mark.seq, "h": mark.hash, "o": offset, "c": chain})
+    await set_pruned_marks(conn, marks)
     states = await chain_states(conn)
     last = await latest_checkpoint(conn)
     assert last is not None

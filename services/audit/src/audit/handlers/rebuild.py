@@ -15,9 +15,17 @@ from dataclasses import dataclass
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from audit.adapters.generations import (
+    create_generation,
+    create_settings_copy,
+    drop_generation,
+    drop_settings_copy,
+    lock_generation,
+    rename_generation,
+    seed_pruned_offsets,
+)
 from audit.adapters.store import (
     chain_states,
     latest_checkpoint,
@@ -25,7 +33,7 @@ from audit.adapters.store import (
     public_key_b64,
     save_checkpoint,
 )
-from audit.adapters.tables import LIVE, REBUILD, RETIRED, LogTables, generation_ddl
+from audit.adapters.tables import LIVE, REBUILD, RETIRED, SETTINGS_REBUILD
 from audit.domain.checkpoint import REBUILD as REBUILD_KIND
 from audit.domain.checkpoint import Checkpoint, make_checkpoint
 from audit.handlers.integrity import Clock, utcnow
@@ -36,7 +44,6 @@ from misp_platform.kafka import client_options
 
 log = structlog.get_logger(__name__)
 
-SETTINGS_REBUILD = "audit_setting_rebuild"
 Progress = Callable[[int, int], None]  # (advance by, new total)
 
 
@@ -46,21 +53,6 @@ class RebuildReport:
     replayed: int = 0
     skipped_pruned: int = 0
     checkpoint: Checkpoint | None = None
-
-
-async def _drop(conn: AsyncConnection, tables: LogTables) -> None:
-    await conn.execute(text(f"DROP TABLE IF EXISTS {tables.entry}, {tables.chain}"))
-
-
-async def _rename(conn: AsyncConnection, src: LogTables, dst: LogTables) -> None:
-    indexes = await conn.execute(text(
-        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
-        "AND tablename = :t AND indexname LIKE :p"), {"t": src.entry, "p": f"ix_{src.entry}_%"})
-    for (name,) in indexes.all():
-        suffix = name[len(f"ix_{src.entry}_"):]
-        await conn.execute(text(f'ALTER INDEX "{name}" RENAME TO "ix_{dst.entry}_{suffix}"'))
-    await conn.execute(text(f"ALTER TABLE {src.entry} RENAME TO {dst.entry}"))
-    await conn.execute(text(f"ALTER TABLE {src.chain} RENAME TO {dst.chain}"))
 
 
 class _Replayer:
@@ -147,19 +139,13 @@ async def rebuild(engine: AsyncEngine, key: Ed25519PrivateKey, *, bootstrap: str
                   checkpoint_topic: str = AUDIT_CHECKPOINT_TOPIC) -> RebuildReport:
     report = RebuildReport()
     async with engine.begin() as conn:
-        await _drop(conn, REBUILD)
-        await conn.execute(text(f"DROP TABLE IF EXISTS {SETTINGS_REBUILD}"))
-        await conn.execute(text(f"CREATE TABLE {SETTINGS_REBUILD} (LIKE setting_value "
-                                "INCLUDING ALL)"))
-        for ddl in generation_ddl(REBUILD):
-            await conn.execute(text(ddl))
+        await drop_generation(conn, REBUILD)
+        await create_settings_copy(conn, SETTINGS_REBUILD)
+        await create_generation(conn, REBUILD)
         watermarks = {c: s.pruned_offset for c, s in (await chain_states(conn)).items()
                       if s.pruned_offset is not None}
         if watermarks:
-            await conn.execute(text(
-                f"INSERT INTO {REBUILD.chain} (chain, pruned_offset) "
-                "SELECT unnest(CAST(:c AS text[])), unnest(CAST(:o AS bigint[]))"),
-                {"c": list(watermarks), "o": list(watermarks.values())})
+            await seed_pruned_offsets(conn, REBUILD, watermarks)
     replayer = _Replayer(bootstrap, pattern)
     await replayer.start()
     try:
@@ -169,8 +155,7 @@ async def rebuild(engine: AsyncEngine, key: Ed25519PrivateKey, *, bootstrap: str
         await _replay_until(replayer, engine, ends, watermarks, report, progress)
         async with engine.begin() as conn:
             # The live consumer waits from here: whatever it logged is on Kafka below `ends`.
-            await conn.execute(text(f"LOCK TABLE {LIVE.entry}, {LIVE.chain} "
-                                    "IN ACCESS EXCLUSIVE MODE"))
+            await lock_generation(conn, LIVE)
             await replayer.refresh()
             ends, left = await replayer.remaining()
             if progress is not None:
@@ -183,11 +168,11 @@ async def rebuild(engine: AsyncEngine, key: Ed25519PrivateKey, *, bootstrap: str
                                  epoch=(last.epoch + 1) if last else 1, kind=REBUILD_KIND,
                                  created_at=clock(), prev=last.hash if last else None,
                                  chains=states)
-            await _drop(conn, RETIRED)
-            await _rename(conn, LIVE, RETIRED)
-            await _rename(conn, REBUILD, LIVE)
+            await drop_generation(conn, RETIRED)
+            await rename_generation(conn, LIVE, RETIRED)
+            await rename_generation(conn, REBUILD, LIVE)
             await save_checkpoint(conn, cp, public_key_b64(key), topic=checkpoint_topic)
-            await conn.execute(text(f"DROP TABLE {SETTINGS_REBUILD}"))
+            await drop_settings_copy(conn, SETTINGS_REBUILD)
             report.checkpoint = cp
     finally:
         await replayer.stop()

@@ -13,12 +13,18 @@ from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import Any
 
-import orjson
 import structlog
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from audit.adapters.tables import ENTRY_COLUMNS, LIVE, LogTables
+from audit.adapters.queries import org_ids_of_users
+from audit.adapters.store import (
+    insert_entries,
+    lock_chain_heads,
+    logged_event_ids,
+    next_entry_ids,
+    update_chain_heads,
+)
+from audit.adapters.tables import LIVE, SETTINGS_TABLE, LogTables
 from audit.domain.chain import Entry, entry_hash
 from audit.domain.mapping import LogRow, LogSettings, to_log_row
 from audit.domain.siem import siem_record
@@ -33,7 +39,6 @@ log = structlog.get_logger(__name__)
 
 LOGGING_SETTINGS = ("MISP.log_auth", "MISP.log_client_ip", "Security.do_not_log_authkeys")
 UNPARTITIONED = "unpartitioned"
-SETTINGS_TABLE = "setting_value"  # misp_platform.server_settings
 # Deterministic SIEM message ids: a replayed entry keeps the id a SIEM may deduplicate on.
 SIEM_NAMESPACE = uuid.UUID("5b0b7a4e-2f44-4c55-9d0e-6a1d2c9f3e10")
 INT_MAX = 2**63 - 1
@@ -92,49 +97,12 @@ def _opt_bounded(value: int | None) -> int | None:
     return value if value is not None and 0 <= value <= INT_MAX else None
 
 
-def _entry_dict(e: Entry) -> dict[str, Any]:
-    return {"id": e.id, "source_event_id": e.source_event_id, "source_type": e.source_type,
-            "chain": e.chain, "seq": e.seq, "prev_hash": e.prev_hash, "hash": e.hash,
-            "created": e.created.isoformat(), "model": e.model, "model_id": e.model_id,
-            "action": e.action, "user_id": e.user_id, "title": e.title, "change": e.change,
-            "email": e.email, "org": e.org, "description": e.description, "ip": e.ip,
-            "org_id": e.org_id, "authkey_id": e.authkey_id, "request_id": e.request_id,
-            "request_type": e.request_type, "change_json": e.change_json}
-
-
-def _insert_sql(table: str) -> str:
-    columns = ", ".join(ENTRY_COLUMNS)
-    return f"""
-        INSERT INTO {table} ({columns})
-        SELECT {columns} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
-            id bigint, source_event_id text, source_type text, chain text, seq bigint,
-            source_offset bigint, prev_hash text, hash text, created timestamptz,
-            model text, model_id bigint, action text, user_id bigint, title text, change text,
-            email text, org text, description text, ip text, org_id bigint, authkey_id bigint,
-            request_id text, request_type smallint, change_json jsonb)
-    """
-
-
-async def _lock_heads(conn: AsyncConnection, tables: LogTables,
-                      chains: Sequence[str]) -> dict[str, tuple[int, str]]:
-    """The heads of these chains, locked for this transaction (created when new)."""
-    await conn.execute(text(
-        f"INSERT INTO {tables.chain} (chain) SELECT unnest(CAST(:c AS text[])) "
-        "ON CONFLICT (chain) DO NOTHING"), {"c": list(chains)})
-    rows = await conn.execute(text(
-        f"SELECT chain, seq, hash FROM {tables.chain} WHERE chain = ANY(:c) "
-        "ORDER BY chain FOR UPDATE"), {"c": list(chains)})
-    return {r.chain: (r.seq, r.hash) for r in rows}
-
-
 async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source | None]],
                   options: Options = Options()) -> list[Entry]:
     """Write the Log rows of these events (in order) and return the entries written."""
     tables = options.tables
     ids = [e.id for e, _ in items]
-    seen = {r[0] for r in await conn.execute(text(
-        f"SELECT source_event_id FROM {tables.entry} WHERE source_event_id = ANY(:ids)"),
-        {"ids": ids})}
+    seen = await logged_event_ids(conn, tables, ids)
     settings = await load_log_settings(conn, options.settings_table)
     pending: list[tuple[Envelope, Source | None, LogRow]] = []
     principals: list[Envelope] = []
@@ -160,12 +128,10 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
     pending = await _with_user_orgs(conn, pending)
 
     chains = sorted({s.chain if s else UNPARTITIONED for _, s, _ in pending})
-    heads = await _lock_heads(conn, tables, chains)
-    new_ids = [r[0] for r in await conn.execute(text(
-        "SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
-        {"t": tables.entry, "n": len(pending)})]
+    heads = await lock_chain_heads(conn, tables, chains)
+    new_ids = await next_entry_ids(conn, tables, len(pending))
     entries: list[Entry] = []
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Entry, int | None]] = []
     for (envelope, source, row), entry_id in zip(pending, new_ids, strict=True):
         chain = source.chain if source else UNPARTITIONED
         seq, prev = heads[chain]
@@ -183,15 +149,9 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
         entry = Entry(**{**entry.__dict__, "hash": entry_hash(entry)})
         heads[chain] = (entry.seq, entry.hash)
         entries.append(entry)
-        rows.append({**_entry_dict(entry), "source_offset": source.offset if source else None})
-    await conn.execute(text(_insert_sql(tables.entry)),
-                       {"rows": orjson.dumps(rows).decode("utf-8")})
-    await conn.execute(text(
-        f"UPDATE {tables.chain} AS c SET seq = h.seq, hash = h.hash, updated_at = now() "
-        "FROM unnest(CAST(:c AS text[]), CAST(:s AS bigint[]), CAST(:h AS text[])) "
-        "AS h(chain, seq, hash) WHERE c.chain = h.chain"),
-        {"c": list(heads), "s": [v[0] for v in heads.values()],
-         "h": [v[1] for v in heads.values()]})
+        rows.append((entry, source.offset if source else None))
+    await insert_entries(conn, tables, rows)
+    await update_chain_heads(conn, tables, heads)
     if options.publish:
         await enqueue_messages(conn, [
             _siem_message(entry, row, envelope, options.siem_topic)
@@ -208,9 +168,7 @@ async def _with_user_orgs(conn: AsyncConnection,
     wanted = {r.user_id for _e, _s, r in pending if r.org_id is None and 0 < r.user_id <= INT_MAX}
     if not wanted:
         return pending
-    orgs = {row.user_id: row.org_id for row in await conn.execute(text(
-        "SELECT user_id, org_id FROM principal_user WHERE user_id = ANY(:u) AND org_id > 0"),
-        {"u": sorted(wanted)})}
+    orgs = await org_ids_of_users(conn, sorted(wanted))
     return [(e, s, replace(r, org_id=orgs[r.user_id]) if r.org_id is None and r.user_id in orgs
              else r) for e, s, r in pending]
 
