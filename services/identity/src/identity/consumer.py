@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from identity.adapters.queries import own_event_ids
 from identity.handlers.first_run import seed_when_ready
 from identity.handlers.merge import (
     when_merge_started_move_users,
@@ -35,7 +35,6 @@ from misp_platform.auth.principals import (
 )
 from misp_platform.config import ServiceSettings
 from misp_platform.consumer import BatchHandler, Handler
-from misp_platform.db import event
 from misp_platform.server_settings import when_setting_changed_record
 
 _ORG_HANDLERS: dict[str, Handler] = {
@@ -50,8 +49,7 @@ _ORG_HANDLERS: dict[str, Handler] = {
 async def principals_unless_own(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
     """The principals consumer's handler in identity: every principal event but identity's own
     (applied in the append's transaction), in one statement per run."""
-    own = {str(r.event_id) for r in await conn.execute(select(event.c.event_id).where(
-        event.c.event_id.in_([e.id for e in envelopes])))}
+    own = await own_event_ids(conn, [e.id for e in envelopes])
     await project_principals(conn, [e for e in envelopes if e.id not in own])
 
 

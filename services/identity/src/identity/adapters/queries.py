@@ -254,7 +254,7 @@ async def setting_rows(conn: AsyncConnection, *, setting_id: int | None = None,
             for r in await conn.execute(stmt)]
 
 
-# ---- reads of the handlers still on a connection of their own (login, first run, merge) --------
+# ---- reads on a connection of their own (login, first run, merge, the consumer) ----------------
 
 
 async def login_attempts(conn: AsyncConnection, *, ip: str, username: str,
@@ -277,6 +277,12 @@ async def stream_started(conn: AsyncConnection, stream_id: str) -> bool:
     """Whether the event stream has an event (one row looked at)."""
     return (await conn.execute(select(event.c.event_id).where(
         event.c.stream_id == stream_id).limit(1))).first() is not None
+
+
+async def own_event_ids(conn: AsyncConnection, event_ids: Sequence[str]) -> set[str]:
+    """Which of these event ids are in identity's event store."""
+    return {str(r.event_id) for r in await conn.execute(select(event.c.event_id).where(
+        event.c.event_id.in_(list(event_ids))))}
 
 
 async def users_of_org(conn: AsyncConnection, org_id: int) -> list[LoadedUser]:
