@@ -175,3 +175,40 @@ async def test_under_onlyencrypted_a_keyless_single_recipient_is_refused_with_th
                              json={"subject": "s", "body": "b"})
     assert sent.status_code == 200 and sent.json()["mails"][0]["encrypted"] is True
     await wait_for(lambda: [m.rcpt_tos for m in sink.received] == [[keyed.email]])
+
+
+async def test_a_subject_with_a_line_break_is_refused_and_nothing_is_queued(
+        client: httpx.AsyncClient, admin_key: str, mailer_engine: AsyncEngine) -> None:
+    """A CR or LF would end the Subject header and start one of the sender's choosing (Bcc)."""
+    await add_user(mailer_engine, user_id=520)
+    for path, payload in [
+        ("/admin/users/quickEmail/520", {"subject": "hi\r\nBcc: x@evil.test", "body": "b"}),
+        ("/admin/users/email", {"action": "custom", "recipient": "one", "body": "b",
+                                "recipientEmailList": "520", "subject": "hi\nBcc: x@evil"}),
+    ]:
+        r = await client.post(path, headers=auth(admin_key), json=payload)
+        assert 400 <= r.status_code < 500, r.text
+        assert "line break" in r.text and r.json()["url"] == path
+    async with mailer_engine.connect() as conn:
+        assert (await conn.execute(select(mail.c.id))).first() is None
+
+
+async def test_non_ascii_subjects_and_organisation_names_are_encoded(
+        client: httpx.AsyncClient, admin_key: str, mailer_engine: AsyncEngine,
+        sink: Sink) -> None:
+    """RFC 2047: the headers are ASCII on the wire and read back as they were written."""
+    await set_setting(mailer_engine, "MISP.org", "Zürich CERT Ω")
+    user = await add_user(mailer_engine, user_id=521)
+
+    r = await client.post("/admin/users/quickEmail/521", headers=auth(admin_key),
+                          json={"subject": "Grüße, 東京", "body": "Ünïcode body"})
+
+    assert r.status_code == 200, r.text
+    await wait_for(lambda: len(sink.received) == 1)
+    raw = sink.received[0].content
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert head.isascii()
+    message = email.message_from_bytes(raw, policy=policy.default)
+    assert message["To"] == user.email
+    assert message["Subject"] == "Grüße, 東京"
+    assert "Zürich CERT Ω" in str(message["From"])

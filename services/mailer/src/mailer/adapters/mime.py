@@ -7,16 +7,19 @@ bytes are both signed and embedded: re-serializing could refold headers and brea
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from email import charset as email_charset
 from email import policy
+from email.header import Header
 from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
 
 from mailer.adapters.gpg import Keyring
 
 SMTP_POLICY = policy.SMTP
+LINE_BREAKS = re.compile(r"[\r\n]+")
 _QP = email_charset.Charset("utf-8")
 _QP.body_encoding = email_charset.QP
 _QP.header_encoding = email_charset.QP
@@ -40,9 +43,20 @@ def text_entity(body: str) -> bytes:
     return part.as_bytes(policy=SMTP_POLICY)
 
 
+def header_field(name: str, value: str) -> bytes:
+    """One header field, folded with CRLF. A line break in `value` becomes a space, so no text
+    can add a header of its own (the API refuses them in what clients send; this guards texts
+    that come from settings and events); non-ASCII text is encoded (RFC 2047)."""
+    value = LINE_BREAKS.sub(" ", value)
+    if value.isascii():
+        return SMTP_POLICY.fold(name, value).encode("ascii")
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}\r\n".encode("ascii")
+
+
 def _headers(env: Envelope, content_type: str) -> bytes:
     fields = [
-        ("From", formataddr((env.sender_name, env.sender))),
+        ("From", formataddr((LINE_BREAKS.sub(" ", env.sender_name), env.sender))),
         ("To", env.to),
         ("Subject", env.subject),
         ("Date", formatdate(localtime=False, usegmt=True)),
@@ -50,7 +64,7 @@ def _headers(env: Envelope, content_type: str) -> bytes:
         ("MIME-Version", "1.0"),
         ("Content-Type", content_type),
     ]
-    return "".join(SMTP_POLICY.fold(name, value) for name, value in fields).encode("ascii")
+    return b"".join(header_field(name, value) for name, value in fields)
 
 
 def _armored(text: str) -> bytes:

@@ -28,6 +28,8 @@ RECIPIENTS: dict[str, RecipientMode] = {"0": "all", "all": "all", "1": "one", "o
                                         "2": "new", "new": "new"}
 THREAT_LEVELS = {1: "High", 2: "Medium", 3: "Low", 4: "Undefined"}
 OBSCURED_SUBJECT = "MISP notification"
+LINE_BREAK = re.compile(r"[\r\n]")  # a header is one line: a break would start another
+SUBJECT_LINE_BREAK = "A subject is one line: it cannot hold a line break."
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ def parse_contact_request(data: Mapping[str, Any]) -> ContactRequest:
     errors: dict[str, list[str]] = {}
     if action == "custom" and not subject:
         errors["subject"] = ["A subject is required for a custom message."]
+    if LINE_BREAK.search(subject):
+        errors["subject"] = [SUBJECT_LINE_BREAK]
     if (action == "custom" or custom) and not body.strip():
         errors["body"] = ["A message is required."]
     user_id = None
@@ -142,6 +146,8 @@ def parse_quick_email(data: Mapping[str, Any], user_id: int) -> ContactRequest:
     body = _text(data, "body")
     if not subject or not body.strip():
         raise MissingFieldError({"subject" if not subject else "body": ["Missing field."]})
+    if LINE_BREAK.search(subject):
+        raise MailRequestError({"subject": [SUBJECT_LINE_BREAK]})
     return ContactRequest(action="custom", recipients="one", subject=subject, body=body,
                           custom_message=True, user_id=user_id)
 
