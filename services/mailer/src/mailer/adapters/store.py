@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -13,7 +13,7 @@ from mailer.adapters.tables import mail, mail_request, mail_user
 from mailer.domain.model import MailSettings, Recipient
 from misp_contracts.access import RoleFlags
 from misp_contracts.events.identity import UserState
-from misp_platform.auth.principals import principal_role
+from misp_platform.auth.principals import principal_authkey, principal_role
 from misp_platform.eventstore import EventStore
 from misp_platform.server_settings import all_settings
 from misp_platform.versions import is_newer
@@ -87,6 +87,11 @@ async def users(conn: AsyncConnection, *, org_ids: Sequence[int] | None = None,
     return [_recipient(r) for r in await conn.execute(stmt)]
 
 
+async def user_count(conn: AsyncConnection) -> int:
+    """The rows of the users projection (deleted users' tombstones too)."""
+    return int((await conn.execute(select(func.count()).select_from(mail_user))).scalar_one())
+
+
 async def role_flags(conn: AsyncConnection, *, user_ids: Sequence[int] | None = None,
                      org_ids: Sequence[int] | None = None) -> dict[int, RoleFlags]:
     """The admin flags of these users' roles (by id, or every user of `org_ids`): their role as
@@ -104,6 +109,23 @@ async def role_flags(conn: AsyncConnection, *, user_ids: Sequence[int] | None = 
         stmt = stmt.where(mail_user.c.org_id.in_(list(org_ids)))
     return {r.id: RoleFlags(perm_site_admin=r.perm_site_admin, perm_admin=r.perm_admin)
             for r in await conn.execute(stmt)}
+
+
+async def expiring_authkeys(conn: AsyncConnection, *, after: int, until: int,
+                            kind: str) -> list[Any]:
+    """The keys of enabled, undeleted users (principals projection) that expire in
+    `(after, until]` and have no mail request `<kind>:<key id>:<expiration>` yet, soonest
+    first: `authkey_id, expiration, authkey_start, authkey_end, user_id`."""
+    k = principal_authkey.c
+    request_id = (kind + ":" + k.authkey_id.cast(mail_request.c.id.type) + ":"
+                  + k.expiration.cast(mail_request.c.id.type))
+    return list((await conn.execute(
+        select(k.authkey_id, k.expiration, k.authkey_start, k.authkey_end, k.user_id)
+        .join(mail_user, mail_user.c.id == k.user_id)
+        .where(and_(k.deleted.is_(False), k.expiration > after, k.expiration <= until,
+                    mail_user.c.disabled.is_(False), mail_user.c.deleted.is_(False),
+                    ~exists().where(mail_request.c.id == request_id)))
+        .order_by(k.expiration, k.authkey_id))).all())
 
 
 # ---- requests and the queue --------------------------------------------------------------------

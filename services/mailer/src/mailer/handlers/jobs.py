@@ -16,17 +16,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import and_, exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mailer.adapters import store
-from mailer.adapters.tables import mail_request, mail_user
 from mailer.domain.model import authkey_expiry_body, authkey_expiry_subject
 from mailer.handlers.bulk import run_bulk_email
 from mailer.handlers.compose import Draft, Mailer, mailer_for, queue
 from mailer.settings import MailerSettings
 from misp_contracts.envelope import Actor
-from misp_platform.auth.principals import principal_authkey
 from misp_platform.config import ServiceSettings
 from misp_platform.worker import JobContext, JobHandler
 
@@ -58,17 +55,8 @@ async def warn_expiring_authkeys(conn: AsyncConnection, mailer: Mailer, *, days:
     if settings.flag("MISP.disable_emailing"):
         return 0, 0
     now = time.time() if now is None else now
-    k = principal_authkey.c
-    request_id = (KIND + ":" + k.authkey_id.cast(mail_request.c.id.type) + ":"
-                  + k.expiration.cast(mail_request.c.id.type))
-    rows = (await conn.execute(
-        select(k.authkey_id, k.expiration, k.authkey_start, k.authkey_end, k.user_id)
-        .join(mail_user, mail_user.c.id == k.user_id)
-        .where(and_(k.deleted.is_(False), k.expiration > int(now),
-                    k.expiration <= int(now + days * 86400), mail_user.c.disabled.is_(False),
-                    mail_user.c.deleted.is_(False),
-                    ~exists().where(mail_request.c.id == request_id)))
-        .order_by(k.expiration, k.authkey_id))).all()
+    rows = await store.expiring_authkeys(conn, after=int(now), until=int(now + days * 86400),
+                                         kind=KIND)
     warned = mails = 0
     for row in rows:
         recipient = await store.user(conn, row.user_id)

@@ -8,10 +8,9 @@ import asyncio
 
 import structlog
 from aiokafka import AIOKafkaConsumer
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mailer.adapters.tables import mail_user
+from mailer.adapters import store
 from mailer.projections.users import when_user_deleted_project, when_user_saved_project
 from misp_contracts.envelope import Envelope, from_kafka
 from misp_contracts.events.identity import USER_TOPIC, UserCreated, UserDeleted, UserUpdated
@@ -56,7 +55,7 @@ async def read_to_end(bootstrap_servers: str, topic: str, *,
 
 async def backfill_users(engine: AsyncEngine, bootstrap_servers: str) -> int:
     async with engine.connect() as conn:
-        if (await conn.execute(select(func.count()).select_from(mail_user))).scalar():
+        if await store.user_count(conn):
             return 0
     try:
         envelopes = await read_to_end(bootstrap_servers, USER_TOPIC)
