@@ -249,6 +249,7 @@ def compose(services: dict[str, int]) -> str:
           + _hint(pg_password_var(svc), f"the password of the {svc} service's PostgreSQL role"))
     w("    volumes:")
     w("      - ./deploy/docker/postgres-init.sh:/opt/misp/postgres-init.sh:ro")
+    w("      - ./deploy/postgres/hand-over-to-owner.sql:/opt/misp/hand-over-to-owner.sql:ro")
     w("    depends_on:")
     w("      postgres:")
     w("        condition: service_healthy")

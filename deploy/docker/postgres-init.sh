@@ -12,23 +12,8 @@ set -euo pipefail
 
 psql_q() { PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
-# Objects of an older layout (made by the superuser) pass to the database's owner, the role
-# named as the database.
-REOWN_SQL="DO \$\$ DECLARE r record; BEGIN
-  FOR r IN SELECT format('ALTER %s %s OWNER TO %I', CASE c.relkind WHEN 'S' THEN 'SEQUENCE'
-             WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END,
-             c.oid::regclass, current_database()) AS stmt
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
-             AND pg_get_userbyid(c.relowner) = current_user
-             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid
-                             AND d.deptype IN ('a', 'i', 'e'))
-  UNION ALL SELECT format('ALTER FUNCTION %s OWNER TO %I', p.oid::regprocedure,
-             current_database())
-           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-           WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) = current_user
-             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
-  LOOP EXECUTE r.stmt; END LOOP; END \$\$"
+# Objects of an older layout (made by the superuser) pass to the database's owner.
+HAND_OVER_SQL="${HAND_OVER_SQL:-$(dirname "$0")/hand-over-to-owner.sql}"
 
 # Every password first: a missing one stops the run before anything changes.
 for svc in $MISP_SERVICES; do
@@ -53,6 +38,6 @@ ALTER DATABASE :"role" OWNER TO :"role";
 REVOKE ALL ON DATABASE :"role" FROM PUBLIC;
 SQL
   psql_q -d "misp_$svc" -c "CREATE EXTENSION IF NOT EXISTS pg_trgm"
-  psql_q -d "misp_$svc" -c "$REOWN_SQL"
+  psql_q -d "misp_$svc" -f "$HAND_OVER_SQL"
 done
 echo "postgres-init: roles and databases of $MISP_SERVICES are ready"

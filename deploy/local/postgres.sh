@@ -75,22 +75,6 @@ host    all   all   ::1/128        scram-sha-256
 HBA
 }
 
-# hand the objects of an older cluster (made by the superuser) to the database's owner
-REOWN_SQL="DO \$\$ DECLARE r record; BEGIN
-  FOR r IN SELECT format('ALTER %s %s OWNER TO %I', CASE c.relkind WHEN 'S' THEN 'SEQUENCE'
-             WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END,
-             c.oid::regclass, current_database()) AS stmt
-           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
-             AND pg_get_userbyid(c.relowner) = 'postgres'
-             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid
-                             AND d.deptype IN ('a', 'i', 'e'))
-  UNION ALL SELECT format('ALTER FUNCTION %s OWNER TO %I', p.oid::regprocedure,
-             current_database())
-           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-           WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) = 'postgres'
-             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
-  LOOP EXECUTE r.stmt; END LOOP; END \$\$"
 
 create_databases() {
   psql_q -d postgres -c "ALTER ROLE postgres PASSWORD '$(pg_password postgres)'" >/dev/null
@@ -108,7 +92,7 @@ create_databases() {
     psql_q -d postgres -c "ALTER DATABASE $db OWNER TO $db" >/dev/null
     psql_q -d postgres -c "REVOKE ALL ON DATABASE $db FROM PUBLIC" >/dev/null
     psql_q -d "$db" -c "CREATE EXTENSION IF NOT EXISTS pg_trgm" >/dev/null
-    psql_q -d "$db" -c "$REOWN_SQL" >/dev/null
+    psql_q -d "$db" -f "$ROOT/deploy/postgres/hand-over-to-owner.sql" >/dev/null
   done
 }
 
