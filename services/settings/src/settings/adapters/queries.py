@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from settings.adapters.tables import (
+    LIST_TABLES,
     allowedlist,
     event_blocklist,
     first_run,
@@ -42,10 +43,12 @@ async def all_settings(conn: AsyncConnection) -> dict[str, Current]:
 # ---- list entries (blocklists, regexps, allowlist) ----------------------------------------------
 
 
-async def find_entry(conn: AsyncConnection, table: Table, key: str | int, *,
+async def find_entry(conn: AsyncConnection, table_name: str, key: str | int, *,
                      uuid_column: str | None = None,
                      lock: bool = False) -> Mapping[str, Any] | None:
-    """The entry an URL names: its integer id, or (blocklists) its uuid."""
+    """The entry an URL names in the list table `table_name`: its integer id, or (blocklists)
+    its uuid."""
+    table = LIST_TABLES[table_name]
     text_key = str(key).strip()
     if text_key.isdigit() and len(text_key) < 19:
         condition = table.c.id == int(text_key)
@@ -60,7 +63,9 @@ async def find_entry(conn: AsyncConnection, table: Table, key: str | int, *,
     return None if row is None else dict(row)
 
 
-async def list_entries(conn: AsyncConnection, table: Table) -> list[Mapping[str, Any]]:
+async def list_entries(conn: AsyncConnection, table_name: str) -> list[Mapping[str, Any]]:
+    """Every entry of the list table `table_name`, in id order."""
+    table = LIST_TABLES[table_name]
     result = await conn.execute(select(table).order_by(table.c.id))
     return [dict(r) for r in result.mappings().all()]
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,7 +21,13 @@ from misp_contracts.events.base import DomainEvent
 from misp_contracts.events.settings import SettingChanged
 from misp_contracts.settings_catalogue import definition
 from misp_platform.eventstore import EventStore
-from settings.adapters.tables import diagnostics_report, first_run, regexp, setting_override
+from settings.adapters.tables import (
+    LIST_TABLES,
+    diagnostics_report,
+    first_run,
+    regexp,
+    setting_override,
+)
 from settings.domain.settings import Current
 
 store = EventStore("settings")
@@ -57,7 +63,7 @@ async def append_setting(conn: AsyncConnection, current: Current, event: Setting
     return envelope
 
 
-# ---- list entries (blocklists, regexps, allowlist) ----------------------------------------------
+# ---- list entries (blocklists, regexps, allowlist), their tables named as in LIST_TABLES -------
 
 
 async def append_entry(conn: AsyncConnection, kind: str, entry_id: int, expected_version: int,
@@ -66,29 +72,35 @@ async def append_entry(conn: AsyncConnection, kind: str, entry_id: int, expected
                        expected_version=expected_version, events=events, actor=actor)
 
 
-async def update_row(conn: AsyncConnection, table: Table, entry_id: int, version: int,
+async def update_row(conn: AsyncConnection, table_name: str, entry_id: int, version: int,
                      values: dict[str, Any]) -> None:
+    table = LIST_TABLES[table_name]
     await conn.execute(update(table).where(table.c.id == entry_id)
                        .values(**values, version=version))
 
 
-async def delete_row(conn: AsyncConnection, table: Table, entry_id: int) -> None:
+async def delete_row(conn: AsyncConnection, table_name: str, entry_id: int) -> None:
+    table = LIST_TABLES[table_name]
     await conn.execute(delete(table).where(table.c.id == entry_id))
 
 
-async def next_id(conn: AsyncConnection, table: Table) -> int:
-    seq = f"{table.name}_id_seq"
+async def next_id(conn: AsyncConnection, table_name: str) -> int:
+    seq = f"{LIST_TABLES[table_name].name}_id_seq"
     return int((await conn.execute(select(func.nextval(seq)))).scalar_one())
 
 
-async def insert_entry(conn: AsyncConnection, table: Table, values: dict[str, Any],
-                       unique_column: str | None = None) -> bool:
-    """Insert one entry's row; False when `unique_column` already holds its value."""
+async def insert_entry(conn: AsyncConnection, table_name: str, values: dict[str, Any],
+                       unique_column: str | None = None) -> dict[str, Any] | None:
+    """Insert one entry's row (`created` now when its table has one and `values` do not); the
+    values inserted, or None when `unique_column` already holds its value."""
+    table = LIST_TABLES[table_name]
+    if "created" in table.c and "created" not in values:
+        values = {**values, "created": now()}
     stmt = pg_insert(table).values(**values)
     if unique_column is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=[table.c[unique_column]])
     inserted = (await conn.execute(stmt.returning(table.c.id))).first()
-    return inserted is not None
+    return None if inserted is None else values
 
 
 # ---- first run ----------------------------------------------------------------------------------

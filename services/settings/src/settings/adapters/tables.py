@@ -80,6 +80,9 @@ allowedlist = Table(
     Column("version", Integer, nullable=False),
 )
 
+# The list tables by name (what `handlers.lists.ListKind` names a list's table by).
+LIST_TABLES = {t.name: t for t in (event_blocklist, org_blocklist, regexp, allowedlist)}
+
 # First-run steps already done (seeding MISP's regexps and org blocklist examples), so that a
 # restart never seeds twice and a deleted seed stays deleted.
 first_run = Table(

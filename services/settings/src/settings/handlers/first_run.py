@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from misp_contracts.envelope import Actor
 from misp_platform.transaction import in_transaction
 from settings.adapters import queries, store
-from settings.adapters.tables import org_blocklist
 from settings.domain.seeds import SEEDED_ORG_BLOCKLIST, SEEDED_REGEXPS
 from settings.handlers.lists import ORG_BLOCKLIST, REGEXP, add_entry_in
 
@@ -39,5 +38,5 @@ async def seed(engine: AsyncEngine) -> bool:
     did = await in_transaction(engine, work)
     if did:
         log.info("settings.seeded", regexps=len(SEEDED_REGEXPS),
-                 org_blocklist=len(SEEDED_ORG_BLOCKLIST), table=org_blocklist.name)
+                 org_blocklist=len(SEEDED_ORG_BLOCKLIST), table=ORG_BLOCKLIST.table)
     return did

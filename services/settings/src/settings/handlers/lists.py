@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from misp_contracts.envelope import Actor
@@ -20,17 +19,16 @@ from misp_contracts.events.base import DomainEvent, changes_between
 from misp_platform.misp.responses import render_datetime
 from misp_platform.transaction import in_transaction
 from settings.adapters import queries, store
-from settings.adapters.tables import allowedlist, event_blocklist, org_blocklist, regexp
 from settings.domain.errors import EntryNotFoundError
 
 
 @dataclass(frozen=True)
 class ListKind:
-    """One list: its table, its events, the payload field holding an entry's state, and MISP's
-    404 text for an entry it does not hold."""
+    """One list: its table's name (adapters.tables.LIST_TABLES), its events, the payload field
+    holding an entry's state, and MISP's 404 text for an entry it does not hold."""
 
     kind: str
-    table: Table
+    table: str
     state: type[BaseModel]
     added: type[DomainEvent]
     updated: type[DomainEvent]
@@ -41,16 +39,16 @@ class ListKind:
     not_found: str = "Invalid entry."
 
 
-EVENT_BLOCKLIST = ListKind("event-blocklist", event_blocklist, ev.EventBlocklistState,
+EVENT_BLOCKLIST = ListKind("event-blocklist", "event_blocklist", ev.EventBlocklistState,
                            ev.EventBlocklistAdded, ev.EventBlocklistUpdated,
                            ev.EventBlocklistRemoved, "entry", "event_uuid", "event_uuid",
                            not_found="Invalid blocklist entry")
-ORG_BLOCKLIST = ListKind("org-blocklist", org_blocklist, ev.OrgBlocklistState,
+ORG_BLOCKLIST = ListKind("org-blocklist", "org_blocklist", ev.OrgBlocklistState,
                          ev.OrgBlocklistAdded, ev.OrgBlocklistUpdated, ev.OrgBlocklistRemoved,
                          "entry", "org_uuid", "org_uuid", not_found="Invalid blocklist entry")
-REGEXP = ListKind("regexp", regexp, ev.RegexpState, ev.RegexpAdded, ev.RegexpUpdated,
+REGEXP = ListKind("regexp", "regexp", ev.RegexpState, ev.RegexpAdded, ev.RegexpUpdated,
                   ev.RegexpRemoved, "regexp", not_found="Invalid Regexp")
-ALLOWEDLIST = ListKind("allowedlist", allowedlist, ev.AllowedlistState, ev.AllowedlistAdded,
+ALLOWEDLIST = ListKind("allowedlist", "allowedlist", ev.AllowedlistState, ev.AllowedlistAdded,
                        ev.AllowedlistUpdated, ev.AllowedlistRemoved, "allowedlist",
                        unique_column="name", not_found="Invalid allowedlist entry")
 
@@ -73,12 +71,10 @@ async def find(conn: AsyncConnection, kind: ListKind, key: str | int, *,
 async def add_entry_in(conn: AsyncConnection, kind: ListKind, fields: Mapping[str, Any],
                        actor: Actor, *, entry_id: int | None = None) -> dict[str, Any] | None:
     """Insert one entry and its `added` event; None when its unique key is already listed."""
-    table = kind.table
-    new_id = entry_id if entry_id is not None else await store.next_id(conn, table)
-    values = {**fields, "id": new_id, "version": 1}
-    if "created" in table.c and "created" not in values:
-        values["created"] = store.now()
-    if not await store.insert_entry(conn, table, values, kind.unique_column):
+    new_id = entry_id if entry_id is not None else await store.next_id(conn, kind.table)
+    values = await store.insert_entry(conn, kind.table, {**fields, "id": new_id, "version": 1},
+                                      kind.unique_column)
+    if values is None:
         return None
     state = state_of(kind, values)
     event = kind.added.model_validate({kind.field: state})
