@@ -8,11 +8,9 @@ import contextlib
 from datetime import UTC, datetime
 
 import click
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs.adapters import queries
-from jobs.adapters.tables import job, worker
 from jobs.handlers import jobs as job_handlers
 from misp_contracts.envelope import Actor
 from misp_contracts.events.jobs import QUEUES, STATUS_NAMES
@@ -48,7 +46,7 @@ def stats_command(settings: ServiceSettings) -> int:
             async with engine.connect() as conn:
                 click.echo(f"{'worker':<48} {'queue':<8} {'ok':>6} {'failed':>6} {'alive':>5}")
                 now = datetime.now(UTC)
-                for w in await conn.execute(select(worker).order_by(worker.c.queue)):
+                for w in await queries.workers_by_queue(conn):
                     alive = w.stopped_at is None and (now - w.last_seen_at).total_seconds() \
                         < 3 * w.interval_s
                     click.echo(f"{w.worker_id:<48} {w.queue:<8} {w.succeeded:>6} "
@@ -56,11 +54,7 @@ def stats_command(settings: ServiceSettings) -> int:
                 click.echo()
                 click.echo(f"{'queue':<8} " + " ".join(f"{STATUS_NAMES[s]:>9}"
                                                        for s in (1, 2, 3, 4)))
-                rows = await conn.execute(select(job.c.queue, job.c.status, func.count())
-                                          .group_by(job.c.queue, job.c.status))
-                counts: dict[str, dict[int, int]] = {}
-                for q, s, n in rows:
-                    counts.setdefault(q, {})[s] = n
+                counts = await queries.job_counts_per_queue_and_status(conn)
                 for q in QUEUES:
                     click.echo(f"{q:<8} " + " ".join(f"{counts.get(q, {}).get(s, 0):>9}"
                                                      for s in (1, 2, 3, 4)))
@@ -115,16 +109,13 @@ def clear_command(settings: ServiceSettings, queue: str, yes: bool, dry_run: boo
 
 async def _job_in_hand(engine: AsyncEngine, worker_id: str) -> int | None:
     async with engine.connect() as conn:
-        job_id = (await conn.execute(select(worker.c.job_id).where(
-            worker.c.worker_id == worker_id))).scalar()
-    return None if job_id is None else int(job_id)
+        return await queries.job_in_hand(conn, worker_id)
 
 
 async def _cancel_in_hand(engine: AsyncEngine, worker_id: str, job_id: int) -> bool:
     """Cancel `job_id` if the worker still has it in hand (it may have moved on)."""
     async with engine.begin() as conn:
-        if await conn.scalar(select(worker.c.job_id).where(
-                worker.c.worker_id == worker_id)) != job_id:
+        if await queries.job_in_hand(conn, worker_id) != job_id:
             return False
         await job_handlers.cancel(conn, job_id, OPERATOR)
         return True
@@ -185,8 +176,7 @@ def tail_command(settings: ServiceSettings, once: bool) -> int:
         try:
             while True:
                 async with engine.connect() as conn:
-                    rows = (await conn.execute(select(job).where(
-                        job.c.date_modified >= since).order_by(job.c.date_modified))).all()
+                    rows = await queries.jobs_changed_since(conn, since)
                 for r in rows:
                     key = (r.status, r.progress, r.message)
                     if seen.get(r.id) != key:

@@ -15,12 +15,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jobs.adapters import queries
-from jobs.adapters.tables import scheduler
+from jobs.adapters import queries, store
 from jobs.handlers import jobs as job_handlers
 from jobs.handlers import tasks
 
@@ -43,13 +40,10 @@ class Scheduler:
     async def beat(self) -> None:
         """Record that this scheduler is alive (its own row, one statement)."""
         now = datetime.now(UTC)
-        values = {"host": socket.gethostname(), "pid": os.getpid(), "interval_s": self.beat_s,
-                  "last_seen_at": now, "stopped_at": None}
-        stmt = pg_insert(scheduler).values(scheduler_id=self.scheduler_id,
-                                           started_at=self.started_at, **values)
         async with self.engine.begin() as conn:
-            await conn.execute(stmt.on_conflict_do_update(
-                index_elements=[scheduler.c.scheduler_id], set_=values))
+            await store.record_scheduler_beat(
+                conn, self.scheduler_id, started_at=self.started_at, host=socket.gethostname(),
+                pid=os.getpid(), interval_s=self.beat_s, at=now)
 
     async def _beat_when_due(self) -> None:
         loop = asyncio.get_running_loop()
@@ -59,9 +53,7 @@ class Scheduler:
 
     async def _record_stop(self) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(update(scheduler).where(
-                scheduler.c.scheduler_id == self.scheduler_id).values(
-                stopped_at=datetime.now(UTC)))
+            await store.record_scheduler_stop(conn, self.scheduler_id, datetime.now(UTC))
 
     async def run_once(self) -> int:
         now = self.clock()

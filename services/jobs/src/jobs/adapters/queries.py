@@ -161,6 +161,33 @@ async def due_tasks(conn: AsyncConnection, now: datetime) -> list[tuple[int, dat
     return [(r.id, r.next_execution_at) for r in rows]
 
 
+async def workers_by_queue(conn: AsyncConnection) -> Sequence[Row[Any]]:
+    """Every worker's row, by queue."""
+    return (await conn.execute(select(worker).order_by(worker.c.queue))).all()
+
+
+async def job_counts_per_queue_and_status(conn: AsyncConnection) -> dict[str, dict[int, int]]:
+    """`{queue: {status: number of jobs}}` (a status without jobs is absent)."""
+    counts: dict[str, dict[int, int]] = {}
+    for q, s, n in await conn.execute(select(job.c.queue, job.c.status, func.count())
+                                      .group_by(job.c.queue, job.c.status)):
+        counts.setdefault(q, {})[s] = n
+    return counts
+
+
+async def job_in_hand(conn: AsyncConnection, worker_id: str) -> int | None:
+    """The job the worker holds (None: none, or no such worker)."""
+    job_id = (await conn.execute(select(worker.c.job_id).where(
+        worker.c.worker_id == worker_id))).scalar()
+    return None if job_id is None else int(job_id)
+
+
+async def jobs_changed_since(conn: AsyncConnection, since: datetime) -> Sequence[Row[Any]]:
+    """The jobs' rows modified at or after `since`, the oldest change first."""
+    return (await conn.execute(select(job).where(
+        job.c.date_modified >= since).order_by(job.c.date_modified))).all()
+
+
 async def task_types(conn: AsyncConnection) -> set[str]:
     """The types that have a task."""
     return set((await conn.execute(select(task.c.type))).scalars().all())

@@ -1,5 +1,5 @@
 """The job and task streams in the event store, the projection written with each append, and
-the other writes of the service (row locks, workers, tick claims)."""
+the other writes of the service (row locks, workers, schedulers' beats, tick claims)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from jobs.adapters.tables import (
     job,
     job_id_seq,
     jobs_instance,
+    scheduler,
     task,
     task_id_seq,
     task_tick,
@@ -125,6 +126,22 @@ async def mark_worker_stopped(conn: AsyncConnection, worker_id: str, at: datetim
                               reason: str) -> None:
     await conn.execute(update(worker).where(worker.c.worker_id == worker_id)
                        .values(stopped_at=at, stop_reason=reason))
+
+
+async def record_scheduler_beat(conn: AsyncConnection, scheduler_id: str, *,
+                                started_at: datetime, host: str, pid: int, interval_s: float,
+                                at: datetime) -> None:
+    """Record the scheduler as alive at `at` (its own row, one statement)."""
+    values = {"host": host, "pid": pid, "interval_s": interval_s, "last_seen_at": at,
+              "stopped_at": None}
+    stmt = pg_insert(scheduler).values(scheduler_id=scheduler_id, started_at=started_at, **values)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[scheduler.c.scheduler_id], set_=values))
+
+
+async def record_scheduler_stop(conn: AsyncConnection, scheduler_id: str, at: datetime) -> None:
+    await conn.execute(update(scheduler).where(scheduler.c.scheduler_id == scheduler_id)
+                       .values(stopped_at=at))
 
 
 # ---- tasks ------------------------------------------------------------------------------------

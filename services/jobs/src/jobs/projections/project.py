@@ -1,5 +1,6 @@
 """The read models: `job` and `job_attempt` from the job events, `task` from the task events,
-`worker` from the heartbeats; written in the transaction of the append (or of the consumer)."""
+`worker` from the heartbeats; written in the transaction of the append (or of the consumer).
+Here each event is read and decided on; the SQL is jobs.adapters.projection_store's."""
 
 from __future__ import annotations
 
@@ -7,12 +8,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobs.adapters.tables import job, job_attempt
-from jobs.domain.model import stream_id_of
+from jobs.adapters import projection_store as views
 from misp_contracts.envelope import Envelope
 from misp_contracts.events.base import decode
 from misp_contracts.events.jobs import (
@@ -36,17 +34,11 @@ async def apply_job_events(conn: AsyncConnection, envelopes: Sequence[Envelope],
         e = decode(env.type, env.data)
         version = env.streamversion or 0
         if isinstance(e, JobQueued):
-            s = e.job
-            await conn.execute(job.insert().values(
-                id=s.id, stream_id=stream_id_of(s.id), version=version, queue=s.queue,
-                job_type=s.job_type, job_input=s.job_input, status=s.status, retries=0,
-                attempt=s.attempt, max_attempts=s.max_attempts, message=s.message, progress=0,
-                org_id=s.org_id, task_id=s.task_id, request_id=s.request_id,
-                data=s.data, date_created=now, date_modified=now))
-            await conn.execute(job_attempt.insert().values(job_id=s.id, attempt=1, queued_at=now))
+            await views.insert_job_view(conn, e.job, version=version, now=now)
             continue
         values: dict[str, Any] = {"version": version, "date_modified": now}
         attempt: dict[str, Any] | None = None
+        count_retry = False
         job_id = getattr(e, "job_id", None)
         if job_id is None:
             continue
@@ -78,14 +70,11 @@ async def apply_job_events(conn: AsyncConnection, envelopes: Sequence[Envelope],
             attempt = {"finished_at": now, "outcome": "cancelled", "error": e.reason}
         elif isinstance(e, JobRetried):
             values.update(status=STATUS_WAITING, attempt=e.attempt, progress=0, retry_at=None,
-                          dead=False, cancelled=False, worker_id=None, retries=job.c.retries + 1,
+                          dead=False, cancelled=False, worker_id=None,
                           message="Re-run queued." if e.rerun else "Retry queued.")
-            await conn.execute(pg_insert(job_attempt).values(
-                job_id=job_id, attempt=e.attempt, queued_at=now).on_conflict_do_nothing())
-        await conn.execute(update(job).where(job.c.id == job_id).values(**values))
+            count_retry = True
+            await views.add_job_attempt(conn, job_id, e.attempt, now)
+        await views.update_job_view(conn, job_id, values, count_retry=count_retry)
         if attempt is not None:
-            stmt = update(job_attempt).where(job_attempt.c.job_id == job_id,
-                                             job_attempt.c.attempt == getattr(e, "attempt", 0))
-            if "finished_at" in attempt:
-                stmt = stmt.where(job_attempt.c.finished_at.is_(None))
-            await conn.execute(stmt.values(**attempt))
+            await views.update_job_attempt(conn, job_id, getattr(e, "attempt", 0), attempt,
+                                           unfinished_only="finished_at" in attempt)
