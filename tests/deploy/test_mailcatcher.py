@@ -5,19 +5,16 @@ package, so it is loaded here from its path."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+
+from misp_platform.testing import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "local" / "mailcatcher.py"
 
 
 def load_catcher() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mailcatcher", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "mailcatcher")
 
 
 def test_a_received_message_becomes_one_eml_file_with_its_envelope(tmp_path: Path) -> None:

@@ -11,14 +11,12 @@ starts a container: whether the images run is for `docker compose up` to show.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import secrets
 import shutil
 import subprocess
-import sys
 from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any
@@ -26,6 +24,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
+from misp_platform.testing import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -55,12 +55,7 @@ KEYS = {
 
 
 def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(path, name)
 
 
 def _tool(name: str) -> str:

@@ -7,7 +7,6 @@ front of echo servers that say which service they are. Needs no service, Kafka o
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pwd
@@ -26,18 +25,15 @@ from types import ModuleType
 import httpx
 import pytest
 
+from misp_platform.testing import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 RENDER = ROOT / "deploy" / "gateway" / "render.py"
 GENERATE = ROOT / "deploy" / "generate.py"
 
 
 def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(path, name)
 
 
 render = _load(RENDER, "gateway_render_under_test")

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,6 +16,7 @@ from pydantic import SecretStr
 
 from misp_contracts.topics import SERVICES
 from misp_platform.config import DEV_PEPPER, ServiceSettings
+from misp_platform.testing import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "configuration_doc.py"
@@ -29,12 +28,7 @@ VARIABLE = re.compile(r"""["']([A-Z][A-Z0-9]*_[A-Z0-9_]+)["']""")
 @functools.cache
 def generator() -> ModuleType:
     """deploy/configuration_doc.py, loaded from its path (deploy/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("configuration_doc", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks itself up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "configuration_doc")
 
 
 def settings_class(service: str) -> type[ServiceSettings]:

@@ -6,7 +6,6 @@ topic, or a job worker's report, without its name there would be refused by Kafk
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import pkgutil
 import re
@@ -17,6 +16,7 @@ import misp_contracts.events as events_package
 from misp_contracts.events.base import DomainEvent
 from misp_contracts.events.jobs import run_topics
 from misp_contracts.topics import BY_NAME, SERVICES, written_by
+from misp_platform.testing import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_REPORTS = "misp.jobs.worker.v1"
@@ -57,12 +57,7 @@ def test_every_service_that_runs_job_workers_may_report_to_the_jobs_service() ->
 
 
 def load_plan() -> ModuleType:
-    path = ROOT / "deploy" / "local" / "kafka_security.py"
-    spec = importlib.util.spec_from_file_location("kafka_security", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "deploy" / "local" / "kafka_security.py", "kafka_security")
 
 
 def test_the_brokers_acls_follow_the_catalogue_and_the_consumers() -> None:

@@ -14,10 +14,8 @@ allowed must not get a 401 or a 403 (a 404 for a made-up id, a 400 for a harmles
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import secrets
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +30,7 @@ from fastapi.routing import iter_route_contexts
 
 from misp_platform.auth.dependency import AUTH_FAILED
 from misp_platform.misp.errors import NO_PERMISSION
+from misp_platform.testing import load_script
 
 from .conftest import (
     ANONYMOUS,
@@ -54,13 +53,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _load_renderer() -> ModuleType:
     """deploy/gateway/render.py, the route table's one reader (it is a script, not a package)."""
-    name = "gateway_render_for_permissions"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "deploy" / "gateway" / "render.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "deploy" / "gateway" / "render.py",
+                       "gateway_render_for_permissions")
 
 
 render = _load_renderer()

@@ -7,12 +7,16 @@ and fail, never skip, when it is missing.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import secrets
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from sqlalchemy import MetaData, text
@@ -22,6 +26,17 @@ from sqlalchemy.pool import NullPool
 
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.settings import SettingChanged
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """A script of deploy/ (not a package) loaded as the module `name`, registered in
+    `sys.modules` so that its dataclasses can look themselves up."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def required_env(name: str) -> str:
