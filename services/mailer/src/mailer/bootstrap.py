@@ -98,11 +98,8 @@ async def diagnose_smtp(app: FastAPI) -> dict[str, Any]:
 
 
 async def diagnose_queue(app: FastAPI) -> dict[str, Any]:
-    from sqlalchemy import text
-
     async with app.state.engine.connect() as conn:
-        rows = await conn.execute(text("SELECT status, count(*) AS n FROM mail GROUP BY status"))
-        return {"mails": {r.status: r.n for r in rows}}
+        return {"mails": await store.mail_counts(conn)}
 
 
 def create_app(settings: ServiceSettings, *, engine: Any = None,

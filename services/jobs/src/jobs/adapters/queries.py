@@ -40,15 +40,10 @@ async def alive_workers_per_queue(conn: AsyncConnection, now: datetime,
 
 
 async def waiting_jobs_per_queue(conn: AsyncConnection) -> dict[str, int]:
+    """Waiting jobs per queue (diagnostics, and `getWorkers`' job count)."""
     return {r.queue: r.n for r in await conn.execute(
         select(job.c.queue, func.count().label("n")).where(job.c.status == STATUS_WAITING)
         .group_by(job.c.queue))}
-
-
-async def waiting_job_counts(conn: AsyncConnection) -> dict[str, int]:
-    """`getWorkers`' job count per queue (the same count as `waiting_jobs_per_queue`)."""
-    return dict((await conn.execute(select(job.c.queue, func.count()).where(
-        job.c.status == STATUS_WAITING).group_by(job.c.queue))).all())
 
 
 async def overdue_tasks(conn: AsyncConnection, now: datetime,

@@ -288,7 +288,7 @@ async def get_workers(_: SiteAdmin, engine: EngineDep) -> dict[str, Any]:
     async with engine.connect() as conn:
         # Stopped workers, and dead ones not seen for an hour, are history, not workers.
         rows = await queries.live_workers(conn, now, GRACE_S, FORGET_AFTER)
-        counts = await queries.waiting_job_counts(conn)
+        counts = await queries.waiting_jobs_per_queue(conn)
         schedulers = await _schedulers(conn, now)
     out: dict[str, Any] = {q: _queue_entry([_worker_entry(
         w, user=w.user, worker_id=w.worker_id, service=w.service, job_id=w.job_id)

@@ -188,11 +188,12 @@ async def mark_failed(conn: AsyncConnection, mail_id: str, error: str) -> None:
         status="failed", raw=None, lease_until=None, last_error=error))
 
 
-async def mail_counts(conn: AsyncConnection, request_id: str) -> dict[str, int]:
-    """A request's mails by status (pending, sent, failed)."""
-    rows = await conn.execute(select(mail.c.status, func.count().label("n"))
-                              .where(mail.c.request_id == request_id).group_by(mail.c.status))
-    return {r.status: int(r.n) for r in rows}
+async def mail_counts(conn: AsyncConnection, request_id: str | None = None) -> dict[str, int]:
+    """Mails by status (pending, sent, failed): a request's, or all of them."""
+    stmt = select(mail.c.status, func.count().label("n")).group_by(mail.c.status)
+    if request_id is not None:
+        stmt = stmt.where(mail.c.request_id == request_id)
+    return {r.status: int(r.n) for r in await conn.execute(stmt)}
 
 
 async def mails_of(conn: AsyncConnection, *, request_id: str | None = None,
