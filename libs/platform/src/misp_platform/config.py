@@ -10,8 +10,10 @@ import os
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from misp_platform.client_address import LOOPBACK, Network, parse_networks, render_networks
 
 DEV_PEPPER = "insecure-development-pepper"
 MIN_PEPPER = 32
@@ -60,6 +62,9 @@ class ServiceSettings(BaseSettings):
     # The cap of one Kafka message in bytes, checked when it is written to the outbox (well
     # below the broker's `message.max.bytes`, so the relay never holds a row Kafka refuses).
     max_message_bytes: int = 512 * 1024
+    # The proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (client_address.py),
+    # comma-separated networks in CIDR notation (loopback by default); empty: none.
+    trusted_proxies: str = LOOPBACK
 
     @model_validator(mode="before")
     @classmethod
@@ -75,6 +80,7 @@ class ServiceSettings(BaseSettings):
             "environment": "MISP_ENVIRONMENT",
             "read_your_writes": "MISP_READ_YOUR_WRITES",
             "max_message_bytes": "MISP_MAX_MESSAGE_BYTES",
+            "trusted_proxies": "MISP_TRUSTED_PROXIES",
         }
         for field, env in shared.items():
             if field not in values and env in os.environ:
@@ -84,6 +90,16 @@ class ServiceSettings(BaseSettings):
             base = os.environ.get("MISP_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:55432")
             values["database_url"] = f"{base}/misp_{cls.service}"
         return values
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        """A bad entry stops the process: trusting the wrong peers is not a default to fall to."""
+        return render_networks(parse_networks(value))
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @property
     def main_group(self) -> str:
