@@ -65,6 +65,11 @@ MEANINGS: dict[str, str] = {
                       "seconds.",
     "projection_wait_s": "How long a read that misses waits for its projection, in seconds (a "
                          "setting change waits as long for its readers).",
+    "trusted_proxies": "The proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed, "
+                       "as comma-separated networks in CIDR notation (empty: none). The client's "
+                       "address (the audit's `ip`, authkeys' allowed IPs, the login and forgot "
+                       "limits) is the rightmost `X-Forwarded-For` hop that is not one of them. "
+                       "Compose sets the gateway's address, Kubernetes the pod network.",
     # orgs
     "logo_max_bytes": "The largest logo upload, in bytes (more: 413).",
     "logo_max_width": "The widest logo accepted, in pixels.",
@@ -238,8 +243,14 @@ def render_default(value: Any) -> str:
     raise NotImplementedError(f"no rendering for a default of type {type(value).__name__}")
 
 
-def _probe(field: FieldInfo, default: Any) -> tuple[str, Any]:
+# Fields whose values are checked: a probe they accept, and what they then hold.
+PROBES: dict[str, tuple[str, Any]] = {"trusted_proxies": ("192.0.2.0/24", "192.0.2.0/24")}
+
+
+def _probe(name: str, field: FieldInfo, default: Any) -> tuple[str, Any]:
     """A value to set for the field's type, and what the field then holds."""
+    if name in PROBES:
+        return PROBES[name]
     kind = field.annotation
     if kind is bool:
         return ("false", False) if default else ("true", True)
@@ -262,7 +273,7 @@ def fallbacks(cls: type[ServiceSettings]) -> dict[str, str]:
     clean = defaults(cls)
     for name, field in cls.model_fields.items():
         candidate = f"MISP_{name.upper()}"
-        raw, expected = _probe(field, clean[name])
+        raw, expected = _probe(name, field, clean[name])
         with environment({candidate: raw}):
             value = _plain(getattr(cls(), name))
         if value == expected:
