@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from misp_platform import metrics
 from misp_platform.auth import PRINCIPAL_TOPICS, CurrentPrincipal
 from misp_platform.auth.cache import principal_cache
+from misp_platform.client_address import ForwardedProtoMiddleware, trust_proxies
 from misp_platform.config import ServiceSettings
 from misp_platform.consistency import Consistency, ReadYourWritesMiddleware
 from misp_platform.db import create_engine
@@ -452,6 +453,7 @@ def create_app(
     if configure_logs:
         configure_logging(service, settings.log_format, settings.log_level)
     limit_message_bytes(settings.max_message_bytes)
+    trust_proxies(settings.trusted_proxy_networks)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -509,9 +511,10 @@ def create_app(
     app.include_router(_service_router(service))
 
     quiet = [f"{prefix}/{name}" for prefix in ("", f"/_svc/{service}") for name in OPS_PATHS]
-    # Added innermost first: MispPath runs just before routing, Metrics outermost.
+    # Added innermost first: MispPath runs just before routing, ForwardedProto outermost.
     app.add_middleware(MispPathMiddleware, router=app.router)
     app.add_middleware(ReadYourWritesMiddleware)
     app.add_middleware(RequestContextMiddleware, quiet_paths=quiet)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(ForwardedProtoMiddleware)
     return app

@@ -92,6 +92,7 @@ async def run_consumer(spec: ServiceSpec, settings: ServiceSettings) -> None:
 def run_api(spec: ServiceSpec, settings: ServiceSettings) -> None:
     import uvicorn
 
+    # No proxy handling in uvicorn: the app finds the client behind the trusted proxies itself
+    # (misp_platform.client_address), from the real peer, as the in-process tests run it.
     uvicorn.run(spec.create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_config=None, access_log=False, proxy_headers=True,
-                forwarded_allow_ips="127.0.0.1")
+                log_config=None, access_log=False, proxy_headers=False)
