@@ -70,6 +70,17 @@ MEANINGS: dict[str, str] = {
                        "address (the audit's `ip`, authkeys' allowed IPs, the login and forgot "
                        "limits) is the rightmost `X-Forwarded-For` hop that is not one of them. "
                        "Compose sets the gateway's address, Kubernetes the pod network.",
+    "db_connect_timeout_s": "How long opening a PostgreSQL connection may take, in seconds "
+                            "(libpq counts whole seconds). Past it, and while the server is "
+                            "down, requests answer 503 with `Retry-After`.",
+    "db_statement_timeout_s": "How long one SQL statement may run (PostgreSQL's "
+                              "`statement_timeout`), in seconds; 0: no limit. A request whose "
+                              "statement runs past it answers 503 with `Retry-After`.",
+    "db_long_statement_timeout_s": "The statement timeout of the work that may rightly run long: "
+                                   "`audit verify`, `prune` and `rebuild`, the job workers, the "
+                                   "audit consumer's retention prune; in seconds, 0: no limit.",
+    "db_pool_timeout_s": "How long a request waits for a pooled database connection, in "
+                         "seconds (then 503 with `Retry-After`).",
     # orgs
     "logo_max_bytes": "The largest logo upload, in bytes (more: 413).",
     "logo_max_width": "The widest logo accepted, in pixels.",

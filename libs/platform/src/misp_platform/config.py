@@ -65,6 +65,13 @@ class ServiceSettings(BaseSettings):
     # The proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (client_address.py),
     # comma-separated networks in CIDR notation (loopback by default); empty: none.
     trusted_proxies: str = LOOPBACK
+    # PostgreSQL (db.py), in seconds: opening a connection, one statement (0: no limit), waiting
+    # for a pooled connection; the operator commands and job workers whose statements may
+    # rightly run long (audit verify, prune, rebuild) use db_long_statement_timeout_s.
+    db_connect_timeout_s: float = 5.0
+    db_statement_timeout_s: float = 30.0
+    db_long_statement_timeout_s: float = 3600.0
+    db_pool_timeout_s: float = 10.0
 
     @model_validator(mode="before")
     @classmethod
@@ -81,6 +88,10 @@ class ServiceSettings(BaseSettings):
             "read_your_writes": "MISP_READ_YOUR_WRITES",
             "max_message_bytes": "MISP_MAX_MESSAGE_BYTES",
             "trusted_proxies": "MISP_TRUSTED_PROXIES",
+            "db_connect_timeout_s": "MISP_DB_CONNECT_TIMEOUT_S",
+            "db_statement_timeout_s": "MISP_DB_STATEMENT_TIMEOUT_S",
+            "db_long_statement_timeout_s": "MISP_DB_LONG_STATEMENT_TIMEOUT_S",
+            "db_pool_timeout_s": "MISP_DB_POOL_TIMEOUT_S",
         }
         for field, env in shared.items():
             if field not in values and env in os.environ:
