@@ -6,6 +6,9 @@ service's own tables live beside them in its own metadata.
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING, Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -19,9 +22,13 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from misp_platform.config import ServiceSettings
 
 metadata = MetaData()
 
@@ -134,10 +141,54 @@ OUTBOX_NOTIFY_DDL = (
 )
 
 
-def create_engine(database_url: str, *, pool_size: int = 5) -> AsyncEngine:
-    """An async engine on psycopg 3; nothing connects until first use."""
+# The defaults of the settings `db_*_s` (config.py), for an engine made without settings.
+CONNECT_TIMEOUT_S = 5.0
+STATEMENT_TIMEOUT_S = 30.0
+POOL_TIMEOUT_S = 10.0
+
+
+def connect_args(connect_timeout_s: float, statement_timeout_s: float) -> dict[str, Any]:
+    """psycopg's connection arguments for these timeouts (0: none). libpq counts the connect
+    timeout in whole seconds; the statement timeout is a session setting sent at connect time,
+    so it holds for every statement of every connection of the engine."""
+    args: dict[str, Any] = {}
+    if connect_timeout_s > 0:
+        args["connect_timeout"] = max(1, math.ceil(connect_timeout_s))
+    if statement_timeout_s > 0:
+        args["options"] = f"-c statement_timeout={max(1, round(statement_timeout_s * 1000))}"
+    return args
+
+
+def create_engine(database_url: str, *, pool_size: int = 5,
+                  connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                  statement_timeout_s: float = STATEMENT_TIMEOUT_S,
+                  pool_timeout_s: float = POOL_TIMEOUT_S) -> AsyncEngine:
+    """An async engine on psycopg 3; nothing connects until first use. A connection that cannot
+    be opened within `connect_timeout_s`, a statement running past `statement_timeout_s` and a
+    wait for a pooled connection past `pool_timeout_s` fail (errors.py answers them with 503)."""
     return create_async_engine(database_url, pool_size=pool_size, max_overflow=10,
-                               pool_pre_ping=True)
+                               pool_pre_ping=True, pool_timeout=pool_timeout_s,
+                               connect_args=connect_args(connect_timeout_s, statement_timeout_s))
+
+
+def engine_for(settings: ServiceSettings, *, long_statements: bool = False,
+               pool_size: int = 5) -> AsyncEngine:
+    """The engine of one of the service's processes, with the timeouts of its settings.
+    `long_statements`: the operator commands and job workers whose statements may rightly run
+    long (audit verify, prune, rebuild) get `db_long_statement_timeout_s` instead."""
+    return create_engine(
+        settings.database_url, pool_size=pool_size,
+        connect_timeout_s=settings.db_connect_timeout_s,
+        statement_timeout_s=(settings.db_long_statement_timeout_s if long_statements
+                             else settings.db_statement_timeout_s),
+        pool_timeout_s=settings.db_pool_timeout_s)
+
+
+async def set_statement_timeout(conn: AsyncConnection, seconds: float) -> None:
+    """This transaction's statement timeout (0: none), whatever the engine's: for a long
+    operation run on a process's ordinary engine (the audit consumer's retention prune)."""
+    await conn.execute(text("SELECT set_config('statement_timeout', :ms, true)"),
+                       {"ms": str(max(0, round(seconds * 1000)))})
 
 
 def libpq_url(database_url: str) -> str:

@@ -20,7 +20,7 @@ from misp_platform.cli_support import (
     yes_option,
 )
 from misp_platform.config import DATABASE, KAFKA, ServiceSettings
-from misp_platform.db import create_engine
+from misp_platform.db import engine_for
 from misp_platform.dlq import DeadLetter, planned, read_dead_letters, replay
 from misp_platform.progress import progress
 
@@ -109,7 +109,7 @@ def replay_command(settings: ServiceSettings, offsets: tuple[int, ...], all_: bo
 async def _replay_all(obj: CliContext, settings: ServiceSettings, chosen: list[DeadLetter], *,
                       dry_run: bool) -> int:
     assert obj.spec is not None
-    engine = create_engine(settings.database_url)
+    engine = engine_for(settings)
     failures = 0
     try:
         with progress("replaying dead letters", len(chosen)) as bar:

@@ -21,7 +21,7 @@ from misp_platform.cli_support import (
     yes_option,
 )
 from misp_platform.config import DATABASE, ServiceSettings
-from misp_platform.db import create_engine
+from misp_platform.db import engine_for
 from misp_platform.parked import ParkedMessage, drop_parked, list_parked, retry_parked
 
 T = TypeVar("T")
@@ -31,7 +31,7 @@ def _run(settings: ServiceSettings, work: Callable[[AsyncConnection], Awaitable[
     """`work` in one transaction on the service's database."""
 
     async def go() -> T:
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings)
         try:
             async with engine.begin() as conn:
                 return await work(conn)

@@ -12,7 +12,7 @@ from misp_contracts.topics import owned_by
 from misp_platform.auth.principals import PRINCIPAL_TOPICS
 from misp_platform.config import ServiceSettings
 from misp_platform.consumer import ConsumerRunner
-from misp_platform.db import create_engine
+from misp_platform.db import engine_for
 from misp_platform.kafka import adopt_committed_offsets, create_producer, ensure_topics
 from misp_platform.relay import OutboxRelay
 from misp_platform.service import ServiceSpec
@@ -31,7 +31,7 @@ def stop_on_signals() -> asyncio.Event:
 
 async def run_relay(spec: ServiceSpec, settings: ServiceSettings) -> None:
     await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
-    engine = create_engine(settings.database_url)
+    engine = engine_for(settings)
     producer = create_producer(settings.kafka_bootstrap_servers)
     await producer.start()
     try:
@@ -68,7 +68,7 @@ async def run_consumer(spec: ServiceSpec, settings: ServiceSettings) -> None:
     """The service's consumers in one process: the principals projection's and, when the service
     subscribes to anything else, its own; either one failing stops both (and the process)."""
     await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
-    engine = create_engine(settings.database_url)
+    engine = engine_for(settings)
     stop = stop_on_signals()
     try:
         if spec.on_consumer_start is not None:

@@ -16,7 +16,7 @@ import click
 from misp_contracts.events.jobs import JOB_TYPES
 from misp_platform.cli_support import OK, epilog, with_settings
 from misp_platform.config import DATABASE, KAFKA, ServiceSettings
-from misp_platform.db import create_engine
+from misp_platform.db import engine_for
 from misp_platform.worker import JobHandler, WorkerRunner
 
 
@@ -62,7 +62,7 @@ def run_workers(service: str, handlers: Callable[[ServiceSettings], Mapping[str,
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings, long_statements=True)
         jobs = handlers(settings)
 
         group = settings.worker_group or None

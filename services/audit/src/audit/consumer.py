@@ -100,7 +100,10 @@ async def on_consumer_start(settings: ServiceSettings, engine: AsyncEngine) -> N
     async def retention() -> None:
         while settings.retention_days > 0:
             try:
-                await prune(engine, key, retention_days=settings.retention_days)
+                # The consumer's engine stops statements at db_statement_timeout_s; deleting
+                # a large range may rightly take longer.
+                await prune(engine, key, retention_days=settings.retention_days,
+                            statement_timeout_s=settings.db_long_statement_timeout_s)
             except PruneRefusedError as exc:  # nothing deleted; verify tells the whole story
                 log.error("audit.prune_refused", **exc.as_dict())
             except Exception:

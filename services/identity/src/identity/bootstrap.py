@@ -22,7 +22,7 @@ from misp_platform.app import LifespanHook
 from misp_platform.app import create_app as create_platform_app
 from misp_platform.cli_support import FAILED, OK, confirm, epilog, with_settings, yes_option
 from misp_platform.config import DATABASE, ServiceSettings
-from misp_platform.db import create_engine
+from misp_platform.db import engine_for
 from misp_platform.server_settings import setting
 from misp_platform.service import ServiceSpec
 from misp_platform.worker_command import worker_command
@@ -72,7 +72,7 @@ def admin_key_command(settings: ServiceSettings, yes: bool) -> int:
     confirm("Replace the site admin's authkey (the current one stops working)?", yes=yes)
 
     async def run() -> str:
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings)
         try:
             return await rotate_admin_key(engine, pepper=settings.pepper.get_secret_value(),
                                           state_dir=settings.state_dir)

@@ -15,7 +15,7 @@ from jobs.settings import JobsSettings
 from misp_contracts.topics import owned_by
 from misp_platform.cli_support import OK, epilog, with_settings
 from misp_platform.config import DATABASE, KAFKA, ServiceSettings
-from misp_platform.db import create_engine
+from misp_platform.db import engine_for
 from misp_platform.kafka import ensure_topics
 from misp_platform.roles import stop_on_signals
 from misp_platform.worker import JobHandler
@@ -37,7 +37,7 @@ def scheduler_command(settings: JobsSettings) -> int:
 
     async def main() -> None:
         await ensure_topics(settings.kafka_bootstrap_servers, owned_by("jobs"))
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings)
         try:
             await Scheduler(engine, poll_s=settings.scheduler_poll_s,
                             missed_beats=settings.missed_heartbeats,

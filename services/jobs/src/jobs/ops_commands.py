@@ -24,7 +24,7 @@ from misp_platform.cli_support import (
     yes_option,
 )
 from misp_platform.config import DATABASE, ServiceSettings
-from misp_platform.db import create_engine
+from misp_platform.db import engine_for
 from misp_platform.progress import progress
 
 OPERATOR = Actor(email="cli", org_name="SYSTEM")
@@ -41,7 +41,7 @@ def stats_command(settings: ServiceSettings) -> int:
     """
 
     async def main() -> None:
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings)
         try:
             async with engine.connect() as conn:
                 click.echo(f"{'worker':<48} {'queue':<8} {'ok':>6} {'failed':>6} {'alive':>5}")
@@ -91,7 +91,7 @@ def clear_command(settings: ServiceSettings, queue: str, yes: bool, dry_run: boo
             return await queries.waiting_in_queue(conn, queue)
 
     async def main() -> None:
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings)
         try:
             ids = await waiting(engine)
             if dry_run:
@@ -135,7 +135,7 @@ def cleanup_command(settings: ServiceSettings, worker_id: str, yes: bool, dry_ru
     """
 
     async def main() -> int:
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings)
         try:
             job_id = await _job_in_hand(engine, worker_id)
             if job_id is None:
@@ -167,7 +167,7 @@ def tail_command(settings: ServiceSettings, once: bool) -> int:
     """
 
     async def main() -> None:
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings)
         seen: dict[int, tuple[int, int, str]] = {}
         since = datetime.now(UTC) if not once else datetime.min.replace(tzinfo=UTC)
         if not once:

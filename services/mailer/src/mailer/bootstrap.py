@@ -138,11 +138,11 @@ def deliver_command(settings: MailerSettings) -> int:
     It sends the queued mails over SMTP (MAILER_SMTP_*), retrying with backoff; the api process
     runs the same loop unless MAILER_DELIVER_IN_API is false.
     """
-    from misp_platform.db import create_engine
+    from misp_platform.db import engine_for
     from misp_platform.roles import stop_on_signals
 
     async def main() -> None:
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings)
         try:
             await deliverer_for(settings, engine).run(stop_on_signals())
         finally:

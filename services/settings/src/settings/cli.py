@@ -13,7 +13,7 @@ import click
 from misp_contracts.envelope import Actor
 from misp_platform.cli_support import FAILED, OK, epilog, with_settings
 from misp_platform.config import DATABASE, ServiceSettings
-from misp_platform.db import create_engine
+from misp_platform.db import engine_for
 from settings.adapters import queries
 from settings.domain.errors import SettingsDomainError
 from settings.domain.settings import lookup, shown_value
@@ -29,7 +29,7 @@ def _parse(raw: str) -> Any:
 
 async def _get(settings: ServiceSettings, name: str) -> None:
     definition = lookup(name)
-    engine = create_engine(settings.database_url)
+    engine = engine_for(settings)
     try:
         async with engine.connect() as conn:
             current = await queries.current_setting(conn, name)
@@ -39,7 +39,7 @@ async def _get(settings: ServiceSettings, name: str) -> None:
 
 
 async def _set(settings: ServiceSettings, name: str, raw: str, force: bool) -> None:
-    engine = create_engine(settings.database_url)
+    engine = engine_for(settings)
     try:
         event = await change_setting(engine, name=name, value=_parse(raw), force=force,
                                      via_cli=True,

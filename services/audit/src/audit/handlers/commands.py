@@ -38,7 +38,7 @@ from misp_platform.cli_support import (
     yes_option,
 )
 from misp_platform.config import DATABASE, KAFKA
-from misp_platform.db import create_engine
+from misp_platform.db import engine_for
 from misp_platform.progress import progress
 from misp_platform.worker_command import worker_command
 
@@ -67,7 +67,7 @@ def verify_command(settings: AuditSettings, db_only: bool) -> int:
     async def run() -> int:
         published = [] if db_only else await published_checkpoints(
             settings.kafka_bootstrap_servers)
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings, long_statements=True)
         try:
             with progress("verifying entries") as bar:
                 report = await verify(engine, public, published=published, bar=bar)
@@ -105,7 +105,7 @@ def checkpoint_command(settings: AuditSettings) -> int:
     """
 
     async def run() -> None:
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings)
         try:
             cp = await write_checkpoint(engine, load_or_create_key(settings.key_path),
                                         force=True)
@@ -151,7 +151,7 @@ def prune_command(settings: AuditSettings, days: int | None, yes: bool, dry_run:
         key = load_or_create_key(settings.key_path)
 
     async def run() -> int:
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings, long_statements=True)
         try:
             with progress("pruning chains") as bar:
                 report = await prune(engine, key, retention_days=retention, dry_run=dry_run,
@@ -189,7 +189,7 @@ def rebuild_command(settings: AuditSettings, pattern: str, yes: bool) -> int:
     confirm("Replace the audit log with one rebuilt from the Kafka topics?", yes=yes)
 
     async def run() -> None:
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings, long_statements=True)
         try:
             with progress("replaying topics") as bar:
                 done = 0

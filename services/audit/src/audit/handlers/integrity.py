@@ -44,6 +44,7 @@ from audit.domain.checkpoint import (
     verify_checkpoints,
 )
 from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC, AuditCheckpointSigned
+from misp_platform.db import set_statement_timeout
 from misp_platform.kafka import client_options
 from misp_platform.progress import Bar
 
@@ -237,15 +238,19 @@ class PruneRefusedError(RuntimeError):
 
 async def prune(engine: AsyncEngine, key: Ed25519PrivateKey, *, retention_days: int,
                 clock: Clock = utcnow, topic: str = AUDIT_CHECKPOINT_TOPIC,
-                dry_run: bool = False, bar: Bar | None = None) -> PruneReport:
+                dry_run: bool = False, bar: Bar | None = None,
+                statement_timeout_s: float | None = None) -> PruneReport:
     """Remove whole checkpoint ranges older than the retention, then sign the new marks
-    (`dry_run`: count what would go, change nothing; `bar` follows the chains).
+    (`dry_run`: count what would go, change nothing; `bar` follows the chains;
+    `statement_timeout_s`: the transaction's own, instead of the engine's).
 
     The newest checkpoint created before the cutoff bounds what goes: each chain loses its
     entries up to that checkpoint's head, which are all older than the checkpoint itself.
     Raises `PruneRefusedError`, deleting nothing, when that range does not verify.
     """
     async with (engine.connect() if dry_run else engine.begin()) as conn:
+        if statement_timeout_s is not None:
+            await set_statement_timeout(conn, statement_timeout_s)
         return await prune_in(conn, key, retention_days=retention_days, clock=clock,
                               topic=topic, dry_run=dry_run, bar=bar)
 
