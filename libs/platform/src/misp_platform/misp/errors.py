@@ -2,7 +2,9 @@
 
 Every error is `{"name": MSG, "message": MSG, "url": "/request/path"}` (CakePHP's renderer), a
 failed save is MISP's 403 failure envelope, and nothing internal ever leaks: an unexpected
-exception is logged and answered with MISP's generic 500.
+exception is logged and answered with MISP's generic 500. A database that does not answer
+(down, restarting, out of connections, a statement past its timeout) is a 503 with
+`Retry-After`, whatever the route.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psycopg
+import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +33,11 @@ NO_PERMISSION = "You do not have permission to use this functionality."
 INTERNAL_ERROR = "An Internal Error Has Occurred."
 NOT_FOUND = "Not Found"
 METHOD_NOT_ALLOWED = "Method Not Allowed"
+DATABASE_UNAVAILABLE = "Service Unavailable: the database does not answer, please try again later."
+DATABASE_TOO_SLOW = ("Service Unavailable: the database did not answer in time, please try again "
+                     "later.")
+# Seconds a client is asked to wait after a 503 (PostgreSQL restarts in a few).
+RETRY_AFTER_S = 5
 
 _DEFAULT_STATUS_MESSAGES = {
     400: "Bad Request",
@@ -194,12 +203,58 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return misp_error_response(500, INTERNAL_ERROR, request_url(request))
 
 
+# SQLSTATEs of a server that cannot serve now: class 08 (the connection failed or was lost),
+# too many connections, the server shutting down, crashed or still starting.
+_UNAVAILABLE_STATES = frozenset({"53300", "57P01", "57P02", "57P03"})
+QUERY_CANCELED = "57014"  # a statement past statement_timeout (or cancelled by an operator)
+
+
+def database_unavailable(exc: BaseException) -> str | None:
+    """The answer's message when `exc` says the database cannot serve now (not that the request
+    is wrong), else None: a connection that cannot be opened or was lost, the server shutting
+    down or starting, no pooled connection in time, a statement cancelled by its timeout."""
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):  # no pooled connection within pool_timeout
+        return DATABASE_UNAVAILABLE
+    orig: BaseException | None = exc
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return DATABASE_UNAVAILABLE
+        orig = exc.orig
+    if not isinstance(orig, psycopg.Error):
+        return None
+    state = orig.sqlstate
+    if state == QUERY_CANCELED:
+        return DATABASE_TOO_SLOW
+    if state is None:
+        # Raised by the client, not the server: refused, connect timeout, connection lost.
+        return DATABASE_UNAVAILABLE if isinstance(orig, psycopg.OperationalError) else None
+    return DATABASE_UNAVAILABLE if state.startswith("08") or state in _UNAVAILABLE_STATES \
+        else None
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """503 with Retry-After when the database cannot serve now; any other database error goes
+    on as before (the request-context middleware's 500)."""
+    message = database_unavailable(exc)
+    if message is None:
+        raise exc
+    orig = getattr(exc, "orig", None) or exc
+    log.warning("http.database_unavailable", path=request.url.path, method=request.method,
+                error_type=type(orig).__name__, sqlstate=getattr(orig, "sqlstate", None),
+                error=str(orig)[:300])
+    return misp_error_response(503, message, request_url(request),
+                               headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Render every error in MISP's shape: ours, FastAPI's validation, Starlette's 404/405, 500."""
+    """Render every error in MISP's shape: ours, FastAPI's validation, Starlette's 404/405, the
+    database's unavailability (503), 500."""
     app.add_exception_handler(MispHTTPError, _misp_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(MessageTooLargeError, _message_too_large)
+    for database_error in (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, psycopg.Error):
+        app.add_exception_handler(database_error, _database_error)
     # Last resort: Starlette's ServerErrorMiddleware runs this one (and then re-raises for the
     # server to log); the request-context middleware normally answers before it gets there.
     app.add_exception_handler(Exception, _unexpected)
