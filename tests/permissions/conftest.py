@@ -158,8 +158,7 @@ async def identity_under_test(pg_url: str, kafka: str,
                              "Security.allow_password_forgotten"):
                     await record_setting(conn, name, True)
             admin_key = key_path(str(state_dir)).read_text().strip()
-            app = build_app("identity", settings, engine=engine, check_kafka_ready=False,
-                            configure_logs=False)
+            app = build_app("identity", settings, engine=engine, configure_logs=False)
             async with serving("identity", app) as client:
                 service = ServiceUnderTest("identity", app, client,
                                            {ANONYMOUS: None, SITE_ADMIN: admin_key})

@@ -95,7 +95,7 @@ async def identity() -> AsyncIterator[Identity]:
         assert await seed(engine, pepper=settings.pepper.get_secret_value(),
                           state_dir=state_dir)
         admin_key = key_path(state_dir).read_text().strip()
-        app = create_app(settings, engine=engine, check_kafka_ready=False, configure_logs=False)
+        app = create_app(settings, engine=engine, configure_logs=False)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5555))
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver",

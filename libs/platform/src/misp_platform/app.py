@@ -34,7 +34,7 @@ from misp_platform.auth.cache import principal_cache
 from misp_platform.client_address import ForwardedProtoMiddleware, trust_proxies
 from misp_platform.config import ServiceSettings
 from misp_platform.consistency import Consistency, ReadYourWritesMiddleware
-from misp_platform.db import create_engine
+from misp_platform.db import engine_for
 from misp_platform.kafka import client_options
 from misp_platform.logging import configure_logging, request_context
 from misp_platform.metrics import MetricsMiddleware, metrics_response
@@ -52,6 +52,9 @@ LifespanHook = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
 Check = Callable[[FastAPI], Awaitable[Any]]
 
 CHECK_TIMEOUT_S = 3.0
+# /ready asks the database only, briefly: a balancer polls it, and Kafka away is no reason to
+# take the API out (writes wait in the outbox; diagnostics and `kafka_up` report Kafka).
+READY_TIMEOUT_S = 2.0
 OPS_PATHS = ("health", "ready", "metrics", "diagnostics")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -185,12 +188,6 @@ async def check_database(app: FastAPI) -> dict[str, Any]:
     return {}
 
 
-async def check_kafka(app: FastAPI) -> dict[str, Any]:
-    probe: KafkaProbe = app.state.kafka_probe
-    cluster = await probe.describe_cluster()
-    return {"brokers": len(cluster.get("brokers", []))}
-
-
 async def diagnose_database(app: FastAPI) -> dict[str, Any]:
     engine: AsyncEngine = app.state.engine
     async with engine.connect() as conn:
@@ -222,7 +219,12 @@ def expected_revision(service: str) -> str | None:
 
 async def diagnose_kafka(app: FastAPI) -> dict[str, Any]:
     probe: KafkaProbe = app.state.kafka_probe
-    cluster = await probe.describe_cluster()
+    try:
+        cluster = await probe.describe_cluster()
+    except BaseException:
+        metrics.kafka_up.set(0)
+        raise
+    metrics.kafka_up.set(1)
     return {"brokers": len(cluster.get("brokers", [])), "cluster_id": cluster.get("cluster_id"),
             "controller_id": cluster.get("controller_id"),
             "bootstrap_servers": probe.bootstrap_servers}
@@ -246,6 +248,16 @@ async def diagnose_principals(app: FastAPI) -> dict[str, Any]:
     return {"present": True, "users": row.users, "roles": row.roles, "authkeys": row.authkeys,
             "orgs": row.orgs,
             "last_update": row.last_update.isoformat() if row.last_update else None}
+
+
+async def refresh_kafka_up(app: FastAPI) -> bool:
+    """Whether Kafka answers the probe, into the `kafka_up` gauge (Kafka is not in /ready)."""
+    try:
+        await diagnose_kafka(app)
+    except Exception as exc:  # the scrape goes on without it
+        log.warning("metrics.kafka_probe_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        return False
+    return True
 
 
 async def refresh_projection_lag(app: FastAPI) -> dict[str, int]:
@@ -344,9 +356,10 @@ async def run_check(app: FastAPI, check: Check,
     return True, result
 
 
-async def run_checks(app: FastAPI, checks: Mapping[str, Check]) -> dict[str, tuple[bool, Any]]:
+async def run_checks(app: FastAPI, checks: Mapping[str, Check],
+                     timeout_s: float = CHECK_TIMEOUT_S) -> dict[str, tuple[bool, Any]]:
     names = list(checks)
-    results = await asyncio.gather(*(run_check(app, checks[n]) for n in names))
+    results = await asyncio.gather(*(run_check(app, checks[n], timeout_s) for n in names))
     return dict(zip(names, results, strict=True))
 
 
@@ -370,7 +383,7 @@ def _ops_router(service: str) -> APIRouter:
 
     async def ready(request: Request) -> Response:
         app: FastAPI = request.app
-        results = await run_checks(app, app.state.ready_checks)
+        results = await run_checks(app, app.state.ready_checks, READY_TIMEOUT_S)
         failed = [name for name, (ok, _) in results.items() if not ok]
         body: dict[str, Any] = {
             "status": "unavailable" if failed else "ready",
@@ -382,8 +395,8 @@ def _ops_router(service: str) -> APIRouter:
         return MispJSONResponse(body, status_code=503 if failed else 200)
 
     async def metrics(request: Request) -> Response:
-        await refresh_projection_lag(request.app)
-        await refresh_parked(request.app)
+        await asyncio.gather(refresh_kafka_up(request.app), refresh_projection_lag(request.app),
+                             refresh_parked(request.app))
         return metrics_response()
 
     async def diagnostics(request: Request) -> Response:
@@ -437,7 +450,6 @@ def create_app(
     diagnostics: Mapping[str, Check] | None = None,
     engine: AsyncEngine | None = None,
     version: str | None = None,
-    check_kafka_ready: bool = True,
     configure_logs: bool = True,
 ) -> FastAPI:
     """A service's ASGI app.
@@ -445,8 +457,10 @@ def create_app(
     - `routers`: the service's MISP and `/api/v1/<service>` routes.
     - `lifespan_hooks`: `hook(app)` async context managers entered after the engine opens (in
       order) and exited before it closes (in reverse): start consumer tasks, warm caches...
-    - `ready_checks` / `diagnostics`: extra named checks beside `database` and `kafka`; a check
-      is `async def check(app) -> details`, failing by raising or returning False.
+    - `ready_checks`: extra named checks beside `database`, the only platform one (Kafka away
+      is no reason to leave a balancer: writes wait in the outbox); `diagnostics`: extra ones
+      beside `database`, `kafka`, `principals`, `consistency` and `outbox`. A check is
+      `async def check(app) -> details`, failing by raising or returning False.
     - `engine`: an engine to use instead of opening one (tests); it is not disposed by the app.
     """
     service = settings.service
@@ -458,7 +472,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
-        app.state.engine = engine if engine is not None else create_engine(settings.database_url)
+        app.state.engine = engine if engine is not None else engine_for(settings)
         app.state.kafka_probe = KafkaProbe(settings.kafka_bootstrap_servers,
                                            client_id=f"misp-{service}-probe")
         if settings.read_your_writes:
@@ -495,9 +509,7 @@ def create_app(
     app.state.settings = settings
     if engine is not None:
         app.state.engine = engine
-    app.state.ready_checks = {"database": check_database,
-                              **({"kafka": check_kafka} if check_kafka_ready else {}),
-                              **(ready_checks or {})}
+    app.state.ready_checks = {"database": check_database, **(ready_checks or {})}
     app.state.diagnostic_checks = {"database": diagnose_database, "kafka": diagnose_kafka,
                                    "principals": diagnose_principals,
                                    "consistency": diagnose_consistency,

@@ -51,6 +51,9 @@ consumer_lag = Gauge(
     "consumer_lag", "Messages behind the end of each partition, by consumer group",
     ["group", "topic", "partition"], registry=REGISTRY)
 
+kafka_up = Gauge(
+    "kafka_up", "1 when Kafka answered this process's probe at the last scrape or diagnostics, "
+    "else 0 (readiness does not depend on it: writes wait in the outbox)", registry=REGISTRY)
 projection_lag = Gauge(
     "projection_lag", "Messages a consumer group has still to apply, per topic (as an API "
     "process last measured it)", ["group", "topic"], registry=REGISTRY)

@@ -14,7 +14,13 @@ from sqlalchemy import text
 
 from misp_platform.app import EngineDep, SettingsDep, create_app
 from misp_platform.config import ServiceSettings
-from misp_platform.misp.errors import INTERNAL_ERROR, INVALID_JSON, NotFound
+from misp_platform.misp.errors import (
+    DATABASE_TOO_SLOW,
+    INTERNAL_ERROR,
+    INVALID_JSON,
+    RETRY_AFTER_S,
+    NotFound,
+)
 from misp_platform.misp.params import MispId, NamedParams, read_body
 from misp_platform.testing import required_env, throwaway_database
 
@@ -70,14 +76,21 @@ async def db_answer(engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     return {"value": value, "service": settings.service}
 
 
+@router.get("/things/slow")
+async def slow_answer(engine: EngineDep) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT pg_sleep(5)"))
+    return {}
+
+
 @pytest.fixture(scope="module")
 async def database_url():
     async with throwaway_database(required_env("MISP_PG_URL"), prefix="test_app") as url:
         yield url
 
 
-def make_settings(database_url: str, kafka: str) -> AppTestSettings:
-    return AppTestSettings(database_url=database_url, kafka_bootstrap_servers=kafka)
+def make_settings(database_url: str, kafka: str, **fields: Any) -> AppTestSettings:
+    return AppTestSettings(database_url=database_url, kafka_bootstrap_servers=kafka, **fields)
 
 
 @asynccontextmanager
@@ -115,22 +128,23 @@ async def test_health_answers_without_dependencies(client):
         assert response.json() == {"status": "ok", "service": "apptest"}
 
 
-async def test_ready_when_database_and_kafka_answer(client):
+async def test_ready_when_the_database_answers(client):
     response = await client.get("/ready")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "ready"
-    assert body["checks"] == {"database": "ok", "kafka": "ok"}
+    assert body["checks"] == {"database": "ok"}
 
 
-async def test_not_ready_names_the_failing_check(database_url):
+async def test_ready_without_kafka_which_metrics_report(database_url):
+    """Writes wait in the outbox while Kafka is away: no reason to leave the balancer."""
     app = create_app(make_settings(database_url, "127.0.0.1:1"), configure_logs=False)
     async with running(app) as c:
         response = await c.get("/_svc/apptest/ready")
-    assert response.status_code == 503
-    body = response.json()
-    assert body["failed"] == ["kafka"]
-    assert body["checks"]["database"] == "ok"
+        scraped = await c.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"] == {"database": "ok"}
+    assert "\nkafka_up 0.0\n" in scraped.text
 
 
 async def test_not_ready_without_a_database():
@@ -152,6 +166,7 @@ async def test_diagnostics_report_database_kafka_and_principals(client):
     assert body["checks"]["database"]["alembic_revision"] is None
     assert body["checks"]["kafka"]["ok"] is True
     assert body["checks"]["kafka"]["brokers"] >= 1
+    assert "\nkafka_up 1.0\n" in (await client.get("/metrics")).text
     assert body["checks"]["principals"] == {"ok": True, "present": True, "users": 0, "roles": 0,
                                             "authkeys": 0, "orgs": 0, "last_update": None}
 
@@ -165,6 +180,20 @@ async def test_metrics_count_requests_by_route_template(client):
             in response.text)
     assert "events_published_total" in response.text
     assert "/things/view/7" not in response.text
+
+
+async def test_a_statement_past_its_timeout_is_503_with_retry_after(database_url):
+    app = create_app(make_settings(database_url, required_env("MISP_KAFKA_BOOTSTRAP_SERVERS"),
+                                   db_statement_timeout_s=0.3),
+                     routers=[router], configure_logs=False)
+    async with running(app) as c:
+        response = await c.get("/things/slow")
+        after = await c.get("/things/db")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == str(RETRY_AFTER_S)
+    assert response.json() == {"name": DATABASE_TOO_SLOW, "message": DATABASE_TOO_SLOW,
+                               "url": "/things/slow"}
+    assert after.json()["value"] == 42
 
 
 async def test_engine_and_settings_dependencies(client):

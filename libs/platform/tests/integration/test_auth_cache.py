@@ -41,8 +41,7 @@ async def api(platform_db: str) -> AsyncIterator[tuple[httpx.AsyncClient, Princi
     engine = create_async_engine(platform_db)
     key = await seed_principal(engine, PEPPER, user_id=41, role={"perm_audit": True})
     await engine.dispose()
-    app = create_app(CacheTestSettings(database_url=platform_db, pepper=PEPPER),
-                     check_kafka_ready=False)
+    app = create_app(CacheTestSettings(database_url=platform_db, pepper=PEPPER))
     async with app.router.lifespan_context(app), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://svc") as client:
         cache: PrincipalCache = app.state.principal_cache
