@@ -80,7 +80,9 @@ def parse_address(value: str) -> Address | None:
         return None
     port: str | None = None
     if text.startswith("["):
-        text, _, rest = text[1:].partition("]")
+        text, bracket, rest = text[1:].partition("]")
+        if not bracket:
+            return None
         if rest:
             if not rest.startswith(":"):
                 return None

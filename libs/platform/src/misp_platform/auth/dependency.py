@@ -26,6 +26,8 @@ from misp_platform import metrics, outbox
 from misp_platform.auth.cache import PrincipalCache
 from misp_platform.auth.keys import authkey_hmac, is_well_formed, mask_authkey
 from misp_platform.auth.principals import PRINCIPAL_TOPICS, lookup_authkeys
+from misp_platform.client_address import client_address, parse_address
+from misp_platform.client_address import client_ip as client_ip  # identity's login routes
 from misp_platform.consistency import consistency_of
 from misp_platform.misp.errors import NO_PERMISSION, Forbidden
 
@@ -135,21 +137,11 @@ def presented_keys(headers: Mapping[str, str]) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        address = ipaddress.ip_address(value.strip())
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
 def ip_allowed(ip: str | None, allowed: Iterable[str]) -> bool:
     """Whether `ip` is inside one of the CIDRs (bare addresses allowed; bad entries ignored)."""
     if ip is None:
         return False
-    address = _parse_ip(ip)
+    address = parse_address(ip)
     if address is None:
         return False
     for entry in allowed:
@@ -160,25 +152,6 @@ def ip_allowed(ip: str | None, allowed: Iterable[str]) -> bool:
         if address.version == network.version and address in network:
             return True
     return False
-
-
-def client_ip(peer: str | None, forwarded_for: str | None) -> str | None:
-    """The caller's address. `X-Forwarded-For` counts only when the direct peer is loopback (the
-    gateway); then the nearest hop that is not loopback is taken, walking from the right, because
-    entries left of the gateway's own are whatever the client chose to send."""
-    if peer is None:
-        return None
-    peer_address = _parse_ip(peer)
-    if peer_address is None or not peer_address.is_loopback or not forwarded_for:
-        return peer
-    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        address = _parse_ip(hop)
-        if address is None:
-            break
-        if not address.is_loopback:
-            return str(address)
-    return peer
 
 
 def expiration_iso(expiration: int) -> str:
@@ -371,8 +344,7 @@ async def _authenticate(request: Request, *, fresh: bool) -> Principal:
     cached = state.get("principal")
     if isinstance(cached, Principal) and not fresh:
         return cached
-    peer = request.client.host if request.client else None
-    ip = client_ip(peer, request.headers.get("x-forwarded-for"))
+    ip = client_address(request)
     keys = presented_keys(request.headers)
     if not keys:
         raise await _refuse(request, AuthFailure("missing", AUTH_FAILED, TITLE_MISSING), ip)
