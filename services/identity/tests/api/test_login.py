@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+import httpx
 from sqlalchemy import select
 
 from identity.handlers.login import BAD_CREDENTIALS, SESSION_COOKIE
@@ -39,6 +40,44 @@ async def test_json_and_form_login_open_a_session_and_logout_ends_it(identity) -
     assert after.status_code == 403
     view = (await identity.call("GET", "/users/view/me", user["authkey"])).json()
     assert view["User"]["current_login"] != "0"
+
+
+async def _login_from(identity, peer: str, email: str, **headers: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=identity.app, client=(peer, 4444))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        return await client.post("/users/login", json={"email": email, "password": PASSWORD},
+                                 headers=headers)
+
+
+async def test_the_session_cookie_is_secure_when_the_gateway_says_https(identity) -> None:
+    """X-Forwarded-Proto counts from a trusted proxy only (loopback: the gateway sets it)."""
+    user = await _user_with_password(identity)
+    cookie = {}
+    for name, peer, proto in (("gateway https", "127.0.0.1", "https"),
+                              ("gateway http", "127.0.0.1", "http"),
+                              ("client says https", "203.0.113.7", "https")):
+        response = await _login_from(identity, peer, user["email"], **{"X-Forwarded-Proto": proto})
+        assert response.status_code == 200, response.text
+        cookie[name] = response.headers["set-cookie"].lower()
+        assert cookie[name].startswith(f"{SESSION_COOKIE.lower()}=") and "httponly" in cookie[name]
+    assert "; secure" in cookie["gateway https"]
+    assert "; secure" not in cookie["gateway http"]
+    assert "; secure" not in cookie["client says https"]
+
+
+async def test_logout_is_post_only(identity) -> None:
+    user = await _user_with_password(identity)
+    response = await identity.call("POST", "/users/login",
+                                   json={"email": user["email"], "password": PASSWORD})
+    token = response.cookies.get(SESSION_COOKIE)
+    get = await identity.client.get("/users/logout", cookies={SESSION_COOKIE: token})
+    assert get.status_code == 405
+    assert get.json() == {"name": "Method Not Allowed", "message": "Method Not Allowed",
+                          "url": "/users/logout"}
+    still = await identity.client.get("/api/v1/identity/session", cookies={SESSION_COOKIE: token})
+    assert still.status_code == 200  # the GET ended nothing
+    assert (await identity.client.post("/users/logout",
+                                       cookies={SESSION_COOKIE: token})).status_code == 200
 
 
 async def test_a_wrong_password_is_refused_with_misp_message(identity) -> None:

@@ -71,14 +71,18 @@ async def login(request: Request, engine: EngineDep) -> Response:
                                       request_id=request_id_of(request))
     body = await view_of(SqlUnitOfWork(engine), result.user)
     response = MispJSONResponse(body)
+    # Secure over HTTPS: the scheme is the gateway's X-Forwarded-Proto when the peer is a
+    # trusted proxy (misp_platform.client_address.ForwardedProtoMiddleware), else the peer's own
     response.set_cookie(handlers.SESSION_COOKIE, result.token, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https",
                         max_age=int(handlers.SESSION_TTL.total_seconds()), path="/")
     return response
 
 
-@router.api_route("/users/logout", methods=["GET", "POST"])
+@router.post("/users/logout")
 async def logout(request: Request, engine: EngineDep) -> Response:
+    """POST only: a GET that logs out can be fired by any page the user visits (an image, a
+    link); GET answers 405 in MISP's shape. (PyMISP never calls users/logout.)"""
     token = request.cookies.get(handlers.SESSION_COOKIE)
     await handlers.logout(engine, token, ip=client_ip_of(request),
                           request_id=request_id_of(request))
