@@ -2,6 +2,8 @@
 """Render the gateway's nginx.conf from the route table (stdlib only).
 
     render.py --mode local --state-dir .local --out .local/nginx/nginx.conf
+    render.py --mode local --state-dir .local --tls-cert .local/tls/server.pem \
+        --tls-key .local/tls/server.key --out .local/nginx/nginx.conf     # and HTTPS on :8443
     render.py --mode container --out deploy/gateway/nginx.container.conf
     render.py --resolve /admin/users/email /servers/getWorkers   # which service owns a path
 
@@ -10,6 +12,12 @@ each service's API port. nginx itself picks an exact location (`=`) first, then 
 location (`^~`, so no regex can override it): the order in which routes are listed does not matter,
 and `resolve()` below mirrors that rule for the tests. Locations are written sorted anyway (exact
 ones, then prefixes longest first) so that a reader sees the winner first.
+
+With a certificate the gateway also serves HTTPS, with the same locations; plain HTTP is then
+redirected there (308) except from 127.0.0.1 and ::1 unless --http-from-loopback redirect. The
+container config always does both, with the certificate mounted at /etc/nginx/tls/tls.crt and
+tls.key, and redirects all plain HTTP. Every answer carries X-Content-Type-Options and
+X-Frame-Options, and over HTTPS Strict-Transport-Security (SECURITY_HEADERS, HSTS).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +166,109 @@ def _error_body(name: str) -> str:
     return '{"name":"' + name + '","message":"' + name + '","url":"$misp_error_url"}'
 
 
+# What the gateway adds to every answer (the services set none of these: proxy_hide_header drops
+# an upstream's copy, so that a service that starts setting one never makes it appear twice).
+# nosniff: a JSON answer is never sniffed into something a browser runs. DENY: nothing the
+# gateway serves is meant to be framed, not even by its own origin (a page that sets a password
+# must not be overlaid: clickjacking), so SAMEORIGIN would only widen it.
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+)
+# HTTPS only (RFC 6797 §7.2: a UA ignores it over plain HTTP). No includeSubDomains: the gateway
+# does not speak for other hosts of its domain.
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
+
+# Plain HTTP from these peers is served (HTTP_ALLOW): the local tools and tests talk to
+# http://127.0.0.1:8080. The same two addresses the operator paths allow.
+LOOPBACK = ("127.0.0.1", "::1")
+HTTP_ALLOW = "allow"
+HTTP_REDIRECT = "redirect"
+
+# Container mode: the provided certificate, mounted from a compose secret or a Kubernetes TLS
+# Secret (its keys are tls.crt and tls.key).
+CONTAINER_TLS_DIR = "/etc/nginx/tls"
+CONTAINER_TLS_CERT = f"{CONTAINER_TLS_DIR}/tls.crt"
+CONTAINER_TLS_KEY = f"{CONTAINER_TLS_DIR}/tls.key"
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The HTTPS listener, and where plain HTTP is sent."""
+
+    listen: str
+    cert: str
+    key: str
+    public_port: int  # the port of the redirect's target (443: none written)
+    http_from_loopback: str = HTTP_ALLOW  # or HTTP_REDIRECT: every plain request is redirected
+
+    def redirect_target(self) -> str:
+        port = "" if self.public_port == 443 else f":{self.public_port}"
+        return f"https://$host{port}$request_uri"
+
+
+def _port_of(listen: str) -> int:
+    return int(listen.rsplit(":", 1)[-1].split()[0])
+
+
+def _server_common(w: Callable[[str], None], locs: list[Location], *, https: bool) -> None:
+    """The proxying part of a server: the same in the HTTP and the HTTPS server."""
+    w("        proxy_http_version 1.1;")
+    w('        proxy_set_header Connection "";')
+    w("        proxy_set_header Host $misp_host;")
+    w("        proxy_set_header X-Request-ID $misp_request_id;")
+    w("        proxy_set_header X-Real-IP $remote_addr;")
+    w("        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;")
+    # what the client sent is replaced: identity's Secure cookie believes this one
+    w("        proxy_set_header X-Forwarded-Proto $scheme;")
+    w("        proxy_set_header X-Forwarded-Host $misp_host;")
+    w("        proxy_connect_timeout 5s;")
+    w("        proxy_send_timeout 300s;")
+    w("        proxy_read_timeout 300s;")
+    w("        proxy_next_upstream off;")
+    _headers(w, https=https)
+    w("")
+    w("        error_page 502 503 504 = @unavailable;")
+    w("        error_page 413 = @too_large;")
+    w("        error_page 403 = @forbidden;")
+    w("")
+    for loc in locs:
+        mod = "=" if loc.kind == EXACT else "^~"
+        w(f"        location {mod} {loc.path} {{")
+        w(f"            set $misp_service {loc.service};")
+        if loc.internal:
+            for address in LOOPBACK:
+                w(f"            allow {address};")
+            w("            deny all;")
+            w(f"            proxy_pass http://{loc.service}/;")
+        else:
+            w(f"            proxy_pass http://{loc.service};")
+        w("        }")
+    w("")
+    w("        location / {")
+    w("            charset utf-8;")
+    w("            charset_types application/json;")
+    w(f"            return 404 '{_error_body('Not Found')}';")
+    w("        }")
+    for name, status, text in (("unavailable", 503, "Service Unavailable"),
+                               ("too_large", 413, "Request Entity Too Large"),
+                               ("forbidden", 403, "Forbidden")):
+        w(f"        location @{name} {{")
+        w("            charset utf-8;")
+        w("            charset_types application/json;")
+        w(f"            return {status} '{_error_body(text)}';")
+        w("        }")
+
+
+def _headers(w: Callable[[str], None], *, https: bool) -> None:
+    """Server-level add_header lines (inherited by every location, none of which adds its own:
+    nginx drops inherited add_header where a location has one)."""
+    w("        add_header X-Request-ID $misp_request_id always;")
+    for name, value in (*SECURITY_HEADERS, *((HSTS,) if https else ())):
+        w(f"        proxy_hide_header {name};")
+        w(f'        add_header {name} "{value}" always;')
+
+
 def render(
     locs: list[Location],
     services: dict[str, int],
@@ -166,7 +278,10 @@ def render(
     listen: str | None = None,
     upstreams: dict[str, str] | None = None,
     user: str | None = None,
+    tls: Tls | None = None,
 ) -> str:
+    """nginx.conf. Local mode serves HTTPS when `tls` is given; container mode always does (with
+    the mounted certificate unless `tls` says otherwise) and redirects all plain HTTP."""
     if mode not in ("local", "container"):
         raise ValueError(mode)
     upstreams = dict(upstreams or {})
@@ -194,6 +309,10 @@ def render(
         listen = listen or "8080"
         workers = "auto"
         user = user or "nginx"
+        tls = tls or Tls(listen="8443", cert=CONTAINER_TLS_CERT, key=CONTAINER_TLS_KEY,
+                         public_port=8443, http_from_loopback=HTTP_REDIRECT)
+    if tls is not None and tls.http_from_loopback not in (HTTP_ALLOW, HTTP_REDIRECT):
+        raise ValueError(tls.http_from_loopback)
 
     out: list[str] = []
     w = out.append
@@ -244,6 +363,14 @@ def render(
     w('        "~[\\x00-\\x1f\\x22\\x5c]" "/";')
     w("        default $uri;")
     w("    }")
+    plain_served = tls is None or tls.http_from_loopback == HTTP_ALLOW
+    if tls is not None and plain_served:
+        w("    # plain HTTP is served to these peers only; the others are sent to HTTPS")
+        w("    geo $misp_plain_http {")
+        w("        default redirect;")
+        for address in LOOPBACK:
+            w(f"        {address} serve;")
+        w("    }")
     w("")
     for svc in services:
         w(f"    upstream {svc} {{")
@@ -255,59 +382,37 @@ def render(
     w(f"        listen {listen};")
     w("        server_name _;")
     w("        set $misp_service -;")
-    w("")
-    w("        proxy_http_version 1.1;")
-    w('        proxy_set_header Connection "";')
-    w("        proxy_set_header Host $misp_host;")
-    w("        proxy_set_header X-Request-ID $misp_request_id;")
-    w("        proxy_set_header X-Real-IP $remote_addr;")
-    w("        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;")
-    w("        proxy_set_header X-Forwarded-Proto $scheme;")
-    w("        proxy_set_header X-Forwarded-Host $misp_host;")
-    w("        proxy_connect_timeout 5s;")
-    w("        proxy_send_timeout 300s;")
-    w("        proxy_read_timeout 300s;")
-    w("        proxy_next_upstream off;")
-    w("        add_header X-Request-ID $misp_request_id always;")
-    w("")
-    w("        error_page 502 503 504 = @unavailable;")
-    w("        error_page 413 = @too_large;")
-    w("        error_page 403 = @forbidden;")
-    w("")
-    for loc in locs:
-        mod = "=" if loc.kind == EXACT else "^~"
-        w(f"        location {mod} {loc.path} {{")
-        w(f"            set $misp_service {loc.service};")
-        if loc.internal:
-            w("            allow 127.0.0.1;")
-            w("            allow ::1;")
-            w("            deny all;")
-            w(f"            proxy_pass http://{loc.service}/;")
+    if tls is not None:
+        target = tls.redirect_target()
+        if plain_served:
+            # 308, not 301: a POST stays a POST with its body
+            w("        if ($misp_plain_http = redirect) {")
+            w(f"            return 308 {target};")
+            w("        }")
         else:
-            w(f"            proxy_pass http://{loc.service};")
-        w("        }")
-    w("")
-    w("        location / {")
-    w("            charset utf-8;")
-    w("            charset_types application/json;")
-    w(f"            return 404 '{_error_body('Not Found')}';")
-    w("        }")
-    w("        location @unavailable {")
-    w("            charset utf-8;")
-    w("            charset_types application/json;")
-    w(f"            return 503 '{_error_body('Service Unavailable')}';")
-    w("        }")
-    w("        location @too_large {")
-    w("            charset utf-8;")
-    w("            charset_types application/json;")
-    w(f"            return 413 '{_error_body('Request Entity Too Large')}';")
-    w("        }")
-    w("        location @forbidden {")
-    w("            charset utf-8;")
-    w("            charset_types application/json;")
-    w(f"            return 403 '{_error_body('Forbidden')}';")
-    w("        }")
-    w("    }")
+            _headers(w, https=False)
+            w("        location / {")
+            w(f"            return 308 {target};")
+            w("        }")
+            w("    }")
+    if plain_served:
+        w("")
+        _server_common(w, locs, https=False)
+        w("    }")
+    if tls is not None:
+        w("")
+        w("    server {")
+        w(f"        listen {tls.listen} ssl;")
+        w("        server_name _;")
+        w("        set $misp_service -;")
+        w(f"        ssl_certificate {tls.cert};")
+        w(f"        ssl_certificate_key {tls.key};")
+        w("        ssl_protocols TLSv1.2 TLSv1.3;")
+        w("        ssl_session_cache shared:misp_tls:1m;")
+        w("        ssl_session_timeout 1h;")
+        w("")
+        _server_common(w, locs, https=True)
+        w("    }")
     w("}")
     return "\n".join(out) + "\n"
 
@@ -346,6 +451,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--state-dir", type=Path, help="local mode: the .local directory")
     p.add_argument("--listen", help="listen address (local: 127.0.0.1:8080, container: 8080)")
     p.add_argument("--user", help="nginx worker user (when started as root)")
+    p.add_argument("--tls-listen", help="the HTTPS listen address (local: 127.0.0.1:8443 when "
+                   "--tls-cert is given; container: 8443)")
+    p.add_argument("--tls-cert", help="the server certificate (PEM; container: "
+                   f"{CONTAINER_TLS_CERT})")
+    p.add_argument("--tls-key", help=f"its key (container: {CONTAINER_TLS_KEY})")
+    p.add_argument("--https-port", type=int,
+                   help="the port plain HTTP is redirected to (default: --tls-listen's)")
+    p.add_argument("--http-from-loopback", choices=(HTTP_ALLOW, HTTP_REDIRECT),
+                   help="plain HTTP from 127.0.0.1/::1: served (local default) or redirected "
+                   "like any other (container default)")
     p.add_argument(
         "--upstream",
         action="append",
@@ -382,6 +497,19 @@ def main(argv: list[str] | None = None) -> int:
     if a.mode == "local" and state_dir is None:
         print("render.py: --mode local needs --state-dir", file=sys.stderr)
         return 2
+    tls = None
+    if a.tls_cert or a.tls_key or a.mode == "container":
+        if a.mode == "local" and not (a.tls_cert and a.tls_key):
+            print("render.py: --tls-cert and --tls-key go together", file=sys.stderr)
+            return 2
+        default_listen = "127.0.0.1:8443" if a.mode == "local" else "8443"
+        tls_listen = a.tls_listen or default_listen
+        tls = Tls(listen=tls_listen,
+                  cert=a.tls_cert or CONTAINER_TLS_CERT,
+                  key=a.tls_key or CONTAINER_TLS_KEY,
+                  public_port=a.https_port or _port_of(tls_listen),
+                  http_from_loopback=a.http_from_loopback
+                  or (HTTP_ALLOW if a.mode == "local" else HTTP_REDIRECT))
     conf = render(
         locs,
         services,
@@ -390,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         listen=a.listen,
         upstreams=ups,
         user=a.user,
+        tls=tls,
     )
     if a.k8s_configmap:
         conf = k8s_configmap(conf, a.k8s_configmap, a.namespace)

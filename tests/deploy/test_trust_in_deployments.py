@@ -38,7 +38,11 @@ IMAGE = "misp-admin-plane:local"
 PG_VARS = {s: f"MISP_PG_{s.upper()}_PASSWORD" for s in SERVICES}
 KAFKA_VARS = {s: f"MISP_KAFKA_{s.upper()}_PASSWORD" for s in SERVICES}
 KEY_FILE_VARS = ["MISP_AUDIT_SIGNING_KEY_FILE", "MISP_AUDIT_VERIFY_KEY_FILE",
-                 "MISP_MAILER_INSTANCE_KEY_FILE"]
+                 "MISP_MAILER_INSTANCE_KEY_FILE", "MISP_GATEWAY_TLS_CERT_FILE",
+                 "MISP_GATEWAY_TLS_KEY_FILE"]
+# The gateway's provided certificate: compose secret -> where nginx.container.conf reads it.
+GATEWAY_TLS = {"gateway_tls_cert": "/etc/nginx/tls/tls.crt",
+               "gateway_tls_key": "/etc/nginx/tls/tls.key"}
 REQUIRED = ["MISP_PEPPER", "POSTGRES_PASSWORD", "MISP_KAFKA_ADMIN_PASSWORD",
             *PG_VARS.values(), *KAFKA_VARS.values(), *KEY_FILE_VARS]
 
@@ -327,7 +331,9 @@ def test_compose_mounts_each_key_where_its_setting_points_and_nowhere_else(
     files = {name: s["file"] for name, s in rendered["secrets"].items()}
     assert files == {"audit_signing_key": values["MISP_AUDIT_SIGNING_KEY_FILE"],
                      "audit_verify_key": values["MISP_AUDIT_VERIFY_KEY_FILE"],
-                     "mailer_instance_key": values["MISP_MAILER_INSTANCE_KEY_FILE"]}
+                     "mailer_instance_key": values["MISP_MAILER_INSTANCE_KEY_FILE"],
+                     "gateway_tls_cert": values["MISP_GATEWAY_TLS_CERT_FILE"],
+                     "gateway_tls_key": values["MISP_GATEWAY_TLS_KEY_FILE"]}
     for setting, (secret, _k8s, readers) in KEYS.items():
         holders = set()
         for name, container in rendered["services"].items():
@@ -339,6 +345,21 @@ def test_compose_mounts_each_key_where_its_setting_points_and_nowhere_else(
             else:
                 assert setting not in container.get("environment", {}), name
         assert holders == readers, setting
+
+
+def test_compose_gives_the_certificate_to_the_gateway_alone_where_its_config_reads_it(
+        rendered: dict[str, Any]) -> None:
+    conf = (ROOT / "deploy" / "gateway" / "nginx.container.conf").read_text(encoding="utf-8")
+    assert f"ssl_certificate {GATEWAY_TLS['gateway_tls_cert']};" in conf
+    assert f"ssl_certificate_key {GATEWAY_TLS['gateway_tls_key']};" in conf
+    for name, container in rendered["services"].items():
+        mounted = {s["source"]: s.get("target") for s in container.get("secrets", [])}
+        if name == "gateway":
+            assert mounted == GATEWAY_TLS
+        else:
+            assert not set(mounted) & set(GATEWAY_TLS), name
+    published = {p["target"]: p["published"] for p in rendered["services"]["gateway"]["ports"]}
+    assert published == {8080: "8080", 8443: "8443"}
 
 
 # ---- Kubernetes -------------------------------------------------------------------------------
@@ -383,6 +404,29 @@ def test_kubernetes_gives_each_service_its_own_credentials_only(
     assert config["data"]["MISP_ENVIRONMENT"] == "production"
     assert config["data"]["MISP_KAFKA_SECURITY_PROTOCOL"].startswith("SASL_")
     assert not any(m["kind"] == "Secret" for m in manifests)  # made out of band, never committed
+
+
+def test_kubernetes_gives_the_tls_secret_to_the_gateway_alone(
+        manifests: list[dict[str, Any]]) -> None:
+    holders = set()
+    for d in manifests:
+        if d["kind"] != "Deployment":
+            continue
+        pod = d["spec"]["template"]["spec"]
+        if "misp-gateway-tls" in _secrets_of(pod):
+            holders.add(d["metadata"]["name"])
+    assert holders == {"gateway"}
+    [gateway] = [d for d in manifests if d["kind"] == "Deployment"
+                 and d["metadata"]["name"] == "gateway"]
+    pod = gateway["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if "secret" in v]
+    [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["mountPath"] == "/etc/nginx/tls" and mount["readOnly"] is True
+    assert sorted(i["path"] for i in volume["secret"]["items"]) == ["tls.crt", "tls.key"]
+    [service] = [m for m in manifests if m["kind"] == "Service"
+                 and m["metadata"]["name"] == "gateway"]
+    assert {p["port"]: p["targetPort"] for p in service["spec"]["ports"]} == {
+        8080: "http", 443: "https"}
 
 
 def test_kubernetes_mounts_each_key_secret_where_its_setting_points(

@@ -160,7 +160,8 @@ def test_docker_compose_config_validates_and_refuses_to_start_without_its_secret
     for svc in SERVICES:
         secrets[f"MISP_PG_{svc.upper()}_PASSWORD"] = "d4" * 12
         secrets[f"MISP_KAFKA_{svc.upper()}_PASSWORD"] = "e5" * 12
-    for key in ("AUDIT_SIGNING_KEY", "AUDIT_VERIFY_KEY", "MAILER_INSTANCE_KEY"):
+    for key in ("AUDIT_SIGNING_KEY", "AUDIT_VERIFY_KEY", "MAILER_INSTANCE_KEY",
+                "GATEWAY_TLS_CERT", "GATEWAY_TLS_KEY"):
         (tmp_path / key).write_text("key\n")
         secrets[f"MISP_{key}_FILE"] = str(tmp_path / key)
 
