@@ -24,6 +24,9 @@ unset _svc
 KAFKA_PORT=9092
 KAFKA_CONTROLLER_PORT=9093
 GATEWAY_PORT=8080
+# HTTPS, with a certificate of the local CA in $TLS_DIR (deploy/local/tls.py, made once)
+GATEWAY_TLS_PORT=8443
+TLS_DIR="$STATE/tls"
 
 # tools that a non-login PATH may lack (runuser, nginx; a uv installed with pip --user)
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:$HOME/.local/bin"
@@ -113,6 +116,8 @@ export MISP_KAFKA_PASSWORD=$(kafka_password admin)
 export MISP_PG_URL=postgresql+psycopg://postgres:$(pg_password postgres)@127.0.0.1:$PG_PORT
 export MISP_PEPPER=$(cat "$STATE/pepper")
 export MISP_GATEWAY_URL=http://127.0.0.1:$GATEWAY_PORT
+export MISP_GATEWAY_TLS_URL=https://127.0.0.1:$GATEWAY_TLS_PORT
+export MISP_GATEWAY_CA_FILE=$TLS_DIR/ca.pem
 export MISP_STATE_DIR=$STATE
 export MISP_LOG_FORMAT=json
 ENV

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything, from a fresh machine: install what is missing, start PostgreSQL, Kafka, the
-# gateway and the services, wait until all are ready, print the gateway URL.
+# gateway and the services, wait until all are ready, print the gateway's URLs and the CA that
+# HTTPS clients trust.
 # usage: up.sh [infra]   (infra: stop after PostgreSQL, Kafka and the gateway)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -16,6 +17,8 @@ bash "$HERE/services.sh" start
 bash "$HERE/mailcatcher.sh" start
 url="$(bash "$HERE/wait-ready.sh")"
 echo "gateway: $url"
+echo "gateway (HTTPS): https://127.0.0.1:$GATEWAY_TLS_PORT, CA: $TLS_DIR/ca.pem"
+echo "  PyMISP(\"https://127.0.0.1:$GATEWAY_TLS_PORT\", key, ssl=\"$TLS_DIR/ca.pem\"); curl --cacert $TLS_DIR/ca.pem"
 # identity writes the key once organisation 1 is known (its first run): give it a moment.
 for _ in $(seq 1 100); do [ -s "$STATE/admin.authkey" ] && break; sleep 0.2; done
 if [ -s "$STATE/admin.authkey" ]; then

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Wait until every service answers 200 on /ready, directly and through the gateway
-# (/_svc/<service>/ready), then print the gateway URL. Gives up after WAIT_READY_TIMEOUT (120) s.
+# Wait until every service answers 200 on /ready, directly and through the gateway over HTTPS
+# (/_svc/<service>/ready, checking the certificate with the local CA), then print the gateway's
+# plain HTTP URL. Gives up after WAIT_READY_TIMEOUT (120) s.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TIMEOUT="${WAIT_READY_TIMEOUT:-120}"
 GATEWAY="http://127.0.0.1:$GATEWAY_PORT"
+GATEWAY_TLS="https://127.0.0.1:$GATEWAY_TLS_PORT"
 
 urls=()
 for svc in "${SERVICES[@]}"; do
-  urls+=("http://127.0.0.1:${SERVICE_PORT[$svc]}/ready" "$GATEWAY/_svc/$svc/ready")
+  urls+=("http://127.0.0.1:${SERVICE_PORT[$svc]}/ready" "$GATEWAY_TLS/_svc/$svc/ready")
 done
 
-code() { curl -s -o /dev/null -m 5 -w '%{http_code}' "$1" 2>/dev/null || true; }
+code() { curl -s -o /dev/null -m 5 --cacert "$TLS_DIR/ca.pem" -w '%{http_code}' "$1" 2>/dev/null || true; }
 
 deadline=$((SECONDS + TIMEOUT))
 pending=("${urls[@]}")
