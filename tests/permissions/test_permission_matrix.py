@@ -187,7 +187,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
         "POST|PUT /auth_keys/edit/{key_id}": Rule(USERS),
         "DELETE|POST /auth_keys/delete/{key_id}": Rule(USERS),
         "POST /users/login": Rule(EVERYONE, body=_login),
-        "GET|POST /users/logout": Rule(EVERYONE),
+        "POST /users/logout": Rule(EVERYONE),  # GET: 405 (tests/e2e/test_https_gateway.py)
         "POST /users/forgot": Rule(EVERYONE, body=_email),
         # A session cookie names the caller here, never a key.
         "GET /api/v1/identity/session": Rule(NOBODY, refusal="Not logged in."),
