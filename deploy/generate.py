@@ -137,6 +137,14 @@ GATEWAY_TLS_SECRET = "misp-gateway-tls"
 # Where clients reach HTTPS, so where plain HTTP is redirected: compose publishes 8443, the
 # Kubernetes Service answers HTTPS on 443.
 COMPOSE_HTTPS_PORT = 8443
+# Compose's network: the gateway at a fixed address outside the range Docker hands out, and the
+# services trust that address alone as their proxy (MISP_TRUSTED_PROXIES). Not the whole subnet:
+# its first address is the bridge's, the source docker-proxy gives the connections it relays to
+# a published port, and a trusted one could say any X-Forwarded-For. Outside Docker's default
+# pools (172.17-31/16, 192.168/16), so no network Docker made itself overlaps it.
+COMPOSE_SUBNET = "10.203.97.0/24"
+COMPOSE_DYNAMIC_RANGE = "10.203.97.128/25"
+COMPOSE_GATEWAY_ADDRESS = "10.203.97.10"
 K8S_HTTPS_PORT = 443
 
 
@@ -216,6 +224,7 @@ def compose(services: dict[str, int]) -> str:
     w("  MISP_GATEWAY_URL: http://gateway:8080")
     w("  MISP_STATE_DIR: /var/lib/misp")
     w("  MISP_LOG_FORMAT: json")
+    w(f"  MISP_TRUSTED_PROXIES: {COMPOSE_GATEWAY_ADDRESS}/32")
     # Each service's own credentials, in every container of the service and no other.
     for svc in services:
         upper = svc.upper()
@@ -328,6 +337,9 @@ def compose(services: dict[str, int]) -> str:
     for name, _var, target, _what in GATEWAY_TLS_FILES:
         w(f"      - source: {name}")
         w(f"        target: {target}")
+    w("    networks:")
+    w("      default:")
+    w(f"        ipv4_address: {COMPOSE_GATEWAY_ADDRESS}")
     w("    depends_on:")
     for svc in services:
         w(f"      {svc}-api:")
@@ -412,6 +424,13 @@ def compose(services: dict[str, int]) -> str:
     for name, var, _target, what in GATEWAY_TLS_FILES:
         w(f"  {name}:")
         w(f"    file: ${{{var}:?set {var} to the file of {what}}}")
+    w("")
+    w("networks:")
+    w("  default:")
+    w("    ipam:")
+    w("      config:")
+    w(f"        - subnet: {COMPOSE_SUBNET}")
+    w(f"          ip_range: {COMPOSE_DYNAMIC_RANGE}")
     w("")
     w("volumes:")
     w("  pgdata:")
