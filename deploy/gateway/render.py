@@ -182,6 +182,9 @@ HSTS = ("Strict-Transport-Security", "max-age=31536000")
 # Plain HTTP from these peers is served (HTTP_ALLOW): the local tools and tests talk to
 # http://127.0.0.1:8080. The same two addresses the operator paths allow.
 LOOPBACK = ("127.0.0.1", "::1")
+# How long nginx keeps an idle connection to an API; the APIs keep theirs longer
+# (misp_platform.roles.UPSTREAM_IDLE_S), so that only nginx ever closes an idle one.
+GATEWAY_IDLE_S = 30
 HTTP_ALLOW = "allow"
 HTTP_REDIRECT = "redirect"
 
@@ -376,6 +379,9 @@ def render(
         w(f"    upstream {svc} {{")
         w(f"        server {upstreams[svc]} max_fails=0;")
         w("        keepalive 32;")
+        # Idle connections close here first: were the API to close one (uvicorn's
+        # UPSTREAM_IDLE_S) while nginx sends on it, the request would fail (a reset: 503).
+        w(f"        keepalive_timeout {GATEWAY_IDLE_S}s;")
         w("    }")
     w("")
     w("    server {")

@@ -89,10 +89,16 @@ async def run_consumer(spec: ServiceSpec, settings: ServiceSettings) -> None:
         await engine.dispose()
 
 
+# An idle keep-alive connection outlives the gateway's (deploy/gateway/render.py GATEWAY_IDLE_S):
+# nginx closes it first, never sending a request on one the API is closing (a reset, a 503).
+UPSTREAM_IDLE_S = 75
+
+
 def run_api(spec: ServiceSpec, settings: ServiceSettings) -> None:
     import uvicorn
 
     # No proxy handling in uvicorn: the app finds the client behind the trusted proxies itself
     # (misp_platform.client_address), from the real peer, as the in-process tests run it.
     uvicorn.run(spec.create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_config=None, access_log=False, proxy_headers=False)
+                log_config=None, access_log=False, proxy_headers=False,
+                timeout_keep_alive=UPSTREAM_IDLE_S)
