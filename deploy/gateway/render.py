@@ -265,7 +265,9 @@ def _server_common(w: Callable[[str], None], locs: list[Location], *, https: boo
 
 def _headers(w: Callable[[str], None], *, https: bool) -> None:
     """Server-level add_header lines (inherited by every location, none of which adds its own:
-    nginx drops inherited add_header where a location has one)."""
+    nginx drops inherited add_header where a location has one). The services echo the request
+    id too: theirs is hidden, the gateway's (the same id) answers, once."""
+    w("        proxy_hide_header X-Request-ID;")
     w("        add_header X-Request-ID $misp_request_id always;")
     for name, value in (*SECURITY_HEADERS, *((HSTS,) if https else ())):
         w(f"        proxy_hide_header {name};")
