@@ -135,8 +135,9 @@ async def test_worker_paths_answer_in_misps_shapes(client: httpx.AsyncClient,
     assert workers["default"]["workers"] == [] and workers["default"]["ok"] is False
     assert (await client.post("/servers/startWorker/nope", headers=auth(admin_key))) \
         .status_code == 404
-    assert (await client.post("/servers/stopWorker/1", headers=auth(admin_key))) \
-        .status_code == 404
+    for pid in ("1", "-268838201476778", "2147483648", "\u00b2"):  # none fits worker.pid
+        assert (await client.post(f"/servers/stopWorker/{pid}", headers=auth(admin_key))) \
+            .status_code == 404, pid
     restart = await client.post("/servers/restartWorkers", headers=auth(admin_key))
     assert restart.status_code == 200 and restart.json()["message"] == "Restarting workers."
     dead = await client.post("/servers/restartDeadWorkers", headers=auth(admin_key))

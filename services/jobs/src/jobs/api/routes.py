@@ -4,9 +4,9 @@ MISP lacks (enqueue, view with attempts, cancel, re-run, the dead set, task paus
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 
 from jobs.adapters import queries
 from jobs.handlers import jobs as commands
@@ -335,9 +335,14 @@ async def start_worker(_: SiteAdmin, request: Request, queue: str) -> dict[str, 
                            f"process supervisor (`{program}`).")
 
 
+# A process id as the worker table keeps it (integer): anything else is no worker (404), not
+# a number PostgreSQL refuses (500).
+Pid = Annotated[int, Path(ge=0, le=2**31 - 1)]
+
+
 @misp.post("/servers/stopWorker/{pid}")
 async def stop_worker(principal: SiteAdmin, engine: EngineDep, request: Request,
-                      pid: int) -> dict[str, Any]:
+                      pid: Pid) -> dict[str, Any]:
     async with engine.connect() as conn:
         known = await queries.running_worker_with_pid(conn, pid)
     if known is None:
