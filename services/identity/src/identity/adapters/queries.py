@@ -42,6 +42,7 @@ from misp_contracts.events.identity import (
     UserState,
 )
 from misp_contracts.events.orgs import OrganisationState
+from misp_contracts.numbers import whole_number
 from misp_platform.db import event
 from misp_platform.server_settings import read_settings
 
@@ -92,7 +93,7 @@ async def role_in_use(conn: AsyncConnection, role_id: int) -> bool:
 async def default_role_id(conn: AsyncConnection) -> int | None:
     value = (await conn.execute(select(admin_setting.c.value).where(
         admin_setting.c.name == "default_role"))).scalar()
-    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+    return whole_number(value)
 
 
 async def get_org(conn: AsyncConnection, org_id: int) -> OrganisationState | None:
@@ -144,8 +145,7 @@ async def user_view_parts(conn: AsyncConnection, user: UserState) -> UserViewPar
     default = row.default_role
     return UserViewParts(
         role=RoleState.model_validate(row.role) if row.role is not None else None,
-        default_role_id=(int(default) if isinstance(default, int | str)
-                         and str(default).isdigit() else None),
+        default_role_id=whole_number(default),
         settings=dict(row.settings or {}),
         org=OrganisationState.model_validate(row.org) if row.org is not None else None)
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import String, and_, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from misp_contracts.numbers import whole_number
 from orgs.adapters.tables import DELETED, org_member, org_merge, organisation
 from orgs.domain.model import UUID_RE
 
@@ -29,8 +30,8 @@ async def find_id(conn: AsyncConnection, key: str | int, *, by_name: bool = Fals
     text = str(key).strip()
     live = organisation.c.status != DELETED
     conditions: list[Any] = []
-    if text.isdigit() and len(text) < 19:
-        conditions.append(organisation.c.id == int(text))
+    if (number := whole_number(text)) is not None:
+        conditions.append(organisation.c.id == number)
     elif UUID_RE.fullmatch(text):
         conditions.append(organisation.c.uuid == text.lower())
     if by_name:

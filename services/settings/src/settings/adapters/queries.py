@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from misp_contracts.numbers import whole_number
 from settings.adapters.tables import (
     LIST_TABLES,
     allowedlist,
@@ -50,8 +51,8 @@ async def find_entry(conn: AsyncConnection, table_name: str, key: str | int, *,
     its uuid."""
     table = LIST_TABLES[table_name]
     text_key = str(key).strip()
-    if text_key.isdigit() and len(text_key) < 19:
-        condition = table.c.id == int(text_key)
+    if (number := whole_number(text_key)) is not None:
+        condition = table.c.id == number
     elif uuid_column is not None and normalise_uuid(text_key) is not None:
         condition = table.c[uuid_column] == normalise_uuid(text_key)
     else:
