@@ -13,10 +13,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 THE_MODULE = Path("libs/platform/src/misp_platform/client_address.py")
-# Still reads the peer and X-Forwarded-For itself (through client_ip, so with the same rule):
-# identity's login routes, whose file another change is editing; to become
-# `client_address(request) or "unknown"`, then this entry goes.
-PENDING = {Path("services/identity/src/identity/api/auth.py")}
 
 HEADER = re.compile(r"(http_)?(x[-_]forwarded[-_](for|proto|host)|x[-_]real[-_]ip|forwarded)",
                     re.IGNORECASE)
@@ -78,7 +74,7 @@ def test_only_the_one_module_reads_the_client_address() -> None:
     paths = sources()
     assert THE_MODULE in paths
     assert address_reads((ROOT / THE_MODULE).read_text()), "the check no longer sees anything"
-    found = [f"{path}:{use}" for path in paths if path != THE_MODULE and path not in PENDING
+    found = [f"{path}:{use}" for path in paths if path != THE_MODULE
              for use in address_reads((ROOT / path).read_text(), str(path))]
     assert not found, ("read the client's address with misp_platform.client_address."
                        "client_address(request) instead:\n" + "\n".join(found))

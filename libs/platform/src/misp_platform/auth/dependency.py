@@ -27,7 +27,6 @@ from misp_platform.auth.cache import PrincipalCache
 from misp_platform.auth.keys import authkey_hmac, is_well_formed, mask_authkey
 from misp_platform.auth.principals import PRINCIPAL_TOPICS, lookup_authkeys
 from misp_platform.client_address import client_address, parse_address
-from misp_platform.client_address import client_ip as client_ip  # identity's login routes
 from misp_platform.consistency import consistency_of
 from misp_platform.misp.errors import NO_PERMISSION, Forbidden
 

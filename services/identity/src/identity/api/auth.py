@@ -14,7 +14,7 @@ from identity.api.deps import EngineDep, as_misp
 from identity.handlers import login as handlers
 from identity.handlers import password_reset
 from identity.handlers.users import view_of
-from misp_platform.auth.dependency import client_ip
+from misp_platform.client_address import client_address
 from misp_platform.misp import (
     BadRequest,
     Forbidden,
@@ -50,9 +50,9 @@ async def _credentials(request: Request) -> tuple[str, str]:
 
 
 def client_ip_of(request: Request) -> str:
-    """The caller's address (X-Forwarded-For counts when the peer is the gateway) or "unknown"."""
-    peer = request.client.host if request.client else None
-    return client_ip(peer, request.headers.get("x-forwarded-for")) or "unknown"
+    """The caller's address (behind the trusted proxies: misp_platform.client_address), or
+    "unknown"."""
+    return client_address(request) or "unknown"
 
 
 def request_id_of(request: Request) -> str | None:
