@@ -1,11 +1,15 @@
 """What the end-to-end tests share: the gateway's URL, the site admin's authkey that identity
-writes on its first run, and polling with a deadline."""
+writes on its first run, polling with a deadline, and the pieces of a gateway of their own (a
+free port, an echo server to stand for a service)."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,3 +45,33 @@ def until(check: Callable[[], T | None], what: str, timeout_s: float = 30,
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout_s}s (last: {value!r})")
         time.sleep(interval_s)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EchoHandler(BaseHTTPRequestHandler):
+    """Stands for a service behind a test's own nginx: answers every request with what it got
+    (`service`, method, path, body, headers with lower-case names) as JSON."""
+
+    protocol_version = "HTTP/1.1"
+    service = "?"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.dumps({"service": self.service, "method": self.command, "path": self.path,
+                           "body": self.rfile.read(length).decode() if length else "",
+                           "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass

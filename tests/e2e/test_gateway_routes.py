@@ -7,7 +7,6 @@ front of echo servers that say which service they are. Needs no service, Kafka o
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import shutil
@@ -18,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 
@@ -26,6 +25,8 @@ import httpx
 import pytest
 
 from misp_platform.testing import load_script
+
+from .support import EchoHandler, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RENDER = ROOT / "deploy" / "gateway" / "render.py"
@@ -182,33 +183,6 @@ def test_docker_compose_config_validates_and_refuses_to_start_without_its_secret
 # the real nginx, in front of echo servers
 
 
-class _Echo(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    service = "?"
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        body = json.dumps(
-            {"service": self.service, "path": self.path, "headers": dict(self.headers.items())}
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _answer
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 DOWN_SERVICE = "orgs"  # its upstream points at a closed port
@@ -222,9 +196,9 @@ def gateway() -> Iterator[str]:
     upstreams = []
     for svc in SERVICES:
         if svc == DOWN_SERVICE:
-            upstreams.append(f"--upstream={svc}=127.0.0.1:{_free_port()}")
+            upstreams.append(f"--upstream={svc}=127.0.0.1:{free_port()}")
             continue
-        handler = type(f"Echo_{svc}", (_Echo,), {"service": svc})
+        handler = type(f"Echo_{svc}", (EchoHandler,), {"service": svc})
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -235,7 +209,7 @@ def gateway() -> Iterator[str]:
     state.chmod(0o755)
     for d in ("logs", "nginx/tmp"):
         (state / d).mkdir(parents=True)
-    port = _free_port()
+    port = free_port()
     conf = state / "nginx" / "nginx.conf"
     args = [
         sys.executable,

@@ -13,7 +13,6 @@ is POST only, and PyMISP works with `ssl=<the CA>`.
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import secrets
@@ -26,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -35,7 +34,7 @@ from pymisp import MISPUser, PyMISP
 
 from misp_platform.testing import load_script
 
-from .support import GATEWAY, admin_key
+from .support import GATEWAY, EchoHandler, admin_key, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("MISP_STATE_DIR", ROOT / ".local"))
@@ -191,30 +190,6 @@ def test_the_rendered_configs_redirect_plain_http() -> None:
     assert "return 308 https://$host$request_uri;" in k8s  # its Service answers HTTPS on 443
 
 
-class _Echo(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.dumps({"method": self.command, "path": self.path,
-                           "body": self.rfile.read(length).decode() if length else "",
-                           "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_listening(proc: subprocess.Popen[bytes], ports: list[int], log: Path) -> None:
@@ -238,7 +213,7 @@ def redirecting_gateway() -> Iterator[tuple[str, str, Path]]:
     service's upstream an echo server: (http URL, https URL, the CA)."""
     nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
     assert nginx, "nginx is not installed (deploy/local/install.sh installs it)"
-    echo = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    echo = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
     threading.Thread(target=echo.serve_forever, daemon=True).start()
     # not under pytest's tmp_path (0700): nginx's workers (www-data when we are root) use tmp/
     state = Path(tempfile.mkdtemp(prefix="misp-gw-tls-"))
@@ -246,7 +221,7 @@ def redirecting_gateway() -> Iterator[tuple[str, str, Path]]:
     for d in ("logs", "nginx/tmp"):
         (state / d).mkdir(parents=True)
     tls_maker.ensure(state / "tls")
-    http_port, https_port = _free_port(), _free_port()
+    http_port, https_port = free_port(), free_port()
     conf = state / "nginx" / "nginx.conf"
     args = [sys.executable, str(ROOT / "deploy" / "gateway" / "render.py"), "--mode", "local",
             "--state-dir", str(state), "--listen", f"127.0.0.1:{http_port}",
