@@ -223,6 +223,9 @@ SETTINGS: tuple[SettingDefinition, ...] = (
           "accepts or discards each request."),
     _flag("Security.allow_password_forgotten", False, RECOMMENDED,
           "Let users reset a forgotten password through a link sent by e-mail."),
+    _setting("Security.password_reset_link_ttl", "numeric", 60, RECOMMENDED, "test_positive_int",
+             "How long, in minutes, a password reset link sent by e-mail (users/forgot) stays "
+             "valid; asking again replaces the previous link."),
     _flag("Security.log_each_individual_auth_fail", False, RECOMMENDED,
           "Log every failed API authentication; by default repeated failures of the same key "
           "within an hour are logged once."),

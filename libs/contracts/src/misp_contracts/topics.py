@@ -74,7 +74,8 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("misp.mailer.mail.v1", "mailer",
           description="Each mail sent or failed (recipient, subject, Message-ID; never the body)"),
     Topic("misp.mailer.credential.v1", "mailer",
-          description="Temporary passwords the mailer issued (argon2id hashes only), for identity"),
+          description="Temporary passwords (argon2id hashes only) and password reset links "
+          "(sha256 of the token only) the mailer issued, for identity"),
     Topic("misp.jobs.commands.v1", "jobs", description="Commands to the jobs service",
           writers=("mailer",)),
     Topic("misp.jobs.job.v1", "jobs", description="Job aggregate events (queued, progress, "

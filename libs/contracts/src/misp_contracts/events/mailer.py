@@ -8,10 +8,14 @@
 - `TemporaryPasswordIssued` on `misp.mailer.credential.v1` carries the argon2id hash of a password
   the mailer generated and mailed; identity sets it as the user's password (see
   services/mailer/README.md). The password itself never crosses Kafka.
+- `PasswordResetLinkIssued` on the same topic: the mailer mailed a single-use reset link (a user's
+  "forgot password"); it carries only the sha256 of the link's token, which identity keeps to
+  recognise the link. The token itself never crosses Kafka.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -81,8 +85,8 @@ class ContactReporter(DomainEvent):
 @register
 class SendPasswordReset(DomainEvent):
     """A user who forgot their password asked for a new one (identity's `users/forgot`, with
-    `Security.allow_password_forgotten` on): the mailer mails a temporary password as for an
-    administrator's password reset and publishes only its hash. No secret in the command."""
+    `Security.allow_password_forgotten` on): the mailer mails a single-use link that sets a new
+    password (`PasswordResetLinkIssued`, only the token's hash). No secret in the command."""
 
     type: ClassVar[str] = "misp.mailer.commands.send-password-reset.v1"
     topic: ClassVar[str] = MAILER_COMMANDS_TOPIC
@@ -139,3 +143,22 @@ class TemporaryPasswordIssued(DomainEvent):
     password_hash: str  # argon2id (PHC string); never the password
     change_pw: bool = True
     reason: Literal["password_reset", "welcome", "forgot_password"] = "password_reset"
+
+
+@register
+class PasswordResetLinkIssued(DomainEvent):
+    """The mailer mailed the user a single-use password reset link; identity keeps `token_hash`
+    as the user's one live link (a newer link replaces an older one), idempotently per
+    `credential_id`, until `expires_at` or its use.
+
+    `token_hash` is the hex sha256 of the token (`secrets.token_urlsafe(32)`, 256 random bits):
+    a slow hash guards guessable secrets such as passwords; nobody can search 2**256 tokens, so a
+    fast one-way hash is as safe and lets identity find a link by the hash of what it is given."""
+
+    type: ClassVar[str] = "misp.mailer.credential.reset-link-issued.v1"
+    topic: ClassVar[str] = CREDENTIAL_TOPIC
+    credential_id: str
+    user_id: int
+    email: str
+    token_hash: str  # hex sha256 of the token; never the token
+    expires_at: datetime
