@@ -3,6 +3,10 @@ service's own OpenAPI, valid ones and ones that break the schema, a few per oper
 them as the site admin to the service's app in-process (no network): no answer may be a 5xx, and
 every 4xx is in MISP's shape (`message` or `errors`).
 
+Most MISP routes read their JSON body themselves (it is not in the OpenAPI): a write without a
+declared body also gets bodies made of the field names the services read, each holding any JSON
+value, flat or wrapped in a model name (`{"Organisation": {...}}`).
+
 Beside the generated examples, every path parameter gets the numbers that answered 500 before
 (a sign, past integer and bigint, "²", an exponent): ids parse ASCII digits only, and a number
 too large is 404.
@@ -12,7 +16,8 @@ each on a fresh database migrated by its own migrations, with a key per kind of 
 their own for this module. Writes are fuzzed too; only calls aimed at the caller's own user,
 authkeys, role or organisation are left out, so that one lucky id cannot lock the fuzzer out
 (the permission matrix covers those routes). Each operation's examples come from a seed of its
-own (its name, and MISP_FUZZ_SEED to explore further): a run is repeatable."""
+own (its name, and MISP_FUZZ_SEED to explore further): a run is repeatable. MISP_FUZZ_EXAMPLES
+(5) bounds the examples per operation."""
 
 from __future__ import annotations
 
@@ -42,7 +47,8 @@ setup = load_script(ROOT / "tests" / "permissions" / "conftest.py", "permissions
 services = setup.services
 permission_state_dir = setup.permission_state_dir
 
-MAX_EXAMPLES = 5
+# Per operation; MISP_FUZZ_EXAMPLES raises it for a deeper run by hand.
+MAX_EXAMPLES = int(os.environ.get("MISP_FUZZ_EXAMPLES", "5"))
 FUZZ_SETTINGS = settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
                          suppress_health_check=list(HealthCheck),
                          phases=[Phase.explicit, Phase.generate], print_blob=False)
@@ -50,6 +56,26 @@ FUZZ_SEED = os.environ.get("MISP_FUZZ_SEED", "")
 # Path values that answered 500 before: a sign, past integer, past bigint, a Unicode digit, an
 # exponent, hexadecimal.
 EDGE_VALUES = ("-1", "2147483648", "9" * 20, "\u00b2", "1e3", "0x1f")
+
+# Field and model names the services' routes read from bodies (not in their OpenAPI).
+FIELDS = ("id", "name", "email", "password", "confirm_password", "current_password", "org_id",
+          "role_id", "user_id", "uuid", "description", "value", "setting", "type", "nationality",
+          "sector", "contacts", "local", "restricted_to_domain", "landingpage", "permission",
+          "perm_admin", "perm_site_admin", "memory_limit", "max_execution_time", "expiration",
+          "allowed_ips", "read_only", "comment", "timer", "action", "subject", "body",
+          "recipient", "recipientEmailList", "force", "disabled", "target", "regexp",
+          "replacement", "data", "page", "limit", "days", "queue", "job_type", "job_input",
+          "gpgkey", "certif_public", "termsaccepted", "autoalert", "contactalert", "change_pw",
+          "org_uuid", "org_name", "event_uuid", "event_info", "ip", "searchall", "all")
+MODELS = ("Organisation", "User", "Role", "AuthKey", "UserSetting", "Regexp", "Allowedlist",
+          "EventBlocklist", "OrgBlocklist", "Server", "Task", "Job", "request")
+_SCALARS = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+            | st.text(max_size=12) | st.sampled_from(EDGE_VALUES))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6)
+_RECORDS = st.dictionaries(st.sampled_from(FIELDS), _VALUES, max_size=5)
+BODIES = (_RECORDS | st.builds(lambda model, record: {model: record}, st.sampled_from(MODELS),
+                                _RECORDS) | _VALUES)
 METHOD_ORDER = {"get": 0, "post": 1, "put": 1, "patch": 1, "delete": 2}
 _NUMBER = re.compile(r"0*(\d+)")
 
@@ -113,6 +139,9 @@ def misp_shaped(response: httpx.Response) -> str | None:
     return f"{response.status_code} not in MISP's shape: {response.text[:200]!r}"
 
 
+NO_BODY = object()
+
+
 class Unsendable(Exception):
     """A generated request no HTTP client could send: not the service's input."""
 
@@ -129,10 +158,14 @@ def fuzz(operation: Any, base_url: str, headers: dict[str, str], own: set[str],
     or None."""
     strategy = st.one_of(operation.as_strategy(GenerationMode.POSITIVE),
                          operation.as_strategy(GenerationMode.NEGATIVE))
+    undeclared_body = (operation.method.lower() in ("post", "put", "patch")
+                       and "requestBody" not in operation.definition.raw)
 
-    def check(case: Case) -> None:
+    def check(case: Case, body: Any = NO_BODY) -> None:
         try:
             kwargs = request_of(case.as_transport_kwargs(base_url=base_url, headers=headers))
+            if body is not NO_BODY:
+                kwargs["json"] = body
             built = httpx.Request(**{k: v for k, v in kwargs.items() if v is not None})
         except (UnicodeEncodeError, httpx.InvalidURL, ValueError, TypeError) as exc:
             raise Unsendable from exc
@@ -143,11 +176,11 @@ def fuzz(operation: Any, base_url: str, headers: dict[str, str], own: set[str],
 
     @FUZZ_SETTINGS
     @seed(zlib.crc32(f"{FUZZ_SEED}{operation.label}".encode()))
-    @given(case=strategy)
-    def examples(case: Case) -> None:
+    @given(case=strategy, body=BODIES if undeclared_body else st.just(NO_BODY))
+    def examples(case: Case, body: Any) -> None:
         assume(not aims_at(case, own))
         try:
-            check(case)
+            check(case, body)
         except Unsendable:
             assume(False)
 
