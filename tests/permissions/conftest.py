@@ -32,11 +32,10 @@ from misp_contracts.events.identity import AuthKeyCreated, AuthKeyState
 from misp_contracts.events.orgs import OrganisationCreated, OrganisationState
 from misp_platform.auth import PRINCIPAL_HANDLERS, authkey_hmac, generate_authkey
 from misp_platform.config import ServiceSettings
-from misp_platform.migrations import upgrade
 from misp_platform.server_settings import record_setting
 from misp_platform.testing import (
-    create_test_database,
     drop_test_database,
+    migrated_test_database,
     seed_principal,
     with_principal_handlers,
 )
@@ -117,10 +116,9 @@ def unused_port() -> int:
 
 @asynccontextmanager
 async def migrated_database(pg_url: str, name: str) -> AsyncIterator[str]:
-    url = await create_test_database(pg_url, prefix=f"test_perm_{name}")
+    spec = importlib.import_module(f"{name}.bootstrap").spec
+    url = await migrated_test_database(pg_url, spec.migrations_dir, prefix=f"test_perm_{name}")
     try:
-        spec = importlib.import_module(f"{name}.bootstrap").spec
-        await asyncio.to_thread(upgrade, spec.migrations_dir, url)
         yield url
     finally:
         await drop_test_database(url)

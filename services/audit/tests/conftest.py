@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,8 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from audit.testing import Namespace
-from misp_platform.migrations import upgrade
-from misp_platform.testing import create_test_database, drop_test_database
+from misp_platform.testing import drop_test_database, migrated_test_database
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "src" / "audit" / "migrations"
 
@@ -19,9 +17,8 @@ MIGRATIONS = Path(__file__).resolve().parents[1] / "src" / "audit" / "migrations
 @pytest.fixture
 async def audit_db(pg_url: str) -> AsyncIterator[str]:
     """A fresh database brought up by the audit's own migrations."""
-    url = await create_test_database(pg_url, prefix="audit")
+    url = await migrated_test_database(pg_url, MIGRATIONS, prefix="audit")
     try:
-        await asyncio.to_thread(upgrade, MIGRATIONS, url)
         yield url
     finally:
         await drop_test_database(url)

@@ -3,7 +3,6 @@ on it, organisation 1 fed as orgs publishes it, the first run done; helpers to m
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import shutil
 import tempfile
@@ -21,19 +20,17 @@ from identity.handlers.first_run import key_path, seed
 from identity.settings import IdentitySettings
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.orgs import OrganisationCreated, OrganisationState
-from misp_platform.migrations import upgrade
 from misp_platform.testing import (
-    create_test_database,
     drop_test_database,
+    migrated_test_database,
     required_env,
     with_principal_handlers,
 )
 
 
 async def migrated_database() -> str:
-    url = await create_test_database(required_env("MISP_PG_URL"), prefix="test_identity")
-    await asyncio.to_thread(upgrade, spec.migrations_dir, url)
-    return url
+    return await migrated_test_database(required_env("MISP_PG_URL"), spec.migrations_dir,
+                                        prefix="test_identity")
 
 
 async def feed_org(engine: AsyncEngine, org_id: int, name: str | None = None,

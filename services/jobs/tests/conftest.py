@@ -35,11 +35,10 @@ from misp_contracts.topics import Topic, owned_by
 from misp_platform.auth.principals import PRINCIPAL_TOPICS
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.kafka import create_producer, ensure_topics
-from misp_platform.migrations import upgrade
 from misp_platform.relay import OutboxRelay
 from misp_platform.testing import (
-    create_test_database,
     drop_test_database,
+    migrated_test_database,
     seed_principal,
     start_group_at_end,
     with_principal_handlers,
@@ -61,8 +60,7 @@ TEST_NOOP = register_job_type(JobType(
 async def jobs_db(pg_url: str, kafka_bootstrap: str) -> AsyncIterator[str]:
     await ensure_topics(kafka_bootstrap, [*owned_by("jobs"), *(
         Topic(run_topic(TEST_OWNER, q), "jobs", partitions=1) for q in QUEUES)])
-    url = await create_test_database(pg_url, prefix="test_jobs")
-    await asyncio.to_thread(upgrade, MIGRATIONS, url)
+    url = await migrated_test_database(pg_url, MIGRATIONS, prefix="test_jobs")
     engine = create_async_engine(url)
     async with engine.begin() as conn:
         start = random.randint(10**12, 9 * 10**12)

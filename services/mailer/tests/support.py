@@ -32,9 +32,8 @@ from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.identity import RoleCreated, RoleState, UserCreated, UserState
 from misp_contracts.events.settings import SettingChanged
 from misp_platform.auth import PRINCIPAL_HANDLERS
-from misp_platform.migrations import upgrade
 from misp_platform.server_settings import when_setting_changed_record
-from misp_platform.testing import create_test_database, drop_test_database, seed_principal
+from misp_platform.testing import drop_test_database, migrated_test_database, seed_principal
 
 PEPPER = "mailer-test-pepper"
 MIGRATIONS = Path(__file__).resolve().parents[1] / "src" / "mailer" / "migrations"
@@ -130,8 +129,7 @@ def user_keys() -> Iterator[dict[str, UserKey]]:
 
 @pytest.fixture
 async def mailer_db(pg_url: str) -> AsyncIterator[str]:
-    url = await create_test_database(pg_url, prefix="test_mailer")
-    await asyncio.to_thread(upgrade, MIGRATIONS, url)
+    url = await migrated_test_database(pg_url, MIGRATIONS, prefix="test_mailer")
     yield url
     await drop_test_database(url)
 

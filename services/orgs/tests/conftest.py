@@ -21,11 +21,10 @@ from misp_contracts.events.base import DomainEvent
 from misp_platform.auth.principals import PRINCIPAL_TOPICS
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.kafka import create_producer
-from misp_platform.migrations import upgrade
 from misp_platform.relay import OutboxRelay
 from misp_platform.testing import (
-    create_test_database,
     drop_test_database,
+    migrated_test_database,
     seed_principal,
     start_group_at_end,
     with_principal_handlers,
@@ -42,8 +41,7 @@ MIGRATIONS = Path(__file__).resolve().parents[1] / "src" / "orgs" / "migrations"
 async def orgs_db(pg_url: str) -> AsyncIterator[str]:
     """A fresh orgs database at the newest migration. Its id sequence starts far away from ids
     that other tests publish on the shared topics, which a consumer here also reads."""
-    url = await create_test_database(pg_url, prefix="test_orgs")
-    await asyncio.to_thread(upgrade, MIGRATIONS, url)
+    url = await migrated_test_database(pg_url, MIGRATIONS, prefix="test_orgs")
     engine = create_async_engine(url)
     async with engine.begin() as conn:
         start = random.randint(10**12, 9 * 10**12)

@@ -3,7 +3,6 @@ app in-process, and authkeys as identity's events would make them."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import secrets
 from collections.abc import AsyncIterator
@@ -13,8 +12,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from misp_platform.migrations import upgrade
-from misp_platform.testing import create_test_database, drop_test_database, seed_principal
+from misp_platform.testing import drop_test_database, migrated_test_database, seed_principal
 from settings.bootstrap import create_app
 from settings.handlers.first_run import seed
 from settings.settings import SettingsSettings
@@ -25,8 +23,7 @@ MIGRATIONS = Path(__file__).resolve().parents[1] / "src" / "settings" / "migrati
 
 @pytest.fixture
 async def settings_db(pg_url: str) -> AsyncIterator[str]:
-    url = await create_test_database(pg_url, prefix="test_settings")
-    await asyncio.to_thread(upgrade, MIGRATIONS, url)
+    url = await migrated_test_database(pg_url, MIGRATIONS, prefix="test_settings")
     yield url
     await drop_test_database(url)
 

@@ -7,6 +7,7 @@ and fail, never skip, when it is missing.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
 import os
 import secrets
@@ -51,8 +52,11 @@ def required_env(name: str) -> str:
 
 
 def _admin_engine(server_url: str) -> AsyncEngine:
+    """Creates and drops throwaway databases: no need to wait for the WAL to reach the disk
+    (it halves CREATE DATABASE, the most of a test's set-up)."""
     return create_async_engine(make_url(server_url).set(database="postgres"),
-                               isolation_level="AUTOCOMMIT", poolclass=NullPool)
+                               isolation_level="AUTOCOMMIT", poolclass=NullPool,
+                               connect_args={"options": "-c synchronous_commit=off"})
 
 
 async def create_test_database(admin_url: str, *, prefix: str = "test") -> str:
@@ -65,6 +69,72 @@ async def create_test_database(admin_url: str, *, prefix: str = "test") -> str:
     finally:
         await engine.dispose()
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def migrated_test_database(admin_url: str, migrations_dir: Path, *,
+                                 prefix: str = "test") -> str:
+    """A new database `<prefix>_<hex>` at the newest revision of `migrations_dir`; its URL.
+
+    It is a copy (CREATE DATABASE ... TEMPLATE) of a template migrated once per migration
+    history: running every revision for every test cost about a second a test. The template's
+    name carries a digest of the revisions (and of the platform's migration helpers), so a
+    changed or added revision makes a new one; the history's older templates are dropped then.
+    tests/migrations still runs every revision itself, on empty and on filled databases."""
+    template = await _template_database(admin_url, migrations_dir)
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    engine = _admin_engine(admin_url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    finally:
+        await engine.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _history_digest(migrations_dir: Path) -> str:
+    from misp_platform import migrations
+
+    digest = hashlib.sha256(Path(migrations.__file__).read_bytes())
+    for path in sorted(migrations_dir.rglob("*.py")):
+        digest.update(path.relative_to(migrations_dir).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+async def _template_database(admin_url: str, migrations_dir: Path) -> str:
+    """The template of this migration history, made (under an advisory lock: test sessions may
+    run at once) when missing. It takes no connections, so copying it never finds one open."""
+    from misp_platform.migrations import upgrade
+
+    history = f"tmpl_{migrations_dir.parent.name}"
+    template = f"{history}_{_history_digest(migrations_dir)}"
+    engine = _admin_engine(admin_url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT pg_advisory_lock(hashtext(:h))"), {"h": history})
+            try:
+                found = (await conn.execute(text(
+                    "SELECT datname FROM pg_database WHERE datname LIKE :like"),
+                    {"like": f"{history}\\_%"})).scalars().all()
+                if template not in found:
+                    await conn.execute(text(f'CREATE DATABASE "{template}"'))
+                    url = make_url(admin_url).set(database=template)
+                    try:
+                        await asyncio.to_thread(
+                            upgrade, migrations_dir, url.render_as_string(hide_password=False))
+                    except BaseException:
+                        await conn.execute(text(f'DROP DATABASE "{template}" WITH (FORCE)'))
+                        raise
+                    await conn.execute(text(f'ALTER DATABASE "{template}" WITH IS_TEMPLATE true '
+                                            'ALLOW_CONNECTIONS false'))
+                for stale in set(found) - {template}:
+                    await conn.execute(text(f'ALTER DATABASE "{stale}" WITH IS_TEMPLATE false'))
+                    await conn.execute(text(f'DROP DATABASE "{stale}" WITH (FORCE)'))
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(hashtext(:h))"), {"h": history})
+    finally:
+        await engine.dispose()
+    return template
 
 
 async def drop_test_database(url: str) -> None:
