@@ -36,7 +36,7 @@ from misp_platform.config import ServiceSettings
 from misp_platform.consistency import Consistency, ReadYourWritesMiddleware
 from misp_platform.db import engine_for
 from misp_platform.kafka import client_options
-from misp_platform.logging import configure_logging, request_context
+from misp_platform.logging import configure_logging, loggable_path, request_context
 from misp_platform.metrics import MetricsMiddleware, metrics_response
 from misp_platform.misp.domain_errors import install_domain_error_handlers
 from misp_platform.misp.errors import INTERNAL_ERROR, install_error_handlers, misp_error_response
@@ -107,6 +107,7 @@ class RequestContextMiddleware:
         state["request_id"] = request_id
         state["correlation_id"] = correlation_id
         path = scope.get("path", "")
+        logged = loggable_path(path)
         started = False
         status = 500
         begin = time.perf_counter()
@@ -127,7 +128,7 @@ class RequestContextMiddleware:
             try:
                 await self.app(scope, receive, send_wrapper)
             except Exception:
-                log.exception("http.unhandled_error", method=scope.get("method"), path=path)
+                log.exception("http.unhandled_error", method=scope.get("method"), path=logged)
                 if started:
                     raise
                 response = misp_error_response(500, INTERNAL_ERROR,
@@ -136,7 +137,7 @@ class RequestContextMiddleware:
             finally:
                 level = log.debug if path in self.quiet_paths else log.info
                 level("http.request", method=scope.get("method"),
-                      path=state.get("original_path") or path, status=status,
+                      path=loggable_path(state.get("original_path") or path), status=status,
                       duration_ms=round((time.perf_counter() - begin) * 1000, 2))
 
 

@@ -169,6 +169,18 @@ def configure_logging(service: str, log_format: str = "console", level: str | in
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
 
 
+# Paths whose rest is a secret (a password reset link's token): logged without it.
+SECRET_PATH_PREFIXES = ("/users/password_reset/",)
+
+
+def loggable_path(path: str) -> str:
+    """`path` as a log line may show it: the secret part of SECRET_PATH_PREFIXES' paths masked."""
+    for prefix in SECRET_PATH_PREFIXES:
+        if path.startswith(prefix):
+            return prefix + "*****"
+    return path
+
+
 def bind_request(request_id: str, correlation_id: str | None = None) -> None:
     """Bind the ids to every log line of the current task (the request-context middleware)."""
     structlog.contextvars.bind_contextvars(request_id=request_id,

@@ -57,3 +57,10 @@ def test_keys_bound_during_a_request_do_not_outlive_it():
         assert structlog.contextvars.get_contextvars()["request_id"] == "r-2"
     assert structlog.contextvars.get_contextvars() == {"role": "api"}
     structlog.contextvars.clear_contextvars()
+
+
+def test_a_password_reset_links_token_is_never_a_logged_path() -> None:
+    from misp_platform.logging import loggable_path
+
+    assert loggable_path("/users/password_reset/abcDEF_123-x") == "/users/password_reset/*****"
+    assert loggable_path("/users/view/me") == "/users/view/me"

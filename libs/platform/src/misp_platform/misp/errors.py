@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from misp_platform.logging import loggable_path
 from misp_platform.misp.responses import MispJSONResponse, exception_body, failure
 from misp_platform.outbox import MessageTooLargeError
 
@@ -192,13 +193,14 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 async def _message_too_large(request: Request, exc: Exception) -> Response:
     """A change whose event would pass the message cap (outbox.py): refused, nothing stored."""
     assert isinstance(exc, MessageTooLargeError)
-    log.warning("http.message_too_large", path=request.url.path, topic=exc.topic,
+    log.warning("http.message_too_large", path=loggable_path(request.url.path), topic=exc.topic,
                 size=exc.size, limit=exc.limit)
     return misp_error_response(413, str(exc), request_url(request))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("http.unhandled_error", path=request.url.path, method=request.method,
+    log.exception("http.unhandled_error", path=loggable_path(request.url.path),
+                  method=request.method,
                   error_type=type(exc).__name__)
     return misp_error_response(500, INTERNAL_ERROR, request_url(request))
 
@@ -239,7 +241,8 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     if message is None:
         raise exc
     orig = getattr(exc, "orig", None) or exc
-    log.warning("http.database_unavailable", path=request.url.path, method=request.method,
+    log.warning("http.database_unavailable", path=loggable_path(request.url.path),
+                method=request.method,
                 error_type=type(orig).__name__, sqlstate=getattr(orig, "sqlstate", None),
                 error=str(orig)[:300])
     return misp_error_response(503, message, request_url(request),
