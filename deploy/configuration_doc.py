@@ -153,6 +153,8 @@ MEANINGS: dict[str, str] = {
                         "`GnuPG.password`, never sent over Kafka).",
     "gpg_binary": "The gpg program.",
     "gpg_parallelism": "How many gpg processes may sign or encrypt at once.",
+    "gpg_timeout_s": ("How long one gpg run may take before it is killed and the operation "
+                      "fails (0: no limit)."),
     # settings
     "diagnostics_urls": "Where each service's diagnostics answer, as a JSON object "
                         "`{\"service\": \"url\"}`; services missing from it are not asked.",

@@ -49,6 +49,8 @@ class MailerSettings(ServiceSettings):
     gpg_binary: str = "gpg"
     # How many gpg processes may sign/encrypt at once.
     gpg_parallelism: int = 4
+    # How long one gpg run may take before it is killed and fails (0: no limit).
+    gpg_timeout_s: float = 30.0
 
     def gnupg_homedir(self) -> Path:
         return Path(self.gnupg_home) if self.gnupg_home else Path(self.state_dir) / "mailer-gnupg"

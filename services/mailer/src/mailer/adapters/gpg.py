@@ -9,6 +9,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shlex
+import shutil
 import subprocess
 import threading
 import time
@@ -49,10 +51,12 @@ class Keyring:
     """One GnuPG home holding the instance key and the users' public keys."""
 
     def __init__(self, homedir: Path, *, binary: str = "gpg", passphrase: str = "",
-                 instance_key_file: Path | None = None) -> None:
+                 instance_key_file: Path | None = None, timeout_s: float = 0) -> None:
         self.homedir = homedir
         self.passphrase = passphrase or None
         homedir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if timeout_s > 0:
+            binary = str(_bounded(binary, homedir, timeout_s))
         self.gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(homedir))
         self.gpg.encoding = "utf-8"
         self._imported: dict[str, KeyCheck] = {}
@@ -188,9 +192,29 @@ class Keyring:
                        check=False, capture_output=True, env={**os.environ})
 
 
+def _bounded(binary: str, homedir: Path, timeout_s: float) -> Path:
+    """A launcher in the home that runs `binary` under coreutils' `timeout`: a gpg that hangs
+    (a stuck agent, a huge or hostile key) is sent TERM after `timeout_s`, KILL 5 s later, and
+    the operation fails like any other gpg error (python-gnupg has no timeout of its own)."""
+    real = shutil.which(binary)
+    limiter = shutil.which("timeout")
+    if real is None or limiter is None:
+        raise GpgError(f"cannot run {binary!r} with a time limit: {binary} or timeout is missing")
+    launcher = homedir / "gpg-bounded"
+    script = (f"#!/bin/sh\nexec {shlex.quote(limiter)} --kill-after=5 {timeout_s:g} "
+              f"{shlex.quote(real)} \"$@\"\n")
+    if not launcher.exists() or launcher.read_text() != script:
+        staged = launcher.with_name(f".{launcher.name}.{os.getpid()}")
+        staged.write_text(script)
+        staged.chmod(0o700)
+        staged.replace(launcher)  # atomic: other processes of the home may be starting
+    return launcher
+
+
 def keyring_for(settings: MailerSettings) -> Keyring:
     """The instance keyring as the service's settings configure it."""
     return Keyring(settings.gnupg_homedir(), binary=settings.gpg_binary,
                    passphrase=settings.gnupg_passphrase.get_secret_value(),
                    instance_key_file=(Path(settings.gnupg_instance_key_file)
-                                      if settings.gnupg_instance_key_file else None))
+                                      if settings.gnupg_instance_key_file else None),
+                   timeout_s=settings.gpg_timeout_s)

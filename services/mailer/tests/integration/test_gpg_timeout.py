@@ -1,0 +1,52 @@
+"""A gpg that hangs is killed after MAILER_GPG_TIMEOUT_S and the operation fails like any gpg
+error, instead of holding a mail (and the worker's slot) forever. The hang is a real gpg run
+behind a launcher that stalls signing; everything else goes to the real gpg."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from mailer.adapters.gpg import GpgError, Keyring
+
+STALLS_SIGNING = """#!/bin/sh
+case " $* " in *" --sign "*|*" -s "*|*" --detach-sign "*) exec sleep 60;; esac
+exec {gpg} "$@"
+"""
+
+
+@pytest.fixture
+def stalling_gpg(tmp_path: Path) -> str:
+    real = shutil.which("gpg")
+    assert real, "gpg is not installed"
+    script = tmp_path / "gpg-stalls"
+    script.write_text(STALLS_SIGNING.format(gpg=real))
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_hanging_gpg_is_killed_and_the_signature_fails(tmp_path: Path,
+                                                         stalling_gpg: str) -> None:
+    keyring = Keyring(tmp_path / "home", binary=stalling_gpg, timeout_s=1)
+    try:
+        keyring.ensure_instance_key(name="Test", email="misp@example.test")
+        started = time.monotonic()
+        with pytest.raises(GpgError, match="signing failed"):
+            keyring.sign_detached(b"hello\r\n")
+        assert time.monotonic() - started < 10
+    finally:
+        keyring.close()
+
+
+def test_within_the_limit_gpg_runs_as_ever(tmp_path: Path) -> None:
+    keyring = Keyring(tmp_path / "home", timeout_s=30)
+    try:
+        keyring.ensure_instance_key(name="Test", email="misp@example.test")
+        signature, micalg = keyring.sign_detached(b"hello\r\n")
+        assert "BEGIN PGP SIGNATURE" in signature and micalg == "pgp-sha256"
+        assert (tmp_path / "home" / "gpg-bounded").read_text().count("timeout") == 1
+    finally:
+        keyring.close()
