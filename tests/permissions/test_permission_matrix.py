@@ -189,6 +189,9 @@ MATRIX: dict[str, dict[str, Rule]] = {
         "POST /users/login": Rule(EVERYONE, body=_login),
         "POST /users/logout": Rule(EVERYONE),  # GET: 405 (tests/e2e/test_https_gateway.py)
         "POST /users/forgot": Rule(EVERYONE, body=_email),
+        # A reset link's token is the credential, never a key (a made-up one answers 404).
+        "GET /users/password_reset/{token}": Rule(EVERYONE),
+        "POST /users/password_reset/{token}": Rule(EVERYONE, body=_strong_password),
         # A session cookie names the caller here, never a key.
         "GET /api/v1/identity/session": Rule(NOBODY, refusal="Not logged in."),
         "POST /api/v1/identity/users/{user_id}/logout": Rule(ADMINS),

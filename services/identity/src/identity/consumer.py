@@ -16,10 +16,17 @@ from identity.handlers.merge import (
     when_merged_sweep,
     when_organisation_deleted_sweep,
 )
-from identity.handlers.password_reset import when_temporary_password_issued_set_password
+from identity.handlers.password_reset import (
+    when_reset_link_issued_keep,
+    when_temporary_password_issued_set_password,
+)
 from identity.projections.project import when_organisation_saved_project
 from misp_contracts.envelope import Envelope
-from misp_contracts.events.mailer import CREDENTIAL_TOPIC, TemporaryPasswordIssued
+from misp_contracts.events.mailer import (
+    CREDENTIAL_TOPIC,
+    PasswordResetLinkIssued,
+    TemporaryPasswordIssued,
+)
 from misp_contracts.events.orgs import (
     ORGANISATION_TOPIC,
     OrganisationCreated,
@@ -66,6 +73,8 @@ def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:
         OrganisationMerged.type: when_merged_sweep,
         # Temporary passwords the mailer mailed (services/mailer/README.md): only their hash.
         TemporaryPasswordIssued.type: when_temporary_password_issued_set_password,
+        # Reset links the mailer mailed ("forgot password"): only their token's sha256.
+        PasswordResetLinkIssued.type: when_reset_link_issued_keep,
     }
     # The principals projection has a consumer of its own (principal_handlers, below).
     return {**out, **_ORG_HANDLERS}

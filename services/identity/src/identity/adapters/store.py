@@ -16,14 +16,20 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, insert, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters.ports import IdentityStore, UnitOfWork
 from identity.adapters.queries import SqlQueries, login_attempts
-from identity.adapters.tables import login_attempt, login_session, org, user_credential
+from identity.adapters.tables import (
+    login_attempt,
+    login_session,
+    org,
+    password_reset_link,
+    user_credential,
+)
 from identity.domain.errors import InvalidFieldsError
 from identity.domain.roles import NAME_TAKEN
 from identity.domain.users import EMAIL_TAKEN
@@ -110,6 +116,41 @@ async def forget_password(conn: AsyncConnection, user_id: int) -> None:
 async def end_sessions(conn: AsyncConnection, user_id: int) -> int:
     result = await conn.execute(delete(login_session).where(login_session.c.user_id == user_id))
     return int(result.rowcount or 0)
+
+
+# ---- password reset links (handlers/password_reset.py) ----------------------------------------
+
+
+async def keep_reset_link(conn: AsyncConnection, *, user_id: int, credential_id: str,
+                          token_hash: str, issued_at: datetime, expires_at: datetime) -> bool:
+    """The user's one live link becomes this one, unless the row holds a link issued at the same
+    time or later (this one again, or a newer one): False then."""
+    stmt = pg_insert(password_reset_link).values(
+        user_id=user_id, credential_id=credential_id, token_hash=token_hash,
+        issued_at=issued_at, expires_at=expires_at, used_at=None)
+    result = await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[password_reset_link.c.user_id],
+        set_={"credential_id": stmt.excluded.credential_id,
+              "token_hash": stmt.excluded.token_hash, "issued_at": stmt.excluded.issued_at,
+              "expires_at": stmt.excluded.expires_at, "used_at": None},
+        where=password_reset_link.c.issued_at < stmt.excluded.issued_at))
+    return bool(result.rowcount)
+
+
+async def reset_link(conn: AsyncConnection, token_hash: str, *,
+                     lock: bool = False) -> tuple[int, datetime, datetime | None] | None:
+    """`(user_id, expires_at, used_at)` of the link whose token hashes to `token_hash`, locked
+    for the transaction with `lock`; None when identity holds no such link."""
+    stmt = select(password_reset_link.c.user_id, password_reset_link.c.expires_at,
+                  password_reset_link.c.used_at).where(
+        password_reset_link.c.token_hash == token_hash)
+    row = (await conn.execute(stmt.with_for_update() if lock else stmt)).first()
+    return None if row is None else (int(row.user_id), row.expires_at, row.used_at)
+
+
+async def use_reset_link(conn: AsyncConnection, user_id: int, now: datetime) -> None:
+    await conn.execute(update(password_reset_link).where(
+        password_reset_link.c.user_id == user_id).values(used_at=now))
 
 
 # ---- login sessions and counted attempts (handlers/login.py, password_reset.py, jobs.py) ------

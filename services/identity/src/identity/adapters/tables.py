@@ -126,6 +126,19 @@ login_session = Table(
     Index("ix_login_session_user_id", "user_id"),
 )
 
+# The one live password reset link of a user (the mailer's PasswordResetLinkIssued): the sha256
+# of its token, never the token; a newer link (issued_at) replaces the row, `used_at` ends it.
+password_reset_link = Table(
+    "password_reset_link",
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("credential_id", Text, nullable=False),
+    Column("token_hash", Text, nullable=False),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+    Index("ux_password_reset_link_token_hash", "token_hash", unique=True),
+)
+
 login_attempt = Table(
     "login_attempt",
     Column("id", BigInteger, primary_key=True),

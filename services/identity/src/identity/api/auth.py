@@ -1,4 +1,5 @@
-"""users/login (form or JSON) and users/logout, with a server-side session cookie."""
+"""users/login (form or JSON) and users/logout, with a server-side session cookie;
+users/forgot and the reset links it mails (users/password_reset/<token>)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from identity.adapters.store import SqlUnitOfWork
-from identity.api.deps import EngineDep, as_misp
+from identity.api.deps import EngineDep, as_misp, fresh_reset_link
 from identity.handlers import login as handlers
 from identity.handlers import password_reset
 from identity.handlers.users import view_of
@@ -116,3 +117,36 @@ async def forgot(request: Request, engine: EngineDep) -> Response:
         message = await password_reset.forgot_password(
             engine, email=email, ip=client_ip_of(request), request_id=request_id_of(request))
     return MispJSONResponse(message_body(message))
+
+
+async def _reset_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise BadRequest("Request too large.")
+    try:
+        fields = unwrap(json.loads(raw) if raw.strip() else {}, "User")
+    except ValueError as exc:
+        raise InvalidJSON() from exc
+    return fields if isinstance(fields, dict) else {}
+
+
+@router.get("/users/password_reset/{token}")
+async def password_reset_link(token: str, request: Request, engine: EngineDep) -> Response:
+    """Whether a reset link may still set a password (an unknown, used, replaced or expired link
+    gets one and the same 404): `{"valid": true, "email": "a***@example.test"}`."""
+    with as_misp(request, "password_reset", "User"):
+        status = await fresh_reset_link(
+            request, lambda: password_reset.reset_link_status(engine, token))
+    return MispJSONResponse(status)
+
+
+@router.post("/users/password_reset/{token}")
+async def password_reset_by_link(token: str, request: Request, engine: EngineDep) -> Response:
+    """The link's owner sets a new password (`password`, `confirm_password`) under the policy;
+    the link is used up and the user's sessions end."""
+    body = await _reset_body(request)
+    with as_misp(request, "password_reset", "User"):
+        await fresh_reset_link(request, lambda: password_reset.reset_link_status(engine, token))
+        await password_reset.reset_password_by_link(
+            engine, token, body, ip=client_ip_of(request), request_id=request_id_of(request))
+    return MispJSONResponse(message_body("Password changed. You can log in with it now."))

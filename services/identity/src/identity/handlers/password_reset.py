@@ -1,11 +1,15 @@
-"""Passwords the mailer mails: setting the hash of a temporary password it issued, and a user's
-"forgot password" request (a command to the mailer; identity never sees the password).
+"""Passwords the mailer mails: setting the hash of a temporary password it issued (an
+administrator's reset), a user's "forgot password" request (a command to the mailer), and the
+reset links the mailer mails for it: identity keeps the sha256 of each link's token (never the
+token), one live link per user, and sets the password the link's owner chooses.
 
 See services/mailer/README.md, "Temporary passwords: what identity must do".
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,22 +17,41 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters import queries
+from identity.adapters.passwords import hash_password
 from identity.adapters.store import (
     count_attempt,
     end_sessions,
+    keep_reset_link,
     publish_only,
     record,
+    reset_link,
     store_password,
+    use_reset_link,
     write,
 )
+from identity.domain import passwords
 from identity.domain.access import Rights, can_manage_credentials_of
-from identity.domain.errors import BadRequestError, ForbiddenError
+from identity.domain.errors import (
+    BadRequestError,
+    ForbiddenError,
+    InvalidFieldsError,
+    NotFoundError,
+)
 from identity.domain.users import email_errors
-from identity.handlers.users import STREAM
+from identity.handlers.users import POLICY_SETTINGS, STREAM
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.base import REDACTED, changes_between
-from misp_contracts.events.identity import UserPasswordReset, UserState, UserUpdated
-from misp_contracts.events.mailer import SendPasswordReset, TemporaryPasswordIssued
+from misp_contracts.events.identity import (
+    UserPasswordChanged,
+    UserPasswordReset,
+    UserState,
+    UserUpdated,
+)
+from misp_contracts.events.mailer import (
+    PasswordResetLinkIssued,
+    SendPasswordReset,
+    TemporaryPasswordIssued,
+)
 from misp_platform.eventstore import Append
 from misp_platform.server_settings import read_settings
 
@@ -37,6 +60,20 @@ log = structlog.get_logger(__name__)
 FORGOT_DISABLED = "This feature is disabled."
 FORGOT_SENT = ("If the e-mail address belongs to an account of this instance, a message with a "
                "temporary password has been sent to it.")
+# The one answer for a link identity does not know, one used or replaced, or one expired.
+INVALID_LINK = "Invalid or expired password reset link."
+MAX_TOKEN = 128  # a token is 43 characters (secrets.token_urlsafe(32)); longer cannot be one
+
+# The clock links expire by (tests replace it).
+now: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
+
+
+class UnknownResetLinkError(NotFoundError):
+    """No link hashes to this token in identity's table: the mailer's event may still be on its
+    way (the API catches the consumer up and looks once more)."""
+
+    def __init__(self) -> None:
+        super().__init__(INVALID_LINK)
 # `users/forgot` requests counted per (IP, address) in the login brute-force table.
 FORGOT_PREFIX = "forgot:"
 
@@ -105,6 +142,125 @@ async def _refusal(conn: AsyncConnection, actor: Actor, issued: TemporaryPasswor
     if not can_manage_credentials_of(rights, target, target_role.state if target_role else None):
         return "the acting user may not manage this user's credentials"
     return None
+
+
+# ---- reset links ------------------------------------------------------------------------------
+
+
+def token_hash(token: str) -> str:
+    """The hex sha256 of a link's token: the token is 256 random bits, so a fast hash is as one-way
+    as a slow one, and finding a link by it is one index lookup."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def when_reset_link_issued_keep(conn: AsyncConnection, envelope: Envelope) -> None:
+    """The mailer mailed a reset link: its token's hash becomes the user's one live link (a
+    newer link replaces an older one; the same link again changes nothing), unless the user is
+    gone, their address changed since, the link was not a user's own request, or "forgot
+    password" is off."""
+    issued = PasswordResetLinkIssued.model_validate(envelope.data)
+    loaded = await queries.get_user(conn, issued.user_id)
+    if loaded is None or loaded.state.email.strip().lower() != issued.email.strip().lower():
+        log.info("identity.reset_link.skipped", user_id=issued.user_id,
+                 credential_id=issued.credential_id,
+                 reason="no such user" if loaded is None else "e-mail changed")
+        return
+    settings = await read_settings(conn, ["Security.allow_password_forgotten"])
+    if envelope.actor.user_id is not None or not settings["Security.allow_password_forgotten"]:
+        log.warning("identity.reset_link.refused", user_id=issued.user_id,
+                    credential_id=issued.credential_id,
+                    reason="not a user's own request" if envelope.actor.user_id is not None
+                    else "forgot password is off")
+        return
+    kept = await keep_reset_link(conn, user_id=issued.user_id, credential_id=issued.credential_id,
+                                 token_hash=issued.token_hash, issued_at=envelope.time,
+                                 expires_at=issued.expires_at)
+    log.info("identity.reset_link.kept" if kept else "identity.reset_link.not_newer",
+             user_id=issued.user_id, credential_id=issued.credential_id)
+
+
+def _masked(email: str) -> str:
+    """`a***@example.test`: enough for its owner to recognise, little for anyone else."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+async def _live_link_user(conn: AsyncConnection, token: str, *,
+                          lock: bool = False) -> UserState:
+    """The enabled user whose unused, unexpired link `token` is; else INVALID_LINK (the same
+    answer whatever the reason), as UnknownResetLinkError when identity knows no such link."""
+    if not token or len(token) > MAX_TOKEN:
+        raise NotFoundError(INVALID_LINK)
+    found = await reset_link(conn, token_hash(token), lock=lock)
+    if found is None:
+        raise UnknownResetLinkError()
+    user_id, expires_at, used_at = found
+    if used_at is not None or expires_at <= now():
+        raise NotFoundError(INVALID_LINK)
+    loaded = await queries.get_user(conn, user_id)
+    if loaded is None or loaded.state.disabled:
+        raise NotFoundError(INVALID_LINK)
+    return loaded.state
+
+
+async def reset_link_status(engine: AsyncEngine, token: str) -> dict[str, Any]:
+    """`GET users/password_reset/<token>`: whether the link may still set a password."""
+    async with engine.connect() as conn:
+        settings = await read_settings(conn, ["Security.allow_password_forgotten"])
+        if not settings["Security.allow_password_forgotten"]:
+            raise ForbiddenError(FORGOT_DISABLED)
+        user = await _live_link_user(conn, token)
+    return {"valid": True, "email": _masked(user.email)}
+
+
+async def reset_password_by_link(engine: AsyncEngine, token: str, body: dict[str, Any], *,
+                                 ip: str, request_id: str | None = None) -> UserState:
+    """`POST users/password_reset/<token>`: the link's owner sets a new password under the
+    policy; in one transaction the link is used up, `change_pw` cleared, the user's sessions
+    ended, and the change recorded (never the password)."""
+    await reset_link_status(engine, token)  # an invalid link answers before any argon2 work
+    password = body.get("password")
+    if not isinstance(password, str) or not password:
+        raise InvalidFieldsError({"password": ["A password is required."]},
+                                 message="Password could not be changed.")
+    if body.get("confirm_password") != password:
+        raise InvalidFieldsError({"password": [passwords.CONFIRM_MISMATCH]},
+                                 message=passwords.CONFIRM_MISMATCH)
+    async with engine.connect() as conn:
+        policy = await read_settings(conn, list(POLICY_SETTINGS))
+    problems = passwords.policy_errors(password, min_length=policy[POLICY_SETTINGS[0]],
+                                       complexity=policy[POLICY_SETTINGS[1]])
+    if problems:
+        raise InvalidFieldsError({"password": problems}, message=problems[0])
+    new_hash = await hash_password(password)
+
+    async def work(conn: AsyncConnection) -> UserState:
+        current = await _live_link_user(conn, token, lock=True)
+        loaded = await queries.get_user(conn, current.id)
+        assert loaded is not None
+        at = datetime.now(UTC)
+        new = current.model_copy(update={"change_pw": False, "last_pw_change": at,
+                                         "date_modified": at})
+        changes = changes_between(current.model_dump(mode="json"), new.model_dump(mode="json"))
+        changes.pop("date_modified", None)
+        changes["password"] = (REDACTED, REDACTED)
+        actor = Actor(user_id=current.id, email=current.email, org_id=current.org_id,
+                      client_ip=ip, request_id=request_id)
+        await record(conn, [Append(
+            stream_id=loaded.stream_id, stream_type=STREAM, expected_version=loaded.version,
+            events=(UserUpdated(user=new, changes=changes),
+                    UserPasswordChanged(title=f"Password changed for user {current.id} "
+                                              f"({current.email}) by a reset link",
+                                        user_id=current.id, email=current.email,
+                                        org_id=current.org_id, ip=ip)),
+            actor=actor)])
+        await store_password(conn, current.id, new_hash)
+        await use_reset_link(conn, current.id, at)
+        await end_sessions(conn, current.id)
+        log.info("identity.reset_link.used", user_id=current.id)
+        return new
+
+    return await write(engine, work)
 
 
 async def _count_request(conn: AsyncConnection, ip: str, email: str, *, amount: int,
