@@ -55,10 +55,9 @@ async def overdue_tasks(conn: AsyncConnection, now: datetime,
 
 
 async def job_page(conn: AsyncConnection, now: datetime, grace_s: float, *, queue: str | None,
-                   page: int, page_size: int) -> Sequence[Row[Any]]:
+                   offset: int, limit: int) -> Sequence[Row[Any]]:
     """MISP's job index: newest first, with the org and whether the queue has a live worker."""
-    stmt = _job_query(now, grace_s).order_by(job.c.id.desc()) \
-        .limit(page_size).offset(page_size * (max(page, 1) - 1))
+    stmt = _job_query(now, grace_s).order_by(job.c.id.desc()).limit(limit).offset(offset)
     if queue:
         stmt = stmt.where(job.c.queue == queue)
     return (await conn.execute(stmt)).all()
@@ -92,8 +91,9 @@ async def dead_jobs(conn: AsyncConnection, now: datetime, grace_s: float,
     return (await conn.execute(stmt.limit(limit))).all()
 
 
-async def tasks(conn: AsyncConnection) -> Sequence[Row[Any]]:
-    return (await conn.execute(select(task).order_by(task.c.id))).all()
+async def tasks(conn: AsyncConnection, *, offset: int = 0,
+                limit: int | None = None) -> Sequence[Row[Any]]:
+    return (await conn.execute(select(task).order_by(task.c.id).offset(offset).limit(limit))).all()
 
 
 async def task_row(conn: AsyncConnection, task_id: int) -> Row[Any]:

@@ -33,11 +33,11 @@ from misp_platform.misp import (
     success,
 )
 from misp_platform.misp.errors import request_url
+from misp_platform.misp.paging import Paging, paging
 
 misp = APIRouter(tags=["jobs"])
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
-PAGE = 20
-MAX_PAGE = 10**6  # an offset of (page - 1) * PAGE stays far inside bigint
+PAGE = 20  # MISP's job index pages by 20 when the client names no limit
 FORGET_AFTER = timedelta(hours=1)
 # A due task is ticked within the scheduler's poll (0.2 s): one a minute late is not being ticked.
 OVERDUE_AFTER = timedelta(minutes=1)
@@ -95,14 +95,15 @@ async def diagnose_schedulers(app: Any) -> dict[str, Any]:
 
 @misp.get("/jobs/index")
 @misp.get("/jobs/index/{queue}")
-async def index(_: SiteAdmin, engine: EngineDep, named: NamedParams,
+async def index(request: Request, _: SiteAdmin, engine: EngineDep, named: NamedParams,
                 queue: str | None = None) -> list[dict[str, Any]]:
     if queue is not None and queue not in QUEUES:
         raise NotFound(f"Invalid queue: {queue}")
-    page = whole_number(named.get("page"), maximum=MAX_PAGE) or 1
+    page = paging(named, request.query_params, default_limit=PAGE)
     now = datetime.now(UTC)
     async with engine.connect() as conn:
-        rows = await queries.job_page(conn, now, GRACE_S, queue=queue, page=page, page_size=PAGE)
+        rows = await queries.job_page(conn, now, GRACE_S, queue=queue, offset=page.offset,
+                                      limit=page.limit)
     return [misp_record("Job", _job_fields(r), Org=_org(r)) for r in rows]
 
 
@@ -202,9 +203,9 @@ def _task_fields(r: Any) -> dict[str, Any]:
 
 
 @misp.get("/tasks/index")
-async def tasks_index(_: SiteAdmin, engine: EngineDep) -> list[dict[str, Any]]:
+async def tasks_index(_: SiteAdmin, engine: EngineDep, page: Paging) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
-        rows = await queries.tasks(conn)
+        rows = await queries.tasks(conn, offset=page.offset, limit=page.limit)
     return [misp_record("Task", _task_fields(r)) for r in rows]
 
 
