@@ -53,7 +53,7 @@ def _like(term: str) -> str:
 
 
 async def list_organisations(conn: AsyncConnection, *, scope: str, search: str | None,
-                             limit: int | None, page: int) -> Sequence[Any]:
+                             offset: int, limit: int) -> Sequence[Any]:
     stmt = select(*_COLUMNS, _user_count, _creator_email).where(organisation.c.status != DELETED)
     if scope == "local":
         stmt = stmt.where(organisation.c.local.is_(True))
@@ -64,9 +64,8 @@ async def list_organisations(conn: AsyncConnection, *, scope: str, search: str |
         stmt = stmt.where(or_(
             *(organisation.c[name].ilike(pattern) for name in _SEARCHED),
             cast(organisation.c.restricted_to_domain, String).ilike(pattern)))
-    stmt = stmt.order_by(func.lower(organisation.c.name), organisation.c.id)
-    if limit:
-        stmt = stmt.limit(limit).offset(max(page - 1, 0) * limit)
+    stmt = stmt.order_by(func.lower(organisation.c.name), organisation.c.id) \
+        .limit(limit).offset(offset)
     return (await conn.execute(stmt)).all()
 
 

@@ -14,7 +14,6 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from misp_contracts.events.identity import USER_TOPIC
-from misp_contracts.numbers import whole_number
 from misp_contracts.settings_catalogue import definition
 from misp_platform.app import EngineDep, SettingsDep
 from misp_platform.auth import CurrentPrincipal, Principal, SiteAdmin
@@ -28,6 +27,7 @@ from misp_platform.misp import (
     read_body,
     success,
 )
+from misp_platform.misp.paging import Paging
 from misp_platform.server_settings import setting as get_setting
 from orgs.adapters import queries
 from orgs.api.deps import UowDep
@@ -67,32 +67,21 @@ async def _visible_id(conn: Any, key: str, principal: Principal) -> int:
     return org_id
 
 
-def _positive(named: dict[str, str], name: str) -> int | None:
-    value = named.get(name)
-    if value is None or value == "":
-        return None
-    number = whole_number(value, maximum=999_999_999)
-    if number is None or number < 1:
-        raise NotFound(f"Invalid {name}")
-    return number
-
-
 # ---- MISP paths -------------------------------------------------------------------------------
 
 
 @misp.get("/organisations/index")
-async def index(principal: CurrentPrincipal, engine: EngineDep,
-                named: NamedParams) -> list[dict[str, Any]]:
+async def index(principal: CurrentPrincipal, engine: EngineDep, named: NamedParams,
+                page: Paging) -> list[dict[str, Any]]:
     scope = named.get("scope", "local")
     if scope not in ("local", "external", "all"):
         scope = "local"
-    limit = _positive(named, "limit")
-    page = _positive(named, "page") or 1
     async with engine.connect() as conn:
         if await _hidden_from(conn, principal):
             raise Forbidden()
         rows = await queries.list_organisations(
-            conn, scope=scope, search=named.get("searchall") or None, limit=limit, page=page)
+            conn, scope=scope, search=named.get("searchall") or None, offset=page.offset,
+            limit=page.limit)
     return [_record(row, principal) for row in rows]
 
 
