@@ -176,6 +176,9 @@ DIRECT_MEANINGS: dict[str, str] = {
     "MISP_KAFKA_SECURITY_PROTOCOL": "How every Kafka client of the process connects: "
                                     "`PLAINTEXT` (default), `SASL_PLAINTEXT`, `SASL_SSL` or "
                                     "`SSL`. `make up` runs the broker with SASL/SCRAM.",
+    "MISP_GATEWAY_URL": "Where the gateway answers. The tests and benchmarks call it there; "
+                        "the mailer starts the links of its mails (a password reset link) with "
+                        "it while the server setting `MISP.baseurl` is empty.",
     "MISP_KAFKA_SASL_MECHANISM": "The SASL mechanism (default `SCRAM-SHA-512`).",
     "MISP_KAFKA_USERNAME": "The process's Kafka principal: each service its own "
                            "(`misp_<service>`, whose ACLs allow only its topics); tests and "
@@ -405,7 +408,6 @@ After changing a settings class, run `.venv/bin/python deploy/configuration_doc.
 OUTRO = """\
 ## Not read by the services
 
-`MISP_GATEWAY_URL` (in `.local/env`) tells the tests and benchmarks where the gateway answers.
 The scripts in `deploy/local/` have their own variables (see their headers).
 """
 

@@ -52,6 +52,12 @@ class MailerSettings(ServiceSettings):
     # How long one gpg run may take before it is killed and fails (0: no limit).
     gpg_timeout_s: float = 30.0
 
+    @property
+    def gateway_url(self) -> str:
+        """Where the gateway answers (MISP_GATEWAY_URL): the base of the links a mail carries
+        when the server setting MISP.baseurl is empty."""
+        return os.environ.get("MISP_GATEWAY_URL", "")
+
     def gnupg_homedir(self) -> Path:
         return Path(self.gnupg_home) if self.gnupg_home else Path(self.state_dir) / "mailer-gnupg"
 

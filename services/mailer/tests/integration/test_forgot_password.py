@@ -1,16 +1,19 @@
 """Identity's `SendPasswordReset` ("forgot password"), as the consumer handles the command: the
-user gets a temporary password by mail, only its hash is published, once per command id; a user
-whose address changed, or who is disabled, gets nothing."""
+user gets a single-use reset link by mail, only the sha256 of its token is published
+(`PasswordResetLinkIssued`), once per command id; a user whose address changed, or who is
+disabled, gets nothing."""
 
 from __future__ import annotations
 
 import email
+import hashlib
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from email import policy
 
-from argon2 import PasswordHasher
-from sqlalchemy import select, text
+from sqlalchemy import select
+from sqlalchemy import text as text_sql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailer.consumer import command_handlers
@@ -19,12 +22,12 @@ from mailer.handlers.deliver import Deliverer
 from mailer.projections.users import when_user_saved_project
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.identity import UserState, UserUpdated
-from misp_contracts.events.mailer import SendPasswordReset
+from misp_contracts.events.mailer import PasswordResetLinkIssued, SendPasswordReset
 from misp_platform.db import event as event_table
 
 from ..support import Sink, add_user
 
-PASSWORD_RE = re.compile(r"Your temporary password: (\S+)")
+LINK_RE = re.compile(r"(\S+)/users/password_reset/([A-Za-z0-9_-]+)")
 ASKER = Actor(email="SYSTEM", org_name="SYSTEM", client_ip="203.0.113.8", request_id="req-f")
 
 
@@ -39,11 +42,13 @@ async def handle(engine: AsyncEngine, mailer: Mailer, command: SendPasswordReset
 async def credentials(engine: AsyncEngine) -> list[dict[str, object]]:
     async with engine.connect() as conn:
         return [row.data for row in await conn.execute(select(event_table.c.data).where(
-            event_table.c.type == "misp.mailer.credential.issued.v1"))]
+            event_table.c.type.in_([PasswordResetLinkIssued.type,
+                                    "misp.mailer.credential.issued.v1"])))]
 
 
-async def test_a_forgotten_password_is_mailed_once_and_only_its_hash_published(
+async def test_a_forgotten_password_gets_a_link_once_and_only_its_hash_is_published(
         mailer_engine: AsyncEngine, mailer: Mailer, deliverer: Deliverer, sink: Sink) -> None:
+    mailer.gateway_url = "http://gateway.example.test:8080/"
     user = await add_user(mailer_engine, user_id=701)
     command = SendPasswordReset(user_id=701, email=user.email.upper())
     command_id = str(uuid.uuid4())
@@ -57,18 +62,51 @@ async def test_a_forgotten_password_is_mailed_once_and_only_its_hash_published(
     message = email.message_from_bytes(sink.received[0].content, policy=policy.default)
     assert message["Subject"] == "[ORGNAME MISP] Password reset"
     assert message.get_content_type() == "multipart/signed"
-    password = PASSWORD_RE.search(  # type: ignore[union-attr]
-        message.get_payload()[0].get_content()).group(1)
+    text = message.get_payload()[0].get_content()
+    assert "temporary password" not in text and "60 minutes" in text
+    found = LINK_RE.search(text)
+    assert found is not None, text
+    # No MISP.baseurl here: the link is the gateway's.
+    assert found.group(1) == "http://gateway.example.test:8080"
+    token = found.group(2)
+    assert len(token) >= 43
     [data] = await credentials(mailer_engine)
     assert data["user_id"] == 701 and data["email"] == user.email
-    assert data["reason"] == "forgot_password"
-    assert PasswordHasher().verify(str(data["password_hash"]), password)
+    assert data["token_hash"] == hashlib.sha256(token.encode()).hexdigest()
+    expires = datetime.fromisoformat(str(data["expires_at"]))
+    assert timedelta(minutes=59) < expires - datetime.now(UTC) <= timedelta(minutes=60)
     async with mailer_engine.connect() as conn:
         payloads = [bytes(r.payload)
-                    for r in await conn.execute(text("SELECT payload FROM outbox"))]
-        kinds = [r.kind for r in await conn.execute(text("SELECT kind FROM mail"))]
-    assert payloads and not any(password.encode() in p for p in payloads)
+                    for r in await conn.execute(text_sql("SELECT payload FROM outbox"))]
+        events = [str(r.data) for r in await conn.execute(select(event_table.c.data))]
+        kinds = [r.kind for r in await conn.execute(text_sql("SELECT kind FROM mail"))]
+    assert payloads and not any(token.encode() in p for p in payloads)
+    assert not any(token in e for e in events)
+    assert any(PasswordResetLinkIssued.type.encode() in p or data["token_hash"].encode() in p
+               for p in payloads)
     assert kinds == ["forgot_password"]
+
+
+async def test_the_link_follows_misp_baseurl_and_the_lifetime_setting(
+        mailer_engine: AsyncEngine, mailer: Mailer, deliverer: Deliverer, sink: Sink) -> None:
+    from misp_platform.server_settings import record_setting
+
+    async with mailer_engine.begin() as conn:
+        await record_setting(conn, "MISP.baseurl", "https://misp.example.test")
+        await record_setting(conn, "Security.password_reset_link_ttl", 15)
+    user = await add_user(mailer_engine, user_id=704)
+    await handle(mailer_engine, mailer, SendPasswordReset(user_id=704, email=user.email),
+                 str(uuid.uuid4()))
+    while await deliverer.deliver_due():
+        pass
+    message = email.message_from_bytes(sink.received[0].content, policy=policy.default)
+    text = message.get_payload()[0].get_content()
+    found = LINK_RE.search(text)
+    assert found is not None and found.group(1) == "https://misp.example.test"
+    assert "15 minutes" in text
+    [data] = await credentials(mailer_engine)
+    expires = datetime.fromisoformat(str(data["expires_at"]))
+    assert expires - datetime.now(UTC) <= timedelta(minutes=15)
 
 
 async def test_a_changed_address_or_a_disabled_user_gets_no_mail(

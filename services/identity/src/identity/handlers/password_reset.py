@@ -59,7 +59,7 @@ log = structlog.get_logger(__name__)
 
 FORGOT_DISABLED = "This feature is disabled."
 FORGOT_SENT = ("If the e-mail address belongs to an account of this instance, a message with a "
-               "temporary password has been sent to it.")
+               "link to set a new password has been sent to it.")
 # The one answer for a link identity does not know, one used or replaced, or one expired.
 INVALID_LINK = "Invalid or expired password reset link."
 MAX_TOKEN = 128  # a token is 43 characters (secrets.token_urlsafe(32)); longer cannot be one
@@ -271,8 +271,8 @@ async def _count_request(conn: AsyncConnection, ip: str, email: str, *, amount: 
 
 async def forgot_password(engine: AsyncEngine, *, email: Any, ip: str,
                           request_id: str | None = None) -> str:
-    """`users/forgot`: ask the mailer to mail a temporary password to the account of `email`,
-    if there is one. The answer is the same either way (no user enumeration)."""
+    """`users/forgot`: ask the mailer to mail a reset link to the account of `email`, if there
+    is one. The answer is the same either way (no user enumeration)."""
     async with engine.connect() as conn:
         settings = await read_settings(conn, ["Security.allow_password_forgotten",
                                               "SecureAuth.amount", "SecureAuth.expire"])

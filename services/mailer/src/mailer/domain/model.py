@@ -196,6 +196,38 @@ def compose_body(request: ContactRequest, settings: MailSettings, email: str,
     return text + signature(settings)
 
 
+# ---- password reset links ("forgot password") --------------------------------------------------
+
+RESET_LINK_TTL_MINUTES = 60  # Security.password_reset_link_ttl's default
+
+
+def reset_link_token() -> str:
+    """A reset link's secret: 256 random bits, URL-safe (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def reset_link_ttl_minutes(settings: MailSettings) -> int:
+    minutes = whole_number(settings.get("Security.password_reset_link_ttl"))
+    return minutes if minutes is not None and minutes > 0 else RESET_LINK_TTL_MINUTES
+
+
+def reset_link(settings: MailSettings, gateway_url: str, token: str) -> str:
+    """`<base>/users/password_reset/<token>`, the base being MISP.external_baseurl or
+    MISP.baseurl, else the gateway's URL."""
+    base = (settings.baseurl or gateway_url).rstrip("/")
+    return f"{base}/users/password_reset/{token}"
+
+
+def reset_link_body(settings: MailSettings, email: str, link: str, ttl_minutes: int) -> str:
+    url = settings.baseurl or "this MISP instance"
+    text = (f"Hello,\n\na password reset was requested for your account {email} on the MISP "
+            f"instance of {settings.org} ({url}).\n\n"
+            f"To choose a new password, open this link within {ttl_minutes} minutes:\n{link}\n\n"
+            "The link works once; asking again replaces it. If you did not ask for a new "
+            "password, ignore this message: your password stays as it is.")
+    return text + signature(settings)
+
+
 def authkey_expiry_subject(settings: MailSettings) -> str:
     return f"[{settings.org} MISP] Your API key expires soon"
 

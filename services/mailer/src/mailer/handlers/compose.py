@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import structlog
@@ -25,7 +26,7 @@ from mailer.domain.model import (
 )
 from mailer.settings import MailerSettings
 from misp_contracts.envelope import Actor
-from misp_contracts.events.mailer import TemporaryPasswordIssued
+from misp_contracts.events.mailer import PasswordResetLinkIssued, TemporaryPasswordIssued
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +51,9 @@ class Draft:
     body_unencrypted: str | None = None  # what GnuPG.bodyonlyencrypted sends to keyless users
     password: str | None = None
     reason: str = "password_reset"
+    # A reset link the body carries: only the sha256 of its token leaves the mailer.
+    link_token_hash: str | None = None
+    link_expires_at: datetime | None = None
 
 
 @dataclass
@@ -65,8 +69,9 @@ class Mailer:
     concurrent gpg processes. `wake` tells a delivery loop in this process to look now."""
 
     def __init__(self, keyring: Keyring, *, parallelism: int = 4,
-                 wake: Callable[[], None] | None = None) -> None:
+                 wake: Callable[[], None] | None = None, gateway_url: str = "") -> None:
         self.keyring = keyring
+        self.gateway_url = gateway_url  # links' base when MISP.baseurl is empty
         self.semaphore = asyncio.Semaphore(max(1, parallelism))
         self.wake = wake or (lambda: None)
         self._key_lock = asyncio.Lock()
@@ -117,7 +122,8 @@ class Mailer:
 
 def mailer_for(settings: MailerSettings) -> Mailer:
     """The Mailer over the instance keyring, as the API, the consumer and the worker use it."""
-    return Mailer(keyring_for(settings), parallelism=settings.gpg_parallelism)
+    return Mailer(keyring_for(settings), parallelism=settings.gpg_parallelism,
+                  gateway_url=settings.gateway_url)
 
 
 def message_id_for(mail_id: str, sender: str) -> str:
@@ -171,6 +177,15 @@ async def prepare(mailer: Mailer, drafts: Sequence[Draft], settings: MailSetting
     return keep, skipped
 
 
+async def _append_credential(conn: AsyncConnection, mail_id: str,
+                             credential: TemporaryPasswordIssued | PasswordResetLinkIssued,
+                             actor: Actor, request_id: str) -> None:
+    """A credential's event, in a stream of its own named after its mail."""
+    await store.store.append(conn, stream_id=str(uuid.uuid5(uuid.UUID(mail_id), "credential")),
+                             stream_type="credential", expected_version=0, events=[credential],
+                             actor=actor, correlation_id=request_id)
+
+
 async def queue(conn: AsyncConnection, mailer: Mailer, drafts: Sequence[Draft], *,
                 request_id: str, kind: str, action: str, actor: Actor,
                 settings: MailSettings | None = None,
@@ -207,10 +222,13 @@ async def queue(conn: AsyncConnection, mailer: Mailer, drafts: Sequence[Draft], 
             credential = TemporaryPasswordIssued(
                 credential_id=mid, user_id=draft.recipient.user_id, email=draft.recipient.email,
                 password_hash=password_hash, reason=draft.reason)
-            await store.store.append(conn, stream_id=str(uuid.uuid5(uuid.UUID(mid), "credential")),
-                                     stream_type="credential",
-                                     expected_version=0, events=[credential], actor=actor,
-                                     correlation_id=request_id)
+            await _append_credential(conn, mid, credential, actor, request_id)
+        if (draft.link_token_hash is not None and draft.link_expires_at is not None
+                and draft.recipient.user_id is not None):
+            link = PasswordResetLinkIssued(
+                credential_id=mid, user_id=draft.recipient.user_id, email=draft.recipient.email,
+                token_hash=draft.link_token_hash, expires_at=draft.link_expires_at)
+            await _append_credential(conn, mid, link, actor, request_id)
     await store.insert_mails(conn, rows)
     skipped_dicts = [s.as_dict() for s in skipped]
     await store.finish_request(conn, request_id, len(rows), skipped_dicts)

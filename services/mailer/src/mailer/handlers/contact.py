@@ -4,7 +4,9 @@ drafts, then `compose.queue` renders and queues them in one transaction."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -23,6 +25,10 @@ from mailer.domain.model import (
     contact_subject,
     default_subject,
     key_problem_text,
+    reset_link,
+    reset_link_body,
+    reset_link_token,
+    reset_link_ttl_minutes,
     temporary_password,
 )
 from mailer.handlers.compose import Draft, Mailer, Queued, prepare, queue
@@ -202,9 +208,11 @@ async def _reset_recipient(conn: AsyncConnection,
 
 async def when_password_reset_requested_mail(conn: AsyncConnection, envelope: Envelope,
                                              mailer: Mailer) -> Queued | None:
-    """A user's "forgot password": the same mail as an administrator's password reset (a
-    temporary password, only its hash published), unless the user is gone, disabled, or their
-    address changed since identity asked."""
+    """A user's "forgot password": a single-use link that sets a new password, valid for
+    Security.password_reset_link_ttl minutes; only the sha256 of its token is published
+    (PasswordResetLinkIssued, for identity). Nothing when the user is gone, disabled, or their
+    address changed since identity asked. A redelivered command mails nothing again (its id
+    is the request's), and the token made for it is dropped unseen."""
     command = SendPasswordReset.model_validate(envelope.data)
     settings = await store.load_settings(conn)
     if settings.flag("MISP.disable_emailing"):
@@ -212,12 +220,14 @@ async def when_password_reset_requested_mail(conn: AsyncConnection, envelope: En
     recipient = await _reset_recipient(conn, command)
     if recipient is None:
         return None
-    request = ContactRequest(action="password_reset", recipients="one", subject="", body="",
-                             custom_message=False, user_id=command.user_id)
-    password = temporary_password()
+    token = reset_link_token()
+    minutes = reset_link_ttl_minutes(settings)
     draft = Draft(recipient=recipient, subject=default_subject("password_reset", settings),
-                  body=compose_body(request, settings, recipient.email, password),
-                  password=password, reason="forgot_password")
+                  body=reset_link_body(settings, recipient.email,
+                                       reset_link(settings, mailer.gateway_url, token), minutes),
+                  reason="forgot_password",
+                  link_token_hash=hashlib.sha256(token.encode()).hexdigest(),
+                  link_expires_at=datetime.now(UTC) + timedelta(minutes=minutes))
     result = await queue(conn, mailer, [draft], request_id=envelope.id, kind="forgot_password",
                          action="email", actor=envelope.actor, settings=settings)
     mailer.wake()
