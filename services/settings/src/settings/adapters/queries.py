@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import DateTime, String, cast, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from misp_contracts.numbers import whole_number
@@ -64,10 +64,31 @@ async def find_entry(conn: AsyncConnection, table_name: str, key: str | int, *,
     return None if row is None else dict(row)
 
 
-async def list_entries(conn: AsyncConnection, table_name: str) -> list[Mapping[str, Any]]:
-    """Every entry of the list table `table_name`, in id order."""
+def _like(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _as_text(column: Any) -> Any:
+    """A column as the API shows it (a datetime as MISP's UTC text), for a substring match."""
+    if isinstance(column.type, DateTime):
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24:MI:SS")
+    return cast(column, String)
+
+
+async def list_entries(conn: AsyncConnection, table_name: str, *,
+                       contains: Mapping[str, str] | None = None, search: str | None = None,
+                       offset: int = 0, limit: int | None = None) -> list[Mapping[str, Any]]:
+    """The entries of the list table `table_name` in id order, from `offset`, at most `limit`.
+    `contains`: columns holding a text (case-insensitive); `search`: any shown column does."""
     table = LIST_TABLES[table_name]
-    result = await conn.execute(select(table).order_by(table.c.id))
+    stmt = select(table)
+    for name, term in (contains or {}).items():
+        stmt = stmt.where(_as_text(table.c[name]).ilike(_like(term)))
+    if search:
+        stmt = stmt.where(or_(*(_as_text(c).ilike(_like(search))
+                                for c in table.c if c.name != "version")))
+    result = await conn.execute(stmt.order_by(table.c.id).offset(offset).limit(limit))
     return [dict(r) for r in result.mappings().all()]
 
 

@@ -24,6 +24,7 @@ from misp_platform.misp import (
     success,
 )
 from misp_platform.misp.errors import request_url
+from misp_platform.misp.paging import Page, Paging
 from settings.adapters import queries
 from settings.domain.errors import InvalidRuleError
 from settings.domain.rules import compile_rule, normalise_uuid, parse_uuids
@@ -78,19 +79,16 @@ def _text_fields(kind: ListKind, body: Mapping[str, Any], url: str = "") -> dict
     return out
 
 
-async def _blocklist_index(kind: ListKind, engine: Any,
-                           named: Mapping[str, str]) -> list[dict[str, Any]]:
+async def _blocklist_index(kind: ListKind, engine: Any, named: Mapping[str, str],
+                           page: Page) -> list[dict[str, Any]]:
+    """The filters (a field or any field holding a text) run in SQL, so a page is a slice of
+    the filtered entries."""
+    contains = {name: named[name] for name in _FILTERS[kind.kind] if named.get(name)}
     async with engine.connect() as conn:
-        rows = [lists.state_of(kind, r) for r in await queries.list_entries(conn, kind.table)]
-    for name in _FILTERS[kind.kind]:
-        wanted = named.get(name)
-        if wanted:
-            rows = [r for r in rows if wanted.lower() in str(r.get(name, "")).lower()]
-    search = named.get("searchall")
-    if search:
-        rows = [r for r in rows
-                if any(search.lower() in str(v).lower() for v in r.values())]
-    return [render_value(r) for r in rows]
+        rows = await queries.list_entries(conn, kind.table, contains=contains,
+                                          search=named.get("searchall") or None,
+                                          offset=page.offset, limit=page.limit)
+    return [render_value(lists.state_of(kind, r)) for r in rows]
 
 
 async def _blocklist_add(kind: ListKind, request: Request, engine: Any,
@@ -136,9 +134,9 @@ async def _blocklist_delete(kind: ListKind, key: str, request: Request, engine: 
 
 
 @router.get("/eventBlocklists/index")
-async def event_blocklist_index(_p: EventBlocklister, engine: EngineDep,
-                                named: NamedParams) -> list[dict[str, Any]]:
-    return await _blocklist_index(EVENT_BLOCKLIST, engine, named)
+async def event_blocklist_index(_p: EventBlocklister, engine: EngineDep, named: NamedParams,
+                                page: Paging) -> list[dict[str, Any]]:
+    return await _blocklist_index(EVENT_BLOCKLIST, engine, named, page)
 
 
 @router.post("/eventBlocklists/add")
@@ -160,9 +158,9 @@ async def event_blocklist_delete(key: str, p: EventBlocklister, request: Request
 
 
 @router.get("/orgBlocklists/index")
-async def org_blocklist_index(_p: SiteAdmin, engine: EngineDep,
-                              named: NamedParams) -> list[dict[str, Any]]:
-    return await _blocklist_index(ORG_BLOCKLIST, engine, named)
+async def org_blocklist_index(_p: SiteAdmin, engine: EngineDep, named: NamedParams,
+                              page: Paging) -> list[dict[str, Any]]:
+    return await _blocklist_index(ORG_BLOCKLIST, engine, named, page)
 
 
 @router.post("/orgBlocklists/add")
@@ -225,10 +223,12 @@ def _regexp_record(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/admin/regexp/index")
-async def regexp_index(_p: RegexpAccess, engine: EngineDep) -> list[dict[str, Any]]:
+async def regexp_index(_p: RegexpAccess, engine: EngineDep,
+                       page: Paging) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         return [_regexp_record(lists.state_of(REGEXP, r))
-                for r in await queries.list_entries(conn, REGEXP.table)]
+                for r in await queries.list_entries(conn, REGEXP.table, offset=page.offset,
+                                                    limit=page.limit)]
 
 
 @router.get("/admin/regexp/view/{entry_id}")
@@ -288,20 +288,23 @@ def _taken(url: str, action: str) -> ValidationFailed:
     return ValidationFailed(action, "Allowedlist", url, {"name": [message]}, message=message)
 
 
-async def _allowlist_index(engine: Any) -> list[dict[str, Any]]:
+async def _allowlist_index(engine: Any, page: Page) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         return [misp_record("Allowedlist", lists.state_of(ALLOWEDLIST, r))
-                for r in await queries.list_entries(conn, ALLOWEDLIST.table)]
+                for r in await queries.list_entries(conn, ALLOWEDLIST.table,
+                                                    offset=page.offset, limit=page.limit)]
 
 
 @router.get("/admin/allowedlists/index")
-async def allowedlist_admin_index(_p: RegexpAccess, engine: EngineDep) -> list[dict[str, Any]]:
-    return await _allowlist_index(engine)
+async def allowedlist_admin_index(_p: RegexpAccess, engine: EngineDep,
+                                  page: Paging) -> list[dict[str, Any]]:
+    return await _allowlist_index(engine, page)
 
 
 @router.get("/allowedlists/index")
-async def allowedlist_index(_p: CurrentPrincipal, engine: EngineDep) -> list[dict[str, Any]]:
-    return await _allowlist_index(engine)
+async def allowedlist_index(_p: CurrentPrincipal, engine: EngineDep,
+                            page: Paging) -> list[dict[str, Any]]:
+    return await _allowlist_index(engine, page)
 
 
 @router.post("/admin/allowedlists/add")
