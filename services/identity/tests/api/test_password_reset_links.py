@@ -191,3 +191,41 @@ async def test_unknown_links_and_links_not_asked_by_the_user_are_refused_alike(i
     token = await links.issue(user)
     await identity.set_setting("Security.allow_password_forgotten", True)
     _invalid(await identity.call("GET", f"/users/password_reset/{token}"))
+
+
+async def test_a_link_clicked_before_identity_applied_it_waits_for_the_consumer(
+        identity) -> None:
+    """Read-your-writes: an unknown token first catches identity's main group up on the
+    credential topic (here a stand-in that applies the pending event), then decides again."""
+    from misp_platform.consistency import Consistency
+
+    links = await _on(identity)
+    user = await identity.add_user(password=OLD)
+    token, pending = links.envelope(user)
+    waited: list[tuple[str, list[str]]] = []
+
+    class CatchingUp(Consistency):
+        def __init__(self) -> None:  # no Kafka: the consumer is `links`
+            pass
+
+        async def caught_up(self, group: str, topics: Any) -> bool:
+            waited.append((group, list(topics)))
+            if len(waited) == 1:
+                await links.feed(pending)
+            return True
+
+        async def published(self, positions: Any) -> bool:  # the write's answer: not held
+            return True
+
+    before = getattr(identity.app.state, "consistency", None)
+    identity.app.state.consistency = CatchingUp()
+    try:
+        status = await identity.call("GET", f"/users/password_reset/{token}")
+        assert status.status_code == 200, status.text
+        assert waited == [(identity.settings.main_group, [CREDENTIAL_TOPIC])]
+        assert (await _reset(identity, token)).status_code == 200
+        assert len(waited) == 1  # a known link asks Kafka nothing
+        _invalid(await _reset(identity, token))  # used: known, so no wait either
+        assert len(waited) == 1
+    finally:
+        identity.app.state.consistency = before

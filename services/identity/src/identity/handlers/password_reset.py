@@ -223,7 +223,7 @@ async def reset_password_by_link(engine: AsyncEngine, token: str, body: dict[str
     if not isinstance(password, str) or not password:
         raise InvalidFieldsError({"password": ["A password is required."]},
                                  message="Password could not be changed.")
-    if body.get("confirm_password") != password:
+    if "confirm_password" in body and body["confirm_password"] != password:
         raise InvalidFieldsError({"password": [passwords.CONFIRM_MISMATCH]},
                                  message=passwords.CONFIRM_MISMATCH)
     async with engine.connect() as conn:
