@@ -47,6 +47,10 @@ from misp_platform.misp.errors import Conflict
 T = TypeVar("T")
 
 
+def _window(rows: list[T], offset: int, limit: int | None) -> list[T]:
+    return rows[offset:] if limit is None else rows[offset:offset + limit]
+
+
 @dataclass
 class World:
     users: dict[int, LoadedUser] = field(default_factory=dict)
@@ -75,7 +79,8 @@ class FakeQueries(IdentityQueries):
     async def user(self, user_id: int) -> LoadedUser | None:
         return self.world.users.get(user_id)
 
-    async def users(self, *, org_ids: Sequence[int] | None = None) -> list[UserRow]:
+    async def users(self, *, org_ids: Sequence[int] | None = None, offset: int = 0,
+                    limit: int | None = None) -> list[UserRow]:
         rows = []
         for user_id in sorted(self.world.users):
             user = self.world.users[user_id].state
@@ -85,7 +90,7 @@ class FakeQueries(IdentityQueries):
             organisation = self.world.orgs.get(user.org_id)
             rows.append(UserRow(user=user, role=role.state if role else None,
                                 org_name=organisation.name if organisation else None))
-        return rows
+        return _window(rows, offset, limit)
 
     async def email_taken(self, email: str, *, except_id: int | None = None) -> bool:
         wanted = email.strip().lower()
@@ -116,8 +121,11 @@ class FakeQueries(IdentityQueries):
     async def role(self, role_id: int) -> LoadedRole | None:
         return self.world.roles.get(role_id)
 
-    async def roles(self) -> list[RoleState]:
-        return [self.world.roles[r].state for r in sorted(self.world.roles)]
+    async def roles(self, *, name_contains: str | None = None, offset: int = 0,
+                    limit: int | None = None) -> list[RoleState]:
+        wanted = (name_contains or "").lower()
+        return _window([self.world.roles[r].state for r in sorted(self.world.roles)
+                        if wanted in self.world.roles[r].state.name.lower()], offset, limit)
 
     async def role_in_use(self, role_id: int) -> bool:
         return any(u.state.role_id == role_id for u in self.world.users.values())
@@ -145,8 +153,8 @@ class FakeQueries(IdentityQueries):
         return [self.world.keys[k] for k in sorted(self.world.keys)
                 if self.world.keys[k].state.user_id == user_id]
 
-    async def keys(self, *, user_id: int | None = None,
-                   org_id: int | None = None) -> list[KeyRow]:
+    async def keys(self, *, user_id: int | None = None, org_id: int | None = None,
+                   offset: int = 0, limit: int | None = None) -> list[KeyRow]:
         rows = []
         for key_id in sorted(self.world.keys):
             key = self.world.keys[key_id].state
@@ -155,7 +163,7 @@ class FakeQueries(IdentityQueries):
                     org_id is not None and owner.state.org_id != org_id):
                 continue
             rows.append(KeyRow(key=key, owner=owner.state))
-        return rows
+        return _window(rows, offset, limit)
 
     async def user_setting(self, *, setting_id: int | None = None, user_id: int | None = None,
                            name: str | None = None) -> LoadedSetting | None:
@@ -163,8 +171,8 @@ class FakeQueries(IdentityQueries):
         return self.world.user_settings[rows[0].setting.id] if rows else None
 
     async def user_settings(self, *, setting_id: int | None = None, user_id: int | None = None,
-                            name: str | None = None,
-                            org_id: int | None = None) -> list[SettingRow]:
+                            name: str | None = None, org_id: int | None = None,
+                            offset: int = 0, limit: int | None = None) -> list[SettingRow]:
         rows = []
         for key in sorted(self.world.user_settings):
             setting = self.world.user_settings[key].state
@@ -174,10 +182,12 @@ class FakeQueries(IdentityQueries):
                     (name, setting.setting), (org_id, owner.state.org_id))):
                 continue
             rows.append(SettingRow(setting=setting, owner=owner.state))
-        return rows
+        return _window(rows, offset, limit)
 
-    async def open_registrations(self) -> list[RegistrationState]:
-        return [self.world.registrations[r].state for r in sorted(self.world.registrations)]
+    async def open_registrations(self, *, offset: int = 0,
+                                 limit: int | None = None) -> list[RegistrationState]:
+        return _window([self.world.registrations[r].state
+                        for r in sorted(self.world.registrations)], offset, limit)
 
     async def open_registration(self, key: int | str) -> LoadedRegistration | None:
         return next((r for r in self.world.registrations.values()

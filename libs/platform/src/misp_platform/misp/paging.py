@@ -12,14 +12,15 @@ number (`-1`, `²`, `1e3`) is no limit, as MISP's SQL makes of it: every row, bu
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 
 from misp_contracts.numbers import whole_number
 
+T = TypeVar("T")
 DEFAULT_MAX_ROWS = 10_000
 MAX_PAGE = 10**9  # with a limit up to the cap, the offset stays far inside bigint
 
@@ -36,6 +37,10 @@ class Page:
 
     offset: int
     limit: int
+
+    def take(self, rows: Sequence[T]) -> list[T]:
+        """This page of rows already filtered in Python (when a filter cannot run in SQL)."""
+        return list(rows[self.offset:self.offset + self.limit])
 
 
 def paging(named: Mapping[str, Any], query: Mapping[str, Any] | None = None,
@@ -56,6 +61,11 @@ def paging(named: Mapping[str, Any], query: Mapping[str, Any] | None = None,
     limit = min(limit, cap)
     page = min(whole_number(pick("page")) or 1, MAX_PAGE)
     return Page((page - 1) * limit, limit)
+
+
+def every_row() -> Page:
+    """No paging asked for: every row up to the cap."""
+    return paging({})
 
 
 async def get_paging(request: Request) -> Page:

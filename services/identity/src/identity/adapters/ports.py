@@ -120,8 +120,9 @@ class IdentityQueries(abc.ABC):
     async def user(self, user_id: int) -> LoadedUser | None: ...
 
     @abc.abstractmethod
-    async def users(self, *, org_ids: Sequence[int] | None = None) -> list[UserRow]:
-        """Every user (of `org_ids` only, when given), by id."""
+    async def users(self, *, org_ids: Sequence[int] | None = None, offset: int = 0,
+                    limit: int | None = None) -> list[UserRow]:
+        """Every user (of `org_ids` only, when given), by id; `offset`/`limit` slice them."""
 
     @abc.abstractmethod
     async def email_taken(self, email: str, *, except_id: int | None = None) -> bool:
@@ -141,8 +142,10 @@ class IdentityQueries(abc.ABC):
     async def role(self, role_id: int) -> LoadedRole | None: ...
 
     @abc.abstractmethod
-    async def roles(self) -> list[RoleState]:
-        """Every role, by id."""
+    async def roles(self, *, name_contains: str | None = None, offset: int = 0,
+                    limit: int | None = None) -> list[RoleState]:
+        """Every role (whose name holds `name_contains`, case-insensitive), by id; `offset` and
+        `limit` slice them."""
 
     @abc.abstractmethod
     async def role_in_use(self, role_id: int) -> bool: ...
@@ -171,10 +174,10 @@ class IdentityQueries(abc.ABC):
         """The user's authkeys, by id."""
 
     @abc.abstractmethod
-    async def keys(self, *, user_id: int | None = None,
-                   org_id: int | None = None) -> list[KeyRow]:
+    async def keys(self, *, user_id: int | None = None, org_id: int | None = None,
+                   offset: int = 0, limit: int | None = None) -> list[KeyRow]:
         """Authkeys with their owners, by key id: of one user, of one organisation's users,
-        or all of them."""
+        or all of them; `offset`/`limit` slice them."""
 
     @abc.abstractmethod
     async def user_setting(self, *, setting_id: int | None = None, user_id: int | None = None,
@@ -183,14 +186,16 @@ class IdentityQueries(abc.ABC):
 
     @abc.abstractmethod
     async def user_settings(self, *, setting_id: int | None = None, user_id: int | None = None,
-                            name: str | None = None,
-                            org_id: int | None = None) -> list[SettingRow]:
+                            name: str | None = None, org_id: int | None = None,
+                            offset: int = 0, limit: int | None = None) -> list[SettingRow]:
         """User settings with their owners, by id; each given filter narrows them (`org_id`:
-        of that organisation's users)."""
+        of that organisation's users); `offset`/`limit` slice them."""
 
     @abc.abstractmethod
-    async def open_registrations(self) -> list[RegistrationState]:
-        """The registrations neither accepted nor discarded, by id."""
+    async def open_registrations(self, *, offset: int = 0,
+                                 limit: int | None = None) -> list[RegistrationState]:
+        """The registrations neither accepted nor discarded, by id; `offset`/`limit` slice
+        them."""
 
     @abc.abstractmethod
     async def open_registration(self, key: int | str) -> LoadedRegistration | None:

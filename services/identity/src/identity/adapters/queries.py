@@ -80,9 +80,14 @@ async def get_role(conn: AsyncConnection, role_id: int) -> LoadedRole | None:
                                                RoleState.model_validate(row.state))
 
 
-async def all_roles(conn: AsyncConnection) -> list[RoleState]:
-    rows = await conn.execute(select(role.c.state).order_by(role.c.role_id))
-    return [RoleState.model_validate(r.state) for r in rows]
+async def all_roles(conn: AsyncConnection, *, name_contains: str | None = None,
+                    offset: int = 0, limit: int | None = None) -> list[RoleState]:
+    stmt = select(role.c.state).order_by(role.c.role_id).offset(offset).limit(limit)
+    if name_contains:
+        escaped = (name_contains.replace("\\", "\\\\").replace("%", "\\%")
+                   .replace("_", "\\_"))
+        stmt = stmt.where(role.c.state["name"].astext.ilike(f"%{escaped}%"))
+    return [RoleState.model_validate(r.state) for r in await conn.execute(stmt)]
 
 
 async def role_in_use(conn: AsyncConnection, role_id: int) -> bool:
@@ -150,13 +155,14 @@ async def user_view_parts(conn: AsyncConnection, user: UserState) -> UserViewPar
         org=OrganisationState.model_validate(row.org) if row.org is not None else None)
 
 
-async def user_rows(conn: AsyncConnection, org_ids: Sequence[int] | None = None) -> list[UserRow]:
+async def user_rows(conn: AsyncConnection, org_ids: Sequence[int] | None = None, *,
+                    offset: int = 0, limit: int | None = None) -> list[UserRow]:
     stmt = (select(user_account.c.state, role.c.state.label("role_state"),
                    org.c.name.label("org_name"))
             .select_from(user_account
                          .outerjoin(role, role.c.role_id == user_account.c.role_id)
                          .outerjoin(org, org.c.org_id == user_account.c.org_id))
-            .order_by(user_account.c.user_id))
+            .order_by(user_account.c.user_id).offset(offset).limit(limit))
     if org_ids is not None:
         stmt = stmt.where(user_account.c.org_id.in_(list(org_ids)))
     return [UserRow(user=UserState.model_validate(r.state),
@@ -175,11 +181,12 @@ async def org_admins(conn: AsyncConnection, org_id: int) -> dict[str, str]:
 
 
 async def key_rows(conn: AsyncConnection, *, user_id: int | None = None,
-                   org_id: int | None = None) -> list[KeyRow]:
+                   org_id: int | None = None, offset: int = 0,
+                   limit: int | None = None) -> list[KeyRow]:
     stmt = (select(authkey.c.state, user_account.c.state.label("user_state"))
             .select_from(authkey.join(user_account,
                                       user_account.c.user_id == authkey.c.user_id))
-            .order_by(authkey.c.authkey_id))
+            .order_by(authkey.c.authkey_id).offset(offset).limit(limit))
     if user_id is not None:
         stmt = stmt.where(authkey.c.user_id == user_id)
     if org_id is not None:
@@ -199,10 +206,11 @@ async def organisation_id(conn: AsyncConnection, uuid: str) -> int | None:
     return None if found is None else int(found)
 
 
-async def open_registrations(conn: AsyncConnection) -> list[RegistrationState]:
+async def open_registrations(conn: AsyncConnection, *, offset: int = 0,
+                             limit: int | None = None) -> list[RegistrationState]:
     rows = await conn.execute(select(registration.c.state)
                               .where(registration.c.deleted.is_(False))
-                              .order_by(registration.c.id))
+                              .order_by(registration.c.id).offset(offset).limit(limit))
     return [RegistrationState.model_validate(r.state) for r in rows]
 
 
@@ -242,11 +250,12 @@ async def get_user_setting(conn: AsyncConnection, *, setting_id: int | None = No
 
 async def setting_rows(conn: AsyncConnection, *, setting_id: int | None = None,
                        user_id: int | None = None, name: str | None = None,
-                       org_id: int | None = None) -> list[SettingRow]:
+                       org_id: int | None = None, offset: int = 0,
+                       limit: int | None = None) -> list[SettingRow]:
     stmt = (select(user_setting, user_account.c.state.label("user_state"))
             .select_from(user_setting.join(user_account,
                                            user_account.c.user_id == user_setting.c.user_id))
-            .order_by(user_setting.c.id))
+            .order_by(user_setting.c.id).offset(offset).limit(limit))
     stmt = _setting_filters(stmt, setting_id, user_id, name)
     if org_id is not None:
         stmt = stmt.where(user_account.c.org_id == org_id)
@@ -303,8 +312,9 @@ class SqlQueries(IdentityQueries):
     async def user(self, user_id: int) -> LoadedUser | None:
         return await get_user(self.conn, user_id)
 
-    async def users(self, *, org_ids: Sequence[int] | None = None) -> list[UserRow]:
-        return await user_rows(self.conn, org_ids)
+    async def users(self, *, org_ids: Sequence[int] | None = None, offset: int = 0,
+                    limit: int | None = None) -> list[UserRow]:
+        return await user_rows(self.conn, org_ids, offset=offset, limit=limit)
 
     async def email_taken(self, email: str, *, except_id: int | None = None) -> bool:
         return await email_taken(self.conn, email, except_id=except_id)
@@ -321,8 +331,10 @@ class SqlQueries(IdentityQueries):
     async def role(self, role_id: int) -> LoadedRole | None:
         return await get_role(self.conn, role_id)
 
-    async def roles(self) -> list[RoleState]:
-        return await all_roles(self.conn)
+    async def roles(self, *, name_contains: str | None = None, offset: int = 0,
+                    limit: int | None = None) -> list[RoleState]:
+        return await all_roles(self.conn, name_contains=name_contains, offset=offset,
+                               limit=limit)
 
     async def role_in_use(self, role_id: int) -> bool:
         return await role_in_use(self.conn, role_id)
@@ -345,9 +357,10 @@ class SqlQueries(IdentityQueries):
     async def keys_of(self, user_id: int) -> list[LoadedKey]:
         return await keys_of(self.conn, user_id)
 
-    async def keys(self, *, user_id: int | None = None,
-                   org_id: int | None = None) -> list[KeyRow]:
-        return await key_rows(self.conn, user_id=user_id, org_id=org_id)
+    async def keys(self, *, user_id: int | None = None, org_id: int | None = None,
+                   offset: int = 0, limit: int | None = None) -> list[KeyRow]:
+        return await key_rows(self.conn, user_id=user_id, org_id=org_id, offset=offset,
+                              limit=limit)
 
     async def user_setting(self, *, setting_id: int | None = None, user_id: int | None = None,
                            name: str | None = None) -> LoadedSetting | None:
@@ -355,13 +368,14 @@ class SqlQueries(IdentityQueries):
                                       name=name)
 
     async def user_settings(self, *, setting_id: int | None = None, user_id: int | None = None,
-                            name: str | None = None,
-                            org_id: int | None = None) -> list[SettingRow]:
+                            name: str | None = None, org_id: int | None = None,
+                            offset: int = 0, limit: int | None = None) -> list[SettingRow]:
         return await setting_rows(self.conn, setting_id=setting_id, user_id=user_id, name=name,
-                                  org_id=org_id)
+                                  org_id=org_id, offset=offset, limit=limit)
 
-    async def open_registrations(self) -> list[RegistrationState]:
-        return await open_registrations(self.conn)
+    async def open_registrations(self, *, offset: int = 0,
+                                 limit: int | None = None) -> list[RegistrationState]:
+        return await open_registrations(self.conn, offset=offset, limit=limit)
 
     async def open_registration(self, key: int | str) -> LoadedRegistration | None:
         return await open_registration(self.conn, key)

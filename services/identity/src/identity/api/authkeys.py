@@ -12,6 +12,7 @@ from identity.domain.values import to_int
 from identity.handlers import authkeys as handlers
 from misp_platform.auth import CurrentPrincipal
 from misp_platform.misp import NotFound, misp_record, read_body, render_value, success
+from misp_platform.misp.paging import Paging
 
 router = APIRouter(tags=["authkeys"])
 
@@ -39,10 +40,10 @@ async def add(request: Request, principal: CurrentPrincipal, engine: EngineDep, 
 
 @router.get("/auth_keys/index/{user_id}")
 @router.get("/auth_keys/index")
-async def index(principal: CurrentPrincipal, engine: EngineDep,
+async def index(principal: CurrentPrincipal, engine: EngineDep, page: Paging,
                 user_id: str | None = None) -> list[dict[str, Any]]:
     target = None if user_id is None else resolve_user_id(user_id, principal)
-    keys = await handlers.index_keys(SqlUnitOfWork(engine), principal, target)
+    keys = await handlers.index_keys(SqlUnitOfWork(engine), principal, target, page)
     return [render_value(r) for r in keys]
 
 

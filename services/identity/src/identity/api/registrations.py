@@ -14,6 +14,7 @@ from identity.domain import registrations as rules
 from identity.handlers import registrations as handlers
 from misp_platform.auth import SiteAdmin
 from misp_platform.misp import read_body, success
+from misp_platform.misp.paging import Paging
 
 router = APIRouter(tags=["registrations"])
 
@@ -31,8 +32,9 @@ async def register(request: Request, engine: EngineDep) -> dict[str, Any]:
 
 @router.get("/users/registrations/index")
 @router.get("/users/registrations")
-async def registrations(principal: SiteAdmin, engine: EngineDep) -> list[dict[str, Any]]:
-    return await handlers.index(SqlUnitOfWork(engine))
+async def registrations(principal: SiteAdmin, engine: EngineDep,
+                        page: Paging) -> list[dict[str, Any]]:
+    return await handlers.index(SqlUnitOfWork(engine), page)
 
 
 @router.post("/users/acceptRegistrations/{registration_id}")

@@ -13,6 +13,7 @@ from identity.handlers import roles as handlers
 from misp_platform.auth import CurrentPrincipal, SiteAdmin
 from misp_platform.misp import Forbidden, NamedParams, NotFound, read_body, render_value, success
 from misp_platform.misp.errors import request_url
+from misp_platform.misp.paging import Paging
 
 router = APIRouter(tags=["roles"])
 
@@ -25,9 +26,9 @@ def _role_id(value: str) -> int:
 
 
 @router.get("/roles/index")
-async def index(principal: CurrentPrincipal, engine: EngineDep,
-                named: NamedParams) -> list[dict[str, Any]]:
-    return [render_value(r) for r in await handlers.index(SqlUnitOfWork(engine), named)]
+async def index(principal: CurrentPrincipal, engine: EngineDep, named: NamedParams,
+                page: Paging) -> list[dict[str, Any]]:
+    return [render_value(r) for r in await handlers.index(SqlUnitOfWork(engine), named, page)]
 
 
 @router.get("/roles/view/{role_id}")

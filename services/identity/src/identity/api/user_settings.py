@@ -13,6 +13,7 @@ from identity.domain.values import to_int
 from identity.handlers import user_settings as handlers
 from misp_platform.auth import CurrentPrincipal
 from misp_platform.misp import NamedParams, NotFound, read_body, success
+from misp_platform.misp.paging import Paging
 
 router = APIRouter(tags=["user settings"])
 
@@ -28,9 +29,9 @@ async def _body(request: Request, user_id: str | None, setting: str | None) -> d
 
 
 @router.get("/userSettings/index")
-async def index(principal: CurrentPrincipal, engine: EngineDep,
-                named: NamedParams) -> list[dict[str, Any]]:
-    return await handlers.index(SqlUnitOfWork(engine), principal, named)
+async def index(principal: CurrentPrincipal, engine: EngineDep, named: NamedParams,
+                page: Paging) -> list[dict[str, Any]]:
+    return await handlers.index(SqlUnitOfWork(engine), principal, named, page)
 
 
 @router.post("/userSettings/setSetting/{user_id}/{setting}")

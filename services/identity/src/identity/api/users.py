@@ -14,6 +14,7 @@ from identity.handlers import users as handlers
 from misp_platform.auth import Admin, CurrentPrincipal
 from misp_platform.misp import NamedParams, misp_record, read_body, success
 from misp_platform.misp.errors import request_url
+from misp_platform.misp.paging import Paging
 
 router = APIRouter(tags=["users"])
 
@@ -28,9 +29,9 @@ async def view_user(user_id: str, request: Request, principal: CurrentPrincipal,
 
 
 @router.get("/admin/users/index")
-async def admin_index(principal: Admin, engine: EngineDep,
-                      named: NamedParams) -> list[dict[str, Any]]:
-    return await handlers.index(SqlUnitOfWork(engine), principal, named)
+async def admin_index(principal: Admin, engine: EngineDep, named: NamedParams,
+                      page: Paging) -> list[dict[str, Any]]:
+    return await handlers.index(SqlUnitOfWork(engine), principal, named, page)
 
 
 @router.get("/admin/users/view/{user_id}")

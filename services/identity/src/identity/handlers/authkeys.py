@@ -29,6 +29,7 @@ from misp_contracts.events.identity import (
 )
 from misp_platform.auth import Principal, authkey_hmac, generate_authkey
 from misp_platform.eventstore import Append
+from misp_platform.misp.paging import Page, every_row
 
 INVALID_KEY = "Invalid auth key"
 STREAM = "authkey"
@@ -119,21 +120,27 @@ async def view_key(uow: UnitOfWork, caller: Principal, key_id: int) -> dict[str,
             "User": {"id": owner.state.id, "email": owner.state.email}}
 
 
-async def index_keys(uow: UnitOfWork, caller: Principal,
-                     user_id: int | None) -> list[dict[str, Any]]:
+async def index_keys(uow: UnitOfWork, caller: Principal, user_id: int | None,
+                     page: Page | None = None) -> list[dict[str, Any]]:
     """`auth_keys/index[/{user}]`: a site admin sees every key, an org admin their org's, a
-    user their own."""
+    user their own. A page is a slice of the visible keys in id order: in SQL when every key
+    the query finds is visible (a site admin's, or one's own), else after the check."""
+    page = page or every_row()
     scope = listing_scope(caller, user_id)
     if scope is None:
         return []
     user_id, org_id = scope
+    in_sql = caller.is_site_admin or user_id == caller.user_id
     async with uow.reads() as q:
-        rows = await q.keys(user_id=user_id, org_id=org_id)
+        rows = await (q.keys(user_id=user_id, org_id=org_id, offset=page.offset,
+                             limit=page.limit) if in_sql
+                      else q.keys(user_id=user_id, org_id=org_id))
         roles = {r.id: r for r in await q.roles()}
-    return [{"AuthKey": authkey_fields(row.key),
-             "User": {"id": row.owner.id, "email": row.owner.email}}
-            for row in rows
-            if can_manage_keys_of(caller, row.owner, roles.get(row.owner.role_id))]
+    visible = [{"AuthKey": authkey_fields(row.key),
+                "User": {"id": row.owner.id, "email": row.owner.email}}
+               for row in rows
+               if can_manage_keys_of(caller, row.owner, roles.get(row.owner.role_id))]
+    return visible if in_sql else page.take(visible)
 
 
 async def edit_key(uow: UnitOfWork, caller: Principal, key_id: int,

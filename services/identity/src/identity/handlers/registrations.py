@@ -30,6 +30,7 @@ from misp_contracts.events.identity import (
 )
 from misp_platform.auth import Principal
 from misp_platform.eventstore import Append
+from misp_platform.misp.paging import Page, every_row
 
 STREAM = "registration"
 ALLOWED = "Security.allow_self_registration"
@@ -73,9 +74,11 @@ def inbox_fields(state: RegistrationState) -> dict[str, Any]:
     }
 
 
-async def index(uow: UnitOfWork) -> list[dict[str, Any]]:
+async def index(uow: UnitOfWork, page: Page | None = None) -> list[dict[str, Any]]:
+    page = page or every_row()
     async with uow.reads() as q:
-        return [{"Inbox": inbox_fields(state)} for state in await q.open_registrations()]
+        return [{"Inbox": inbox_fields(state)} for state in await q.open_registrations(
+            offset=page.offset, limit=page.limit)]
 
 
 def registration_key(value: str) -> int | str:

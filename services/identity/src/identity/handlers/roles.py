@@ -20,6 +20,7 @@ from misp_contracts.events.identity import (
     RoleUpdated,
 )
 from misp_platform.eventstore import Append
+from misp_platform.misp.paging import Page, every_row
 
 STREAM = "role"
 INVALID_ROLE = "Invalid Role."
@@ -33,13 +34,16 @@ def role_stream(role_id: int) -> str:
     return str(uuid.uuid5(ROLE_NAMESPACE, f"role:{role_id}"))
 
 
-async def index(uow: UnitOfWork, named: dict[str, str]) -> list[dict[str, Any]]:
+async def index(uow: UnitOfWork, named: dict[str, str],
+                page: Page | None = None) -> list[dict[str, Any]]:
+    """`roles/index`: by id, a name filter (`name` or `quickFilter`) and the page in SQL."""
+    page = page or every_row()
+    wanted = named.get("name") or named.get("quickFilter") or None
     async with uow.reads() as q:
-        roles = await q.roles()
+        roles = await q.roles(name_contains=wanted, offset=page.offset, limit=page.limit)
         default = await q.default_role_id()
-    wanted = (named.get("name") or named.get("quickFilter") or "").lower()
     return [{"Role": role_fields(r, default_role_id=default, include_full=False)}
-            for r in roles if not wanted or wanted in r.name.lower()]
+            for r in roles]
 
 
 async def view(uow: UnitOfWork, role_id: int) -> dict[str, Any]:

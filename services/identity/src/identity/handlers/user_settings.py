@@ -23,6 +23,7 @@ from misp_contracts.events.identity import (
 )
 from misp_platform.auth import Principal
 from misp_platform.eventstore import Append
+from misp_platform.misp.paging import Page, every_row
 
 STREAM = "user-setting"
 
@@ -70,24 +71,30 @@ def _number(value: str) -> int:
     return number if number is not None else -1
 
 
-async def index(uow: UnitOfWork, caller: Principal,
-                named: dict[str, str]) -> list[dict[str, Any]]:
-    """`userSettings/index`: site admins see all, org admins their org's, users their own."""
+async def index(uow: UnitOfWork, caller: Principal, named: dict[str, str],
+                page: Page | None = None) -> list[dict[str, Any]]:
+    """`userSettings/index`: site admins see all, org admins their org's, users their own. A
+    page is a slice of the visible settings in id order: in SQL when every row the query finds
+    is visible (a site admin's, or one's own), else after the check."""
+    page = page or every_row()
     setting_id = _number(named["id"]) if "id" in named else None
     user_id = _number(named["user_id"]) if "user_id" in named else None
     scope = listing_scope(caller, user_id)
     if scope is None:
         return []
     user_id, org_id = scope
+    in_sql = caller.is_site_admin or user_id == caller.user_id
+    window = {"offset": page.offset, "limit": page.limit} if in_sql else {}
     async with uow.reads() as q:
         rows = await q.user_settings(setting_id=setting_id, user_id=user_id,
-                                     name=named.get("setting"), org_id=org_id)
+                                     name=named.get("setting"), org_id=org_id, **window)
         roles = {r.id: r for r in await q.roles()}
-    return [{"UserSetting": setting_fields(row.setting),
-             "User": {"id": str(row.owner.id), "email": row.owner.email}}
-            for row in rows
-            if row.owner.id == caller.user_id
-            or can_see_user(caller, row.owner, roles.get(row.owner.role_id))]
+    visible = [{"UserSetting": setting_fields(row.setting),
+                "User": {"id": str(row.owner.id), "email": row.owner.email}}
+               for row in rows
+               if row.owner.id == caller.user_id
+               or can_see_user(caller, row.owner, roles.get(row.owner.role_id))]
+    return visible if in_sql else page.take(visible)
 
 
 async def set_setting(uow: UnitOfWork, caller: Principal,
