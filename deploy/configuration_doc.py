@@ -189,6 +189,9 @@ DIRECT_MEANINGS: dict[str, str] = {
     "MISP_KAFKA_MIN_INSYNC_REPLICAS": "Their `min.insync.replicas` (default 1; 2 with a factor "
                                       "of 3), so that acks=all survives a broker's loss.",
     "MISP_KAFKA_CA_FILE": "The CA bundle that signed the broker's certificate (TLS protocols).",
+    "MISP_INDEX_MAX_ROWS": "The most rows one MISP index answers (default 10000): the whole "
+                           "list when the client names no `limit`, and the clamp of a larger "
+                           "one.",
     "MISP_FAILPOINTS": "Tests only: failpoints, comma-separated. `name` or `name=N` kills the "
                        "process at the point's first (Nth) hit, `name=delay:MS` slows it.",
 }
