@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from misp_contracts.envelope import Actor, Envelope
+from misp_contracts.envelope import Actor, Envelope, to_kafka
 from misp_contracts.events.settings import SettingChanged
 
 
@@ -38,6 +38,18 @@ def load_script(path: Path, name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def consumer_record(topic: str, envelope: Envelope, offset: int) -> Any:
+    """`envelope` as a consumer receives it from `topic` (partition 0, at `offset`), for tests
+    that hand records to a consumer's batch handler directly."""
+    from aiokafka import ConsumerRecord
+
+    headers, value = to_kafka(envelope)
+    return ConsumerRecord(topic=topic, partition=0, offset=offset, timestamp=0,
+                          timestamp_type=0, key=None, value=value, checksum=None,
+                          serialized_key_size=0, serialized_value_size=len(value),
+                          headers=headers)
 
 
 def required_env(name: str) -> str:

@@ -14,24 +14,16 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from identity.bootstrap import spec
-from misp_contracts.envelope import Actor, Envelope, to_kafka
+from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.mailer import CREDENTIAL_TOPIC, TemporaryPasswordIssued
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.db import processed_message
+from misp_platform.testing import consumer_record
 
 OLD = "Old-Password-1234567"
 TEMPORARY = "Temporary-Pass-7word"
 ORG_ADMIN_ROLE, USER_ROLE = "2", "3"
 
-
-def _record(envelope: Envelope, offset: int) -> Any:
-    from aiokafka import ConsumerRecord
-
-    headers, value = to_kafka(envelope)
-    return ConsumerRecord(topic=CREDENTIAL_TOPIC, partition=0, offset=offset, timestamp=0,
-                          timestamp_type=0, key=None, value=value, checksum=None,
-                          serialized_key_size=0, serialized_value_size=len(value),
-                          headers=headers)
 
 
 def _issued(user: dict[str, Any], actor: Actor, reason: str = "password_reset") -> Envelope:
@@ -50,7 +42,7 @@ async def _apply(identity, envelope: Envelope, offset: int = 0) -> None:  # type
     runner = ConsumerRunner(service="identity", group="identity-test", engine=identity.engine,
                             bootstrap_servers="unused:9092",
                             handlers=spec.handlers(identity.settings), topics=[CREDENTIAL_TOPIC])
-    await runner.process([_record(envelope, offset)])
+    await runner.process([consumer_record(CREDENTIAL_TOPIC, envelope, offset)])
 
 
 async def _password_is(identity, user: dict[str, Any], password: str) -> bool:  # type: ignore[no-untyped-def]

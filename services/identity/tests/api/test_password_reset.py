@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from identity.bootstrap import spec
 from identity.handlers.password_reset import FORGOT_DISABLED, FORGOT_SENT
-from misp_contracts.envelope import Actor, Envelope, to_kafka
+from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.identity import AUTH_TOPIC, USER_TOPIC
 from misp_contracts.events.mailer import (
     CREDENTIAL_TOPIC,
@@ -26,20 +26,12 @@ from misp_contracts.events.mailer import (
 )
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.db import outbox
+from misp_platform.testing import consumer_record
 
 ADMIN = Actor(user_id=1, email="admin@admin.test", org_id=1, org_name="ORGNAME",
               client_ip="198.51.100.9", request_id="req-reset")
 TEMPORARY = "Temporary-Pass-7word"
 
-
-def _record(envelope: Envelope, offset: int) -> Any:
-    from aiokafka import ConsumerRecord
-
-    headers, value = to_kafka(envelope)
-    return ConsumerRecord(topic=CREDENTIAL_TOPIC, partition=0, offset=offset, timestamp=0,
-                          timestamp_type=0, key=None, value=value, checksum=None,
-                          serialized_key_size=0, serialized_value_size=len(value),
-                          headers=headers)
 
 
 def _issued(user: dict[str, Any], password: str = TEMPORARY, *,
@@ -77,7 +69,7 @@ async def test_a_temporary_password_from_the_mailer_becomes_the_password_once(id
     user = await identity.add_user(password="Old-Password-1234567", change_pw=False)
     envelope, password_hash = _issued(user)
     runner = _runner(identity)
-    await runner.process([_record(envelope, 0)])
+    await runner.process([consumer_record(CREDENTIAL_TOPIC, envelope, 0)])
     response = await _login(identity, user["email"], TEMPORARY)
     assert response.status_code == 200, response.text
     assert response.json()["User"]["change_pw"] in (True, "1", 1)
@@ -100,8 +92,8 @@ async def test_a_temporary_password_from_the_mailer_becomes_the_password_once(id
 
     # A redelivery (same message) and a replay without the processed mark change nothing.
     before = len(await _outbox(identity, USER_TOPIC)), len(await _outbox(identity, AUTH_TOPIC))
-    await runner.process([_record(envelope, 0)])
-    await _runner(identity).process([_record(envelope.model_copy(
+    await runner.process([consumer_record(CREDENTIAL_TOPIC, envelope, 0)])
+    await _runner(identity).process([consumer_record(CREDENTIAL_TOPIC, envelope.model_copy(
         update={"id": str(uuid.uuid4())}), 1)])
     after = len(await _outbox(identity, USER_TOPIC)), len(await _outbox(identity, AUTH_TOPIC))
     assert after == before
@@ -113,7 +105,8 @@ async def test_a_temporary_password_for_a_changed_address_or_unknown_user_is_ski
     mismatched, _ = _issued(user, email=f"other-{secrets.token_hex(4)}@example.test")
     unknown, _ = _issued({"id": 999_999, "email": "nobody@example.test"})
     before = len(await _outbox(identity, USER_TOPIC))
-    await _runner(identity).process([_record(mismatched, 0), _record(unknown, 1)])
+    await _runner(identity).process([consumer_record(CREDENTIAL_TOPIC, mismatched, 0),
+                                     consumer_record(CREDENTIAL_TOPIC, unknown, 1)])
     assert len(await _outbox(identity, USER_TOPIC)) == before
     assert (await _login(identity, user["email"], TEMPORARY)).status_code == 403
     assert (await _login(identity, user["email"], "Old-Password-1234567")).status_code == 200

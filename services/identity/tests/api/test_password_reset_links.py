@@ -19,25 +19,17 @@ from identity.bootstrap import spec
 from identity.handlers import password_reset
 from identity.handlers.login import SESSION_COOKIE
 from identity.handlers.password_reset import INVALID_LINK
-from misp_contracts.envelope import Actor, Envelope, to_kafka
+from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.mailer import CREDENTIAL_TOPIC, PasswordResetLinkIssued
 from misp_platform.consumer import ConsumerRunner
 from misp_platform.db import event as event_table
 from misp_platform.db import outbox
+from misp_platform.testing import consumer_record
 
 ASKER = Actor(email="SYSTEM", org_name="SYSTEM", client_ip="203.0.113.8", request_id="req-l")
 OLD = "Old-Password-1234567"
 NEW = "Brand-New-Password-7654321"
 
-
-def _record(envelope: Envelope, offset: int) -> Any:
-    from aiokafka import ConsumerRecord
-
-    headers, value = to_kafka(envelope)
-    return ConsumerRecord(topic=CREDENTIAL_TOPIC, partition=0, offset=offset, timestamp=0,
-                          timestamp_type=0, key=None, value=value, checksum=None,
-                          serialized_key_size=0, serialized_value_size=len(value),
-                          headers=headers)
 
 
 class Links:
@@ -62,7 +54,7 @@ class Links:
                                actor=ASKER, time=at, data=event.model_dump(mode="json"))
 
     async def feed(self, envelope: Envelope) -> None:
-        await self.runner.process([_record(envelope, self.offset)])
+        await self.runner.process([consumer_record(CREDENTIAL_TOPIC, envelope, self.offset)])
         self.offset += 1
 
     async def issue(self, user: dict[str, Any], **kwargs: Any) -> str:

@@ -105,21 +105,15 @@ async def session(request: Request, engine: EngineDep) -> dict[str, Any]:
 async def forgot(request: Request, engine: EngineDep) -> Response:
     """MISP's "forgot password" (`Security.allow_password_forgotten`): the same answer whether
     the address has an account or not."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise BadRequest("Request too large.")
-    try:
-        fields = unwrap(json.loads(raw) if raw.strip() else {}, "User")
-    except ValueError as exc:
-        raise InvalidJSON() from exc
-    email = fields.get("email")
+    email = (await _user_fields(request)).get("email")
     with as_misp(request, "reset", "password"):
         message = await password_reset.forgot_password(
             engine, email=email, ip=client_ip_of(request), request_id=request_id_of(request))
     return MispJSONResponse(message_body(message))
 
 
-async def _reset_body(request: Request) -> dict[str, Any]:
+async def _user_fields(request: Request) -> dict[str, Any]:
+    """The JSON body's fields, bare or under "User" (bounded; bad JSON is MISP's 4xx)."""
     raw = await request.body()
     if len(raw) > MAX_BODY:
         raise BadRequest("Request too large.")
@@ -144,7 +138,7 @@ async def password_reset_link(token: str, request: Request, engine: EngineDep) -
 async def password_reset_by_link(token: str, request: Request, engine: EngineDep) -> Response:
     """The link's owner sets a new password (`password`, `confirm_password`) under the policy;
     the link is used up and the user's sessions end."""
-    body = await _reset_body(request)
+    body = await _user_fields(request)
     with as_misp(request, "password_reset", "User"):
         await fresh_reset_link(request, lambda: password_reset.reset_link_status(engine, token))
         await password_reset.reset_password_by_link(
