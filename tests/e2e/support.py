@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
@@ -75,3 +76,20 @@ class EchoHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+def wait_listening(proc: subprocess.Popen[bytes], ports: list[int], log: Path) -> None:
+    """Until a test's own nginx (`proc`) accepts connections on every port; a failed test with
+    its stderr and error log when it exits or takes more than 10 s."""
+    deadline = time.monotonic() + 10
+    for port in ports:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    pytest.fail(f"nginx did not start: {err}\n"
+                                f"{log.read_text(errors='replace') if log.exists() else ''}")
+                time.sleep(0.05)

@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -26,7 +24,7 @@ import pytest
 
 from misp_platform.testing import load_script
 
-from .support import EchoHandler, free_port
+from .support import EchoHandler, free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 RENDER = ROOT / "deploy" / "gateway" / "render.py"
@@ -247,17 +245,7 @@ def gateway() -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode() if proc.stderr else ""
-                    log = (state / "logs" / "gateway-error.log").read_text(errors="replace")
-                    pytest.fail(f"nginx did not start: {err}\n{log}")
-                time.sleep(0.05)
+        wait_listening(proc, [port], state / "logs" / "gateway-error.log")
         yield url
     finally:
         proc.terminate()

@@ -17,13 +17,11 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -34,7 +32,7 @@ from pymisp import MISPUser, PyMISP
 
 from misp_platform.testing import load_script
 
-from .support import GATEWAY, EchoHandler, admin_key, free_port
+from .support import GATEWAY, EchoHandler, admin_key, free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("MISP_STATE_DIR", ROOT / ".local"))
@@ -192,21 +190,6 @@ def test_the_rendered_configs_redirect_plain_http() -> None:
 
 
 
-def _wait_listening(proc: subprocess.Popen[bytes], ports: list[int], log: Path) -> None:
-    deadline = time.monotonic() + 10
-    for port in ports:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode() if proc.stderr else ""
-                    pytest.fail(f"nginx did not start: {err}\n"
-                                f"{log.read_text(errors='replace') if log.exists() else ''}")
-                time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def redirecting_gateway() -> Iterator[tuple[str, str, Path]]:
     """nginx rendered with --http-from-loopback redirect, TLS from a CA made here, every
@@ -240,7 +223,7 @@ def redirecting_gateway() -> Iterator[tuple[str, str, Path]]:
                              "-g", "daemon off;"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     try:
-        _wait_listening(proc, [http_port, https_port], log)
+        wait_listening(proc, [http_port, https_port], log)
         yield (f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}",
                state / "tls" / "ca.pem")
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import SecretStr, field_validator, model_validator
@@ -139,6 +140,24 @@ class ServiceSettings(BaseSettings):
             if is_default and not present & set(names):
                 missing.append(f"{names[0]} (or {names[1]})")
         return missing
+
+    def production_key_file_problem(self, variable: str, value: str, *, unset: str,
+                                    what: str) -> str | None:
+        """Why a process that needs the deployment's key file `value` (its setting `variable`)
+        may not start, or None: in production the key is a file mounted from a secret, never
+        one the process generates. `unset` is the message when no file is set, `what` names the
+        key in the others."""
+        if self.environment.strip().lower() != "production":
+            return None
+        if not value:
+            return unset
+        path = Path(value)
+        if not path.is_file():
+            return (f"{variable}={path} is no file: mount {what} there (production generates "
+                    "no key)")
+        if not os.access(path, os.R_OK):
+            return f"{variable}={path} cannot be read by this process"
+        return None
 
     @model_validator(mode="after")
     def _no_default_secrets_in_production(self) -> ServiceSettings:

@@ -71,13 +71,16 @@ def _admin_engine(server_url: str) -> AsyncEngine:
                                connect_args={"options": "-c synchronous_commit=off"})
 
 
-async def create_test_database(admin_url: str, *, prefix: str = "test") -> str:
-    """Create an empty database `<prefix>_<hex>` on the server of `admin_url`; its URL."""
+async def create_test_database(admin_url: str, *, prefix: str = "test",
+                               template: str | None = None) -> str:
+    """Create a database `<prefix>_<hex>` on the server of `admin_url`, empty or a copy of
+    `template`; its URL."""
     name = f"{prefix}_{secrets.token_hex(6)}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     engine = _admin_engine(admin_url)
     try:
         async with engine.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+            await conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     finally:
         await engine.dispose()
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
@@ -93,14 +96,7 @@ async def migrated_test_database(admin_url: str, migrations_dir: Path, *,
     changed or added revision makes a new one; the history's older templates are dropped then.
     tests/migrations still runs every revision itself, on empty and on filled databases."""
     template = await _template_database(admin_url, migrations_dir)
-    name = f"{prefix}_{secrets.token_hex(6)}"
-    engine = _admin_engine(admin_url)
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    finally:
-        await engine.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    return await create_test_database(admin_url, prefix=prefix, template=template)
 
 
 def _history_digest(migrations_dir: Path) -> str:

@@ -1,6 +1,5 @@
 """Settings of the audit service (environment prefix `AUDIT_`)."""
 
-import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -43,16 +42,8 @@ class AuditSettings(ServiceSettings):
         may not start, or None. In production the key is the deployment's, a file mounted from a
         secret into every audit process: one generated in a container's state directory would
         sign checkpoints that no other process, and no later container, verifies."""
-        if self.environment.strip().lower() != "production":
-            return None
-        if not self.signing_key_path:
-            return ("set AUDIT_SIGNING_KEY_PATH to the audit's Ed25519 signing key (a PEM file "
-                    "mounted from a secret, e.g. made by `openssl genpkey -algorithm ed25519`): "
-                    "production generates no key")
-        path = Path(self.signing_key_path)
-        if not path.is_file():
-            return (f"AUDIT_SIGNING_KEY_PATH={path} is no file: mount the audit's signing key "
-                    "there (production generates no key)")
-        if not os.access(path, os.R_OK):
-            return f"AUDIT_SIGNING_KEY_PATH={path} cannot be read by this process"
-        return None
+        return self.production_key_file_problem(
+            "AUDIT_SIGNING_KEY_PATH", self.signing_key_path, what="the audit's signing key",
+            unset=("set AUDIT_SIGNING_KEY_PATH to the audit's Ed25519 signing key (a PEM file "
+                   "mounted from a secret, e.g. made by `openssl genpkey -algorithm ed25519`): "
+                   "production generates no key"))

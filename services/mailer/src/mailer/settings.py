@@ -68,16 +68,9 @@ class MailerSettings(ServiceSettings):
         processes and from /gpg.asc after a restart. Whether mails are signed (GnuPG.sign, on by
         default) is a setting in the database, unknown at start, and encrypted mails are signed
         and /gpg.asc published whatever it says: production always needs the file."""
-        if self.environment.strip().lower() != "production":
-            return None
-        if not self.gnupg_instance_key_file:
-            return ("set MAILER_GNUPG_INSTANCE_KEY_FILE to the instance's OpenPGP secret key (an "
-                    "armored export, `gpg --armor --export-secret-keys FINGERPRINT`, mounted from "
-                    "a secret): production generates no key")
-        path = Path(self.gnupg_instance_key_file)
-        if not path.is_file():
-            return (f"MAILER_GNUPG_INSTANCE_KEY_FILE={path} is no file: mount the instance key "
-                    "there (production generates no key)")
-        if not os.access(path, os.R_OK):
-            return f"MAILER_GNUPG_INSTANCE_KEY_FILE={path} cannot be read by this process"
-        return None
+        return self.production_key_file_problem(
+            "MAILER_GNUPG_INSTANCE_KEY_FILE", self.gnupg_instance_key_file,
+            what="the instance key",
+            unset=("set MAILER_GNUPG_INSTANCE_KEY_FILE to the instance's OpenPGP secret key (an "
+                   "armored export, `gpg --armor --export-secret-keys FINGERPRINT`, mounted from "
+                   "a secret): production generates no key"))

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters import queries
 from identity.adapters.passwords import hash_password
+from identity.adapters.ports import LoadedUser
 from identity.adapters.store import (
     count_attempt,
     end_sessions,
@@ -78,17 +79,27 @@ class UnknownResetLinkError(NotFoundError):
 FORGOT_PREFIX = "forgot:"
 
 
+async def _mailed_user(conn: AsyncConnection, user_id: int, email: str, credential_id: str, *,
+                       skipped: str) -> LoadedUser | None:
+    """The user a mailed credential was for, unless they are gone or their address changed
+    since the mail (logged as `skipped`)."""
+    loaded = await queries.get_user(conn, user_id)
+    if loaded is None or loaded.state.email.strip().lower() != email.strip().lower():
+        log.info(skipped, user_id=user_id, credential_id=credential_id,
+                 reason="no such user" if loaded is None else "e-mail changed")
+        return None
+    return loaded
+
+
 async def when_temporary_password_issued_set_password(conn: AsyncConnection,
                                                       envelope: Envelope) -> None:
     """The mailer mailed a temporary password: its argon2id hash becomes the user's password,
     with `change_pw`, unless the user is gone, their address changed since the mail, or the
     event's actor may not manage the user's credentials (`_refusal`)."""
     issued = TemporaryPasswordIssued.model_validate(envelope.data)
-    loaded = await queries.get_user(conn, issued.user_id)
-    if loaded is None or loaded.state.email.strip().lower() != issued.email.strip().lower():
-        log.info("identity.temporary_password.skipped", user_id=issued.user_id,
-                 credential_id=issued.credential_id,
-                 reason="no such user" if loaded is None else "e-mail changed")
+    loaded = await _mailed_user(conn, issued.user_id, issued.email, issued.credential_id,
+                                skipped="identity.temporary_password.skipped")
+    if loaded is None:
         return
     refusal = await _refusal(conn, envelope.actor, issued, loaded.state)
     if refusal is not None:
@@ -159,11 +170,9 @@ async def when_reset_link_issued_keep(conn: AsyncConnection, envelope: Envelope)
     gone, their address changed since, the link was not a user's own request, or "forgot
     password" is off."""
     issued = PasswordResetLinkIssued.model_validate(envelope.data)
-    loaded = await queries.get_user(conn, issued.user_id)
-    if loaded is None or loaded.state.email.strip().lower() != issued.email.strip().lower():
-        log.info("identity.reset_link.skipped", user_id=issued.user_id,
-                 credential_id=issued.credential_id,
-                 reason="no such user" if loaded is None else "e-mail changed")
+    loaded = await _mailed_user(conn, issued.user_id, issued.email, issued.credential_id,
+                                skipped="identity.reset_link.skipped")
+    if loaded is None:
         return
     settings = await read_settings(conn, ["Security.allow_password_forgotten"])
     if envelope.actor.user_id is not None or not settings["Security.allow_password_forgotten"]:
