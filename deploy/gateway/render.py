@@ -14,15 +14,35 @@ and `resolve()` below mirrors that rule for the tests. Locations are written sor
 ones, then prefixes longest first) so that a reader sees the winner first.
 
 With a certificate the gateway also serves HTTPS, with the same locations; plain HTTP is then
-redirected there (308) except from 127.0.0.1 and ::1 unless --http-from-loopback redirect. The
-container config always does both, with the certificate mounted at /etc/nginx/tls/tls.crt and
-tls.key, and redirects all plain HTTP. Every answer carries X-Content-Type-Options and
-X-Frame-Options, and over HTTPS Strict-Transport-Security (SECURITY_HEADERS, HSTS).
+redirected there (308) except from 127.0.0.1 and ::1 (the peer's address, not a forwarded one)
+unless --http-from-loopback redirect. The container config always does both, with the
+certificate mounted at /etc/nginx/tls/tls.crt and tls.key, and redirects all plain HTTP. Every
+answer carries X-Content-Type-Options and X-Frame-Options, and over HTTPS
+Strict-Transport-Security (SECURITY_HEADERS, HSTS).
+
+Abuse limits, per client address (nginx's limit_req; `RATE burst=N`, or `off`):
+
+    --limit-login      MISP_GATEWAY_LIMIT_LOGIN      10r/m burst=5   users/login(.json)
+    --limit-forgot     MISP_GATEWAY_LIMIT_FORGOT     5r/m burst=3    users/forgot(.json), and
+                                                     the reset links users/password_reset/...
+    --limit-register   MISP_GATEWAY_LIMIT_REGISTER   5r/m burst=3    users/register(.json)
+    --limit-anonymous  MISP_GATEWAY_LIMIT_ANONYMOUS  20r/s burst=40  any other request with no
+                                   Authorization or X-MISP-AUTH header and no session cookie
+
+Past its burst a client gets 429 in MISP's error shape with Retry-After (the seconds one more
+request takes to be allowed). The client's address is the peer's, or, from a network of
+--trusted-proxies (MISP_TRUSTED_PROXIES, loopback by default: the services' own rule,
+misp_platform.client_address), the rightmost X-Forwarded-For hop that is not one (nginx's realip).
+Clients in --abuse-exempt-networks (MISP_ABUSE_EXEMPT_NETWORKS, loopback by default: the local
+tools and the test suite) are never limited. The container config takes the defaults; render it
+again with other values where a proxy stands in front of the gateway.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import math
 import os
 import re
 import sys
@@ -51,6 +71,7 @@ class Location:
     path: str
     service: str
     internal: bool = False  # /_svc/<service>/: loopback only, prefix stripped
+    zone: str | None = None  # the per-address limit of this path (LIMITED_PATHS), if any
 
 
 class RouteError(ValueError):
@@ -194,6 +215,112 @@ CONTAINER_TLS_DIR = "/etc/nginx/tls"
 CONTAINER_TLS_CERT = f"{CONTAINER_TLS_DIR}/tls.crt"
 CONTAINER_TLS_KEY = f"{CONTAINER_TLS_DIR}/tls.key"
 
+# ---- abuse limits ----------------------------------------------------------------------------
+
+LOGIN = "login"
+FORGOT = "forgot"
+REGISTER = "register"
+ANONYMOUS = "anonymous"
+DEFAULT_LIMITS = {
+    LOGIN: "10r/m burst=5",
+    FORGOT: "5r/m burst=3",
+    REGISTER: "5r/m burst=3",
+    ANONYMOUS: "20r/s burst=40",
+}
+# The paths of the password and sign-up forms, each limited by its own zone instead of the
+# anonymous one: an exact or prefix location of its own, sent to the service that owns the path.
+LIMITED_PATHS = (
+    (EXACT, "/users/login", LOGIN),
+    (EXACT, "/users/login.json", LOGIN),
+    (EXACT, "/users/forgot", FORGOT),
+    (EXACT, "/users/forgot.json", FORGOT),
+    (PREFIX, "/users/password_reset/", FORGOT),
+    (EXACT, "/users/register", REGISTER),
+    (EXACT, "/users/register.json", REGISTER),
+)
+# identity.handlers.login.SESSION_COOKIE: a request that carries it is not anonymous. Its '-'
+# cannot stand in an nginx variable name ($cookie_...), so the Cookie header is matched.
+SESSION_COOKIE = "MISP-session"
+LOOPBACK_NETWORKS = "127.0.0.0/8,::1/128"  # misp_platform.client_address.LOOPBACK
+# A zone of 10 MiB keeps about 160 000 addresses (nginx's figure for $binary_remote_addr).
+ZONE_SIZE = "10m"
+_LIMIT_RE = re.compile(r"^([1-9][0-9]*)r/([sm])(?:\s+burst=([0-9]+))?$")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One limit_req zone: `per_period` requests a second (`s`) or minute (`m`), `burst` more
+    at once."""
+
+    per_period: int
+    period: str
+    burst: int
+
+    @property
+    def rate(self) -> str:
+        return f"{self.per_period}r/{self.period}"
+
+    def retry_after(self) -> int:
+        """Seconds until one more request is allowed after a refusal."""
+        return max(1, math.ceil((60 if self.period == "m" else 1) / self.per_period))
+
+
+def parse_limit(value: str) -> Limit | None:
+    """`"10r/m burst=5"` (burst 0 when left out); None for `off`. ValueError otherwise."""
+    text = " ".join(value.split())
+    if text == "off":
+        return None
+    match = _LIMIT_RE.match(text)
+    if not match:
+        raise ValueError(f"not a limit (RATE burst=N with RATE like 10r/m or 20r/s, or off): "
+                         f"{value!r}")
+    return Limit(int(match[1]), match[2], int(match[3] or 0))
+
+
+def parse_cidrs(value: str) -> tuple[str, ...]:
+    """Comma-separated networks in CIDR notation (a bare address is its own network), as nginx
+    writes them; ValueError naming a bad one."""
+    out = []
+    for entry in value.split(","):
+        text = entry.strip()
+        if not text:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError as exc:
+            raise ValueError(f"not a network in CIDR notation: {text!r}") from exc
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Abuse:
+    """The per-address limits (None: off), whose forwarded address is believed, who is exempt."""
+
+    limits: dict[str, Limit | None]
+    trusted_proxies: tuple[str, ...]
+    exempt: tuple[str, ...]
+
+    @classmethod
+    def defaults(cls) -> Abuse:
+        return cls({zone: parse_limit(v) for zone, v in DEFAULT_LIMITS.items()},
+                   parse_cidrs(LOOPBACK_NETWORKS), parse_cidrs(LOOPBACK_NETWORKS))
+
+    def limit(self, zone: str) -> Limit | None:
+        return self.limits.get(zone)
+
+
+def with_limited_paths(locs: list[Location], abuse: Abuse) -> list[Location]:
+    """`locs` with a location of its own for each path of LIMITED_PATHS whose limit is on, owned
+    by the service that owned the path (routing is unchanged); a path nobody owns stays a 404."""
+    by_key = {(loc.kind, loc.path): loc for loc in locs}
+    for kind, path, zone in LIMITED_PATHS:
+        if abuse.limit(zone) is None:
+            continue
+        service = resolve(locs, path)
+        if service is not None:
+            by_key[(kind, path)] = Location(kind, path, service, zone=zone)
+    return sort_locations(list(by_key.values()))
+
 
 @dataclass(frozen=True)
 class Tls:
@@ -214,7 +341,8 @@ def _port_of(listen: str) -> int:
     return int(listen.rsplit(":", 1)[-1].split()[0])
 
 
-def _server_common(w: Callable[[str], None], locs: list[Location], *, https: bool) -> None:
+def _server_common(w: Callable[[str], None], locs: list[Location], abuse: Abuse, *,
+                   https: bool) -> None:
     """The proxying part of a server: the same in the HTTP and the HTTPS server."""
     w("        proxy_http_version 1.1;")
     w('        proxy_set_header Connection "";')
@@ -234,15 +362,22 @@ def _server_common(w: Callable[[str], None], locs: list[Location], *, https: boo
     w("        error_page 502 503 504 = @unavailable;")
     w("        error_page 413 = @too_large;")
     w("        error_page 403 = @forbidden;")
+    w("        error_page 429 = @too_many_requests;")
+    # A location with a limit_req of its own is no longer under this one (nginx's inheritance).
+    # $misp_retry_after is set here even with no limit: @too_many_requests reads it.
+    _limit_req(w, "        ", ANONYMOUS, abuse.limit(ANONYMOUS))
     w("")
     for loc in locs:
         mod = "=" if loc.kind == EXACT else "^~"
         w(f"        location {mod} {loc.path} {{")
         w(f"            set $misp_service {loc.service};")
+        if loc.zone is not None:
+            _limit_req(w, "            ", loc.zone, abuse.limit(loc.zone))
         if loc.internal:
-            for address in LOOPBACK:
-                w(f"            allow {address};")
-            w("            deny all;")
+            # not allow/deny: they read $remote_addr, which a trusted proxy's header sets
+            w("            if ($misp_loopback_peer = 0) {")
+            w("                return 403;")
+            w("            }")
             w(f"            proxy_pass http://{loc.service}/;")
         else:
             w(f"            proxy_pass http://{loc.service};")
@@ -255,23 +390,75 @@ def _server_common(w: Callable[[str], None], locs: list[Location], *, https: boo
     w("        }")
     for name, status, text in (("unavailable", 503, "Service Unavailable"),
                                ("too_large", 413, "Request Entity Too Large"),
-                               ("forbidden", 403, "Forbidden")):
+                               ("forbidden", 403, "Forbidden"),
+                               ("too_many_requests", 429, "Too Many Requests")):
         w(f"        location @{name} {{")
         w("            charset utf-8;")
         w("            charset_types application/json;")
+        if status == 429:
+            # its own add_header: the server's are no longer inherited, so they are repeated
+            _headers(w, https=https, indent="            ")
+            w("            add_header Retry-After $misp_retry_after always;")
         w(f"            return {status} '{_error_body(text)}';")
         w("        }")
 
 
-def _headers(w: Callable[[str], None], *, https: bool) -> None:
+def _limit_req(w: Callable[[str], None], indent: str, zone: str, limit: Limit | None) -> None:
+    """The zone's limit_req, and the Retry-After its refusal answers with."""
+    if limit is not None:
+        w(f"{indent}limit_req zone=misp_{zone} burst={limit.burst} nodelay;")
+    w(f"{indent}set $misp_retry_after {limit.retry_after() if limit else 1};")
+
+
+def _headers(w: Callable[[str], None], *, https: bool, indent: str = "        ") -> None:
     """Server-level add_header lines (inherited by every location, none of which adds its own:
     nginx drops inherited add_header where a location has one). The services echo the request
     id too: theirs is hidden, the gateway's (the same id) answers, once."""
-    w("        proxy_hide_header X-Request-ID;")
-    w("        add_header X-Request-ID $misp_request_id always;")
+    w(f"{indent}proxy_hide_header X-Request-ID;")
+    w(f"{indent}add_header X-Request-ID $misp_request_id always;")
     for name, value in (*SECURITY_HEADERS, *((HSTS,) if https else ())):
-        w(f"        proxy_hide_header {name};")
-        w(f'        add_header {name} "{value}" always;')
+        w(f"{indent}proxy_hide_header {name};")
+        w(f'{indent}add_header {name} "{value}" always;')
+
+
+def _abuse_http(w: Callable[[str], None], abuse: Abuse) -> None:
+    """http-level: the client's real address, and the per-address limit zones."""
+    w("    # The client's address ($remote_addr): from a trusted proxy, the rightmost")
+    w("    # X-Forwarded-For hop that is not one (the services' rule). The peer's:")
+    w("    # $realip_remote_addr")
+    for network in abuse.trusted_proxies:
+        w(f"    set_real_ip_from {network};")
+    w("    real_ip_header X-Forwarded-For;")
+    w("    real_ip_recursive on;")
+    zones = [(zone, limit) for zone in DEFAULT_LIMITS
+             if (limit := abuse.limit(zone)) is not None]
+    if not zones:
+        return
+    w("    # Per-address limits; an empty key is never limited: the exempt networks")
+    w("    geo $misp_abuse_exempt {")
+    w("        default 0;")
+    for network in abuse.exempt:
+        w(f"        {network} 1;")
+    w("    }")
+    w("    map $misp_abuse_exempt $misp_limit_key {")
+    w('        1       "";')
+    w("        default $binary_remote_addr;")
+    w("    }")
+    w("    # anonymous: no Authorization, no X-MISP-AUTH, no session cookie")
+    w("    map $http_cookie $misp_session_cookie {")
+    w('        "~(^|;)\\s*' + SESSION_COOKIE + '=[^;\\s]" 1;')
+    w('        default "";')
+    w("    }")
+    w('    map "$http_authorization$http_x_misp_auth$misp_session_cookie" $misp_anonymous_key {')
+    w('        ""      $misp_limit_key;')
+    w('        default "";')
+    w("    }")
+    for zone, limit in zones:
+        key = "$misp_anonymous_key" if zone == ANONYMOUS else "$misp_limit_key"
+        w(f"    limit_req_zone {key} zone=misp_{zone}:{ZONE_SIZE} rate={limit.rate};")
+    w("    limit_req_status 429;")
+    # a refusal is in the access log (429); at error level each would be an error line too
+    w("    limit_req_log_level notice;")
 
 
 def render(
@@ -284,11 +471,15 @@ def render(
     upstreams: dict[str, str] | None = None,
     user: str | None = None,
     tls: Tls | None = None,
+    abuse: Abuse | None = None,
 ) -> str:
     """nginx.conf. Local mode serves HTTPS when `tls` is given; container mode always does (with
-    the mounted certificate unless `tls` says otherwise) and redirects all plain HTTP."""
+    the mounted certificate unless `tls` says otherwise) and redirects all plain HTTP. `abuse`:
+    the per-address limits (Abuse.defaults() when None)."""
     if mode not in ("local", "container"):
         raise ValueError(mode)
+    abuse = abuse or Abuse.defaults()
+    locs = with_limited_paths(locs, abuse)
     upstreams = dict(upstreams or {})
     for svc, port in services.items():
         if mode == "local":
@@ -373,10 +564,18 @@ def render(
     w('        "~[\\x00-\\x1f\\x22\\x5c]" "/";')
     w("        default $uri;")
     w("    }")
+    _abuse_http(w, abuse)
+    w("    # the operator paths (/_svc/) answer loopback peers only")
+    w("    geo $realip_remote_addr $misp_loopback_peer {")
+    w("        default 0;")
+    for address in LOOPBACK:
+        w(f"        {address} 1;")
+    w("    }")
     plain_served = tls is None or tls.http_from_loopback == HTTP_ALLOW
     if tls is not None and plain_served:
-        w("    # plain HTTP is served to these peers only; the others are sent to HTTPS")
-        w("    geo $misp_plain_http {")
+        w("    # plain HTTP is served to these peers only (not to the clients they forward);")
+        w("    # the others are sent to HTTPS")
+        w("    geo $realip_remote_addr $misp_plain_http {")
         w("        default redirect;")
         for address in LOOPBACK:
             w(f"        {address} serve;")
@@ -410,7 +609,7 @@ def render(
             w("    }")
     if plain_served:
         w("")
-        _server_common(w, locs, https=False)
+        _server_common(w, locs, abuse, https=False)
         w("    }")
     if tls is not None:
         w("")
@@ -424,7 +623,7 @@ def render(
         w("        ssl_session_cache shared:misp_tls:1m;")
         w("        ssl_session_timeout 1h;")
         w("")
-        _server_common(w, locs, https=True)
+        _server_common(w, locs, abuse, https=True)
         w("    }")
     w("}")
     return "\n".join(out) + "\n"
@@ -481,6 +680,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SERVICE=HOST:PORT",
         help="override a service's upstream address",
     )
+    for zone, default in DEFAULT_LIMITS.items():
+        var = f"MISP_GATEWAY_LIMIT_{zone.upper()}"
+        p.add_argument(f"--limit-{zone}", default=os.environ.get(var, default),
+                       metavar="'RATE burst=N'|off",
+                       help=f"the per-address limit of {zone} requests (${var}, default "
+                       f"{default!r})")
+    p.add_argument("--trusted-proxies", default=os.environ.get("MISP_TRUSTED_PROXIES",
+                                                               LOOPBACK_NETWORKS),
+                   metavar="CIDR,...", help="the proxies whose X-Forwarded-For is believed "
+                   f"($MISP_TRUSTED_PROXIES, default {LOOPBACK_NETWORKS})")
+    p.add_argument("--abuse-exempt-networks",
+                   default=os.environ.get("MISP_ABUSE_EXEMPT_NETWORKS", LOOPBACK_NETWORKS),
+                   metavar="CIDR,...", help="clients never limited ($MISP_ABUSE_EXEMPT_NETWORKS, "
+                   f"default {LOOPBACK_NETWORKS})")
     p.add_argument("--k8s-configmap", metavar="NAME", help="wrap the config in a ConfigMap")
     p.add_argument("--namespace", default="misp")
     p.add_argument("--out", default="-")
@@ -499,6 +712,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}\t{resolve(locs, path) or '404'}")
         return 0
 
+    try:
+        abuse = Abuse({zone: parse_limit(getattr(a, f"limit_{zone}")) for zone in DEFAULT_LIMITS},
+                      parse_cidrs(a.trusted_proxies), parse_cidrs(a.abuse_exempt_networks))
+    except ValueError as exc:
+        print(f"render.py: {exc}", file=sys.stderr)
+        return 2
     ups: dict[str, str] = {}
     for item in a.upstream:
         svc, _, addr = item.partition("=")
@@ -532,6 +751,7 @@ def main(argv: list[str] | None = None) -> int:
         upstreams=ups,
         user=a.user,
         tls=tls,
+        abuse=abuse,
     )
     if a.k8s_configmap:
         conf = k8s_configmap(conf, a.k8s_configmap, a.namespace)

@@ -6,6 +6,8 @@
 # trust .local/tls/ca.pem (curl --cacert, PyMISP ssl=).
 # MISP_GATEWAY_HTTP_FROM_LOOPBACK: plain HTTP from 127.0.0.1 and ::1 is `allow`ed (the default:
 # the tests and tools use http://127.0.0.1:8080) or `redirect`ed to HTTPS like everyone else's.
+# Per-address rate limits (429): MISP_GATEWAY_LIMIT_LOGIN, _FORGOT, _REGISTER, _ANONYMOUS, with
+# MISP_TRUSTED_PROXIES and MISP_ABUSE_EXEMPT_NETWORKS, read by render.py (docs/gateway.md).
 # usage: gateway.sh start|stop|reload|status
 set -euo pipefail
 # shellcheck source=lib.sh

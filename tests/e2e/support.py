@@ -1,15 +1,20 @@
 """What the end-to-end tests share: the gateway's URL, the site admin's authkey that identity
 writes on its first run, polling with a deadline, and the pieces of a gateway of their own (a
-free port, an echo server to stand for a service)."""
+free port, an echo server to stand for a service, a rendered nginx started and stopped)."""
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import TypeVar
@@ -17,6 +22,7 @@ from typing import TypeVar
 import pytest
 
 GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
+RENDER = Path(__file__).resolve().parents[2] / "deploy" / "gateway" / "render.py"
 T = TypeVar("T")
 
 
@@ -93,3 +99,53 @@ def wait_listening(proc: subprocess.Popen[bytes], ports: list[int], log: Path) -
                     pytest.fail(f"nginx did not start: {err}\n"
                                 f"{log.read_text(errors='replace') if log.exists() else ''}")
                 time.sleep(0.05)
+
+
+def _worker_user() -> str:
+    for name in ("www-data", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    return "root"
+
+
+@contextmanager
+def own_gateway(render_args: Callable[[Path], list[str]], ports: list[int]) -> Iterator[Path]:
+    """A test's own nginx, rendered by deploy/gateway/render.py --mode local with
+    `render_args(state)` (which may put files in the state directory first), listening on
+    `ports`: yields the state directory, stops nginx and removes the directory at the end."""
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    assert nginx, "nginx is not installed (deploy/local/install.sh installs it)"
+    # not under pytest's tmp_path (0700): nginx's workers (www-data when we are root) use tmp/
+    state = Path(tempfile.mkdtemp(prefix="misp-gw-"))
+    try:
+        state.chmod(0o755)
+        for d in ("logs", "nginx/tmp"):
+            (state / d).mkdir(parents=True)
+        conf = state / "nginx" / "nginx.conf"
+        args = [sys.executable, str(RENDER), "--mode", "local", "--state-dir", str(state),
+                "--out", str(conf), *render_args(state)]
+        if os.geteuid() == 0:
+            user = _worker_user()
+            args += ["--user", user]
+            pw = pwd.getpwnam(user)
+            os.chown(state / "nginx" / "tmp", pw.pw_uid, pw.pw_gid)
+        subprocess.run(args, check=True)
+        log = state / "logs" / "gateway-error.log"
+        proc = subprocess.Popen([nginx, "-e", str(log), "-p", str(state / "nginx"), "-c",
+                                 str(conf), "-g", "daemon off;"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        try:
+            wait_listening(proc, ports, log)
+            yield state
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)

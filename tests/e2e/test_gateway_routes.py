@@ -8,11 +8,9 @@ front of echo servers that say which service they are. Needs no service, Kafka o
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -24,10 +22,9 @@ import pytest
 
 from misp_platform.testing import load_script
 
-from .support import EchoHandler, free_port, wait_listening
+from .support import RENDER, EchoHandler, free_port, own_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
-RENDER = ROOT / "deploy" / "gateway" / "render.py"
 GENERATE = ROOT / "deploy" / "generate.py"
 
 
@@ -188,8 +185,6 @@ DOWN_SERVICE = "orgs"  # its upstream points at a closed port
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[str]:
-    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-    assert nginx, "nginx is not installed (deploy/local/install.sh installs it)"
     servers = []
     upstreams = []
     for svc in SERVICES:
@@ -201,71 +196,13 @@ def gateway() -> Iterator[str]:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         upstreams.append(f"--upstream={svc}=127.0.0.1:{server.server_address[1]}")
-    # not under pytest's tmp_path (mode 0700): nginx workers (www-data when we are root) write
-    # request bodies to nginx/tmp
-    state = Path(tempfile.mkdtemp(prefix="misp-gw-"))
-    state.chmod(0o755)
-    for d in ("logs", "nginx/tmp"):
-        (state / d).mkdir(parents=True)
     port = free_port()
-    conf = state / "nginx" / "nginx.conf"
-    args = [
-        sys.executable,
-        str(RENDER),
-        "--mode",
-        "local",
-        "--state-dir",
-        str(state),
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--out",
-        str(conf),
-        *upstreams,
-    ]
-    if os.geteuid() == 0:
-        user = _worker_user()
-        args += ["--user", user]
-        pw = pwd.getpwnam(user)
-        os.chown(state / "nginx" / "tmp", pw.pw_uid, pw.pw_gid)
-    subprocess.run(args, check=True)
-    proc = subprocess.Popen(
-        [
-            nginx,
-            "-e",
-            str(state / "logs" / "gateway-error.log"),
-            "-p",
-            str(state / "nginx"),
-            "-c",
-            str(conf),
-            "-g",
-            "daemon off;",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_listening(proc, [port], state / "logs" / "gateway-error.log")
-        yield url
+        with own_gateway(lambda _state: ["--listen", f"127.0.0.1:{port}", *upstreams], [port]):
+            yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         for server in servers:
             server.shutdown()
-        shutil.rmtree(state, ignore_errors=True)
-
-
-def _worker_user() -> str:
-    for name in ("www-data", "nobody"):
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            continue
-    return "root"
 
 
 REAL = [(p, s) for p, s in EXPECTED if s != DOWN_SERVICE and s is not None and "%" not in p]

@@ -14,13 +14,8 @@ is POST only, and PyMISP works with `ssl=<the CA>`.
 from __future__ import annotations
 
 import os
-import pwd
 import secrets
-import shutil
 import ssl
-import subprocess
-import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -32,7 +27,7 @@ from pymisp import MISPUser, PyMISP
 
 from misp_platform.testing import load_script
 
-from .support import GATEWAY, EchoHandler, admin_key, free_port, wait_listening
+from .support import GATEWAY, EchoHandler, admin_key, free_port, own_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("MISP_STATE_DIR", ROOT / ".local"))
@@ -168,7 +163,7 @@ def test_the_rendered_configs_redirect_plain_http() -> None:
     tls = render.Tls(listen="127.0.0.1:8443", cert="/c.pem", key="/k.pem", public_port=8443)
     local = render.render(LOCATIONS, SERVICES, mode="local", state_dir=Path("/s"), tls=tls)
     plain, https = local.split("listen 127.0.0.1:8443 ssl;")
-    assert "geo $misp_plain_http {\n        default redirect;" in plain
+    assert "geo $realip_remote_addr $misp_plain_http {\n        default redirect;" in plain
     assert ("        if ($misp_plain_http = redirect) {\n"
             "            return 308 https://$host:8443$request_uri;\n        }") in plain
     assert "Strict-Transport-Security" not in plain and "nosniff" in plain
@@ -181,7 +176,7 @@ def test_the_rendered_configs_redirect_plain_http() -> None:
 
     container = render.render(LOCATIONS, SERVICES, mode="container")
     plain, https = container.split("listen 8443 ssl;")
-    assert "geo " not in plain and "proxy_pass" not in plain
+    assert "$misp_plain_http" not in plain and "proxy_pass" not in plain
     assert "location / {\n            return 308 https://$host:8443$request_uri;" in plain
     assert f"ssl_certificate {render.CONTAINER_TLS_CERT};" in https
     k8s = (ROOT / "deploy" / "k8s" / "gateway.yaml").read_text(encoding="utf-8")
@@ -194,56 +189,24 @@ def test_the_rendered_configs_redirect_plain_http() -> None:
 def redirecting_gateway() -> Iterator[tuple[str, str, Path]]:
     """nginx rendered with --http-from-loopback redirect, TLS from a CA made here, every
     service's upstream an echo server: (http URL, https URL, the CA)."""
-    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-    assert nginx, "nginx is not installed (deploy/local/install.sh installs it)"
     echo = ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
     threading.Thread(target=echo.serve_forever, daemon=True).start()
-    # not under pytest's tmp_path (0700): nginx's workers (www-data when we are root) use tmp/
-    state = Path(tempfile.mkdtemp(prefix="misp-gw-tls-"))
-    state.chmod(0o755)
-    for d in ("logs", "nginx/tmp"):
-        (state / d).mkdir(parents=True)
-    tls_maker.ensure(state / "tls")
     http_port, https_port = free_port(), free_port()
-    conf = state / "nginx" / "nginx.conf"
-    args = [sys.executable, str(ROOT / "deploy" / "gateway" / "render.py"), "--mode", "local",
-            "--state-dir", str(state), "--listen", f"127.0.0.1:{http_port}",
-            "--tls-listen", f"127.0.0.1:{https_port}", "--tls-cert", str(state / "tls/server.pem"),
-            "--tls-key", str(state / "tls/server.key"), "--http-from-loopback", "redirect",
-            "--out", str(conf)]
-    args += [f"--upstream={svc}=127.0.0.1:{echo.server_address[1]}" for svc in SERVICES]
-    if os.geteuid() == 0:
-        user = next((u for u in ("www-data", "nobody") if _has_user(u)), "root")
-        args += ["--user", user]
-        pw = pwd.getpwnam(user)
-        os.chown(state / "nginx" / "tmp", pw.pw_uid, pw.pw_gid)
-    subprocess.run(args, check=True)
-    log = state / "logs" / "gateway-error.log"
-    proc = subprocess.Popen([nginx, "-e", str(log), "-p", str(state / "nginx"), "-c", str(conf),
-                             "-g", "daemon off;"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+
+    def render_args(state: Path) -> list[str]:
+        tls_maker.ensure(state / "tls")
+        return ["--listen", f"127.0.0.1:{http_port}", "--tls-listen", f"127.0.0.1:{https_port}",
+                "--tls-cert", str(state / "tls/server.pem"),
+                "--tls-key", str(state / "tls/server.key"), "--http-from-loopback", "redirect",
+                *(f"--upstream={svc}=127.0.0.1:{echo.server_address[1]}" for svc in SERVICES)]
+
     try:
-        wait_listening(proc, [http_port, https_port], log)
-        yield (f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}",
-               state / "tls" / "ca.pem")
+        with own_gateway(render_args, [http_port, https_port]) as state:
+            yield (f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}",
+                   state / "tls" / "ca.pem")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
         echo.shutdown()
         echo.server_close()
-        shutil.rmtree(state, ignore_errors=True)
-
-
-def _has_user(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
 
 
 def test_with_the_loopback_exception_off_plain_http_from_loopback_is_redirected(
