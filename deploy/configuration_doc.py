@@ -70,6 +70,17 @@ MEANINGS: dict[str, str] = {
                        "address (the audit's `ip`, authkeys' allowed IPs, the login and forgot "
                        "limits) is the rightmost `X-Forwarded-For` hop that is not one of them. "
                        "Compose sets the gateway's address, Kubernetes the pod network.",
+    "abuse_exempt_networks": "Networks never limited by the abuse limits nor counted by the "
+                             "abuse detector, comma-separated CIDRs (like fail2ban's "
+                             "`ignoreip`; empty: none). The gateway reads the same variable.",
+    "auth_fail_budget": "The failed authentications (bad keys, bad passwords) one address may "
+                        "make at one API process within `auth_fail_window_s`; past it the "
+                        "address gets 429 with `Retry-After`, before any lookup or write. 0: "
+                        "no budget.",
+    "auth_fail_window_s": "The sliding window of `auth_fail_budget`, in seconds.",
+    "follow_abuse_blocks": "Whether the API follows the abuse detector's blocks "
+                           "(`misp.audit.abuse.v1`) and refuses a blocked address or key "
+                           "prefix with 429 until the block ends.",
     "db_connect_timeout_s": "How long opening a PostgreSQL connection may take, in seconds "
                             "(libpq counts whole seconds). Past it, and while the server is "
                             "down, requests answer 503 with `Retry-After`.",
@@ -99,6 +110,17 @@ MEANINGS: dict[str, str] = {
     "checkpoint_interval_s": "How often the consumer writes a signed checkpoint, in seconds.",
     "retention_days": "Entries older than this many days are pruned, whole checkpoint ranges at "
                       "a time. 0: never.",
+    "abuse_window_s": "The abuse detector's (`python -m audit detect`) sliding window, in "
+                      "seconds: failed authentications from all services are counted per "
+                      "address and per key prefix over it.",
+    "abuse_window_step_s": "How far the detector's window moves at a time, in seconds (its "
+                           "hopping windows' step).",
+    "abuse_address_threshold": "Failed authentications from one address within the window "
+                               "that block it in every service.",
+    "abuse_key_prefix_threshold": "Failed authentications with keys sharing their first four "
+                                  "characters, from any address, within the window, that "
+                                  "block that prefix in every service.",
+    "abuse_block_s": "How long a block lasts, in seconds (the local stack sets 15).",
     "prune_interval_s": "How often the consumer prunes, in seconds (when `retention_days` > 0).",
     "publish_siem": "Declared, but no code reads it: the records for SIEMs always go to "
                     "`misp.audit.log.v1`.",
@@ -263,7 +285,8 @@ def render_default(value: Any) -> str:
 
 
 # Fields whose values are checked: a probe they accept, and what they then hold.
-PROBES: dict[str, tuple[str, Any]] = {"trusted_proxies": ("192.0.2.0/24", "192.0.2.0/24")}
+PROBES: dict[str, tuple[str, Any]] = {"trusted_proxies": ("192.0.2.0/24", "192.0.2.0/24"),
+                                      "abuse_exempt_networks": ("192.0.2.0/24", "192.0.2.0/24")}
 
 
 def _probe(name: str, field: FieldInfo, default: Any) -> tuple[str, Any]:

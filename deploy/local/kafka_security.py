@@ -16,6 +16,7 @@ import importlib
 import os
 from pathlib import Path
 
+from misp_contracts.events.abuse import ABUSE_TOPIC
 from misp_contracts.events.jobs import WORKER_CONTROL_TOPIC, run_topics
 from misp_contracts.topics import SERVICES, written_by
 from misp_platform.auth.principals import PRINCIPAL_TOPICS
@@ -24,6 +25,9 @@ from misp_platform.auth.principals import PRINCIPAL_TOPICS
 LISTS_GROUPS = ("settings",)
 # Who reads every topic (the audit log is built from all of them).
 READS_EVERYTHING = ("audit",)
+# Who runs the abuse detector (faust): its consumer group and internal topics (changelogs,
+# re-keyed strikes) are named after its app id, outside `misp.` (audit/detector.py).
+RUNS_DETECTOR = {"audit": "misp-audit-abuse-detector"}
 
 
 def consumed_by(service: str) -> set[str]:
@@ -52,6 +56,13 @@ def acls(service: str) -> list[str]:
         allow("TOPIC", "PREFIXED", "misp.", "READ")
     for topic in sorted(consumed_by(service)):
         allow("TOPIC", "LITERAL", topic, "READ")
+    # Every API follows the detector's blocks (misp_platform.auth.abuse; no consumer group).
+    allow("TOPIC", "LITERAL", ABUSE_TOPIC, "READ")
+    if service in RUNS_DETECTOR:
+        app_id = RUNS_DETECTOR[service]
+        allow("GROUP", "LITERAL", app_id, "READ", "DESCRIBE")
+        allow("TOPIC", "PREFIXED", f"{app_id}-", "CREATE", "READ", "WRITE", "DESCRIBE",
+              "DESCRIBE_CONFIGS")
     # Metadata, end offsets and group positions only (no data): read-your-writes waits on them.
     allow("TOPIC", "PREFIXED", "misp.", "DESCRIBE")
     allow("GROUP", "PREFIXED", "misp.", "DESCRIBE")

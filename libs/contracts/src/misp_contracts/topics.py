@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from misp_contracts.events.abuse import ABUSE_TOPIC
 from misp_contracts.events.jobs import WORKER_CONTROL_TOPIC, run_topics
 
 SERVICES: tuple[str, ...] = ("identity", "orgs", "audit", "jobs", "mailer", "settings")
@@ -95,6 +96,9 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("misp.audit.checkpoint.v1", "audit", partitions=1,
           description="Signed checkpoints of the audit log's hash chains (tamper evidence); "
                       "kept forever: verification needs every one"),
+    Topic(ABUSE_TOPIC, "audit", partitions=1, retention_ms=DAY_MS,
+          description="Addresses and key prefixes blocked for a cool-down by the abuse detector; "
+                      "every service's API follows it (misp_platform.auth.abuse)"),
     *_per_service("auth", "Authentications seen by {service}", retention_ms=90 * DAY_MS),
     *_per_service("dlq", "Messages {service} could not handle, with the error",
                   partitions=1, retention_ms=30 * DAY_MS),

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from misp_platform import metrics
 from misp_platform.auth import PRINCIPAL_TOPICS, CurrentPrincipal
+from misp_platform.auth.abuse import AbuseGuard, following_blocks
 from misp_platform.auth.cache import principal_cache
 from misp_platform.client_address import ForwardedProtoMiddleware, trust_proxies
 from misp_platform.config import ServiceSettings
@@ -485,6 +486,7 @@ def create_app(
         try:
             async with AsyncExitStack() as stack:
                 await stack.enter_async_context(principal_cache(app))
+                await stack.enter_async_context(following_blocks(app))
                 for hook in lifespan_hooks:
                     await stack.enter_async_context(hook(app))
                 log.info("app.started", version=app.version)
@@ -508,6 +510,8 @@ def create_app(
         default_response_class=MispJSONResponse,
     )
     app.state.settings = settings
+    app.state.abuse_guard = AbuseGuard(settings.abuse_exempt, budget=settings.auth_fail_budget,
+                                       window_s=settings.auth_fail_window_s)
     if engine is not None:
         app.state.engine = engine
     app.state.ready_checks = {"database": check_database, **(ready_checks or {})}

@@ -66,6 +66,14 @@ class ServiceSettings(BaseSettings):
     # The proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (client_address.py),
     # comma-separated networks in CIDR notation (loopback by default); empty: none.
     trusted_proxies: str = LOOPBACK
+    # Abuse limits (auth/abuse.py): networks never limited nor counted (loopback by default,
+    # like fail2ban's ignoreip); the failed authentications an address may make in a window
+    # before this process answers it 429 without a lookup or a write (0: no budget); whether the
+    # API follows the abuse detector's blocks (in-process tests turn it off).
+    abuse_exempt_networks: str = LOOPBACK
+    auth_fail_budget: int = 30
+    auth_fail_window_s: float = 60.0
+    follow_abuse_blocks: bool = True
     # PostgreSQL (db.py), in seconds: opening a connection, one statement (0: no limit), waiting
     # for a pooled connection; the operator commands and job workers whose statements may
     # rightly run long (audit verify, prune, rebuild) use db_long_statement_timeout_s.
@@ -89,6 +97,10 @@ class ServiceSettings(BaseSettings):
             "read_your_writes": "MISP_READ_YOUR_WRITES",
             "max_message_bytes": "MISP_MAX_MESSAGE_BYTES",
             "trusted_proxies": "MISP_TRUSTED_PROXIES",
+            "abuse_exempt_networks": "MISP_ABUSE_EXEMPT_NETWORKS",
+            "auth_fail_budget": "MISP_AUTH_FAIL_BUDGET",
+            "auth_fail_window_s": "MISP_AUTH_FAIL_WINDOW_S",
+            "follow_abuse_blocks": "MISP_FOLLOW_ABUSE_BLOCKS",
             "db_connect_timeout_s": "MISP_DB_CONNECT_TIMEOUT_S",
             "db_statement_timeout_s": "MISP_DB_STATEMENT_TIMEOUT_S",
             "db_long_statement_timeout_s": "MISP_DB_LONG_STATEMENT_TIMEOUT_S",
@@ -103,7 +115,7 @@ class ServiceSettings(BaseSettings):
             values["database_url"] = f"{base}/misp_{cls.service}"
         return values
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "abuse_exempt_networks")
     @classmethod
     def _networks(cls, value: str) -> str:
         """A bad entry stops the process: trusting the wrong peers is not a default to fall to."""
@@ -112,6 +124,10 @@ class ServiceSettings(BaseSettings):
     @property
     def trusted_proxy_networks(self) -> tuple[Network, ...]:
         return parse_networks(self.trusted_proxies)
+
+    @property
+    def abuse_exempt(self) -> tuple[Network, ...]:
+        return parse_networks(self.abuse_exempt_networks)
 
     @property
     def main_group(self) -> str:

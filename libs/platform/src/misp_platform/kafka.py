@@ -12,7 +12,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from misp_contracts.topics import Topic
 
@@ -57,6 +57,14 @@ def create_producer(bootstrap_servers: str, **overrides: object) -> AIOKafkaProd
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, from the broker's metadata (none for a topic that does not exist
+    yet). Through the consumer's client: `topics()` gives names only, and
+    `partitions_for_topic()` knows only the topics the consumer was told about."""
+    cluster = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
 
 
 def durability() -> tuple[int, dict[str, str]]:

@@ -72,7 +72,19 @@ projection_wait_seconds = Histogram(
 auth_failures_total = Counter(
     "auth_failures_total", "Refused authentications, by reason", ["reason"], registry=REGISTRY)
 
+abuse_refusals_total = Counter(
+    "abuse_refusals_total", "Requests refused with a 429 before authentication: blocked by the "
+    "abuse detector, or past this process's failure budget", ["reason"], registry=REGISTRY)
+
 UNMATCHED_ROUTE = "<unmatched>"
+# The methods a label may name; any other (a client may send any token) counts as OTHER, so that
+# a flood of made-up methods cannot grow the registry. Routes are templates (route_template).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER_METHOD
 
 
 def route_template(scope: Scope) -> str:
@@ -109,7 +121,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = route_template(scope)
-            method = scope.get("method", "")
+            method = method_label(scope.get("method", ""))
             http_requests_total.labels(method, route, str(status)).inc()
             http_request_duration_seconds.labels(method, route).observe(
                 time.perf_counter() - start)

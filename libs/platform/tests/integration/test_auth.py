@@ -8,6 +8,7 @@ import json
 import secrets
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from misp_contracts.envelope import Envelope
+from misp_contracts.events.abuse import AbuseBlocked
 from misp_contracts.events.auth import AuthenticationFailed, auth_topic
 from misp_contracts.events.base import DomainEvent
 from misp_contracts.events.identity import (
@@ -38,6 +40,7 @@ from misp_platform.auth import (
     CurrentPrincipal,
     Principal,
     SiteAdmin,
+    abuse,
     authkey_hmac,
     generate_authkey,
     require_perm,
@@ -343,3 +346,81 @@ async def test_the_principal_carries_org_name_and_request_id(client, engine):
     assert body["user_id"] == world.user_id
     assert body["org"] == world.org_name
     assert body["request_id"] == "rid-42"
+
+
+# ---- abuse limits (misp_platform.auth.abuse) ----------------------------------------------
+
+
+@pytest.fixture
+async def limited(engine, database_url):
+    """An app whose addresses may fail three times a minute; returns (client, app)."""
+    settings = AuthTestSettings(database_url=database_url, pepper=PEPPER,
+                                kafka_bootstrap_servers="127.0.0.1:9092", auth_fail_budget=3,
+                                auth_fail_window_s=60)
+    app = create_app(settings, routers=[router], engine=engine, configure_logs=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield c, app
+
+
+def testnet_address() -> str:
+    return f"198.51.100.{secrets.randbelow(254) + 1}"
+
+
+def failures_from(rows: list[tuple[dict[str, Any], dict[str, str], bytes]], ip: str) -> int:
+    return sum(1 for data, _headers, _raw in rows if data["ip"] == ip)
+
+
+async def test_an_address_past_its_failure_budget_gets_429_before_any_lookup_or_write(
+        limited, engine):
+    client, _app = limited
+    key = await World(engine).build()
+    flooder, other = testnet_address(), f"203.0.113.{secrets.randbelow(254) + 1}"
+    for _ in range(3):
+        bad = await client.get("/things/view/1", headers={
+            "Authorization": secrets.token_hex(20), "X-Forwarded-For": flooder})
+        assert bad.status_code == 403
+    assert failures_from(await auth_rows(engine), flooder) == 3
+    for headers in ({"Authorization": secrets.token_hex(20)}, {"Authorization": key}, {}):
+        refused = await client.get("/things/view/1",
+                                   headers={**headers, "X-Forwarded-For": flooder})
+        assert refused.status_code == 429
+        assert refused.json() == {"name": abuse.BLOCKED, "message": abuse.BLOCKED,
+                                  "url": "/things/view/1"}
+        assert 0 < int(refused.headers["Retry-After"]) <= 60
+    # none of the refused attempts cost a write; another address, and loopback, still work
+    assert failures_from(await auth_rows(engine), flooder) == 3
+    assert (await client.get("/things/view/1", headers={
+        "Authorization": key, "X-Forwarded-For": other})).status_code == 200
+    for _ in range(5):
+        assert (await client.get("/things/view/1", headers={
+            "Authorization": secrets.token_hex(20)})).status_code == 403
+    assert (await client.get("/things/view/1", headers={"Authorization": key})).status_code == 200
+
+
+async def test_a_block_from_the_detector_refuses_the_address_or_the_key_prefix_until_it_ends(
+        limited, engine):
+    client, app = limited
+    key = await World(engine).build()
+    blocked, free = testnet_address(), f"203.0.113.{secrets.randbelow(254) + 1}"
+    ends = datetime.now(UTC) + timedelta(seconds=30)
+    guard = app.state.abuse_guard
+    guard.blocks.apply(AbuseBlocked(subject="address", value=blocked, failures=20, window_s=60,
+                                    blocked_until=ends))
+    refused = await client.get("/things/view/1", headers={
+        "Authorization": key, "X-Forwarded-For": blocked})
+    assert refused.status_code == 429
+    assert 25 <= int(refused.headers["Retry-After"]) <= 30
+    assert (await client.get("/things/view/1", headers={
+        "Authorization": key, "X-Forwarded-For": free})).status_code == 200
+    guard.blocks.apply(AbuseBlocked(subject="key_prefix", value=key[:4], failures=50,
+                                    window_s=60, blocked_until=ends))
+    assert (await client.get("/things/view/1", headers={
+        "Authorization": key, "X-Forwarded-For": free})).status_code == 429
+    # an earlier end never shortens a block; one that has passed refuses nothing
+    guard.blocks.apply(AbuseBlocked(subject="address", value=free, failures=20, window_s=60,
+                                    blocked_until=datetime.now(UTC) - timedelta(seconds=1)))
+    other_key = await World(engine).build()
+    assert (await client.get("/things/view/1", headers={
+        "Authorization": other_key, "X-Forwarded-For": free})).status_code == 200

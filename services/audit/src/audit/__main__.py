@@ -1,4 +1,4 @@
-"""`python -m audit api|relay|consume|migrate|dlq|verify|rebuild|prune|checkpoint|worker`."""
+"""`python -m audit api|relay|consume|migrate|dlq|verify|rebuild|prune|checkpoint|worker|detect`."""
 
 import sys
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from audit.api.routes import misp_router, router
 from audit.consumer import AuditConsumer, handlers, on_consumer_start, replay_handlers
+from audit.detector import detect_command
 from audit.handlers.commands import COMMANDS
 from audit.settings import TOPIC_PATTERN, AuditSettings
 from misp_platform.app import create_app as create_platform_app
@@ -65,6 +66,6 @@ spec = ServiceSpec(
     consumer_class=AuditConsumer,
     replay_handlers=replay_handlers,
     on_consumer_start=start_consumer,
-    extra_commands=[requiring_signing_key(c) if c.name in SIGNING_COMMANDS else c
-                    for c in COMMANDS],
+    extra_commands=[*(requiring_signing_key(c) if c.name in SIGNING_COMMANDS else c
+                      for c in COMMANDS), detect_command],
 )

@@ -28,6 +28,15 @@ class AuditSettings(ServiceSettings):
     retention_days: int = 0
     prune_interval_s: float = 3600.0
     publish_siem: bool = True
+    # The abuse detector (`python -m audit detect`, audit/detector.py): failed authentications
+    # counted per address and per key prefix over a sliding window of abuse_window_s seconds
+    # (moving by abuse_window_step_s); reaching a threshold blocks the address or the prefix in
+    # every service for abuse_block_s seconds.
+    abuse_window_s: int = 60
+    abuse_window_step_s: int = 5
+    abuse_address_threshold: int = 20
+    abuse_key_prefix_threshold: int = 50
+    abuse_block_s: int = 300
 
     @property
     def verify_key(self) -> Path | None:

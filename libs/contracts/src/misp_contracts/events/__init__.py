@@ -1,6 +1,7 @@
 """Every event and command model, registered by its CloudEvents type string."""
 
 from misp_contracts.events import (  # noqa: F401  (import registers them)
+    abuse,
     audit,
     auth,
     identity,

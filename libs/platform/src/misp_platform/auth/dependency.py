@@ -2,7 +2,9 @@
 
 MISP's rules (API reference §1): the key comes from `X-MISP-AUTH` or `Authorization`, is matched by
 its peppered HMAC in the principals projection (one query), and every refusal is a 403 with MISP's
-message, recorded as an `AuthenticationFailed` event through this service's outbox.
+message, recorded as an `AuthenticationFailed` event through this service's outbox. Before any
+of that, an address or key the abuse detector blocked, or an address past this process's failure
+budget, is answered 429 (auth/abuse.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.auth import AuthenticationFailed, auth_topic
 from misp_contracts.events.identity import LEVEL_FLAGS, PERM_FLAGS, RoleState
 from misp_platform import metrics, outbox
+from misp_platform.auth import abuse
 from misp_platform.auth.cache import PrincipalCache
 from misp_platform.auth.keys import authkey_hmac, is_well_formed, mask_authkey
 from misp_platform.auth.principals import PRINCIPAL_TOPICS, lookup_authkeys
@@ -266,6 +269,7 @@ async def record_failure(engine: AsyncEngine, service: str, failure: AuthFailure
 
 
 async def _refuse(request: Request, failure: AuthFailure, ip: str | None) -> AuthenticationError:
+    abuse.failed(request, ip)
     app_state = request.app.state
     await record_failure(app_state.engine, app_state.settings.service, failure, request, ip)
     return AuthenticationError(failure)
@@ -345,6 +349,7 @@ async def _authenticate(request: Request, *, fresh: bool) -> Principal:
         return cached
     ip = client_address(request)
     keys = presented_keys(request.headers)
+    abuse.check(request, ip, keys)
     if not keys:
         raise await _refuse(request, AuthFailure("missing", AUTH_FAILED, TITLE_MISSING), ip)
     candidates = list(dict.fromkeys(k for k in keys if is_well_formed(k)))[:MAX_KEYS_PER_HEADER]

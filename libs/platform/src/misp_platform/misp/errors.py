@@ -105,6 +105,13 @@ class Conflict(_Fixed):
     default_message = "The record was changed by another request, please try again."
 
 
+class TooManyRequests(_Fixed):
+    """429: the caller must wait (give `Retry-After`); misp_platform.auth.abuse."""
+
+    status_code = 429
+    default_message = "Too Many Requests"
+
+
 class InvalidJSON(MethodNotAllowed):
     """Malformed JSON body: MISP answers 405 with this exact text."""
 

@@ -332,6 +332,20 @@ def _block_lifted(row: _Row, d: Mapping[str, Any], _action: str) -> LogRow:
                                             "ip": (d.get("blocked_ip"), None)}, row.settings))
 
 
+def _abuse_blocked(row: _Row, d: Mapping[str, Any], _action: str) -> LogRow:
+    """The detector's block: an `auth_alert` row (on the SIEM topic like every row), the blocked
+    address in `ip` when an address is blocked."""
+    subject, value = str(d.get("subject", "")), str(d.get("value", ""))
+    what = f"address {value}" if subject == "address" else f"API keys starting {value}"
+    alert = {k: d.get(k) for k in ("subject", "value", "failures", "window_s", "blocked_until")}
+    return row.build(
+        title=(f"Blocked {what} until {d.get('blocked_until')}: {d.get('failures')} failed "
+               f"authentications in {d.get('window_s')} s"),
+        model="Bruteforce", model_id=0, action="auth_alert",
+        change=json.dumps(alert, separators=(",", ":")), change_json=alert,
+        ip=value if subject == "address" else None, outcome="failure")
+
+
 def _default_role(row: _Row, d: Mapping[str, Any], _action: str) -> LogRow:
     rid, prev = d.get("role_id"), d.get("previous_role_id")
     return row.build(title=f"Role ({rid if rid is not None else prev}): default role",
@@ -459,6 +473,7 @@ SPECIFIC: dict[str, tuple[Mapper, str]] = {
     "misp.orgs.organisation.merge-started.v1": (_org_merge(False), "merge"),
     "misp.orgs.organisation.merged.v1": (_org_merge(True), "merge"),
     "misp.auth.authentication.failed.v1": (_auth_failed, "auth_fail"),
+    "misp.audit.abuse.blocked.v1": (_abuse_blocked, "auth_alert"),
     "misp.auth.authentication.succeeded.v1": (_auth_succeeded, "auth"),
     "misp.settings.setting.changed.v1": (_setting_changed, "serverSettingsEdit"),
     "misp.mailer.mail.emailed.v1": (_mail(True), "email"),

@@ -15,6 +15,7 @@ from identity.api.deps import EngineDep, as_misp, fresh_reset_link
 from identity.handlers import login as handlers
 from identity.handlers import password_reset
 from identity.handlers.users import view_of
+from misp_platform.auth import abuse
 from misp_platform.client_address import client_address
 from misp_platform.misp import (
     BadRequest,
@@ -64,12 +65,19 @@ def request_id_of(request: Request) -> str | None:
 
 @router.post("/users/login")
 async def login(request: Request, engine: EngineDep) -> Response:
+    """A blocked address, or one past its failure budget, gets a 429 before its password costs
+    an argon2 check or its failure a write (misp_platform.auth.abuse)."""
+    abuse.check(request, client_address(request))
     email, password = await _credentials(request)
-    with as_misp(request, "login", "User"):
-        result = await handlers.login(engine, username=email, password=password,
-                                      ip=client_ip_of(request),
-                                      user_agent=request.headers.get("user-agent"),
-                                      request_id=request_id_of(request))
+    try:
+        with as_misp(request, "login", "User"):
+            result = await handlers.login(engine, username=email, password=password,
+                                          ip=client_ip_of(request),
+                                          user_agent=request.headers.get("user-agent"),
+                                          request_id=request_id_of(request))
+    except Forbidden:
+        abuse.failed(request, client_address(request))
+        raise
     body = await view_of(SqlUnitOfWork(engine), result.user)
     response = MispJSONResponse(body)
     # Secure over HTTPS: the scheme is the gateway's X-Forwarded-Proto when the peer is a
@@ -105,6 +113,7 @@ async def session(request: Request, engine: EngineDep) -> dict[str, Any]:
 async def forgot(request: Request, engine: EngineDep) -> Response:
     """MISP's "forgot password" (`Security.allow_password_forgotten`): the same answer whether
     the address has an account or not."""
+    abuse.check(request, client_address(request))
     email = (await _user_fields(request)).get("email")
     with as_misp(request, "reset", "password"):
         message = await password_reset.forgot_password(
