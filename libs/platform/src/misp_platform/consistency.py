@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -34,7 +35,7 @@ from misp_contracts.topics import CATALOGUE
 from misp_platform import metrics
 from misp_platform.db import PROGRESS_CHANNEL, PUBLISHED_CHANNEL, libpq_url
 from misp_platform.kafka import client_options
-from misp_platform.outbox import written_positions, written_so_far
+from misp_platform.outbox import announced_positions, written_positions, written_so_far
 from misp_platform.propagation import CommittedOffsets, reader_groups, wait_for_readers
 
 log = structlog.get_logger(__name__)
@@ -53,7 +54,10 @@ _POSITIONS = text("SELECT topic, partition, next_offset FROM consumer_position "
 
 
 class _Notified:
-    """A LISTEN connection: every notification bumps `generation` and wakes the waiters."""
+    """A LISTEN connection: every notification bumps `generation` and wakes the waiters; the
+    last payloads are kept, by generation (`payloads_since`)."""
+
+    KEPT = 256
 
     def __init__(self, database_url: str, channel: str) -> None:
         self.database_url = database_url
@@ -61,6 +65,7 @@ class _Notified:
         self.generation = 0
         self.listening = False
         self._changed = asyncio.Event()
+        self._payloads: deque[str | None] = deque(maxlen=self.KEPT)
 
     async def run(self, retry_s: float = 1.0) -> None:
         while True:
@@ -69,9 +74,9 @@ class _Notified:
                         libpq_url(self.database_url), autocommit=True) as conn:
                     await conn.execute(f"LISTEN {self.channel}")
                     self.listening = True
-                    self._bump()  # whatever happened while not listening
-                    async for _ in conn.notifies():
-                        self._bump()
+                    self._bump(None)  # whatever happened while not listening
+                    async for notify in conn.notifies():
+                        self._bump(notify.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -80,10 +85,19 @@ class _Notified:
                 self.listening = False
             await asyncio.sleep(retry_s)
 
-    def _bump(self) -> None:
+    def _bump(self, payload: str | None) -> None:
         self.generation += 1
+        self._payloads.append(payload)
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+    def payloads_since(self, since: int) -> list[str | None] | None:
+        """The payloads of the notifications after generation `since` (None: some are no
+        longer kept; a None among them: what happened while not listening is unknown)."""
+        count = self.generation - since
+        if count > len(self._payloads):
+            return None
+        return list(self._payloads)[len(self._payloads) - count:] if count else []
 
     async def wait(self, since: int, timeout_s: float) -> None:
         """Until a notification after generation `since`, or `timeout_s` (checks again at least
@@ -229,19 +243,21 @@ class Consistency:
     # ---- writes --------------------------------------------------------------------------------
 
     async def published(self, positions: Sequence[int]) -> bool:
-        """Wait until the relay has published these outbox positions (True), or the bound."""
+        """Wait until the relay has published these outbox positions (True), or the bound.
+
+        The table is asked once; then the relay's notifications, which name the positions they
+        published, say when the rest are gone. The table is asked again only when one does not
+        name them (too many, or the listener was down) or no notification came for a while."""
         begin = time.monotonic()
         deadline = begin + self.publish_timeout_s
+        channel = self.published_channel
+        remaining: set[int] | None = set(positions)
+        ask = True
         while True:
-            since = self.published_channel.generation
-            try:
-                async with self.engine.connect() as conn:
-                    remaining = (await conn.execute(
-                        _REMAINING, {"positions": list(positions)})).first()
-            except Exception as exc:  # the database away: the answer is not held for it
-                log.warning("consistency.publish_check_failed", error=str(exc))
-                remaining = None
-            if remaining is None:
+            if ask:
+                since = channel.generation
+                remaining = await self._unpublished(positions)
+            if not remaining:
                 metrics.publish_wait_seconds.labels("done").observe(time.monotonic() - begin)
                 return True
             left = deadline - time.monotonic()
@@ -252,7 +268,26 @@ class Consistency:
                     time.monotonic() - begin)
                 log.warning("consistency.publish_wait_timed_out", positions=len(positions))
                 return False
-            await self.published_channel.wait(since, left)
+            await channel.wait(since, left)
+            payloads = channel.payloads_since(since)
+            runs = [announced_positions(p or "") for p in payloads or [None]]
+            if channel.generation == since or any(r is None for r in runs):
+                ask = True  # no notification (a safety poll), or one that names nothing
+                continue
+            since, ask = channel.generation, False
+            remaining = {p for p in remaining
+                         if not any(a <= p <= b for run in runs for a, b in run or ())}
+
+    async def _unpublished(self, positions: Sequence[int]) -> set[int] | None:
+        """Which of the positions are still in the outbox (None: the database is away, and the
+        answer is not held for it)."""
+        try:
+            async with self.engine.connect() as conn:
+                return set((await conn.execute(
+                    _REMAINING, {"positions": list(positions)})).scalars())
+        except Exception as exc:
+            log.warning("consistency.publish_check_failed", error=str(exc))
+            return None
 
     # ---- reads ---------------------------------------------------------------------------------
 

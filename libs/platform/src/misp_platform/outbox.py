@@ -112,6 +112,35 @@ def written_positions() -> Iterator[list[int]]:
         _written.reset(token)
 
 
+# A notification's payload is at most 8000 bytes: a longer list is announced as unknown ('').
+_ANNOUNCE_MAX = 7900
+
+
+def announce_positions(positions: Sequence[int]) -> str:
+    """The published positions as a notification payload: runs as `first-last`, comma
+    separated (a batch is mostly one run); '' when too long, which says "ask the table"."""
+    runs: list[list[int]] = []
+    for position in sorted(set(positions)):
+        if runs and position == runs[-1][1] + 1:
+            runs[-1][1] = position
+        else:
+            runs.append([position, position])
+    text_ = ",".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
+    return text_ if len(text_) <= _ANNOUNCE_MAX else ""
+
+
+def announced_positions(payload: str) -> list[tuple[int, int]] | None:
+    """The runs `announce_positions` wrote, or None when the payload does not say which."""
+    if not payload:
+        return None
+    try:
+        return [(int(a), int(b)) for a, _, b in
+                (run.partition("-") if "-" in run else (run, "", run)
+                 for run in payload.split(","))]
+    except ValueError:
+        return None
+
+
 async def enqueue(conn: AsyncConnection, envelope: Envelope, *, topic: str,
                   key: str | None) -> None:
     """Queue one envelope for publication, inside the caller's transaction."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy import text
@@ -150,3 +152,53 @@ async def test_positions_are_recorded_with_the_effects_and_never_move_back(
             "SELECT next_offset FROM consumer_position WHERE consumer = :g"),
             {"g": group})).scalar_one()
     assert stored == 10
+
+
+
+@asynccontextmanager
+async def waiting_writer(engine: AsyncEngine, kafka_bootstrap: str,
+                         topic: str) -> AsyncIterator[tuple[list[int], asyncio.Task[bool]]]:
+    """Three rows in the outbox (no relay runs) and a writer waiting for them to be published."""
+    consistency = Consistency(engine, kafka_bootstrap, publish_timeout_s=5)
+    await consistency.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not consistency.published_channel.listening:
+            assert time.monotonic() < deadline, "the published listener never listened"
+            await asyncio.sleep(0.01)
+        positions = await enqueue_counters(engine, topic, range(3))
+        waiting = asyncio.create_task(consistency.published(positions))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        yield positions, waiting
+        assert consistency.publish_timeouts == 0
+    finally:
+        await consistency.close()
+
+
+async def notify_published(engine: AsyncEngine, payload: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text("SELECT pg_notify('outbox_published', :p)"), {"p": payload})
+
+
+async def test_a_writer_trusts_a_notification_that_names_its_positions(
+        engine: AsyncEngine, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
+    async with waiting_writer(engine, kafka_bootstrap, await new_topic()) as (positions, waiting):
+        await notify_published(engine, f"{positions[-1] + 100}-{positions[-1] + 110}")
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # another batch: not ours
+        # Named, though still in the table (no relay here): the notification is enough.
+        await notify_published(engine, f"{positions[0]}-{positions[-1]}")
+        assert await asyncio.wait_for(waiting, 2)
+
+
+async def test_a_notification_that_names_nothing_sends_the_writer_to_the_table(
+        engine: AsyncEngine, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
+    async with waiting_writer(engine, kafka_bootstrap, await new_topic()) as (positions, waiting):
+        async with engine.begin() as conn:  # as a relay whose batch was too long to name
+            await conn.execute(text("DELETE FROM outbox WHERE position = ANY(:p)"),
+                               {"p": positions})
+        await notify_published(engine, "")
+        begin = time.monotonic()
+        assert await asyncio.wait_for(waiting, 2)
+        assert time.monotonic() - begin < 0.4  # woken, not found by the safety poll (0.5 s)
