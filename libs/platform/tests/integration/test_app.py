@@ -182,6 +182,16 @@ async def test_metrics_count_requests_by_route_template(client):
     assert "/things/view/7" not in response.text
 
 
+async def test_made_up_methods_and_paths_add_no_metrics_labels(client):
+    """A flood of invented methods and paths cannot grow the registry: they are counted as
+    method OTHER on the unmatched route."""
+    for n in range(5):
+        await client.request(f"BREW{n}", f"/nowhere/{n}")
+    text = (await client.get("/metrics")).text
+    assert 'method="OTHER",route="<unmatched>"' in text
+    assert "BREW" not in text and "/nowhere/" not in text
+
+
 async def test_a_statement_past_its_timeout_is_503_with_retry_after(database_url):
     app = create_app(make_settings(database_url, required_env("MISP_KAFKA_BOOTSTRAP_SERVERS"),
                                    db_statement_timeout_s=0.3),
