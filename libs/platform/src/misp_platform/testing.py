@@ -290,18 +290,16 @@ async def run_job(engine: AsyncEngine, *, service: str, queue: str, job_type: st
 
 async def start_group_at_end(bootstrap: str, group: str, topics: Sequence[str]) -> None:
     """Commit the current end offsets for a new group: it reads only what comes next."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import OffsetAndMetadata
 
-    from misp_platform.kafka import client_options
+    from misp_platform.kafka import client_options, topic_partitions
 
     consumer = AIOKafkaConsumer(**client_options(bootstrap), group_id=group,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        tps = [TopicPartition(t, p) for t in topics
-               for p in sorted(cluster.partitions_for_topic(t) or ())]
+        tps = [tp for t in topics for tp in await topic_partitions(consumer, t)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.commit({tp: OffsetAndMetadata(off, "") for tp, off in ends.items()})
