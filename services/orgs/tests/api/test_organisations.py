@@ -3,6 +3,7 @@ the events each write leaves for the outbox (actor and changes)."""
 
 from __future__ import annotations
 
+import random
 import uuid
 from typing import Any
 
@@ -12,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from misp_platform.db import event
 from misp_platform.server_settings import record_setting
+from misp_platform.testing import seed_principal
+from orgs.settings import OrgsSettings
 
 from ..support import auth
 
@@ -174,8 +177,16 @@ async def test_delete_answers_misps_envelope_by_id_or_uuid_and_frees_the_name(
     assert deleted.status_code == 200
     gone = await client.post("/admin/organisations/delete/987654321", headers=auth(admin))
     assert gone.status_code == 404
+    async with orgs_engine.begin() as conn:  # the next organisation is the host (id 1)
+        await conn.execute(text("ALTER SEQUENCE organisation_id_seq RESTART WITH 1"))
+    host_org = (await add(client, admin, name=name())).json()["Organisation"]
+    assert host_org["id"] == "1"
     host = await client.post("/admin/organisations/delete/1", headers=auth(admin))
-    assert host.status_code in (403, 404)
+    assert host.status_code == 403
+    assert host.json() == {"saved": False, "name": "Could not delete Organisation",
+                           "message": "Could not delete Organisation",
+                           "url": "/admin/organisations/delete/1",
+                           "errors": {"id": ["The host organisation cannot be deleted."]}}
 
 
 async def test_view_by_id_uuid_or_name_and_head(client: httpx.AsyncClient,
@@ -224,7 +235,8 @@ async def test_index_scopes_search_and_ordering(client: httpx.AsyncClient,
 
 
 async def test_hide_organisation_index_from_users_is_honoured(
-        client: httpx.AsyncClient, keys: dict[str, str], orgs_engine: AsyncEngine) -> None:
+        client: httpx.AsyncClient, keys: dict[str, str], orgs_engine: AsyncEngine,
+        orgs_settings: OrgsSettings) -> None:
     org = (await add(client, keys["site_admin"], name=name())).json()["Organisation"]
     async with orgs_engine.begin() as conn:
         await record_setting(conn, "Security.hide_organisation_index_from_users", True)
@@ -232,8 +244,16 @@ async def test_hide_organisation_index_from_users_is_honoured(
     assert refused.status_code == 403 and refused.json()["message"] == NO_PERMISSION
     hidden = await client.get(f"/organisations/view/{org['id']}", headers=auth(keys["user"]))
     assert hidden.status_code == 404
-    own = await client.get("/organisations/view/1", headers=auth(keys["user"]))
-    assert own.status_code in (200, 404)  # their own org is visible (org 1, if it exists here)
+    assert hidden.json() == {"name": "Invalid organisation", "message": "Invalid organisation",
+                             "url": f"/organisations/view/{org['id']}"}
+    # MISP hides the other organisations only: a member still views their own.
+    member = await seed_principal(orgs_engine, orgs_settings.pepper.get_secret_value(),
+                                  user_id=random.randint(10**9, 10**12), org_id=int(org["id"]),
+                                  org_name=org["name"])
+    own = await client.get(f"/organisations/view/{org['id']}", headers=auth(member))
+    assert own.status_code == 200, own.text
+    assert own.json()["Organisation"]["uuid"] == org["uuid"]
+    assert "created_by" not in own.json()["Organisation"]
     for who in ("sharing", "site_admin"):
         index = await client.get("/organisations/index", headers=auth(keys[who]))
         assert index.status_code == 200

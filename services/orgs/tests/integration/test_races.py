@@ -20,11 +20,14 @@ from misp_platform.consumer import ConsumerRunner
 from misp_platform.testing import eventually
 from orgs.adapters.store import SqlUnitOfWork
 from orgs.consumer import handlers
+from orgs.domain.errors import OrganisationInUseError
 from orgs.handlers.organisations import delete_organisation
 from orgs.settings import OrgsSettings
 
 from ..support import Publish, auth, created, deleted, moved, new_user
 from .test_merge_saga import _equals, add, stream_types, user_count
+
+CREATED, DELETED = "misp.orgs.organisation.created.v1", "misp.orgs.organisation.deleted.v1"
 
 
 async def test_delete_is_refused_while_the_user_projection_has_users(
@@ -75,6 +78,7 @@ async def test_delete_and_a_new_user_racing_in_the_database_never_leave_the_user
     delete is refused or the organisation comes back; never a user in a deleted organisation."""
     admin = keys["site_admin"]
     apply_user = handlers(orgs_settings)[UserCreated.type]
+    outcomes: list[str] = []
     for _ in range(10):
         org = await add(client, admin)
         user = new_user(int(org["id"]))
@@ -85,18 +89,32 @@ async def test_delete_and_a_new_user_racing_in_the_database_never_leave_the_user
             async with orgs_engine.begin() as conn:
                 await apply_user(conn, envelope)
 
-        async def remove(org_id: str = org["id"]) -> Any:
+        async def remove(org_id: str = org["id"]) -> int | OrganisationInUseError:
             try:
                 return await delete_organisation(SqlUnitOfWork(orgs_engine), key=org_id,
                                                  actor=_actor())
-            except Exception as exc:  # the refusal is one of the two good outcomes
-                return exc
+            except OrganisationInUseError as refusal:  # the only refusal this race may give
+                return refusal
 
-        await asyncio.gather(project(), remove())
+        _, removed = await asyncio.gather(project(), remove())
+        types = [r.type for r in await stream_types(orgs_engine, org["id"])]
+        if isinstance(removed, OrganisationInUseError):
+            assert removed.errors == {"id": [
+                "The organisation still has 1 user(s): delete them or move them to another "
+                "organisation first."]}
+            assert types == [CREATED]
+            outcomes.append("refused")
+        else:
+            assert removed == int(org["id"])
+            restored = await stream_types(orgs_engine, org["id"])
+            assert types == [CREATED, DELETED, CREATED] and restored[2].data["reason"] == "restored"
+            outcomes.append("restored")
         async with orgs_engine.connect() as conn:
             status = (await conn.execute(text("SELECT status FROM organisation WHERE id = :id"),
                                          {"id": int(org["id"])})).scalar()
         assert status == "active"
+        assert await user_count(client, admin, org["id"]) == 1
+    assert len(outcomes) == 10, outcomes
 
 
 async def test_a_late_user_of_a_merging_source_holds_the_merge_until_identity_moves_it(
