@@ -201,22 +201,24 @@ async def test_users_added_while_the_merge_starts_are_either_moved_or_refused(
     source, target = await add_org(61), await add_org(62)
     saga["start"](f"test-merge-{uuid.uuid4().hex[:8]}")
 
-    async def add_one(n: int) -> Any:
-        await asyncio.sleep(n * 0.01)
+    async def add_one(n: int, delay_s: float = 0) -> Any:
+        await asyncio.sleep(delay_s)
         return await identity.call("POST", "/admin/users/add", identity.admin_key,
                                    json={"email": f"race-{n}-{uuid.uuid4().hex[:6]}@example.test",
                                          "org_id": str(source.id), "role_id": "3"})
 
-    adds = [asyncio.create_task(add_one(n)) for n in range(40)]
-    await asyncio.sleep(0.15)
+    def is_refusal(r: Any) -> bool:
+        return bool(r.status_code == 403 and r.json()["errors"] == ["Invalid organisation"]
+                    and r.json()["message"] == "Could not add User")
+
+    before = await asyncio.gather(*(add_one(n) for n in range(5)))  # surely before the start
+    assert [r.status_code for r in before] == [200] * 5, [r.text for r in before]
+    racing = [asyncio.create_task(add_one(n, n * 0.01)) for n in range(5, 35)]
+    await asyncio.sleep(0.1)
     await saga["publish"](as_orgs(OrganisationMergeStarted(
         merge_id=str(uuid.uuid4()), source=ref(source), target=ref(target)),
         subject=source.uuid))
-    responses = await asyncio.gather(*adds)
-    accepted = [r.json()["User"]["id"] for r in responses if r.status_code == 200]
-    refused = [r for r in responses if r.status_code != 200]
-    assert all(r.status_code == 403 and r.json()["errors"] == ["Invalid organisation"]
-               for r in refused), [r.text for r in refused]
+    raced = await asyncio.gather(*racing)
 
     async def none_left() -> bool:
         async with identity.engine.connect() as conn:
@@ -227,9 +229,20 @@ async def test_users_added_while_the_merge_starts_are_either_moved_or_refused(
         return closed == target.id and not left
 
     await eventually(none_left)
+    after = await asyncio.gather(*(add_one(n) for n in range(35, 40)))  # surely after it
+    assert all(is_refusal(r) for r in after), [r.text for r in after]
+
+    # Each racing add has exactly one of the two outcomes, and both loops below run.
+    accepted = [r.json()["User"]["id"] for r in [*before, *raced] if r.status_code == 200]
+    refused = [r for r in [*raced, *after] if r.status_code != 200]
+    assert all(is_refusal(r) for r in refused), [r.text for r in refused]
+    assert len(accepted) + len(refused) == 40 and len(accepted) >= 5 and len(refused) >= 5
     for user_id in accepted:
         assert await org_of(identity, user_id) == target.id
-    print(f"{len(accepted)} added before the merge start (moved), {len(refused)} refused")
+    async with identity.engine.connect() as conn:
+        in_target = (await conn.execute(select(user_account.c.user_id).where(
+            user_account.c.org_id == target.id))).scalars().all()
+    assert sorted(in_target) == sorted(int(i) for i in accepted)  # no one lost, no one extra
 
 
 async def _equals(value: Awaitable[Any], expected: Any) -> bool:
