@@ -79,8 +79,10 @@ async def test_a_deleted_key_is_refused_by_another_service_within_a_second() -> 
         raw, key_id = added.json()["AuthKey"]["authkey_raw"], added.json()["AuthKey"]["id"]
         await asyncio.to_thread(wait_everywhere, raw, 200)
         deleted_at = time.monotonic()
-        await client.post(f"{GATEWAY}/auth_keys/delete/{key_id}",
-                          headers={"Authorization": key, "Accept": "application/json"})
+        deleted = await client.post(f"{GATEWAY}/auth_keys/delete/{key_id}",
+                                    headers={"Authorization": key, "Accept": "application/json"})
+        assert deleted.status_code == 200 and deleted.json()["message"] == "AuthKey deleted.", (
+            deleted.text)
         while (await client.get(f"{GATEWAY}/api/v1/jobs/whoami",
                                 headers={"Authorization": raw})).status_code != 403:
             assert time.monotonic() - deleted_at < 5

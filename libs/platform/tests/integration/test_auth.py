@@ -312,10 +312,12 @@ async def test_a_revoked_key_is_refused_at_once(client, engine):
 async def test_a_deleted_user_loses_access(client, engine):
     world = World(engine)
     key = await world.build()
+    assert (await client.get("/things/view/1", headers={"Authorization": key})).status_code == 200
     await apply(engine, UserDeleted(user_id=world.user_id, uuid=world.user.uuid,
                                     email=world.email, org_id=world.org_id))
     response = await client.get("/things/view/1", headers={"Authorization": key})
     assert response.status_code == 403
+    assert response.json() == auth_failed("/things/view/1")
 
 
 async def test_site_admin_and_permission_dependencies(client, engine):
