@@ -15,7 +15,7 @@ from mailer.handlers.deliver import Deliverer
 from misp_contracts.envelope import Actor
 from misp_platform.db import event as event_table
 
-from ..support import Sink, wait_for
+from ..support import Sink
 
 
 async def queue_one(engine: AsyncEngine, mailer: Mailer, request_id: str,
@@ -122,4 +122,7 @@ async def test_a_mail_in_flight_when_its_sender_died_is_sent_after_the_lease(
     await drain(deliverer, mailer_engine)
 
     assert len(sink.received) == 1 and await statuses(mailer_engine) == [("sent", 2)]
-    await wait_for(lambda: True)
+    [(type_, data)] = await mail_events(mailer_engine)
+    assert type_ == "misp.mailer.mail.emailed.v1"
+    assert str(data["message_id"]).encode() in sink.received[0].content
+    assert await deliverer.deliver_due() == 0 and len(sink.received) == 1  # sent once, done
