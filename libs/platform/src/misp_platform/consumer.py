@@ -163,7 +163,9 @@ class ConsumerRunner:
                 if not records:
                     await self._save_idle_positions(consumer, saved)
                     continue
-                await failpoints.pause(f"{self.failpoint_scope}.before_batch")
+                if not await _unless_stopped(
+                        failpoints.pause(f"{self.failpoint_scope}.before_batch"), stop):
+                    break  # stopped while the batch waited: unapplied, the next owner gets it
                 offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
                 await self.process(records, offsets)
                 saved.update(offsets)
@@ -327,6 +329,22 @@ class ConsumerRunner:
         metrics.messages_consumed_total.labels(outcome="dead_lettered").inc()
         log.error("consumer.dead_lettered", group=self.group, event_id=d.message_id,
                   topic=record.topic, offset=record.offset, error=error[:500])
+
+
+async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Await `work` unless `stop` is set first (then it is cancelled); whether it finished. A
+    stop must not wait for a delay armed at a failpoint (tests stall a consumer for minutes)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, stopping):
+            pending.cancel()
+    if task.cancelled() or not task.done():
+        return False
+    task.result()  # its exception, if any
+    return True
 
 
 def _known_position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:

@@ -238,3 +238,44 @@ async def test_a_consumer_killed_mid_batch_neither_loses_nor_doubles_an_effect(
     assert restarted.returncode == 0, restarted.stderr.decode()[-2000:]
     rows = await effects(engine)
     assert sorted(n for _, n in rows) == list(range(total))  # each effect exactly once
+
+
+async def test_a_stop_does_not_wait_for_a_batch_stalled_at_a_failpoint_and_loses_nothing(
+        effect_log: AsyncEngine, platform_db: str, kafka_bootstrap: str, new_topic,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = effect_log
+    topic = await new_topic()
+    Counter = counter_event(topic)
+    group = f"g-{uuid.uuid4().hex}"
+    producer = create_producer(kafka_bootstrap)
+    await producer.start()
+    relay = OutboxRelay(engine, platform_db, producer)
+    try:
+        await append_counters(engine, Counter, 5)
+        await relay.publish_pending()
+    finally:
+        await producer.stop()
+
+    def runner() -> ConsumerRunner:
+        return ConsumerRunner(service="test", group=group, engine=engine,
+                              bootstrap_servers=kafka_bootstrap, topics=[topic],
+                              handlers={COUNTER: record_effect})
+
+    monkeypatch.setenv("MISP_FAILPOINTS", "consumer.before_batch=delay:600000")
+    stop, ready = asyncio.Event(), asyncio.Event()
+    stalled = asyncio.create_task(runner().run(stop, ready=ready))
+    await asyncio.wait_for(ready.wait(), 30)
+    await asyncio.sleep(1)  # its first batch is fetched, and waits at the failpoint
+    stop.set()
+    await asyncio.wait_for(stalled, 10)
+    assert await effects(engine) == []
+
+    monkeypatch.delenv("MISP_FAILPOINTS")
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner().run(stop))
+    try:
+        rows = await eventually(lambda: _at_least(engine, 5))
+    finally:
+        stop.set()
+        await task
+    assert sorted(n for _, n in rows) == list(range(5))
