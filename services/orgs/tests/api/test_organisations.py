@@ -229,7 +229,9 @@ async def test_index_scopes_search_and_ordering(client: httpx.AsyncClient,
     assert any(o["Organisation"]["name"] == local["Organisation"]["name"] for o in everything)
     for o in everything:
         assert set(o) == {"Organisation"} and "created_by_email" in o["Organisation"]
-    as_user = (await client.get("/organisations/index/scope:all", headers=auth(keys["user"])))
+    as_user = (await client.get(f"/organisations/index/scope:all/searchall:{tag}",
+                                headers=auth(keys["user"])))
+    assert [o["Organisation"]["name"] for o in as_user.json()] == [f"a-{tag}", f"b-{tag}"]
     assert all("created_by" not in o["Organisation"] for o in as_user.json())
     assert remote["Organisation"]["local"] is False
 
