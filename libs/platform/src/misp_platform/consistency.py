@@ -242,17 +242,23 @@ class Consistency:
 
     # ---- writes --------------------------------------------------------------------------------
 
-    async def published(self, positions: Sequence[int]) -> bool:
+    async def published(self, positions: Sequence[int], *, since: int | None = None) -> bool:
         """Wait until the relay has published these outbox positions (True), or the bound.
 
-        The table is asked once; then the relay's notifications, which name the positions they
-        published, say when the rest are gone. The table is asked again only when one does not
-        name them (too many, or the listener was down) or no notification came for a while."""
+        The relay's notifications name the positions they published, so they say when the rows
+        are gone. `since` (`published_channel.generation` before the rows were written, while
+        listening) lets them say it from the start; otherwise the table is asked first. It is
+        asked again only when a notification names nothing (too many positions, a listener that
+        was down) or none came for a while."""
         begin = time.monotonic()
         deadline = begin + self.publish_timeout_s
         channel = self.published_channel
         remaining: set[int] | None = set(positions)
         ask = True
+        if since is not None and channel.listening:
+            named = self._left_after_notifications(set(positions), since)
+            if named is not None:
+                remaining, since, ask = named, channel.generation, False
         while True:
             if ask:
                 since = channel.generation
@@ -268,15 +274,26 @@ class Consistency:
                     time.monotonic() - begin)
                 log.warning("consistency.publish_wait_timed_out", positions=len(positions))
                 return False
+            assert since is not None
             await channel.wait(since, left)
-            payloads = channel.payloads_since(since)
-            runs = [announced_positions(p or "") for p in payloads or [None]]
-            if channel.generation == since or any(r is None for r in runs):
+            named = (self._left_after_notifications(remaining, since)
+                     if channel.generation != since else None)
+            if named is None:
                 ask = True  # no notification (a safety poll), or one that names nothing
                 continue
-            since, ask = channel.generation, False
-            remaining = {p for p in remaining
-                         if not any(a <= p <= b for run in runs for a, b in run or ())}
+            remaining, since, ask = named, channel.generation, False
+
+    def _left_after_notifications(self, positions: set[int], since: int) -> set[int] | None:
+        """`positions` less those the relay's notifications after generation `since` named;
+        None when one of them named nothing or they are no longer all kept."""
+        payloads = self.published_channel.payloads_since(since)
+        if payloads is None:
+            return None
+        runs = [announced_positions(p or "") for p in payloads]
+        if any(run is None for run in runs):
+            return None
+        return {p for p in positions if not any(a <= p <= b for run in runs
+                                                for a, b in run or ())}
 
     async def _unpublished(self, positions: Sequence[int]) -> set[int] | None:
         """Which of the positions are still in the outbox (None: the database is away, and the
@@ -425,14 +442,17 @@ class ReadYourWritesMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        consistency = consistency_of(scope["app"])
+        # Before anything is written: the notifications after this say what the relay published.
+        since = (consistency.published_channel.generation
+                 if consistency is not None and consistency.published_channel.listening else None)
         with written_positions() as written:
 
             async def send_wrapper(message: Message) -> None:
                 if (message["type"] == "http.response.start" and written
                         and 200 <= message["status"] < 300):
-                    consistency = consistency_of(scope["app"])
                     if consistency is not None:
-                        await consistency.published(list(written))
+                        await consistency.published(list(written), since=since)
                     written.clear()
                 await send(message)
 

@@ -155,6 +155,13 @@ async def test_positions_are_recorded_with_the_effects_and_never_move_back(
 
 
 
+async def listening(consistency: Consistency) -> None:
+    deadline = time.monotonic() + 10
+    while not consistency.published_channel.listening:
+        assert time.monotonic() < deadline, "the published listener never listened"
+        await asyncio.sleep(0.01)
+
+
 @asynccontextmanager
 async def waiting_writer(engine: AsyncEngine, kafka_bootstrap: str,
                          topic: str) -> AsyncIterator[tuple[list[int], asyncio.Task[bool]]]:
@@ -162,10 +169,7 @@ async def waiting_writer(engine: AsyncEngine, kafka_bootstrap: str,
     consistency = Consistency(engine, kafka_bootstrap, publish_timeout_s=5)
     await consistency.start()
     try:
-        deadline = time.monotonic() + 10
-        while not consistency.published_channel.listening:
-            assert time.monotonic() < deadline, "the published listener never listened"
-            await asyncio.sleep(0.01)
+        await listening(consistency)
         positions = await enqueue_counters(engine, topic, range(3))
         waiting = asyncio.create_task(consistency.published(positions))
         await asyncio.sleep(0.1)
@@ -202,3 +206,23 @@ async def test_a_notification_that_names_nothing_sends_the_writer_to_the_table(
         begin = time.monotonic()
         assert await asyncio.wait_for(waiting, 2)
         assert time.monotonic() - begin < 0.4  # woken, not found by the safety poll (0.5 s)
+
+
+async def test_a_writer_that_listened_before_writing_needs_not_ask_the_table(
+        engine: AsyncEngine, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
+    topic = await new_topic()
+    consistency = Consistency(engine, kafka_bootstrap, publish_timeout_s=0.5)
+    await consistency.start()
+    try:
+        await listening(consistency)
+        since = consistency.published_channel.generation  # as the middleware, at the request
+        positions = await enqueue_counters(engine, topic, range(3))
+        await notify_published(engine, f"{positions[0]}-{positions[-1]}")
+        await consistency.published_channel.wait(since, 2)
+        assert consistency.published_channel.generation != since
+        # Still in the table (no relay here), but named since the request began.
+        assert await asyncio.wait_for(consistency.published(positions, since=since), 2)
+        # A writer that did not listen first asks the table, where the rows still are.
+        assert not await consistency.published(positions)
+    finally:
+        await consistency.close()
