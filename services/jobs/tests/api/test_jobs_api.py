@@ -34,9 +34,12 @@ async def test_a_queued_job_shows_in_the_index_and_progress_in_misps_shapes(
     assert job["Job"]["status"] == "1" and job["Job"]["job_status"] == "Waiting"
     assert job["Job"]["failed"] is False and job["Job"]["job_input"] == "Event:5"
     assert len(job["Job"]["date_created"]) == 19 and set(job["Org"]) == {"id", "name", "uuid"}
+    on_default = await add_job(client, admin_key, worker="default")
+    assert on_default.status_code == 200, on_default.text
     default = (await client.get("/jobs/index/default.json", headers=auth(admin_key))).json()
-    assert all(r["Job"]["worker"] == "default" for r in default)
-    assert job_id not in {r["Job"]["id"] for r in default}
+    # A fresh database: the default queue's index is its one job, and not the prio one.
+    assert [(r["Job"]["id"], r["Job"]["worker"]) for r in default] == [
+        (on_default.json()["Job"]["id"], "default")]
     assert (await client.get(f"/jobs/getProgress/{job_id}", headers=auth(admin_key))).json() \
         == {"progress": "0%"}
     async with jobs_engine.connect() as conn:
@@ -153,9 +156,9 @@ async def test_the_first_run_seeds_misps_unscheduled_tasks_once(
             await seed_tasks(conn)
     rows = [r["Task"] for r in (await client.get("/tasks/index", headers=auth(admin_key))).json()]
     assert sorted(r["type"] for r in rows) == sorted([*SEEDED_TYPES, *SEEDED_SCHEDULES])
-    unscheduled = [r for r in rows if r["type"] in SEEDED_TYPES]
-    assert all(r["message"] == "Not scheduled yet." and r["next_execution_time"] == "0"
-               and r["timer"] == "0" for r in unscheduled)
+    unscheduled = {r["type"]: (r["message"], r["next_execution_time"], r["timer"])
+                   for r in rows if r["type"] in SEEDED_TYPES}
+    assert unscheduled == dict.fromkeys(SEEDED_TYPES, ("Not scheduled yet.", "0", "0"))
     [warnings] = [r for r in rows if r["type"] == "authkey_expiry_warnings"]
     assert warnings["timer"] == "24" and warnings["scheduled_time"] == "06:00"
     assert int(warnings["next_execution_time"]) > 0
