@@ -72,8 +72,11 @@ async def test_authkeys_lifecycle(identity) -> None:
     assert refused.json()["message"] == ("It is not possible to use this Auth key from your IP "
                                          "address")
     listed = (await identity.call("GET", "/auth_keys/index", user["authkey"])).json()
-    assert {k["AuthKey"]["id"] for k in listed} >= {key["id"]}
-    assert all(k["User"]["id"] == user["id"] for k in listed)
+    # Exactly the user's two keys: the one made with the user, and this one.
+    assert sorted((k["User"]["id"], k["AuthKey"]["authkey_start"], k["AuthKey"]["authkey_end"])
+                  for k in listed) == sorted((user["id"], k[:4], k[-4:])
+                                             for k in (user["authkey"], raw))
+    assert key["id"] in {k["AuthKey"]["id"] for k in listed}
     edited = await identity.call("POST", f"/auth_keys/edit/{key['id']}", user["authkey"],
                                  json={"allowed_ips": ["203.0.113.0/24"], "comment": "x"})
     assert edited.json()["AuthKey"]["comment"] == "x"
