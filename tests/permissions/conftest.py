@@ -212,6 +212,7 @@ async def service_under_test(name: str, pg_url: str, kafka: str,
                                   "kafka_bootstrap_servers": kafka, "state_dir": str(state_dir)}
         if name == "settings":
             fields["diagnostics_urls"] = {}
+            fields["openapi_urls"] = {}
         if name == "audit":
             fields["signing_key_path"] = str(state_dir / "audit-signing.key")
         if name == "mailer":

@@ -88,7 +88,8 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 
 MADE_UP = "987654321"  # an id that exists nowhere
 PARAMS = {"queue": "nosuchqueue", "tab": "MISP", "name": "MISP.nosuch_setting",
-          "action": "pause", "target": "987654322"}
+          "action": "pause", "target": "987654322", "debug_type": "printAllFunctionNames",
+          "content": "1"}
 
 Body = dict[str, Any] | Callable[[ServiceUnderTest], dict[str, Any]]
 
@@ -262,6 +263,10 @@ MATRIX: dict[str, dict[str, Rule]] = {
         "GET /servers/serverSettingsEdit/{name}": Rule(SITE),
         "POST /servers/serverSettingsEdit/{name}": Rule(SITE),
         "GET /servers/dbSchemaDiagnostic": Rule(SITE),
+        "GET /servers/queryACL/{debug_type}": Rule(SITE),
+        "GET /servers/queryACL/{debug_type}/{content}": Rule(SITE),
+        "GET /events/queryACL/{debug_type}": Rule(SITE),
+        "GET /events/queryACL/{debug_type}/{content}": Rule(SITE),
         "GET /attributes/describeTypes": Rule(USERS),
         "GET /eventBlocklists/index": Rule(SITE),
         "POST /eventBlocklists/add": Rule(SITE, body=lambda _: {"uuids": [str(uuid.uuid4())]}),

@@ -9,7 +9,7 @@ from misp_platform.config import ServiceSettings
 from misp_platform.service import ServiceSpec
 from misp_platform.worker_command import worker_command
 from settings import cli
-from settings.api import describe_types, lists, servers, version
+from settings.api import acl, describe_types, lists, servers, version
 from settings.api.routes import router
 from settings.consumer import handlers, on_consumer_start, topics
 from settings.handlers.jobs import job_handlers
@@ -20,7 +20,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     return create_platform_app(settings, routers=[
-        router, version.router, servers.router, describe_types.router, lists.router])
+        router, version.router, servers.router, acl.router, describe_types.router, lists.router])
 
 
 spec = ServiceSpec(

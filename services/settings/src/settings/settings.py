@@ -17,6 +17,11 @@ def default_diagnostics_urls() -> dict[str, str]:
             for name, port in DEFAULT_PORTS.items()}
 
 
+def default_openapi_urls() -> dict[str, str]:
+    return {name: f"http://127.0.0.1:{port}/api/v1/{name}/openapi"
+            for name, port in DEFAULT_PORTS.items() if name != "settings"}
+
+
 class SettingsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="SETTINGS_", extra="ignore")
 
@@ -26,3 +31,6 @@ class SettingsSettings(ServiceSettings):
     # "http://10.0.0.5:8102/_svc/orgs/diagnostics", ...}' (services missing here are not asked).
     diagnostics_urls: dict[str, str] = Field(default_factory=default_diagnostics_urls)
     diagnostics_timeout_s: float = 4.0
+    # Where the other services' OpenAPI documents answer (MISP's queryACL lists their routes;
+    # this service's own are read in-process), same form as diagnostics_urls.
+    openapi_urls: dict[str, str] = Field(default_factory=default_openapi_urls)

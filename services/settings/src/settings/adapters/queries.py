@@ -10,6 +10,7 @@ from sqlalchemy import DateTime, String, cast, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from misp_contracts.numbers import whole_number
+from misp_platform.auth.principals import principal_role
 from settings.adapters.tables import (
     LIST_TABLES,
     allowedlist,
@@ -128,3 +129,16 @@ async def first_run_done(conn: AsyncConnection, step: str) -> bool:
 async def alembic_revision(conn: AsyncConnection) -> Any:
     """The revision alembic recorded (None if it recorded none)."""
     return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+
+
+# ---- roles (the principals projection) ----------------------------------------------------------
+
+
+async def roles(conn: AsyncConnection, role_id: int | None = None) -> list[tuple[int, str,
+                                                                                dict[str, Any]]]:
+    """`(id, name, every perm_* flag)` of the live roles, by id; one role if `role_id`."""
+    query = select(principal_role.c.role_id, principal_role.c.name, principal_role.c.state).where(
+        principal_role.c.deleted.is_(False)).order_by(principal_role.c.role_id)
+    if role_id is not None:
+        query = query.where(principal_role.c.role_id == role_id)
+    return [(row.role_id, row.name, dict(row.state)) for row in await conn.execute(query)]
