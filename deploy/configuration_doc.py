@@ -182,6 +182,9 @@ MEANINGS: dict[str, str] = {
                         "`{\"service\": \"url\"}`; services missing from it are not asked.",
     "diagnostics_timeout_s": "How long the diagnostics report waits for each service and for "
                              "Kafka, in seconds.",
+    "openapi_urls": "Where the other services' OpenAPI documents answer, as a JSON object "
+                    "`{\"service\": \"url\"}`: MISP's queryACL lists the functions they route "
+                    "(this service's own are read in-process).",
 }
 
 # Secrets show no default, only whether they must be set.

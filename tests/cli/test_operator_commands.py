@@ -86,7 +86,8 @@ def test_each_service_offers_its_operator_commands() -> None:
     expected = {
         "identity": {"admin-key", "worker"},
         "orgs": set(),
-        "audit": {"verify", "checkpoint", "prune", "rebuild", "public-key", "worker"},
+        "audit": {"verify", "checkpoint", "prune", "rebuild", "public-key", "worker",
+                  "detect"},
         "jobs": {"worker", "scheduler", "stats", "clear", "cleanup", "tail"},
         "mailer": {"deliver", "worker"},
         "settings": {"get", "set", "worker"},

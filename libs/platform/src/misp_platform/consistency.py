@@ -242,6 +242,12 @@ class Consistency:
 
     # ---- writes --------------------------------------------------------------------------------
 
+    def publication_mark(self) -> int | None:
+        """What to pass `published` as `since`, taken before a request writes: the relay's
+        notifications counted so far (None while not listening: then the table is asked)."""
+        channel = self.published_channel
+        return channel.generation if channel.listening else None
+
     async def published(self, positions: Sequence[int], *, since: int | None = None) -> bool:
         """Wait until the relay has published these outbox positions (True), or the bound.
 
@@ -444,8 +450,7 @@ class ReadYourWritesMiddleware:
             return
         consistency = consistency_of(scope["app"])
         # Before anything is written: the notifications after this say what the relay published.
-        since = (consistency.published_channel.generation
-                 if consistency is not None and consistency.published_channel.listening else None)
+        since = consistency.publication_mark() if consistency is not None else None
         with written_positions() as written:
 
             async def send_wrapper(message: Message) -> None:

@@ -38,7 +38,7 @@ from misp_contracts.envelope import Actor, Envelope, from_kafka, to_kafka
 from misp_contracts.events.abuse import ABUSE_TOPIC, AbuseBlocked
 from misp_contracts.events.auth import auth_topic
 from misp_contracts.topics import SERVICES, owned_by
-from misp_platform.cli_support import settings_for
+from misp_platform.cli_support import epilog, settings_for
 from misp_platform.kafka import durability, ensure_topics, security_options
 
 if TYPE_CHECKING:  # faust is imported by the detector's process only (it is slow to import)
@@ -155,7 +155,7 @@ def build(settings: AuditSettings) -> faust.App:
     return app
 
 
-@click.command("detect")
+@click.command("detect", epilog=epilog())
 @click.pass_context
 def detect_command(ctx: click.Context) -> None:
     """Run the abuse detector (a faust-streaming worker) until stopped."""

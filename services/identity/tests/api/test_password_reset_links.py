@@ -206,8 +206,11 @@ async def test_a_link_clicked_before_identity_applied_it_waits_for_the_consumer(
                 await links.feed(pending)
             return True
 
-        async def published(self, positions: Any) -> bool:  # the write's answer: not held
-            return True
+        def publication_mark(self) -> int | None:
+            return None
+
+        async def published(self, positions: Any, *, since: int | None = None) -> bool:
+            return True  # the write's answer: not held
 
     before = getattr(identity.app.state, "consistency", None)
     identity.app.state.consistency = CatchingUp()
