@@ -179,12 +179,14 @@ MEANINGS: dict[str, str] = {
                       "fails (0: no limit)."),
     # settings
     "diagnostics_urls": "Where each service's diagnostics answer, as a JSON object "
-                        "`{\"service\": \"url\"}`; services missing from it are not asked.",
+                        "`{\"service\": \"url\"}`; services missing from it are not asked. "
+                        "Compose and Kubernetes set their APIs' names (`<service>-api`).",
     "diagnostics_timeout_s": "How long the diagnostics report waits for each service and for "
                              "Kafka, in seconds.",
     "openapi_urls": "Where the other services' OpenAPI documents answer, as a JSON object "
                     "`{\"service\": \"url\"}`: MISP's queryACL lists the functions they route "
-                    "(this service's own are read in-process).",
+                    "(this service's own are read in-process). Compose and Kubernetes set their "
+                    "APIs' names.",
 }
 
 # Secrets show no default, only whether they must be set.

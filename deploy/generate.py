@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -184,6 +185,17 @@ def _hint(var: str, what: str) -> str:
     return f"${{{var}:?set {var} to {what}, e.g. openssl rand -hex 24}}"
 
 
+def settings_peer_urls(services: dict[str, int]) -> dict[str, str]:
+    """Where the settings service finds the others in compose and Kubernetes (`<svc>-api`, the
+    API's port): their diagnostics (the report) and their OpenAPI documents (MISP's queryACL).
+    Its defaults (127.0.0.1) are the local stack's."""
+    diagnostics = {s: f"http://{s}-api:{p}/_svc/{s}/diagnostics" for s, p in services.items()}
+    openapi = {s: f"http://{s}-api:{p}/api/v1/{s}/openapi"
+               for s, p in services.items() if s != "settings"}
+    return {"SETTINGS_DIAGNOSTICS_URLS": json.dumps(diagnostics, separators=(",", ":")),
+            "SETTINGS_OPENAPI_URLS": json.dumps(openapi, separators=(",", ":"))}
+
+
 def compose(services: dict[str, int]) -> str:
     o: list[str] = []
     w = o.append
@@ -237,6 +249,9 @@ def compose(services: dict[str, int]) -> str:
         w(f"  MISP_KAFKA_USERNAME: misp_{svc}")
         w("  MISP_KAFKA_PASSWORD: "
           + _hint(kafka_password_var(svc), f"the password of the {svc} service's Kafka principal"))
+        if svc == "settings":  # it asks every service for its diagnostics and its routes
+            for name, value in settings_peer_urls(services).items():
+                w(f"  {name}: '{value}'")
     w("")
     w("x-after-migrate: &after-migrate")
     w("  kafka:")
@@ -446,7 +461,7 @@ def compose(services: dict[str, int]) -> str:
 # Kubernetes
 
 
-def _k8s_env(svc: str, port: int, role: str) -> list[str]:
+def _k8s_env(svc: str, port: int, role: str, extra: dict[str, str] | None = None) -> list[str]:
     """The container's environment: the shared ConfigMap and Secret (the pepper), the service's
     own credentials, and where its key files are mounted."""
     upper = svc.upper()
@@ -466,6 +481,8 @@ def _k8s_env(svc: str, port: int, role: str) -> list[str]:
         lines += [f"            - name: {upper}_HTTP_HOST", '              value: "0.0.0.0"']
     for k in key_files(svc, role):
         lines += [f"            - name: {k.variable}", f"              value: {k.k8s_path}"]
+    for name, value in (extra or {}).items():
+        lines += [f"            - name: {name}", f"              value: '{value}'"]
     return lines
 
 
@@ -543,7 +560,8 @@ def k8s_services(services: dict[str, int]) -> str:
                 f"        - name: {role}",
                 f"          image: {K8S_IMAGE}",
                 f"          args: [python, -m, {svc}, {', '.join(args)}]",
-                *_k8s_env(svc, port, role),
+                *_k8s_env(svc, port, role,
+                          settings_peer_urls(services) if svc == "settings" else None),
                 *_k8s_key_mounts(svc, role),
                 "          resources:",
                 "            requests: {cpu: 100m, memory: 128Mi}",

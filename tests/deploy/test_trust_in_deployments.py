@@ -455,3 +455,53 @@ def test_kubernetes_mounts_each_key_secret_where_its_setting_points(
                 assert [i["path"] for i in items] == [path.name]
     for setting, (_compose, _secret, readers) in KEYS.items():
         assert holders[setting] == readers, setting
+
+
+# ---- compose and Kubernetes: the settings service finds the others ---------------------------
+
+
+def _api_ports() -> dict[str, int]:
+    rows = (ROOT / "deploy" / "services.tsv").read_text(encoding="utf-8").splitlines()
+    return {name: int(port) for name, port in
+            (row.split() for row in rows if row.strip() and not row.startswith("#"))}
+
+
+def _assert_peer_urls(env: dict[str, str], api_hosts: set[str], where: str) -> None:
+    """SETTINGS_DIAGNOSTICS_URLS and SETTINGS_OPENAPI_URLS parse as the settings service reads
+    them and point at each service's API (not 127.0.0.1, which is the settings container)."""
+    from settings.settings import SettingsSettings
+
+    ports = _api_ports()
+    with pytest.MonkeyPatch.context() as patch:  # read from the environment, as a process does
+        for name in ("SETTINGS_DIAGNOSTICS_URLS", "SETTINGS_OPENAPI_URLS"):
+            patch.setenv(name, env[name])
+        parsed = SettingsSettings()
+    assert set(parsed.diagnostics_urls) == set(ports), where
+    assert set(parsed.openapi_urls) == set(ports) - {"settings"}, where
+    for svc, url in [*parsed.diagnostics_urls.items(), *parsed.openapi_urls.items()]:
+        parts = urlsplit(url)
+        assert (parts.hostname, parts.port) == (f"{svc}-api", ports[svc]), (where, url)
+        assert f"{svc}-api" in api_hosts, (where, url)
+
+
+def test_compose_gives_the_settings_service_every_apis_address(rendered: dict[str, Any]) -> None:
+    apis = {name for name in rendered["services"] if name.endswith("-api")}
+    for name, container in rendered["services"].items():
+        if owner(container) == "settings":
+            _assert_peer_urls(container["environment"], apis, name)
+
+
+def test_kubernetes_gives_the_settings_service_every_apis_address() -> None:
+    docs = [d for d in yaml.safe_load_all(
+        (ROOT / "deploy" / "k8s" / "services.yaml").read_text(encoding="utf-8")) if d]
+    apis = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+    checked = 0
+    for d in docs:
+        if d["kind"] != "Deployment" or d["metadata"]["labels"]["app.kubernetes.io/name"] != \
+                "settings":
+            continue
+        for container in d["spec"]["template"]["spec"]["containers"]:
+            _assert_peer_urls({e["name"]: e["value"] for e in container["env"]}, apis,
+                              d["metadata"]["name"])
+            checked += 1
+    assert checked >= 3  # api, relay, consume at least
