@@ -9,6 +9,7 @@ import httpx
 from sqlalchemy import select
 
 from identity.handlers.login import BAD_CREDENTIALS, SESSION_COOKIE
+from misp_platform.auth.abuse import AbuseGuard
 from misp_platform.db import outbox
 
 PASSWORD = "Correct-Horse-9battery"
@@ -156,3 +157,27 @@ async def test_repeated_bad_key_failures_are_recorded_once_an_hour(identity) -> 
     async with identity.engine.connect() as conn:
         payloads = [bytes(r.payload) for r in await conn.execute(select(outbox.c.payload))]
     assert sum(b"Failed authentication using API key" in p for p in payloads) == 3
+
+
+async def test_an_address_past_its_failure_budget_gets_429_at_login_before_argon2_or_a_write(
+        identity) -> None:
+    """The platform's failure budget (misp_platform.auth.abuse) guards the password login too:
+    past it, even the right password gets a 429 and no login_fail event is written."""
+    user = await _user_with_password(identity)
+    before = identity.app.state.abuse_guard
+    identity.app.state.abuse_guard = AbuseGuard((), budget=3, window_s=60)
+    try:
+        for _ in range(3):
+            wrong = await identity.call("POST", "/users/login",
+                                        json={"email": user["email"], "password": "wrong"})
+            assert wrong.status_code == 403 and wrong.json()["message"] == BAD_CREDENTIALS
+        for password in ("wrong", PASSWORD):
+            refused = await identity.call("POST", "/users/login",
+                                          json={"email": user["email"], "password": password})
+            assert refused.status_code == 429, refused.text
+            assert 0 < int(refused.headers["Retry-After"]) <= 60
+    finally:
+        identity.app.state.abuse_guard = before
+    async with identity.engine.connect() as conn:
+        payloads = [bytes(r.payload) for r in await conn.execute(select(outbox.c.payload))]
+    assert sum(b"Failed login attempt" in p for p in payloads) == 3
