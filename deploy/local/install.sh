@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install what the local stack needs, only when missing (idempotent, quiet unless failing):
-# Debian packages (PostgreSQL, nginx, JDK, Maven, curl), the Kafka broker's jars (Maven Central),
-# the project venv (uv sync --all-packages), and the `docker compose` CLI plugin (built from its Go
-# module) when a docker CLI without it is present: `docker compose config` validates
-# docker-compose.yml without any engine.
+# Debian packages (PostgreSQL, nginx, JDK, Maven, curl; Chromium and its ChromeDriver, and npm, for
+# the browser tests), the Kafka broker's jars (Maven Central), the project venv (uv sync
+# --all-packages), axe-core (the npm registry, pinned in deploy/browser/package-lock.json, into
+# .local/npm), and the `docker compose` CLI plugin (built from its Go module) when a docker CLI
+# without it is present: `docker compose config` validates docker-compose.yml without any engine.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -22,6 +23,11 @@ apt_packages() {
   command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null || pkgs+=(maven)
   command -v curl >/dev/null || pkgs+=(curl)
+  # the browser tests (tests/browser): Debian's Chromium with the ChromeDriver of the same version
+  # (chromium-driver depends on that exact chromium), never a browser downloaded by a test tool
+  [ -x /usr/bin/chromium ] || pkgs+=(chromium)
+  [ -x /usr/bin/chromedriver ] || pkgs+=(chromium-driver)
+  command -v npm >/dev/null || pkgs+=(npm)
   [ ${#pkgs[@]} -eq 0 ] && return 0
   echo "installing Debian packages: ${pkgs[*]}"
   run sudo_ apt-get update -q
@@ -43,6 +49,21 @@ python_env() {
     command -v uv >/dev/null || die "uv installed but not on PATH"
   fi
   (cd "$ROOT" && run uv sync --all-packages --quiet)
+}
+
+# axe-core, which the browser tests inject into pages (tests/browser/support.py), at the version
+# of deploy/browser/package-lock.json, into .local/npm; `npm ci` again only when the lock changed
+browser_assets() {
+  local src="$ROOT/deploy/browser" dest="$STATE/npm"
+  if [ -s "$dest/node_modules/axe-core/axe.min.js" ] \
+      && cmp -s "$src/package-lock.json" "$dest/package-lock.json"; then
+    return 0
+  fi
+  echo "installing axe-core for the browser tests (npm, into .local/npm)"
+  mkdir -p "$dest"
+  cp "$src/package.json" "$src/package-lock.json" "$dest/"
+  (cd "$dest" && run npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  [ -s "$dest/node_modules/axe-core/axe.min.js" ] || die "npm ci left no axe-core/axe.min.js in $dest"
 }
 
 compose_plugin() {
@@ -72,6 +93,7 @@ compose_plugin() {
 
 apt_packages
 python_env
+browser_assets
 bash "$ROOT/deploy/local/kafka.sh" jars
 compose_plugin
 ensure_env
