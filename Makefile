@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 LOCAL := deploy/local
 
-.PHONY: help install infra up down status test bench lint admin-key gateway-reload
+.PHONY: help install infra up down status test bench lint admin-key admin-password gateway-reload
 
 help:
 	@echo "make up         install what is missing, start everything, print the gateway URL"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench      up, bench/run.py, down"
 	@echo "make lint       ruff + mypy + lint-imports"
 	@echo "make admin-key  rotate the site admin's authkey (.local/admin.authkey)"
+	@echo "make admin-password  a new temporary password for the site admin (.local/admin.password)"
 
 install:
 	@bash $(LOCAL)/install.sh
@@ -47,3 +48,6 @@ lint:
 
 admin-key:
 	@set -a; . .local/env; set +a; .venv/bin/python -m identity admin-key --yes
+
+admin-password:
+	@set -a; . .local/env; set +a; .venv/bin/python -m identity admin-password --yes

@@ -74,6 +74,15 @@ class Location:
     zone: str | None = None  # the per-address limit of this path (LIMITED_PATHS), if any
 
 
+# The web console (services/console): not a service of services.tsv (it owns no data: no
+# database, no topic, no relay or consumer), one HTTP role behind the gateway. It answers the
+# site's root and its own /console/ paths, and every MISP path a browser asks for as a page
+# (`Accept: text/html` with no authkey header): MISP serves its page and its JSON at one URL,
+# and so does the gateway (docs/console.md).
+CONSOLE = "console"
+CONSOLE_PORT = 8107
+
+
 class RouteError(ValueError):
     pass
 
@@ -152,6 +161,7 @@ def expand(routes: list[Route], services: dict[str, int] | None = None) -> list[
             add(PREFIX, r.path + "/", r)
 
     locs = [Location(kind, path, svc) for (kind, path), (svc, _) in owners.items()]
+    locs += [Location(EXACT, "/", CONSOLE), Location(PREFIX, "/console/", CONSOLE)]
     for svc in services or {}:
         locs.append(Location(PREFIX, f"/_svc/{svc}/", svc, internal=True))
     return sort_locations(locs)
@@ -380,6 +390,12 @@ def _server_common(w: Callable[[str], None], locs: list[Location], abuse: Abuse,
             w("            }")
             w(f"            proxy_pass http://{loc.service}/;")
         else:
+            if loc.service != CONSOLE:
+                # a browser's page of this MISP path (proxy_pass is allowed in an `if`)
+                w("            if ($misp_page) {")
+                w(f"                set $misp_service {CONSOLE};")
+                w(f"                proxy_pass http://{CONSOLE};")
+                w("            }")
             w(f"            proxy_pass http://{loc.service};")
         w("        }")
     w("")
@@ -453,8 +469,14 @@ def _abuse_http(w: Callable[[str], None], abuse: Abuse) -> None:
     w('        ""      $misp_limit_key;')
     w('        default "";')
     w("    }")
+    w("    # the password forms' limits count the API call, not the console's page of the form:")
+    w("    # the console calls users/login as the browser (X-Forwarded-For), counted once there")
+    w("    map $misp_page $misp_form_key {")
+    w('        1       "";')
+    w("        default $misp_limit_key;")
+    w("    }")
     for zone, limit in zones:
-        key = "$misp_anonymous_key" if zone == ANONYMOUS else "$misp_limit_key"
+        key = "$misp_anonymous_key" if zone == ANONYMOUS else "$misp_form_key"
         w(f"    limit_req_zone {key} zone=misp_{zone}:{ZONE_SIZE} rate={limit.rate};")
     w("    limit_req_status 429;")
     # a refusal is in the access log (429); at error level each would be an error line too
@@ -486,6 +508,8 @@ def render(
             upstreams.setdefault(svc, f"127.0.0.1:{port}")
         else:
             upstreams.setdefault(svc, f"{svc}-api:{port}")
+    upstreams.setdefault(CONSOLE, f"127.0.0.1:{CONSOLE_PORT}" if mode == "local"
+                         else f"{CONSOLE}:{CONSOLE_PORT}")
 
     if mode == "local":
         if state_dir is None:
@@ -580,8 +604,17 @@ def render(
         for address in LOOPBACK:
             w(f"        {address} serve;")
         w("    }")
+    w("    # a browser asking for a page (text/html, no authkey header): the console answers")
+    w("    map $http_accept $misp_accepts_html {")
+    w('        "~*text/html" 1;')
+    w("        default 0;")
+    w("    }")
+    w('    map "$misp_accepts_html:$http_authorization$http_x_misp_auth" $misp_page {')
+    w('        "1:"    1;')
+    w("        default 0;")
+    w("    }")
     w("")
-    for svc in services:
+    for svc in (*services, CONSOLE):
         w(f"    upstream {svc} {{")
         w(f"        server {upstreams[svc]} max_fails=0;")
         w("        keepalive 32;")

@@ -40,6 +40,8 @@ def _load_generate():
 
 
 generate = _load_generate()
+CONSOLE = generate.render.CONSOLE
+CONSOLE_PORT = generate.render.CONSOLE_PORT
 
 
 def load_programs(path: Path) -> list[tuple[str, str, str]]:
@@ -109,14 +111,22 @@ def render(
                 for role in ROLES]
     programs += [(svc, name, args, services[svc]) for svc, name, args in extra or []
                  if svc in services]
+    # The web console: its HTTP role only, with no database and no Kafka principal of its own
+    # (it owns no data; it calls the API through the gateway as its users).
+    programs.append((CONSOLE, CONSOLE, "api", CONSOLE_PORT))
     names = [name for _, name, _, _ in programs]
     parts = [Template(head).substitute(common, PROGRAMS=",".join(names)).rstrip() + "\n"]
     for svc, name, args, port in programs:
         # No superuser and no other service's database in a service's environment.
         penv = {k: v for k, v in env.items()
                 if k != "MISP_PG_URL" and not k.endswith("_DATABASE_URL")}
-        penv[f"{svc.upper()}_DATABASE_URL"] = database_url(state_dir, svc, pg_port)
-        if env.get("MISP_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper() != "PLAINTEXT":
+        if svc == CONSOLE:
+            penv = {k: v for k, v in penv.items()
+                    if not k.startswith(("MISP_PEPPER", "MISP_KAFKA_", "MISP_AUDIT_SIGNING"))}
+        else:
+            penv[f"{svc.upper()}_DATABASE_URL"] = database_url(state_dir, svc, pg_port)
+        if svc != CONSOLE and env.get("MISP_KAFKA_SECURITY_PROTOCOL",
+                                      "PLAINTEXT").upper() != "PLAINTEXT":
             penv.update(kafka_credentials(state_dir, svc))  # never the admin's
         penv[f"{svc.upper()}_HTTP_PORT"] = str(port)
         penv["MISP_SERVICE"] = svc

@@ -24,3 +24,11 @@ for _ in $(seq 1 100); do [ -s "$STATE/admin.authkey" ] && break; sleep 0.2; don
 if [ -s "$STATE/admin.authkey" ]; then
   echo "site admin authkey: $(cat "$STATE/admin.authkey") (kept in .local/admin.authkey; rotate: make admin-key)"
 fi
+# The site admin's first password (a temporary one, to be changed at the first login in the
+# console); set once, while the admin has none.
+if [ -s "$STATE/admin.authkey" ]; then
+  (load_env; "$VENV_PY" -m identity admin-password --first) >/dev/null 2>>"$LOGS/identity-admin-password.log" || true
+fi
+if [ -s "$STATE/admin.password" ]; then
+  echo "console: $url/ (site admin admin@admin.test, first password: $(cat "$STATE/admin.password"), to be changed at the first login; kept in .local/admin.password; a new one: make admin-password)"
+fi

@@ -84,7 +84,7 @@ def test_every_command_and_option_has_a_help_line(service: str) -> None:
 
 def test_each_service_offers_its_operator_commands() -> None:
     expected = {
-        "identity": {"admin-key", "worker"},
+        "identity": {"admin-key", "admin-password", "worker"},
         "orgs": set(),
         "audit": {"verify", "checkpoint", "prune", "rebuild", "public-key", "worker",
                   "detect"},

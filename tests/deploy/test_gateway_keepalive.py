@@ -21,7 +21,7 @@ def test_every_upstream_closes_idle_connections_before_the_api_does() -> None:
     for mode, state_dir in (("local", Path("/state")), ("container", None)):
         conf = render.render(locations, services, mode=mode, state_dir=state_dir)
         upstreams = re.findall(r"upstream (\w+) \{(.*?)\}", conf, re.S)
-        assert {name for name, _ in upstreams} == set(services), mode
+        assert {name for name, _ in upstreams} == {*services, render.CONSOLE}, mode
         for name, body in upstreams:
             [timeout] = re.findall(r"keepalive_timeout (\d+)s;", body)
             assert 0 < int(timeout) < UPSTREAM_IDLE_S, (mode, name, timeout)

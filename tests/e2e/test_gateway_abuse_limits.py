@@ -185,7 +185,7 @@ def test_the_operator_paths_go_by_the_peer_not_a_forwarded_address(gateway: str)
 def test_the_rendered_limits_follow_the_settings() -> None:
     locs = render.expand(render.load_routes(render.DEFAULT_ROUTES, SERVICES), SERVICES)
     conf = render.render(locs, SERVICES, mode="container")
-    assert "limit_req_zone $misp_limit_key zone=misp_login:10m rate=10r/m;" in conf
+    assert "limit_req_zone $misp_form_key zone=misp_login:10m rate=10r/m;" in conf
     assert "limit_req zone=misp_anonymous burst=40 nodelay;" in conf
     assert conf.count("location = /users/login {") == 1  # HTTPS; plain HTTP only redirects
     off = render.Abuse({**render.Abuse.defaults().limits, render.LOGIN: None}, (), ())

@@ -87,8 +87,11 @@ EXPECTED = [
     ("/api/v1/jobs/cancel/3", "jobs"),
     ("/_svc/identity/ready", "identity"),
     ("/_svc/settings/diagnostics", "settings"),
+    # the web console: the site's root and its own paths (pages of MISP's paths are chosen by
+    # the Accept header, in nginx: tests/browser)
+    ("/", "console"),
+    ("/console/static/console.css", "console"),
     # not ours
-    ("/", None),
     ("/events/index", None),
     ("/attributes/restSearch", None),
     ("/admin", None),

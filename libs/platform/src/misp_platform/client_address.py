@@ -158,6 +158,13 @@ def client_address(request: HTTPConnection) -> str | None:
     return scope_client_address(request.scope)
 
 
+def forwarding_headers(request: HTTPConnection) -> dict[str, str]:
+    """What a proxy in front of the next hop sends on for this request's client (the web
+    console calling the API as its browser): the client's address, as this module found it."""
+    address = client_address(request)
+    return {"X-Forwarded-For": address} if address else {}
+
+
 class ForwardedProtoMiddleware:
     """Pure ASGI: from a trusted proxy, `X-Forwarded-Proto: https` (or `http`) becomes the
     request's scheme, as uvicorn's proxy handling did (the `Secure` cookie, redirects)."""

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from identity.adapters.view_cache import view_cache
 from identity.api import create_routers
 from identity.consumer import handlers, on_consumer_start, principal_handlers, topics
+from identity.handlers.admin_password import password_path, set_temporary_password
 from identity.handlers.first_run import key_path, rotate_admin_key
 from identity.handlers.jobs import job_handlers
 from identity.settings import IdentitySettings
@@ -89,6 +90,42 @@ def admin_key_command(settings: ServiceSettings, yes: bool) -> int:
     return OK
 
 
+@click.command(name="admin-password", epilog=epilog("the site admin does not exist yet"))
+@yes_option
+@click.option("--first", is_flag=True,
+              help="Only if the site admin has no password yet (what `make up` runs).")
+@with_settings(DATABASE)
+def admin_password_command(settings: ServiceSettings, yes: bool, first: bool) -> int:
+    """Give the site admin a temporary password, to be changed at the first login.
+
+    Prints it and writes it to <MISP_STATE_DIR>/admin.password; the admin's current password, if
+    any, stops working: asks for confirmation (not with --first, which changes no password).
+    """
+    if not first:
+        confirm("Replace the site admin's password with a temporary one?", yes=yes)
+
+    async def run() -> str | None:
+        engine = engine_for(settings)
+        try:
+            return await set_temporary_password(engine, state_dir=settings.state_dir,
+                                                only_first=first)
+        finally:
+            await engine.dispose()
+
+    try:
+        password = asyncio.run(run())
+    except LookupError as exc:
+        click.echo(f"admin-password: {exc}", err=True)
+        return FAILED
+    if password is None:
+        click.echo("admin-password: the site admin has a password already", err=True)
+        return OK
+    click.echo(password)
+    click.echo(f"(written to {password_path(settings.state_dir)}; to be changed at the first "
+               "login)", err=True)
+    return OK
+
+
 spec = ServiceSpec(
     name="identity",
     settings=IdentitySettings,
@@ -98,5 +135,6 @@ spec = ServiceSpec(
     principal_handlers=principal_handlers,
     topics=topics,
     on_consumer_start=on_consumer_start,
-    extra_commands=[admin_key_command, worker_command("identity", job_handlers)],
+    extra_commands=[admin_key_command, admin_password_command,
+                    worker_command("identity", job_handlers)],
 )
