@@ -51,7 +51,7 @@ def key_path(state_dir: str) -> Path:
     return Path(state_dir) / KEY_FILE
 
 
-def _write_private(path: Path, content: str) -> None:
+def write_private(path: Path, content: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
@@ -98,7 +98,7 @@ async def seed(engine: AsyncEngine, *, pepper: str, state_dir: str) -> bool:
         appends.append(key_created(key, actor))
         await record(conn, appends)
         # No user_credential row: the admin's password is unusable until reset (change_pw set).
-        await asyncio.to_thread(_write_private, pending, raw)
+        await asyncio.to_thread(write_private, pending, raw)
         return True
 
     try:
@@ -160,7 +160,7 @@ async def rotate_admin_key(engine: AsyncEngine, *, pepper: str, state_dir: str) 
         raw, key = new_key(pepper, key_id=await next_id(conn, "authkey_id_seq"),
                            user_id=ADMIN_ID, now=now, comment=ADMIN_KEY_COMMENT)
         await record(conn, [*(key_deleted(k, actor) for k in old), key_created(key, actor)])
-        await asyncio.to_thread(_write_private, pending, raw)
+        await asyncio.to_thread(write_private, pending, raw)
         return raw
 
     try:
