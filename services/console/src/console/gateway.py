@@ -103,11 +103,14 @@ class Gateway:
 
     async def send(self, request: Request, method: str, path: str, *, json: Any = None,
                    params: dict[str, Any] | None = None, csrf: str | None = None,
-                   session: str | None = None) -> Answer:
-        """The API's answer, whatever its status."""
+                   session: str | None = None, content: bytes | None = None) -> Answer:
+        """The API's answer, whatever its status. `content`: a raw body (a file) instead of
+        JSON, sent as application/octet-stream."""
+        headers = self._headers(request, session=session, csrf=csrf)
+        if content is not None:
+            headers["Content-Type"] = "application/octet-stream"
         answer = await self._client.request(
-            method, path, json=json, params=params,
-            headers=self._headers(request, session=session, csrf=csrf))
+            method, path, json=json, params=params, content=content, headers=headers)
         try:
             body = answer.json() if answer.content else None
         except ValueError:
@@ -119,9 +122,11 @@ class Gateway:
         return Answer(answer.status_code, body, answer.headers, cookies)
 
     async def call(self, request: Request, method: str, path: str, *, json: Any = None,
-                   params: dict[str, Any] | None = None, csrf: str | None = None) -> Any:
+                   params: dict[str, Any] | None = None, csrf: str | None = None,
+                   content: bytes | None = None) -> Any:
         """The body of a 2xx answer; otherwise ApiError with MISP's message."""
-        answer = await self.send(request, method, path, json=json, params=params, csrf=csrf)
+        answer = await self.send(request, method, path, json=json, params=params, csrf=csrf,
+                                 content=content)
         if answer.status >= 400:
             message, errors = _message_of(answer.status, answer.body)
             raise ApiError(answer.status, message, errors)

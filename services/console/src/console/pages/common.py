@@ -28,11 +28,13 @@ async def posted_form(request: Request, viewer: Viewer) -> Form:
 
 
 async def api(request: Request, viewer: Viewer, method: str, path: str, *,
-              json: Any = None, params: dict[str, Any] | None = None) -> Any:
-    """A call to the API as the viewer; unsafe methods carry the session's CSRF token."""
+              json: Any = None, params: dict[str, Any] | None = None,
+              content: bytes | None = None) -> Any:
+    """A call to the API as the viewer; unsafe methods carry the session's CSRF token.
+    `content`: a raw body (an uploaded file) instead of JSON."""
     csrf = viewer.csrf_token if method not in ("GET", "HEAD") else None
     return await gateway_of(request).call(request, method, path, json=json, params=params,
-                                          csrf=csrf)
+                                          csrf=csrf, content=content)
 
 
 def records(body: Any, name: str) -> list[dict[str, Any]]:
