@@ -58,6 +58,10 @@ CATALOGUE: tuple[Topic, ...] = (
     Topic("misp.identity.registration.v1", "identity",
           description="Self-registration requests and their outcome"),
     Topic("misp.identity.user-setting.v1", "identity", description="User settings"),
+    # Every service projects it (misp_platform.auth.principals) as it projects authkeys; a
+    # session lasts hours, so a week covers any rebuild (an older session has expired anyway).
+    Topic("misp.identity.session.v1", "identity", retention_ms=7 * DAY_MS,
+          description="Browser sessions started and ended (the token's peppered HMAC only)"),
     Topic("misp.orgs.organisation.v1", "orgs", description="Organisation aggregate events"),
     Topic("misp.settings.setting.v1", "settings", partitions=1,
           description="Setting overrides, one event per change",

@@ -3,21 +3,24 @@
 import pytest
 
 from misp_contracts.events.abuse import ABUSE_TOPIC
+from misp_contracts.events.identity import SESSION_TOPIC
 from misp_contracts.topics import BY_NAME, CATALOGUE, SERVICES, dlq_topic, owned_by, topic
 
 AUDIT_TOPICS = ["misp.audit.log.v1", *(f"misp.{s}.auth.v1" for s in SERVICES)]
 # The abuse detector's blocks last minutes: their topic keeps a day, nothing to rebuild from it.
 DECISION_TOPICS = [ABUSE_TOPIC]
+# Browser sessions last hours: a week of them rebuilds every session that can still be live.
+SESSION_TOPICS = ["misp.identity.session.v1"]
 DOMAIN_TOPICS = [t.name for t in CATALOGUE
                  if not t.name.endswith((".dlq.v1", ".auth.v1", ".commands.v1"))
-                 and t.name not in AUDIT_TOPICS + DECISION_TOPICS]
+                 and t.name not in AUDIT_TOPICS + DECISION_TOPICS + SESSION_TOPICS]
 
 
 def test_topic_names_are_unique() -> None:
     assert len(BY_NAME) == len(CATALOGUE)
 
 
-@pytest.mark.parametrize("name", AUDIT_TOPICS + DOMAIN_TOPICS)
+@pytest.mark.parametrize("name", AUDIT_TOPICS + DOMAIN_TOPICS + SESSION_TOPICS)
 def test_audit_and_domain_topics_are_deleted_never_compacted(name: str) -> None:
     assert topic(name).config()["cleanup.policy"] == "delete"
 
@@ -43,3 +46,8 @@ def test_every_service_owns_its_dlq_and_auth_topics() -> None:
 def test_an_undeclared_topic_is_a_key_error() -> None:
     with pytest.raises(KeyError):
         topic("misp.nobody.thing.v1")
+
+
+def test_the_session_topic_outlives_every_session() -> None:
+    assert SESSION_TOPICS == [SESSION_TOPIC]
+    assert int(topic(SESSION_TOPIC).config()["retention.ms"]) >= 2 * 24 * 3600 * 1000

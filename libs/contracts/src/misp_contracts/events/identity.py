@@ -20,6 +20,7 @@ AUTHKEY_TOPIC = "misp.identity.authkey.v1"
 AUTH_TOPIC = "misp.identity.auth.v1"
 REGISTRATION_TOPIC = "misp.identity.registration.v1"
 USER_SETTING_TOPIC = "misp.identity.user-setting.v1"
+SESSION_TOPIC = "misp.identity.session.v1"
 
 # Role permission flags in MISP's UI order (Role::generatePermFlags), then the four level flags.
 PERM_FLAGS: tuple[str, ...] = (
@@ -324,3 +325,31 @@ class UserSettingDeleted(DomainEvent):
     id: int
     user_id: int
     setting: str
+
+
+# ---- browser sessions: projected by every service beside the authkeys (ARCHITECTURE §4) --------
+
+
+@register
+class SessionStarted(DomainEvent):
+    """A user logged in: the session token, as its peppered HMAC only (the authkeys' HMAC,
+    misp_platform.auth.keys), authenticates them at every service until `expires_at`."""
+
+    type: ClassVar[str] = "misp.identity.session.started.v1"
+    topic: ClassVar[str] = SESSION_TOPIC
+    session_hmac: str
+    user_id: int
+    expires_at: datetime
+
+
+@register
+class SessionEnded(DomainEvent):
+    """A session no longer authenticates anyone; one event per session, also when a password
+    change, a reset, a disabled account or a forced logout ends all of a user's sessions."""
+
+    type: ClassVar[str] = "misp.identity.session.ended.v1"
+    topic: ClassVar[str] = SESSION_TOPIC
+    session_hmac: str
+    user_id: int
+    reason: str  # logout | password_changed | password_reset | user_disabled | forced_logout |
+    # user_deleted

@@ -527,6 +527,9 @@ NOT_LOGGED = frozenset({
     "misp.jobs.worker.run-finished.v1",
     "misp.jobs.job.progressed.v1",
     "misp.jobs.commands.run-job.v1",
+    # A session's start and end mirror the login and logout rows identity's auth topic logs.
+    "misp.identity.session.started.v1",
+    "misp.identity.session.ended.v1",
 })
 
 
