@@ -28,6 +28,8 @@ from misp_contracts.events.identity import (
     RoleCreated,
     RoleState,
     RoleUpdated,
+    SessionEnded,
+    SessionStarted,
     UserCreated,
     UserDeleted,
     UserState,
@@ -45,7 +47,21 @@ from misp_platform.auth import (
     generate_authkey,
     require_perm,
 )
-from misp_platform.auth.dependency import AUTH_FAILED, IP_REFUSED, USER_DISABLED
+from misp_platform.auth.dependency import (
+    AUTH_FAILED,
+    IP_REFUSED,
+    TITLE_CSRF,
+    TITLE_SESSION_UNKNOWN,
+    USER_DISABLED,
+)
+from misp_platform.auth.sessions import (
+    CHANGE_PASSWORD_FIRST,
+    CSRF_HEADER,
+    CSRF_REFUSED,
+    SESSION_COOKIE,
+    csrf_token,
+    session_hmac,
+)
 from misp_platform.config import ServiceSettings
 from misp_platform.db import outbox
 from misp_platform.misp.errors import NO_PERMISSION
@@ -348,6 +364,121 @@ async def test_the_principal_carries_org_name_and_request_id(client, engine):
     assert body["user_id"] == world.user_id
     assert body["org"] == world.org_name
     assert body["request_id"] == "rid-42"
+
+
+# ---- browser sessions (misp_platform.auth.sessions) ----------------------------------------
+
+
+@router.get("/users/view/{user_id}")
+async def view_user(user_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
+    return {"user_id": principal.user_id, "session": principal.by_session}
+
+
+async def start_session(world: World, *, expires_in: timedelta = timedelta(hours=1)) -> str:
+    """A session of the world's user, as identity's login publishes it; its raw token."""
+    token = secrets.token_urlsafe(32)
+    await apply(world.engine, SessionStarted(
+        session_hmac=session_hmac(PEPPER, token), user_id=world.user_id,
+        expires_at=datetime.now(UTC) + expires_in))
+    return token
+
+
+def cookie(token: str) -> dict[str, str]:
+    return {"Cookie": f"{SESSION_COOKIE}={token}"}
+
+
+async def test_a_session_cookie_authenticates_a_user_whose_role_has_no_perm_auth(client, engine):
+    world = World(engine)
+    await world.build(role_flags={"perm_auth": False})
+    token = await start_session(world)
+    response = await client.get("/users/view/me", headers=cookie(token))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"user_id": world.user_id, "session": True}
+    viewed = await client.get("/things/view/4", headers=cookie(token))
+    assert viewed.status_code == 200 and viewed.json()["read_only"] is False
+
+
+async def test_an_unsafe_method_needs_the_sessions_csrf_token(client, engine):
+    world = World(engine)
+    await world.build()
+    token = await start_session(world)
+    other = await start_session(world)
+    before = len(await auth_rows(engine))
+    for headers in ({}, {CSRF_HEADER: "0" * 64}, {CSRF_HEADER: csrf_token(PEPPER, other)},
+                    {CSRF_HEADER: session_hmac(PEPPER, token)}):
+        refused = await client.post("/things/view/1", headers={**cookie(token), **headers})
+        assert refused.status_code == 403, headers
+        assert refused.json() == {"name": CSRF_REFUSED, "message": CSRF_REFUSED,
+                                  "url": "/things/view/1"}
+    rows = (await auth_rows(engine))[before:]
+    assert [data["reason"] for data, _, _ in rows] == ["csrf"]  # the hourly throttle
+    assert rows[0][0]["user_id"] == world.user_id and rows[0][0]["title"] == TITLE_CSRF
+    assert token.encode() not in rows[0][2] and session_hmac(PEPPER, token) not in rows[0][0][
+        "title"]
+    allowed = await client.post("/things/view/1", headers={
+        **cookie(token), CSRF_HEADER: csrf_token(PEPPER, token)})
+    assert allowed.status_code == 200, allowed.text
+
+
+async def test_an_authkey_wins_over_the_session_cookie(client, engine):
+    world = World(engine)
+    key = await world.build()
+    token = await start_session(world)
+    # A key needs no CSRF token: it is no cookie a browser sends by itself.
+    with_key = await client.post("/things/view/1", headers={**cookie(token), "Authorization": key})
+    assert with_key.status_code == 200
+    bad_key = await client.get("/things/view/1",
+                               headers={**cookie(token), "Authorization": generate_authkey()})
+    assert bad_key.status_code == 403 and bad_key.json() == auth_failed("/things/view/1")
+
+
+async def test_ended_expired_unknown_and_disabled_sessions_are_refused(client, engine):
+    world = World(engine)
+    await world.build()
+    ended = await start_session(world)
+    expired = await start_session(world, expires_in=timedelta(seconds=-1))
+    disabled = await start_session(world)
+    assert (await client.get("/things/view/1", headers=cookie(ended))).status_code == 200
+    await apply(engine, SessionEnded(session_hmac=session_hmac(PEPPER, ended),
+                                     user_id=world.user_id, reason="logout"))
+    for token in (ended, expired, secrets.token_urlsafe(32), "x" * 300):
+        response = await client.get("/things/view/1", headers=cookie(token))
+        assert response.status_code == 403, token
+        assert response.json() == auth_failed("/things/view/1")
+    assert (await client.get("/things/view/1", headers=cookie(disabled))).status_code == 200
+    await apply(engine, UserUpdated(user=world.user.model_copy(update={"disabled": True}),
+                                    changes={"disabled": (False, True)}))
+    response = await client.get("/things/view/1", headers=cookie(disabled))
+    assert response.status_code == 403 and response.json()["message"] == USER_DISABLED
+
+
+async def test_session_failures_are_recorded_without_the_token(client, engine):
+    before = len(await auth_rows(engine))
+    token = secrets.token_urlsafe(32)
+    assert (await client.get("/things/view/1", headers=cookie(token))).status_code == 403
+    rows = (await auth_rows(engine))[before:]
+    assert [(data["reason"], data["title"]) for data, _, _ in rows] == [
+        ("unknown_session", TITLE_SESSION_UNKNOWN)]
+    data, headers, payload = rows[0]
+    assert token.encode() not in payload and token not in json.dumps(headers)
+    assert data["key_start"] is None and data["key_end"] is None
+
+
+async def test_a_user_who_must_change_the_password_may_only_do_that(client, engine):
+    world = World(engine)
+    key = await world.build()
+    world.user = world.user.model_copy(update={"change_pw": True})
+    await apply(engine, UserUpdated(user=world.user, changes={"change_pw": (False, True)}))
+    token = await start_session(world)
+    refused = await client.get("/things/view/1", headers=cookie(token))
+    assert refused.status_code == 403
+    assert refused.json()["message"] == CHANGE_PASSWORD_FIRST
+    assert (await client.get("/users/view/me", headers=cookie(token))).status_code == 200
+    # Keys are not held to it.
+    assert (await client.get("/things/view/1", headers={"Authorization": key})).status_code == 200
+    await apply(engine, UserUpdated(user=world.user.model_copy(update={"change_pw": False}),
+                                    changes={"change_pw": (True, False)}))
+    assert (await client.get("/things/view/1", headers=cookie(token))).status_code == 200
 
 
 # ---- abuse limits (misp_platform.auth.abuse) ----------------------------------------------

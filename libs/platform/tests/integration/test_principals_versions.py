@@ -4,11 +4,13 @@ replayed creation cannot bring a deleted key or user back (one by one or in a ba
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from misp_contracts.envelope import Actor, Envelope
@@ -19,6 +21,8 @@ from misp_contracts.events.identity import (
     AuthKeyState,
     RoleCreated,
     RoleState,
+    SessionEnded,
+    SessionStarted,
     UserCreated,
     UserDeleted,
     UserState,
@@ -28,9 +32,12 @@ from misp_platform.auth import authkey_hmac, generate_authkey
 from misp_platform.auth.principals import (
     PRINCIPAL_HANDLERS,
     lookup_authkeys,
+    lookup_sessions,
+    principal_session,
     principal_user,
     project_principals,
 )
+from misp_platform.auth.sessions import session_hmac
 
 PEPPER = "test-pepper"
 Apply = Callable[[AsyncConnection, Sequence[Envelope]], Awaitable[None]]
@@ -150,3 +157,54 @@ async def test_a_replayed_user_creation_cannot_bring_a_deleted_user_back(
         row = (await conn.execute(select(principal_user).where(
             principal_user.c.user_id == 11))).one()
     assert row.deleted and row.version == 3
+
+
+def session_events(uid: int) -> tuple[str, Envelope, Envelope]:
+    """A session's start and end as identity publishes them (no stream version: outbox only)."""
+    digest = session_hmac(PEPPER, secrets.token_urlsafe(32))
+    started = Envelope(source="/identity", type=SessionStarted.type, actor=Actor.system(),
+                       data=SessionStarted(session_hmac=digest, user_id=uid,
+                                           expires_at=datetime.now(UTC) + timedelta(hours=8))
+                       .model_dump(mode="json"))
+    ended = Envelope(source="/identity", type=SessionEnded.type, actor=Actor.system(),
+                     data=SessionEnded(session_hmac=digest, user_id=uid, reason="logout")
+                     .model_dump(mode="json"))
+    return digest, started, ended
+
+
+@WAYS
+async def test_a_replayed_session_start_after_its_end_leaves_the_session_refused(
+        engine: AsyncEngine, apply: Apply) -> None:
+    await seed_user_with_role(engine, 12)
+    digest, started, ended = session_events(12)
+    async with engine.begin() as conn:
+        await apply(conn, [started])
+        assert len(await lookup_sessions(conn, [digest])) == 1
+    await apply_in_own_transactions(engine, apply, [ended, started, ended])
+    async with engine.connect() as conn:
+        assert await lookup_sessions(conn, [digest]) == []
+        row = (await conn.execute(select(principal_session).where(
+            principal_session.c.session_hmac == digest))).one()
+    assert row.deleted and row.version == 2
+
+
+@WAYS
+async def test_a_session_end_that_arrives_before_its_start_still_wins(
+        engine: AsyncEngine, apply: Apply) -> None:
+    await seed_user_with_role(engine, 13)
+    digest, started, ended = session_events(13)
+    async with engine.begin() as conn:
+        await apply(conn, [ended, started])
+        assert await lookup_sessions(conn, [digest]) == []
+
+
+async def test_sessions_long_expired_are_dropped_when_sessions_change(
+        engine: AsyncEngine) -> None:
+    await seed_user_with_role(engine, 14)
+    old = session_hmac(PEPPER, secrets.token_urlsafe(32))
+    async with engine.begin() as conn:
+        await conn.execute(principal_session.insert().values(
+            session_hmac=old, user_id=14, expires_at=func.now() - timedelta(days=2), version=1))
+        await one_by_one(conn, [session_events(14)[1]])
+        assert (await conn.execute(select(principal_session).where(
+            principal_session.c.session_hmac == old))).first() is None

@@ -89,7 +89,8 @@ def test_a_read_only_key_keeps_only_auth_and_audit():
 def _row(**overrides):
     values = dict(key_hmac="h", authkey_id=7, authkey_start="abcd", authkey_end="wxyz",
                   expiration=0, allowed_ips=None, read_only=False, user_id=3,
-                  email="u@example.org", org_id=1, disabled=False, user_expiration=None,
+                  email="u@example.org", org_id=1, disabled=False, change_pw=False,
+                  user_expiration=None,
                   role_state=FULL_ROLE.model_dump(mode="json"), org_name="ORGNAME")
     values.update(overrides)
     return SimpleNamespace(**values)

@@ -5,6 +5,10 @@ its peppered HMAC in the principals projection (one query), and every refusal is
 message, recorded as an `AuthenticationFailed` event through this service's outbox. Before any
 of that, an address or key the abuse detector blocked, or an address past this process's failure
 budget, is answered 429 (auth/abuse.py).
+
+A request without a key may present identity's browser session cookie instead (auth/sessions.py):
+matched the same way by its HMAC, without MISP's perm_auth (its web login needs none), with a
+CSRF token on unsafe methods, and only the password change while the user must change it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,18 @@ from misp_platform import metrics, outbox
 from misp_platform.auth import abuse
 from misp_platform.auth.cache import PrincipalCache
 from misp_platform.auth.keys import authkey_hmac, is_well_formed, mask_authkey
-from misp_platform.auth.principals import PRINCIPAL_TOPICS, lookup_authkeys
+from misp_platform.auth.principals import PRINCIPAL_TOPICS, lookup_authkeys, lookup_sessions
+from misp_platform.auth.sessions import (
+    CHANGE_PASSWORD_FIRST,
+    CSRF_HEADER,
+    CSRF_REFUSED,
+    MAX_TOKEN_LENGTH,
+    SESSION_COOKIE,
+    allowed_before_password_change,
+    csrf_valid,
+    needs_csrf,
+    session_hmac,
+)
 from misp_platform.client_address import client_address, parse_address
 from misp_platform.consistency import consistency_of
 from misp_platform.misp.errors import NO_PERMISSION, Forbidden
@@ -42,6 +57,8 @@ IP_REFUSED = "It is not possible to use this Auth key from your IP address"
 
 TITLE_MISSING = "Failed API authentication. No authkey was provided."
 TITLE_BAD_LENGTH = "Failed authentication using an API key of incorrect length."
+TITLE_SESSION_UNKNOWN = "Failed authentication using an unknown or ended session."
+TITLE_CSRF = "Write attempt refused for a session without a valid CSRF token."
 
 # What a read-only key keeps (MISP zeroes every other perm_*).
 READ_ONLY_KEPT = frozenset({"perm_auth", "perm_audit"})
@@ -67,6 +84,8 @@ class Principal:
     client_ip: str | None
     request_id: str | None = None
     authkey_expiration: int = 0  # unix, 0 = never
+    change_pw: bool = False  # the user must change their password (a session may only do that)
+    by_session: bool = False  # authenticated by identity's browser session cookie, not a key
 
     @property
     def is_site_admin(self) -> bool:
@@ -106,10 +125,12 @@ class AuthFailure:
     """Why a request was refused: the 403 message and what the audit log records."""
 
     reason: str  # missing | bad_length | unknown | expired | ip_refused | disabled_user |
-    # expired_user | no_perm_auth | read_only
+    # expired_user | no_perm_auth | read_only | unknown_session | expired_session | csrf
     message: str
     title: str
-    key: str | None = None  # the presented key: only its first/last 4 characters leave here
+    # the presented key: only its first/last 4 characters leave here; for a session, a name of
+    # its HMAC (for the hourly throttle only; never recorded)
+    key: str | None = None
     authkey_id: int | None = None
     user_id: int | None = None
     email: str | None = None
@@ -191,7 +212,42 @@ def evaluate(row: Any, key: str, *, ip: str | None, now: float) -> Principal | A
     return Principal(user_id=row.user_id, email=row.email, org_id=row.org_id,
                      org_name=row.org_name, role=role, authkey_id=row.authkey_id,
                      read_only=bool(row.read_only), client_ip=ip,
-                     authkey_expiration=int(row.expiration or 0))
+                     authkey_expiration=int(row.expiration or 0), change_pw=bool(row.change_pw))
+
+
+def session_key(digest: str) -> str:
+    """How a session is named in caches and the failure throttle: its HMAC, never its token."""
+    return f"session:{digest}"
+
+
+def evaluate_session(row: Any, digest: str, *, ip: str | None,
+                     now: float) -> Principal | AuthFailure:
+    """MISP's checks on one looked-up session (`row` None: unknown or ended). No perm_auth: MISP's
+    web login needs none; the role is the user's whole role."""
+    key = session_key(digest)
+    unknown = AuthFailure("unknown_session", AUTH_FAILED, TITLE_SESSION_UNKNOWN, key=key)
+    if row is None:
+        return unknown
+    who = {"key": key, "user_id": row.user_id, "email": row.email, "org_name": row.org_name}
+    if row.expires_at.timestamp() <= now:
+        return AuthFailure("expired_session", AUTH_FAILED,
+                           "Login attempt with an expired session.", **who)
+    if row.disabled:
+        return AuthFailure("disabled_user", USER_DISABLED, "Login attempt by disabled user.",
+                           **who)
+    if row.user_expiration is not None and row.user_expiration.timestamp() < now:
+        return AuthFailure("expired_user", AUTH_FAILED, "Login attempt by expired user.", **who)
+    if row.role_state is None:
+        return AuthFailure("unknown_session", AUTH_FAILED, TITLE_SESSION_UNKNOWN, **who)
+    return Principal(user_id=row.user_id, email=row.email, org_id=row.org_id,
+                     org_name=row.org_name, role=RoleState.model_validate(row.role_state),
+                     authkey_id=None, read_only=False, client_ip=ip,
+                     change_pw=bool(row.change_pw), by_session=True)
+
+
+def session_token(request: Request) -> str | None:
+    """The session cookie's value, if any."""
+    return request.cookies.get(SESSION_COOKIE) or None
 
 
 # ---- the dependency ---------------------------------------------------------------------------
@@ -288,15 +344,17 @@ def _read_engine(request: Request) -> AsyncEngine:
 
 
 async def _principal_rows(request: Request, hashes: list[str], *,
-                          fresh: bool = False) -> dict[str, Any]:
-    """The principal rows of these key hashes: from the cache, else one indexed query (always
-    the query when `fresh`: the cache may not have heard of a change yet)."""
+                          fresh: bool = False, sessions: bool = False) -> dict[str, Any]:
+    """The principal rows of these key hashes (of these session HMACs with `sessions`): from
+    the cache, else one indexed query (always the query when `fresh`: the cache may not have
+    heard of a change yet)."""
     cache: PrincipalCache | None = None if fresh else getattr(
         request.app.state, "principal_cache", None)
+    name: Callable[[str], str] = session_key if sessions else str
     rows: dict[str, Any] = {}
     missing = []
     for digest in hashes:
-        row = cache.get(digest) if cache is not None else None
+        row = cache.get(name(digest)) if cache is not None else None
         if row is None:
             missing.append(digest)
         else:
@@ -304,10 +362,12 @@ async def _principal_rows(request: Request, hashes: list[str], *,
     if missing:
         generation = cache.generation if cache is not None else 0
         async with _read_engine(request).connect() as conn:
-            for row in await lookup_authkeys(conn, missing):
-                rows[row.key_hmac] = row
-                if cache is not None:
-                    cache.put(row.key_hmac, row, generation)
+            found = await (lookup_sessions if sessions else lookup_authkeys)(conn, missing)
+        for row in found:
+            digest = row.session_hmac if sessions else row.key_hmac
+            rows[digest] = row
+            if cache is not None:
+                cache.put(name(digest), row, generation)
     return rows
 
 
@@ -342,7 +402,8 @@ async def authenticate(request: Request) -> Principal:
 
 
 async def _authenticate(request: Request, *, fresh: bool) -> Principal:
-    """`fresh`: read the projection itself, not this process's cache (or the request's)."""
+    """`fresh`: read the projection itself, not this process's cache (or the request's). A key,
+    when presented, wins over the session cookie."""
     state = _state(request)
     cached = state.get("principal")
     if isinstance(cached, Principal) and not fresh:
@@ -350,6 +411,23 @@ async def _authenticate(request: Request, *, fresh: bool) -> Principal:
     ip = client_address(request)
     keys = presented_keys(request.headers)
     abuse.check(request, ip, keys)
+    token = None if keys else session_token(request)
+    if token is not None:
+        principal = await _by_session(request, token, ip, fresh=fresh)
+    else:
+        principal = await _by_key(request, keys, ip, fresh=fresh)
+
+    state["principal"] = principal
+    if principal.authkey_expiration:
+        state.setdefault("response_headers", {})[EXPIRATION_HEADER] = expiration_iso(
+            principal.authkey_expiration)
+    structlog.contextvars.bind_contextvars(user_id=principal.user_id, org_id=principal.org_id,
+                                           authkey_id=principal.authkey_id)
+    return principal
+
+
+async def _by_key(request: Request, keys: list[str], ip: str | None, *,
+                  fresh: bool) -> Principal:
     if not keys:
         raise await _refuse(request, AuthFailure("missing", AUTH_FAILED, TITLE_MISSING), ip)
     candidates = list(dict.fromkeys(k for k in keys if is_well_formed(k)))[:MAX_KEYS_PER_HEADER]
@@ -367,22 +445,52 @@ async def _authenticate(request: Request, *, fresh: bool) -> Principal:
                                    candidates, hashes, ip)
     if isinstance(outcome, AuthFailure):
         raise await _refuse(request, outcome, ip)
-    principal = outcome
-
-    principal = replace(principal, request_id=_request_id(request))
+    principal = replace(outcome, request_id=_request_id(request))
     if principal.read_only and request.method not in READ_METHODS:
         raise await _refuse(request, AuthFailure(
             "read_only", NO_PERMISSION,
             f"Write attempt refused for read-only auth key {principal.authkey_id}.",
             key=candidates[0], authkey_id=principal.authkey_id, user_id=principal.user_id,
             email=principal.email, org_name=principal.org_name), ip)
+    return principal
 
-    state["principal"] = principal
-    if principal.authkey_expiration:
-        state.setdefault("response_headers", {})[EXPIRATION_HEADER] = expiration_iso(
-            principal.authkey_expiration)
-    structlog.contextvars.bind_contextvars(user_id=principal.user_id, org_id=principal.org_id,
-                                           authkey_id=principal.authkey_id)
+
+async def _by_session(request: Request, token: str, ip: str | None, *,
+                      fresh: bool) -> Principal:
+    """The session's principal; refused (recorded) when unknown, ended or expired, its user
+    disabled or expired, or an unsafe method comes without its CSRF token. A user who must
+    change their password may only do that (403, not recorded: no attack)."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise await _refuse(request, AuthFailure("unknown_session", AUTH_FAILED,
+                                                 TITLE_SESSION_UNKNOWN), ip)
+    pepper = request.app.state.settings.pepper.get_secret_value()
+    digest = session_hmac(pepper, token)
+
+    async def decide(fresh: bool) -> Principal | AuthFailure:
+        rows = await _principal_rows(request, [digest], fresh=fresh, sessions=True)
+        return evaluate_session(rows.get(digest), digest, ip=ip, now=time.time())
+
+    method = _state(request).get("original_method") or request.method
+
+    def refused(outcome: Principal | AuthFailure) -> bool:
+        return isinstance(outcome, AuthFailure) or (
+            outcome.change_pw
+            and not allowed_before_password_change(method, request.scope["path"]))
+
+    outcome = await decide(fresh)
+    if refused(outcome) and not fresh and await _caught_up(request):
+        # A session started (or a password changed) a moment ago at identity: decide again
+        # once this projection holds what Kafka holds.
+        outcome = await decide(True)
+    if isinstance(outcome, AuthFailure):
+        raise await _refuse(request, outcome, ip)
+    if refused(outcome):
+        raise Forbidden(CHANGE_PASSWORD_FIRST)
+    principal = replace(outcome, request_id=_request_id(request))
+    if needs_csrf(method) and not csrf_valid(pepper, token, request.headers.get(CSRF_HEADER)):
+        raise await _refuse(request, AuthFailure(
+            "csrf", CSRF_REFUSED, TITLE_CSRF, key=session_key(digest),
+            user_id=principal.user_id, email=principal.email, org_name=principal.org_name), ip)
     return principal
 
 

@@ -1,6 +1,8 @@
-"""The principals projection: who an authkey belongs to, in each service's own database.
+"""The principals projection: who an authkey or a browser session belongs to, in each service's
+own database.
 
-Fed by identity's user, role and authkey events and orgs' organisation events (ARCHITECTURE §4),
+Fed by identity's user, role, authkey and session events and orgs' organisation events
+(ARCHITECTURE §4),
 through `PRINCIPAL_HANDLERS`; read by the auth dependency with one indexed query per request.
 The tables live in `misp_platform.db.metadata`, so importing this module is enough for a service's
 first migration to create them.
@@ -9,6 +11,7 @@ first migration to create them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -33,6 +36,7 @@ from misp_contracts.envelope import Envelope
 from misp_contracts.events.identity import (
     AUTHKEY_TOPIC,
     ROLE_TOPIC,
+    SESSION_TOPIC,
     USER_TOPIC,
     AuthKeyCreated,
     AuthKeyDeleted,
@@ -41,6 +45,8 @@ from misp_contracts.events.identity import (
     RoleDeleted,
     RoleState,
     RoleUpdated,
+    SessionEnded,
+    SessionStarted,
     UserCreated,
     UserDeleted,
     UserState,
@@ -126,9 +132,29 @@ principal_org = Table(
     *_versioned(),
 )
 
-PRINCIPAL_TABLES = (principal_user, principal_role, principal_authkey, principal_org)
+# A browser session (identity's login), by the peppered HMAC of its token. Its stream has two
+# events, so its version is theirs: 1 started, 2 ended; a redelivered or replayed start never
+# brings an ended session back.
+principal_session = Table(
+    "principal_session",
+    metadata,
+    Column("session_hmac", String(64), primary_key=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    *_versioned(),
+    Index("ix_principal_session_expires_at", "expires_at"),
+)
+SESSION_STARTED_VERSION = 1
+SESSION_ENDED_VERSION = 2
+# Rows this long past their expiry are dropped: an expired session authenticates nobody, so a
+# start replayed after its row is gone stays refused.
+SESSION_ROWS_KEPT = timedelta(days=1)
+
+PRINCIPAL_TABLES = (principal_user, principal_role, principal_authkey, principal_org,
+                    principal_session)
 # What a service's consumer subscribes to for this projection.
-PRINCIPAL_TOPICS: tuple[str, ...] = (USER_TOPIC, ROLE_TOPIC, AUTHKEY_TOPIC, ORGANISATION_TOPIC)
+PRINCIPAL_TOPICS: tuple[str, ...] = (USER_TOPIC, ROLE_TOPIC, AUTHKEY_TOPIC, ORGANISATION_TOPIC,
+                                     SESSION_TOPIC)
 
 
 async def _upsert(conn: AsyncConnection, table: Table, key: str,
@@ -246,6 +272,28 @@ async def when_organisation_deleted_project(conn: AsyncConnection, envelope: Env
         "version": envelope.streamversion}])
 
 
+async def _prune_sessions(conn: AsyncConnection) -> None:
+    await conn.execute(principal_session.delete().where(
+        principal_session.c.expires_at < func.now() - SESSION_ROWS_KEPT))
+
+
+async def when_session_started_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    event = SessionStarted.model_validate(envelope.data)
+    await _upsert(conn, principal_session, "session_hmac", [{
+        "session_hmac": event.session_hmac.lower(), "user_id": event.user_id,
+        "expires_at": event.expires_at, "version": SESSION_STARTED_VERSION, "deleted": False}])
+    await _prune_sessions(conn)
+
+
+async def when_session_ended_project(conn: AsyncConnection, envelope: Envelope) -> None:
+    """A tombstone, also for a session whose start has not arrived (yet)."""
+    event = SessionEnded.model_validate(envelope.data)
+    await _upsert(conn, principal_session, "session_hmac", [{
+        "session_hmac": event.session_hmac.lower(), "user_id": event.user_id,
+        "expires_at": func.now(), "version": SESSION_ENDED_VERSION, "deleted": True}])
+    await _prune_sessions(conn)
+
+
 def _notifying(handler: Handler) -> Handler:
     """Also tell the API processes' caches (auth/cache.py), at commit, that principals changed."""
 
@@ -277,6 +325,8 @@ _OTHERS: dict[str, Handler] = {
     RoleDeleted.type: when_role_deleted_project,
     AuthKeyDeleted.type: when_authkey_deleted_project,
     OrganisationDeleted.type: when_organisation_deleted_project,
+    SessionStarted.type: when_session_started_project,
+    SessionEnded.type: when_session_ended_project,
 }
 
 
@@ -326,36 +376,42 @@ async def project_principals(conn: AsyncConnection, envelopes: Sequence[Envelope
         clear_local_caches()
 
 
-_LOOKUP_COLUMNS = (
-    principal_authkey.c.key_hmac,
-    principal_authkey.c.authkey_id,
-    principal_authkey.c.authkey_start,
-    principal_authkey.c.authkey_end,
-    principal_authkey.c.expiration,
-    principal_authkey.c.allowed_ips,
-    principal_authkey.c.read_only,
+_USER_COLUMNS = (
     principal_user.c.user_id,
     principal_user.c.email,
     principal_user.c.org_id,
     principal_user.c.disabled,
+    principal_user.c.change_pw,
     principal_user.c.expiration.label("user_expiration"),
     principal_role.c.state.label("role_state"),
     principal_org.c.name.label("org_name"),
 )
 
-# One indexed query: key hash -> key, user, role, org. A key whose user is unknown finds nothing.
-_LOOKUP = (
-    select(*_LOOKUP_COLUMNS)
-    .select_from(
-        principal_authkey
-        .join(principal_user, (principal_user.c.user_id == principal_authkey.c.user_id)
-              & principal_user.c.deleted.is_(False))
-        .outerjoin(principal_role, (principal_role.c.role_id == principal_user.c.role_id)
-                   & principal_role.c.deleted.is_(False))
-        .outerjoin(principal_org, principal_org.c.org_id == principal_user.c.org_id)
+
+def _joined_to_user(table: Table, *columns: Any) -> Any:
+    """One indexed query: `columns` of a live row of `table`, with its user, their role and
+    org. A row whose user is unknown finds nothing."""
+    return (
+        select(*columns, *_USER_COLUMNS)
+        .select_from(
+            table
+            .join(principal_user, (principal_user.c.user_id == table.c.user_id)
+                  & principal_user.c.deleted.is_(False))
+            .outerjoin(principal_role, (principal_role.c.role_id == principal_user.c.role_id)
+                       & principal_role.c.deleted.is_(False))
+            .outerjoin(principal_org, principal_org.c.org_id == principal_user.c.org_id)
+        )
+        .where(table.c.deleted.is_(False))
     )
-    .where(principal_authkey.c.deleted.is_(False))
-)
+
+
+_LOOKUP = _joined_to_user(
+    principal_authkey, principal_authkey.c.key_hmac, principal_authkey.c.authkey_id,
+    principal_authkey.c.authkey_start, principal_authkey.c.authkey_end,
+    principal_authkey.c.expiration, principal_authkey.c.allowed_ips,
+    principal_authkey.c.read_only)
+_SESSION_LOOKUP = _joined_to_user(
+    principal_session, principal_session.c.session_hmac, principal_session.c.expires_at)
 
 
 async def lookup_authkeys(conn: AsyncConnection, key_hmacs: Sequence[str]) -> Sequence[Any]:
@@ -366,4 +422,12 @@ async def lookup_authkeys(conn: AsyncConnection, key_hmacs: Sequence[str]) -> Se
         stmt = _LOOKUP.where(principal_authkey.c.key_hmac == key_hmacs[0])
     else:
         stmt = _LOOKUP.where(principal_authkey.c.key_hmac.in_(list(key_hmacs)))
+    return (await conn.execute(stmt)).all()
+
+
+async def lookup_sessions(conn: AsyncConnection, hmacs: Sequence[str]) -> Sequence[Any]:
+    """The principal rows of these live sessions (by their token's HMAC; one query)."""
+    if not hmacs:
+        return ()
+    stmt = _SESSION_LOOKUP.where(principal_session.c.session_hmac.in_(list(hmacs)))
     return (await conn.execute(stmt)).all()
