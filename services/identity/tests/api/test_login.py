@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 
 import httpx
 from sqlalchemy import select
 
 from identity.handlers.login import BAD_CREDENTIALS, SESSION_COOKIE
+from misp_contracts.events.identity import SESSION_TOPIC
 from misp_platform.auth.abuse import AbuseGuard
+from misp_platform.auth.principals import lookup_sessions
+from misp_platform.auth.sessions import CSRF_HEADER, CSRF_REFUSED, csrf_token, session_hmac
 from misp_platform.db import outbox
 
 PASSWORD = "Correct-Horse-9battery"
@@ -30,11 +34,14 @@ async def test_json_and_form_login_open_a_session_and_logout_ends_it(identity) -
     me = await identity.client.get("/api/v1/identity/session",
                                    cookies={SESSION_COOKIE: token})
     assert me.status_code == 200 and me.json()["User"]["id"] == user["id"]
+    assert me.json()["csrf_token"] == csrf_token(identity.settings.pepper.get_secret_value(),
+                                                 token)
     form = await identity.client.post("/users/login", content=(
         f"data[User][email]={user['email']}&data[User][password]={PASSWORD}").encode(),
         headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert form.status_code == 200
-    out = await identity.client.post("/users/logout", cookies={SESSION_COOKIE: token})
+    out = await identity.client.post("/users/logout", cookies={SESSION_COOKIE: token},
+                                     headers={CSRF_HEADER: me.json()["csrf_token"]})
     assert out.status_code == 200
     after = await identity.client.get("/api/v1/identity/session",
                                       cookies={SESSION_COOKIE: token})
@@ -77,8 +84,73 @@ async def test_logout_is_post_only(identity) -> None:
                           "url": "/users/logout"}
     still = await identity.client.get("/api/v1/identity/session", cookies={SESSION_COOKIE: token})
     assert still.status_code == 200  # the GET ended nothing
-    assert (await identity.client.post("/users/logout",
-                                       cookies={SESSION_COOKIE: token})).status_code == 200
+    assert (await identity.client.post("/users/logout", cookies={SESSION_COOKIE: token},
+                                       headers={CSRF_HEADER: still.json()["csrf_token"]})
+            ).status_code == 200
+
+
+async def test_a_logout_by_cookie_needs_the_csrf_token_and_one_without_a_session_does_not(
+        identity) -> None:
+    """Else any page could log the user out (its form posts with the user's cookie)."""
+    user = await _user_with_password(identity)
+    response = await identity.call("POST", "/users/login",
+                                   json={"email": user["email"], "password": PASSWORD})
+    token = response.cookies.get(SESSION_COOKIE)
+    for headers in ({}, {CSRF_HEADER: "0" * 64}):
+        refused = await identity.client.post("/users/logout", cookies={SESSION_COOKIE: token},
+                                             headers=headers)
+        assert refused.status_code == 403
+        assert refused.json() == {"name": CSRF_REFUSED, "message": CSRF_REFUSED,
+                                  "url": "/users/logout"}
+    still = await identity.client.get("/api/v1/identity/session", cookies={SESSION_COOKIE: token})
+    assert still.status_code == 200
+    async with identity.engine.connect() as conn:
+        recorded = [json.loads(r.payload) for r in await conn.execute(
+            select(outbox.c.payload).where(outbox.c.topic == "misp.identity.auth.v1"))]
+    assert any(r.get("reason") == "csrf" and r.get("user_id") == int(user["id"]) for r in recorded)
+    # No cookie, or the cookie of no live session: "Logged out." as before.
+    stale = await identity.client.post("/users/logout",
+                                       cookies={SESSION_COOKIE: secrets.token_urlsafe(32)})
+    assert stale.status_code == 200
+    fresh = httpx.AsyncClient(transport=httpx.ASGITransport(app=identity.app),
+                              base_url="http://testserver")
+    async with fresh:
+        assert (await fresh.post("/users/logout")).status_code == 200
+
+
+async def test_sessions_are_published_by_their_hmac_and_end_with_a_reason(identity) -> None:
+    """Every service's principals projection learns them from the session topic; identity's
+    own holds them at once. The token never leaves identity's answer to the browser."""
+    user = await _user_with_password(identity)
+    pepper = identity.settings.pepper.get_secret_value()
+    tokens = []
+    for _ in range(2):
+        response = await identity.call("POST", "/users/login",
+                                       json={"email": user["email"], "password": PASSWORD})
+        tokens.append(response.cookies.get(SESSION_COOKIE))
+    me = await identity.client.get("/users/view/me", headers={
+        "Cookie": f"{SESSION_COOKIE}={tokens[0]}"})
+    assert me.status_code == 200 and me.json()["User"]["id"] == user["id"]
+    out = await identity.client.post("/users/logout", cookies={SESSION_COOKIE: tokens[0]},
+                                     headers={CSRF_HEADER: csrf_token(pepper, tokens[0])})
+    assert out.status_code == 200
+    forced = await identity.call("POST", f"/api/v1/identity/users/{user['id']}/logout",
+                                 identity.admin_key)
+    assert forced.status_code == 200
+    async with identity.engine.connect() as conn:
+        rows = (await conn.execute(select(outbox.c.payload, outbox.c.message_key).where(
+            outbox.c.topic == SESSION_TOPIC).order_by(outbox.c.position))).all()
+        live = await lookup_sessions(conn, [session_hmac(pepper, t) for t in tokens])
+    mine = [(json.loads(r.payload), r.message_key) for r in rows]
+    digests = [session_hmac(pepper, t) for t in tokens]
+    mine = [(data, key) for data, key in mine if data["session_hmac"] in digests]
+    assert [(d["session_hmac"], d.get("reason")) for d, _ in mine] == [
+        (digests[0], None), (digests[1], None), (digests[0], "logout"),
+        (digests[1], "forced_logout")]
+    keys = {key for _, key in mine}  # the user's stream: their session events stay ordered
+    assert len(keys) == 1 and None not in keys
+    assert all(not any(t in json.dumps(d) for t in tokens) for d, _ in mine)
+    assert live == []
 
 
 async def test_a_wrong_password_is_refused_with_misp_message(identity) -> None:

@@ -29,7 +29,7 @@ async def test_a_purge_job_deletes_the_expired_sessions_only(engine: AsyncEngine
     expiries = [now - timedelta(hours=1), now - timedelta(days=3), now + timedelta(hours=2)]
     async with engine.begin() as conn:
         await conn.execute(insert(login_session), [
-            {"token_hash": secrets.token_hex(16), "user_id": 1, "expires_at": at}
+            {"session_hmac": secrets.token_hex(32), "user_id": 1, "expires_at": at}
             for at in expiries])
 
     done = await run_job(engine, service="identity", queue="default",

@@ -36,6 +36,7 @@ from identity.domain.errors import InvalidFieldsError
 from identity.domain.roles import NAME_TAKEN, seeded_roles
 from identity.domain.users import EMAIL_TAKEN
 from identity.handlers.roles import DEFAULT_ROLE_STREAM, role_stream
+from misp_contracts.envelope import Actor
 from misp_contracts.events import identity as ev
 from misp_contracts.events.base import DomainEvent
 from misp_contracts.events.identity import AuthKeyState, RegistrationState, RoleState, UserState
@@ -243,7 +244,8 @@ class FakeStore(FakeQueries, IdentityStore):
     async def forget_password(self, user_id: int) -> None:
         self.world.passwords.pop(user_id, None)
 
-    async def end_sessions(self, user_id: int) -> int:
+    async def end_sessions(self, user_id: int, *, reason: str, actor: Actor,
+                           stream_id: str | None) -> int:
         return self.world.sessions.pop(user_id, 0)
 
     async def commit(self) -> None:

@@ -26,6 +26,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from misp_contracts.envelope import Actor
 from misp_contracts.events.identity import (
     AuthKeyState,
     RegistrationState,
@@ -243,8 +244,10 @@ class IdentityStore(IdentityQueries):
     async def forget_password(self, user_id: int) -> None: ...
 
     @abc.abstractmethod
-    async def end_sessions(self, user_id: int) -> int:
-        """End the user's login sessions; how many there were."""
+    async def end_sessions(self, user_id: int, *, reason: str, actor: Actor,
+                           stream_id: str | None) -> int:
+        """End the user's login sessions, each published as ended for `reason` (in this
+        transaction); how many there were."""
 
     @abc.abstractmethod
     async def commit(self) -> None:

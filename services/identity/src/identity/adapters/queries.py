@@ -274,10 +274,11 @@ async def login_attempts(conn: AsyncConnection, *, ip: str, username: str,
         login_attempt.c.expires_at > now))).scalar_one())
 
 
-async def session_user_id(conn: AsyncConnection, token_hash: str, now: datetime) -> int | None:
-    """The user of the session with this token hash, unless it expired by `now`."""
+async def session_user_id(conn: AsyncConnection, session_hmac: str,
+                          now: datetime) -> int | None:
+    """The user of the session of this HMAC, unless it expired by `now`."""
     user_id = (await conn.execute(select(login_session.c.user_id).where(
-        login_session.c.token_hash == token_hash,
+        login_session.c.session_hmac == session_hmac,
         login_session.c.expires_at > now))).scalar()
     return None if user_id is None else int(user_id)
 

@@ -36,8 +36,10 @@ from identity.domain.users import EMAIL_TAKEN
 from identity.projections.project import project
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.base import DomainEvent
+from misp_contracts.events.identity import SessionEnded, SessionStarted
 from misp_contracts.events.orgs import OrganisationRef
 from misp_platform import outbox
+from misp_platform.auth.principals import PRINCIPAL_HANDLERS
 from misp_platform.eventstore import Append, ConcurrencyError, EventStore
 from misp_platform.misp.errors import Conflict
 from misp_platform.transaction import in_transaction
@@ -113,9 +115,16 @@ async def forget_password(conn: AsyncConnection, user_id: int) -> None:
     await conn.execute(delete(user_credential).where(user_credential.c.user_id == user_id))
 
 
-async def end_sessions(conn: AsyncConnection, user_id: int) -> int:
-    result = await conn.execute(delete(login_session).where(login_session.c.user_id == user_id))
-    return int(result.rowcount or 0)
+async def end_sessions(conn: AsyncConnection, user_id: int, *, reason: str, actor: Actor,
+                       stream_id: str | None) -> int:
+    """End every session of the user, each published as ended (`reason`) for the principals
+    projections; how many there were."""
+    ended = (await conn.execute(delete(login_session).where(login_session.c.user_id == user_id)
+                                .returning(login_session.c.session_hmac))).scalars().all()
+    for digest in ended:
+        await publish_session(conn, SessionEnded(session_hmac=digest, user_id=user_id,
+                                                 reason=reason), actor=actor, key=stream_id)
+    return len(ended)
 
 
 # ---- password reset links (handlers/password_reset.py) ----------------------------------------
@@ -204,17 +213,29 @@ async def forget_login_attempts(conn: AsyncConnection, username: str, ip: str | 
     return int((await conn.execute(stmt)).rowcount or 0)
 
 
-async def start_session(conn: AsyncConnection, *, token_hash: str, user_id: int,
-                        expires_at: datetime, ip: str, user_agent: str) -> None:
+async def publish_session(conn: AsyncConnection, event: SessionStarted | SessionEnded, *,
+                          actor: Actor, key: str | None) -> None:
+    """Publish a session's start or end and apply it to identity's own principals projection
+    in the same transaction (its consumer skips nothing: applying it again changes nothing)."""
+    envelope = await publish_only(conn, event, actor=actor, key=key)
+    await PRINCIPAL_HANDLERS[event.type](conn, envelope)
+
+
+async def start_session(conn: AsyncConnection, *, session_hmac: str, user_id: int,
+                        expires_at: datetime, ip: str, user_agent: str, actor: Actor,
+                        stream_id: str) -> None:
     await conn.execute(insert(login_session).values(
-        token_hash=token_hash, user_id=user_id, expires_at=expires_at, ip=ip,
+        session_hmac=session_hmac, user_id=user_id, expires_at=expires_at, ip=ip,
         user_agent=user_agent))
+    await publish_session(conn, SessionStarted(session_hmac=session_hmac, user_id=user_id,
+                                               expires_at=expires_at), actor=actor, key=stream_id)
 
 
-async def end_session(conn: AsyncConnection, token_hash: str) -> int | None:
-    """End the session with this token hash; its user (None: no such session)."""
+async def end_session(conn: AsyncConnection, session_hmac: str) -> int | None:
+    """End the session of this HMAC (unpublished: the caller publishes it with the user's
+    stream); its user (None: no such session)."""
     user_id = (await conn.execute(delete(login_session).where(
-        login_session.c.token_hash == token_hash)
+        login_session.c.session_hmac == session_hmac)
         .returning(login_session.c.user_id))).scalar()
     return None if user_id is None else int(user_id)
 
@@ -279,8 +300,10 @@ class SqlStore(SqlQueries, IdentityStore):
     async def forget_password(self, user_id: int) -> None:
         await forget_password(self.conn, user_id)
 
-    async def end_sessions(self, user_id: int) -> int:
-        return await end_sessions(self.conn, user_id)
+    async def end_sessions(self, user_id: int, *, reason: str, actor: Actor,
+                           stream_id: str | None) -> int:
+        return await end_sessions(self.conn, user_id, reason=reason, actor=actor,
+                                  stream_id=stream_id)
 
     async def commit(self) -> None:
         self.committed = True

@@ -115,9 +115,11 @@ registration = Table(
     Column("deleted", Boolean, nullable=False),
 )
 
+# A browser session: the peppered HMAC of its token (misp_platform.auth.sessions), the value
+# identity publishes for every service's principals projection; never the token.
 login_session = Table(
     "login_session",
-    Column("token_hash", Text, primary_key=True),
+    Column("session_hmac", Text, primary_key=True),
     Column("user_id", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("expires_at", DateTime(timezone=True), nullable=False),

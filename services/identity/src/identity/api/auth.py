@@ -1,5 +1,6 @@
-"""users/login (form or JSON) and users/logout, with a server-side session cookie;
-users/forgot and the reset links it mails (users/password_reset/<token>)."""
+"""users/login (form or JSON) and users/logout, with a server-side session cookie that every
+service accepts (misp_platform.auth.sessions); users/forgot and the reset links it mails
+(users/password_reset/<token>)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,19 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from identity.adapters.store import SqlUnitOfWork
-from identity.api.deps import EngineDep, as_misp, fresh_reset_link
+from identity.api.deps import EngineDep, Pepper, as_misp, fresh_reset_link
 from identity.handlers import login as handlers
 from identity.handlers import password_reset
 from identity.handlers.users import view_of
 from misp_platform.auth import abuse
+from misp_platform.auth.dependency import TITLE_CSRF, AuthFailure, record_failure, session_key
+from misp_platform.auth.sessions import (
+    CSRF_HEADER,
+    CSRF_REFUSED,
+    csrf_token,
+    csrf_valid,
+    session_hmac,
+)
 from misp_platform.client_address import client_address
 from misp_platform.misp import (
     BadRequest,
@@ -64,7 +73,7 @@ def request_id_of(request: Request) -> str | None:
 
 
 @router.post("/users/login")
-async def login(request: Request, engine: EngineDep) -> Response:
+async def login(request: Request, engine: EngineDep, pepper: Pepper) -> Response:
     """A blocked address, or one past its failure budget, gets a 429 before its password costs
     an argon2 check or its failure a write (misp_platform.auth.abuse)."""
     abuse.check(request, client_address(request))
@@ -74,7 +83,7 @@ async def login(request: Request, engine: EngineDep) -> Response:
             result = await handlers.login(engine, username=email, password=password,
                                           ip=client_ip_of(request),
                                           user_agent=request.headers.get("user-agent"),
-                                          request_id=request_id_of(request))
+                                          pepper=pepper, request_id=request_id_of(request))
     except Forbidden:
         abuse.failed(request, client_address(request))
         raise
@@ -89,11 +98,22 @@ async def login(request: Request, engine: EngineDep) -> Response:
 
 
 @router.post("/users/logout")
-async def logout(request: Request, engine: EngineDep) -> Response:
+async def logout(request: Request, engine: EngineDep, pepper: Pepper) -> Response:
     """POST only: a GET that logs out can be fired by any page the user visits (an image, a
-    link); GET answers 405 in MISP's shape. (PyMISP never calls users/logout.)"""
+    link); GET answers 405 in MISP's shape. (PyMISP never calls users/logout.) Ending a live
+    session takes its CSRF token too, or any site could log the user out; without a cookie, or
+    with one of no live session, it answers as it always did."""
     token = request.cookies.get(handlers.SESSION_COOKIE)
-    await handlers.logout(engine, token, ip=client_ip_of(request),
+    if token and not csrf_valid(pepper, token, request.headers.get(CSRF_HEADER)):
+        user = await handlers.session_user(engine, pepper, token)
+        if user is not None:
+            ip = client_address(request)
+            abuse.failed(request, ip)
+            await record_failure(engine, request.app.state.settings.service, AuthFailure(
+                "csrf", CSRF_REFUSED, TITLE_CSRF, key=session_key(session_hmac(pepper, token)),
+                user_id=user.id, email=user.email), request, ip)
+            raise Forbidden(CSRF_REFUSED)
+    await handlers.logout(engine, pepper, token, ip=client_ip_of(request),
                           request_id=request_id_of(request))
     response = MispJSONResponse(message_body("Logged out."))
     response.delete_cookie(handlers.SESSION_COOKIE, path="/")
@@ -101,12 +121,14 @@ async def logout(request: Request, engine: EngineDep) -> Response:
 
 
 @router.get("/api/v1/identity/session")
-async def session(request: Request, engine: EngineDep) -> dict[str, Any]:
-    """Who the session cookie belongs to (for the coming web console)."""
-    user = await handlers.session_user(engine, request.cookies.get(handlers.SESSION_COOKIE))
-    if user is None:
+async def session(request: Request, engine: EngineDep, pepper: Pepper) -> dict[str, Any]:
+    """Who the session cookie belongs to, and the CSRF token its unsafe requests must send
+    (`X-CSRF-Token`) to any service: the web console holds no pepper to derive it."""
+    token = request.cookies.get(handlers.SESSION_COOKIE)
+    user = await handlers.session_user(engine, pepper, token)
+    if user is None or token is None:
         raise Forbidden("Not logged in.")
-    return await view_of(SqlUnitOfWork(engine), user)
+    return {**await view_of(SqlUnitOfWork(engine), user), "csrf_token": csrf_token(pepper, token)}
 
 
 @router.post("/users/forgot")

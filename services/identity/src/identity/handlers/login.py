@@ -7,7 +7,6 @@ A successful login releases its reservation; a failed one stays counted for Secu
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from identity.adapters.store import (
     end_sessions,
     forget_login_attempts,
     publish_only,
+    publish_session,
     record,
     release_login_attempt,
     reserve_login_attempt,
@@ -31,16 +31,19 @@ from identity.domain.errors import ForbiddenError
 from misp_contracts.envelope import Actor
 from misp_contracts.events.identity import (
     LoginBlockLifted,
+    SessionEnded,
     UserLoggedIn,
     UserLoggedOut,
     UserLoginFailed,
     UserState,
 )
+from misp_platform.auth import sessions
+from misp_platform.auth.sessions import session_hmac
 from misp_platform.eventstore import Append
 from misp_platform.server_settings import read_settings
 
 BAD_CREDENTIALS = "Invalid username or password, try again"
-SESSION_COOKIE = "MISP-session"
+SESSION_COOKIE = sessions.SESSION_COOKIE  # every service accepts it (misp_platform.auth)
 SESSION_TTL = timedelta(hours=8)
 MAX_USERNAME = 255
 
@@ -48,10 +51,6 @@ MAX_USERNAME = 255
 def blocked_message(expire: int) -> str:
     return (f"You have reached the maximum number of login attempts. Please wait {expire} "
             "seconds and try again.")
-
-
-def session_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,8 @@ def _actor(user: UserState | None, ip: str | None, request_id: str | None) -> Ac
 
 
 async def login(engine: AsyncEngine, *, username: str, password: str, ip: str,
-                user_agent: str | None, request_id: str | None = None) -> LoggedIn:
+                user_agent: str | None, pepper: str, request_id: str | None = None) -> LoggedIn:
+    """A new session (its token's peppered HMAC stored and published, never the token)."""
     username = username.strip().lower()[:MAX_USERNAME]
     async with engine.connect() as conn:
         limits = await read_settings(conn, ["SecureAuth.amount", "SecureAuth.expire"])
@@ -111,9 +111,10 @@ async def login(engine: AsyncEngine, *, username: str, password: str, ip: str,
         if current is None:
             raise ForbiddenError(BAD_CREDENTIALS)
         await release_login_attempt(conn, attempt_id)
-        await start_session(conn, token_hash=session_hash(token), user_id=user.id,
+        await start_session(conn, session_hmac=session_hmac(pepper, token), user_id=user.id,
                             expires_at=now + SESSION_TTL, ip=ip,
-                            user_agent=(user_agent or "")[:512])
+                            user_agent=(user_agent or "")[:512],
+                            actor=_actor(user, ip, request_id), stream_id=current.stream_id)
         await record(conn, [Append(
             stream_id=current.stream_id, stream_type="user", expected_version=current.version,
             events=(UserLoggedIn(title=f"Successful login: {user.email}", user_id=user.id,
@@ -125,31 +126,37 @@ async def login(engine: AsyncEngine, *, username: str, password: str, ip: str,
     return LoggedIn(user=user, token=token)
 
 
-async def session_user(engine: AsyncEngine, token: str | None) -> UserState | None:
+async def session_user(engine: AsyncEngine, pepper: str, token: str | None) -> UserState | None:
     if not token:
         return None
     async with engine.connect() as conn:
-        user_id = await queries.session_user_id(conn, session_hash(token), datetime.now(UTC))
+        user_id = await queries.session_user_id(conn, session_hmac(pepper, token),
+                                                 datetime.now(UTC))
         if user_id is None:
             return None
         loaded = await queries.get_user(conn, int(user_id))
     return None if loaded is None or loaded.state.disabled else loaded.state
 
 
-async def logout(engine: AsyncEngine, token: str | None, *, ip: str | None,
+async def logout(engine: AsyncEngine, pepper: str, token: str | None, *, ip: str | None,
                  request_id: str | None = None) -> bool:
     if not token:
         return False
+    digest = session_hmac(pepper, token)
     async with engine.begin() as conn:
-        user_id = await end_session(conn, session_hash(token))
+        user_id = await end_session(conn, digest)
         if user_id is None:
             return False
         loaded = await queries.get_user(conn, int(user_id))
         user = loaded.state if loaded else None
+        actor = _actor(user, ip, request_id)
+        key = loaded.stream_id if loaded else None
         await publish_only(conn, UserLoggedOut(
             title=f"User logout: {user.email if user else user_id}", user_id=int(user_id),
             email=user.email if user else None, org_id=user.org_id if user else None, ip=ip),
-            actor=_actor(user, ip, request_id), key=loaded.stream_id if loaded else None)
+            actor=actor, key=key)
+        await publish_session(conn, SessionEnded(session_hmac=digest, user_id=int(user_id),
+                                                 reason="logout"), actor=actor, key=key)
     return True
 
 
@@ -157,7 +164,8 @@ async def force_logout(engine: AsyncEngine, actor: Actor, user: UserState,
                        stream_id: str) -> int:
     """An administrator ends every session of a user."""
     async with engine.begin() as conn:
-        ended = await end_sessions(conn, user.id)
+        ended = await end_sessions(conn, user.id, reason="forced_logout", actor=actor,
+                                   stream_id=stream_id)
         await publish_only(conn, UserLoggedOut(
             title=f"Forced logout of user {user.id} ({user.email}): {ended} session(s)",
             user_id=user.id, email=user.email, org_id=user.org_id, ip=actor.client_ip,

@@ -126,7 +126,8 @@ async def when_temporary_password_issued_set_password(conn: AsyncConnection,
         actor=envelope.actor, correlation_id=envelope.correlationid or issued.credential_id,
         causation_id=envelope.id)])
     await store_password(conn, current.id, issued.password_hash)
-    await end_sessions(conn, current.id)
+    await end_sessions(conn, current.id, reason="password_reset", actor=envelope.actor,
+                       stream_id=loaded.stream_id)
     log.info("identity.temporary_password.set", user_id=current.id,
              credential_id=issued.credential_id, reason=issued.reason)
 
@@ -265,7 +266,8 @@ async def reset_password_by_link(engine: AsyncEngine, token: str, body: dict[str
             actor=actor)])
         await store_password(conn, current.id, new_hash)
         await use_reset_link(conn, current.id, at)
-        await end_sessions(conn, current.id)
+        await end_sessions(conn, current.id, reason="password_reset", actor=actor,
+                           stream_id=loaded.stream_id)
         log.info("identity.reset_link.used", user_id=current.id)
         return new
 

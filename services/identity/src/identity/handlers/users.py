@@ -424,7 +424,10 @@ async def edit_user(uow: UnitOfWork, caller: Principal, user_id: int, body: dict
                                 expected_version=loaded.version, events=tuple(events),
                                 actor=actor)])
         if new.disabled or new.force_logout or password is not None:
-            await tx.end_sessions(user_id)
+            reason = ("user_disabled" if new.disabled else "forced_logout" if new.force_logout
+                      else "password_changed" if user_id == caller.user_id else "password_reset")
+            await tx.end_sessions(user_id, reason=reason, actor=actor,
+                                  stream_id=loaded.stream_id)
         await tx.commit()
         return new
 
@@ -447,7 +450,8 @@ async def delete_user(uow: UnitOfWork, caller: Principal, user_id: int) -> None:
                    events=(UserDeleted(user_id=user.id, uuid=user.uuid, email=user.email,
                                        org_id=user.org_id),), actor=actor)])
         await tx.forget_password(user_id)
-        await tx.end_sessions(user_id)
+        await tx.end_sessions(user_id, reason="user_deleted", actor=actor,
+                              stream_id=loaded.stream_id)
         await tx.commit()
 
     await uow.transaction(work)
