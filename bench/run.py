@@ -18,6 +18,7 @@ BENCHMARKS = [
     ("jobs.py", False),
     ("auth.py", True),
     ("consistency.py", True),
+    ("console.py", True),
 ]
 
 if __name__ == "__main__":
