@@ -15,6 +15,8 @@ from starlette.responses import PlainTextResponse, Response
 
 from console.forms import FormTooLarge
 from console.gateway import ApiError, Gateway
+from console.live import LiveUpdates
+from console.live import router as live_router
 from console.pages import ROUTERS
 from console.settings import ConsoleSettings
 from console.viewer import BadCsrfToken, LoginRequired, PasswordChangeRequired, load_viewer
@@ -39,9 +41,12 @@ def create_app(settings: ConsoleSettings | None = None, *,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.gateway = Gateway(settings.gateway_url, timeout_s=settings.api_timeout_s,
                                     ca=settings.gateway_ca, transport=transport)
+        app.state.live = LiveUpdates(settings)
+        app.state.live.start()
         try:
             yield
         finally:
+            await app.state.live.stop()
             await app.state.gateway.aclose()
 
     app = FastAPI(title="MISP administration console", lifespan=lifespan, docs_url=None,
@@ -49,6 +54,7 @@ def create_app(settings: ConsoleSettings | None = None, *,
     app.state.settings = settings
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(live_router)
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/console/health", include_in_schema=False)

@@ -9,6 +9,8 @@ from console.settings import ConsoleSettings
 from misp_platform.logging import configure_logging
 from misp_platform.roles import UPSTREAM_IDLE_S
 
+GRACEFUL_STOP_S = 5
+
 
 @click.group(help="The MISP administration console (settings: CONSOLE_*, MISP_*).")
 def cli() -> None:
@@ -26,7 +28,9 @@ def api_command() -> None:
     configure_logging("console", settings.log_format, settings.log_level)
     uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
                 log_config=None, access_log=False, proxy_headers=False,
-                timeout_keep_alive=UPSTREAM_IDLE_S)
+                timeout_keep_alive=UPSTREAM_IDLE_S,
+                # a live stream (live.py) never ends by itself: a stop waits this long for it
+                timeout_graceful_shutdown=GRACEFUL_STOP_S)
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from misp_platform.client_address import LOOPBACK
@@ -30,3 +30,11 @@ class ConsoleSettings(BaseSettings):
                             validation_alias=AliasChoices("CONSOLE_LOG_FORMAT", "MISP_LOG_FORMAT"))
     log_level: str = Field(default="info",
                            validation_alias=AliasChoices("CONSOLE_LOG_LEVEL", "MISP_LOG_LEVEL"))
+    # Live updates (live.py): the console's own read-only Kafka principal. No bootstrap servers:
+    # no live updates (the pages work as before, reloaded by hand).
+    kafka_bootstrap_servers: str = ""
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_username: str = "misp_console"
+    kafka_password: SecretStr = SecretStr("")
+    kafka_ca_file: str | None = None
