@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Single-node Apache Kafka (KRaft) from the Maven Central jars of deploy/kafka/pom.xml, with
-# SASL/SCRAM and ACLs: tests and tools connect as admin, each service as misp_<service>.
+# SASL/SCRAM and ACLs: tests and tools connect as admin, each service as misp_<service>, the
+# web console as misp_console (read-only: its live feeds).
 # State in .local/kafka (data, server.properties, pid), log in .local/logs/kafka.log.
 # usage: kafka.sh start|stop|status|jars|cluster-id FILE
 #   (jars: only fetch the broker's jars with Maven; cluster-id: make or keep the id in FILE, print it)
@@ -81,6 +82,7 @@ apply_security() {
   local svc java plan="$KSTATE/security.plan"
   java="$(find_java)"
   for svc in "${SERVICES[@]}"; do kafka_password "misp_$svc" >/dev/null; done
+  kafka_password misp_console >/dev/null  # the web console's read-only principal
   as_admin "$VENV_PY" "$ROOT/deploy/local/kafka_security.py" --secrets "$STATE/secrets/kafka" \
     --out "$plan" >>"$KLOG" 2>&1 || { tail_log "$KLOG"; die "kafka security plan failed"; }
   # shellcheck disable=SC2046

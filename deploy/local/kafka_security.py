@@ -28,6 +28,8 @@ READS_EVERYTHING = ("audit",)
 # Who runs the abuse detector (faust): its consumer group and internal topics (changelogs,
 # re-keyed strikes) are named after its app id, outside `misp.` (audit/detector.py).
 RUNS_DETECTOR = {"audit": "misp-audit-abuse-detector"}
+# The web console: a principal of its own, read-only (console_acls).
+CONSOLE = "console"
 
 
 def consumed_by(service: str) -> set[str]:
@@ -73,10 +75,22 @@ def acls(service: str) -> list[str]:
     return sorted(set(lines))
 
 
+def console_acls() -> list[str]:
+    """The web console's principal (services/console, live.py): it owns no data, so it may only
+    read its live feeds' topics (from their end, with no consumer group) and see their metadata;
+    it writes nothing."""
+    feeds = importlib.import_module("console.feeds")
+    return sorted(f"acl User:misp_{CONSOLE} TOPIC LITERAL {topic} {op}"
+                  for topic in feeds.feed_topics() for op in ("READ", "DESCRIBE"))
+
+
 def plan(passwords: dict[str, str]) -> list[str]:
+    """The services' users and ACLs; the console's too when its password is given."""
     lines = [f"user misp_{s} {passwords[s]}" for s in SERVICES]
     for service in SERVICES:
         lines += acls(service)
+    if CONSOLE in passwords:
+        lines += [f"user misp_{CONSOLE} {passwords[CONSOLE]}", *console_acls()]
     return lines
 
 
@@ -87,6 +101,9 @@ def main() -> int:
     a = p.parse_args()
     passwords = {s: (a.secrets / f"misp_{s}").read_text(encoding="utf-8").strip()
                  for s in SERVICES}
+    console = a.secrets / f"misp_{CONSOLE}"
+    if console.is_file():
+        passwords[CONSOLE] = console.read_text(encoding="utf-8").strip()
     text = "\n".join(plan(passwords)) + "\n"
     fd = os.open(a.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:

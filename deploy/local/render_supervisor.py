@@ -6,7 +6,8 @@ workers and schedulers of deploy/programs.tsv, each with the environment of .loc
 <SERVICE>_HTTP_PORT, its own database as its own role (<SERVICE>_DATABASE_URL, password from
 .local/secrets/pg/misp_<service>) instead of the superuser's MISP_PG_URL, and its own Kafka
 principal (MISP_KAFKA_USERNAME/PASSWORD, from .local/secrets/kafka/misp_<service>) instead of
-the admin's.
+the admin's. The web console gets no database and only its read-only Kafka principal
+(CONSOLE_KAFKA_*, misp_console).
 
 usage: render_supervisor.py --state-dir .local --python .venv/bin/python [--pg-port N] [--out FILE]
 """
@@ -94,6 +95,29 @@ def kafka_credentials(state_dir: Path, service: str) -> dict[str, str]:
     return {"MISP_KAFKA_USERNAME": principal, "MISP_KAFKA_PASSWORD": password}
 
 
+def console_kafka(state_dir: Path, env: dict[str, str]) -> dict[str, str]:
+    """The console's Kafka settings (CONSOLE_KAFKA_*, its live updates): the broker of the
+    stack and its own read-only principal `misp_console` (kafka.sh makes it), never a service's
+    nor the admin's. None when the broker is not configured."""
+    if not env.get("MISP_KAFKA_BOOTSTRAP_SERVERS"):
+        return {}
+    out = {"CONSOLE_KAFKA_BOOTSTRAP_SERVERS": env["MISP_KAFKA_BOOTSTRAP_SERVERS"]}
+    protocol = env.get("MISP_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    if protocol.upper() == "PLAINTEXT":
+        return out
+    secret = state_dir / "secrets" / "kafka" / "misp_console"
+    if not secret.is_file():
+        return {}  # no principal yet: no live updates rather than someone else's
+    out.update(CONSOLE_KAFKA_SECURITY_PROTOCOL=protocol,
+               CONSOLE_KAFKA_SASL_MECHANISM=env.get("MISP_KAFKA_SASL_MECHANISM",
+                                                    "SCRAM-SHA-512"),
+               CONSOLE_KAFKA_USERNAME="misp_console",
+               CONSOLE_KAFKA_PASSWORD=secret.read_text(encoding="utf-8").strip())
+    if env.get("MISP_KAFKA_CA_FILE"):
+        out["CONSOLE_KAFKA_CA_FILE"] = env["MISP_KAFKA_CA_FILE"]
+    return out
+
+
 def render(
     state_dir: Path, python: str, template: str, env: dict[str, str], services: dict[str, int],
     extra: list[tuple[str, str, str]] | None = None, pg_port: int = 55432,
@@ -111,8 +135,8 @@ def render(
                 for role in ROLES]
     programs += [(svc, name, args, services[svc]) for svc, name, args in extra or []
                  if svc in services]
-    # The web console: its HTTP role only, with no database and no Kafka principal of its own
-    # (it owns no data; it calls the API through the gateway as its users).
+    # The web console: its HTTP role only, with no database (it owns no data; it calls the API
+    # through the gateway as its users) and a read-only Kafka principal for its live updates.
     programs.append((CONSOLE, CONSOLE, "api", CONSOLE_PORT))
     names = [name for _, name, _, _ in programs]
     parts = [Template(head).substitute(common, PROGRAMS=",".join(names)).rstrip() + "\n"]
@@ -123,6 +147,7 @@ def render(
         if svc == CONSOLE:
             penv = {k: v for k, v in penv.items()
                     if not k.startswith(("MISP_PEPPER", "MISP_KAFKA_", "MISP_AUDIT_SIGNING"))}
+            penv.update(console_kafka(state_dir, env))
         else:
             penv[f"{svc.upper()}_DATABASE_URL"] = database_url(state_dir, svc, pg_port)
         if svc != CONSOLE and env.get("MISP_KAFKA_SECURITY_PROTOCOL",
