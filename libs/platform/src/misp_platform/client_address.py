@@ -20,43 +20,42 @@ keeps every other module from reading the peer or the headers.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
-from typing import Final
 
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from misp_platform.addresses import (
+    LOOPBACK,
+    Address,
+    Network,
+    is_trusted,
+    parse_address,
+    parse_networks,
+    render_networks,
+)
 
-LOOPBACK: Final = "127.0.0.0/8,::1/128"
-# Longer than any address with a port and a zone: not an address, not parsed.
-_MAX_HOP = 64
+__all__ = [
+    "LOOPBACK",
+    "Address",
+    "ForwardedProtoMiddleware",
+    "Network",
+    "client_address",
+    "client_ip",
+    "forwarding_headers",
+    "is_trusted",
+    "parse_address",
+    "parse_networks",
+    "render_networks",
+    "scope_client_address",
+    "trust_proxies",
+    "trusted_proxies",
+]
+
 _STATE_KEY = "client_address"
 _SCHEMES = {"http": "http", "https": "https"}
 _WS_SCHEMES = {"http": "ws", "https": "wss"}
-
-
-def parse_networks(value: str | Iterable[str]) -> tuple[Network, ...]:
-    """`"10.0.0.0/8, ::1"` (or the entries as a list) as networks; a bare address is its own
-    network. A bad entry raises ValueError naming it (a setting, checked when it is read)."""
-    entries = value.split(",") if isinstance(value, str) else value
-    networks: list[Network] = []
-    for entry in entries:
-        text = entry.strip()
-        if not text:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(text, strict=False))
-        except ValueError as exc:
-            raise ValueError(f"not a network in CIDR notation: {text!r}") from exc
-    return tuple(networks)
-
-
-def render_networks(networks: Iterable[Network]) -> str:
-    return ",".join(str(network) for network in networks)
 
 
 _trusted: tuple[Network, ...] = parse_networks(LOOPBACK)
@@ -70,39 +69,6 @@ def trust_proxies(networks: Iterable[Network]) -> None:
 
 def trusted_proxies() -> tuple[Network, ...]:
     return _trusted
-
-
-def parse_address(value: str) -> Address | None:
-    """An address as a header or a peer gives it: bare, `v4:port` or `[v6]:port`; an
-    IPv4-mapped IPv6 address as its IPv4 address. None for anything else."""
-    text = value.strip()
-    if not text or len(text) > _MAX_HOP:
-        return None
-    port: str | None = None
-    if text.startswith("["):
-        text, bracket, rest = text[1:].partition("]")
-        if not bracket:
-            return None
-        if rest:
-            if not rest.startswith(":"):
-                return None
-            port = rest[1:]
-    elif text.count(":") == 1:
-        text, port = text.split(":")
-    if port is not None and not (port.isascii() and port.isdigit()):
-        return None
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def is_trusted(address: Address, networks: Sequence[Network]) -> bool:
-    return any(address.version == network.version and address in network
-               for network in networks)
 
 
 def client_ip(peer: str | None, forwarded_for: str | None,

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from misp_platform.client_address import LOOPBACK, Network, parse_networks, render_networks
+from misp_platform.addresses import LOOPBACK, Network, parse_networks, render_networks
 
 DEV_PEPPER = "insecure-development-pepper"
 MIN_PEPPER = 32

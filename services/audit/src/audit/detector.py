@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -103,16 +103,16 @@ def build(settings: AuditSettings) -> faust.App:
                            expires=timedelta(seconds=2 * window_s))
     blocked_until = app.Table("blocked-until", default=float, partitions=PARTITIONS)
 
-    def stale(event: EventT[Any]) -> bool:
-        """Older than a window (a new group reading history, a long outage): counts nothing."""
-        return time.time() - event.message.timestamp > window_s
+    async def fresh(stream: StreamT[Any]) -> AsyncIterator[EventT[Any]]:
+        """The stream's events of the last window; an older one (a new group reading history, a
+        long outage) counts nothing."""
+        async for event in stream.events():
+            if time.time() - event.message.timestamp <= window_s:
+                yield event
 
     @app.agent(failures)
     async def strike(stream: StreamT[Any]) -> None:
-        event: EventT[Any]
-        async for event in stream.events():
-            if stale(event):
-                continue
+        async for event in fresh(stream):
             try:
                 headers = event.message.headers or ()
                 pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
@@ -125,10 +125,7 @@ def build(settings: AuditSettings) -> faust.App:
 
     @app.agent(strikes_topic)
     async def judge(stream: StreamT[Any]) -> None:
-        event: EventT[Any]
-        async for event in stream.events():
-            if stale(event):
-                continue
+        async for event in fresh(stream):
             key = event.key
             subject = key.decode() if isinstance(key, bytes) else str(key)
             counts[subject] += 1

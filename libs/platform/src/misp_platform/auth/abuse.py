@@ -34,8 +34,8 @@ from misp_contracts.envelope import from_kafka
 from misp_contracts.events.abuse import ABUSE_TOPIC, ADDRESS, KEY_PREFIX, AbuseBlocked, subject_key
 from misp_contracts.events.base import decode
 from misp_platform import metrics
+from misp_platform.addresses import Network, is_trusted, parse_address
 from misp_platform.auth.keys import is_well_formed
-from misp_platform.client_address import Network, is_trusted, parse_address
 from misp_platform.kafka import client_options, topic_partitions
 from misp_platform.misp.errors import TooManyRequests
 

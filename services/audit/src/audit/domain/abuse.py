@@ -8,7 +8,6 @@ nothing (MISP_ABUSE_EXEMPT_NETWORKS, like fail2ban's ignoreip), nor does anythin
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +15,7 @@ from typing import Any
 from misp_contracts.events.abuse import ADDRESS, KEY_PREFIX, subject_key
 from misp_contracts.events.auth import AuthenticationFailed
 from misp_contracts.events.identity import UserLoginFailed
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from misp_platform.addresses import Network, is_trusted, parse_address
 
 COUNTED = frozenset({AuthenticationFailed.type, UserLoginFailed.type})
 
@@ -37,11 +35,8 @@ def strikes(event_type: str, data: Mapping[str, Any], exempt: Sequence[Network])
     """The subject keys (`address:<ip>`, `key_prefix:<abcd>`) one event counts against."""
     if event_type not in COUNTED:
         return []
-    try:
-        address = ipaddress.ip_address(str(data.get("ip") or ""))
-    except ValueError:
-        return []
-    if any(address.version == net.version and address in net for net in exempt):
+    address = parse_address(str(data.get("ip") or ""))
+    if address is None or is_trusted(address, exempt):
         return []
     found = [subject_key(ADDRESS, str(address))]
     start = data.get("key_start")
