@@ -9,7 +9,7 @@ from console.settings import ConsoleSettings
 from misp_platform.logging import configure_logging
 from misp_platform.roles import UPSTREAM_IDLE_S
 
-GRACEFUL_STOP_S = 5
+GRACEFUL_STOP_S = 8  # below supervisor's stopwaitsecs (10 s), past which it kills
 
 
 @click.group(help="The MISP administration console (settings: CONSOLE_*, MISP_*).")
