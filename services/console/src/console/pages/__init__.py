@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter
 
-from console.pages import auth, home, users
+from console.pages import auth, home, jobs, settings, users
 
-ROUTERS: tuple[APIRouter, ...] = (auth.router, home.router, users.router)
+ROUTERS: tuple[APIRouter, ...] = (auth.router, home.router, users.router, settings.router,
+                                  jobs.router)
