@@ -399,6 +399,6 @@ def test_every_service_reports_its_guarantee_and_its_principals_lag(gateway: Gat
                                             "within the last minute)"), consistency
         assert set(consistency["principals_lag"]) == {
             "misp.identity.user.v1", "misp.identity.role.v1", "misp.identity.authkey.v1",
-            "misp.orgs.organisation.v1"}, consistency
+            "misp.orgs.organisation.v1", "misp.identity.session.v1"}, consistency
         exposed = gateway.http.get(f"/_svc/{service}/metrics").text
         assert f'projection_lag{{group="misp.{service}.principals"' in exposed
