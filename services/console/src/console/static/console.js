@@ -15,6 +15,9 @@ document.addEventListener("submit", (event) => {
 function follow(section) {
   const source = new EventSource(section.dataset.live);
   let pending = false;
+  // data-live-state: "open" while the stream is connected (tests wait for it), else "retrying"
+  source.addEventListener("open", () => { section.dataset.liveState = "open"; });
+  source.addEventListener("error", () => { section.dataset.liveState = "retrying"; });
   source.addEventListener("change", () => {
     if (pending) { return; }
     pending = true;
