@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from console.pages import auth, home, jobs, settings, users
+from console.pages import auth, home, jobs, lists, logs, operator, settings, users
 
 ROUTERS: tuple[APIRouter, ...] = (auth.router, home.router, users.router, settings.router,
-                                  jobs.router)
+                                  jobs.router, lists.router, logs.router, operator.router)
