@@ -44,13 +44,18 @@ class Form:
         return any(key == name for key, _ in self._pairs)
 
 
-async def read_form(request: Request) -> Form:
+async def read_bounded(request: Request, max_bytes: int) -> bytes:
+    """The request's body, FormTooLarge past `max_bytes` (before reading it all)."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_FORM_BYTES:
+        if size > max_bytes:
             raise FormTooLarge()
         chunks.append(chunk)
-    raw = b"".join(chunks).decode("utf-8", "replace")
+    return b"".join(chunks)
+
+
+async def read_form(request: Request) -> Form:
+    raw = (await read_bounded(request, MAX_FORM_BYTES)).decode("utf-8", "replace")
     return Form(parse_qsl(raw, keep_blank_values=True, max_num_fields=2000))
