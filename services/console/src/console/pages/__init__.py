@@ -3,6 +3,8 @@
 from fastapi import APIRouter
 
 from console.pages import auth, home, jobs, lists, logs, operator, settings, users
+from console.pages import orgs, roles
 
 ROUTERS: tuple[APIRouter, ...] = (auth.router, home.router, users.router, settings.router,
-                                  jobs.router, lists.router, logs.router, operator.router)
+                                  jobs.router, lists.router, logs.router, operator.router,
+                                  orgs.router, roles.router)
