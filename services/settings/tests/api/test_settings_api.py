@@ -137,7 +137,7 @@ async def test_db_schema_diagnostic_compares_alembic_current_and_head(
         client: httpx.AsyncClient, keys: Keys) -> None:
     body = (await client.get("/servers/dbSchemaDiagnostic",
                              headers=_h(keys["site_admin"]))).json()
-    assert body["actual_db_version"] == body["expected_db_version"] == "0005"
+    assert body["actual_db_version"] == body["expected_db_version"] == "0006"
 
 
 async def test_describe_types_has_the_four_keys_pymisp_needs(client: httpx.AsyncClient,
