@@ -144,7 +144,13 @@ def test_login_over_https_sets_a_secure_cookie_and_logout_is_post_only() -> None
         assert get.json() == {"name": "Method Not Allowed", "message": "Method Not Allowed",
                               "url": "/users/logout"}
         assert who() == 200  # the GET ended nothing
-        post = client.post(GATEWAY_TLS + "/users/logout", cookies=session)
+        # Ending a live session by POST takes its CSRF token (misp_platform.auth.sessions).
+        assert client.post(GATEWAY_TLS + "/users/logout", cookies=session).status_code == 403
+        assert who() == 200
+        csrf = client.get(GATEWAY_TLS + "/api/v1/identity/session",
+                          cookies=session).json()["csrf_token"]
+        post = client.post(GATEWAY_TLS + "/users/logout", cookies=session,
+                           headers={"X-CSRF-Token": csrf})
         assert post.status_code == 200 and post.json()["message"] == "Logged out."
         assert who() == 403
 
