@@ -2,9 +2,23 @@
 
 from fastapi import APIRouter
 
-from console.pages import auth, home, jobs, lists, logs, operator, settings, users
-from console.pages import orgs, roles
+from console.pages import (
+    auth,
+    authkeys,
+    contact,
+    home,
+    jobs,
+    lists,
+    logs,
+    operator,
+    orgs,
+    registrations,
+    roles,
+    settings,
+    users,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (auth.router, home.router, users.router, settings.router,
                                   jobs.router, lists.router, logs.router, operator.router,
-                                  orgs.router, roles.router)
+                                  orgs.router, roles.router, authkeys.router, contact.router,
+                                  registrations.router)
