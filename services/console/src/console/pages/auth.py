@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from console.forms import CSRF_FIELD, read_form
 from console.gateway import SESSION_COOKIE, ApiError
-from console.pages.common import api, gateway_of, posted_form, viewer_of
+from console.pages.common import api, gateway_of, posted_form, shown_on_the_form, viewer_of
 from console.viewer import load_viewer
 from console.web import redirect, render, safe_target
 
@@ -97,7 +97,7 @@ async def change_pw(request: Request) -> Response:
         await api(request, viewer, "POST", "/users/change_pw", json={
             "password": form["password"], "confirm_password": form["confirm_password"]})
     except ApiError as exc:
-        if exc.status >= 500 or exc.status in (401, 403):
+        if not shown_on_the_form(exc):
             raise
         return render(request, "change_pw.html", viewer=viewer, status_code=exc.status,
                       message=exc.message, errors=exc.field_errors)

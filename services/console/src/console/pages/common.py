@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 
 from console.forms import CSRF_FIELD, Form, read_form
-from console.gateway import Gateway
+from console.gateway import ApiError, Gateway
 from console.viewer import Viewer, check_csrf, require_viewer
 
 
@@ -52,3 +52,12 @@ def page_number(request: Request) -> int:
     """`?page=N` (1 when absent or not a positive number)."""
     raw = request.query_params.get("page", "")
     return int(raw) if raw.isdigit() and 0 < int(raw) < 100_000 else 1
+
+
+def shown_on_the_form(exc: ApiError) -> bool:
+    """Whether a refused write goes back to its form with MISP's messages: any 4xx but a
+    refusal of the caller itself (401, or a 403 without field errors). MISP answers most
+    validation failures with 403 and `errors` by field."""
+    if not 400 <= exc.status < 500 or exc.status == 401:
+        return False
+    return exc.status != 403 or bool(exc.field_errors)
