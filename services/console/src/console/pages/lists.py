@@ -206,6 +206,8 @@ def _register(screen: Screen) -> None:
 
     async def add_form(request: Request) -> Response:
         viewer = await viewer_of(request)
+        # the API's own rule on who may see (and so change) the list: refused as a page
+        await api(request, viewer, "GET", screen.path("index") + "/page:1/limit:1")
         return await _form_page(request, viewer, screen, action="add",
                                 values={"type": ALL_TYPES})
 
