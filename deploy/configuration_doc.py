@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import AliasChoices, SecretStr
 from pydantic.fields import FieldInfo
 
 from misp_contracts.topics import SERVICES
@@ -225,6 +225,51 @@ DIRECT_MEANINGS: dict[str, str] = {
 
 TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean",
                          SecretStr: "secret", dict[str, str]: "JSON object"}
+
+# The web console (services/console): not a service of the topic catalogue (it owns no data),
+# its own settings class (`console.settings.ConsoleSettings`, a pydantic BaseSettings). One line
+# per field, as MEANINGS.
+CONSOLE_MODULE = "console.settings"
+CONSOLE_CLASS = "ConsoleSettings"
+CONSOLE_MEANINGS: dict[str, str] = {
+    "http_host": "The address the console listens on.",
+    "http_port": "The port it listens on: the gateway's upstream `console` "
+                 "(`deploy/gateway/render.py`).",
+    "gateway_url": "Where the console calls MISP's API as the browser's user: the gateway. "
+                   "Compose `https://gateway:8443`, Kubernetes `https://gateway:443` (in "
+                   "containers the gateway redirects all plain HTTP).",
+    "gateway_ca": "With an https `gateway_url`: a PEM file of the certificates the console "
+                  "trusts for the gateway, each an anchor of its own (a partial chain), so the "
+                  "gateway's own certificate is enough, self-signed or not; compose and "
+                  "Kubernetes mount it (the certificate, never its key). Unset: the system's "
+                  "CAs, enough for a certificate from a public CA. Read at start: restart the "
+                  "console when the certificate is renewed.",
+    "gateway_tls_name": "The name the gateway's certificate is for, when `gateway_url`'s host "
+                        "is not it (`gateway` in containers): the TLS handshake sends it (SNI) "
+                        "and verifies the certificate against it, connecting to the URL's "
+                        "host. Unset: the URL's host. Compose sets it from "
+                        "`MISP_GATEWAY_TLS_NAME` (required), Kubernetes from that key of "
+                        "`misp-env`.",
+    "api_timeout_s": "How long one API call may take, in seconds.",
+    "trusted_proxies": "The proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` the console "
+                       "believes (the gateway), comma-separated CIDRs; the browser's address so "
+                       "found is what it forwards to the API (the gateway believes the "
+                       "console's in turn).",
+    "log_format": MEANINGS["log_format"],
+    "log_level": MEANINGS["log_level"],
+    "kafka_bootstrap_servers": "Live updates (`/console/live/...`): Kafka's bootstrap servers. "
+                               "Empty: no live updates, the pages are reloaded by hand (compose "
+                               "and Kubernetes leave it empty).",
+    "kafka_security_protocol": "How the live updates' consumer connects: `PLAINTEXT`, "
+                               "`SASL_PLAINTEXT`, `SASL_SSL` or `SSL`.",
+    "kafka_sasl_mechanism": "Its SASL mechanism.",
+    "kafka_username": "Its principal: the console's own, read-only (its feeds' topics, no "
+                      "group).",
+    "kafka_password": "That principal's SCRAM password.",
+    "kafka_ca_file": "The CA bundle of the broker's certificate (TLS protocols). Unset: the "
+                     "system's CAs.",
+}
+CONSOLE_SECRET_DEFAULTS = {"kafka_password": "optional (needed with SASL)"}
 
 
 @contextmanager
@@ -439,8 +484,47 @@ After changing a settings class, run `.venv/bin/python deploy/configuration_doc.
 OUTRO = """\
 ## Not read by the services
 
-The scripts in `deploy/local/` have their own variables (see their headers).
+The scripts in `deploy/local/` have their own variables (see their headers). Compose reads
+the secrets, the key files' paths and `MISP_GATEWAY_TLS_NAME` (the name of the gateway's
+certificate, which the console checks) from the shell (README.md, With Docker).
 """
+
+
+def console_variables(cls: type[Any], name: str) -> list[str]:
+    """The variables of a console field, first the one that wins (its aliases, in order)."""
+    alias = cls.model_fields[name].validation_alias
+    if alias is None:
+        return [f"{prefix(cls)}{name.upper()}"]
+    if isinstance(alias, AliasChoices) and all(isinstance(c, str) for c in alias.choices):
+        return [str(c) for c in alias.choices]
+    raise NotImplementedError(f"{cls.__name__}.{name}: alias {alias!r} not described")
+
+
+def console_section() -> list[str]:
+    cls = getattr(importlib.import_module(CONSOLE_MODULE), CONSOLE_CLASS)
+    with environment():
+        values = cls()
+    rows = [_row("variable", "type", "default", "meaning"), "|---|---|---|---|"]
+    for name, field in cls.model_fields.items():
+        if name not in CONSOLE_MEANINGS:
+            raise KeyError(f"no meaning for the console's field {name!r}: add one to "
+                           f"CONSOLE_MEANINGS in {Path(__file__).relative_to(ROOT)}")
+        own, *fallback = console_variables(cls, name)
+        text = CONSOLE_MEANINGS[name] + "".join(f" Unset: `{v}`." for v in fallback)
+        kind = field.annotation
+        value = getattr(values, name)
+        if kind is SecretStr:
+            default = CONSOLE_SECRET_DEFAULTS[name]
+        else:
+            default = "unset" if value is None else render_default(value)
+        rows.append(_row(f"`{own}`", TYPES[str] if kind == str | None else TYPES[kind],
+                         default, text))
+    return [f"## console (`{prefix(cls)}`)", "",
+            f"Class `{CONSOLE_MODULE}.{CONSOLE_CLASS}`; the web console: "
+            "[console](../services/console/README.md). Not a service of the topic catalogue "
+            "(it owns no data: no database, no pepper); one HTTP role behind the gateway. Its "
+            "class is not a `ServiceSettings`: these are all its settings.", "",
+            *rows, ""]
 
 
 def render() -> str:
@@ -488,6 +572,7 @@ def render() -> str:
         out += ["The settings every service has:" if own else
                 "It has only the settings every service has:", "",
                 *field_rows(cls, service, common, shared), ""]
+    out += console_section()
     out.append(OUTRO)
     return "\n".join(out)
 

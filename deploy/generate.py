@@ -6,7 +6,8 @@ Writes (all committed; `--check` fails when one is out of date, a test runs it):
                                         the workers and schedulers of deploy/programs.tsv
   deploy/gateway/nginx.container.conf   the gateway for containers (render.py --mode container)
   deploy/k8s/services.yaml              a Deployment per service role and per program of
-                                        deploy/programs.tsv, a Service per api
+                                        deploy/programs.tsv, a Service per api; the web
+                                        console's Deployment and Service
   deploy/k8s/gateway.yaml               the gateway: ConfigMap, Deployment, Service
   deploy/docker/kafka-security.plan     the services' Kafka users and ACLs for compose's
                                         kafka-init: the local stack's plan
@@ -147,13 +148,49 @@ COMPOSE_SUBNET = "10.203.97.0/24"
 COMPOSE_DYNAMIC_RANGE = "10.203.97.128/25"
 COMPOSE_GATEWAY_ADDRESS = "10.203.97.10"
 K8S_HTTPS_PORT = 443
+# Kubernetes' pod network, as deploy/k8s/config.yaml's MISP_TRUSTED_PROXIES has it (a test checks
+# they agree): the gateway believes the console's X-Forwarded-For from it.
+K8S_POD_NETWORK = "10.244.0.0/16"
+
+# The web console (services/console): one stateless HTTP role, no database, no Kafka principal,
+# no pepper. It calls MISP's API as the browser's user through the gateway, over HTTPS (the
+# gateway redirects all plain HTTP in containers), with the gateway's own certificate as its
+# trust anchor (CONSOLE_GATEWAY_CA, the certificate file alone, not its key) and the name that
+# certificate is for (CONSOLE_GATEWAY_TLS_NAME: the URL's host, `gateway`, is not it).
+CONSOLE = render.CONSOLE
+CONSOLE_PORT = render.CONSOLE_PORT
+# The console forwards the browser's address (X-Forwarded-For) and the gateway must believe it,
+# or every browser would share the console's address (the login limits, the abuse detector,
+# the audit's ip). Compose: a fixed address outside Docker's range, the only one trusted
+# besides loopback; Kubernetes: the pod network, as the services trust it.
+COMPOSE_CONSOLE_ADDRESS = "10.203.97.11"
+CONSOLE_TLS_NAME_VAR = "MISP_GATEWAY_TLS_NAME"
+CONSOLE_TLS_NAME_HINT = (f"set {CONSOLE_TLS_NAME_VAR} to the name the gateway's certificate is "
+                         "for (the name clients use, e.g. misp.example.org; localhost with "
+                         "deploy/local/tls.py's)")
+CONSOLE_CA_K8S_DIR = "/etc/misp/gateway-tls"
 
 
-def gateway_container_conf(services: dict[str, int], https_port: int = COMPOSE_HTTPS_PORT) -> str:
+def _health_probe(port: int, path: str) -> str:
+    return (
+        "import sys, urllib.request; "
+        f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=3)"
+        ".status == 200 else 1)"
+    )
+
+
+def gateway_container_conf(services: dict[str, int], https_port: int = COMPOSE_HTTPS_PORT,
+                           console_network: str = f"{COMPOSE_CONSOLE_ADDRESS}/32") -> str:
+    """The container gateway: HTTPS with the provided certificate, plain HTTP redirected, and
+    the console's X-Forwarded-For believed from `console_network` (and loopback)."""
     locs = render.expand(render.load_routes(render.DEFAULT_ROUTES, services), services)
     tls = render.Tls(listen="8443", cert=render.CONTAINER_TLS_CERT, key=render.CONTAINER_TLS_KEY,
                      public_port=https_port, http_from_loopback=render.HTTP_REDIRECT)
-    return render.render(locs, services, mode="container", tls=tls)
+    defaults = render.Abuse.defaults()
+    abuse = render.Abuse(defaults.limits,
+                         defaults.trusted_proxies + render.parse_cidrs(console_network),
+                         defaults.exempt)
+    return render.render(locs, services, mode="container", tls=tls, abuse=abuse)
 
 
 def load_programs(path: Path) -> list[tuple[str, str, int, list[str]]]:
@@ -170,11 +207,7 @@ PROGRAMS = load_programs(HERE / "programs.tsv")
 
 
 def _ready_probe(port: int) -> str:
-    return (
-        "import sys, urllib.request; "
-        f"sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:{port}/ready', timeout=3)"
-        ".status == 200 else 1)"
-    )
+    return _health_probe(port, "/ready")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +236,8 @@ def compose(services: dict[str, int]) -> str:
     w("# The local topology in containers: PostgreSQL, a single-node Kafka (KRaft, no automatic")
     w("# topic creation), the nginx gateway (the only published ports: HTTPS on :8443 with the")
     w("# certificate you provide, plain HTTP on :8080 redirected to it), and for every service a")
-    w("# one-shot `migrate` plus its api, relay and consume processes.")
+    w("# one-shot `migrate` plus its api, relay and consume processes; the web console, which")
+    w("# holds no secret and calls the API through the gateway over HTTPS.")
     w("# Nothing trusts the network: each service logs in to PostgreSQL as its own role (owner of")
     w("# its database only, made by postgres-init) and to Kafka as its own SCRAM principal (whose")
     w("# ACLs kafka-init applies: deploy/docker/kafka-security.plan). No service holds the")
@@ -214,7 +248,8 @@ def compose(services: dict[str, int]) -> str:
     for i in range(0, len(names), 3):
         w("#   " + ", ".join(names[i:i + 3]) + ",")
     w("#   " + ", ".join(k.host_variable for k in KEY_FILES) + ",")
-    w("#   " + ", ".join(var for _, var, _, _ in GATEWAY_TLS_FILES) + " (files)")
+    w("#   " + ", ".join(var for _, var, _, _ in GATEWAY_TLS_FILES) + " (files),")
+    w(f"#   and {CONSOLE_TLS_NAME_VAR} (the name of the gateway's certificate, for the console)")
     w("#     docker compose up --build   (keep them: the data depends on them)")
     w("name: misp-admin-plane")
     w("")
@@ -359,6 +394,35 @@ def compose(services: dict[str, int]) -> str:
     for svc in services:
         w(f"      {svc}-api:")
         w("        condition: service_healthy")
+    w(f"      {CONSOLE}:")
+    w("        condition: service_healthy")
+    w("")
+    # The console: no database, no Kafka principal, no pepper, no state (not *env); the
+    # gateway's certificate (not its key) is its trust anchor for the gateway.
+    cert_secret = GATEWAY_TLS_FILES[0][0]
+    w(f"  {CONSOLE}:")
+    w("    <<: *app")
+    w(f"    command: [python, -m, {CONSOLE}, api]")
+    w("    environment:")
+    w(f"      {CONSOLE.upper()}_HTTP_HOST: 0.0.0.0")
+    w(f'      {CONSOLE.upper()}_HTTP_PORT: "{CONSOLE_PORT}"')
+    w(f"      {CONSOLE.upper()}_GATEWAY_URL: https://gateway:{COMPOSE_HTTPS_PORT}")
+    w(f"      {CONSOLE.upper()}_GATEWAY_CA: /run/secrets/{cert_secret}")
+    w(f"      {CONSOLE.upper()}_GATEWAY_TLS_NAME: ${{{CONSOLE_TLS_NAME_VAR}:?"
+      f"{CONSOLE_TLS_NAME_HINT}}}")
+    w("      MISP_LOG_FORMAT: json")
+    w(f"      MISP_TRUSTED_PROXIES: {COMPOSE_GATEWAY_ADDRESS}/32")
+    w("    secrets:")
+    w(f"      - {cert_secret}")
+    w("    networks:")
+    w("      default:")
+    w(f"        ipv4_address: {COMPOSE_CONSOLE_ADDRESS}")
+    w("    healthcheck:")
+    w(f'      test: [CMD, python, -c, "{_health_probe(CONSOLE_PORT, "/console/health")}"]')
+    w("      interval: 3s")
+    w("      timeout: 5s")
+    w("      retries: 40")
+    w("      start_period: 5s")
 
     def keys(svc: str, role: str) -> tuple[list[str], list[str]]:
         """The environment lines and the `secrets:` block of a container's key files."""
@@ -603,12 +667,110 @@ def k8s_services(services: dict[str, int]) -> str:
                 ]
             )
         )
+    docs += k8s_console()
     head = "# Generated by deploy/generate.py from deploy/services.tsv: do not edit.\n"
     return head + "---\n" + "\n---\n".join(docs) + "\n"
 
 
+def k8s_console() -> list[str]:
+    """The web console: a stateless Deployment (2 replicas) and the Service `console` the
+    gateway's config names. The shared ConfigMap (the pod network as trusted proxies, the log
+    format) and nothing secret: no credentials Secret, not misp-secrets. It calls the gateway's
+    HTTPS Service with the gateway's certificate (tls.crt of the TLS Secret, not its key) as
+    its trust anchor, checked for the name in misp-env's MISP_GATEWAY_TLS_NAME (required: the
+    pods do not start without it)."""
+    upper = CONSOLE.upper()
+    labels = [f"app.kubernetes.io/name: {CONSOLE}", "app.kubernetes.io/component: api"]
+    deployment = [
+        "apiVersion: apps/v1",
+        "kind: Deployment",
+        "metadata:",
+        f"  name: {CONSOLE}",
+        f"  namespace: {K8S_NAMESPACE}",
+        "  labels:",
+        "    app.kubernetes.io/part-of: misp-admin-plane",
+        *(f"    {label}" for label in labels),
+        "spec:",
+        "  replicas: 2",
+        "  selector:",
+        "    matchLabels:",
+        *(f"      {label}" for label in labels),
+        "  template:",
+        "    metadata:",
+        "      labels:",
+        "        app.kubernetes.io/part-of: misp-admin-plane",
+        *(f"        {label}" for label in labels),
+        f"        app.kubernetes.io/instance: {CONSOLE}",
+        "    spec:",
+        "      containers:",
+        "        - name: api",
+        f"          image: {K8S_IMAGE}",
+        f"          args: [python, -m, {CONSOLE}, api]",
+        "          envFrom:",
+        "            - configMapRef:",
+        "                name: misp-env",
+        "          env:",
+        f"            - name: {upper}_HTTP_HOST",
+        '              value: "0.0.0.0"',
+        f"            - name: {upper}_HTTP_PORT",
+        f'              value: "{CONSOLE_PORT}"',
+        f"            - name: {upper}_GATEWAY_URL",
+        f"              value: https://gateway:{K8S_HTTPS_PORT}",
+        f"            - name: {upper}_GATEWAY_CA",
+        f"              value: {CONSOLE_CA_K8S_DIR}/tls.crt",
+        f"            - name: {upper}_GATEWAY_TLS_NAME",
+        "              valueFrom:",
+        "                configMapKeyRef:",
+        "                  name: misp-env",
+        f"                  key: {CONSOLE_TLS_NAME_VAR}",
+        "          volumeMounts:",
+        f"            - name: {GATEWAY_TLS_SECRET}",
+        f"              mountPath: {CONSOLE_CA_K8S_DIR}",
+        "              readOnly: true",
+        "          resources:",
+        "            requests: {cpu: 100m, memory: 128Mi}",
+        "            limits: {memory: 512Mi}",
+        "          ports:",
+        "            - name: http",
+        f"              containerPort: {CONSOLE_PORT}",
+        "          readinessProbe:",
+        "            httpGet: {path: /console/health, port: http}",
+        "            periodSeconds: 5",
+        "          livenessProbe:",
+        "            httpGet: {path: /console/health, port: http}",
+        "            periodSeconds: 10",
+        "      volumes:",
+        f"        - name: {GATEWAY_TLS_SECRET}",
+        "          secret:",
+        f"            secretName: {GATEWAY_TLS_SECRET}",
+        "            defaultMode: 0444",
+        "            items:",
+        "              - key: tls.crt",
+        "                path: tls.crt",
+    ]
+    service = [
+        "apiVersion: v1",
+        "kind: Service",
+        "metadata:",
+        f"  name: {CONSOLE}",
+        f"  namespace: {K8S_NAMESPACE}",
+        "  labels:",
+        "    app.kubernetes.io/part-of: misp-admin-plane",
+        f"    app.kubernetes.io/name: {CONSOLE}",
+        "spec:",
+        "  selector:",
+        *(f"    {label}" for label in labels),
+        "  ports:",
+        "    - name: http",
+        f"      port: {CONSOLE_PORT}",
+        "      targetPort: http",
+    ]
+    return ["\n".join(deployment), "\n".join(service)]
+
+
 def k8s_gateway(services: dict[str, int]) -> str:
-    conf = gateway_container_conf(services, https_port=K8S_HTTPS_PORT)
+    conf = gateway_container_conf(services, https_port=K8S_HTTPS_PORT,
+                                  console_network=K8S_POD_NETWORK)
     cm = render.k8s_configmap(conf, "gateway-nginx", K8S_NAMESPACE)
     cm = "\n".join(ln for ln in cm.splitlines() if not ln.startswith("#"))
     deployment = "\n".join(

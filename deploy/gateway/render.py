@@ -711,7 +711,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="SERVICE=HOST:PORT",
-        help="override a service's upstream address",
+        help=f"override a service's (or the console's, {CONSOLE}) upstream address",
     )
     for zone, default in DEFAULT_LIMITS.items():
         var = f"MISP_GATEWAY_LIMIT_{zone.upper()}"
@@ -754,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
     ups: dict[str, str] = {}
     for item in a.upstream:
         svc, _, addr = item.partition("=")
-        if svc not in services or not addr:
+        if (svc not in services and svc != CONSOLE) or not addr:
             print(f"render.py: bad --upstream {item!r}", file=sys.stderr)
             return 2
         ups[svc] = addr

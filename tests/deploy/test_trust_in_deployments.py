@@ -11,6 +11,7 @@ starts a container: whether the images run is for `docker compose up` to show.""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -43,8 +44,16 @@ KEY_FILE_VARS = ["MISP_AUDIT_SIGNING_KEY_FILE", "MISP_AUDIT_VERIFY_KEY_FILE",
 # The gateway's provided certificate: compose secret -> where nginx.container.conf reads it.
 GATEWAY_TLS = {"gateway_tls_cert": "/etc/nginx/tls/tls.crt",
                "gateway_tls_key": "/etc/nginx/tls/tls.key"}
+# Not a secret, but required all the same: the name of the gateway's certificate, which the
+# web console checks (it calls https://gateway:8443, a name the certificate is not for).
+TLS_NAME_VAR = "MISP_GATEWAY_TLS_NAME"
 REQUIRED = ["MISP_PEPPER", "POSTGRES_PASSWORD", "MISP_KAFKA_ADMIN_PASSWORD",
-            *PG_VARS.values(), *KAFKA_VARS.values(), *KEY_FILE_VARS]
+            *PG_VARS.values(), *KAFKA_VARS.values(), *KEY_FILE_VARS, TLS_NAME_VAR]
+# The web console (services/console) is not a service of deploy/services.tsv: it owns no
+# data, so it has no PostgreSQL role, no Kafka principal, no pepper and no state; it holds the
+# gateway's certificate (not its key), its trust anchor for the gateway.
+CONSOLE = "console"
+CONSOLE_CA = "/run/secrets/gateway_tls_cert"
 
 # Which containers read which key, by the setting that names its file: the processes that sign
 # the audit's checkpoints, the audit's API (the public key only), every mailer process that
@@ -113,6 +122,7 @@ def owner(container: dict[str, Any]) -> str | None:
 def test_compose_requires_exactly_these_secrets() -> None:
     text = COMPOSE.read_text(encoding="utf-8")
     assert set(re.findall(r"\$\{([A-Z0-9_]+):\?", text)) == set(REQUIRED)
+    assert not re.search(rf"\$\{{{TLS_NAME_VAR}:?-", text)  # no default name either
     assert not re.search(r"\$\{[A-Z0-9_]*(PASSWORD|PEPPER|_FILE)(:?-)", text)
 
 
@@ -136,7 +146,7 @@ def test_each_service_container_logs_in_as_its_own_role_and_principal(
     seen: dict[str, int] = dict.fromkeys(SERVICES, 0)
     for name, container in rendered["services"].items():
         svc = owner(container)
-        if svc is None:
+        if svc is None or svc == CONSOLE:  # the console: test_the_console_holds_no_secret
             continue
         seen[svc] += 1
         env = container["environment"]
@@ -173,7 +183,7 @@ def test_only_the_init_containers_hold_the_superuser_and_admin_passwords(
 
 def test_services_start_after_their_credentials_exist(rendered: dict[str, Any]) -> None:
     for name, container in rendered["services"].items():
-        if owner(container) is None:
+        if owner(container) in (None, CONSOLE):  # the console has no credentials to wait for
             continue
         needs = {k: v["condition"] for k, v in container["depends_on"].items()}
         if name.endswith("-migrate"):
@@ -356,10 +366,58 @@ def test_compose_gives_the_certificate_to_the_gateway_alone_where_its_config_rea
         mounted = {s["source"]: s.get("target") for s in container.get("secrets", [])}
         if name == "gateway":
             assert mounted == GATEWAY_TLS
+        elif name == CONSOLE:  # the certificate alone, not its key
+            assert mounted == {"gateway_tls_cert": CONSOLE_CA}
+            assert container["environment"]["CONSOLE_GATEWAY_CA"] == CONSOLE_CA
         else:
             assert not set(mounted) & set(GATEWAY_TLS), name
     published = {p["target"]: p["published"] for p in rendered["services"]["gateway"]["ports"]}
     assert published == {8080: "8080", 8443: "8443"}
+
+
+# ---- compose: the web console -----------------------------------------------------------------
+
+
+def test_the_console_holds_no_secret_and_calls_the_gateway_over_https(
+        rendered: dict[str, Any], values: dict[str, str]) -> None:
+    console = rendered["services"][CONSOLE]
+    assert owner(console) == CONSOLE and console["command"] == ["python", "-m", CONSOLE, "api"]
+    env = console["environment"]
+    assert env["CONSOLE_GATEWAY_URL"] == "https://gateway:8443"  # plain HTTP is redirected
+    assert env["CONSOLE_GATEWAY_TLS_NAME"] == values[TLS_NAME_VAR]
+    assert env["CONSOLE_GATEWAY_CA"] == CONSOLE_CA
+    assert (env["CONSOLE_HTTP_HOST"], env["CONSOLE_HTTP_PORT"]) == ("0.0.0.0", "8107")
+    # No database, no Kafka, no pepper, no state: nothing of *env nor of a service's env.
+    assert not [k for k in env if "DATABASE" in k or "KAFKA" in k or "PEPPER" in k
+                or k in ("MISP_PG_URL", "MISP_STATE_DIR")], env
+    assert not console.get("volumes")
+    secret_values = [v for k, v in values.items() if k != TLS_NAME_VAR]
+    assert not any(v in json.dumps(console) for v in secret_values
+                   if not v.startswith("/")), "the console holds a secret"
+    # The gateway starts once the console answers; the console needs nothing to start.
+    assert console["healthcheck"]["test"][:3] == ["CMD", "python", "-c"]
+    assert "http://127.0.0.1:8107/console/health" in console["healthcheck"]["test"][3]
+    assert rendered["services"]["gateway"]["depends_on"][CONSOLE]["condition"] == (
+        "service_healthy")
+    assert not console.get("depends_on")
+
+
+def test_the_gateway_believes_the_forwarded_address_of_the_console_alone(
+        rendered: dict[str, Any]) -> None:
+    """The console forwards the browser's address: the gateway must believe it (or every
+    browser shares the console's address at the login limits and the abuse detector), and
+    from the console's fixed address only, outside the range Docker hands out."""
+    (pool,) = rendered["networks"]["default"]["ipam"]["config"]
+    address = rendered["services"][CONSOLE]["networks"]["default"]["ipv4_address"]
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(pool["subnet"])
+    assert ipaddress.ip_address(address) not in ipaddress.ip_network(pool["ip_range"])
+    conf = (ROOT / "deploy" / "gateway" / "nginx.container.conf").read_text(encoding="utf-8")
+    assert re.findall(r"set_real_ip_from (\S+);", conf) == [
+        "127.0.0.0/8", "::1/128", f"{address}/32"]
+    gateway = (ROOT / "deploy" / "k8s" / "gateway.yaml").read_text(encoding="utf-8")
+    config = yaml.safe_load((ROOT / "deploy" / "k8s" / "config.yaml").read_text(encoding="utf-8"))
+    assert re.findall(r"set_real_ip_from (\S+);", gateway) == [
+        "127.0.0.0/8", "::1/128", config["data"]["MISP_TRUSTED_PROXIES"]]
 
 
 # ---- Kubernetes -------------------------------------------------------------------------------
@@ -415,7 +473,17 @@ def test_kubernetes_gives_the_tls_secret_to_the_gateway_alone(
         pod = d["spec"]["template"]["spec"]
         if "misp-gateway-tls" in _secrets_of(pod):
             holders.add(d["metadata"]["name"])
-    assert holders == {"gateway"}
+    assert holders == {"gateway", CONSOLE}
+    [console] = [d for d in manifests if d["kind"] == "Deployment"
+                 and d["metadata"]["name"] == CONSOLE]
+    pod = console["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if "secret" in v]
+    assert [i["key"] for i in volume["secret"]["items"]] == ["tls.crt"]  # never the key
+    [container] = pod["containers"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert mount["readOnly"] is True
+    assert env["CONSOLE_GATEWAY_CA"] == f"{mount['mountPath']}/tls.crt"
     [gateway] = [d for d in manifests if d["kind"] == "Deployment"
                  and d["metadata"]["name"] == "gateway"]
     pod = gateway["spec"]["template"]["spec"]
@@ -455,6 +523,41 @@ def test_kubernetes_mounts_each_key_secret_where_its_setting_points(
                 assert [i["path"] for i in items] == [path.name]
     for setting, (_compose, _secret, readers) in KEYS.items():
         assert holders[setting] == readers, setting
+
+
+def test_kubernetes_runs_the_console_stateless_behind_the_gateway_s_https_service(
+        manifests: list[dict[str, Any]]) -> None:
+    [console] = [d for d in manifests if d["kind"] == "Deployment"
+                 and d["metadata"]["name"] == CONSOLE]
+    labels = console["spec"]["template"]["metadata"]["labels"]
+    assert (labels["app.kubernetes.io/name"], labels["app.kubernetes.io/component"]) == (
+        CONSOLE, "api")
+    assert console["spec"]["replicas"] == 2
+    pod = console["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["args"] == ["python", "-m", CONSOLE, "api"]
+    assert _secrets_of(pod) == {"misp-gateway-tls"}  # no credentials, not misp-secrets
+    assert [e["configMapRef"]["name"] for e in container["envFrom"]] == ["misp-env"]
+    env = {e["name"]: e for e in container["env"]}
+    assert not [k for k in env if "DATABASE" in k or "KAFKA" in k or "PEPPER" in k]
+    assert env["CONSOLE_GATEWAY_TLS_NAME"]["valueFrom"]["configMapKeyRef"] == {
+        "name": "misp-env", "key": TLS_NAME_VAR}  # no `optional`: required
+    [gateway_service] = [m for m in manifests if m["kind"] == "Service"
+                         and m["metadata"]["name"] == "gateway"]
+    https = {p["name"]: p["port"] for p in gateway_service["spec"]["ports"]}["https"]
+    assert env["CONSOLE_GATEWAY_URL"]["value"] == f"https://gateway:{https}"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/console/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/console/health"
+    assert not pod.get("initContainers")
+    # The Service the gateway's config names (upstream console:8107), onto these pods.
+    [service] = [m for m in manifests if m["kind"] == "Service"
+                 and m["metadata"]["name"] == CONSOLE]
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": CONSOLE,
+                                           "app.kubernetes.io/component": "api"}
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(8107, "http")]
+    assert {p["containerPort"] for p in container["ports"]} == {8107}
+    conf = (ROOT / "deploy" / "gateway" / "nginx.container.conf").read_text(encoding="utf-8")
+    assert "server console:8107 " in conf
 
 
 # ---- compose and Kubernetes: the settings service finds the others ---------------------------

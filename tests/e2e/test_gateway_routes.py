@@ -163,6 +163,7 @@ def test_docker_compose_config_validates_and_refuses_to_start_without_its_secret
                 "GATEWAY_TLS_CERT", "GATEWAY_TLS_KEY"):
         (tmp_path / key).write_text("key\n")
         secrets[f"MISP_{key}_FILE"] = str(tmp_path / key)
+    secrets["MISP_GATEWAY_TLS_NAME"] = "misp.example.test"  # the console checks it
 
     def config(**given: str) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if k not in secrets}
@@ -190,7 +191,7 @@ DOWN_SERVICE = "orgs"  # its upstream points at a closed port
 def gateway() -> Iterator[str]:
     servers = []
     upstreams = []
-    for svc in SERVICES:
+    for svc in (*SERVICES, render.CONSOLE):  # the console too: never the running one
         if svc == DOWN_SERVICE:
             upstreams.append(f"--upstream={svc}=127.0.0.1:{free_port()}")
             continue

@@ -101,3 +101,26 @@ def test_every_variable_the_sources_read_is_listed() -> None:
     assert {"MISP_PG_URL", "MISP_PEPPER", "MISP_FAILPOINTS"} <= names
     missing = sorted(name for name in names if f"`{name}`" not in text)
     assert missing == [], f"read by the sources, not in docs/configuration.md: {missing}"
+
+
+def test_every_setting_of_the_console_is_listed_with_its_current_default() -> None:
+    """The web console is not a service of the catalogue; its own class is documented too."""
+    cls = getattr(importlib.import_module(generator().CONSOLE_MODULE), generator().CONSOLE_CLASS)
+    rows = rows_of("console")
+    with generator().environment():
+        settings = cls()
+    for name, field in cls.model_fields.items():
+        own, *fallback = generator().console_variables(cls, name)
+        assert own == f"CONSOLE_{name.upper()}", own
+        assert own in rows, f"{own} is missing from docs/configuration.md"
+        _type, default, meaning = rows[own]
+        assert meaning and all(f"Unset: `{v}`." in meaning for v in fallback), own
+        value = getattr(settings, name)
+        if field.annotation is SecretStr:
+            assert default.startswith("optional"), (own, default)
+        elif value is None:
+            assert default == "unset", (own, default)
+        else:
+            assert default == generator().render_default(value), (own, default, value)
+    assert set(rows) == {f"CONSOLE_{n.upper()}" for n in cls.model_fields}, "stale rows"
+    assert "`MISP_GATEWAY_TLS_NAME`" in DOC.read_text()

@@ -40,7 +40,8 @@ def create_app(settings: ConsoleSettings | None = None, *,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.gateway = Gateway(settings.gateway_url, timeout_s=settings.api_timeout_s,
-                                    ca=settings.gateway_ca, transport=transport)
+                                    ca=settings.gateway_ca,
+                                    tls_name=settings.gateway_tls_name, transport=transport)
         app.state.live = LiveUpdates(settings)
         app.state.live.start()
         try:

@@ -9,6 +9,7 @@ one user can leak into the next user's call.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
@@ -72,14 +73,29 @@ def _refuse_all_cookies() -> httpx.Cookies:
     return httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
 
 
+def trusting(ca: str) -> ssl.SSLContext:
+    """A client context that trusts the certificates of the PEM file `ca`, each as an anchor of
+    its own (a partial chain): the gateway's own certificate, self-signed or not, is enough.
+    Hostnames and validity are checked as always."""
+    context = ssl.create_default_context(cafile=ca)
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
+
+
 class Gateway:
-    """One pooled client for the process; every call names the browser request it serves."""
+    """One pooled client for the process; every call names the browser request it serves.
+
+    `tls_name`: the name the gateway's certificate is for, when the URL's host is not it (in
+    containers the URL is https://gateway:8443, the certificate the operator's, for the name
+    clients use): the handshake sends it as SNI and verifies the certificate against it."""
 
     def __init__(self, base_url: str, *, timeout_s: float, ca: str | None = None,
+                 tls_name: str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url, timeout=timeout_s, cookies=_refuse_all_cookies(),
-            verify=ca if ca else True, transport=transport, follow_redirects=False)
+            verify=trusting(ca) if ca else True, transport=transport, follow_redirects=False)
+        self._extensions: dict[str, Any] = {"sni_hostname": tls_name} if tls_name else {}
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -110,7 +126,8 @@ class Gateway:
         if content is not None:
             headers["Content-Type"] = "application/octet-stream"
         answer = await self._client.request(
-            method, path, json=json, params=params, content=content, headers=headers)
+            method, path, json=json, params=params, content=content, headers=headers,
+            extensions=self._extensions)
         try:
             body = answer.json() if answer.content else None
         except ValueError:

@@ -18,8 +18,14 @@ class ConsoleSettings(BaseSettings):
     gateway_url: str = Field(
         default="http://127.0.0.1:8080",
         validation_alias=AliasChoices("CONSOLE_GATEWAY_URL", "MISP_GATEWAY_URL"))
-    # The CA that signed the gateway's certificate, when gateway_url is https.
+    # When gateway_url is https: a PEM file of the certificates the console trusts for the
+    # gateway (none: the system's CAs). Each one is an anchor of its own (a partial chain), so
+    # the gateway's own certificate works, whoever signed it (compose and Kubernetes mount it).
     gateway_ca: str | None = None
+    # The name the gateway's certificate is for, when gateway_url's host is not it (the
+    # container's `gateway`): the TLS handshake sends it (SNI) and checks the certificate
+    # against it, while connecting to gateway_url's host.
+    gateway_tls_name: str | None = None
     api_timeout_s: float = 15.0
     # The proxies whose X-Forwarded-For and X-Forwarded-Proto the console believes (the
     # gateway), as the services do (misp_platform.client_address).
