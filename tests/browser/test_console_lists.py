@@ -67,7 +67,7 @@ def test_a_site_admin_manages_the_import_rules(browser: Chrome) -> None:
         assert (entry["comment"], entry["event_info"]) == ("from the console", name)
         row = browser.find_element(By.CSS_SELECTOR, f"tr[data-key='{event_uuid}']")
         check_screen(browser, "event-blocklist-index")
-        row.find_element(By.CSS_SELECTOR, "td.actions a").click()
+        row.find_element(By.CSS_SELECTOR, "td.row-actions a").click()
         wait_for(browser, lambda d: heading(d) == "Edit blocklist entry")
         assert browser.find_element(By.ID, "f-event_info").get_attribute("value") == name
         submit(browser, {"comment": "edited in the console"})
