@@ -1,7 +1,7 @@
 """The console's import-rule screens in a real browser, each change checked in what the API then
 holds: a site admin adds, edits and deletes an event blocklist entry, adds an import regexp and
-tries a value in the regexps' test box, adds a signature allowlist entry; a plain user is refused
-the lists."""
+tries a value in the regexps' test box, adds, edits and deletes (from its confirmation page) a
+signature allowlist entry; a plain user is refused the lists."""
 
 from __future__ import annotations
 
@@ -112,6 +112,19 @@ def test_a_site_admin_manages_the_import_rules(browser: Chrome) -> None:
         assert len(allowed_ids) == 1
         assert browser.find_elements(By.CSS_SELECTOR, f"tr[data-key='{allowed_ids[0]}']")
         check_screen(browser, "allowedlist-index")
+        # edited, then deleted from its confirmation page (no script needed)
+        browser.get(page_url(f"/admin/allowedlists/edit/{allowed_ids[0]}"))
+        assert browser.find_element(By.ID, "f-name").get_attribute("value") == pattern
+        submit(browser, {"name": f"/{name}\\.example\\.org$/"})
+        assert flash(browser) == "The allowlist entry was saved."
+        assert [e["name"] for e in entries("/admin/allowedlists/index", "Allowedlist",
+                                           id=allowed_ids[0])] == [f"/{name}\\.example\\.org$/"]
+        browser.get(page_url(f"/admin/allowedlists/delete/{allowed_ids[0]}"))
+        assert heading(browser) == "Delete allowlist entry"
+        check_screen(browser, "allowedlist-delete")
+        browser.find_element(By.CSS_SELECTOR, "main button.danger").click()
+        assert flash(browser).startswith("Allowedlist")
+        assert entries("/admin/allowedlists/index", "Allowedlist", id=allowed_ids.pop()) == []
     finally:
         for regexp_id in regexp_ids:
             api("POST", f"/admin/regexp/delete/{regexp_id}")
