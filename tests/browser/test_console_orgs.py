@@ -71,7 +71,8 @@ def type_into(driver: Chrome, field_id: str, text: str) -> None:
 
 
 def flash(driver: Chrome) -> str:
-    return str(wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, "p.flash")).text)
+    return str(wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, "p.flash"),
+                        timeout=15).text)
 
 
 def open_as_site_admin(driver: Chrome, path: str, title: str, screen: str) -> None:
@@ -163,6 +164,13 @@ def test_a_site_admin_manages_organisations(browser: Chrome) -> None:
     assert flash(browser) == "Organisation merged. 1 user moved."
     assert status_of(f"/organisations/view/{second}") == 404
     assert users_of(org_id) == {member, moved}
+
+    # an organisation with users is not deleted: the API's refusal is said on its page
+    browser.get(page_url(f"/admin/organisations/delete/{org_id}"))
+    browser.find_element(By.CSS_SELECTOR, "main form button.danger").click()
+    assert flash(browser).startswith("Could not delete Organisation.")
+    assert browser.current_url.endswith(f"/organisations/view/{org_id}")
+    assert org(org_id)["name"] == name
 
     # delete an organisation without users
     doomed = api("POST", "/admin/organisations/add",

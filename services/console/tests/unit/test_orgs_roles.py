@@ -13,7 +13,7 @@ from starlette.requests import Request
 from console.forms import Form, FormTooLarge
 from console.gateway import ApiError
 from console.multipart import NotMultipart, parse_multipart, read_multipart
-from console.pages.answers import record_of, refused_form
+from console.pages.answers import record_of, refusal, refused_form
 from console.pages.orgs import (
     index_path,
     merge_target,
@@ -21,7 +21,7 @@ from console.pages.orgs import (
     nationality_options,
     org_body,
 )
-from console.pages.roles import PERM_FLAGS, refusal, role_body
+from console.pages.roles import PERM_FLAGS, role_body
 
 
 def test_named_params_of_a_path() -> None:

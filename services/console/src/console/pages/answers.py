@@ -21,3 +21,16 @@ def refused_form(exc: ApiError) -> bool:
     Organisation" with `errors: {"name": [...]}`), not a refusal of the viewer nor the API down.
     """
     return 400 <= exc.status < 500 and isinstance(exc.errors, dict) and bool(exc.field_errors)
+
+
+def refusal(exc: ApiError) -> str:
+    """MISP's message with its reason, when the reason is a sentence (`errors: "..."`)."""
+    if isinstance(exc.errors, str) and exc.errors and exc.errors != exc.message:
+        return f"{exc.message}: {exc.errors}"
+    return exc.message
+
+
+def shown_as_flash(exc: ApiError) -> bool:
+    """A refusal of a button's action that its page shows as a message (MISP's 403 "Could not
+    delete ..."), not a missing session, a missing record, nor the API down."""
+    return 400 <= exc.status < 500 and exc.status not in (401, 404)

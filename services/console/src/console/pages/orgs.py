@@ -17,7 +17,7 @@ from starlette.responses import Response
 from console.forms import CSRF_FIELD, Form
 from console.gateway import ApiError
 from console.multipart import NotMultipart, read_multipart
-from console.pages.answers import record_of, refused_form
+from console.pages.answers import record_of, refusal, refused_form, shown_as_flash
 from console.pages.common import api, page_number, posted_form, records, viewer_of
 from console.viewer import Viewer, check_csrf
 from console.web import redirect, render
@@ -270,7 +270,16 @@ async def delete_form(request: Request, key: str) -> Response:
 async def delete(request: Request, key: str) -> Response:
     viewer = await viewer_of(request)
     await posted_form(request, viewer)
-    answer = await api(request, viewer, "POST", f"/admin/organisations/delete/{org_path(key)}")
+    try:
+        answer = await api(request, viewer, "POST",
+                           f"/admin/organisations/delete/{org_path(key)}")
+    except ApiError as exc:
+        if not shown_as_flash(exc):
+            raise
+        hint = "" if exc.errors else (" An organisation that has users cannot be deleted: "
+                                      "move them, or merge it into another one.")
+        return redirect(f"/organisations/view/{org_path(key)}", kind="error",
+                        flash=f"{refusal(exc)}.{hint}")
     message = answer.get("message") if isinstance(answer, dict) else None
     return redirect("/organisations/index", flash=str(message or "Organisation deleted."))
 

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from console.forms import Form
 from console.gateway import ApiError
-from console.pages.answers import record_of, refused_form
+from console.pages.answers import record_of, refusal, refused_form, shown_as_flash
 from console.pages.common import api, posted_form, records, viewer_of
 from console.pages.orgs import NOT_ALLOWED
 from console.viewer import Viewer
@@ -66,13 +66,6 @@ def role_body(form: Form) -> dict[str, Any]:
 
 def role_of(body: Any) -> dict[str, Any]:
     return record_of(body, "Role")
-
-
-def refusal(exc: ApiError) -> str:
-    """MISP's message with its reason, when the reason is a sentence (`errors: "..."`)."""
-    if isinstance(exc.errors, str) and exc.errors and exc.errors != exc.message:
-        return f"{exc.message}: {exc.errors}"
-    return exc.message
 
 
 def _site_admin(viewer: Viewer) -> None:
@@ -168,7 +161,7 @@ async def delete(request: Request, role_id: int) -> Response:
     try:
         answer = await api(request, viewer, "POST", f"/admin/roles/delete/{role_id}")
     except ApiError as exc:
-        if exc.status in (401,) or exc.status >= 500 or exc.errors in (None, [], {}):
+        if not shown_as_flash(exc):
             raise
         return redirect("/roles/index", flash=refusal(exc), kind="error")
     message = answer.get("message") if isinstance(answer, dict) else None
