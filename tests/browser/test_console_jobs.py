@@ -1,16 +1,28 @@
 """The console's jobs and scheduled tasks in a real browser: a site admin watches the job list
 while a job is created through the API (its row appears without a reload: the live update),
 cancels it from the list (the API then holds it cancelled), opens it, and edits a scheduled task's
-schedule (the API holds it) or gets the API's refusal of a bad frequency beside the field."""
+schedule (the API holds it) or gets the API's refusal of a bad frequency beside the field. The
+live stream answers only a user who may read the jobs."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 
-from .console import SITE_ADMIN_ROLE, api, check_screen, heading, login, make_user, unique
+from .console import (
+    SITE_ADMIN_ROLE,
+    USER_ROLE,
+    api,
+    check_screen,
+    heading,
+    login,
+    make_user,
+    page_url,
+    unique,
+)
 from .support import wait_for
 
 # A queue no worker of the stack serves: a job there waits until cancelled.
@@ -92,3 +104,25 @@ def test_a_scheduled_tasks_schedule_is_edited_or_refused(browser: Chrome) -> Non
     browser.get(browser.current_url.split("/tasks/")[0] + "/jobs/dead")
     assert heading(browser) == "Dead jobs"
     check_screen(browser, "jobs-dead")
+
+
+def session_of(email: str, password: str) -> str:
+    """A browser session of the user, from identity's login (no browser needed)."""
+    answer = httpx.post(page_url("/users/login"), json={"email": email, "password": password},
+                        headers={"Accept": "application/json"}, timeout=30)
+    assert answer.status_code == 200
+    return str(answer.cookies["MISP-session"])
+
+
+def test_the_live_feeds_answer_only_those_who_may_read_them() -> None:
+    assert httpx.get(page_url("/console/live/jobs"), timeout=30).status_code == 401
+    _, email, password = make_user(role_id=USER_ROLE)
+    plain = {"MISP-session": session_of(email, password)}
+    assert httpx.get(page_url("/console/live/jobs"), cookies=plain, timeout=30).status_code == 403
+    assert httpx.get(page_url("/console/live/nope"), cookies=plain, timeout=30).status_code == 404
+    _, email, password = make_user(role_id=SITE_ADMIN_ROLE)
+    admin = {"MISP-session": session_of(email, password)}
+    with httpx.stream("GET", page_url("/console/live/jobs"), cookies=admin, timeout=30) as live:
+        assert live.status_code == 200
+        assert live.headers["content-type"].startswith("text/event-stream")
+        assert next(live.iter_text()).startswith("retry: ")

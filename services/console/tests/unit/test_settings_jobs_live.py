@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from console.feeds import FEEDS, feed_topics, feeds_of
 from console.forms import Form
-from console.live import Hub, events, kafka_options
+from console.live import Hub, LiveUpdates, events, kafka_options
 from console.pages.jobs import is_open, job_rows, progress_of, task_input, with_status
 from console.pages.settings import (
     REDACTED,
@@ -170,3 +170,27 @@ def test_a_stream_says_change_once_per_burst_and_beats_when_silent() -> None:
     assert texts[1] == "event: change\ndata: changed\n\n"
     assert texts.count("event: change\ndata: changed\n\n") == 1
     assert texts[2:] and set(texts[2:]) == {": heartbeat\n\n"}
+
+
+def test_without_a_reachable_broker_the_console_goes_on_without_live_updates() -> None:
+    async def run() -> None:
+        live = LiveUpdates(ConsoleSettings(kafka_bootstrap_servers="127.0.0.1:1"))
+        live.start()
+        queue = live.hub.subscribe("jobs")
+        await asyncio.sleep(0.3)  # its first attempt fails and it waits to retry
+        assert live.connected is False
+        live.hub.changed("misp.jobs.job.v1")  # the hub still works for whoever feeds it
+        assert queue.get_nowait() is None
+        await asyncio.wait_for(live.stop(), 5)
+
+    asyncio.run(run())
+
+
+def test_no_bootstrap_servers_no_consumer() -> None:
+    async def run() -> None:
+        live = LiveUpdates(ConsoleSettings(kafka_bootstrap_servers=""))
+        live.start()
+        assert live._task is None
+        await live.stop()
+
+    asyncio.run(run())
