@@ -46,7 +46,8 @@ def submit(browser: Chrome, fields: dict[str, str], button: str = "main form but
 
 
 def flash(browser: Chrome) -> str:
-    return str(wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "p.flash")).text)
+    return str(wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "p.flash"),
+                        timeout=15).text)
 
 
 def test_a_site_admin_manages_the_import_rules(browser: Chrome) -> None:
@@ -82,9 +83,18 @@ def test_a_site_admin_manages_the_import_rules(browser: Chrome) -> None:
         # a bad uuid is MISP's message on the form, nothing added
         browser.get(page_url("/eventBlocklists/add"))
         submit(browser, {"uuids": "not-a-uuid-but-36-characters-long-xx"})
-        alert = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "[role=alert]"))
-        assert "Invalid UUID: not-a-uuid-but-36-characters-long-xx" in alert.text
+        error = wait_for(browser, lambda d: d.find_element(By.ID, "e-uuids"), timeout=15)
+        assert error.text == "Invalid UUID: not-a-uuid-but-36-characters-long-xx"
+        assert heading(browser) == "Add blocklist entry"  # the form again, not a refusal
         check_screen(browser, "event-blocklist-refused")
+
+        # a regexp RE2 cannot run is refused with the reason, on the form
+        browser.get(page_url("/admin/regexp/add"))
+        submit(browser, {"regexp": f"/({name})\\1/"})
+        error = wait_for(browser, lambda d: d.find_element(By.ID, "e-regexp"), timeout=15)
+        assert error.text.startswith("Invalid regex: ")
+        assert entries("/admin/regexp/index", "Regexp", regexp=f"/({name})\\1/") == []
+        check_screen(browser, "regexp-refused")
 
         # an import regexp, then the test box: the value is rewritten by exactly that regexp
         browser.get(page_url("/admin/regexp/add"))
@@ -96,7 +106,7 @@ def test_a_site_admin_manages_the_import_rules(browser: Chrome) -> None:
         browser.get(page_url("/admin/regexp/index"))
         submit(browser, {"value": f"x {name.upper()}-42 y"}, "form[action='/admin/regexp/test'] "
                                                              "button")
-        result = wait_for(browser, lambda d: d.find_element(By.ID, "try-result"))
+        result = wait_for(browser, lambda d: d.find_element(By.ID, "try-result"), timeout=15)
         assert result.find_element(By.CSS_SELECTOR, ".stored").text == "x masked-42 y"
         applied = result.find_element(By.CSS_SELECTOR, ".applied").text
         assert regexp["id"] in re.split(r",\s*", applied)

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from console.forms import Form
 from console.gateway import ApiError
-from console.pages.common import api, page_number, posted_form, viewer_of
+from console.pages.common import api, page_number, posted_form, shown_on_the_form, viewer_of
 from console.viewer import Viewer
 from console.web import redirect, render
 
@@ -218,7 +218,7 @@ def _register(screen: Screen) -> None:
         try:
             answer = await api(request, viewer, "POST", screen.path("add"), json=values)
         except ApiError as exc:
-            if exc.status >= 500 or exc.status in (401, 403):
+            if not shown_on_the_form(exc):
                 raise
             values["uuids"] = form["uuids"]
             return await _form_page(request, viewer, screen, action="add", values=values,
@@ -238,7 +238,7 @@ def _register(screen: Screen) -> None:
         try:
             await api(request, viewer, "POST", screen.path("edit", good_key(key)), json=values)
         except ApiError as exc:
-            if exc.status >= 500 or exc.status in (401, 403, 404):
+            if exc.status == 404 or not shown_on_the_form(exc):
                 raise
             return await _form_page(request, viewer, screen, action="edit", values=values,
                                     key=key, errors=exc.field_errors, message=exc.message,
@@ -297,7 +297,7 @@ async def try_regexps(request: Request) -> Response:
         result = await api(request, viewer, "POST", "/api/v1/settings/import-rules/apply",
                            json=body)
     except ApiError as exc:
-        if exc.status >= 500 or exc.status in (401, 403):
+        if not shown_on_the_form(exc):
             raise
         return await _index_page(request, REGEXP, status_code=exc.status,
                                  tried={**body, "error": exc.message})
