@@ -202,40 +202,58 @@ def test_a_site_admin_manages_roles(browser: Chrome) -> None:
     type_into(browser, "f-max_execution_time", "300")
     type_into(browser, "f-memory_limit", "512M")
     submit(browser)
-    wait_for(browser, lambda d: d.current_url.endswith("/roles/index"))
+    assert flash(browser) == f"The role {name} has been saved."
     role = roles()[name]
+    try:
+        check_role(browser, role)
+    finally:
+        if name in roles():
+            api("POST", f"/admin/roles/delete/{role['id']}")
+
+
+def check_role(browser: Chrome, role: dict[str, Any]) -> None:
+    """The role just added: its flags as the API holds them, then edit, view, make default
+    (and back) and delete it through the pages."""
+    name, role_id = role["name"], role["id"]
     assert (role["permission"], role["perm_audit"], role["perm_tagger"], role["perm_admin"],
             role["perm_add"], role["max_execution_time"], role["memory_limit"]) == (
         "1", True, True, False, True, "300", "512M")
-    row = browser.find_element(By.ID, f"role-{role['id']}")
+    row = browser.find_element(By.ID, f"role-{role_id}")
     assert row.find_element(By.CSS_SELECTOR, "td[data-flag=perm_tagger]").text == "Yes"
     check_screen(browser, "roles-index")
 
-    browser.get(page_url(f"/admin/roles/edit/{role['id']}"))
+    browser.get(page_url(f"/admin/roles/edit/{role_id}"))
     check_screen(browser, "roles-edit")
     browser.find_element(By.ID, "f-perm_tagger").click()
     browser.find_element(By.ID, "f-perm_sharing_group").click()
     submit(browser)
-    wait_for(browser, lambda d: d.current_url.endswith("/roles/index"))
+    assert flash(browser) == f"The role {name} has been saved."
     role = roles()[name]
     assert (role["perm_tagger"], role["perm_sharing_group"], role["perm_audit"],
             role["permission"]) == (False, True, True, "1")
+    browser.get(page_url(f"/roles/view/{role_id}"))
+    assert heading(browser) == f"Role {name}"
+    shown = {dd.get_attribute("data-flag"): dd.text
+             for dd in browser.find_elements(By.CSS_SELECTOR, "dd[data-flag]")}
+    assert (shown["perm_sharing_group"], shown["perm_tagger"]) == ("Yes", "No")
+    check_screen(browser, "roles-view")
 
     before = default_role_id()
     try:
+        browser.get(page_url("/roles/index"))
         browser.find_element(
-            By.CSS_SELECTOR, f"#role-{role['id']} form[action$='/set_default/{role['id']}'] "
+            By.CSS_SELECTOR, f"#role-{role_id} form[action$='/set_default/{role_id}'] "
             "button").click()
         browser.switch_to.alert.accept()
         assert flash(browser) == "Default role set."
-        assert default_role_id() == role["id"]
-        badge = browser.find_element(By.CSS_SELECTOR, f"#role-{role['id']} .badge")
+        assert default_role_id() == role_id
+        badge = browser.find_element(By.CSS_SELECTOR, f"#role-{role_id} .badge")
         assert badge.text == "Default"
     finally:
         api("POST", f"/admin/roles/set_default/{before}")
     assert default_role_id() == before
 
-    browser.get(page_url(f"/admin/roles/delete/{role['id']}"))
+    browser.get(page_url(f"/admin/roles/delete/{role_id}"))
     check_screen(browser, "roles-delete")
     browser.find_element(By.CSS_SELECTOR, "main form button.danger").click()
     assert flash(browser) == "Role deleted."

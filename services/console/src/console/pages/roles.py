@@ -90,6 +90,15 @@ async def index(request: Request) -> Response:
                   levels=dict(PERMISSION_LEVELS), title="Roles")
 
 
+@router.get("/roles/view/{role_id}")
+async def view(request: Request, role_id: int) -> Response:
+    viewer = await viewer_of(request)
+    role = role_of(await api(request, viewer, "GET", f"/roles/view/{role_id}"))
+    return render(request, "roles/view.html", viewer=viewer, role=role, flags=PERM_FLAGS,
+                  other_flags=OTHER_FLAGS, levels=dict(PERMISSION_LEVELS),
+                  title=f"Role {role.get('name', '')}")
+
+
 async def _form(request: Request, viewer: Viewer, role: dict[str, Any], *, creating: bool,
                 errors: dict[str, str] | None = None, message: str | None = None,
                 status_code: int = 200) -> Response:
