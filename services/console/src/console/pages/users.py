@@ -190,7 +190,7 @@ async def _welcome(request: Request, viewer: Viewer, user: dict[str, Any]) -> st
             "action": "welcome", "recipient": "one", "recipientEmailList": str(user.get("id"))})
     except ApiError as exc:
         return f"The welcome e-mail was not sent: {exc.message}"
-    return str(answer.get("message") or "Welcome e-mail sent.")
+    return f"Welcome e-mail: {answer.get('message') or 'sent.'}"
 
 
 @router.get("/admin/users/edit/{user_id}")
