@@ -6,9 +6,11 @@ refused the logs; a user whose role has it sees their own rows only."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -71,6 +73,13 @@ def test_a_site_admin_searches_the_logs_and_verifies_the_audit_log(browser: Chro
     titles = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "table.logs td.title")]
     assert titles and all(name in t for t in titles)
     check_screen(browser, "logs-search")
+    # the table alone, as a live update fetches it (with the browser's session)
+    fragment = httpx.get(
+        page_url(f"/admin/logs/index?title={quote(name)}&model=Organisation&fragment=1"),
+        headers={"Accept": "text/html"}, timeout=30,
+        cookies={"MISP-session": browser.get_cookie("MISP-session")["value"]})
+    assert fragment.status_code == 200 and "<header" not in fragment.text
+    assert re.findall(r'<tr data-id="(\d+)"', fragment.text) == expected
     # a search by a field only the Log search has (its change) reads the other API path
     search(browser, change=name)
     assert page_ids(browser) == api_log_ids(change=f"%{name}%")
