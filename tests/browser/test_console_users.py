@@ -178,6 +178,16 @@ def test_a_site_admin_adds_edits_keys_contacts_and_deletes_a_user(browser: Chrom
     browser.get(page_url(f"/auth_keys/view/{made[0]['id']}"))
     assert "10.0.0.0/8" in browser.find_element(By.CSS_SELECTOR, "dl.details").text
     check_screen(browser, "authkeys-view")
+    browser.find_element(By.LINK_TEXT, "Edit").click()
+    _wait(browser, lambda d: heading(d).startswith("Edit auth key"))
+    assert browser.find_element(By.ID, "f-expiration").get_attribute("value") == day
+    browser.find_element(By.ID, "f-comment").send_keys(" edited")
+    check_screen(browser, "authkeys-edit")
+    _submit(browser, "form.card")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".flash.ok"))
+    edited = api("GET", f"/auth_keys/view/{made[0]['id']}")["AuthKey"]
+    assert (edited["comment"], edited["read_only"], edited["expiration"]) == (
+        f"{comment} edited", True, made[0]["expiration"])
 
     # Reset the user's key: a new one shown once works, the one shown at the add no longer.
     browser.get(page_url(f"/admin/users/view/{user_id}"))
