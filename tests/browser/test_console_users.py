@@ -273,7 +273,7 @@ def test_an_org_admin_sees_only_their_organisations_users(browser: Chrome) -> No
     org_id = int(api("POST", "/admin/organisations/add",
                      {"name": unique("console-org")})["Organisation"]["id"])
     _, admin_email, password = make_user(role_id=ORG_ADMIN_ROLE, org_id=org_id)
-    _, member_email, _ = make_user(role_id=USER_ROLE, org_id=org_id)
+    member_id, member_email, _ = make_user(role_id=USER_ROLE, org_id=org_id)
     outsider_id, _, _ = make_user(role_id=USER_ROLE, org_id=HOST_ORG)
     login(browser, admin_email, password, "/admin/users/index")
     _wait(browser, lambda d: heading(d) == "Users")
@@ -288,3 +288,14 @@ def test_an_org_admin_sees_only_their_organisations_users(browser: Chrome) -> No
     assert str(SITE_ADMIN_ROLE) not in roles and str(USER_ROLE) in roles
     browser.get(page_url(f"/admin/users/view/{outsider_id}"))
     assert heading(browser) == "Not found"
+
+    # an org admin makes keys for their organisation's users
+    browser.get(page_url(f"/auth_keys/add/{member_id}"))
+    comment = unique("member-key")
+    browser.find_element(By.ID, "f-comment").send_keys(comment)
+    _submit(browser, "form.card")
+    key = _shown_key(browser)
+    status, me = _status("/users/view/me", key)
+    assert status == 200 and me["User"]["email"] == member_email
+    assert [k["AuthKey"]["comment"] for k in api("GET", f"/auth_keys/index/{member_id}")
+            if k["AuthKey"]["authkey_start"] == key[:4]] == [comment]
