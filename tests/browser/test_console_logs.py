@@ -1,7 +1,8 @@
 """The console's log screens in a real browser, checked against what the API answers: a site
 admin searches the logs for an organisation made by this test (by title and model, then by its
 change) and sees exactly the API's rows, newest first; opens the audit logs, the top API users
-and the undelivered messages; verifies the audit log. A user whose role lacks perm_audit is
+and the undelivered messages; verifies the audit log. A log search follows the live feed: an
+entry made through the API appears without a reload. A user whose role lacks perm_audit is
 refused the logs; a user whose role has it sees their own rows only."""
 
 from __future__ import annotations
@@ -140,3 +141,19 @@ def test_the_logs_need_perm_audit(browser: Chrome) -> None:
     assert emails == {email}  # their own rows only (their login at least)
     assert all(r["Log"]["user_id"] == str(user_id) for r in api(
         "GET", f"/admin/logs/index?id={'||'.join(page_ids(browser))}"))
+
+
+def test_the_log_search_shows_a_new_entry_without_a_reload(browser: Chrome) -> None:
+    _, email, password = make_user(role_id=SITE_ADMIN_ROLE)
+    name = unique("live-org")
+    login(browser, email, password, f"/admin/logs/index?title={quote(name)}&model=Organisation")
+    assert page_ids(browser) == []
+    wait_for(browser, lambda d: d.find_element(By.ID, "log-table").get_attribute(
+        "data-live-state") == "open", timeout=10, message="the live stream did not connect")
+    browser.execute_script("window.consoleTestMarker = 'not reloaded'")
+
+    api("POST", "/admin/organisations/add", {"name": name})
+    wait_for(browser, page_ids, timeout=20, message="the new entry did not appear")
+    assert browser.execute_script("return window.consoleTestMarker") == "not reloaded"
+    assert page_ids(browser) == api_log_ids(title=f"%{name}%", model="Organisation")
+    check_screen(browser, "logs-live")

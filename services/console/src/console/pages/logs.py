@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from console.feeds import FEEDS
 from console.pages.common import api, page_number, viewer_of
 from console.viewer import Viewer
 from console.web import query_string, render
@@ -184,12 +185,9 @@ async def log_page(request: Request, viewer: Viewer, filters: dict[str, str],
     return await newest_first(fetch, page, PAGE_SIZE)
 
 
-def live_feed(request: Request, feed: str) -> str | None:
-    """The console's live stream of `feed` when this console has one (pages/live.py)."""
-    for route in request.app.routes:
-        if getattr(route, "path", "") == "/console/live/{feed}":
-            return f"/console/live/{feed}"
-    return None
+def live_feed(feed: str) -> str | None:
+    """The console's live stream of `feed` (live.py), when it has that feed."""
+    return f"/console/live/{feed}" if feed in FEEDS else None
 
 
 def _search_values(request: Request, names: tuple[str, ...]) -> dict[str, str]:
@@ -209,7 +207,7 @@ async def logs_index(request: Request) -> Response:
     refresh = "/admin/logs/index" + query_string({**shown, "page": str(page), "fragment": "1"})
     return render(request, "logs/_table.html" if fragment else "logs/index.html", viewer=viewer,
                   rows=rows, page=page, has_next=has_next, values=values, shown=shown,
-                  fields=LOG_SEARCH, actions=ACTIONS, live=live_feed(request, "logs"),
+                  fields=LOG_SEARCH, actions=ACTIONS, live=live_feed("logs"),
                   refresh=refresh, title="Logs")
 
 
