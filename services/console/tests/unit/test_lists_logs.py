@@ -24,6 +24,7 @@ from console.pages.logs import (
     audit_filters_of,
     change_lines,
     created_range,
+    live_feed,
     log_filters,
     newest_first,
 )
@@ -128,3 +129,8 @@ def test_undelivered_messages_per_service() -> None:
          "flagged": []},
     ]
     assert undelivered(None) == []
+
+
+def test_the_log_page_follows_the_consoles_logs_feed() -> None:
+    assert live_feed("logs") == "/console/live/logs"
+    assert live_feed("nope") is None
