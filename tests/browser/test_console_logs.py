@@ -122,7 +122,9 @@ def test_a_site_admin_searches_the_logs_and_verifies_the_audit_log(browser: Chro
     check_screen(browser, "audit-verify")
 
 
-def test_the_logs_need_perm_audit(browser: Chrome) -> None:
+def test_the_logs_need_perm_audit(phone: Chrome) -> None:
+    """On a phone's screen."""
+    browser = phone
     role = api("POST", "/admin/roles/add", {"name": unique("no-audit"), "permission": "1"})
     assert role["Role"]["perm_audit"] is False
     _, email, password = make_user(role_id=int(role["Role"]["id"]))
@@ -141,6 +143,7 @@ def test_the_logs_need_perm_audit(browser: Chrome) -> None:
     assert emails == {email}  # their own rows only (their login at least)
     assert all(r["Log"]["user_id"] == str(user_id) for r in api(
         "GET", f"/admin/logs/index?id={'||'.join(page_ids(browser))}"))
+    check_screen(browser, "logs-own-phone")
 
 
 def test_the_log_search_shows_a_new_entry_without_a_reload(browser: Chrome) -> None:
