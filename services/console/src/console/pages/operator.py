@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from console.gateway import ApiError
 from console.pages.common import api, posted_form, records, viewer_of
-from console.pages.logs import part
+from console.pages.logs import live_feed, part
 from console.web import redirect, render
 
 router = APIRouter(include_in_schema=False)
@@ -72,12 +72,15 @@ async def verify_page(request: Request) -> Response:
         job = job_of(await api(request, viewer, "GET", f"/api/v1/jobs/jobs/{raw}"))
         if job is not None and job.get("job_type") != VERIFY_JOB:
             raise ApiError(404, "Invalid job.")
+        if job is not None and request.query_params.get("fragment") == "1":
+            return render(request, "operator/_verify_job.html", viewer=viewer, job=job)
     body = await api(request, viewer, "GET", "/jobs/index/page:1/limit:100")
     recent = [row["Job"] for row in records(body, "Job")
               if row["Job"].get("job_type") == VERIFY_JOB][:10]
     key = await api(request, viewer, "GET", "/api/v1/audit/public-key")
     return render(request, "operator/verify.html", viewer=viewer, job=job, recent=recent,
-                  key=key if isinstance(key, dict) else {}, title="Verify the audit log")
+                  key=key if isinstance(key, dict) else {}, live=live_feed("jobs"),
+                  title="Verify the audit log")
 
 
 @router.post("/console/audit/verify")
