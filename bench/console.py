@@ -38,11 +38,16 @@ TARGET_P95_MS = 100.0
 PAGES = [
     ("/", "/api/v1/identity/session"),
     ("/admin/users/index", "/admin/users/index/page:1/limit:50"),
-    ("/organisations/index", "/organisations/index"),
+    ("/organisations/index", "/organisations/index/scope:local/page:1/limit:50"),
     ("/roles/index", "/roles/index"),
-    ("/servers/serverSettings", "/servers/serverSettings"),
-    ("/jobs/index", "/jobs/index"),
-    ("/admin/logs/index", "/admin/logs/index/page:1/limit:50"),
+    ("/servers/serverSettings", "/servers/serverSettings/MISP"),
+    ("/servers/serverSettings/Security", "/servers/serverSettings/Security"),
+    ("/jobs/index", "/jobs/index/page:1/limit:50"),
+    ("/tasks/index", "/tasks/index"),
+    ("/admin/logs/index", "/admin/audit_logs/index?page=1&limit=50"),
+    ("/eventBlocklists/index", "/eventBlocklists/index"),
+    ("/admin/regexp/index", "/admin/regexp/index"),
+    ("/auth_keys/index", "/auth_keys/index"),
 ]
 
 BARE_APP = """

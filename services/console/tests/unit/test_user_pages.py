@@ -10,11 +10,11 @@ from console.gateway import ApiError
 from console.pages.authkeys import allowed_ips, expiration_day, key_body
 from console.pages.choices import (
     default_role,
-    is_form_failure,
     loose_errors,
     org_choices,
     role_choices,
 )
+from console.pages.common import shown_on_the_form
 from console.pages.contact import contact_body, user_choices
 from console.pages.registrations import requested_org
 from console.pages.users import CONFIRM_MISMATCH, key_of_reset, user_body
@@ -112,7 +112,7 @@ def test_the_contact_form_sends_only_the_chosen_recipients_fields() -> None:
 ])
 def test_a_refused_form_is_told_from_a_refused_page(status: int, errors: object,
                                                      on_the_form: bool) -> None:
-    assert is_form_failure(ApiError(status, "m", errors)) is on_the_form
+    assert shown_on_the_form(ApiError(status, "m", errors)) is on_the_form
 
 
 def test_errors_that_name_no_field_are_shown_too() -> None:

@@ -11,8 +11,15 @@ from starlette.responses import Response
 
 from console.forms import Form
 from console.gateway import ApiError
-from console.pages.choices import is_form_failure, loose_errors
-from console.pages.common import api, page_number, posted_form, records, viewer_of
+from console.pages.choices import loose_errors
+from console.pages.common import (
+    api,
+    page_number,
+    posted_form,
+    records,
+    shown_on_the_form,
+    viewer_of,
+)
 from console.viewer import Viewer
 from console.web import redirect, render, when
 
@@ -67,9 +74,9 @@ async def _key_form(request: Request, viewer: Viewer, *, key: dict[str, Any], ac
 async def _refused(request: Request, viewer: Viewer, exc: ApiError, form: Form, *,
                    action: str, user_id: Any) -> Response:
     """The form again with MISP's messages, or the refusal as a page."""
-    if not is_form_failure(exc):
+    if not shown_on_the_form(exc):
         raise exc
-    key = {name: form[name] for name in ("comment", "expiration", "allowed_ips")}
+    key: dict[str, Any] = {name: form[name] for name in ("comment", "expiration", "allowed_ips")}
     key["read_only"] = form.flag("read_only")
     return await _key_form(request, viewer, key=key, action=action, user_id=user_id,
                      errors=exc.field_errors, status_code=exc.status,

@@ -7,7 +7,6 @@ from typing import Any
 
 from starlette.requests import Request
 
-from console.gateway import ApiError
 from console.pages.common import api, records
 from console.viewer import Viewer
 
@@ -60,14 +59,6 @@ async def org_options(request: Request, viewer: Viewer) -> Options:
 async def role_options(request: Request, viewer: Viewer, keep: Any = None) -> Options:
     return role_choices(await api(request, viewer, "GET", "/roles/index"),
                         site_admin=viewer.is_site_admin, keep=keep)
-
-
-def is_form_failure(exc: ApiError) -> bool:
-    """A refusal to show on the form (MISP's validation: 403 with `errors`, 400, 405...), not
-    a page the viewer may not open (401, 404, a 403 without `errors`) nor a failure (5xx)."""
-    if not 400 <= exc.status < 500 or exc.status in (401, 404):
-        return False
-    return exc.status != 403 or exc.errors is not None
 
 
 def loose_errors(errors: Any) -> list[str]:

@@ -55,9 +55,9 @@ def page_number(request: Request) -> int:
 
 
 def shown_on_the_form(exc: ApiError) -> bool:
-    """Whether a refused write goes back to its form with MISP's messages: any 4xx but a
-    refusal of the caller itself (401, or a 403 without field errors). MISP answers most
-    validation failures with 403 and `errors` by field."""
-    if not 400 <= exc.status < 500 or exc.status == 401:
+    """Whether a refused write goes back to its form with MISP's messages (MISP's validation:
+    403 with `errors`, 400, 405, 409...), rather than being a page the viewer may not open (401,
+    404, a 403 without `errors`) or a failure (5xx)."""
+    if not 400 <= exc.status < 500 or exc.status in (401, 404):
         return False
-    return exc.status != 403 or bool(exc.field_errors)
+    return exc.status != 403 or exc.errors is not None

@@ -10,8 +10,8 @@ from starlette.responses import Response
 
 from console.forms import Form
 from console.gateway import ApiError
-from console.pages.choices import Options, is_form_failure, loose_errors
-from console.pages.common import api, posted_form, records, viewer_of
+from console.pages.choices import Options, loose_errors
+from console.pages.common import api, posted_form, records, shown_on_the_form, viewer_of
 from console.viewer import Viewer
 from console.web import redirect, render
 
@@ -74,9 +74,9 @@ async def contact(request: Request) -> Response:
     try:
         answer = await api(request, viewer, "POST", "/admin/users/email", json=body)
     except ApiError as exc:
-        if not is_form_failure(exc):
+        if not shown_on_the_form(exc):
             raise
-        values = {name: form[name] for name in CONTACT_FIELDS}
+        values: dict[str, Any] = {name: form[name] for name in CONTACT_FIELDS}
         values["customMessage"] = form.flag("customMessage")
         return await _form(request, viewer, values, errors=exc.field_errors,
                            status_code=exc.status,

@@ -79,7 +79,7 @@ async def index(request: Request) -> Response:
     fetched = job_rows(body)
     jobs = with_status(fetched, filters["status"])
     here = "/jobs/index" + query_string({**filters, "page": page if page > 1 else ""})
-    context = {"jobs": jobs, "filters": filters, "page": page, "here": here,
+    context: dict[str, Any] = {"jobs": jobs, "filters": filters, "page": page, "here": here,
                "has_next": len(fetched) == PAGE_SIZE, "queues": QUEUES, "statuses": STATUSES,
                "refresh": "/jobs/index" + query_string(
                    {**filters, "page": page if page > 1 else "", "fragment": 1})}

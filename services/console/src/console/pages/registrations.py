@@ -9,15 +9,15 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from console.gateway import ApiError
-from console.pages.choices import (
-    Options,
-    default_role,
-    is_form_failure,
-    loose_errors,
-    org_options,
-    role_choices,
+from console.pages.choices import Options, default_role, loose_errors, org_options, role_choices
+from console.pages.common import (
+    api,
+    page_number,
+    posted_form,
+    records,
+    shown_on_the_form,
+    viewer_of,
 )
-from console.pages.common import api, page_number, posted_form, records, viewer_of
 from console.viewer import Viewer
 from console.web import redirect, render
 
@@ -93,7 +93,7 @@ async def accept(request: Request, registration_id: int) -> Response:
                            f"/users/acceptRegistrations/{registration_id}",
                            json={"User": {k: v for k, v in values.items() if v}})
     except ApiError as exc:
-        if not is_form_failure(exc):
+        if not shown_on_the_form(exc):
             raise
         registration = await _registration(request, viewer, registration_id)
         return await _accept_form(request, viewer, registration, values=values,

@@ -13,14 +13,15 @@ from starlette.responses import Response
 
 from console.forms import Form
 from console.gateway import ApiError
-from console.pages.choices import (
-    default_role,
-    is_form_failure,
-    loose_errors,
-    org_options,
-    role_choices,
+from console.pages.choices import default_role, loose_errors, org_options, role_choices
+from console.pages.common import (
+    api,
+    page_number,
+    posted_form,
+    records,
+    shown_on_the_form,
+    viewer_of,
 )
-from console.pages.common import api, page_number, posted_form, records, viewer_of
 from console.viewer import Viewer
 from console.web import redirect, render
 
@@ -91,19 +92,16 @@ async def index(request: Request) -> Response:
     viewer = await viewer_of(request)
     filters = {key: request.query_params.get(key, "") for key in USER_FILTERS}
     page = page_number(request)
-    body, orgs, roles_body = await asyncio.gather(
+    # The organisation filter is an id (a link from an organisation's page fills it): a list
+    # of every organisation would cost the page a megabyte on an instance with thousands.
+    body, roles_body = await asyncio.gather(
         api(request, viewer, "GET",
             f"/admin/users/index{named(filters)}/page:{page}/limit:{PAGE_SIZE}"),
-        org_options(request, viewer) if viewer.is_site_admin else _nothing(),
         api(request, viewer, "GET", "/roles/index"))
     users = records(body, "User")
     roles = role_choices(roles_body, site_admin=True)
     return render(request, "users/index.html", viewer=viewer, users=users, filters=filters,
-                  page=page, has_next=len(users) == PAGE_SIZE, orgs=orgs, roles=roles)
-
-
-async def _nothing() -> list[tuple[str, str]]:
-    return []
+                  page=page, has_next=len(users) == PAGE_SIZE, roles=roles)
 
 
 async def _keys_of(request: Request, viewer: Viewer, user_id: int) -> list[dict[str, Any]] | None:
@@ -169,7 +167,7 @@ async def add(request: Request) -> Response:
     try:
         answer = await api(request, viewer, "POST", "/admin/users/add", json=body)
     except ApiError as exc:
-        if not is_form_failure(exc):
+        if not shown_on_the_form(exc):
             raise
         return await _user_form(request, viewer, user=_as_shown(body, form), creating=True,
                                 errors=exc.field_errors, status_code=exc.status,
@@ -212,7 +210,7 @@ async def edit(request: Request, user_id: int) -> Response:
     try:
         await api(request, viewer, "POST", f"/admin/users/edit/{user_id}", json=body)
     except ApiError as exc:
-        if not is_form_failure(exc):
+        if not shown_on_the_form(exc):
             raise
         return await _user_form(request, viewer, user=shown, creating=False,
                                 errors=exc.field_errors, status_code=exc.status,
