@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver import Chrome
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -136,8 +137,12 @@ def reset(driver: Chrome, size: tuple[int, int] = DESKTOP, mobile: bool = False)
 def wait_for(driver: Chrome, condition: Callable[[Chrome], T], timeout: float = 5.0,
              message: str = "") -> T:
     """Poll `condition(driver)` until it returns something truthy (returned), else a
-    TimeoutException naming `message`. For a page's element: `expected_conditions`."""
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition, message)
+    TimeoutException naming `message`. For a page's element: `expected_conditions`. An element
+    missing, or gone stale as the next page replaces it, is polled again."""
+    return WebDriverWait(driver, timeout, poll_frequency=0.05,
+                         ignored_exceptions=(NoSuchElementException,
+                                             StaleElementReferenceException),
+                         ).until(condition, message)
 
 
 def screenshot(driver: Chrome, name: str) -> Path:
