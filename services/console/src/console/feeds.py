@@ -17,6 +17,14 @@ FEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Who may follow a feed is whom the API lets read the feed's page: the console asks it, as the
+# user, with the smallest read of that page (the API's rule, not one of the console's own).
+FEED_PROBES: dict[str, str] = {
+    "jobs": "/jobs/index/page:1/limit:1",
+    "logs": "/admin/logs/index/page:1/limit:1",
+}
+
+
 def feed_topics() -> list[str]:
     """Every topic some feed follows, once each, sorted."""
     return sorted({topic for topics in FEEDS.values() for topic in topics})
