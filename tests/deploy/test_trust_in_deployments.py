@@ -31,9 +31,10 @@ from misp_platform.testing import load_script
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKER_DIR = ROOT / "deploy" / "docker"
-SERVICES = [line.split("\t")[0] for line in
-            (ROOT / "deploy" / "services.tsv").read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.startswith("#")]
+# deploy/services.tsv, read by the gateway's renderer (the one parser of it)
+API_PORTS: dict[str, int] = load_script(ROOT / "deploy" / "gateway" / "render.py",
+                                        "gateway_render_services").load_services()
+SERVICES = list(API_PORTS)
 IMAGE = "misp-admin-plane:local"
 
 PG_VARS = {s: f"MISP_PG_{s.upper()}_PASSWORD" for s in SERVICES}
@@ -564,9 +565,7 @@ def test_kubernetes_runs_the_console_stateless_behind_the_gateway_s_https_servic
 
 
 def _api_ports() -> dict[str, int]:
-    rows = (ROOT / "deploy" / "services.tsv").read_text(encoding="utf-8").splitlines()
-    return {name: int(port) for name, port in
-            (row.split() for row in rows if row.strip() and not row.startswith("#"))}
+    return dict(API_PORTS)
 
 
 def _assert_peer_urls(env: dict[str, str], api_hosts: set[str], where: str) -> None:

@@ -21,13 +21,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from audit.settings import AuditSettings
 from misp_platform.kafka import client_options, topic_partitions
+from misp_platform.testing import load_script
 
 from .support import admin_key, until
 
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = {name: int(port) for name, port in (
-    line.split() for line in (ROOT / "deploy/services.tsv").read_text().splitlines()
-    if line.strip() and not line.startswith("#"))}
+# deploy/services.tsv, read by the gateway's renderer (the one parser of it)
+PORTS: dict[str, int] = load_script(ROOT / "deploy" / "gateway" / "render.py",
+                                    "gateway_render_ports").load_services()
 # One authenticated read of each service.
 READS = {"identity": "/admin/users/index", "orgs": "/organisations/index",
          "audit": "/admin/logs/index", "jobs": "/jobs/index",
