@@ -282,6 +282,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
             "regexp": f"/{_name('pm')}/", "replacement": "x"}),
         "POST /admin/regexp/edit/{entry_id}": Rule(SITE),
         "DELETE|POST /admin/regexp/delete/{entry_id}": Rule(SITE),
+        "POST /admin/regexp/clean": Rule(SITE),
         "GET /admin/allowedlists/index": Rule(SITE),
         "GET /allowedlists/index": Rule(USERS),
         "POST /admin/allowedlists/add": Rule(SITE, body=lambda _: {"name": f"/{_name('pm')}/"}),

@@ -157,3 +157,18 @@ async def test_only_importers_rule_managers_and_site_admins_may_try_the_rules(
                               json=probe)).status_code == 403
     synced = await client.post(apply, headers=_h(keys["sync"]), json=probe)
     assert synced.status_code == 200 and synced.json()["blocked"] is True
+
+
+async def test_cleaning_the_stored_attributes_finds_them_all_clean_for_a_site_admin_only(
+        client: httpx.AsyncClient, keys: Keys) -> None:
+    cleaned = await client.post("/admin/regexp/clean", headers=_h(keys["site_admin"]))
+    assert cleaned.status_code == 200, cleaned.text
+    message = "All done! Number of changed attributes: 0 Number of deletions: 0"
+    assert cleaned.json() == {"saved": True, "success": True, "name": message,
+                              "message": message, "url": "/admin/regexp/clean"}
+    for who in ("regexp", "user"):  # MISP: admin_clean is the site admin's, not perm_regexp's
+        refused = await client.post("/admin/regexp/clean", headers=_h(keys[who]))
+        assert refused.status_code == 403
+        assert refused.json()["message"] == "You do not have permission to use this functionality."
+    assert (await client.get("/admin/regexp/clean",
+                             headers=_h(keys["site_admin"]))).status_code == 405

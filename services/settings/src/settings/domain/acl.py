@@ -28,8 +28,9 @@ ACL_LIST: dict[str, dict[str, Entry]] = {
     "orgBlocklists": dict.fromkeys(("add", "delete", "edit", "index"), SITE_ADMIN),
     "organisations": {"index": ANY, "view": ANY, **dict.fromkeys(
         ("admin_add", "admin_delete", "admin_edit", "admin_merge"), SITE_ADMIN)},
-    "regexp": dict.fromkeys(("admin_add", "admin_delete", "admin_edit", "admin_index",
-                             "admin_view"), ("perm_regexp_access",)),
+    "regexp": {"admin_clean": SITE_ADMIN, **dict.fromkeys(
+        ("admin_add", "admin_delete", "admin_edit", "admin_index", "admin_view"),
+        ("perm_regexp_access",))},
     "roles": {"index": ANY, "view": ANY, **dict.fromkeys(
         ("admin_add", "admin_delete", "admin_edit", "admin_set_default"), SITE_ADMIN)},
     "servers": {"getPyMISPVersion": ANY, "getVersion": ANY, **dict.fromkeys(
