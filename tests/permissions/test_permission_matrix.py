@@ -71,9 +71,7 @@ NOT_VIA_GATEWAY = {
     "/docs/oauth2-redirect": "FastAPI's Swagger OAuth2 redirect; no service takes OAuth2",
 }
 # Rows of routes.tsv that lead to no route of their service yet, and why.
-GATEWAY_ROWS_WITHOUT_ROUTE = {
-    "/logs/": "MISP's logs/index and logs/event_index, claimed for audit, not implemented yet",
-}
+GATEWAY_ROWS_WITHOUT_ROUTE: dict[str, str] = {}
 
 # ---- who may call what --------------------------------------------------------------------
 
@@ -218,6 +216,9 @@ MATRIX: dict[str, dict[str, Rule]] = {
         # Every seeded role has perm_audit (MISP's ACL for both indexes); the rows are scoped.
         "GET|POST /admin/logs/index": Rule(USERS, body={"model": "User"}),
         "GET|POST /admin/audit_logs/index": Rule(USERS, body={"model": "User"}),
+        # Any user (MISP's "*"); the rows are those of an event the caller may see.
+        "GET|POST /logs/event_index/{event_id}": Rule(USERS),
+        "GET|POST /logs/event_index/{event_id}/{org}": Rule(USERS),
         "GET /api/v1/audit/top_api_users": Rule(SITE),
         "GET /api/v1/audit/verify": Rule(SITE),
         "GET /api/v1/audit/public-key": Rule(USERS),

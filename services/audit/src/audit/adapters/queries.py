@@ -1,5 +1,6 @@
-"""Read queries behind the log searches and the top API users (reads: the writes are the
-store's, store.py), scoped as MISP scopes the log; and the users' orgs the projection fills in."""
+"""Read queries behind the log searches, an event's log and the top API users (reads: the
+writes are the store's, store.py), scoped as MISP scopes the log; and the users' orgs the
+projection fills in."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, column, false, func, or_, select, table, text
+from sqlalchemy import and_, case, column, false, func, or_, select, table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -121,3 +122,35 @@ async def org_ids_of_users(conn: AsyncConnection, user_ids: Sequence[int]) -> di
         "SELECT user_id, org_id FROM principal_user WHERE user_id = ANY(:u) AND org_id > 0"),
         {"u": list(user_ids)})
     return {row.user_id: row.org_id for row in rows}
+
+
+EVENT_LOG_COLUMNS = ("title", "created", "model", "model_id", "action", "change", "org", "email")
+
+
+def _event_rows(event_id: int) -> ColumnElement[bool]:
+    return and_(log_entry.c.model == "Event", log_entry.c.model_id == event_id)
+
+
+async def event_log_rows(conn: AsyncConnection, event_id: int, principal: Principal, *,
+                         org: str | None, offset: int,
+                         limit: int) -> list[dict[str, Any]] | None:
+    """`logs/event_index`: the `Event` rows of one event, newest first; None when the caller may
+    not see the event. This product holds no events, so the log is what knows one: a site admin
+    sees every event it has rows of, anyone else the events their organisation has rows of (the
+    org that created or changed it, which MISP always lets see it). As in MISP, a caller who is
+    no site admin gets the email of a row only when its user is of the caller's organisation."""
+    seen = _event_rows(event_id)
+    if not principal.is_site_admin:
+        seen = and_(seen, log_entry.c.org_id == principal.org_id)
+    if (await conn.execute(select(log_entry.c.id).where(seen).limit(1))).first() is None:
+        return None
+    email: Any = log_entry.c.email
+    if not principal.is_site_admin:
+        members = select(principal_user.c.user_id).where(
+            principal_user.c.org_id == principal.org_id)
+        email = case((log_entry.c.user_id.in_(members), log_entry.c.email), else_="")
+    stmt = (select(*(log_entry.c[c] for c in EVENT_LOG_COLUMNS if c != "email"),
+                   email.label("email"))
+            .where(_event_rows(event_id), *(() if org is None else (log_entry.c.org == org,)))
+            .order_by(log_entry.c.id.desc()).limit(limit).offset(offset))
+    return [row._asdict() for row in (await conn.execute(stmt)).all()]

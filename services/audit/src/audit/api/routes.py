@@ -1,5 +1,6 @@
-"""Routes of the audit service: MISP's log search (`admin/logs/index`, `admin/audit_logs/index`)
-and the platform's own `/api/v1/audit/...` (top API users, chain verification)."""
+"""Routes of the audit service: MISP's log search (`admin/logs/index`, `admin/audit_logs/index`),
+an event's log (`logs/event_index`) and the platform's own `/api/v1/audit/...` (top API users,
+chain verification)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from audit.domain.search import EMPTY_POST, parse_audit_filters, parse_log_filte
 from audit.handlers.integrity import published_checkpoints, verify
 from audit.settings import TOPIC_PATTERN, AuditSettings
 from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC
+from misp_contracts.numbers import whole_number
 from misp_contracts.topics import CATALOGUE
 from misp_platform.app import EngineDep, SettingsDep
 from misp_platform.auth import CurrentPrincipal, Principal, SiteAdmin, require_perm
@@ -29,6 +31,7 @@ from misp_platform.misp import (
     read_body,
     render_value,
 )
+from misp_platform.misp.paging import paging
 
 Auditor = Annotated[Principal, Depends(require_perm("perm_audit"))]
 
@@ -101,6 +104,42 @@ async def audit_logs_index(request: Request, principal: Auditor, engine: EngineD
                                                   "name": r["org_name"] or r["org"],
                                                   "uuid": r["org_uuid"]})})
     return out
+
+
+EVENT_INDEX_LIMIT = 60  # MISP's LogsController pages by 60
+INVALID_EVENT = "Invalid event."
+
+
+async def _event_index(request: Request, principal: Principal, engine: Any, event_id: str,
+                       org: str | None, named: dict[str, str]) -> dict[str, Any]:
+    number = whole_number(event_id)
+    if not number:
+        raise NotFound(INVALID_EVENT)
+    page = paging(named, request.query_params, default_limit=EVENT_INDEX_LIMIT)
+    await log_caught_up(request)
+    async with engine.connect() as conn:
+        rows = await queries.event_log_rows(conn, number, principal, org=org,
+                                            offset=page.offset, limit=page.limit)
+    if rows is None:
+        raise NotFound(INVALID_EVENT)
+    return {"Log": [render_value(row) for row in rows]}
+
+
+@misp_router.api_route("/logs/event_index/{event_id}", methods=["GET", "POST"])
+async def event_index(request: Request, event_id: str, principal: CurrentPrincipal,
+                      engine: EngineDep, named: NamedParams) -> dict[str, Any]:
+    """MISP's `logs/event_index/{id}[/{org}]`: the log rows of one event the caller may see,
+    newest first, 60 a page, as `{"Log": [...]}`; an event the caller may not see (or that the
+    log does not know) is MISP's 404 "Invalid event."."""
+    return await _event_index(request, principal, engine, event_id, None, named)
+
+
+@misp_router.api_route("/logs/event_index/{event_id}/{org}", methods=["GET", "POST"])
+async def event_index_of_org(request: Request, event_id: str, org: str,
+                             principal: CurrentPrincipal, engine: EngineDep,
+                             named: NamedParams) -> dict[str, Any]:
+    """The same, only the rows of the organisation named `org`."""
+    return await _event_index(request, principal, engine, event_id, org, named)
 
 
 @router.get("/top_api_users")

@@ -24,7 +24,7 @@ ACL_LIST: dict[str, dict[str, Entry]] = {
     "eventBlocklists": dict.fromkeys(("add", "delete", "edit", "index"), SITE_ADMIN),
     "events": {"queryACL": SITE_ADMIN},
     "jobs": dict.fromkeys(("getProgress", "index"), SITE_ADMIN),
-    "logs": {"admin_index": ("perm_audit",)},
+    "logs": {"admin_index": ("perm_audit",), "event_index": ANY},
     "orgBlocklists": dict.fromkeys(("add", "delete", "edit", "index"), SITE_ADMIN),
     "organisations": {"index": ANY, "view": ANY, **dict.fromkeys(
         ("admin_add", "admin_delete", "admin_edit", "admin_merge"), SITE_ADMIN)},
