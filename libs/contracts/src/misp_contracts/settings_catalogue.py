@@ -267,6 +267,8 @@ SETTINGS: tuple[SettingDefinition, ...] = (
           "never encrypted."),
     _flag("GnuPG.key_fetching_disabled", False, OPTIONAL,
           "Never fetch users' public keys from key servers."),
+    _setting("GnuPG.keyServer", "string", "https://openpgp.circl.lu", OPTIONAL, "test_url",
+             "The key server (HKP) that \"Fetch GnuPG key\" searches for users' public keys."),
     _setting("GnuPG.binary", "string", "/usr/bin/gpg", OPTIONAL, "test_path",
              "The path of the gpg executable."),
     # --- Proxy ---

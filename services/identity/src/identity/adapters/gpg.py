@@ -19,6 +19,8 @@ FETCH_OFFLINE = ("Fetching a GnuPG key from a key server is not available on thi
 class KeyInfo:
     fingerprint: str
     uids: tuple[str, ...]
+    validity: str = ""  # gpg's validity letter: "e" expired, "r" revoked
+    expires: int | None = None  # seconds since the epoch; None: never
 
 
 def _inspect(armored: str) -> KeyInfo | None:
@@ -32,7 +34,10 @@ def _inspect(armored: str) -> KeyInfo | None:
         if not result.fingerprints or len(public) != 1 or gpg.list_keys(True):
             return None
         key = public[0]
-        return KeyInfo(fingerprint=key["fingerprint"], uids=tuple(key.get("uids", ())))
+        expires = str(key.get("expires") or "")
+        return KeyInfo(fingerprint=key["fingerprint"], uids=tuple(key.get("uids", ())),
+                       validity=str(key.get("trust") or ""),
+                       expires=int(expires) if expires.isdigit() else None)
     except (OSError, ValueError):
         return None
     finally:

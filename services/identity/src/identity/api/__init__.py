@@ -7,6 +7,7 @@ def create_routers() -> list[APIRouter]:
     from identity.api import (
         auth,
         authkeys,
+        keyserver,
         operators,
         registrations,
         roles,
@@ -15,7 +16,7 @@ def create_routers() -> list[APIRouter]:
     )
 
     return [users.router, registrations.router, user_settings.router, roles.router,
-            authkeys.router, auth.router, operators.router]
+            authkeys.router, auth.router, operators.router, keyserver.router]
 
 
 __all__ = ["create_routers"]
