@@ -248,6 +248,8 @@ MATRIX: dict[str, dict[str, Rule]] = {
                                                       "subject": "pm", "body": "pm"}),
         "POST /admin/users/quickEmail/{user_id}": Rule(ADMINS, body={"subject": "pm",
                                                                      "body": "pm"}),
+        # Any user (MISP's "*"); this product holds no events, so every call answers 404.
+        "GET|POST|PUT /events/contact/{event_id}": Rule(USERS, body={"message": "pm"}),
         "GET /gpg.asc": Rule(EVERYONE),
         "GET /api/v1/mailer/mails": Rule(ADMINS),
         "GET /api/v1/mailer/requests/{request_id}": Rule(ADMINS),

@@ -212,3 +212,23 @@ async def test_non_ascii_subjects_and_organisation_names_are_encoded(
     assert message["To"] == user.email
     assert message["Subject"] == "Grüße, 東京"
     assert "Zürich CERT Ω" in str(message["From"])
+
+
+async def test_contacting_an_events_reporter_finds_no_event_and_sends_nothing(
+        client: httpx.AsyncClient, admin_key: str, org_admin_key: str,
+        mailer_engine: AsyncEngine) -> None:
+    # This product holds no events: every call gets MISP's answer for an event it cannot find,
+    # which MISP gives before it looks at the message (so an empty one is no 405 here).
+    for key, body in ((admin_key, {"message": "About your event"}),
+                      (org_admin_key, {"message": "About your event", "person": True}),
+                      (admin_key, {"message": ""})):
+        r = await client.post("/events/contact/5", headers=auth(key), json=body)
+        assert r.status_code == 404, r.text
+        assert r.json() == {"name": "Invalid event", "message": "Invalid event",
+                            "url": "/events/contact/5"}
+    assert (await client.get("/events/contact/5", headers=auth(admin_key))).status_code == 404
+    refused = await client.post("/events/contact/5", headers={"Accept": "application/json"},
+                                json={"message": "m"})
+    assert refused.status_code == 403
+    async with mailer_engine.connect() as conn:
+        assert (await conn.execute(select(mail.c.id))).first() is None

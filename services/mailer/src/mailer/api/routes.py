@@ -1,6 +1,7 @@
 """Routes of the mailer service: MISP's `admin/users/email` (to all users: a `bulk_email` job),
-`admin/users/quickEmail/{id}` and `/gpg.asc`, the mail log under `/api/v1/mailer/mails` and the
-bulk sends under `/api/v1/mailer/requests/{id}` (MISP has no REST endpoint for either)."""
+`admin/users/quickEmail/{id}`, `events/contact/{id}` and `/gpg.asc`, the mail log under
+`/api/v1/mailer/mails` and the bulk sends under `/api/v1/mailer/requests/{id}` (MISP has no REST
+endpoint for either)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from mailer.handlers.compose import Mailer, Queued
 from mailer.handlers.contact import contact_users
 from misp_contracts.events.identity import USER_TOPIC
 from misp_platform.app import EngineDep
-from misp_platform.auth import Admin, Principal
+from misp_platform.auth import Admin, CurrentPrincipal, Principal
 from misp_platform.auth.principals import PRINCIPAL_TOPICS
 from misp_platform.consistency import caught_up_all, consistency_of
 from misp_platform.misp import MispId, NotFound, as_misp, read_body, success
@@ -100,6 +101,17 @@ async def quick_email(user_id: MispId, request: Request, principal: Admin,
                                      scope_org_id=_scope(principal))
     return MispJSONResponse({**success("send", "E-mail", url, id=user_id,
                                        message="Email sent."), **_report(result)})
+
+
+# MISP's events/contact mails the reporter of an event the caller can see, after finding the
+# event and before reading the message. This product holds no events, so every call meets the
+# answer MISP gives for an event it does not find.
+INVALID_EVENT = "Invalid event"
+
+
+@misp.api_route("/events/contact/{event_id}", methods=["GET", "POST", "PUT"])
+async def contact_event_reporter(event_id: str, _principal: CurrentPrincipal) -> Response:
+    raise NotFound(INVALID_EVENT)
 
 
 @misp.get("/gpg.asc")

@@ -22,7 +22,7 @@ ACL_LIST: dict[str, dict[str, Entry]] = {
     "allowedlists": {"index": ANY, **dict.fromkeys(
         ("admin_add", "admin_delete", "admin_edit", "admin_index"), ("perm_regexp_access",))},
     "eventBlocklists": dict.fromkeys(("add", "delete", "edit", "index"), SITE_ADMIN),
-    "events": {"queryACL": SITE_ADMIN},
+    "events": {"contact": ANY, "queryACL": SITE_ADMIN},
     "jobs": dict.fromkeys(("getProgress", "index"), SITE_ADMIN),
     "logs": {"admin_index": ("perm_audit",), "event_index": ANY},
     "orgBlocklists": dict.fromkeys(("add", "delete", "edit", "index"), SITE_ADMIN),
