@@ -149,6 +149,10 @@ MATRIX: dict[str, dict[str, Rule]] = {
         "POST /users/change_pw": Rule(USERS, body=_strong_password),
         "GET /users/heartbeat": Rule(EVERYONE),
         "POST /users/resetauthkey/{user_id}": Rule(USERS),
+        "GET /users/statistics": Rule(USERS),
+        "GET /users/statistics/{page}": Rule(USERS),
+        # A site admin passes MISP's ACL, then gets its 405 (test_statistics_update_sync_pymisp).
+        "GET /servers/createSync": Rule(SITE | {SYNC_USER}),
         "POST /users/register": Rule(EVERYONE, body=_email),
         "GET /users/registrations": Rule(SITE),
         "GET /users/registrations/index": Rule(SITE),
@@ -266,6 +270,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
         "GET /servers/serverSettingsEdit/{name}": Rule(SITE),
         "POST /servers/serverSettingsEdit/{name}": Rule(SITE),
         "GET /servers/dbSchemaDiagnostic": Rule(SITE),
+        "POST /servers/update": Rule(SITE),
         "GET /servers/queryACL/{debug_type}": Rule(SITE),
         "GET /servers/queryACL/{debug_type}/{content}": Rule(SITE),
         "GET /events/queryACL/{debug_type}": Rule(SITE),

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from identity.adapters.ports import (
+    Counted,
+    Figures,
     IdentityQueries,
     IdentityStore,
     KeyRow,
@@ -193,6 +195,24 @@ class FakeQueries(IdentityQueries):
     async def open_registration(self, key: int | str) -> LoadedRegistration | None:
         return next((r for r in self.world.registrations.values()
                      if key in (r.state.id, r.state.uuid)), None)
+
+    async def organisations_with_user_counts(
+            self, *, local: bool | None) -> list[tuple[OrganisationState, int]]:
+        return [(o, sum(1 for u in self.world.users.values() if u.state.org_id == i))
+                for i, o in sorted(self.world.orgs.items())
+                if i not in self.world.deleted_orgs and local in (None, o.local)]
+
+    async def figures(self, *, month: datetime, year: datetime) -> Figures:
+        def counted(created: list[datetime | None]) -> Counted:
+            return Counted(len(created), sum(1 for c in created if c and c >= month),
+                           sum(1 for c in created if c and c >= year))
+
+        users = [u.state for u in self.world.users.values()]
+        orgs = [o for i, o in self.world.orgs.items() if i not in self.world.deleted_orgs]
+        return Figures(users=counted([u.date_created for u in users]),
+                       users_with_gpgkey=sum(1 for u in users if u.gpgkey),
+                       local_orgs=counted([o.date_created for o in orgs if o.local]),
+                       external_orgs=counted([o.date_created for o in orgs if not o.local]))
 
     async def settings(self, names: Sequence[str]) -> dict[str, Any]:
         return {name: self.world.settings.get(name, definition(name).default) for name in names}

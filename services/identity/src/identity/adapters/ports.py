@@ -24,6 +24,7 @@ import abc
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from misp_contracts.envelope import Actor
@@ -69,6 +70,25 @@ class LoadedKey(Loaded):
 @dataclass(frozen=True)
 class LoadedRegistration(Loaded):
     state: RegistrationState
+
+
+@dataclass(frozen=True)
+class Counted:
+    """How many rows there are, and how many of them were created since two dates."""
+
+    total: int
+    month: int
+    year: int
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The user and organisation counts of MISP's statistics pages (not deleted organisations)."""
+
+    users: Counted
+    users_with_gpgkey: int
+    local_orgs: Counted
+    external_orgs: Counted
 
 
 @dataclass(frozen=True)
@@ -202,6 +222,17 @@ class IdentityQueries(abc.ABC):
     async def open_registration(self, key: int | str) -> LoadedRegistration | None:
         """The open registration of this id (an int) or uuid (a str), held until the
         transaction ends (a second accept waits, then finds it closed)."""
+
+    @abc.abstractmethod
+    async def organisations_with_user_counts(
+            self, *, local: bool | None) -> list[tuple[OrganisationState, int]]:
+        """The organisations that are not deleted (local or external ones only, unless `local`
+        is None), each with how many users it has, in id order."""
+
+    @abc.abstractmethod
+    async def figures(self, *, month: datetime, year: datetime) -> Figures:
+        """Users and organisations counted; `month` and `year` are where their created-since
+        counts start."""
 
     @abc.abstractmethod
     async def settings(self, names: Sequence[str]) -> dict[str, Any]:

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import DateTime, cast, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from identity.adapters.ports import (
+    Counted,
+    Figures,
     IdentityQueries,
     KeyRow,
     LoadedKey,
@@ -304,6 +306,41 @@ async def users_of_org(conn: AsyncConnection, org_id: int) -> list[LoadedUser]:
             for row in rows]
 
 
+def _created_since(state: Any, since: datetime) -> Any:
+    return cast(state["date_created"].astext, DateTime(timezone=True)) >= since
+
+
+async def figures(conn: AsyncConnection, *, month: datetime, year: datetime) -> Figures:
+    """MISP's statistics counts in two queries: users (every one, disabled too, as MISP counts
+    them) and the organisations that are not deleted, local and external."""
+    state = user_account.c.state
+    users = (await conn.execute(select(
+        func.count(),
+        func.count().filter(_created_since(state, month)),
+        func.count().filter(_created_since(state, year)),
+        func.count().filter(func.coalesce(state["gpgkey"].astext, "") != "")))).one()
+    orgs = {row.local: Counted(row.total, row.month, row.year) for row in await conn.execute(
+        select(org.c.local, func.count().label("total"),
+               func.count().filter(_created_since(org.c.state, month)).label("month"),
+               func.count().filter(_created_since(org.c.state, year)).label("year"))
+        .where(org.c.deleted.is_(False)).group_by(org.c.local))}
+    none = Counted(0, 0, 0)
+    return Figures(users=Counted(users[0], users[1], users[2]), users_with_gpgkey=users[3],
+                   local_orgs=orgs.get(True, none), external_orgs=orgs.get(False, none))
+
+
+async def organisations_with_user_counts(
+        conn: AsyncConnection, *, local: bool | None) -> list[tuple[OrganisationState, int]]:
+    stmt = (select(org.c.state, func.count(user_account.c.user_id).label("users"))
+            .select_from(org.outerjoin(user_account, user_account.c.org_id == org.c.org_id))
+            .where(org.c.deleted.is_(False))
+            .group_by(org.c.org_id, org.c.state).order_by(org.c.org_id))
+    if local is not None:
+        stmt = stmt.where(org.c.local.is_(local))
+    return [(OrganisationState.model_validate(row.state), row.users)
+            for row in await conn.execute(stmt)]
+
+
 class SqlQueries(IdentityQueries):
     """The handlers' reads on one connection."""
 
@@ -380,6 +417,13 @@ class SqlQueries(IdentityQueries):
 
     async def open_registration(self, key: int | str) -> LoadedRegistration | None:
         return await open_registration(self.conn, key)
+
+    async def organisations_with_user_counts(
+            self, *, local: bool | None) -> list[tuple[OrganisationState, int]]:
+        return await organisations_with_user_counts(self.conn, local=local)
+
+    async def figures(self, *, month: datetime, year: datetime) -> Figures:
+        return await figures(self.conn, month=month, year=year)
 
     async def settings(self, names: Sequence[str]) -> dict[str, Any]:
         return await read_settings(self.conn, names)

@@ -1,20 +1,22 @@
-"""MISP's advanced authkey paths: auth_keys/add|index|view|edit|delete."""
+"""MISP's advanced authkey paths: auth_keys/add|index|view|edit|delete, and servers/createSync
+(a sync user's new key with this instance's address)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from identity.adapters.store import SqlUnitOfWork
 from identity.api.deps import EngineDep, Pepper, as_misp, resolve_user_id
 from identity.domain.values import to_int
 from identity.handlers import authkeys as handlers
-from misp_platform.auth import CurrentPrincipal
+from misp_platform.auth import CurrentPrincipal, Principal, require_perm
 from misp_platform.misp import NotFound, misp_record, read_body, render_value, success
 from misp_platform.misp.paging import Paging
 
 router = APIRouter(tags=["authkeys"])
+SyncUser = Annotated[Principal, Depends(require_perm("perm_sync"))]
 
 
 def _key_id(value: str) -> int:
@@ -73,3 +75,12 @@ async def delete(key_id: str, request: Request, principal: CurrentPrincipal,
         await handlers.delete_key(SqlUnitOfWork(engine), principal, number)
     return success("delete", "AuthKey", f"/auth_keys/delete/{number}", id=number,
                    message="AuthKey deleted.")
+
+
+@router.get("/servers/createSync")
+async def create_sync(request: Request, principal: SyncUser, engine: EngineDep,
+                      pepper: Pepper) -> dict[str, Any]:
+    """A sync user's connection details for another instance, with a new key of theirs."""
+    with as_misp(request, "add", "AuthKey"):
+        return await handlers.create_sync(SqlUnitOfWork(engine), principal, pepper=pepper,
+                                          request_base=str(request.base_url))

@@ -10,6 +10,7 @@ from identity.adapters.store import SqlUnitOfWork
 from identity.api.deps import EngineDep, Pepper, as_misp, fresh_orgs, resolve_user_id
 from identity.domain.users import INVALID_USER_OR_NOT_AUTHORISED, user_fields
 from identity.handlers import authkeys as key_handlers
+from identity.handlers import statistics as stats_handlers
 from identity.handlers import users as handlers
 from misp_platform.auth import Admin, CurrentPrincipal
 from misp_platform.misp import NamedParams, misp_record, read_body, success
@@ -113,3 +114,11 @@ async def reset_authkey(user_id: str, request: Request, principal: CurrentPrinci
     return success("resetauthkey", "User", request_url(request), id=target,
                    message=f"Authkey updated: {raw}")
 
+
+
+@router.get("/users/statistics")
+@router.get("/users/statistics/{page}")
+async def statistics(principal: CurrentPrincipal, engine: EngineDep, named: NamedParams,
+                     page: str = "data") -> dict[str, Any]:
+    """MISP's statistics pages that identity's data answers (`data`, `orgs`, `users`)."""
+    return await stats_handlers.statistics(SqlUnitOfWork(engine), principal, page, named)

@@ -16,7 +16,7 @@ from identity.adapters.ports import (
 )
 from identity.domain.access import can_manage_keys_of, listing_scope
 from identity.domain.authkeys import parse_key_fields
-from identity.domain.errors import InvalidFieldsError, NotFoundError
+from identity.domain.errors import InvalidFieldsError, NotAllowedError, NotFoundError
 from identity.domain.users import INVALID_USER
 from identity.handlers.views import authkey_fields
 from misp_contracts.envelope import Actor
@@ -194,5 +194,46 @@ async def reset_key(uow: UnitOfWork, caller: Principal, user_id: int, *, pepper:
         await tx.record([*(deleted(k, actor) for k in old), created(state, actor)])
         await tx.commit()
         return raw
+
+    return await uow.transaction(work)
+
+
+SITE_ADMIN_SYNC = ("Site admin accounts cannot be used to create server sync configurations.")
+NO_HOST_ORG = "Cannot create sync config - no host org ID configured for the instance."
+HOST_ORG_NOT_FOUND = ("Configured host org not found. Please make sure that the setting is "
+                      "current on the instance.")
+SYNC_SETTINGS = ("MISP.external_baseurl", "MISP.baseurl", "MISP.uuid", "MISP.host_org_id")
+
+
+async def create_sync(uow: UnitOfWork, caller: Principal, *, pepper: str,
+                      request_base: str) -> dict[str, Any]:
+    """`servers/createSync`: the configuration another instance needs to sync with this one as
+    the caller (a sync user), with a new key of theirs. MISP returns the user's legacy key when
+    advanced authkeys are off; this product keeps no key in clear, so it always makes one."""
+    if caller.is_site_admin:
+        raise NotAllowedError(SITE_ADMIN_SYNC)
+    now = datetime.now(UTC)
+
+    async def work(tx: IdentityStore) -> dict[str, Any]:
+        values = await tx.settings(SYNC_SETTINGS)
+        host_org_id = values["MISP.host_org_id"]
+        if not host_org_id:
+            raise NotAllowedError(NO_HOST_ORG)
+        host = await tx.organisation(int(host_org_id))
+        if host is None:
+            raise NotAllowedError(HOST_ORG_NOT_FOUND)
+        max_days, mandate_ips = await _key_settings(tx)
+        comment = f"Auto generated sync key - {now:%Y-%m-%d %H:%M:%S}"
+        fields, errors = parse_key_fields({"comment": comment}, now=now, max_days=max_days,
+                                          mandate_ips=mandate_ips, creating=True)
+        if errors:
+            raise InvalidFieldsError(errors)
+        raw, state = new_key(pepper, key_id=await tx.next_key_id(), user_id=caller.user_id,
+                             now=now, **fields)
+        await tx.record([created(state, caller.actor())])
+        await tx.commit()
+        url = values["MISP.external_baseurl"] or values["MISP.baseurl"] or request_base
+        return {"Server": {"url": url, "uuid": values["MISP.uuid"], "authkey": raw,
+                           "Organisation": {"name": host.name, "uuid": host.uuid}}}
 
     return await uow.transaction(work)

@@ -1,5 +1,6 @@
 """MISP's server settings paths: `servers/serverSettings[/<tab>]`, `servers/getSetting/{name}`,
-`servers/serverSettingsEdit/{name}` and `servers/dbSchemaDiagnostic` (site admins only)."""
+`servers/serverSettingsEdit/{name}`, `servers/dbSchemaDiagnostic` and `servers/update` (site
+admins only)."""
 
 from __future__ import annotations
 
@@ -116,3 +117,15 @@ async def db_schema_diagnostic(_admin: SiteAdmin, request: Request, engine: Engi
         "services": {name: report.schema_status(diag) for name, diag in services.items()},
     }
 
+
+
+UPDATE_INPUT = "update"
+UP_TO_DATE = ("Already up to date. This product updates with its releases; each service's "
+              "schema updates run with its migrations (see servers/dbSchemaDiagnostic).")
+
+
+@router.post("/servers/update")
+async def update(_admin: SiteAdmin) -> dict[str, Any]:
+    """MISP pulls its git branch here and lists each command run; this product has nothing to
+    pull, so the answer is the one an up-to-date MISP gives, in MISP's shape."""
+    return {"results": [{"input": UPDATE_INPUT, "output": [UP_TO_DATE], "status": 0}]}

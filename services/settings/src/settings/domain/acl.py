@@ -33,15 +33,17 @@ ACL_LIST: dict[str, dict[str, Entry]] = {
         ("perm_regexp_access",))},
     "roles": {"index": ANY, "view": ANY, **dict.fromkeys(
         ("admin_add", "admin_delete", "admin_edit", "admin_set_default"), SITE_ADMIN)},
-    "servers": {"getPyMISPVersion": ANY, "getVersion": ANY, **dict.fromkeys(
-        ("dbSchemaDiagnostic", "getSetting", "getWorkers", "killAllWorkers", "queryACL",
-         "restartDeadWorkers", "restartWorkers", "serverSettings", "serverSettingsEdit",
-         "startWorker", "stopWorker"), SITE_ADMIN)},
+    "servers": {"createSync": ("perm_sync",), "getPyMISPVersion": ANY, "getVersion": ANY,
+                **dict.fromkeys(("dbSchemaDiagnostic", "getSetting", "getWorkers",
+                                 "killAllWorkers", "queryACL", "restartDeadWorkers",
+                                 "restartWorkers", "serverSettings", "serverSettingsEdit",
+                                 "startWorker", "stopWorker", "update"), SITE_ADMIN)},
     "tasks": dict.fromkeys(("index", "setTask"), SITE_ADMIN),
     "userSettings": dict.fromkeys(("delete", "getSetting", "index", "setSetting"), ANY),
     "users": {
         **dict.fromkeys(("change_pw", "edit", "forgot", "heartbeat", "login", "logout",
-                         "password_reset", "register", "resetauthkey", "view"), ANY),
+                         "password_reset", "register", "resetauthkey", "statistics", "view"),
+                        ANY),
         **dict.fromkeys(("admin_add", "admin_delete", "admin_edit", "admin_email",
                          "admin_index", "admin_quickEmail", "admin_view"), ADMIN),
         **dict.fromkeys(("acceptRegistrations", "discardRegistrations", "registrations"),
