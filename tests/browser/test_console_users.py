@@ -10,16 +10,19 @@ from __future__ import annotations
 import email
 import os
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
+from ..e2e.hkp import Keys, keyserver_setting, make_keys, serve
 from .console import (
     GATEWAY,
     HOST_ORG,
@@ -299,3 +302,39 @@ def test_an_org_admin_sees_only_their_organisations_users(browser: Chrome) -> No
     assert status == 200 and me["User"]["email"] == member_email
     assert [k["AuthKey"]["comment"] for k in api("GET", f"/auth_keys/index/{member_id}")
             if k["AuthKey"]["authkey_start"] == key[:4]] == [comment]
+
+
+@pytest.fixture
+def gpg_keys() -> Iterator[Keys]:
+    """Keys made with gpg on a small HKP server of the test, which GnuPG.keyServer points at."""
+    with serve() as server, make_keys(server) as made, keyserver_setting(server):
+        yield made
+
+
+def test_a_site_admin_fetches_a_users_gnupg_key_from_the_key_server(
+        browser: Chrome, gpg_keys: Keys) -> None:
+    keys = gpg_keys
+    user_id = int(api("POST", "/admin/users/add", {"email": keys.email})["User"]["id"])
+    _, admin_email, password = make_user(role_id=SITE_ADMIN_ROLE)
+    login(browser, admin_email, password, f"/admin/users/edit/{user_id}")
+    _wait(browser, lambda d: heading(d) == "Edit user")
+    browser.find_element(By.ID, "fetch-gpgkey").click()
+    _wait(browser, lambda d: heading(d) == "Fetch GnuPG key")
+    rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")][:4]
+            for tr in browser.find_elements(By.CSS_SELECTOR, "tbody tr")]
+    assert rows == [[keys.good[-8:], time.strftime("%Y-%m-%d", time.gmtime(time.time() - 3600)),
+                     f"Good <{keys.email}>", keys.good]]  # the expired and revoked ones: not listed
+    check_screen(browser, "users-fetch-gpgkey")
+
+    browser.find_element(By.CSS_SELECTOR, "tbody button[type=submit]").click()
+    _wait(browser, lambda d: heading(d) == "Edit user")
+    assert browser.find_element(By.CSS_SELECTOR, ".flash.info").text \
+        == f"GnuPG key {keys.good} fetched: save to keep it."
+    assert browser.find_element(By.ID, "f-gpgkey").get_attribute("value").strip() \
+        == keys.armored_good.strip()
+    assert api("GET", f"/admin/users/view/{user_id}")["User"]["gpgkey"] in ("", None)
+    _submit(browser, "form.card")
+    _wait(browser, lambda d: f"/admin/users/view/{user_id}" in d.current_url)
+    saved = api("GET", f"/admin/users/view/{user_id}")["User"]["gpgkey"]
+    assert saved.replace("\r\n", "\n").strip() == keys.armored_good.strip()  # a textarea's CRLF
+    api("POST", f"/admin/users/delete/{user_id}")

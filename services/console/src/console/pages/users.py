@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -127,7 +128,7 @@ async def view(request: Request, user_id: int) -> Response:
 async def _user_form(request: Request, viewer: Viewer, *, user: dict[str, Any],
                      creating: bool, errors: dict[str, str] | None = None,
                      message: str | None = None, status_code: int = 200,
-                     roles_body: Any = None) -> Response:
+                     roles_body: Any = None, notice: str | None = None) -> Response:
     keep = None if creating else user.get("role_id")
     if roles_body is None:
         roles_body, orgs = await asyncio.gather(api(request, viewer, "GET", "/roles/index"),
@@ -137,7 +138,8 @@ async def _user_form(request: Request, viewer: Viewer, *, user: dict[str, Any],
     roles = role_choices(roles_body, site_admin=viewer.is_site_admin, keep=keep)
     return render(request, "users/form.html", viewer=viewer, user=user, creating=creating,
                   orgs=orgs, roles=roles, flags=USER_FLAGS,
-                  errors=errors or {}, message=message, status_code=status_code)
+                  errors=errors or {}, message=message, status_code=status_code,
+                  notice=notice)
 
 
 def _as_shown(body: dict[str, Any], form: Form) -> dict[str, Any]:
@@ -216,6 +218,41 @@ async def edit(request: Request, user_id: int) -> Response:
                                 errors=exc.field_errors, status_code=exc.status,
                                 message="; ".join([exc.message, *loose_errors(exc.errors)]))
     return redirect(f"/admin/users/view/{user_id}", flash="User saved.")
+
+
+@router.get("/admin/users/edit/{user_id}/gpgkey")
+async def gpgkey_candidates(request: Request, user_id: int) -> Response:
+    """MISP's "Fetch GnuPG key": the key server's keys for the user's address."""
+    viewer = await viewer_of(request)
+    user = (await api(request, viewer, "GET", f"/admin/users/view/{user_id}")).get("User") or {}
+    address = str(user.get("email") or "")
+    keys: list[dict[str, Any]] = []
+    message = None
+    try:
+        found = await api(request, viewer, "GET", f"/users/searchGpgKey/{quote(address)}")
+        keys = [k for k in found if isinstance(k, dict)] if isinstance(found, list) else []
+    except ApiError as exc:
+        message = exc.message
+    return render(request, "users/gpgkeys.html", viewer=viewer, user_id=user_id, email=address,
+                  keys=keys, message=message)
+
+
+@router.post("/admin/users/edit/{user_id}/gpgkey")
+async def gpgkey_fetch(request: Request, user_id: int) -> Response:
+    """The chosen key, checked by identity, filled into the edit form (saved with the form)."""
+    viewer = await viewer_of(request)
+    form = await posted_form(request, viewer)
+    user = (await api(request, viewer, "GET", f"/admin/users/view/{user_id}")).get("User") or {}
+    address = str(user.get("email") or "")
+    fingerprint = form.text("fingerprint")
+    try:
+        key = await api(request, viewer, "GET",
+                        f"/users/fetchPGPKey/{quote(address)}/{quote(fingerprint)}")
+    except ApiError as exc:
+        return render(request, "users/gpgkeys.html", viewer=viewer, user_id=user_id,
+                      email=address, keys=[], message=exc.message, status_code=exc.status)
+    return await _user_form(request, viewer, user={**user, "gpgkey": str(key)}, creating=False,
+                            notice=f"GnuPG key {fingerprint} fetched: save to keep it.")
 
 
 @router.post("/admin/users/delete/{user_id}")
