@@ -22,7 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver import Chrome
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -138,9 +142,10 @@ def wait_for(driver: Chrome, condition: Callable[[Chrome], T], timeout: float = 
              message: str = "") -> T:
     """Poll `condition(driver)` until it returns something truthy (returned), else a
     TimeoutException naming `message`. For a page's element: `expected_conditions`. An element
-    missing, or gone stale as the next page replaces it, is polled again."""
+    missing, or gone stale as the next page replaces it, or a dialog not open yet, is polled
+    again."""
     return WebDriverWait(driver, timeout, poll_frequency=0.05,
-                         ignored_exceptions=(NoSuchElementException,
+                         ignored_exceptions=(NoSuchElementException, NoAlertPresentException,
                                              StaleElementReferenceException),
                          ).until(condition, message)
 

@@ -107,6 +107,12 @@ def test_a_site_admin_edits_settings_and_reads_the_diagnostics(browser: Chrome) 
     assert shown == {name: s["actual_db_version"]
                      for name, s in report["dbSchemaDiagnostics"].items()}
     assert set(shown) >= {"identity", "orgs", "audit", "jobs", "mailer", "settings"}
+    # MISP's expired-session counter, and its purge (a job) behind a confirmation
+    assert browser.find_element(By.ID, "expired-sessions").text == str(report["sessionCount"])
+    browser.find_element(By.CSS_SELECTOR, "form[action='/servers/purgeSessions'] button").click()
+    wait_for(browser, lambda d: d.switch_to.alert).accept()
+    purged = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".flash.ok"), 15)
+    assert purged.text.startswith("Expired sessions are being purged (job ")
 
     browser.get(page_url("/servers/serverSettings/workers"))
     assert heading(browser) == "Workers"

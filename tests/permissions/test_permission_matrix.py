@@ -149,6 +149,11 @@ MATRIX: dict[str, dict[str, Rule]] = {
         "POST /users/change_pw": Rule(USERS, body=_strong_password),
         "GET /users/heartbeat": Rule(EVERYONE),
         "POST /users/resetauthkey/{user_id}": Rule(USERS),
+        # Fetch GnuPG key: a made-up search or fingerprint is answered 404 before any key server.
+        "GET /users/searchGpgKey/{email}": Rule(ADMINS),
+        "GET /users/fetchPGPKey/{email}": Rule(ADMINS),
+        "GET /users/fetchGpgKey/{fingerprint}": Rule(ADMINS),
+        "GET /users/fetchPGPKey/{email}/{fingerprint}": Rule(ADMINS),
         "GET /users/statistics": Rule(USERS),
         "GET /users/statistics/{page}": Rule(USERS),
         # A site admin passes MISP's ACL, then gets its 405 (test_statistics_update_sync_pymisp).
@@ -239,6 +244,7 @@ MATRIX: dict[str, dict[str, Rule]] = {
         "POST /servers/killAllWorkers": Rule(SITE),
         "POST /servers/restartWorkers": Rule(SITE),
         "POST /servers/restartDeadWorkers": Rule(SITE),
+        "POST /servers/purgeSessions": Rule(SITE),
         "POST /api/v1/jobs/jobs": Rule(SITE, body={"job_type": "noop"}),
         "GET /api/v1/jobs/jobs/{job_id}": Rule(SITE),
         "POST /api/v1/jobs/jobs/{job_id}/cancel": Rule(SITE),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import click
 import structlog
 from fastapi import FastAPI
 
+from identity.adapters import store
 from identity.adapters.view_cache import view_cache
 from identity.api import create_routers
 from identity.consumer import handlers, on_consumer_start, principal_handlers, topics
@@ -54,9 +56,18 @@ async def follow_auth_settings(app: FastAPI) -> AsyncIterator[None]:
         task.cancel()
 
 
+async def diagnose_sessions(app: FastAPI) -> dict[str, Any]:
+    """MISP's diagnostics counter of expired sessions (the purge job removes them:
+    `purge_expired_sessions`, queued by `servers/purgeSessions`), beside the active ones."""
+    async with app.state.engine.connect() as conn:
+        active, expired = await store.session_counts(conn, datetime.now(UTC))
+    return {"active": active, "expired": expired}
+
+
 def create_app(settings: ServiceSettings, *, lifespan_hooks: Sequence[LifespanHook] = (),
                **kwargs: Any) -> FastAPI:
     hooks = [follow_auth_settings, view_cache, *lifespan_hooks]
+    kwargs.setdefault("diagnostics", {"sessions": diagnose_sessions})
     return create_platform_app(settings, routers=create_routers(), lifespan_hooks=hooks,
                                **kwargs)
 

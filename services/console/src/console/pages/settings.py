@@ -145,7 +145,8 @@ async def diagnostics(request: Request) -> Response:
         api(request, viewer, "GET", "/servers/serverSettings/diagnostics"),
         api(request, viewer, "GET", "/servers/serverSettings/MISP"))
     report = report if isinstance(report, dict) else {}
-    known = ("version", "services", "dbSchemaDiagnostics", "dbDiagnostics", "kafka", "workers")
+    known = ("version", "services", "dbSchemaDiagnostics", "dbDiagnostics", "kafka", "workers",
+             "sessionCount", "sessionStatus")
     return render(request, "settings/diagnostics.html", viewer=viewer, report=report,
                   tabs=tab_figures(body.get("tabs")), services=report.get("services") or {},
                   others={k: v for k, v in report.items() if k not in known})
@@ -198,6 +199,13 @@ async def edit(name: str, request: Request) -> Response:
 
 async def _worker_action(request: Request, path: str) -> Response:
     return await api_action(request, path, WORKERS)
+
+
+@router.post("/servers/purgeSessions")
+async def purge_sessions(request: Request) -> Response:
+    """MISP's "purge expired sessions" button of the diagnostics page (a job)."""
+    return await api_action(request, "/servers/purgeSessions",
+                            "/servers/serverSettings/diagnostics#d-sessions")
 
 
 @router.post("/servers/startWorker/{queue}")

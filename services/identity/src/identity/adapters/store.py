@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -244,6 +244,14 @@ async def purge_expired_sessions(conn: AsyncConnection, now: datetime) -> int:
     """Delete the sessions expired by `now`; how many."""
     result = await conn.execute(delete(login_session).where(login_session.c.expires_at <= now))
     return int(result.rowcount or 0)
+
+
+async def session_counts(conn: AsyncConnection, now: datetime) -> tuple[int, int]:
+    """(active, expired) login sessions at `now`: the expired ones wait for the purge job."""
+    expired = login_session.c.expires_at <= now
+    row = (await conn.execute(select(
+        func.count().filter(~expired), func.count().filter(expired)))).one()
+    return int(row[0]), int(row[1])
 
 
 # ---- the organisation merge (handlers/merge.py) ----------------------------------------------

@@ -36,6 +36,7 @@ from misp_platform.misp.errors import request_url
 from misp_platform.misp.paging import Paging, paging
 
 misp = APIRouter(tags=["jobs"])
+PURGE_SESSIONS_JOB = "purge_expired_sessions"
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 PAGE = 20  # MISP's job index pages by 20 when the client names no limit
 FORGET_AFTER = timedelta(hours=1)
@@ -334,6 +335,20 @@ async def start_worker(_: SiteAdmin, request: Request, queue: str) -> dict[str, 
     return success("start", "Worker", request_url(request),
                    message=f"Worker start for {queue} requested: workers are started by the "
                            f"process supervisor (`{program}`).")
+
+
+@misp.post("/servers/purgeSessions")
+async def purge_sessions(principal: SiteAdmin, engine: EngineDep,
+                         request: Request) -> dict[str, Any]:
+    """MISP's "purge expired sessions" of the diagnostics page, as a job: identity's
+    `purge_expired_sessions` (the sessions are identity's), queued here like any job."""
+    with as_misp(request, "purge", "Session"):
+        async with engine.begin() as conn:
+            job_id = await commands.enqueue(
+                conn, job_type=PURGE_SESSIONS_JOB, queue=None, actor=principal.actor(),
+                org_id=principal.org_id)
+    return success("purge", "Session", request_url(request), id=job_id,
+                   message=f"Expired sessions are being purged (job {job_id}).")
 
 
 # A process id as the worker table keeps it (integer): anything else is no worker (404), not

@@ -69,6 +69,7 @@ async def diagnostics(app: FastAPI, engine: AsyncEngine,
         run_checks(app, app.state.diagnostic_checks))
     proxy_host = effective_value(definition("Proxy.host"), currents.get("Proxy.host", Current()))
     jobs = services.get("jobs", {})
+    sessions = (services.get("identity", {}).get("checks") or {}).get("sessions")
     return {
         "version": {"current": MISP_VERSION, "pymisp_recommended": PYMISP_RECOMMENDED_VERSION,
                     "services": {n: d.get("version") for n, d in services.items()}},
@@ -83,6 +84,9 @@ async def diagnostics(app: FastAPI, engine: AsyncEngine,
         "workers": (jobs.get("checks") or {}).get("workers",
                                                   {"ok": None, "detail": "not reported"}),
         "mailer": (services.get("mailer", {}).get("checks") or {}),
+        # MISP's counter of expired sessions (identity's; servers/purgeSessions queues the purge)
+        "sessionCount": (sessions or {}).get("expired"),
+        "sessionStatus": sessions or {"ok": None, "detail": "not reported"},
         # Messages a relay parked (Kafka refused them for good): critical until handled.
         "outbox": {n: (d.get("checks") or {}).get("outbox", {"ok": None, "detail": "not reported"})
                    for n, d in services.items()},
