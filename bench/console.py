@@ -47,7 +47,7 @@ PAGES = [
     ("/admin/logs/index", "/admin/audit_logs/index?page=1&limit=50"),
     ("/eventBlocklists/index", "/eventBlocklists/index"),
     ("/admin/regexp/index", "/admin/regexp/index"),
-    ("/auth_keys/index", "/auth_keys/index"),
+    ("/auth_keys/index", "/auth_keys/index/page:1/limit:50"),
 ]
 
 BARE_APP = """
