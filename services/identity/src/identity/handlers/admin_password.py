@@ -42,6 +42,10 @@ def temporary_password() -> str:
 async def set_temporary_password(engine: AsyncEngine, *, state_dir: str,
                                  only_first: bool = False) -> str | None:
     """The new temporary password, or None when `only_first` and the admin has one already."""
+    if only_first:  # what `make up` runs at every start: no argon2 hash when nothing is set
+        async with engine.connect() as conn:
+            if await queries.password_hash(conn, ADMIN_ID):
+                return None
     password = temporary_password()
     password_hash = await hash_password(password)
     now = datetime.now(UTC)
