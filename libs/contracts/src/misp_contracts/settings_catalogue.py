@@ -241,6 +241,12 @@ SETTINGS: tuple[SettingDefinition, ...] = (
     _flag("Security.hide_organisation_index_from_users", False, RECOMMENDED,
           "Hide the organisation index and other organisations' details from users who are "
           "not site admins, except for organisations of events they can see."),
+    _flag("Security.otp_required", False, OPTIONAL,
+          "Require a one-time password (TOTP) at every password login. Users without a "
+          "token must enrol one at their next login; roles with perm_skip_otp are exempt."),
+    _setting("Security.otp_issuer", "string", "", OPTIONAL, "test_for_empty",
+             "The issuer shown in authenticator apps for this instance's TOTP tokens; empty "
+             "for \"<MISP.org> MISP\".", null_allowed=True),
     _setting("SecureAuth.amount", "numeric", 5, CRITICAL, "test_positive_int",
              "How many failed logins for one account from one IP address are allowed within "
              "SecureAuth.expire seconds before further attempts are blocked."),
