@@ -129,10 +129,15 @@ async def test_a_late_user_of_a_merging_source_holds_the_merge_until_identity_mo
                                 headers=auth(admin), json={"target_id": target["uuid"]})
     assert started.status_code == 200
     late = new_user(int(source["id"]))  # accepted by identity before it saw the merge start
-    await publish([created(late), moved(first, int(target["id"]))])
+    await publish([created(late)])
+    await eventually(lambda: _equals(user_count(client, admin, source["id"]), 2))
+    await publish([moved(first, int(target["id"]))])
     await eventually(lambda: _equals(user_count(client, admin, target["id"]), 1))
-    await asyncio.sleep(0.5)
+    # The move and the merge's completion (had the source been empty) are one transaction:
+    # once the target counts `first`, the merge has surely not completed.
     assert await user_count(client, admin, source["id"]) == 1  # still merging: `late` is there
+    status = (await client.get(started.json()["status_url"], headers=auth(admin))).json()
+    assert status["Merge"]["status"] == "running"
     await publish([moved(late, int(target["id"]))])  # identity's sweep moves it too
     await eventually(lambda: _equals(user_count(client, admin, source["id"]), None))
     assert await user_count(client, admin, target["id"]) == 2
