@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable
 
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
@@ -41,24 +42,39 @@ async def test_events_become_log_rows_once_even_when_redelivered(
         audit_engine: AsyncEngine, namespace: Namespace) -> None:
     first = envelope_of(user_updated(5, "testusr-changed@user.local", "testusr@user.local"),
                         actor=ADMIN)
+
+    def marker(n: int) -> Envelope:  # same key, same partition: applied after what precedes it
+        return envelope_of(user_updated(5, f"m{n}@user.local", f"m{n}@user.local"),
+                           actor=ADMIN, subject=first.subject)
+
     await namespace.publish([(USER_TOPIC, first)])
     async with running_consumer(audit_engine, namespace) as runner:
         await wait_until(lambda: count_entries(audit_engine), what="the first row")
         # The same event again (a relay that re-sent after a crash) and a fresh consumer group
         # would both redeliver it: neither makes a second row.
-        await namespace.publish([(USER_TOPIC, first)])
-        await asyncio.sleep(2)
-        assert runner.applied == 1
-    async with running_consumer(audit_engine, namespace):  # a new group replays from the start
-        await asyncio.sleep(2)
+        await namespace.publish([(USER_TOPIC, first), (USER_TOPIC, marker(1))])
+        await wait_until(lambda: count_entries(audit_engine, "change LIKE :m", {"m": "%m1@%"}),
+                         what="marker 1")
+        assert runner.applied == 2
+    async with running_consumer(audit_engine, namespace) as replay:  # a new group: from the start
+        await namespace.publish([(USER_TOPIC, marker(2))])
+        await wait_until(lambda: count_entries(audit_engine, "change LIKE :m", {"m": "%m2@%"}),
+                         what="marker 2")
+        assert replay.applied == 3  # it did read `first` and marker 1 again, before marker 2
     async with audit_engine.connect() as conn:
-        rows = (await conn.execute(text("SELECT * FROM log_entry"))).all()
-    assert len(rows) == 1
+        rows = (await conn.execute(text("SELECT * FROM log_entry ORDER BY id"))).all()
+    assert [r.change for r in rows] == [
+        "email (testusr-changed@user.local) => (testusr@user.local)",
+        "email (m1@user.local) => (m1@user.local)", "email (m2@user.local) => (m2@user.local)"]
     row = rows[0]
     assert (row.model, row.model_id, row.action, row.user_id) == ("User", 5, "edit", 1)
     assert row.change == "email (testusr-changed@user.local) => (testusr@user.local)"
     assert row.title == "User (5): testusr@user.local" and row.ip is None
     assert row.chain.startswith(namespace.prefix) and row.seq == 1
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
 
 
 async def test_a_new_topic_is_picked_up_and_unknown_types_are_logged_generically(
@@ -99,9 +115,10 @@ async def test_log_auth_and_log_client_ip_follow_setting_changes(
             (SETTING_TOPIC, envelope_of(SettingChanged(name="MISP.log_client_ip", value=True,
                                                        previous_value=False), actor=ADMIN)),
         ])
-        await wait_until(lambda: count_entries(audit_engine, "action = 'serverSettingsEdit'"),
-                         what="the setting rows")
-        await asyncio.sleep(0.5)
+        # Each setting is recorded in the transaction of its row: both rows, both applied.
+        await wait_until(lambda: _equals(
+            count_entries(audit_engine, "action = 'serverSettingsEdit'"), 2),
+            what="the two setting rows")
         await namespace.publish([("misp.identity.auth.v1", auth(2))])
         await wait_until(lambda: count_entries(audit_engine, "action = 'auth'"),
                          what="the auth row")
