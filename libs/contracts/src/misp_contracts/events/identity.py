@@ -68,6 +68,7 @@ class UserState(_State):
     notification_daily: bool = False
     notification_weekly: bool = False
     notification_monthly: bool = False
+    totp_is_set: bool = False  # a TOTP secret is active (the secret itself never travels)
 
 
 class RoleState(_State):
@@ -325,6 +326,32 @@ class UserSettingDeleted(DomainEvent):
     id: int
     user_id: int
     setting: str
+
+
+# ---- TOTP two-factor login: the facts only, never the secret ---------------------------------
+
+
+@register
+class UserTotpSet(DomainEvent):
+    """The user enrolled a TOTP secret (MISP's `users/totp_new`): from now on their web login
+    asks for a code. `user` is the state after, `title` MISP's log entry."""
+
+    type: ClassVar[str] = "misp.identity.user.totp-set.v1"
+    topic: ClassVar[str] = USER_TOPIC
+    user: UserState
+    title: str
+    ip: str | None = None
+
+
+@register
+class UserTotpRemoved(DomainEvent):
+    """An administrator removed the user's TOTP secret (MISP's `users/totp_delete`)."""
+
+    type: ClassVar[str] = "misp.identity.user.totp-removed.v1"
+    topic: ClassVar[str] = USER_TOPIC
+    user: UserState
+    title: str
+    ip: str | None = None
 
 
 # ---- browser sessions: projected by every service beside the authkeys (ARCHITECTURE §4) --------

@@ -222,6 +222,18 @@ def _user(row: _Row, d: Mapping[str, Any], action: str) -> LogRow:
                      change_json=json_changes(changes, s), **common)
 
 
+def _user_totp(row: _Row, d: Mapping[str, Any], _action: str) -> LogRow:
+    """MISP's "update" entry of a TOTP created or deleted (its title); the secret never travels,
+    so the change is the flag alone."""
+    user = d.get("user") or {}
+    uid = _int(user.get("id"))
+    now = bool(user.get("totp_is_set"))
+    return row.build(title=str(d.get("title", f"User ({uid})")), model="User", model_id=uid,
+                     action="update", change=f"totp_is_set ({not now}) => ({now})",
+                     change_json={"totp_is_set": [not now, now]}, ip=d.get("ip"),
+                     target_user_id=uid, target_email=user.get("email"))
+
+
 def _named(kind: str, key: str, name_field: str, id_field: str,
            drop: tuple[str, ...] = ("id",)) -> Mapper:
     """Mapping for `<Kind>Created/Updated` carrying `{key: state}` and `Deleted` carrying ids."""
@@ -446,6 +458,8 @@ SPECIFIC: dict[str, tuple[Mapper, str]] = {
     "misp.identity.user.created.v1": (_user, "add"),
     "misp.identity.user.updated.v1": (_user, "edit"),
     "misp.identity.user.deleted.v1": (_user, "delete"),
+    "misp.identity.user.totp-set.v1": (_user_totp, "update"),
+    "misp.identity.user.totp-removed.v1": (_user_totp, "update"),
     "misp.identity.role.created.v1": (_named("Role", "role", "name", "role_id"), "add"),
     "misp.identity.role.updated.v1": (_named("Role", "role", "name", "role_id"), "edit"),
     "misp.identity.role.deleted.v1": (_named("Role", "role", "name", "role_id"), "delete"),

@@ -149,3 +149,36 @@ login_attempt = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Index("ix_login_attempt_pair", "ip", "username", "expires_at"),
 )
+
+# TOTP (migration 0013): the active secret of a user, AES-GCM-encrypted under a key derived from
+# the pepper (identity.adapters.totp_secrets), and the last time step a code was accepted at
+# (a code is good once).
+user_totp = Table(
+    "user_totp",
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("secret", Text, nullable=False),
+    Column("last_step", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# The secret a user is enrolling (users/totp_new's GET), until a code proves it or it expires.
+totp_enrolment = Table(
+    "totp_enrolment",
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("secret", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+# A login whose password was right and that waits for its second step (`purpose`: "otp", a
+# code; "totp_new", the enrolment OTP requires): the peppered HMAC of its token, single use.
+login_challenge = Table(
+    "login_challenge",
+    Column("token_hmac", Text, primary_key=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("attempts_left", Integer, nullable=False),
+    Column("ip", Text, nullable=True),
+    Column("user_agent", Text, nullable=True),
+    Index("ix_login_challenge_user_id", "user_id"),
+)

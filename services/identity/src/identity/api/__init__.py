@@ -11,12 +11,13 @@ def create_routers() -> list[APIRouter]:
         operators,
         registrations,
         roles,
+        totp,
         user_settings,
         users,
     )
 
     return [users.router, registrations.router, user_settings.router, roles.router,
-            authkeys.router, auth.router, operators.router, keyserver.router]
+            authkeys.router, auth.router, totp.router, operators.router, keyserver.router]
 
 
 __all__ = ["create_routers"]

@@ -1,5 +1,6 @@
 """users/login (form or JSON) and users/logout, with a server-side session cookie that every
-service accepts (misp_platform.auth.sessions); users/forgot and the reset links it mails
+service accepts (misp_platform.auth.sessions), or a pending login when OTP applies (api/totp.py
+takes its second step); users/forgot and the reset links it mails
 (users/password_reset/<token>)."""
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
 from identity.adapters.store import SqlUnitOfWork
 from identity.api.deps import EngineDep, Pepper, as_misp, fresh_reset_link
 from identity.handlers import login as handlers
-from identity.handlers import password_reset
+from identity.handlers import password_reset, totp
+from identity.handlers.second_step import CHALLENGE_TTL, OTP_COOKIE, PATHS, SecondStep
 from identity.handlers.users import view_of
 from misp_platform.auth import abuse
 from misp_platform.auth.dependency import TITLE_CSRF, AuthFailure, record_failure, session_key
@@ -40,11 +43,13 @@ router = APIRouter(tags=["login"])
 MAX_BODY = 64 * 1024
 
 
-async def _credentials(request: Request) -> tuple[str, str]:
+async def posted_fields(request: Request) -> dict[str, Any]:
+    """The fields of a login form (`data[User][...]`) or a JSON body (bare or under "User"),
+    bounded; bad JSON is MISP's 4xx."""
     raw = await request.body()
     if len(raw) > MAX_BODY:
         raise BadRequest("Request too large.")
-    fields: dict[str, Any]
+    fields: Any
     if "application/x-www-form-urlencoded" in request.headers.get("content-type", ""):
         form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
         fields = {k.removeprefix("data[User][").rstrip("]"): v for k, v in form.items()}
@@ -53,6 +58,11 @@ async def _credentials(request: Request) -> tuple[str, str]:
             fields = unwrap(json.loads(raw) if raw.strip() else {}, "User")
         except ValueError as exc:
             raise InvalidJSON() from exc
+    return fields if isinstance(fields, dict) else {}
+
+
+async def _credentials(request: Request) -> tuple[str, str]:
+    fields = await posted_fields(request)
     email = fields.get("email", fields.get("username"))
     password = fields.get("password")
     if not isinstance(email, str) or not isinstance(password, str) or not email or not password:
@@ -87,6 +97,27 @@ async def login(request: Request, engine: EngineDep, pepper: Pepper) -> Response
     except Forbidden:
         abuse.failed(request, client_address(request))
         raise
+    if isinstance(result, SecondStep):
+        return pending_login_answer(request, result)
+    return await session_answer(request, engine, result)
+
+
+def pending_login_answer(request: Request, step: SecondStep) -> Response:
+    """The password was right and OTP applies: no session, but MISP's redirect to its second
+    step (users/otp or users/totp_new) with the pending login's HttpOnly cookie."""
+    url = PATHS[step.purpose]
+    response = MispJSONResponse({"name": step.message, "message": step.message, "url": url},
+                                status_code=302, headers={"Location": url})
+    response.set_cookie(OTP_COOKIE, step.token, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https",
+                        max_age=int(CHALLENGE_TTL[step.purpose].total_seconds()), path="/users")
+    return response
+
+
+async def session_answer(request: Request, engine: AsyncEngine,
+                         result: handlers.LoggedIn) -> Response:
+    """A login's answer: the user's view and the session cookie (a pending login's cookie
+    cleared)."""
     body = await view_of(SqlUnitOfWork(engine), result.user)
     response = MispJSONResponse(body)
     # Secure over HTTPS: the scheme is the gateway's X-Forwarded-Proto when the peer is a
@@ -94,6 +125,8 @@ async def login(request: Request, engine: EngineDep, pepper: Pepper) -> Response
     response.set_cookie(handlers.SESSION_COOKIE, result.token, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https",
                         max_age=int(handlers.SESSION_TTL.total_seconds()), path="/")
+    if OTP_COOKIE in request.cookies:
+        response.delete_cookie(OTP_COOKIE, path="/users")
     return response
 
 
@@ -117,6 +150,9 @@ async def logout(request: Request, engine: EngineDep, pepper: Pepper) -> Respons
                           request_id=request_id_of(request))
     response = MispJSONResponse(message_body("Logged out."))
     response.delete_cookie(handlers.SESSION_COOKIE, path="/")
+    if OTP_COOKIE in request.cookies:
+        await totp.cancel_pending(engine, pepper, request.cookies.get(OTP_COOKIE))
+        response.delete_cookie(OTP_COOKIE, path="/users")
     return response
 
 
@@ -136,23 +172,11 @@ async def forgot(request: Request, engine: EngineDep) -> Response:
     """MISP's "forgot password" (`Security.allow_password_forgotten`): the same answer whether
     the address has an account or not."""
     abuse.check(request, client_address(request))
-    email = (await _user_fields(request)).get("email")
+    email = (await posted_fields(request)).get("email")
     with as_misp(request, "reset", "password"):
         message = await password_reset.forgot_password(
             engine, email=email, ip=client_ip_of(request), request_id=request_id_of(request))
     return MispJSONResponse(message_body(message))
-
-
-async def _user_fields(request: Request) -> dict[str, Any]:
-    """The JSON body's fields, bare or under "User" (bounded; bad JSON is MISP's 4xx)."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise BadRequest("Request too large.")
-    try:
-        fields = unwrap(json.loads(raw) if raw.strip() else {}, "User")
-    except ValueError as exc:
-        raise InvalidJSON() from exc
-    return fields if isinstance(fields, dict) else {}
 
 
 @router.get("/users/password_reset/{token}")
@@ -169,7 +193,7 @@ async def password_reset_link(token: str, request: Request, engine: EngineDep) -
 async def password_reset_by_link(token: str, request: Request, engine: EngineDep) -> Response:
     """The link's owner sets a new password (`password`, `confirm_password`) under the policy;
     the link is used up and the user's sessions end."""
-    body = await _user_fields(request)
+    body = await posted_fields(request)
     with as_misp(request, "password_reset", "User"):
         await fresh_reset_link(request, lambda: password_reset.reset_link_status(engine, token))
         await password_reset.reset_password_by_link(

@@ -168,7 +168,7 @@ def user_fields(user: UserState, *, fingerprint: str | None = None,
             "external_auth_key": "", "notification_daily": user.notification_daily,
             "notification_weekly": user.notification_weekly,
             "notification_monthly": user.notification_monthly, "totp": None,
-            "hotp_counter": None, "totp_is_set": False,
+            "hotp_counter": None, "totp_is_set": user.totp_is_set,
         })
         del data["server_id"]
     if user.gpgkey:

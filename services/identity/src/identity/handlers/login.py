@@ -28,6 +28,7 @@ from identity.adapters.store import (
     write,
 )
 from identity.domain.errors import ForbiddenError
+from identity.handlers import second_step
 from misp_contracts.envelope import Actor
 from misp_contracts.events.identity import (
     LoginBlockLifted,
@@ -53,20 +54,28 @@ def blocked_message(expire: int) -> str:
             "seconds and try again.")
 
 
+async def secure_auth_limits(engine: AsyncEngine) -> tuple[int, int]:
+    """MISP's brute-force rule: `SecureAuth.amount` failures within `SecureAuth.expire`
+    seconds block (IP, username)."""
+    async with engine.connect() as conn:
+        limits = await read_settings(conn, ["SecureAuth.amount", "SecureAuth.expire"])
+    return int(limits["SecureAuth.amount"] or 5), int(limits["SecureAuth.expire"] or 300)
+
+
 @dataclass(frozen=True)
 class LoggedIn:
     user: UserState
     token: str
 
 
-async def _reserve_attempt(engine: AsyncEngine, ip: str, username: str, *, amount: int,
+async def reserve_attempt(engine: AsyncEngine, ip: str, username: str, *, amount: int,
                            expire: int) -> tuple[int | None, int]:
     """`(attempt id, attempts counted before it)`; the id is None when the pair is blocked."""
     async with engine.begin() as conn:
         return await reserve_login_attempt(conn, ip, username, amount=amount, expire=expire)
 
 
-def _actor(user: UserState | None, ip: str | None, request_id: str | None) -> Actor:
+def actor_of(user: UserState | None, ip: str | None, request_id: str | None) -> Actor:
     if user is None:
         return Actor(email="SYSTEM", org_name="SYSTEM", client_ip=ip, request_id=request_id)
     return Actor(user_id=user.id, email=user.email, org_id=user.org_id, client_ip=ip,
@@ -74,14 +83,14 @@ def _actor(user: UserState | None, ip: str | None, request_id: str | None) -> Ac
 
 
 async def login(engine: AsyncEngine, *, username: str, password: str, ip: str,
-                user_agent: str | None, pepper: str, request_id: str | None = None) -> LoggedIn:
-    """A new session (its token's peppered HMAC stored and published, never the token)."""
+                user_agent: str | None, pepper: str,
+                request_id: str | None = None) -> LoggedIn | second_step.SecondStep:
+    """A new session (its token's peppered HMAC stored and published, never the token); or,
+    when the user must give a TOTP code or enrol one first, a pending login
+    (identity.handlers.second_step) and no session."""
     username = username.strip().lower()[:MAX_USERNAME]
-    async with engine.connect() as conn:
-        limits = await read_settings(conn, ["SecureAuth.amount", "SecureAuth.expire"])
-    amount = int(limits["SecureAuth.amount"] or 5)
-    expire = int(limits["SecureAuth.expire"] or 300)
-    attempt_id, counted = await _reserve_attempt(engine, ip, username, amount=amount,
+    amount, expire = await secure_auth_limits(engine)
+    attempt_id, counted = await reserve_attempt(engine, ip, username, amount=amount,
                                                  expire=expire)
     async with engine.connect() as conn:
         loaded = await queries.get_user_by_email(conn, username)
@@ -101,29 +110,44 @@ async def login(engine: AsyncEngine, *, username: str, password: str, ip: str,
                 title=title, username=username, user_id=user.id if user else 0,
                 email=user.email if user else None, org_id=user.org_id if user else None,
                 ip=ip, user_agent=user_agent, blocked=blocked),
-                actor=_actor(user, ip, request_id), key=loaded.stream_id if loaded else None)
+                actor=actor_of(user, ip, request_id), key=loaded.stream_id if loaded else None)
         raise ForbiddenError(BAD_CREDENTIALS)
+    step = await second_step.second_step_of(engine, user)
+    if step is not None:
+        token = await second_step.open_challenge(engine, user, step, attempt_id=attempt_id, ip=ip,
+                                          user_agent=user_agent, pepper=pepper)
+        return second_step.SecondStep(user=user, token=token, purpose=step)
     token = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
 
     async def work(conn: AsyncConnection) -> None:
-        current = await queries.get_user(conn, user.id)
-        if current is None:
-            raise ForbiddenError(BAD_CREDENTIALS)
-        await release_login_attempt(conn, attempt_id)
-        await start_session(conn, session_hmac=session_hmac(pepper, token), user_id=user.id,
-                            expires_at=now + SESSION_TTL, ip=ip,
-                            user_agent=(user_agent or "")[:512],
-                            actor=_actor(user, ip, request_id), stream_id=current.stream_id)
-        await record(conn, [Append(
-            stream_id=current.stream_id, stream_type="user", expected_version=current.version,
-            events=(UserLoggedIn(title=f"Successful login: {user.email}", user_id=user.id,
-                                 email=user.email, org_id=user.org_id, ip=ip,
-                                 user_agent=user_agent, at=now),),
-            actor=_actor(user, ip, request_id))])
+        await begin_session(conn, user, token, attempt_id=attempt_id, ip=ip,
+                            user_agent=user_agent, pepper=pepper, request_id=request_id,
+                            now=now)
 
     await write(engine, work)
     return LoggedIn(user=user, token=token)
+
+
+async def begin_session(conn: AsyncConnection, user: UserState, token: str, *,
+                        attempt_id: int | None, ip: str, user_agent: str | None, pepper: str,
+                        request_id: str | None, now: datetime) -> None:
+    """The login's writes: its counted attempt released, the session stored and published (by
+    its token's HMAC), and MISP's login entry on the user's stream."""
+    current = await queries.get_user(conn, user.id)
+    if current is None:
+        raise ForbiddenError(BAD_CREDENTIALS)
+    await release_login_attempt(conn, attempt_id)
+    await start_session(conn, session_hmac=session_hmac(pepper, token), user_id=user.id,
+                        expires_at=now + SESSION_TTL, ip=ip,
+                        user_agent=(user_agent or "")[:512],
+                        actor=actor_of(user, ip, request_id), stream_id=current.stream_id)
+    await record(conn, [Append(
+        stream_id=current.stream_id, stream_type="user", expected_version=current.version,
+        events=(UserLoggedIn(title=f"Successful login: {user.email}", user_id=user.id,
+                             email=user.email, org_id=user.org_id, ip=ip,
+                             user_agent=user_agent, at=now),),
+        actor=actor_of(user, ip, request_id))])
 
 
 async def session_user(engine: AsyncEngine, pepper: str, token: str | None) -> UserState | None:
@@ -149,7 +173,7 @@ async def logout(engine: AsyncEngine, pepper: str, token: str | None, *, ip: str
             return False
         loaded = await queries.get_user(conn, int(user_id))
         user = loaded.state if loaded else None
-        actor = _actor(user, ip, request_id)
+        actor = actor_of(user, ip, request_id)
         key = loaded.stream_id if loaded else None
         await publish_only(conn, UserLoggedOut(
             title=f"User logout: {user.email if user else user_id}", user_id=int(user_id),

@@ -35,6 +35,12 @@ async def _user_saved(conn: AsyncConnection, envelope: Envelope) -> None:
                                **_stream(envelope))
 
 
+async def _user_totp_changed(conn: AsyncConnection, envelope: Envelope) -> None:
+    model = ev.UserTotpSet if envelope.type == ev.UserTotpSet.type else ev.UserTotpRemoved
+    await views.save_user_view(conn, model.model_validate(envelope.data).user,
+                               **_stream(envelope))
+
+
 async def _user_deleted(conn: AsyncConnection, envelope: Envelope) -> None:
     await views.delete_user_views(conn, ev.UserDeleted.model_validate(envelope.data).user_id)
 
@@ -105,6 +111,8 @@ PROJECTORS: dict[str, Projector] = {
     ev.UserCreated.type: _user_saved,
     ev.UserUpdated.type: _user_saved,
     ev.UserDeleted.type: _user_deleted,
+    ev.UserTotpSet.type: _user_totp_changed,
+    ev.UserTotpRemoved.type: _user_totp_changed,
     ev.UserLoggedIn.type: _user_logged_in,
     ev.UserPasswordChanged.type: _stream_only,
     ev.UserPasswordReset.type: _stream_only,
