@@ -6,17 +6,22 @@ owner's job type runs in has a live worker in `servers/getWorkers`."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import time
 from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from pymisp import PyMISP
 
-from misp_contracts.events.jobs import JOB_TYPES, STATUS_COMPLETED
+from misp_contracts.events.jobs import JOB_TYPES, STATUS_COMPLETED, run_topic
 from misp_contracts.events.jobs import QUEUES as JOB_QUEUES
 from misp_contracts.topics import SERVICES
+from misp_platform.kafka import client_options, topic_partitions
 
 from .support import GATEWAY, admin_headers, admin_key, until
 
@@ -145,5 +150,28 @@ def test_pymisps_restart_and_kill_all_workers_replace_every_worker_process() -> 
     cancelled = until(failed, "the job in hand cancelled by the kill")
     assert "cancel" in cancelled["message"].lower(), cancelled
     _all_replaced(after_restart, "every (service, queue) served again after the kill")
-    time.sleep(2)
-    assert int(job()["status"]) == 3  # the new workers did not take the cancelled job up again
+    # Instead of a pause: the new workers have read their run topic to its end (a RunJob of the
+    # cancelled job left there would have been taken), and the job is still as cancelled.
+    until(lambda: asyncio.run(_worker_lag(run_topic("jobs", "default"),
+                                          "misp.jobs.worker.default")) == 0,
+          "the new default workers at the end of their run topic")
+    final = job()
+    assert (int(final["status"]), final["message"]) == (3, cancelled["message"]), final
+    assert (final["attempt"], final["retries"]) == (cancelled["attempt"], "0"), final
+
+
+async def _worker_lag(topic: str, group: str) -> int:
+    """How many messages of `topic` the consumer group `group` has not committed yet."""
+    bootstrap = os.environ["MISP_KAFKA_BOOTSTRAP_SERVERS"]
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        ends = await consumer.end_offsets(await topic_partitions(consumer, topic))
+    finally:
+        await consumer.stop()
+        await admin.close()
+    return sum(end - (committed[tp].offset if tp in committed else 0)
+               for tp, end in ends.items())
