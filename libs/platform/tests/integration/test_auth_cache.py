@@ -18,7 +18,7 @@ from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.identity import AuthKeyDeleted
 from misp_platform.app import create_app
 from misp_platform.auth import PRINCIPAL_HANDLERS, authkey_hmac
-from misp_platform.auth.cache import PrincipalCache
+from misp_platform.auth.cache import PrincipalCache, _local_caches
 from misp_platform.config import ServiceSettings
 from misp_platform.testing import seed_principal
 
@@ -70,8 +70,13 @@ async def test_a_known_key_is_served_from_the_cache_after_its_first_use(api) -> 
 async def test_a_revoked_key_is_refused_as_soon_as_the_projection_commits(
         api, platform_db: str) -> None:  # type: ignore[no-untyped-def]
     client, cache, key = api
+    cache.ttl_s = 3600  # no expiry within the test: only the notification can empty it
+    # As the cache of another process: a write here does not empty it directly.
+    _local_caches.discard(cache)
     assert await whoami(client, key) == 200
+    hits = cache.hits
     assert await whoami(client, key) == 200
+    assert cache.hits == hits + 1  # the key is cached
     generation = cache.generation
     engine = create_async_engine(platform_db)
     revoke = AuthKeyDeleted(authkey_id=41, user_id=41, key_hmac=authkey_hmac(PEPPER, key))
@@ -80,13 +85,11 @@ async def test_a_revoked_key_is_refused_as_soon_as_the_projection_commits(
             source="/test", type=revoke.type, actor=Actor.system(),
             data=revoke.model_dump(mode="json")))
     await engine.dispose()
-    started = time.monotonic()
 
     async def refused() -> bool:
         return await whoami(client, key) == 403
 
-    await until(refused, timeout_s=2.0)
-    assert time.monotonic() - started < 1.0
+    await until(refused, timeout_s=30)
     assert cache.generation > generation  # emptied by the notification, not by expiry
 
 
