@@ -3,7 +3,6 @@ identity working on, then revoked from, every service."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 
@@ -15,18 +14,20 @@ from misp_contracts.topics import SERVICES
 from .support import GATEWAY, admin_key
 
 
-def wait_everywhere(key: str, status: int, timeout_s: float = 15) -> float:
-    started = time.monotonic()
+def wait_everywhere(key: str, status: int, timeout_s: float = 30) -> None:
+    """Until every service's whoami answers `status` to `key` (a failed test after the
+    deadline)."""
+    deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=5) as client:
         while True:
             codes = {s: client.get(f"{GATEWAY}/api/v1/{s}/whoami",
                                    headers={"Authorization": key}).status_code
                      for s in SERVICES}
             if all(c == status for c in codes.values()):
-                return time.monotonic() - started
-            if time.monotonic() - started > timeout_s:
+                return
+            if time.monotonic() > deadline:
                 raise AssertionError(f"not all {status} after {timeout_s}s: {codes}")
-            time.sleep(0.02)
+            time.sleep(0.05)
 
 
 def test_pymisp_drives_users_roles_and_keys() -> None:
@@ -70,23 +71,19 @@ def test_pymisp_drives_users_roles_and_keys() -> None:
     wait_everywhere(created.authkey, 403)
 
 
-async def test_a_deleted_key_is_refused_by_another_service_within_a_second() -> None:
+def test_a_deleted_key_is_refused_by_every_service() -> None:
+    """The time it takes is a figure of bench/auth.py (deletion -> refused by jobs)."""
     key = admin_key()
-    async with httpx.AsyncClient(timeout=10) as client:
-        added = await client.post(f"{GATEWAY}/auth_keys/add/me", json={"comment": "e2e"},
-                                  headers={"Authorization": key, "Accept": "application/json"})
+    headers = {"Authorization": key, "Accept": "application/json"}
+    with httpx.Client(timeout=10) as client:
+        added = client.post(f"{GATEWAY}/auth_keys/add/me", json={"comment": "e2e"},
+                            headers=headers)
         assert added.status_code == 200, added.text
         raw, key_id = added.json()["AuthKey"]["authkey_raw"], added.json()["AuthKey"]["id"]
-        await asyncio.to_thread(wait_everywhere, raw, 200)
-        deleted_at = time.monotonic()
-        deleted = await client.post(f"{GATEWAY}/auth_keys/delete/{key_id}",
-                                    headers={"Authorization": key, "Accept": "application/json"})
+        wait_everywhere(raw, 200)
+        deleted = client.post(f"{GATEWAY}/auth_keys/delete/{key_id}", headers=headers)
         assert deleted.status_code == 200 and deleted.json()["message"] == "AuthKey deleted.", (
             deleted.text)
-        while (await client.get(f"{GATEWAY}/api/v1/jobs/whoami",
-                                headers={"Authorization": raw})).status_code != 403:
-            assert time.monotonic() - deleted_at < 5
-            await asyncio.sleep(0.01)
-        elapsed = time.monotonic() - deleted_at
-    print(f"revocation reached jobs in {elapsed * 1000:.0f} ms")
-    assert elapsed < 1.0
+        wait_everywhere(raw, 403)
+        refused = client.get(f"{GATEWAY}/api/v1/jobs/whoami", headers={"Authorization": raw})
+        assert refused.json()["message"].startswith("Authentication failed."), refused.text
