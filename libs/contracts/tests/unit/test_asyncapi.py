@@ -29,7 +29,8 @@ def test_auth_topics_carry_the_auth_events_and_dlqs_a_dead_letter() -> None:
     assert set(channels["misp.identity.dlq.v1"]["messages"]) == {asyncapi.DLQ_MESSAGE}
     assert set(channels["misp.identity.user.v1"]["messages"]) == {
         "misp.identity.user.created.v1", "misp.identity.user.updated.v1",
-        "misp.identity.user.deleted.v1"}
+        "misp.identity.user.deleted.v1", "misp.identity.user.totp-set.v1",
+        "misp.identity.user.totp-removed.v1"}
 
 
 def test_every_local_reference_resolves() -> None:

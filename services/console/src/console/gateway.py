@@ -100,12 +100,14 @@ class Gateway:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    def _headers(self, request: Request, *, session: str | None,
-                 csrf: str | None) -> dict[str, str]:
+    def _headers(self, request: Request, *, session: str | None, csrf: str | None,
+                 cookies: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json", "Content-Type": "application/json"}
         token = session if session is not None else request.cookies.get(SESSION_COOKIE)
-        if token:
-            headers["Cookie"] = f"{SESSION_COOKIE}={token}"
+        sent = {SESSION_COOKIE: token} if token else {}
+        sent.update(cookies or {})
+        if sent:
+            headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in sent.items())
         if csrf:
             headers[CSRF_HEADER] = csrf
         headers.update(forwarding_headers(request))
@@ -119,10 +121,12 @@ class Gateway:
 
     async def send(self, request: Request, method: str, path: str, *, json: Any = None,
                    params: dict[str, Any] | None = None, csrf: str | None = None,
-                   session: str | None = None, content: bytes | None = None) -> Answer:
+                   session: str | None = None, content: bytes | None = None,
+                   cookies: dict[str, str] | None = None) -> Answer:
         """The API's answer, whatever its status. `content`: a raw body (a file) instead of
-        JSON, sent as application/octet-stream."""
-        headers = self._headers(request, session=session, csrf=csrf)
+        JSON, sent as application/octet-stream; `cookies`: others than the session's (a
+        pending login's)."""
+        headers = self._headers(request, session=session, csrf=csrf, cookies=cookies)
         if content is not None:
             headers["Content-Type"] = "application/octet-stream"
         answer = await self._client.request(

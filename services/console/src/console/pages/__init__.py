@@ -15,10 +15,11 @@ from console.pages import (
     registrations,
     roles,
     settings,
+    totp,
     users,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (auth.router, home.router, users.router, settings.router,
                                   jobs.router, lists.router, logs.router, operator.router,
                                   orgs.router, roles.router, authkeys.router, contact.router,
-                                  registrations.router)
+                                  registrations.router, totp.router)

@@ -1,5 +1,5 @@
 """Login, logout and the forced password change (MISP's users/login, users/logout,
-users/change_pw, as pages).
+users/change_pw, as pages); a login that owes a TOTP code or enrolment goes on in pages/totp.py.
 
 The login form is protected against login CSRF by a double-submit token: a random value in a
 short-lived cookie and in the form, which a foreign site can neither read nor set. Once logged in,
@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from console.forms import CSRF_FIELD, read_form
-from console.gateway import SESSION_COOKIE, ApiError
+from console.gateway import SESSION_COOKIE, Answer, ApiError
 from console.pages.common import api, gateway_of, posted_form, shown_on_the_form, viewer_of
 from console.viewer import load_viewer
 from console.web import redirect, render, safe_target
@@ -24,6 +24,12 @@ router = APIRouter(include_in_schema=False)
 
 LOGIN_CSRF_COOKIE = "MISP-console-login"
 SESSION_MAX_AGE_S = 8 * 3600  # identity.handlers.login.SESSION_TTL
+# A login whose password was right and that waits for a TOTP code or enrolment
+# (identity.handlers.second_step: its cookie and the longest life of a pending login).
+OTP_COOKIE = "MISP-otp"
+PENDING_MAX_AGE_S = 15 * 60
+OTP_PAGE = "/users/otp"
+ENROL_PAGE = "/users/totp_new"
 
 
 def _login_page(request: Request, *, token: str, message: str | None = None,
@@ -56,21 +62,45 @@ async def login(request: Request) -> Response:
     answer = await gateway_of(request).send(
         request, "POST", "/users/login", json={"email": email, "password": form["password"]},
         session="")
+    pending = answer.cookies.get(OTP_COOKIE)
+    if answer.status == 302 and pending:
+        # The password was right; MISP's second step: a TOTP code, or the enrolment OTP requires
+        step = redirect(ENROL_PAGE if answer.headers.get("location") == ENROL_PAGE
+                        else OTP_PAGE)
+        keep_pending(request, step, pending)
+        step.delete_cookie(LOGIN_CSRF_COOKIE, path="/users/login")
+        return step
     session = answer.cookies.get(SESSION_COOKIE)
     if answer.status != 200 or not session:
         message = answer.body.get("message") if isinstance(answer.body, dict) else None
         return _login_page(request, token=token, email=email,
                            status_code=answer.status if answer.status >= 400 else 403,
                            message=str(message or "Login failed."))
-    user = (answer.body or {}).get("User", {}) if isinstance(answer.body, dict) else {}
-    target = safe_target(form.get("next"))
-    if user.get("change_pw") in (True, 1, "1"):
-        target = "/users/change_pw"
-    response = redirect(target)
-    response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="lax",
-                        secure=request.url.scheme == "https", max_age=SESSION_MAX_AGE_S, path="/")
+    response = logged_in(request, answer, session, safe_target(form.get("next")))
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/users/login")
     return response
+
+
+def logged_in(request: Request, answer: Answer, session: str, target: str,
+              flash: str | None = None) -> Response:
+    """The browser holds the new session (a pending login's cookie dropped) and goes on to
+    `target`, or to the password change the user owes first."""
+    user = (answer.body or {}).get("User", {}) if isinstance(answer.body, dict) else {}
+    if user.get("change_pw") in (True, 1, "1"):
+        target = "/users/change_pw"
+    response = redirect(target, flash=flash)
+    response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="lax",
+                        secure=request.url.scheme == "https", max_age=SESSION_MAX_AGE_S, path="/")
+    response.delete_cookie(OTP_COOKIE, path="/users")
+    return response
+
+
+def keep_pending(request: Request, response: Response, token: str) -> None:
+    """The pending login's cookie, for the console's second-step pages only (SameSite=Strict:
+    no other site's form can post it, so those forms need no CSRF token)."""
+    response.set_cookie(OTP_COOKIE, token, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", max_age=PENDING_MAX_AGE_S,
+                        path="/users")
 
 
 @router.post("/users/logout")

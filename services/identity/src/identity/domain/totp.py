@@ -73,5 +73,6 @@ def qr_svg(uri: str) -> str:
     console inlines it under a CSP without 'unsafe-inline')."""
     out = io.BytesIO()
     segno.make(uri, error="m").save(out, kind="svg", xmldecl=False, svgns=True, scale=4,
-                                    border=2, nl=False, title="TOTP enrolment QR code")
+                                    omitsize=True, border=4, nl=False,
+                                    title="TOTP enrolment QR code")
     return out.getvalue().decode("utf-8")
