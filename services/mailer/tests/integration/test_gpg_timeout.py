@@ -4,16 +4,18 @@ behind a launcher that stalls signing; everything else goes to the real gpg."""
 
 from __future__ import annotations
 
+import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
 from mailer.adapters.gpg import GpgError, Keyring
 
+# Longer than pytest's own timeout (300 s): without the limit the test fails, it never
+# passes late. The stalled run leaves its pid, so the test can see it was killed.
 STALLS_SIGNING = """#!/bin/sh
-case " $* " in *" --sign "*|*" -s "*|*" --detach-sign "*) exec sleep 60;; esac
+case " $* " in *" --sign "*|*" -s "*|*" --detach-sign "*) echo $$ > {pid}; exec sleep 900;; esac
 exec {gpg} "$@"
 """
 
@@ -23,7 +25,7 @@ def stalling_gpg(tmp_path: Path) -> str:
     real = shutil.which("gpg")
     assert real, "gpg is not installed"
     script = tmp_path / "gpg-stalls"
-    script.write_text(STALLS_SIGNING.format(gpg=real))
+    script.write_text(STALLS_SIGNING.format(gpg=real, pid=tmp_path / "stalled.pid"))
     script.chmod(0o755)
     return str(script)
 
@@ -33,10 +35,11 @@ def test_a_hanging_gpg_is_killed_and_the_signature_fails(tmp_path: Path,
     keyring = Keyring(tmp_path / "home", binary=stalling_gpg, timeout_s=1)
     try:
         keyring.ensure_instance_key(name="Test", email="misp@example.test")
-        started = time.monotonic()
         with pytest.raises(GpgError, match="signing failed"):
             keyring.sign_detached(b"hello\r\n")
-        assert time.monotonic() - started < 10
+        stalled = int((tmp_path / "stalled.pid").read_text())
+        with pytest.raises(ProcessLookupError):  # killed and reaped, not left running
+            os.kill(stalled, 0)
     finally:
         keyring.close()
 
