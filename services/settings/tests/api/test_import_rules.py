@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import httpx
@@ -96,11 +95,11 @@ async def test_a_catastrophic_pattern_is_stored_and_applied_at_once(
     added = await client.post("/admin/regexp/add", headers=who,
                               json={"regexp": "/^(a+)+$/", "replacement": ""})
     assert added.status_code == 200
-    started = time.perf_counter()
+    # A backtracking engine would not finish this in the age of the universe (the test would
+    # fail on pytest's timeout); RE2's linear one answers.
     r = await client.post("/api/v1/settings/import-rules/apply", headers=who,
                           json={"value": "a" * 100_000 + "!"})
-    assert time.perf_counter() - started < 1.0
-    assert r.json()["blocked"] is False
+    assert r.status_code == 200 and r.json()["blocked"] is False, r.text
     await client.post(f"/admin/regexp/delete/{added.json()['Regexp']['id']}", headers=who)
 
 
