@@ -23,7 +23,7 @@ FLAGS = {caller: role_flags(role_id) for caller, role_id in ROLE_OF.items()}
 # and outside the ACL, whose entry is then "*".
 WITHOUT_CREDENTIALS = {
     ("users", "login"), ("users", "logout"), ("users", "forgot"), ("users", "register"),
-    ("users", "password_reset"), ("users", "heartbeat"),
+    ("users", "password_reset"), ("users", "heartbeat"), ("users", "otp"),
 }
 
 # Matrix routes whose refusals are no ACL decision, and why.

@@ -147,6 +147,12 @@ MATRIX: dict[str, dict[str, Rule]] = {
         "POST|PUT /users/edit": Rule(USERS),
         "DELETE|POST /admin/users/delete/{user_id}": Rule(ADMINS),
         "POST /users/change_pw": Rule(USERS, body=_strong_password),
+        # TOTP: a code completes a pending login (its cookie, never a key: without one, a 400);
+        # enrolment is the user's own; an admin removes a user's TOTP (a made-up id: 404).
+        "POST /users/otp": Rule(EVERYONE),
+        "GET /users/totp_new": Rule(USERS),
+        "POST /users/totp_new": Rule(USERS),
+        "DELETE|POST /users/totp_delete/{user_id}": Rule(ADMINS),
         "GET /users/heartbeat": Rule(EVERYONE),
         "POST /users/resetauthkey/{user_id}": Rule(USERS),
         # Fetch GnuPG key: a made-up search or fingerprint is answered 404 before any key server.

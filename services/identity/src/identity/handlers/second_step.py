@@ -31,6 +31,7 @@ PATHS = {OTP: "/users/otp", ENROL: "/users/totp_new"}
 CHALLENGE_TTL = {OTP: timedelta(minutes=5), ENROL: timedelta(minutes=15)}
 MAX_ATTEMPTS = 5
 LOGIN_EXPIRED = "Your login has expired or was used up. Please log in again."
+NO_PENDING_LOGIN = "No login waits for a one-time password. Please log in first."
 CODE_NEEDED = "A one-time password (OTP) is needed to complete the login."
 ENROLMENT_NEEDED = ("This instance requires two-factor authentication: set up a TOTP to "
                     "complete the login.")

@@ -35,6 +35,7 @@ from identity.handlers.login import (
 from identity.handlers.second_step import (
     ENROL,
     LOGIN_EXPIRED,
+    NO_PENDING_LOGIN,
     OTP,
     challenge_hmac,
     otp_settings,
@@ -76,8 +77,11 @@ def _at(now: float) -> datetime:
 
 async def pending_login(engine: AsyncEngine, pepper: str, token: str | None, purpose: str, *,
                         now: float) -> Pending:
-    """The pending login of this cookie for `purpose`, its user enabled; else MISP's 403."""
-    if not token or len(token) > 256:
+    """The pending login of this cookie for `purpose`, its user enabled; else MISP's 403 (a
+    400 when there is no cookie at all: nothing to complete)."""
+    if not token:
+        raise BadRequestError(NO_PENDING_LOGIN)
+    if len(token) > 256:
         raise ForbiddenError(LOGIN_EXPIRED)
     digest = challenge_hmac(pepper, token)
     async with engine.connect() as conn:
