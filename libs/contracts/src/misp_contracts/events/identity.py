@@ -331,12 +331,9 @@ class UserSettingDeleted(DomainEvent):
 # ---- TOTP two-factor login: the facts only, never the secret ---------------------------------
 
 
-@register
-class UserTotpSet(DomainEvent):
-    """The user enrolled a TOTP secret (MISP's `users/totp_new`): from now on their web login
-    asks for a code. `user` is the state after, `title` MISP's log entry."""
+class _TotpEvent(DomainEvent):
+    """A user's TOTP set or removed: `user` is the state after, `title` MISP's log entry."""
 
-    type: ClassVar[str] = "misp.identity.user.totp-set.v1"
     topic: ClassVar[str] = USER_TOPIC
     user: UserState
     title: str
@@ -344,14 +341,18 @@ class UserTotpSet(DomainEvent):
 
 
 @register
-class UserTotpRemoved(DomainEvent):
+class UserTotpSet(_TotpEvent):
+    """The user enrolled a TOTP secret (MISP's `users/totp_new`): from now on their web login
+    asks for a code."""
+
+    type: ClassVar[str] = "misp.identity.user.totp-set.v1"
+
+
+@register
+class UserTotpRemoved(_TotpEvent):
     """An administrator removed the user's TOTP secret (MISP's `users/totp_delete`)."""
 
     type: ClassVar[str] = "misp.identity.user.totp-removed.v1"
-    topic: ClassVar[str] = USER_TOPIC
-    user: UserState
-    title: str
-    ip: str | None = None
 
 
 # ---- browser sessions: projected by every service beside the authkeys (ARCHITECTURE §4) --------

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from identity.adapters import queries, totp_store
+from identity.adapters.ports import LoadedUser
 from identity.adapters.store import publish_only, record, write
 from identity.adapters.totp_secrets import seal, unseal
 from identity.domain import totp as rules
@@ -147,6 +148,20 @@ async def log_in_with_code(engine: AsyncEngine, pending: Pending, code: object, 
     return LoggedIn(user=user, token=token)
 
 
+async def _record_totp(conn: AsyncConnection, current: LoadedUser, actor: Actor, *,
+                       set_: bool) -> UserState:
+    """The user's stream records the TOTP set or removed, as MISP's log entry words it; the
+    user after."""
+    new = current.state.model_copy(update={"totp_is_set": set_})
+    what = "TOTP token created" if set_ else "TOTP deleted"
+    event = (UserTotpSet if set_ else UserTotpRemoved)(
+        user=new, ip=actor.client_ip, title=f"User ({new.id}): {new.email} {what}")
+    await record(conn, [Append(stream_id=current.stream_id, stream_type="user",
+                               expected_version=current.version, events=(event,),
+                               actor=actor)])
+    return new
+
+
 async def _refuse_if_set_or_disabled(conn: AsyncConnection, user_id: int) -> dict[str, object]:
     settings = await otp_settings(conn)
     if settings["Security.otp_disabled"]:
@@ -195,12 +210,7 @@ async def confirm_enrolment(engine: AsyncEngine, user: UserState, code: object, 
             raise NotFoundError(INVALID_USER)
         await totp_store.set_totp(conn, user.id, sealed, step)
         await totp_store.end_enrolment(conn, user.id)
-        new = current.state.model_copy(update={"totp_is_set": True})
-        await record(conn, [Append(
-            stream_id=current.stream_id, stream_type="user", expected_version=current.version,
-            events=(UserTotpSet(user=new, ip=actor.client_ip,
-                                title=f"User ({new.id}): {new.email} TOTP token created"),),
-            actor=actor)])
+        new = await _record_totp(conn, current, actor, set_=True)
         if then is not None:
             await then(conn)
         return new
@@ -252,12 +262,7 @@ async def remove_totp(engine: AsyncEngine, caller: Caller, actor: Actor, user_id
             raise NotFoundError(INVALID_USER)
         if not await totp_store.remove_totp(conn, user_id):
             return
-        new = current.state.model_copy(update={"totp_is_set": False})
-        await record(conn, [Append(
-            stream_id=current.stream_id, stream_type="user", expected_version=current.version,
-            events=(UserTotpRemoved(user=new, ip=actor.client_ip,
-                                    title=f"User ({new.id}): {new.email} TOTP deleted"),),
-            actor=actor)])
+        await _record_totp(conn, current, actor, set_=False)
 
     await write(engine, work)
 
