@@ -7,7 +7,7 @@ import secrets
 
 import httpx
 import pytest
-from pymisp import MISPOrganisation, MISPUser, PyMISP
+from pymisp import MISPOrganisation, MISPUser, PyMISP, PyMISPError
 
 from misp_platform.misp.errors import NO_PERMISSION
 
@@ -36,7 +36,7 @@ def _user(misp: PyMISP, role_id: int, org_id: int = 1) -> tuple[MISPUser, PyMISP
 def _connect(key: str) -> PyMISP | None:
     try:
         return PyMISP(GATEWAY, key, ssl=False, timeout=30)
-    except Exception:  # the key is not known everywhere yet
+    except PyMISPError:  # the key is not known everywhere yet (PyMISP wraps every failure)
         return None
 
 
