@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from misp_contracts.envelope import Actor, Envelope, to_kafka
 from misp_contracts.topics import Topic, dlq_topic
-from misp_platform import dlq
+from misp_platform import dlq, failpoints
 from misp_platform.cli_support import CliContext
 from misp_platform.config import ServiceSettings, settings_class
 from misp_platform.consumer import ConsumerRunner
@@ -262,10 +262,17 @@ async def test_a_stop_does_not_wait_for_a_batch_stalled_at_a_failpoint_and_loses
                               handlers={COUNTER: record_effect})
 
     monkeypatch.setenv("MISP_FAILPOINTS", "consumer.before_batch=delay:600000")
-    stop, ready = asyncio.Event(), asyncio.Event()
-    stalled = asyncio.create_task(runner().run(stop, ready=ready))
-    await asyncio.wait_for(ready.wait(), 30)
-    await asyncio.sleep(1)  # its first batch is fetched, and waits at the failpoint
+    at_failpoint, real_pause = asyncio.Event(), failpoints.pause
+
+    def pause(name: str) -> Awaitable[None]:  # the real delay, and a word when it starts
+        if name == "consumer.before_batch":
+            at_failpoint.set()
+        return real_pause(name)
+
+    monkeypatch.setattr(failpoints, "pause", pause)
+    stop = asyncio.Event()
+    stalled = asyncio.create_task(runner().run(stop))
+    await asyncio.wait_for(at_failpoint.wait(), 30)  # its first batch is fetched, and waits
     stop.set()
     await asyncio.wait_for(stalled, 10)
     assert await effects(engine) == []
