@@ -42,9 +42,10 @@ ACL_LIST: dict[str, dict[str, Entry]] = {
     "tasks": dict.fromkeys(("index", "setTask"), SITE_ADMIN),
     "userSettings": dict.fromkeys(("delete", "getSetting", "index", "setSetting"), ANY),
     "users": {
-        **dict.fromkeys(("change_pw", "edit", "forgot", "heartbeat", "login", "logout",
-                         "password_reset", "register", "resetauthkey", "statistics", "view"),
-                        ANY),
+        **dict.fromkeys(("change_pw", "edit", "forgot", "heartbeat", "login", "logout", "otp",
+                         "password_reset", "register", "resetauthkey", "statistics",
+                         "totp_new", "view"), ANY),
+        "totp_delete": ADMIN,
         **dict.fromkeys(("admin_add", "admin_delete", "admin_edit", "admin_email",
                          "admin_index", "admin_quickEmail", "admin_view"), ADMIN),
         **dict.fromkeys(("fetchGpgKey", "fetchPGPKey", "searchGpgKey"), ADMIN),
