@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -64,6 +64,9 @@ class _Notified:
         self.channel = channel
         self.generation = 0
         self.listening = False
+        # Generation -> how many waiters wait for a notification after it: a test sees a
+        # waiter that has taken the last notification in and waits on, instead of pausing.
+        self.parked: Counter[int] = Counter()
         self._changed = asyncio.Event()
         self._payloads: deque[str | None] = deque(maxlen=self.KEPT)
 
@@ -105,8 +108,14 @@ class _Notified:
         if self.generation != since:
             return
         timeout_s = min(timeout_s, SAFETY_POLL_S if self.listening else FALLBACK_POLL_S)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), max(timeout_s, 0.001))
+        self.parked[since] += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), max(timeout_s, 0.001))
+        finally:
+            self.parked[since] -= 1
+            if not self.parked[since]:
+                del self.parked[since]
 
 
 class EndOffsets:

@@ -161,10 +161,20 @@ async def listening(consistency: Consistency) -> None:
         await asyncio.sleep(0.01)
 
 
+async def parked(consistency: Consistency, after: int = -1) -> None:
+    """Until a writer waits for a notification after the last one received (so it has taken
+    that one in, and goes on waiting), once one after generation `after` came."""
+    channel = consistency.published_channel
+    deadline = time.monotonic() + 10
+    while channel.generation <= after or not channel.parked[channel.generation]:
+        assert time.monotonic() < deadline, f"no writer waiting at {channel.generation}"
+        await asyncio.sleep(0.005)
+
+
 @asynccontextmanager
 async def waiting_writer(engine: AsyncEngine, kafka_bootstrap: str, topic: str,
                          publish_timeout_s: float = 5,
-                         ) -> AsyncIterator[tuple[list[int], asyncio.Task[bool]]]:
+                         ) -> AsyncIterator[tuple[list[int], asyncio.Task[bool], Consistency]]:
     """Three rows in the outbox (no relay runs) and a writer waiting for them to be published."""
     consistency = Consistency(engine, kafka_bootstrap, publish_timeout_s=publish_timeout_s)
     await consistency.start()
@@ -172,9 +182,9 @@ async def waiting_writer(engine: AsyncEngine, kafka_bootstrap: str, topic: str,
         await listening(consistency)
         positions = await enqueue_counters(engine, topic, range(3))
         waiting = asyncio.create_task(consistency.published(positions))
-        await asyncio.sleep(0.1)
+        await parked(consistency)
         assert not waiting.done()
-        yield positions, waiting
+        yield positions, waiting, consistency
         assert consistency.publish_timeouts == 0
     finally:
         await consistency.close()
@@ -187,10 +197,12 @@ async def notify_published(engine: AsyncEngine, payload: str) -> None:
 
 async def test_a_writer_trusts_a_notification_that_names_its_positions(
         engine: AsyncEngine, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
-    async with waiting_writer(engine, kafka_bootstrap, await new_topic()) as (positions, waiting):
+    async with waiting_writer(engine, kafka_bootstrap, await new_topic()) as (
+            positions, waiting, consistency):
+        before = consistency.published_channel.generation
         await notify_published(engine, f"{positions[-1] + 100}-{positions[-1] + 110}")
-        await asyncio.sleep(0.1)
-        assert not waiting.done()  # another batch: not ours
+        await parked(consistency, after=before)
+        assert not waiting.done()  # another batch: not ours, the writer waits on
         # Named, though still in the table (no relay here): the notification is enough.
         await notify_published(engine, f"{positions[0]}-{positions[-1]}")
         assert await asyncio.wait_for(waiting, 2)
@@ -202,7 +214,7 @@ async def test_a_notification_that_names_nothing_sends_the_writer_to_the_table(
     # No safety poll and no bound within the test: only the notification can wake the writer.
     monkeypatch.setattr(consistency_module, "SAFETY_POLL_S", 3600)
     async with waiting_writer(engine, kafka_bootstrap, await new_topic(),
-                              publish_timeout_s=3600) as (positions, waiting):
+                              publish_timeout_s=3600) as (positions, waiting, _):
         async with engine.begin() as conn:  # as a relay whose batch was too long to name
             await conn.execute(text("DELETE FROM outbox WHERE position = ANY(:p)"),
                                {"p": positions})
