@@ -22,7 +22,7 @@ Strict-Transport-Security (SECURITY_HEADERS, HSTS).
 
 Abuse limits, per client address (nginx's limit_req; `RATE burst=N`, or `off`):
 
-    --limit-login      MISP_GATEWAY_LIMIT_LOGIN      10r/m burst=5   users/login(.json)
+    --limit-login      MISP_GATEWAY_LIMIT_LOGIN      10r/m burst=5   users/login, users/otp
     --limit-forgot     MISP_GATEWAY_LIMIT_FORGOT     5r/m burst=3    users/forgot(.json), and
                                                      the reset links users/password_reset/...
     --limit-register   MISP_GATEWAY_LIMIT_REGISTER   5r/m burst=3    users/register(.json)
@@ -242,6 +242,8 @@ DEFAULT_LIMITS = {
 LIMITED_PATHS = (
     (EXACT, "/users/login", LOGIN),
     (EXACT, "/users/login.json", LOGIN),
+    (EXACT, "/users/otp", LOGIN),  # a login's second step (TOTP): its codes count as logins
+    (EXACT, "/users/otp.json", LOGIN),
     (EXACT, "/users/forgot", FORGOT),
     (EXACT, "/users/forgot.json", FORGOT),
     (PREFIX, "/users/password_reset/", FORGOT),

@@ -32,7 +32,7 @@ BURST = 2
 LIMIT = f"1r/m burst={BURST}"  # BURST + 1 requests at once, then 429 for a minute
 ALLOWED = BURST + 1
 TOO_MANY = {"name": "Too Many Requests", "message": "Too Many Requests"}
-LIMITED_PATHS = ["/users/login", "/users/login.json", "/users/forgot",
+LIMITED_PATHS = ["/users/login", "/users/login.json", "/users/otp", "/users/forgot",
                  "/users/password_reset/abc123", "/users/register.json"]
 
 
