@@ -2,24 +2,21 @@
 §11): `register_user` (no key), `user_registrations`, `accept_user_registration`,
 `discard_user_registration`, and the user-setting calls.
 
-Self-registration is switched on the way the settings service would: a `SettingChanged` on
-`misp.settings.setting.v1`; the previous value is published back at the end."""
+Self-registration is switched on through the settings service's API, as a site admin does;
+the previous value is set back at the end."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from pymisp import MISPInbox, MISPUser, MISPUserSetting, PyMISP, register_user
 from sqlalchemy import create_engine, text
-
-from misp_contracts.envelope import Actor, Envelope, to_kafka
-from misp_contracts.events.settings import SETTING_TOPIC, SettingChanged
-from misp_platform.kafka import create_producer
 
 from .support import GATEWAY, admin_key
 
@@ -38,19 +35,17 @@ def identity_setting(name: str) -> Any:
         engine.dispose()
 
 
-async def publish_setting(name: str, value: Any, previous: Any) -> None:
-    event = SettingChanged(name=name, value=value, previous_value=previous)
-    envelope = Envelope(source="/settings", type=event.type, subject=name,
-                        actor=Actor(email="e2e@admin.test", org_name="ORGNAME"),
-                        data=event.model_dump(mode="json"))
-    producer = create_producer(os.environ["MISP_KAFKA_BOOTSTRAP_SERVERS"])
-    await producer.start()
-    try:
-        headers, payload = to_kafka(envelope)
-        await producer.send_and_wait(SETTING_TOPIC, value=payload, key=name.encode(),
-                                     headers=headers)
-    finally:
-        await producer.stop()
+def set_setting(name: str, value: Any) -> Any:
+    """Through the settings service's API (as a site admin would): the previous value."""
+    headers = {"Authorization": admin_key(), "Accept": "application/json"}
+    with httpx.Client(base_url=GATEWAY, timeout=30) as http:
+        before = http.get(f"/servers/serverSettingsEdit/{name}", headers=headers)
+        assert before.status_code == 200, before.text
+        if before.json()[name] != value:  # (no write, no wait for its readers, when it is)
+            r = http.post(f"/servers/serverSettingsEdit/{name}", headers=headers,
+                          json={"value": value, "force": True})
+            assert r.status_code == 200, r.text
+    return before.json()[name]
 
 
 def wait_setting(name: str, value: Any, timeout_s: float = 20) -> None:
@@ -61,17 +56,24 @@ def wait_setting(name: str, value: Any, timeout_s: float = 20) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture
-async def self_registration() -> AsyncIterator[None]:
-    previous = identity_setting(SELF_REGISTRATION)
-    await publish_setting(SELF_REGISTRATION, True, previous)
-    wait_setting(SELF_REGISTRATION, True)
+def _registration(on: bool) -> Iterator[None]:
+    previous = set_setting(SELF_REGISTRATION, on)
+    wait_setting(SELF_REGISTRATION, on)
     try:
         yield
     finally:
-        restored = False if previous is None else previous
-        await publish_setting(SELF_REGISTRATION, restored, True)
-        wait_setting(SELF_REGISTRATION, restored)
+        set_setting(SELF_REGISTRATION, previous)
+        wait_setting(SELF_REGISTRATION, previous)
+
+
+@pytest.fixture
+def self_registration() -> Iterator[None]:
+    yield from _registration(True)
+
+
+@pytest.fixture
+def no_self_registration() -> Iterator[None]:
+    yield from _registration(False)
 
 
 @pytest.fixture
@@ -116,9 +118,7 @@ def test_register_then_accept_and_discard_with_pymisp(self_registration: None,
     assert misp.delete_user(user)["success"] is True
 
 
-def test_register_is_refused_while_self_registration_is_off() -> None:
-    if identity_setting(SELF_REGISTRATION):
-        pytest.fail("self-registration is on in the running stack; this test expects the default")
+def test_register_is_refused_while_self_registration_is_off(no_self_registration: None) -> None:
     answer = register_user(GATEWAY, f"nope-{secrets.token_hex(4)}@example.test", verify=False)
     assert answer["message"] == "Self registration is not enabled on this instance."
 
