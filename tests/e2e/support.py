@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import httpx
 import pytest
 
 GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
@@ -149,3 +150,23 @@ def own_gateway(render_args: Callable[[Path], list[str]], ports: list[int]) -> I
                 proc.wait(timeout=10)
     finally:
         shutil.rmtree(state, ignore_errors=True)
+
+
+def add_organisation(http: httpx.Client, headers: dict[str, str], name: str) -> str:
+    """A new local organisation, through the API; its id."""
+    made = http.post("/admin/organisations/add", headers=headers, json={"name": name})
+    assert made.status_code == 200, made.text
+    return str(made.json()["Organisation"]["id"])
+
+
+def add_user_once_known(http: httpx.Client, headers: dict[str, str], *, email: str,
+                        org_id: str, role_id: int) -> dict[str, Any]:
+    """A new user of `org_id`, through the API, once identity has learnt the organisation from
+    orgs' topic (until then identity refuses it as unknown)."""
+
+    def add() -> dict[str, Any] | None:
+        r = http.post("/admin/users/add", headers=headers,
+                      json={"email": email, "org_id": org_id, "role_id": role_id})
+        return r.json()["User"] if r.status_code == 200 else None
+
+    return until(add, f"organisation {org_id} known to identity", timeout_s=60)

@@ -18,7 +18,7 @@ import pytest
 
 from misp_contracts.events.jobs import STATUS_COMPLETED, STATUS_FAILED
 
-from .support import GATEWAY, admin_key, until
+from .support import GATEWAY, add_organisation, add_user_once_known, admin_key, until
 
 MAIL_DIR = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "mail"
 ORG_ADMIN_ROLE, USER_ROLE = 2, 3
@@ -42,23 +42,13 @@ def test_a_mail_to_all_users_runs_as_a_job_with_progress_and_reaches_every_user(
     site = {"Authorization": admin_key(), "Accept": "application/json"}
     token = secrets.token_hex(5)
     with httpx.Client(base_url=GATEWAY, timeout=30) as http:
-        org = http.post("/admin/organisations/add", headers=site,
-                        json={"name": f"bulk-e2e {token}"})
-        assert org.status_code == 200, org.text
-        org_id = org.json()["Organisation"]["id"]
-
-        def add_user(prefix: str, role_id: int) -> dict[str, Any] | None:  # in the new org
-            r = http.post("/admin/users/add", headers=site, json={
-                "email": f"{prefix}-{token}@example.test", "org_id": org_id,
-                "role_id": role_id})
-            return r.json()["User"] if r.status_code == 200 else None
-
-        # Identity learns the organisation from orgs' topic: until then it is unknown there.
-        admin = until(lambda: add_user("bulk-admin", ORG_ADMIN_ROLE), "org known to identity",
-                      timeout_s=60)
-        users = [admin, add_user("bulk-a", USER_ROLE), add_user("bulk-b", USER_ROLE)]
-        assert all(users)
-        addresses = sorted(str(u["email"]) for u in users if u)
+        org_id = add_organisation(http, site, f"bulk-e2e {token}")
+        users = [add_user_once_known(http, site, email=f"{prefix}-{token}@example.test",
+                                     org_id=org_id, role_id=role)
+                 for prefix, role in (("bulk-admin", ORG_ADMIN_ROLE), ("bulk-a", USER_ROLE),
+                                      ("bulk-b", USER_ROLE))]
+        admin = users[0]
+        addresses = sorted(str(u["email"]) for u in users)
         outsider = http.post("/admin/users/add", headers=site, json={
             "email": f"bulk-outsider-{token}@example.test", "org_id": 1, "role_id": USER_ROLE})
         assert outsider.status_code == 200, outsider.text

@@ -8,13 +8,12 @@ user reaches every service; the test deletes what it made."""
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 import httpx
 
 from misp_contracts.topics import SERVICES
 
-from .support import GATEWAY, admin_headers, until
+from .support import GATEWAY, add_organisation, add_user_once_known, admin_headers, until
 
 DISABLED = "Authentication failed. Your user account has been disabled."  # MISP's words
 USER_ROLE = 3
@@ -35,18 +34,9 @@ def test_a_key_made_over_the_api_works_on_every_service_and_disabling_its_user_r
     site = admin_headers()
     token = secrets.token_hex(5)
     with httpx.Client(base_url=GATEWAY, timeout=30) as http:
-        org = http.post("/admin/organisations/add", headers=site,
-                        json={"name": f"e2e-principals {token}"})
-        assert org.status_code == 200, org.text
-        org_id = org.json()["Organisation"]["id"]
+        org_id = add_organisation(http, site, f"e2e-principals {token}")
         email = f"e2e-principals-{token}@example.test"
-
-        def add_user() -> dict[str, Any] | None:  # once identity knows the new organisation
-            r = http.post("/admin/users/add", headers=site,
-                          json={"email": email, "org_id": org_id, "role_id": USER_ROLE})
-            return r.json()["User"] if r.status_code == 200 else None
-
-        user = until(add_user, "the organisation known to identity", timeout_s=60)
+        user = add_user_once_known(http, site, email=email, org_id=org_id, role_id=USER_ROLE)
         try:
             made = http.post(f"/auth_keys/add/{user['id']}", headers=site,
                              json={"comment": f"e2e principals {token}"})
