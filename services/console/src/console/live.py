@@ -106,6 +106,7 @@ class LiveUpdates:
         self.settings = settings
         self.hub = Hub()
         self.connected = False
+        self.failed_attempts = 0  # connections to the broker that failed (diagnostics, tests)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -128,6 +129,7 @@ class LiveUpdates:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure: the pages go on without live updates
+                self.failed_attempts += 1
                 log.warning("console.live_unavailable", error=f"{type(exc).__name__}: {exc}",
                             retry_in_s=delay)
             self.connected = False

@@ -177,8 +177,11 @@ def test_without_a_reachable_broker_the_console_goes_on_without_live_updates() -
         live = LiveUpdates(ConsoleSettings(kafka_bootstrap_servers="127.0.0.1:1"))
         live.start()
         queue = live.hub.subscribe("jobs")
-        await asyncio.sleep(0.3)  # its first attempt fails and it waits to retry
-        assert live.connected is False
+        for _ in range(600):  # until its first attempt has failed (it then waits to retry)
+            if live.failed_attempts:
+                break
+            await asyncio.sleep(0.05)
+        assert live.failed_attempts == 1 and live.connected is False
         live.hub.changed("misp.jobs.job.v1")  # the hub still works for whoever feeds it
         assert queue.get_nowait() is None
         await asyncio.wait_for(live.stop(), 5)
