@@ -121,6 +121,12 @@ async def test_a_deletion_that_arrives_before_the_creation_still_wins(
                                               authkey_end=key[-4:]), 2),
                            env(AuthKeyCreated(authkey=state), 1)])
         assert await lookup_authkeys(conn, [digest]) == []
+        # The same creation with no deletion ahead of it would have worked: the user is fine.
+        other = generate_authkey()
+        await apply(conn, [env(AuthKeyCreated(authkey=state.model_copy(update={
+            "id": 81, "uuid": str(uuid.uuid4()), "key_hmac": authkey_hmac(PEPPER, other),
+            "authkey_start": other[:4], "authkey_end": other[-4:]})), 1)])
+        assert len(await lookup_authkeys(conn, [authkey_hmac(PEPPER, other)])) == 1
 
 
 @WAYS

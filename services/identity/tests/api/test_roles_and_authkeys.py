@@ -94,6 +94,7 @@ async def test_authkeys_lifecycle(identity) -> None:
 
 async def test_resetauthkey_replaces_every_key(identity) -> None:
     user = await identity.add_user()
+    assert (await identity.call("GET", "/users/view/me", user["authkey"])).status_code == 200
     response = await identity.call("POST", "/users/resetauthkey/me", user["authkey"])
     assert response.status_code == 200
     new = response.json()["message"].removeprefix("Authkey updated: ")

@@ -159,6 +159,7 @@ async def test_self_edit_changes_only_self_service_fields(identity) -> None:
 
 async def test_delete_user_removes_the_user_and_its_keys(identity) -> None:
     user = await identity.add_user()
+    assert (await identity.call("GET", "/users/view/me", user["authkey"])).status_code == 200
     response = await identity.call("POST", f"/admin/users/delete/{user['id']}",
                                    identity.admin_key)
     assert response.json() == {"saved": True, "success": True, "name": "User deleted.",
