@@ -32,7 +32,10 @@ def test_a_step_already_accepted_is_refused() -> None:
     assert accepted_step(SECRET, code(1), now=NOW, last_step=current) == current + 1
 
 
-@pytest.mark.parametrize("typed", ["12345", "1234567", "12a456", None, True, "１２３４５６"])
+FULLWIDTH_DIGITS = "\uff11\uff12\uff13\uff14\uff15\uff16"  # digits to str.isdigit, not ASCII
+
+
+@pytest.mark.parametrize("typed", ["12345", "1234567", "12a456", None, True, FULLWIDTH_DIGITS])
 def test_only_six_ascii_digits_are_a_code(typed: object) -> None:
     assert clean_code(typed) is None
     assert accepted_step(SECRET, typed, now=NOW) is None
