@@ -42,6 +42,9 @@ PAGES = [
     ("/roles/index", "/roles/index"),
     ("/servers/serverSettings", "/servers/serverSettings/MISP"),
     ("/servers/serverSettings/Security", "/servers/serverSettings/Security"),
+    # the largest tabs of MISP's whole catalogue (issue 17): 147 and 122 rows
+    ("/servers/serverSettings/MISP", "/servers/serverSettings/MISP"),
+    ("/servers/serverSettings/Plugin", "/servers/serverSettings/Plugin"),
     ("/jobs/index", "/jobs/index/page:1/limit:50"),
     ("/tasks/index", "/tasks/index"),
     ("/admin/logs/index", "/admin/audit_logs/index?page=1&limit=50"),

@@ -56,12 +56,19 @@ def test_a_site_admin_edits_settings_and_reads_the_diagnostics(browser: Chrome) 
     check_screen(browser, "settings-overview")
 
     tabs = api("GET", "/servers/serverSettings/MISP")["tabs"]
-    for tab in ("Security", "MISP"):  # MISP's last: its setting is edited next
+    for tab in ("Plugin", "Security", "MISP"):  # MISP's last: its setting is edited next
         browser.find_element(By.CSS_SELECTOR, f".tabs a[href='/servers/serverSettings/{tab}']"
                              ).click()
         wait_for(browser, lambda d, t=tab: heading(d) == f"{t} settings")
         rows = browser.find_elements(By.CSS_SELECTOR, "table.settings tbody tr")
         assert len(rows) == tabs[tab]["count"]
+        # the settings of features outside this product carry the mark, as the API says
+        listed = api("GET", f"/servers/serverSettings/{tab}")["finalSettings"]
+        marked = set(browser.execute_script(
+            "return [...document.querySelectorAll('table.settings tbody tr')]"
+            ".filter(r => r.querySelector('.badge.not-used')).map(r => r.id)"))
+        assert marked == {f"s-{s['setting']}" for s in listed if s["used_here"] is False}
+        assert (tab == "Plugin") == (len(marked) == len(rows))
         check_screen(browser, f"settings-{tab.lower()}")
 
     original = setting_value(SETTING)

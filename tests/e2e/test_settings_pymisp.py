@@ -17,6 +17,10 @@ from pymisp import MISPUser, PyMISP
 from .support import GATEWAY, admin_key, until
 
 HIDE = "Security.hide_organisation_index_from_users"
+# A text setting no service decides by (it drives MISP's web interface): its logged change carries
+# a token of this run, so that a row of an earlier run never satisfies the search.
+FOOTER = "MISP.footermidleft"
+RUN = f"e2e-{secrets.token_hex(4)}"
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +53,10 @@ def test_server_settings_and_get_server_setting(misp: PyMISP) -> None:
     listing = misp.server_settings()
     names = {s["setting"] for s in listing["finalSettings"]}
     assert {"MISP.baseurl", "MISP.default_event_distribution", "debug"} <= names
-    assert set(listing["tabs"]) >= {"MISP", "Encryption", "Proxy", "Security", "Misc"}
+    assert set(listing["tabs"]) >= {"MISP", "Encryption", "Proxy", "Security", "Plugin",
+                                    "Misc", "SimpleBackgroundJobs"}
+    plugin = next(s for s in listing["finalSettings"] if s["setting"] == "Plugin.ZeroMQ_enable")
+    assert plugin["used_here"] is False and plugin["tab"] == "Plugin"
     assert isinstance(misp.get_server_setting("MISP.max_correlations_per_event")["value"], int)
     assert isinstance(misp.get_server_setting("MISP.log_auth")["value"], bool)
     unknown = misp.get_server_setting("MISP.no_such_setting")
@@ -103,6 +110,7 @@ def test_blocklist_calls(misp: PyMISP) -> None:
 def test_a_change_takes_effect_in_orgs_and_is_logged_as_server_settings_edit(
         misp: PyMISP, restore: Callable[[str], None]) -> None:
     restore(HIDE)
+    restore(FOOTER)
     misp.set_server_setting(HIDE, False, force=True)
     user = MISPUser()
     user.email = f"settings-e2e-{secrets.token_hex(4)}@example.test"
@@ -122,14 +130,17 @@ def test_a_change_takes_effect_in_orgs_and_is_logged_as_server_settings_edit(
         misp.set_server_setting(HIDE, False)
         until(lambda: index_status() == 200, "orgs to show the index again")
 
-        def logged() -> bool:
-            rows = misp.search_logs(action="serverSettingsEdit", change=f"%{HIDE}%")
-            # MISP's change text renders booleans as PHP does: true "1", false "".
-            return isinstance(rows, list) and any(
-                r["Log"]["change"] == f"{HIDE} () => (1)"
-                and r["Log"]["email"] == misp._current_user.email for r in rows)
+        before = misp.get_server_setting(FOOTER)["value"]
+        assert misp.set_server_setting(FOOTER, f"{RUN} footer")["message"] == "Field updated"
 
-        until(logged, "the serverSettingsEdit log row", timeout_s=30)
+        def logged() -> list[dict[str, Any]]:
+            rows = misp.search_logs(action="serverSettingsEdit", change=f"%{RUN}%")
+            return rows if isinstance(rows, list) else []
+
+        [row] = until(logged, "the serverSettingsEdit log row of this run", timeout_s=30)
+        assert row["Log"]["change"] == f"{FOOTER} ({before}) => ({RUN} footer)"
+        assert row["Log"]["email"] == misp._current_user.email
+        assert (row["Log"]["model"], row["Log"]["title"]) == ("Server", "Server setting changed")
     finally:
         misp.delete_user(created)
 

@@ -1,11 +1,16 @@
 """The settings catalogue: complete and self-consistent (its validation is the settings
 service's, tested there)."""
 
+import json
+import re
+from collections import Counter
+from importlib.resources import files
 from typing import Any, get_args
 
 import pytest
 
 from misp_contracts.settings_catalogue import (
+    CATALOGUE_FILE,
     DEFAULT_PASSWORD_COMPLEXITY,
     MISP_TEST_NAMES,
     SETTINGS,
@@ -16,6 +21,22 @@ from misp_contracts.settings_catalogue import (
     defaults,
     definition,
 )
+
+# MISP 2.5's generateServerSettings defines 378 settings; this product adds its own four.
+MISP_SETTING_COUNT = 378
+OURS = {"GnuPG.keyServer", "Security.password_reset_link_ttl",
+        "SimpleBackgroundJobs.heartbeat_timeout_seconds",
+        "SimpleBackgroundJobs.default_max_attempts"}
+# How many of MISP's settings each of its branches holds.
+MISP_BRANCHES = {"MISP": 158, "GnuPG": 9, "SMIME": 5, "Proxy": 5, "Security": 53,
+                 "SecureAuth": 2, "Session": 5, "Plugin": 122, "SimpleBackgroundJobs": 12,
+                 "LinOTPAuth": 5, "debug": 1, "site_admin_debug": 1}
+# The tab of each branch, as MISP merges them.
+BRANCH_TAB = {"MISP": "MISP", "GnuPG": "Encryption", "SMIME": "Encryption", "Proxy": "Proxy",
+              "Security": "Security", "SecureAuth": "Security", "Session": "Security",
+              "LinOTPAuth": "Security", "Plugin": "Plugin",
+              "SimpleBackgroundJobs": "SimpleBackgroundJobs", "debug": "Misc",
+              "site_admin_debug": "Misc"}
 
 # Every setting named in misp-admin-api.md §2.6, plus those the administration book names.
 REFERENCE_SETTINGS = [
@@ -52,8 +73,11 @@ REFERENCE_SETTINGS = [
     "debug",
 ]
 
+# MISP's redacted settings (MISP shows none of them; this product never publishes them in clear).
 SECRETS = {"Security.salt", "GnuPG.password", "Proxy.password",
-           "SimpleBackgroundJobs.redis_password", "SimpleBackgroundJobs.supervisor_password"}
+           "SimpleBackgroundJobs.redis_password", "SimpleBackgroundJobs.supervisor_password",
+           "MISP.redis_password", "SMIME.password", "Security.encryption_key",
+           "Plugin.ZeroMQ_password", "Plugin.ZeroMQ_redis_password"}
 
 
 def test_every_reference_setting_is_in_the_catalogue() -> None:
@@ -72,14 +96,40 @@ def test_every_test_a_setting_can_name_has_misp_s_name() -> None:
     assert set(MISP_TEST_NAMES) == set(get_args(Validation))
 
 
+def test_the_catalogue_holds_every_setting_of_misp_and_ours() -> None:
+    branches = Counter(s.name.split(".")[0] for s in SETTINGS if s.name not in OURS)
+
+    assert len(SETTINGS) == MISP_SETTING_COUNT + len(OURS)
+    assert set(defaults()) >= OURS
+    assert dict(branches) == MISP_BRANCHES
+
+
+def test_the_catalogue_is_package_data_loaded_once() -> None:
+    raw = json.loads(files("misp_contracts").joinpath(CATALOGUE_FILE).read_text())
+
+    assert [row["name"] for row in raw] == [s.name for s in SETTINGS]
+    assert definition("MISP.baseurl") is definition("MISP.baseurl")
+
+
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
 def test_every_setting_is_well_formed(setting: SettingDefinition) -> None:
     assert setting.description.strip()
+    # our own words, short: one or two sentences
+    assert len(setting.description) <= 320
+    assert len(re.findall(r"[.!?](\s|$)", setting.description.replace("e.g.", "eg"))) <= 2
     assert setting.misp_test in MISP_TEST_NAMES.values()
+    assert setting.tab == BRANCH_TAB[setting.name.split(".")[0]]
     if setting.options is not None and setting.default not in (None, ""):
         assert str(setting.default) in setting.options
     if setting.redacted:
         assert setting.type == "string" and setting.default in ("", None)
+    if setting.type == "boolean":
+        assert isinstance(setting.default, bool)
+    elif setting.type == "numeric":
+        assert setting.default is None or isinstance(setting.default, int | float)
+        assert not isinstance(setting.default, bool)
+    else:
+        assert isinstance(setting.default, str)
 
 
 def test_secrets_are_redacted_and_nothing_else_is() -> None:
@@ -97,11 +147,27 @@ def test_tabs() -> None:
 
     assert list(grouped) == list(TABS)
     assert sum(len(v) for v in grouped.values()) == len(SETTINGS)
-    assert [s.name for s in grouped["Misc"]] == ["debug"]
-    assert {s.name.split(".")[0] for s in grouped["Encryption"]} == {"GnuPG"}
-    assert {s.name.split(".")[0] for s in grouped["Security"]} == {"Security", "SecureAuth"}
+    assert [s.name for s in grouped["Misc"]] == ["debug", "site_admin_debug"]
+    assert {s.name.split(".")[0] for s in grouped["Encryption"]} == {"GnuPG", "SMIME"}
+    assert {s.name.split(".")[0] for s in grouped["Security"]} == {
+        "Security", "SecureAuth", "Session", "LinOTPAuth"}
+    assert {s.name.split(".")[0] for s in grouped["Plugin"]} == {"Plugin"}
     for settings in grouped.values():
         assert [s.level for s in settings] == sorted(s.level for s in settings)
+
+
+def test_settings_of_features_outside_this_product_are_marked_not_used_here() -> None:
+    unused = {s.name for s in SETTINGS if not s.used_here}
+
+    assert {s.name for s in SETTINGS if s.tab == "Plugin"} <= unused
+    assert {s.name for s in SETTINGS if s.name.startswith(("SMIME.", "LinOTPAuth."))} <= unused
+    assert {"MISP.correlation_engine", "MISP.default_event_distribution", "MISP.custom_css",
+            "MISP.redis_host", "SimpleBackgroundJobs.redis_host"} <= unused
+    # this product's own features: accounts, authentication, logs, mail, jobs
+    assert not unused & {"MISP.baseurl", "MISP.org", "MISP.email", "MISP.disable_emailing",
+                         "Security.password_policy_length", "Security.otp_required",
+                         "SecureAuth.amount", "GnuPG.sign", "MISP.log_auth", "Session.timeout",
+                         "SimpleBackgroundJobs.default_max_attempts"}
 
 
 @pytest.mark.parametrize(("name", "expected"), [
@@ -112,9 +178,45 @@ def test_tabs() -> None:
     ("MISP.extended_alert_subject", False), ("MISP.log_auth", False),
     ("MISP.log_client_ip", False), ("MISP.default_publish_alert", True),
     ("Security.advanced_authkeys", True), ("GnuPG.binary", "/usr/bin/gpg"),
+    # MISP's defaults of settings this product only stores
+    ("MISP.correlation_limit", 100), ("MISP.cveurl", "https://cve.circl.lu/cve/"),
+    ("Plugin.ZeroMQ_port", 50000), ("Plugin.RPZ_serial", "$date00"), ("Plugin.RPZ_policy", 1),
+    ("Plugin.Kafka_brokers", "kafka:9092"), ("Plugin.Sightings_range", 365),
+    ("Plugin.Enrichment_services_port", 6666), ("Plugin.Import_services_port", 6666),
+    ("Security.email_otp_length", 6), ("Security.syslog_to_stderr", True),
+    ("Session.timeout", 60), ("Session.defaults", "php"), ("site_admin_debug", False),
+    ("SimpleBackgroundJobs.enabled", False), ("MISP.redis_database", 13),
+    ("LinOTPAuth.realm", "lino"), ("MISP.disable_cached_exports", True),
 ])
 def test_defaults(name: str, expected: Any) -> None:
     assert defaults()[name] == expected
+
+
+@pytest.mark.parametrize(("name", "type_", "level", "test"), [
+    ("MISP.baseurl", "string", 0, "testBaseURL"), ("MISP.live", "boolean", 0, "testLive"),
+    ("MISP.host_org_id", "numeric", 0, "testLocalOrgStrict"),
+    ("MISP.language", "string", 0, "testLanguage"),
+    ("MISP.max_correlations_per_event", "numeric", 1, "testForNumeric"),
+    ("MISP.disable_sighting_loading", "boolean", 1, "testBoolFalse"),
+    ("MISP.attachments_dir", "string", 2, "testForWritableDir"),
+    ("MISP.newUserText", "string", 1, "testPasswordResetText"),
+    ("MISP.name", "string", 3, "testForEmpty"), ("MISP.redis_serializer", "string", 2, None),
+    ("Security.allow_unsafe_cleartext_apikey_logging", "boolean", 0, "testBoolFalse"),
+    ("Security.encryption_key", "string", 2, None),
+    ("Session.cookieTimeout", "numeric", 0, "testForCookieTimeout"),
+    ("SecureAuth.amount", "numeric", 0, "testForNumeric"),
+    ("Plugin.ZeroMQ_port", "numeric", 2, "testForZMQPortNumber"),
+    ("Plugin.Sightings_anonymise_as", "numeric", 1, "testLocalOrg"),
+    ("Plugin.RPZ_refresh", "string", 2, "testForRPZDuration"),
+    ("GnuPG.binary", "string", 2, "testForGPGBinary"), ("debug", "numeric", 0, "testDebug"),
+    ("site_admin_debug", "boolean", 0, "testDebugAdmin"),
+    ("SimpleBackgroundJobs.supervisor_user", "string", 0, None),
+])
+def test_types_levels_and_tests_are_misp_s(name: str, type_: str, level: int,
+                                           test: str | None) -> None:
+    setting = definition(name)
+
+    assert (setting.type, setting.level, setting.misp_test) == (type_, level, test)
 
 
 def test_distribution_options_are_the_four_sharing_levels() -> None:
@@ -123,7 +225,7 @@ def test_distribution_options_are_the_four_sharing_levels() -> None:
 
     assert events == {"0": "Your organisation only", "1": "This community only",
                       "2": "Connected communities", "3": "All communities"}
-    assert attributes == {**events, "event": "Inherit event"}
+    assert attributes == {**events, "event": "Inherit from event"}
 
 
 def test_an_unknown_setting_is_a_key_error() -> None:

@@ -22,7 +22,8 @@ async def test_get_setting_answers_the_native_type_and_allows_dots(
     assert r.status_code == 200
     body = r.json()
     assert body["name"] == "MISP.max_correlations_per_event" and body["value"] == 5000
-    assert body["type"] == "numeric" and body["test"] == "testForPositiveInteger"
+    assert body["type"] == "numeric" and body["test"] == "testForNumeric"
+    assert body["used_here"] is False  # correlations live outside this product
     live = (await client.get("/servers/getSetting/MISP.live", headers=_h(keys["site_admin"])))
     assert live.json()["value"] is True
     unknown = await client.get("/servers/getSetting/MISP.nope", headers=_h(keys["site_admin"]))
@@ -82,6 +83,46 @@ async def test_a_rejected_change_leaves_the_old_value_and_force_saves_a_failing_
     wrong_type = await client.post("/servers/serverSettingsEdit/SecureAuth.amount",
                                    json={"value": "lots", "force": True}, headers=admin)
     assert wrong_type.status_code == 403 and "number" in wrong_type.json()["message"]
+
+
+async def test_a_setting_not_used_here_is_stored_published_and_reported_like_the_rest(
+        client: httpx.AsyncClient, keys: Keys, settings_engine: AsyncEngine) -> None:
+    admin = _h(keys["site_admin"])
+    url = "/servers/serverSettingsEdit/Plugin.ZeroMQ_port"
+    refused = await client.post(url, json={"value": "many"}, headers=admin)
+    assert refused.status_code == 403
+    assert refused.json()["message"] == "This setting has to be a number."
+    assert (await client.post(url, json={"value": "5000"}, headers=admin)).status_code == 200
+    got = (await client.get("/servers/getSetting/Plugin.ZeroMQ_port", headers=admin)).json()
+    assert got["value"] == 5000 and got["used_here"] is False
+    assert got["test"] == "testForZMQPortNumber" and got["level"] == 2
+    plugin = (await client.get("/servers/serverSettings/Plugin", headers=admin)).json()
+    row = next(r for r in plugin["finalSettings"] if r["setting"] == "Plugin.ZeroMQ_port")
+    assert row["used_here"] is False and row["subGroup"] == "ZeroMQ"
+    assert row["error"] == 1 and row["errorMessage"].startswith("It is recommended")
+    assert plugin["tabs"]["Plugin"]["count"] == len(plugin["finalSettings"]) > 100
+    async with settings_engine.connect() as conn:
+        published = (await conn.execute(text(
+            "SELECT count(*) FROM outbox WHERE topic = 'misp.settings.setting.v1'"
+            " AND convert_from(payload, 'UTF8') LIKE '%Plugin.ZeroMQ_port%'"))).scalar()
+    assert published == 1
+
+
+async def test_local_organisation_settings_offer_and_check_the_local_organisations(
+        client: httpx.AsyncClient, keys: Keys) -> None:
+    admin = _h(keys["site_admin"])
+    host = (await client.get("/servers/getSetting/MISP.host_org_id", headers=admin)).json()
+    assert host["options"] == {"1": "ORGNAME", "5": "other"}
+    assert host["test"] == "testLocalOrgStrict"
+    url = "/servers/serverSettingsEdit/MISP.host_org_id"
+    refused = await client.post(url, json={"value": 77}, headers=admin)
+    assert refused.status_code == 403 and refused.json()["message"] == "Invalid organisation"
+    none = await client.post(url, json={"value": 0}, headers=admin)
+    assert none.json()["message"] == "No organisation selected"
+    assert (await client.post(url, json={"value": "5"}, headers=admin)).status_code == 200
+    misp_tab = (await client.get("/servers/serverSettings/MISP", headers=admin)).json()
+    row = next(r for r in misp_tab["finalSettings"] if r["setting"] == "MISP.host_org_id")
+    assert row["value"] == 5 and row["options"]["5"] == "other" and "error" not in row
 
 
 async def test_cli_only_settings_are_refused_over_http(client: httpx.AsyncClient,

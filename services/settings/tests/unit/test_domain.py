@@ -81,6 +81,47 @@ def test_problems_are_counted_per_tab_with_the_most_severe_level() -> None:
     assert debug["error"] == 1 and debug["value"] == 2
 
 
+def test_answers_carry_used_here_misp_s_test_name_and_plugin_subgroups() -> None:
+    ours = setting_data(definition("MISP.log_auth"), Current())
+    assert ours["used_here"] is True and ours["test"] == "testBool"
+    zmq = setting_data(definition("Plugin.ZeroMQ_enable"), Current(value=True, is_set=True))
+    assert zmq["used_here"] is False and zmq["value"] is True
+    assert setting_data(definition("MISP.redis_serializer"), Current())["test"] is None
+    rows = {r["setting"]: r for r in final_settings({}, SETTINGS, tab="Plugin")}
+    assert rows["Plugin.ZeroMQ_enable"]["subGroup"] == "ZeroMQ"
+    assert rows["Plugin.Enrichment_services_url"]["subGroup"] == "Enrichment"
+    assert {r["used_here"] for r in rows.values()} == {False}
+    assert "subGroup" not in final_settings({}, SETTINGS, tab="MISP")[0]
+
+
+def test_as_in_misp_only_a_value_that_is_set_is_tested() -> None:
+    # MISP.disable_cached_exports defaults to true, which MISP's test warns about once set.
+    rows = {r["setting"]: r for r in final_settings({}, SETTINGS)}
+    assert "error" not in rows["MISP.disable_cached_exports"]
+    assert not [r["setting"] for r in rows.values() if r.get("error")]
+    set_rows = {r["setting"]: r for r in final_settings(
+        {"MISP.disable_cached_exports": Current(value=True, is_set=True, version=1),
+         "Session.cookieTimeout": Current(value=30, is_set=True, version=1)}, SETTINGS)}
+    assert set_rows["MISP.disable_cached_exports"]["errorMessage"] == (
+        "Export caches are disabled.")
+    # compared with Session.timeout's default (60 minutes)
+    assert set_rows["Session.cookieTimeout"]["error"] == 1
+
+
+def test_local_organisation_settings_offer_and_accept_the_local_organisations() -> None:
+    orgs = {1: "ORGNAME", 4: "CIRCL"}
+    host = setting_data(definition("MISP.host_org_id"), Current(), orgs)
+    assert host["options"] == {"1": "ORGNAME", "4": "CIRCL"}
+    anonymise = setting_data(definition("Plugin.Sightings_anonymise_as"), Current(), orgs)
+    assert anonymise["options"] == {"0": "No organisation selected.", "1": "ORGNAME",
+                                    "4": "CIRCL"}
+    assert "options" not in setting_data(definition("MISP.host_org_id"), Current())
+    assert decide_change(definition("MISP.host_org_id"), Current(), "4",
+                         local_orgs=set(orgs)).value == 4
+    with pytest.raises(InvalidSettingValueError, match="Invalid organisation"):
+        decide_change(definition("MISP.host_org_id"), Current(), "5", local_orgs=set(orgs))
+
+
 def test_a_catastrophic_backtracking_pattern_finishes_at_once() -> None:
     rule = RegexpRule(1, "/^(a+)+$/", "")
     started = time.perf_counter()

@@ -73,7 +73,9 @@ def setting_row(row: dict[str, Any]) -> dict[str, Any]:
     value = "" if control == "password" else shown(row.get("value"))
     return {**row, "severity": level_name(row.get("level")), "control": control,
             "choices": choices, "shown": value,
-            "editable": not row.get("cli_only")}
+            "editable": not row.get("cli_only"),
+            # false: it drives a feature that lives outside this product (stored all the same)
+            "used_here": row.get("used_here") is not False}
 
 
 def tab_figures(tabs: Any) -> list[dict[str, Any]]:
@@ -121,7 +123,8 @@ async def _tab_page(request: Request, viewer: Viewer, tab: str, *,
             row["shown"] = values[row["setting"]]
     return render(request, "settings/tab.html", viewer=viewer, status_code=status_code,
                   tab=body.get("tab", tab), tabs=tab_figures(body.get("tabs")), rows=rows,
-                  counts=severity_counts(rows), errors=errors or {})
+                  counts=severity_counts(rows), errors=errors or {},
+                  not_used=sum(1 for row in rows if not row["used_here"]))
 
 
 @router.get("/servers/serverSettings")

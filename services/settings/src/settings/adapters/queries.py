@@ -10,7 +10,7 @@ from sqlalchemy import DateTime, String, cast, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from misp_contracts.numbers import whole_number
-from misp_platform.auth.principals import principal_role
+from misp_platform.auth.principals import principal_org, principal_role
 from settings.adapters.tables import (
     LIST_TABLES,
     allowedlist,
@@ -40,6 +40,15 @@ async def current_setting(conn: AsyncConnection, name: str, *, lock: bool = Fals
 
 async def all_settings(conn: AsyncConnection) -> dict[str, Current]:
     return {row.name: _current(row) for row in await conn.execute(select(setting_override))}
+
+
+async def local_organisations(conn: AsyncConnection) -> dict[int, str]:
+    """`{id: name}` of the local organisations (the principals projection): what MISP offers,
+    and accepts, for the settings that name a local organisation (MISP.host_org_id...)."""
+    rows = await conn.execute(
+        select(principal_org.c.org_id, principal_org.c.name)
+        .where(principal_org.c.local.is_(True), principal_org.c.deleted.is_(False)))
+    return {int(row.org_id): str(row.name) for row in rows}
 
 
 # ---- list entries (blocklists, regexps, allowlist) ----------------------------------------------

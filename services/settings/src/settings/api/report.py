@@ -23,8 +23,9 @@ from settings.settings import SettingsSettings, default_diagnostics_urls
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 
 
-def settings_part(currents: Mapping[str, Current], tab: str | None = None) -> dict[str, Any]:
-    every = final_settings(currents, SETTINGS)
+def settings_part(currents: Mapping[str, Current], tab: str | None = None,
+                  local_orgs: Mapping[int, str] | None = None) -> dict[str, Any]:
+    every = final_settings(currents, SETTINGS, local_orgs=local_orgs)
     tabs, issues = tab_problems(every)
     rows = every if tab is None else [r for r in every if r["tab"] == tab]
     part: dict[str, Any] = {"finalSettings": rows, "tabs": tabs, "issues": issues}
@@ -100,4 +101,6 @@ async def full_report(app: FastAPI, engine: AsyncEngine,
                       settings: ServiceSettings) -> dict[str, Any]:
     async with engine.connect() as conn:
         currents = await queries.all_settings(conn)
-    return {**await diagnostics(app, engine, settings), **settings_part(currents)}
+        local_orgs = await queries.local_organisations(conn)
+    return {**await diagnostics(app, engine, settings),
+            **settings_part(currents, None, local_orgs)}

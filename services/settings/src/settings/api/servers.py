@@ -20,6 +20,7 @@ from settings.adapters import queries
 from settings.api import report
 from settings.api.report import MIGRATIONS_DIR
 from settings.domain.settings import lookup, setting_data, shown_value
+from settings.domain.validation import LOCAL_ORG_TESTS
 from settings.handlers.settings import change_setting
 
 router = APIRouter(tags=["servers"])
@@ -50,7 +51,8 @@ async def server_settings_tab(tab: str, _admin: SiteAdmin, request: Request, eng
         raise NotFound("Invalid tab.")
     async with engine.connect() as conn:
         currents = await queries.all_settings(conn)
-    return MispJSONResponse(report.settings_part(currents, _TAB_BY_LOWER[key]))
+        local_orgs = await queries.local_organisations(conn)
+    return MispJSONResponse(report.settings_part(currents, _TAB_BY_LOWER[key], local_orgs))
 
 
 @router.get("/servers/getSetting/{name}")
@@ -60,7 +62,9 @@ async def get_setting(name: str, _admin: SiteAdmin, engine: EngineDep) -> dict[s
     definition = lookup(name)
     async with engine.connect() as conn:
         current = await queries.current_setting(conn, name)
-    return setting_data(definition, current)
+        local_orgs = (await queries.local_organisations(conn)
+                      if definition.validation in LOCAL_ORG_TESTS else None)
+    return setting_data(definition, current, local_orgs)
 
 
 @router.get("/servers/serverSettingsEdit/{name}")

@@ -6,7 +6,7 @@ Pure functions over the catalogue of `misp_contracts.settings_catalogue`, valida
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,14 @@ from settings.domain.errors import (
     UnknownSettingError,
 )
 from settings.domain.patterns import TOO_SLOW, too_slow
-from settings.domain.validation import NOT_A_SCALAR, NOT_SET, diagnose, validate
+from settings.domain.validation import (
+    LOCAL_ORG_TESTS,
+    NOT_A_SCALAR,
+    NOT_SET,
+    Lookup,
+    diagnose,
+    validate,
+)
 
 CLI_ONLY = "This setting can only be edited via the CLI."
 REDACTED = "This setting is redacted."
@@ -43,6 +50,8 @@ LEVEL_DESCRIPTIONS = {
 }
 # A tab's severity when it has no problem (MISP shows no figure then).
 NO_PROBLEM = 5
+# MISP's first choice of the local-organisation settings that allow none (testLocalOrg).
+NO_ORGANISATION_OPTION = "No organisation selected."
 
 
 @dataclass(frozen=True)
@@ -84,11 +93,13 @@ def _fits_type(definition: SettingDefinition, value: Any) -> bool:
 
 
 def decide_change(definition: SettingDefinition, current: Current, raw_value: Any, *,
-                  force: bool = False, via_cli: bool = False) -> SettingChanged:
+                  force: bool = False, via_cli: bool = False,
+                  local_orgs: Collection[int] | None = None) -> SettingChanged:
     """The event a change makes, or the refusal MISP would answer.
 
     `force` saves a value that fails the setting's test (MISP's checkbox), never one of the
-    wrong type: every service reads the setting as its declared type.
+    wrong type: every service reads the setting as its declared type. `local_orgs`: the local
+    organisations' ids, which a local-organisation setting is checked against.
     """
     if isinstance(raw_value, list | dict):
         raise InvalidSettingValueError(NOT_A_SCALAR)
@@ -96,7 +107,7 @@ def decide_change(definition: SettingDefinition, current: Current, raw_value: An
         raise NoChangeError(NO_CHANGE)
     if definition.cli_only and not via_cli:
         raise CliOnlySettingError(CLI_ONLY)
-    value, error = validate(definition, raw_value)
+    value, error = validate(definition, raw_value, local_orgs=local_orgs)
     if error is not None and (not force or not _fits_type(definition, value)):
         raise InvalidSettingValueError(error)
     if definition.validation == "test_regex" and error is None and isinstance(value, str) \
@@ -107,17 +118,31 @@ def decide_change(definition: SettingDefinition, current: Current, raw_value: An
                           forced=error is not None, via_cli=via_cli)
 
 
-def setting_data(definition: SettingDefinition, current: Current) -> dict[str, Any]:
-    """MISP's `getSetting` answer: the definition, its name and the current value."""
+def setting_data(definition: SettingDefinition, current: Current,
+                 local_orgs: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """MISP's `getSetting` answer: the definition, its name and the current value (with
+    `used_here`, this product's addition)."""
     if definition.redacted:
         raise RedactedSettingError(REDACTED)
-    data = _definition_fields(definition)
+    data = _definition_fields(definition, local_orgs)
     data["name"] = definition.name
     data["value"] = effective_value(definition, current)
     return data
 
 
-def _definition_fields(definition: SettingDefinition) -> dict[str, Any]:
+def dynamic_options(definition: SettingDefinition,
+                    local_orgs: Mapping[int, str] | None) -> dict[str, str] | None:
+    """The choices MISP computes for a setting (its optionsSource): the local organisations."""
+    if local_orgs is None or definition.validation not in LOCAL_ORG_TESTS:
+        return None
+    options = {} if definition.validation == "test_local_org_strict" else {
+        "0": NO_ORGANISATION_OPTION}
+    options.update({str(org_id): name for org_id, name in sorted(local_orgs.items())})
+    return options
+
+
+def _definition_fields(definition: SettingDefinition,
+                       local_orgs: Mapping[int, str] | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "level": definition.level,
         "description": definition.description,
@@ -129,25 +154,36 @@ def _definition_fields(definition: SettingDefinition) -> dict[str, Any]:
         data["errorMessage"] = definition.error_message
     if definition.null_allowed:
         data["null"] = True
-    if definition.options is not None:
-        data["options"] = dict(definition.options)
+    options = definition.options if definition.options is not None else dynamic_options(
+        definition, local_orgs)
+    if options is not None:
+        data["options"] = dict(options)
     if definition.redacted:
         data["redacted"] = True
     if definition.cli_only:
         data["cli_only"] = True
+    data["used_here"] = definition.used_here
     return data
 
 
-def final_setting(definition: SettingDefinition, current: Current) -> dict[str, Any]:
-    """One `finalSettings` row: value in force (or `*****`), test result and tab."""
-    row = _definition_fields(definition)
+def final_setting(definition: SettingDefinition, current: Current,
+                  other: Lookup | None = None,
+                  local_orgs: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """One `finalSettings` row: value in force (or `*****`), test result and tab (and MISP's
+    subGroup for a Plugin setting). As in MISP, only a value that is set is tested; `other`
+    gives the values of other settings, for the tests that compare two."""
+    row = _definition_fields(definition, local_orgs)
     row = {"setting": definition.name, **row, "value": shown_value(definition, current),
            "tab": definition.tab}
+    if definition.tab == "Plugin":
+        row["subGroup"] = definition.name.split(".", 1)[-1].split("_", 1)[0]
     if definition.redacted:
         # The value is never here to test: unset is only a problem if unset is not allowed.
         problem = None if (current.is_set or definition.null_allowed) else NOT_SET
+    elif current.is_set:
+        problem = diagnose(definition, current.value, other)
     else:
-        problem = diagnose(definition, effective_value(definition, current))
+        problem = None
     if problem is not None:
         row["error"] = 1
         row["errorMessage"] = problem
@@ -156,8 +192,16 @@ def final_setting(definition: SettingDefinition, current: Current) -> dict[str, 
 
 def final_settings(currents: Mapping[str, Current],
                    definitions: Iterable[SettingDefinition],
-                   tab: str | None = None) -> list[dict[str, Any]]:
+                   tab: str | None = None,
+                   local_orgs: Mapping[int, str] | None = None) -> list[dict[str, Any]]:
     """Every row (of one tab), by level then name; deprecated ones only when set (MISP)."""
+
+    def other(name: str) -> Any:
+        try:
+            return effective_value(catalogue_definition(name), currents.get(name, Current()))
+        except KeyError:
+            return None
+
     rows = []
     for d in sorted(definitions, key=lambda d: (d.level, d.name)):
         if tab is not None and d.tab != tab:
@@ -165,7 +209,7 @@ def final_settings(currents: Mapping[str, Current],
         current = currents.get(d.name, Current())
         if d.level == DEPRECATED and not current.is_set:
             continue
-        rows.append(final_setting(d, current))
+        rows.append(final_setting(d, current, other, local_orgs))
     return rows
 
 

@@ -13,6 +13,7 @@ from misp_contracts.events.settings import SettingChanged
 from misp_platform.transaction import in_transaction
 from settings.adapters import queries, store
 from settings.domain.settings import decide_change, lookup
+from settings.domain.validation import LOCAL_ORG_TESTS
 
 log = structlog.get_logger(__name__)
 
@@ -25,7 +26,10 @@ async def change_setting(engine: AsyncEngine, *, name: str, value: Any, actor: A
 
     async def work(conn: AsyncConnection) -> SettingChanged:
         current = await queries.current_setting(conn, name, lock=True)
-        event = decide_change(definition, current, value, force=force, via_cli=via_cli)
+        local_orgs = (set(await queries.local_organisations(conn))
+                      if definition.validation in LOCAL_ORG_TESTS else None)
+        event = decide_change(definition, current, value, force=force, via_cli=via_cli,
+                              local_orgs=local_orgs)
         await store.append_setting(conn, current, event, actor, correlation_id=correlation_id)
         return event
 
