@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from misp_contracts.events.settings import SettingChanged
@@ -122,11 +120,11 @@ def test_local_organisation_settings_offer_and_accept_the_local_organisations() 
         decide_change(definition("MISP.host_org_id"), Current(), "5", local_orgs=set(orgs))
 
 
-def test_a_catastrophic_backtracking_pattern_finishes_at_once() -> None:
+def test_a_catastrophic_backtracking_pattern_finishes() -> None:
+    """RE2 matches in linear time; a backtracking engine would not finish within the run
+    (pytest's timeout fails the test): no time is measured here."""
     rule = RegexpRule(1, "/^(a+)+$/", "")
-    started = time.perf_counter()
     outcome = apply_rules("a" * 50_000 + "!", [rule])
-    assert time.perf_counter() - started < 0.5
     assert outcome.blocked is False
 
 
