@@ -15,6 +15,7 @@ from mailer.adapters import store
 from mailer.adapters.smtp import Connection, Result, SmtpConfig
 from misp_contracts.envelope import Actor
 from misp_contracts.events.mailer import MailFailed, MailSent
+from misp_platform import failpoints
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +76,7 @@ class Deliverer:
             for row in rows:
                 result = await asyncio.to_thread(connection.send, row.sender, row.recipient,
                                                  bytes(row.raw or b""))
+                failpoints.hit("mailer.after_send")  # sent, not yet recorded: the crash window
                 await self._record(row, result)
         finally:
             await asyncio.to_thread(connection.close)

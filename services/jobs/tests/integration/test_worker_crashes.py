@@ -1,0 +1,219 @@
+"""A real worker process SIGKILLed at each of its failpoints, and a scheduler killed right after
+claiming a tick: the job's effect, its run mark and its finish report happen once, in the run
+that commits; the tick runs once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jobs.adapters.tables import job, job_attempt, task, task_tick
+from jobs.handlers import jobs as commands
+from jobs.handlers import tasks
+from jobs.scheduler import Scheduler
+from misp_contracts.envelope import Actor, Envelope, from_kafka
+from misp_contracts.events.jobs import (
+    WORKER_CONTROL_TOPIC,
+    WORKER_TOPIC,
+    JobRunFinished,
+    JobRunRefused,
+    run_topic,
+)
+from misp_platform.kafka import client_options, topic_partitions
+from misp_platform.testing import eventually, start_group_at_end
+from misp_platform.worker import job_run
+
+from ..conftest import TEST_OWNER
+from .test_crashes import process
+
+WORKER = Path(__file__).with_name("worker_process.py")
+
+
+def worker(db: str, bootstrap: str, group: str, log: Path,
+           failpoint: str = "") -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "MISP_FAILPOINTS"}
+    env["MISP_LOG_FORMAT"] = "json"
+    if failpoint:
+        env["MISP_FAILPOINTS"] = failpoint
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, str(WORKER), db, bootstrap, group], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+async def ends(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(**client_options(bootstrap))
+    await consumer.start()
+    try:
+        found: dict[TopicPartition, int] = await consumer.end_offsets(
+            await topic_partitions(consumer, topic))
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def messages_about(bootstrap: str, since: dict[TopicPartition, int],
+                         job_id: int) -> list[Envelope]:
+    """What the shared topic got from `since` to its current end about `job_id`."""
+    until = await ends(bootstrap, next(iter(since)).topic)
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), enable_auto_commit=False)
+    await consumer.start()
+    found: list[Envelope] = []
+    try:
+        consumer.assign(list(since))
+        for tp, offset in since.items():
+            consumer.seek(tp, offset)
+        while [tp for tp in since if await consumer.position(tp) < until[tp]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    envelope = from_kafka(record.headers, record.value)
+                    if envelope.data.get("job_id") == job_id:
+                        found.append(envelope)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def count(engine: AsyncEngine, table: Any, job_id: int) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(table).where(
+            table.c.job_id == job_id))).scalar_one())
+
+
+async def effects(engine: AsyncEngine, job_id: int) -> list[int]:
+    async with engine.connect() as conn:
+        return [r.attempt for r in await conn.execute(text(
+            "SELECT attempt FROM job_effect WHERE job_id = :j"), {"j": job_id})]
+
+
+async def job_row(engine: AsyncEngine, job_id: int) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(job).where(job.c.id == job_id))).one()
+
+
+async def retry_elsewhere(engine: AsyncEngine, job_id: int) -> None:
+    """The watchdog, with its clock moved on: the dead worker's attempt fails and the retry is
+    dispatched (the heartbeats it waits for are those of a process already dead)."""
+    clock = [datetime.now(UTC) + timedelta(seconds=60)]
+    scheduler = Scheduler(engine, missed_beats=3, clock=lambda: clock[0])
+
+    async def redispatched() -> bool:
+        clock[0] += timedelta(seconds=30)
+        await scheduler.run_once()
+        row = await job_row(engine, job_id)
+        return bool(row.attempt == 2 and row.status == 1 and row.retry_at is None)
+
+    await eventually(redispatched, 20, 0.05)
+
+
+@pytest.mark.parametrize("failpoint", ["worker.after_start", "worker.before_commit"])
+async def test_a_worker_killed_at_a_failpoint_runs_its_job_once_after_a_restart(
+        pipeline: None, jobs_engine: AsyncEngine, jobs_db: str, kafka_bootstrap: str,
+        tmp_path: Path, failpoint: str) -> None:
+    async with jobs_engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE job_effect (job_id bigint, attempt int)"))
+    group = f"test-jobs-crash-{uuid.uuid4().hex}"
+    await start_group_at_end(kafka_bootstrap, group, [run_topic(TEST_OWNER, "default")])
+    reports_from = await ends(kafka_bootstrap, WORKER_TOPIC)
+    answers_from = await ends(kafka_bootstrap, WORKER_CONTROL_TOPIC)
+    async with jobs_engine.begin() as conn:
+        job_id = await commands.enqueue(conn, job_type="test_noop", queue="default",
+                                        actor=Actor.system())
+    log = tmp_path / "worker.log"
+
+    crashed = worker(jobs_db, kafka_bootstrap, group, log, failpoint)
+    try:
+        code = await asyncio.to_thread(crashed.wait, 60)
+    finally:
+        if crashed.poll() is None:
+            crashed.kill()
+    assert code == -signal.SIGKILL, log.read_text()[-3000:]
+
+    async def granted_to_the_dead() -> bool:  # its claim (committed before the kill) answered
+        row = await job_row(jobs_engine, job_id)
+        return bool(row.status == 2 and str(crashed.pid) in (row.worker_id or ""))
+
+    await eventually(granted_to_the_dead, 30, 0.05)
+    # At the crash: no effect, no run mark, no finish report (all in the uncommitted run).
+    assert await effects(jobs_engine, job_id) == []
+    assert await count(jobs_engine, job_run, job_id) == 0
+    await retry_elsewhere(jobs_engine, job_id)
+
+    restarted = worker(jobs_db, kafka_bootstrap, group, log)
+    try:
+        async def completed() -> bool:
+            return bool((await job_row(jobs_engine, job_id)).status == 4)
+
+        await eventually(completed, 45, 0.05)
+    finally:
+        restarted.terminate()
+        await asyncio.to_thread(restarted.wait, 15)
+    assert restarted.returncode == 0, log.read_text()[-3000:]
+
+    assert await effects(jobs_engine, job_id) == [2]
+    async with jobs_engine.connect() as conn:
+        [mark] = (await conn.execute(job_run.select().where(job_run.c.job_id == job_id))).all()
+        attempts = (await conn.execute(select(job_attempt.c.outcome, job_attempt.c.pid).where(
+            job_attempt.c.job_id == job_id).order_by(job_attempt.c.attempt))).all()
+    assert (mark.attempt, mark.outcome) == (2, "succeeded")
+    assert [tuple(a) for a in attempts] == [("failed", crashed.pid), ("completed", restarted.pid)]
+    reports = [e for e in await messages_about(kafka_bootstrap, reports_from, job_id)
+               if e.type == JobRunFinished.type]
+    assert [(r.data["attempt"], r.data["outcome"]) for r in reports] == [(2, "succeeded")]
+    refusals = [(e.data["attempt"], e.data["worker_id"].split(":")[1])
+                for e in await messages_about(kafka_bootstrap, answers_from, job_id)
+                if e.type == JobRunRefused.type]
+    # After a kill before its offset was committed, the restart claimed the dispatch of the
+    # dead attempt again, and was refused; after a kill mid-run, it never saw that dispatch.
+    assert refusals == ([(1, str(restarted.pid))] if failpoint == "worker.after_start" else [])
+
+
+async def test_a_scheduler_killed_after_claiming_a_tick_leaves_nothing_and_the_tick_runs_once(
+        jobs_engine: AsyncEngine, jobs_db: str, tmp_path: Path) -> None:
+    due = datetime.now(UTC) + timedelta(seconds=1)
+    async with jobs_engine.begin() as conn:
+        state = await tasks.set_task(conn, None, {
+            "type": "noop", "interval_s": 3600, "scheduled_time": "00:00"}, Actor.system(),
+            datetime.now(UTC))
+        await conn.execute(task.update().where(task.c.id == state.id).values(
+            next_execution_at=due, state={**state.model_dump(mode="json"),
+                                          "next_execution_at": due.isoformat()}))
+    env = {"JOBS_DATABASE_URL": jobs_db, "JOBS_SCHEDULER_POLL_S": "0.05",
+           "MISP_LOG_FORMAT": "json"}
+    with process(["scheduler"], tmp_path / "a.log", MISP_FAILPOINTS="scheduler.after_claim",
+                 **env) as crashed:
+        await asyncio.to_thread(crashed.wait, 30)
+    assert crashed.returncode == -signal.SIGKILL, (tmp_path / "a.log").read_text()[-3000:]
+
+    async def state_of_the_task() -> tuple[list[Any], int, datetime]:
+        async with jobs_engine.connect() as conn:
+            ticks = (await conn.execute(select(task_tick).where(
+                task_tick.c.task_id == state.id))).all()
+            queued = (await conn.execute(select(func.count()).where(
+                job.c.task_id == state.id))).scalar_one()
+            next_at = (await conn.execute(select(task.c.next_execution_at).where(
+                task.c.id == state.id))).scalar_one()
+        return ticks, queued, next_at
+
+    # At the crash: the claim rolled back with the rest of the tick.
+    assert await state_of_the_task() == ([], 0, due)
+
+    with process(["scheduler"], tmp_path / "b.log", **env, MISP_FAILPOINTS="") as restarted:
+        async def ticked() -> Any:
+            ticks, queued, next_at = await state_of_the_task()
+            return (ticks, queued, next_at) if ticks else None
+
+        ticks, queued, next_at = await eventually(ticked, 30, 0.05)
+    assert [(t.due_at, t.claimed_by.split(":")[1]) for t in ticks] == [(due, str(restarted.pid))]
+    assert queued == 1 and next_at == due + timedelta(seconds=3600)

@@ -1,0 +1,90 @@
+"""A real `python -m mailer deliver` process SIGKILLed between an SMTP send and its record
+(`mailer.after_send`) and restarted: the mail in flight is sent again once, with the same
+Message-ID, and recorded sent once."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailer.adapters.tables import mail
+from mailer.handlers.compose import Mailer
+from misp_platform.testing import eventually
+
+from ..support import PEPPER, Sink
+from .test_delivery import mail_events, queue_one, statuses
+
+
+def deliver(db: str, sink: Sink, log: Path, failpoint: str = "") -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "MISP_FAILPOINTS"}
+    # A lease of 1 s: the restarted process takes the crashed one's mail over soon.
+    env.update({"MAILER_DATABASE_URL": db, "MAILER_PEPPER": PEPPER,
+                "MAILER_SMTP_HOST": "127.0.0.1", "MAILER_SMTP_PORT": str(sink.port),
+                "MAILER_SMTP_STARTTLS": "false", "MAILER_SMTP_IMPLICIT_TLS": "false",
+                "MAILER_SMTP_USERNAME": "", "MAILER_LEASE_S": "1",
+                "MAILER_POLL_INTERVAL_S": "0.05", "MISP_LOG_FORMAT": "json"})
+    if failpoint:
+        env["MISP_FAILPOINTS"] = failpoint
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "mailer", "deliver"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def message_ids(sink: Sink) -> list[str]:
+    return [str(email.message_from_bytes(e.content)["Message-ID"]).strip("<>")
+            for e in sink.received]
+
+
+async def test_a_deliverer_killed_after_a_send_resends_that_mail_once_with_its_message_id(
+        mailer_db: str, mailer_engine: AsyncEngine, mailer: Mailer, sink: Sink,
+        tmp_path: Path) -> None:
+    await queue_one(mailer_engine, mailer, str(uuid.uuid4()), to="crash@example.test")
+    async with mailer_engine.connect() as conn:
+        message_id = (await conn.execute(select(mail.c.message_id))).scalar_one()
+    log = tmp_path / "deliver.log"
+
+    crashed = deliver(mailer_db, sink, log, "mailer.after_send")
+    try:
+        code = await asyncio.to_thread(crashed.wait, 60)
+    finally:
+        if crashed.poll() is None:
+            crashed.kill()
+    assert code == -signal.SIGKILL, log.read_text()[-3000:]
+    # At the crash: the mail went out, and nothing says so (its record died with the process).
+    assert message_ids(sink) == [message_id.strip("<>")]
+    assert await statuses(mailer_engine) == [("pending", 1)]
+    assert await mail_events(mailer_engine) == []
+
+    restarted = deliver(mailer_db, sink, log)
+    try:
+        async def sent() -> bool:
+            return await statuses(mailer_engine) == [("sent", 2)]
+
+        await eventually(sent, 30, 0.05)
+        # A marker mail queued after the resend: once it is out, a third copy would be too.
+        await queue_one(mailer_engine, mailer, str(uuid.uuid4()), to="marker@example.test")
+
+        async def marker_out() -> bool:
+            return any(e.rcpt_tos == ["marker@example.test"] for e in sink.received)
+
+        await eventually(marker_out, 30, 0.05)
+    finally:
+        restarted.terminate()
+        await asyncio.to_thread(restarted.wait, 15)
+
+    crash_copies = [e for e in sink.received if e.rcpt_tos == ["crash@example.test"]]
+    assert len(crash_copies) == 2, len(crash_copies)  # the one in flight, resent once
+    assert message_ids(sink)[:2] == [message_id.strip("<>")] * 2
+    events = [(type_, data) for type_, data in await mail_events(mailer_engine)
+              if data["message_id"] == message_id]
+    assert [type_ for type_, _ in events] == ["misp.mailer.mail.emailed.v1"]  # one sent record
+    assert events[0][1]["attempts"] == 2
