@@ -119,6 +119,12 @@ async def test_an_enrolled_user_logs_in_with_a_code_that_is_good_once(identity) 
     assert f"User ({user['id']}): {user['email']} wrong OTP token" in titles
     assert f"User ({user['id']}): {user['email']} TOTP token created" in titles
 
+    await identity.set_setting("Security.otp_disabled", True)  # MISP: no code asked of anyone
+    direct = await _login(identity, user["email"])
+    assert direct.status_code == 200 and SESSION_COOKIE in direct.cookies, direct.text
+    await identity.set_setting("Security.otp_disabled", False)
+    assert (await _login(identity, user["email"])).status_code == 302
+
 
 async def test_a_pending_login_is_short_lived_has_few_attempts_and_counts_failures(
         identity) -> None:

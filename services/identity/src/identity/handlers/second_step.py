@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from identity.adapters import queries, totp_store
 from identity.adapters.store import release_login_attempt
 from misp_contracts.events.identity import UserState
-from misp_contracts.settings_catalogue import definition
 from misp_platform.auth.sessions import session_hmac
 from misp_platform.server_settings import read_settings
 
@@ -53,16 +52,8 @@ class SecondStep:
 
 
 async def otp_settings(conn: AsyncConnection) -> dict[str, Any]:
-    """The OTP settings this catalogue defines (a name it lacks reads as unset)."""
-    known = []
-    for name in OTP_SETTINGS:
-        try:
-            definition(name)
-        except KeyError:
-            continue
-        known.append(name)
-    values = await read_settings(conn, known)
-    return {name: values.get(name) for name in OTP_SETTINGS}
+    """The settings that decide a login's second step and its tokens' issuer."""
+    return await read_settings(conn, OTP_SETTINGS)
 
 
 async def second_step_of(engine: AsyncEngine, user: UserState) -> str | None:
