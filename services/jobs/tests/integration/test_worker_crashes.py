@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,24 +33,45 @@ from misp_contracts.events.jobs import (
     run_topic,
 )
 from misp_platform.kafka import client_options, topic_partitions
-from misp_platform.testing import eventually, start_group_at_end
+from misp_platform.testing import eventually, load_script, start_group_at_end
 from misp_platform.worker import job_run
 
 from ..conftest import TEST_OWNER
 from .test_crashes import process
 
-WORKER = Path(__file__).with_name("worker_process.py")
+SCRIPT = Path(__file__).with_name("worker_process.py")
+WORKER = load_script(SCRIPT, "jobs_worker_process")
 
 
 def worker(db: str, bootstrap: str, group: str, log: Path,
-           failpoint: str = "") -> subprocess.Popen[bytes]:
+           failpoint: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "MISP_FAILPOINTS"}
-    env["MISP_LOG_FORMAT"] = "json"
-    if failpoint:
-        env["MISP_FAILPOINTS"] = failpoint
+    env.update({"MISP_LOG_FORMAT": "json", "MISP_FAILPOINTS": failpoint})
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, str(WORKER), db, bootstrap, group], env=env,
+        return subprocess.Popen([sys.executable, str(SCRIPT), db, bootstrap, group], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
+
+
+async def restart_group(bootstrap: str, group: str) -> str:
+    """A new group at the positions `group` committed: the restart reads what the dead process
+    left unacknowledged, without waiting for the group to drop the dead member (a session
+    timeout, about 10 s)."""
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    restarted = f"{group}-restarted"
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), group_id=restarted,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(committed))
+        await consumer.commit(committed)
+    finally:
+        await consumer.stop()
+    return restarted
 
 
 async def ends(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
@@ -150,16 +172,19 @@ async def test_a_worker_killed_at_a_failpoint_runs_its_job_once_after_a_restart(
     assert await count(jobs_engine, job_run, job_id) == 0
     await retry_elsewhere(jobs_engine, job_id)
 
-    restarted = worker(jobs_db, kafka_bootstrap, group, log)
+    # The restart, in-process (the same worker, without the failpoint).
+    restarted = WORKER.worker(jobs_db, kafka_bootstrap,
+                              await restart_group(kafka_bootstrap, group), jobs_engine)
+    stop = asyncio.Event()
+    running = asyncio.create_task(restarted.run(stop))
     try:
         async def completed() -> bool:
             return bool((await job_row(jobs_engine, job_id)).status == 4)
 
         await eventually(completed, 45, 0.05)
     finally:
-        restarted.terminate()
-        await asyncio.to_thread(restarted.wait, 15)
-    assert restarted.returncode == 0, log.read_text()[-3000:]
+        stop.set()
+        await running
 
     assert await effects(jobs_engine, job_id) == [2]
     async with jobs_engine.connect() as conn:
@@ -167,16 +192,16 @@ async def test_a_worker_killed_at_a_failpoint_runs_its_job_once_after_a_restart(
         attempts = (await conn.execute(select(job_attempt.c.outcome, job_attempt.c.pid).where(
             job_attempt.c.job_id == job_id).order_by(job_attempt.c.attempt))).all()
     assert (mark.attempt, mark.outcome) == (2, "succeeded")
-    assert [tuple(a) for a in attempts] == [("failed", crashed.pid), ("completed", restarted.pid)]
+    assert [tuple(a) for a in attempts] == [("failed", crashed.pid), ("completed", os.getpid())]
     reports = [e for e in await messages_about(kafka_bootstrap, reports_from, job_id)
                if e.type == JobRunFinished.type]
     assert [(r.data["attempt"], r.data["outcome"]) for r in reports] == [(2, "succeeded")]
-    refusals = [(e.data["attempt"], e.data["worker_id"].split(":")[1])
+    refusals = [(e.data["attempt"], e.data["worker_id"])
                 for e in await messages_about(kafka_bootstrap, answers_from, job_id)
                 if e.type == JobRunRefused.type]
     # After a kill before its offset was committed, the restart claimed the dispatch of the
     # dead attempt again, and was refused; after a kill mid-run, it never saw that dispatch.
-    assert refusals == ([(1, str(restarted.pid))] if failpoint == "worker.after_start" else [])
+    assert refusals == ([(1, restarted.worker_id)] if failpoint == "worker.after_start" else [])
 
 
 async def test_a_scheduler_killed_after_claiming_a_tick_leaves_nothing_and_the_tick_runs_once(
@@ -204,16 +229,18 @@ async def test_a_scheduler_killed_after_claiming_a_tick_leaves_nothing_and_the_t
                 job.c.task_id == state.id))).scalar_one()
             next_at = (await conn.execute(select(task.c.next_execution_at).where(
                 task.c.id == state.id))).scalar_one()
-        return ticks, queued, next_at
+        return list(ticks), queued, next_at
 
     # At the crash: the claim rolled back with the rest of the tick.
     assert await state_of_the_task() == ([], 0, due)
 
-    with process(["scheduler"], tmp_path / "b.log", **env, MISP_FAILPOINTS="") as restarted:
-        async def ticked() -> Any:
-            ticks, queued, next_at = await state_of_the_task()
-            return (ticks, queued, next_at) if ticks else None
+    restarted = Scheduler(jobs_engine)  # in-process, without the failpoint
 
-        ticks, queued, next_at = await eventually(ticked, 30, 0.05)
-    assert [(t.due_at, t.claimed_by.split(":")[1]) for t in ticks] == [(due, str(restarted.pid))]
+    async def ticked() -> Any:
+        await restarted.run_once()
+        ticks, queued, next_at = await state_of_the_task()
+        return (ticks, queued, next_at) if ticks else None
+
+    ticks, queued, next_at = await eventually(ticked, 30, 0.05)
+    assert [(t.due_at, t.claimed_by) for t in ticks] == [(due, restarted.scheduler_id)]
     assert queued == 1 and next_at == due + timedelta(seconds=3600)

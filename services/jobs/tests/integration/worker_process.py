@@ -2,7 +2,7 @@
 
 `python worker_process.py DB_URL BOOTSTRAP GROUP` runs `test_noop` jobs of the default queue
 until SIGTERM; each run adds a row to `job_effect` (deliberately not idempotent by itself), in
-the transaction the worker records the run in.
+the transaction the worker records the run in. `worker()` makes the same worker in-process.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 import sys
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from misp_contracts.events.jobs import QUEUES, JobType, register_job_type
 from misp_platform.db import create_engine
@@ -29,15 +29,20 @@ async def record_effect(conn: AsyncConnection, ctx: JobContext) -> str:
     return "Effect recorded."
 
 
+def worker(database_url: str, bootstrap: str, group: str,
+           engine: AsyncEngine | None = None) -> WorkerRunner:
+    return WorkerRunner(service="jobstest", queue="default",
+                        engine=engine or create_engine(database_url),
+                        bootstrap_servers=bootstrap, handlers={"test_noop": record_effect},
+                        group=group, heartbeat_s=0.5)
+
+
 async def main(database_url: str, bootstrap: str, group: str) -> None:
-    engine = create_engine(database_url)
-    runner = WorkerRunner(service="jobstest", queue="default", engine=engine,
-                          bootstrap_servers=bootstrap, handlers={"test_noop": record_effect},
-                          group=group, heartbeat_s=0.5)
+    runner = worker(database_url, bootstrap, group)
     try:
         await runner.run(stop_on_signals())
     finally:
-        await engine.dispose()
+        await runner.engine.dispose()
 
 
 if __name__ == "__main__":

@@ -18,22 +18,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailer.adapters.tables import mail
 from mailer.handlers.compose import Mailer
+from mailer.handlers.deliver import Deliverer
 from misp_platform.testing import eventually
 
 from ..support import PEPPER, Sink
 from .test_delivery import mail_events, queue_one, statuses
 
 
-def deliver(db: str, sink: Sink, log: Path, failpoint: str = "") -> subprocess.Popen[bytes]:
+def deliver(db: str, sink: Sink, log: Path, failpoint: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "MISP_FAILPOINTS"}
-    # A lease of 1 s: the restarted process takes the crashed one's mail over soon.
+    # A lease of 1 s: the restart takes the crashed process's mail over soon.
     env.update({"MAILER_DATABASE_URL": db, "MAILER_PEPPER": PEPPER,
                 "MAILER_SMTP_HOST": "127.0.0.1", "MAILER_SMTP_PORT": str(sink.port),
                 "MAILER_SMTP_STARTTLS": "false", "MAILER_SMTP_IMPLICIT_TLS": "false",
                 "MAILER_SMTP_USERNAME": "", "MAILER_LEASE_S": "1",
-                "MAILER_POLL_INTERVAL_S": "0.05", "MISP_LOG_FORMAT": "json"})
-    if failpoint:
-        env["MISP_FAILPOINTS"] = failpoint
+                "MAILER_POLL_INTERVAL_S": "0.05", "MISP_LOG_FORMAT": "json",
+                "MISP_FAILPOINTS": failpoint})
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "mailer", "deliver"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
@@ -45,8 +45,8 @@ def message_ids(sink: Sink) -> list[str]:
 
 
 async def test_a_deliverer_killed_after_a_send_resends_that_mail_once_with_its_message_id(
-        mailer_db: str, mailer_engine: AsyncEngine, mailer: Mailer, sink: Sink,
-        tmp_path: Path) -> None:
+        mailer_db: str, mailer_engine: AsyncEngine, mailer: Mailer, deliverer: Deliverer,
+        sink: Sink, tmp_path: Path) -> None:
     await queue_one(mailer_engine, mailer, str(uuid.uuid4()), to="crash@example.test")
     async with mailer_engine.connect() as conn:
         message_id = (await conn.execute(select(mail.c.message_id))).scalar_one()
@@ -64,7 +64,8 @@ async def test_a_deliverer_killed_after_a_send_resends_that_mail_once_with_its_m
     assert await statuses(mailer_engine) == [("pending", 1)]
     assert await mail_events(mailer_engine) == []
 
-    restarted = deliver(mailer_db, sink, log)
+    stop = asyncio.Event()  # the restart, in-process (the same loop, without the failpoint)
+    restarted = asyncio.create_task(deliverer.run(stop))
     try:
         async def sent() -> bool:
             return await statuses(mailer_engine) == [("sent", 2)]
@@ -78,8 +79,8 @@ async def test_a_deliverer_killed_after_a_send_resends_that_mail_once_with_its_m
 
         await eventually(marker_out, 30, 0.05)
     finally:
-        restarted.terminate()
-        await asyncio.to_thread(restarted.wait, 15)
+        stop.set()
+        await restarted
 
     crash_copies = [e for e in sink.received if e.rcpt_tos == ["crash@example.test"]]
     assert len(crash_copies) == 2, len(crash_copies)  # the one in flight, resent once
