@@ -290,21 +290,83 @@ async def run_job(engine: AsyncEngine, *, service: str, queue: str, job_type: st
 
 async def start_group_at_end(bootstrap: str, group: str, topics: Sequence[str]) -> None:
     """Commit the current end offsets for a new group: it reads only what comes next."""
+    ends: dict[Any, int] = {}
+    for topic in topics:
+        ends.update(await topic_ends(bootstrap, topic))
+    await start_group_at(bootstrap, group, ends)
+
+
+async def start_group_at(bootstrap: str, group: str, offsets: Mapping[Any, int]) -> None:
+    """Commit `offsets` (by partition) for a group, e.g. where another group stands."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import OffsetAndMetadata
 
-    from misp_platform.kafka import client_options, topic_partitions
+    from misp_platform.kafka import client_options
 
     consumer = AIOKafkaConsumer(**client_options(bootstrap), group_id=group,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [tp for t in topics for tp in await topic_partitions(consumer, t)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        await consumer.commit({tp: OffsetAndMetadata(off, "") for tp, off in ends.items()})
+        consumer.assign(list(offsets))
+        await consumer.commit({tp: OffsetAndMetadata(off, "") for tp, off in offsets.items()})
     finally:
         await consumer.stop()
+
+
+async def committed_offsets(bootstrap: str, group: str) -> dict[Any, int]:
+    """The offsets `group` committed, by partition."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from misp_platform.kafka import client_options
+
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in committed.items()}
+
+
+async def topic_ends(bootstrap: str, topic: str) -> dict[Any, int]:
+    """The end offset of each partition of `topic`, now."""
+    from aiokafka import AIOKafkaConsumer
+
+    from misp_platform.kafka import client_options, topic_partitions
+
+    consumer = AIOKafkaConsumer(**client_options(bootstrap))
+    await consumer.start()
+    try:
+        ends: dict[Any, int] = await consumer.end_offsets(
+            await topic_partitions(consumer, topic))
+        return ends
+    finally:
+        await consumer.stop()
+
+
+async def read_since(bootstrap: str, since: Mapping[Any, int]) -> list[Any]:
+    """The records of a shared topic from `since` (offsets by partition, e.g. its ends taken
+    before the test) to its ends now."""
+    from aiokafka import AIOKafkaConsumer
+
+    from misp_platform.kafka import client_options
+
+    until: dict[Any, int] = {}
+    for topic in {tp.topic for tp in since}:
+        until.update(await topic_ends(bootstrap, topic))
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), enable_auto_commit=False)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        consumer.assign(list(since))
+        for tp, offset in since.items():
+            consumer.seek(tp, offset)
+        while [tp for tp in since if await consumer.position(tp) < until[tp]]:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
 
 
 async def eventually(predicate: Callable[[], Awaitable[Any]], timeout_s: float = 30.0,

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,8 +30,15 @@ from misp_contracts.events.jobs import (
     JobRunRefused,
     run_topic,
 )
-from misp_platform.kafka import client_options, topic_partitions
-from misp_platform.testing import eventually, load_script, start_group_at_end
+from misp_platform.testing import (
+    committed_offsets,
+    eventually,
+    load_script,
+    read_since,
+    start_group_at,
+    start_group_at_end,
+    topic_ends,
+)
 from misp_platform.worker import job_run
 
 from ..conftest import TEST_OWNER
@@ -56,55 +61,15 @@ async def restart_group(bootstrap: str, group: str) -> str:
     """A new group at the positions `group` committed: the restart reads what the dead process
     left unacknowledged, without waiting for the group to drop the dead member (a session
     timeout, about 10 s)."""
-    admin = AIOKafkaAdminClient(**client_options(bootstrap))
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
     restarted = f"{group}-restarted"
-    consumer = AIOKafkaConsumer(**client_options(bootstrap), group_id=restarted,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(list(committed))
-        await consumer.commit(committed)
-    finally:
-        await consumer.stop()
+    await start_group_at(bootstrap, restarted, await committed_offsets(bootstrap, group))
     return restarted
 
 
-async def ends(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(**client_options(bootstrap))
-    await consumer.start()
-    try:
-        found: dict[TopicPartition, int] = await consumer.end_offsets(
-            await topic_partitions(consumer, topic))
-        return found
-    finally:
-        await consumer.stop()
-
-
-async def messages_about(bootstrap: str, since: dict[TopicPartition, int],
-                         job_id: int) -> list[Envelope]:
-    """What the shared topic got from `since` to its current end about `job_id`."""
-    until = await ends(bootstrap, next(iter(since)).topic)
-    consumer = AIOKafkaConsumer(**client_options(bootstrap), enable_auto_commit=False)
-    await consumer.start()
-    found: list[Envelope] = []
-    try:
-        consumer.assign(list(since))
-        for tp, offset in since.items():
-            consumer.seek(tp, offset)
-        while [tp for tp in since if await consumer.position(tp) < until[tp]]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    envelope = from_kafka(record.headers, record.value)
-                    if envelope.data.get("job_id") == job_id:
-                        found.append(envelope)
-    finally:
-        await consumer.stop()
-    return found
+async def messages_about(bootstrap: str, since: dict[Any, int], job_id: int) -> list[Envelope]:
+    """What a shared topic got from `since` to its current end about `job_id`."""
+    found = [from_kafka(r.headers, r.value) for r in await read_since(bootstrap, since)]
+    return [e for e in found if e.data.get("job_id") == job_id]
 
 
 async def count(engine: AsyncEngine, table: Any, job_id: int) -> int:
@@ -147,8 +112,8 @@ async def test_a_worker_killed_at_a_failpoint_runs_its_job_once_after_a_restart(
         await conn.execute(text("CREATE TABLE job_effect (job_id bigint, attempt int)"))
     group = f"test-jobs-crash-{uuid.uuid4().hex}"
     await start_group_at_end(kafka_bootstrap, group, [run_topic(TEST_OWNER, "default")])
-    reports_from = await ends(kafka_bootstrap, WORKER_TOPIC)
-    answers_from = await ends(kafka_bootstrap, WORKER_CONTROL_TOPIC)
+    reports_from = await topic_ends(kafka_bootstrap, WORKER_TOPIC)
+    answers_from = await topic_ends(kafka_bootstrap, WORKER_CONTROL_TOPIC)
     async with jobs_engine.begin() as conn:
         job_id = await commands.enqueue(conn, job_type="test_noop", queue="default",
                                         actor=Actor.system())

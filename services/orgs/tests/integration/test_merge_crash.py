@@ -12,17 +12,20 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from misp_contracts.envelope import Actor, Envelope
-from misp_contracts.events.identity import USER_TOPIC, UserCreated
-from misp_contracts.topics import topic as catalogued
+from misp_contracts.envelope import Actor, Envelope, from_kafka
+from misp_contracts.events.identity import USER_TOPIC, UserCreated, UserUpdated
 from misp_platform.auth.principals import PRINCIPAL_TOPICS
-from misp_platform.kafka import client_options
-from misp_platform.testing import eventually, start_group_at_end
+from misp_platform.testing import (
+    committed_offsets,
+    eventually,
+    read_since,
+    start_group_at_end,
+    topic_ends,
+)
 from orgs.adapters.store import SqlUnitOfWork
 from orgs.consumer import handlers, topics
 from orgs.handlers.organisations import add_organisation, start_merge
@@ -44,27 +47,41 @@ def consume(orgs_db: str, group: str, log: Path, failpoint: str | None) -> subpr
                             stderr=subprocess.STDOUT)
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(**client_options(bootstrap))
-    await consumer.start()
-    try:
-        partitions = range(catalogued(topic).partitions)
-        offsets: dict[TopicPartition, int] = await consumer.end_offsets(
-            [TopicPartition(topic, p) for p in partitions])
-        return offsets
-    finally:
-        await consumer.stop()
-
-
 async def caught_up(bootstrap: str, group: str, wanted: dict[TopicPartition, int]) -> bool:
-    admin = AIOKafkaAdminClient(**client_options(bootstrap))
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return all(tp in committed and committed[tp].offset >= end
-               for tp, end in wanted.items() if end > 0)
+    committed = await committed_offsets(bootstrap, group)
+    return all(tp in committed and committed[tp] >= end for tp, end in wanted.items() if end > 0)
+
+
+async def state_at_the_crash(engine: AsyncEngine, bootstrap: str, group: str,
+                             started: dict[TopicPartition, int], sent: list[Envelope],
+                             target: int) -> None:
+    """Killed after the database commit of its first batch, before Kafka's: the batch's effects,
+    processed marks and recorded positions are all there, and Kafka still holds the offsets
+    the group started at (the restart gets the batch again)."""
+    assert await committed_offsets(bootstrap, group) == started
+    async with engine.connect() as conn:
+        positions = {TopicPartition(r.topic, r.partition): r.next_offset
+                     for r in await conn.execute(text(
+                         "SELECT topic, partition, next_offset FROM consumer_position "
+                         "WHERE consumer = :g"), {"g": group})}
+        marks = set((await conn.execute(text(
+            "SELECT message_id FROM processed_message WHERE consumer = :g"),
+            {"g": group})).scalars())
+        members: dict[int, int] = dict((await conn.execute(text(
+            "SELECT user_id, org_id FROM org_member"))).tuples().all())
+    assert any(positions.get(tp, 0) > offset for tp, offset in started.items())
+    ours = {e.id: e for e in sent}
+    for record in await read_since(bootstrap, {tp: started[tp] for tp in started
+                                              if tp.topic == USER_TOPIC}):
+        envelope = ours.get(from_kafka(record.headers, record.value).id)
+        if envelope is None:
+            continue
+        tp = TopicPartition(record.topic, record.partition)
+        applied = record.offset < positions.get(tp, started[tp])
+        assert (envelope.id in marks) == applied
+        if envelope.type == UserUpdated.type:
+            user_id = envelope.data["user"]["id"]
+            assert (members[user_id] == target) == applied, (user_id, applied)
 
 
 async def merge_status(engine: AsyncEngine, merge_id: str) -> str:
@@ -90,14 +107,15 @@ async def test_a_consume_process_killed_mid_saga_completes_the_merge_exactly_onc
         for user in users:
             await apply(conn, Envelope(source="/identity", type=UserCreated.type,
                                        data=UserCreated(user=user).model_dump(mode="json")))
-    started = await start_merge(SqlUnitOfWork(orgs_engine), source_key=str(source.state.id),
+    merge = await start_merge(SqlUnitOfWork(orgs_engine), source_key=str(source.state.id),
                                 target_key=str(target.state.id), actor=ADMIN, requested_by=42)
     # The process's group reads what this test publishes, not what earlier runs left.
     group = f"test-orgs-crash-{uuid.uuid4().hex}"
     await start_group_at_end(kafka_bootstrap, group, sorted({*PRINCIPAL_TOPICS,
                                                              *topics(orgs_settings)}))
-    await publish([created(u) for u in users] + [moved(u, target.state.id) for u in users])
-    published = await end_offsets(kafka_bootstrap, USER_TOPIC)
+    started = await committed_offsets(kafka_bootstrap, group)
+    sent = await publish([created(u) for u in users] + [moved(u, target.state.id) for u in users])
+    published = await topic_ends(kafka_bootstrap, USER_TOPIC)
     assert any(published.values())
 
     log = tmp_path / "consume.log"
@@ -109,11 +127,14 @@ async def test_a_consume_process_killed_mid_saga_completes_the_merge_exactly_onc
             crashed.kill()
     assert code == -signal.SIGKILL, log.read_text()[-3000:]
     if failpoint == "orgs.merge.before_complete":
-        assert await merge_status(orgs_engine, started.merge_id) == "running"
+        assert await merge_status(orgs_engine, merge.merge_id) == "running"
+    else:
+        await state_at_the_crash(orgs_engine, kafka_bootstrap, group, started, sent,
+                                 target.state.id)
 
     restarted = consume(orgs_db, group, log, None)
     try:
-        await eventually(lambda: _is(merge_status(orgs_engine, started.merge_id), "completed"),
+        await eventually(lambda: _is(merge_status(orgs_engine, merge.merge_id), "completed"),
                          timeout_s=60)
         # Until the restarted process has committed past identity's events (redelivered to
         # it when the first process died before committing): a duplicate would show by then.
@@ -135,7 +156,7 @@ async def test_a_consume_process_killed_mid_saga_completes_the_merge_exactly_onc
             {"id": target.state.id})).scalar()
         queued = (await conn.execute(text(
             "SELECT count(*) FROM outbox WHERE position(:m in convert_from(payload, 'UTF8')) > 0"),
-            {"m": started.merge_id})).scalar()
+            {"m": merge.merge_id})).scalar()
     assert types == [
         "misp.orgs.organisation.created.v1", "misp.orgs.organisation.merge-started.v1",
         "misp.orgs.organisation.merged.v1", "misp.orgs.organisation.deleted.v1"]
