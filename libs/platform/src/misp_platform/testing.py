@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import uuid
@@ -380,6 +381,21 @@ async def eventually(predicate: Callable[[], Awaitable[Any]], timeout_s: float =
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s (last: {value!r})")
         await asyncio.sleep(interval_s)
+
+
+async def killed_at_failpoint(child: subprocess.Popen[bytes], log: Path,
+                              timeout_s: float = 60.0) -> None:
+    """Wait for a process armed with a crash failpoint to SIGKILL itself (else: its log's
+    tail); a process still running at the deadline is killed."""
+    try:
+        code = await asyncio.to_thread(child.wait, timeout_s)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    if code != -signal.SIGKILL:
+        tail = await asyncio.to_thread(log.read_text, errors="replace")
+        raise AssertionError(f"exit {code}, not a SIGKILL: {tail[-3000:]}")
 
 
 class ChildProcesses:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -33,6 +32,7 @@ from misp_contracts.events.jobs import (
 from misp_platform.testing import (
     committed_offsets,
     eventually,
+    killed_at_failpoint,
     load_script,
     read_since,
     start_group_at,
@@ -120,12 +120,7 @@ async def test_a_worker_killed_at_a_failpoint_runs_its_job_once_after_a_restart(
     log = tmp_path / "worker.log"
 
     crashed = worker(jobs_db, kafka_bootstrap, group, log, failpoint)
-    try:
-        code = await asyncio.to_thread(crashed.wait, 60)
-    finally:
-        if crashed.poll() is None:
-            crashed.kill()
-    assert code == -signal.SIGKILL, log.read_text()[-3000:]
+    await killed_at_failpoint(crashed, log)
 
     async def granted_to_the_dead() -> bool:  # its claim (committed before the kill) answered
         row = await job_row(jobs_engine, job_id)
@@ -183,8 +178,7 @@ async def test_a_scheduler_killed_after_claiming_a_tick_leaves_nothing_and_the_t
            "MISP_LOG_FORMAT": "json"}
     with process(["scheduler"], tmp_path / "a.log", MISP_FAILPOINTS="scheduler.after_claim",
                  **env) as crashed:
-        await asyncio.to_thread(crashed.wait, 30)
-    assert crashed.returncode == -signal.SIGKILL, (tmp_path / "a.log").read_text()[-3000:]
+        await killed_at_failpoint(crashed, tmp_path / "a.log")
 
     async def state_of_the_task() -> tuple[list[Any], int, datetime]:
         async with jobs_engine.connect() as conn:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import email
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -19,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mailer.adapters.tables import mail
 from mailer.handlers.compose import Mailer
 from mailer.handlers.deliver import Deliverer
-from misp_platform.testing import eventually
+from misp_platform.testing import eventually, killed_at_failpoint
 
 from ..support import PEPPER, Sink
 from .test_delivery import mail_events, queue_one, statuses
@@ -53,12 +52,7 @@ async def test_a_deliverer_killed_after_a_send_resends_that_mail_once_with_its_m
     log = tmp_path / "deliver.log"
 
     crashed = deliver(mailer_db, sink, log, "mailer.after_send")
-    try:
-        code = await asyncio.to_thread(crashed.wait, 60)
-    finally:
-        if crashed.poll() is None:
-            crashed.kill()
-    assert code == -signal.SIGKILL, log.read_text()[-3000:]
+    await killed_at_failpoint(crashed, log)
     # At the crash: the mail went out, and nothing says so (its record died with the process).
     assert message_ids(sink) == [message_id.strip("<>")]
     assert await statuses(mailer_engine) == [("pending", 1)]

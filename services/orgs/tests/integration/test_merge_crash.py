@@ -22,6 +22,7 @@ from misp_platform.auth.principals import PRINCIPAL_TOPICS
 from misp_platform.testing import (
     committed_offsets,
     eventually,
+    killed_at_failpoint,
     read_since,
     start_group_at_end,
     topic_ends,
@@ -120,12 +121,7 @@ async def test_a_consume_process_killed_mid_saga_completes_the_merge_exactly_onc
 
     log = tmp_path / "consume.log"
     crashed = consume(orgs_db, group, log, failpoint)
-    try:
-        code = await asyncio.to_thread(crashed.wait, 120)
-    finally:
-        if crashed.poll() is None:
-            crashed.kill()
-    assert code == -signal.SIGKILL, log.read_text()[-3000:]
+    await killed_at_failpoint(crashed, log, 120)
     if failpoint == "orgs.merge.before_complete":
         assert await merge_status(orgs_engine, merge.merge_id) == "running"
     else:
