@@ -23,7 +23,7 @@ from jobs.handlers import jobs as commands
 from jobs.handlers import tasks
 from jobs.scheduler import Scheduler
 from misp_contracts.envelope import Actor
-from misp_contracts.events.jobs import run_topic
+from misp_contracts.events.jobs import TaskState, run_topic
 from misp_platform.testing import eventually, start_group_at_end
 
 from ..conftest import WorkerFactory
@@ -45,6 +45,23 @@ def process(args: list[str], log: Path, **env: str) -> Iterator[subprocess.Popen
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+async def task_due_at(engine: AsyncEngine, due: datetime, **schedule: Any) -> TaskState:
+    """A no-op task whose next run is due at `due` (whatever its schedule would say)."""
+    async with engine.begin() as conn:
+        state = await tasks.set_task(conn, None, {
+            "type": "noop", "scheduled_time": "00:00", **schedule}, Actor.system(),
+            datetime.now(UTC))
+        await conn.execute(task.update().where(task.c.id == state.id).values(
+            next_execution_at=due, state={**state.model_dump(mode="json"),
+                                          "next_execution_at": due.isoformat()}))
+    return state
+
+
+def scheduler_env(jobs_db: str) -> dict[str, str]:
+    return {"JOBS_DATABASE_URL": jobs_db, "JOBS_SCHEDULER_POLL_S": "0.05",
+            "MISP_LOG_FORMAT": "json"}
 
 
 async def test_a_worker_killed_mid_job_is_noticed_and_its_job_retried_elsewhere(
@@ -113,15 +130,9 @@ async def test_a_worker_killed_mid_job_is_noticed_and_its_job_retried_elsewhere(
 async def test_two_schedulers_tick_exactly_once_and_survive_a_sigkill_mid_tick(
         jobs_engine: AsyncEngine, jobs_db: str, tmp_path: Path) -> None:
     start = datetime.now(UTC) + timedelta(seconds=3)
-    async with jobs_engine.begin() as conn:
-        state = await tasks.set_task(conn, None, {
-            "type": "noop", "interval_s": 0.5, "scheduled_time": "00:00", "overlap": "allow",
-            "catch_up": "run_all", "catch_up_max": 100}, Actor.system(), datetime.now(UTC))
-        await conn.execute(task.update().where(task.c.id == state.id).values(
-            next_execution_at=start, state={**state.model_dump(mode="json"),
-                                            "next_execution_at": start.isoformat()}))
-    env = {"JOBS_DATABASE_URL": jobs_db, "JOBS_SCHEDULER_POLL_S": "0.05",
-           "MISP_LOG_FORMAT": "json"}
+    state = await task_due_at(jobs_engine, start, interval_s=0.5, overlap="allow",
+                              catch_up="run_all", catch_up_max=100)
+    env = scheduler_env(jobs_db)
     with process(["scheduler"], tmp_path / "a.log", MISP_FAILPOINTS="scheduler.before_commit=4",
                  **env) as a, process(["scheduler"], tmp_path / "b.log", **env) as b:
         async def a_died() -> Any:

@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs.adapters.tables import job, job_attempt, task, task_tick
 from jobs.handlers import jobs as commands
-from jobs.handlers import tasks
 from jobs.scheduler import Scheduler
 from misp_contracts.envelope import Actor, Envelope, from_kafka
 from misp_contracts.events.jobs import (
@@ -42,7 +41,7 @@ from misp_platform.testing import (
 from misp_platform.worker import job_run
 
 from ..conftest import TEST_OWNER
-from .test_crashes import process
+from .test_crashes import process, scheduler_env, task_due_at
 
 SCRIPT = Path(__file__).with_name("worker_process.py")
 WORKER = load_script(SCRIPT, "jobs_worker_process")
@@ -167,17 +166,9 @@ async def test_a_worker_killed_at_a_failpoint_runs_its_job_once_after_a_restart(
 async def test_a_scheduler_killed_after_claiming_a_tick_leaves_nothing_and_the_tick_runs_once(
         jobs_engine: AsyncEngine, jobs_db: str, tmp_path: Path) -> None:
     due = datetime.now(UTC) + timedelta(seconds=1)
-    async with jobs_engine.begin() as conn:
-        state = await tasks.set_task(conn, None, {
-            "type": "noop", "interval_s": 3600, "scheduled_time": "00:00"}, Actor.system(),
-            datetime.now(UTC))
-        await conn.execute(task.update().where(task.c.id == state.id).values(
-            next_execution_at=due, state={**state.model_dump(mode="json"),
-                                          "next_execution_at": due.isoformat()}))
-    env = {"JOBS_DATABASE_URL": jobs_db, "JOBS_SCHEDULER_POLL_S": "0.05",
-           "MISP_LOG_FORMAT": "json"}
+    state = await task_due_at(jobs_engine, due, interval_s=3600)
     with process(["scheduler"], tmp_path / "a.log", MISP_FAILPOINTS="scheduler.after_claim",
-                 **env) as crashed:
+                 **scheduler_env(jobs_db)) as crashed:
         await killed_at_failpoint(crashed, tmp_path / "a.log")
 
     async def state_of_the_task() -> tuple[list[Any], int, datetime]:
