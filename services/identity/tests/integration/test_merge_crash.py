@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from sqlalchemy import func, select
 
 from identity.adapters.tables import org, user_account
@@ -34,10 +33,9 @@ from identity.settings import IdentitySettings
 from misp_contracts.envelope import to_kafka
 from misp_contracts.events.identity import USER_TOPIC, UserUpdated
 from misp_contracts.events.orgs import ORGANISATION_TOPIC, OrganisationMergeStarted
-from misp_contracts.topics import topic as catalogued
 from misp_platform.db import event, outbox, processed_message
-from misp_platform.kafka import client_options, create_producer
-from misp_platform.testing import eventually
+from misp_platform.kafka import create_producer
+from misp_platform.testing import committed_offsets, eventually, start_group_at_end
 
 from .test_merge_saga import as_orgs, ref
 
@@ -72,41 +70,8 @@ async def stop(process: subprocess.Popen[bytes]) -> int:
     return process.returncode
 
 
-async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(**client_options(bootstrap))
-    await consumer.start()
-    try:
-        wanted = [TopicPartition(t, p) for t in topics for p in range(catalogued(t).partitions)]
-        offsets: dict[TopicPartition, int] = await consumer.end_offsets(wanted)
-        return offsets
-    finally:
-        await consumer.stop()
-
-
-async def start_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
-    ends = await end_offsets(bootstrap, topics)
-    consumer = AIOKafkaConsumer(**client_options(bootstrap), group_id=group,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(list(ends))
-        await consumer.commit({tp: end for tp, end in ends.items() if end > 0})
-    finally:
-        await consumer.stop()
-
-
-async def committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(**client_options(bootstrap))
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {tp: meta.offset for tp, meta in offsets.items()}
-
-
 async def caught_up(bootstrap: str, group: str, wanted: dict[TopicPartition, int]) -> bool:
-    done = await committed(bootstrap, group)
+    done = await committed_offsets(bootstrap, group)
     return all(done.get(tp, -1) >= end for tp, end in wanted.items() if end > 0)
 
 
@@ -130,7 +95,7 @@ async def test_a_consume_process_killed_mid_merge_moves_every_user_exactly_once(
         return log.read_text(errors="replace")[-4000:]
 
     # 1. The group is at the end of its topics (what it would have read before is not ours).
-    await start_at_end(kafka_bootstrap, group, topics)
+    await start_group_at_end(kafka_bootstrap, group, topics)
 
     # 2. The merge starts (as orgs publishes it); the armed process dies in the batch holding it.
     merge_id = str(uuid.uuid4())
@@ -156,7 +121,7 @@ async def test_a_consume_process_killed_mid_merge_moves_every_user_exactly_once(
             await asyncio.to_thread(crashed.wait, 10)
     assert code == -signal.SIGKILL, tail()
     # Killed with the merge's offset not committed: Kafka redelivers it to the next process.
-    assert (await committed(kafka_bootstrap, group)).get(merge_tp, -1) <= sent.offset
+    assert (await committed_offsets(kafka_bootstrap, group)).get(merge_tp, -1) <= sent.offset
     assert '"identity.merge.users_moved"' in log.read_text(errors="replace"), tail()
     if failpoint == "consumer.before_commit":  # the move was written, then rolled back
         assert await orgs_of(identity, users) == {source.id: USERS}
