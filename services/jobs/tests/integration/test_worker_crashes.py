@@ -49,8 +49,7 @@ WORKER = load_script(SCRIPT, "jobs_worker_process")
 
 def worker(db: str, bootstrap: str, group: str, log: Path,
            failpoint: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k != "MISP_FAILPOINTS"}
-    env.update({"MISP_LOG_FORMAT": "json", "MISP_FAILPOINTS": failpoint})
+    env = {**os.environ, "MISP_LOG_FORMAT": "json", "MISP_FAILPOINTS": failpoint}
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, str(SCRIPT), db, bootstrap, group], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)

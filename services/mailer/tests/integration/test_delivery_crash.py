@@ -25,14 +25,12 @@ from .test_delivery import mail_events, queue_one, statuses
 
 
 def deliver(db: str, sink: Sink, log: Path, failpoint: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k != "MISP_FAILPOINTS"}
     # A lease of 1 s: the restart takes the crashed process's mail over soon.
-    env.update({"MAILER_DATABASE_URL": db, "MAILER_PEPPER": PEPPER,
-                "MAILER_SMTP_HOST": "127.0.0.1", "MAILER_SMTP_PORT": str(sink.port),
-                "MAILER_SMTP_STARTTLS": "false", "MAILER_SMTP_IMPLICIT_TLS": "false",
-                "MAILER_SMTP_USERNAME": "", "MAILER_LEASE_S": "1",
-                "MAILER_POLL_INTERVAL_S": "0.05", "MISP_LOG_FORMAT": "json",
-                "MISP_FAILPOINTS": failpoint})
+    env = {**os.environ, "MAILER_DATABASE_URL": db, "MAILER_PEPPER": PEPPER,
+           "MAILER_SMTP_HOST": "127.0.0.1", "MAILER_SMTP_PORT": str(sink.port),
+           "MAILER_SMTP_STARTTLS": "false", "MAILER_SMTP_IMPLICIT_TLS": "false",
+           "MAILER_SMTP_USERNAME": "", "MAILER_LEASE_S": "1", "MAILER_POLL_INTERVAL_S": "0.05",
+           "MISP_LOG_FORMAT": "json", "MISP_FAILPOINTS": failpoint}
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "mailer", "deliver"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
