@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 LOCAL := deploy/local
 
-.PHONY: help install infra up down status test bench lint admin-key admin-password gateway-reload
+.PHONY: help install infra up down status test soak bench lint admin-key admin-password gateway-reload
 
 help:
 	@echo "make up         install what is missing, start everything, print the gateway URL"
@@ -11,6 +11,7 @@ help:
 	@echo "make infra      install + PostgreSQL + Kafka + gateway (no services)"
 	@echo "make install    Debian packages, Kafka jars, uv sync"
 	@echo "make status     what runs"
+	@echo "make soak       up, the read-your-writes seams 1,000 rounds each (about an hour), down"
 	@echo "make bench      up, bench/run.py, down"
 	@echo "make lint       ruff + mypy + lint-imports"
 	@echo "make admin-key  rotate the site admin's authkey (.local/admin.authkey)"
@@ -39,6 +40,9 @@ gateway-reload:
 
 test:
 	@bash $(LOCAL)/test.sh $(PYTEST_ARGS)
+
+soak:
+	@MISP_RYW_ROUNDS=1000 MISP_RYW_SLOW_ROUNDS=1000 bash $(LOCAL)/test.sh tests/e2e/test_read_your_writes.py
 
 bench:
 	@bash $(LOCAL)/bench.sh

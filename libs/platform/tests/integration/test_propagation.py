@@ -97,6 +97,9 @@ async def test_a_reader_that_does_not_move_is_waited_for_up_to_the_bound(
         assert not await wait_for_readers(committed, ends, [stuck, absent], timeout_s=0.5)
         assert time.monotonic() - begin >= 0.5
         assert await wait_for_readers(committed, ends, [absent], timeout_s=0.5)
+        # What tells the two apart: the stuck group's committed offset, not the broker's list.
+        assert await committed.of(absent, list(ends)) == dict.fromkeys(ends, -1)
+        assert await committed.of(stuck, list(ends)) == dict.fromkeys(ends, 0)
     finally:
         await committed.reset()
 
