@@ -92,6 +92,11 @@ MEANINGS: dict[str, str] = {
                                    "audit consumer's retention prune; in seconds, 0: no limit.",
     "db_pool_timeout_s": "How long a request waits for a pooled database connection, in "
                          "seconds (then 503 with `Retry-After`).",
+    "metrics_port": "The port of the `relay`, `consume`, `worker` and `scheduler` processes' "
+                    "`/metrics` and `/healthz` (200 while the role's loop runs, else 503; "
+                    "`deploy/observability`). 0: none, the default (one machine runs them all).",
+    "metrics_host": "The address of that `/metrics` and `/healthz` listener (`0.0.0.0` in a "
+                    "container).",
     # orgs
     "logo_max_bytes": "The largest logo upload, in bytes (more: 413).",
     "logo_max_width": "The widest logo accepted, in pixels.",

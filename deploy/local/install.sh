@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what the local stack needs, only when missing (idempotent, quiet unless failing):
 # Debian packages (PostgreSQL, nginx, JDK, Maven, curl; Chromium and its ChromeDriver, and npm, for
-# the browser tests), the Kafka broker's jars (Maven Central), the project venv (uv sync
+# the browser tests; prometheus for its promtool, daemon not started), the Kafka broker's jars (Maven Central), the project venv (uv sync
 # --all-packages), axe-core (the npm registry, pinned in deploy/browser/package-lock.json, into
 # .local/npm), and the `docker compose` CLI plugin (built from its Go module) when a docker CLI
 # without it is present: `docker compose config` validates docker-compose.yml without any engine.
@@ -37,6 +37,30 @@ apt_packages() {
     pkgs=("${pkgs[@]/nginx-light/nginx}")
     run sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}"
   fi
+}
+
+# promtool, which tests/lint/test_observability.py runs on deploy/observability/alerts.yml: Debian's
+# prometheus package, installed with every service start refused (a policy-rc.d that exits 101,
+# unless the machine has one already) and its unit disabled afterwards: only the tool is wanted,
+# never a Prometheus server of its own.
+promtool_package() {
+  command -v promtool >/dev/null && return 0
+  echo "installing Debian's prometheus package for promtool (its daemon is not started)"
+  local policy=/usr/sbin/policy-rc.d made=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | sudo_ tee "$policy" >/dev/null && sudo_ chmod 755 "$policy"
+    made=1
+  fi
+  local rc=0
+  { sudo_ apt-get update -q \
+      && sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        prometheus; } >>"$LOG" 2>&1 || rc=$?
+  [ -z "$made" ] || sudo_ rm -f "$policy"
+  [ "$rc" -eq 0 ] || { tail_log "$LOG"; die "failed: apt-get install prometheus"; }
+  if command -v systemctl >/dev/null; then
+    sudo_ systemctl disable --quiet prometheus.service >>"$LOG" 2>&1 || true
+  fi
+  command -v promtool >/dev/null || die "the prometheus package left no promtool on PATH"
 }
 
 python_env() {
@@ -92,6 +116,7 @@ compose_plugin() {
 }
 
 apt_packages
+promtool_package
 python_env
 browser_assets
 bash "$ROOT/deploy/local/kafka.sh" jars

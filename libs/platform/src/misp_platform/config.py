@@ -81,6 +81,10 @@ class ServiceSettings(BaseSettings):
     db_statement_timeout_s: float = 30.0
     db_long_statement_timeout_s: float = 3600.0
     db_pool_timeout_s: float = 10.0
+    # The health and metrics port of the roles that serve no HTTP (relay, consume, worker,
+    # scheduler; ops_port.py): 0, none (the local stack runs them all on one machine).
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
     @model_validator(mode="before")
     @classmethod
@@ -105,6 +109,8 @@ class ServiceSettings(BaseSettings):
             "db_statement_timeout_s": "MISP_DB_STATEMENT_TIMEOUT_S",
             "db_long_statement_timeout_s": "MISP_DB_LONG_STATEMENT_TIMEOUT_S",
             "db_pool_timeout_s": "MISP_DB_POOL_TIMEOUT_S",
+            "metrics_port": "MISP_METRICS_PORT",
+            "metrics_host": "MISP_METRICS_HOST",
         }
         for field, env in shared.items():
             if field not in values and env in os.environ:

@@ -1,7 +1,8 @@
-"""Prometheus metrics of one process: HTTP, outbox relay, consumers, authentication.
+"""Prometheus metrics of one process: HTTP, outbox relay, consumers, jobs, authentication.
 
 Every metric is registered on `REGISTRY` (one per process, with the process and platform
-collectors); `metrics_response()` renders it for the `/metrics` endpoint.
+collectors); `metrics_response()` renders it for the API's `/metrics` endpoint, ops_port.py for
+the other roles'. deploy/observability's alerts and dashboard use these names only.
 """
 
 from __future__ import annotations
@@ -43,6 +44,15 @@ outbox_parked_total = Counter(
     registry=REGISTRY)
 parked_messages = Gauge(
     "parked_messages", "Messages waiting in parked_message for an operator", registry=REGISTRY)
+# What waits in the outbox, as the relay holding the lock last measured it after a drain (at
+# most once a second while it publishes, every 10 s when idle; a standby relay reports 0): rows,
+# and the age of the oldest, which goes on growing between measurements (relay.py).
+outbox_backlog = Gauge(
+    "outbox_backlog", "Outbox rows not yet published, as the active relay last counted them",
+    registry=REGISTRY)
+outbox_oldest_age_seconds = Gauge(
+    "outbox_oldest_age_seconds", "Age of the oldest outbox row not yet published (0: none)",
+    registry=REGISTRY)
 # Consumers: outcome is applied | skipped | dead_lettered.
 messages_consumed_total = Counter(
     "messages_consumed_total", "Kafka messages handled by the consumer, by outcome",
@@ -68,6 +78,30 @@ projection_wait_seconds = Histogram(
     "projection_wait_seconds", "Time a read waited for its projection to catch up with Kafka",
     ["group", "outcome"], registry=REGISTRY,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0))
+
+# Job workers (worker.py): how long each job's run took, by type and outcome (succeeded |
+# failed | cancelled).
+job_duration_seconds = Histogram(
+    "job_duration_seconds", "Time a worker spent on a job's run, by job type and outcome",
+    ["job_type", "outcome"], registry=REGISTRY,
+    buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0))
+# The jobs scheduler (services/jobs): its rounds (outcome ok | failed), the task ticks it ran,
+# and per queue the waiting jobs and the workers alive, as a scheduler last counted them.
+scheduler_rounds_total = Counter(
+    "scheduler_rounds_total", "Scheduler rounds (due ticks, retries, dead workers' jobs), by "
+    "outcome", ["outcome"], registry=REGISTRY)
+scheduler_ticks_total = Counter(
+    "scheduler_ticks_total", "Scheduled task ticks this scheduler claimed and ran",
+    registry=REGISTRY)
+jobs_waiting = Gauge(
+    "jobs_waiting", "Jobs waiting for a worker, by queue", ["queue"], registry=REGISTRY)
+jobs_workers_alive = Gauge(
+    "jobs_workers_alive", "Workers whose heartbeats are current, by queue", ["queue"],
+    registry=REGISTRY)
+# The audit's `audit_verify` job: outcome ok | broken (a chain or a checkpoint did not verify).
+audit_verifications_total = Counter(
+    "audit_verifications_total", "Verifications of the audit log's hash chains, by outcome",
+    ["outcome"], registry=REGISTRY)
 
 auth_failures_total = Counter(
     "auth_failures_total", "Refused authentications, by reason", ["reason"], registry=REGISTRY)

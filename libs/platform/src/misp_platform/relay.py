@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +39,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     UnsupportedForMessageFormatError,
 )
-from sqlalchemy import Row, insert, select, text
+from sqlalchemy import Row, extract, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from misp_platform import failpoints, metrics
@@ -52,6 +53,11 @@ _DELETE_AND_NOTIFY = text(f"""
     SELECT pg_notify('{PUBLISHED_CHANNEL}', :announced) FROM (SELECT count(*) FROM gone) AS g
 """)
 RELAY_LOCK_ID = 0x6D697370_72656C61  # "misprela": one relay per database
+# The backlog gauges' query: after a round that published, at most once a second (one cheap
+# statement on a table the drain just emptied); after idle rounds, every 10 s.
+_BACKLOG = select(func.count(), extract("epoch", func.now() - func.min(outbox.c.created_at)))
+BACKLOG_BUSY_S = 1.0
+BACKLOG_IDLE_S = 10.0
 
 # Refusals that no retry can change: the row is parked instead of blocking the ones after it.
 REFUSED_FOR_GOOD: tuple[type[Exception], ...] = (
@@ -72,6 +78,10 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.published = 0
+        # The last backlog measurement (monotonic clock), and the oldest row's age then (None:
+        # none).
+        self._measured_at: float | None = None
+        self._oldest_age_s: float | None = None
 
     async def publish_pending(self) -> int:
         """Publish every committed row, oldest first; returns how many were published."""
@@ -105,6 +115,31 @@ class OutboxRelay:
                 metrics.events_published_total.inc(len(rows))
                 if fetched < self.batch_size:
                     return total
+
+    async def measure_backlog(self) -> None:
+        """Count the outbox's rows and the oldest one's age into the backlog gauges (the age in
+        the database's clock, as `created_at`)."""
+        async with self._autocommit.connect() as conn:
+            count, age = (await conn.execute(_BACKLOG)).one()
+        self._measured_at = time.monotonic()
+        self._oldest_age_s = float(age) if age is not None else None
+        metrics.outbox_backlog.set(count)
+
+    def oldest_age_s(self) -> float:
+        """The oldest row's age now: as measured, plus the time since (a relay stuck in a drain
+        shows an age that grows, not the last one it measured)."""
+        if self._oldest_age_s is None or self._measured_at is None:
+            return 0.0
+        return self._oldest_age_s + time.monotonic() - self._measured_at
+
+    async def _measure_when_due(self, published: int) -> None:
+        since = None if self._measured_at is None else time.monotonic() - self._measured_at
+        if since is not None and since < (BACKLOG_BUSY_S if published else BACKLOG_IDLE_S):
+            return
+        try:
+            await self.measure_backlog()
+        except Exception as exc:  # a gauge never stops the relay; the next drain says more
+            log.warning("relay.backlog_not_measured", error=f"{type(exc).__name__}: {exc}"[:300])
 
     async def _park(self, rows: Sequence[Row[Any, Any, Any, Any, Any, Any]],
                     refusals: dict[int, str]) -> None:
@@ -155,8 +190,9 @@ class OutboxRelay:
                 return
             await listen.execute(f"LISTEN {OUTBOX_CHANNEL}")
             log.info("relay.started")
+            metrics.outbox_oldest_age_seconds.set_function(self.oldest_age_s)
             while not stop.is_set():
-                await self.publish_pending()
+                await self._measure_when_due(await self.publish_pending())
                 # Wake on the first commit notification, or poll when none comes.
                 async for _ in listen.notifies(timeout=self.poll_interval_s, stop_after=1):
                     pass

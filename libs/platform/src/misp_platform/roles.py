@@ -1,4 +1,5 @@
-"""The roles every service runs (`api`, `relay`, `consume`), each until SIGTERM or SIGINT."""
+"""The roles every service runs (`api`, `relay`, `consume`), each until SIGTERM or SIGINT; the
+relay and the consumers serve /metrics and /healthz on the ops port when one is set."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from misp_contracts.topics import owned_by
+from misp_platform import ops_port
 from misp_platform.auth.principals import PRINCIPAL_TOPICS
 from misp_platform.config import ServiceSettings
 from misp_platform.consumer import ConsumerRunner
@@ -30,15 +32,17 @@ def stop_on_signals() -> asyncio.Event:
 
 
 async def run_relay(spec: ServiceSpec, settings: ServiceSettings) -> None:
-    await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
-    engine = engine_for(settings)
-    producer = create_producer(settings.kafka_bootstrap_servers)
-    await producer.start()
-    try:
-        await OutboxRelay(engine, settings.database_url, producer).run(stop_on_signals())
-    finally:
-        await producer.stop()
-        await engine.dispose()
+    async with ops_port.serving(settings) as ops:
+        await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
+        engine = engine_for(settings)
+        producer = create_producer(settings.kafka_bootstrap_servers)
+        await producer.start()
+        try:
+            async with ops.alive():  # a standby relay, waiting for the lock, is alive too
+                await OutboxRelay(engine, settings.database_url, producer).run(stop_on_signals())
+        finally:
+            await producer.stop()
+            await engine.dispose()
 
 
 def build_consumer(spec: ServiceSpec, settings: ServiceSettings,
@@ -67,26 +71,27 @@ def build_principals_consumer(spec: ServiceSpec, settings: ServiceSettings,
 async def run_consumer(spec: ServiceSpec, settings: ServiceSettings) -> None:
     """The service's consumers in one process: the principals projection's and, when the service
     subscribes to anything else, its own; either one failing stops both (and the process)."""
-    await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
-    engine = engine_for(settings)
-    stop = stop_on_signals()
-    try:
-        if spec.on_consumer_start is not None:
-            await spec.on_consumer_start(settings, engine)
-        # Until this release the main group applied the principals: the new group starts
-        # where it stood.
-        await adopt_committed_offsets(settings.kafka_bootstrap_servers,
-                                      source_group=settings.main_group,
-                                      target_group=settings.principals_group,
-                                      topics=PRINCIPAL_TOPICS)
-        runners = [build_principals_consumer(spec, settings, engine)]
-        if spec.topics(settings) or spec.topic_pattern:
-            runners.append(build_consumer(spec, settings, engine))
-        async with asyncio.TaskGroup() as group:
-            for runner in runners:
-                group.create_task(runner.run(stop))
-    finally:
-        await engine.dispose()
+    async with ops_port.serving(settings) as ops:
+        await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
+        engine = engine_for(settings)
+        stop = stop_on_signals()
+        try:
+            if spec.on_consumer_start is not None:
+                await spec.on_consumer_start(settings, engine)
+            # Until this release the main group applied the principals: the new group starts
+            # where it stood.
+            await adopt_committed_offsets(settings.kafka_bootstrap_servers,
+                                          source_group=settings.main_group,
+                                          target_group=settings.principals_group,
+                                          topics=PRINCIPAL_TOPICS)
+            runners = [build_principals_consumer(spec, settings, engine)]
+            if spec.topics(settings) or spec.topic_pattern:
+                runners.append(build_consumer(spec, settings, engine))
+            async with ops.alive(), asyncio.TaskGroup() as group:
+                for runner in runners:
+                    group.create_task(runner.run(stop))
+        finally:
+            await engine.dispose()
 
 
 # An idle keep-alive connection outlives the gateway's (deploy/gateway/render.py GATEWAY_IDLE_S):

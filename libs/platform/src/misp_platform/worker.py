@@ -21,6 +21,7 @@ import contextlib
 import getpass
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ from misp_contracts.events.jobs import (
     WorkerStopped,
     run_topic,
 )
-from misp_platform import failpoints
+from misp_platform import failpoints, metrics
 from misp_platform.kafka import client_options
 from misp_platform.outbox import enqueue
 
@@ -347,6 +348,7 @@ class WorkerRunner:
         job, key = ctx.job, str(ctx.job.job_id)
         handler = self.handlers.get(job.job_type)
         outcome, message, replayed = "failed", "", False
+        began = time.monotonic()
         try:
             async with self.engine.begin() as conn:
                 claimed = (await conn.execute(pg_insert(job_run).values(
@@ -379,6 +381,9 @@ class WorkerRunner:
                 await self._publish(conn, JobRunFinished(
                     worker=self.ref, job_id=job.job_id, attempt=job.attempt, outcome=outcome,
                     message=message[:2000]), key)
+        if not replayed:
+            metrics.job_duration_seconds.labels(job.job_type, outcome).observe(
+                time.monotonic() - began)
         if outcome == "succeeded":
             self.succeeded += 1
         else:

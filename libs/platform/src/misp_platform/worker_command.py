@@ -3,7 +3,8 @@ service's job handlers, one `WorkerRunner` per queue (each its own worker, with 
 heartbeats) in one process; without queues, every queue the service's job types are registered on.
 
 A stop request that reaches any of the process's workers stops the process (after the jobs in
-hand): the supervisor starts it again, with all its queues."""
+hand): the supervisor starts it again, with all its queues. The process serves /metrics and
+/healthz on the ops port when one is set (ops_port.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping
 import click
 
 from misp_contracts.events.jobs import JOB_TYPES
+from misp_platform import ops_port
 from misp_platform.cli_support import OK, epilog, with_settings
 from misp_platform.config import DATABASE, KAFKA, ServiceSettings
 from misp_platform.db import engine_for
@@ -79,7 +81,8 @@ def run_workers(service: str, handlers: Callable[[ServiceSettings], Mapping[str,
                 stop.set()  # one worker leaving takes the process down: all restart
 
         try:
-            await asyncio.gather(*(serve(q) for q in chosen))
+            async with ops_port.serving(settings) as ops, ops.alive():
+                await asyncio.gather(*(serve(q) for q in chosen))
         finally:
             await engine.dispose()
 

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from misp_contracts.envelope import Actor
+from misp_platform import metrics
 from misp_platform.db import outbox
 from misp_platform.eventstore import ConcurrencyError, EventStore
 from misp_platform.kafka import create_producer
@@ -141,3 +142,28 @@ async def test_a_relay_killed_mid_batch_republishes_on_restart_without_loss(
     published = envelopes(await read_topic(kafka_bootstrap, topic, total + 10))
     assert sorted({e.data["n"] for e in published}) == list(range(total))  # nothing lost
     assert len(published) == total + 10  # the unacknowledged batch went out twice
+
+
+async def test_the_backlog_gauges_count_the_waiting_rows_and_age_the_oldest(
+        engine: AsyncEngine, platform_db: str) -> None:
+    Counter = counter_event("misp.test.backlog.v1")
+    producer = create_producer("127.0.0.1:1")  # never started: the rows go by a DELETE
+    relay = OutboxRelay(engine, platform_db, producer)
+    try:
+        for n in range(3):
+            await append(engine, Counter, str(uuid.uuid4()), 0, n)
+        await asyncio.sleep(0.3)
+        await relay.measure_backlog()
+        assert metrics.REGISTRY.get_sample_value("outbox_backlog") == 3
+        first = relay.oldest_age_s()
+        assert first >= 0.3
+        await asyncio.sleep(0.2)
+        assert relay.oldest_age_s() >= first + 0.2  # it ages between measurements
+
+        async with engine.begin() as conn:
+            await conn.execute(outbox.delete())
+        await relay.measure_backlog()
+        assert metrics.REGISTRY.get_sample_value("outbox_backlog") == 0
+        assert relay.oldest_age_s() == 0.0
+    finally:
+        await producer.stop()

@@ -13,6 +13,7 @@ from jobs.ops_commands import OPS_COMMANDS
 from jobs.scheduler import Scheduler
 from jobs.settings import JobsSettings
 from misp_contracts.topics import owned_by
+from misp_platform import ops_port
 from misp_platform.cli_support import OK, epilog, with_settings
 from misp_platform.config import DATABASE, KAFKA, ServiceSettings
 from misp_platform.db import engine_for
@@ -36,14 +37,16 @@ def scheduler_command(settings: JobsSettings) -> int:
     """
 
     async def main() -> None:
-        await ensure_topics(settings.kafka_bootstrap_servers, owned_by("jobs"))
-        engine = engine_for(settings)
-        try:
-            await Scheduler(engine, poll_s=settings.scheduler_poll_s,
-                            missed_beats=settings.missed_heartbeats,
-                            beat_s=settings.scheduler_beat_s).run(stop_on_signals())
-        finally:
-            await engine.dispose()
+        async with ops_port.serving(settings) as ops:
+            await ensure_topics(settings.kafka_bootstrap_servers, owned_by("jobs"))
+            engine = engine_for(settings)
+            try:
+                async with ops.alive():
+                    await Scheduler(engine, poll_s=settings.scheduler_poll_s,
+                                    missed_beats=settings.missed_heartbeats,
+                                    beat_s=settings.scheduler_beat_s).run(stop_on_signals())
+            finally:
+                await engine.dispose()
 
     asyncio.run(main())
     return OK

@@ -19,6 +19,7 @@ from audit.handlers.integrity import (
 )
 from audit.settings import AuditSettings
 from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC
+from misp_platform import metrics
 from misp_platform.config import ServiceSettings
 from misp_platform.worker import JobContext, JobHandler
 
@@ -66,6 +67,7 @@ def job_handlers(settings: ServiceSettings, *,
             s.kafka_bootstrap_servers, checkpoint_topic)
         await ctx.progress(10, "checkpoints read, walking the chains")
         report = await verify_in(conn, public, published=published)
+        metrics.audit_verifications_total.labels("ok" if report.ok else "broken").inc()
         if not report.ok:
             log.warning("audit.verify_job_broken", job_id=ctx.job.job_id, **report.as_dict())
         return verify_summary(report)
