@@ -103,6 +103,14 @@ audit_verifications_total = Counter(
     "audit_verifications_total", "Verifications of the audit log's hash chains, by outcome",
     ["outcome"], registry=REGISTRY)
 
+# Every outcome from 0 in every process: the first failure is then an increase that rate() and
+# increase() see (a series born at 1 is not), as deploy/observability's alerts need.
+for _counter, _outcomes in ((messages_consumed_total, ("applied", "skipped", "dead_lettered")),
+                            (scheduler_rounds_total, ("ok", "failed")),
+                            (audit_verifications_total, ("ok", "broken"))):
+    for _outcome in _outcomes:
+        _counter.labels(_outcome)
+
 auth_failures_total = Counter(
     "auth_failures_total", "Refused authentications, by reason", ["reason"], registry=REGISTRY)
 
