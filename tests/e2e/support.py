@@ -170,3 +170,18 @@ def add_user_once_known(http: httpx.Client, headers: dict[str, str], *, email: s
         return r.json()["User"] if r.status_code == 200 else None
 
     return until(add, f"organisation {org_id} known to identity", timeout_s=60)
+
+
+def delete_user(http: httpx.Client, headers: dict[str, str], user_id: object) -> None:
+    """A user deleted through the API (identity deletes their keys and ends their sessions with
+    them); a failed test when the deletion is refused."""
+    gone = http.post(f"/admin/users/delete/{user_id}", headers=headers)
+    assert gone.status_code == 200, gone.text
+
+
+def delete_organisation(http: httpx.Client, headers: dict[str, str], org_id: object) -> None:
+    """An organisation deleted through the API, once orgs has seen it emptied of its users
+    (until then orgs refuses)."""
+    until(lambda: http.post(f"/admin/organisations/delete/{org_id}",
+                            headers=headers).status_code == 200,
+          f"organisation {org_id} deleted once empty")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import os
 import secrets
+from contextlib import ExitStack
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,7 +19,15 @@ import pytest
 
 from misp_contracts.events.jobs import STATUS_COMPLETED, STATUS_FAILED
 
-from .support import GATEWAY, add_organisation, add_user_once_known, admin_key, until
+from .support import (
+    GATEWAY,
+    add_organisation,
+    add_user_once_known,
+    admin_key,
+    delete_organisation,
+    delete_user,
+    until,
+)
 
 MAIL_DIR = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "mail"
 ORG_ADMIN_ROLE, USER_ROLE = 2, 3
@@ -41,17 +50,23 @@ def test_a_mail_to_all_users_runs_as_a_job_with_progress_and_reaches_every_user(
         pytest.fail(f"no mail catcher directory {MAIL_DIR}: is the stack up (make up)?")
     site = {"Authorization": admin_key(), "Accept": "application/json"}
     token = secrets.token_hex(5)
-    with httpx.Client(base_url=GATEWAY, timeout=30) as http:
+    # What the test makes is deleted at the end, whatever happens (the users first, their key
+    # with them, then their organisation): `undo` runs its callbacks in reverse order.
+    with httpx.Client(base_url=GATEWAY, timeout=30) as http, ExitStack() as undo:
         org_id = add_organisation(http, site, f"bulk-e2e {token}")
-        users = [add_user_once_known(http, site, email=f"{prefix}-{token}@example.test",
-                                     org_id=org_id, role_id=role)
-                 for prefix, role in (("bulk-admin", ORG_ADMIN_ROLE), ("bulk-a", USER_ROLE),
-                                      ("bulk-b", USER_ROLE))]
+        undo.callback(delete_organisation, http, site, org_id)
+        users: list[dict[str, Any]] = []
+        for prefix, role in (("bulk-admin", ORG_ADMIN_ROLE), ("bulk-a", USER_ROLE),
+                             ("bulk-b", USER_ROLE)):
+            users.append(add_user_once_known(http, site, email=f"{prefix}-{token}@example.test",
+                                             org_id=org_id, role_id=role))
+            undo.callback(delete_user, http, site, users[-1]["id"])
         admin = users[0]
         addresses = sorted(str(u["email"]) for u in users)
         outsider = http.post("/admin/users/add", headers=site, json={
             "email": f"bulk-outsider-{token}@example.test", "org_id": 1, "role_id": USER_ROLE})
         assert outsider.status_code == 200, outsider.text
+        undo.callback(delete_user, http, site, outsider.json()["User"]["id"])
         key = http.post(f"/auth_keys/add/{admin['id']}", headers=site,
                         json={"comment": "bulk e2e"})
         assert key.status_code == 200, key.text
