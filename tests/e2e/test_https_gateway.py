@@ -27,7 +27,7 @@ from pymisp import MISPUser, PyMISP
 
 from misp_platform.testing import load_script
 
-from .support import GATEWAY, EchoHandler, admin_key, free_port, own_gateway
+from .support import GATEWAY, EchoHandler, admin_key, delete_user, free_port, own_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("MISP_STATE_DIR", ROOT / ".local"))
@@ -107,18 +107,24 @@ def test_plain_http_from_another_address_is_redirected_to_https() -> None:
             assert_security_headers(r, https=False)
 
 
-def _user_with_password() -> str:
+@pytest.fixture
+def user_with_password() -> Iterator[str]:
+    """A new user of the host organisation with PASSWORD: their email; deleted afterwards (which
+    ends their sessions too)."""
     email = f"https-{secrets.token_hex(5)}@example.test"
-    r = httpx.post(GATEWAY + "/admin/users/add", timeout=10,
-                   headers={"Authorization": admin_key(), "Accept": "application/json"},
-                   json={"email": email, "org_id": 1, "role_id": 3, "password": PASSWORD,
-                         "change_pw": False})
-    assert r.status_code == 200, r.text
-    return email
+    headers = {"Authorization": admin_key(), "Accept": "application/json"}
+    with httpx.Client(base_url=GATEWAY, timeout=10) as http:
+        r = http.post("/admin/users/add", headers=headers,
+                      json={"email": email, "org_id": 1, "role_id": 3, "password": PASSWORD,
+                            "change_pw": False})
+        assert r.status_code == 200, r.text
+        yield email
+        delete_user(http, headers, r.json()["User"]["id"])
 
 
-def test_login_over_https_sets_a_secure_cookie_and_logout_is_post_only() -> None:
-    email = _user_with_password()
+def test_login_over_https_sets_a_secure_cookie_and_logout_is_post_only(
+        user_with_password: str) -> None:
+    email = user_with_password
     login = {"User": {"email": email, "password": PASSWORD}}
     plain = httpx.post(GATEWAY + "/users/login", json=login, timeout=10)
     assert plain.status_code == 200, plain.text
