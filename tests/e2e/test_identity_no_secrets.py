@@ -84,50 +84,54 @@ def test_no_password_or_raw_key_reaches_kafka_or_identitys_logs() -> None:
     user.password = first_password
     created = misp.add_user(user, pythonify=True)
     assert isinstance(created, MISPUser), created
-    first_key = created.authkey
-    wait_everywhere(first_key, 200)
+    try:
+        first_key = created.authkey
+        wait_everywhere(first_key, 200)
 
-    as_user = PyMISP(GATEWAY, first_key, ssl=False, timeout=20)
-    assert as_user.change_user_password(second_password)["message"] == "Password Changed."
-    with httpx.Client(base_url=GATEWAY, timeout=20) as http:
-        bad = http.post("/users/login", json={"email": user.email, "password": wrong_password},
-                        headers={"Accept": "application/json"})
-        refusal = "Invalid username or password, try again"  # MISP's words, for any refusal
-        assert (bad.status_code, bad.json()) == (403, {"name": refusal, "message": refusal,
-                                                        "url": "/users/login"}), bad.text
-        good = http.post("/users/login", json={"email": user.email, "password": second_password},
-                         headers={"Accept": "application/json"})
-        assert good.status_code == 200, good.text
-        session = good.cookies.get("MISP-session")
-        assert session
-        reset = http.post(f"/users/resetauthkey/{created.id}",
-                          headers={"Authorization": admin_key(), "Accept": "application/json"})
-        assert reset.status_code == 200, reset.text
-        reset_key = reset.json()["message"].removeprefix("Authkey updated: ")
-    new_key = misp.get_new_authkey(created)
-    assert len(new_key) == 40
-    # The key's event is committed after every other change: once it works elsewhere, the relay
-    # has published everything before it (commit order).
-    wait_everywhere(new_key, 200)
+        as_user = PyMISP(GATEWAY, first_key, ssl=False, timeout=20)
+        assert as_user.change_user_password(second_password)["message"] == "Password Changed."
+        with httpx.Client(base_url=GATEWAY, timeout=20) as http:
+            bad = http.post("/users/login", json={"email": user.email, "password": wrong_password},
+                            headers={"Accept": "application/json"})
+            refusal = "Invalid username or password, try again"  # MISP's words, for any refusal
+            assert (bad.status_code, bad.json()) == (403, {"name": refusal, "message": refusal,
+                                                            "url": "/users/login"}), bad.text
+            good = http.post("/users/login",
+                             json={"email": user.email, "password": second_password},
+                             headers={"Accept": "application/json"})
+            assert good.status_code == 200, good.text
+            session = good.cookies.get("MISP-session")
+            assert session
+            reset = http.post(f"/users/resetauthkey/{created.id}",
+                              headers={"Authorization": admin_key(), "Accept": "application/json"})
+            assert reset.status_code == 200, reset.text
+            reset_key = reset.json()["message"].removeprefix("Authkey updated: ")
+        new_key = misp.get_new_authkey(created)
+        assert len(new_key) == 40
+        # The key's event is committed after every other change: once it works elsewhere, the relay
+        # has published everything before it (commit order).
+        wait_everywhere(new_key, 200)
 
-    secrets_used = {"first password": first_password, "changed password": second_password,
-                    "wrong password": wrong_password, "raw key (add_user)": first_key,
-                    "raw key (resetauthkey)": reset_key, "raw key (new authkey)": new_key,
-                    "session token": session}
-    n_topics, records = asyncio.run(read_all_topics(os.environ["MISP_KAFKA_BOOTSTRAP_SERVERS"]))
-    assert n_topics >= 5 and records
-    leaks = [(what, where) for where, blob in records for what, secret in secrets_used.items()
-             if any(v in blob for v in _variants(secret))]
-    assert not leaks, leaks[:10]
-    # The user's key ids do appear (the audit needs them): the scan did see this test's events.
-    assert any(created.email.encode() in blob for _, blob in records)
+        secrets_used = {"first password": first_password, "changed password": second_password,
+                        "wrong password": wrong_password, "raw key (add_user)": first_key,
+                        "raw key (resetauthkey)": reset_key, "raw key (new authkey)": new_key,
+                        "session token": session}
+        n_topics, records = asyncio.run(read_all_topics(os.environ["MISP_KAFKA_BOOTSTRAP_SERVERS"]))
+        assert n_topics >= 5 and records
+        leaks = [(what, where) for where, blob in records for what, secret in secrets_used.items()
+                 if any(v in blob for v in _variants(secret))]
+        assert not leaks, leaks[:10]
+        # The user's key ids do appear (the audit needs them): the scan did see this test's events.
+        assert any(created.email.encode() in blob for _, blob in records)
 
-    logs = sorted((Path(os.environ.get("MISP_STATE_DIR", ".local")) / "logs").glob(
-        "identity-*.log"))
-    assert logs, "no identity log file (is the stack running under supervisord?)"
-    for log in logs:
-        content = log.read_bytes()
-        for what, secret in secrets_used.items():
-            assert not any(v in content for v in _variants(secret)), f"{what} in {log.name}"
-    misp.delete_user(created)
+        logs = sorted((Path(os.environ.get("MISP_STATE_DIR", ".local")) / "logs").glob(
+            "identity-*.log"))
+        assert logs, "no identity log file (is the stack running under supervisord?)"
+        for log in logs:
+            content = log.read_bytes()
+            for what, secret in secrets_used.items():
+                assert not any(v in content for v in _variants(secret)), f"{what} in {log.name}"
+    finally:
+        deleted = misp.delete_user(created)  # their keys and sessions go with them
+        assert deleted.get("success") is True, deleted
     print(f"scanned {len(records)} records of {n_topics} topics and {len(logs)} log files")
