@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 
 import httpx
+import pytest
 from pymisp import MISPRole, MISPUser, PyMISP
 
 from misp_contracts.topics import SERVICES
@@ -30,7 +33,35 @@ def wait_everywhere(key: str, status: int, timeout_s: float = 30) -> None:
             time.sleep(0.05)
 
 
-def test_pymisp_drives_users_roles_and_keys() -> None:
+@pytest.fixture
+def undo() -> Iterator[ExitStack]:
+    """Callbacks that put back what a test made or changed, run (last first) whatever happens."""
+    with ExitStack() as stack:
+        yield stack
+
+
+def delete_user_if_left(misp: PyMISP, user: MISPUser) -> None:
+    if misp.users(search=user.email, pythonify=True):
+        deleted = misp.delete_user(user)
+        assert deleted.get("success") is True, deleted
+
+
+def delete_role_if_left(misp: PyMISP, role: MISPRole) -> None:
+    if any(r.id == role.id for r in misp.roles(pythonify=True)):
+        deleted = misp.delete_role(role)
+        assert deleted.get("success") is True, deleted
+
+
+def default_role(misp: PyMISP) -> object:
+    return next(r.id for r in misp.roles(pythonify=True) if r.default_role)
+
+
+def put_default_role_back(misp: PyMISP, before: object) -> None:
+    if default_role(misp) != before:
+        assert misp.set_default_role(before)["message"] == "Default role set."
+
+
+def test_pymisp_drives_users_roles_and_keys(undo: ExitStack) -> None:
     misp = PyMISP(GATEWAY, admin_key(), ssl=False)
     assert misp._current_role.perm_site_admin  # from users/view/me
 
@@ -40,6 +71,7 @@ def test_pymisp_drives_users_roles_and_keys() -> None:
     user.role_id = 3
     created = misp.add_user(user, pythonify=True)
     assert isinstance(created, MISPUser), created
+    undo.callback(delete_user_if_left, misp, created)  # the test deletes it: after a failure
     wait_everywhere(created.authkey, 200)
 
     as_user = PyMISP(GATEWAY, created.authkey, ssl=False)
@@ -59,6 +91,10 @@ def test_pymisp_drives_users_roles_and_keys() -> None:
     role = MISPRole()
     role.name = f"pymisp-role-{secrets.token_hex(3)}"
     added = misp.add_role(role, pythonify=True)
+    assert isinstance(added, MISPRole), added
+    undo.callback(delete_role_if_left, misp, added)  # the test deletes it: after a failure
+    # (put back before the role is deleted: it may be the default when a failure stops here)
+    undo.callback(put_default_role_back, misp, default_role(misp))
     assert added.perm_add is False and added.perm_site_admin is False
     added.max_execution_time = "1234"
     assert misp.update_role(added, pythonify=True).max_execution_time == "1234"
@@ -80,7 +116,12 @@ def test_a_deleted_key_is_refused_by_every_service() -> None:
                             headers=headers)
         assert added.status_code == 200, added.text
         raw, key_id = added.json()["AuthKey"]["authkey_raw"], added.json()["AuthKey"]["id"]
-        wait_everywhere(raw, 200)
+        try:
+            wait_everywhere(raw, 200)
+        except BaseException:
+            # a key of the site admin's, which the test deletes below: not left behind
+            client.post(f"{GATEWAY}/auth_keys/delete/{key_id}", headers=headers)
+            raise
         deleted = client.post(f"{GATEWAY}/auth_keys/delete/{key_id}", headers=headers)
         assert deleted.status_code == 200 and deleted.json()["message"] == "AuthKey deleted.", (
             deleted.text)
