@@ -4,6 +4,7 @@ the acting admin, found with the audit's search."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import httpx
@@ -21,8 +22,10 @@ def test_a_tasks_schedule_and_a_jobs_cancel_are_logged_with_the_admin() -> None:
     with httpx.Client(base_url=GATEWAY, timeout=30) as http:
         me_view = http.get("/users/view/me", headers=admin_headers()).json()
         me, my_org = me_view["User"]["email"], me_view["Organisation"]["name"]
+        # a token of this run in the task's titles: no row of an earlier run reads the same
+        description = f"e2e audit task {secrets.token_hex(5)}"
         made = http.post("/api/v1/jobs/tasks", headers=admin_headers(), json={
-            "type": "noop", "description": "e2e audit task"})
+            "type": "noop", "description": description})
         assert made.status_code == 200, made.text
         task_id = made.json()["Task"]["id"]
         # far in the future, then paused: the running stack never ticks it
@@ -56,7 +59,7 @@ def test_a_tasks_schedule_and_a_jobs_cancel_are_logged_with_the_admin() -> None:
     assert sorted((r["action"], r["title"]) for r in jobs) == [
         ("cancelled", f"Job ({job_id})"), ("queued", f"Job ({job_id}): noop")]
     assert [(r["action"], r["title"]) for r in tasks] == [
-        ("scheduled", f"Task ({task_id}): e2e audit task"),
-        ("scheduled", f"Task ({task_id}): e2e audit task"), ("paused", f"Task ({task_id})")]
+        ("scheduled", f"Task ({task_id}): {description}"),
+        ("scheduled", f"Task ({task_id}): {description}"), ("paused", f"Task ({task_id})")]
     assert "timer (0) => (168)" in tasks[1]["change"]
     assert [r["org"] for r in jobs + tasks] == [my_org] * 5  # two job rows, three task rows
