@@ -24,7 +24,7 @@ from pymisp import MISPUser, PyMISP
 from misp_contracts.events.audit import AuditLogRecorded
 from misp_platform.kafka import client_options
 
-from .support import GATEWAY, admin_key, until
+from .support import GATEWAY, admin_key, delete_user, until
 
 SMTP_PORT = int(os.environ.get("MAILER_SMTP_PORT", "1025"))
 MAIL_DIR = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "mail"
@@ -115,6 +115,7 @@ def test_a_password_reset_puts_no_temporary_password_on_kafka() -> None:
         catch = Catch()
         controller = Controller(catch, hostname="127.0.0.1", port=SMTP_PORT)
         controller.start()
+    user_id: int | None = None
     try:
         misp = PyMISP(GATEWAY, key, ssl=False, timeout=20)
         user = MISPUser()
@@ -160,3 +161,6 @@ def test_a_password_reset_puts_no_temporary_password_on_kafka() -> None:
     finally:
         if controller is not None:
             controller.stop()
+        if user_id is not None:  # the user this test made
+            with httpx.Client(base_url=GATEWAY, timeout=30) as http:
+                delete_user(http, {"Authorization": key, "Accept": "application/json"}, user_id)
