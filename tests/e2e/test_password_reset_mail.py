@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .support import GATEWAY, admin_key
+from .support import GATEWAY, admin_key, delete_user
 
 MAIL_DIR = Path(os.environ.get("MISP_STATE_DIR", ".local")) / "mail"
 PASSWORD_RE = re.compile(r"Your temporary password: (\S+)")
@@ -73,30 +73,31 @@ def test_a_password_reset_mail_sets_the_password_the_user_can_log_in_with() -> N
                                   "password": f"Initial-{secrets.token_hex(8)}A1"})
         assert created.status_code == 200, created.text
         user_id = int(created.json()["User"]["id"])
+        try:
+            # At once: the mailer knows the user identity just created (read-your-writes).
+            sent = http.post("/admin/users/email", headers=headers,
+                             json={"action": "2", "recipient": "1",
+                                   "recipientEmailList": str(user_id)})
+            assert sent.status_code == 200, sent.text
 
-        # At once: the mailer knows the user identity just created (read-your-writes).
-        sent = http.post("/admin/users/email", headers=headers,
-                         json={"action": "2", "recipient": "1",
-                               "recipientEmailList": str(user_id)})
-        assert sent.status_code == 200, sent.text
+            message = _mail_to(address)
+            assert message.get_content_type() == "multipart/signed"
+            found = PASSWORD_RE.search(_text_of(message))
+            assert found is not None, "no temporary password in the mail"
+            password = found.group(1)
 
-        message = _mail_to(address)
-        assert message.get_content_type() == "multipart/signed"
-        found = PASSWORD_RE.search(_text_of(message))
-        assert found is not None, "no temporary password in the mail"
-        password = found.group(1)
-
-        deadline = time.monotonic() + 30
-        while True:  # until identity applied the mailer's TemporaryPasswordIssued
-            login = http.post("/users/login", headers={"Accept": "application/json"},
-                              json={"User": {"email": address, "password": password}})
-            if login.status_code == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert login.status_code == 200, login.text
-        assert login.json()["User"]["id"] == str(user_id)
-        assert login.json()["User"]["change_pw"] is True
-        http.post(f"/admin/users/delete/{user_id}", headers=headers)
+            deadline = time.monotonic() + 30
+            while True:  # until identity applied the mailer's TemporaryPasswordIssued
+                login = http.post("/users/login", headers={"Accept": "application/json"},
+                                  json={"User": {"email": address, "password": password}})
+                if login.status_code == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert login.status_code == 200, login.text
+            assert login.json()["User"]["id"] == str(user_id)
+            assert login.json()["User"]["change_pw"] is True
+        finally:
+            delete_user(http, headers, user_id)
 
 
 def _set(http: httpx.Client, headers: dict[str, str], name: str, value: object) -> None:
@@ -162,4 +163,4 @@ def test_a_forgotten_password_mails_a_single_use_link_that_sets_a_new_password()
                 assert token.encode() not in log.read_bytes(), f"the token is in {log}"
         finally:
             _set(http, headers, name, before)
-            http.post(f"/admin/users/delete/{user_id}", headers=headers)
+            delete_user(http, headers, user_id)
