@@ -189,11 +189,23 @@ def test_postgres_stopped_and_started_under_load() -> None:
     timings["pipeline"] = time.monotonic() - begin
 
     acknowledged = [a for a in answers if a.org_name and a.status == 200]
+    not_deleted: list[str] = []
     with httpx.Client(base_url=GATEWAY, headers=headers, timeout=30) as http:
-        for answer in acknowledged:
-            org = answer.body["Organisation"]
-            seen = http.get(f"/organisations/view/{org['id']}")
-            assert seen.status_code == 200, f"{answer}: view -> {seen.status_code} {seen.text}"
-            assert seen.json()["Organisation"]["name"] == answer.org_name
+        try:
+            for answer in acknowledged:
+                org = answer.body["Organisation"]
+                seen = http.get(f"/organisations/view/{org['id']}")
+                assert seen.status_code == 200, (
+                    f"{answer}: view -> {seen.status_code} {seen.text}")
+                assert seen.json()["Organisation"]["name"] == answer.org_name
+        finally:
+            # Checked, then deleted (they have no users), whatever the check found.
+            for answer in acknowledged:
+                org_id = answer.body["Organisation"]["id"]
+                gone = http.post(f"/admin/organisations/delete/{org_id}")
+                if gone.status_code != 200:
+                    not_deleted.append(f"{org_id}: {gone.status_code} {gone.text[:200]}")
+    assert not not_deleted, not_deleted
     print(f"{len(answers)} answers, {len(unavailable)} 503s while down, "
-          f"{len(acknowledged)} organisations acknowledged and kept; timings {timings}")
+          f"{len(acknowledged)} organisations acknowledged and kept, then deleted; "
+          f"timings {timings}")
