@@ -26,34 +26,38 @@ def test_the_diagnostics_count_expired_sessions_and_a_site_admin_purges_them() -
         "password": password, "change_pw": False})
     assert added.status_code == 200, added.text
     user = added.json()["User"]
-    login = call("POST", "/users/login", {}, {"email": user["email"], "password": password})
-    assert login.status_code == 200, login.text
+    try:
+        login = call("POST", "/users/login", {}, {"email": user["email"], "password": password})
+        assert login.status_code == 200, login.text
 
-    report = call("GET", "/servers/serverSettings/diagnostics", admin)
-    assert report.status_code == 200, report.text
-    status = report.json()["sessionStatus"]
-    assert status["ok"] is True and status["active"] >= 1, status
-    assert report.json()["sessionCount"] == status["expired"] >= 0
+        report = call("GET", "/servers/serverSettings/diagnostics", admin)
+        assert report.status_code == 200, report.text
+        status = report.json()["sessionStatus"]
+        assert status["ok"] is True and status["active"] >= 1, status
+        assert report.json()["sessionCount"] == status["expired"] >= 0
 
-    refused = call("POST", "/servers/purgeSessions", {"Authorization": user["authkey"]})
-    assert refused.status_code == 403, refused.text
-    assert set(refused.json()) >= {"name", "message", "url"}
+        refused = call("POST", "/servers/purgeSessions", {"Authorization": user["authkey"]})
+        assert refused.status_code == 403, refused.text
+        assert set(refused.json()) >= {"name", "message", "url"}
 
-    queued = call("POST", "/servers/purgeSessions", admin)
-    assert queued.status_code == 200, queued.text
-    body = queued.json()
-    assert body["saved"] is True and body["url"] == "/servers/purgeSessions", body
-    job_id = body["id"]
-    assert body["message"] == f"Expired sessions are being purged (job {job_id})."
+        queued = call("POST", "/servers/purgeSessions", admin)
+        assert queued.status_code == 200, queued.text
+        body = queued.json()
+        assert body["saved"] is True and body["url"] == "/servers/purgeSessions", body
+        job_id = body["id"]
+        assert body["message"] == f"Expired sessions are being purged (job {job_id})."
 
-    def finished() -> dict[str, Any] | None:
-        job = call("GET", f"/api/v1/jobs/jobs/{job_id}", admin).json()["Job"]
-        return job if job["job_status"] in ("Completed", "Failed") else None
+        def finished() -> dict[str, Any] | None:
+            job = call("GET", f"/api/v1/jobs/jobs/{job_id}", admin).json()["Job"]
+            return job if job["job_status"] in ("Completed", "Failed") else None
 
-    job = until(finished, "the purge job finishes", timeout_s=60)
-    assert job["job_type"] == "purge_expired_sessions", job
-    assert job["job_status"] == "Completed", job
-    assert job["message"].startswith("Purged ") and job["message"].endswith(
-        " expired session(s)."), job
-    after = call("GET", "/servers/serverSettings/diagnostics", admin).json()
-    assert after["sessionCount"] == 0, after["sessionStatus"]
+        job = until(finished, "the purge job finishes", timeout_s=60)
+        assert job["job_type"] == "purge_expired_sessions", job
+        assert job["job_status"] == "Completed", job
+        assert job["message"].startswith("Purged ") and job["message"].endswith(
+            " expired session(s)."), job
+        after = call("GET", "/servers/serverSettings/diagnostics", admin).json()
+        assert after["sessionCount"] == 0, after["sessionStatus"]
+    finally:
+        gone = call("POST", f"/admin/users/delete/{user['id']}", admin)  # sessions go too
+        assert gone.status_code == 200, gone.text
