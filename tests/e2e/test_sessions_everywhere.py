@@ -14,14 +14,17 @@ import asyncio
 import os
 import secrets
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 
 import httpx
+import pytest
 
 from misp_contracts.events.identity import SESSION_TOPIC
 from misp_contracts.topics import SERVICES
 from misp_platform.auth.sessions import CHANGE_PASSWORD_FIRST, CSRF_REFUSED, session_hmac
 
-from .support import GATEWAY, admin_headers, until
+from .support import GATEWAY, admin_headers, delete_organisation, delete_user, until
 from .test_mailer_no_secrets import records_since, topic_ends
 
 COOKIE = "MISP-session"
@@ -32,14 +35,31 @@ AUTH_FAILED = ("Authentication failed. Please make sure you pass the API key of 
                "user along in the Authorization header.")
 
 
-def add_user(http: httpx.Client, *, role_id: int, change_pw: bool) -> tuple[str, str]:
-    """A fresh user with a known password: (email, password)."""
+@pytest.fixture
+def undo() -> Iterator[ExitStack]:
+    """The deletions a test registers as it makes things, run at its end whatever happens (the
+    last registered first)."""
+    with ExitStack() as stack:
+        yield stack
+
+
+def as_admin(delete: Callable[[httpx.Client, dict[str, str], object], None],
+             what: object) -> None:
+    """`delete(client, headers, what)` with a site admin's client of its own."""
+    with httpx.Client(base_url=GATEWAY, timeout=30) as http:
+        delete(http, admin_headers(), what)
+
+
+def add_user(http: httpx.Client, undo: ExitStack, *, role_id: int,
+             change_pw: bool) -> tuple[str, str]:
+    """A fresh user with a known password, deleted at the end of the test: (email, password)."""
     email = f"session-{secrets.token_hex(5)}@example.test"
     password = f"Session-{secrets.token_hex(8)}A1"
     created = http.post("/admin/users/add", headers=admin_headers(),
                         json={"email": email, "org_id": 1, "role_id": role_id,
                               "password": password, "change_pw": 1 if change_pw else 0})
     assert created.status_code == 200, created.text
+    undo.callback(as_admin, delete_user, created.json()["User"]["id"])
     return email, password
 
 
@@ -65,11 +85,11 @@ def whoami_statuses(http: httpx.Client) -> dict[str, int]:
 
 
 def test_a_session_works_on_every_service_writes_with_its_csrf_token_and_ends_everywhere(
-) -> None:
+        undo: ExitStack) -> None:
     bootstrap = os.environ["MISP_KAFKA_BOOTSTRAP_SERVERS"]
     starts = asyncio.run(topic_ends(bootstrap))
     with httpx.Client(base_url=GATEWAY, timeout=30) as admin:
-        email, password = add_user(admin, role_id=1, change_pw=False)
+        email, password = add_user(admin, undo, role_id=1, change_pw=False)
     token = login(email, password)
     digest = session_hmac(os.environ["MISP_PEPPER"], token)
 
@@ -102,6 +122,7 @@ def test_a_session_works_on_every_service_writes_with_its_csrf_token_and_ends_ev
         added = http.post("/admin/organisations/add", json={"name": name},
                           headers={"X-CSRF-Token": csrf})
         assert added.status_code == 200, added.text
+        undo.callback(as_admin, delete_organisation, added.json()["Organisation"]["id"])
         assert added.json()["Organisation"]["name"] == name
 
         out = http.post("/users/logout", headers={"X-CSRF-Token": csrf})
@@ -127,9 +148,10 @@ def test_a_session_works_on_every_service_writes_with_its_csrf_token_and_ends_ev
     assert not any(token.encode() in r for r in records)
 
 
-def test_a_session_whose_user_must_change_the_password_may_only_do_that() -> None:
+def test_a_session_whose_user_must_change_the_password_may_only_do_that(
+        undo: ExitStack) -> None:
     with httpx.Client(base_url=GATEWAY, timeout=30) as admin:
-        email, password = add_user(admin, role_id=3, change_pw=True)
+        email, password = add_user(admin, undo, role_id=3, change_pw=True)
     token = login(email, password)
     with session_client(token) as http:
         assert http.get("/api/v1/identity/session").status_code == 200
