@@ -4,6 +4,8 @@ item 2): MISP's shapes from this product's own data, and MISP's refusals."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import ExitStack
 
 import httpx
 import pytest
@@ -22,13 +24,28 @@ def misp() -> PyMISP:
     return PyMISP(GATEWAY, admin_key(), ssl=False, timeout=30)
 
 
-def _user(misp: PyMISP, role_id: int, org_id: int = 1) -> tuple[MISPUser, PyMISP]:
+@pytest.fixture
+def undo() -> Iterator[ExitStack]:
+    """The deletions a test registers as it makes things, run at its end whatever happens (the
+    last registered first)."""
+    with ExitStack() as stack:
+        yield stack
+
+
+def _deleted(answer: dict) -> None:
+    assert answer.get("success") is True, answer
+
+
+def _user(misp: PyMISP, undo: ExitStack, role_id: int,
+          org_id: int = 1) -> tuple[MISPUser, PyMISP]:
+    """A new user with `role_id`, and a PyMISP of theirs; deleted at the end of the test."""
     user = MISPUser()
     user.email = f"stats-sync-{secrets.token_hex(4)}@example.test"
     user.org_id = org_id
     user.role_id = role_id
     created = misp.add_user(user, pythonify=True)
     assert isinstance(created, MISPUser), created
+    undo.callback(lambda: _deleted(misp.delete_user(created)))
     connector = until(lambda: _connect(created.authkey), f"{user.email}'s key to work")
     return created, connector
 
@@ -45,7 +62,8 @@ def _get(path: str, key: str | None) -> httpx.Response:
     return httpx.get(f"{GATEWAY}{path}", headers=headers, timeout=30)
 
 
-def test_users_statistics_count_this_products_users_and_organisations(misp: PyMISP) -> None:
+def test_users_statistics_count_this_products_users_and_organisations(misp: PyMISP,
+                                                                       undo: ExitStack) -> None:
     before = misp.users_statistics(context="data")
     assert list(before["stats"]) == STATS  # no event, attribute or thread figure: none is held
     assert all(isinstance(v, str) for v in before["stats"].values())  # strings, as MISP's
@@ -53,7 +71,8 @@ def test_users_statistics_count_this_products_users_and_organisations(misp: PyMI
     org.name = f"stats-org-{secrets.token_hex(4)}"
     added = misp.add_organisation(org, pythonify=True)
     assert isinstance(added, MISPOrganisation), added
-    user, as_user = _user(misp, USER_ROLE, int(added.id))
+    undo.callback(lambda: _deleted(misp.delete_organisation(added)))  # after its user
+    user, as_user = _user(misp, undo, USER_ROLE, int(added.id))
 
     def grown() -> dict[str, str] | None:
         stats = misp.users_statistics(context="data")["stats"]
@@ -77,8 +96,6 @@ def test_users_statistics_count_this_products_users_and_organisations(misp: PyMI
     assert added.name not in external and all(not o["local"] for o in external.values())
     bare = _get("/users/statistics", user.authkey)
     assert bare.status_code == 200 and list(bare.json()["stats"]) == STATS
-    misp.delete_user(user)
-    misp.delete_organisation(added)
 
 
 def test_users_statistics_pages_of_event_data_are_not_answered_with_made_up_figures(
@@ -92,21 +109,22 @@ def test_users_statistics_pages_of_event_data_are_not_answered_with_made_up_figu
     assert anonymous.status_code == 403
 
 
-def test_update_misp_answers_as_an_up_to_date_misp_for_site_admins_only(misp: PyMISP) -> None:
+def test_update_misp_answers_as_an_up_to_date_misp_for_site_admins_only(
+        misp: PyMISP, undo: ExitStack) -> None:
     answer = misp.update_misp()
     assert isinstance(answer, dict) and "errors" not in answer, answer
     [result] = answer["results"]
     assert set(result) == {"input", "output", "status"} and result["status"] == 0
     assert result["output"][0].startswith("Already up to date.")
-    user, as_user = _user(misp, USER_ROLE)
+    _, as_user = _user(misp, undo, USER_ROLE)
     refused = as_user.update_misp()
     assert refused["errors"][0] == 403
     assert refused["errors"][1]["message"] == NO_PERMISSION
-    misp.delete_user(user)
 
 
-def test_get_sync_config_gives_a_sync_user_a_new_working_key(misp: PyMISP) -> None:
-    sync_user, as_sync = _user(misp, SYNC_ROLE)
+def test_get_sync_config_gives_a_sync_user_a_new_working_key(misp: PyMISP,
+                                                             undo: ExitStack) -> None:
+    sync_user, as_sync = _user(misp, undo, SYNC_ROLE)
     config = as_sync.get_sync_config()
     assert isinstance(config, dict) and "errors" not in config, config
     server = config["Server"]
@@ -126,16 +144,15 @@ def test_get_sync_config_gives_a_sync_user_a_new_working_key(misp: PyMISP) -> No
     keys = as_sync.direct_call(f"auth_keys/index/{sync_user.id}")
     assert any(k["AuthKey"]["comment"].startswith("Auto generated sync key - ")
                and k["AuthKey"]["authkey_end"] == key[-4:] for k in keys)
-    misp.delete_user(sync_user)
 
 
-def test_get_sync_config_refuses_site_admins_and_users_without_perm_sync(misp: PyMISP) -> None:
+def test_get_sync_config_refuses_site_admins_and_users_without_perm_sync(
+        misp: PyMISP, undo: ExitStack) -> None:
     refused = misp.get_sync_config()
     assert refused["errors"][0] == 405
     assert refused["errors"][1]["message"] == ("Site admin accounts cannot be used to create "
                                               "server sync configurations.")
-    user, as_user = _user(misp, USER_ROLE)
+    _, as_user = _user(misp, undo, USER_ROLE)
     plain = as_user.get_sync_config()
     assert plain["errors"][0] == 403
     assert plain["errors"][1]["message"] == NO_PERMISSION
-    misp.delete_user(user)
