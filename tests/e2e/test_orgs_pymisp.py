@@ -80,11 +80,13 @@ def test_update_and_delete_by_uuid(misp: PyMISP) -> None:
 def test_errors_come_back_as_misp_errors(misp: PyMISP) -> None:
     added = misp.add_organisation(_org(), pythonify=True)
     assert isinstance(added, MISPOrganisation), added
-    duplicate = misp.add_organisation(_org(name=added.name))
-    assert "errors" in duplicate
-    status, body = duplicate["errors"]
-    assert status == 403
-    assert body["errors"] == {"name": ["An organisation with this name already exists."]}
-    missing = misp.get_organisation(987654321)
-    assert "errors" in missing and missing["errors"][0] == 404
-    assert misp.delete_organisation(added.id)["success"] is True
+    try:
+        duplicate = misp.add_organisation(_org(name=added.name))
+        assert "errors" in duplicate
+        status, body = duplicate["errors"]
+        assert status == 403
+        assert body["errors"] == {"name": ["An organisation with this name already exists."]}
+        missing = misp.get_organisation(987654321)
+        assert "errors" in missing and missing["errors"][0] == 404
+    finally:
+        assert misp.delete_organisation(added.id)["success"] is True
