@@ -52,23 +52,28 @@ def members(misp: PyMISP) -> Iterator[dict[str, Member]]:
     other = misp.add_organisation(org, pythonify=True)
     assert isinstance(other, MISPOrganisation), other
     created: dict[str, tuple[MISPUser, str]] = {}
-    for name, role_id, org_id, org_name in (
-            ("org_admin", 2, 1, None), ("user", 3, 1, None), ("outsider", 3, other.id, org.name)):
-        user = MISPUser()
-        user.email = f"e2e-{name.replace('_', '-')}-{secrets.token_hex(4)}@example.test"
-        user.org_id = org_id
-        user.role_id = role_id
-        added = misp.add_user(user, pythonify=True)
-        assert isinstance(added, MISPUser), added
-        created[name] = (added, org_name or misp.get_organisation(1, pythonify=True).name)
-    for user, _ in created.values():
-        wait_everywhere(user.authkey, 200)
-    yield {name: Member(user.authkey, Actor(user_id=int(user.id), email=user.email,
-                                            org_id=int(user.org_id), org_name=org_name))
-           for name, (user, org_name) in created.items()}
-    for user, _ in created.values():
-        misp.delete_user(user)
-    misp.delete_organisation(other)
+    try:
+        for name, role_id, org_id, org_name in (
+                ("org_admin", 2, 1, None), ("user", 3, 1, None),
+                ("outsider", 3, other.id, org.name)):
+            user = MISPUser()
+            user.email = f"e2e-{name.replace('_', '-')}-{secrets.token_hex(4)}@example.test"
+            user.org_id = org_id
+            user.role_id = role_id
+            added = misp.add_user(user, pythonify=True)
+            assert isinstance(added, MISPUser), added
+            created[name] = (added, org_name or misp.get_organisation(1, pythonify=True).name)
+        for user, _ in created.values():
+            wait_everywhere(user.authkey, 200)
+        yield {name: Member(user.authkey, Actor(user_id=int(user.id), email=user.email,
+                                                org_id=int(user.org_id), org_name=org_name))
+               for name, (user, org_name) in created.items()}
+    finally:  # also when the set-up fails half-way
+        for user, _ in created.values():
+            deleted = misp.delete_user(user)
+            assert deleted.get("success") is True, deleted
+        until(lambda: misp.delete_organisation(other).get("success") is True,
+              f"organisation {other.id} deleted once empty")
 
 
 def _as(key: str) -> dict[str, str]:
