@@ -119,8 +119,9 @@ def test_fetching_stores_nothing_on_the_user(using: KeyServer, keys: Keys) -> No
         view = _get(f"/admin/users/view/{user_id}")
         assert view.json()["User"]["gpgkey"] in ("", None)
     finally:
-        httpx.post(f"{GATEWAY}/admin/users/delete/{user_id}", headers=admin_headers(),
-                   timeout=30)
+        gone = httpx.post(f"{GATEWAY}/admin/users/delete/{user_id}", headers=admin_headers(),
+                          timeout=30)
+        assert gone.status_code == 200, gone.text
 
 
 def test_an_unreachable_key_server_is_a_502_with_misps_body(using: KeyServer) -> None:
@@ -149,5 +150,6 @@ def test_only_admins_may_fetch_keys(using: KeyServer, keys: Keys) -> None:
         assert refused.status_code == 403
         assert _error(refused) == "You do not have permission to use this functionality."
     finally:
-        httpx.post(f"{GATEWAY}/admin/users/delete/{user['id']}", headers=admin_headers(),
-                   timeout=30)
+        gone = httpx.post(f"{GATEWAY}/admin/users/delete/{user['id']}", headers=admin_headers(),
+                          timeout=30)
+        assert gone.status_code == 200, gone.text
