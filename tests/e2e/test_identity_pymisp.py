@@ -53,11 +53,11 @@ def delete_role_if_left(misp: PyMISP, role: MISPRole) -> None:
 
 
 def default_role(misp: PyMISP) -> object:
-    return next(r.id for r in misp.roles(pythonify=True) if r.default_role)
+    return next((r.id for r in misp.roles(pythonify=True) if r.default_role), None)
 
 
 def put_default_role_back(misp: PyMISP, before: object) -> None:
-    if default_role(misp) != before:
+    if before is not None and default_role(misp) != before:
         assert misp.set_default_role(before)["message"] == "Default role set."
 
 
