@@ -11,7 +11,7 @@ help:
 	@echo "make infra      install + PostgreSQL + Kafka + gateway (no services)"
 	@echo "make install    Debian packages, Kafka jars, uv sync"
 	@echo "make status     what runs"
-	@echo "make soak       up, the read-your-writes seams 1,000 rounds each (about an hour), down"
+	@echo "make soak       up, the read-your-writes seams 1,000 rounds each (70 to 100 minutes here), down"
 	@echo "make bench      up, bench/run.py, down"
 	@echo "make lint       ruff + mypy + lint-imports"
 	@echo "make admin-key  rotate the site admin's authkey (.local/admin.authkey)"
