@@ -42,7 +42,7 @@ test:
 	@bash $(LOCAL)/test.sh $(PYTEST_ARGS)
 
 soak:
-	@MISP_RYW_ROUNDS=1000 MISP_RYW_SLOW_ROUNDS=1000 bash $(LOCAL)/test.sh tests/e2e/test_read_your_writes.py
+	@MISP_RYW_ROUNDS=1000 MISP_RYW_SLOW_ROUNDS=1000 MISP_RYW_MAIL_ROUNDS=200 bash $(LOCAL)/test.sh tests/e2e/test_read_your_writes.py
 
 bench:
 	@bash $(LOCAL)/bench.sh

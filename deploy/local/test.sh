@@ -27,7 +27,8 @@ load_env
 [ -n "${CI:-}" ] && export CI
 cd "$ROOT"
 set +e
-"$VENV_PY" -m pytest "$@"
+# Every test's time is kept in the logs (a slow suite is looked into from this file).
+"$VENV_PY" -m pytest --junitxml="$LOGS/pytest-junit.xml" "$@"
 rc=$?
 set -e
 exit "$rc"
