@@ -57,6 +57,11 @@ def headers_schema() -> dict[str, Any]:
                                     pattern="^[0-9]+$"),
         "ce_correlationid": _string("Id of the first message of the conversation"),
         "ce_causationid": _string("Id of the message that caused this one"),
+        # The CloudEvents distributed tracing extension (W3C Trace Context).
+        "ce_traceparent": _string(
+            "W3C traceparent of the span that wrote the event (absent when tracing is off)",
+            pattern="^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"),
+        "ce_tracestate": _string("W3C tracestate that goes with ce_traceparent, if any"),
     }
     for field, extension in ACTOR_EXTENSIONS.items():
         properties[f"ce_{extension}"] = _string(_ACTOR_HEADER_DESCRIPTIONS[field])
@@ -64,7 +69,8 @@ def headers_schema() -> dict[str, Any]:
         "type": "object",
         "description": "CloudEvents 1.0 attributes in Kafka binary content mode, plus the "
                        "extensions of this platform (stream version, correlation, causation "
-                       "and the actor, flattened as CloudEvents requires).",
+                       "and the actor, flattened as CloudEvents requires) and the distributed "
+                       "tracing extension (traceparent, tracestate).",
         "required": ["ce_id", "ce_source", "ce_type", "ce_time", "ce_specversion",
                      "content-type"],
         "properties": properties,

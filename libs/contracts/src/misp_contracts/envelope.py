@@ -1,7 +1,9 @@
 """The CloudEvents 1.0 envelope every event and command travels in, and its Kafka binary binding.
 
 The actor (who did it, from which org and IP) travels as flat lowercase extension attributes, as
-CloudEvents requires; the payload is the JSON of a frozen contract model.
+CloudEvents requires; so does the W3C trace context of the span that wrote the event
+(`traceparent` and `tracestate`, the CloudEvents distributed tracing extension). The payload is
+the JSON of a frozen contract model.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ ACTOR_EXTENSIONS: dict[str, str] = {
     "client_ip": "actorclientip",
     "request_id": "actorrequestid",
 }
+
+# The CloudEvents distributed tracing extension's attributes (W3C Trace Context).
+TRACE_EXTENSIONS = ("traceparent", "tracestate")
 
 
 class Actor(BaseModel):
@@ -66,6 +71,10 @@ class Envelope(BaseModel):
     causationid: str | None = None
     actor: Actor = Field(default_factory=Actor)
     data: dict[str, Any] = Field(default_factory=dict)
+    # The distributed tracing extension: the W3C trace context the event was written in (set by
+    # the platform's outbox from the active span; None when tracing is off).
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     def caused(self, *, source: str, type: str, subject: str | None, data: dict[str, Any],
                streamversion: int | None = None, actor: Actor | None = None) -> Envelope:
@@ -83,7 +92,7 @@ class Envelope(BaseModel):
         }
         if self.subject is not None:
             attributes["subject"] = self.subject
-        for name in ("streamversion", "correlationid", "causationid"):
+        for name in ("streamversion", "correlationid", "causationid", *TRACE_EXTENSIONS):
             value = getattr(self, name)
             if value is not None:
                 attributes[name] = value
@@ -109,6 +118,8 @@ class Envelope(BaseModel):
             streamversion=int(version) if version is not None else None,
             correlationid=attributes.get("correlationid"),
             causationid=attributes.get("causationid"),
+            traceparent=attributes.get("traceparent") or None,
+            tracestate=attributes.get("tracestate") or None,
             actor=Actor(**{k: v for k, v in actor.items() if v is not None}),
             data=data,
         )

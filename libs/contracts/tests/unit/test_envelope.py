@@ -65,3 +65,24 @@ def test_a_caused_message_keeps_the_conversation() -> None:
     assert second.correlationid == first.correlationid
     assert second.causationid == first.id
     assert second.actor == first.actor
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_the_trace_context_travels_as_ce_traceparent_and_ce_tracestate_headers() -> None:
+    envelope = _full_envelope().model_copy(
+        update={"traceparent": TRACEPARENT, "tracestate": "vendor=opaque"})
+
+    headers, value = to_kafka(envelope)
+
+    assert dict(headers)["ce_traceparent"] == TRACEPARENT.encode()
+    assert dict(headers)["ce_tracestate"] == b"vendor=opaque"
+    assert from_kafka(headers, value) == envelope
+
+
+def test_an_envelope_written_without_tracing_has_no_trace_headers() -> None:
+    headers, value = to_kafka(_full_envelope())
+
+    assert not {"ce_traceparent", "ce_tracestate"} & dict(headers).keys()
+    assert from_kafka(headers, value).traceparent is None
