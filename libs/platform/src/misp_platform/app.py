@@ -45,6 +45,7 @@ from misp_platform.misp.params import MispPathMiddleware
 from misp_platform.misp.responses import MispJSONResponse, misp_record
 from misp_platform.outbox import limit_message_bytes, message_limit
 from misp_platform.parked import count_parked, list_parked
+from misp_platform.tracing import TracingMiddleware, configure_tracing
 
 log = structlog.get_logger("misp_platform.app")
 
@@ -468,6 +469,7 @@ def create_app(
     service = settings.service
     if configure_logs:
         configure_logging(service, settings.log_format, settings.log_level)
+        configure_tracing(service, "api")
     limit_message_bytes(settings.max_message_bytes)
     trust_proxies(settings.trusted_proxy_networks)
 
@@ -532,6 +534,7 @@ def create_app(
     app.add_middleware(MispPathMiddleware, router=app.router)
     app.add_middleware(ReadYourWritesMiddleware)
     app.add_middleware(RequestContextMiddleware, quiet_paths=quiet)
+    app.add_middleware(TracingMiddleware)  # outside the request context: its logs carry the trace
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(ForwardedProtoMiddleware)
     return app

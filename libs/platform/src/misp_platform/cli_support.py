@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from misp_platform.config import DEVELOPMENT, ServiceSettings
 from misp_platform.logging import configure_logging
 from misp_platform.outbox import limit_message_bytes
+from misp_platform.tracing import configure_tracing
 
 if TYPE_CHECKING:
     from misp_platform.service import ServiceSpec
@@ -85,6 +86,7 @@ def settings_for(ctx: click.Context, *needs: str) -> ServiceSettings:
     while role.parent is not None and role.parent.parent is not None:
         role = role.parent
     structlog.contextvars.bind_contextvars(role=role.info_name)
+    configure_tracing(obj.service, role.info_name)  # off unless OTEL_EXPORTER_OTLP_* asks
     require(obj.settings, *needs)
     return obj.settings
 

@@ -33,7 +33,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from misp_contracts.envelope import Envelope, from_kafka
 from misp_contracts.topics import dlq_topic
-from misp_platform import failpoints, metrics
+from misp_platform import failpoints, metrics, tracing
 from misp_platform.db import PROGRESS_CHANNEL, flagged_stream, processed_message
 from misp_platform.kafka import client_options
 from misp_platform.outbox import OutgoingMessage, enqueue_messages
@@ -231,26 +231,40 @@ class ConsumerRunner:
             raise ValueError("batch holds an undecodable message")
         wanted = [d for d in batch if d.envelope and d.envelope.type in self.batch_handlers]
         applied = 0
+        # Traced, a run also ends where the trace context changes: each run is handled in the
+        # span of its trace, and what the handler writes carries that span's context.
+        traced = tracing.enabled()
         async with self.engine.begin() as conn:
             fresh = await self._claim(conn, wanted)
             run: list[Envelope] = []
+            topic = ""
             for d in wanted:
                 if d.message_id not in fresh:
                     continue  # applied before (a redelivery)
                 fresh.discard(d.message_id)  # a duplicate inside the batch runs once
                 assert d.envelope is not None
-                if run and run[-1].type != d.envelope.type:
-                    await self.batch_handlers[run[0].type](conn, run)
+                if run and (run[-1].type != d.envelope.type or (
+                        traced and run[-1].traceparent != d.envelope.traceparent)):
+                    await self._handle(conn, run, topic)
                     run = []
                 run.append(d.envelope)
+                topic = d.record.topic
                 applied += 1
             if run:
-                await self.batch_handlers[run[0].type](conn, run)
+                await self._handle(conn, run, topic)
             await save_positions(conn, self.group, positions)
             failpoints.hit(f"{self.failpoint_scope}.before_commit")
         failpoints.hit(f"{self.failpoint_scope}.after_commit")
         self.applied += applied
         metrics.messages_consumed_total.labels(outcome="applied").inc(applied)
+
+    async def _handle(self, conn: AsyncConnection, run: list[Envelope], topic: str) -> None:
+        """Apply a run of one type (and, traced, one trace context) with its batch handler."""
+        if not tracing.enabled():
+            await self.batch_handlers[run[0].type](conn, run)
+            return
+        with tracing.consumer_span(run, topic=topic, group=self.group):
+            await self.batch_handlers[run[0].type](conn, run)
 
     async def _claim(self, conn: AsyncConnection, batch: Sequence[Decoded]) -> set[str]:
         """Insert the processed marks; returns the ids that were not processed before."""
@@ -282,7 +296,7 @@ class ConsumerRunner:
                 async with conn.begin_nested():
                     if not await self._claim(conn, [d]):
                         return  # applied before: a redelivery
-                    await self.batch_handlers[d.envelope.type](conn, [d.envelope])
+                    await self._handle(conn, [d.envelope], d.record.topic)
                 self.applied += 1
                 metrics.messages_consumed_total.labels(outcome="applied").inc()
                 return

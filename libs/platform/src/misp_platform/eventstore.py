@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.base import DomainEvent
+from misp_platform import tracing
 from misp_platform.db import event, snapshot
 from misp_platform.outbox import OutgoingMessage, enqueue_messages
 
@@ -104,11 +105,13 @@ class EventStore:
         rows: list[dict[str, Any]] = []
         for a in appends:
             for i, e in enumerate(a.events, start=1):
-                env = Envelope(
+                # The trace context goes into the stored metadata too: the event says which
+                # request (or reaction) wrote it.
+                env = tracing.stamped(Envelope(
                     source=self.source, type=e.type, subject=a.stream_id,
                     streamversion=a.expected_version + i, correlationid=a.correlation_id,
                     causationid=a.causation_id, actor=a.actor, data=e.model_dump(mode="json"),
-                )
+                ))
                 envelopes.append(env)
                 rows.append({
                     "stream_id": a.stream_id, "version": env.streamversion, "event_id": env.id,

@@ -15,6 +15,7 @@ from typing import Any
 
 import ecs_logging
 import structlog
+from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 REDACTED = "*****"
@@ -67,12 +68,27 @@ _ECS_RENAMES = {
 }
 
 
+def add_trace_ids(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """The active span's trace and span ids (OpenTelemetry), when one is active."""
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict["trace_id"] = format(ctx.trace_id, "032x")
+        event_dict["span_id"] = format(ctx.span_id, "016x")
+    return event_dict
+
+
 def _to_ecs_names(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    if "trace_id" in event_dict:
+        # A span is active: trace.id is its trace, and the correlation id a label beside it.
+        if "correlation_id" in event_dict:
+            event_dict["labels.correlation_id"] = event_dict.pop("correlation_id")
+        event_dict["trace.id"] = event_dict.pop("trace_id")
+        event_dict["span.id"] = event_dict.pop("span_id", None)
     for ours, ecs in _ECS_RENAMES.items():
         if ours in event_dict:
             event_dict[ecs] = event_dict.pop(ours)
     # ECS reserves these as objects; keep a plain value under a name that cannot clash.
-    for reserved in ("error", "log", "http", "service", "trace"):
+    for reserved in ("error", "log", "http", "service", "trace", "span", "labels"):
         if reserved in event_dict and not isinstance(event_dict[reserved], Mapping):
             event_dict[f"{reserved}.value"] = event_dict.pop(reserved)
     return event_dict
@@ -132,6 +148,7 @@ def configure_logging(service: str, log_format: str = "console", level: str | in
     json_output = log_format.lower() == "json"
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         _add_service(service),
         redact_secrets,
         structlog.processors.StackInfoRenderer(),

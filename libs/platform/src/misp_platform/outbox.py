@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from misp_contracts.envelope import Envelope, to_kafka
+from misp_platform import tracing
 
 # Kafka's default `message.max.bytes` is 1 MiB; half of it leaves room for the record's framing.
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
@@ -67,7 +68,9 @@ class OutgoingMessage:
 
     @classmethod
     def of(cls, envelope: Envelope, *, topic: str, key: str | None) -> OutgoingMessage:
-        headers, value = to_kafka(envelope)
+        """The record of `envelope`, carrying the active span's trace context (if any and it
+        has none) as its `ce_traceparent` / `ce_tracestate` headers."""
+        headers, value = to_kafka(tracing.stamped(envelope))
         return cls(topic=topic, key=key, headers=headers, value=value)
 
 

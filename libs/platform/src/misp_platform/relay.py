@@ -39,10 +39,11 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     UnsupportedForMessageFormatError,
 )
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from sqlalchemy import Row, extract, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from misp_platform import failpoints, metrics
+from misp_platform import failpoints, metrics, tracing
 from misp_platform.db import OUTBOX_CHANNEL, PUBLISHED_CHANNEL, libpq_url, outbox, parked_message
 from misp_platform.outbox import announce_positions
 
@@ -163,6 +164,7 @@ class OutboxRelay:
         with the error. Any other failure raises: nothing is deleted, all is sent again."""
         refusals: dict[int, str] = {}
         waiting = []
+        spans = self._producer_spans(rows) if tracing.enabled() else {}
         for r in rows:
             try:
                 waiting.append((r.position, await self.producer.send(
@@ -173,13 +175,39 @@ class OutboxRelay:
                 )))
             except REFUSED_FOR_GOOD as exc:  # checked by the client (e.g. over its size limit)
                 refusals[r.position] = f"{type(exc).__name__}: {exc}"[:2000]
-        outcomes = await asyncio.gather(*(f for _, f in waiting), return_exceptions=True)
-        for (position, _), outcome in zip(waiting, outcomes, strict=True):
-            if isinstance(outcome, REFUSED_FOR_GOOD):
-                refusals[position] = f"{type(outcome).__name__}: {outcome}"[:2000]
-            elif isinstance(outcome, BaseException):
-                raise outcome
+        try:
+            outcomes = await asyncio.gather(*(f for _, f in waiting), return_exceptions=True)
+            for (position, _), outcome in zip(waiting, outcomes, strict=True):
+                if isinstance(outcome, REFUSED_FOR_GOOD):
+                    refusals[position] = f"{type(outcome).__name__}: {outcome}"[:2000]
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+        finally:
+            for position, span in spans.items():
+                if position in refusals:
+                    span.set_status(StatusCode.ERROR, "refused by Kafka")
+                span.end()
         return refusals
+
+    @staticmethod
+    def _producer_spans(rows: Sequence[Row[Any, Any, Any, Any, Any, Any]]) -> dict[int, Span]:
+        """A producer span per row written inside a trace, child of the context the row's
+        event carries (its `ce_traceparent` header), open until Kafka has answered."""
+        spans: dict[int, Span] = {}
+        for r in rows:
+            parent = tracing.context_of_headers(r.headers)
+            if parent is None:
+                continue  # written outside of any trace (heartbeats, schedules): no span
+            attributes = {"messaging.system": "kafka", "messaging.operation.type": "send",
+                          "messaging.destination.name": r.topic}
+            for name, value in r.headers:
+                if name in ("ce_id", "ce_type"):
+                    attributes["cloudevents.event_" + name[3:]] = value
+            span = tracing.start_span(f"send {r.topic}", kind=SpanKind.PRODUCER, parent=parent,
+                                      attributes=attributes)
+            if span is not None:
+                spans[r.position] = span
+        return spans
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the relay lock, then publish on every commit notification (or poll interval)."""

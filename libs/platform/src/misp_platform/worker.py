@@ -30,6 +30,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -52,7 +53,7 @@ from misp_contracts.events.jobs import (
     WorkerStopped,
     run_topic,
 )
-from misp_platform import failpoints, metrics
+from misp_platform import failpoints, metrics, tracing
 from misp_platform.kafka import client_options
 from misp_platform.outbox import enqueue
 
@@ -83,6 +84,9 @@ class JobContext:
     job: RunJob
     report: Callable[[int, str], Awaitable[None]]
     cancelled: bool = False
+    # The trace context of the request or reaction that enqueued the job (its RunJob's).
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     async def progress(self, value: int, message: str = "") -> None:
         self.checkpoint()
@@ -313,12 +317,15 @@ class WorkerRunner:
         taken: list[JobContext] = []
         for record in records:
             try:
-                job = RunJob.model_validate(from_kafka(record.headers, record.value).data)
+                envelope = from_kafka(record.headers, record.value)
+                job = RunJob.model_validate(envelope.data)
             except Exception as exc:
                 log.error("worker.undecodable_job", error=str(exc), offset=record.offset)
                 continue
             taken.append(JobContext(job=job, report=self._reporter(job),
-                                    cancelled=job.job_id in self.cancelled_ids))
+                                    cancelled=job.job_id in self.cancelled_ids,
+                                    traceparent=envelope.traceparent,
+                                    tracestate=envelope.tracestate))
         loop = asyncio.get_running_loop()
         for ctx in taken:
             self.answers[ctx.job.job_id] = loop.create_future()
@@ -342,9 +349,27 @@ class WorkerRunner:
         return report
 
     async def finish_current(self) -> None:
+        """Run the current job (or report the outcome already recorded), in a span that is the
+        child of the trace context the job was enqueued in."""
         ctx = self.current
         if ctx is None:
             return
+        job = ctx.job
+        with tracing.span(
+                f"run {job.job_type}", kind=SpanKind.CONSUMER,
+                parent=tracing.context_of(ctx.traceparent, ctx.tracestate),
+                attributes={"misp.job.id": job.job_id, "misp.job.type": job.job_type,
+                            "misp.job.queue": job.queue, "misp.job.attempt": job.attempt,
+                            "messaging.system": "kafka", "messaging.operation.type": "process",
+                            "messaging.destination.name": run_topic(self.service, self.queue)},
+        ) as current:
+            outcome = await self._finish(ctx)
+            if current is not None:
+                current.set_attribute("misp.job.outcome", outcome)
+                if outcome != "succeeded":
+                    current.set_status(StatusCode.ERROR, outcome)
+
+    async def _finish(self, ctx: JobContext) -> str:
         job, key = ctx.job, str(ctx.job.job_id)
         handler = self.handlers.get(job.job_type)
         outcome, message, replayed = "failed", "", False
@@ -389,3 +414,4 @@ class WorkerRunner:
         else:
             self.failed += 1
         self.current = None
+        return outcome
