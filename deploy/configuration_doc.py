@@ -482,7 +482,7 @@ After changing a settings class, run `.venv/bin/python deploy/configuration_doc.
   `<SERVICE>_HTTP_PORT` from `deploy/services.tsv`. `docker-compose.yml` sets them in `x-env`
   and each service's own credentials (`<SERVICE>_DATABASE_URL`, `MISP_KAFKA_USERNAME`,
   `MISP_KAFKA_PASSWORD`) in `x-<service>-env`; Kubernetes reads the ConfigMap `misp-env`
-  (`deploy/k8s/config.yaml`), the Secret `misp-secrets` and the service's
+  (`deploy/k8s/base/config.yaml`), the Secret `misp-secrets` and the service's
   `misp-<service>-credentials` (`deploy/k8s/README.md`).
 """
 

@@ -5,10 +5,17 @@ Writes (all committed; `--check` fails when one is out of date, a test runs it):
   docker-compose.yml                    PostgreSQL, Kafka, the gateway, every service role and
                                         the workers and schedulers of deploy/programs.tsv
   deploy/gateway/nginx.container.conf   the gateway for containers (render.py --mode container)
-  deploy/k8s/services.yaml              a Deployment per service role and per program of
+  deploy/k8s/base/services.yaml         a Deployment per service role and per program of
                                         deploy/programs.tsv, a Service per api; the web
                                         console's Deployment and Service
-  deploy/k8s/gateway.yaml               the gateway: ConfigMap, Deployment, Service
+  deploy/k8s/base/gateway.yaml          the gateway: ConfigMap, Deployment, Service
+  deploy/k8s/base/migrations.yaml       a migration Job per service
+  deploy/k8s/base/policies.yaml         HPAs, PodDisruptionBudgets, NetworkPolicies
+  deploy/k8s/overlays/prod/network.yaml the services' egress to existing Kafka and PostgreSQL
+  deploy/k8s/overlays/dev/kafka.yaml    Strimzi: the cluster, a KafkaUser per service with the
+                                        ACLs of deploy/docker/kafka-security.plan, the topics
+  deploy/k8s/overlays/dev/postgres.yaml CloudNativePG: the cluster, the roles, the databases
+  deploy/k8s/overlays/dev/network.yaml  the services' egress to them, PostgreSQL's ingress
   deploy/docker/kafka-security.plan     the services' Kafka users and ACLs for compose's
                                         kafka-init: the local stack's plan
                                         (deploy/local/kafka_security.py), each user's password
@@ -27,9 +34,11 @@ import importlib.util
 import json
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -42,7 +51,10 @@ KAFKA_ADMIN_VAR = "MISP_KAFKA_ADMIN_PASSWORD"
 KAFKA_ADMIN_HINT = f"set {KAFKA_ADMIN_VAR} (the broker's admin), e.g. openssl rand -hex 24"
 KAFKA_PLAN = HERE / "docker" / "kafka-security.plan"
 K8S_NAMESPACE = "misp"
-K8S_IMAGE = "misp-admin-plane:latest"
+# The images by name: deploy/k8s/base/kustomization.yaml pins their tags (`images:`), an overlay
+# may set a digest.
+K8S_IMAGE = "misp-admin-plane"
+GATEWAY_IMAGE = "nginx"
 
 
 def pg_password_var(svc: str) -> str:
@@ -148,8 +160,8 @@ COMPOSE_SUBNET = "10.203.97.0/24"
 COMPOSE_DYNAMIC_RANGE = "10.203.97.128/25"
 COMPOSE_GATEWAY_ADDRESS = "10.203.97.10"
 K8S_HTTPS_PORT = 443
-# Kubernetes' pod network, as deploy/k8s/config.yaml's MISP_TRUSTED_PROXIES has it (a test checks
-# they agree): the gateway believes the console's X-Forwarded-For from it.
+# Kubernetes' pod network, as deploy/k8s/base/config.yaml's MISP_TRUSTED_PROXIES has it (a test
+# checks they agree): the gateway believes the console's X-Forwarded-For from it.
 K8S_POD_NETWORK = "10.244.0.0/16"
 
 # The web console (services/console): one stateless HTTP role, no database, no Kafka principal,
@@ -522,157 +534,302 @@ def compose(services: dict[str, int]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Kubernetes
+# Kubernetes: a kustomize base (deploy/k8s/base) and two overlays (deploy/k8s/overlays/dev with
+# Strimzi's and CloudNativePG's custom resources, overlays/prod for existing servers). The
+# documents are built as data and written as block YAML (_yaml).
+
+K8S_BASE = HERE / "k8s" / "base"
+K8S_DEV = HERE / "k8s" / "overlays" / "dev"
+K8S_PROD = HERE / "k8s" / "overlays" / "prod"
+PART_OF = {"app.kubernetes.io/part-of": "misp-admin-plane"}
+# The image's user (deploy/docker/Dockerfile: uid and gid 999) and the nginx image's (101).
+APP_UID = 999
+NGINX_UID = 101
+# The health and metrics port of the roles that serve no HTTP (misp_platform.ops_port), on every
+# address of the pod so that the kubelet reaches it.
+OPS_PORT = 9100
+# Roles that serve no ops port: the abuse detector (faust, its web server off). It has no probe:
+# it stops when it fails (the container restarts) and no Service sends it traffic.
+NO_OPS_PORT = ("detect",)
+RESOURCES = {
+    "api": {"requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "1", "memory": "512Mi"}},
+    "role": {"requests": {"cpu": "50m", "memory": "128Mi"},
+             "limits": {"cpu": "500m", "memory": "512Mi"}},
+    "console": {"requests": {"cpu": "50m", "memory": "96Mi"},
+                "limits": {"cpu": "500m", "memory": "256Mi"}},
+    "gateway": {"requests": {"cpu": "50m", "memory": "32Mi"},
+                "limits": {"cpu": "500m", "memory": "128Mi"}},
+}
+# Every API (and the console) runs two replicas at least, scaled on CPU up to HPA_MAX.
+API_REPLICAS = 2
+HPA_MAX = 5
+HPA_CPU_PERCENT = 75
+# The dev overlay's servers: Strimzi's Kafka cluster and CloudNativePG's cluster.
+DEV_KAFKA = "misp-kafka"
+DEV_PG = "misp-postgres"
+DEV_KAFKA_BOOTSTRAP = f"{DEV_KAFKA}-kafka-bootstrap:9092"
+DEV_PG_HOST = f"{DEV_PG}-rw:5432"
+# Where the prod overlay lets the services reach their servers (every address: narrow it).
+PROD_DATA_PORTS = (9092, 5432)
 
 
-def _k8s_env(svc: str, port: int, role: str, extra: dict[str, str] | None = None) -> list[str]:
-    """The container's environment: the shared ConfigMap and Secret (the pepper), the service's
-    own credentials, and where its key files are mounted."""
+def _plain(s: str) -> bool:
+    """A string YAML reads back as the same string without quotes."""
+    if not s or s != s.strip() or s.lower() in (
+            "true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"):
+        return False
+    if s[0] in "-?:,[]{}#&*!|>'\"%@`" or ": " in s or " #" in s or s.endswith(":"):
+        return False
+    if any(c in s for c in "{}[],\"'\\\n\t"):
+        return False
+    try:
+        float(s)
+        return False
+    except ValueError:
+        pass
+    return not (s[0].isdigit() and all(c.isdigit() or c in "_:.eE+-" for c in s))
+
+
+def _scalar(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    s = str(v)
+    return s if _plain(s) else json.dumps(s)
+
+
+def _yaml(obj: object, indent: int = 0) -> list[str]:
+    """Block YAML of dicts, lists and scalars; a list of plain strings stays on one line."""
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            key = _scalar(k)
+            if (isinstance(v, dict) and v) or (isinstance(v, list) and v and not _flow(v)):
+                lines += [f"{pad}{key}:", *_yaml(v, indent + 2)]
+            else:
+                lines.append(f"{pad}{key}: {_inline(v)}")
+    elif isinstance(obj, list):
+        for item in obj:
+            if isinstance(item, (dict, list)) and item:
+                inner = _yaml(item, indent + 2)
+                lines += [f"{pad}- {inner[0].lstrip()}", *inner[1:]]
+            else:
+                lines.append(f"{pad}- {_inline(item)}")
+    else:
+        lines.append(pad + _scalar(obj))
+    return lines
+
+
+def _flow(v: list[object]) -> bool:
+    return all(isinstance(i, str) and _plain(i) for i in v) and len(", ".join(map(str, v))) < 70
+
+
+def _inline(v: object) -> str:
+    if isinstance(v, dict):
+        return "{}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_scalar(i) for i in v) + "]"
+    return _scalar(v)
+
+
+def _docs(head: str, docs: Sequence[object], raw: Sequence[str] = ()) -> str:
+    texts = [*raw, *("\n".join(_yaml(d)) for d in docs)]
+    return head + "---\n" + "\n---\n".join(texts) + "\n"
+
+
+def _meta(name: str, labels: dict[str, str] | None = None,
+          annotations: dict[str, str] | None = None) -> dict[str, object]:
+    meta: dict[str, object] = {"name": name, "namespace": K8S_NAMESPACE,
+                               "labels": {**PART_OF, **(labels or {})}}
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def _pod_security(uid: int) -> dict[str, object]:
+    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+CONTAINER_SECURITY = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _http_probes(path_ready: str, path_live: str, port: str) -> dict[str, object]:
+    """A startup probe that waits for the first success (Kafka and PostgreSQL may come later),
+    then readiness and liveness."""
+    return {
+        "startupProbe": {"httpGet": {"path": path_live, "port": port}, "periodSeconds": 5,
+                         "failureThreshold": 60, "timeoutSeconds": 3},
+        "readinessProbe": {"httpGet": {"path": path_ready, "port": port}, "periodSeconds": 5,
+                           "timeoutSeconds": 3},
+        "livenessProbe": {"httpGet": {"path": path_live, "port": port}, "periodSeconds": 10,
+                          "timeoutSeconds": 3, "failureThreshold": 3},
+    }
+
+
+def _env_list(env: dict[str, str]) -> list[dict[str, object]]:
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def _app_container(svc: str, port: int, role: str, args: list[str],
+                   extra: dict[str, str] | None = None) -> dict[str, object]:
+    """A container of the service's image: the shared ConfigMap and Secret (the pepper), the
+    service's own credentials, its key files where its settings point, a writable /tmp and
+    state directory on a read-only root filesystem; probes on the API's HTTP port or the ops
+    port."""
     upper = svc.upper()
-    lines = [
-        "          envFrom:",
-        "            - configMapRef:",
-        "                name: misp-env",
-        "            - secretRef:",
-        "                name: misp-secrets",
-        "            - secretRef:",
-        f"                name: {k8s_credentials(svc)}",
-        "          env:",
-        f"            - name: {upper}_HTTP_PORT",
-        f'              value: "{port}"',
-    ]
+    env = {f"{upper}_HTTP_PORT": str(port)}
     if role in ("api", "migrate"):
-        lines += [f"            - name: {upper}_HTTP_HOST", '              value: "0.0.0.0"']
+        env[f"{upper}_HTTP_HOST"] = "0.0.0.0"
+    ops = role not in ("api", "migrate") and role not in NO_OPS_PORT
+    if ops:
+        env["MISP_METRICS_PORT"] = str(OPS_PORT)
+        env["MISP_METRICS_HOST"] = "0.0.0.0"
     for k in key_files(svc, role):
-        lines += [f"            - name: {k.variable}", f"              value: {k.k8s_path}"]
-    for name, value in (extra or {}).items():
-        lines += [f"            - name: {name}", f"              value: '{value}'"]
-    return lines
+        env[k.variable] = k.k8s_path
+    env.update(extra or {})
+    c: dict[str, object] = {
+        "name": role,
+        "image": K8S_IMAGE,
+        "args": ["python", "-m", svc, *args],
+        "envFrom": [{"configMapRef": {"name": "misp-env"}},
+                    {"secretRef": {"name": "misp-secrets"}},
+                    {"secretRef": {"name": k8s_credentials(svc)}}],
+        "env": _env_list(env),
+    }
+    if role in NO_OPS_PORT:
+        # faust keeps its data directory (<app id>-data) under the working directory
+        c["workingDir"] = "/tmp"
+    c["volumeMounts"] = [
+        *({"name": k.secret, "mountPath": k.k8s_dir, "readOnly": True}
+          for k in key_files(svc, role)),
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "state", "mountPath": "/var/lib/misp"},
+    ]
+    c["resources"] = RESOURCES["api" if role == "api" else "role"]
+    c["securityContext"] = CONTAINER_SECURITY
+    if role == "api":
+        c["ports"] = [{"name": "http", "containerPort": port}]
+        c.update(_http_probes("/ready", "/health", "http"))
+    elif ops:
+        c["ports"] = [{"name": "metrics", "containerPort": OPS_PORT}]
+        c.update(_http_probes("/healthz", "/healthz", "metrics"))
+    return c
 
 
-def _k8s_key_mounts(svc: str, role: str) -> list[str]:
-    files = key_files(svc, role)
-    if not files:
-        return []
-    lines = ["          volumeMounts:"]
-    for k in files:
-        lines += [f"            - name: {k.secret}", f"              mountPath: {k.k8s_dir}",
-                  "              readOnly: true"]
-    return lines
+def _app_volumes(svc: str, role: str) -> list[dict[str, Any]]:
+    return [
+        *({"name": k.secret,
+           "secret": {"secretName": k.secret, "defaultMode": 0o444,
+                      "items": [{"key": k.key, "path": k.key}]}}
+          for k in key_files(svc, role)),
+        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        # MISP_STATE_DIR: the mailer's GnuPG home, identity's first admin key file
+        {"name": "state", "emptyDir": {"sizeLimit": "256Mi"}},
+    ]
 
 
-def _k8s_key_volumes(svc: str, role: str) -> list[str]:
-    files = key_files(svc, role)
-    if not files:
-        return []
-    lines = ["      volumes:"]
-    for k in files:
-        lines += [
-            f"        - name: {k.secret}",
-            "          secret:",
-            f"            secretName: {k.secret}",
-            "            defaultMode: 0444",
-            "            items:",
-            f"              - key: {k.key}",
-            f"                path: {k.key}",
-        ]
-    return lines
+def _deployment(name: str, labels: dict[str, str], replicas: int, pod: Mapping[str, Any],
+                instance: str | None = None) -> dict[str, object]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, labels),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": {**PART_OF, **labels,
+                                        "app.kubernetes.io/instance": instance or name}},
+                "spec": pod,
+            },
+        },
+    }
+
+
+def k8s_deployments(services: dict[str, int]) -> list[tuple[str, str, str, int]]:
+    """(Deployment, service, role, replicas) of every service role and program."""
+    out = []
+    for svc in services:
+        out += [(f"{svc}-{role}", svc, role, API_REPLICAS if role == "api" else 1)
+                for role in ROLES]
+        out += [(name, svc, args[0], replicas) for s, name, replicas, args in PROGRAMS
+                if s == svc]
+    return out
 
 
 def k8s_services(services: dict[str, int]) -> str:
-    docs: list[str] = []
+    docs: list[object] = []
+    programs = {name: args for _s, name, _r, args in PROGRAMS}
     for svc, port in services.items():
-        deployments = [(f"{svc}-{role}", role, 1, [role]) for role in ROLES]
-        deployments += [(name, args[0], replicas, args)
-                        for s, name, replicas, args in PROGRAMS if s == svc]
-        for name, role, replicas, args in deployments:
-            d = [
-                "apiVersion: apps/v1",
-                "kind: Deployment",
-                "metadata:",
-                f"  name: {name}",
-                f"  namespace: {K8S_NAMESPACE}",
-                "  labels:",
-                "    app.kubernetes.io/part-of: misp-admin-plane",
-                f"    app.kubernetes.io/name: {svc}",
-                f"    app.kubernetes.io/component: {role}",
-                "spec:",
-                f"  replicas: {replicas}",
-                "  selector:",
-                "    matchLabels:",
-                f"      app.kubernetes.io/name: {svc}",
-                f"      app.kubernetes.io/component: {role}",
-                "  template:",
-                "    metadata:",
-                "      labels:",
-                "        app.kubernetes.io/part-of: misp-admin-plane",
-                f"        app.kubernetes.io/name: {svc}",
-                f"        app.kubernetes.io/component: {role}",
-                f"        app.kubernetes.io/instance: {name}",
-                "    spec:",
-            ]
+        for name, _svc, role, replicas in k8s_deployments({svc: port}):
+            labels = {"app.kubernetes.io/name": svc, "app.kubernetes.io/component": role}
+            extra = settings_peer_urls(services) if svc == "settings" else None
+            pod: dict[str, Any] = {
+                "securityContext": _pod_security(APP_UID),
+                "containers": [_app_container(svc, port, role, programs.get(name, [role]),
+                                              extra)],
+                "volumes": _app_volumes(svc, role),
+            }
             if role == "api":
-                d += [
-                    "      initContainers:",
-                    "        - name: migrate",
-                    f"          image: {K8S_IMAGE}",
-                    f"          args: [python, -m, {svc}, migrate]",
-                    *_k8s_env(svc, port, "migrate"),
-                ]
-            d += [
-                "      containers:",
-                f"        - name: {role}",
-                f"          image: {K8S_IMAGE}",
-                f"          args: [python, -m, {svc}, {', '.join(args)}]",
-                *_k8s_env(svc, port, role,
-                          settings_peer_urls(services) if svc == "settings" else None),
-                *_k8s_key_mounts(svc, role),
-                "          resources:",
-                "            requests: {cpu: 100m, memory: 128Mi}",
-                "            limits: {memory: 512Mi}",
-            ]
-            if role == "api":
-                d += [
-                    "          ports:",
-                    "            - name: http",
-                    f"              containerPort: {port}",
-                    "          readinessProbe:",
-                    "            httpGet: {path: /ready, port: http}",
-                    "            periodSeconds: 5",
-                    "          livenessProbe:",
-                    "            httpGet: {path: /health, port: http}",
-                    "            periodSeconds: 10",
-                ]
-            d += _k8s_key_volumes(svc, role)
-            docs.append("\n".join(d))
-        docs.append(
-            "\n".join(
-                [
-                    "apiVersion: v1",
-                    "kind: Service",
-                    "metadata:",
-                    f"  name: {svc}-api",
-                    f"  namespace: {K8S_NAMESPACE}",
-                    "  labels:",
-                    "    app.kubernetes.io/part-of: misp-admin-plane",
-                    f"    app.kubernetes.io/name: {svc}",
-                    "spec:",
-                    "  selector:",
-                    f"    app.kubernetes.io/name: {svc}",
-                    "    app.kubernetes.io/component: api",
-                    "  ports:",
-                    "    - name: http",
-                    f"      port: {port}",
-                    "      targetPort: http",
-                ]
-            )
-        )
+                # in-flight requests finish; the gateway's upstreams stop sending first
+                pod["terminationGracePeriodSeconds"] = 30
+            docs.append(_deployment(name, labels, replicas, pod))
+        docs.append({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(f"{svc}-api", {"app.kubernetes.io/name": svc}),
+            "spec": {"selector": {"app.kubernetes.io/name": svc,
+                                  "app.kubernetes.io/component": "api"},
+                     "ports": [{"name": "http", "port": port, "targetPort": "http"}]},
+        })
     docs += k8s_console()
-    head = "# Generated by deploy/generate.py from deploy/services.tsv: do not edit.\n"
-    return head + "---\n" + "\n---\n".join(docs) + "\n"
+    head = ("# Generated by deploy/generate.py from deploy/services.tsv and deploy/programs.tsv: "
+            "do not edit.\n")
+    return _docs(head, docs)
 
 
-def k8s_console() -> list[str]:
+def k8s_migrations(services: dict[str, int]) -> str:
+    """One Job per service running `python -m <service> migrate`: no API replica migrates.
+    Its name is fixed: on upgrade, delete the Jobs and apply again (deploy/k8s/README.md)."""
+    docs: list[object] = []
+    for svc, port in services.items():
+        labels = {"app.kubernetes.io/name": svc, "app.kubernetes.io/component": "migrate"}
+        container = _app_container(svc, port, "migrate", ["migrate"])
+        docs.append({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": _meta(f"{svc}-migrate", labels),
+            "spec": {
+                "backoffLimit": 6,
+                "activeDeadlineSeconds": 3600,
+                "template": {
+                    "metadata": {"labels": {**PART_OF, **labels,
+                                            "app.kubernetes.io/instance": f"{svc}-migrate"}},
+                    "spec": {
+                        "restartPolicy": "OnFailure",
+                        "securityContext": _pod_security(APP_UID),
+                        "containers": [container],
+                        "volumes": _app_volumes(svc, "migrate"),
+                    },
+                },
+            },
+        })
+    head = ("# Generated by deploy/generate.py from deploy/services.tsv: do not edit.\n"
+            "# The schema migrations, a Job per service (deploy/k8s/README.md, Upgrades).\n")
+    return _docs(head, docs)
+
+
+def k8s_console() -> list[object]:
     """The web console: a stateless Deployment (2 replicas) and the Service `console` the
     gateway's config names. The shared ConfigMap (the pod network as trusted proxies, the log
     format) and nothing secret: no credentials Secret, not misp-secrets. It calls the gateway's
@@ -680,92 +837,46 @@ def k8s_console() -> list[str]:
     its trust anchor, checked for the name in misp-env's MISP_GATEWAY_TLS_NAME (required: the
     pods do not start without it)."""
     upper = CONSOLE.upper()
-    labels = [f"app.kubernetes.io/name: {CONSOLE}", "app.kubernetes.io/component: api"]
-    deployment = [
-        "apiVersion: apps/v1",
-        "kind: Deployment",
-        "metadata:",
-        f"  name: {CONSOLE}",
-        f"  namespace: {K8S_NAMESPACE}",
-        "  labels:",
-        "    app.kubernetes.io/part-of: misp-admin-plane",
-        *(f"    {label}" for label in labels),
-        "spec:",
-        "  replicas: 2",
-        "  selector:",
-        "    matchLabels:",
-        *(f"      {label}" for label in labels),
-        "  template:",
-        "    metadata:",
-        "      labels:",
-        "        app.kubernetes.io/part-of: misp-admin-plane",
-        *(f"        {label}" for label in labels),
-        f"        app.kubernetes.io/instance: {CONSOLE}",
-        "    spec:",
-        "      containers:",
-        "        - name: api",
-        f"          image: {K8S_IMAGE}",
-        f"          args: [python, -m, {CONSOLE}, api]",
-        "          envFrom:",
-        "            - configMapRef:",
-        "                name: misp-env",
-        "          env:",
-        f"            - name: {upper}_HTTP_HOST",
-        '              value: "0.0.0.0"',
-        f"            - name: {upper}_HTTP_PORT",
-        f'              value: "{CONSOLE_PORT}"',
-        f"            - name: {upper}_GATEWAY_URL",
-        f"              value: https://gateway:{K8S_HTTPS_PORT}",
-        f"            - name: {upper}_GATEWAY_CA",
-        f"              value: {CONSOLE_CA_K8S_DIR}/tls.crt",
-        f"            - name: {upper}_GATEWAY_TLS_NAME",
-        "              valueFrom:",
-        "                configMapKeyRef:",
-        "                  name: misp-env",
-        f"                  key: {CONSOLE_TLS_NAME_VAR}",
-        "          volumeMounts:",
-        f"            - name: {GATEWAY_TLS_SECRET}",
-        f"              mountPath: {CONSOLE_CA_K8S_DIR}",
-        "              readOnly: true",
-        "          resources:",
-        "            requests: {cpu: 100m, memory: 128Mi}",
-        "            limits: {memory: 512Mi}",
-        "          ports:",
-        "            - name: http",
-        f"              containerPort: {CONSOLE_PORT}",
-        "          readinessProbe:",
-        "            httpGet: {path: /console/health, port: http}",
-        "            periodSeconds: 5",
-        "          livenessProbe:",
-        "            httpGet: {path: /console/health, port: http}",
-        "            periodSeconds: 10",
-        "      volumes:",
-        f"        - name: {GATEWAY_TLS_SECRET}",
-        "          secret:",
-        f"            secretName: {GATEWAY_TLS_SECRET}",
-        "            defaultMode: 0444",
-        "            items:",
-        "              - key: tls.crt",
-        "                path: tls.crt",
-    ]
-    service = [
-        "apiVersion: v1",
-        "kind: Service",
-        "metadata:",
-        f"  name: {CONSOLE}",
-        f"  namespace: {K8S_NAMESPACE}",
-        "  labels:",
-        "    app.kubernetes.io/part-of: misp-admin-plane",
-        f"    app.kubernetes.io/name: {CONSOLE}",
-        "spec:",
-        "  selector:",
-        *(f"    {label}" for label in labels),
-        "  ports:",
-        "    - name: http",
-        f"      port: {CONSOLE_PORT}",
-        "      targetPort: http",
-    ]
-    return ["\n".join(deployment), "\n".join(service)]
+    labels = {"app.kubernetes.io/name": CONSOLE, "app.kubernetes.io/component": "api"}
+    container = {
+        "name": "api",
+        "image": K8S_IMAGE,
+        "args": ["python", "-m", CONSOLE, "api"],
+        "envFrom": [{"configMapRef": {"name": "misp-env"}}],
+        "env": [
+            *_env_list({f"{upper}_HTTP_HOST": "0.0.0.0", f"{upper}_HTTP_PORT": str(CONSOLE_PORT),
+                        f"{upper}_GATEWAY_URL": f"https://gateway:{K8S_HTTPS_PORT}",
+                        f"{upper}_GATEWAY_CA": f"{CONSOLE_CA_K8S_DIR}/tls.crt"}),
+            {"name": f"{upper}_GATEWAY_TLS_NAME",
+             "valueFrom": {"configMapKeyRef": {"name": "misp-env", "key": CONSOLE_TLS_NAME_VAR}}},
+        ],
+        "volumeMounts": [
+            {"name": GATEWAY_TLS_SECRET, "mountPath": CONSOLE_CA_K8S_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "resources": RESOURCES["console"],
+        "securityContext": CONTAINER_SECURITY,
+        "ports": [{"name": "http", "containerPort": CONSOLE_PORT}],
+        **_http_probes("/console/health", "/console/health", "http"),
+    }
+    pod = {
+        "securityContext": _pod_security(APP_UID),
+        "containers": [container],
+        "volumes": [
+            {"name": GATEWAY_TLS_SECRET,
+             "secret": {"secretName": GATEWAY_TLS_SECRET, "defaultMode": 0o444,
+                        "items": [{"key": "tls.crt", "path": "tls.crt"}]}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ],
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(CONSOLE, {"app.kubernetes.io/name": CONSOLE}),
+        "spec": {"selector": labels,
+                 "ports": [{"name": "http", "port": CONSOLE_PORT, "targetPort": "http"}]},
+    }
+    return [_deployment(CONSOLE, labels, 2, pod), service]
 
 
 def k8s_gateway(services: dict[str, int]) -> str:
@@ -773,92 +884,352 @@ def k8s_gateway(services: dict[str, int]) -> str:
                                   console_network=K8S_POD_NETWORK)
     cm = render.k8s_configmap(conf, "gateway-nginx", K8S_NAMESPACE)
     cm = "\n".join(ln for ln in cm.splitlines() if not ln.startswith("#"))
-    deployment = "\n".join(
-        [
-            "apiVersion: apps/v1",
-            "kind: Deployment",
-            "metadata:",
-            "  name: gateway",
-            f"  namespace: {K8S_NAMESPACE}",
-            "  labels:",
-            "    app.kubernetes.io/part-of: misp-admin-plane",
-            "    app.kubernetes.io/name: gateway",
-            "spec:",
-            "  replicas: 1",
-            "  selector:",
-            "    matchLabels:",
-            "      app.kubernetes.io/name: gateway",
-            "  template:",
-            "    metadata:",
-            "      labels:",
-            "        app.kubernetes.io/part-of: misp-admin-plane",
-            "        app.kubernetes.io/name: gateway",
-            "    spec:",
-            "      containers:",
-            "        - name: nginx",
-            "          image: nginx:1.27",
-            "          ports:",
-            "            - name: http",
-            "              containerPort: 8080",
-            "            - name: https",
-            "              containerPort: 8443",
-            "          volumeMounts:",
-            "            - name: conf",
-            "              mountPath: /etc/nginx/nginx.conf",
-            "              subPath: nginx.conf",
-            "              readOnly: true",
-            "            - name: tls",
-            f"              mountPath: {render.CONTAINER_TLS_DIR}",
-            "              readOnly: true",
-            "          readinessProbe:",
-            "            tcpSocket: {port: https}",
-            "            periodSeconds: 5",
-            "      volumes:",
-            "        - name: conf",
-            "          configMap:",
-            "            name: gateway-nginx",
-            "        - name: tls",
-            "          secret:",
-            f"            secretName: {GATEWAY_TLS_SECRET}",
-            "            defaultMode: 0400",
-            "            items:",
-            "              - key: tls.crt",
-            "                path: tls.crt",
-            "              - key: tls.key",
-            "                path: tls.key",
-        ]
-    )
-    service = "\n".join(
-        [
-            "apiVersion: v1",
-            "kind: Service",
-            "metadata:",
-            "  name: gateway",
-            f"  namespace: {K8S_NAMESPACE}",
-            "  labels:",
-            "    app.kubernetes.io/part-of: misp-admin-plane",
-            "    app.kubernetes.io/name: gateway",
-            "spec:",
-            "  selector:",
-            "    app.kubernetes.io/name: gateway",
-            "  ports:",
-            "    - name: http",
-            "      port: 8080",
-            "      targetPort: http",
-            "    - name: https",
-            f"      port: {K8S_HTTPS_PORT}",
-            "      targetPort: https",
-        ]
-    )
+    labels = {"app.kubernetes.io/name": "gateway"}
+    container = {
+        "name": "nginx",
+        "image": GATEWAY_IMAGE,
+        "ports": [{"name": "http", "containerPort": 8080},
+                  {"name": "https", "containerPort": 8443}],
+        "volumeMounts": [
+            {"name": "conf", "mountPath": "/etc/nginx/nginx.conf", "subPath": "nginx.conf",
+             "readOnly": True},
+            {"name": "tls", "mountPath": render.CONTAINER_TLS_DIR, "readOnly": True},
+            # its pid file and temporary files (nginx.conf), and the image's default paths
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "cache", "mountPath": "/var/cache/nginx"},
+            {"name": "run", "mountPath": "/var/run"},
+        ],
+        "resources": RESOURCES["gateway"],
+        "securityContext": CONTAINER_SECURITY,
+        "startupProbe": {"tcpSocket": {"port": "https"}, "periodSeconds": 2,
+                         "failureThreshold": 30},
+        "readinessProbe": {"tcpSocket": {"port": "https"}, "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10,
+                          "failureThreshold": 3},
+    }
+    pod = {
+        "securityContext": _pod_security(NGINX_UID),
+        "containers": [container],
+        "volumes": [
+            {"name": "conf", "configMap": {"name": "gateway-nginx"}},
+            # group-readable: nginx runs as its own user, in the group fsGroup gives the files
+            {"name": "tls", "secret": {"secretName": GATEWAY_TLS_SECRET, "defaultMode": 0o440,
+                                       "items": [{"key": "tls.crt", "path": "tls.crt"},
+                                                 {"key": "tls.key", "path": "tls.key"}]}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+            {"name": "cache", "emptyDir": {"sizeLimit": "64Mi"}},
+            {"name": "run", "emptyDir": {"sizeLimit": "1Mi"}},
+        ],
+    }
+    # One replica: its rate limits and failed-login budgets are per nginx (deploy/k8s/README.md).
+    deployment = _deployment("gateway", labels, 1, pod, instance="gateway")
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta("gateway", labels),
+        "spec": {"selector": labels,
+                 "ports": [{"name": "http", "port": 8080, "targetPort": "http"},
+                           {"name": "https", "port": K8S_HTTPS_PORT, "targetPort": "https"}]},
+    }
     head = (
         "# Generated by deploy/generate.py from deploy/gateway/routes.tsv: do not edit.\n"
         "# The gateway is the only entry point and ends TLS itself, with the TLS Secret "
         f"{GATEWAY_TLS_SECRET}\n"
         "# (deploy/k8s/README.md); plain HTTP is redirected to HTTPS on port "
-        f"{K8S_HTTPS_PORT}. Expose it with a\n"
-        "# LoadBalancer Service, or an Ingress that passes TLS through (or speaks HTTPS to it).\n"
+        f"{K8S_HTTPS_PORT}. Exposed by the\n"
+        "# Ingress of ingress.yaml (HTTPS to the backend), or a LoadBalancer Service.\n"
     )
-    return head + "---\n" + "\n---\n".join([cm, deployment, service]) + "\n"
+    return _docs(head, [deployment, service], raw=[cm])
+
+
+def _selector_in(key: str, values: list[str]) -> dict[str, object]:
+    return {"matchExpressions": [{"key": key, "operator": "In", "values": values}]}
+
+
+def _netpol(name: str, pods: Mapping[str, object], *, ingress: list[object] | None = None,
+            egress: list[object] | None = None) -> dict[str, object]:
+    spec: dict[str, object] = {"podSelector": pods}
+    types = []
+    if ingress is not None:
+        types.append("Ingress")
+        spec["ingress"] = ingress
+    if egress is not None:
+        types.append("Egress")
+        spec["egress"] = egress
+    spec["policyTypes"] = types
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": _meta(name), "spec": spec}
+
+
+def _ports(*ports: int | str, protocol: str = "TCP") -> list[dict[str, object]]:
+    return [{"protocol": protocol, "port": p} for p in ports]
+
+
+def _services_pods(services: dict[str, int]) -> dict[str, object]:
+    """The pods of the six services (Deployments and migration Jobs), not the gateway's nor
+    the console's."""
+    return _selector_in("app.kubernetes.io/name", list(services))
+
+
+def k8s_policies(services: dict[str, int]) -> str:
+    """HorizontalPodAutoscalers, PodDisruptionBudgets and NetworkPolicies."""
+    docs: list[object] = []
+    apis = [f"{svc}-api" for svc in services] + [CONSOLE]
+    for name in apis:
+        docs.append({
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": _meta(name),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": API_REPLICAS,
+                "maxReplicas": HPA_MAX,
+                "metrics": [{"type": "Resource", "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": HPA_CPU_PERCENT}}}],
+            },
+        })
+    several = [(name, svc, role, n) for name, svc, role, n in k8s_deployments(services) if n > 1]
+    several.append((CONSOLE, CONSOLE, "api", 2))
+    for name, svc, role, _n in several:
+        budget: dict[str, object] = ({"minAvailable": 1} if role == "api"
+                                     else {"maxUnavailable": 1})
+        docs.append({
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": _meta(name),
+            "spec": {**budget, "selector": {"matchLabels": {
+                "app.kubernetes.io/name": svc, "app.kubernetes.io/component": role}}},
+        })
+    gateway = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}
+    api_pods = {"matchLabels": {**PART_OF, "app.kubernetes.io/component": "api"}}
+    service_apis = {**_services_pods(services),
+                    "matchLabels": {"app.kubernetes.io/component": "api"}}
+    everyone = {"matchLabels": PART_OF}
+    docs += [
+        # Nothing reaches a pod of the namespace unless a policy below lets it.
+        _netpol("default-deny-ingress", {}, ingress=[]),
+        _netpol("gateway-from-anywhere", {"matchLabels": {"app.kubernetes.io/name": "gateway"}},
+                ingress=[{"ports": _ports(8080, 8443)}]),
+        _netpol("apis-from-gateway", api_pods,
+                ingress=[{"from": [gateway], "ports": _ports("http")}]),
+        # the settings service asks every API for its diagnostics and its OpenAPI document
+        _netpol("apis-from-settings", service_apis, ingress=[{
+            "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "settings"}}}],
+            "ports": _ports("http")}]),
+        # Prometheus, from the namespace `monitoring`, scrapes the ops ports
+        _netpol("metrics-from-monitoring", everyone, ingress=[{
+            "from": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": "monitoring"}}}],
+            "ports": _ports("metrics")}]),
+        # Egress: every pod of the project may resolve names; nothing else unless said below
+        # (an overlay adds Kafka and PostgreSQL: misp-egress-data).
+        _netpol("egress-dns", everyone, egress=[{
+            "to": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": "kube-system"}}}],
+            "ports": [*_ports(53, protocol="UDP"), *_ports(53)]}]),
+        _netpol("gateway-to-apis", {"matchLabels": {"app.kubernetes.io/name": "gateway"}},
+                egress=[{"to": [{"podSelector": api_pods}], "ports": _ports("http")}]),
+        _netpol("console-to-gateway", {"matchLabels": {"app.kubernetes.io/name": CONSOLE}},
+                egress=[{"to": [gateway], "ports": _ports(8443)}]),
+        _netpol("settings-to-apis", {"matchLabels": {"app.kubernetes.io/name": "settings"}},
+                egress=[{"to": [{"podSelector": service_apis}], "ports": _ports("http")}]),
+        # the mailer's SMTP relay (MAILER_SMTP_HOST/PORT): narrow to yours
+        _netpol("mailer-to-smtp", {"matchLabels": {"app.kubernetes.io/name": "mailer"}},
+                egress=[{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                         "ports": _ports(25, 465, 587)}]),
+        # identity fetches users' OpenPGP keys from the keyserver (HKP over HTTPS, or 11371)
+        _netpol("identity-to-keyserver", {"matchLabels": {"app.kubernetes.io/name": "identity"}},
+                egress=[{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+                         "ports": _ports(443, 11371)}]),
+    ]
+    head = ("# Generated by deploy/generate.py from deploy/services.tsv and deploy/programs.tsv: "
+            "do not edit.\n# Autoscaling, disruption budgets and the NetworkPolicies "
+            "(deploy/k8s/README.md, The network).\n")
+    return _docs(head, docs)
+
+
+def k8s_prod_network(services: dict[str, int]) -> str:
+    policy = _netpol("misp-egress-data", _services_pods(services), egress=[{
+        "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": _ports(*PROD_DATA_PORTS)}])
+    head = ("# Generated by deploy/generate.py from deploy/services.tsv: do not edit.\n"
+            "# The services reach your Kafka (9092) and PostgreSQL (5432) at any address: "
+            "narrow the cidr\n# to your servers' in a patch of this overlay "
+            "(deploy/k8s/README.md, prod).\n")
+    return _docs(head, [policy])
+
+
+# ---- the dev overlay: Strimzi and CloudNativePG ----------------------------------------------
+
+_OPERATIONS = {"READ": "Read", "WRITE": "Write", "CREATE": "Create", "DESCRIBE": "Describe",
+               "DESCRIBE_CONFIGS": "DescribeConfigs", "IDEMPOTENT_WRITE": "IdempotentWrite",
+               "ALTER": "Alter", "DELETE": "Delete", "ALTER_CONFIGS": "AlterConfigs",
+               "CLUSTER_ACTION": "ClusterAction", "ALL": "All"}
+_PATTERNS = {"LITERAL": "literal", "PREFIXED": "prefix"}
+
+
+def read_plan(text: str) -> tuple[list[str], dict[str, list[tuple[str, str, str, str]]]]:
+    """deploy/docker/kafka-security.plan: its users and each one's ACLs (resource, pattern,
+    name, operation)."""
+    users: list[str] = []
+    acls: dict[str, list[tuple[str, str, str, str]]] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "user":
+            users.append(words[1])
+        elif words[0] == "acl":
+            principal, resource, pattern, name, op = words[1:6]
+            acls.setdefault(principal.removeprefix("User:"), []).append(
+                (resource, pattern, name, op))
+        else:
+            raise SystemExit(f"kafka-security.plan: cannot read {line!r}")
+    return users, acls
+
+
+def dev_kafka_user(svc: str) -> str:
+    """The service's principal in the dev overlay: a KafkaUser's name, so no `_`."""
+    return f"misp-{svc}"
+
+
+def strimzi_acls(rules: list[tuple[str, str, str, str]]) -> list[dict[str, object]]:
+    """The plan's ACLs of one user as a KafkaUser's: one rule per resource."""
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    for resource, pattern, name, op in rules:
+        grouped.setdefault((resource, pattern, name), []).append(_OPERATIONS[op])
+    out: list[dict[str, object]] = []
+    for (resource, pattern, name), ops in sorted(grouped.items()):
+        res: dict[str, object] = {"type": resource.lower()}
+        if resource != "CLUSTER":
+            res.update({"name": name, "patternType": _PATTERNS[pattern]})
+        out.append({"resource": res, "operations": sorted(set(ops)), "host": "*"})
+    return out
+
+
+def k8s_dev_kafka(services: dict[str, int], plan: str) -> str:
+    from misp_contracts.topics import CATALOGUE
+
+    users, acls = read_plan(plan)
+    cluster = {"strimzi.io/cluster": DEV_KAFKA}
+    docs: list[object] = [
+        {"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaNodePool",
+         "metadata": _meta("dual-role", cluster),
+         "spec": {"replicas": 1, "roles": ["controller", "broker"],
+                  "storage": {"type": "jbod", "volumes": [
+                      {"id": 0, "type": "persistent-claim", "size": "10Gi",
+                       "deleteClaim": False, "kraftMetadata": "shared"}]},
+                  "resources": {"requests": {"cpu": "250m", "memory": "1Gi"},
+                                "limits": {"cpu": "1", "memory": "2Gi"}}}},
+        {"apiVersion": "kafka.strimzi.io/v1", "kind": "Kafka",
+         "metadata": _meta(DEV_KAFKA),
+         "spec": {
+             "kafka": {
+                 "listeners": [{"name": "scram", "port": 9092, "type": "internal", "tls": False,
+                                "authentication": {"type": "scram-sha-512"}}],
+                 "authorization": {"type": "simple"},
+                 "config": {"auto.create.topics.enable": False,
+                            "offsets.topic.replication.factor": 1,
+                            "transaction.state.log.replication.factor": 1,
+                            "transaction.state.log.min.isr": 1,
+                            "default.replication.factor": 1,
+                            "min.insync.replicas": 1},
+             },
+             "entityOperator": {"topicOperator": {}, "userOperator": {}},
+         }},
+    ]
+    for user in users:
+        svc = user.removeprefix("misp_")
+        if svc not in services:
+            raise SystemExit(f"kafka-security.plan names {user}, not a service of services.tsv")
+        docs.append({
+            "apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaUser",
+            "metadata": _meta(dev_kafka_user(svc), {**cluster, "app.kubernetes.io/name": svc}),
+            "spec": {
+                "authentication": {"type": "scram-sha-512", "password": {"valueFrom": {
+                    "secretKeyRef": {"name": k8s_credentials(svc),
+                                     "key": "MISP_KAFKA_PASSWORD"}}}},
+                "authorization": {"type": "simple", "acls": strimzi_acls(acls.get(user, []))},
+            },
+        })
+    named = {name for rules in acls.values()
+             for resource, pattern, name, _op in rules
+             if resource == "TOPIC" and pattern == "LITERAL"}
+    for topic in sorted(CATALOGUE, key=lambda t: t.name):
+        if topic.name not in named:
+            continue
+        docs.append({
+            "apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaTopic",
+            "metadata": _meta(topic.name, {**cluster, "app.kubernetes.io/name": topic.owner}),
+            "spec": {"partitions": topic.partitions, "replicas": 1,
+                     "config": {**topic.config(), "min.insync.replicas": "1"}},
+        })
+    head = ("# Generated by deploy/generate.py from deploy/docker/kafka-security.plan and the "
+            "topic catalogue:\n# do not edit. Strimzi's Kafka (KRaft, one dual-role node), a "
+            "KafkaUser per service with\n# the plan's ACLs (its password from the service's "
+            "credentials Secret), the plan's topics.\n")
+    return _docs(head, docs)
+
+
+def dev_pg_secret(svc: str) -> str:
+    """The kubernetes.io/basic-auth Secret of the service's PostgreSQL role (dev overlay)."""
+    return f"misp-{svc}-postgres"
+
+
+def k8s_dev_postgres(services: dict[str, int]) -> str:
+    hba = []
+    for svc in services:
+        hba.append(f"host misp_{svc} misp_{svc} all scram-sha-256")
+    # a service's role reaches its own database only (as postgres-init's REVOKE CONNECT)
+    hba += [f"host all misp_{svc} all reject" for svc in services]
+    docs: list[object] = [{
+        "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+        "metadata": _meta(DEV_PG),
+        "spec": {
+            "instances": 1,
+            "storage": {"size": "5Gi"},
+            "postgresql": {"parameters": {"max_connections": "200"}, "pg_hba": hba},
+            "managed": {"roles": [
+                {"name": f"misp_{svc}", "ensure": "present", "login": True,
+                 "inherit": True, "passwordSecret": {"name": dev_pg_secret(svc)},
+                 "comment": f"the {svc} service"}
+                for svc in services]},
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"},
+                          "limits": {"cpu": "1", "memory": "1Gi"}},
+        },
+    }]
+    for svc in services:
+        docs.append({
+            "apiVersion": "postgresql.cnpg.io/v1", "kind": "Database",
+            "metadata": _meta(f"misp-{svc}", {"app.kubernetes.io/name": svc}),
+            "spec": {"name": f"misp_{svc}", "owner": f"misp_{svc}", "ensure": "present",
+                     "cluster": {"name": DEV_PG}},
+        })
+    head = ("# Generated by deploy/generate.py from deploy/services.tsv: do not edit.\n"
+            "# CloudNativePG's cluster with each service's role (its password from the "
+            "basic-auth Secret\n# misp-<service>-postgres) owning its database alone.\n")
+    return _docs(head, docs)
+
+
+def k8s_dev_network(services: dict[str, int]) -> str:
+    kafka = {"matchLabels": {"strimzi.io/cluster": DEV_KAFKA, "strimzi.io/kind": "Kafka"}}
+    pg = {"matchLabels": {"cnpg.io/cluster": DEV_PG}}
+    docs = [
+        _netpol("misp-egress-data", _services_pods(services), egress=[
+            {"to": [{"podSelector": kafka}], "ports": _ports(9092)},
+            {"to": [{"podSelector": pg}], "ports": _ports(5432)}]),
+        # default-deny-ingress covers these pods too: the services, the other instances
+        # (replication) and the operator (its namespace cnpg-system) reach PostgreSQL
+        _netpol("postgres-ingress", pg, ingress=[
+            {"from": [{"podSelector": _services_pods(services)}], "ports": _ports(5432)},
+            {"from": [{"podSelector": pg}], "ports": _ports(5432, 8000)},
+            {"from": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": "cnpg-system"}}}], "ports": _ports(5432, 8000)}]),
+    ]
+    head = ("# Generated by deploy/generate.py from deploy/services.tsv: do not edit.\n"
+            "# The services reach Strimzi's brokers and CloudNativePG's instances; Strimzi "
+            "makes the\n# NetworkPolicies of its own pods.\n")
+    return _docs(head, docs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -887,9 +1258,15 @@ def outputs() -> dict[Path, str]:
     return {
         ROOT / "docker-compose.yml": compose(services),
         HERE / "gateway" / "nginx.container.conf": gateway_container_conf(services),
-        HERE / "k8s" / "services.yaml": k8s_services(services),
-        HERE / "k8s" / "gateway.yaml": k8s_gateway(services),
         KAFKA_PLAN: kafka_plan(services),
+        K8S_BASE / "services.yaml": k8s_services(services),
+        K8S_BASE / "gateway.yaml": k8s_gateway(services),
+        K8S_BASE / "migrations.yaml": k8s_migrations(services),
+        K8S_BASE / "policies.yaml": k8s_policies(services),
+        K8S_PROD / "network.yaml": k8s_prod_network(services),
+        K8S_DEV / "kafka.yaml": k8s_dev_kafka(services, kafka_plan(services)),
+        K8S_DEV / "postgres.yaml": k8s_dev_postgres(services),
+        K8S_DEV / "network.yaml": k8s_dev_network(services),
     }
 
 

@@ -4,7 +4,8 @@
 # the browser tests; prometheus for its promtool, daemon not started), the Kafka broker's jars (Maven Central), the project venv (uv sync
 # --all-packages), axe-core (the npm registry, pinned in deploy/browser/package-lock.json, into
 # .local/npm), and the `docker compose` CLI plugin (built from its Go module) when a docker CLI
-# without it is present: `docker compose config` validates docker-compose.yml without any engine.
+# without it is present: `docker compose config` validates docker-compose.yml without any engine;
+# the Strimzi and CloudNativePG CRDs into .local/crds (k8s_crds).
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -115,10 +116,68 @@ compose_plugin() {
   docker compose version >/dev/null 2>&1 || die "docker compose plugin built but not found by docker"
 }
 
+# The operators' CRDs the dev overlay's custom resources are checked against
+# (tests/deploy/test_k8s_overlays.py), into .local/crds, never committed. CloudNativePG: its Go
+# module's config/crd/bases. Strimzi: no registry ships its CRD files, so they are made the way
+# its release makes them, by its CRD generator (Maven Central: io.strimzi:crd-generator) from
+# the model classes of its released io.strimzi:api, with the release's arguments; Strimzi 1.x
+# is built for Java 21, so a JDK 21 or later (the machine's second one) runs it.
+K8S_CNPG_VERSION=v1.27.1
+K8S_STRIMZI_VERSION=1.2.0
+k8s_crds() {
+  local dest="$STATE/crds" go dir java="" cp
+  local cnpg="$dest/cloudnative-pg-$K8S_CNPG_VERSION" strimzi="$dest/strimzi-$K8S_STRIMZI_VERSION"
+  if [ ! -s "$cnpg/postgresql.cnpg.io_databases.yaml" ]; then
+    go="$(command -v go || true)"
+    [ -n "$go" ] || { [ -x /usr/local/go/bin/go ] && go=/usr/local/go/bin/go; } \
+      || die "no Go toolchain to download CloudNativePG's CRDs (its Go module)"
+    echo "downloading CloudNativePG $K8S_CNPG_VERSION's CRDs (its Go module)"
+    dir="$(GOFLAGS=-mod=mod "$go" mod download -json \
+      "github.com/cloudnative-pg/cloudnative-pg@$K8S_CNPG_VERSION" 2>>"$LOG" \
+      | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
+    [ -n "$dir" ] || { tail_log "$LOG"; die "could not download github.com/cloudnative-pg/cloudnative-pg@$K8S_CNPG_VERSION"; }
+    mkdir -p "$cnpg"
+    cp "$dir"/config/crd/bases/*.yaml "$cnpg/"
+    chmod u+w "$cnpg"/*.yaml
+  fi
+  [ -s "$strimzi/045-Crd-kafkanodepool.yaml" ] && return 0
+  for candidate in "${JAVA_HOME:-}/bin/java" java /usr/lib/jvm/*/bin/java; do
+    command -v "$candidate" >/dev/null 2>&1 || continue
+    if "$candidate" -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); exit !(v[1] >= 21)}'; then
+      java="$candidate"; break
+    fi
+  done
+  [ -n "$java" ] || die "Strimzi's CRD generator needs Java 21 or later: none found (JAVA_HOME, PATH, /usr/lib/jvm)"
+  echo "making Strimzi $K8S_STRIMZI_VERSION's CRDs (its generator, from Maven Central)"
+  mkdir -p "$strimzi/maven"
+  cat >"$strimzi/maven/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.misp</groupId><artifactId>strimzi-crds</artifactId><version>0</version>
+  <dependencies>
+    <dependency><groupId>io.strimzi</groupId><artifactId>api</artifactId><version>$K8S_STRIMZI_VERSION</version></dependency>
+    <dependency><groupId>io.strimzi</groupId><artifactId>crd-generator</artifactId><version>$K8S_STRIMZI_VERSION</version></dependency>
+  </dependencies>
+</project>
+POM
+  (cd "$strimzi/maven" && run mvn -B -q dependency:build-classpath -Dmdep.outputFile=classpath.txt)
+  cp="$(cat "$strimzi/maven/classpath.txt")"
+  local m=io.strimzi.api.kafka.model
+  run "$java" -cp "$cp" io.strimzi.crdgenerator.CrdGenerator --label app:strimzi \
+    --label strimzi.io/crd-install:true --target-kube 1.16+ --crd-api-version v1 \
+    --api-versions v1 --storage-version v1 --yaml \
+    "$m.kafka.Kafka=$strimzi/040-Crd-kafka.yaml" \
+    "$m.topic.KafkaTopic=$strimzi/043-Crd-kafkatopic.yaml" \
+    "$m.user.KafkaUser=$strimzi/044-Crd-kafkauser.yaml" \
+    "$m.nodepool.KafkaNodePool=$strimzi/045-Crd-kafkanodepool.yaml"
+  [ -s "$strimzi/045-Crd-kafkanodepool.yaml" ] || die "Strimzi's CRD generator wrote no CRD"
+}
+
 apt_packages
 promtool_package
 python_env
 browser_assets
 bash "$ROOT/deploy/local/kafka.sh" jars
 compose_plugin
+k8s_crds
 ensure_env

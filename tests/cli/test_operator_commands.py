@@ -132,7 +132,8 @@ def _deploy_invocations() -> list[tuple[str, list[str]]]:
         if line.strip() and not line.startswith("#"):
             service, _program, _replicas, args = line.split("\t")
             found.append((service, args.split()))
-    for path in (ROOT / "docker-compose.yml", ROOT / "deploy" / "k8s" / "services.yaml"):
+    for path in (ROOT / "docker-compose.yml", ROOT / "deploy" / "k8s" / "base" / "services.yaml",
+                 ROOT / "deploy" / "k8s" / "base" / "migrations.yaml"):
         for match in re.finditer(r"\[python, -m, (\w+), ([^\]]*)\]", path.read_text()):
             found.append((match.group(1), [a.strip() for a in match.group(2).split(",")]))
     for path in (ROOT / "Makefile", *sorted((ROOT / "deploy" / "local").glob("*.sh"))):

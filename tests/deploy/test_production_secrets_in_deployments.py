@@ -25,11 +25,11 @@ def test_compose_runs_production_and_requires_its_secrets() -> None:
 
 
 def test_kubernetes_runs_production_with_secrets_from_its_secret() -> None:
-    config = (ROOT / "deploy/k8s/config.yaml").read_text(encoding="utf-8")
+    config = (ROOT / "deploy/k8s/base/config.yaml").read_text(encoding="utf-8")
     data = config.split("\ndata:\n", 1)[1]
     assert re.search(r'^  MISP_ENVIRONMENT: "production"$', data, re.M)
     assert not re.search(r"^  MISP_PEPPER:", data, re.M)
-    services = (ROOT / "deploy/k8s/services.yaml").read_text(encoding="utf-8")
+    services = (ROOT / "deploy/k8s/base/services.yaml").read_text(encoding="utf-8")
     assert services.count("name: misp-secrets") >= 6
 
 

@@ -415,8 +415,9 @@ def test_the_gateway_believes_the_forwarded_address_of_the_console_alone(
     conf = (ROOT / "deploy" / "gateway" / "nginx.container.conf").read_text(encoding="utf-8")
     assert re.findall(r"set_real_ip_from (\S+);", conf) == [
         "127.0.0.0/8", "::1/128", f"{address}/32"]
-    gateway = (ROOT / "deploy" / "k8s" / "gateway.yaml").read_text(encoding="utf-8")
-    config = yaml.safe_load((ROOT / "deploy" / "k8s" / "config.yaml").read_text(encoding="utf-8"))
+    gateway = (ROOT / "deploy" / "k8s" / "base" / "gateway.yaml").read_text(encoding="utf-8")
+    config = yaml.safe_load(
+        (ROOT / "deploy" / "k8s" / "base" / "config.yaml").read_text(encoding="utf-8"))
     assert re.findall(r"set_real_ip_from (\S+);", gateway) == [
         "127.0.0.0/8", "::1/128", config["data"]["MISP_TRUSTED_PROXIES"]]
 
@@ -426,7 +427,10 @@ def test_the_gateway_believes_the_forwarded_address_of_the_console_alone(
 
 @pytest.fixture(scope="module")
 def manifests() -> list[dict[str, Any]]:
-    done = subprocess.run([_tool("kubectl"), "kustomize", str(ROOT / "deploy" / "k8s")],
+    """The prod overlay: the base with your own servers (tests/deploy/test_k8s_overlays.py
+    builds every overlay)."""
+    done = subprocess.run([_tool("kubectl"), "kustomize",
+                           str(ROOT / "deploy" / "k8s" / "overlays" / "prod")],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return [d for d in yaml.safe_load_all(done.stdout) if d]
@@ -595,7 +599,7 @@ def test_compose_gives_the_settings_service_every_apis_address(rendered: dict[st
 
 def test_kubernetes_gives_the_settings_service_every_apis_address() -> None:
     docs = [d for d in yaml.safe_load_all(
-        (ROOT / "deploy" / "k8s" / "services.yaml").read_text(encoding="utf-8")) if d]
+        (ROOT / "deploy" / "k8s" / "base" / "services.yaml").read_text(encoding="utf-8")) if d]
     apis = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
     checked = 0
     for d in docs:

@@ -46,11 +46,12 @@ def test_compose_trusts_the_gateways_fixed_address_alone() -> None:
 
 
 def test_kubernetes_trusts_the_pod_network_of_the_configmap() -> None:
-    config = yaml.safe_load((ROOT / "deploy" / "k8s" / "config.yaml").read_text(encoding="utf-8"))
+    config = yaml.safe_load(
+        (ROOT / "deploy" / "k8s" / "base" / "config.yaml").read_text(encoding="utf-8"))
     assert config["kind"] == "ConfigMap" and config["metadata"]["name"] == "misp-env"
     networks = trusted(config["data"]["MISP_TRUSTED_PROXIES"])
     assert networks and all(n.is_private and n.prefixlen >= 8 for n in networks)
-    services = (ROOT / "deploy" / "k8s" / "services.yaml").read_text(encoding="utf-8")
+    services = (ROOT / "deploy" / "k8s" / "base" / "services.yaml").read_text(encoding="utf-8")
     deployments = [d for d in yaml.safe_load_all(services) if d and d["kind"] == "Deployment"]
     for deployment in deployments:
         for container in deployment["spec"]["template"]["spec"]["containers"]:

@@ -191,7 +191,7 @@ def test_the_rendered_configs_redirect_plain_http() -> None:
     assert "$misp_plain_http" not in plain and "proxy_pass" not in plain
     assert "location / {\n            return 308 https://$host:8443$request_uri;" in plain
     assert f"ssl_certificate {render.CONTAINER_TLS_CERT};" in https
-    k8s = (ROOT / "deploy" / "k8s" / "gateway.yaml").read_text(encoding="utf-8")
+    k8s = (ROOT / "deploy" / "k8s" / "base" / "gateway.yaml").read_text(encoding="utf-8")
     assert "return 308 https://$host$request_uri;" in k8s  # its Service answers HTTPS on 443
 
 
