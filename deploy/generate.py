@@ -579,7 +579,9 @@ def _plain(s: str) -> bool:
     if not s or s != s.strip() or s.lower() in (
             "true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"):
         return False
-    if s[0] in "-?:,[]{}#&*!|>'\"%@`" or ": " in s or " #" in s or s.endswith(":"):
+    if s[0] in ",[]{}#&*!|>'\"%@`" or ": " in s or " #" in s or s.endswith(":"):
+        return False
+    if s[0] in "-?:" and (len(s) == 1 or s[1] == " "):
         return False
     if any(c in s for c in "{}[],\"'\\\n\t"):
         return False

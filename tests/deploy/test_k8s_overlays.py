@@ -367,3 +367,11 @@ def test_the_committed_manifests_are_generated() -> None:
                            str(ROOT / "deploy" / "generate.py"), "--check"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_every_invocation_is_on_one_line_for_the_operator_commands_test(
+        built: dict[str, list[dict[str, Any]]]) -> None:
+    """tests/cli/test_operator_commands.py finds `[python, -m, <service>, ...]` in the files."""
+    text = "".join((K8S / "base" / name).read_text(encoding="utf-8")
+                   for name in ("services.yaml", "migrations.yaml"))
+    assert text.count("args: [python, -m, ") == len(_workloads(built["base"])) - 1  # the gateway
