@@ -224,6 +224,14 @@ DIRECT_MEANINGS: dict[str, str] = {
     "MISP_INDEX_MAX_ROWS": "The most rows one MISP index answers (default 10000): the whole "
                            "list when the client names no `limit`, and the clamp of a larger "
                            "one.",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "OpenTelemetry's standard variable: set, every process "
+                                   "exports its traces over OTLP/HTTP there (tracing is off "
+                                   "while no OTEL_* variable asks for it; README.md, "
+                                   "Operating it).",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "As `OTEL_EXPORTER_OTLP_ENDPOINT`, for traces only.",
+    "OTEL_TRACES_EXPORTER": "`otlp` turns tracing on (to the SDK's default endpoint when no "
+                            "endpoint is set); `none` keeps it off whatever else is set.",
+    "OTEL_SDK_DISABLED": "`true` keeps tracing off whatever else is set.",
     "MISP_FAILPOINTS": "Tests only: failpoints, comma-separated. `name` or `name=N` kills the "
                        "process at the point's first (Nth) hit, `name=delay:MS` slows it.",
 }
@@ -418,6 +426,12 @@ def direct_reads() -> list[DirectRead]:
                     name = _literal(node.left)
                 if name is not None and name not in reads:
                     reads[name] = DirectRead(name, module, default)
+            # A name read through a mapping (`env.get(name)` over `os.environ`, as the tracing
+            # set-up reads OpenTelemetry's standard variables): its string literal.
+            for node in ast.walk(ast.parse(path.read_text(), filename=module)):
+                name = _literal(node) if isinstance(node, ast.Constant) else None
+                if name in DIRECT_MEANINGS and name not in reads:
+                    reads[name] = DirectRead(name, module, None)
     return sorted(reads.values(), key=lambda r: r.name)
 
 
