@@ -34,6 +34,7 @@ import importlib.util
 import json
 import os
 import sys
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,17 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ROLES = ("api", "relay", "consume")
-IMAGE = "misp-admin-plane:local"
+# Our images carry the project's version (pyproject.toml), as deploy/k8s/base/kustomization.yaml
+# pins it: `docker compose build` tags them so, never :latest.
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+IMAGE = f"misp-admin-plane:{VERSION}"
+KAFKA_INIT_IMAGE = f"misp-kafka-init:{VERSION}"
+# Compose's third-party images, each pinned to a release (a tag, not a digest: no registry is
+# reachable where this file is generated; an operator may append @sha256:... after a pull).
+POSTGRES_IMAGE = "postgres:15.14"
+KAFKA_IMAGE = "apache/kafka:4.1.1"  # deploy/docker/Dockerfile.kafka-init builds on the same
+NGINX_IMAGE = "nginx:1.27.5"
+MAILPIT_IMAGE = "axllent/mailpit:v1.22.3"
 # What compose says when a secret is missing (its `${VAR:?message}`: it refuses to start).
 PEPPER_HINT = "set MISP_PEPPER to 64 random hex characters, e.g. openssl rand -hex 32"
 PG_HINT = "set POSTGRES_PASSWORD, e.g. openssl rand -hex 24"
@@ -241,6 +252,69 @@ def settings_peer_urls(services: dict[str, int]) -> dict[str, str]:
             "SETTINGS_OPENAPI_URLS": json.dumps(openapi, separators=(",", ":"))}
 
 
+# The development mail relay compose starts (Mailpit: it keeps every mail, shown on
+# http://127.0.0.1:8025); MAILER_SMTP_* in compose's environment point the mailer elsewhere.
+MAILPIT = "mailpit"
+MAILPIT_SMTP_PORT = 1025
+MAILPIT_UI_PORT = 8025
+# The mailer's SMTP settings (services/mailer/src/mailer/settings.py) that compose passes on,
+# with the default that reaches Mailpit. The password has none and is never written here: it
+# passes from compose's environment when set (MAILER_SMTP_PASSWORD), else it stays unset.
+SMTP_SETTINGS = {
+    "MAILER_SMTP_HOST": MAILPIT,
+    "MAILER_SMTP_PORT": str(MAILPIT_SMTP_PORT),
+    "MAILER_SMTP_STARTTLS": "false",
+    "MAILER_SMTP_IMPLICIT_TLS": "false",
+    "MAILER_SMTP_USERNAME": "",
+}
+SMTP_PASSWORD = "MAILER_SMTP_PASSWORD"
+# Compose's healthchecks: the same paths as the Kubernetes probes. The APIs' gates the
+# gateway's start (readiness: /ready); the ops port's /healthz the other roles' (it listens on
+# the loopback, MISP_METRICS_HOST's default: nothing else on the network needs it).
+COMPOSE_OPS_PORT = 9100
+# The abuse detector serves no ops port (faust's web server is off): healthy while it holds an
+# established connection to the broker (its netns's /proc/net/tcp; python, the image has no
+# procps nor curl).
+_DETECTOR_PROBE = (
+    "import os, sys; rows = [l.split() for f in ('/proc/net/tcp', '/proc/net/tcp6') "
+    "if os.path.exists(f) for l in open(f).readlines()[1:]]; "
+    f"sys.exit(0 if any(r[2].endswith(':{9092:04X}') and r[3] == '01' for r in rows) else 1)"
+)
+# The gateway: a TCP check of both its ports, as Kubernetes' tcpSocket probes (bash's
+# /dev/tcp: nothing in the nginx image to add).
+_GATEWAY_PROBE = "exec 3<>/dev/tcp/127.0.0.1/8443 && exec 4<>/dev/tcp/127.0.0.1/8080"
+
+
+def _healthcheck(test: str, *, interval: str = "3s", timeout: str = "5s", retries: int = 40,
+                 start_period: str = "5s") -> list[str]:
+    return ["    healthcheck:", f"      test: {test}", f"      interval: {interval}",
+            f"      timeout: {timeout}", f"      retries: {retries}",
+            f"      start_period: {start_period}"]
+
+
+def _ops_healthcheck() -> list[str]:
+    """The ops port's /healthz (a relay, consumer, worker or scheduler): nothing waits on them,
+    so a slower pace than the APIs'."""
+    return _healthcheck(_python_check(_health_probe(COMPOSE_OPS_PORT, "/healthz")),
+                        interval="15s", retries=3, start_period="60s")
+
+
+def _python_check(code: str) -> str:
+    return f'[CMD, python, -c, "{code}"]'
+
+
+def _locked_down(tmpfs: Sequence[str] = ("/tmp:size=256m",), cap_add: Sequence[str] = (),
+                 indent: str = "    ") -> list[str]:
+    """A read-only root filesystem with tmpfs where the process writes, no capability but
+    `cap_add`, no privilege gained by exec (Kubernetes' CONTAINER_SECURITY)."""
+    out = [f"{indent}read_only: true", f"{indent}tmpfs:", *(f"{indent}  - {t}" for t in tmpfs),
+           f"{indent}cap_drop: [ALL]"]
+    if cap_add:
+        out.append(f"{indent}cap_add: [{', '.join(cap_add)}]")
+    out.append(f"{indent}security_opt: [no-new-privileges:true]")
+    return out
+
+
 def compose(services: dict[str, int]) -> str:
     o: list[str] = []
     w = o.append
@@ -263,14 +337,23 @@ def compose(services: dict[str, int]) -> str:
     w("#   " + ", ".join(var for _, var, _, _ in GATEWAY_TLS_FILES) + " (files),")
     w(f"#   and {CONSOLE_TLS_NAME_VAR} (the name of the gateway's certificate, for the console)")
     w("#     docker compose up --build   (keep them: the data depends on them)")
+    w("# Every long-running container has a healthcheck (`docker compose ps` shows it) and starts")
+    w("# after what it needs is healthy or done; the state a restart must keep is on named")
+    w("# volumes (PostgreSQL's data, Kafka's log, each service's MISP_STATE_DIR) or in secrets;")
+    w("# images are pinned; mail goes to the development relay Mailpit (its mails on")
+    w(f"# http://127.0.0.1:{MAILPIT_UI_PORT}) unless " + ", ".join(SMTP_SETTINGS) + " and")
+    w(f"# {SMTP_PASSWORD} name another (README.md, With Docker).")
     w("name: misp-admin-plane")
     w("")
+    # Our image runs as 999:999 (deploy/docker/Dockerfile) on a read-only root filesystem: its
+    # processes write to /tmp and MISP_STATE_DIR (a volume) only, and need no capability.
     w("x-app: &app")
     w(f"  image: {IMAGE}")
     w("  build:")
     w("    context: .")
     w("    dockerfile: deploy/docker/Dockerfile")
     w("  restart: unless-stopped")
+    o.extend(_locked_down(indent="  "))
     w("")
     w("x-env: &env")
     w("  MISP_KAFKA_BOOTSTRAP_SERVERS: kafka:9092")
@@ -296,6 +379,10 @@ def compose(services: dict[str, int]) -> str:
         w(f"  MISP_KAFKA_USERNAME: misp_{svc}")
         w("  MISP_KAFKA_PASSWORD: "
           + _hint(kafka_password_var(svc), f"the password of the {svc} service's Kafka principal"))
+        if svc == "mailer":  # every mailer process may deliver (the API's loop, the jobs)
+            for name, default in SMTP_SETTINGS.items():
+                w(f"  {name}: ${{{name}:-{default}}}")
+            w(f"  {SMTP_PASSWORD}:")
         if svc == "settings":  # it asks every service for its diagnostics and its routes
             for name, value in settings_peer_urls(services).items():
                 w(f"  {name}: '{value}'")
@@ -310,9 +397,14 @@ def compose(services: dict[str, int]) -> str:
     w("")
     w("services:")
     w("  postgres:")
-    w("    image: postgres:15")
+    w(f"    image: {POSTGRES_IMAGE}")
     w("    restart: unless-stopped")
     w("    command: [postgres, -c, max_connections=200, -c, fsync=on, -c, synchronous_commit=on]")
+    # The entrypoint starts as root: it owns the data and socket directories for `postgres`
+    # (CHOWN, FOWNER, DAC_*) and drops to it (SETUID, SETGID); the socket and pid on tmpfs.
+    o.extend(_locked_down(("/tmp:size=64m", "/var/run/postgresql:size=1m"),
+                          ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "SETGID",
+                           "SETUID")))
     w("    environment:")
     w("      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?" + PG_HINT + "}")
     w("      POSTGRES_HOST_AUTH_METHOD: scram-sha-256")
@@ -327,9 +419,10 @@ def compose(services: dict[str, int]) -> str:
     # At every `up`: the roles, their passwords (a new value rotates one), the databases they
     # own (also those an older version of this file made as the superuser's).
     w("  postgres-init:")
-    w("    image: postgres:15")
+    w(f"    image: {POSTGRES_IMAGE}")
     w('    restart: "no"')
     w("    command: [bash, /opt/misp/postgres-init.sh]")
+    o.extend(_locked_down(("/tmp:size=16m",)))
     w("    environment:")
     w("      PGHOST: postgres")
     w("      PGUSER: postgres")
@@ -346,8 +439,12 @@ def compose(services: dict[str, int]) -> str:
     w("        condition: service_healthy")
     w("")
     w("  kafka:")
-    w("    image: apache/kafka:4.1.1")
+    w(f"    image: {KAFKA_IMAGE}")
     w("    restart: unless-stopped")
+    # The image's user (appuser) needs no capability; its root filesystem stays writable
+    # (kafka-start.sh writes its configuration under /tmp, the JVM its logs under /opt/kafka).
+    w("    cap_drop: [ALL]")
+    w("    security_opt: [no-new-privileges:true]")
     # The local stack's broker configuration (deploy/kafka/server.properties) with the
     # container's addresses; the storage is formatted with the admin's SCRAM credential.
     w("    command: [bash, /opt/misp/kafka-start.sh]")
@@ -372,11 +469,12 @@ def compose(services: dict[str, int]) -> str:
     w("")
     # At every `up`: the services' SCRAM users and ACLs (deploy/docker/kafka-init.sh).
     w("  kafka-init:")
-    w("    image: misp-kafka-init:local")
+    w(f"    image: {KAFKA_INIT_IMAGE}")
     w("    build:")
     w("      context: .")
     w("      dockerfile: deploy/docker/Dockerfile.kafka-init")
     w('    restart: "no"')
+    o.extend(_locked_down(("/tmp:size=64m",)))
     w("    environment:")
     w("      MISP_KAFKA_BOOTSTRAP_SERVERS: kafka:9092")
     w(f"      {KAFKA_ADMIN_VAR}: ${{{KAFKA_ADMIN_VAR}:?{KAFKA_ADMIN_HINT}}}")
@@ -388,8 +486,13 @@ def compose(services: dict[str, int]) -> str:
     w("        condition: service_healthy")
     w("")
     w("  gateway:")
-    w("    image: nginx:1.27")
+    w(f"    image: {NGINX_IMAGE}")
     w("    restart: unless-stopped")
+    # nginx's master reads the key as root (the host file's owner may be anyone: DAC_OVERRIDE),
+    # owns its temporary paths for the workers (CHOWN) and becomes `nginx` in them (SETUID,
+    # SETGID); its pid and temporary files on tmpfs, as Kubernetes' emptyDirs.
+    o.extend(_locked_down(("/tmp:size=256m", "/var/cache/nginx:size=64m", "/var/run:size=1m"),
+                          ("CHOWN", "DAC_OVERRIDE", "SETGID", "SETUID")))
     w("    ports:")
     w('      - "8080:8080"')
     w(f'      - "{COMPOSE_HTTPS_PORT}:8443"')
@@ -408,6 +511,17 @@ def compose(services: dict[str, int]) -> str:
         w("        condition: service_healthy")
     w(f"      {CONSOLE}:")
     w("        condition: service_healthy")
+    o.extend(_healthcheck(f'[CMD, bash, -c, "{_GATEWAY_PROBE}"]', interval="10s", retries=6))
+    w("")
+    # The development mail relay: keeps the mails in memory (nothing to keep across a restart),
+    # its web page on the host's loopback only.
+    w(f"  {MAILPIT}:")
+    w(f"    image: {MAILPIT_IMAGE}")
+    w("    restart: unless-stopped")
+    w("    ports:")
+    w(f'      - "127.0.0.1:{MAILPIT_UI_PORT}:{MAILPIT_UI_PORT}"')
+    o.extend(_locked_down(("/tmp:size=256m",)))
+    o.extend(_healthcheck("[CMD, /mailpit, readyz]", interval="10s", retries=6))
     w("")
     # The console: no database, no Kafka principal, no pepper, no state (not *env); the
     # gateway's certificate (not its key) is its trust anchor for the gateway.
@@ -429,12 +543,7 @@ def compose(services: dict[str, int]) -> str:
     w("    networks:")
     w("      default:")
     w(f"        ipv4_address: {COMPOSE_CONSOLE_ADDRESS}")
-    w("    healthcheck:")
-    w(f'      test: [CMD, python, -c, "{_health_probe(CONSOLE_PORT, "/console/health")}"]')
-    w("      interval: 3s")
-    w("      timeout: 5s")
-    w("      retries: 40")
-    w("      start_period: 5s")
+    o.extend(_healthcheck(_python_check(_health_probe(CONSOLE_PORT, "/console/health"))))
 
     def keys(svc: str, role: str) -> tuple[list[str], list[str]]:
         """The environment lines and the `secrets:` block of a container's key files."""
@@ -470,6 +579,8 @@ def compose(services: dict[str, int]) -> str:
             w(f'      {upper}_HTTP_PORT: "{port}"')
             if role == "api":
                 w(f"      {upper}_HTTP_HOST: 0.0.0.0")
+            else:
+                w(f'      MISP_METRICS_PORT: "{COMPOSE_OPS_PORT}"')
             o.extend(env)
             w("    volumes:")
             w(f"      - {svc}-state:/var/lib/misp")
@@ -479,12 +590,9 @@ def compose(services: dict[str, int]) -> str:
             w(f"      {svc}-migrate:")
             w("        condition: service_completed_successfully")
             if role == "api":
-                w("    healthcheck:")
-                w(f'      test: [CMD, python, -c, "{_ready_probe(port)}"]')
-                w("      interval: 3s")
-                w("      timeout: 5s")
-                w("      retries: 40")
-                w("      start_period: 5s")
+                o.extend(_healthcheck(_python_check(_ready_probe(port))))
+            else:
+                o.extend(_ops_healthcheck())
         for _, name, replicas, args in (p for p in PROGRAMS if p[0] == svc):
             env, secrets = keys(svc, args[0])
             w("")
@@ -494,7 +602,11 @@ def compose(services: dict[str, int]) -> str:
             w("    environment:")
             w(f"      <<: *{svc}-env")
             w(f'      {upper}_HTTP_PORT: "{port}"')
+            if args[0] not in NO_OPS_PORT:
+                w(f'      MISP_METRICS_PORT: "{COMPOSE_OPS_PORT}"')
             o.extend(env)
+            if args[0] in NO_OPS_PORT:
+                w("    working_dir: /tmp")  # faust's data directory (<app id>-data), on tmpfs
             w("    volumes:")
             w(f"      - {svc}-state:/var/lib/misp")
             o.extend(secrets)
@@ -505,6 +617,11 @@ def compose(services: dict[str, int]) -> str:
             w("      <<: *after-migrate")
             w(f"      {svc}-migrate:")
             w("        condition: service_completed_successfully")
+            if args[0] in NO_OPS_PORT:
+                o.extend(_healthcheck(_python_check(_DETECTOR_PROBE), interval="15s",
+                                      retries=3, start_period="60s"))
+            else:
+                o.extend(_ops_healthcheck())
     w("")
     # Host files, mounted read-only at /run/secrets/<name> in the containers that read them.
     # Bind-mounted as they are: the image's user `misp` must be able to read them.
@@ -526,8 +643,9 @@ def compose(services: dict[str, int]) -> str:
     w("volumes:")
     w("  pgdata:")
     w("  kafkadata:")
-    # One state volume per service, shared by all its containers and kept across restarts: the
-    # mailer's GnuPG home and identity's admin key file live there.
+    # One state volume per service (MISP_STATE_DIR), shared by all its containers and kept
+    # across restarts: the mailer's GnuPG home (its keyring, the instance key imported from its
+    # secret, the recipients' keys), identity's first admin key and temporary password files.
     for svc in services:
         w(f"  {svc}-state:")
     return "\n".join(o) + "\n"

@@ -35,7 +35,7 @@ DOCKER_DIR = ROOT / "deploy" / "docker"
 API_PORTS: dict[str, int] = load_script(ROOT / "deploy" / "gateway" / "render.py",
                                         "gateway_render_services").load_services()
 SERVICES = list(API_PORTS)
-IMAGE = "misp-admin-plane:local"
+IMAGE = "misp-admin-plane:0.1.0"  # the project's version (pyproject.toml)
 
 PG_VARS = {s: f"MISP_PG_{s.upper()}_PASSWORD" for s in SERVICES}
 KAFKA_VARS = {s: f"MISP_KAFKA_{s.upper()}_PASSWORD" for s in SERVICES}

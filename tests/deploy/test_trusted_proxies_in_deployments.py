@@ -19,7 +19,7 @@ from misp_platform.client_address import is_trusted
 from misp_platform.config import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = "misp-admin-plane:local"
+IMAGE = "misp-admin-plane:0.1.0"  # the project's version (pyproject.toml)
 
 
 def trusted(value: str) -> tuple[Any, ...]:
