@@ -3,10 +3,11 @@ development while they hold the local defaults), confirmation of destructive com
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
@@ -104,6 +105,18 @@ def with_settings(*needs: str) -> Callable[[Callable[Concatenate[Any, P], int]],
         return command
 
     return wrap
+
+
+class PartCommand(click.Command):
+    """A program's command that `python -m <service> all --with '<command> [ARGS]'` can also run
+    inside its process: `part(settings, **params)` (the command's parsed parameters) gives a
+    coroutine function that runs the program until the event it is given is set."""
+
+    def __init__(self, *args: Any,
+                 part: Callable[..., Callable[[asyncio.Event], Awaitable[None]]],
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.part = part
 
 
 yes_option = click.option(

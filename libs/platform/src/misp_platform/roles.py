@@ -1,10 +1,14 @@
-"""The roles every service runs (`api`, `relay`, `consume`), each until SIGTERM or SIGINT; the
+"""The roles every service runs (`api`, `relay`, `consume`, and `all`: those three and the
+service's other programs in one process, for small installs), each until SIGTERM or SIGINT; the
 relay and the consumers serve /metrics and /healthz on the ops port when one is set."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,6 +25,9 @@ from misp_platform.service import ServiceSpec
 
 log = structlog.get_logger(__name__)
 
+# A part of a process: runs until the event is set (then stops cleanly), or fails.
+Part = Callable[[asyncio.Event], Awaitable[None]]
+
 
 def stop_on_signals() -> asyncio.Event:
     """An event set by SIGTERM or SIGINT (call it inside the running loop)."""
@@ -31,18 +38,25 @@ def stop_on_signals() -> asyncio.Event:
     return stop
 
 
+@contextlib.asynccontextmanager
+async def open_relay(settings: ServiceSettings) -> AsyncIterator[OutboxRelay]:
+    """The outbox relay with its engine and a started producer, closed on the way out."""
+    engine = engine_for(settings)
+    producer = create_producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        yield OutboxRelay(engine, settings.database_url, producer)
+    finally:
+        await producer.stop()
+        await engine.dispose()
+
+
 async def run_relay(spec: ServiceSpec, settings: ServiceSettings) -> None:
     async with ops_port.serving(settings) as ops:
         await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
-        engine = engine_for(settings)
-        producer = create_producer(settings.kafka_bootstrap_servers)
-        await producer.start()
-        try:
-            async with ops.alive():  # a standby relay, waiting for the lock, is alive too
-                await OutboxRelay(engine, settings.database_url, producer).run(stop_on_signals())
-        finally:
-            await producer.stop()
-            await engine.dispose()
+        async with open_relay(settings) as relay, ops.alive():
+            # a standby relay, waiting for the lock, is alive too
+            await relay.run(stop_on_signals())
 
 
 def build_consumer(spec: ServiceSpec, settings: ServiceSettings,
@@ -68,30 +82,39 @@ def build_principals_consumer(spec: ServiceSpec, settings: ServiceSettings,
     )
 
 
+@contextlib.asynccontextmanager
+async def open_consumers(spec: ServiceSpec,
+                         settings: ServiceSettings) -> AsyncIterator[list[ConsumerRunner]]:
+    """The service's consumers, started (`spec.on_consumer_start` run) but not yet running: the
+    principals projection's and, when the service subscribes to anything else, its own."""
+    engine = engine_for(settings)
+    try:
+        if spec.on_consumer_start is not None:
+            await spec.on_consumer_start(settings, engine)
+        # Until this release the main group applied the principals: the new group starts
+        # where it stood.
+        await adopt_committed_offsets(settings.kafka_bootstrap_servers,
+                                      source_group=settings.main_group,
+                                      target_group=settings.principals_group,
+                                      topics=PRINCIPAL_TOPICS)
+        runners = [build_principals_consumer(spec, settings, engine)]
+        if spec.topics(settings) or spec.topic_pattern:
+            runners.append(build_consumer(spec, settings, engine))
+        yield runners
+    finally:
+        await engine.dispose()
+
+
 async def run_consumer(spec: ServiceSpec, settings: ServiceSettings) -> None:
-    """The service's consumers in one process: the principals projection's and, when the service
-    subscribes to anything else, its own; either one failing stops both (and the process)."""
+    """The service's consumers in one process; either one failing stops both (and the
+    process)."""
     async with ops_port.serving(settings) as ops:
         await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
-        engine = engine_for(settings)
         stop = stop_on_signals()
-        try:
-            if spec.on_consumer_start is not None:
-                await spec.on_consumer_start(settings, engine)
-            # Until this release the main group applied the principals: the new group starts
-            # where it stood.
-            await adopt_committed_offsets(settings.kafka_bootstrap_servers,
-                                          source_group=settings.main_group,
-                                          target_group=settings.principals_group,
-                                          topics=PRINCIPAL_TOPICS)
-            runners = [build_principals_consumer(spec, settings, engine)]
-            if spec.topics(settings) or spec.topic_pattern:
-                runners.append(build_consumer(spec, settings, engine))
-            async with ops.alive(), asyncio.TaskGroup() as group:
-                for runner in runners:
-                    group.create_task(runner.run(stop))
-        finally:
-            await engine.dispose()
+        async with open_consumers(spec, settings) as runners, ops.alive(), \
+                asyncio.TaskGroup() as group:
+            for runner in runners:
+                group.create_task(runner.run(stop))
 
 
 # An idle keep-alive connection outlives the gateway's (deploy/gateway/render.py GATEWAY_IDLE_S):
@@ -99,11 +122,86 @@ async def run_consumer(spec: ServiceSpec, settings: ServiceSettings) -> None:
 UPSTREAM_IDLE_S = 75
 
 
+def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
+    # No proxy handling in uvicorn: the app finds the client behind the trusted proxies itself
+    # (misp_platform.client_address), from the real peer, as the in-process tests run it.
+    return {"host": settings.http_host, "port": settings.http_port, "log_config": None,
+            "access_log": False, "proxy_headers": False,
+            "timeout_keep_alive": UPSTREAM_IDLE_S}
+
+
 def run_api(spec: ServiceSpec, settings: ServiceSettings) -> None:
     import uvicorn
 
-    # No proxy handling in uvicorn: the app finds the client behind the trusted proxies itself
-    # (misp_platform.client_address), from the real peer, as the in-process tests run it.
-    uvicorn.run(spec.create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_config=None, access_log=False, proxy_headers=False,
-                timeout_keep_alive=UPSTREAM_IDLE_S)
+    uvicorn.run(spec.create_app(settings), **uvicorn_options(settings))
+
+
+def api_part(spec: ServiceSpec, settings: ServiceSettings) -> Part:
+    """The HTTP API served in the running loop, stopped by the event instead of by signals (the
+    process's handler sets the event for every part); it drains its connections as it stops."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # the process's own handler (stop_on_signals) stops every part
+
+    async def serve(stop: asyncio.Event) -> None:
+        server = Server(uvicorn.Config(spec.create_app(settings),
+                                       **uvicorn_options(settings)))
+
+        async def stop_when_asked() -> None:
+            await stop.wait()
+            server.should_exit = True
+
+        asked = asyncio.create_task(stop_when_asked())
+        try:
+            await server.serve()
+        finally:
+            asked.cancel()
+
+    return serve
+
+
+class PartFailedError(Exception):
+    """A part of the `all` role failed, or ended before the process was asked to stop."""
+
+
+async def run_all(spec: ServiceSpec, settings: ServiceSettings,
+                  others: Mapping[str, Part] | None = None) -> None:
+    """The API, the outbox relay, the consumers and `others` (the programs given by `--with`,
+    by name) in this process and its one event loop, until SIGTERM or SIGINT.
+
+    A part that fails, or ends on its own (a worker asked to stop), stops the others cleanly
+    (the relay releases its lock, the consumers leave their groups, the API drains) and the
+    process with PartFailedError: the supervisor starts it again. No ops port: the API serves
+    /metrics (the process's one registry, every part's metrics) and /health."""
+    stop = stop_on_signals()
+    await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
+    async with open_relay(settings) as relay, open_consumers(spec, settings) as consumers:
+        parts: dict[str, Part] = {"api": api_part(spec, settings), "relay": relay.run}
+        parts.update({f"consumer {runner.group}": runner.run for runner in consumers})
+        parts.update(others or {})
+        failed = [name for name, ok in zip(parts, await asyncio.gather(
+            *(_guarded(name, part, stop) for name, part in parts.items())), strict=True)
+            if not ok]
+    if failed:
+        raise PartFailedError(f"stopped because {', '.join(failed)} failed or ended")
+
+
+async def _guarded(name: str, part: Part, stop: asyncio.Event) -> bool:
+    """Run one part; whether it ended well (by the event). Failing, or ending before the event
+    is set, it sets the event: every other part stops too."""
+    try:
+        await part(stop)
+    except (Exception, SystemExit) as exc:  # uvicorn exits on a failed start-up
+        log.error("all.part_failed", part=name, error=f"{type(exc).__name__}: {exc}",
+                  exc_info=isinstance(exc, Exception))
+        stop.set()
+        return False
+    if not stop.is_set():
+        log.error("all.part_ended", part=name)
+        stop.set()
+        return False
+    log.info("all.part_stopped", part=name)
+    return True

@@ -4,19 +4,21 @@ heartbeats) in one process; without queues, every queue the service's job types 
 
 A stop request that reaches any of the process's workers stops the process (after the jobs in
 hand): the supervisor starts it again, with all its queues. The process serves /metrics and
-/healthz on the ops port when one is set (ops_port.py)."""
+/healthz on the ops port when one is set (ops_port.py). `python -m <service> all --with 'worker
+[QUEUE]...'` runs the same workers inside its process (`serve_workers`)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import click
 
 from misp_contracts.events.jobs import JOB_TYPES
 from misp_platform import ops_port
-from misp_platform.cli_support import OK, epilog, with_settings
+from misp_platform.cli_support import OK, PartCommand, epilog, with_settings
 from misp_platform.config import DATABASE, KAFKA, ServiceSettings
 from misp_platform.db import engine_for
 from misp_platform.worker import JobHandler, WorkerRunner
@@ -38,15 +40,22 @@ def worker_command(service: str,
     served = owned_queues(service)
     choice = click.Choice(served)
 
-    @click.command(name="worker", epilog=epilog())
+    def chosen_queues(positional: tuple[str, ...], options: tuple[str, ...]) -> list[str]:
+        return list(dict.fromkeys((*positional, *options))) or served
+
+    def part(settings: ServiceSettings, positional: tuple[str, ...],
+             options: tuple[str, ...]) -> Callable[[asyncio.Event], Awaitable[None]]:
+        return functools.partial(serve_workers, service, handlers, settings,
+                                 chosen_queues(positional, options))
+
+    @click.command(name="worker", cls=PartCommand, part=part, epilog=epilog())
     @click.argument("positional", metavar="[QUEUE]...", nargs=-1, type=choice)
     @click.option("--queue", "-q", "options", multiple=True, type=choice,
                   help="A queue to serve (repeatable; same as a QUEUE argument).")
     @with_settings(DATABASE, KAFKA)
     def command(settings: ServiceSettings, positional: tuple[str, ...],
                 options: tuple[str, ...]) -> int:
-        chosen = list(dict.fromkeys((*positional, *options))) or served
-        run_workers(service, handlers, settings, chosen)
+        run_workers(service, handlers, settings, chosen_queues(positional, options))
         return OK
 
     command.help = (f"Run the {service} service's job handlers until SIGTERM or SIGINT.\n\n"
@@ -64,26 +73,34 @@ def run_workers(service: str, handlers: Callable[[ServiceSettings], Mapping[str,
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        engine = engine_for(settings, long_statements=True)
-        jobs = handlers(settings)
-
-        group = settings.worker_group or None
-
-        async def serve(queue: str) -> None:
-            try:
-                await WorkerRunner(
-                    service=service, queue=queue, engine=engine,
-                    bootstrap_servers=settings.kafka_bootstrap_servers, handlers=jobs,
-                    group=f"{group}-{queue}" if group and len(chosen) > 1 else group,
-                    heartbeat_s=settings.worker_heartbeat_s,
-                    prefetch=settings.worker_prefetch).run(stop)
-            finally:
-                stop.set()  # one worker leaving takes the process down: all restart
-
-        try:
-            async with ops_port.serving(settings) as ops, ops.alive():
-                await asyncio.gather(*(serve(q) for q in chosen))
-        finally:
-            await engine.dispose()
+        async with ops_port.serving(settings) as ops, ops.alive():
+            await serve_workers(service, handlers, settings, chosen, stop)
 
     asyncio.run(main())
+
+
+async def serve_workers(service: str,
+                        handlers: Callable[[ServiceSettings], Mapping[str, JobHandler]],
+                        settings: ServiceSettings, chosen: list[str],
+                        stop: asyncio.Event) -> None:
+    """One `WorkerRunner` per queue in `chosen`, until `stop` is set; one of them leaving (a
+    stop request) sets `stop`, so the others leave too."""
+    engine = engine_for(settings, long_statements=True)
+    jobs = handlers(settings)
+    group = settings.worker_group or None
+
+    async def serve(queue: str) -> None:
+        try:
+            await WorkerRunner(
+                service=service, queue=queue, engine=engine,
+                bootstrap_servers=settings.kafka_bootstrap_servers, handlers=jobs,
+                group=f"{group}-{queue}" if group and len(chosen) > 1 else group,
+                heartbeat_s=settings.worker_heartbeat_s,
+                prefetch=settings.worker_prefetch).run(stop)
+        finally:
+            stop.set()  # one worker leaving takes the process down: all restart
+
+    try:
+        await asyncio.gather(*(serve(q) for q in chosen))
+    finally:
+        await engine.dispose()

@@ -5,6 +5,7 @@ commands)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import click
 
@@ -14,7 +15,7 @@ from jobs.scheduler import Scheduler
 from jobs.settings import JobsSettings
 from misp_contracts.topics import owned_by
 from misp_platform import ops_port
-from misp_platform.cli_support import OK, epilog, with_settings
+from misp_platform.cli_support import OK, PartCommand, epilog, with_settings
 from misp_platform.config import DATABASE, KAFKA, ServiceSettings
 from misp_platform.db import engine_for
 from misp_platform.kafka import ensure_topics
@@ -27,7 +28,19 @@ def _noop_handlers(_settings: ServiceSettings) -> dict[str, JobHandler]:
     return {"noop": run_noop}
 
 
-@click.command(name="scheduler", epilog=epilog())
+async def run_scheduler(settings: JobsSettings, stop: asyncio.Event) -> None:
+    """The scheduler until `stop` is set (its own process's, or `all`'s, part)."""
+    engine = engine_for(settings)
+    try:
+        await Scheduler(engine, poll_s=settings.scheduler_poll_s,
+                        missed_beats=settings.missed_heartbeats,
+                        beat_s=settings.scheduler_beat_s).run(stop)
+    finally:
+        await engine.dispose()
+
+
+@click.command(name="scheduler", cls=PartCommand, epilog=epilog(),
+               part=lambda settings: functools.partial(run_scheduler, settings))
 @with_settings(DATABASE, KAFKA)
 def scheduler_command(settings: JobsSettings) -> int:
     """Run the scheduler until SIGTERM or SIGINT.
@@ -39,14 +52,8 @@ def scheduler_command(settings: JobsSettings) -> int:
     async def main() -> None:
         async with ops_port.serving(settings) as ops:
             await ensure_topics(settings.kafka_bootstrap_servers, owned_by("jobs"))
-            engine = engine_for(settings)
-            try:
-                async with ops.alive():
-                    await Scheduler(engine, poll_s=settings.scheduler_poll_s,
-                                    missed_beats=settings.missed_heartbeats,
-                                    beat_s=settings.scheduler_beat_s).run(stop_on_signals())
-            finally:
-                await engine.dispose()
+            async with ops.alive():
+                await run_scheduler(settings, stop_on_signals())
 
     asyncio.run(main())
     return OK
