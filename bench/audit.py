@@ -449,9 +449,8 @@ def reading(scale: dict[str, Any]) -> str:
                    f"gain beyond {SCALE_PARTITIONS} consumers (not measured here).")
     else:
         out.append(f"With {flat} consumers the machine's cores were only {busy:.0%} busy: the "
-                   "limit is not CPU alone (database writes and commits, Kafka fetches), so "
-                   "these figures do not predict that more cores alone would straighten the "
-                   "curve.")
+                   "limit is not CPU alone (these figures do not say what it is), so they do "
+                   "not predict that more cores alone would straighten the curve.")
     return " ".join(out)
 
 
