@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -39,6 +40,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_all(env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "orgs", "all"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
 @pytest.fixture
 async def all_process(orgs_db: str, kafka_bootstrap: str, orgs_settings: OrgsSettings,
                       tmp_path: Path) -> AsyncIterator[tuple[subprocess.Popen[bytes], str]]:
@@ -53,8 +59,7 @@ async def all_process(orgs_db: str, kafka_bootstrap: str, orgs_settings: OrgsSet
                 "MISP_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "MISP_PEPPER": PEPPER,
                 "MISP_LOG_FORMAT": "json"})
     log = (tmp_path / "orgs-all.log").open("ab")
-    process = subprocess.Popen([sys.executable, "-m", "orgs", "all"], env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = start_all(env, log)
     try:
         yield process, f"http://127.0.0.1:{port}"
     finally:
