@@ -53,6 +53,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DEFAULT_ROUTES = HERE / "routes.tsv"
 DEFAULT_SERVICES = HERE.parent / "services.tsv"
+# The local stack's replicas of each service's roles (render_supervisor.py starts them; the
+# gateway spreads each API's requests over its replicas).
+DEFAULT_REPLICAS = HERE.parent / "replicas.tsv"
+REPLICATED_ROLES = ("api", "relay", "consume")
+REPLICA_PORT_STEP = 100
+REPLICA_FAIL_S = 3
 
 EXACT = "exact"
 PREFIX = "prefix"
@@ -109,6 +115,31 @@ def load_services(path: Path = DEFAULT_SERVICES) -> dict[str, int]:
             raise RouteError(f"{path}:{n}: expected '<service> <port>'")
         services[cols[0]] = int(cols[1])
     return services
+
+
+def load_replicas(path: Path = DEFAULT_REPLICAS,
+                  services: dict[str, int] | None = None) -> dict[tuple[str, str], int]:
+    """(service, role) -> replicas in the local stack; a role not named has one."""
+    replicas: dict[tuple[str, str], int] = {}
+    for n, cols in _rows(path):
+        if (len(cols) != 3 or cols[1] not in REPLICATED_ROLES or not cols[2].isdigit()
+                or int(cols[2]) < 1 or (services is not None and cols[0] not in services)):
+            raise RouteError(f"{path}:{n}: expected '<service> <api|relay|consume> <replicas>'")
+        replicas[(cols[0], cols[1])] = int(cols[2])
+    return replicas
+
+
+def replica_port(port: int, replica: int) -> int:
+    """The port of an API's replica (1, 2, ...): its service's port, then 100 apart."""
+    return port + REPLICA_PORT_STEP * (replica - 1)
+
+
+def local_upstreams(services: dict[str, int],
+                    replicas: dict[tuple[str, str], int]) -> dict[str, str]:
+    """Each service's API replicas on the loopback, comma-separated (local mode)."""
+    return {svc: ",".join(f"127.0.0.1:{replica_port(port, i)}"
+                          for i in range(1, replicas.get((svc, "api"), 1) + 1))
+            for svc, port in services.items()}
 
 
 def load_routes(path: Path = DEFAULT_ROUTES, services: dict[str, int] | None = None) -> list[Route]:
@@ -354,8 +385,9 @@ def _port_of(listen: str) -> int:
 
 
 def _server_common(w: Callable[[str], None], locs: list[Location], abuse: Abuse, *,
-                   https: bool) -> None:
-    """The proxying part of a server: the same in the HTTP and the HTTPS server."""
+                   https: bool, replicated: bool = False) -> None:
+    """The proxying part of a server: the same in the HTTP and the HTTPS server. `replicated`:
+    some API runs several replicas (a request whose connection one refused goes to another)."""
     w("        proxy_http_version 1.1;")
     w('        proxy_set_header Connection "";')
     w("        proxy_set_header Host $misp_host;")
@@ -369,7 +401,14 @@ def _server_common(w: Callable[[str], None], locs: list[Location], abuse: Abuse,
     w("        proxy_connect_timeout 5s;")
     w("        proxy_send_timeout 300s;")
     w("        proxy_read_timeout 300s;")
-    w("        proxy_next_upstream off;")
+    if replicated:
+        # Only a connection that failed (nginx then never sent a POST, and passes none on once
+        # sent: its effect is unknown) or a GET whose answer never came goes to the next
+        # replica; an answer, whatever its status, is the answer.
+        w("        proxy_next_upstream error;")
+        w("        proxy_next_upstream_tries 2;")
+    else:
+        w("        proxy_next_upstream off;")
     _headers(w, https=https)
     w("")
     w("        error_page 502 503 504 = @unavailable;")
@@ -494,6 +533,7 @@ def render(
     state_dir: Path | None = None,
     listen: str | None = None,
     upstreams: dict[str, str] | None = None,
+    replicas: dict[tuple[str, str], int] | None = None,
     user: str | None = None,
     tls: Tls | None = None,
     abuse: Abuse | None = None,
@@ -508,11 +548,13 @@ def render(
     upstreams = dict(upstreams or {})
     for svc, port in services.items():
         if mode == "local":
-            upstreams.setdefault(svc, f"127.0.0.1:{port}")
+            upstreams.setdefault(svc, local_upstreams(
+                {svc: port}, replicas if replicas is not None else {})[svc])
         else:
             upstreams.setdefault(svc, f"{svc}-api:{port}")
     upstreams.setdefault(CONSOLE, f"127.0.0.1:{CONSOLE_PORT}" if mode == "local"
                          else f"{CONSOLE}:{CONSOLE_PORT}")
+    replicated = any("," in address for address in upstreams.values())
 
     if mode == "local":
         if state_dir is None:
@@ -632,7 +674,12 @@ def render(
     w("")
     for svc in (*services, CONSOLE):
         w(f"    upstream {svc} {{")
-        w(f"        server {upstreams[svc]} max_fails=0;")
+        addresses = upstreams[svc].split(",")
+        for address in addresses:
+            # One server: always tried. Several (replicas): one that refused a connection is
+            # left out for a few seconds (its requests go to the others meanwhile).
+            w(f"        server {address} max_fails=0;" if len(addresses) == 1
+              else f"        server {address} max_fails=1 fail_timeout={REPLICA_FAIL_S}s;")
         w("        keepalive 32;")
         # Idle connections close here first: were the API to close one (uvicorn's
         # UPSTREAM_IDLE_S) while nginx sends on it, the request would fail (a reset: 503).
@@ -658,7 +705,7 @@ def render(
             w("    }")
     if plain_served:
         w("")
-        _server_common(w, locs, abuse, https=False)
+        _server_common(w, locs, abuse, https=False, replicated=replicated)
         w("    }")
     if tls is not None:
         w("")
@@ -672,7 +719,7 @@ def render(
         w("        ssl_session_cache shared:misp_tls:1m;")
         w("        ssl_session_timeout 1h;")
         w("")
-        _server_common(w, locs, abuse, https=True)
+        _server_common(w, locs, abuse, https=True, replicated=replicated)
         w("    }")
     w("}")
     return "\n".join(out) + "\n"
@@ -708,6 +755,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--routes", type=Path, default=DEFAULT_ROUTES)
     p.add_argument("--services", type=Path, default=DEFAULT_SERVICES)
+    p.add_argument("--replicas", type=Path, default=DEFAULT_REPLICAS,
+                   help="local mode: each API's replicas (one upstream server each)")
     p.add_argument("--mode", choices=("local", "container"), default="local")
     p.add_argument("--state-dir", type=Path, help="local mode: the .local directory")
     p.add_argument("--listen", help="listen address (local: 127.0.0.1:8080, container: 8080)")
@@ -752,6 +801,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         services = load_services(a.services)
         locs = expand(load_routes(a.routes, services), services)
+        replicas = load_replicas(a.replicas, services) if a.mode == "local" else {}
     except RouteError as exc:
         print(f"render.py: {exc}", file=sys.stderr)
         return 1
@@ -798,6 +848,7 @@ def main(argv: list[str] | None = None) -> int:
         state_dir=state_dir,
         listen=a.listen,
         upstreams=ups,
+        replicas=replicas,
         user=a.user,
         tls=tls,
         abuse=abuse,

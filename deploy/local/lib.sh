@@ -16,6 +16,17 @@ while read -r _name _port _; do
 done < "$ROOT/deploy/services.tsv"
 unset _name _port
 ROLES=(api relay consume)
+# The ports of the API replicas beyond each service's first (deploy/replicas.tsv; replica N
+# listens on the service's port + 100 x (N - 1)): wait-ready.sh waits for them too.
+API_REPLICA_PORTS=()
+while read -r _name _role _n _; do
+  case "$_name" in '' | '#'*) continue ;; esac
+  [ "$_role" = api ] || continue
+  for ((_i = 2; _i <= _n; _i++)); do
+    API_REPLICA_PORTS+=("$((SERVICE_PORT[$_name] + 100 * (_i - 1)))")
+  done
+done < "$ROOT/deploy/replicas.tsv"
+unset _name _role _n _i
 
 PG_PORT=55432
 PG_DATABASES=()

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Render .local/supervisor/supervisord.conf from deploy/local/supervisord.conf.in (stdlib only).
 
-One program per service (deploy/services.tsv) and role (api, relay, consume), plus the
-workers and schedulers of deploy/programs.tsv, each with the environment of .local/env plus
-<SERVICE>_HTTP_PORT, its own database as its own role (<SERVICE>_DATABASE_URL, password from
-.local/secrets/pg/misp_<service>) instead of the superuser's MISP_PG_URL, and its own Kafka
-principal (MISP_KAFKA_USERNAME/PASSWORD, from .local/secrets/kafka/misp_<service>) instead of
-the admin's. The web console gets no database and only its read-only Kafka principal
-(CONSOLE_KAFKA_*, misp_console).
+One program per service (deploy/services.tsv) and role (api, relay, consume), or per replica
+of a role deploy/replicas.tsv scales out, plus the workers and schedulers of
+deploy/programs.tsv, each with the environment of .local/env plus <SERVICE>_HTTP_PORT, its own
+database as its own role (<SERVICE>_DATABASE_URL, password from .local/secrets/pg/misp_<service>)
+instead of the superuser's MISP_PG_URL, and its own Kafka principal (MISP_KAFKA_USERNAME/PASSWORD,
+from .local/secrets/kafka/misp_<service>) instead of the admin's. The web console gets no database
+and only its read-only Kafka principal (CONSOLE_KAFKA_*, misp_console).
 
 usage: render_supervisor.py --state-dir .local --python .venv/bin/python [--pg-port N] [--out FILE]
 """
@@ -43,6 +43,7 @@ def _load_generate():
 generate = _load_generate()
 CONSOLE = generate.render.CONSOLE
 CONSOLE_PORT = generate.render.CONSOLE_PORT
+replica_port = generate.render.replica_port
 
 
 def load_programs(path: Path) -> list[tuple[str, str, str]]:
@@ -121,6 +122,7 @@ def console_kafka(state_dir: Path, env: dict[str, str]) -> dict[str, str]:
 def render(
     state_dir: Path, python: str, template: str, env: dict[str, str], services: dict[str, int],
     extra: list[tuple[str, str, str]] | None = None, pg_port: int = 55432,
+    replicas: dict[tuple[str, str], int] | None = None,
 ) -> str:
     head, _, program = template.partition(MARKER)
     if not program:
@@ -131,8 +133,12 @@ def render(
         "LOG_DIR": _sv_path(str(state_dir / "logs")),
         "PYTHON": _sv_path(python),
     }
-    programs = [(svc, f"{svc}-{role}", role, port) for svc, port in services.items()
-                for role in ROLES]
+    replicas = replicas or {}
+    # Replica 1 keeps the role's plain name; an API replica listens on its own port.
+    programs = [(svc, f"{svc}-{role}" if i == 1 else f"{svc}-{role}-{i}", role,
+                 replica_port(port, i) if role == "api" else port)
+                for svc, port in services.items() for role in ROLES
+                for i in range(1, replicas.get((svc, role), 1) + 1)]
     programs += [(svc, name, args, services[svc]) for svc, name, args in extra or []
                  if svc in services]
     # The web console: its HTTP role only, with no database (it owns no data; it calls the API
@@ -172,18 +178,21 @@ def main() -> int:
     p.add_argument("--template", type=Path, default=HERE / "supervisord.conf.in")
     p.add_argument("--services", type=Path, default=ROOT / "deploy" / "services.tsv")
     p.add_argument("--programs", type=Path, default=ROOT / "deploy" / "programs.tsv")
+    p.add_argument("--replicas", type=Path, default=ROOT / "deploy" / "replicas.tsv")
     p.add_argument("--pg-port", type=int, default=55432)
     p.add_argument("--out", type=Path)
     a = p.parse_args()
     state = a.state_dir.resolve()
+    services = load_services(a.services)
     text = render(
         state,
         a.python,
         a.template.read_text(encoding="utf-8"),
         load_env(state / "env"),
-        load_services(a.services),
+        services,
         load_programs(a.programs),
         pg_port=a.pg_port,
+        replicas=generate.render.load_replicas(a.replicas, services),
     )
     out = a.out or state / "supervisor" / "supervisord.conf"
     out.parent.mkdir(parents=True, exist_ok=True)

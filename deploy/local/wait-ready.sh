@@ -14,6 +14,7 @@ urls=()
 for svc in "${SERVICES[@]}"; do
   urls+=("http://127.0.0.1:${SERVICE_PORT[$svc]}/ready" "$GATEWAY_TLS/_svc/$svc/ready")
 done
+for port in "${API_REPLICA_PORTS[@]}"; do urls+=("http://127.0.0.1:$port/ready"); done
 
 code() { curl -s -o /dev/null -m 5 --cacert "$TLS_DIR/ca.pem" -w '%{http_code}' "$1" 2>/dev/null || true; }
 

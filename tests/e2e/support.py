@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from misp_platform.testing import load_script
+
 GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
 RENDER = Path(__file__).resolve().parents[2] / "deploy" / "gateway" / "render.py"
 T = TypeVar("T")
@@ -53,6 +55,14 @@ def until(check: Callable[[], T | None], what: str, timeout_s: float = 30,
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout_s}s (last: {value!r})")
         time.sleep(interval_s)
+
+
+def program_replicas(service: str, role: str) -> list[str]:
+    """The supervisor programs of a role of the local stack, one per replica
+    (deploy/replicas.tsv, read by the gateway's renderer: one parser of the file)."""
+    count = load_script(RENDER, "gateway_render_replicas").load_replicas().get(
+        (service, role), 1)
+    return [f"{service}-{role}" + ("" if i == 1 else f"-{i}") for i in range(1, count + 1)]
 
 
 def free_port() -> int:

@@ -37,7 +37,7 @@ import httpx
 import psycopg
 import pytest
 
-from .support import GATEWAY, admin_key, until
+from .support import GATEWAY, admin_key, program_replicas, until
 
 # `make test` runs 20 rounds of each seam (the suite's 25-minute budget: 200 took 11 of its
 # minutes, 60 took 8 on a slow day): enough to show a seam that fails often (the original one
@@ -277,9 +277,11 @@ def joined(service: str, since: datetime) -> bool:
 
 
 def supervise(action: str, services: Sequence[str]) -> None:
-    """`supervisorctl <action>` each service's consume program, all at once (a stop or a start
-    waits a second or more for its process; one after the other, they added up)."""
-    calls = [subprocess.Popen([*SUPERVISORCTL, action, f"misp:{service}-consume"],
+    """`supervisorctl <action>` each service's consume programs (every replica), all at once (a
+    stop or a start waits a second or more for its process; one after the other, they added
+    up)."""
+    calls = [subprocess.Popen([*SUPERVISORCTL, action,
+                               *(f"misp:{p}" for p in program_replicas(service, "consume"))],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for service in services]
     for call in calls:

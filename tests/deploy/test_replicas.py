@@ -1,0 +1,85 @@
+"""The local stack's replicas (deploy/replicas.tsv, issue 18 item 1): supervisor runs one program
+per replica, each API replica on its own port, and the gateway spreads the API's requests over
+them, passing a request whose connection a dead replica refused to another one (never a request
+already sent: its effect is unknown)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from misp_platform.testing import load_script
+
+ROOT = Path(__file__).resolve().parents[2]
+render = load_script(ROOT / "deploy" / "gateway" / "render.py", "gateway_render_replicas_test")
+supervisor = load_script(ROOT / "deploy" / "local" / "render_supervisor.py",
+                         "render_supervisor_replicas_test")
+TEMPLATE = (ROOT / "deploy" / "local" / "supervisord.conf.in").read_text(encoding="utf-8")
+
+
+def local_conf(replicas: dict[tuple[str, str], int]) -> str:
+    services = render.load_services()
+    locations = render.expand(render.load_routes(services=services), services)
+    return render.render(locations, services, mode="local", state_dir=Path("/state"),
+                         replicas=replicas)
+
+
+def upstream_servers(conf: str) -> dict[str, list[str]]:
+    return {name: re.findall(r"server (\S+) ", body)
+            for name, body in re.findall(r"upstream (\w+) \{(.*?)\}", conf, re.S)}
+
+
+def test_the_table_scales_out_every_role_of_a_service() -> None:
+    replicas = render.load_replicas(services=render.load_services())
+    scaled = {svc for (svc, _role), n in replicas.items() if n > 1}
+    assert scaled, "deploy/replicas.tsv scales out no service"
+    for svc in scaled:
+        assert all(replicas.get((svc, role), 1) >= 2 for role in render.REPLICATED_ROLES), svc
+
+
+def test_the_gateway_spreads_an_apis_requests_over_its_replicas() -> None:
+    services = render.load_services()
+    conf = local_conf({("orgs", "api"): 3})
+    servers = upstream_servers(conf)
+    port = services["orgs"]
+    assert servers["orgs"] == [f"127.0.0.1:{port}", f"127.0.0.1:{port + 100}",
+                               f"127.0.0.1:{port + 200}"]
+    assert servers["identity"] == [f"127.0.0.1:{services['identity']}"]
+    # A refused connection goes to the next replica; nothing else does (an answer stands).
+    assert set(re.findall(r"proxy_next_upstream (\w+);", conf)) == {"error"}
+    assert "max_fails=1 fail_timeout=" in conf
+
+
+def test_one_replica_each_renders_as_before() -> None:
+    conf = local_conf({})
+    assert all(len(s) == 1 for s in upstream_servers(conf).values())
+    assert set(re.findall(r"proxy_next_upstream (\w+);", conf)) == {"off"}
+    assert "max_fails=1" not in conf
+
+
+@pytest.mark.parametrize("line", ["orgs api 0", "orgs worker 2", "nobody api 2", "orgs api"])
+def test_a_bad_line_is_refused(tmp_path: Path, line: str) -> None:
+    table = tmp_path / "replicas.tsv"
+    table.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(render.RouteError):
+        render.load_replicas(table, services=render.load_services())
+
+
+def test_supervisor_runs_a_program_per_replica_each_api_on_its_own_port(tmp_path: Path) -> None:
+    for secret in ("pg", "kafka"):
+        (tmp_path / "secrets" / secret).mkdir(parents=True)
+        for svc in render.load_services():
+            (tmp_path / "secrets" / secret / f"misp_{svc}").write_text("x", encoding="utf-8")
+    services = render.load_services()
+    conf = supervisor.render(tmp_path, "/venv/bin/python", TEMPLATE, {}, services,
+                             replicas={("orgs", "api"): 2, ("orgs", "relay"): 2,
+                                       ("orgs", "consume"): 2})
+    programs = dict(re.findall(r"\[program:([\w-]+)\]\n(.*?)(?=\n\[|\Z)", conf, re.S))
+    for role in render.REPLICATED_ROLES:
+        assert f"orgs-{role}" in programs and f"orgs-{role}-2" in programs, role
+        assert f"identity-{role}" in programs and f"identity-{role}-2" not in programs, role
+    port = services["orgs"]
+    assert f'ORGS_HTTP_PORT="{port}"' in programs["orgs-api"]
+    assert f'ORGS_HTTP_PORT="{port + 100}"' in programs["orgs-api-2"]
