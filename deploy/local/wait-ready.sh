@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Wait until every service answers 200 on /ready, directly and through the gateway over HTTPS
 # (/_svc/<service>/ready, checking the certificate with the local CA), then print the gateway's
-# plain HTTP URL. Gives up after WAIT_READY_TIMEOUT (120) s.
+# plain HTTP URL. Gives up after WAIT_READY_TIMEOUT (300) s: the ~30 processes of the full
+# profile import their modules at once on this 2-core machine (about 2.5 min once under load).
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-TIMEOUT="${WAIT_READY_TIMEOUT:-120}"
+TIMEOUT="${WAIT_READY_TIMEOUT:-300}"
 GATEWAY="http://127.0.0.1:$GATEWAY_PORT"
 GATEWAY_TLS="https://127.0.0.1:$GATEWAY_TLS_PORT"
 

@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ SERVICE = "orgs"
 TOPIC = "misp.orgs.organisation.v1"
 PRINCIPALS_GROUP = "misp.orgs.principals"
 CLIENTS = 2
+PAUSE_S = 0.3  # between a client's rounds: a steady load, not a flood (each add is deleted after)
 # How long the load runs with a replica down, and how long a call may take.
 DOWN_S = 12
 CALL_TIMEOUT_S = 30
@@ -131,6 +133,7 @@ class Load:
                 if add.status == 200:
                     self._call(http, "view", "GET", f"/organisations/view/{add.org_id}",
                                headers, None)
+                self.stop.wait(PAUSE_S)
 
     def _call(self, http: httpx.Client, what: str, method: str, path: str,
               headers: dict[str, str], body: dict[str, str] | None) -> Call:
@@ -173,9 +176,13 @@ def load() -> Iterator[Load]:
         supervisorctl("start", *(f"misp:{p}" for role in ("api", "relay", "consume")
                                  for p in replicas(role)))
         headers = admin_headers()
-        with httpx.Client(base_url=GATEWAY, timeout=30) as http:
-            for org_id in state.acknowledged():
+
+        def delete(org_id: str) -> None:
+            with httpx.Client(base_url=GATEWAY, timeout=30) as http:
                 delete_organisation(http, headers, org_id)
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(delete, state.acknowledged()))
 
 
 def assert_answered_while_down(load: Load, killed: float, role: str) -> None:
@@ -250,7 +257,7 @@ def test_one_replica_of_each_role_killed_under_load_loses_and_doubles_nothing(
     def everywhere() -> bool:
         with psycopg.connect(f"{PG_URL}/misp_orgs", autocommit=True) as orgs, \
                 psycopg.connect(f"{PG_URL}/misp_audit", autocommit=True) as audit:
-            projected = orgs.execute("SELECT count(*) FROM principal_org WHERE id = ANY(%s)",
+            projected = orgs.execute("SELECT count(*) FROM principal_org WHERE org_id = ANY(%s)",
                                      (ids,)).fetchone()
             logged = audit.execute(
                 "SELECT count(DISTINCT model_id) FROM log_entry WHERE model = 'Organisation' "
