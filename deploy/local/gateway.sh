@@ -45,7 +45,8 @@ render() {
   py "$ROOT/deploy/gateway/render.py" --mode local --state-dir "$STATE" \
     --listen "127.0.0.1:$GATEWAY_PORT" --tls-listen "127.0.0.1:$GATEWAY_TLS_PORT" \
     --tls-cert "$TLS_DIR/server.pem" --tls-key "$TLS_DIR/server.key" \
-    --http-from-loopback "$HTTP_FROM_LOOPBACK" "${user_args[@]}" --out "$NCONF.new"
+    --http-from-loopback "$HTTP_FROM_LOOPBACK" --replicas "$REPLICAS_TSV" "${user_args[@]}" \
+    --out "$NCONF.new"
   if ! "$NGINX" -t -q -e "$NERR" -p "$NDIR" -c "$NCONF.new" >>"$NERR" 2>&1; then
     tail_log "$NERR" 20
     die "the rendered nginx config is invalid (see $NCONF.new)"

@@ -16,8 +16,14 @@ while read -r _name _port _; do
 done < "$ROOT/deploy/services.tsv"
 unset _name _port
 ROLES=(api relay consume)
-# The ports of the API replicas beyond each service's first (deploy/replicas.tsv; replica N
-# listens on the service's port + 100 x (N - 1)): wait-ready.sh waits for them too.
+# The profile (MISP_PROFILE): `full`, a process per role and the replicas of
+# deploy/replicas.tsv; `small`, one process per service (`python -m <service> all`), no replicas.
+PROFILE="${MISP_PROFILE:-full}"
+case "$PROFILE" in full | small) ;; *) echo "MISP_PROFILE is full or small, not '$PROFILE'" >&2; exit 2 ;; esac
+REPLICAS_TSV="$ROOT/deploy/replicas.tsv"
+[ "$PROFILE" = small ] && REPLICAS_TSV=/dev/null
+# The ports of the API replicas beyond each service's first (replica N listens on the service's
+# port + 100 x (N - 1)): wait-ready.sh waits for them too.
 API_REPLICA_PORTS=()
 while read -r _name _role _n _; do
   case "$_name" in '' | '#'*) continue ;; esac
@@ -25,7 +31,7 @@ while read -r _name _role _n _; do
   for ((_i = 2; _i <= _n; _i++)); do
     API_REPLICA_PORTS+=("$((SERVICE_PORT[$_name] + 100 * (_i - 1)))")
   done
-done < "$ROOT/deploy/replicas.tsv"
+done < "$REPLICAS_TSV"
 unset _name _role _n _i
 
 PG_PORT=55432

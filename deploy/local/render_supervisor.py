@@ -9,7 +9,11 @@ instead of the superuser's MISP_PG_URL, and its own Kafka principal (MISP_KAFKA_
 from .local/secrets/kafka/misp_<service>) instead of the admin's. The web console gets no database
 and only its read-only Kafka principal (CONSOLE_KAFKA_*, misp_console).
 
-usage: render_supervisor.py --state-dir .local --python .venv/bin/python [--pg-port N] [--out FILE]
+With `--profile small` (MISP_PROFILE=small), one process per service instead: `python -m
+<service> all` runs its api, relay, consumers and other programs together (small installs).
+
+usage: render_supervisor.py --state-dir .local --python .venv/bin/python [--pg-port N]
+       [--profile full|small] [--out FILE]
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from string import Template
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 ROLES = ("api", "relay", "consume")
+# The profiles (MISP_PROFILE): every role its own process (full), or one process per service
+# for small installs (small).
+FULL, SMALL = "full", "small"
+SEPARATE = "detect"  # the program that stays a process of its own in the small profile
 MARKER = ";; ---- per program ----"
 
 
@@ -50,6 +58,22 @@ def load_programs(path: Path) -> list[tuple[str, str, str]]:
     """deploy/programs.tsv as (service, program name, arguments), one entry per replica."""
     return [(svc, name if n == 1 else f"{name}-{i}", " ".join(args))
             for svc, name, n, args in generate.load_programs(path) for i in range(1, n + 1)]
+
+
+def small_programs(services: dict[str, int], extra: list[tuple[str, str, str]],
+                   ) -> list[tuple[str, str, str, int]]:
+    """The small profile: one process per service (`python -m <service> all`) running its api,
+    relay and consumers and, with `--with`, its other programs (one replica of each); the
+    audit's faust detector, which runs a loop of its own, stays a process of its own."""
+    programs = []
+    for svc, port in services.items():
+        withs = dict.fromkeys(args for s, _name, args in extra
+                              if s == svc and args.split()[0] != SEPARATE)
+        args = " ".join(["all", *(f'--with "{a}"' for a in withs)])
+        programs.append((svc, f"{svc}-all", args, port))
+    programs += [(svc, name, args, services[svc]) for svc, name, args in extra
+                 if svc in services and args.split()[0] == SEPARATE]
+    return programs
 
 
 def load_services(path: Path) -> dict[str, int]:
@@ -122,7 +146,7 @@ def console_kafka(state_dir: Path, env: dict[str, str]) -> dict[str, str]:
 def render(
     state_dir: Path, python: str, template: str, env: dict[str, str], services: dict[str, int],
     extra: list[tuple[str, str, str]] | None = None, pg_port: int = 55432,
-    replicas: dict[tuple[str, str], int] | None = None,
+    replicas: dict[tuple[str, str], int] | None = None, profile: str = FULL,
 ) -> str:
     head, _, program = template.partition(MARKER)
     if not program:
@@ -134,13 +158,16 @@ def render(
         "PYTHON": _sv_path(python),
     }
     replicas = replicas or {}
-    # Replica 1 keeps the role's plain name; an API replica listens on its own port.
-    programs = [(svc, f"{svc}-{role}" if i == 1 else f"{svc}-{role}-{i}", role,
-                 replica_port(port, i) if role == "api" else port)
-                for svc, port in services.items() for role in ROLES
-                for i in range(1, replicas.get((svc, role), 1) + 1)]
-    programs += [(svc, name, args, services[svc]) for svc, name, args in extra or []
-                 if svc in services]
+    if profile == SMALL:
+        programs = small_programs(services, extra or [])
+    else:
+        # Replica 1 keeps the role's plain name; an API replica listens on its own port.
+        programs = [(svc, f"{svc}-{role}" if i == 1 else f"{svc}-{role}-{i}", role,
+                     replica_port(port, i) if role == "api" else port)
+                    for svc, port in services.items() for role in ROLES
+                    for i in range(1, replicas.get((svc, role), 1) + 1)]
+        programs += [(svc, name, args, services[svc]) for svc, name, args in extra or []
+                     if svc in services]
     # The web console: its HTTP role only, with no database (it owns no data; it calls the API
     # through the gateway as its users) and a read-only Kafka principal for its live updates.
     programs.append((CONSOLE, CONSOLE, "api", CONSOLE_PORT))
@@ -179,6 +206,8 @@ def main() -> int:
     p.add_argument("--services", type=Path, default=ROOT / "deploy" / "services.tsv")
     p.add_argument("--programs", type=Path, default=ROOT / "deploy" / "programs.tsv")
     p.add_argument("--replicas", type=Path, default=ROOT / "deploy" / "replicas.tsv")
+    p.add_argument("--profile", choices=(FULL, SMALL), default=os.environ.get("MISP_PROFILE")
+                   or FULL, help="full: a process per role; small: one per service")
     p.add_argument("--pg-port", type=int, default=55432)
     p.add_argument("--out", type=Path)
     a = p.parse_args()
@@ -193,6 +222,7 @@ def main() -> int:
         load_programs(a.programs),
         pg_port=a.pg_port,
         replicas=generate.render.load_replicas(a.replicas, services),
+        profile=a.profile,
     )
     out = a.out or state / "supervisor" / "supervisord.conf"
     out.parent.mkdir(parents=True, exist_ok=True)

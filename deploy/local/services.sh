@@ -42,7 +42,7 @@ migrate() {
 render() {
   mkdir -p "$SVDIR"
   "$VENV_PY" "$ROOT/deploy/local/render_supervisor.py" --state-dir "$STATE" --python "$VENV_PY" \
-    --pg-port "$PG_PORT"
+    --pg-port "$PG_PORT" --profile "$PROFILE" --replicas "$REPLICAS_TSV"
 }
 
 start() {

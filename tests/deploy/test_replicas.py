@@ -83,3 +83,24 @@ def test_supervisor_runs_a_program_per_replica_each_api_on_its_own_port(tmp_path
     port = services["orgs"]
     assert f'ORGS_HTTP_PORT="{port}"' in programs["orgs-api"]
     assert f'ORGS_HTTP_PORT="{port + 100}"' in programs["orgs-api-2"]
+
+
+def test_the_small_profile_runs_one_process_per_service(tmp_path: Path) -> None:
+    for secret in ("pg", "kafka"):
+        (tmp_path / "secrets" / secret).mkdir(parents=True)
+        for svc in render.load_services():
+            (tmp_path / "secrets" / secret / f"misp_{svc}").write_text("x", encoding="utf-8")
+    services = render.load_services()
+    extra = supervisor.load_programs(ROOT / "deploy" / "programs.tsv")
+    conf = supervisor.render(tmp_path, "/venv/bin/python", TEMPLATE, {}, services, extra,
+                             replicas={("orgs", "api"): 2}, profile=supervisor.SMALL)
+    commands = dict(re.findall(r"\[program:([\w-]+)\]\ncommand = \S+ -m (.*)", conf))
+    # Each service's every program (deploy/programs.tsv; jobs' two schedulers as one) in one
+    # process, but the faust detector, a loop of its own.
+    assert commands == {
+        "identity-all": 'identity all --with "worker"', "orgs-all": "orgs all",
+        "audit-all": 'audit all --with "worker"',
+        "jobs-all": 'jobs all --with "scheduler" --with "worker default"',
+        "mailer-all": 'mailer all --with "worker"', "settings-all": 'settings all --with "worker"',
+        "audit-detector": "audit detect", "console": "console api"}
+    assert 'ORGS_HTTP_PORT="8102"' in conf and "8202" not in conf
