@@ -19,6 +19,8 @@ BENCHMARKS = [
     ("auth.py", True),
     ("consistency.py", True),
     ("console.py", True),
+    # Last: it switches the stack to the small profile and back.
+    ("footprint.py", True),
 ]
 
 if __name__ == "__main__":
