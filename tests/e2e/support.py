@@ -25,6 +25,12 @@ import pytest
 from misp_platform.testing import load_script
 
 GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
+# The stack's profile (deploy/local/lib.sh): `full`, a process per role, or `small`, one per
+# service. A test that replaces or kills one role's process needs the full one.
+PROFILE = os.environ.get("MISP_PROFILE") or "full"
+needs_a_process_per_role = pytest.mark.skipif(
+    PROFILE != "full", reason="the small profile runs a service's roles in one process: this "
+    "test stops or kills one role's process alone")
 RENDER = Path(__file__).resolve().parents[2] / "deploy" / "gateway" / "render.py"
 T = TypeVar("T")
 

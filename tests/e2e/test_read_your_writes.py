@@ -37,7 +37,7 @@ import httpx
 import psycopg
 import pytest
 
-from .support import GATEWAY, admin_key, program_replicas, until
+from .support import GATEWAY, admin_key, needs_a_process_per_role, program_replicas, until
 
 # `make test` runs 20 rounds of each seam (the suite's 25-minute budget: 200 took 11 of its
 # minutes, 60 took 8 on a slow day): enough to show a seam that fails often (the original one
@@ -346,16 +346,19 @@ def test_mail_seam_holds_for_every_round(gateway: Gateway, org_admin: None) -> N
     run_rounds(gateway, mail_round, MAIL_ROUNDS)
 
 
+@needs_a_process_per_role
 def test_organisation_seams_hold_with_slow_consumers(gateway: Gateway) -> None:
     with slowed_consumers(gateway, "identity", "orgs", "audit"):
         run_clients([organisation_round] * SLOW_CLIENTS, SLOW_ROUNDS // SLOW_CLIENTS)
 
 
+@needs_a_process_per_role
 def test_principal_seams_hold_with_slow_consumers(gateway: Gateway) -> None:
     with slowed_consumers(gateway, "jobs", "settings"):
         run_clients([principal_round] * SLOW_CLIENTS, SLOW_ROUNDS // SLOW_CLIENTS)
 
 
+@needs_a_process_per_role
 def test_settings_seams_hold_with_slow_consumers(gateway: Gateway,
                                                  settings_restored: None) -> None:
     # One client per setting (they must not flip each other's), each for every round.
@@ -363,6 +366,7 @@ def test_settings_seams_hold_with_slow_consumers(gateway: Gateway,
         run_clients(SETTINGS_SEAMS, SLOW_ROUNDS, gateway.user_key)
 
 
+@needs_a_process_per_role
 def test_mail_seam_holds_with_slow_consumers(gateway: Gateway, org_admin: None) -> None:
     with slowed_consumers(gateway, "mailer"):
         run_rounds(gateway, mail_round, MAIL_ROUNDS // 4)

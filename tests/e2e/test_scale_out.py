@@ -33,7 +33,14 @@ import httpx
 import psycopg
 import pytest
 
-from .support import GATEWAY, admin_headers, delete_organisation, program_replicas, until
+from .support import (
+    GATEWAY,
+    admin_headers,
+    delete_organisation,
+    needs_a_process_per_role,
+    program_replicas,
+    until,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("MISP_STATE_DIR", ROOT / ".local"))
@@ -215,6 +222,7 @@ def partitions() -> set[int]:
     return {r[0] for r in rows}
 
 
+@needs_a_process_per_role
 def test_one_replica_of_each_role_killed_under_load_loses_and_doubles_nothing(
         load: Load) -> None:
     until(lambda: len(load.acknowledged()) >= 4, "the load running", timeout_s=60)
