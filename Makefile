@@ -6,6 +6,7 @@ LOCAL := deploy/local
 
 help:
 	@echo "make up         install what is missing, start everything, print the gateway URL"
+	@echo "                (MISP_PROFILE=small make up: one process per service, README: Operating it)"
 	@echo "make down       stop everything"
 	@echo "make test       up, pytest (args: PYTEST_ARGS=...), down; exit code = pytest's"
 	@echo "make infra      install + PostgreSQL + Kafka + gateway (no services)"
