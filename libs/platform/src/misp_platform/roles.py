@@ -120,6 +120,8 @@ async def run_consumer(spec: ServiceSpec, settings: ServiceSettings) -> None:
 # An idle keep-alive connection outlives the gateway's (deploy/gateway/render.py GATEWAY_IDLE_S):
 # nginx closes it first, never sending a request on one the API is closing (a reset, a 503).
 UPSTREAM_IDLE_S = 75
+# A program of `all` that ended on its own (a worker asked to stop) starts again after this.
+PART_RESTART_S = 1.0
 
 
 def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
@@ -172,10 +174,13 @@ async def run_all(spec: ServiceSpec, settings: ServiceSettings,
     """The API, the outbox relay, the consumers and `others` (the programs given by `--with`,
     by name) in this process and its one event loop, until SIGTERM or SIGINT.
 
-    A part that fails, or ends on its own (a worker asked to stop), stops the others cleanly
-    (the relay releases its lock, the consumers leave their groups, the API drains) and the
-    process with PartFailedError: the supervisor starts it again. No ops port: the API serves
-    /metrics (the process's one registry, every part's metrics) and /health."""
+    A part that fails, or an API, relay or consumer that ends on its own, stops the others
+    cleanly (the relay releases its lock, the consumers leave their groups, the API drains) and
+    the process with PartFailedError: the supervisor starts it again. One of `others` that ends
+    on its own without failing (a worker asked to stop: MISP's stopWorker, "kill all workers")
+    is started again in the process, as the supervisor restarts a worker process in the full
+    profile, and the service's API keeps answering. No ops port: the API serves /metrics (the
+    process's one registry, every part's metrics) and /health."""
     stop = stop_on_signals()
     await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
     async with open_relay(settings) as relay, open_consumers(spec, settings) as consumers:
@@ -183,25 +188,35 @@ async def run_all(spec: ServiceSpec, settings: ServiceSettings,
         parts.update({f"consumer {runner.group}": runner.run for runner in consumers})
         parts.update(others or {})
         failed = [name for name, ok in zip(parts, await asyncio.gather(
-            *(_guarded(name, part, stop) for name, part in parts.items())), strict=True)
+            *(_guarded(name, part, stop, restart=name in (others or {}))
+              for name, part in parts.items())), strict=True)
             if not ok]
     if failed:
         raise PartFailedError(f"stopped because {', '.join(failed)} failed or ended")
 
 
-async def _guarded(name: str, part: Part, stop: asyncio.Event) -> bool:
+async def _guarded(name: str, part: Part, stop: asyncio.Event, *,
+                   restart: bool = False) -> bool:
     """Run one part; whether it ended well (by the event). Failing, or ending before the event
-    is set, it sets the event: every other part stops too."""
-    try:
-        await part(stop)
-    except (Exception, SystemExit) as exc:  # uvicorn exits on a failed start-up
-        log.error("all.part_failed", part=name, error=f"{type(exc).__name__}: {exc}",
-                  exc_info=isinstance(exc, Exception))
-        stop.set()
-        return False
-    if not stop.is_set():
-        log.error("all.part_ended", part=name)
-        stop.set()
-        return False
-    log.info("all.part_stopped", part=name)
-    return True
+    is set, it sets the event: every other part stops too; but a `restart` part that ends
+    before the event without failing is run again (after PART_RESTART_S)."""
+    while True:
+        try:
+            await part(stop)
+        except (Exception, SystemExit) as exc:  # uvicorn exits on a failed start-up
+            log.error("all.part_failed", part=name, error=f"{type(exc).__name__}: {exc}",
+                      exc_info=isinstance(exc, Exception))
+            stop.set()
+            return False
+        if stop.is_set():
+            log.info("all.part_stopped", part=name)
+            return True
+        if not restart:
+            log.error("all.part_ended", part=name)
+            stop.set()
+            return False
+        log.info("all.part_restarted", part=name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PART_RESTART_S)
+        if stop.is_set():
+            return True

@@ -189,14 +189,37 @@ async def test_a_failing_part_stops_the_others_cleanly_and_the_process(
     assert parts["consumers"][0].stopped
 
 
-async def test_a_part_that_ends_by_itself_stops_the_process(parts: dict[str, Any]) -> None:
-    async def worker_asked_to_stop(_stop: asyncio.Event) -> None:
+async def test_a_program_that_ends_by_itself_is_run_again_and_the_api_keeps_serving(
+        parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(roles, "PART_RESTART_S", 0.01)
+    runs = []
+
+    async def worker_asked_to_stop(stop: asyncio.Event) -> None:
+        runs.append(1)
+        if len(runs) >= 3:  # the third run keeps working until the process stops
+            await stop.wait()
+
+    task = asyncio.create_task(roles.run_all(spec(), settings_class("probe")(),
+                                             {"worker": worker_asked_to_stop}))
+    for _ in range(500):
+        if len(runs) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert len(runs) == 3 and not task.done()
+    assert not parts["api"].stopped and not parts["relay"].stopped
+    parts["stop"].set()
+    await asyncio.wait_for(task, 5)  # and it stops well: no PartFailedError
+
+
+async def test_the_api_relay_or_a_consumer_ending_by_itself_stops_the_process(
+        parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    async def ends(_stop: asyncio.Event) -> None:
         return None
 
-    with pytest.raises(roles.PartFailedError, match="worker failed or ended"):
-        await asyncio.wait_for(roles.run_all(spec(), settings_class("probe")(),
-                                             {"worker": worker_asked_to_stop}), 5)
-    assert parts["api"].stopped and parts["relay"].stopped
+    monkeypatch.setattr(roles, "api_part", lambda _spec, _settings: ends)
+    with pytest.raises(roles.PartFailedError, match="api failed or ended"):
+        await asyncio.wait_for(roles.run_all(spec(), settings_class("probe")()), 5)
+    assert parts["relay"].stopped
 
 
 async def test_a_failed_api_start_up_stops_the_process(parts: dict[str, Any],
