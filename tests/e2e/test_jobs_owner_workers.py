@@ -23,7 +23,7 @@ from misp_contracts.events.jobs import QUEUES as JOB_QUEUES
 from misp_contracts.topics import SERVICES
 from misp_platform.kafka import client_options, topic_partitions
 
-from .support import GATEWAY, admin_headers, admin_key, until
+from .support import GATEWAY, admin_headers, admin_key, needs_a_process_per_role, until
 
 
 def _run(job_type: str, queue: str) -> dict[str, Any]:
@@ -70,6 +70,7 @@ def test_every_queue_of_an_owners_job_type_has_a_live_worker() -> None:
     assert wanted <= live, sorted(wanted - live)
 
 
+@needs_a_process_per_role
 def test_stopping_an_owners_worker_process_restarts_it_with_all_its_queues() -> None:
     """`servers/stopWorker/{pid}` reaches every worker of the process (one per queue); the
     process leaves after the jobs in hand and the supervisor starts it again, queues and all."""
@@ -116,6 +117,7 @@ def _all_replaced(before: dict[tuple[str, str], set[str]], what: str
     return until(replaced, what, timeout_s=90)
 
 
+@needs_a_process_per_role
 def test_pymisps_restart_and_kill_all_workers_replace_every_worker_process() -> None:
     """MISP's "Restart all workers" and "Kill all workers", with PyMISP: a stop to every worker
     over the control topic (a kill also cancels the job in hand), and the supervisor starts
