@@ -67,13 +67,19 @@ def test_a_bad_line_is_refused(tmp_path: Path, line: str) -> None:
         render.load_replicas(table, services=render.load_services())
 
 
-def test_supervisor_runs_a_program_per_replica_each_api_on_its_own_port(tmp_path: Path) -> None:
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    """A state folder with every service's PostgreSQL and Kafka password."""
     for secret in ("pg", "kafka"):
         (tmp_path / "secrets" / secret).mkdir(parents=True)
         for svc in render.load_services():
             (tmp_path / "secrets" / secret / f"misp_{svc}").write_text("x", encoding="utf-8")
+    return tmp_path
+
+
+def test_supervisor_runs_a_program_per_replica_each_api_on_its_own_port(state: Path) -> None:
     services = render.load_services()
-    conf = supervisor.render(tmp_path, "/venv/bin/python", TEMPLATE, {}, services,
+    conf = supervisor.render(state, "/venv/bin/python", TEMPLATE, {}, services,
                              replicas={("orgs", "api"): 2, ("orgs", "relay"): 2,
                                        ("orgs", "consume"): 2})
     programs = dict(re.findall(r"\[program:([\w-]+)\]\n(.*?)(?=\n\[|\Z)", conf, re.S))
@@ -85,14 +91,10 @@ def test_supervisor_runs_a_program_per_replica_each_api_on_its_own_port(tmp_path
     assert f'ORGS_HTTP_PORT="{port + 100}"' in programs["orgs-api-2"]
 
 
-def test_the_small_profile_runs_one_process_per_service(tmp_path: Path) -> None:
-    for secret in ("pg", "kafka"):
-        (tmp_path / "secrets" / secret).mkdir(parents=True)
-        for svc in render.load_services():
-            (tmp_path / "secrets" / secret / f"misp_{svc}").write_text("x", encoding="utf-8")
+def test_the_small_profile_runs_one_process_per_service(state: Path) -> None:
     services = render.load_services()
     extra = supervisor.load_programs(ROOT / "deploy" / "programs.tsv")
-    conf = supervisor.render(tmp_path, "/venv/bin/python", TEMPLATE, {}, services, extra,
+    conf = supervisor.render(state, "/venv/bin/python", TEMPLATE, {}, services, extra,
                              replicas={("orgs", "api"): 2}, profile=supervisor.SMALL)
     commands = dict(re.findall(r"\[program:([\w-]+)\]\ncommand = \S+ -m (.*)", conf))
     # Each service's every program (deploy/programs.tsv; jobs' two schedulers as one) in one

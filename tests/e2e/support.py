@@ -31,7 +31,15 @@ PROFILE = os.environ.get("MISP_PROFILE") or "full"
 needs_a_process_per_role = pytest.mark.skipif(
     PROFILE != "full", reason="the small profile runs a service's roles in one process: this "
     "test stops or kills one role's process alone")
-RENDER = Path(__file__).resolve().parents[2] / "deploy" / "gateway" / "render.py"
+ROOT = Path(__file__).resolve().parents[2]
+RENDER = ROOT / "deploy" / "gateway" / "render.py"
+# The local stack: its state folder, its supervisor, its PostgreSQL server as the superuser
+# (for tests that look into a service's database: `f"{PG_URL}/misp_<service>"`).
+STATE = Path(os.environ.get("MISP_STATE_DIR", ROOT / ".local"))
+SUPERVISORCTL = [str(ROOT / ".venv/bin/supervisorctl"), "-c",
+                 str(STATE / "supervisor/supervisord.conf")]
+PG_URL = os.environ.get("MISP_PG_URL", "postgresql://postgres@127.0.0.1:55432").replace(
+    "postgresql+psycopg://", "postgresql://")
 T = TypeVar("T")
 
 

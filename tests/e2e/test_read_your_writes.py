@@ -30,14 +30,23 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
-from .support import GATEWAY, admin_key, needs_a_process_per_role, program_replicas, until
+from .support import (
+    GATEWAY,
+    PG_URL,
+    ROOT,
+    STATE,
+    SUPERVISORCTL,
+    admin_key,
+    needs_a_process_per_role,
+    program_replicas,
+    until,
+)
 
 # `make test` runs 20 rounds of each seam (the suite's 25-minute budget: 200 took 11 of its
 # minutes, 60 took 8 on a slow day): enough to show a seam that fails often (the original one
@@ -55,12 +64,6 @@ FAST_CLIENTS = 2
 # Each mail round signs and delivers a mail: fewer rounds than the other seams (suite budget).
 MAIL_ROUNDS = int(os.environ.get("MISP_RYW_MAIL_ROUNDS", "15"))
 CONSUMER_DELAY_MS = 300
-ROOT = Path(__file__).resolve().parents[2]
-STATE = Path(os.environ.get("MISP_STATE_DIR", ROOT / ".local"))
-SUPERVISORCTL = [str(ROOT / ".venv/bin/supervisorctl"), "-c",
-                 str(STATE / "supervisor/supervisord.conf")]
-PG_URL = os.environ.get("MISP_PG_URL", "postgresql://postgres@127.0.0.1:55432").replace(
-    "postgresql+psycopg://", "postgresql://")
 SELF_REGISTRATION = "Security.allow_self_registration"
 HIDE_ORG_INDEX = "Security.hide_organisation_index_from_users"
 DISABLE_EMAILING = "MISP.disable_emailing"

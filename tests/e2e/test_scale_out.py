@@ -27,7 +27,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -35,6 +34,9 @@ import pytest
 
 from .support import (
     GATEWAY,
+    PG_URL,
+    STATE,
+    SUPERVISORCTL,
     admin_headers,
     delete_organisation,
     needs_a_process_per_role,
@@ -42,12 +44,6 @@ from .support import (
     until,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-STATE = Path(os.environ.get("MISP_STATE_DIR", ROOT / ".local"))
-SUPERVISORCTL = [str(ROOT / ".venv/bin/supervisorctl"), "-c",
-                 str(STATE / "supervisor/supervisord.conf")]
-PG_URL = os.environ.get("MISP_PG_URL", "postgresql://postgres@127.0.0.1:55432").replace(
-    "postgresql+psycopg://", "postgresql://")
 SERVICE = "orgs"
 TOPIC = "misp.orgs.organisation.v1"
 PRINCIPALS_GROUP = "misp.orgs.principals"
