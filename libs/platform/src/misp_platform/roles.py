@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
@@ -120,8 +121,11 @@ async def run_consumer(spec: ServiceSpec, settings: ServiceSettings) -> None:
 # An idle keep-alive connection outlives the gateway's (deploy/gateway/render.py GATEWAY_IDLE_S):
 # nginx closes it first, never sending a request on one the API is closing (a reset, a 503).
 UPSTREAM_IDLE_S = 75
-# A program of `all` that ended on its own (a worker asked to stop) starts again after this.
+# A part of `all` other than the API that failed or ended on its own starts again after this,
+# doubling up to the most (back to the first once a run lasted PART_HEALTHY_S).
 PART_RESTART_S = 1.0
+PART_RESTART_MAX_S = 30.0
+PART_HEALTHY_S = 60.0
 
 
 def uvicorn_options(settings: ServiceSettings) -> dict[str, Any]:
@@ -174,13 +178,13 @@ async def run_all(spec: ServiceSpec, settings: ServiceSettings,
     """The API, the outbox relay, the consumers and `others` (the programs given by `--with`,
     by name) in this process and its one event loop, until SIGTERM or SIGINT.
 
-    A part that fails, or an API, relay or consumer that ends on its own, stops the others
-    cleanly (the relay releases its lock, the consumers leave their groups, the API drains) and
-    the process with PartFailedError: the supervisor starts it again. One of `others` that ends
-    on its own without failing (a worker asked to stop: MISP's stopWorker, "kill all workers")
-    is started again in the process, as the supervisor restarts a worker process in the full
-    profile, and the service's API keeps answering. No ops port: the API serves /metrics (the
-    process's one registry, every part's metrics) and /health."""
+    The API failing or ending on its own stops the others cleanly (the relay releases its lock,
+    the consumers leave their groups) and the process with PartFailedError: the supervisor
+    starts it again. Any other part that fails or ends on its own (a database outage, a worker
+    asked to stop: MISP's stopWorker, "kill all workers") is started again in the process, as
+    the supervisor restarts each role's process in the full profile, and the service's API
+    keeps answering. No ops port: the API serves /metrics (the process's one registry, every
+    part's metrics) and /health."""
     stop = stop_on_signals()
     await ensure_topics(settings.kafka_bootstrap_servers, owned_by(spec.name))
     async with open_relay(settings) as relay, open_consumers(spec, settings) as consumers:
@@ -188,7 +192,7 @@ async def run_all(spec: ServiceSpec, settings: ServiceSettings,
         parts.update({f"consumer {runner.group}": runner.run for runner in consumers})
         parts.update(others or {})
         failed = [name for name, ok in zip(parts, await asyncio.gather(
-            *(_guarded(name, part, stop, restart=name in (others or {}))
+            *(_guarded(name, part, stop, restart=name != "api")
               for name, part in parts.items())), strict=True)
             if not ok]
     if failed:
@@ -197,26 +201,38 @@ async def run_all(spec: ServiceSpec, settings: ServiceSettings,
 
 async def _guarded(name: str, part: Part, stop: asyncio.Event, *,
                    restart: bool = False) -> bool:
-    """Run one part; whether it ended well (by the event). Failing, or ending before the event
-    is set, it sets the event: every other part stops too; but a `restart` part that ends
-    before the event without failing is run again (after PART_RESTART_S)."""
+    """Run one part; whether it ended well (by the event). The API failing or ending before the
+    event sets it: every other part stops too. A `restart` part (the relay, the consumers, the
+    `--with` programs) that fails or ends before the event is run again instead, after a delay
+    that doubles from PART_RESTART_S up to PART_RESTART_MAX_S (back to the first after a run of
+    PART_HEALTHY_S), as the supervisor restarts each role's process in the full profile: a
+    PostgreSQL or Kafka outage, or a worker asked to stop, leaves the service's API answering."""
+    delay = PART_RESTART_S
     while True:
+        started = time.monotonic()
         try:
             await part(stop)
+            error = None
         except (Exception, SystemExit) as exc:  # uvicorn exits on a failed start-up
-            log.error("all.part_failed", part=name, error=f"{type(exc).__name__}: {exc}",
-                      exc_info=isinstance(exc, Exception))
-            stop.set()
-            return False
-        if stop.is_set():
+            error = exc
+        if stop.is_set() and error is None:
             log.info("all.part_stopped", part=name)
             return True
+        if error is not None:
+            log.error("all.part_failed", part=name, error=f"{type(error).__name__}: {error}",
+                      exc_info=isinstance(error, Exception))
         if not restart:
-            log.error("all.part_ended", part=name)
+            if error is None:
+                log.error("all.part_ended", part=name)
             stop.set()
             return False
-        log.info("all.part_restarted", part=name)
+        if stop.is_set():
+            return True  # it failed while the process was stopping: nothing to restart
+        if time.monotonic() - started >= PART_HEALTHY_S:
+            delay = PART_RESTART_S
+        log.info("all.part_restarting", part=name, in_s=delay)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), PART_RESTART_S)
+            await asyncio.wait_for(stop.wait(), delay)
         if stop.is_set():
             return True
+        delay = min(delay * 2, PART_RESTART_MAX_S)

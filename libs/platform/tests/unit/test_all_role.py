@@ -121,12 +121,13 @@ async def _must_not_run(*_args: Any) -> None:
 @dataclass
 class FakeRunner:
     group: str
-    fail: bool = False
+    fail: int = 0  # how many runs fail before one works
     stopped: list[str] = field(default_factory=list)
 
     async def run(self, stop: asyncio.Event) -> None:
         STARTED.append(self.group)
         if self.fail:
+            self.fail -= 1
             raise RuntimeError("broker gone")
         await stop.wait()
         self.stopped.append(self.group)
@@ -180,13 +181,23 @@ async def test_all_runs_the_api_relay_consumers_and_the_programs_until_the_stop(
     assert all(c.stopped for c in parts["consumers"])
 
 
-async def test_a_failing_part_stops_the_others_cleanly_and_the_process(
-        parts: dict[str, Any]) -> None:
-    parts["consumers"][1].fail = True
-    with pytest.raises(roles.PartFailedError, match=r"consumer misp\.probe failed"):
-        await asyncio.wait_for(roles.run_all(spec(), settings_class("probe")()), 5)
-    assert parts["api"].stopped and parts["relay"].stopped  # stopped by the event, not cancelled
-    assert parts["consumers"][0].stopped
+async def test_a_failing_consumer_is_run_again_after_a_growing_delay_and_the_api_goes_on(
+        parts: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(roles, "PART_RESTART_S", 0.05)
+    parts["consumers"][1].fail = 2  # a database outage: two runs fail, the third works
+    task = asyncio.create_task(roles.run_all(spec(), settings_class("probe")()))
+    started = asyncio.get_running_loop().time()
+    for _ in range(500):
+        if STARTED.count("misp.probe") == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert STARTED.count("misp.probe") == 3
+    assert asyncio.get_running_loop().time() - started >= 0.05 + 0.1  # 0.05 s, then 0.1 s
+    assert not task.done() and not parts["api"].stopped and not parts["relay"].stopped
+    parts["stop"].set()
+    await asyncio.wait_for(task, 5)  # stops well: no PartFailedError
+    assert parts["api"].stopped and parts["relay"].stopped
+    assert all(c.stopped for c in parts["consumers"])
 
 
 async def test_a_program_that_ends_by_itself_is_run_again_and_the_api_keeps_serving(
