@@ -375,6 +375,7 @@ def test_mail_seam_holds_with_slow_consumers(gateway: Gateway, org_admin: None) 
         run_rounds(gateway, mail_round, MAIL_ROUNDS // 4)
 
 
+@needs_a_process_per_role
 def test_a_stalled_consumer_does_not_hold_a_revocation_back(gateway: Gateway) -> None:
     """The mailer's own consumer (gpg mails) stalls before its next batch; the principals
     consumer beside it still applies the deletion of a key, which the mailer then refuses."""
