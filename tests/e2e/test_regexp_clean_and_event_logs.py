@@ -123,7 +123,9 @@ async def publish_event_changes(changes: list[tuple[str, int, Actor, dict[str, A
 def event_rows(key: str, event_id: int, count: int) -> list[dict[str, Any]]:
     """The event's rows as the owner of `key` reads them, once there are `count`."""
     def read() -> list[dict[str, Any]] | None:
-        r = httpx.get(f"{GATEWAY}/logs/event_index/{event_id}", headers=_as(key))
+        # A miss waits up to projection_wait_s (5 s, httpx's default timeout) for the audit's
+        # consumer before it answers (docs/consistency.md): the client waits longer.
+        r = httpx.get(f"{GATEWAY}/logs/event_index/{event_id}", headers=_as(key), timeout=30)
         rows: list[dict[str, Any]] = r.json()["Log"] if r.status_code == 200 else []
         return rows if len(rows) >= count else None
     return until(read, f"{count} log rows of event {event_id}")
@@ -159,7 +161,9 @@ def test_an_events_rows_are_read_by_who_may_see_the_event(misp: PyMISP,
 
     assert len(event_rows(members["outsider"].key, own, 1)) == 1
     for key, event_id in ((members["user"].key, own), (admin_key(), 987654321)):
-        r = httpx.get(f"{GATEWAY}/logs/event_index/{event_id}", headers=_as(key))
+        # A miss waits up to projection_wait_s (5 s, httpx's default timeout) for the audit's
+        # consumer before it answers (docs/consistency.md): the client waits longer.
+        r = httpx.get(f"{GATEWAY}/logs/event_index/{event_id}", headers=_as(key), timeout=30)
         assert r.status_code == 404, r.text
         assert r.json() == {"name": "Invalid event.", "message": "Invalid event.",
                             "url": f"/logs/event_index/{event_id}"}
