@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 
 # This file is in bench/, next to bench/audit.py: that folder must not shadow the `audit` package.
@@ -33,15 +31,16 @@ DATABASE_URL_VAR = "BENCH_AUDIT_DATABASE_URL"
 
 def _stop_when_stdin_closes(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     """A parent that dies without a SIGTERM (SIGKILL, a crash) closes our stdin: stop then too,
-    so no consumer outlives its benchmark."""
+    so no consumer outlives its benchmark. Watched by the event loop (no thread: a daemon
+    thread blocked on stdin made the interpreter's shutdown abort)."""
+    fd = sys.stdin.fileno()
 
-    def watch() -> None:
-        with contextlib.suppress(OSError, ValueError):
-            sys.stdin.buffer.read()
-        with contextlib.suppress(RuntimeError):  # the loop has closed: we are exiting anyway
-            loop.call_soon_threadsafe(stop.set)
+    def readable() -> None:
+        if not os.read(fd, 4096):  # end of file: the parent is gone
+            loop.remove_reader(fd)
+            stop.set()
 
-    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+    loop.add_reader(fd, readable)
 
 
 async def main(args: argparse.Namespace) -> None:
