@@ -29,6 +29,8 @@ apt_packages() {
   [ -x /usr/bin/chromium ] || pkgs+=(chromium)
   [ -x /usr/bin/chromedriver ] || pkgs+=(chromium-driver)
   command -v npm >/dev/null || pkgs+=(npm)
+  # the benchmarks' outside load generator (bench/auth.py)
+  command -v wrk >/dev/null || pkgs+=(wrk)
   [ ${#pkgs[@]} -eq 0 ] && return 0
   echo "installing Debian packages: ${pkgs[*]}"
   run sudo_ apt-get update -q
@@ -62,6 +64,29 @@ promtool_package() {
     sudo_ systemctl disable --quiet prometheus.service >>"$LOG" 2>&1 || true
   fi
   command -v promtool >/dev/null || die "the prometheus package left no promtool on PATH"
+}
+
+# redis-server, the broker of the Celery baseline in bench/jobs.py: Debian's package, installed
+# with its service start refused (as promtool's) and its unit disabled: the benchmark starts its
+# own redis-server on a free port and stops it.
+redis_package() {
+  command -v redis-server >/dev/null && return 0
+  echo "installing Debian's redis-server for the jobs benchmark's baseline (its daemon is not started)"
+  local policy=/usr/sbin/policy-rc.d made=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | sudo_ tee "$policy" >/dev/null && sudo_ chmod 755 "$policy"
+    made=1
+  fi
+  local rc=0
+  { sudo_ apt-get update -q \
+      && sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        redis-server; } >>"$LOG" 2>&1 || rc=$?
+  [ -z "$made" ] || sudo_ rm -f "$policy"
+  [ "$rc" -eq 0 ] || { tail_log "$LOG"; die "failed: apt-get install redis-server"; }
+  if command -v systemctl >/dev/null; then
+    sudo_ systemctl disable --quiet redis-server.service >>"$LOG" 2>&1 || true
+  fi
+  command -v redis-server >/dev/null || die "the redis-server package left no redis-server on PATH"
 }
 
 python_env() {
@@ -175,6 +200,7 @@ POM
 
 apt_packages
 promtool_package
+redis_package
 python_env
 browser_assets
 bash "$ROOT/deploy/local/kafka.sh" jars
