@@ -409,7 +409,8 @@ def direct_reads() -> list[DirectRead]:
     for pattern in SOURCES:
         for path in sorted(ROOT.glob(pattern)):
             module = str(path.relative_to(ROOT))
-            for node in ast.walk(ast.parse(path.read_text(), filename=module)):
+            nodes = list(ast.walk(ast.parse(path.read_text(), filename=module)))
+            for node in nodes:
                 name: str | None = None
                 default: str | None = None
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and (
@@ -428,7 +429,7 @@ def direct_reads() -> list[DirectRead]:
                     reads[name] = DirectRead(name, module, default)
             # A name read through a mapping (`env.get(name)` over `os.environ`, as the tracing
             # set-up reads OpenTelemetry's standard variables): its string literal.
-            for node in ast.walk(ast.parse(path.read_text(), filename=module)):
+            for node in nodes:
                 name = _literal(node) if isinstance(node, ast.Constant) else None
                 if name in DIRECT_MEANINGS and name not in reads:
                     reads[name] = DirectRead(name, module, None)
