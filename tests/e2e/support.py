@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,11 +72,18 @@ def until(check: Callable[[], T | None], what: str, timeout_s: float = 30,
         time.sleep(interval_s)
 
 
+@cache
+def stack_replicas() -> dict[tuple[str, str], int]:
+    """(service, role) -> replicas of the local stack (deploy/replicas.tsv, read once by the
+    gateway's renderer: one parser of the file)."""
+    replicas: dict[tuple[str, str], int] = load_script(
+        RENDER, "gateway_render_replicas").load_replicas()
+    return replicas
+
+
 def program_replicas(service: str, role: str) -> list[str]:
-    """The supervisor programs of a role of the local stack, one per replica
-    (deploy/replicas.tsv, read by the gateway's renderer: one parser of the file)."""
-    count = load_script(RENDER, "gateway_render_replicas").load_replicas().get(
-        (service, role), 1)
+    """The supervisor programs of a role of the local stack, one per replica."""
+    count = stack_replicas().get((service, role), 1)
     return [f"{service}-{role}" + ("" if i == 1 else f"-{i}") for i in range(1, count + 1)]
 
 
