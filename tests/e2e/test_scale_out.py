@@ -18,6 +18,7 @@ consumer) while the load goes on; then each is started again. Shown:
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -32,10 +33,11 @@ import httpx
 import psycopg
 import pytest
 
+from misp_platform.relay import RELAY_LOCK_ID
+
 from .support import (
     GATEWAY,
     PG_URL,
-    STATE,
     SUPERVISORCTL,
     admin_headers,
     delete_organisation,
@@ -82,25 +84,30 @@ def kill_and_keep_down(program: str) -> float:
     return killed
 
 
+# The relay's advisory lock (misp_platform.relay.RELAY_LOCK_ID) as pg_locks shows a bigint key.
+RELAY_LOCK = """
+    SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()
+      AND ((l.classid::bigint << 32) | l.objid::bigint) = %s
+"""
+
+
 def active_relay(programs: list[str]) -> str:
-    """The relay replica that holds the outbox: the other one logs `relay.standby` every 2 s."""
-    def standby(program: str) -> bool:
-        log = STATE / "logs" / f"{program}.log"
-        recent = log.read_text(errors="replace").splitlines()[-50:] if log.exists() else []
-        now = datetime.now(UTC)
-        for line in reversed(recent):
-            if '"relay.standby"' in line:
-                stamp = line.split('"@timestamp":"', 1)[1][:23]
-                seen = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
-                return (now - seen).total_seconds() < 6
-        return False
+    """The relay replica that holds the outbox's advisory lock: the process whose connection
+    (its client port, pg_stat_activity) holds it in pg_locks, among the programs' pids."""
+    pids = {pid_of(program): program for program in programs}
 
     def pick() -> str | None:
-        waiting = [p for p in programs if standby(p)]
-        active = [p for p in programs if p not in waiting]
-        return active[0] if len(active) == 1 and len(waiting) == len(programs) - 1 else None
+        with psycopg.connect(f"{PG_URL}/misp_{SERVICE}", autocommit=True) as conn:
+            holder = conn.execute(RELAY_LOCK, (RELAY_LOCK_ID,)).fetchone()
+        if holder is None:
+            return None
+        sockets = subprocess.run(["ss", "-tnpH", f"sport = :{holder[0]}"], check=True,
+                                 capture_output=True, text=True).stdout
+        owners = {int(pid) for pid in re.findall(r"pid=(\d+)", sockets)}
+        return next((pids[pid] for pid in owners if pid in pids), None)
 
-    return until(pick, "one relay active, the others on standby", timeout_s=30)
+    return until(pick, "the relay replica holding the outbox lock", timeout_s=30)
 
 
 @dataclass
