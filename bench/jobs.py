@@ -1,13 +1,18 @@
 """Benchmark: background jobs (enqueue -> outbox -> Kafka -> worker -> reports -> job table).
 
-Prints, beside a raw aiokafka produce-then-consume of the same number of messages measured in
-the same run:
+Prints, beside Celery 5 on Redis measured in the same run on the same loads (issue 19: a private
+`redis-server`, a Celery worker of `--concurrency` as many prefork processes as our workers,
+Celery's defaults otherwise; bench/celery_jobs.py), and a raw aiokafka produce-then-consume:
   1. no-op jobs/s from the first enqueue to the last job completed (relay, jobs consumer and two
-     workers as their own processes, as they are deployed);
-  2. scheduler drift (due time -> tick) p50/p99 over a run of frequent ticks (target p99 <= 1 s);
-  3. the time from SIGKILLing a worker mid-job to its job being failed over (requeued).
+     workers as their own processes, as they are deployed), workers holding `--prefetch` claims
+     in flight (and, for the record, one job at a time);
+  2. pickup latency (enqueue -> handler start) p50/p99 with jobs enqueued at `--rate`/s, one per
+     transaction, for `--paced-seconds` (target p50 <= 20 ms at 500/s);
+  3. jobs/s of jobs that report 10 progress updates each;
+  4. scheduler drift (due time -> tick) p50/p99 over a run of frequent ticks (target p99 <= 1 s);
+  5. the time from SIGKILLing a worker mid-job to its job being failed over (requeued).
 
-    python bench/jobs.py [--jobs 1000] [--drift-seconds 15]
+    python bench/jobs.py [--jobs 600] [--rate 500] [--drift-seconds 15]
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +30,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 # This file is named like the service's package: keep its folder off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
@@ -43,7 +50,12 @@ from misp_contracts.topics import Topic, owned_by  # noqa: E402
 from misp_platform.auth.principals import PRINCIPAL_TOPICS  # noqa: E402
 from misp_platform.kafka import client_options, create_producer, ensure_topics  # noqa: E402
 from misp_platform.migrations import upgrade  # noqa: E402
-from misp_platform.testing import ChildProcesses, start_group_at_end  # noqa: E402
+from misp_platform.testing import (  # noqa: E402
+    ChildProcesses,
+    load_script,
+    start_group_at_end,
+)
+from misp_platform.worker import job_run  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 MIGRATIONS = Path(__file__).resolve().parents[1] / "services/jobs/src/jobs/migrations"
@@ -87,6 +99,89 @@ async def raw_kafka(bootstrap: str, count: int) -> float:
     return count / elapsed
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(len(ordered) * q) - 1))]
+
+
+def celery_baseline(args: argparse.Namespace) -> dict[str, float]:
+    """Celery on a private Redis (no persistence), on the loads ours gets: the no-op jobs/s,
+    the pickup p50/p99 at `args.rate`/s and the jobs/s of jobs with 10 progress updates."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    redis = CHILDREN.start(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--daemonize", "no"], RESULTS / "jobs-redis.log")
+    os.environ["CELERY_BENCH_REDIS"] = url
+    celery_jobs = load_script(Path(__file__).parent / "celery_jobs.py", "celery_jobs")
+    worker = CHILDREN.start(
+        [sys.executable, "-m", "celery", "-A", "celery_jobs", "worker", "--pool", "prefork",
+         "--concurrency", str(args.workers), "--loglevel", "WARNING", "--without-gossip",
+         "--without-mingle", "--without-heartbeat"], RESULTS / "jobs-celery.log",
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
+    app = celery_jobs.app
+    try:
+        deadline = time.monotonic() + 60
+        while not app.control.ping(timeout=0.5):
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError("the Celery worker did not start: see jobs-celery.log")
+        out: dict[str, float] = {}
+        for task, key in ((celery_jobs.noop, "celery_jobs_per_s"),
+                          (celery_jobs.progress, "celery_progress_jobs_per_s")):
+            began = time.time()
+            results = [task.delay() for _ in range(args.jobs)]
+            for r in results:
+                r.get(timeout=300)
+            done = max(_epoch(r.date_done) for r in results)
+            out[key] = args.jobs / (done - began)
+        sent: list[tuple[float, Any]] = []
+        began = time.time()
+        for n in range(int(args.rate * args.paced_seconds)):
+            delay = began + n / args.rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            sent.append((time.time(), celery_jobs.noop.delay()))
+        out["celery_paced_rate"] = len(sent) / (time.time() - began)
+        pickups = [(r.get(timeout=300) - at) * 1000 for at, r in sent]
+        out["celery_pickup_p50_ms"] = statistics.median(pickups)
+        out["celery_pickup_p99_ms"] = percentile(pickups, 0.99)
+        return out
+    finally:
+        app.close()
+        for child in (worker, redis):
+            child.terminate()
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def _epoch(at: datetime | str) -> float:
+    when = datetime.fromisoformat(at) if isinstance(at, str) else at
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+async def completed(engine: Any, ids: list[int]) -> float:
+    """Wait for every job of `ids` to complete; when the last one did (epoch seconds)."""
+    began = time.perf_counter()
+    while True:
+        async with engine.connect() as conn:
+            done, last = (await conn.execute(
+                select(func.count(), func.max(job.c.date_modified))
+                .where(job.c.id.in_(ids), job.c.status == 4))).one()
+        if done >= len(ids):
+            return float(last.timestamp())
+        if time.perf_counter() - began > 300:
+            raise TimeoutError(f"only {done} of {len(ids)} jobs completed")
+        await asyncio.sleep(0.05)
+
+
 async def measure(args: argparse.Namespace) -> dict[str, float]:
     bootstrap = os.environ.get("MISP_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     pg = os.environ.get("MISP_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:55432")
@@ -98,7 +193,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
     await asyncio.to_thread(upgrade, MIGRATIONS, url)
     engine = create_async_engine(url, pool_size=10)
     await ensure_topics(bootstrap, owned_by("jobs"))
-    results: dict[str, float] = {"jobs": args.jobs}
+    results: dict[str, float] = {"jobs": args.jobs, "workers": args.workers, "rate": args.rate}
     tag = uuid.uuid4().hex[:8]
     env = {"JOBS_DATABASE_URL": url, "JOBS_CONSUMER_GROUP": f"bench-jobs-{tag}",
            "JOBS_WORKER_GROUP": f"bench-jobs-worker-{tag}", "JOBS_WORKER_HEARTBEAT_S": "1"}
@@ -106,38 +201,62 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         async with engine.begin() as conn:  # ids far from the running stack's
             await conn.execute(text("ALTER SEQUENCE job_id_seq RESTART WITH 5000000000000"))
         results["raw_kafka_msgs_per_s"] = await raw_kafka(bootstrap, args.jobs)
+        # The baseline first, while none of our processes runs.
+        results.update(await asyncio.to_thread(celery_baseline, args))
         await start_group_at_end(bootstrap, env["JOBS_CONSUMER_GROUP"],
                            [*PRINCIPAL_TOPICS, JOBS_COMMANDS_TOPIC, WORKER_TOPIC])
         await start_group_at_end(bootstrap, env["JOBS_WORKER_GROUP"],
                            [run_topic("jobs", q) for q in BENCH_QUEUES])
         start("relay", **env)
         start("consume", **env)
-        for queue, prefetch in (("prio", 1), ("cache", args.prefetch)):
+        for queue, prefetch in (("cache", args.prefetch), ("prio", 1)):
             for _ in range(args.workers):
                 start("worker", queue, JOBS_WORKER_PREFETCH=str(prefetch), **env)
         await asyncio.sleep(6)  # the groups settle
 
         # 1. throughput: no-op jobs from the first enqueue to the last completed, with workers
-        # that take one job at a time (the default), then with workers that prefetch.
-        for queue, key in (("prio", "jobs_per_s"), ("cache", "jobs_per_s_prefetch")):
-            began = time.perf_counter()
-            for chunk in range(0, args.jobs, 100):
+        # that hold `--prefetch` claims in flight, and with workers taking one job at a time.
+        for queue, key, count, data in (
+                ("cache", "jobs_per_s", args.jobs, None),
+                ("prio", "jobs_per_s_one_at_a_time", min(args.jobs, 200), None),
+                ("cache", "progress_jobs_per_s", args.jobs, {"steps": 10, "step_s": 0})):
+            began = time.time()
+            ids: list[int] = []
+            for chunk in range(0, count, 100):
                 async with engine.begin() as conn:
-                    for _ in range(min(100, args.jobs - chunk)):
-                        await commands.enqueue(conn, job_type="noop", queue=queue,
-                                               actor=Actor.system())
-            while True:
-                async with engine.connect() as conn:
-                    done = (await conn.execute(select(func.count()).select_from(job).where(
-                        job.c.status == 4, job.c.queue == queue))).scalar_one()
-                if done >= args.jobs:
-                    break
-                if time.perf_counter() - began > 300:
-                    raise TimeoutError(f"only {done} of {args.jobs} jobs completed")
-                await asyncio.sleep(0.05)
-            results[key] = args.jobs / (time.perf_counter() - began)
+                    ids += [await commands.enqueue(conn, job_type="noop", queue=queue,
+                                                   actor=Actor.system(), data=data)
+                            for _ in range(min(100, count - chunk))]
+            results[key] = count / (await completed(engine, ids) - began)
         results["prefetch"] = args.prefetch
         results["ratio_to_raw"] = results["jobs_per_s"] / results["raw_kafka_msgs_per_s"]
+
+        # 2. pickup latency at a paced rate: one job per transaction, as an API call makes it.
+        paced: list[int] = []
+        pool = asyncio.Semaphore(8)
+
+        async def enqueue_one() -> None:
+            async with pool, engine.begin() as conn:
+                paced.append(await commands.enqueue(conn, job_type="noop", queue="cache",
+                                                    actor=Actor.system()))
+
+        began = time.perf_counter()
+        sending = []
+        for n in range(int(args.rate * args.paced_seconds)):
+            await asyncio.sleep(max(0.0, began + n / args.rate - time.perf_counter()))
+            sending.append(asyncio.create_task(enqueue_one()))
+        await asyncio.gather(*sending)
+        results["paced_rate"] = len(paced) / (time.perf_counter() - began)
+        await completed(engine, paced)
+        async with engine.connect() as conn:
+            pickups = [(r.started - r.created).total_seconds() * 1000
+                       for r in await conn.execute(
+                           select(job.c.date_created.label("created"),
+                                  job_run.c.finished_at.label("started"))
+                           .join(job_run, job_run.c.job_id == job.c.id)
+                           .where(job.c.id.in_(paced)))]
+        results["pickup_p50_ms"] = statistics.median(pickups)
+        results["pickup_p99_ms"] = percentile(pickups, 0.99)
 
         # 2 and 3 together: a scheduler ticking a 1 s task while a worker is killed mid-job.
         first = datetime.now(UTC) + timedelta(seconds=2)
@@ -192,30 +311,49 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
 
 
 def report(r: dict[str, float]) -> None:
-    table = Table(title="jobs: enqueue -> Kafka -> worker -> reports -> job table")
+    n, w = int(r["jobs"]), int(r["workers"])
+    table = Table(title="jobs beside Celery 5 on Redis (same run, same loads)", caption=(
+        f"{n} jobs per throughput load; ours: {w} worker processes holding "
+        f"{int(r['prefetch'])} claims each, relay and jobs consumer; Celery: one worker of {w} "
+        f"prefork processes, defaults otherwise. Paced load sent at: ours "
+        f"{r['paced_rate']:,.0f}/s, Celery {r['celery_paced_rate']:,.0f}/s."))
     table.add_column("figure")
-    table.add_column("measured", justify="right")
-    table.add_column("baseline / target", justify="right")
-    table.add_row("raw aiokafka produce+consume (baseline)",
-                  f"{r['raw_kafka_msgs_per_s']:,.0f} msg/s", "")
-    table.add_row(f"no-op jobs, enqueue -> completed ({int(r['jobs'])} jobs, 2 workers)",
-                  f"{r['jobs_per_s']:,.0f} jobs/s", f"ratio {r['ratio_to_raw']:.2%}")
-    table.add_row(f"  same, workers prefetching {int(r['prefetch'])}",
-                  f"{r['jobs_per_s_prefetch']:,.0f} jobs/s", "")
+    table.add_column("ours", justify="right")
+    table.add_column("Celery", justify="right")
+    table.add_column("ratio", justify="right")
+    table.add_column("target", justify="right")
+    table.add_row("no-op jobs/s, enqueue -> completed", f"{r['jobs_per_s']:,.0f}",
+                  f"{r['celery_jobs_per_s']:,.0f}",
+                  f"{r['jobs_per_s'] / r['celery_jobs_per_s']:.2f}x", ">= 1.00x")
+    table.add_row(f"pickup p50 at {r['rate']:,.0f}/s", f"{r['pickup_p50_ms']:.1f} ms",
+                  f"{r['celery_pickup_p50_ms']:.1f} ms",
+                  f"{r['pickup_p50_ms'] / r['celery_pickup_p50_ms']:.1f}x", "<= 20 ms")
+    table.add_row(f"pickup p99 at {r['rate']:,.0f}/s", f"{r['pickup_p99_ms']:.1f} ms",
+                  f"{r['celery_pickup_p99_ms']:.1f} ms",
+                  f"{r['pickup_p99_ms'] / r['celery_pickup_p99_ms']:.1f}x", "")
+    table.add_row("jobs/s, 10 progress updates each", f"{r['progress_jobs_per_s']:,.0f}",
+                  f"{r['celery_progress_jobs_per_s']:,.0f}",
+                  f"{r['progress_jobs_per_s'] / r['celery_progress_jobs_per_s']:.2f}x", "")
+    table.add_row("no-op jobs/s, one job at a time", f"{r['jobs_per_s_one_at_a_time']:,.0f}",
+                  "", "", "")
+    table.add_row("raw aiokafka produce+consume", f"{r['raw_kafka_msgs_per_s']:,.0f} msg/s",
+                  "", f"{r['ratio_to_raw']:.2%}", "")
     table.add_row(f"scheduler drift p50 ({int(r['ticks'])} ticks)",
-                  f"{r['drift_p50_ms']:.0f} ms", "")
-    table.add_row("scheduler drift p99", f"{r['drift_p99_ms']:.0f} ms", "target <= 1,000 ms")
-    table.add_row("dead worker: SIGKILL -> job failed over",
-                  f"{r['dead_worker_detect_s']:.1f} s",
-                  f"heartbeat {r['dead_worker_heartbeat_s']:.0f} s, 3 missed")
+                  f"{r['drift_p50_ms']:.0f} ms", "", "", "")
+    table.add_row("scheduler drift p99", f"{r['drift_p99_ms']:.0f} ms", "", "", "<= 1,000 ms")
+    table.add_row("dead worker: SIGKILL -> failed over", f"{r['dead_worker_detect_s']:.1f} s",
+                  "", "", f"beat {r['dead_worker_heartbeat_s']:.0f} s, 3 missed")
     Console().print(table)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=600)
-    parser.add_argument("--prefetch", type=int, default=10)
+    parser.add_argument("--prefetch", type=int, default=64,
+                        help="claims each of our workers holds in flight")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=500, help="jobs/s of the paced load")
+    parser.add_argument("--paced-seconds", type=float, default=3)
     parser.add_argument("--drift-seconds", type=float, default=15)
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)

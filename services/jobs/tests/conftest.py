@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from jobs.bootstrap import create_app
-from jobs.consumer import handlers, topics
+from jobs.consumer import batch_handlers, handlers, topics
 from jobs.handlers.noop import run_noop
 from jobs.settings import JobsSettings
 from misp_contracts.envelope import Actor, Envelope, to_kafka
@@ -128,6 +128,7 @@ class Pipeline:
         runner = ConsumerRunner(service="jobs", group=self.group, engine=self.engine,
                                 bootstrap_servers=self.bootstrap,
                                 handlers=with_principal_handlers(handlers(self.settings)),
+                                batch_handlers=batch_handlers(self.settings),
                                 topics=[*PRINCIPAL_TOPICS, *topics(self.settings)],
                                 backoff_s=0.05)
         self.tasks.append(asyncio.create_task(runner.run(self.stop)))

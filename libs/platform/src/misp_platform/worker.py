@@ -12,6 +12,12 @@ Effects are idempotent by job id: the handler runs in the transaction that recor
 `job_run(job_id)` and the outcome report; a job id already recorded is reported again, not redone.
 The offset of a job is committed once its claim is reported; a worker that dies later is found by
 its missed heartbeats and the jobs service retries or fails the job.
+
+Claims are pipelined: a worker holds up to `prefetch` jobs at once (claimed, granted or running),
+keeps claiming while it runs the granted ones, one at a time in the order their grants arrive,
+so a job no longer waits a claim round trip behind the one before it. Progress reports are
+coalesced: a job reporting more often than every `progress_interval_s` sends only the latest
+report at the next tick, and the last one lands in the transaction that finishes the job.
 """
 
 from __future__ import annotations
@@ -97,6 +103,66 @@ class JobContext:
             raise JobCancelledError("cancelled while running")
 
 
+class CoalescedProgress:
+    """A job's progress reports, sent at most once per `interval_s`: a report that comes
+    sooner waits for the next tick, where only the latest one waiting is sent; `close` writes
+    the last one still waiting in the transaction that records the job's outcome."""
+
+    def __init__(self, engine: AsyncEngine,
+                 send: Callable[[AsyncConnection, int, str], Awaitable[None]],
+                 interval_s: float) -> None:
+        self.engine = engine
+        self.send = send
+        self.interval_s = interval_s
+        self.waiting: tuple[int, str] | None = None
+        self.sent_at = time.monotonic()
+        self.sent = 0
+        self._tick: asyncio.Task[None] | None = None
+        self._sending = asyncio.Lock()  # reports leave in the order they were made
+
+    def restart(self) -> None:
+        self.sent_at = time.monotonic()
+
+    async def report(self, value: int, message: str) -> None:
+        self.waiting = (value, message)
+        due = self.sent_at + self.interval_s - time.monotonic()
+        if due <= 0:
+            await self._send_waiting()
+        elif self._tick is None or self._tick.done():
+            self._tick = asyncio.create_task(self._send_later(due))
+
+    async def _send_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await self._send_waiting()
+        except Exception as exc:  # the next report, or the outcome, carries it
+            log.warning("worker.progress_not_sent", error=str(exc))
+
+    async def _send_waiting(self) -> None:
+        async with self._sending:
+            report = self.waiting
+            if report is None:
+                return
+            async with self.engine.begin() as conn:
+                await self.send(conn, *report)
+            self.sent_at = time.monotonic()
+            self.sent += 1
+            if self.waiting is report:
+                self.waiting = None
+
+    async def close(self, conn: AsyncConnection) -> None:
+        """Stop the ticks and send the report still waiting, if any, in `conn`'s transaction."""
+        if self._tick is not None and not self._tick.done():
+            self._tick.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tick
+        async with self._sending:
+            if self.waiting is not None:
+                await self.send(conn, *self.waiting)
+                self.sent += 1
+                self.waiting = None
+
+
 # A handler runs in the transaction that records the job as done; it returns the final message.
 JobHandler = Callable[[AsyncConnection, JobContext], Awaitable[str | None]]
 
@@ -111,9 +177,16 @@ class WorkerRunner:
     heartbeat_s: float = 2.0
     group: str | None = None  # default: misp.<service>.worker.<queue>
     offset_reset: str = "earliest"
-    # Jobs taken per fetch (reported started in one transaction, one offset commit): more is
-    # faster for short jobs, 1 is fairest for long ones (a taken job waits for those before it).
+    # Jobs held at once (claimed, granted or running; those of a fetch are claimed in one
+    # transaction, one offset commit): more keeps claims in flight while jobs run, faster for
+    # short jobs; 1 is fairest for long ones (a held job waits for those before it).
     prefetch: int = 1
+    # How long a fetch of the run or control topic may wait at the broker for data: the control
+    # path's answers are waited for by held jobs.
+    fetch_max_wait_ms: int = 50
+    # A job reporting progress more often than this sends only the latest report at the next
+    # tick (the last one lands with the job's outcome).
+    progress_interval_s: float = 0.1
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:"
                                                    f"{uuid.uuid4().hex[:8]}")
     # How long a worker waits for the answer to a claim (a stopping one: how much longer)
@@ -142,6 +215,14 @@ class WorkerRunner:
         self.control_ready = asyncio.Event()
         # The answers awaited for the claims of this worker, by job id.
         self.answers: dict[int, asyncio.Future[JobRunGranted | JobRunRefused]] = {}
+        # The jobs this worker holds (claimed, granted or running), by job id, and when each
+        # claim is given up unanswered (the loop's clock).
+        self.holding: dict[int, JobContext] = {}
+        self.deadlines: dict[int, float] = {}
+        # The granted jobs, in the order their grants came, for the runner.
+        self.runnable: asyncio.Queue[JobContext] = asyncio.Queue()
+        self.room = asyncio.Event()  # set when a held job is let go
+        self.progress: dict[int, CoalescedProgress] = {}
 
     async def _publish(self, conn: AsyncConnection, event: DomainEvent, key: str) -> None:
         envelope = Envelope(source=f"/{self.service}", type=event.type, subject=key,
@@ -166,7 +247,8 @@ class WorkerRunner:
 
     async def _control(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(**client_options(self.bootstrap_servers),
-                                    enable_auto_commit=False)
+                                    enable_auto_commit=False,
+                                    fetch_max_wait_ms=self.fetch_max_wait_ms)
         await consumer.start()
         try:
             tp = TopicPartition(WORKER_CONTROL_TOPIC, 0)
@@ -175,7 +257,7 @@ class WorkerRunner:
             await consumer.position(tp)  # from here on, every answer to our claims is seen
             self.control_ready.set()
             while not stop.is_set():
-                for records in (await consumer.getmany(timeout_ms=300)).values():
+                for records in (await consumer.getmany(timeout_ms=100)).values():
                     for record in records:
                         if self._someone_elses_answer(record):
                             continue
@@ -200,9 +282,13 @@ class WorkerRunner:
             if answer.worker_id == self.worker_id and waiting is not None \
                     and not waiting.done():
                 waiting.set_result(answer)
+                self._answered(answer)
         elif envelope.type == CancelJobRun.type:
             cancel = CancelJobRun.model_validate(envelope.data)
             self.cancelled_ids.add(cancel.job_id)
+            held = self.holding.get(cancel.job_id)
+            if held is not None:
+                held.cancelled = True
             if self.current and self.current.job.job_id == cancel.job_id:
                 self.current.cancelled = True
         elif envelope.type == StopWorker.type:
@@ -225,19 +311,30 @@ class WorkerRunner:
             group_id=self.group or f"misp.{self.service}.worker.{self.queue}",
             enable_auto_commit=False, auto_offset_reset=self.offset_reset,
             max_poll_records=max(1, self.prefetch),
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
             metadata_max_age_ms=3000,
             # A job may run longer than a poll interval: the group must not evict us for it.
             max_poll_interval_ms=3_600_000)
         halt = asyncio.Event()
         side = [asyncio.create_task(self._heartbeats(halt)),
                 asyncio.create_task(self._control(halt))]
+        runner: asyncio.Task[None] | None = None
         reason = "stopped"
         try:
             await self._wait_control_ready(side[1])
             await consumer.start()
+            runner = asyncio.create_task(self._run_granted(stop))
             log.info("worker.started", worker_id=self.worker_id, topic=topic)
             while not stop.is_set() and not self.stop_requested.is_set():
-                batches = await consumer.getmany(timeout_ms=300, max_records=self.prefetch)
+                if runner.done():
+                    runner.result()  # raise what stopped it
+                room = max(1, self.prefetch) - len(self.holding)
+                if room <= 0:
+                    self.room.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.room.wait(), 0.3)
+                    continue
+                batches = await consumer.getmany(timeout_ms=300, max_records=room)
                 if ready is not None and not ready.is_set() and consumer.assignment():
                     for tp in consumer.assignment():
                         await consumer.position(tp)  # resolve "latest" before saying ready
@@ -245,16 +342,22 @@ class WorkerRunner:
                 records = [r for rs in batches.values() for r in rs]
                 if not records:
                     continue
-                taken = await self.take(records)
+                await self.take(records)
                 await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
-                for ctx in taken:
-                    self.current = ctx
-                    if await self.granted(ctx, stop):
-                        await self.finish_current()
-                    self.current = None
             if self.stop_requested.is_set():
                 reason = "stop requested"
+            # Stopping: the jobs in hand are answered (or given up) and the granted ones run.
+            while self.holding and not runner.done():
+                self.room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.room.wait(), 0.3)
+            if runner.done():
+                runner.result()
         finally:
+            if runner is not None and not runner.done():
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
             halt.set()
             await asyncio.gather(*side, return_exceptions=True)
             await consumer.stop()
@@ -275,32 +378,58 @@ class WorkerRunner:
             control.result()  # raise what stopped the control consumer
             raise RuntimeError("the worker-control consumer stopped before it was ready")
 
-    async def granted(self, ctx: JobContext, stop: asyncio.Event) -> bool:
-        """Wait for the jobs service's answer to the claim of `ctx`: True to run it. Unanswered
-        for too long, the attempt is reported failed (if the claim is granted later, that
-        report ends the attempt and the job is retried)."""
-        waiting = self.answers[ctx.job.job_id]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.answer_timeout_s
-        try:
-            while not waiting.done():
-                if (stop.is_set() or self.stop_requested.is_set()) and \
-                        deadline - loop.time() > self.answer_timeout_on_stop_s:
-                    deadline = loop.time() + self.answer_timeout_on_stop_s
-                if loop.time() > deadline:
-                    await self.report_unanswered(ctx)
-                    return False
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(waiting), 0.5)
-        finally:
-            self.answers.pop(ctx.job.job_id, None)
-        answer = waiting.result()
+    async def _run_granted(self, stop: asyncio.Event) -> None:
+        """Run the granted jobs one at a time, in the order of their grants, while the claims
+        of the next ones wait for their answers; give up the claims unanswered for too long."""
+        while True:
+            ctx: JobContext | None = None
+            with contextlib.suppress(TimeoutError):
+                ctx = await asyncio.wait_for(self.runnable.get(), 0.5)
+            if ctx is None:
+                await self._give_up_unanswered(stop)
+                continue
+            try:
+                self.current = ctx
+                await self.finish_current()
+            finally:
+                self.current = None
+                self._let_go(ctx.job.job_id)
+
+    def _let_go(self, job_id: int) -> None:
+        self.holding.pop(job_id, None)
+        self.deadlines.pop(job_id, None)
+        self.answers.pop(job_id, None)
+        self.progress.pop(job_id, None)
+        self.room.set()
+
+    async def _give_up_unanswered(self, stop: asyncio.Event) -> None:
+        """Claims unanswered for too long (a stopping worker: for `answer_timeout_on_stop_s`
+        more) are reported failed: if one is granted later, that report ends the attempt and
+        the job is retried."""
+        now = asyncio.get_running_loop().time()
+        stopping = stop.is_set() or self.stop_requested.is_set()
+        for job_id, deadline in list(self.deadlines.items()):
+            if stopping and deadline - now > self.answer_timeout_on_stop_s:
+                self.deadlines[job_id] = deadline = now + self.answer_timeout_on_stop_s
+            if deadline < now:
+                ctx = self.holding[job_id]
+                self._let_go(job_id)
+                await self.report_unanswered(ctx)
+
+    def _answered(self, answer: JobRunGranted | JobRunRefused) -> None:
+        """Queue a granted job for the runner; let a refused one go."""
+        ctx = self.holding.get(answer.job_id)
+        if ctx is None:
+            return
+        self.deadlines.pop(answer.job_id, None)
+        self.answers.pop(answer.job_id, None)
         if isinstance(answer, JobRunRefused):
             self.refused += 1
-            log.info("worker.claim_refused", job_id=ctx.job.job_id, attempt=ctx.job.attempt,
+            log.info("worker.claim_refused", job_id=answer.job_id, attempt=answer.attempt,
                      reason=answer.reason)
-            return False
-        return True
+            self._let_go(answer.job_id)
+            return
+        self.runnable.put_nowait(ctx)
 
     async def report_unanswered(self, ctx: JobContext) -> None:
         message = "the jobs service did not answer this worker's claim in time"
@@ -312,8 +441,8 @@ class WorkerRunner:
                 outcome="failed", message=message), str(ctx.job.job_id))
 
     async def take(self, records: list[Any]) -> list[JobContext]:
-        """Decode the RunJobs and claim them (before their offsets are committed); each runs
-        once `granted`."""
+        """Decode the RunJobs and claim them (before their offsets are committed), all in one
+        transaction; each is held until its answer comes, and runs once granted."""
         taken: list[JobContext] = []
         for record in records:
             try:
@@ -327,8 +456,11 @@ class WorkerRunner:
                                     traceparent=envelope.traceparent,
                                     tracestate=envelope.tracestate))
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.answer_timeout_s
         for ctx in taken:
             self.answers[ctx.job.job_id] = loop.create_future()
+            self.holding[ctx.job.job_id] = ctx
+            self.deadlines[ctx.job.job_id] = deadline
         if taken:
             async with self.engine.begin() as conn:
                 for ctx in taken:
@@ -340,13 +472,14 @@ class WorkerRunner:
         return taken
 
     def _reporter(self, job: RunJob) -> Callable[[int, str], Awaitable[None]]:
-        async def report(value: int, message: str) -> None:
-            async with self.engine.begin() as conn:
-                await self._publish(conn, JobRunProgressed(
-                    worker=self.ref, job_id=job.job_id, attempt=job.attempt,
-                    progress=value, message=message), str(job.job_id))
+        async def send(conn: AsyncConnection, value: int, message: str) -> None:
+            await self._publish(conn, JobRunProgressed(
+                worker=self.ref, job_id=job.job_id, attempt=job.attempt,
+                progress=value, message=message), str(job.job_id))
 
-        return report
+        progress = CoalescedProgress(self.engine, send, self.progress_interval_s)
+        self.progress[job.job_id] = progress
+        return progress.report
 
     async def finish_current(self) -> None:
         """Run the current job (or report the outcome already recorded), in a span that is the
@@ -374,6 +507,9 @@ class WorkerRunner:
         handler = self.handlers.get(job.job_type)
         outcome, message, replayed = "failed", "", False
         began = time.monotonic()
+        progress = self.progress.pop(job.job_id, None)
+        if progress is not None:
+            progress.restart()  # the interval runs from the job's start
         try:
             async with self.engine.begin() as conn:
                 claimed = (await conn.execute(pg_insert(job_run).values(
@@ -389,6 +525,8 @@ class WorkerRunner:
                 else:
                     ctx.checkpoint()
                     message = await handler(conn, ctx) or "Job completed."
+                    if progress is not None:
+                        await progress.close(conn)
                     failpoints.hit("worker.before_commit")
                     outcome = "succeeded"
                     await conn.execute(job_run.update().where(job_run.c.job_id == job.job_id)
@@ -403,6 +541,8 @@ class WorkerRunner:
             log.warning("worker.job_failed", job_id=job.job_id, attempt=job.attempt,
                         error=message)
             async with self.engine.begin() as conn:
+                if progress is not None:
+                    await progress.close(conn)
                 await self._publish(conn, JobRunFinished(
                     worker=self.ref, job_id=job.job_id, attempt=job.attempt, outcome=outcome,
                     message=message[:2000]), key)

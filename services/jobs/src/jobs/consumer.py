@@ -1,5 +1,6 @@
 """What the jobs consumer handles: the principals projection, `EnqueueJob` commands, and the
-workers' heartbeats and run reports (turned into the jobs' own events)."""
+workers' heartbeats and run reports (turned into the jobs' own events); a run of claims,
+progress or outcome reports of one poll is handled at once (`BATCH_REACTIONS`)."""
 
 from collections.abc import Mapping
 
@@ -18,7 +19,7 @@ from misp_contracts.events.jobs import (
     WorkerStopped,
 )
 from misp_platform.config import ServiceSettings
-from misp_platform.consumer import Handler
+from misp_platform.consumer import BatchHandler, Handler
 
 REACTIONS: dict[str, Handler] = {
     EnqueueJob.type: h.when_enqueue_job_requested,
@@ -29,10 +30,22 @@ REACTIONS: dict[str, Handler] = {
     WorkerStopped.type: h.when_worker_stopped_record,
 }
 
+# The same reactions for a run of messages of one type: their jobs locked, loaded and appended
+# to together, the answers to a poll's claims written to the outbox in one statement.
+BATCH_REACTIONS: dict[str, BatchHandler] = {
+    JobRunStarted.type: h.when_runs_started_mark_running,
+    JobRunProgressed.type: h.when_runs_progressed_record,
+    JobRunFinished.type: h.when_runs_finished_record_outcome,
+}
+
 
 def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:
     """The principals projection has a consumer of its own (misp_platform.cli)."""
     return dict(REACTIONS)
+
+
+def batch_handlers(_settings: ServiceSettings) -> Mapping[str, BatchHandler]:
+    return dict(BATCH_REACTIONS)
 
 
 def topics(_settings: ServiceSettings) -> list[str]:

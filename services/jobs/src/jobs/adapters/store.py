@@ -28,7 +28,8 @@ from jobs.projections import project
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.base import DomainEvent, decode
 from misp_contracts.events.jobs import STATUS_RUNNING, STATUS_WAITING, TaskState, WorkerRef
-from misp_platform.eventstore import EventStore
+from misp_platform.db import event
+from misp_platform.eventstore import Append, EventStore
 
 store = EventStore("jobs")
 _instance_ids: dict[str, str] = {}
@@ -73,6 +74,42 @@ async def save_job(conn: AsyncConnection, job_id: int, version: int,
     return envelopes
 
 
+async def load_jobs(conn: AsyncConnection, job_ids: Sequence[int]) -> dict[int, Job]:
+    """The jobs of `job_ids` that exist, each replayed from its stream: one query for all."""
+    streams = {stream_id_of(i): i for i in job_ids}
+    rows = (await conn.execute(
+        select(event.c.stream_id, event.c.version, event.c.type, event.c.data)
+        .where(event.c.stream_id.in_(list(streams)))
+        .order_by(event.c.stream_id, event.c.version))).all()
+    by_stream: dict[str, list[Any]] = {}
+    for r in rows:
+        by_stream.setdefault(str(r.stream_id), []).append(r)
+    jobs: dict[int, Job] = {}
+    for stream, stored in by_stream.items():
+        events = [e for e in (decode(r.type, r.data) for r in stored) if e is not None]
+        j = replay(events, version=stored[-1].version)
+        if j is not None:
+            jobs[streams[stream]] = j
+    return jobs
+
+
+async def save_jobs(conn: AsyncConnection, appends: Sequence[Append],
+                    now: datetime | None = None) -> list[Envelope]:
+    """Append to many jobs' streams in one statement and update their read model."""
+    if not appends:
+        return []
+    envelopes = await store.append_many(conn, appends)
+    await project.apply_job_events(conn, envelopes, now or datetime.now(UTC))
+    return envelopes
+
+
+async def lock_jobs(conn: AsyncConnection, job_ids: Sequence[int]) -> None:
+    """`lock_job` for many, in id order (two such transactions never wait on each other in a
+    cycle)."""
+    await conn.execute(select(job.c.id).where(job.c.id.in_(sorted(set(job_ids))))
+                       .order_by(job.c.id).with_for_update())
+
+
 async def lock_job(conn: AsyncConnection, job_id: int) -> None:
     """Take the job's row lock until the transaction ends: its writers take turns on it."""
     await conn.execute(select(job.c.id).where(job.c.id == job_id).with_for_update())
@@ -107,6 +144,13 @@ async def record_worker_outcome(conn: AsyncConnection, worker_id: str, outcome: 
     counter = worker.c.succeeded if outcome == "succeeded" else worker.c.failed
     await conn.execute(update(worker).where(worker.c.worker_id == worker_id)
                        .values({counter: counter + 1, "job_id": None}))
+
+
+async def record_worker_outcomes(conn: AsyncConnection, worker_id: str, *, succeeded: int,
+                                 failed: int) -> None:
+    """`record_worker_outcome` for several finished jobs of one worker at once."""
+    await conn.execute(update(worker).where(worker.c.worker_id == worker_id).values(
+        succeeded=worker.c.succeeded + succeeded, failed=worker.c.failed + failed, job_id=None))
 
 
 async def touch_worker(conn: AsyncConnection, ref: WorkerRef, at: datetime, *,

@@ -4,7 +4,8 @@ model and outbox (the `RunJob` dispatch and control messages included)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -34,9 +35,12 @@ from misp_contracts.events.jobs import (
     RunJob,
     StopWorker,
     WorkerHeartbeat,
+    WorkerRef,
     WorkerStopped,
     run_topic,
 )
+from misp_platform.eventstore import Append
+from misp_platform.outbox import OutgoingMessage, enqueue_messages
 from misp_platform.outbox import enqueue as enqueue_outbox
 
 log = structlog.get_logger(__name__)
@@ -125,53 +129,131 @@ async def _apply(conn: AsyncConnection, job_id: int, decide: Decide,
     return out
 
 
-async def when_run_started_mark_running(conn: AsyncConnection, envelope: Envelope) -> None:
-    """A worker's claim: granted when the attempt is still waiting (the job becomes running),
-    refused otherwise (cancelled, stale, held by another worker). The answer goes back on the
-    control topic in this transaction; the worker runs the job only once granted."""
-    r = JobRunStarted.model_validate(envelope.data)
-    origin = await store.instance_id(conn)
-    if r.origin != origin and (r.origin or not await queries.job_exists(conn, r.job_id)):
-        # Another deployment's dispatch (a second stack on the cluster): not ours to answer.
-        # A dispatch from before origins existed (no origin) is answered if the job is ours.
+async def _apply_many(conn: AsyncConnection, runs: Sequence[tuple[int, Envelope, Decide]],
+                      now: datetime | None = None) -> None:
+    """`_apply` for a run of messages at once: their jobs locked in one statement (in id order),
+    loaded in one query, and all their events appended in one; each message is decided on its
+    job as the messages before it in the run left it."""
+    if not runs:
         return
-    granted = False
-    reason = f"Invalid job: {r.job_id}"
+    ids = [job_id for job_id, _, _ in runs]
+    await store.lock_jobs(conn, ids)
+    jobs = await store.load_jobs(conn, ids)
+    appends: list[Append] = []
+    for job_id, envelope, decide in runs:
+        j = jobs.get(job_id)
+        if j is None:
+            continue
+        events = decide(j)
+        if not events:
+            continue
+        appends.append(Append(
+            stream_id=model.stream_id_of(job_id), stream_type="job",
+            expected_version=j.version, events=tuple(events), actor=envelope.actor,
+            correlation_id=envelope.correlationid or envelope.id, causation_id=envelope.id))
+        after: Job | None = j
+        for e in events:
+            after = model.evolve(after, e)
+        assert after is not None
+        jobs[job_id] = replace(after, version=j.version + len(events))
+    await store.save_jobs(conn, appends, now)
 
-    def decide(j: Job) -> list[DomainEvent]:
-        nonlocal granted, reason
-        events = model.start(j, attempt=r.attempt, worker_id=r.worker.worker_id,
-                             host=r.worker.host, pid=r.worker.pid)
-        granted = bool(events)
-        if not granted:
-            reason = model.refusal(j, attempt=r.attempt)
-        return events
 
-    await _apply(conn, r.job_id, decide, envelope)
-    answer: JobRunGranted | JobRunRefused = (
-        JobRunGranted(worker_id=r.worker.worker_id, job_id=r.job_id, attempt=r.attempt,
-                      origin=origin)
-        if granted else JobRunRefused(worker_id=r.worker.worker_id, job_id=r.job_id,
-                                      attempt=r.attempt, reason=reason, origin=origin))
-    # Keyed by the worker: the others skip it without decoding it.
-    await _send(conn, answer, topic=answer.topic, key=r.worker.worker_id, actor=Actor.system(),
-                cause=envelope)
-    await store.touch_worker(conn, r.worker, envelope.time,
-                             job_id=r.job_id if granted else None)
+async def when_run_started_mark_running(conn: AsyncConnection, envelope: Envelope) -> None:
+    await when_runs_started_mark_running(conn, [envelope])
+
+
+async def when_runs_started_mark_running(conn: AsyncConnection,
+                                         envelopes: Sequence[Envelope]) -> None:
+    """Workers' claims: each granted when its attempt is still waiting (the job becomes
+    running), refused otherwise (cancelled, stale, held by another worker). The answers go back
+    on the control topic in this transaction, all of a poll's in one outbox write; a worker runs
+    a job only once granted."""
+    origin = await store.instance_id(conn)
+    claims: list[tuple[JobRunStarted, Envelope]] = []
+    for envelope in envelopes:
+        r = JobRunStarted.model_validate(envelope.data)
+        if r.origin != origin and (r.origin or not await queries.job_exists(conn, r.job_id)):
+            # Another deployment's dispatch (a second stack on the cluster): not ours to
+            # answer. A dispatch from before origins existed (no origin) is answered if the job
+            # is ours.
+            continue
+        claims.append((r, envelope))
+    refusals: dict[int, str] = {}  # by index in `claims`; a claim never decided: no such job
+
+    def deciding(index: int, r: JobRunStarted) -> Decide:
+        def decide(j: Job) -> list[DomainEvent]:
+            events = model.start(j, attempt=r.attempt, worker_id=r.worker.worker_id,
+                                 host=r.worker.host, pid=r.worker.pid)
+            if events:
+                refusals.pop(index, None)
+            else:
+                refusals[index] = model.refusal(j, attempt=r.attempt)
+            return events
+
+        return decide
+
+    for index, (r, _) in enumerate(claims):
+        refusals[index] = f"Invalid job: {r.job_id}"
+    await _apply_many(conn, [(r.job_id, envelope, deciding(index, r))
+                             for index, (r, envelope) in enumerate(claims)])
+    answers: list[OutgoingMessage] = []
+    seen: dict[str, tuple[WorkerRef, datetime, int | None]] = {}
+    for index, (r, envelope) in enumerate(claims):
+        answer: JobRunGranted | JobRunRefused = (
+            JobRunRefused(worker_id=r.worker.worker_id, job_id=r.job_id, attempt=r.attempt,
+                          reason=refusals[index], origin=origin)
+            if index in refusals else
+            JobRunGranted(worker_id=r.worker.worker_id, job_id=r.job_id, attempt=r.attempt,
+                          origin=origin))
+        # Keyed by the worker: the others skip it without decoding it.
+        answers.append(OutgoingMessage.of(envelope.caused(
+            source=SOURCE, type=answer.type, subject=r.worker.worker_id,
+            data=answer.model_dump(mode="json"), actor=Actor.system()),
+            topic=answer.topic, key=r.worker.worker_id))
+        seen[r.worker.worker_id] = (r.worker, envelope.time,
+                                    None if index in refusals else r.job_id)
+    await enqueue_messages(conn, answers)
+    for ref, at, job_id in seen.values():
+        await store.touch_worker(conn, ref, at, job_id=job_id)
 
 
 async def when_run_progressed_record(conn: AsyncConnection, envelope: Envelope) -> None:
-    r = JobRunProgressed.model_validate(envelope.data)
-    await _apply(conn, r.job_id, lambda j: model.progress(
-        j, attempt=r.attempt, value=r.progress, message=r.message), envelope)
+    await when_runs_progressed_record(conn, [envelope])
+
+
+async def when_runs_progressed_record(conn: AsyncConnection,
+                                      envelopes: Sequence[Envelope]) -> None:
+    def deciding(r: JobRunProgressed) -> Decide:
+        return lambda j: model.progress(j, attempt=r.attempt, value=r.progress,
+                                        message=r.message)
+
+    reports = [JobRunProgressed.model_validate(e.data) for e in envelopes]
+    await _apply_many(conn, [(r.job_id, e, deciding(r))
+                             for r, e in zip(reports, envelopes, strict=True)])
 
 
 async def when_run_finished_record_outcome(conn: AsyncConnection, envelope: Envelope) -> None:
-    r = JobRunFinished.model_validate(envelope.data)
+    await when_runs_finished_record_outcome(conn, [envelope])
+
+
+async def when_runs_finished_record_outcome(conn: AsyncConnection,
+                                            envelopes: Sequence[Envelope]) -> None:
     now = datetime.now(UTC)
-    await _apply(conn, r.job_id, lambda j: model.finish(
-        j, attempt=r.attempt, outcome=r.outcome, message=r.message, now=now), envelope, now=now)
-    await store.record_worker_outcome(conn, r.worker.worker_id, r.outcome)
+
+    def deciding(r: JobRunFinished) -> Decide:
+        return lambda j: model.finish(j, attempt=r.attempt, outcome=r.outcome,
+                                      message=r.message, now=now)
+
+    reports = [JobRunFinished.model_validate(e.data) for e in envelopes]
+    await _apply_many(conn, [(r.job_id, e, deciding(r))
+                             for r, e in zip(reports, envelopes, strict=True)], now)
+    outcomes: dict[str, list[int]] = {}
+    for r in reports:
+        counts = outcomes.setdefault(r.worker.worker_id, [0, 0])
+        counts[0 if r.outcome == "succeeded" else 1] += 1
+    for worker_id, (succeeded, failed) in outcomes.items():
+        await store.record_worker_outcomes(conn, worker_id, succeeded=succeeded, failed=failed)
 
 
 async def when_heartbeat_record_worker(conn: AsyncConnection, envelope: Envelope) -> None:
