@@ -20,6 +20,7 @@ keeps every other module from reading the peer or the headers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 from starlette.datastructures import Headers
@@ -97,6 +98,14 @@ def client_ip(peer: str | None, forwarded_for: str | None,
     return str(current)
 
 
+@functools.lru_cache(maxsize=4096)
+def _known_client_ip(peer: str | None, forwarded_for: str | None,
+                     trusted: tuple[Network, ...]) -> str | None:
+    """`client_ip`, remembered: a gateway's few peers and clients are parsed once, not on
+    every request."""
+    return client_ip(peer, forwarded_for, trusted)
+
+
 def _peer(scope: Scope) -> str | None:
     client = scope.get("client")
     if not client:
@@ -114,7 +123,8 @@ def scope_client_address(scope: Scope) -> str | None:
     """`client_address` of a raw ASGI scope (computed once per request, kept in its state)."""
     state = scope.setdefault("state", {})
     if _STATE_KEY not in state:
-        state[_STATE_KEY] = client_ip(_peer(scope), _forwarded_for(Headers(scope=scope)))
+        state[_STATE_KEY] = _known_client_ip(_peer(scope), _forwarded_for(Headers(scope=scope)),
+                                             _trusted)
     value = state[_STATE_KEY]
     return value if isinstance(value, str) else None
 

@@ -11,8 +11,11 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel
 from sqlalchemy import text
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
+from structlog.testing import capture_logs
 
-from misp_platform.app import EngineDep, SettingsDep, create_app
+from misp_platform.app import EngineDep, LeanRouter, SettingsDep, create_app
 from misp_platform.config import ServiceSettings
 from misp_platform.misp.errors import (
     DATABASE_TOO_SLOW,
@@ -22,6 +25,7 @@ from misp_platform.misp.errors import (
     NotFound,
 )
 from misp_platform.misp.params import MispId, NamedParams, read_body
+from misp_platform.misp.responses import MispJSONResponse
 from misp_platform.testing import required_env, throwaway_database
 
 
@@ -83,6 +87,22 @@ async def slow_answer(engine: EngineDep) -> dict[str, Any]:
     return {}
 
 
+lean_router = LeanRouter()
+
+
+@lean_router.lean("/things/who/me", "/things/who/{who}")
+async def who_from_a_cache(scope: Scope, receive: Receive, send: Send) -> bool:
+    if Headers(scope=scope).get("x-cached") != "yes":
+        return False  # the route answers
+    await MispJSONResponse({"who": "me", "lean": True})(scope, receive, send)
+    return True
+
+
+@lean_router.get("/things/who/{who}")
+async def who_by_route(who: str) -> dict[str, Any]:
+    return {"who": who, "lean": False}
+
+
 @pytest.fixture(scope="module")
 async def database_url():
     async with throwaway_database(required_env("MISP_PG_URL"), prefix="test_app") as url:
@@ -113,7 +133,7 @@ async def client(database_url):
         yield
         hooks_seen.append("stopped")
 
-    app = create_app(make_settings(database_url, kafka), routers=[router],
+    app = create_app(make_settings(database_url, kafka), routers=[router, lean_router],
                      lifespan_hooks=[hook], configure_logs=False)
     async with running(app) as c:
         assert hooks_seen == ["started"]
@@ -323,3 +343,42 @@ async def test_docs_live_under_the_service_api_prefix(client):
     assert (await client.get("/api/v1/apptest/openapi.json")).status_code == 200
     assert (await client.get("/api/v1/apptest/docs")).status_code == 200
     assert (await client.get("/docs")).status_code == 404
+
+
+async def test_a_lean_path_answers_before_routing_or_hands_the_request_to_its_route(client):
+    cached = {"X-Cached": "yes"}
+    lean = await client.get("/things/who/me.json", headers=cached)
+    assert lean.json() == {"who": "me", "lean": True} and lean.headers["X-Request-ID"]
+    assert (await client.get("/things/who/me")).json() == {"who": "me", "lean": False}
+    assert (await client.get("/things/who/you", headers=cached)).json() == {
+        "who": "you", "lean": False}  # not the lean path's
+    head = await client.head("/things/who/me", headers=cached)
+    assert head.status_code == 200 and head.content == b""
+    assert (await client.post("/things/who/me", headers=cached)).status_code == 405
+    metrics = (await client.get("/metrics")).text
+    assert ('http_requests_total{method="GET",route="/things/who/{who}",status="200"} 3.0'
+            in metrics)
+    assert 'route="/things/who/{who}",status="200"} 1.0' in metrics  # the HEAD
+
+
+def test_a_lean_path_names_a_get_route_of_its_router() -> None:
+    stray = LeanRouter()
+
+    @stray.lean("/things/x", "/things/{nothing}")
+    async def never(scope: Scope, receive: Receive, send: Send) -> bool:
+        return False
+
+    with pytest.raises(ValueError, match="no GET route"):
+        create_app(make_settings("postgresql+psycopg://unused/db", "unused:9092"),
+                   routers=[stray], configure_logs=False)
+
+
+async def test_reads_answered_in_time_are_logged_at_debug_the_rest_at_info(client):
+    with capture_logs() as logs:
+        await client.get("/things/view/1")
+        await client.get("/things/view/404")
+        await client.post("/things/add", json={"name": "x"})
+    levels = [(e["path"], e["status"], e["log_level"]) for e in logs
+              if e["event"] == "http.request"]
+    assert levels == [("/things/view/1", 200, "debug"), ("/things/view/404", 404, "info"),
+                      ("/things/add", 200, "info")]

@@ -118,3 +118,24 @@ async def test_without_its_listener_the_cache_holds_nothing_and_auth_still_works
         return cache.listening
 
     await until(back)  # the listener reconnects by itself
+
+
+async def test_requests_that_miss_one_key_at_once_share_one_lookup(api) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    client, cache, key = api
+    lookups: list[str] = []
+
+    def count(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "principal_authkey" in statement:
+            lookups.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)  # every engine: the app's own
+    try:
+        cache.clear()
+        assert await asyncio.gather(*(whoami(client, key) for _ in range(10))) == [200] * 10
+        assert len(lookups) == 1
+        assert await whoami(client, key) == 200 and len(lookups) == 1  # cached since
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)

@@ -70,3 +70,56 @@ async def test_a_change_made_by_another_process_shows_once_notified(identity) ->
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_view_me_from_the_caches_is_the_routes_answer_without_its_handler(
+        identity, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from identity.api import users
+    from misp_platform.metrics import REGISTRY
+
+    calls: list[int] = []
+    handler = users.handlers.view_self_or_any
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return await handler(*args, **kwargs)
+
+    monkeypatch.setattr(users.handlers, "view_self_or_any", counted)
+    cache = identity.app.state.view_cache
+    await until(lambda: _true(cache.listening and identity.app.state.principal_cache.listening))
+    user = await identity.add_user(role_id=3)
+    first = await identity.call("GET", "/users/view/me", user["authkey"])  # the route fills both
+    assert first.status_code == 200 and len(calls) == 1
+    served = {"method": "GET", "route": "/users/view/{user_id}", "status": "200"}
+    counted_before = REGISTRY.get_sample_value("http_requests_total", served) or 0
+    lean = await identity.call("GET", "/users/view/me.json", user["authkey"])
+    assert lean.status_code == 200 and len(calls) == 1  # answered from the caches alone
+    assert REGISTRY.get_sample_value("http_requests_total", served) == counted_before + 1
+    assert lean.content == first.content
+    assert lean.headers["content-type"] == first.headers["content-type"]
+    assert lean.headers["x-request-id"] and lean.headers["x-request-id"] != first.headers[
+        "x-request-id"]
+    by_id = await identity.call("GET", f"/users/view/{user['id']}", user["authkey"])
+    assert by_id.content == first.content and len(calls) == 2  # the route, as before
+    head = await identity.call("HEAD", "/users/view/me", user["authkey"])
+    assert head.status_code == 200 and head.content == b"" and len(calls) == 2
+
+
+async def test_view_me_with_an_unknown_or_absent_key_is_refused_by_the_route(identity) -> None:  # type: ignore[no-untyped-def]
+    await until(lambda: _true(identity.app.state.principal_cache.listening))
+    unknown = await identity.call("GET", "/users/view/me", "x" * 40)
+    assert unknown.status_code == 403
+    assert unknown.json()["name"].startswith("Authentication failed")
+    assert (await identity.call("GET", "/users/view/me")).status_code == 403
+
+
+async def test_a_deleted_key_is_refused_at_once_after_views_from_the_caches(identity) -> None:  # type: ignore[no-untyped-def]
+    await until(lambda: _true(identity.app.state.principal_cache.listening))
+    user = await identity.add_user(role_id=3)
+    added = await identity.call("POST", "/auth_keys/add/me", user["authkey"], json={})
+    key = added.json()["AuthKey"]
+    for _ in range(3):
+        assert (await identity.call("GET", "/users/view/me", key["authkey_raw"])).status_code == 200
+    deleted = await identity.call("POST", f"/auth_keys/delete/{key['id']}", user["authkey"])
+    assert deleted.status_code == 200, deleted.text
+    assert (await identity.call("GET", "/users/view/me", key["authkey_raw"])).status_code == 403

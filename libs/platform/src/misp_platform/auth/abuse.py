@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
 from collections import OrderedDict, deque
@@ -110,6 +111,16 @@ class FailureBudget:
             self._seen.popitem(last=False)
 
 
+@functools.lru_cache(maxsize=4096)
+def _limited_address(ip: str, exempt: tuple[Network, ...]) -> str | None:
+    """`ip` as the guard counts it, None when exempt or not an address (remembered: the same
+    few addresses come again and again)."""
+    address = parse_address(ip)
+    if address is None or is_trusted(address, exempt):
+        return None
+    return str(address)
+
+
 class AbuseGuard:
     """An API process's limits: the detector's blocks and its own failure budget."""
 
@@ -120,19 +131,24 @@ class AbuseGuard:
 
     def _limited(self, ip: str | None) -> str | None:
         """The address to limit, or None when it is exempt (or not an address)."""
-        address = parse_address(ip) if ip else None
-        if address is None or is_trusted(address, self.exempt):
-            return None
-        return str(address)
+        return _limited_address(ip, self.exempt) if ip else None
+
+    def _waits(self, ip: str | None, keys: Sequence[str]) -> tuple[float, float]:
+        """(seconds blocked, seconds until the failure budget allows one more): 0 when free."""
+        address = self._limited(ip)
+        if address is None:
+            return 0.0, 0.0
+        return (self.blocks.remaining(address, keys, time.time()),
+                self.budget.remaining(address, time.monotonic()))
+
+    def refuses(self, ip: str | None, keys: Sequence[str] = ()) -> bool:
+        """Whether `check` would refuse this request (counting nothing)."""
+        return max(self._waits(ip, keys)) > 0
 
     def check(self, ip: str | None, keys: Sequence[str] = ()) -> None:
         """Raise MISP's 429 with `Retry-After` when this address or a key's prefix is blocked,
         or the address spent its failure budget."""
-        address = self._limited(ip)
-        if address is None:
-            return
-        blocked = self.blocks.remaining(address, keys, time.time())
-        spent = self.budget.remaining(address, time.monotonic())
+        blocked, spent = self._waits(ip, keys)
         wait = max(blocked, spent)
         if wait > 0:
             metrics.abuse_refusals_total.labels("blocked" if blocked >= spent else "budget").inc()

@@ -4,8 +4,10 @@ principal rows that authentication reads.
 Every change of the principals projection notifies the channel `principals` in its own
 transaction (principals.py); each API process listens and empties its cache on every
 notification, so a revoked key is refused as soon as the change commits, and a known key costs
-no database round trip. While the listener is not connected, nothing is cached. A service may
-keep caches of its own read models the same way, on a channel of its own.
+no database round trip. While the listener is not connected, nothing is cached. Misses of one
+key at once share one read (`shared`): a cache emptied under load costs a query per key, not
+one per request. A service may keep caches of its own read models the same way, on a channel
+of its own.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import asyncio
 import contextlib
 import time
 import weakref
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import psycopg
 import structlog
@@ -24,6 +27,7 @@ from misp_platform.db import libpq_url
 log = structlog.get_logger(__name__)
 
 PRINCIPALS_CHANNEL = "principals"
+T = TypeVar("T")
 
 # The caches of this process: a change written here empties them at once, so the process that
 # revoked a key refuses it on its very next request (the notification follows for the others).
@@ -48,6 +52,7 @@ class NotifiedCache:
         self.listening = False
         self.hits = 0
         self._rows: dict[str, tuple[Any, float]] = {}
+        self._reads: dict[tuple[int, str], asyncio.Future[Any]] = {}
         _local_caches.add(self)
 
     def get(self, key: str) -> Any | None:
@@ -69,6 +74,26 @@ class NotifiedCache:
     def clear(self) -> None:
         self._rows.clear()
         self.generation += 1
+
+    async def shared(self, key: str, read: Callable[[], Awaitable[T]]) -> T:
+        """`read()`, once for every caller that misses `key` while it runs (and no change came
+        in since it began: a caller after a change reads again). A caller cancelled while it
+        waits does not cancel the read of the others."""
+        name = (self.generation, key)
+        running = self._reads.get(name)
+        if running is None:
+            running = asyncio.ensure_future(read())
+            self._reads[name] = running
+
+            def done(future: asyncio.Future[Any]) -> None:
+                if self._reads.get(name) is future:
+                    del self._reads[name]
+                if not future.cancelled():
+                    future.exception()  # retrieved: a read nobody awaits any more logs nothing
+
+            running.add_done_callback(done)
+        result: T = await asyncio.shield(running)
+        return result
 
     async def listen(self, database_url: str, *, retry_s: float = 1.0) -> None:
         """Follow the notifications until cancelled; cache only while connected."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -24,6 +24,8 @@ from typing import Annotated, Any
 import structlog
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.auth import AuthenticationFailed, auth_topic
@@ -44,7 +46,7 @@ from misp_platform.auth.sessions import (
     needs_csrf,
     session_hmac,
 )
-from misp_platform.client_address import client_address, parse_address
+from misp_platform.client_address import client_address, parse_address, scope_client_address
 from misp_platform.consistency import consistency_of
 from misp_platform.misp.errors import NO_PERMISSION, Forbidden
 
@@ -181,6 +183,24 @@ def expiration_iso(expiration: int) -> str:
     return datetime.fromtimestamp(expiration, UTC).isoformat()
 
 
+# A cached principal row keeps its role's state (the same object on every request): its
+# validated RoleState (frozen) is kept beside it, not made again per request.
+_ROLES: dict[int, tuple[Any, RoleState]] = {}
+_ROLES_KEPT = 1_000
+
+
+def role_of(state: Any) -> RoleState:
+    """The RoleState of a principal row's `role_state`, validated once per object read."""
+    kept = _ROLES.get(id(state))
+    if kept is not None and kept[0] is state:
+        return kept[1]
+    role = RoleState.model_validate(state)
+    if len(_ROLES) >= _ROLES_KEPT:
+        _ROLES.clear()
+    _ROLES[id(state)] = (state, role)
+    return role
+
+
 def evaluate(row: Any, key: str, *, ip: str | None, now: float) -> Principal | AuthFailure:
     """MISP's checks on one looked-up key, in MISP's order; `row` is None for an unknown key."""
     unknown = AuthFailure("unknown", AUTH_FAILED,
@@ -204,7 +224,7 @@ def evaluate(row: Any, key: str, *, ip: str | None, now: float) -> Principal | A
         return AuthFailure("expired_user", AUTH_FAILED, "Login attempt by expired user.", **who)
     if row.role_state is None:
         return AuthFailure("no_perm_auth", unknown.message, unknown.title, **who)
-    role = RoleState.model_validate(row.role_state)
+    role = role_of(row.role_state)
     if not role.perm_auth:
         return AuthFailure("no_perm_auth", unknown.message, unknown.title, **who)
     if row.read_only:
@@ -361,8 +381,14 @@ async def _principal_rows(request: Request, hashes: list[str], *,
             rows[digest] = row
     if missing:
         generation = cache.generation if cache is not None else 0
-        async with _read_engine(request).connect() as conn:
-            found = await (lookup_sessions if sessions else lookup_authkeys)(conn, missing)
+        engine = _read_engine(request)
+
+        async def read() -> Sequence[Any]:
+            async with engine.connect() as conn:
+                return await (lookup_sessions if sessions else lookup_authkeys)(conn, missing)
+
+        found = await read() if cache is None else await cache.shared(
+            ",".join(map(name, missing)), read)
         for row in found:
             digest = row.session_hmac if sessions else row.key_hmac
             rows[digest] = row
@@ -417,13 +443,50 @@ async def _authenticate(request: Request, *, fresh: bool) -> Principal:
     else:
         principal = await _by_key(request, keys, ip, fresh=fresh)
 
+    settle(state, principal)
+    return principal
+
+
+def settle(state: dict[str, Any], principal: Principal) -> None:
+    """The request's principal in its state, its key's expiry in the answer's headers
+    (`X-Auth-Key-Expiration`, sent by the request context), who it is in the logs."""
     state["principal"] = principal
     if principal.authkey_expiration:
         state.setdefault("response_headers", {})[EXPIRATION_HEADER] = expiration_iso(
             principal.authkey_expiration)
     structlog.contextvars.bind_contextvars(user_id=principal.user_id, org_id=principal.org_id,
                                            authkey_id=principal.authkey_id)
-    return principal
+
+
+def cached_principal(scope: Scope) -> Principal | None:
+    """The principal of a request with an authkey, when this process's cache alone admits it:
+    every presented key's row cached, the first that passes MISP's checks, no abuse limit in the
+    way, no write with a read-only key. None when the dependency must decide (a query, a
+    refusal to record, a 429, a session cookie): a lean path answers only what the dependency
+    would answer the same way, and falls back to it otherwise. Nothing is settled (`settle`)."""
+    app = scope["app"]
+    cache: PrincipalCache | None = getattr(app.state, "principal_cache", None)
+    if cache is None or not cache.listening:
+        return None
+    keys = presented_keys(Headers(scope=scope))
+    candidates = list(dict.fromkeys(k for k in keys if is_well_formed(k)))[:MAX_KEYS_PER_HEADER]
+    if not candidates:
+        return None
+    ip = scope_client_address(scope)
+    guard = getattr(app.state, "abuse_guard", None)
+    if isinstance(guard, abuse.AbuseGuard) and guard.refuses(ip, keys):
+        return None
+    pepper = app.state.settings.pepper.get_secret_value()
+    hashes = [authkey_hmac(pepper, k) for k in candidates]
+    rows = {digest: cache.get(digest) for digest in hashes}
+    if any(row is None for row in rows.values()):
+        return None
+    outcome = _first_principal(rows, candidates, hashes, ip)
+    if isinstance(outcome, AuthFailure) or (
+            outcome.read_only and scope.get("method") not in READ_METHODS):
+        return None
+    request_id = scope.get("state", {}).get("request_id")
+    return replace(outcome, request_id=request_id if isinstance(request_id, str) else None)
 
 
 async def _by_key(request: Request, keys: list[str], ip: str | None, *,

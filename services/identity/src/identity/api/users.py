@@ -1,10 +1,15 @@
-"""MISP's user paths: admin/users/*, users/view, users/edit, users/change_pw, users/heartbeat."""
+"""MISP's user paths: admin/users/*, users/view, users/edit, users/change_pw, users/heartbeat.
+
+`users/view/me` (what PyMISP reads on every connect) has a lean path too: answered from this
+process's caches alone (the caller's key, their view) in pure ASGI, else by its route.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
+from starlette.types import Receive, Scope, Send
 
 from identity.adapters.store import SqlUnitOfWork
 from identity.api.deps import EngineDep, Pepper, as_misp, fresh_orgs, resolve_user_id
@@ -12,15 +17,35 @@ from identity.domain.users import INVALID_USER_OR_NOT_AUTHORISED, user_fields
 from identity.handlers import authkeys as key_handlers
 from identity.handlers import statistics as stats_handlers
 from identity.handlers import users as handlers
+from misp_platform.app import LeanRouter
 from misp_platform.auth import Admin, CurrentPrincipal
+from misp_platform.auth.dependency import cached_principal, settle
 from misp_platform.misp import NamedParams, misp_record, read_body, success
 from misp_platform.misp.errors import request_url
 from misp_platform.misp.paging import Paging
+from misp_platform.misp.responses import MispJSONResponse
 
-router = APIRouter(tags=["users"])
+router = LeanRouter(tags=["users"])
+VIEW_USER = "/users/view/{user_id}"
 
 
-@router.get("/users/view/{user_id}")
+@router.lean("/users/view/me", VIEW_USER)
+async def view_me_from_caches(scope: Scope, receive: Receive, send: Send) -> bool:
+    """`users/view/me` when the principal cache admits the caller's key and the view cache
+    holds their view: the same answer as `view_user`'s, without a query (False: it answers)."""
+    cache = getattr(scope["app"].state, "view_cache", None)
+    if cache is None:
+        return False
+    principal = cached_principal(scope)
+    view = cache.get(str(principal.user_id)) if principal is not None else None
+    if principal is None or view is None:
+        return False
+    settle(scope.setdefault("state", {}), principal)
+    await MispJSONResponse(view)(scope, receive, send)
+    return True
+
+
+@router.get(VIEW_USER)
 async def view_user(user_id: str, request: Request, principal: CurrentPrincipal,
                     engine: EngineDep) -> dict[str, Any]:
     target = resolve_user_id(user_id, principal, message=INVALID_USER_OR_NOT_AUTHORISED)
