@@ -3,11 +3,12 @@ pruned) and the signed checkpoints."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -16,7 +17,12 @@ from audit.domain.chain import Entry, Mark
 from audit.domain.checkpoint import ChainState, Checkpoint, parse_checkpoint, public_raw
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC, AuditCheckpointSigned
-from misp_platform.outbox import enqueue
+from misp_platform.outbox import (
+    MessageTooLargeError,
+    OutgoingMessage,
+    enqueue,
+    message_limit,
+)
 
 CHECKPOINT_LOCK = 0x6D69737061756469  # one checkpoint writer at a time
 
@@ -166,35 +172,44 @@ async def next_entry_ids(conn: AsyncConnection, tables: LogTables, n: int) -> li
     return [r[0] for r in rows]
 
 
-def _entry_dict(e: Entry) -> dict[str, Any]:
-    return {"id": e.id, "source_event_id": e.source_event_id, "source_type": e.source_type,
-            "chain": e.chain, "seq": e.seq, "prev_hash": e.prev_hash, "hash": e.hash,
-            "created": e.created.isoformat(), "model": e.model, "model_id": e.model_id,
-            "action": e.action, "user_id": e.user_id, "title": e.title, "change": e.change,
-            "email": e.email, "org": e.org, "description": e.description, "ip": e.ip,
-            "org_id": e.org_id, "authkey_id": e.authkey_id, "request_id": e.request_id,
-            "request_type": e.request_type, "change_json": e.change_json}
+def _entry_row(e: Entry, source_offset: int | None) -> tuple[Any, ...]:
+    """An entry's values in `ENTRY_COLUMNS` order, as COPY takes them."""
+    return (e.id, e.source_event_id, e.source_type, e.chain, e.seq, source_offset, e.prev_hash,
+            e.hash, e.created, e.model, e.model_id, e.action, e.user_id, e.title, e.change,
+            e.email, e.org, e.description, e.ip, e.org_id, e.authkey_id, e.request_id,
+            e.request_type, orjson.dumps(e.change_json).decode("utf-8"))
 
 
-def _insert_sql(table: str) -> str:
-    columns = ", ".join(ENTRY_COLUMNS)
-    return f"""
-        INSERT INTO {table} ({columns})
-        SELECT {columns} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
-            id bigint, source_event_id text, source_type text, chain text, seq bigint,
-            source_offset bigint, prev_hash text, hash text, created timestamptz,
-            model text, model_id bigint, action text, user_id bigint, title text, change text,
-            email text, org text, description text, ip text, org_id bigint, authkey_id bigint,
-            request_id text, request_type smallint, change_json jsonb)
-    """
+async def copy_rows(conn: AsyncConnection, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+    """`COPY ... FROM STDIN` these rows on the connection's own psycopg connection: in the
+    caller's transaction, one stream whatever the count, no statement to parse per row."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, psycopg.AsyncConnection)
+    async with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            await copy.write_row(row)
 
 
 async def insert_entries(conn: AsyncConnection, tables: LogTables,
                          entries: Sequence[tuple[Entry, int | None]]) -> None:
-    """Insert these entries, each with its source offset, as one JSON parameter."""
-    rows = [{**_entry_dict(entry), "source_offset": offset} for entry, offset in entries]
-    await conn.execute(text(_insert_sql(tables.entry)),
-                       {"rows": orjson.dumps(rows).decode("utf-8")})
+    """Insert these entries, each with its source offset, in one COPY."""
+    await copy_rows(conn, f"COPY {tables.entry} ({', '.join(ENTRY_COLUMNS)}) FROM STDIN",
+                    (_entry_row(entry, offset) for entry, offset in entries))
+
+
+async def copy_messages(conn: AsyncConnection, messages: Sequence[OutgoingMessage]) -> None:
+    """Queue these records in the outbox in one COPY, in the caller's transaction: what
+    `misp_platform.outbox.enqueue_messages` does (the same rows, the same cap: a message over
+    it raises MessageTooLargeError), without the JSON parameter the server parses back."""
+    limit = message_limit()
+    for m in messages:
+        if m.size > limit:
+            raise MessageTooLargeError(m.topic, m.size, limit)
+    await copy_rows(conn, "COPY outbox (topic, message_key, headers, payload) FROM STDIN", (
+        (m.topic, m.key, orjson.dumps([[name, value.decode("utf-8", "replace")]
+                                       for name, value in m.headers]).decode("utf-8"), m.value)
+        for m in messages))
 
 
 async def count_entries_upto(conn: AsyncConnection, chain: str, seq: int) -> int:

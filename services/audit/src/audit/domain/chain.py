@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 GENESIS = "0" * 64
 CANONICAL_VERSION = 1
 
@@ -59,9 +61,27 @@ def canonical_json(value: Any) -> str:
                       allow_nan=False)
 
 
+def _plain(value: Any) -> bool:
+    """Only JSON objects with string keys, arrays, strings, integers, booleans and nulls: what
+    orjson writes byte for byte as `canonical_json` does (floats are not: `1e+16` there is
+    `1e16` in orjson)."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is dict:
+        return all(type(key) is str and _plain(item) for key, item in value.items())
+    if kind is list:
+        return all(_plain(item) for item in value)
+    return False
+
+
 def canonical_form(e: Entry) -> str:
     """Everything that must not change without detection, `hash` itself excluded."""
-    return canonical_json({
+    return canonical_json(_canonical_fields(e))
+
+
+def _canonical_fields(e: Entry) -> dict[str, Any]:
+    return {
         "v": CANONICAL_VERSION, "chain": e.chain, "seq": e.seq, "prev": e.prev_hash,
         "id": e.id, "source_event_id": e.source_event_id, "source_type": e.source_type,
         "created": canonical_time(e.created), "model": e.model, "model_id": e.model_id,
@@ -69,11 +89,24 @@ def canonical_form(e: Entry) -> str:
         "email": e.email, "org": e.org, "description": e.description, "ip": e.ip,
         "org_id": e.org_id, "authkey_id": e.authkey_id, "request_id": e.request_id,
         "request_type": e.request_type, "change_json": e.change_json,
-    })
+    }
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def entry_hash(e: Entry) -> str:
-    return hashlib.sha256(canonical_form(e).encode("utf-8")).hexdigest()
+    """SHA-256 (hex) of the entry's canonical form, in UTF-8 (`canonical_form(e)`'s bytes)."""
+    fields = _canonical_fields(e)
+    change_json = fields.pop("change_json")
+    if {type(v) for v in fields.values()} <= _SCALARS and _plain(change_json):
+        fields["change_json"] = change_json
+        try:
+            return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        except orjson.JSONEncodeError:  # a lone surrogate, an int beyond 64 bits
+            pass
+    fields["change_json"] = change_json
+    return hashlib.sha256(canonical_json(fields).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

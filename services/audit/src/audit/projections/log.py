@@ -17,7 +17,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from audit.adapters.queries import org_ids_of_users
+from audit.adapters.records import encode
 from audit.adapters.store import (
+    copy_messages,
     insert_entries,
     lock_chain_heads,
     logged_event_ids,
@@ -27,12 +29,13 @@ from audit.adapters.store import (
 from audit.adapters.tables import LIVE, SETTINGS_TABLE, LogTables
 from audit.domain.chain import Entry, entry_hash
 from audit.domain.mapping import LogRow, LogSettings, to_log_row
-from audit.domain.siem import siem_record
+from audit.domain.siem import siem_document
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.audit import AUDIT_LOG_TOPIC, AuditLogRecorded
 from misp_contracts.events.settings import SettingChanged
+from misp_platform import tracing
 from misp_platform.auth.principals import PRINCIPAL_HANDLERS, project_principals
-from misp_platform.outbox import OutgoingMessage, enqueue_messages
+from misp_platform.outbox import OutgoingMessage
 from misp_platform.server_settings import named, read_settings, record_setting
 
 log = structlog.get_logger(__name__)
@@ -76,6 +79,8 @@ async def load_log_settings(conn: AsyncConnection,
 
 def _clean(value: Any) -> Any:
     """What PostgreSQL can store (no NUL characters) and reads back the same."""
+    if type(value) is str:  # the usual case first
+        return value.replace("\x00", "") if "\x00" in value else value
     if isinstance(value, str):
         return value.replace("\x00", "")
     if isinstance(value, dict):
@@ -153,7 +158,7 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
     await insert_entries(conn, tables, rows)
     await update_chain_heads(conn, tables, heads)
     if options.publish:
-        await enqueue_messages(conn, [
+        await copy_messages(conn, [
             _siem_message(entry, row, envelope, options.siem_topic)
             for entry, (envelope, _source, row) in zip(entries, pending, strict=True)])
     return entries
@@ -174,14 +179,15 @@ async def _with_user_orgs(conn: AsyncConnection,
 
 
 def _siem_message(entry: Entry, row: LogRow, source: Envelope, topic: str) -> OutgoingMessage:
-    record = siem_record(entry, row)
-    actor = source.actor
-    if row.ip is None and actor.client_ip is not None:
-        actor = actor.model_copy(update={"client_ip": None})  # MISP.log_client_ip is off
-    envelope = Envelope(
-        id=str(uuid.uuid5(SIEM_NAMESPACE, entry.source_event_id)), source="/audit",
-        type=AuditLogRecorded.type, subject=str(entry.id), time=entry.created,
-        correlationid=source.correlationid or source.id, causationid=source.id,
-        actor=actor if isinstance(actor, Actor) else Actor(),
-        data=record.model_dump(mode="json", by_alias=True, exclude_none=True))
-    return OutgoingMessage.of(envelope, topic=topic, key=str(entry.id))
+    actor = source.actor if isinstance(source.actor, Actor) else Actor()
+    if row.ip is None and actor.client_ip is not None:  # MISP.log_client_ip is off
+        actor = actor.model_copy(update={"client_ip": None})
+    fields: dict[str, Any] = {
+        "id": str(uuid.uuid5(SIEM_NAMESPACE, entry.source_event_id)), "source": "/audit",
+        "type": AuditLogRecorded.type, "subject": str(entry.id), "time": entry.created,
+        "correlationid": source.correlationid or source.id, "causationid": source.id,
+        "actor": actor, "data": siem_document(entry, row)}
+    if tracing.enabled():  # the record carries the active span's trace context
+        return OutgoingMessage.of(Envelope(**fields), topic=topic, key=str(entry.id))
+    headers, value = encode(**fields)
+    return OutgoingMessage(topic=topic, key=str(entry.id), headers=headers, value=value)
