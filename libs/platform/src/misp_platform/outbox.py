@@ -119,16 +119,21 @@ def written_positions() -> Iterator[list[int]]:
 _ANNOUNCE_MAX = 7900
 
 
-def announce_positions(positions: Sequence[int]) -> str:
-    """The published positions as a notification payload: runs as `first-last`, comma
-    separated (a batch is mostly one run); '' when too long, which says "ask the table"."""
+def position_runs(positions: Sequence[int]) -> list[tuple[int, int]]:
+    """The positions as runs of consecutive ones, `(first, last)`, in order."""
     runs: list[list[int]] = []
     for position in sorted(set(positions)):
         if runs and position == runs[-1][1] + 1:
             runs[-1][1] = position
         else:
             runs.append([position, position])
-    text_ = ",".join(f"{a}-{b}" if a != b else str(a) for a, b in runs)
+    return [(a, b) for a, b in runs]
+
+
+def announce_positions(positions: Sequence[int]) -> str:
+    """The published positions as a notification payload: runs as `first-last`, comma
+    separated (a batch is mostly one run); '' when too long, which says "ask the table"."""
+    text_ = ",".join(f"{a}-{b}" if a != b else str(a) for a, b in position_runs(positions))
     return text_ if len(text_) <= _ANNOUNCE_MAX else ""
 
 

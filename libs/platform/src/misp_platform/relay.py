@@ -14,6 +14,15 @@ notification names the positions (`outbox.announce_positions`), so it need not a
 At-least-once: a relay killed after sending but before deleting sends those rows again on restart;
 consumers drop the duplicates by event id.
 
+Throughput: the relay works in rounds on one connection. A round's rows go out as one record
+batch per partition (built by the relay, so no per-record future, linger or accumulator work);
+while Kafka takes them, the previous round's rows are deleted and the next round's are read
+(skipping the rows on their way, from the table's start: still no cursor). A round is sent only
+once Kafka has acknowledged the previous one, and a row that does not fit its partition's batch
+waits for the next round with every later row of that partition: per-key order holds, and a
+batch Kafka refuses is sent again record by record with nothing after it already published.
+Commit notifications are read as they arrive and wake one drain, however many came meanwhile.
+
 Never stalled: a row Kafka refuses for good (too large, not authorised, an invalid topic) is moved
 to `parked_message` with the error, in the transaction that deletes the published rows, and the
 relay goes on; diagnostics report parked rows as critical and `python -m <service> outbox` lists,
@@ -25,12 +34,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import psycopg
 import structlog
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
     InvalidTopicError,
     MessageSizeTooLargeError,
@@ -39,16 +50,29 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     UnsupportedForMessageFormatError,
 )
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from sqlalchemy import Row, extract, func, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from misp_platform import failpoints, metrics, tracing
 from misp_platform.db import OUTBOX_CHANNEL, PUBLISHED_CHANNEL, libpq_url, outbox, parked_message
-from misp_platform.outbox import announce_positions
+from misp_platform.outbox import announce_positions, position_runs
 
 log = structlog.get_logger(__name__)
 
+_Row = Row[Any]
+
+# The oldest rows but those on their way to Kafka (a multirange of positions; '{}': none). The
+# headers come as JSON text, parsed by orjson: the driver's json module took a third of the
+# relay's time.
+_FETCH = text("""
+    SELECT position, topic, message_key, CAST(headers AS text) AS headers, payload, created_at
+    FROM outbox
+    WHERE NOT (position <@ CAST(:skip AS int8multirange))
+    ORDER BY position LIMIT :n
+""")
 _DELETE_AND_NOTIFY = text(f"""
     WITH gone AS (DELETE FROM outbox WHERE position = ANY(:positions) RETURNING 1)
     SELECT pg_notify('{PUBLISHED_CHANNEL}', :announced) FROM (SELECT count(*) FROM gone) AS g
@@ -67,11 +91,20 @@ REFUSED_FOR_GOOD: tuple[type[Exception], ...] = (
 )
 
 
+@dataclass
+class _PartitionBatch:
+    """The records of one round for one partition: one Kafka record batch."""
+
+    tp: TopicPartition
+    builder: BatchBuilder
+    rows: list[_Row] = field(default_factory=list)
+
+
 class OutboxRelay:
     """Drains the outbox of one service database into Kafka."""
 
     def __init__(self, engine: AsyncEngine, database_url: str, producer: AIOKafkaProducer, *,
-                 batch_size: int = 1000, poll_interval_s: float = 1.0) -> None:
+                 batch_size: int = 2000, poll_interval_s: float = 1.0) -> None:
         self.engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.database_url = database_url
@@ -79,43 +112,157 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.published = 0
+        # The producer's own partitioner (murmur2 of the key, as Java's): a record goes to the
+        # partition `send` would have chosen.
+        self._partitioner = DefaultPartitioner()
         # The last backlog measurement (monotonic clock), and the oldest row's age then (None:
         # none).
         self._measured_at: float | None = None
         self._oldest_age_s: float | None = None
 
-    async def publish_pending(self) -> int:
-        """Publish every committed row, oldest first; returns how many were published."""
+    async def publish_pending(self, conn: AsyncConnection | None = None) -> int:
+        """Publish every committed row, oldest first; returns how many were published. On
+        `conn` (a connection in autocommit) when given, else on one of its own."""
+        if conn is not None:
+            return await self._drain(conn)
+        async with self._autocommit.connect() as own:
+            return await self._drain(own)
+
+    async def _drain(self, conn: AsyncConnection) -> int:
+        """Rounds until a read finds nothing. One connection, in autocommit: a round costs a
+        read and one statement (delete and notify), no BEGIN and COMMIT around them. While
+        Kafka takes a round's records, the previous round's rows are deleted and the next
+        round's are read (outside of those on their way), so the waits overlap; a round is
+        only sent once Kafka has acknowledged the one before."""
         total = 0
-        # One connection, in autocommit, for the whole drain: a batch costs a query, Kafka and
-        # one statement (delete and notify), not a checkout, BEGIN and COMMIT around each. On a
-        # loaded machine every round trip saved is a wait for the CPU, and every write's answer
-        # waits for this (consistency.py).
-        async with self._autocommit.connect() as conn:
-            while True:
-                rows = (await conn.execute(
-                    select(outbox.c.position, outbox.c.topic, outbox.c.message_key,
-                           outbox.c.headers, outbox.c.payload, outbox.c.created_at)
-                    .order_by(outbox.c.position).limit(self.batch_size)
-                )).all()
-                if not rows:
-                    return total
-                fetched = len(rows)
-                refusals = await self._send(rows)
-                failpoints.hit("relay.after_send")
-                positions = [r.position for r in rows]
-                if refusals:
-                    await self._park(rows, refusals)
-                else:
-                    # One statement: the delete and the notification commit together.
-                    await conn.execute(_DELETE_AND_NOTIFY, {
-                        "positions": positions, "announced": announce_positions(positions)})
-                rows = [r for r in rows if r.position not in refusals]
-                total += len(rows)
-                self.published += len(rows)
-                metrics.events_published_total.inc(len(rows))
-                if fetched < self.batch_size:
-                    return total
+        rows = await self._fetch(conn, ())
+        acknowledged: list[int] = []  # published, not deleted yet
+        while rows:
+            batches, refusals = await self._batches(rows)
+            sent = [r for b in batches.values() for r in b.rows]
+            # This round's rows: those sent and those of topics refused as a whole.
+            done = sent + [r for r in rows if r.position in refusals]
+            spans = self._producer_spans(sent) if tracing.enabled() else {}
+            try:
+                deliveries = []
+                for b in batches.values():
+                    b.builder.close()  # complete: sent at once, no linger
+                    deliveries.append(await self.producer.send_batch(
+                        b.builder, b.tp.topic, partition=b.tp.partition))
+                if acknowledged:
+                    await self._delete(conn, acknowledged)
+                    acknowledged = []
+                following = await self._fetch(conn, [r.position for r in done])
+                refusals.update(await self._settle(list(batches.values()), deliveries))
+            finally:
+                for position, span in spans.items():
+                    if position in refusals:
+                        span.set_status(StatusCode.ERROR, "refused by Kafka")
+                    span.end()
+            failpoints.hit("relay.after_send")
+            if refusals:
+                await self._park(done, refusals)
+            else:
+                acknowledged = [r.position for r in done]
+            published = len(done) - len(refusals)
+            total += published
+            self.published += published
+            metrics.events_published_total.inc(published)
+            rows = following
+        if acknowledged:
+            await self._delete(conn, acknowledged)
+        return total
+
+    async def _fetch(self, conn: AsyncConnection, on_their_way: Sequence[int]) -> list[_Row]:
+        """The oldest committed rows, from the table's start (no cursor), but for those sent
+        and not deleted yet."""
+        skip = "{" + ",".join(f"[{a},{b}]" for a, b in position_runs(on_their_way)) + "}"
+        return list((await conn.execute(_FETCH, {"skip": skip, "n": self.batch_size})).all())
+
+    async def _delete(self, conn: AsyncConnection, positions: Sequence[int]) -> None:
+        """Delete published rows and say so on `outbox_published`, in one statement."""
+        await conn.execute(_DELETE_AND_NOTIFY, {
+            "positions": positions, "announced": announce_positions(positions)})
+
+    async def _batches(self, rows: Sequence[_Row]) -> tuple[
+            dict[TopicPartition, _PartitionBatch], dict[int, str]]:
+        """The round's records, a batch per partition, in position order, and the rows of
+        topics refused as a whole (invalid, forbidden), with the error. A record that does not
+        fit its partition's batch waits for the next round with every later record of that
+        partition, so a partition never has two batches of the relay in flight: if Kafka
+        refuses one, nothing after it in that partition is already published."""
+        refused_topics: dict[str, str] = {}
+        partitions: dict[str, list[int]] = {}
+        for topic in {r.topic for r in rows}:
+            try:
+                partitions[topic] = sorted(await self.producer.partitions_for(topic))
+            except REFUSED_FOR_GOOD as exc:
+                refused_topics[topic] = _error(exc)
+        refusals: dict[int, str] = {}
+        batches: dict[TopicPartition, _PartitionBatch] = {}
+        full: set[TopicPartition] = set()
+        for r in rows:
+            if r.topic in refused_topics:
+                refusals[r.position] = refused_topics[r.topic]
+                continue
+            key = r.message_key.encode() if r.message_key is not None else None
+            every = partitions[r.topic]
+            tp = TopicPartition(r.topic, self._partitioner(key, every, every))
+            if tp in full:
+                continue
+            batch = batches.get(tp)
+            if batch is None:
+                batch = batches[tp] = _PartitionBatch(tp, self.producer.create_batch())
+            # The first record always fits, whatever its size: Kafka judges it.
+            if batch.builder.append(timestamp=None, key=key, value=r.payload,
+                                    headers=_headers(r.headers)) is None:
+                full.add(tp)
+                continue
+            batch.rows.append(r)
+        return batches, refusals
+
+    async def _settle(self, batches: Sequence[_PartitionBatch],
+                      deliveries: Sequence[Awaitable[object]]) -> dict[int, str]:
+        """Wait for Kafka's answers; the positions refused for good, with the error. A batch
+        refused for good is sent again record by record, to park only the records at fault.
+        Any other failure raises: nothing is deleted, all is sent again."""
+        refusals: dict[int, str] = {}
+        outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+        for batch, outcome in zip(batches, outcomes, strict=True):
+            if isinstance(outcome, REFUSED_FOR_GOOD):
+                self._rewind_sequence(batch.tp, len(batch.rows))
+                refusals.update(await self._send_one_by_one(batch.tp, batch.rows))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        return refusals
+
+    async def _send_one_by_one(self, tp: TopicPartition, rows: Sequence[_Row]) -> dict[int, str]:
+        """Send each row of a partition and wait for Kafka before the next; the refusals, with
+        the error."""
+        refusals: dict[int, str] = {}
+        for r in rows:
+            try:
+                delivery = await self.producer.send(
+                    r.topic, value=r.payload, partition=tp.partition,
+                    key=r.message_key.encode() if r.message_key is not None else None,
+                    headers=_headers(r.headers))
+            except REFUSED_FOR_GOOD as exc:  # by the client: over its size limit
+                refusals[r.position] = _error(exc)
+                continue
+            try:
+                await delivery
+            except REFUSED_FOR_GOOD as exc:  # by the broker
+                refusals[r.position] = _error(exc)
+                self._rewind_sequence(tp, 1)
+        return refusals
+
+    def _rewind_sequence(self, tp: TopicPartition, records: int) -> None:
+        """Give back the sequence numbers of records the broker refused. aiokafka's idempotent
+        producer counts them as sent (Java's adjusts them), so the partition's next batch would
+        be refused as out of order; no other batch of the relay is in flight there meanwhile."""
+        manager = getattr(self.producer, "_txn_manager", None)
+        if manager is not None:
+            manager.increment_sequence_number(tp, -records)
 
     async def measure_backlog(self) -> None:
         """Count the outbox's rows and the oldest one's age into the backlog gauges (the age in
@@ -142,65 +289,34 @@ class OutboxRelay:
         except Exception as exc:  # a gauge never stops the relay; the next drain says more
             log.warning("relay.backlog_not_measured", error=f"{type(exc).__name__}: {exc}"[:300])
 
-    async def _park(self, rows: Sequence[Row[Any, Any, Any, Any, Any, Any]],
-                    refusals: dict[int, str]) -> None:
-        """Move the refused rows to `parked_message` and delete the batch, in one transaction."""
+    async def _park(self, rows: Sequence[_Row], refusals: dict[int, str]) -> None:
+        """Move the refused rows to `parked_message` and delete the round's, in one
+        transaction."""
         parked = [(r, refusals[r.position]) for r in rows if r.position in refusals]
         async with self.engine.begin() as conn:
             await conn.execute(insert(parked_message), [
                 {"position": r.position, "topic": r.topic,
-                 "message_key": r.message_key, "headers": r.headers,
+                 "message_key": r.message_key, "headers": orjson.loads(r.headers),
                  "payload": r.payload, "created_at": r.created_at, "error": error}
                 for r, error in parked])
-            positions = [r.position for r in rows]
-            await conn.execute(_DELETE_AND_NOTIFY, {
-                "positions": positions, "announced": announce_positions(positions)})
+            await self._delete(conn, [r.position for r in rows])
         for r, error in parked:
             log.error("relay.message_parked", position=r.position, topic=r.topic, error=error)
         metrics.outbox_parked_total.inc(len(parked))
 
-    async def _send(self, rows: Sequence[Row[Any, Any, Any, Any, Any, Any]]) -> dict[int, str]:
-        """Send the rows in position order and wait for Kafka; the positions refused for good,
-        with the error. Any other failure raises: nothing is deleted, all is sent again."""
-        refusals: dict[int, str] = {}
-        waiting = []
-        spans = self._producer_spans(rows) if tracing.enabled() else {}
-        for r in rows:
-            try:
-                waiting.append((r.position, await self.producer.send(
-                    r.topic,
-                    value=r.payload,
-                    key=r.message_key.encode() if r.message_key is not None else None,
-                    headers=[(name, value.encode()) for name, value in r.headers],
-                )))
-            except REFUSED_FOR_GOOD as exc:  # checked by the client (e.g. over its size limit)
-                refusals[r.position] = f"{type(exc).__name__}: {exc}"[:2000]
-        try:
-            outcomes = await asyncio.gather(*(f for _, f in waiting), return_exceptions=True)
-            for (position, _), outcome in zip(waiting, outcomes, strict=True):
-                if isinstance(outcome, REFUSED_FOR_GOOD):
-                    refusals[position] = f"{type(outcome).__name__}: {outcome}"[:2000]
-                elif isinstance(outcome, BaseException):
-                    raise outcome
-        finally:
-            for position, span in spans.items():
-                if position in refusals:
-                    span.set_status(StatusCode.ERROR, "refused by Kafka")
-                span.end()
-        return refusals
-
     @staticmethod
-    def _producer_spans(rows: Sequence[Row[Any, Any, Any, Any, Any, Any]]) -> dict[int, Span]:
+    def _producer_spans(rows: Sequence[_Row]) -> dict[int, Span]:
         """A producer span per row written inside a trace, child of the context the row's
         event carries (its `ce_traceparent` header), open until Kafka has answered."""
         spans: dict[int, Span] = {}
         for r in rows:
-            parent = tracing.context_of_headers(r.headers)
+            headers = orjson.loads(r.headers)
+            parent = tracing.context_of_headers(headers)
             if parent is None:
                 continue  # written outside of any trace (heartbeats, schedules): no span
             attributes = {"messaging.system": "kafka", "messaging.operation.type": "send",
                           "messaging.destination.name": r.topic}
-            for name, value in r.headers:
+            for name, value in headers:
                 if name in ("ce_id", "ce_type"):
                     attributes["cloudevents.event_" + name[3:]] = value
             span = tracing.start_span(f"send {r.topic}", kind=SpanKind.PRODUCER, parent=parent,
@@ -210,7 +326,9 @@ class OutboxRelay:
         return spans
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Hold the relay lock, then publish on every commit notification (or poll interval)."""
+        """Hold the relay lock, then publish on commit notifications (or each poll interval).
+        The notifications are read as they come and wake one drain however many arrived
+        meanwhile; the drains share one connection, taken for the relay's life."""
         async with await psycopg.AsyncConnection.connect(libpq_url(self.database_url),
                                                          autocommit=True) as listen:
             await self._acquire_lock(listen, stop)
@@ -219,12 +337,25 @@ class OutboxRelay:
             await listen.execute(f"LISTEN {OUTBOX_CHANNEL}")
             log.info("relay.started")
             metrics.outbox_oldest_age_seconds.set_function(self.oldest_age_s)
-            while not stop.is_set():
-                await self._measure_when_due(await self.publish_pending())
-                # Wake on the first commit notification, or poll when none comes.
-                async for _ in listen.notifies(timeout=self.poll_interval_s, stop_after=1):
-                    pass
-            await self.publish_pending()
+            wake = asyncio.Event()
+            listener = asyncio.create_task(_wake_on_notifications(listen, wake))
+            stopping = asyncio.create_task(_wake_on_stop(stop, wake))
+            try:
+                async with self._autocommit.connect() as conn:
+                    while not stop.is_set():
+                        wake.clear()  # a commit from now on wakes the next drain
+                        await self._measure_when_due(await self._drain(conn))
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(self.poll_interval_s):
+                                await wake.wait()
+                        if listener.done():
+                            listener.result()  # the LISTEN connection failed: so does the role
+                            raise RuntimeError("the relay's LISTEN connection stopped")
+                    await self._drain(conn)
+            finally:
+                for task in (listener, stopping):
+                    task.cancel()
+                await asyncio.gather(listener, stopping, return_exceptions=True)
             log.info("relay.stopped", published=self.published)
 
     async def _acquire_lock(self, conn: psycopg.AsyncConnection, stop: asyncio.Event) -> None:
@@ -236,3 +367,25 @@ class OutboxRelay:
             log.info("relay.standby", reason="another relay holds the lock")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=2.0)
+
+
+async def _wake_on_notifications(listen: psycopg.AsyncConnection, wake: asyncio.Event) -> None:
+    try:
+        async for _ in listen.notifies():
+            wake.set()
+    finally:
+        wake.set()  # ended or failed: the loop looks at why
+
+
+async def _wake_on_stop(stop: asyncio.Event, wake: asyncio.Event) -> None:
+    await stop.wait()
+    wake.set()
+
+
+def _headers(stored: str) -> list[tuple[str, bytes]]:
+    """Kafka headers from the outbox's `[[name, text], ...]` (as JSON text)."""
+    return [(name, value.encode()) for name, value in orjson.loads(stored)]
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]

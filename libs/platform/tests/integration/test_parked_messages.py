@@ -13,10 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from misp_contracts.envelope import Actor
+from misp_contracts.topics import Topic
 from misp_platform import metrics
 from misp_platform.db import event, outbox, parked_message
 from misp_platform.eventstore import EventStore
-from misp_platform.kafka import create_producer
+from misp_platform.kafka import create_producer, ensure_topics
 from misp_platform.outbox import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MessageTooLargeError,
@@ -80,6 +81,35 @@ async def test_a_message_kafka_refuses_is_parked_and_the_ones_after_it_are_publi
     assert len(parked) == 1 and parked[0].topic == topic and parked[0].size == TOO_LARGE
     assert parked[0].error.startswith("MessageSizeTooLargeError")
     assert metrics.outbox_parked_total._value.get() == parked_before + 1
+
+
+async def test_a_record_batch_the_broker_refuses_is_sent_again_one_by_one_parking_only_the_culprit(
+        engine: AsyncEngine, platform_db: str, kafka_bootstrap: str) -> None:
+    topic = f"test.small.{uuid.uuid4().hex[:12]}"
+    await ensure_topics(kafka_bootstrap, [Topic(topic, owner="test", partitions=1,
+                                                extra_config={"max.message.bytes": "4096"})])
+    Counter = counter_event(topic)
+    stream = str(uuid.uuid4())
+    async with engine.begin() as conn:
+        await store.append(conn, stream_id=stream, stream_type="counter", expected_version=0,
+                           events=[Counter(n=1)], actor=actor)
+        # Under the cap and the producer's limit, over the topic's: the broker refuses the
+        # record batch holding it, with the two events around it.
+        await enqueue_messages(conn, [OutgoingMessage(topic=topic, key=stream, headers=[],
+                                                      value=b"x" * 6000)])
+        await store.append(conn, stream_id=stream, stream_type="counter", expected_version=1,
+                           events=[Counter(n=2)], actor=actor)
+    producer = create_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        assert await OutboxRelay(engine, platform_db, producer).publish_pending() == 2
+    finally:
+        await producer.stop()
+    assert [e.data["n"] for e in envelopes(await read_topic(kafka_bootstrap, topic, 2))] == [1, 2]
+    assert await count(engine, outbox) == 0
+    async with engine.connect() as conn:
+        parked = await list_parked(conn)
+    assert len(parked) == 1 and parked[0].size == 6000 and "TooLarge" in parked[0].error
 
 
 async def test_a_retried_message_the_broker_refuses_is_parked_again_and_a_drop_removes_it(

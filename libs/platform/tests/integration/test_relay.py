@@ -117,6 +117,36 @@ async def test_concurrent_writers_every_event_published_once_in_stream_order(
         assert by_stream[stream] == list(range(1, per_stream + 1))
 
 
+async def test_records_past_a_partitions_batch_wait_for_the_next_round_and_keep_their_order(
+        engine: AsyncEngine, platform_db: str, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
+    topic = await new_topic()
+    Counter = counter_event(topic)
+    streams = [str(uuid.uuid4()) for _ in range(3)]
+    per_stream = 20
+    async with engine.begin() as conn:
+        for version in range(per_stream):
+            for stream in streams:
+                await store.append(conn, stream_id=stream, stream_type="counter",
+                                   expected_version=version, events=[Counter(n=version + 1)],
+                                   actor=actor)
+    # A record batch holds a few records: a round sends one batch per partition, the rest
+    # of the round's rows are read again for the next rounds.
+    producer = create_producer(kafka_bootstrap, max_batch_size=2048)
+    await producer.start()
+    try:
+        assert await OutboxRelay(engine, platform_db, producer).publish_pending() == 60
+    finally:
+        await producer.stop()
+    records = await read_topic(kafka_bootstrap, topic, 60)
+    assert len(records) == 60  # each once
+    by_stream: dict[str, list[int]] = defaultdict(list)
+    for env in envelopes(records):
+        by_stream[env.subject or ""].append(env.streamversion or 0)
+    assert all(by_stream[s] == list(range(1, per_stream + 1)) for s in streams)
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(outbox))).scalar_one() == 0
+
+
 async def test_a_relay_killed_mid_batch_republishes_on_restart_without_loss(
         engine: AsyncEngine, platform_db: str, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
     topic = await new_topic()
