@@ -11,7 +11,7 @@ reference and raises for what is undecodable (the dead-letter path).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -81,19 +81,25 @@ def _header_time(value: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+_ACTOR_NAMES = tuple((field, f"ce_{extension}") for field, extension in ACTOR_EXTENSIONS.items())
+
+
 def encode(*, id: str, source: str, type: str, subject: str | None, time: datetime,
-           correlationid: str | None, causationid: str | None, actor: Actor,
-           data: dict[str, Any]) -> tuple[list[tuple[str, bytes]], bytes]:
-    """The headers and value `to_kafka` gives for an envelope of these fields (no stream
-    version, no trace context), the value in compact JSON."""
-    headers = [("ce_id", id.encode()), ("ce_source", source.encode()),
-               ("ce_type", type.encode()), ("ce_time", _header_time(time).encode()),
-               ("ce_specversion", b"1.0"), ("content-type", CONTENT_TYPE.encode())]
-    for name, value in (("ce_subject", subject), ("ce_correlationid", correlationid),
-                        ("ce_causationid", causationid)):
-        if value is not None:
-            headers.append((name, value.encode()))
-    for field, extension in ACTOR_EXTENSIONS.items():
-        if (value := getattr(actor, field)) is not None:
-            headers.append((f"ce_{extension}", str(value).encode()))
+           correlationid: str | None, causationid: str | None, actor: Mapping[str, Any],
+           data: dict[str, Any]) -> tuple[list[tuple[str, str]], bytes]:
+    """The headers (as text, as the outbox keeps them) and value `to_kafka` gives for an
+    envelope of these fields and actor fields (no stream version, no trace context), the value
+    in compact JSON."""
+    headers = [("ce_id", id), ("ce_source", source), ("ce_type", type),
+               ("ce_time", _header_time(time)), ("ce_specversion", "1.0"),
+               ("content-type", CONTENT_TYPE)]
+    if subject is not None:
+        headers.append(("ce_subject", subject))
+    if correlationid is not None:
+        headers.append(("ce_correlationid", correlationid))
+    if causationid is not None:
+        headers.append(("ce_causationid", causationid))
+    for field, name in _ACTOR_NAMES:
+        if (value := actor.get(field)) is not None:
+            headers.append((name, value if isinstance(value, str) else str(value)))
     return headers, orjson.dumps(data)

@@ -1,12 +1,14 @@
 """The log projection: events in, MISP Log rows out, each chained and (live) sent to SIEMs.
 
 A whole run of events is written with a handful of statements whatever its size: the chain heads
-are locked once, ids drawn once, the rows inserted as one JSON parameter, the heads updated once
-and the SIEM records queued in the outbox once, all in the consumer's transaction.
+are locked once, ids drawn once, the rows copied in one COPY (the SIEM records are built while
+the server writes them), the heads updated once and the SIEM records copied into the outbox
+once, all in the consumer's transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -19,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from audit.adapters.queries import org_ids_of_users
 from audit.adapters.records import encode
 from audit.adapters.store import (
+    OutboxRow,
     copy_messages,
     insert_entries,
     lock_chain_heads,
@@ -45,6 +48,7 @@ UNPARTITIONED = "unpartitioned"
 # Deterministic SIEM message ids: a replayed entry keeps the id a SIEM may deduplicate on.
 SIEM_NAMESPACE = uuid.UUID("5b0b7a4e-2f44-4c55-9d0e-6a1d2c9f3e10")
 INT_MAX = 2**63 - 1
+SIEM_CHUNK = 100  # SIEM records built between two turns of the log rows' COPY
 
 
 @dataclass(frozen=True)
@@ -155,12 +159,21 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
         heads[chain] = (entry.seq, entry.hash)
         entries.append(entry)
         rows.append((entry, source.offset if source else None))
-    await insert_entries(conn, tables, rows)
+    # The server writes the rows (and their indexes) while the SIEM records are built here.
+    copying = asyncio.ensure_future(insert_entries(conn, tables, rows))
+    try:
+        messages = []
+        if options.publish:
+            for i, (entry, (envelope, _source, row)) in enumerate(
+                    zip(entries, pending, strict=True)):
+                if i % SIEM_CHUNK == 0:
+                    await asyncio.sleep(0)  # the COPY sends what the socket takes meanwhile
+                messages.append(_siem_message(entry, row, envelope, options.siem_topic))
+    finally:
+        await copying  # the connection is free again (its error, if any, raised here)
     await update_chain_heads(conn, tables, heads)
-    if options.publish:
-        await copy_messages(conn, [
-            _siem_message(entry, row, envelope, options.siem_topic)
-            for entry, (envelope, _source, row) in zip(entries, pending, strict=True)])
+    if messages:
+        await copy_messages(conn, messages)
     return entries
 
 
@@ -178,16 +191,18 @@ async def _with_user_orgs(conn: AsyncConnection,
              else r) for e, s, r in pending]
 
 
-def _siem_message(entry: Entry, row: LogRow, source: Envelope, topic: str) -> OutgoingMessage:
+def _siem_message(entry: Entry, row: LogRow, source: Envelope, topic: str) -> OutboxRow:
     actor = source.actor if isinstance(source.actor, Actor) else Actor()
+    actor_fields = actor.__dict__
     if row.ip is None and actor.client_ip is not None:  # MISP.log_client_ip is off
-        actor = actor.model_copy(update={"client_ip": None})
+        actor_fields = {**actor_fields, "client_ip": None}
     fields: dict[str, Any] = {
         "id": str(uuid.uuid5(SIEM_NAMESPACE, entry.source_event_id)), "source": "/audit",
         "type": AuditLogRecorded.type, "subject": str(entry.id), "time": entry.created,
         "correlationid": source.correlationid or source.id, "causationid": source.id,
-        "actor": actor, "data": siem_document(entry, row)}
+        "data": siem_document(entry, row)}
     if tracing.enabled():  # the record carries the active span's trace context
-        return OutgoingMessage.of(Envelope(**fields), topic=topic, key=str(entry.id))
-    headers, value = encode(**fields)
-    return OutgoingMessage(topic=topic, key=str(entry.id), headers=headers, value=value)
+        envelope = Envelope(**fields, actor=Actor(**actor_fields))
+        return OutboxRow.of(OutgoingMessage.of(envelope, topic=topic, key=str(entry.id)))
+    headers, value = encode(**fields, actor=actor_fields)
+    return OutboxRow(topic, str(entry.id), headers, value)
