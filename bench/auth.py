@@ -10,7 +10,10 @@ Prints, in the same run:
        - `/_svc/identity/health`: identity's own unauthenticated `/health` through the gateway
          (the same nginx, the same upstream connections, the same API processes: the ratio to it
          is what authentication and the view cost);
-     wrk's output goes to bench/results/auth-wrk.log;
+     wrk's output goes to bench/results/auth-wrk.log. Beside each rate, the CPU time the identity
+     API processes and nginx's workers spent per request (from /proc): on a machine shared with
+     other loads the rates follow the share of the CPU each process gets, the CPU per request
+     does not, and their ratio is what the rates' ratio is when the API is the bottleneck;
   2. requests/s of authenticated `GET /users/view/me` on ONE dedicated identity api worker
      (uvicorn, this service's app, on a free port, against the live `misp_identity` database),
      beside the same worker's unauthenticated `/health` measured the same way (baseline);
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -45,7 +49,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 from rich.table import Table
-from support import admin_key, free_port
+from support import STATE_DIR, admin_key, free_port
 
 RESULTS = Path(__file__).parent / "results"
 GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
@@ -57,6 +61,59 @@ GATEWAY_PATHS = (
     ("identity_health", "/_svc/identity/health", False),
     ("view_me", "/users/view/me", True),
 )
+
+
+# ---- CPU per request, from /proc -------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cmdline(pid: str) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def api_pids(service: str = "identity") -> list[int]:
+    """The service's API processes: `python -m <service> api` (full profile) or `all`."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        args = _cmdline(pid)
+        for n in range(len(args) - 2):
+            if args[n] == "-m" and args[n + 1] == service and args[n + 2] in ("api", "all"):
+                out.append(int(pid))
+                break
+    return out
+
+
+def nginx_pids() -> list[int]:
+    """The gateway's nginx master and workers (from its pid file), when it runs here."""
+    try:
+        master = int((STATE_DIR / "nginx" / "nginx.pid").read_text().strip())
+    except (OSError, ValueError):
+        return []
+    out = [master]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master:
+            out.append(int(pid))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU these processes have used (those that ended count nothing)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
 
 
 # ---- through the gateway, with wrk ------------------------------------------------------------
@@ -72,6 +129,12 @@ class WrkTotals:
     socket_errors: int = 0
     p50_ms: list[float] = field(default_factory=list)
     p99_ms: list[float] = field(default_factory=list)
+    api_cpu_s: float = 0.0
+    gateway_cpu_s: float = 0.0
+
+    def cpu_us(self, seconds: float) -> float:
+        """CPU microseconds per request."""
+        return seconds / self.requests * 1e6 if self.requests else 0.0
 
     @property
     def rate(self) -> float:
@@ -138,11 +201,15 @@ async def gateway_rates(args: argparse.Namespace, key: str) -> dict[str, WrkTota
 
     for _, path, authenticated in GATEWAY_PATHS:  # warm-up: connections, caches
         await asyncio.to_thread(one, path, authenticated, 1)
+    apis, gateway = api_pids(), nginx_pids()
     for _ in range(args.wrk_rounds):
         for name, path, authenticated in GATEWAY_PATHS:
+            api_before, gateway_before = cpu_seconds(apis), cpu_seconds(gateway)
             requests, seconds, not_2xx, errors, p50, p99 = parse_wrk(
                 await asyncio.to_thread(one, path, authenticated, args.wrk_seconds))
             total = totals[name]
+            total.api_cpu_s += cpu_seconds(apis) - api_before
+            total.gateway_cpu_s += cpu_seconds(gateway) - gateway_before
             total.requests += requests
             total.seconds += seconds
             total.not_2xx += not_2xx
@@ -230,7 +297,7 @@ async def revocation_latencies(count: int, after_answer: list[float]) -> list[fl
     deletion is in Kafka: what a client that waits for it can still see)."""
     admin = {"Authorization": admin_key(), "Accept": "application/json"}
     out: list[float] = []
-    async with httpx.AsyncClient(base_url=GATEWAY, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=GATEWAY, timeout=30) as http:
         for n in range(count):
             added = await http.post("/auth_keys/add/me", headers=admin,
                                     json={"comment": f"bench revocation {n}"})
@@ -285,6 +352,10 @@ async def in_process(args: argparse.Namespace, bench_key: str) -> dict[str, floa
             worker.kill()
 
 
+def _ratio(measured: float, baseline: float) -> float:
+    return measured / baseline if baseline else math.nan
+
+
 async def through_gateway(args: argparse.Namespace, bench_key: str) -> dict[str, float]:
     """Part 1: wrk through the gateway; every rate beside both baselines."""
     statuses = await gateway_statuses(bench_key)
@@ -302,14 +373,26 @@ async def through_gateway(args: argparse.Namespace, bench_key: str) -> dict[str,
         out[f"gw_{name}_status"] = statuses[name]
         out[f"gw_{name}_p50_ms"] = statistics.median(total.p50_ms)
         out[f"gw_{name}_p99_ms"] = max(total.p99_ms)
-    out["gw_ratio_to_identity_health"] = out["gw_view_me_rps"] / out["gw_identity_health_rps"]
-    out["gw_ratio_to_gateway_health"] = out["gw_view_me_rps"] / out["gw_gateway_health_rps"]
+        out[f"gw_{name}_api_cpu_us"] = total.cpu_us(total.api_cpu_s)
+        out[f"gw_{name}_gateway_cpu_us"] = total.cpu_us(total.gateway_cpu_s)
+    out["gw_ratio_to_identity_health"] = _ratio(out["gw_view_me_rps"],
+                                                out["gw_identity_health_rps"])
+    out["gw_ratio_to_gateway_health"] = _ratio(out["gw_view_me_rps"],
+                                               out["gw_gateway_health_rps"])
+    out["identity_api_processes"] = len(api_pids())
+    if out["gw_view_me_api_cpu_us"] and out["gw_identity_health_api_cpu_us"]:
+        # What the rates' ratio is when identity's API is the bottleneck (a quiet machine).
+        out["gw_api_cpu_ratio"] = (out["gw_identity_health_api_cpu_us"]
+                                   / out["gw_view_me_api_cpu_us"])
+        out["gw_cpu_ratio"] = (
+            (out["gw_identity_health_api_cpu_us"] + out["gw_identity_health_gateway_cpu_us"])
+            / (out["gw_view_me_api_cpu_us"] + out["gw_view_me_gateway_cpu_us"]))
     return out
 
 
 async def measure(args: argparse.Namespace) -> dict[str, float]:
     admin = {"Authorization": admin_key(), "Accept": "application/json"}
-    async with httpx.AsyncClient(base_url=GATEWAY, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=GATEWAY, timeout=30) as http:
         added = await http.post("/auth_keys/add/me", headers=admin,
                                 json={"comment": "bench/auth.py (deleted at the end)"})
         added.raise_for_status()
@@ -320,7 +403,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         if not args.skip_in_process:
             results.update(await in_process(args, bench_key))
     finally:
-        async with httpx.AsyncClient(base_url=GATEWAY, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=GATEWAY, timeout=30) as http:
             await http.post(f"/auth_keys/delete/{bench_key_id}", headers=admin)
     if args.skip_revocation:
         return results
@@ -365,6 +448,16 @@ def report(results: dict[str, float]) -> None:
                   f"{r['gw_ratio_to_identity_health']:.2f}", "target >= 0.70")
     table.add_row("  ratio to the gateway's own /health",
                   f"{r['gw_ratio_to_gateway_health']:.2f}", "(nginx alone: no Python behind)")
+    for name, label in (("gateway_health", "/health"), ("identity_health", "identity's /health"),
+                        ("view_me", "/users/view/me")):
+        table.add_row(f"  CPU per request, {label}",
+                      f"API {r[f'gw_{name}_api_cpu_us']:,.0f} us",
+                      f"nginx {r[f'gw_{name}_gateway_cpu_us']:,.0f} us")
+    if "gw_api_cpu_ratio" in r:
+        table.add_row("  CPU ratio, identity's /health to /users/view/me",
+                      f"API {r['gw_api_cpu_ratio']:.2f}",
+                      f"API + nginx {r['gw_cpu_ratio']:.2f} "
+                      f"({r['identity_api_processes']:.0f} API process(es))")
     if "health_rps" in r:
         table.add_row("in process: GET /health, no auth (baseline)",
                       f"{r['health_rps']:,.0f} req/s", f"{r['connections']:.0f} connections")

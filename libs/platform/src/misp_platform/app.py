@@ -122,9 +122,13 @@ class LeanPathMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             lean = self.paths.get(scope["path"])
-            if lean is not None and await lean[0](scope, receive, send):
-                scope["route"] = lean[1]  # the metrics' and the trace's label
-                return
+            if lean is not None:
+                answered = await lean[0](scope, receive, send)
+                metrics.lean_requests_total.labels(
+                    lean[1].path, "answered" if answered else "handed_on").inc()
+                if answered:
+                    scope["route"] = lean[1]  # the metrics' and the trace's label
+                    return
         await self.app(scope, receive, send)
 
 

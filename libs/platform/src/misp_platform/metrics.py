@@ -118,6 +118,12 @@ abuse_refusals_total = Counter(
     "abuse_refusals_total", "Requests refused with a 429 before authentication: blocked by the "
     "abuse detector, or past this process's failure budget", ["reason"], registry=REGISTRY)
 
+# Lean paths (app.py): requests answered from in-process caches, or handed to their route (a
+# cache miss, a refusal to record): how often the caches serve a hot path.
+lean_requests_total = Counter(
+    "lean_requests_total", "Requests of a lean path: answered from caches or handed to the route",
+    ["route", "outcome"], registry=REGISTRY)
+
 UNMATCHED_ROUTE = "<unmatched>"
 # The methods a label may name; any other (a client may send any token) counts as OTHER, so that
 # a flood of made-up methods cannot grow the registry. Routes are templates (route_template).

@@ -359,6 +359,8 @@ async def test_a_lean_path_answers_before_routing_or_hands_the_request_to_its_ro
     assert ('http_requests_total{method="GET",route="/things/who/{who}",status="200"} 3.0'
             in metrics)
     assert 'route="/things/who/{who}",status="200"} 1.0' in metrics  # the HEAD
+    assert 'lean_requests_total{outcome="answered",route="/things/who/{who}"} 2.0' in metrics
+    assert 'lean_requests_total{outcome="handed_on",route="/things/who/{who}"} 1.0' in metrics
 
 
 def test_a_lean_path_names_a_get_route_of_its_router() -> None:

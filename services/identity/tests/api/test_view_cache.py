@@ -123,3 +123,25 @@ async def test_a_deleted_key_is_refused_at_once_after_views_from_the_caches(iden
     deleted = await identity.call("POST", f"/auth_keys/delete/{key['id']}", user["authkey"])
     assert deleted.status_code == 200, deleted.text
     assert (await identity.call("GET", "/users/view/me", key["authkey_raw"])).status_code == 403
+
+
+async def test_views_of_me_that_miss_the_cache_at_once_share_one_read(
+        identity, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from identity.api import users
+
+    calls: list[int] = []
+    handler = users.handlers.view_self_or_any
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return await handler(*args, **kwargs)
+
+    cache = identity.app.state.view_cache
+    await until(lambda: _true(cache.listening and identity.app.state.principal_cache.listening))
+    user = await identity.add_user(role_id=3)
+    first = await view(identity, user["authkey"])  # the key is in the principal cache now
+    monkeypatch.setattr(users.handlers, "view_self_or_any", counted)
+    cache.clear()
+    views = await asyncio.gather(*(view(identity, user["authkey"]) for _ in range(20)))
+    assert views == [first] * 20
+    assert len(calls) == 1

@@ -458,12 +458,13 @@ def settle(state: dict[str, Any], principal: Principal) -> None:
                                            authkey_id=principal.authkey_id)
 
 
-def cached_principal(scope: Scope) -> Principal | None:
-    """The principal of a request with an authkey, when this process's cache alone admits it:
-    every presented key's row cached, the first that passes MISP's checks, no abuse limit in the
-    way, no write with a read-only key. None when the dependency must decide (a query, a
-    refusal to record, a 429, a session cookie): a lean path answers only what the dependency
-    would answer the same way, and falls back to it otherwise. Nothing is settled (`settle`)."""
+async def admitted_principal(scope: Scope) -> Principal | None:
+    """The principal of a request with an authkey when MISP's checks admit it, from this
+    process's cache (a key it misses read once for every request that misses it at the same
+    time): the first presented key that passes, no abuse limit in the way, no write with a
+    read-only key. None when the dependency must decide (a refusal to record, a 429, a session
+    cookie, a database error): a lean path answers only what the dependency would answer the
+    same way, and hands the request to it otherwise. Nothing is settled (`settle`)."""
     app = scope["app"]
     cache: PrincipalCache | None = getattr(app.state, "principal_cache", None)
     if cache is None or not cache.listening:
@@ -478,9 +479,12 @@ def cached_principal(scope: Scope) -> Principal | None:
         return None
     pepper = app.state.settings.pepper.get_secret_value()
     hashes = [authkey_hmac(pepper, k) for k in candidates]
-    rows = {digest: cache.get(digest) for digest in hashes}
-    if any(row is None for row in rows.values()):
-        return None
+    rows = {digest: row for digest in hashes if (row := cache.get(digest)) is not None}
+    if len(rows) < len(hashes):
+        try:
+            rows = await _principal_rows(Request(scope), hashes)
+        except Exception:  # the dependency reads again and answers (MISP's 503)
+            return None
     outcome = _first_principal(rows, candidates, hashes, ip)
     if isinstance(outcome, AuthFailure) or (
             outcome.read_only and scope.get("method") not in READ_METHODS):

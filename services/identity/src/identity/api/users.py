@@ -1,7 +1,8 @@
 """MISP's user paths: admin/users/*, users/view, users/edit, users/change_pw, users/heartbeat.
 
-`users/view/me` (what PyMISP reads on every connect) has a lean path too: answered from this
-process's caches alone (the caller's key, their view) in pure ASGI, else by its route.
+`users/view/me` (what PyMISP reads on every connect) has a lean path too, in pure ASGI: the
+caller's key and view from this process's caches (a miss read once for all who miss it at
+once), else its route answers.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from fastapi import Request
 from starlette.types import Receive, Scope, Send
 
 from identity.adapters.store import SqlUnitOfWork
+from identity.adapters.view_cache import ViewCache
 from identity.api.deps import EngineDep, Pepper, as_misp, fresh_orgs, resolve_user_id
 from identity.domain.users import INVALID_USER_OR_NOT_AUTHORISED, user_fields
 from identity.handlers import authkeys as key_handlers
@@ -19,7 +21,7 @@ from identity.handlers import statistics as stats_handlers
 from identity.handlers import users as handlers
 from misp_platform.app import LeanRouter
 from misp_platform.auth import Admin, CurrentPrincipal
-from misp_platform.auth.dependency import cached_principal, settle
+from misp_platform.auth.dependency import admitted_principal, settle
 from misp_platform.misp import NamedParams, misp_record, read_body, success
 from misp_platform.misp.errors import request_url
 from misp_platform.misp.paging import Paging
@@ -31,15 +33,24 @@ VIEW_USER = "/users/view/{user_id}"
 
 @router.lean("/users/view/me", VIEW_USER)
 async def view_me_from_caches(scope: Scope, receive: Receive, send: Send) -> bool:
-    """`users/view/me` when the principal cache admits the caller's key and the view cache
-    holds their view: the same answer as `view_user`'s, without a query (False: it answers)."""
-    cache = getattr(scope["app"].state, "view_cache", None)
-    if cache is None:
+    """`users/view/me` for a caller whose key MISP's checks admit (auth/dependency.py
+    `admitted_principal`): their view from the view cache, or read once for every request that
+    misses it at the same time (a cache emptied under load costs one read, not one per
+    request); the same answer as `view_user`'s. False: the route answers (a key refused, a
+    session, a read that failed)."""
+    app = scope["app"]
+    cache: ViewCache | None = getattr(app.state, "view_cache", None)
+    principal = await admitted_principal(scope) if cache is not None else None
+    if cache is None or principal is None:
         return False
-    principal = cached_principal(scope)
-    view = cache.get(str(principal.user_id)) if principal is not None else None
-    if principal is None or view is None:
-        return False
+    caller, user_id = principal, str(principal.user_id)
+    view = cache.get(user_id)
+    if view is None:
+        try:
+            view = await cache.shared(user_id, lambda: handlers.view_self_or_any(
+                SqlUnitOfWork(app.state.engine), caller, caller.user_id, cache))
+        except Exception:  # the route reads again and answers in MISP's words
+            return False
     settle(scope.setdefault("state", {}), principal)
     await MispJSONResponse(view)(scope, receive, send)
     return True
