@@ -160,8 +160,8 @@ def parse_wrk(output: str) -> tuple[int, float, int, int, float, float]:
     not_2xx = re.search(r"Non-2xx or 3xx responses: ([0-9]+)", output)
     errors = re.search(r"Socket errors: connect ([0-9]+), read ([0-9]+), write ([0-9]+), "
                        r"timeout ([0-9]+)", output)
-    p50 = re.search(r"^\s+50%\s+(\S+)$", output, re.MULTILINE)
-    p99 = re.search(r"^\s+99%\s+(\S+)$", output, re.MULTILINE)
+    p50 = re.search(r"^\s+50%\s+(\S+)\s*$", output, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)\s*$", output, re.MULTILINE)
     return (int(done[1]), _ms(done[2] + done[3]) / 1000, int(not_2xx[1]) if not_2xx else 0,
             sum(int(n) for n in errors.groups()[:3]) if errors else 0,
             _ms(p50[1]) if p50 else 0.0, _ms(p99[1]) if p99 else 0.0)

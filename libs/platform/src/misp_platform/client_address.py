@@ -106,6 +106,13 @@ def _known_client_ip(peer: str | None, forwarded_for: str | None,
     return client_ip(peer, forwarded_for, trusted)
 
 
+@functools.lru_cache(maxsize=4096)
+def _trusted_peer(peer: str, trusted: tuple[Network, ...]) -> bool:
+    """Whether the direct peer is a trusted proxy (remembered, as `_known_client_ip`)."""
+    address = parse_address(peer)
+    return address is not None and is_trusted(address, trusted)
+
+
 def _peer(scope: Scope) -> str | None:
     client = scope.get("client")
     if not client:
@@ -149,11 +156,9 @@ class ForwardedProtoMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            peer = parse_address(_peer(scope) or "")
-            if peer is not None and is_trusted(peer, _trusted):
-                proto = Headers(scope=scope).get("x-forwarded-proto", "").strip().lower()
-                schemes = _WS_SCHEMES if scope["type"] == "websocket" else _SCHEMES
-                if proto in schemes:
-                    scope["scheme"] = schemes[proto]
+        if scope["type"] in ("http", "websocket") and _trusted_peer(_peer(scope) or "", _trusted):
+            proto = Headers(scope=scope).get("x-forwarded-proto", "").strip().lower()
+            schemes = _WS_SCHEMES if scope["type"] == "websocket" else _SCHEMES
+            if proto in schemes:
+                scope["scheme"] = schemes[proto]
         await self.app(scope, receive, send)

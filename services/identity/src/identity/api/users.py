@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from identity.adapters.store import SqlUnitOfWork
@@ -52,8 +53,25 @@ async def view_me_from_caches(scope: Scope, receive: Receive, send: Send) -> boo
         except Exception:  # the route reads again and answers in MISP's words
             return False
     settle(scope.setdefault("state", {}), principal)
-    await MispJSONResponse(view)(scope, receive, send)
+    await Response(_body_of(view), media_type=MispJSONResponse.media_type)(scope, receive, send)
     return True
+
+
+# The JSON of a cached view, made once: a cached view is the same object on every request until
+# the cache lets it go (no one changes it), so its id names it while `_BODIES` holds it.
+_BODIES: dict[int, tuple[Any, bytes]] = {}
+_BODIES_KEPT = 1_000
+
+
+def _body_of(view: dict[str, Any]) -> bytes:
+    kept = _BODIES.get(id(view))
+    if kept is not None and kept[0] is view:
+        return kept[1]
+    body = MispJSONResponse(view).body
+    if len(_BODIES) >= _BODIES_KEPT:
+        _BODIES.clear()
+    _BODIES[id(view)] = (view, body)
+    return body
 
 
 @router.get(VIEW_USER)
