@@ -1,8 +1,22 @@
-"""The envelope survives the Kafka binary binding, actor included."""
+"""The envelope survives the Kafka binary binding, actor included; the direct codec writes and
+reads what the CloudEvents binding does."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
-from misp_contracts.envelope import ACTOR_EXTENSIONS, Actor, Envelope, from_kafka, to_kafka
+import pytest
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.exceptions import CloudEventValidationError
+from cloudevents.core.v1.event import CloudEvent
+
+from misp_contracts.envelope import (
+    ACTOR_EXTENSIONS,
+    JSON_FORMAT,
+    Actor,
+    Envelope,
+    decode_usual,
+    from_kafka,
+    to_kafka,
+)
 
 
 def _full_envelope() -> Envelope:
@@ -86,3 +100,90 @@ def test_an_envelope_written_without_tracing_has_no_trace_headers() -> None:
 
     assert not {"ce_traceparent", "ce_tracestate"} & dict(headers).keys()
     assert from_kafka(headers, value).traceparent is None
+
+
+# ---- the direct codec against the CloudEvents binding (the reference) ---------------------------
+
+def _by_binding(envelope: Envelope) -> tuple[list[tuple[str, bytes]], bytes]:
+    message = ce_kafka.to_binary(envelope.to_cloudevent(), JSON_FORMAT, key_mapper=lambda _e: None)
+    return list(message.headers.items()), message.value
+
+
+def _decoded_by_binding(headers: list[tuple[str, bytes]], value: bytes) -> Envelope:
+    message = ce_kafka.KafkaMessage(headers=dict(headers), key=None, value=value)
+    return Envelope.from_cloudevent(ce_kafka.from_binary(message, JSON_FORMAT, CloudEvent))
+
+
+SHAPES = {
+    "full": _full_envelope(),
+    "minimal": Envelope(source="/orgs", type="misp.orgs.org.deleted.v1"),
+    "offset time": _full_envelope().model_copy(update={
+        "time": datetime(2024, 1, 1, 8, tzinfo=timezone(timedelta(hours=2)))}),
+    "whole second": _full_envelope().model_copy(update={
+        "time": datetime(2024, 1, 1, 8, tzinfo=UTC)}),
+    "traced, unicode data": Envelope(
+        source="/x", type="misp.x.v1", traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        tracestate="k=v", data={"name": "Zoë \u2603", "n": 10**30, "f": 0.1, "l": [None, True]}),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_direct_encoding_is_the_bindings(shape: str) -> None:
+    assert to_kafka(SHAPES[shape]) == _by_binding(SHAPES[shape])
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_direct_decoding_is_the_bindings(shape: str) -> None:
+    headers, value = to_kafka(SHAPES[shape])
+    direct = decode_usual(dict(headers), value)
+    assert direct is not None
+    reference = _decoded_by_binding(headers, value)
+    assert direct == reference == SHAPES[shape]
+    assert direct.actor == reference.actor and direct.time == reference.time
+
+
+def test_a_naive_time_is_refused_as_the_binding_refuses_it() -> None:
+    envelope = Envelope(source="/x", type="misp.x.v1", time=datetime(2024, 1, 1, 8))
+    with pytest.raises(CloudEventValidationError):
+        _by_binding(envelope)
+    with pytest.raises(CloudEventValidationError):
+        to_kafka(envelope)
+
+
+def _headers_with(**changes: bytes | None) -> dict[str, bytes]:
+    headers = dict(to_kafka(_full_envelope())[0])
+    for name, value in changes.items():
+        if value is None:
+            headers.pop(name)
+        else:
+            headers[name] = value
+    return headers
+
+
+UNUSUAL = {
+    "an unknown header": (_headers_with(ce_other=b"x"), b"{}"),
+    "a time without seconds' fraction rules": (_headers_with(ce_time=b"2024-01-01 08:00Z"), b"{}"),
+    "data not an object": (_headers_with(), b"[1]"),
+    "no data": (_headers_with(), b""),
+    "actor id not a number": (_headers_with(ce_actoruserid=b"five"), b"{}"),
+    "stream version not a number": (_headers_with(ce_streamversion=b"7.0"), b"{}"),
+    "another spec version": (_headers_with(ce_specversion=b"0.3"), b"{}"),
+    "no id": (_headers_with(ce_id=None), b"{}"),
+    "not UTF-8": (_headers_with(ce_subject=b"\xff"), b"{}"),
+}
+
+
+@pytest.mark.parametrize("case", UNUSUAL)
+def test_any_other_shape_is_left_to_the_binding_which_decodes_or_refuses_it(case: str) -> None:
+    headers, value = UNUSUAL[case]
+    assert decode_usual(headers, value) is None
+    try:
+        expected: Envelope | type[Exception] = _decoded_by_binding(list(headers.items()), value)
+    except Exception as exc:  # whatever the reference raises, so must we
+        expected = type(exc)
+    if isinstance(expected, Envelope):  # (the binding makes up a missing id)
+        assert (from_kafka(headers, value).model_dump(exclude={"id"})
+                == expected.model_dump(exclude={"id"}))
+    else:
+        with pytest.raises(expected):
+            from_kafka(headers, value)

@@ -99,11 +99,12 @@ class Decoded:
         self.envelope: Envelope | None = None
         self.error: str | None = None
         self.message_id = f"{record.topic}:{record.partition}:{record.offset}"
-        type_ = next((v for k, v in record.headers if k == "ce_type"), None)
+        headers = dict(record.headers)
+        type_ = headers.get("ce_type")
         if type_ is not None and type_.decode("utf-8", "replace") not in handled:
             return  # a type this consumer does not handle: skipped without decoding
         try:
-            self.envelope = from_kafka(record.headers, record.value)
+            self.envelope = from_kafka(headers, record.value)
             self.message_id = self.envelope.id
         except Exception as exc:  # anything undecodable is poison, whatever the cause
             self.error = f"undecodable message: {type(exc).__name__}: {exc}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +32,15 @@ INSERT_EVENTS = text("""
          AS r(stream_id uuid, version int, event_id uuid, stream_type text, type text,
               data jsonb, metadata jsonb)
 """)
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    """The rows as JSON: by orjson, or by json for what orjson refuses (an integer past 64
+    bits, which PostgreSQL's jsonb takes)."""
+    try:
+        return orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(rows)
 
 
 class ConcurrencyError(Exception):
@@ -123,7 +133,7 @@ class EventStore:
         if not rows:
             return envelopes
         try:
-            await conn.execute(INSERT_EVENTS, {"rows": json.dumps(rows)})
+            await conn.execute(INSERT_EVENTS, {"rows": _json(rows)})
         except IntegrityError as exc:
             if "event_pkey" in str(exc.orig):
                 raise ConcurrencyError(
