@@ -1,5 +1,6 @@
 """The audit's hot path through Kafka's CloudEvents binary binding: the records it reads decoded
-and the SIEM records it writes encoded without the generic CloudEvents and pydantic machinery.
+and the SIEM records it writes encoded without the generic CloudEvents machinery (its attribute
+checks, dateutil, the standard library's JSON).
 
 Both give what `misp_contracts.envelope.from_kafka` / `to_kafka` give, for the records the
 platform writes (tests/unit/test_records.py holds them to it). `decode` answers None for any
@@ -63,17 +64,18 @@ def decode(headers: Sequence[tuple[str, bytes]], value: bytes | None) -> Envelop
         version = attributes.get("ce_streamversion")
         if version is not None and not _INTEGER.fullmatch(version):
             return None
+        # Validated as from_kafka validates it (pydantic's core builds it faster than
+        # model_construct would); a ValidationError is a ValueError.
+        return Envelope(
+            id=id_, source=source, type=type_, subject=attributes.get("ce_subject"),
+            time=time, streamversion=int(version) if version is not None else None,
+            correlationid=attributes.get("ce_correlationid"),
+            causationid=attributes.get("ce_causationid"),
+            traceparent=attributes.get("ce_traceparent") or None,
+            tracestate=attributes.get("ce_tracestate") or None,
+            actor=Actor(**actor), data=data)
     except (KeyError, ValueError):  # orjson.JSONDecodeError and UnicodeDecodeError included
         return None
-    return Envelope.model_construct(
-        id=id_, source=source, type=type_, subject=attributes.get("ce_subject"), time=time,
-        specversion="1.0", datacontenttype=CONTENT_TYPE,
-        streamversion=int(version) if version is not None else None,
-        correlationid=attributes.get("ce_correlationid"),
-        causationid=attributes.get("ce_causationid"),
-        traceparent=attributes.get("ce_traceparent") or None,
-        tracestate=attributes.get("ce_tracestate") or None,
-        actor=Actor.model_construct(**actor), data=data)
 
 
 def _header_time(value: datetime) -> str:
