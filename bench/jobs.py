@@ -41,7 +41,7 @@ from rich.table import Table  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
-from jobs.adapters.tables import job, task, task_tick  # noqa: E402
+from jobs.adapters.tables import job, task, task_tick, worker  # noqa: E402
 from jobs.handlers import jobs as commands  # noqa: E402
 from jobs.handlers import tasks  # noqa: E402
 from misp_contracts.envelope import Actor  # noqa: E402
@@ -182,6 +182,20 @@ async def completed(engine: Any, ids: list[int]) -> float:
         await asyncio.sleep(0.05)
 
 
+async def workers_seen(engine: Any, count: int) -> None:
+    """Wait until `count` workers of the benchmark's queues have sent a heartbeat."""
+    began = time.perf_counter()
+    while True:
+        async with engine.connect() as conn:
+            seen = (await conn.execute(select(func.count()).select_from(worker).where(
+                worker.c.queue.in_(BENCH_QUEUES), worker.c.stopped_at.is_(None)))).scalar_one()
+        if seen >= count:
+            return
+        if time.perf_counter() - began > 180:
+            raise TimeoutError(f"only {seen} of {count} workers started")
+        await asyncio.sleep(0.2)
+
+
 async def measure(args: argparse.Namespace) -> dict[str, float]:
     bootstrap = os.environ.get("MISP_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     pg = os.environ.get("MISP_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:55432")
@@ -212,7 +226,15 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         for queue, prefetch in (("cache", args.prefetch), ("prio", 1)):
             for _ in range(args.workers):
                 start("worker", queue, JOBS_WORKER_PREFETCH=str(prefetch), **env)
-        await asyncio.sleep(6)  # the groups settle
+        # Every worker is up (its heartbeat came through the relay and the consumer) and each
+        # queue ran a few jobs: the loads measure a running system, not its start.
+        await workers_seen(engine, 2 * args.workers)
+        for queue in ("cache", "prio"):
+            async with engine.begin() as conn:
+                warm = [await commands.enqueue(conn, job_type="noop", queue=queue,
+                                               actor=Actor.system()) for _ in range(20)]
+            await completed(engine, warm)
+        await asyncio.sleep(2)  # the groups settle
 
         # 1. throughput: no-op jobs from the first enqueue to the last completed, with workers
         # that hold `--prefetch` claims in flight, and with workers taking one job at a time.

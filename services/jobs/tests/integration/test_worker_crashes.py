@@ -48,11 +48,11 @@ WORKER = load_script(SCRIPT, "jobs_worker_process")
 
 
 def worker(db: str, bootstrap: str, group: str, log: Path,
-           failpoint: str) -> subprocess.Popen[bytes]:
+           failpoint: str, prefetch: int = 1) -> subprocess.Popen[bytes]:
     env = {**os.environ, "MISP_LOG_FORMAT": "json", "MISP_FAILPOINTS": failpoint}
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, str(SCRIPT), db, bootstrap, group], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, str(SCRIPT), db, bootstrap, group,
+                                 str(prefetch)], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 async def restart_group(bootstrap: str, group: str) -> str:
@@ -102,10 +102,12 @@ async def retry_elsewhere(engine: AsyncEngine, job_id: int) -> None:
     await eventually(redispatched, 20, 0.05)
 
 
-@pytest.mark.parametrize("failpoint", ["worker.after_start", "worker.before_commit"])
+# A worker holding several jobs runs them in one transaction, a savepoint each (prefetch 8).
+@pytest.mark.parametrize(("failpoint", "prefetch"), [
+    ("worker.after_start", 1), ("worker.before_commit", 1), ("worker.before_commit", 8)])
 async def test_a_worker_killed_at_a_failpoint_runs_its_job_once_after_a_restart(
         pipeline: None, jobs_engine: AsyncEngine, jobs_db: str, kafka_bootstrap: str,
-        tmp_path: Path, failpoint: str) -> None:
+        tmp_path: Path, failpoint: str, prefetch: int) -> None:
     async with jobs_engine.begin() as conn:
         await conn.execute(text("CREATE TABLE job_effect (job_id bigint, attempt int)"))
     group = f"test-jobs-crash-{uuid.uuid4().hex}"
@@ -117,7 +119,7 @@ async def test_a_worker_killed_at_a_failpoint_runs_its_job_once_after_a_restart(
                                         actor=Actor.system())
     log = tmp_path / "worker.log"
 
-    crashed = worker(jobs_db, kafka_bootstrap, group, log, failpoint)
+    crashed = worker(jobs_db, kafka_bootstrap, group, log, failpoint, prefetch)
     await killed_at_failpoint(crashed, log)
 
     async def granted_to_the_dead() -> bool:  # its claim (committed before the kill) answered

@@ -1,8 +1,9 @@
 """A worker of the tests' own job type as its own OS process, for crash tests.
 
-`python worker_process.py DB_URL BOOTSTRAP GROUP` runs `test_noop` jobs of the default queue
-until SIGTERM; each run adds a row to `job_effect` (deliberately not idempotent by itself), in
-the transaction the worker records the run in. `worker()` makes the same worker in-process.
+`python worker_process.py DB_URL BOOTSTRAP GROUP [PREFETCH]` runs `test_noop` jobs of the
+default queue until SIGTERM; each run adds a row to `job_effect` (deliberately not idempotent by
+itself), in the transaction the worker records the run in. `worker()` makes the same worker
+in-process.
 """
 
 from __future__ import annotations
@@ -30,15 +31,15 @@ async def record_effect(conn: AsyncConnection, ctx: JobContext) -> str:
 
 
 def worker(database_url: str, bootstrap: str, group: str,
-           engine: AsyncEngine | None = None) -> WorkerRunner:
+           engine: AsyncEngine | None = None, prefetch: int = 1) -> WorkerRunner:
     return WorkerRunner(service="jobstest", queue="default",
                         engine=engine or create_engine(database_url),
                         bootstrap_servers=bootstrap, handlers={"test_noop": record_effect},
-                        group=group, heartbeat_s=0.5)
+                        group=group, heartbeat_s=0.5, prefetch=prefetch)
 
 
-async def main(database_url: str, bootstrap: str, group: str) -> None:
-    runner = worker(database_url, bootstrap, group)
+async def main(database_url: str, bootstrap: str, group: str, prefetch: int) -> None:
+    runner = worker(database_url, bootstrap, group, prefetch=prefetch)
     try:
         await runner.run(stop_on_signals())
     finally:
@@ -46,4 +47,5 @@ async def main(database_url: str, bootstrap: str, group: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3],
+                     int(sys.argv[4]) if len(sys.argv) > 4 else 1))

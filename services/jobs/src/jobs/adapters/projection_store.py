@@ -1,12 +1,13 @@
 """Writes of the `job` and `job_attempt` read models, as the projection (jobs.projections.project)
-decides them: one function per change, in the caller's transaction."""
+decides them, in the caller's transaction: the inserts one function each, the updates of a run
+of events through `Writes`, in as few statements as their order allows."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,14 +28,6 @@ async def insert_job_view(conn: AsyncConnection, state: JobState, *, version: in
     await conn.execute(job_attempt.insert().values(job_id=state.id, attempt=1, queued_at=now))
 
 
-async def update_job_view(conn: AsyncConnection, job_id: int, values: dict[str, Any], *,
-                          count_retry: bool = False) -> None:
-    """Set these columns of the job's row; `count_retry`: and add one to its retries."""
-    if count_retry:
-        values = {**values, "retries": job.c.retries + 1}
-    await conn.execute(update(job).where(job.c.id == job_id).values(**values))
-
-
 async def add_job_attempt(conn: AsyncConnection, job_id: int, attempt: int,
                           now: datetime) -> None:
     """The row of a queued attempt, unless the attempt has one already."""
@@ -42,11 +35,56 @@ async def add_job_attempt(conn: AsyncConnection, job_id: int, attempt: int,
         job_id=job_id, attempt=attempt, queued_at=now).on_conflict_do_nothing())
 
 
-async def update_job_attempt(conn: AsyncConnection, job_id: int, attempt: int,
-                             values: dict[str, Any], *, unfinished_only: bool) -> None:
-    """Set these columns of the attempt's row (`unfinished_only`: unless it has finished)."""
-    stmt = update(job_attempt).where(job_attempt.c.job_id == job_id,
-                                     job_attempt.c.attempt == attempt)
-    if unfinished_only:
-        stmt = stmt.where(job_attempt.c.finished_at.is_(None))
-    await conn.execute(stmt.values(**values))
+class Writes:
+    """The row updates of a run of events, kept back and sent together: consecutive updates of
+    one table with the same columns, each to a row not already waiting, go in one executemany
+    (one round trip). A row updated again, or other columns, first sends what waits for that
+    table, so each row sees its updates in order."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        # By table: the shape of the waiting updates, their parameters and the rows they touch.
+        self.waiting: dict[str, tuple[Any, list[dict[str, Any]], set[Any]]] = {}
+
+    async def update_job_view(self, job_id: int, values: dict[str, Any], *,
+                              count_retry: bool = False) -> None:
+        shape = ("job", tuple(sorted(values)), count_retry)
+        await self._add("job", shape, job_id,
+                        {"k_job_id": job_id, **{f"v_{k}": v for k, v in values.items()}})
+
+    async def update_job_attempt(self, job_id: int, attempt: int, values: dict[str, Any], *,
+                                 unfinished_only: bool) -> None:
+        shape = ("attempt", tuple(sorted(values)), unfinished_only)
+        await self._add("job_attempt", shape, (job_id, attempt),
+                        {"k_job_id": job_id, "k_attempt": attempt,
+                         **{f"v_{k}": v for k, v in values.items()}})
+
+    async def _add(self, table: str, shape: Any, row: Any, params: dict[str, Any]) -> None:
+        held = self.waiting.get(table)
+        if held is not None and (held[0] != shape or row in held[2]):
+            await self._send(table)
+            held = None
+        if held is None:
+            held = self.waiting[table] = (shape, [], set())
+        held[1].append(params)
+        held[2].add(row)
+
+    async def flush(self) -> None:
+        for table in list(self.waiting):
+            await self._send(table)
+
+    async def _send(self, table: str) -> None:
+        shape, params, _ = self.waiting.pop(table)
+        kind, columns, flag = shape
+        values: dict[str, Any] = {c: bindparam(f"v_{c}") for c in columns}
+        if kind == "job":
+            if flag:
+                values["retries"] = job.c.retries + 1
+            stmt = update(job).where(job.c.id == bindparam("k_job_id")).values(**values)
+        else:
+            stmt = update(job_attempt).where(job_attempt.c.job_id == bindparam("k_job_id"),
+                                             job_attempt.c.attempt == bindparam("k_attempt"))
+            if flag:
+                stmt = stmt.where(job_attempt.c.finished_at.is_(None))
+            stmt = stmt.values(**values)
+        await self.conn.execute(stmt, params)
