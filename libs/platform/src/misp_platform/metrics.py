@@ -7,7 +7,9 @@ the other roles'. deploy/observability's alerts and dashboard use these names on
 
 from __future__ import annotations
 
+import functools
 import time
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -168,11 +170,19 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = route_template(scope)
-            method = method_label(scope.get("method", ""))
-            http_requests_total.labels(method, route, str(status)).inc()
-            http_request_duration_seconds.labels(method, route).observe(
-                time.perf_counter() - start)
+            counted, timed = _request_series(method_label(scope.get("method", "")),
+                                             route_template(scope), status)
+            counted.inc()
+            timed.observe(time.perf_counter() - start)
+
+
+@functools.lru_cache(maxsize=4096)
+def _request_series(method: str, route: str, status: int) -> tuple[Any, Any]:
+    """The request counter's and histogram's series of these labels, found once (a few route
+    templates, methods and statuses: prometheus_client's `labels` takes a lock and builds a
+    key on every call)."""
+    return (http_requests_total.labels(method, route, str(status)),
+            http_request_duration_seconds.labels(method, route))
 
 
 def metrics_response() -> Response:
