@@ -145,3 +145,19 @@ async def test_views_of_me_that_miss_the_cache_at_once_share_one_read(
     views = await asyncio.gather(*(view(identity, user["authkey"]) for _ in range(20)))
     assert views == [first] * 20
     assert len(calls) == 1
+
+
+async def test_a_blocked_address_gets_the_429_even_with_a_key_in_the_caches(identity) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from misp_contracts.events.abuse import AbuseBlocked
+
+    await until(lambda: _true(identity.app.state.principal_cache.listening))
+    user = await identity.add_user(role_id=3)
+    await view(identity, user["authkey"])
+    await view(identity, user["authkey"])  # served from the caches now
+    identity.app.state.abuse_guard.blocks.apply(AbuseBlocked(
+        subject="address", value="203.0.113.7", failures=20, window_s=60,
+        blocked_until=datetime.now(UTC) + timedelta(minutes=5)))
+    refused = await identity.call("GET", "/users/view/me", user["authkey"])
+    assert refused.status_code == 429 and refused.headers["retry-after"]
