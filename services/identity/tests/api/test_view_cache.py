@@ -161,3 +161,17 @@ async def test_a_blocked_address_gets_the_429_even_with_a_key_in_the_caches(iden
         blocked_until=datetime.now(UTC) + timedelta(minutes=5)))
     refused = await identity.call("GET", "/users/view/me", user["authkey"])
     assert refused.status_code == 429 and refused.headers["retry-after"]
+
+
+async def test_a_key_that_expires_says_when_on_views_from_the_caches(identity) -> None:  # type: ignore[no-untyped-def]
+    await until(lambda: _true(identity.app.state.principal_cache.listening))
+    user = await identity.add_user(role_id=3)
+    expires = int(time.time()) + 86_400
+    added = await identity.call("POST", "/auth_keys/add/me", user["authkey"],
+                                json={"expiration": expires})
+    assert added.status_code == 200, added.text
+    raw = added.json()["AuthKey"]["authkey_raw"]
+    answers = [await identity.call("GET", "/users/view/me", raw) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200] * 3
+    assert {a.headers["X-Auth-Key-Expiration"] for a in answers} == {
+        time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(expires))}
