@@ -162,9 +162,13 @@ async def ingestion(url: str, engine: AsyncEngine, bootstrap: str, n: int) -> di
     run = await scale_one(url, engine, bootstrap, 1, n)
     copy_rate = await copy_baseline(url, copy_rows(
         [setting_event(i) for i in range(n)], 10**9))
+    cores = run["consumer_cores"][0]
     return {"events": n, "events_per_s": run["events_per_s"], "copy_rows_per_s": copy_rate,
-            "ratio": run["events_per_s"] / copy_rate, "consumer_cores": run["consumer_cores"][0],
-            "machine_cpu_busy": run["machine_cpu_busy"]}
+            "ratio": run["events_per_s"] / copy_rate, "consumer_cores": cores,
+            # the consumer's CPU per event: what a busy machine (a small CPU share) leaves alone
+            "consumer_cpu_us_per_event": (cores * run["seconds"] / n * 1e6
+                                          if cores is not None else None),
+            "produce_s": run["produce_s"], "machine_cpu_busy": run["machine_cpu_busy"]}
 
 
 async def latency_runner(engine: AsyncEngine, bootstrap: str
@@ -587,10 +591,11 @@ def report(results: dict[str, Any]) -> None:
     for col in ("measure", "value", "baseline (same run)", "ratio / target"):
         table.add_column(col)
     if i := results.get("ingestion"):
-        cores = i.get("consumer_cores")
+        cores, cpu = i.get("consumer_cores"), i.get("consumer_cpu_us_per_event")
         table.add_row("ingestion, Kafka -> chained rows, one consumer process",
                       f"{i['events_per_s']:,.0f} events/s"
-                      + (f" ({cores:.2f} of a core)" if cores is not None else ""),
+                      + (f" ({cores:.2f} of a core, {cpu:.0f} us CPU per event)"
+                         if cores is not None and cpu is not None else ""),
                       f"raw COPY {i['copy_rows_per_s']:,.0f} rows/s",
                       f"{i['ratio']:.2f} (target >= 0.2)")
     if lat := results.get("latency"):
