@@ -155,6 +155,10 @@ class ConsumerRunner:
         await consumer.start()
         log.info("consumer.started", group=self.group, topics=self.topics, pattern=self.pattern)
         saved: Positions = {}
+        # The Kafka commit of a batch's offsets runs while the next batch is fetched and
+        # applied (one at a time, in order): the effects' transaction already holds the marks
+        # and positions, so a commit lost with its process only means a deduplicated replay.
+        committing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=300, max_records=self.batch_max)
@@ -175,15 +179,22 @@ class ConsumerRunner:
                     if highwater is not None:
                         metrics.consumer_lag.labels(self.group, tp.topic, str(tp.partition)).set(
                             max(0, highwater - position))
-                try:
-                    await consumer.commit(offsets)
-                except (CommitFailedError, KafkaError) as exc:
-                    # A rebalance took the partitions: the next owner redelivers, marks dedupe.
-                    log.warning("consumer.commit_failed", group=self.group, error=str(exc))
+                if committing is not None:
+                    await committing
+                committing = asyncio.create_task(self._commit(consumer, offsets))
         finally:
+            if committing is not None:
+                await committing
             await consumer.stop()
             log.info("consumer.stopped", group=self.group, applied=self.applied,
                      dead_lettered=self.dead_lettered)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: Positions) -> None:
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # A rebalance took the partitions: the next owner redelivers, marks dedupe.
+            log.warning("consumer.commit_failed", group=self.group, error=str(exc))
 
     async def _save_idle_positions(self, consumer: AIOKafkaConsumer, saved: Positions) -> None:
         """Record where the group stands on partitions that brought nothing new (just assigned,
