@@ -26,10 +26,16 @@ BENCHMARKS = [
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--stage", choices=["infra", "services"])
+    parser.add_argument("--only", type=lambda v: {p.strip() for p in v.split(",") if p.strip()},
+                        default=set(), help="comma-separated benchmark names (file stems)")
     args = parser.parse_args()
     here = Path(__file__).parent
+    unknown = args.only - {Path(name).stem for name, _ in BENCHMARKS}
+    if unknown:
+        parser.error(f"no such benchmark: {', '.join(sorted(unknown))}")
     chosen = [name for name, needs_services in BENCHMARKS
-              if args.stage is None or needs_services == (args.stage == "services")]
+              if (args.stage is None or needs_services == (args.stage == "services"))
+              and (not args.only or Path(name).stem in args.only)]
     failed = [name for name in chosen
               if subprocess.run([sys.executable, str(here / name)]).returncode != 0]
     if failed:

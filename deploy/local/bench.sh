@@ -23,9 +23,12 @@ bash "$HERE/up.sh" infra
 load_env
 cd "$ROOT"
 rc=0
-"$VENV_PY" bench/run.py --stage infra || rc=1
+# BENCH_ONLY=pipeline,jobs: just those benchmarks (bench/run.py --only)
+only=()
+[ -z "${BENCH_ONLY:-}" ] || only=(--only "$BENCH_ONLY")
+"$VENV_PY" bench/run.py --stage infra "${only[@]}" || rc=1
 if [ "${BENCH_INFRA_ONLY:-0}" != 1 ]; then
   bash "$HERE/up.sh"
-  "$VENV_PY" bench/run.py --stage services || rc=1
+  "$VENV_PY" bench/run.py --stage services "${only[@]}" || rc=1
 fi
 exit "$rc"
