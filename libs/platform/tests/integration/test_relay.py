@@ -147,6 +147,42 @@ async def test_records_past_a_partitions_batch_wait_for_the_next_round_and_keep_
         assert (await conn.execute(select(func.count()).select_from(outbox))).scalar_one() == 0
 
 
+async def test_a_second_relay_waits_as_a_standby_and_takes_over_when_the_first_stops(
+        engine: AsyncEngine, platform_db: str, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
+    topic = await new_topic()
+    Counter = counter_event(topic)
+    producers = [create_producer(kafka_bootstrap) for _ in range(2)]
+    for producer in producers:
+        await producer.start()
+    relays = [OutboxRelay(engine, platform_db, p, poll_interval_s=0.1) for p in producers]
+    stops = [asyncio.Event(), asyncio.Event()]
+    active = asyncio.create_task(relays[0].run(stops[0]))
+    standby: asyncio.Task[None] | None = None
+    try:
+        for n in range(3):
+            await append(engine, Counter, str(uuid.uuid4()), 0, n)
+        await read_topic(kafka_bootstrap, topic, 3)
+        standby = asyncio.create_task(relays[1].run(stops[1]))
+        for n in range(3, 6):
+            await append(engine, Counter, str(uuid.uuid4()), 0, n)
+        await read_topic(kafka_bootstrap, topic, 6)
+        assert (relays[0].published, relays[1].published) == (6, 0)  # the lock's holder only
+
+        stops[0].set()
+        await active
+        for n in range(6, 9):
+            await append(engine, Counter, str(uuid.uuid4()), 0, n)
+        published = envelopes(await read_topic(kafka_bootstrap, topic, 9))
+        assert sorted(e.data["n"] for e in published) == list(range(9))
+        assert relays[1].published == 3  # the standby took over
+    finally:
+        for stop in stops:
+            stop.set()
+        await asyncio.gather(active, *([standby] if standby else []))
+        for producer in producers:
+            await producer.stop()
+
+
 async def test_a_relay_killed_mid_batch_republishes_on_restart_without_loss(
         engine: AsyncEngine, platform_db: str, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
     topic = await new_topic()
