@@ -45,7 +45,7 @@ async def view_me_from_caches(scope: Scope, receive: Receive, send: Send) -> boo
     if cache is None or principal is None:
         return False
     caller, user_id = principal, str(principal.user_id)
-    view = cache.get(user_id)
+    view: dict[str, Any] | None = cache.get(user_id)
     if view is None:
         try:
             view = await cache.shared(user_id, lambda: handlers.view_self_or_any(
@@ -67,7 +67,7 @@ def _body_of(view: dict[str, Any]) -> bytes:
     kept = _BODIES.get(id(view))
     if kept is not None and kept[0] is view:
         return kept[1]
-    body = MispJSONResponse(view).body
+    body = bytes(MispJSONResponse(view).body)
     if len(_BODIES) >= _BODIES_KEPT:
         _BODIES.clear()
     _BODIES[id(view)] = (view, body)
