@@ -80,3 +80,17 @@ async def test_progress_reported_slower_than_the_tick_is_sent_report_by_report(
 
 async def _true(value: bool) -> Any:
     return value
+
+
+async def test_jobs_queued_together_are_each_in_the_history_and_run_once(
+        pipeline: None, start_worker: WorkerFactory, jobs_engine: AsyncEngine) -> None:
+    worker = await start_worker("default", prefetch=8)
+    async with jobs_engine.begin() as conn:
+        ids = await commands.enqueue_many(conn, 12, job_type="test_noop", queue="default",
+                                          actor=Actor.system())
+    assert len(set(ids)) == 12
+    for job_id in ids:
+        row = await wait_status(jobs_engine, job_id, 4)
+        assert (row.attempt, row.progress) == (1, 100)
+    assert [await _runs_of(jobs_engine, i) for i in ids] == [1] * 12
+    assert worker.succeeded == 12

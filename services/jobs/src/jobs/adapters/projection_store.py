@@ -1,6 +1,6 @@
 """Writes of the `job` and `job_attempt` read models, as the projection (jobs.projections.project)
-decides them, in the caller's transaction: the inserts one function each, the updates of a run
-of events through `Writes`, in as few statements as their order allows."""
+decides them, in the caller's transaction: those of a run of events through `Writes`, in as few
+statements as their order allows (a re-run's attempt row, `add_job_attempt`, on its own)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jobs.adapters.tables import job, job_attempt
 from jobs.domain.model import stream_id_of
 from misp_contracts.events.jobs import JobState
-
-
-async def insert_job_view(conn: AsyncConnection, state: JobState, *, version: int,
-                          now: datetime) -> None:
-    """The row of a queued job and of its first attempt."""
-    await conn.execute(job.insert().values(
-        id=state.id, stream_id=stream_id_of(state.id), version=version, queue=state.queue,
-        job_type=state.job_type, job_input=state.job_input, status=state.status, retries=0,
-        attempt=state.attempt, max_attempts=state.max_attempts, message=state.message,
-        progress=0, org_id=state.org_id, task_id=state.task_id, request_id=state.request_id,
-        data=state.data, date_created=now, date_modified=now))
-    await conn.execute(job_attempt.insert().values(job_id=state.id, attempt=1, queued_at=now))
 
 
 async def add_job_attempt(conn: AsyncConnection, job_id: int, attempt: int,
@@ -45,6 +33,17 @@ class Writes:
         self.conn = conn
         # By table: the shape of the waiting updates, their parameters and the rows they touch.
         self.waiting: dict[str, tuple[Any, list[dict[str, Any]], set[Any]]] = {}
+
+    async def insert_job_view(self, state: JobState, *, version: int, now: datetime) -> None:
+        """The row of a queued job and of its first attempt."""
+        await self._add("job", ("insert_job",), state.id, dict(
+            id=state.id, stream_id=stream_id_of(state.id), version=version, queue=state.queue,
+            job_type=state.job_type, job_input=state.job_input, status=state.status, retries=0,
+            attempt=state.attempt, max_attempts=state.max_attempts, message=state.message,
+            progress=0, org_id=state.org_id, task_id=state.task_id,
+            request_id=state.request_id, data=state.data, date_created=now, date_modified=now))
+        await self._add("job_attempt", ("insert_attempt",), (state.id, 1),
+                        {"job_id": state.id, "attempt": 1, "queued_at": now})
 
     async def update_job_view(self, job_id: int, values: dict[str, Any], *,
                               count_retry: bool = False) -> None:
@@ -75,6 +74,12 @@ class Writes:
 
     async def _send(self, table: str) -> None:
         shape, params, _ = self.waiting.pop(table)
+        if shape == ("insert_job",):
+            await self.conn.execute(job.insert(), params)
+            return
+        if shape == ("insert_attempt",):
+            await self.conn.execute(job_attempt.insert(), params)
+            return
         kind, columns, flag = shape
         values: dict[str, Any] = {c: bindparam(f"v_{c}") for c in columns}
         if kind == "job":

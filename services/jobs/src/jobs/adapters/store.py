@@ -47,6 +47,12 @@ async def next_job_id(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(job_id_seq.next_value()))).scalar_one())
 
 
+async def next_job_ids(conn: AsyncConnection, count: int) -> list[int]:
+    """`count` job ids in one statement."""
+    return [int(i) for i in (await conn.execute(
+        select(job_id_seq.next_value()).select_from(func.generate_series(1, count)))).scalars()]
+
+
 async def next_task_id(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(task_id_seq.next_value()))).scalar_one())
 

@@ -90,6 +90,30 @@ async def enqueue(conn: AsyncConnection, *, job_type: str, queue: str | None, ac
     return job_id
 
 
+async def enqueue_many(conn: AsyncConnection, count: int, *, job_type: str, queue: str | None,
+                       actor: Actor, data: dict[str, Any] | None = None) -> list[int]:
+    """Queue `count` jobs of one kind and dispatch them: validated once, their ids, events,
+    read-model rows and dispatches each written in one statement, whatever `count`."""
+    model.job_type_for(job_type, queue)
+    model.check_input("", data)
+    ids = await store.next_job_ids(conn, count)
+    queued = [model.queue_job(i, job_type=job_type, queue=queue, data=data) for i in ids]
+    envs = await store.save_jobs(conn, [Append(
+        stream_id=model.stream_id_of(i), stream_type="job", expected_version=0, events=(q,),
+        actor=actor) for i, q in zip(ids, queued, strict=True)])
+    origin = await store.instance_id(conn)
+    dispatches = []
+    for q, env in zip(queued, envs, strict=True):
+        s = q.job
+        run = RunJob(job_id=s.id, attempt=1, job_type=s.job_type, queue=s.queue,
+                     job_input=s.job_input, data=s.data, org_id=s.org_id, origin=origin)
+        dispatches.append(OutgoingMessage.of(env.caused(
+            source=SOURCE, type=run.type, subject=str(s.id), data=run.model_dump(mode="json"),
+            actor=actor), topic=run_topic(JOB_TYPES[s.job_type].owner, s.queue), key=str(s.id)))
+    await enqueue_messages(conn, dispatches)
+    return ids
+
+
 async def when_enqueue_job_requested(conn: AsyncConnection, envelope: Envelope) -> None:
     """`EnqueueJob` on Kafka: queue it (once per request id), or answer `JobRejected`."""
     cmd = EnqueueJob.model_validate(envelope.data)

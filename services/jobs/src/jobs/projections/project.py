@@ -41,8 +41,7 @@ async def _apply_job_event(conn: AsyncConnection, writes: views.Writes, env: Env
     e = decode(env.type, env.data)
     version = env.streamversion or 0
     if isinstance(e, JobQueued):
-        await writes.flush()
-        await views.insert_job_view(conn, e.job, version=version, now=now)
+        await writes.insert_job_view(e.job, version=version, now=now)
         return
     values: dict[str, Any] = {"version": version, "date_modified": now}
     attempt: dict[str, Any] | None = None
