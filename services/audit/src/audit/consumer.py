@@ -118,7 +118,11 @@ class AuditConsumer(ConsumerRunner):
 
     async def _process_fast(self, batch: Sequence[Decoded], positions: Positions) -> None:
         """The whole batch in one transaction: its marks claimed, its new events logged in one
-        call of the projection, the group's positions moved."""
+        call of the projection, the group's positions moved (traced: the platform's runs, one
+        span per run of a trace context)."""
+        if tracing.enabled():
+            await super()._process_fast(batch, positions)
+            return
         if any(d.error for d in batch):
             raise ValueError("batch holds an undecodable message")
         wanted = [d for d in batch if d.envelope is not None]
