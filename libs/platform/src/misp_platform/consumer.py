@@ -72,6 +72,32 @@ SAVE_POSITIONS = text(f"""
     WHERE m.n > 0
 """)
 
+# The fast path's marks and positions in one statement (one round trip less per batch): the
+# claimed ids come back, and a NULL row when the notification was sent.
+CLAIM_AND_SAVE_POSITIONS = text(f"""
+    WITH claimed AS (
+        INSERT INTO processed_message (consumer, message_id, outcome, topic)
+        SELECT :consumer, m.id, 'applied', m.topic
+        FROM unnest(CAST(:ids AS text[]), CAST(:topics AS text[])) AS m(id, topic)
+        ON CONFLICT DO NOTHING
+        RETURNING message_id
+    ), moved AS (
+        INSERT INTO consumer_position (consumer, topic, partition, next_offset)
+        SELECT :consumer, p.topic, p.partition, p.next_offset
+        FROM unnest(CAST(:position_topics AS text[]), CAST(:partitions AS int[]),
+                    CAST(:offsets AS bigint[])) AS p(topic, partition, next_offset)
+        ON CONFLICT (consumer, topic, partition) DO UPDATE
+        SET next_offset = EXCLUDED.next_offset, updated_at = now()
+        WHERE consumer_position.next_offset <= EXCLUDED.next_offset
+        RETURNING 1
+    ), notified AS (
+        SELECT pg_notify('{PROGRESS_CHANNEL}', :consumer) FROM (SELECT count(*) AS n FROM moved) m
+        WHERE m.n > 0
+    )
+    SELECT message_id FROM claimed
+    UNION ALL SELECT NULL FROM notified
+""")
+
 Positions = dict[TopicPartition, int]
 
 
@@ -247,7 +273,7 @@ class ConsumerRunner:
         # span of its trace, and what the handler writes carries that span's context.
         traced = tracing.enabled()
         async with self.engine.begin() as conn:
-            fresh = await self._claim(conn, wanted)
+            fresh = await self._claim_and_save_positions(conn, wanted, positions)
             run: list[Envelope] = []
             topic = ""
             for d in wanted:
@@ -264,7 +290,6 @@ class ConsumerRunner:
                 applied += 1
             if run:
                 await self._handle(conn, run, topic)
-            await save_positions(conn, self.group, positions)
             failpoints.hit(f"{self.failpoint_scope}.before_commit")
         failpoints.hit(f"{self.failpoint_scope}.after_commit")
         self.applied += applied
@@ -289,6 +314,19 @@ class ConsumerRunner:
             "topics": [d.record.topic for d in batch],
         })
         return {r.message_id for r in result}
+
+    async def _claim_and_save_positions(self, conn: AsyncConnection, batch: Sequence[Decoded],
+                                        positions: Positions) -> set[str]:
+        """`_claim` and `save_positions` in one statement (the same transaction either way)."""
+        if not positions:
+            return await self._claim(conn, batch)
+        items = sorted(positions.items())
+        result = await conn.execute(CLAIM_AND_SAVE_POSITIONS, {
+            "consumer": self.group,
+            "ids": [d.message_id for d in batch], "topics": [d.record.topic for d in batch],
+            "position_topics": [tp.topic for tp, _ in items],
+            "partitions": [tp.partition for tp, _ in items], "offsets": [o for _, o in items]})
+        return {r.message_id for r in result if r.message_id is not None}
 
     async def _process_one_by_one(self, batch: Sequence[Decoded], positions: Positions) -> None:
         async with self.engine.begin() as conn:
