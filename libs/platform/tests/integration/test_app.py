@@ -3,11 +3,13 @@ conventions and MISP's error shapes."""
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 import httpx
 import pytest
+import structlog
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -376,10 +378,15 @@ def test_a_lean_path_names_a_get_route_of_its_router() -> None:
 
 
 async def test_reads_answered_in_time_are_logged_at_debug_the_rest_at_info(client):
-    with capture_logs() as logs:
-        await client.get("/things/view/1")
-        await client.get("/things/view/404")
-        await client.post("/things/add", json={"name": "x"})
+    before = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as logs:
+            await client.get("/things/view/1")
+            await client.get("/things/view/404")
+            await client.post("/things/add", json={"name": "x"})
+    finally:
+        structlog.configure(wrapper_class=before)
     levels = [(e["path"], e["status"], e["log_level"]) for e in logs
               if e["event"] == "http.request"]
     assert levels == [("/things/view/1", 200, "debug"), ("/things/view/404", 404, "info"),
