@@ -42,13 +42,14 @@ apt_packages() {
   fi
 }
 
-# promtool, which tests/lint/test_observability.py runs on deploy/observability/alerts.yml: Debian's
-# prometheus package, installed with every service start refused (a policy-rc.d that exits 101,
-# unless the machine has one already) and its unit disabled afterwards: only the tool is wanted,
-# never a Prometheus server of its own.
-promtool_package() {
-  command -v promtool >/dev/null && return 0
-  echo "installing Debian's prometheus package for promtool (its daemon is not started)"
+# A Debian package wanted only for its programs, never for its daemon: installed with every
+# service start refused (a policy-rc.d that exits 101, unless the machine has one already) and its
+# unit disabled afterwards. Arguments: the package, its systemd unit, the program it must leave on
+# PATH, and what it is for.
+tool_package_without_daemon() {
+  local pkg=$1 unit=$2 program=$3 purpose=$4
+  command -v "$program" >/dev/null && return 0
+  echo "installing Debian's $pkg for $purpose (its daemon is not started)"
   local policy=/usr/sbin/policy-rc.d made=""
   if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' | sudo_ tee "$policy" >/dev/null && sudo_ chmod 755 "$policy"
@@ -57,36 +58,13 @@ promtool_package() {
   local rc=0
   { sudo_ apt-get update -q \
       && sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        prometheus; } >>"$LOG" 2>&1 || rc=$?
+        "$pkg"; } >>"$LOG" 2>&1 || rc=$?
   [ -z "$made" ] || sudo_ rm -f "$policy"
-  [ "$rc" -eq 0 ] || { tail_log "$LOG"; die "failed: apt-get install prometheus"; }
+  [ "$rc" -eq 0 ] || { tail_log "$LOG"; die "failed: apt-get install $pkg"; }
   if command -v systemctl >/dev/null; then
-    sudo_ systemctl disable --quiet prometheus.service >>"$LOG" 2>&1 || true
+    sudo_ systemctl disable --quiet "$unit" >>"$LOG" 2>&1 || true
   fi
-  command -v promtool >/dev/null || die "the prometheus package left no promtool on PATH"
-}
-
-# redis-server, the broker of the Celery baseline in bench/jobs.py: Debian's package, installed
-# with its service start refused (as promtool's) and its unit disabled: the benchmark starts its
-# own redis-server on a free port and stops it.
-redis_package() {
-  command -v redis-server >/dev/null && return 0
-  echo "installing Debian's redis-server for the jobs benchmark's baseline (its daemon is not started)"
-  local policy=/usr/sbin/policy-rc.d made=""
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' | sudo_ tee "$policy" >/dev/null && sudo_ chmod 755 "$policy"
-    made=1
-  fi
-  local rc=0
-  { sudo_ apt-get update -q \
-      && sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        redis-server; } >>"$LOG" 2>&1 || rc=$?
-  [ -z "$made" ] || sudo_ rm -f "$policy"
-  [ "$rc" -eq 0 ] || { tail_log "$LOG"; die "failed: apt-get install redis-server"; }
-  if command -v systemctl >/dev/null; then
-    sudo_ systemctl disable --quiet redis-server.service >>"$LOG" 2>&1 || true
-  fi
-  command -v redis-server >/dev/null || die "the redis-server package left no redis-server on PATH"
+  command -v "$program" >/dev/null || die "the $pkg package left no $program on PATH"
 }
 
 python_env() {
@@ -199,8 +177,11 @@ POM
 }
 
 apt_packages
-promtool_package
-redis_package
+# promtool: tests/lint/test_observability.py runs it on deploy/observability/alerts.yml.
+tool_package_without_daemon prometheus prometheus.service promtool "its promtool"
+# redis-server: the broker of the Celery baseline in bench/jobs.py, which starts its own on a
+# free port and stops it.
+tool_package_without_daemon redis-server redis-server.service redis-server "the jobs benchmark's baseline"
 python_env
 browser_assets
 bash "$ROOT/deploy/local/kafka.sh" jars
