@@ -148,6 +148,22 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else UNMATCHED_ROUTE
 
 
+class StatusRecordingSend:
+    """An ASGI `send` that passes every message on and keeps the response's status: 500 until a
+    response starts, so an app that raises before answering is counted as the 500 it becomes."""
+
+    __slots__ = ("send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)
+
+
 class MetricsMiddleware:
     """Pure ASGI: count every HTTP request and time it, labelled by route template and status."""
 
@@ -159,19 +175,12 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        recorded = StatusRecordingSend(send)
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, recorded)
         finally:
             counted, timed = _request_series(method_label(scope.get("method", "")),
-                                             route_template(scope), status)
+                                             route_template(scope), recorded.status)
             counted.inc()
             timed.observe(time.perf_counter() - start)
 

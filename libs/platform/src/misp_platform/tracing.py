@@ -22,10 +22,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from misp_contracts.envelope import Envelope
-from misp_platform.metrics import method_label, route_template
+from misp_platform.metrics import StatusRecordingSend, method_label, route_template
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
@@ -227,23 +227,16 @@ class TracingMiddleware:
             elif name == b"tracestate":
                 state_header = value.decode("latin-1")
         method = method_label(scope.get("method", ""))
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        recorded = StatusRecordingSend(send)
         with span(method, kind=SpanKind.SERVER, parent=context_of(parent_header, state_header),
                   attributes={"http.request.method": method}) as current:
             try:
-                await self.app(scope, receive, send_wrapper)
+                await self.app(scope, receive, recorded)
             finally:
                 if current is not None:
                     route = route_template(scope)
                     current.update_name(f"{method} {route}")
                     current.set_attribute("http.route", route)
-                    current.set_attribute("http.response.status_code", status)
-                    if status >= 500:
+                    current.set_attribute("http.response.status_code", recorded.status)
+                    if recorded.status >= 500:
                         current.set_status(StatusCode.ERROR)
