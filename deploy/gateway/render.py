@@ -796,6 +796,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--namespace", default="misp")
     p.add_argument("--out", default="-")
     p.add_argument("--resolve", nargs="+", metavar="PATH", help="print the owner of each path")
+    p.add_argument("--api-replica-ports", action="store_true",
+                   help="local mode: print the ports of the API replicas beyond each service's "
+                   "first, one a line (wait-ready.sh waits for them)")
     a = p.parse_args(argv)
 
     try:
@@ -805,6 +808,12 @@ def main(argv: list[str] | None = None) -> int:
     except RouteError as exc:
         print(f"render.py: {exc}", file=sys.stderr)
         return 1
+
+    if a.api_replica_ports:
+        for svc, port in services.items():
+            for replica in range(2, replicas.get((svc, "api"), 1) + 1):
+                print(replica_port(port, replica))
+        return 0
 
     if a.resolve:
         for path in a.resolve:

@@ -22,17 +22,6 @@ PROFILE="${MISP_PROFILE:-full}"
 case "$PROFILE" in full | small) ;; *) echo "MISP_PROFILE is full or small, not '$PROFILE'" >&2; exit 2 ;; esac
 REPLICAS_TSV="$ROOT/deploy/replicas.tsv"
 [ "$PROFILE" = small ] && REPLICAS_TSV=/dev/null
-# The ports of the API replicas beyond each service's first (replica N listens on the service's
-# port + 100 x (N - 1)): wait-ready.sh waits for them too.
-API_REPLICA_PORTS=()
-while read -r _name _role _n _; do
-  case "$_name" in '' | '#'*) continue ;; esac
-  [ "$_role" = api ] || continue
-  for ((_i = 2; _i <= _n; _i++)); do
-    API_REPLICA_PORTS+=("$((SERVICE_PORT[$_name] + 100 * (_i - 1)))")
-  done
-done < "$REPLICAS_TSV"
-unset _name _role _n _i
 
 PG_PORT=55432
 PG_DATABASES=()

@@ -15,7 +15,11 @@ urls=()
 for svc in "${SERVICES[@]}"; do
   urls+=("http://127.0.0.1:${SERVICE_PORT[$svc]}/ready" "$GATEWAY_TLS/_svc/$svc/ready")
 done
-for port in "${API_REPLICA_PORTS[@]}"; do urls+=("http://127.0.0.1:$port/ready"); done
+# The API replicas beyond each service's first: deploy/gateway/render.py reads replicas.tsv.
+py() { if [ -x "$VENV_PY" ]; then "$VENV_PY" "$@"; else python3 "$@"; fi; }
+replica_ports="$(py "$ROOT/deploy/gateway/render.py" --replicas "$REPLICAS_TSV" --api-replica-ports)" \
+  || die "deploy/gateway/render.py could not read $REPLICAS_TSV"
+for port in $replica_ports; do urls+=("http://127.0.0.1:$port/ready"); done
 
 code() { curl -s -o /dev/null -m 5 --cacert "$TLS_DIR/ca.pem" -w '%{http_code}' "$1" 2>/dev/null || true; }
 

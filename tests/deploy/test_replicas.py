@@ -59,6 +59,18 @@ def test_one_replica_each_renders_as_before() -> None:
     assert "max_fails=1" not in conf
 
 
+def test_wait_ready_is_told_the_ports_of_the_replicas_beyond_each_apis_first(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    services = render.load_services()
+    table = tmp_path / "replicas.tsv"
+    table.write_text("# a comment\norgs\tapi\t3\norgs\trelay\t2\n", encoding="utf-8")
+    assert render.main(["--replicas", str(table), "--api-replica-ports"]) == 0
+    port = services["orgs"]
+    assert capsys.readouterr().out.split() == [str(port + 100), str(port + 200)]
+    assert render.main(["--replicas", "/dev/null", "--api-replica-ports"]) == 0
+    assert capsys.readouterr().out == ""
+
+
 @pytest.mark.parametrize("line", ["orgs api 0", "orgs worker 2", "nobody api 2", "orgs api"])
 def test_a_bad_line_is_refused(tmp_path: Path, line: str) -> None:
     table = tmp_path / "replicas.tsv"
