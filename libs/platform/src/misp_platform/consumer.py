@@ -250,7 +250,7 @@ class ConsumerRunner:
         """Apply a batch effectively once, and move the group's positions to `positions` in the
         same transaction; retries the batch while the database is unreachable."""
         positions = positions or {}
-        decoded = [Decoded(r, self.batch_handlers) for r in records]
+        decoded = self.decode(records)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
             wait=wait_exponential(multiplier=self.backoff_s, max=10), reraise=True,
@@ -263,6 +263,11 @@ class ConsumerRunner:
                 except Exception as exc:
                     log.info("consumer.batch_fallback", group=self.group, error=str(exc))
                     await self._process_one_by_one(decoded, positions)
+
+    def decode(self, records: Sequence[ConsumerRecord]) -> list[Decoded]:
+        """The batch's records decoded (a record of a type this runner does not handle is left
+        undecoded); a subclass may decode otherwise, or note what it needs of each record."""
+        return [Decoded(r, self.batch_handlers) for r in records]
 
     async def _process_fast(self, batch: Sequence[Decoded], positions: Positions) -> None:
         if any(d.error for d in batch):

@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 import structlog
 from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from audit.adapters.keys import load_or_create_key
 from audit.adapters.records import decode
@@ -22,7 +21,6 @@ from misp_contracts.envelope import Envelope
 from misp_platform import failpoints, metrics, tracing
 from misp_platform.config import ServiceSettings
 from misp_platform.consumer import (
-    TRANSIENT_DB_ERRORS,
     BatchHandler,
     ConsumerRunner,
     Decoded,
@@ -85,36 +83,16 @@ class AuditConsumer(ConsumerRunner):
         self.batch_handlers = EveryMispType[BatchHandler](self._project)
         self._sources: dict[str, Source] = {}
 
-    async def process(self, records: Sequence[ConsumerRecord],
-                      positions: Positions | None = None) -> None:
-        if tracing.enabled():
-            self._sources = {}
-            for r in records:
-                event_id = next((v for k, v in r.headers if k == "ce_id"), None)
-                if event_id is not None:
-                    self._sources.setdefault(event_id.decode("utf-8", "replace"), Source(
-                        r.topic, r.partition, r.offset))
-            await super().process(records, positions)
-            return
-        positions = positions or {}
-        decoded = [LeanDecoded(r, self.batch_handlers) for r in records]
+    def decode(self, records: Sequence[ConsumerRecord]) -> list[Decoded]:
+        """The batch decoded by the lean decoder, each event's source partition noted for the
+        projection (which the platform's paths call with envelopes alone)."""
+        decoded: list[Decoded] = [LeanDecoded(r, self.batch_handlers) for r in records]
         self._sources = {}
         for d in decoded:
             if d.envelope is not None:
                 self._sources.setdefault(d.message_id, Source(
                     d.record.topic, d.record.partition, d.record.offset))
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
-            wait=wait_exponential(multiplier=self.backoff_s, max=10), reraise=True,
-        ):
-            with attempt:
-                try:
-                    await self._process_fast(decoded, positions)
-                except TRANSIENT_DB_ERRORS:
-                    raise
-                except Exception as exc:
-                    log.info("consumer.batch_fallback", group=self.group, error=str(exc))
-                    await self._process_one_by_one(decoded, positions)
+        return decoded
 
     async def _process_fast(self, batch: Sequence[Decoded], positions: Positions) -> None:
         """The whole batch in one transaction: its marks claimed, its new events logged in one
