@@ -167,6 +167,13 @@ class CoalescedProgress:
 # A handler runs in the transaction that records the job as done; it returns the final message.
 JobHandler = Callable[[AsyncConnection, JobContext], Awaitable[str | None]]
 
+# One attempt of a job: (job id, attempt).
+AttemptKey = tuple[int, int]
+
+
+def attempt_key(job: RunJob) -> AttemptKey:
+    return job.job_id, job.attempt
+
 
 @dataclass
 class WorkerRunner:
@@ -218,16 +225,19 @@ class WorkerRunner:
         self.cancelled_ids: set[int] = set()
         self.stop_requested = asyncio.Event()
         self.control_ready = asyncio.Event()
-        # The answers awaited for the claims of this worker, by job id.
-        self.answers: dict[int, asyncio.Future[JobRunGranted | JobRunRefused]] = {}
-        # The jobs this worker holds (claimed, granted or running), by job id, and when each
-        # claim is given up unanswered (the loop's clock).
-        self.holding: dict[int, JobContext] = {}
-        self.deadlines: dict[int, float] = {}
+        # Everything below is by attempt, (job id, attempt): a worker may hold two attempts of
+        # one job at once (attempt 1 still running when the jobs service, having failed it
+        # over, dispatched attempt 2), and each is answered, run and let go on its own.
+        # The answers awaited for the claims of this worker.
+        self.answers: dict[AttemptKey, asyncio.Future[JobRunGranted | JobRunRefused]] = {}
+        # The attempts this worker holds (claimed, granted or running), and when each claim is
+        # given up unanswered (the loop's clock).
+        self.holding: dict[AttemptKey, JobContext] = {}
+        self.deadlines: dict[AttemptKey, float] = {}
         # The granted jobs, in the order their grants came, for the runner.
         self.runnable: asyncio.Queue[JobContext] = asyncio.Queue()
         self.room = asyncio.Event()  # set when a held job is let go
-        self.progress: dict[int, CoalescedProgress] = {}
+        self.progress: dict[AttemptKey, CoalescedProgress] = {}
 
     async def _publish(self, conn: AsyncConnection, event: DomainEvent, key: str) -> None:
         envelope = Envelope(source=f"/{self.service}", type=event.type, subject=key,
@@ -283,7 +293,7 @@ class WorkerRunner:
         if envelope.type in (JobRunGranted.type, JobRunRefused.type):
             answer = (JobRunGranted if envelope.type == JobRunGranted.type
                       else JobRunRefused).model_validate(envelope.data)
-            waiting = self.answers.get(answer.job_id)
+            waiting = self.answers.get((answer.job_id, answer.attempt))
             if answer.worker_id == self.worker_id and waiting is not None \
                     and not waiting.done():
                 waiting.set_result(answer)
@@ -291,9 +301,9 @@ class WorkerRunner:
         elif envelope.type == CancelJobRun.type:
             cancel = CancelJobRun.model_validate(envelope.data)
             self.cancelled_ids.add(cancel.job_id)
-            held = self.holding.get(cancel.job_id)
-            if held is not None:
-                held.cancelled = True
+            for held in self.holding.values():
+                if held.job.job_id == cancel.job_id:
+                    held.cancelled = True
             if self.current and self.current.job.job_id == cancel.job_id:
                 self.current.cancelled = True
         elif envelope.type == StopWorker.type:
@@ -406,7 +416,7 @@ class WorkerRunner:
                 await self.finish_current()
             finally:
                 self.current = None
-                self._let_go(first.job.job_id)
+                self._let_go(attempt_key(first.job))
             return
         loop = asyncio.get_running_loop()
         began = loop.time()
@@ -426,13 +436,13 @@ class WorkerRunner:
         finally:
             self.current = None
             for ctx in done:
-                self._let_go(ctx.job.job_id)
+                self._let_go(attempt_key(ctx.job))
 
-    def _let_go(self, job_id: int) -> None:
-        self.holding.pop(job_id, None)
-        self.deadlines.pop(job_id, None)
-        self.answers.pop(job_id, None)
-        self.progress.pop(job_id, None)
+    def _let_go(self, key: AttemptKey) -> None:
+        self.holding.pop(key, None)
+        self.deadlines.pop(key, None)
+        self.answers.pop(key, None)
+        self.progress.pop(key, None)
         self.room.set()
 
     async def _give_up_unanswered(self, stop: asyncio.Event) -> None:
@@ -441,26 +451,27 @@ class WorkerRunner:
         the job is retried."""
         now = asyncio.get_running_loop().time()
         stopping = stop.is_set() or self.stop_requested.is_set()
-        for job_id, deadline in list(self.deadlines.items()):
+        for key, deadline in list(self.deadlines.items()):
             if stopping and deadline - now > self.answer_timeout_on_stop_s:
-                self.deadlines[job_id] = deadline = now + self.answer_timeout_on_stop_s
+                self.deadlines[key] = deadline = now + self.answer_timeout_on_stop_s
             if deadline < now:
-                ctx = self.holding[job_id]
-                self._let_go(job_id)
+                ctx = self.holding[key]
+                self._let_go(key)
                 await self.report_unanswered(ctx)
 
     def _answered(self, answer: JobRunGranted | JobRunRefused) -> None:
         """Queue a granted job for the runner; let a refused one go."""
-        ctx = self.holding.get(answer.job_id)
+        key = (answer.job_id, answer.attempt)
+        ctx = self.holding.get(key)
         if ctx is None:
             return
-        self.deadlines.pop(answer.job_id, None)
-        self.answers.pop(answer.job_id, None)
+        self.deadlines.pop(key, None)
+        self.answers.pop(key, None)
         if isinstance(answer, JobRunRefused):
             self.refused += 1
             log.info("worker.claim_refused", job_id=answer.job_id, attempt=answer.attempt,
                      reason=answer.reason)
-            self._let_go(answer.job_id)
+            self._let_go(key)
             return
         self.runnable.put_nowait(ctx)
 
@@ -484,6 +495,8 @@ class WorkerRunner:
             except Exception as exc:
                 log.error("worker.undecodable_job", error=str(exc), offset=record.offset)
                 continue
+            if attempt_key(job) in self.holding:  # delivered again: the attempt is in hand
+                continue
             taken.append(JobContext(job=job, report=self._reporter(job),
                                     cancelled=job.job_id in self.cancelled_ids,
                                     traceparent=envelope.traceparent,
@@ -491,9 +504,10 @@ class WorkerRunner:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.answer_timeout_s
         for ctx in taken:
-            self.answers[ctx.job.job_id] = loop.create_future()
-            self.holding[ctx.job.job_id] = ctx
-            self.deadlines[ctx.job.job_id] = deadline
+            key = attempt_key(ctx.job)
+            self.answers[key] = loop.create_future()
+            self.holding[key] = ctx
+            self.deadlines[key] = deadline
         if taken:
             async with self.engine.begin() as conn:
                 for ctx in taken:
@@ -511,7 +525,7 @@ class WorkerRunner:
                 progress=value, message=message), str(job.job_id))
 
         progress = CoalescedProgress(self.engine, send, self.progress_interval_s)
-        self.progress[job.job_id] = progress
+        self.progress[attempt_key(job)] = progress
         return progress.report
 
     async def finish_current(self, outer: AsyncConnection | None = None) -> None:
@@ -551,7 +565,7 @@ class WorkerRunner:
         handler = self.handlers.get(job.job_type)
         outcome, message, replayed = "failed", "", False
         began = time.monotonic()
-        progress = self.progress.pop(job.job_id, None)
+        progress = self.progress.pop(attempt_key(job), None)
         if progress is not None:
             progress.restart()  # the interval runs from the job's start
         try:

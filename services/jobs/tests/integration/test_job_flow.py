@@ -217,7 +217,8 @@ async def test_a_worker_started_after_a_cancel_does_not_run_the_cancelled_job(
 
 
 async def _holding(worker: Any, job_id: int) -> bool:
-    return job_id in worker.answers
+    """The worker awaits the answer to its claim of one attempt of `job_id`."""
+    return any(held == job_id for held, _attempt in worker.answers)
 
 
 async def _value(value: bool) -> bool:
