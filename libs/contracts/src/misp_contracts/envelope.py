@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
@@ -195,6 +196,9 @@ _USUAL_HEADERS = frozenset({
     *("ce_" + name for name in _OPTIONAL_ATTRIBUTES), *_ACTOR_HEADERS})
 # Integers as both int() and pydantic read them.
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
+# orjson reads an integer beyond 64 bits as a float where the binding's json reads an int: data
+# holding such a run of digits (anywhere, a string's too: cheaper than knowing) is declined.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 # The times `to_kafka` writes, which fromisoformat and the binding's parser read alike.
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?"
                    r"(Z|[+-][0-9]{2}:[0-9]{2})")
@@ -202,10 +206,11 @@ _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-
 
 def decode_usual(headers: Mapping[str, bytes], value: bytes | None) -> Envelope | None:
     """The envelope of a record in the shape `to_kafka` writes, built without the CloudEvents
-    binding or pydantic's validation (a consumer's hot path), or None for any other shape
-    (an unknown header, an unusual time or number, data that is not a JSON object): the caller
-    then decodes with the reference, which refuses what is invalid. Equal to what the
-    reference gives for the same record."""
+    binding (a consumer's hot path: orjson, and pydantic's core building the model), or None
+    for any other shape (an unknown header, an unusual time or number, data that is not a JSON
+    object or that orjson would read otherwise than json does: NaN, a lone surrogate, an
+    integer of 19 digits or more): the caller then decodes with the reference, which refuses
+    what is invalid. Equal to what the reference gives for the same record."""
     try:
         if not _USUAL_HEADERS.issuperset(headers):
             return None
@@ -230,18 +235,20 @@ def decode_usual(headers: Mapping[str, bytes], value: bytes | None) -> Envelope 
                 actor[field] = int(attribute)
             else:
                 actor[field] = attribute
-        if not value:
+        if not value or _LONG_DIGITS.search(value):
             return None
-        data = json.loads(value)  # as the binding reads it
+        data = orjson.loads(value)
         if type(data) is not dict:
             return None
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+        # Validated as the reference validates it (pydantic's core builds it faster than
+        # model_construct would); a ValidationError is a ValueError.
+        return Envelope(
+            id=id_, source=source, type=type_, subject=text.get("ce_subject"),
+            time=datetime.fromisoformat(stamp),
+            streamversion=int(version) if version is not None else None,
+            correlationid=text.get("ce_correlationid"), causationid=text.get("ce_causationid"),
+            traceparent=text.get("ce_traceparent") or None,
+            tracestate=text.get("ce_tracestate") or None,
+            actor=Actor(**actor), data=data)
+    except ValueError:  # UnicodeDecodeError, orjson's JSONDecodeError and pydantic's included
         return None
-    return Envelope.model_construct(
-        id=id_, source=source, type=type_, subject=text.get("ce_subject"),
-        time=datetime.fromisoformat(stamp), specversion="1.0", datacontenttype=CONTENT_TYPE,
-        streamversion=int(version) if version is not None else None,
-        correlationid=text.get("ce_correlationid"), causationid=text.get("ce_causationid"),
-        traceparent=text.get("ce_traceparent") or None,
-        tracestate=text.get("ce_tracestate") or None,
-        actor=Actor.model_construct(**actor), data=data)

@@ -123,7 +123,8 @@ SHAPES = {
         "time": datetime(2024, 1, 1, 8, tzinfo=UTC)}),
     "traced, unicode data": Envelope(
         source="/x", type="misp.x.v1", traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
-        tracestate="k=v", data={"name": "Zoë \u2603", "n": 10**30, "f": 0.1, "l": [None, True]}),
+        tracestate="k=v",
+        data={"name": "Zoë \u2603", "n": -(10**18) + 1, "f": 0.1, "l": [None, True]}),
 }
 
 
@@ -170,7 +171,28 @@ UNUSUAL = {
     "another spec version": (_headers_with(ce_specversion=b"0.3"), b"{}"),
     "no id": (_headers_with(ce_id=None), b"{}"),
     "not UTF-8": (_headers_with(ce_subject=b"\xff"), b"{}"),
+    "an upper-case header": (_headers_with(CE_OTHER=b"x"), b"{}"),
+    "a naive time": (_headers_with(ce_time=b"2024-01-01T08:00:00"), b"{}"),
+    "an actor id with an underscore": (_headers_with(ce_actoruserid=b"1_0"), b"{}"),
+    "a stream version with a plus": (_headers_with(ce_streamversion=b"+7"), b"{}"),
+    "an empty subject": (_headers_with(ce_subject=b""), b"{}"),
+    "text content": (_headers_with(**{"content-type": b"text/plain"}), b"{}"),
+    "data not JSON": (_headers_with(), b"\x00garbage"),
+    # orjson reads these otherwise than the binding's json (or not at all): declined.
+    "data with NaN": (_headers_with(), b'{"n": NaN}'),
+    "data with a lone surrogate": (_headers_with(), b'{"s": "\\ud800"}'),
+    "data with an integer beyond 64 bits": (
+        _headers_with(), b'{"n": 123456789012345678901234567890}'),
+    "data with a 19-digit integer": (_headers_with(), b'{"n": 9223372036854775808}'),
 }
+
+
+def test_integers_beyond_64_bits_are_read_as_the_binding_reads_them_exact() -> None:
+    headers = _headers_with()
+    value = b'{"n": 123456789012345678901234567890, "m": -10000000000000000000}'
+    assert decode_usual(headers, value) is None
+    assert from_kafka(headers, value).data == {"n": 123456789012345678901234567890,
+                                               "m": -10000000000000000000}
 
 
 @pytest.mark.parametrize("case", UNUSUAL)

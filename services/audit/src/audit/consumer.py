@@ -5,7 +5,7 @@ principals projection in the same transaction)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import structlog
@@ -13,7 +13,6 @@ from aiokafka import ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from audit.adapters.keys import load_or_create_key
-from audit.adapters.records import decode
 from audit.handlers.integrity import PruneRefusedError, prune, write_checkpoint
 from audit.projections.log import Options, Source, project
 from audit.settings import AuditSettings
@@ -51,28 +50,12 @@ class EveryMispType(dict[str, H]):
         return self.handler if key in self else default
 
 
-class LeanDecoded(Decoded):
-    """A record decoded by the audit's lean decoder, or by the platform's when that declines
-    (an unusual shape; undecodable there too, it is poison: the dead-letter path)."""
-
-    def __init__(self, record: ConsumerRecord, handled: Container[str]) -> None:
-        envelope = decode(record.headers, record.value)
-        if envelope is None:
-            super().__init__(record, handled)
-            return
-        self.record = record
-        self.error = None
-        self.envelope = envelope if envelope.type in handled else None
-        self.message_id = envelope.id if self.envelope else (
-            f"{record.topic}:{record.partition}:{record.offset}")
-
-
 class AuditConsumer(ConsumerRunner):
     """The platform runner, handling every type, and telling the projection each event's
     source partition (its chain).
 
-    Its fast path logs a whole batch in one call of the projection (whatever the types in it),
-    decoded by the lean decoder; the platform's one-by-one fallback (retries, dead letters)
+    Its fast path logs a whole batch in one call of the projection (whatever the types in it);
+    the platform's one-by-one fallback (retries, dead letters)
     is unchanged. Traced, the batch takes the platform's path (one span per run of a trace).
     """
 
@@ -84,9 +67,9 @@ class AuditConsumer(ConsumerRunner):
         self._sources: dict[str, Source] = {}
 
     def decode(self, records: Sequence[ConsumerRecord]) -> list[Decoded]:
-        """The batch decoded by the lean decoder, each event's source partition noted for the
-        projection (which the platform's paths call with envelopes alone)."""
-        decoded: list[Decoded] = [LeanDecoded(r, self.batch_handlers) for r in records]
+        """The batch decoded, each event's source partition noted for the projection (which
+        the platform's paths call with envelopes alone)."""
+        decoded = super().decode(records)
         self._sources = {}
         for d in decoded:
             if d.envelope is not None:
