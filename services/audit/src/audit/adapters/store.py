@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import psycopg
@@ -17,12 +17,7 @@ from audit.domain.chain import Entry, Mark
 from audit.domain.checkpoint import ChainState, Checkpoint, parse_checkpoint, public_raw
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC, AuditCheckpointSigned
-from misp_platform.outbox import (
-    MessageTooLargeError,
-    OutgoingMessage,
-    enqueue,
-    message_limit,
-)
+from misp_platform.outbox import enqueue
 
 CHECKPOINT_LOCK = 0x6D69737061756469  # one checkpoint writer at a time
 
@@ -196,40 +191,6 @@ async def insert_entries(conn: AsyncConnection, tables: LogTables,
     """Insert these entries, each with its source offset, in one COPY."""
     await copy_rows(conn, f"COPY {tables.entry} ({', '.join(ENTRY_COLUMNS)}) FROM STDIN",
                     (_entry_row(entry, offset) for entry, offset in entries))
-
-
-class OutboxRow(NamedTuple):
-    """A record for the outbox as it stores it: headers as text."""
-
-    topic: str
-    key: str | None
-    headers: list[tuple[str, str]]
-    value: bytes
-
-    @classmethod
-    def of(cls, message: OutgoingMessage) -> OutboxRow:
-        # Header values are text in every message we produce (CloudEvents attributes).
-        return cls(message.topic, message.key, [(n, v.decode("utf-8", "replace"))
-                                                for n, v in message.headers], message.value)
-
-
-async def copy_messages(conn: AsyncConnection, rows: Sequence[OutboxRow]) -> None:
-    """Queue these records in the outbox in one COPY, in the caller's transaction: the rows
-    `misp_platform.outbox.enqueue_messages` writes, under the same cap (a record over it raises
-    MessageTooLargeError), without the JSON parameter the server parses back."""
-    limit = message_limit()
-    copied = []
-    for row in rows:
-        headers = orjson.dumps(row.headers)
-        # The JSON's length bounds the headers' bytes from above: exact only when it matters.
-        if len(row.value) + len(row.key or "") + len(headers) > limit:
-            size = len(row.value) + len((row.key or "").encode()) + sum(
-                len(n.encode()) + len(v.encode()) for n, v in row.headers)
-            if size > limit:
-                raise MessageTooLargeError(row.topic, size, limit)
-        copied.append((row.topic, row.key, headers.decode("utf-8"), row.value))
-    await copy_rows(conn, "COPY outbox (topic, message_key, headers, payload) FROM STDIN",
-                    copied)
 
 
 async def count_entries_upto(conn: AsyncConnection, chain: str, seq: int) -> int:

@@ -21,8 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from audit.adapters.queries import org_ids_of_users
 from audit.adapters.records import encode
 from audit.adapters.store import (
-    OutboxRow,
-    copy_messages,
     insert_entries,
     lock_chain_heads,
     logged_event_ids,
@@ -38,7 +36,7 @@ from misp_contracts.events.audit import AUDIT_LOG_TOPIC, AuditLogRecorded
 from misp_contracts.events.settings import SettingChanged
 from misp_platform import tracing
 from misp_platform.auth.principals import PRINCIPAL_HANDLERS, project_principals
-from misp_platform.outbox import OutgoingMessage
+from misp_platform.outbox import OutboxRow, OutgoingMessage, copy_messages
 from misp_platform.server_settings import named, read_settings, record_setting
 
 log = structlog.get_logger(__name__)
