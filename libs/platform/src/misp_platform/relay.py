@@ -22,6 +22,9 @@ once Kafka has acknowledged the previous one, and a row that does not fit its pa
 waits for the next round with every later row of that partition: per-key order holds, and a
 batch Kafka refuses is sent again record by record with nothing after it already published.
 Commit notifications are read as they arrive and wake one drain, however many came meanwhile.
+Latency: when commits were announced during a drain, its last rows are deleted by the next one
+while Kafka takes that drain's first round, not before it starts; the backlog gauges are
+measured in the background, off the path of any row.
 
 Never stalled: a row Kafka refuses for good (too large, not authorised, an invalid topic) is moved
 to `parked_message` with the error, in the transaction that deletes the published rows, and the
@@ -35,7 +38,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +140,10 @@ class OutboxRelay:
         # none).
         self._measured_at: float | None = None
         self._oldest_age_s: float | None = None
+        self._measuring: asyncio.Task[None] | None = None
+        # Positions published and not deleted yet, left by a drain to the next one (only while
+        # `run` drains again at once).
+        self._held: list[int] = []
 
     async def publish_pending(self, conn: AsyncConnection | None = None) -> int:
         """Publish every committed row, oldest first; returns how many were published. On
@@ -146,15 +153,33 @@ class OutboxRelay:
         async with self._autocommit.connect() as own:
             return await self._drain(own)
 
-    async def _drain(self, conn: AsyncConnection) -> int:
+    async def _drain(self, conn: AsyncConnection, *,
+                     more_coming: Callable[[], bool] = lambda: False) -> int:
         """Rounds until a read finds nothing. One connection, in autocommit: a round costs a
         read and one statement (delete and notify), no BEGIN and COMMIT around them. While
         Kafka takes a round's records, the previous round's rows are deleted and the next
         round's are read (outside of those on their way), so the waits overlap; a round is
-        only sent once Kafka has acknowledged the one before."""
+        only sent once Kafka has acknowledged the one before.
+
+        When `more_coming()` says at the end that commits were announced meanwhile, the last
+        round's rows are deleted by the next drain, while Kafka takes its first round, instead
+        of before it starts: the new rows wait for one statement less (their reader learns it
+        one read and one send later)."""
+        acknowledged = self._held  # published, not deleted yet
+        self._held = []
+        try:
+            return await self._rounds(conn, acknowledged, more_coming)
+        except BaseException:
+            # Whatever was published stays known as such: the next drain deletes it.
+            self._held = self._held or acknowledged
+            raise
+
+    async def _rounds(self, conn: AsyncConnection, acknowledged: list[int],
+                      more_coming: Callable[[], bool]) -> int:
+        """The drain's rounds; `acknowledged` (published, not deleted yet) is updated in
+        place, so a failure leaves it saying what is published."""
         total = 0
-        rows = await self._fetch(conn, ())
-        acknowledged: list[int] = []  # published, not deleted yet
+        rows = await self._fetch(conn, acknowledged)
         while rows:
             batches, refusals = await self._batches(rows)
             sent = [r for b in batches.values() for r in b.rows]
@@ -169,7 +194,7 @@ class OutboxRelay:
                         b.builder, b.tp.topic, partition=b.tp.partition))
                 if acknowledged:
                     await self._delete(conn, acknowledged)
-                    acknowledged = []
+                    acknowledged.clear()
                 following = await self._fetch(conn, [r.position for r in done])
                 refusals.update(await self._settle(list(batches.values()), deliveries))
             finally:
@@ -181,14 +206,17 @@ class OutboxRelay:
             if refusals:
                 await self._park(done, refusals)
             else:
-                acknowledged = [r.position for r in done]
+                acknowledged.extend(r.position for r in done)
             published = len(done) - len(refusals)
             total += published
             self.published += published
             metrics.events_published_total.inc(published)
             rows = following
-        if acknowledged:
+        if acknowledged and more_coming():
+            self._held = list(acknowledged)
+        elif acknowledged:
             await self._delete(conn, acknowledged)
+            acknowledged.clear()
         return total
 
     async def _fetch(self, conn: AsyncConnection, on_their_way: Sequence[int]) -> list[_Row]:
@@ -302,10 +330,17 @@ class OutboxRelay:
             return 0.0
         return self._oldest_age_s + time.monotonic() - self._measured_at
 
-    async def _measure_when_due(self, published: int) -> None:
+    def _measure_when_due(self, published: int) -> None:
+        """Measure the backlog in the background when due: off the path of the next drain."""
+        if self._measuring is not None and not self._measuring.done():
+            return
         since = None if self._measured_at is None else time.monotonic() - self._measured_at
         if since is not None and since < (BACKLOG_BUSY_S if published else BACKLOG_IDLE_S):
             return
+        self._measured_at = time.monotonic()  # not due again while this one runs
+        self._measuring = asyncio.create_task(self._measure_quietly())
+
+    async def _measure_quietly(self) -> None:
         try:
             await self.measure_backlog()
         except Exception as exc:  # a gauge never stops the relay; the next drain says more
@@ -366,7 +401,8 @@ class OutboxRelay:
                 async with self._autocommit.connect() as conn:
                     while not stop.is_set():
                         wake.clear()  # a commit from now on wakes the next drain
-                        await self._measure_when_due(await self._drain(conn))
+                        self._measure_when_due(await self._drain(
+                            conn, more_coming=lambda: wake.is_set() and not stop.is_set()))
                         with contextlib.suppress(TimeoutError):
                             async with asyncio.timeout(self.poll_interval_s):
                                 await wake.wait()
@@ -375,9 +411,10 @@ class OutboxRelay:
                             raise RuntimeError("the relay's LISTEN connection stopped")
                     await self._drain(conn)
             finally:
-                for task in (listener, stopping):
+                tasks = [listener, stopping, *([self._measuring] if self._measuring else [])]
+                for task in tasks:
                     task.cancel()
-                await asyncio.gather(listener, stopping, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
             log.info("relay.stopped", published=self.published)
 
     async def _acquire_lock(self, conn: psycopg.AsyncConnection, stop: asyncio.Event) -> None:
