@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from audit.adapters.keys import load_or_create_key
@@ -193,6 +194,62 @@ async def test_org_admins_see_their_org_by_id_whatever_its_name(env: Env) -> Non
     # The failure of a user the principals knew is recorded with the user's org id.
     assert {(x["AuditLog"]["user_id"], x["AuditLog"]["org_id"]) for x in newer} == {
         ("3", "2"), ("9", "0")}
+
+async def email_search(env: Env, key: str, patterns: object, *,
+                       url: str = "/admin/logs/index") -> list[tuple[str, str]]:
+    field = "user" if "audit_logs" in url else "email"  # the newer index names it `user`
+    r = await logs(env, key, url=url, json={field: patterns})
+    assert r.status_code == 200, r.text
+    if "audit_logs" in url:
+        return [(x["User"]["email"], x["AuditLog"]["model_id"]) for x in r.json()]
+    return [(x["Log"]["email"], x["Log"]["model_id"]) for x in r.json()]
+
+
+async def test_email_substrings_find_the_same_rows_through_the_email_list_or_without_it(
+        env: Env) -> None:
+    # Rows logged after the first ones (their emails reach log_email by its trigger), one with
+    # an email only a LIKE wildcard would match if `_` were not taken literally.
+    late = [envelope_of(UserUpdated(
+        user=UserState(id=40 + i, uuid=str(uuid.uuid4()), email=f"u{i}@x.test", org_id=2,
+                       role_id=3), changes={"email": ("a", "b")}),
+        actor=actor(uid, email, 2, "OrgTwo", "10.0.0.9"))
+        for i, (uid, email) in enumerate([(7, "New_Admin@Two.TEST"), (8, "newxadmin@two.test")])]
+    async with env.engine.begin() as conn:
+        await project(conn, [(e, Source("misp.x.y.v1", 2, i)) for i, e in enumerate(late)],
+                      Options(publish=False))
+
+    async def answers() -> list[list[tuple[str, str]]]:
+        return [
+            await email_search(env, env.site_admin, "%admin@%"),
+            await email_search(env, env.site_admin, "%new\\_admin%"),  # `_` escaped: literal
+            await email_search(env, env.site_admin, "%NEW_ADMIN@two%"),  # `_`: any character
+            await email_search(env, env.site_admin, ["%auditor%", "orgadmin@two%"]),
+            await email_search(env, env.site_admin, ["%auditor%", "admin@admin.test"]),
+            await email_search(env, env.org_admin, "%@%"),  # scoped to the org
+            await email_search(env, env.site_admin, "%nobody%"),
+            await email_search(env, env.site_admin, "%two.test",
+                               url="/admin/audit_logs/index"),
+        ]
+
+    listed = await answers()
+    admin = [("admin@admin.test", "0"), ("admin@admin.test", "20")]  # a setting, an edit
+    auditor = [("auditor@two.test", "22"), ("auditor@two.test", "23")]
+    new = [("New_Admin@Two.TEST", "40"), ("newxadmin@two.test", "41")]
+    assert listed == [
+        [*admin, ("orgadmin@two.test", "21"), *new],
+        new[:1],
+        new,
+        [("orgadmin@two.test", "21"), *auditor],
+        [*admin, *auditor],
+        [("orgadmin@two.test", "21"), *auditor, *new],
+        [],
+        [*new[::-1], *auditor[::-1], ("orgadmin@two.test", "21")],  # newest first
+    ]
+    async with env.engine.begin() as conn:  # as after a rebuild that left the trigger behind
+        await conn.execute(text("ALTER TABLE log_entry DISABLE TRIGGER log_email_fill"))
+        await conn.execute(text("TRUNCATE log_email"))
+    assert await answers() == listed
+
 
 @pytest.mark.parametrize("body", [
     {"unknown_field": 1}, {"created": "not a date"}, {"page": -1}, {"limit": 10**9},
