@@ -147,6 +147,34 @@ async def test_records_past_a_partitions_batch_wait_for_the_next_round_and_keep_
         assert (await conn.execute(select(func.count()).select_from(outbox))).scalar_one() == 0
 
 
+async def test_a_drain_told_more_is_coming_leaves_its_rows_to_the_next_that_deletes_them_once(
+        engine: AsyncEngine, platform_db: str, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
+    topic = await new_topic()
+    Counter = counter_event(topic)
+    producer = create_producer(kafka_bootstrap)
+    await producer.start()
+    relay = OutboxRelay(engine, platform_db, producer)
+
+    async def waiting() -> int:
+        async with engine.connect() as conn:
+            return (await conn.execute(select(func.count()).select_from(outbox))).scalar_one()
+
+    try:
+        for n in range(3):
+            await append(engine, Counter, str(uuid.uuid4()), 0, n)
+        async with relay._autocommit.connect() as conn:
+            assert await relay._drain(conn, more_coming=lambda: True) == 3
+            assert await waiting() == 3  # published, deleted by the next drain
+            await append(engine, Counter, str(uuid.uuid4()), 0, 3)
+            assert await relay._drain(conn) == 1  # the new row only: the others are not resent
+            assert await waiting() == 0
+            assert await relay._drain(conn) == 0
+    finally:
+        await producer.stop()
+    records = await read_topic(kafka_bootstrap, topic, 5, timeout_s=10)
+    assert sorted(e.data["n"] for e in envelopes(records)) == [0, 1, 2, 3]
+
+
 async def test_a_second_relay_waits_as_a_standby_and_takes_over_when_the_first_stops(
         engine: AsyncEngine, platform_db: str, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
     topic = await new_topic()
