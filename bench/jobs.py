@@ -170,6 +170,15 @@ def _epoch(at: datetime | str) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
+def cpu_s(pids: list[int]) -> float:
+    """The CPU time (user + system) the processes `pids` used so far, from /proc (Linux)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 async def completed(engine: Any, ids: list[int]) -> float:
     """Wait for every job of `ids` to complete; when the last one did (epoch seconds)."""
     began = time.perf_counter()
@@ -224,11 +233,14 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
                            [*PRINCIPAL_TOPICS, JOBS_COMMANDS_TOPIC, WORKER_TOPIC])
         await start_group_at_end(bootstrap, env["JOBS_WORKER_GROUP"],
                            [run_topic("jobs", q) for q in BENCH_QUEUES])
-        start("relay", **env)
-        start("consume", **env)
+        # The processes whose CPU time a no-op job costs (load 1), by role.
+        roles: dict[str, list[int]] = {"relay": [start("relay", **env).pid],
+                                       "consumer": [start("consume", **env).pid], "workers": []}
         for queue, prefetch in (("cache", args.prefetch), ("prio", 1)):
             for _ in range(args.workers):
-                start("worker", queue, JOBS_WORKER_PREFETCH=str(prefetch), **env)
+                child = start("worker", queue, JOBS_WORKER_PREFETCH=str(prefetch), **env)
+                if queue == "cache":
+                    roles["workers"].append(child.pid)
         # Every worker is up (its heartbeat came through the relay and the consumer) and each
         # queue ran a few jobs: the loads measure a running system, not its start.
         await workers_seen(engine, 2 * args.workers)
@@ -246,6 +258,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
                 ("prio", "jobs_per_s_one_at_a_time", min(args.jobs, 200), None),
                 ("cache", "progress_jobs_per_s", args.jobs, {"steps": 10, "step_s": 0})):
             began = time.time()
+            cpu_before = {role: cpu_s(pids) for role, pids in roles.items()}
             ids: list[int] = []
             for chunk in range(0, count, 100):
                 async with engine.begin() as conn:
@@ -255,6 +268,10 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
             if key == "jobs_per_s":
                 results["enqueue_per_s"] = count / (time.time() - began)
             results[key] = count / (await completed(engine, ids) - began)
+            if key == "jobs_per_s":  # CPU per no-op job: relay, jobs consumer, workers
+                for role, pids in roles.items():
+                    results[f"cpu_ms_per_job_{role}"] = (
+                        (cpu_s(pids) - cpu_before[role]) * 1000 / count)
         results["prefetch"] = args.prefetch
         results["ratio_to_raw"] = results["jobs_per_s"] / results["raw_kafka_msgs_per_s"]
 
@@ -378,6 +395,11 @@ def report(r: dict[str, float]) -> None:
     table.add_row("jobs/s, 10 progress updates each", f"{r['progress_jobs_per_s']:,.0f}",
                   f"{r['celery_progress_jobs_per_s']:,.0f}",
                   f"{r['progress_jobs_per_s'] / r['celery_progress_jobs_per_s']:.2f}x", "")
+    cpu = {role: r.get(f"cpu_ms_per_job_{role}") for role in ("relay", "consumer", "workers")}
+    if None not in cpu.values():
+        table.add_row("  CPU per no-op job: relay / jobs consumer / workers",
+                      " / ".join(f"{v:.1f}" for v in cpu.values() if v is not None) + " ms",
+                      "", "", "")
     table.add_row("no-op jobs/s, one job at a time", f"{r['jobs_per_s_one_at_a_time']:,.0f}",
                   "", "", "")
     table.add_row("raw aiokafka produce+consume", f"{r['raw_kafka_msgs_per_s']:,.0f} msg/s",
