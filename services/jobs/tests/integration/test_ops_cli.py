@@ -1,17 +1,26 @@
 """The ops commands (the book's CakeResque ones) as real processes on a test database:
 `stats`, `clear QUEUE`, `cleanup WORKER_ID`, `tail --once`, with a real worker for the counts per
 worker and the job that `cleanup` terminates; the destructive ones refuse without `--yes` when
-stdin is not a terminal, and change nothing with `--dry-run`."""
+stdin is not a terminal, and change nothing with `--dry-run`.
+
+Each command is a process of its own, forked from one that imported the command line once
+(cli_forker.py): a `python -m jobs` start costs seconds of imports, which were most of these
+tests' time; `python -m jobs stats` itself still runs once as a fresh interpreter."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,9 +33,47 @@ from misp_platform.worker import job_run
 from ..conftest import TEST_NOOP, WorkerFactory
 
 PERCENT = re.compile(r"\] +(\d+)% ")  # tail's line: ... [#####     ]  25% message
+FORKER = Path(__file__).with_name("cli_forker.py")
 
 
-async def run_cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
+class Cli:
+    """`python -m jobs ARGS` on a database, each run a process forked by cli_forker.py."""
+
+    def __init__(self) -> None:
+        self.forker = subprocess.Popen([sys.executable, str(FORKER)], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, text=True)
+        self.lock = threading.Lock()
+
+    def _run(self, db: str, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+        assert self.forker.stdin is not None and self.forker.stdout is not None
+        request = {"argv": list(args), "env": {"JOBS_DATABASE_URL": db,
+                                               "MISP_LOG_FORMAT": "json"}}
+        with self.lock:
+            self.forker.stdin.write(json.dumps(request) + "\n")
+            self.forker.stdin.flush()
+            answer = json.loads(self.forker.stdout.readline())
+        return subprocess.CompletedProcess(["python", "-m", "jobs", *args],
+                                           answer["returncode"], answer["stdout"],
+                                           answer["stderr"])
+
+    async def __call__(self, db: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.wait_for(asyncio.to_thread(self._run, db, args), 60)
+
+    def close(self) -> None:
+        assert self.forker.stdin is not None
+        self.forker.stdin.close()
+        self.forker.wait(30)
+
+
+@pytest.fixture(scope="module")
+def run_cli() -> Iterator[Cli]:
+    cli = Cli()
+    yield cli
+    cli.close()
+
+
+async def run_process(db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m jobs ARGS` as a fresh interpreter."""
     return await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "jobs", *args], capture_output=True, text=True,
         timeout=60, stdin=subprocess.DEVNULL,
@@ -34,11 +81,11 @@ async def run_cli(db: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_stats_clear_and_tail_work_on_the_jobs_table(jobs_engine: AsyncEngine,
-                                                          jobs_db: str) -> None:
+                                                          jobs_db: str, run_cli: Cli) -> None:
     async with jobs_engine.begin() as conn:
         ids = [await commands.enqueue(conn, job_type="noop", queue=q, actor=Actor.system())
                for q in ("email", "email", "prio")]
-    stats = await run_cli(jobs_db, "stats")
+    stats = await run_process(jobs_db, "stats")
     assert stats.returncode == 0, stats.stderr
     email_line = next(line for line in stats.stdout.splitlines() if line.startswith("email"))
     assert email_line.split()[1] == "2"  # two waiting
@@ -47,7 +94,7 @@ async def test_stats_clear_and_tail_work_on_the_jobs_table(jobs_engine: AsyncEng
     assert cleared.returncode == 0 and "cancelled 2 waiting job(s) in email" in cleared.stdout
     assert "clearing email" in cleared.stderr and "2/2" in cleared.stderr  # the progress bar
     async with jobs_engine.connect() as conn:
-        statuses = dict((await conn.execute(select(job.c.id, job.c.status).where(
+        statuses: dict[int, int] = dict((await conn.execute(select(job.c.id, job.c.status).where(
             job.c.id.in_(ids)))).all())
     assert [statuses[i] for i in ids] == [3, 3, 1]
 
@@ -62,14 +109,14 @@ async def test_stats_clear_and_tail_work_on_the_jobs_table(jobs_engine: AsyncEng
 
 
 async def test_clear_refuses_without_yes_off_a_terminal_and_a_dry_run_changes_nothing(
-        jobs_engine: AsyncEngine, jobs_db: str) -> None:
+        jobs_engine: AsyncEngine, jobs_db: str, run_cli: Cli) -> None:
     async with jobs_engine.begin() as conn:
         ids = [await commands.enqueue(conn, job_type="noop", queue="cache", actor=Actor.system())
                for _ in range(3)]
 
     async def statuses() -> list[int]:
         async with jobs_engine.connect() as conn:
-            found = dict((await conn.execute(select(job.c.id, job.c.status).where(
+            found: dict[int, int] = dict((await conn.execute(select(job.c.id, job.c.status).where(
                 job.c.id.in_(ids)))).all())
         return [found[i] for i in ids]
 
@@ -104,7 +151,7 @@ def _stats_line(stdout: str, worker_id: str) -> list[str]:
 
 async def test_stats_count_each_workers_outcomes_and_cleanup_terminates_its_job_in_hand(
         pipeline: None, start_worker: WorkerFactory, jobs_engine: AsyncEngine,
-        jobs_db: str) -> None:
+        jobs_db: str, run_cli: Cli) -> None:
     runner = await start_worker("default")
 
     async def enqueue(**data: Any) -> int:
