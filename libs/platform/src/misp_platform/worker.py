@@ -38,7 +38,18 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry.trace import SpanKind, StatusCode
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    func,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -62,7 +73,7 @@ from misp_contracts.events.jobs import (
 )
 from misp_platform import failpoints, metrics, tracing
 from misp_platform.kafka import client_options
-from misp_platform.outbox import enqueue
+from misp_platform.outbox import OutgoingMessage, enqueue_messages
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +89,31 @@ job_run = Table(
     Column("worker_id", String(64), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# The outcome of the runs marked `running`, one row per run (executemany: one round trip).
+_record_outcome = (job_run.update().where(job_run.c.job_id == bindparam("run_job_id"))
+                   .values(outcome=bindparam("run_outcome"), message=bindparam("run_message")))
+
+
+@dataclass
+class _Reports:
+    """What the runs of a back-to-back batch leave to write at its end, in its transaction:
+    the outcomes of the runs that did their effect, and every run's report (one outbox write)."""
+
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[OutgoingMessage] = field(default_factory=list)
+
+    def outcome_of(self, job_id: int) -> tuple[str, str] | None:
+        """The outcome and message of `job_id`'s run earlier in the batch, not written yet."""
+        for o in self.outcomes:
+            if o["run_job_id"] == job_id:
+                return o["run_outcome"], o["run_message"]
+        return None
+
+    async def write(self, conn: AsyncConnection) -> None:
+        if self.outcomes:
+            await conn.execute(_record_outcome, self.outcomes)
+        await enqueue_messages(conn, self.messages)
 
 
 class JobCancelledError(Exception):
@@ -239,10 +275,13 @@ class WorkerRunner:
         self.room = asyncio.Event()  # set when a held job is let go
         self.progress: dict[AttemptKey, CoalescedProgress] = {}
 
-    async def _publish(self, conn: AsyncConnection, event: DomainEvent, key: str) -> None:
+    def _message(self, event: DomainEvent, key: str) -> OutgoingMessage:
         envelope = Envelope(source=f"/{self.service}", type=event.type, subject=key,
                             actor=Actor.system(), data=event.model_dump(mode="json"))
-        await enqueue(conn, envelope, topic=event.topic, key=key)
+        return OutgoingMessage.of(envelope, topic=event.topic, key=key)
+
+    async def _publish(self, conn: AsyncConnection, event: DomainEvent, key: str) -> None:
+        await enqueue_messages(conn, [self._message(event, key)])
 
     async def heartbeat(self) -> None:
         job_id = self.current.job.job_id if self.current else None
@@ -407,9 +446,10 @@ class WorkerRunner:
 
     async def _run_back_to_back(self, first: JobContext) -> None:
         """Run `first`, then the granted jobs already waiting (up to `prefetch`, for up to
-        `back_to_back_s`), in one transaction, each job's effect, mark and report in a
-        savepoint of its own: one commit for them all. A crash before the commit leaves none of
-        them done; the jobs service fails them over and each runs once on its retry."""
+        `back_to_back_s`), in one transaction, each job's effect and mark in a savepoint of its
+        own, their outcomes and reports written together at the end: one commit for them all. A
+        crash before the commit leaves none of them done; the jobs service fails them over and
+        each runs once on its retry."""
         if self.prefetch <= 1:
             try:
                 self.current = first
@@ -423,16 +463,18 @@ class WorkerRunner:
         done: list[JobContext] = []
         try:
             async with self.engine.begin() as conn:
+                reports = _Reports()
                 ctx: JobContext | None = first
                 while ctx is not None:
                     done.append(ctx)
                     self.current = ctx
-                    await self.finish_current(conn)
+                    await self.finish_current(conn, reports)
                     self.current = None
                     ctx = None
                     if (len(done) < self.prefetch and not self.runnable.empty()
                             and loop.time() - began < self.back_to_back_s):
                         ctx = self.runnable.get_nowait()
+                await reports.write(conn)
         finally:
             self.current = None
             for ctx in done:
@@ -509,12 +551,11 @@ class WorkerRunner:
             self.holding[key] = ctx
             self.deadlines[key] = deadline
         if taken:
+            claims = [self._message(JobRunStarted(
+                worker=self.ref, job_id=ctx.job.job_id, attempt=ctx.job.attempt,
+                origin=ctx.job.origin), str(ctx.job.job_id)) for ctx in taken]
             async with self.engine.begin() as conn:
-                for ctx in taken:
-                    await self._publish(conn, JobRunStarted(
-                        worker=self.ref, job_id=ctx.job.job_id, attempt=ctx.job.attempt,
-                        origin=ctx.job.origin),
-                        str(ctx.job.job_id))
+                await enqueue_messages(conn, claims)
         failpoints.hit("worker.after_start")
         return taken
 
@@ -528,10 +569,12 @@ class WorkerRunner:
         self.progress[attempt_key(job)] = progress
         return progress.report
 
-    async def finish_current(self, outer: AsyncConnection | None = None) -> None:
+    async def finish_current(self, outer: AsyncConnection | None = None,
+                             reports: _Reports | None = None) -> None:
         """Run the current job (or report the outcome already recorded), in a span that is the
         child of the trace context the job was enqueued in; in a transaction of its own, or in
-        a savepoint of `outer`'s."""
+        a savepoint of `outer`'s (its outcome and report then left in `reports`, which the
+        caller writes in `outer` before the commit)."""
         ctx = self.current
         if ctx is None:
             return
@@ -544,7 +587,7 @@ class WorkerRunner:
                             "messaging.system": "kafka", "messaging.operation.type": "process",
                             "messaging.destination.name": run_topic(self.service, self.queue)},
         ) as current:
-            outcome = await self._finish(ctx, outer)
+            outcome = await self._finish(ctx, outer, reports)
             if current is not None:
                 current.set_attribute("misp.job.outcome", outcome)
                 if outcome != "succeeded":
@@ -560,8 +603,21 @@ class WorkerRunner:
             async with outer.begin_nested():
                 yield outer
 
-    async def _finish(self, ctx: JobContext, outer: AsyncConnection | None = None) -> str:
+    async def _finish(self, ctx: JobContext, outer: AsyncConnection | None = None,
+                      reports: _Reports | None = None) -> str:
         job, key = ctx.job, str(ctx.job.job_id)
+
+        async def report(conn: AsyncConnection, into: _Reports | None,
+                         event: JobRunFinished) -> None:
+            if into is None:
+                await self._publish(conn, event, key)
+            else:
+                into.messages.append(self._message(event, key))
+
+        # This run's outcome and report in a batch, moved to `reports` once its savepoint is
+        # released (a run that fails after them leaves neither).
+        ours = None if reports is None else _Reports()
+
         handler = self.handlers.get(job.job_type)
         outcome, message, replayed = "failed", "", False
         began = time.monotonic()
@@ -580,6 +636,9 @@ class WorkerRunner:
                     previous = (await conn.execute(job_run.select().where(
                         job_run.c.job_id == job.job_id))).one()
                     outcome, message, replayed = previous.outcome, previous.message, True
+                    earlier = None if reports is None else reports.outcome_of(job.job_id)
+                    if earlier is not None:  # run earlier in this batch: its outcome waits
+                        outcome, message = earlier
                 elif handler is None:
                     raise RuntimeError(f"no handler for {job.job_type}")
                 else:
@@ -589,11 +648,18 @@ class WorkerRunner:
                         await progress.close(conn)
                     failpoints.hit("worker.before_commit")
                     outcome = "succeeded"
-                    await conn.execute(job_run.update().where(job_run.c.job_id == job.job_id)
-                                       .values(outcome=outcome, message=message[:2000]))
-                await self._publish(conn, JobRunFinished(
+                    recorded = {"run_job_id": job.job_id, "run_outcome": outcome,
+                                "run_message": message[:2000]}
+                    if ours is None:
+                        await conn.execute(_record_outcome, recorded)
+                    else:
+                        ours.outcomes.append(recorded)
+                await report(conn, ours, JobRunFinished(
                     worker=self.ref, job_id=job.job_id, attempt=job.attempt, outcome=outcome,
-                    message=message, replayed=replayed), key)
+                    message=message, replayed=replayed))
+            if reports is not None and ours is not None:
+                reports.outcomes += ours.outcomes
+                reports.messages += ours.messages
         except Exception as exc:
             # The effect rolled back with the mark: a retry runs it again from scratch.
             outcome = "cancelled" if isinstance(exc, JobCancelledError) else "failed"
@@ -603,9 +669,9 @@ class WorkerRunner:
             async with self._transaction(outer) as conn:
                 if progress is not None:
                     await progress.close(conn)
-                await self._publish(conn, JobRunFinished(
+                await report(conn, reports, JobRunFinished(
                     worker=self.ref, job_id=job.job_id, attempt=job.attempt, outcome=outcome,
-                    message=message[:2000]), key)
+                    message=message[:2000]))
         if not replayed:
             metrics.job_duration_seconds.labels(job.job_type, outcome).observe(
                 time.monotonic() - began)
