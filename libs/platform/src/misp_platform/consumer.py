@@ -185,20 +185,24 @@ class ConsumerRunner:
         # applied (one at a time, in order): the effects' transaction already holds the marks
         # and positions, so a commit lost with its process only means a deduplicated replay.
         committing: asyncio.Task[None] | None = None
+        # The next batch is fetched and decoded while this one is applied (its CPU work fills
+        # this one's waits on the database); nothing of it is applied before this one commits.
+        fetching = asyncio.create_task(self._fetch(consumer))
         try:
             while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=300, max_records=self.batch_max)
+                batches, decoded = await fetching
                 if ready is not None and consumer.assignment():
                     ready.set()
-                records = [r for rs in batches.values() for r in rs]
-                if not records:
+                if not decoded:
                     await self._save_idle_positions(consumer, saved)
+                    fetching = asyncio.create_task(self._fetch(consumer))
                     continue
                 if not await _unless_stopped(
                         failpoints.pause(f"{self.failpoint_scope}.before_batch"), stop):
                     break  # stopped while the batch waited: unapplied, the next owner gets it
                 offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items()}
-                await self.process(records, offsets)
+                fetching = asyncio.create_task(self._fetch(consumer))
+                await self.apply(decoded, offsets)
                 saved.update(offsets)
                 for tp, position in offsets.items():
                     highwater = consumer.highwater(tp)
@@ -209,11 +213,19 @@ class ConsumerRunner:
                     await committing
                 committing = asyncio.create_task(self._commit(consumer, offsets))
         finally:
+            fetching.cancel()
+            await asyncio.gather(fetching, return_exceptions=True)
             if committing is not None:
                 await committing
             await consumer.stop()
             log.info("consumer.stopped", group=self.group, applied=self.applied,
                      dead_lettered=self.dead_lettered)
+
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> tuple[
+            dict[TopicPartition, list[ConsumerRecord]], list[Decoded]]:
+        """The next batch from Kafka (empty after a wait of 300 ms), decoded."""
+        batches = await consumer.getmany(timeout_ms=300, max_records=self.batch_max)
+        return batches, self.decode([r for rs in batches.values() for r in rs])
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: Positions) -> None:
         try:
@@ -249,8 +261,11 @@ class ConsumerRunner:
                       positions: Positions | None = None) -> None:
         """Apply a batch effectively once, and move the group's positions to `positions` in the
         same transaction; retries the batch while the database is unreachable."""
+        await self.apply(self.decode(records), positions)
+
+    async def apply(self, decoded: Sequence[Decoded], positions: Positions | None = None) -> None:
+        """`process` for a batch already decoded."""
         positions = positions or {}
-        decoded = self.decode(records)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
             wait=wait_exponential(multiplier=self.backoff_s, max=10), reraise=True,

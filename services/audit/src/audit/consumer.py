@@ -25,7 +25,6 @@ from misp_platform.consumer import (
     Decoded,
     Handler,
     Positions,
-    save_positions,
 )
 
 H = TypeVar("H", BatchHandler, Handler)
@@ -68,14 +67,24 @@ class AuditConsumer(ConsumerRunner):
 
     def decode(self, records: Sequence[ConsumerRecord]) -> list[Decoded]:
         """The batch decoded, each event's source partition noted for the projection (which
-        the platform's paths call with envelopes alone)."""
+        the platform's paths call with envelopes alone) until the batch is applied. The next
+        batch is decoded while this one is applied: an id seen in both keeps its first source
+        (its second delivery is a duplicate, never logged)."""
         decoded = super().decode(records)
-        self._sources = {}
         for d in decoded:
             if d.envelope is not None:
                 self._sources.setdefault(d.message_id, Source(
                     d.record.topic, d.record.partition, d.record.offset))
         return decoded
+
+    async def apply(self, decoded: Sequence[Decoded], positions: Positions | None = None) -> None:
+        try:
+            await super().apply(decoded, positions)
+        finally:
+            for d in decoded:  # not a later delivery's (noted while this batch was applied)
+                r = d.record
+                if self._sources.get(d.message_id) == Source(r.topic, r.partition, r.offset):
+                    del self._sources[d.message_id]
 
     async def _process_fast(self, batch: Sequence[Decoded], positions: Positions) -> None:
         """The whole batch in one transaction: its marks claimed, its new events logged in one
@@ -88,7 +97,7 @@ class AuditConsumer(ConsumerRunner):
             raise ValueError("batch holds an undecodable message")
         wanted = [d for d in batch if d.envelope is not None]
         async with self.engine.begin() as conn:
-            fresh = await self._claim(conn, wanted)
+            fresh = await self._claim_and_save_positions(conn, wanted, positions)
             envelopes: list[Envelope] = []
             for d in wanted:
                 if d.message_id in fresh:  # else applied before (a redelivery)
@@ -97,7 +106,6 @@ class AuditConsumer(ConsumerRunner):
                     envelopes.append(d.envelope)
             if envelopes:
                 await self._project(conn, envelopes)
-            await save_positions(conn, self.group, positions)
             failpoints.hit(f"{self.failpoint_scope}.before_commit")
         failpoints.hit(f"{self.failpoint_scope}.after_commit")
         self.applied += len(envelopes)
