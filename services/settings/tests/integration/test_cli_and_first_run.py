@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 from click.testing import CliRunner, Result
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from misp_contracts.envelope import Actor
 from misp_platform.cli import build_cli
 from misp_platform.cli_support import CliContext
 from settings.bootstrap import spec
 from settings.handlers.first_run import seed
+from settings.handlers.settings import change_setting
 from settings.settings import SettingsSettings
 
 
@@ -55,3 +58,28 @@ async def test_seeding_happens_once(settings_engine: AsyncEngine) -> None:
     async with settings_engine.connect() as conn:
         count = (await conn.execute(text("SELECT count(*) FROM regexp"))).scalar()
     assert count == 29
+
+
+async def test_the_first_run_gives_the_instance_a_uuid_once_unless_one_was_set(
+        settings_engine: AsyncEngine) -> None:
+    async def instance_uuid() -> tuple[object, int]:
+        async with settings_engine.connect() as conn:
+            value = (await conn.execute(text(
+                "SELECT value FROM setting_override WHERE name = 'MISP.uuid'"))).scalar()
+            events = (await conn.execute(text(
+                "SELECT count(*) FROM event WHERE data->>'name' = 'MISP.uuid'"))).scalar()
+        return value, int(events or 0)
+
+    generated, events = await instance_uuid()  # the fixture's first run made it
+    assert isinstance(generated, str) and str(uuid.UUID(generated)) == generated
+    assert events == 1
+    await seed(settings_engine)
+    assert await instance_uuid() == (generated, 1)
+
+    # An instance whose operator set its UUID before the step ran keeps the operator's.
+    async with settings_engine.begin() as conn:
+        await conn.execute(text("DELETE FROM first_run WHERE step = 'instance-uuid'"))
+    chosen = "5f1e7b2c-0a1b-4c2d-8e3f-123456789abc"
+    await change_setting(settings_engine, name="MISP.uuid", value=chosen, actor=Actor.system())
+    await seed(settings_engine)
+    assert await instance_uuid() == (chosen, 2)

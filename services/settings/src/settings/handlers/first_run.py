@@ -1,7 +1,10 @@
-"""First run: MISP's seeded import regexps and example org blocklist entries, through events like
-any other change, exactly once (a marker row; a seed deleted later stays deleted)."""
+"""First run: MISP's seeded import regexps and example org blocklist entries, and the instance's
+UUID (`MISP.uuid`, which identifies it to sync partners, when no one set it), through events like
+any other change, each step exactly once (a marker row; a seed deleted later stays deleted)."""
 
 from __future__ import annotations
+
+import uuid
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -10,10 +13,13 @@ from misp_contracts.envelope import Actor
 from misp_platform.transaction import in_transaction
 from settings.adapters import queries, store
 from settings.domain.seeds import SEEDED_ORG_BLOCKLIST, SEEDED_REGEXPS
+from settings.domain.settings import decide_change, lookup
 from settings.handlers.lists import ORG_BLOCKLIST, REGEXP, add_entry_in
 
 log = structlog.get_logger(__name__)
 STEP = "misp-seeds"
+UUID_STEP = "instance-uuid"
+INSTANCE_UUID = "MISP.uuid"
 _LOCK_KEY = 0x5E77_1065
 
 
@@ -22,6 +28,7 @@ async def seed(engine: AsyncEngine) -> bool:
 
     async def work(conn: AsyncConnection) -> bool:
         await store.lock_first_run(conn, _LOCK_KEY)
+        await _instance_uuid(conn)
         if await queries.first_run_done(conn, STEP):
             return False
         actor = Actor.system()
@@ -40,3 +47,15 @@ async def seed(engine: AsyncEngine) -> bool:
         log.info("settings.seeded", regexps=len(SEEDED_REGEXPS),
                  org_blocklist=len(SEEDED_ORG_BLOCKLIST), table=ORG_BLOCKLIST.table)
     return did
+
+
+async def _instance_uuid(conn: AsyncConnection) -> None:
+    """Give the instance a UUID once, unless an operator set one first (MISP generates it too)."""
+    if await queries.first_run_done(conn, UUID_STEP):
+        return
+    current = await queries.current_setting(conn, INSTANCE_UUID, lock=True)
+    if not current.value:
+        event = decide_change(lookup(INSTANCE_UUID), current, str(uuid.uuid4()))
+        await store.append_setting(conn, current, event, Actor.system())
+        log.info("settings.instance_uuid", uuid=event.value)
+    await store.mark_first_run(conn, UUID_STEP)
