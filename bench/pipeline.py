@@ -5,7 +5,8 @@ Prints, each beside its baseline measured in the same run:
      aiokafka produce-then-consume of the same records;
   2. latency: p50/p99 from commit to effect at a fixed 1,000 events/s, offered by writer
      processes (`--writers`) on a shared schedule; the rate offered is printed beside the one
-     asked;
+     asked, and the figure split at the record's batch (a plain reader of the topic gives its
+     timestamp): commit -> the relay builds the batch, batch -> the consumer's effect;
   3. the relay alone: commit -> visible in Kafka (a plain consumer reading the topic) p50/p99 at
      1,000 events/s, split into its hops by the records' timestamps (commit -> the relay builds
      the batch; batch -> the reader has it), and events/s draining a prefilled outbox, beside a
@@ -510,15 +511,37 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
                  start_role("consume", url, bootstrap, topics["lat"], f"b-{uuid.uuid4().hex}")]
         await warm_up(engine, store, model, actor)
         total = int(args.rate * args.seconds)
-        offered = await offer_commits(url, topics["lat"], total, args.rate, args.writers)
-        await wait_applied(engine, total)
+        # A plain reader of the topic splits commit -> effect at the record's batch: the
+        # warm-up's record is on the topic too.
+        watch = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "watch", bootstrap, topics["lat"], str(total + 1),
+            stdout=asyncio.subprocess.PIPE, limit=64 * 1024 * 1024)
+        assert watch.stdout is not None
+        try:
+            if await asyncio.wait_for(watch.stdout.readline(), 120) != b"ready\n":
+                raise RuntimeError("the topic reader did not start")
+            offered = await offer_commits(url, topics["lat"], total, args.rate, args.writers)
+            await wait_applied(engine, total)
+            seen = {int(n): t for n, t in orjson.loads(await asyncio.wait_for(
+                watch.stdout.readline(), 120)).items()}
+        finally:
+            if watch.returncode is None:
+                watch.kill()
+            await watch.wait()
         async with engine.connect() as conn:
-            lat = sorted((r[0] - r[1]) * 1000 for r in await conn.execute(
-                text("SELECT applied_at, sent_at FROM projection")))
+            applied = (await conn.execute(
+                text("SELECT n, sent_at, applied_at FROM projection"))).all()
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(30)
+        lat = sorted((a - sent) * 1000 for _, sent, a in applied)
+        # The hops, by the record's timestamp (when the relay built its batch, ms clock).
+        hops = {"commit_to_batch": sorted((seen[n][1] - sent) * 1000 for n, sent, _ in applied),
+                "batch_to_effect": sorted((a - seen[n][1]) * 1000 for n, _, a in applied)}
+        for hop, values in hops.items():
+            results[f"latency_hop_{hop}_p50_ms"] = statistics.median(values)
+            results[f"latency_hop_{hop}_p99_ms"] = p99(values)
         results["latency_rate_offered_per_s"] = offered
         results["latency_rate_asked_per_s"] = args.rate
         results["latency_writers"] = args.writers
@@ -553,6 +576,11 @@ def report(results: dict[str, float]) -> None:
         table.add_row("commit -> effect p99", f"{results['latency_p99_ms']:.1f} ms",
                       "target <= 200 ms")
         table.add_row("commit -> effect max", f"{results['latency_max_ms']:.1f} ms", "")
+        for hop, label in (("commit_to_batch", "commit -> relay builds batch"),
+                           ("batch_to_effect", "batch built -> effect committed")):
+            table.add_row(f"hop: {label} p50 / p99",
+                          f"{results[f'latency_hop_{hop}_p50_ms']:.1f} / "
+                          f"{results[f'latency_hop_{hop}_p99_ms']:.1f} ms", "Kafka's ms clock")
     if "relay_events_per_s" in results:
         table.add_section()
         deb = DEBEZIUM
