@@ -93,12 +93,19 @@ async def role_relay(database_url: str, bootstrap: str) -> None:
     await engine.dispose()
 
 
+# A run's rows in one JSON parameter, one statement (as the event store writes its events): an
+# executemany through SQLAlchemy compiled each row's parameters, a fifth of the consumer's CPU.
+PROJECT = text("""
+    INSERT INTO projection (stream_id, n, sent_at, applied_at)
+    SELECT r.s, r.n, r.sent, extract(epoch from clock_timestamp())
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(s uuid, n int, sent double precision)
+""")
+
+
 async def apply(conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
     """The projection: one row per event, written for a whole run of events at once."""
-    await conn.execute(
-        text("INSERT INTO projection (stream_id, n, sent_at, applied_at) "
-             "VALUES (:s, :n, :sent, extract(epoch from clock_timestamp()))"),
-        [{"s": e.subject, "n": e.data["n"], "sent": e.data["sent_at"]} for e in envelopes])
+    rows = [{"s": e.subject, "n": e.data["n"], "sent": e.data["sent_at"]} for e in envelopes]
+    await conn.execute(PROJECT, {"rows": orjson.dumps(rows).decode()})
 
 
 async def role_consume(database_url: str, bootstrap: str, topic: str, group: str) -> None:
