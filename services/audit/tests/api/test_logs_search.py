@@ -245,7 +245,7 @@ async def test_email_substrings_find_the_same_rows_through_the_email_list_or_wit
         [],
         [*new[::-1], *auditor[::-1], ("orgadmin@two.test", "21")],  # newest first
     ]
-    async with env.engine.begin() as conn:  # as after a rebuild that left the trigger behind
+    async with env.engine.begin() as conn:  # a log without the email list (the fallback)
         await conn.execute(text("ALTER TABLE log_entry DISABLE TRIGGER log_email_fill"))
         await conn.execute(text("TRUNCATE log_email"))
     assert await answers() == listed

@@ -174,7 +174,15 @@ async def test_rebuild_replays_the_topics_into_the_same_entries_and_keeps_pruned
         after = set((await conn.execute(text(
             "SELECT source_event_id FROM log_entry"))).scalars())
         epoch = (await conn.execute(text("SELECT max(epoch) FROM log_checkpoint"))).scalar()
+        # the rebuilt log still lists its emails for the substring searches (queries.py)
+        listed = (await conn.execute(text(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'log_entry'::regclass "
+            "AND tgname = 'log_email_fill'"))).scalar()
+        indexed = (await conn.execute(text(
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'log_entry' "
+            "AND indexname = 'ix_log_entry_email'"))).scalar()
     assert after == before and len(after) == 4 and epoch == 2
+    assert listed == 1 and indexed == 1
     check = await verify(audit_engine, await public(key))
     assert check.ok, check.as_dict()
     assert check.epoch == 2 and check.entries == 4

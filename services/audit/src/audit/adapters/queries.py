@@ -25,8 +25,8 @@ principal_org = table("principal_org", column("org_id"), column("name"), column(
 principal_user = table("principal_user", column("user_id"), column("org_id"))
 log_email = table("log_email", column("email"))
 
-# Set on log_entry by migration 0009. A rebuild swaps in a table that may lack it (its DDL is
-# tables.py's); then log_email may miss new emails and the trigram index serves instead.
+# Set on log_entry by migration 0009, and on a rebuild's new generation by tables.py. Were it
+# missing, log_email could miss new emails: the trigram index then serves instead.
 EMAIL_LIST_TRIGGER = "log_email_fill"
 
 

@@ -75,6 +75,8 @@ def entry_index_ddl(name: str) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS ix_{name}_model ON {name} (model, model_id)",
         f"CREATE INDEX IF NOT EXISTS ix_{name}_ip_email ON {name} (ip, email, created) "
         "WHERE ip IS NOT NULL",
+        # an email substring's rows, once log_email matched it (queries.py, migration 0009)
+        f"CREATE INDEX IF NOT EXISTS ix_{name}_email ON {name} (email, id)",
     ]
     for column in ("email", "org", "title", "change", "description"):
         out.append(f"CREATE INDEX IF NOT EXISTS ix_{name}_{column}_trgm ON {name} "
@@ -95,6 +97,15 @@ def chain_table_ddl(name: str) -> str:
     )"""
 
 
+def email_list_trigger_ddl(name: str) -> list[str]:
+    """The trigger that lists each new email of the entry table in log_email (migration 0009
+    made both; a rebuilt generation needs its own, which the swap's rename keeps)."""
+    return [f"DROP TRIGGER IF EXISTS log_email_fill ON {name}",
+            f"CREATE TRIGGER log_email_fill AFTER INSERT ON {name} "
+            "REFERENCING NEW TABLE AS log_entry_added "
+            "FOR EACH STATEMENT EXECUTE FUNCTION log_email_fill()"]
+
+
 def generation_ddl(tables: LogTables) -> list[str]:
     return [entry_table_ddl(tables.entry), *entry_index_ddl(tables.entry),
-            chain_table_ddl(tables.chain)]
+            *email_list_trigger_ddl(tables.entry), chain_table_ddl(tables.chain)]
