@@ -272,14 +272,6 @@ SMTP_PASSWORD = "MAILER_SMTP_PASSWORD"
 # gateway's start (readiness: /ready); the ops port's /healthz the other roles' (it listens on
 # the loopback, MISP_METRICS_HOST's default: nothing else on the network needs it).
 COMPOSE_OPS_PORT = 9100
-# The abuse detector serves no ops port (faust's web server is off): healthy while it holds an
-# established connection to the broker (its netns's /proc/net/tcp; python, the image has no
-# procps nor curl).
-_DETECTOR_PROBE = (
-    "import os, sys; rows = [l.split() for f in ('/proc/net/tcp', '/proc/net/tcp6') "
-    "if os.path.exists(f) for l in open(f).readlines()[1:]]; "
-    f"sys.exit(0 if any(r[2].endswith(':{9092:04X}') and r[3] == '01' for r in rows) else 1)"
-)
 # The gateway: a TCP check of both its ports, as Kubernetes' tcpSocket probes (bash's
 # /dev/tcp: nothing in the nginx image to add).
 _GATEWAY_PROBE = "exec 3<>/dev/tcp/127.0.0.1/8443 && exec 4<>/dev/tcp/127.0.0.1/8080"
@@ -602,10 +594,9 @@ def compose(services: dict[str, int]) -> str:
             w("    environment:")
             w(f"      <<: *{svc}-env")
             w(f'      {upper}_HTTP_PORT: "{port}"')
-            if args[0] not in NO_OPS_PORT:
-                w(f'      MISP_METRICS_PORT: "{COMPOSE_OPS_PORT}"')
+            w(f'      MISP_METRICS_PORT: "{COMPOSE_OPS_PORT}"')
             o.extend(env)
-            if args[0] in NO_OPS_PORT:
+            if args[0] in FAUST_ROLES:
                 w("    working_dir: /tmp")  # faust's data directory (<app id>-data), on tmpfs
             w("    volumes:")
             w(f"      - {svc}-state:/var/lib/misp")
@@ -617,11 +608,7 @@ def compose(services: dict[str, int]) -> str:
             w("      <<: *after-migrate")
             w(f"      {svc}-migrate:")
             w("        condition: service_completed_successfully")
-            if args[0] in NO_OPS_PORT:
-                o.extend(_healthcheck(_python_check(_DETECTOR_PROBE), interval="15s",
-                                      retries=3, start_period="60s"))
-            else:
-                o.extend(_ops_healthcheck())
+            o.extend(_ops_healthcheck())
     w("")
     # Host files, mounted read-only at /run/secrets/<name> in the containers that read them.
     # Bind-mounted as they are: the image's user `misp` must be able to read them.
@@ -666,9 +653,9 @@ NGINX_UID = 101
 # The health and metrics port of the roles that serve no HTTP (misp_platform.ops_port), on every
 # address of the pod so that the kubelet reaches it.
 OPS_PORT = 9100
-# Roles that serve no ops port: the abuse detector (faust, its web server off). It has no probe:
-# it stops when it fails (the container restarts) and no Service sends it traffic.
-NO_OPS_PORT = ("detect",)
+# Roles run by faust (the abuse detector): its data directory (<app id>-data) is under the
+# working directory, /tmp on a read-only root filesystem. It has the ops port like the others.
+FAUST_ROLES = ("detect",)
 RESOURCES = {
     "api": {"requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"cpu": "1", "memory": "512Mi"}},
@@ -810,7 +797,7 @@ def _app_container(svc: str, port: int, role: str, args: list[str],
     env = {f"{upper}_HTTP_PORT": str(port)}
     if role in ("api", "migrate"):
         env[f"{upper}_HTTP_HOST"] = "0.0.0.0"
-    ops = role not in ("api", "migrate") and role not in NO_OPS_PORT
+    ops = role not in ("api", "migrate")
     if ops:
         env["MISP_METRICS_PORT"] = str(OPS_PORT)
         env["MISP_METRICS_HOST"] = "0.0.0.0"
@@ -826,7 +813,7 @@ def _app_container(svc: str, port: int, role: str, args: list[str],
                     {"secretRef": {"name": k8s_credentials(svc)}}],
         "env": _env_list(env),
     }
-    if role in NO_OPS_PORT:
+    if role in FAUST_ROLES:
         # faust keeps its data directory (<app id>-data) under the working directory
         c["workingDir"] = "/tmp"
     c["volumeMounts"] = [

@@ -30,8 +30,6 @@ API_PORTS: dict[str, int] = load_script(ROOT / "deploy" / "gateway" / "render.py
                                         "gateway_render_k8s").load_services()
 SERVICES = list(API_PORTS)
 OPERATOR_GROUPS = ("kafka.strimzi.io", "postgresql.cnpg.io")
-# Roles with no ops port and so no probe (deploy/generate.py NO_OPS_PORT): the faust detector.
-NO_PROBE = {"detect"}
 OPS_PORT = 9100
 
 
@@ -173,10 +171,6 @@ def test_every_long_running_role_has_liveness_and_readiness(
         labels = d["spec"]["template"]["metadata"]["labels"]
         role = labels.get("app.kubernetes.io/component")
         [c] = d["spec"]["template"]["spec"]["containers"]
-        args = c.get("args", [])
-        if role in NO_PROBE or (len(args) > 3 and args[3] in NO_PROBE):
-            assert "livenessProbe" not in c and "ports" not in c, _name(d)
-            continue
         roles.add(role)
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             assert probe in c, (_name(d), probe)
@@ -191,7 +185,7 @@ def test_every_long_running_role_has_liveness_and_readiness(
             assert env["MISP_METRICS_HOST"] == "0.0.0.0", _name(d)  # the kubelet's probes
             for probe in ("livenessProbe", "readinessProbe"):
                 assert c[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, _name(d)
-    assert {"api", "relay", "consume", "worker", "scheduler"} <= roles
+    assert {"api", "relay", "consume", "worker", "scheduler", "detect"} <= roles
 
 
 @pytest.mark.parametrize("layer", list(LAYERS))

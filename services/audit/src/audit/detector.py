@@ -19,6 +19,10 @@ every reader applies idempotently (the latest end wins).
 
 The faust app id, its consumer group and the prefix of its internal topics are
 `misp-audit-abuse-detector` (not `misp.`: the audit's own consumer reads every `misp.*` topic).
+
+Like the other roles that serve no HTTP, it has an ops port when one is set
+(misp_platform.ops_port: `/healthz` 200 while the faust worker runs and its event loop turns,
+`/metrics` with the blocks it published, `abuse_blocks_total`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 import structlog
+from prometheus_client import Counter
 
 from audit.domain.abuse import Thresholds, strikes
 from audit.settings import AuditSettings
@@ -40,6 +45,8 @@ from misp_contracts.events.auth import auth_topic
 from misp_contracts.topics import SERVICES, owned_by
 from misp_platform.cli_support import epilog, settings_for
 from misp_platform.kafka import durability, ensure_topics, security_options
+from misp_platform.metrics import REGISTRY
+from misp_platform.ops_port import OpsPort
 
 if TYPE_CHECKING:  # faust is imported by the detector's process only (it is slow to import)
     import faust
@@ -65,8 +72,13 @@ def _credentials() -> faust.SASLCredentials | None:
                                  ssl_context=options.get("ssl_context"))
 
 
-def build(settings: AuditSettings) -> faust.App:
-    """The detector's faust app, its topics, tables and agents."""
+abuse_blocks_total = Counter(
+    "abuse_blocks_total", "Blocks the abuse detector published, by what they block",
+    ["subject"], registry=REGISTRY)
+
+
+def build(settings: AuditSettings, ops: OpsPort | None = None) -> faust.App:
+    """The detector's faust app, its topics, tables and agents; healthy on `ops` while it runs."""
     import faust
 
     factor, _config = durability()
@@ -146,8 +158,16 @@ def build(settings: AuditSettings) -> faust.App:
                 actor=Actor.system(),
                 data=block.model_dump(mode="json")))
             await blocks_topic.send(key=subject.encode(), value=body, headers=headers)
+            abuse_blocks_total.labels(kind).inc()
             log.warning("abuse.blocked", subject=kind, value=value, failures=failures_now,
                         until=block.blocked_until.isoformat())
+
+    if ops is not None:
+        @app.task
+        async def alive() -> None:
+            """Healthy from the worker's start until it stops (the task is cancelled then)."""
+            async with ops.alive():
+                await asyncio.Event().wait()
 
     return app
 
@@ -162,6 +182,11 @@ def detect_command(ctx: click.Context) -> None:
     assert isinstance(settings, AuditSettings)
     # The audit's topics, the blocks' among them, exist before the first block is published.
     asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, owned_by("audit")))
-    app = build(settings)
+    ops = OpsPort.from_settings(settings)
+    app = build(settings, ops)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
-    worker.execute_from_commandline()
+    ops.start()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        ops.stop()
