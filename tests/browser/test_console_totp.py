@@ -1,6 +1,7 @@
 """TOTP two-factor login in the console, in a real browser: a user sets up a TOTP from their own
-page (QR code inline, no CSP refusal), logs out, logs in again and is asked for the code (a wrong
-one gets MISP's message, a right one opens the session), then, as an admin, removes it."""
+page (QR code inline, no CSP refusal), logs out, logs in again to a given page and is asked for
+the code (a wrong one gets MISP's message, a right one opens the session on the page asked for),
+then, as an admin, removes it."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_a_user_sets_up_totp_and_logs_in_with_a_code(browser: Chrome) -> None:
     browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
     wait_for(browser, lambda d: "/users/login" in d.current_url)
 
-    login(browser, email, password)
+    login(browser, email, password, "/users/view/me")  # the page asked for, past the code
     wait_for(browser, lambda d: "/users/otp" in d.current_url)
     assert heading(browser) == "Two-factor authentication"
     assert browser.get_cookie("MISP-session") is None
@@ -48,8 +49,7 @@ def test_a_user_sets_up_totp_and_logs_in_with_a_code(browser: Chrome) -> None:
     _code(browser, pyotp.TOTP(secret).at(time.time() + 30), "/users/otp")
     wait_for(browser, lambda d: "/users/otp" not in d.current_url)
     assert browser.get_cookie("MISP-session") is not None
-
-    browser.get(page_url("/users/view/me"))
+    assert browser.current_url == page_url("/users/view/me")
     browser.find_element(By.CSS_SELECTOR, f"form[action='/users/totp_delete/{user_id}'] button"
                          ).click()
     wait_for(browser, lambda d: d.switch_to.alert).accept()

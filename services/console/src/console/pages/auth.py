@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -63,10 +64,12 @@ async def login(request: Request) -> Response:
         request, "POST", "/users/login", json={"email": email, "password": form["password"]},
         session="")
     pending = answer.cookies.get(OTP_COOKIE)
+    target = safe_target(form.get("next"))
     if answer.status == 302 and pending:
         # The password was right; MISP's second step: a TOTP code, or the enrolment OTP requires
-        step = redirect(ENROL_PAGE if answer.headers.get("location") == ENROL_PAGE
-                        else OTP_PAGE)
+        # (the page asked for goes along, for after the step).
+        step = redirect(with_next(ENROL_PAGE if answer.headers.get("location") == ENROL_PAGE
+                                  else OTP_PAGE, target))
         keep_pending(request, step, pending)
         step.delete_cookie(LOGIN_CSRF_COOKIE, path="/users/login")
         return step
@@ -76,9 +79,14 @@ async def login(request: Request) -> Response:
         return _login_page(request, token=token, email=email,
                            status_code=answer.status if answer.status >= 400 else 403,
                            message=str(message or "Login failed."))
-    response = logged_in(request, answer, session, safe_target(form.get("next")))
+    response = logged_in(request, answer, session, target)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/users/login")
     return response
+
+
+def with_next(page: str, target: str) -> str:
+    """`page`, carrying where the user goes once it is done (unless that is the home page)."""
+    return page if target == "/" else f"{page}?{urlencode({'next': target})}"
 
 
 def logged_in(request: Request, answer: Answer, session: str, target: str,

@@ -3,7 +3,8 @@ QR code (users/totp_new: by a signed-in user, or by a login OTP requires), the u
 with its TOTP status (users/view/me) and an admin's removal (users/totp_delete/<id>).
 
 A login that waits for its second step holds identity's pending-login cookie (SameSite=Strict,
-path /users), forwarded to the API by these pages only; it is no session."""
+path /users), forwarded to the API by these pages only; it is no session. The page the login was
+for (`next`) goes through the step's form, and the user lands there once the step is done."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from console.gateway import SESSION_COOKIE, Answer, ApiError
 from console.pages.auth import OTP_COOKIE, logged_in
 from console.pages.common import api, gateway_of, posted_form, viewer_of
 from console.viewer import Viewer, load_viewer
-from console.web import redirect, render
+from console.web import redirect, render, safe_target
 
 router = APIRouter(include_in_schema=False)
 
@@ -65,16 +66,17 @@ async def _second_step(request: Request, path: str, code: str, then: str) -> Res
 async def otp_form(request: Request) -> Response:
     if _pending(request) is None:
         return _start_again()
-    return render(request, "users/otp.html")
+    return render(request, "users/otp.html", next=safe_target(request.query_params.get("next")))
 
 
 @router.post("/users/otp")
 async def otp(request: Request) -> Response:
     form = await read_form(request)
-    done = await _second_step(request, "/users/otp", form.text("otp"), "/")
+    target = safe_target(form.get("next"))
+    done = await _second_step(request, "/users/otp", form.text("otp"), target)
     if done is not None:
         return done
-    return render(request, "users/otp.html", status_code=403,
+    return render(request, "users/otp.html", status_code=403, next=target,
                   message="The OTP is incorrect or has expired")
 
 
@@ -104,7 +106,8 @@ async def totp_new_form(request: Request) -> Response:
     enrolment = await _enrolment(request, viewer)
     if isinstance(enrolment, Response):
         return enrolment
-    return render(request, "users/totp_new.html", viewer=viewer, enrolment=enrolment)
+    return render(request, "users/totp_new.html", viewer=viewer, enrolment=enrolment,
+                  next=safe_target(request.query_params.get("next")))
 
 
 @router.post("/users/totp_new")
@@ -112,7 +115,8 @@ async def totp_new(request: Request) -> Response:
     viewer = await load_viewer(request, gateway_of(request))
     if viewer is None:
         form = await read_form(request)
-        done = await _second_step(request, "/users/totp_new", form.text("otp"), "/")
+        target = safe_target(form.get("next"))
+        done = await _second_step(request, "/users/totp_new", form.text("otp"), target)
         if done is not None:
             return done
         message = "The OTP is incorrect or has expired."
@@ -129,7 +133,7 @@ async def totp_new(request: Request) -> Response:
             return redirect("/users/view/me", flash=str(answer.get("message") or "TOTP set."))
     # The secret shown before stays the one to prove: its QR code is not shown again.
     return render(request, "users/totp_new.html", viewer=viewer, enrolment=None,
-                  message=message, status_code=400)
+                  message=message, status_code=400, next=safe_target(form.get("next")))
 
 
 @router.get("/users/view/me")
