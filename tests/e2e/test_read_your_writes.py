@@ -294,7 +294,7 @@ def supervise(action: str, services: Sequence[str]) -> None:
 
 
 @contextmanager
-def slowed_consumers(gw: Gateway, *services: str,
+def slowed_consumers(*services: str,
                      failpoints: str = f"consumer.before_batch=delay:{CONSUMER_DELAY_MS},"
                                        f"principals.before_batch=delay:{CONSUMER_DELAY_MS}"
                      ) -> Iterator[None]:
@@ -349,29 +349,31 @@ def test_mail_seam_holds_for_every_round(gateway: Gateway, org_admin: None) -> N
     run_rounds(gateway, mail_round, MAIL_ROUNDS)
 
 
+# Every service's consumers slowed at once, for the four seams (one replacement of the consume
+# processes and one restore for them all: each costs about 20 s here).
+EVERY_SERVICE = ("identity", *SERVICES_BUT_IDENTITY)
+
+
+@pytest.fixture(scope="class")
+def every_consumer_slowed() -> Iterator[None]:
+    with slowed_consumers(*EVERY_SERVICE):
+        yield
+
+
 @needs_a_process_per_role
-def test_organisation_seams_hold_with_slow_consumers(gateway: Gateway) -> None:
-    with slowed_consumers(gateway, "identity", "orgs", "audit"):
+@pytest.mark.usefixtures("every_consumer_slowed")
+class TestWithSlowConsumers:
+    def test_organisation_seams_hold(self) -> None:
         run_clients([organisation_round] * SLOW_CLIENTS, SLOW_ROUNDS // SLOW_CLIENTS)
 
-
-@needs_a_process_per_role
-def test_principal_seams_hold_with_slow_consumers(gateway: Gateway) -> None:
-    with slowed_consumers(gateway, "jobs", "settings"):
+    def test_principal_seams_hold(self) -> None:
         run_clients([principal_round] * SLOW_CLIENTS, SLOW_ROUNDS // SLOW_CLIENTS)
 
-
-@needs_a_process_per_role
-def test_settings_seams_hold_with_slow_consumers(gateway: Gateway,
-                                                 settings_restored: None) -> None:
-    # One client per setting (they must not flip each other's), each for every round.
-    with slowed_consumers(gateway, "identity", "orgs", "mailer"):
+    def test_settings_seams_hold(self, gateway: Gateway, settings_restored: None) -> None:
+        # One client per setting (they must not flip each other's), each for every round.
         run_clients(SETTINGS_SEAMS, SLOW_ROUNDS, gateway.user_key)
 
-
-@needs_a_process_per_role
-def test_mail_seam_holds_with_slow_consumers(gateway: Gateway, org_admin: None) -> None:
-    with slowed_consumers(gateway, "mailer"):
+    def test_mail_seam_holds(self, gateway: Gateway, org_admin: None) -> None:
         run_rounds(gateway, mail_round, MAIL_ROUNDS // 4)
 
 
@@ -380,7 +382,7 @@ def test_a_stalled_consumer_does_not_hold_a_revocation_back(gateway: Gateway) ->
     """The mailer's own consumer (gpg mails) stalls before its next batch; the principals
     consumer beside it still applies the deletion of a key, which the mailer then refuses."""
     tag = uuid.uuid4().hex[:12]
-    with slowed_consumers(gateway, "mailer",
+    with slowed_consumers("mailer",
                           failpoints="consumer.before_batch=delay:600000"):
         user = gateway.call("POST", "/admin/users/add", json={
             "email": f"ryw-revoke-{tag}@example.test", "org_id": 1, "role_id": 3})["User"]
