@@ -1,4 +1,5 @@
-"""The tables every service has (event store, outbox, processed marks) and the engine factory.
+"""The tables every service has (event store, outbox, processed marks), the engine factory and
+`copy_rows` (COPY on the caller's transaction).
 
 Each service's first migration spells these out (tests use `create_platform_tables`); the
 service's own tables live beside them in its own metadata.
@@ -7,8 +8,10 @@ service's own tables live beside them in its own metadata.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -194,3 +197,14 @@ async def set_statement_timeout(conn: AsyncConnection, seconds: float) -> None:
 def libpq_url(database_url: str) -> str:
     """The plain libpq form of a SQLAlchemy URL (for psycopg's LISTEN connection)."""
     return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+async def copy_rows(conn: AsyncConnection, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+    """`COPY ... FROM STDIN` these rows on the connection's own psycopg connection: in the
+    caller's transaction, one stream whatever the count, no statement to parse per row."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, psycopg.AsyncConnection)
+    async with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            await copy.write_row(row)

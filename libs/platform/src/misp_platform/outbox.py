@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import orjson
-import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from misp_contracts.envelope import Envelope, to_kafka
 from misp_platform import tracing
+from misp_platform.db import copy_rows
 
 # Kafka's default `message.max.bytes` is 1 MiB; half of it leaves room for the record's framing.
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
@@ -213,11 +213,5 @@ async def copy_messages(conn: AsyncConnection, rows: Sequence[OutboxRow]) -> Non
             if size > limit:
                 raise MessageTooLargeError(row.topic, size, limit)
         copied.append((row.topic, row.key, headers.decode("utf-8"), row.value))
-    if not copied:
-        return
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    assert isinstance(driver, psycopg.AsyncConnection)
-    async with driver.cursor() as cursor, cursor.copy(COPY_ROWS) as copy:
-        for values in copied:
-            await copy.write_row(values)
+    if copied:
+        await copy_rows(conn, COPY_ROWS, copied)

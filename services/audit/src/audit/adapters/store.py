@@ -3,12 +3,11 @@ pruned) and the signed checkpoints."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,6 +16,7 @@ from audit.domain.chain import Entry, Mark
 from audit.domain.checkpoint import ChainState, Checkpoint, parse_checkpoint, public_raw
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC, AuditCheckpointSigned
+from misp_platform.db import copy_rows
 from misp_platform.outbox import enqueue
 
 CHECKPOINT_LOCK = 0x6D69737061756469  # one checkpoint writer at a time
@@ -173,17 +173,6 @@ def _entry_row(e: Entry, source_offset: int | None) -> tuple[Any, ...]:
             e.hash, e.created, e.model, e.model_id, e.action, e.user_id, e.title, e.change,
             e.email, e.org, e.description, e.ip, e.org_id, e.authkey_id, e.request_id,
             e.request_type, orjson.dumps(e.change_json).decode("utf-8"))
-
-
-async def copy_rows(conn: AsyncConnection, statement: str, rows: Iterable[Sequence[Any]]) -> None:
-    """`COPY ... FROM STDIN` these rows on the connection's own psycopg connection: in the
-    caller's transaction, one stream whatever the count, no statement to parse per row."""
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    assert isinstance(driver, psycopg.AsyncConnection)
-    async with driver.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            await copy.write_row(row)
 
 
 async def insert_entries(conn: AsyncConnection, tables: LogTables,
