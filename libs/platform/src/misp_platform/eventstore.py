@@ -20,18 +20,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.base import DomainEvent
-from misp_platform import tracing
+from misp_platform import outbox, tracing
 from misp_platform.db import event, snapshot
-from misp_platform.outbox import OutgoingMessage, enqueue_messages
+from misp_platform.outbox import OutgoingMessage
 
 # All events of a call in one JSON parameter: one statement, one round trip.
-INSERT_EVENTS = text("""
+INSERT_EVENTS_SQL = """
     INSERT INTO event (stream_id, version, event_id, stream_type, type, data, metadata)
     SELECT r.stream_id, r.version, r.event_id, r.stream_type, r.type, r.data, r.metadata
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
          AS r(stream_id uuid, version int, event_id uuid, stream_type text, type text,
               data jsonb, metadata jsonb)
-""")
+"""
+INSERT_EVENTS = text(INSERT_EVENTS_SQL)
+# The events and their outbox rows in one statement (one round trip, one parse): PostgreSQL
+# runs a data-modifying WITH to completion whether or not the outer insert reads it.
+INSERT_EVENTS_AND_MESSAGES = text(
+    f"WITH appended AS ({INSERT_EVENTS_SQL}) {outbox.INSERT_ROWS_SQL}")
 
 
 def _json(rows: list[dict[str, Any]]) -> str:
@@ -109,7 +114,7 @@ class EventStore:
 
     async def append_many(self, conn: AsyncConnection, appends: Sequence[Append], *,
                           publish: bool = True) -> list[Envelope]:
-        """Append to several streams in two statements (events, then outbox rows)."""
+        """Append to several streams in one statement (the events, then their outbox rows)."""
         envelopes: list[Envelope] = []
         messages: list[OutgoingMessage] = []
         rows: list[dict[str, Any]] = []
@@ -133,14 +138,18 @@ class EventStore:
         if not rows:
             return envelopes
         try:
-            await conn.execute(INSERT_EVENTS, {"rows": _json(rows)})
+            if messages:
+                result = await conn.execute(INSERT_EVENTS_AND_MESSAGES, {
+                    "rows": _json(rows), "messages": outbox.messages_json(messages)})
+                outbox.note_written(row[0] for row in result)
+            else:
+                await conn.execute(INSERT_EVENTS, {"rows": _json(rows)})
         except IntegrityError as exc:
             if "event_pkey" in str(exc.orig):
                 raise ConcurrencyError(
                     "a stream moved past its expected version: "
                     + ", ".join(f"{a.stream_id}@{a.expected_version}" for a in appends)) from exc
             raise
-        await enqueue_messages(conn, messages)
         return envelopes
 
     async def load(self, conn: AsyncConnection, stream_id: str,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextvars
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -102,15 +102,17 @@ def _row(message: OutgoingMessage) -> dict[str, object]:
     }
 
 
-# All rows in one JSON parameter: one statement and one round trip, whatever the batch size,
-# in position order (WITH ORDINALITY).
-INSERT_ROWS = text("""
+# All rows in one JSON parameter (`:messages`, `messages_json`): one statement and one round
+# trip, whatever the batch size, in position order (WITH ORDINALITY). The event store runs it
+# after its events' insert in the same statement.
+INSERT_ROWS_SQL = """
     INSERT INTO outbox (topic, message_key, headers, payload)
     SELECT m->>'topic', m->>'message_key', m->'headers', decode(m->>'payload', 'base64')
-    FROM jsonb_array_elements(CAST(:rows AS jsonb)) WITH ORDINALITY AS r(m, n)
+    FROM jsonb_array_elements(CAST(:messages AS jsonb)) WITH ORDINALITY AS r(m, n)
     ORDER BY n
     RETURNING position
-""")
+"""
+INSERT_ROWS = text(INSERT_ROWS_SQL)
 
 # The outbox positions written while serving the current request (None outside of one).
 _written: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
@@ -173,19 +175,29 @@ async def enqueue(conn: AsyncConnection, envelope: Envelope, *, topic: str,
     await enqueue_messages(conn, [OutgoingMessage.of(envelope, topic=topic, key=key)])
 
 
-async def enqueue_messages(conn: AsyncConnection, messages: Sequence[OutgoingMessage]) -> None:
-    """Queue raw records (already encoded), inside the caller's transaction; a message over
-    the cap raises MessageTooLargeError (the caller's transaction then rolls back)."""
+def messages_json(messages: Sequence[OutgoingMessage]) -> str:
+    """INSERT_ROWS's parameter; a message over the cap raises MessageTooLargeError (before
+    anything is written: the caller's transaction then rolls back)."""
     limit = _limit["bytes"]
     for m in messages:
         if m.size > limit:
             raise MessageTooLargeError(m.topic, m.size, limit)
+    return orjson.dumps([_row(m) for m in messages]).decode("utf-8")
+
+
+def note_written(positions: Iterable[int]) -> None:
+    """Add the positions INSERT_ROWS returned to the current request's (`written_positions`)."""
+    written = _written.get()
+    if written is not None:
+        written.extend(positions)
+
+
+async def enqueue_messages(conn: AsyncConnection, messages: Sequence[OutgoingMessage]) -> None:
+    """Queue raw records (already encoded), inside the caller's transaction; a message over
+    the cap raises MessageTooLargeError (the caller's transaction then rolls back)."""
     if messages:
-        result = await conn.execute(INSERT_ROWS, {
-            "rows": orjson.dumps([_row(m) for m in messages]).decode("utf-8")})
-        written = _written.get()
-        if written is not None:
-            written.extend(row[0] for row in result)
+        result = await conn.execute(INSERT_ROWS, {"messages": messages_json(messages)})
+        note_written(row[0] for row in result)
 
 
 COPY_ROWS = "COPY outbox (topic, message_key, headers, payload) FROM STDIN"
