@@ -258,7 +258,8 @@ class WorkerRunner:
                              host=socket.gethostname(), pid=os.getpid(), user=getpass.getuser())
         self.started_at = datetime.now(UTC)
         self.current: JobContext | None = None
-        self.cancelled_ids: set[int] = set()
+        # The attempts cancelled ((job id, attempt); attempt None: every attempt of the job).
+        self.cancelled_attempts: set[tuple[int, int | None]] = set()
         self.stop_requested = asyncio.Event()
         self.control_ready = asyncio.Event()
         # Everything below is by attempt, (job id, attempt): a worker may hold two attempts of
@@ -339,11 +340,11 @@ class WorkerRunner:
                 self._answered(answer)
         elif envelope.type == CancelJobRun.type:
             cancel = CancelJobRun.model_validate(envelope.data)
-            self.cancelled_ids.add(cancel.job_id)
+            self.cancelled_attempts.add((cancel.job_id, cancel.attempt))
             for held in self.holding.values():
-                if held.job.job_id == cancel.job_id:
+                if self._is_cancelled(held.job):
                     held.cancelled = True
-            if self.current and self.current.job.job_id == cancel.job_id:
+            if self.current and self._is_cancelled(self.current.job):
                 self.current.cancelled = True
         elif envelope.type == StopWorker.type:
             stop = StopWorker.model_validate(envelope.data)
@@ -501,6 +502,10 @@ class WorkerRunner:
                 self._let_go(key)
                 await self.report_unanswered(ctx)
 
+    def _is_cancelled(self, job: RunJob) -> bool:
+        return ((job.job_id, job.attempt) in self.cancelled_attempts
+                or (job.job_id, None) in self.cancelled_attempts)
+
     def _answered(self, answer: JobRunGranted | JobRunRefused) -> None:
         """Queue a granted job for the runner; let a refused one go."""
         key = (answer.job_id, answer.attempt)
@@ -540,7 +545,7 @@ class WorkerRunner:
             if attempt_key(job) in self.holding:  # delivered again: the attempt is in hand
                 continue
             taken.append(JobContext(job=job, report=self._reporter(job),
-                                    cancelled=job.job_id in self.cancelled_ids,
+                                    cancelled=self._is_cancelled(job),
                                     traceparent=envelope.traceparent,
                                     tracestate=envelope.tracestate))
         loop = asyncio.get_running_loop()

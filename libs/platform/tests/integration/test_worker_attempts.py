@@ -2,7 +2,8 @@
 the jobs service (it reads the worker's claims in its outbox and answers them on the control
 topic): two attempts of one job id in its hands at once (attempt 1 still running when the jobs
 service, having failed it over, dispatches attempt 2) are two jobs held, each answered, run and
-reported; a stop request then lets the worker leave once both are done, not before."""
+reported; a stop request then lets the worker leave once both are done, not before. A cancel
+names the attempt it cancels: a later attempt of the job (an admin's re-run) still runs."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from misp_contracts.events.base import DomainEvent
 from misp_contracts.events.jobs import (
     QUEUES,
     WORKER_CONTROL_TOPIC,
+    CancelJobRun,
     JobRunFinished,
     JobRunGranted,
     JobRunStarted,
@@ -151,3 +153,61 @@ async def test_two_attempts_of_one_job_held_at_once_both_run_and_a_stop_is_honou
     assert ran == [1, 2]
     assert worker.succeeded == 1 and worker.failed == 1
     assert worker.holding == {} and worker.deadlines == {}
+
+
+async def test_a_cancel_stops_its_attempt_and_not_a_later_re_run_of_the_job(
+        worker_engine: AsyncEngine, kafka_bootstrap: str) -> None:
+    job_id = int(uuid.uuid4().int % 10**12) + 10**12
+
+    async def checked(conn: AsyncConnection, ctx: JobContext) -> str:
+        ctx.checkpoint()  # a cancelled attempt stops here
+        return f"done by attempt {ctx.job.attempt}"
+
+    group = f"test-worker-{uuid.uuid4().hex}"
+    await start_group_at_end(kafka_bootstrap, group, [run_topic(OWNER, "default")])
+    worker = WorkerRunner(service=OWNER, queue="default", engine=worker_engine,
+                          bootstrap_servers=kafka_bootstrap, handlers={SLOW.name: checked},
+                          group=group, heartbeat_s=0.5, prefetch=8, answer_timeout_s=60.0)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    running = asyncio.create_task(worker.run(stop, ready=ready))
+    producer = create_producer(kafka_bootstrap)
+    await producer.start()
+
+    async def finished() -> list[tuple[int, str]]:
+        return [(r["attempt"], r["outcome"])
+                for r in await _reports(worker_engine, JobRunFinished.type)
+                if r["job_id"] == job_id]
+
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        # Attempt 1 is cancelled before it runs (the jobs service granted it first: a race it
+        # settles; here the test plays both sides), then re-run as attempt 2.
+        await _produce(producer, CancelJobRun(job_id=job_id, attempt=1, reason="by test"),
+                       WORKER_CONTROL_TOPIC, str(job_id))
+        await _until(lambda: asyncio.sleep(0, result=(job_id, 1) in worker.cancelled_attempts),
+                     "the cancel seen")
+        for attempt in (1, 2):
+            await _produce(producer, RunJob(job_id=job_id, attempt=attempt, job_type=SLOW.name,
+                                            queue="default"),
+                           run_topic(OWNER, "default"), str(job_id))
+            await _until(lambda a=attempt: _claimed(worker_engine, job_id, a),
+                         f"the claim of attempt {attempt}")
+            await _produce(producer, JobRunGranted(worker_id=worker.worker_id, job_id=job_id,
+                                                   attempt=attempt),
+                           WORKER_CONTROL_TOPIC, worker.worker_id)
+            await _until(lambda a=attempt: _has_finished(finished, a),
+                         f"attempt {attempt} finished")
+    finally:
+        stop.set()
+        await producer.stop()
+        await asyncio.wait_for(asyncio.gather(running, return_exceptions=True), 30)
+    assert sorted(await finished()) == [(1, "cancelled"), (2, "succeeded")]
+
+
+async def _claimed(engine: AsyncEngine, job_id: int, attempt: int) -> bool:
+    return any(r["job_id"] == job_id and r["attempt"] == attempt
+               for r in await _reports(engine, JobRunStarted.type))
+
+
+async def _has_finished(finished: Any, attempt: int) -> bool:
+    return any(a == attempt for a, _ in await finished())

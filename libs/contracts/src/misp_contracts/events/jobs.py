@@ -177,6 +177,8 @@ class CancelJobRun(DomainEvent):
     topic: ClassVar[str] = WORKER_CONTROL_TOPIC
     job_id: int
     reason: str = ""
+    # The attempt cancelled: a later one (an admin's re-run) is not. None (older senders): any.
+    attempt: int | None = None
 
 
 @register

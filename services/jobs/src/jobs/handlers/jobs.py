@@ -300,17 +300,19 @@ async def cancel(conn: AsyncConnection, job_id: int, actor: Actor, *,
     job that has started is left alone (False): the check is made under the job's row lock."""
     who = actor.email or "system"
     skipped = False
+    attempt: int | None = None
 
     def decide(j: Job) -> list[DomainEvent]:
-        nonlocal skipped
+        nonlocal skipped, attempt
         skipped = only_if_waiting and j.state.status != STATUS_WAITING
+        attempt = j.state.attempt
         return [] if skipped else model.cancel(j, reason=f"by {who}")
 
     if await _apply(conn, job_id, decide, actor=actor) is None:
         raise JobNotFoundError(f"Invalid job: {job_id}")
     if skipped:
         return False
-    await _send(conn, CancelJobRun(job_id=job_id, reason=f"by {who}"),
+    await _send(conn, CancelJobRun(job_id=job_id, reason=f"by {who}", attempt=attempt),
                 topic=CancelJobRun.topic, key=str(job_id), actor=actor)
     return True
 
