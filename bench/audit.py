@@ -7,8 +7,7 @@
   2. latency: from an event's publication to its row being searchable, p50/p99 at a fixed
      rate (target p99 <= 500 ms at 500 actions/s); commit -> Kafka is bench/pipeline.py's part;
   3. search: p95 of `admin/logs/index` substring searches (email, title, change; selective
-     patterns) through the ASGI app over N rows, next to the same searches with emails matched
-     on the trigram index alone (before log_email) and the same SQL with index scans disabled
+     patterns) through the ASGI app over N rows, next to the same SQL with index scans disabled
      (target p95 <= 50 ms at 2 million rows);
   4. scale: ingestion with 1, 2 and 3 consumer processes (bench/audit_consumer.py) in one group
      over a 3-partition topic, next to the same COPY (issue 18): where the curve flattens, and why.
@@ -553,15 +552,7 @@ async def search(url: str, engine: AsyncEngine, n: int, queries: int) -> dict[st
                      {"title": f"%({uid})%"}, {"change": f"%old{uid}@%"}]
     timings = await timed_searches(app, key, patterns)
     all_ms = [t for ts in timings.values() for t in ts]
-    # Baseline 1, the search before the email list: the same searches with log_entry's trigger
-    # disabled, which makes the API match emails on log_entry's trigram index alone.
-    async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as conn:
-        await conn.execute("ALTER TABLE log_entry DISABLE TRIGGER log_email_fill")
-        try:
-            trigram = await timed_searches(app, key, patterns)
-        finally:
-            await conn.execute("ALTER TABLE log_entry ENABLE TRIGGER log_email_fill")
-    # Baseline 2: the same SQL with index scans disabled (a sequential scan), a handful of times.
+    # The baseline: the same SQL with index scans disabled (a sequential scan), a handful of times.
     seq: list[float] = []
     async with await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) as conn:
         await conn.execute("SET enable_bitmapscan = off")
@@ -572,11 +563,8 @@ async def search(url: str, engine: AsyncEngine, n: int, queries: int) -> dict[st
             await conn.execute(f"SELECT id, title FROM log_entry WHERE {column} ILIKE %s "
                                "ORDER BY id LIMIT 100", (value,))
             seq.append((time.perf_counter() - t0) * 1000)
-    trigram_ms = [t for ts in trigram.values() for t in ts]
     return {"rows": n, "queries": len(all_ms), "index_build_s": index_s, "p95_ms": p95(all_ms),
             **{f"p95_{k}_ms": p95(v) for k, v in timings.items()},
-            "trigram_only_p95_ms": p95(trigram_ms),
-            **{f"trigram_only_p95_{k}_ms": p95(v) for k, v in trigram.items()},
             "seqscan_median_ms": statistics.median(seq),
             "speedup": statistics.median(seq) / statistics.median(all_ms)}
 
@@ -631,12 +619,6 @@ def report(results: dict[str, Any]) -> None:
                       f"{s['p95_title_ms']:.1f}, change {s['p95_change_ms']:.1f})",
                       f"seq scan median {s['seqscan_median_ms']:.0f} ms",
                       f"x{s['speedup']:.0f} faster; target p95 <= 50 ms at 2M")
-        table.add_row("  the same, emails on the trigram index alone (before log_email)",
-                      f"{s['trigram_only_p95_ms']:.1f} ms (email "
-                      f"{s['trigram_only_p95_email_ms']:.1f}, title "
-                      f"{s['trigram_only_p95_title_ms']:.1f}, change "
-                      f"{s['trigram_only_p95_change_ms']:.1f})", "",
-                      f"x{s['trigram_only_p95_ms'] / s['p95_ms']:.1f} the p95 with the list")
     if table.rows:
         console.print(table)
     if sc := results.get("scale"):

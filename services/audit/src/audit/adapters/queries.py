@@ -25,21 +25,17 @@ principal_org = table("principal_org", column("org_id"), column("name"), column(
 principal_user = table("principal_user", column("user_id"), column("org_id"))
 log_email = table("log_email", column("email"))
 
-# Set on log_entry by migration 0009, and on a rebuild's new generation by tables.py. Were it
-# missing, log_email could miss new emails: the trigram index then serves instead.
-EMAIL_LIST_TRIGGER = "log_email_fill"
-
 
 def _like(col: ColumnElement[Any], patterns: tuple[Any, ...]) -> ColumnElement[bool]:
     return or_(*(col.ilike(v, escape="\\") for v in patterns))
 
 
-def _condition(cond: Condition, *, emails_listed: bool) -> ColumnElement[bool]:
+def _condition(cond: Condition) -> ColumnElement[bool]:
     col = log_entry.c[cond.column]
     if cond.op == "in":
         return col.in_(list(cond.values))
     if cond.op == "like":
-        if cond.column == "email" and emails_listed:
+        if cond.column == "email":  # log_email's trigger is on log_entry (migration 0009)
             return col.in_(select(log_email.c.email).where(_like(log_email.c.email,
                                                                  cond.values)))
         return _like(col, cond.values)
@@ -68,50 +64,41 @@ def _scope(principal: Principal) -> ColumnElement[bool] | None:
     return log_entry.c.user_id == principal.user_id
 
 
-def _where(query: Query, principal: Principal, *,
-           emails_listed: bool) -> list[ColumnElement[bool]]:
-    clauses = [_condition(c, emails_listed=emails_listed) for c in query.conditions]
+def _where(query: Query, principal: Principal) -> list[ColumnElement[bool]]:
+    clauses = [_condition(c) for c in query.conditions]
     scope = _scope(principal)
     if scope is not None:
         clauses.append(scope)
     return clauses
 
 
-def _id_order(query: Query, *, emails_listed: bool) -> ColumnElement[int]:
+def _id_order(query: Query) -> ColumnElement[int]:
     """Order by id; with a substring filter on a trigram index, `id + 0` so the planner keeps it.
 
     Otherwise PostgreSQL may walk the primary key hoping to meet LIMIT matching rows early,
     which for a selective pattern means reading most of the table. Through log_email it
     estimates the matching rows well enough to choose (the emails matched, their rows each).
     """
-    if any(c.op == "like" and not (c.column == "email" and emails_listed)
-           for c in query.conditions):
+    if any(c.op == "like" and c.column != "email" for c in query.conditions):
         return log_entry.c.id + 0
     return log_entry.c.id
 
 
-async def _emails_listed(conn: AsyncConnection, query: Query) -> bool:
-    """Whether this search matches email substrings in log_email (its trigger is on the live
-    log_entry); if so, planned for its own patterns in this transaction: a generic plan of a
-    prepared statement (psycopg prepares a statement run 5 times) cannot tell one matching
-    email from thousands, and the wrong one of its two plans reads the whole log."""
-    if not any(c.op == "like" and c.column == "email" for c in query.conditions):
-        return False
-    # One round trip: the setting is made (for this transaction) only when the trigger is there.
-    listed = (await conn.execute(text(
-        "SELECT set_config('plan_cache_mode', 'force_custom_plan', true) IS NOT NULL "
-        "FROM pg_trigger WHERE tgrelid = 'log_entry'::regclass AND tgname = :t "
-        "AND tgenabled <> 'D'"), {"t": EMAIL_LIST_TRIGGER})).scalar_one_or_none()
-    return bool(listed)
+async def _plan_for_email_patterns(conn: AsyncConnection, query: Query) -> None:
+    """An email substring search is planned for its own patterns in this transaction: a generic
+    plan of a prepared statement (psycopg prepares a statement run 5 times) cannot tell one
+    matching email from thousands, and the wrong one of its two plans reads the whole log."""
+    if any(c.op == "like" and c.column == "email" for c in query.conditions):
+        await conn.execute(text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"))
 
 
 async def log_rows(conn: AsyncConnection, query: Query,
                    principal: Principal) -> list[dict[str, Any]]:
     """`admin/logs/index`: the MISP `Log` columns of the rows the caller may see, in id order."""
-    listed = await _emails_listed(conn, query)
+    await _plan_for_email_patterns(conn, query)
     stmt = (select(*(log_entry.c[c] for c in LOG_COLUMNS))
-            .where(and_(*_where(query, principal, emails_listed=listed)))
-            .order_by(_id_order(query, emails_listed=listed))
+            .where(and_(*_where(query, principal)))
+            .order_by(_id_order(query))
             .limit(query.limit).offset(query.offset))
     rows = (await conn.execute(stmt)).all()
     return [row._asdict() for row in rows]
@@ -122,12 +109,12 @@ async def audit_log_rows(conn: AsyncConnection, query: Query,
     """`admin/audit_logs/index`: every column of the rows the caller may see, newest first, with
     their org's name and uuid (`org_name`, `org_uuid`) from the principals projection."""
     org = principal_org.alias("o")
-    listed = await _emails_listed(conn, query)
+    await _plan_for_email_patterns(conn, query)
     stmt = (select(*(log_entry.c[c] for c in (*LOG_COLUMNS, *EXTRA_COLUMNS)),
                    org.c.name.label("org_name"), org.c.uuid.label("org_uuid"))
             .select_from(log_entry.outerjoin(org, org.c.org_id == log_entry.c.org_id))
-            .where(and_(*_where(query, principal, emails_listed=listed)))
-            .order_by(_id_order(query, emails_listed=listed).desc())
+            .where(and_(*_where(query, principal)))
+            .order_by(_id_order(query).desc())
             .limit(query.limit).offset(query.offset))
     rows = (await conn.execute(stmt)).all()
     return [row._asdict() for row in rows]

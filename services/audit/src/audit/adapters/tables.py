@@ -66,7 +66,8 @@ def entry_table_ddl(name: str) -> str:
 
 
 def entry_index_ddl(name: str) -> list[str]:
-    """Time range, exact filters, the top-API-users grouping, and pg_trgm for substrings."""
+    """Time range, exact filters, the top-API-users grouping, and pg_trgm for substrings (an
+    email substring is matched in log_email, then read by the (email, id) btree)."""
     out = [
         f"CREATE INDEX IF NOT EXISTS ix_{name}_created ON {name} (created)",
         f"CREATE INDEX IF NOT EXISTS ix_{name}_user_id ON {name} (user_id, id)",
@@ -78,7 +79,7 @@ def entry_index_ddl(name: str) -> list[str]:
         # an email substring's rows, once log_email matched it (queries.py, migration 0009)
         f"CREATE INDEX IF NOT EXISTS ix_{name}_email ON {name} (email, id)",
     ]
-    for column in ("email", "org", "title", "change", "description"):
+    for column in ("org", "title", "change", "description"):
         out.append(f"CREATE INDEX IF NOT EXISTS ix_{name}_{column}_trgm ON {name} "
                    f"USING gin ({column} gin_trgm_ops)")
     return out
