@@ -139,30 +139,41 @@ def to_kafka(envelope: Envelope) -> tuple[list[tuple[str, bytes]], bytes]:
     with an offset and data of JSON's types; anything else (a naive time, a datetime in the
     data) goes through the binding.
     """
+    written = to_kafka_text(envelope)
+    if written is None:
+        return _to_kafka_by_binding(envelope)
+    headers, value = written
+    return [(name, attribute.encode()) for name, attribute in headers], value
+
+
+def to_kafka_text(envelope: Envelope) -> tuple[list[tuple[str, str]], bytes] | None:
+    """`to_kafka`'s headers as text (each header's value is that text in UTF-8) and its value,
+    for the shape written directly; None for one only the binding writes. What the outbox
+    stores (its headers are text): no header is encoded only to be decoded back."""
     time = envelope.time
     offset = time.utcoffset()
     if offset is None:
-        return _to_kafka_by_binding(envelope)
+        return None
     try:
         value = json.dumps(envelope.data).encode()
     except TypeError:
-        return _to_kafka_by_binding(envelope)
+        return None
     stamp = time.isoformat()
     if not offset:
         stamp = stamp[:-6] + "Z"
-    headers = [("ce_id", envelope.id.encode()), ("ce_source", envelope.source.encode()),
-               ("ce_type", envelope.type.encode()), ("ce_time", stamp.encode()),
-               ("ce_specversion", envelope.specversion.encode()),
-               ("content-type", envelope.datacontenttype.encode())]
+    headers = [("ce_id", envelope.id), ("ce_source", envelope.source),
+               ("ce_type", envelope.type), ("ce_time", stamp),
+               ("ce_specversion", envelope.specversion),
+               ("content-type", envelope.datacontenttype)]
     for name in _OPTIONAL_ATTRIBUTES:
         attribute = getattr(envelope, name)
         if attribute is not None:
-            headers.append(("ce_" + name, str(attribute).encode()))
+            headers.append(("ce_" + name, str(attribute)))
     actor = envelope.actor
     for field, extension in ACTOR_EXTENSIONS.items():
         attribute = getattr(actor, field)
         if attribute is not None:
-            headers.append(("ce_" + extension, str(attribute).encode()))
+            headers.append(("ce_" + extension, str(attribute)))
     return headers, value
 
 

@@ -16,6 +16,7 @@ from misp_contracts.envelope import (
     decode_usual,
     from_kafka,
     to_kafka,
+    to_kafka_text,
 )
 
 
@@ -141,6 +142,21 @@ def test_the_direct_decoding_is_the_bindings(shape: str) -> None:
     reference = _decoded_by_binding(headers, value)
     assert direct == reference == SHAPES[shape]
     assert direct.actor == reference.actor and direct.time == reference.time
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_text_headers_are_the_kafka_headers_in_utf8(shape: str) -> None:
+    written = to_kafka_text(SHAPES[shape])
+    assert written is not None
+    headers, value = written
+    assert ([(name, text.encode()) for name, text in headers], value) == to_kafka(SHAPES[shape])
+
+
+def test_a_shape_only_the_binding_writes_has_no_text_form() -> None:
+    assert to_kafka_text(Envelope(source="/x", type="misp.x.v1",
+                                  time=datetime(2024, 1, 1, 8))) is None
+    assert to_kafka_text(Envelope(source="/x", type="misp.x.v1",
+                                  data={"at": datetime(2024, 1, 1, tzinfo=UTC)})) is None
 
 
 def test_a_naive_time_is_refused_as_the_binding_refuses_it() -> None:

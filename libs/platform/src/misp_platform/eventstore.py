@@ -22,7 +22,7 @@ from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.base import DomainEvent
 from misp_platform import outbox, tracing
 from misp_platform.db import event, snapshot
-from misp_platform.outbox import OutgoingMessage
+from misp_platform.outbox import OutboxRow
 
 # All events of a call in one JSON parameter: one statement, one round trip.
 INSERT_EVENTS_SQL = """
@@ -116,7 +116,7 @@ class EventStore:
                           publish: bool = True) -> list[Envelope]:
         """Append to several streams in one statement (the events, then their outbox rows)."""
         envelopes: list[Envelope] = []
-        messages: list[OutgoingMessage] = []
+        messages: list[OutboxRow] = []
         rows: list[dict[str, Any]] = []
         for a in appends:
             for i, e in enumerate(a.events, start=1):
@@ -134,13 +134,13 @@ class EventStore:
                     "metadata": env.model_dump(mode="json", exclude={"data"}),
                 })
                 if publish:
-                    messages.append(OutgoingMessage.of(env, topic=e.topic, key=a.stream_id))
+                    messages.append(OutboxRow.of_envelope(env, topic=e.topic, key=a.stream_id))
         if not rows:
             return envelopes
         try:
             if messages:
                 result = await conn.execute(INSERT_EVENTS_AND_MESSAGES, {
-                    "rows": _json(rows), "messages": outbox.messages_json(messages)})
+                    "rows": _json(rows), "messages": outbox.rows_json(messages)})
                 outbox.note_written(row[0] for row in result)
             else:
                 await conn.execute(INSERT_EVENTS, {"rows": _json(rows)})

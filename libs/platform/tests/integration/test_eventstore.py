@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from misp_contracts.envelope import Actor
+from misp_contracts.envelope import Actor, from_kafka, to_kafka
 from misp_platform.db import event, outbox
 from misp_platform.eventstore import ConcurrencyError, EventStore
 
@@ -82,3 +82,25 @@ async def test_a_rolled_back_transaction_leaves_neither_events_nor_outbox_rows(
             raise Boom
     assert await count(engine, event) == 0
     assert await count(engine, outbox) == 0
+
+
+async def test_the_outbox_row_is_the_kafka_record_of_the_envelope(engine: AsyncEngine) -> None:
+    """The store writes each record's headers as text from the start: what the relay sends is
+    still exactly `to_kafka` of the envelope returned (non-ASCII attributes included)."""
+    stream = str(uuid.uuid4())
+    someone = Actor(user_id=7, email="zoë@admin.test", org_name="Örg \u2603",
+                    client_ip="::1")
+    async with engine.begin() as conn:
+        envelopes = await store.append(conn, stream_id=stream, stream_type="counter",
+                                       expected_version=0, events=[Counter(n=1), Counter(n=2)],
+                                       actor=someone)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(outbox.c.topic, outbox.c.message_key, outbox.c.headers,
+                                          outbox.c.payload).order_by(outbox.c.position))).all()
+    assert len(rows) == 2
+    for row, envelope in zip(rows, envelopes, strict=True):
+        headers, value = to_kafka(envelope)
+        assert (row.topic, row.message_key) == ("test.eventstore", stream)
+        assert [(name, text.encode()) for name, text in row.headers] == headers
+        assert bytes(row.payload) == value
+        assert from_kafka(headers, bytes(row.payload)) == envelope
