@@ -1,7 +1,8 @@
 """The site admin's first login in a browser: the temporary password `make up` prints (here made
 anew with `python -m identity admin-password`, as `make admin-password` does) logs in, the console
-insists on a new password before anything else, MISP's policy messages show by the field, and the
-new password is the one that then works (through the API too)."""
+insists on a new password before anything else, MISP's policy messages show by the field, the
+page first asked for is shown once it is changed, and the new password is the one that then
+works (through the API too)."""
 
 from __future__ import annotations
 
@@ -44,12 +45,14 @@ def change_password(browser: Chrome, password: str, confirm: str) -> None:
 def test_the_first_password_must_be_changed_before_anything_else(browser: Chrome) -> None:
     temporary = temporary_admin_password()
     login(browser, ADMIN_EMAIL, temporary, "/admin/users/index")
-    wait_for(browser, lambda d: d.current_url.endswith("/users/change_pw"))
+    owed = "/users/change_pw?next=%2Fadmin%2Fusers%2Findex"  # where it goes once changed
+    wait_for(browser, lambda d: d.current_url.endswith(owed))
     assert heading(browser) == "Change password"
     check_screen(browser, "first-login-change-password")
 
-    browser.get(page_url("/admin/users/index"))  # nothing else until it is changed
-    wait_for(browser, lambda d: d.current_url.endswith("/users/change_pw"))
+    browser.get(page_url("/admin/orgs/index"))  # nothing else until it is changed
+    wait_for(browser, lambda d: d.current_url.endswith(
+        "/users/change_pw?next=%2Fadmin%2Forgs%2Findex"))
 
     change_password(browser, "short", "short")  # MISP's policy, by the field
     error = wait_for(browser, lambda d: d.find_element(By.ID, "e-password"), timeout=20)
@@ -58,8 +61,8 @@ def test_the_first_password_must_be_changed_before_anything_else(browser: Chrome
     check_screen(browser, "first-login-policy-refused")
 
     chosen = new_password()
-    change_password(browser, chosen, chosen)
-    wait_for(browser, lambda d: heading(d) == "Administration", timeout=20)
+    change_password(browser, chosen, chosen)  # the refused try kept where it goes
+    wait_for(browser, lambda d: d.current_url.endswith("/admin/orgs/index"), timeout=20)
     assert "Password changed." in browser.find_element(By.CSS_SELECTOR, ".flash").text
 
     browser.get(page_url("/admin/users/index"))

@@ -18,6 +18,7 @@ from console.gateway import ApiError, Gateway
 from console.live import LiveUpdates
 from console.live import router as live_router
 from console.pages import ROUTERS
+from console.pages.auth import CHANGE_PW_PAGE, with_next
 from console.settings import ConsoleSettings
 from console.viewer import BadCsrfToken, LoginRequired, PasswordChangeRequired, load_viewer
 from console.web import STATIC_DIR, STATIC_PREFIX, SecurityHeadersMiddleware, redirect, render
@@ -68,12 +69,14 @@ def create_app(settings: ConsoleSettings | None = None, *,
 
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, _exc: LoginRequired) -> Response:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return redirect(f"/users/login?next={_quoted(target)}")
+        return redirect(f"/users/login?next={_quoted(_asked_for(request))}")
 
     @app.exception_handler(PasswordChangeRequired)
-    async def to_change_pw(_request: Request, _exc: PasswordChangeRequired) -> Response:
-        return redirect("/users/change_pw", flash="Please choose a new password.", kind="info")
+    async def to_change_pw(request: Request, _exc: PasswordChangeRequired) -> Response:
+        # a page asked for is shown once the password is changed; a form posted is not redone
+        target = _asked_for(request) if request.method == "GET" else "/"
+        return redirect(with_next(CHANGE_PW_PAGE, target),
+                        flash="Please choose a new password.", kind="info")
 
     @app.exception_handler(BadCsrfToken)
     async def bad_csrf(request: Request, _exc: BadCsrfToken) -> Response:
@@ -108,6 +111,10 @@ def create_app(settings: ConsoleSettings | None = None, *,
     app.add_middleware(ForwardedProtoMiddleware)
     app.add_middleware(RequestContextMiddleware, quiet_paths=("/console/health",))
     return app
+
+
+def _asked_for(request: Request) -> str:
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
 
 
 def _quoted(target: str) -> str:

@@ -31,6 +31,7 @@ OTP_COOKIE = "MISP-otp"
 PENDING_MAX_AGE_S = 15 * 60
 OTP_PAGE = "/users/otp"
 ENROL_PAGE = "/users/totp_new"
+CHANGE_PW_PAGE = "/users/change_pw"
 
 
 def _login_page(request: Request, *, token: str, message: str | None = None,
@@ -92,10 +93,10 @@ def with_next(page: str, target: str) -> str:
 def logged_in(request: Request, answer: Answer, session: str, target: str,
               flash: str | None = None) -> Response:
     """The browser holds the new session (a pending login's cookie dropped) and goes on to
-    `target`, or to the password change the user owes first."""
+    `target`, or to the password change the user owes first (and to `target` after it)."""
     user = (answer.body or {}).get("User", {}) if isinstance(answer.body, dict) else {}
     if user.get("change_pw") in (True, 1, "1"):
-        target = "/users/change_pw"
+        target = with_next(CHANGE_PW_PAGE, target)
     response = redirect(target, flash=flash)
     response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https", max_age=SESSION_MAX_AGE_S, path="/")
@@ -121,16 +122,18 @@ async def logout(request: Request) -> Response:
     return response
 
 
-@router.get("/users/change_pw")
+@router.get(CHANGE_PW_PAGE)
 async def change_pw_form(request: Request) -> Response:
     viewer = await viewer_of(request, allow_change_pw=True)
-    return render(request, "change_pw.html", viewer=viewer, errors={})
+    return render(request, "change_pw.html", viewer=viewer, errors={},
+                  next=safe_target(request.query_params.get("next")))
 
 
-@router.post("/users/change_pw")
+@router.post(CHANGE_PW_PAGE)
 async def change_pw(request: Request) -> Response:
     viewer = await viewer_of(request, allow_change_pw=True)
     form = await posted_form(request, viewer)
+    target = safe_target(form.get("next"))
     try:
         await api(request, viewer, "POST", "/users/change_pw", json={
             "password": form["password"], "confirm_password": form["confirm_password"]})
@@ -138,5 +141,5 @@ async def change_pw(request: Request) -> Response:
         if not shown_on_the_form(exc):
             raise
         return render(request, "change_pw.html", viewer=viewer, status_code=exc.status,
-                      message=exc.message, errors=exc.field_errors)
-    return redirect("/", flash="Password changed.")
+                      message=exc.message, errors=exc.field_errors, next=target)
+    return redirect(target, flash="Password changed.")
