@@ -1,7 +1,11 @@
 """The delivery loop: claim due mails (a lease, `SKIP LOCKED`: several loops may run), send each
 over SMTP, and record its outcome with its event in one transaction right after sending it, so a
 crash can at worst repeat the one mail in flight on each SMTP session (same Message-ID), never
-lose one."""
+lose one.
+
+Within a burst, each session keeps its SMTP connection and a database connection of its own for
+its records: no new SMTP session per batch, no pool checkout (and its ping) per mail. The loop
+closes its sessions when it runs out of due mail."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import asyncio
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailer.adapters import store
 from mailer.adapters.smtp import Connection, Result, SmtpConfig
@@ -36,6 +40,7 @@ class Deliverer:
         # SMTP sessions used at once; a crash repeats at most one mail in flight per session.
         self.connections = max(1, connections)
         self.woken = asyncio.Event()
+        self._sessions: list[Connection] = []
 
     def wake(self) -> None:
         self.woken.set()
@@ -44,49 +49,74 @@ class Deliverer:
         return float(min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempts - 1)))
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                sent = await self.deliver_due()
-            except Exception:  # the database or SMTP went away: try again on the next tick
-                log.exception("mailer.delivery_pass_failed")
-                sent = 0
-            if sent:
-                continue
-            self.woken.clear()
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.woken.wait())]
-            await asyncio.wait(waiters, timeout=self.poll_interval_s,
-                               return_when=asyncio.FIRST_COMPLETED)
-            for w in waiters:
-                w.cancel()
+        try:
+            while not stop.is_set():
+                try:
+                    sent = await self._deliver_pass()
+                except Exception:  # the database or SMTP went away: try again on the next tick
+                    log.exception("mailer.delivery_pass_failed")
+                    sent = 0
+                if sent:
+                    continue
+                await self._close_sessions()  # idle: hold no SMTP session open until more mail
+                self.woken.clear()
+                waiters = [asyncio.ensure_future(stop.wait()),
+                           asyncio.ensure_future(self.woken.wait())]
+                await asyncio.wait(waiters, timeout=self.poll_interval_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                for w in waiters:
+                    w.cancel()
+        finally:
+            await self._close_sessions()
 
     async def deliver_due(self) -> int:
-        """One pass: send what is due; the number of mails handled."""
+        """One pass: send what is due, then close the SMTP sessions; the number of mails
+        handled."""
+        try:
+            return await self._deliver_pass()
+        finally:
+            await self._close_sessions()
+
+    async def _deliver_pass(self) -> int:
+        """Claim a batch and send it over the sessions (kept open for the next pass)."""
         async with self.engine.begin() as conn:
             rows = await store.claim_due(conn, limit=self.batch, lease_s=self.lease_s)
         if not rows:
             return 0
+        while len(self._sessions) < self.connections:
+            self._sessions.append(Connection(self.smtp))
         lanes = [rows[i::self.connections] for i in range(self.connections)]
-        await asyncio.gather(*(self._send_lane(lane) for lane in lanes if lane))
+        # Every lane runs to its end (or its own failure) before the pass fails: no session is
+        # left sending while the loop closes it.
+        outcomes = await asyncio.gather(*(self._send_lane(session, lane) for session, lane
+                                          in zip(self._sessions, lanes, strict=True) if lane),
+                                        return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return len(rows)
 
-    async def _send_lane(self, rows: list[Any]) -> None:
-        """One SMTP session, one mail at a time, each recorded as soon as it is sent."""
-        connection = Connection(self.smtp)
-        try:
+    async def _send_lane(self, session: Connection, rows: list[Any]) -> None:
+        """One SMTP session, one mail at a time, each recorded (on the lane's own database
+        connection) before the next is sent."""
+        async with self.engine.connect() as conn:
             for row in rows:
-                result = await asyncio.to_thread(connection.send, row.sender, row.recipient,
+                result = await asyncio.to_thread(session.send, row.sender, row.recipient,
                                                  bytes(row.raw or b""))
                 failpoints.hit("mailer.after_send")  # sent, not yet recorded: the crash window
-                await self._record(row, result)
-        finally:
-            await asyncio.to_thread(connection.close)
+                await self._record(conn, row, result)
 
-    async def _record(self, row: Any, result: Result) -> None:
+    async def _close_sessions(self) -> None:
+        sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            await asyncio.to_thread(session.close)
+
+    async def _record(self, conn: AsyncConnection, row: Any, result: Result) -> None:
         fields = {"mail_id": str(row.id), "message_id": row.message_id,
                   "request_id": row.request_id, "kind": row.kind, "action": row.action,
                   "email": row.recipient, "user_id": row.user_id, "subject": row.subject,
                   "encrypted": row.encrypted, "signed": row.signed, "attempts": row.attempts}
-        async with self.engine.begin() as conn:
+        async with conn.begin():
             if result.outcome == "sent":
                 await store.mark_sent(conn, str(row.id))
                 event: MailSent | MailFailed | None = MailSent(**fields)
