@@ -18,7 +18,8 @@ is replayed, so later events applied without it are visible in diagnostics.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -163,6 +164,10 @@ class ConsumerRunner:
         self.failpoint_scope = failpoint_scope
         self.applied = 0
         self.dead_lettered = 0
+        # The connection `run` keeps for its batches (None: take one at the next batch);
+        # outside of `run`, each transaction takes one from the engine's pool.
+        self._holding = False
+        self._held: AsyncConnection | None = None
 
     def create_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -188,6 +193,7 @@ class ConsumerRunner:
         # The next batch is fetched and decoded while this one is applied (its CPU work fills
         # this one's waits on the database); nothing of it is applied before this one commits.
         fetching = asyncio.create_task(self._fetch(consumer))
+        self._holding = True
         try:
             while not stop.is_set():
                 batches, decoded = await fetching
@@ -217,9 +223,39 @@ class ConsumerRunner:
             await asyncio.gather(fetching, return_exceptions=True)
             if committing is not None:
                 await committing
+            self._holding = False
+            await self._release()
             await consumer.stop()
             log.info("consumer.stopped", group=self.group, applied=self.applied,
                      dead_lettered=self.dead_lettered)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction for a batch: while `run` runs, on the connection it keeps (no pool
+        checkout and liveness ping, a round trip, per batch); else on one of the engine's. A
+        kept connection that failed with the database (lost, restarting) is closed: the next
+        transaction connects anew."""
+        if not self._holding:
+            async with self.transaction() as conn:
+                yield conn
+            return
+        if self._held is None:
+            self._held = await self.engine.connect()
+        conn = self._held
+        try:
+            async with conn.begin():
+                yield conn
+        except BaseException as exc:
+            if conn.invalidated or isinstance(exc, TRANSIENT_DB_ERRORS):
+                await self._release()
+            raise
+
+    async def _release(self) -> None:
+        """Close the kept connection, if any (quietly: it may be broken already)."""
+        conn, self._held = self._held, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def _fetch(self, consumer: AIOKafkaConsumer) -> tuple[
             dict[TopicPartition, list[ConsumerRecord]], list[Decoded]]:
@@ -250,7 +286,7 @@ class ConsumerRunner:
                 idle[tp] = position
         if idle:
             try:
-                async with self.engine.begin() as conn:
+                async with self.transaction() as conn:
                     await save_positions(conn, self.group, idle)
             except TRANSIENT_DB_ERRORS as exc:
                 log.warning("consumer.positions_not_saved", group=self.group, error=str(exc))
@@ -292,7 +328,7 @@ class ConsumerRunner:
         # Traced, a run also ends where the trace context changes: each run is handled in the
         # span of its trace, and what the handler writes carries that span's context.
         traced = tracing.enabled()
-        async with self.engine.begin() as conn:
+        async with self.transaction() as conn:
             fresh = await self._claim_and_save_positions(conn, wanted, positions)
             run: list[Envelope] = []
             topic = ""
@@ -349,7 +385,7 @@ class ConsumerRunner:
         return {r.message_id for r in result if r.message_id is not None}
 
     async def _process_one_by_one(self, batch: Sequence[Decoded], positions: Positions) -> None:
-        async with self.engine.begin() as conn:
+        async with self.transaction() as conn:
             for d in batch:
                 if d.error:
                     await self._dead_letter(conn, d, d.error)

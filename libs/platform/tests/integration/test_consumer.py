@@ -286,3 +286,37 @@ async def test_a_stop_does_not_wait_for_a_batch_stalled_at_a_failpoint_and_loses
         stop.set()
         await task
     assert sorted(n for _, n in rows) == list(range(5))
+
+
+async def test_a_consumer_whose_kept_connection_is_killed_reconnects_and_applies_once(
+        effect_log: AsyncEngine, platform_db: str, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
+    """`run` keeps one connection for its batches: its backend killed between batches, the
+    next batch fails on it, is retried on a new connection, and every effect happens once."""
+    engine = effect_log
+    topic = await new_topic()
+    Counter = counter_event(topic)
+    producer = create_producer(kafka_bootstrap)
+    await producer.start()
+    stop = asyncio.Event()
+    relay = OutboxRelay(engine, platform_db, producer, poll_interval_s=0.1)
+    runner = ConsumerRunner(service="test", group=f"g-{uuid.uuid4().hex}", engine=engine,
+                            bootstrap_servers=kafka_bootstrap, topics=[topic],
+                            handlers={COUNTER: record_effect}, backoff_s=0.05)
+    tasks = [asyncio.create_task(relay.run(stop)), asyncio.create_task(runner.run(stop))]
+    try:
+        await append_counters(engine, Counter, 20)
+        await eventually(lambda: _at_least(engine, 20))
+        kept = runner._held
+        assert kept is not None
+        backend = (await kept.get_raw_connection()).driver_connection.info.backend_pid
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        await append_counters(engine, Counter, 20, start=20)
+        rows = await eventually(lambda: _at_least(engine, 40))
+        assert runner._held is not None and runner._held is not kept
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await producer.stop()
+    assert sorted(n for _, n in rows) == list(range(40))
+    assert len({event_id for event_id, _ in rows}) == 40
