@@ -27,7 +27,13 @@ from jobs.domain.model import Job, replay, stream_id_of
 from jobs.projections import project
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.base import DomainEvent, decode
-from misp_contracts.events.jobs import STATUS_RUNNING, STATUS_WAITING, TaskState, WorkerRef
+from misp_contracts.events.jobs import (
+    STATUS_RUNNING,
+    STATUS_WAITING,
+    JobState,
+    TaskState,
+    WorkerRef,
+)
 from misp_platform.db import event
 from misp_platform.eventstore import Append, EventStore
 
@@ -114,6 +120,25 @@ async def lock_jobs(conn: AsyncConnection, job_ids: Sequence[int]) -> None:
     cycle)."""
     await conn.execute(select(job.c.id).where(job.c.id.in_(sorted(set(job_ids))))
                        .order_by(job.c.id).with_for_update())
+
+
+async def lock_and_load_jobs(conn: AsyncConnection, job_ids: Sequence[int]) -> dict[int, Job]:
+    """The jobs of `job_ids` that exist, their rows locked until the transaction ends (in id
+    order, as `lock_jobs`), read from the read model in the same statement: the `job` row is
+    written in the transaction of each append, and a row locked after another writer committed
+    is read as that writer left it, so it holds what a replay of the stream would give (the
+    decisions read its status, attempt, worker, retry time, flags and version) without
+    loading and decoding every event of each job."""
+    rows = await conn.execute(select(job).where(job.c.id.in_(sorted(set(job_ids))))
+                              .order_by(job.c.id).with_for_update())
+    return {r.id: Job(
+        state=JobState(id=r.id, queue=r.queue, job_type=r.job_type, job_input=r.job_input,
+                       data=r.data, org_id=r.org_id, status=r.status, progress=r.progress,
+                       message=r.message, retries=r.retries, attempt=r.attempt,
+                       max_attempts=r.max_attempts, task_id=r.task_id,
+                       request_id=r.request_id),
+        version=r.version, worker_id=r.worker_id, retry_at=r.retry_at, dead=r.dead,
+        cancelled=r.cancelled) for r in rows}
 
 
 async def lock_job(conn: AsyncConnection, job_id: int) -> None:

@@ -155,14 +155,12 @@ async def _apply(conn: AsyncConnection, job_id: int, decide: Decide,
 
 async def _apply_many(conn: AsyncConnection, runs: Sequence[tuple[int, Envelope, Decide]],
                       now: datetime | None = None) -> None:
-    """`_apply` for a run of messages at once: their jobs locked in one statement (in id order),
-    loaded in one query, and all their events appended in one; each message is decided on its
-    job as the messages before it in the run left it."""
+    """`_apply` for a run of messages at once: their jobs locked and loaded (from the read
+    model) in one statement, in id order, and all their events appended in one; each message
+    is decided on its job as the messages before it in the run left it."""
     if not runs:
         return
-    ids = [job_id for job_id, _, _ in runs]
-    await store.lock_jobs(conn, ids)
-    jobs = await store.load_jobs(conn, ids)
+    jobs = await store.lock_and_load_jobs(conn, [job_id for job_id, _, _ in runs])
     appends: list[Append] = []
     for job_id, envelope, decide in runs:
         j = jobs.get(job_id)

@@ -1,0 +1,66 @@
+"""The workers' reports decide on a job loaded from its read-model row (`lock_and_load_jobs`,
+one statement with the lock) instead of a replay of its stream: at every step of a job's life
+the two give the same decisions, so the row is a faithful stand-in."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jobs.adapters import store
+from jobs.domain import model
+from jobs.domain.model import Job
+from jobs.handlers import jobs as commands
+from misp_contracts.envelope import Actor
+
+from ..conftest import TEST_NOOP, now
+
+
+def decided(j: Job) -> tuple[object, ...]:
+    """What the decisions of the workers' reports read of a job, and what they decide."""
+    s = j.state
+    return (s.status, s.attempt, s.max_attempts, s.job_type, s.retries, j.version, j.worker_id,
+            j.retry_at, j.dead, j.cancelled, j.finished,
+            model.start(j, attempt=s.attempt, worker_id="w", host="h", pid=1),
+            model.refusal(j, attempt=s.attempt), model.refusal(j, attempt=s.attempt + 1),
+            model.progress(j, attempt=s.attempt, value=50, message=""),
+            [type(e) for e in model.finish(j, attempt=s.attempt, outcome="failed",
+                                           message="x", now=now())])
+
+
+async def same_as_replay(engine: AsyncEngine, job_id: int) -> None:
+    async with engine.begin() as conn:
+        replayed = await store.load_job(conn, job_id)
+        loaded = (await store.lock_and_load_jobs(conn, [job_id]))[job_id]
+    assert replayed is not None
+    assert decided(loaded) == decided(replayed)
+
+
+async def test_the_read_model_row_decides_as_the_replayed_stream_through_a_jobs_life(
+        jobs_engine: AsyncEngine) -> None:
+    async with jobs_engine.begin() as conn:
+        job_id = await commands.enqueue(conn, job_type=TEST_NOOP.name, queue="default",
+                                        actor=Actor.system(), data={"steps": 3})
+    await same_as_replay(jobs_engine, job_id)
+    later = now() + timedelta(hours=1)
+    steps = [
+        lambda j: model.start(j, attempt=1, worker_id="w1", host="h", pid=1),
+        lambda j: model.progress(j, attempt=1, value=40, message="going"),
+        lambda j: model.fail(j, attempt=1, error="boom", now=now()),  # a retry is due later
+        lambda j: model.retry_due(j, later),
+        lambda j: model.start(j, attempt=2, worker_id="w2", host="h", pid=2),
+        lambda j: model.cancel(j, reason="by test"),
+        model.rerun,
+        lambda j: model.start(j, attempt=3, worker_id="w3", host="h", pid=3),
+        lambda j: model.finish(j, attempt=3, outcome="succeeded", message="done", now=now()),
+    ]
+    for step in steps:
+        async with jobs_engine.begin() as conn:
+            assert await commands._apply(conn, job_id, step) is not None
+        await same_as_replay(jobs_engine, job_id)
+
+
+async def test_jobs_without_a_row_are_not_loaded(jobs_engine: AsyncEngine) -> None:
+    async with jobs_engine.begin() as conn:
+        assert await store.lock_and_load_jobs(conn, [4_999_999_999_999]) == {}
