@@ -1,14 +1,17 @@
-"""The workers' reports decide on a job loaded from its read-model row (`lock_and_load_jobs`,
-one statement with the lock) instead of a replay of its stream: at every step of a job's life
-the two give the same decisions, so the row is a faithful stand-in."""
+"""The read models written and read in one statement each: a queued job's row with its first
+attempt's, and the jobs the workers' reports decide on, loaded from their rows with their locks
+(`lock_and_load_jobs`) instead of a replay of their streams: at every step of a job's life the
+two give the same decisions, so the row is a faithful stand-in."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs.adapters import store
+from jobs.adapters.tables import job, job_attempt
 from jobs.domain import model
 from jobs.domain.model import Job
 from jobs.handlers import jobs as commands
@@ -64,3 +67,21 @@ async def test_the_read_model_row_decides_as_the_replayed_stream_through_a_jobs_
 async def test_jobs_without_a_row_are_not_loaded(jobs_engine: AsyncEngine) -> None:
     async with jobs_engine.begin() as conn:
         assert await store.lock_and_load_jobs(conn, [4_999_999_999_999]) == {}
+
+
+async def test_a_queued_job_and_its_first_attempt_are_written_before_their_updates(
+        jobs_engine: AsyncEngine) -> None:
+    """The rows of a queued job and of its first attempt go in one statement, and an update of
+    that attempt in the same run of events lands after them (not on a row yet to come)."""
+    async with jobs_engine.begin() as conn:
+        job_id = await store.next_job_id(conn)
+        queued = model.queue_job(job_id, job_type=TEST_NOOP.name, queue="default")
+        started = model.start(model.replay([queued]) or Job(state=queued.job), attempt=1,
+                              worker_id="w1", host="h", pid=7)
+        await store.save_job(conn, job_id, 0, [queued, *started], Actor.system())
+        row = (await conn.execute(select(job).where(job.c.id == job_id))).one()
+        attempt = (await conn.execute(select(job_attempt).where(
+            job_attempt.c.job_id == job_id))).one()
+    assert (row.status, row.worker_id, row.version) == (2, "w1", 2)
+    assert (attempt.attempt, attempt.worker_id, attempt.pid) == (1, "w1", 7)
+    assert attempt.started_at is not None and attempt.queued_at == row.date_created

@@ -1,19 +1,42 @@
 """Writes of the `job` and `job_attempt` read models, as the projection (jobs.projections.project)
 decides them, in the caller's transaction: those of a run of events through `Writes`, in as few
-statements as their order allows (a re-run's attempt row, `add_job_attempt`, on its own)."""
+statements as their order allows (a re-run's attempt row, `add_job_attempt`, on its own); the
+rows of queued jobs and of their first attempts in one statement, whatever their number."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, update
+import orjson
+from sqlalchemy import bindparam, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobs.adapters.tables import job, job_attempt
 from jobs.domain.model import stream_id_of
 from misp_contracts.events.jobs import JobState
+
+# The rows of queued jobs and of their first attempts, from one JSON parameter: one statement
+# (one round trip, one parse) for any number of jobs.
+_INSERT_JOBS_AND_ATTEMPTS = text("""
+    WITH r AS (
+        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+            id bigint, stream_id uuid, version int, queue text, job_type text, job_input text,
+            status int, retries int, attempt int, max_attempts int, message text, progress int,
+            org_id bigint, task_id bigint, request_id text, data jsonb,
+            date_created timestamptz, date_modified timestamptz)
+    ), jobs AS (
+        INSERT INTO job (id, stream_id, version, queue, job_type, job_input, status, retries,
+                         attempt, max_attempts, message, progress, org_id, task_id, request_id,
+                         data, date_created, date_modified)
+        SELECT id, stream_id, version, queue, job_type, job_input, status, retries, attempt,
+               max_attempts, message, progress, org_id, task_id, request_id, data,
+               date_created, date_modified
+        FROM r
+    )
+    INSERT INTO job_attempt (job_id, attempt, queued_at) SELECT id, 1, date_created FROM r
+""")
 
 
 async def add_job_attempt(conn: AsyncConnection, job_id: int, attempt: int,
@@ -33,17 +56,20 @@ class Writes:
         self.conn = conn
         # By table: the shape of the waiting updates, their parameters and the rows they touch.
         self.waiting: dict[str, tuple[Any, list[dict[str, Any]], set[Any]]] = {}
+        # The first attempts whose rows wait with their jobs' (in the `job` table's insert).
+        self.new_attempts: set[tuple[int, int]] = set()
 
     async def insert_job_view(self, state: JobState, *, version: int, now: datetime) -> None:
-        """The row of a queued job and of its first attempt."""
+        """The row of a queued job and of its first attempt (sent together)."""
+        if "job_attempt" in self.waiting:
+            await self._send("job_attempt")  # attempt rows updated before: sent before
         await self._add("job", ("insert_job",), state.id, dict(
             id=state.id, stream_id=stream_id_of(state.id), version=version, queue=state.queue,
             job_type=state.job_type, job_input=state.job_input, status=state.status, retries=0,
             attempt=state.attempt, max_attempts=state.max_attempts, message=state.message,
             progress=0, org_id=state.org_id, task_id=state.task_id,
             request_id=state.request_id, data=state.data, date_created=now, date_modified=now))
-        await self._add("job_attempt", ("insert_attempt",), (state.id, 1),
-                        {"job_id": state.id, "attempt": 1, "queued_at": now})
+        self.new_attempts.add((state.id, 1))
 
     async def update_job_view(self, job_id: int, values: dict[str, Any], *,
                               count_retry: bool = False) -> None:
@@ -53,6 +79,8 @@ class Writes:
 
     async def update_job_attempt(self, job_id: int, attempt: int, values: dict[str, Any], *,
                                  unfinished_only: bool) -> None:
+        if (job_id, attempt) in self.new_attempts:
+            await self._send("job")  # its row is inserted with the job's: first
         shape = ("attempt", tuple(sorted(values)), unfinished_only)
         await self._add("job_attempt", shape, (job_id, attempt),
                         {"k_job_id": job_id, "k_attempt": attempt,
@@ -75,10 +103,9 @@ class Writes:
     async def _send(self, table: str) -> None:
         shape, params, _ = self.waiting.pop(table)
         if shape == ("insert_job",):
-            await self.conn.execute(job.insert(), params)
-            return
-        if shape == ("insert_attempt",):
-            await self.conn.execute(job_attempt.insert(), params)
+            await self.conn.execute(_INSERT_JOBS_AND_ATTEMPTS, {"rows": orjson.dumps(
+                params, option=orjson.OPT_NON_STR_KEYS).decode()})
+            self.new_attempts.clear()
             return
         kind, columns, flag = shape
         values: dict[str, Any] = {c: bindparam(f"v_{c}") for c in columns}
