@@ -68,9 +68,11 @@ class Sink:
     received: list[Any] = field(default_factory=list)
     refuse: list[str] = field(default_factory=list)
     attempts: int = 0
+    sessions: set[Any] = field(default_factory=set)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.attempts += 1
+        self.sessions.add(session.peer)  # the client's (host, port): one per SMTP session
         if self.refuse:
             return self.refuse.pop(0)
         self.received.append(envelope)

@@ -1,13 +1,16 @@
 """Delivery to a real SMTP server: retries on 4xx with backoff, permanent failures recorded, no
-double send of a redelivered request, and one event per mail sent or failed (never the body)."""
+double send of a redelivered request, one event per mail sent or failed (never the body), and a
+burst sent over the configured SMTP sessions, kept open across batches."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mailer.adapters.smtp import SmtpConfig
 from mailer.adapters.tables import mail
 from mailer.domain.model import Recipient
 from mailer.handlers.compose import Draft, Mailer, queue
@@ -126,3 +129,32 @@ async def test_a_mail_in_flight_when_its_sender_died_is_sent_after_the_lease(
     assert type_ == "misp.mailer.mail.emailed.v1"
     assert str(data["message_id"]).encode() in sink.received[0].content
     assert await deliverer.deliver_due() == 0 and len(sink.received) == 1  # sent once, done
+
+
+async def test_a_burst_goes_out_over_the_configured_sessions_kept_across_batches(
+        mailer_engine: AsyncEngine, mailer: Mailer, sink: Sink) -> None:
+    request_id = str(uuid.uuid4())
+    drafts = [Draft(Recipient(f"burst{i}@example.test", None, 1, None), "Subject", "Body\n")
+              for i in range(24)]
+    async with mailer_engine.begin() as conn:
+        await queue(conn, mailer, drafts, request_id=request_id, kind="custom",
+                    action="admin_email", actor=Actor.system())
+    deliverer = Deliverer(mailer_engine, SmtpConfig("127.0.0.1", sink.port), batch=5,
+                          poll_interval_s=0.05, connections=2)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(deliverer.run(stop))
+    try:
+        for _ in range(600):
+            if len(sink.received) == 24 or loop.done():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await loop
+
+    assert sorted(e.rcpt_tos[0] for e in sink.received) == sorted(
+        d.recipient.email for d in drafts)  # each once
+    assert await statuses(mailer_engine) == [("sent", 1)] * 24
+    assert len(await mail_events(mailer_engine)) == 24
+    # Five batches, two sessions: opened once, not once per batch.
+    assert len(sink.sessions) <= 2, sink.sessions

@@ -158,8 +158,17 @@ async def prepare(mailer: Mailer, drafts: Sequence[Draft], settings: MailSetting
     keep: list[tuple[Draft, KeyCheck | None]] = []
     skipped: list[Skipped] = []
 
+    # Each distinct key is checked once per request, however many drafts carry it: one gpg
+    # thread hop per key, not per mail.
+    checking: dict[str, asyncio.Future[KeyCheck]] = {}
+
     async def key_of(d: Draft) -> KeyCheck | None:
-        return await mailer.check_key(d.recipient.gpgkey) if d.recipient.gpgkey else None
+        armored = d.recipient.gpgkey
+        if not armored:
+            return None
+        if armored not in checking:
+            checking[armored] = asyncio.ensure_future(mailer.check_key(armored))
+        return await checking[armored]
 
     checks = await _each(drafts, key_of, progress)
     for draft, check in zip(drafts, checks, strict=True):

@@ -10,6 +10,7 @@ closes its sessions when it runs out of due mail."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Any
 
 import structlog
@@ -85,22 +86,25 @@ class Deliverer:
             return 0
         while len(self._sessions) < self.connections:
             self._sessions.append(Connection(self.smtp))
-        lanes = [rows[i::self.connections] for i in range(self.connections)]
+        # The sessions take the batch's mails in turn from one queue: a slow send on one does
+        # not leave the other idle at the end of the batch.
+        due = deque(rows)
         # Every lane runs to its end (or its own failure) before the pass fails: no session is
         # left sending while the loop closes it.
-        outcomes = await asyncio.gather(*(self._send_lane(session, lane) for session, lane
-                                          in zip(self._sessions, lanes, strict=True) if lane),
+        outcomes = await asyncio.gather(*(self._send_lane(session, due)
+                                          for session in self._sessions[:len(rows)]),
                                         return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
         return len(rows)
 
-    async def _send_lane(self, session: Connection, rows: list[Any]) -> None:
+    async def _send_lane(self, session: Connection, due: deque[Any]) -> None:
         """One SMTP session, one mail at a time, each recorded (on the lane's own database
         connection) before the next is sent."""
         async with self.engine.connect() as conn:
-            for row in rows:
+            while due:
+                row = due.popleft()
                 result = await asyncio.to_thread(session.send, row.sender, row.recipient,
                                                  bytes(row.raw or b""))
                 failpoints.hit("mailer.after_send")  # sent, not yet recorded: the crash window
