@@ -186,10 +186,22 @@ class ConsumerRunner:
         await consumer.start()
         log.info("consumer.started", group=self.group, topics=self.topics, pattern=self.pattern)
         saved: Positions = {}
-        # The Kafka commit of a batch's offsets runs while the next batch is fetched and
-        # applied (one at a time, in order): the effects' transaction already holds the marks
-        # and positions, so a commit lost with its process only means a deduplicated replay.
+        # The Kafka commit of the offsets applied runs while the next batches are fetched and
+        # applied, one commit at a time: offsets applied meanwhile wait (`uncommitted`) for the
+        # next, started once it ends, never awaited by the loop. The effects' transaction
+        # already holds the marks and positions, so a commit lost with its process (or late)
+        # only means a deduplicated replay.
         committing: asyncio.Task[None] | None = None
+        uncommitted: Positions = {}
+
+        def commit_when_free() -> None:
+            nonlocal committing
+            if committing is not None and committing.done():
+                committing.result()  # what `_commit` does not expect ends the loop, as before
+                committing = None
+            if uncommitted and committing is None:
+                committing = asyncio.create_task(self._commit(consumer, dict(uncommitted)))
+                uncommitted.clear()
         # The next batch is fetched and decoded while this one is applied (its CPU work fills
         # this one's waits on the database); nothing of it is applied before this one commits.
         fetching = asyncio.create_task(self._fetch(consumer))
@@ -200,6 +212,7 @@ class ConsumerRunner:
                 if ready is not None and consumer.assignment():
                     ready.set()
                 if not decoded:
+                    commit_when_free()
                     await self._save_idle_positions(consumer, saved)
                     fetching = asyncio.create_task(self._fetch(consumer))
                     continue
@@ -215,14 +228,15 @@ class ConsumerRunner:
                     if highwater is not None:
                         metrics.consumer_lag.labels(self.group, tp.topic, str(tp.partition)).set(
                             max(0, highwater - position))
-                if committing is not None:
-                    await committing
-                committing = asyncio.create_task(self._commit(consumer, offsets))
+                uncommitted.update(offsets)
+                commit_when_free()
         finally:
             fetching.cancel()
             await asyncio.gather(fetching, return_exceptions=True)
             if committing is not None:
                 await committing
+            if uncommitted:
+                await self._commit(consumer, uncommitted)
             self._holding = False
             await self._release()
             await consumer.stop()

@@ -1,12 +1,14 @@
 """The relay's key -> partition cache: the partition aiokafka's own partitioner (murmur2, as
-Java's) gives, remembered per key and partition count."""
+Java's) gives, remembered per key and partition count; the relay's murmur2 is aiokafka's."""
 
 from __future__ import annotations
 
+import random
 import uuid
 
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
+from misp_platform import relay
 from misp_platform.relay import partition_of
 
 
@@ -41,3 +43,14 @@ def test_murmur2_runs_once_per_key_and_count() -> None:
         partition_of(key, 3)
     info = partition_of.cache_info()
     assert (info.misses, info.hits) == (1, 4)
+
+
+def test_the_relays_murmur2_is_aiokafkas_for_every_length_and_byte() -> None:
+    draw = random.Random(19)
+    keys = [bytes(draw.randrange(256) for _ in range(length))
+            for length in range(70) for _ in range(40)]
+    keys += [b"\xff" * n for n in range(9)] + [b"\x00" * n for n in range(9)]
+    keys += [str(uuid.uuid4()).encode() for _ in range(200)]
+    for key in keys:
+        assert relay.murmur2(key) == murmur2(key), key
+    assert relay.murmur2(b"21") == -973932308 & 0xFFFFFFFF
