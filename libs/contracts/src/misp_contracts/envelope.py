@@ -11,6 +11,7 @@ the JSON of a frozen contract model.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -165,16 +166,21 @@ def to_kafka_text(envelope: Envelope) -> tuple[list[tuple[str, str]], bytes] | N
                ("ce_type", envelope.type), ("ce_time", stamp),
                ("ce_specversion", envelope.specversion),
                ("content-type", envelope.datacontenttype)]
-    for name in _OPTIONAL_ATTRIBUTES:
-        attribute = getattr(envelope, name)
+    attributes = envelope.__dict__
+    for header, name in _OPTIONAL_HEADERS:
+        attribute = attributes[name]
         if attribute is not None:
-            headers.append(("ce_" + name, str(attribute)))
-    actor = envelope.actor
-    for field, extension in ACTOR_EXTENSIONS.items():
-        attribute = getattr(actor, field)
-        if attribute is not None:
-            headers.append(("ce_" + extension, str(attribute)))
+            headers.append((header, str(attribute)))
+    headers += _actor_headers(envelope.actor)
     return headers, value
+
+
+@functools.lru_cache(maxsize=1024)
+def _actor_headers(actor: Actor) -> tuple[tuple[str, str], ...]:
+    """The actor's extension headers, remembered per actor (frozen: equal actors, equal
+    headers): a writer's events mostly share theirs."""
+    return tuple((header, str(attribute)) for header, field in _ACTOR_FIELDS
+                 if (attribute := getattr(actor, field)) is not None)
 
 
 def _to_kafka_by_binding(envelope: Envelope) -> tuple[list[tuple[str, bytes]], bytes]:
@@ -200,6 +206,8 @@ def from_kafka(headers: Iterable[tuple[str, bytes]] | Mapping[str, bytes],
 
 _OPTIONAL_ATTRIBUTES = ("subject", "streamversion", "correlationid", "causationid",
                         *TRACE_EXTENSIONS)
+_OPTIONAL_HEADERS = tuple(("ce_" + name, name) for name in _OPTIONAL_ATTRIBUTES)
+_ACTOR_FIELDS = tuple(("ce_" + extension, field) for field, extension in ACTOR_EXTENSIONS.items())
 _ACTOR_HEADERS = {"ce_" + extension: field for field, extension in ACTOR_EXTENSIONS.items()}
 _ACTOR_NUMBERS = frozenset({"user_id", "org_id", "authkey_id"})
 _USUAL_HEADERS = frozenset({
