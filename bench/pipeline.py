@@ -56,7 +56,12 @@ from misp_platform.kafka import (
     topic_partitions,
 )
 from misp_platform.migrations import create_platform_tables
-from misp_platform.outbox import OutgoingMessage, announced_positions, enqueue_messages
+from misp_platform.outbox import (
+    OutboxRow,
+    OutgoingMessage,
+    announced_positions,
+    enqueue_messages,
+)
 from misp_platform.relay import OutboxRelay
 from misp_platform.testing import ChildProcesses
 
@@ -355,11 +360,11 @@ async def role_write(url: str, topic: str, first: str, step: str, total: str,
             # statement's own duration.
             env = Envelope(source="/bench", type=EVENT_TYPE, subject=stream, streamversion=1,
                            actor=actor, data=model(n=n, sent_at=time.time()).model_dump())
-            m = OutgoingMessage.of(env, topic=topic, key=stream)
+            m = OutboxRow.of_envelope(env, topic=topic, key=stream)  # as the store builds it
             await conn.execute(APPEND_ONE, (
                 stream, env.id, env.type, orjson.dumps(env.data).decode(),
                 orjson.dumps(env.model_dump(mode="json", exclude={"data"})).decode(),
-                m.topic, m.key, headers_json(m), m.value), prepare=True)
+                m.topic, m.key, orjson.dumps(m.headers).decode(), m.value), prepare=True)
         finally:
             connections.put_nowait(conn)
 
