@@ -311,7 +311,7 @@ def paced_load(url: str, rate: float, seconds: float, enqueuers: int
 
 # The hops of a job from its enqueue to its handler's start: (name, from mark, to mark).
 HOPS = (
-    ("enqueue commit -> RunJob in Kafka (relay)", "committed", "dispatched"),
+    ("enqueue -> RunJob in Kafka (relay)", "committed", "dispatched"),
     ("RunJob in Kafka -> worker claims (fetch)", "dispatched", "claimed"),
     ("claim -> claim in Kafka (relay)", "claimed", "claim_published"),
     ("claim in Kafka -> jobs consumer grants", "claim_published", "granted"),
@@ -330,35 +330,41 @@ async def watched_ends(bootstrap: str) -> dict[Any, int]:
 
 async def hop_marks(engine: Any, bootstrap: str, since: dict[Any, int],
                     sent: list[tuple[int, float]]) -> dict[int, dict[str, float]]:
-    """When each job of `sent` passed each mark (epoch seconds): its commit (the enqueuer's
-    clock), its RunJob, claim and grant as Kafka stamped them (the relay's clock as it built the
-    batch), the claim as the worker made it (its envelope's time), the grant as the jobs
-    consumer decided it (`job_attempt.started_at`) and the handler's start (`job_run`)."""
-    marks = {job_id: {"committed": at} for job_id, at in sent}
+    """When each job of `sent` passed each mark (epoch seconds): its enqueue (the job row's
+    `date_created`, taken in the enqueue's transaction: on a loaded machine the enqueuer may
+    learn of its commit after the relay has published it), its RunJob, claim and grant as
+    Kafka stamped them (the relay's clock as it built the batch), the claim as the worker made
+    it (its envelope's time), the grant as the jobs consumer decided it
+    (`job_attempt.started_at`) and the handler's start (`job_run`)."""
+    marks: dict[int, dict[str, float]] = {job_id: {} for job_id, _ in sent}
     for record in await read_since(bootstrap, since):
         headers = dict(record.headers)
         kind = headers.get("ce_type", b"").decode()
         if kind not in (RunJob.type, JobRunStarted.type, JobRunGranted.type):
             continue
         data = json.loads(record.value)
-        job = marks.get(int(data["job_id"]))
-        if job is None or data.get("attempt", 1) != 1:
+        job_marks = marks.get(int(data["job_id"]))
+        if job_marks is None or data.get("attempt", 1) != 1:
             continue
         stamped = record.timestamp / 1000
         if kind == RunJob.type:
-            job["dispatched"] = stamped
+            job_marks["dispatched"] = stamped
         elif kind == JobRunStarted.type:
-            job["claimed"] = _epoch(headers["ce_time"].decode())
-            job["claim_published"] = stamped
+            job_marks["claimed"] = _epoch(headers["ce_time"].decode())
+            job_marks["claim_published"] = stamped
         else:
-            job["grant_published"] = stamped
+            job_marks["grant_published"] = stamped
     async with engine.connect() as conn:
         for row in await conn.execute(
-                select(job_attempt.c.job_id, job_attempt.c.started_at, job_run.c.finished_at)
-                .join(job_run, job_run.c.job_id == job_attempt.c.job_id)
-                .where(job_attempt.c.job_id.in_(list(marks)), job_attempt.c.attempt == 1)):
-            marks[row.job_id].update(granted=row.started_at.timestamp(),
-                                     started=row.finished_at.timestamp())
+                select(job.c.id, job.c.date_created, job_attempt.c.started_at,
+                       job_run.c.finished_at)
+                .join(job_attempt, (job_attempt.c.job_id == job.c.id)
+                      & (job_attempt.c.attempt == 1))
+                .join(job_run, job_run.c.job_id == job.c.id)
+                .where(job.c.id.in_(list(marks)))):
+            marks[row.id].update(committed=row.date_created.timestamp(),
+                                 granted=row.started_at.timestamp(),
+                                 started=row.finished_at.timestamp())
     return marks
 
 

@@ -7,15 +7,24 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+import orjson
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs.adapters import store
 from jobs.adapters.tables import job, job_attempt
+from jobs.adapters.tables import worker as worker_table
 from jobs.domain import model
 from jobs.domain.model import Job
 from jobs.handlers import jobs as commands
-from misp_contracts.envelope import Actor
+from misp_contracts.envelope import Actor, Envelope
+from misp_contracts.events.jobs import (
+    WORKER_CONTROL_TOPIC,
+    JobRunGranted,
+    JobRunRefused,
+    JobRunStarted,
+    WorkerRef,
+)
 
 from ..conftest import TEST_NOOP, now
 
@@ -85,3 +94,41 @@ async def test_a_queued_job_and_its_first_attempt_are_written_before_their_updat
     assert (row.status, row.worker_id, row.version) == (2, "w1", 2)
     assert (attempt.attempt, attempt.worker_id, attempt.pid) == (1, "w1", 7)
     assert attempt.started_at is not None and attempt.queued_at == row.date_created
+
+
+async def test_a_run_of_claims_records_its_workers_and_its_answers_in_one_write(
+        jobs_engine: AsyncEngine) -> None:
+    """The claims of two workers: each worker's row says the job of its last claim (none when
+    refused; created for a worker not seen before, moved for one seen), and each is answered
+    in the outbox, in order. (A second claim of a running attempt is granted too, as
+    `model.start` decides: the job_run mark keeps the effect once.)"""
+    async with jobs_engine.begin() as conn:
+        ids = [await commands.enqueue(conn, job_type=TEST_NOOP.name, queue="default",
+                                      actor=Actor.system()) for _ in range(3)]
+        await commands.cancel(conn, ids[2], Actor.system())  # its claim is refused
+        origin = await store.instance_id(conn)
+        seen_before = WorkerRef(worker_id="w-old", service="jobs", queue="default", host="h",
+                                pid=1, user="u")
+        await store.touch_worker(conn, seen_before, now() - timedelta(minutes=1), job_id=None)
+    workers = [seen_before, WorkerRef(worker_id="w-new", service="jobs", queue="default",
+                                      host="h", pid=2, user="u")]
+    claims = [Envelope(source="/jobs", type=JobRunStarted.type, subject=str(job_id),
+                       actor=Actor.system(), data=JobRunStarted(
+                           worker=w, job_id=job_id, attempt=1, origin=origin
+                       ).model_dump(mode="json"))
+              for job_id, w in zip([*ids, ids[0]], [*workers, workers[0], workers[1]],
+                                   strict=True)]
+    async with jobs_engine.begin() as conn:
+        await commands.when_runs_started_mark_running(conn, claims)
+        rows = {r.worker_id: r for r in await conn.execute(select(worker_table))}
+        stored = (await conn.execute(text(
+            "SELECT headers, payload FROM outbox WHERE topic = :t ORDER BY position"),
+            {"t": WORKER_CONTROL_TOPIC})).all()
+    answers = [(dict(h)["ce_type"], *(lambda d: (d["worker_id"], d["job_id"]))(
+        orjson.loads(p))) for h, p in stored
+        if dict(h)["ce_type"] in (JobRunGranted.type, JobRunRefused.type)]
+    assert (rows["w-old"].job_id, rows["w-new"].job_id) == (None, ids[0])
+    assert rows["w-new"].started_at == rows["w-new"].last_seen_at
+    assert answers == [(JobRunGranted.type, "w-old", ids[0]), (JobRunGranted.type, "w-new", ids[1]),
+                       (JobRunRefused.type, "w-old", ids[2]),
+                       (JobRunGranted.type, "w-new", ids[0])]

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import DateTime, Row, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,8 +35,10 @@ from misp_contracts.events.jobs import (
     TaskState,
     WorkerRef,
 )
+from misp_platform import outbox
 from misp_platform.db import event
 from misp_platform.eventstore import Append, EventStore
+from misp_platform.outbox import OutgoingMessage
 
 store = EventStore("jobs")
 _instance_ids: dict[str, str] = {}
@@ -195,6 +198,43 @@ async def touch_worker(conn: AsyncConnection, ref: WorkerRef, at: datetime, *,
     await conn.execute(stmt.on_conflict_do_update(
         index_elements=[worker.c.worker_id], set_=values,
         where=worker.c.last_seen_at <= stmt.excluded.last_seen_at))
+
+
+# The workers of a run of claims seen (as `touch_worker` does, one row each) and the answers to
+# those claims queued in the outbox (outbox.INSERT_ROWS_SQL): one statement, one round trip.
+_TOUCH_WORKERS_AND_ENQUEUE = text(f"""
+    WITH touched AS (
+        INSERT INTO worker (worker_id, service, queue, host, pid, "user", job_id, last_seen_at,
+                            started_at)
+        SELECT w.worker_id, w.service, w.queue, w.host, w.pid, w."user", w.job_id,
+               w.last_seen_at, w.last_seen_at
+        FROM jsonb_to_recordset(CAST(:workers AS jsonb)) AS w(
+            worker_id text, service text, queue text, host text, pid int, "user" text,
+            job_id bigint, last_seen_at timestamptz)
+        ON CONFLICT (worker_id) DO UPDATE SET
+            service = EXCLUDED.service, queue = EXCLUDED.queue, host = EXCLUDED.host,
+            pid = EXCLUDED.pid, "user" = EXCLUDED."user", job_id = EXCLUDED.job_id,
+            last_seen_at = EXCLUDED.last_seen_at
+        WHERE worker.last_seen_at <= EXCLUDED.last_seen_at
+    ) {outbox.INSERT_ROWS_SQL}
+""")
+
+
+async def touch_workers_and_enqueue(conn: AsyncConnection,
+                                    seen: Sequence[tuple[WorkerRef, datetime, int | None]],
+                                    messages: Sequence[OutgoingMessage]) -> None:
+    """`touch_worker` for each of `seen` (a worker once: its latest report) and
+    `enqueue_messages(messages)`, in one statement."""
+    if not messages:
+        for ref, at, job_id in seen:
+            await touch_worker(conn, ref, at, job_id=job_id)
+        return
+    workers = [{"worker_id": ref.worker_id, "service": ref.service, "queue": ref.queue,
+                "host": ref.host, "pid": ref.pid, "user": ref.user, "job_id": job_id,
+                "last_seen_at": at.isoformat()} for ref, at, job_id in seen]
+    result = await conn.execute(_TOUCH_WORKERS_AND_ENQUEUE, {
+        "workers": orjson.dumps(workers).decode(), "messages": outbox.messages_json(messages)})
+    outbox.note_written(row[0] for row in result)
 
 
 async def mark_worker_stopped(conn: AsyncConnection, worker_id: str, at: datetime,

@@ -235,9 +235,7 @@ async def when_runs_started_mark_running(conn: AsyncConnection,
             topic=answer.topic, key=r.worker.worker_id))
         seen[r.worker.worker_id] = (r.worker, envelope.time,
                                     None if index in refusals else r.job_id)
-    await enqueue_messages(conn, answers)
-    for ref, at, job_id in seen.values():
-        await store.touch_worker(conn, ref, at, job_id=job_id)
+    await store.touch_workers_and_enqueue(conn, list(seen.values()), answers)
 
 
 async def when_run_progressed_record(conn: AsyncConnection, envelope: Envelope) -> None:
