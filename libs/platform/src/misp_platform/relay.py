@@ -16,8 +16,8 @@ consumers drop the duplicates by event id.
 
 Throughput: the relay works in rounds on one connection. A round's rows go out as one record
 batch per partition (built by the relay, so no per-record future, linger or accumulator work);
-while Kafka takes them, the previous round's rows are deleted and the next round's are read
-(skipping the rows on their way, from the table's start: still no cursor). A round is sent only
+while Kafka takes them, the next round's rows are read (skipping the rows on their way, from
+the table's start: still no cursor) and the previous round's are deleted. A round is sent only
 once Kafka has acknowledged the previous one, and a row that does not fit its partition's batch
 waits for the next round with every later row of that partition: per-key order holds, and a
 batch Kafka refuses is sent again record by record with nothing after it already published.
@@ -194,9 +194,10 @@ class OutboxRelay:
                      more_coming: Callable[[], bool] = lambda: False) -> int:
         """Rounds until a read finds nothing. One connection, in autocommit: a round costs a
         read and one statement (delete and notify), no BEGIN and COMMIT around them. While
-        Kafka takes a round's records, the previous round's rows are deleted and the next
-        round's are read (outside of those on their way), so the waits overlap; a round is
-        only sent once Kafka has acknowledged the one before.
+        Kafka takes a round's records, the next round's are read (outside of those on their
+        way) and then the previous round's rows are deleted, so the waits overlap; a round is
+        only sent once Kafka has acknowledged the one before (and topped up with the rows of
+        commits announced meanwhile).
 
         When `more_coming()` says at the end that commits were announced meanwhile, the last
         round's rows are deleted by the next drain, while Kafka takes its first round, instead
@@ -229,11 +230,14 @@ class OutboxRelay:
                     b.builder.close()  # complete: sent at once, no linger
                     deliveries.append(await self.producer.send_batch(
                         b.builder, b.tp.topic, partition=b.tp.partition))
+                # The next round is read before the previous one's rows are deleted (it skips
+                # them): the delete's commit, a WAL flush, waits with Kafka's answer instead of
+                # between a commit and its read.
+                commits_before = self._commits
+                following = await self._fetch(conn, [r.position for r in done] + acknowledged)
                 if acknowledged:
                     await self._delete(conn, acknowledged)
                     acknowledged.clear()
-                commits_before = self._commits
-                following = await self._fetch(conn, [r.position for r in done])
                 refusals.update(await self._settle(list(batches.values()), deliveries))
                 if self._commits != commits_before and len(following) < self.batch_size:
                     # Commits announced since that read: their rows join this round instead
