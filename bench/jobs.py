@@ -617,7 +617,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500,
                         help="jobs/s of the paced load of the headline pickup figures")
     parser.add_argument("--hop-rates", type=lambda v: [float(x) for x in v.split(",") if x],
-                        default=[], help="more paced loads before it (comma-separated jobs/s)")
+                        default=[150.0],
+                        help="more paced loads before it (comma-separated jobs/s; default 150, "
+                             "a rate the enqueuers can offer on two cores)")
     parser.add_argument("--enqueuers", type=int, default=4,
                         help="processes enqueuing the paced load, each one job a transaction")
     parser.add_argument("--paced-seconds", type=float, default=3)
