@@ -5,6 +5,7 @@ rows of queued jobs and of their first attempts in one statement, whatever their
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,10 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jobs.adapters.tables import job, job_attempt
 from jobs.domain.model import stream_id_of
 from misp_contracts.events.jobs import JobState
+from misp_platform import outbox
+from misp_platform.outbox import OutgoingMessage
 
 # The rows of queued jobs and of their first attempts, from one JSON parameter: one statement
-# (one round trip, one parse) for any number of jobs.
-_INSERT_JOBS_AND_ATTEMPTS = text("""
+# (one round trip, one parse) for any number of jobs; with their dispatches queued in the
+# outbox (outbox.INSERT_ROWS_SQL) when there are some.
+_JOBS_AND_ATTEMPTS = """
     WITH r AS (
         SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
             id bigint, stream_id uuid, version int, queue text, job_type text, job_input text,
@@ -34,9 +38,12 @@ _INSERT_JOBS_AND_ATTEMPTS = text("""
                max_attempts, message, progress, org_id, task_id, request_id, data,
                date_created, date_modified
         FROM r
+    ), attempts AS (
+        INSERT INTO job_attempt (job_id, attempt, queued_at) SELECT id, 1, date_created FROM r
     )
-    INSERT INTO job_attempt (job_id, attempt, queued_at) SELECT id, 1, date_created FROM r
-""")
+"""
+_INSERT_JOBS_AND_ATTEMPTS = text(_JOBS_AND_ATTEMPTS + "SELECT count(*) FROM r")
+_INSERT_JOBS_ATTEMPTS_AND_DISPATCHES = text(_JOBS_AND_ATTEMPTS + outbox.INSERT_ROWS_SQL)
 
 
 async def add_job_attempt(conn: AsyncConnection, job_id: int, attempt: int,
@@ -52,8 +59,10 @@ class Writes:
     (one round trip). A row updated again, or other columns, first sends what waits for that
     table, so each row sees its updates in order."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, messages: Sequence[OutgoingMessage] = ()) -> None:
         self.conn = conn
+        # Outbox messages sent with the next queued jobs' rows (or at the flush if none come).
+        self.messages = list(messages)
         # By table: the shape of the waiting updates, their parameters and the rows they touch.
         self.waiting: dict[str, tuple[Any, list[dict[str, Any]], set[Any]]] = {}
         # The first attempts whose rows wait with their jobs' (in the `job` table's insert).
@@ -99,12 +108,21 @@ class Writes:
     async def flush(self) -> None:
         for table in list(self.waiting):
             await self._send(table)
+        if self.messages:
+            await outbox.enqueue_messages(self.conn, self.messages)
+            self.messages = []
 
     async def _send(self, table: str) -> None:
         shape, params, _ = self.waiting.pop(table)
         if shape == ("insert_job",):
-            await self.conn.execute(_INSERT_JOBS_AND_ATTEMPTS, {"rows": orjson.dumps(
-                params, option=orjson.OPT_NON_STR_KEYS).decode()})
+            rows = orjson.dumps(params, option=orjson.OPT_NON_STR_KEYS).decode()
+            if self.messages:
+                result = await self.conn.execute(_INSERT_JOBS_ATTEMPTS_AND_DISPATCHES, {
+                    "rows": rows, "messages": outbox.messages_json(self.messages)})
+                outbox.note_written(row[0] for row in result)
+                self.messages = []
+            else:
+                await self.conn.execute(_INSERT_JOBS_AND_ATTEMPTS, {"rows": rows})
             self.new_attempts.clear()
             return
         kind, columns, flag = shape

@@ -4,7 +4,7 @@ the other writes of the service (row locks, workers, schedulers' beats, tick cla
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -73,10 +73,16 @@ async def load_job(conn: AsyncConnection, job_id: int) -> Job | None:
     return None if job is None else replace(job, version=stored[-1].version)
 
 
+# What a write of new jobs sends with their rows: the messages made from their events'
+# envelopes (their dispatches), queued in the outbox in the statement of the rows.
+Dispatches = Callable[[Sequence[Envelope]], Sequence[OutgoingMessage]]
+
+
 async def save_job(conn: AsyncConnection, job_id: int, version: int,
                    events: Sequence[DomainEvent], actor: Actor, *,
                    cause: Envelope | None = None,
-                   now: datetime | None = None) -> list[Envelope]:
+                   now: datetime | None = None,
+                   dispatches: Dispatches | None = None) -> list[Envelope]:
     """Append to the job's stream and update the read model: one transaction (the caller's)."""
     if not events:
         return []
@@ -85,7 +91,8 @@ async def save_job(conn: AsyncConnection, job_id: int, version: int,
         events=events, actor=actor,
         correlation_id=(cause.correlationid or cause.id) if cause else None,
         causation_id=cause.id if cause else None)
-    await project.apply_job_events(conn, envelopes, now or datetime.now(UTC))
+    await project.apply_job_events(conn, envelopes, now or datetime.now(UTC),
+                                   dispatches(envelopes) if dispatches else ())
     return envelopes
 
 
@@ -109,12 +116,15 @@ async def load_jobs(conn: AsyncConnection, job_ids: Sequence[int]) -> dict[int, 
 
 
 async def save_jobs(conn: AsyncConnection, appends: Sequence[Append],
-                    now: datetime | None = None) -> list[Envelope]:
-    """Append to many jobs' streams in one statement and update their read model."""
+                    now: datetime | None = None,
+                    dispatches: Dispatches | None = None) -> list[Envelope]:
+    """Append to many jobs' streams in one statement and update their read model (queued jobs'
+    rows with `dispatches(envelopes)` queued in the outbox in the same statement)."""
     if not appends:
         return []
     envelopes = await store.append_many(conn, appends)
-    await project.apply_job_events(conn, envelopes, now or datetime.now(UTC))
+    await project.apply_job_events(conn, envelopes, now or datetime.now(UTC),
+                                   dispatches(envelopes) if dispatches else ())
     return envelopes
 
 

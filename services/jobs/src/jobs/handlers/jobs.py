@@ -25,6 +25,7 @@ from misp_contracts.events.jobs import (
     CancelJobRun,
     EnqueueJob,
     JobCancelled,
+    JobQueued,
     JobRejected,
     JobRetried,
     JobRunFinished,
@@ -40,7 +41,7 @@ from misp_contracts.events.jobs import (
     run_topic,
 )
 from misp_platform.eventstore import Append
-from misp_platform.outbox import OutgoingMessage, enqueue_messages
+from misp_platform.outbox import OutgoingMessage
 from misp_platform.outbox import enqueue as enqueue_outbox
 
 log = structlog.get_logger(__name__)
@@ -75,6 +76,18 @@ async def dispatch(conn: AsyncConnection, j: Job | None, attempt: int, actor: Ac
                 topic=run_topic(owner, s.queue), key=str(s.id), actor=actor, cause=cause)
 
 
+def _dispatch_of(queued: JobQueued, env: Envelope, actor: Actor,
+                 origin: str) -> OutgoingMessage:
+    """The first attempt's `RunJob` of a job queued by the event `env`, for its owner's
+    workers of its queue (written in the statement of the job's rows)."""
+    s = queued.job
+    run = RunJob(job_id=s.id, attempt=1, job_type=s.job_type, queue=s.queue,
+                 job_input=s.job_input, data=s.data, org_id=s.org_id, origin=origin)
+    return OutgoingMessage.of(env.caused(
+        source=SOURCE, type=run.type, subject=str(s.id), data=run.model_dump(mode="json"),
+        actor=actor), topic=run_topic(JOB_TYPES[s.job_type].owner, s.queue), key=str(s.id))
+
+
 async def enqueue(conn: AsyncConnection, *, job_type: str, queue: str | None, actor: Actor,
                   job_input: str = "", data: dict[str, Any] | None = None, org_id: int = 0,
                   task_id: int | None = None, request_id: str | None = None,
@@ -82,11 +95,12 @@ async def enqueue(conn: AsyncConnection, *, job_type: str, queue: str | None, ac
     """Queue a job and dispatch its first attempt; JobValidationError for bad input."""
     model.job_type_for(job_type, queue)  # validate before taking an id
     model.check_input(job_input, data)
+    origin = await store.instance_id(conn)
     job_id = await store.next_job_id(conn)
     queued = model.queue_job(job_id, job_type=job_type, queue=queue, job_input=job_input,
                              data=data, org_id=org_id, task_id=task_id, request_id=request_id)
-    envs = await store.save_job(conn, job_id, 0, [queued], actor, cause=cause)
-    await dispatch(conn, model.replay([queued]), 1, actor, envs[0])
+    await store.save_job(conn, job_id, 0, [queued], actor, cause=cause,
+                         dispatches=lambda envs: [_dispatch_of(queued, envs[0], actor, origin)])
     return job_id
 
 
@@ -98,19 +112,12 @@ async def enqueue_many(conn: AsyncConnection, count: int, *, job_type: str, queu
     model.check_input("", data)
     ids = await store.next_job_ids(conn, count)
     queued = [model.queue_job(i, job_type=job_type, queue=queue, data=data) for i in ids]
-    envs = await store.save_jobs(conn, [Append(
-        stream_id=model.stream_id_of(i), stream_type="job", expected_version=0, events=(q,),
-        actor=actor) for i, q in zip(ids, queued, strict=True)])
     origin = await store.instance_id(conn)
-    dispatches = []
-    for q, env in zip(queued, envs, strict=True):
-        s = q.job
-        run = RunJob(job_id=s.id, attempt=1, job_type=s.job_type, queue=s.queue,
-                     job_input=s.job_input, data=s.data, org_id=s.org_id, origin=origin)
-        dispatches.append(OutgoingMessage.of(env.caused(
-            source=SOURCE, type=run.type, subject=str(s.id), data=run.model_dump(mode="json"),
-            actor=actor), topic=run_topic(JOB_TYPES[s.job_type].owner, s.queue), key=str(s.id)))
-    await enqueue_messages(conn, dispatches)
+    await store.save_jobs(conn, [Append(
+        stream_id=model.stream_id_of(i), stream_type="job", expected_version=0, events=(q,),
+        actor=actor) for i, q in zip(ids, queued, strict=True)],
+        dispatches=lambda envs: [_dispatch_of(q, env, actor, origin)
+                                 for q, env in zip(queued, envs, strict=True)])
     return ids
 
 

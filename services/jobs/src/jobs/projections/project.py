@@ -26,11 +26,14 @@ from misp_contracts.events.jobs import (
     JobRetried,
     JobStarted,
 )
+from misp_platform.outbox import OutgoingMessage
 
 
 async def apply_job_events(conn: AsyncConnection, envelopes: Sequence[Envelope],
-                           now: datetime) -> None:
-    writes = views.Writes(conn)
+                           now: datetime, messages: Sequence[OutgoingMessage] = ()) -> None:
+    """The read models' writes of `envelopes`; `messages` (the new jobs' dispatches) are queued
+    in the outbox with the queued jobs' rows, in their statement."""
+    writes = views.Writes(conn, messages)
     for env in envelopes:
         await _apply_job_event(conn, writes, env, now)
     await writes.flush()
