@@ -208,11 +208,11 @@ async def mailer_path(engine: AsyncEngine, home: Path, keys: list[str], mails: i
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     pg = os.environ.get("MISP_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:55432")
+    port = free_port()
+    sink = Sink(port)  # first: a sink that fails to start leaves no database or home behind
     url = await create_test_database(pg, prefix="bench_mailer")
     home = Path(tempfile.mkdtemp(prefix="bm", dir="/tmp"))
     keys_home = Path(tempfile.mkdtemp(prefix="bk", dir="/tmp"))
-    port = free_port()
-    sink = Sink(port)
     engine = create_engine(url)
     rounds: list[dict[str, Any]] = []
     try:
