@@ -16,16 +16,14 @@ consumers drop the duplicates by event id.
 
 Throughput: the relay works in rounds on one connection. A round's rows go out as one record
 batch per partition (built by the relay, so no per-record future, linger or accumulator work);
-while Kafka takes them, the next round's rows are read (skipping the rows on their way, from
-the table's start: still no cursor) and the previous round's are deleted. A round is sent only
+while Kafka takes them, the previous round's rows are deleted and the next round's are read
+(skipping the rows on their way, from the table's start: still no cursor). A round is sent only
 once Kafka has acknowledged the previous one, and a row that does not fit its partition's batch
 waits for the next round with every later row of that partition: per-key order holds, and a
 batch Kafka refuses is sent again record by record with nothing after it already published.
 Commit notifications are read as they arrive and wake one drain, however many came meanwhile.
 Latency: when commits were announced during a drain, its last rows are deleted by the next one
-while Kafka takes that drain's first round, not before it starts; when commits were announced
-while Kafka took a round, the next round's read (made meanwhile) is topped up with their rows
-before it is sent, so they do not wait for one more acknowledgement; the backlog gauges are
+while Kafka takes that drain's first round, not before it starts; the backlog gauges are
 measured in the background, off the path of any row.
 
 Never stalled: a row Kafka refuses for good (too large, not authorised, an invalid topic) is moved
@@ -178,9 +176,6 @@ class OutboxRelay:
         # Positions published and not deleted yet, left by a drain to the next one (only while
         # `run` drains again at once).
         self._held: list[int] = []
-        # How many commit notifications `run` has read: a round's read is topped up when
-        # commits came while Kafka took the round before it.
-        self._commits = 0
 
     async def publish_pending(self, conn: AsyncConnection | None = None) -> int:
         """Publish every committed row, oldest first; returns how many were published. On
@@ -194,10 +189,9 @@ class OutboxRelay:
                      more_coming: Callable[[], bool] = lambda: False) -> int:
         """Rounds until a read finds nothing. One connection, in autocommit: a round costs a
         read and one statement (delete and notify), no BEGIN and COMMIT around them. While
-        Kafka takes a round's records, the next round's are read (outside of those on their
-        way) and then the previous round's rows are deleted, so the waits overlap; a round is
-        only sent once Kafka has acknowledged the one before (and topped up with the rows of
-        commits announced meanwhile).
+        Kafka takes a round's records, the previous round's rows are deleted and the next
+        round's are read (outside of those on their way), so the waits overlap; a round is
+        only sent once Kafka has acknowledged the one before.
 
         When `more_coming()` says at the end that commits were announced meanwhile, the last
         round's rows are deleted by the next drain, while Kafka takes its first round, instead
@@ -230,21 +224,11 @@ class OutboxRelay:
                     b.builder.close()  # complete: sent at once, no linger
                     deliveries.append(await self.producer.send_batch(
                         b.builder, b.tp.topic, partition=b.tp.partition))
-                # The next round is read before the previous one's rows are deleted (it skips
-                # them): the delete's commit, a WAL flush, waits with Kafka's answer instead of
-                # between a commit and its read.
-                commits_before = self._commits
-                following = await self._fetch(conn, [r.position for r in done] + acknowledged)
                 if acknowledged:
                     await self._delete(conn, acknowledged)
                     acknowledged.clear()
+                following = await self._fetch(conn, [r.position for r in done])
                 refusals.update(await self._settle(list(batches.values()), deliveries))
-                if self._commits != commits_before and len(following) < self.batch_size:
-                    # Commits announced since that read: their rows join this round instead
-                    # of waiting for Kafka's answer to it (one more read, not one more send).
-                    following += await self._fetch(
-                        conn, [r.position for r in done] + [r.position for r in following],
-                        limit=self.batch_size - len(following))
             finally:
                 for position, span in spans.items():
                     if position in refusals:
@@ -267,13 +251,11 @@ class OutboxRelay:
             acknowledged.clear()
         return total
 
-    async def _fetch(self, conn: AsyncConnection, on_their_way: Sequence[int], *,
-                     limit: int | None = None) -> list[_Row]:
-        """The oldest committed rows (at most `limit`, else `batch_size`), from the table's
-        start (no cursor), but for those sent and not deleted yet, or already read."""
+    async def _fetch(self, conn: AsyncConnection, on_their_way: Sequence[int]) -> list[_Row]:
+        """The oldest committed rows, from the table's start (no cursor), but for those sent
+        and not deleted yet."""
         skip = "{" + ",".join(f"[{a},{b}]" for a, b in position_runs(on_their_way)) + "}"
-        return list((await conn.execute(
-            _FETCH, {"skip": skip, "n": limit or self.batch_size})).all())
+        return list((await conn.execute(_FETCH, {"skip": skip, "n": self.batch_size})).all())
 
     async def _delete(self, conn: AsyncConnection, positions: Sequence[int]) -> None:
         """Delete published rows and say so on `outbox_published`, in one statement."""
@@ -445,7 +427,7 @@ class OutboxRelay:
             log.info("relay.started")
             metrics.outbox_oldest_age_seconds.set_function(self.oldest_age_s)
             wake = asyncio.Event()
-            listener = asyncio.create_task(self._wake_on_notifications(listen, wake))
+            listener = asyncio.create_task(_wake_on_notifications(listen, wake))
             stopping = asyncio.create_task(_wake_on_stop(stop, wake))
             try:
                 async with self._autocommit.connect() as conn:
@@ -467,16 +449,6 @@ class OutboxRelay:
                 await asyncio.gather(*tasks, return_exceptions=True)
             log.info("relay.stopped", published=self.published)
 
-    async def _wake_on_notifications(self, listen: psycopg.AsyncConnection,
-                                     wake: asyncio.Event) -> None:
-        """Count the commit notifications and wake the next drain."""
-        try:
-            async for _ in listen.notifies():
-                self._commits += 1
-                wake.set()
-        finally:
-            wake.set()  # ended or failed: the loop looks at why
-
     async def _acquire_lock(self, conn: psycopg.AsyncConnection, stop: asyncio.Event) -> None:
         while not stop.is_set():
             cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK_ID,))
@@ -486,6 +458,14 @@ class OutboxRelay:
             log.info("relay.standby", reason="another relay holds the lock")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=2.0)
+
+
+async def _wake_on_notifications(listen: psycopg.AsyncConnection, wake: asyncio.Event) -> None:
+    try:
+        async for _ in listen.notifies():
+            wake.set()
+    finally:
+        wake.set()  # ended or failed: the loop looks at why
 
 
 async def _wake_on_stop(stop: asyncio.Event, wake: asyncio.Event) -> None:
