@@ -429,6 +429,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(2)  # the groups settle
         if "throughput" in args.parts:
             results.update(await throughput(args, engine, roles))
+            results["ratio_to_raw"] = results["jobs_per_s"] / results["raw_kafka_msgs_per_s"]
         if "paced" in args.parts:
             for rate in paced_rates(args):
                 figures = await paced(args, engine, url, bootstrap, rate)
@@ -475,7 +476,6 @@ async def throughput(args: argparse.Namespace, engine: Any,
             for role, pids in roles.items():
                 results[f"cpu_ms_per_job_{role}"] = (
                     (cpu_s(pids) - cpu_before[role]) * 1000 / count)
-    results["ratio_to_raw"] = results["jobs_per_s"] / results["raw_kafka_msgs_per_s"]
     return results
 
 
