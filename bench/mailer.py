@@ -60,6 +60,7 @@ from mailer.adapters.smtp import SmtpConfig  # noqa: E402
 from mailer.domain.model import Recipient  # noqa: E402
 from mailer.handlers.compose import Draft, Mailer, prepare, queue  # noqa: E402
 from mailer.handlers.deliver import Deliverer  # noqa: E402
+from mailer.settings import MailerSettings  # noqa: E402
 from misp_contracts.envelope import Actor  # noqa: E402
 from misp_contracts.events.identity import UserState  # noqa: E402
 from misp_platform.db import create_engine  # noqa: E402
@@ -170,11 +171,12 @@ class StampedMailer(Mailer):
 
 
 async def mailer_path(engine: AsyncEngine, home: Path, keys: list[str], mails: int, port: int,
-                      sink: Sink, parallelism: int) -> tuple[float, dict[str, float]]:
+                      sink: Sink, parallelism: int,
+                      connections: int) -> tuple[float, dict[str, float]]:
     """mails/s from the request to the last mail accepted, and the seconds of each stage."""
     mailer = StampedMailer(Keyring(home), parallelism=parallelism)
     deliverer = Deliverer(engine, SmtpConfig("127.0.0.1", port), batch=50,
-                          poll_interval_s=0.05, connections=2)
+                          poll_interval_s=0.05, connections=connections)
     mailer.wake = deliverer.wake
     recipients = [Recipient(f"m{i}-bench{i % len(keys)}@example.test",
                             10 + i % len(keys), 1, keys[i % len(keys)])
@@ -240,7 +242,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     figures["raw"] = await raw()
                 else:
                     rate, stages = await mailer_path(engine, home, keys, args.mails, port, sink,
-                                                     2 if measure == "parallel" else 1)
+                                                     2 if measure == "parallel" else 1,
+                                                     args.connections)
                     figures[measure] = rate
                     if measure == "parallel":
                         figures["stages_s"] = {k: round(v, 3) for k, v in stages.items()}
@@ -277,6 +280,9 @@ if __name__ == "__main__":
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mails", type=int, default=400, help="mails per measure and round")
     parser.add_argument("--recipients", type=int, default=5, help="distinct recipients' keys")
+    parser.add_argument("--connections", type=int,
+                        default=MailerSettings.model_fields["smtp_connections"].default,
+                        help="the delivery loop's SMTP sessions (the service's default)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating rounds of the three measures (medians reported)")
     parsed = parser.parse_args()
