@@ -255,7 +255,7 @@ class ConsumerRunner:
         kept connection that failed with the database (lost, restarting) is closed: the next
         transaction connects anew."""
         if not self._holding:
-            async with self.transaction() as conn:
+            async with self.engine.begin() as conn:
                 yield conn
             return
         if self._held is None:

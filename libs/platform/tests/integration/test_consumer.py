@@ -320,3 +320,6 @@ async def test_a_consumer_whose_kept_connection_is_killed_reconnects_and_applies
         await producer.stop()
     assert sorted(n for _, n in rows) == list(range(40))
     assert len({event_id for event_id, _ in rows}) == 40
+    assert runner._held is None  # let go at the stop; a transaction after it uses the pool's
+    async with runner.transaction() as conn:
+        assert (await conn.execute(text("SELECT 1"))).scalar() == 1

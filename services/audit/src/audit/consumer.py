@@ -109,7 +109,7 @@ class AuditConsumer(ConsumerRunner):
         if any(d.error for d in batch):
             raise ValueError("batch holds an undecodable message")
         wanted = [d for d in batch if d.envelope is not None]
-        async with self.engine.begin() as conn:
+        async with self.transaction() as conn:  # the connection run keeps
             fresh = await self._claim_and_save_positions(conn, wanted, positions)
             envelopes: list[Envelope] = []
             for d in wanted:
