@@ -241,6 +241,10 @@ class WorkerRunner:
     # before it gives the attempt up as failed (the jobs service retries it).
     answer_timeout_s: float = 60.0
     answer_timeout_on_stop_s: float = 10.0
+    # How many cancels a worker remembers for attempts it may be sent later, the oldest
+    # forgotten first: the memory spares a claim the jobs service would refuse anyway (a grant
+    # and a cancel take turns on the job), so forgetting one loses nothing but that claim.
+    cancels_remembered: int = 10_000
     succeeded: int = 0
     failed: int = 0
     refused: int = 0
@@ -258,8 +262,9 @@ class WorkerRunner:
                              host=socket.gethostname(), pid=os.getpid(), user=getpass.getuser())
         self.started_at = datetime.now(UTC)
         self.current: JobContext | None = None
-        # The attempts cancelled ((job id, attempt); attempt None: every attempt of the job).
-        self.cancelled_attempts: set[tuple[int, int | None]] = set()
+        # The attempts cancelled ((job id, attempt); attempt None: every attempt of the job),
+        # oldest first, at most `cancels_remembered` of them.
+        self.cancelled_attempts: dict[tuple[int, int | None], None] = {}
         self.stop_requested = asyncio.Event()
         self.control_ready = asyncio.Event()
         # Everything below is by attempt, (job id, attempt): a worker may hold two attempts of
@@ -340,7 +345,7 @@ class WorkerRunner:
                 self._answered(answer)
         elif envelope.type == CancelJobRun.type:
             cancel = CancelJobRun.model_validate(envelope.data)
-            self.cancelled_attempts.add((cancel.job_id, cancel.attempt))
+            self._remember_cancel((cancel.job_id, cancel.attempt))
             for held in self.holding.values():
                 if self._is_cancelled(held.job):
                     held.cancelled = True
@@ -501,6 +506,12 @@ class WorkerRunner:
                 ctx = self.holding[key]
                 self._let_go(key)
                 await self.report_unanswered(ctx)
+
+    def _remember_cancel(self, key: tuple[int, int | None]) -> None:
+        self.cancelled_attempts.pop(key, None)  # a cancel sent again is the newest
+        self.cancelled_attempts[key] = None
+        while len(self.cancelled_attempts) > self.cancels_remembered:
+            del self.cancelled_attempts[next(iter(self.cancelled_attempts))]
 
     def _is_cancelled(self, job: RunJob) -> bool:
         return ((job.job_id, job.attempt) in self.cancelled_attempts
