@@ -50,9 +50,9 @@ def test_the_first_password_must_be_changed_before_anything_else(browser: Chrome
     assert heading(browser) == "Change password"
     check_screen(browser, "first-login-change-password")
 
-    browser.get(page_url("/admin/orgs/index"))  # nothing else until it is changed
+    browser.get(page_url("/organisations/index"))  # nothing else until it is changed
     wait_for(browser, lambda d: d.current_url.endswith(
-        "/users/change_pw?next=%2Fadmin%2Forgs%2Findex"))
+        "/users/change_pw?next=%2Forganisations%2Findex"))
 
     change_password(browser, "short", "short")  # MISP's policy, by the field
     error = wait_for(browser, lambda d: d.find_element(By.ID, "e-password"), timeout=20)
@@ -62,7 +62,7 @@ def test_the_first_password_must_be_changed_before_anything_else(browser: Chrome
 
     chosen = new_password()
     change_password(browser, chosen, chosen)  # the refused try kept where it goes
-    wait_for(browser, lambda d: d.current_url.endswith("/admin/orgs/index"), timeout=20)
+    wait_for(browser, lambda d: d.current_url.endswith("/organisations/index"), timeout=20)
     assert "Password changed." in browser.find_element(By.CSS_SELECTOR, ".flash").text
 
     browser.get(page_url("/admin/users/index"))
