@@ -11,8 +11,9 @@ Read-your-writes: the delete and a notification on `outbox_published` commit tog
 API process waiting for its rows (consistency.py) learns at once that they are in Kafka; the
 notification names the positions (`outbox.announce_positions`), so it need not ask the table.
 
-At-least-once: a relay killed after sending but before deleting sends those rows again on restart;
-consumers drop the duplicates by event id.
+At-least-once: a relay killed after sending but before deleting sends those rows again on restart,
+as does one whose delete a crash of the database lost (a delete's commit does not wait for the
+disk: the rows are in Kafka already); consumers drop the duplicates by event id.
 
 Throughput: the relay works in rounds on one connection. A round's rows go out as one record
 batch per partition (built by the relay, so no per-record future, linger or accumulator work);
@@ -80,10 +81,16 @@ _FETCH = text("""
 """)
 # The range makes it an index scan even before the table was ever analyzed (a fresh database
 # taking a large backlog); alone, `= ANY` was planned as a scan of the whole table per round.
+# The delete's commit does not wait for its WAL to reach the disk (`synchronous_commit` off for
+# this transaction alone): the rows are in Kafka already, so a delete lost with a crash of the
+# database only publishes them again, which consumers drop by event id (at-least-once, as a
+# relay killed before its delete). Every other write of the service keeps its durable commit.
 _DELETE_AND_NOTIFY = text(f"""
     WITH gone AS (DELETE FROM outbox WHERE position BETWEEN :first AND :last
                   AND position = ANY(:positions) RETURNING 1)
-    SELECT pg_notify('{PUBLISHED_CHANNEL}', :announced) FROM (SELECT count(*) FROM gone) AS g
+    SELECT pg_notify('{PUBLISHED_CHANNEL}', :announced),
+           set_config('synchronous_commit', 'off', true)
+    FROM (SELECT count(*) FROM gone) AS g
 """)
 RELAY_LOCK_ID = 0x6D697370_72656C61  # "misprela": one relay per database
 # The backlog gauges' query: after a round that published, at most once a second (one cheap

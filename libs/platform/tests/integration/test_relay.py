@@ -12,7 +12,7 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from misp_contracts.envelope import Actor
@@ -169,6 +169,8 @@ async def test_a_drain_told_more_is_coming_leaves_its_rows_to_the_next_that_dele
             assert await relay._drain(conn) == 1  # the new row only: the others are not resent
             assert await waiting() == 0
             assert await relay._drain(conn) == 0
+            # the deletes' commits did not wait for the disk, theirs alone: not the connection's
+            assert (await conn.execute(text("SHOW synchronous_commit"))).scalar() == "on"
     finally:
         await producer.stop()
     records = await read_topic(kafka_bootstrap, topic, 5, timeout_s=10)
