@@ -113,13 +113,6 @@ class OutboxRow(NamedTuple):
         return len(self.value) + sum(len(t.encode()) for t in texts)
 
 
-def _row(message: OutgoingMessage) -> list[object]:
-    # Header values are text in every message we produce (CloudEvents attributes, errors).
-    return [message.topic, message.key,
-            [[name, value.decode("utf-8", "replace")] for name, value in message.headers],
-            base64.b64encode(message.value).decode("ascii")]
-
-
 # All rows in one JSON parameter (`:messages`, `messages_json`): one statement and one round
 # trip, whatever the batch size, in position order (WITH ORDINALITY). The event store runs it
 # after its events' insert in the same statement. A row is `[topic, key, headers, payload in
@@ -197,15 +190,12 @@ async def enqueue(conn: AsyncConnection, envelope: Envelope, *, topic: str,
 def messages_json(messages: Sequence[OutgoingMessage]) -> str:
     """INSERT_ROWS's parameter; a message over the cap raises MessageTooLargeError (before
     anything is written: the caller's transaction then rolls back)."""
-    limit = _limit["bytes"]
-    for m in messages:
-        if m.size > limit:
-            raise MessageTooLargeError(m.topic, m.size, limit)
-    return orjson.dumps([_row(m) for m in messages]).decode("utf-8")
+    return rows_json([OutboxRow.of(m) for m in messages])
 
 
 def rows_json(rows: Sequence[OutboxRow]) -> str:
-    """`messages_json` for rows whose headers are text already (`OutboxRow.of_envelope`)."""
+    """`messages_json` for rows whose headers are text already (`OutboxRow.of_envelope`);
+    header values are text in every message we produce (CloudEvents attributes, errors)."""
     limit = _limit["bytes"]
     for r in rows:
         # A character is at most 4 bytes in UTF-8: the exact size only near the cap.

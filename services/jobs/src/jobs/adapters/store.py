@@ -36,7 +36,6 @@ from misp_contracts.events.jobs import (
     WorkerRef,
 )
 from misp_platform import outbox
-from misp_platform.db import event
 from misp_platform.eventstore import Append, EventStore
 from misp_platform.outbox import OutgoingMessage
 
@@ -96,25 +95,6 @@ async def save_job(conn: AsyncConnection, job_id: int, version: int,
     return envelopes
 
 
-async def load_jobs(conn: AsyncConnection, job_ids: Sequence[int]) -> dict[int, Job]:
-    """The jobs of `job_ids` that exist, each replayed from its stream: one query for all."""
-    streams = {stream_id_of(i): i for i in job_ids}
-    rows = (await conn.execute(
-        select(event.c.stream_id, event.c.version, event.c.type, event.c.data)
-        .where(event.c.stream_id.in_(list(streams)))
-        .order_by(event.c.stream_id, event.c.version))).all()
-    by_stream: dict[str, list[Any]] = {}
-    for r in rows:
-        by_stream.setdefault(str(r.stream_id), []).append(r)
-    jobs: dict[int, Job] = {}
-    for stream, stored in by_stream.items():
-        events = [e for e in (decode(r.type, r.data) for r in stored) if e is not None]
-        j = replay(events, version=stored[-1].version)
-        if j is not None:
-            jobs[streams[stream]] = j
-    return jobs
-
-
 async def save_jobs(conn: AsyncConnection, appends: Sequence[Append],
                     now: datetime | None = None,
                     dispatches: Dispatches | None = None) -> list[Envelope]:
@@ -128,20 +108,13 @@ async def save_jobs(conn: AsyncConnection, appends: Sequence[Append],
     return envelopes
 
 
-async def lock_jobs(conn: AsyncConnection, job_ids: Sequence[int]) -> None:
-    """`lock_job` for many, in id order (two such transactions never wait on each other in a
-    cycle)."""
-    await conn.execute(select(job.c.id).where(job.c.id.in_(sorted(set(job_ids))))
-                       .order_by(job.c.id).with_for_update())
-
-
 async def lock_and_load_jobs(conn: AsyncConnection, job_ids: Sequence[int]) -> dict[int, Job]:
     """The jobs of `job_ids` that exist, their rows locked until the transaction ends (in id
-    order, as `lock_jobs`), read from the read model in the same statement: the `job` row is
-    written in the transaction of each append, and a row locked after another writer committed
-    is read as that writer left it, so it holds what a replay of the stream would give (the
-    decisions read its status, attempt, worker, retry time, flags and version) without
-    loading and decoding every event of each job."""
+    order: two such transactions never wait on each other in a cycle), read from the read
+    model in the same statement: the `job` row is written in the transaction of each append,
+    and a row locked after another writer committed is read as that writer left it, so it
+    holds what a replay of the stream would give (the decisions read its status, attempt,
+    worker, retry time, flags and version) without loading and decoding every event."""
     rows = await conn.execute(select(job).where(job.c.id.in_(sorted(set(job_ids))))
                               .order_by(job.c.id).with_for_update())
     return {r.id: Job(
