@@ -229,10 +229,7 @@ class ConsumerRunner:
                 await self.apply(decoded, offsets)
                 saved.update(offsets)
                 for tp, position in offsets.items():
-                    highwater = consumer.highwater(tp)
-                    if highwater is not None:
-                        metrics.consumer_lag.labels(self.group, tp.topic, str(tp.partition)).set(
-                            max(0, highwater - position))
+                    self._measure_lag(consumer, tp, position)
                 uncommitted.update(offsets)
                 commit_when_free()
         finally:
@@ -300,11 +297,29 @@ class ConsumerRunner:
         return batches, decoded + self.decode([r for rs in more.values() for r in rs])
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: Positions) -> None:
+        # Only the partitions still assigned: a batch applied while a rebalance took some of
+        # its partitions would otherwise fail the whole commit (the next owner redelivers
+        # those, and the marks dedupe them).
+        assigned = consumer.assignment()
+        offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+        if not offsets:
+            return
         try:
             await consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance took the partitions: the next owner redelivers, marks dedupe.
             log.warning("consumer.commit_failed", group=self.group, error=str(exc))
+
+    def _measure_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
+                     position: int) -> None:
+        """The lag gauge of a partition still assigned (a rebalance may have taken it while
+        its batch was applied: aiokafka knows no highwater of it then)."""
+        if tp not in consumer.assignment():
+            return
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            metrics.consumer_lag.labels(self.group, tp.topic, str(tp.partition)).set(
+                max(0, highwater - position))
 
     async def _save_idle_positions(self, consumer: AIOKafkaConsumer, saved: Positions) -> None:
         """Record where the group stands on partitions that brought nothing new (just assigned,
@@ -314,10 +329,7 @@ class ConsumerRunner:
             position = _known_position(consumer, tp)
             if position is None:
                 continue  # its committed offset is still being fetched: next time
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                metrics.consumer_lag.labels(self.group, tp.topic, str(tp.partition)).set(
-                    max(0, highwater - position))
+            self._measure_lag(consumer, tp, position)
             if saved.get(tp) != position:
                 idle[tp] = position
         if idle:
