@@ -119,7 +119,8 @@ async def test_partitions_handed_over_mid_stream_apply_each_event_once_and_in_or
         backwards = (await conn.execute(text("SELECT * FROM step_backwards"))).all()
         applied = (await conn.execute(text(
             "SELECT count(*), count(DISTINCT (key, seq)) FROM step_applied"))).one()
-        last: dict[str, int] = dict((await conn.execute(text("SELECT key, seq FROM step_state"))).all())
+        rows = await conn.execute(text("SELECT key, seq FROM step_state"))
+        last: dict[str, int] = {key: seq for key, seq in rows}
     assert backwards == []
     assert tuple(applied) == (total, total)
     assert last == {key: steps * waves - 1 for key in KEYS}
