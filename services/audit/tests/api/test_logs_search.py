@@ -338,3 +338,40 @@ async def test_the_verify_endpoint_compares_the_checkpoints_with_kafka_by_defaul
                                            "database")
     skipped = (await logs(env, env.site_admin, url="/api/v1/audit/verify?db_only=1")).json()
     assert skipped["ok"] is True and skipped["compared_with_kafka"] is False
+
+
+async def test_the_verify_endpoint_verifies_after_a_checkpoint_and_says_what_it_left_out(
+        env: Env, tmp_path: Path) -> None:
+    key = load_or_create_key(tmp_path / "audit-signing.key")
+    cp = await write_checkpoint(env.engine, key)
+    assert cp is not None
+    async with env.engine.begin() as conn:  # an entry the checkpoint's signed head covers
+        await conn.execute(text("UPDATE log_entry SET title = 'x' WHERE model_id = 22"))
+    bounded = (await logs(env, env.site_admin,
+                          url=f"/api/v1/audit/verify?db_only=1&since_checkpoint={cp.number}")
+               ).json()
+    assert bounded["ok"] is True and bounded["full"] is False, bounded
+    assert (bounded["since_checkpoint"], bounded["entries"], bounded["not_covered_entries"]) == (
+        cp.number, 0, 6)
+    assert bounded["last_full"] is None  # no full verification ran yet
+    full = (await logs(env, env.site_admin, url="/api/v1/audit/verify?db_only=1&full=1")).json()
+    assert full["ok"] is False and full["full"] is True and full["since_checkpoint"] is None
+    assert full["first_broken"]["reason"].startswith("content")
+    assert full["last_full"]["ran_by"] == "api" and full["last_full"]["ok"] is False
+    again = (await logs(env, env.site_admin,
+                        url=f"/api/v1/audit/verify?db_only=1&since_checkpoint={cp.number}")
+             ).json()
+    assert again["ok"] is True and again["last_full"]["first_broken"]["reason"].startswith(
+        "content")  # the bounded answer carries the last full verification's verdict
+
+
+@pytest.mark.parametrize("query", [
+    "since_checkpoint=abc", "since_checkpoint=0", "since_checkpoint=99", "since=yesterdayish",
+    "full=maybe", "full=1&since_checkpoint=1", "since=1d&since_checkpoint=1", "bogus=1",
+])
+async def test_the_verify_endpoint_answers_400_to_a_bad_range(env: Env, tmp_path: Path,
+                                                              query: str) -> None:
+    await write_checkpoint(env.engine, load_or_create_key(tmp_path / "audit-signing.key"))
+    r = await logs(env, env.site_admin, url=f"/api/v1/audit/verify?db_only=1&{query}")
+    assert r.status_code == 400, r.text
+    assert set(r.json()) == {"name", "message", "url"}

@@ -98,8 +98,7 @@ async def test_a_rewrite_that_recomputes_every_hash_is_found_by_the_signed_check
         prev: dict[str, str] = {}
         for e in entries:
             title = e.title + " (forged)" if e.id == 3 else e.title
-            changed = e.__class__(**{**e.__dict__, "title": title,
-                                     "prev_hash": prev.get(e.chain, GENESIS)})
+            changed = e._replace(title=title, prev_hash=prev.get(e.chain, GENESIS))
             new_hash = entry_hash(changed)
             prev[e.chain] = new_hash
             await conn.execute(text("UPDATE log_entry SET title = :t, prev_hash = :p, "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -29,7 +28,7 @@ def chain(n: int) -> list[Entry]:
                   model="User", model_id=i, action="add", user_id=1, title=f"User ({i})",
                   change="", email="a@b", org="O", description="", ip=None, org_id=1,
                   authkey_id=None, request_id=None, request_type=2, change_json={"a": [1, 2]})
-        e = replace(e, hash=entry_hash(e))
+        e = e._replace(hash=entry_hash(e))
         prev = e.hash
         out.append(e)
     return out
@@ -38,7 +37,7 @@ def chain(n: int) -> list[Entry]:
 def test_an_intact_chain_verifies_and_each_kind_of_damage_is_found() -> None:
     good = chain(5)
     assert verify_chain("c", good).broken is None
-    edited = [*good[:2], replace(good[2], title="x"), *good[3:]]
+    edited = [*good[:2], good[2]._replace(title="x"), *good[3:]]
     assert verify_chain("c", edited).broken.reason == "content does not match its hash"  # type: ignore[union-attr]
     deleted = good[:2] + good[3:]
     assert "missing" in verify_chain("c", deleted).broken.reason  # type: ignore[union-attr]
@@ -51,8 +50,8 @@ def test_a_rewrite_with_recomputed_hashes_only_fails_against_signed_heads() -> N
     rewritten: list[Entry] = []
     prev = GENESIS
     for e in good:
-        e2 = replace(e, prev_hash=prev, title=e.title + " (forged)")
-        e2 = replace(e2, hash=entry_hash(e2))
+        e2 = e._replace(prev_hash=prev, title=e.title + " (forged)")
+        e2 = e2._replace(hash=entry_hash(e2))
         prev = e2.hash
         rewritten.append(e2)
     assert verify_chain("c", rewritten).broken is None
@@ -92,7 +91,7 @@ JSON_VALUES = st.recursive(
 @given(change_json=JSON_VALUES, title=st.text(), ip=st.none() | st.text())
 def test_the_hash_is_that_of_the_canonical_form(change_json: object, title: str,
                                                 ip: str | None) -> None:
-    e = replace(chain(1)[0], change_json=change_json, title=title, ip=ip)
+    e = chain(1)[0]._replace(change_json=change_json, title=title, ip=ip)
     try:
         expected = hashlib.sha256(canonical_form(e).encode("utf-8")).hexdigest()
     except UnicodeEncodeError:  # a lone surrogate: not storable either way
@@ -104,9 +103,22 @@ def test_the_hash_is_that_of_the_canonical_form(change_json: object, title: str,
 
 def test_a_hash_stored_by_the_first_canonical_form_still_verifies() -> None:
     """Pinned: this entry's hash as the first implementation (json.dumps) computed it."""
-    e = replace(chain(1)[0], title="Tést\t\u2028\x7f", change_json={"b": [1, None, True],
+    e = chain(1)[0]._replace(title="Tést\t\u2028\x7f", change_json={"b": [1, None, True],
                                                                   "a": {"é": "x\u0001"}})
     assert entry_hash(e) == PINNED_HASH
 
 
 PINNED_HASH = "e89eafdbd046016b8393dcce30c27bc0476168369f6f3d94006e11365eccdbdf"
+
+
+def test_a_time_is_canonical_in_utc_whatever_its_zone() -> None:
+    from datetime import timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    from audit.domain.chain import canonical_time
+
+    moment = datetime(2026, 1, 1, 12, 0, 0, 5, tzinfo=UTC)
+    expected = "2026-01-01T12:00:00.000005+00:00"
+    for zone in (UTC, ZoneInfo("UTC"), timezone(timedelta(hours=2)), ZoneInfo("Europe/Paris")):
+        assert canonical_time(moment.astimezone(zone)) == expected
+    assert canonical_time(moment.replace(tzinfo=None)) == expected  # naive: taken as UTC

@@ -3,11 +3,16 @@ pruned) and the signed checkpoints."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
+import psycopg
+from psycopg.types.json import set_json_loads
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -61,10 +66,64 @@ async def set_pruned_marks(conn: AsyncConnection,
             "WHERE chain = :c"), {"s": mark.seq, "h": mark.hash, "o": offset, "c": chain})
 
 
-async def stored_checkpoints(conn: AsyncConnection) -> list[Checkpoint]:
+async def stored_checkpoints(conn: AsyncConnection, *,
+                             since: int | None = None) -> list[Checkpoint]:
+    """Every checkpoint in number order (`since`: from that number on)."""
     rows = await conn.execute(text(
-        "SELECT body, signature FROM log_checkpoint ORDER BY number"))
+        "SELECT body, signature FROM log_checkpoint WHERE number >= :n ORDER BY number"),
+        {"n": since if since is not None else -(2**63)})
     return [parse_checkpoint(r.body, r.signature) for r in rows]
+
+
+async def checkpoint_numbered(conn: AsyncConnection, number: int) -> Checkpoint | None:
+    row = (await conn.execute(text(
+        "SELECT body, signature FROM log_checkpoint WHERE number = :n"), {"n": number})).first()
+    return parse_checkpoint(row.body, row.signature) if row else None
+
+
+async def newest_checkpoints(conn: AsyncConnection, *, limit: int) -> list[Checkpoint]:
+    """The newest `limit` checkpoints of the current epoch, newest first."""
+    rows = await conn.execute(text(
+        "SELECT body, signature FROM log_checkpoint "
+        "WHERE epoch = (SELECT max(epoch) FROM log_checkpoint) "
+        "ORDER BY number DESC LIMIT :l"), {"l": limit})
+    return [parse_checkpoint(r.body, r.signature) for r in rows]
+
+
+async def newest_checkpoint_at(conn: AsyncConnection, moment: datetime) -> Checkpoint | None:
+    """The newest checkpoint of the current epoch created at or before `moment`."""
+    row = (await conn.execute(text(
+        "SELECT body, signature FROM log_checkpoint WHERE created_at <= :m "
+        "AND epoch = (SELECT max(epoch) FROM log_checkpoint) "
+        "ORDER BY number DESC LIMIT 1"), {"m": moment})).first()
+    return parse_checkpoint(row.body, row.signature) if row else None
+
+
+async def newest_epoch(conn: AsyncConnection) -> int | None:
+    return (await conn.execute(text("SELECT max(epoch) FROM log_checkpoint"))).scalar()
+
+
+async def save_verification(conn: AsyncConnection, *, started_at: datetime, ran_by: str,
+                            ok: bool, report: dict[str, Any]) -> None:
+    """Keep a full verification's result (log_verification, in place of the last one
+    `ran_by` the same kind of run), in the caller's transaction."""
+    await conn.execute(text(
+        "INSERT INTO log_verification (ran_by, started_at, finished_at, ok, report) "
+        "VALUES (:b, :s, clock_timestamp(), :ok, CAST(:r AS jsonb)) ON CONFLICT (ran_by) DO UPDATE "
+        "SET started_at = excluded.started_at, finished_at = excluded.finished_at, "
+        "ok = excluded.ok, report = excluded.report"),
+        {"s": started_at, "b": ran_by, "ok": ok, "r": orjson.dumps(report).decode("utf-8")})
+
+
+async def last_verification(conn: AsyncConnection) -> dict[str, Any] | None:
+    """The newest full verification kept: its report, with when it ran and what ran it."""
+    row = (await conn.execute(text(
+        "SELECT started_at, finished_at, ran_by, report FROM log_verification "
+        "ORDER BY finished_at DESC LIMIT 1"))).first()
+    if row is None:
+        return None
+    return {**row.report, "started_at": row.started_at.isoformat(),
+            "finished_at": row.finished_at.isoformat(), "ran_by": row.ran_by}
 
 
 async def latest_checkpoint(conn: AsyncConnection) -> Checkpoint | None:
@@ -108,39 +167,85 @@ def public_key_b64(key: Any) -> str:
     return base64.b64encode(public_raw(key)).decode("ascii")
 
 
-def _entry(row: Any) -> Entry:
-    created = row.created if row.created.tzinfo else row.created.replace(tzinfo=UTC)
-    return Entry(id=row.id, source_event_id=row.source_event_id, source_type=row.source_type,
-                 chain=row.chain, seq=row.seq, prev_hash=row.prev_hash, hash=row.hash,
-                 created=created, model=row.model, model_id=row.model_id, action=row.action,
-                 user_id=row.user_id, title=row.title, change=row.change, email=row.email,
-                 org=row.org, description=row.description, ip=row.ip, org_id=row.org_id,
-                 authkey_id=row.authkey_id, request_id=row.request_id,
-                 request_type=row.request_type, change_json=row.change_json)
+ENTRY_READ_COLUMNS = ", ".join(c for c in ENTRY_COLUMNS if c != "source_offset")  # Entry's
+READ_BATCH = 5000  # entries a server-side cursor fetches at a time
+
+
+def _json_loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """jsonb as the hash chain reads it: orjson, or the standard library for what orjson
+    refuses (an integer beyond 64 bits)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(bytes(data) if isinstance(data, memoryview) else data)
+
+
+def _entry_maker(_cursor: Any) -> Callable[[Sequence[Any]], Entry]:
+    return Entry._make  # the columns are read in Entry's field order
+
+
+async def entry_batches(conn: AsyncConnection, chain: str, *, after: int | None = None,
+                        upto: int | None = None, tables: LogTables = LIVE,
+                        batch: int = READ_BATCH) -> AsyncGenerator[list[Entry], None]:
+    """The entries of one chain with `after < seq <= upto` (either bound optional), in seq
+    order, in lists of `batch`: a server-side cursor on the connection's own psycopg
+    connection, in its transaction, rows made straight into entries (no ORM row per entry),
+    the next batch fetched while the caller works on this one."""
+    where, params = ["chain = %(c)s"], {"c": chain, "a": after, "u": upto}
+    if after is not None:
+        where.append("seq > %(a)s")
+    if upto is not None:
+        where.append("seq <= %(u)s")
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert isinstance(driver, psycopg.AsyncConnection)
+    async with driver.cursor(name="audit_entries", row_factory=_entry_maker) as cursor:
+        set_json_loads(_json_loads, cursor)
+        await cursor.execute(f"SELECT {ENTRY_READ_COLUMNS} FROM {tables.entry} "
+                             f"WHERE {' AND '.join(where)} ORDER BY seq", params)
+        ahead: asyncio.Future[list[Entry]] | None = None
+        try:
+            rows = await cursor.fetchmany(batch)
+            while rows:
+                ahead = asyncio.ensure_future(cursor.fetchmany(batch))
+                yield rows
+                rows = await ahead
+        finally:
+            if ahead is not None and not ahead.done():  # the caller stopped early
+                with contextlib.suppress(Exception):
+                    await ahead
+
+
+async def chain_names(conn: AsyncConnection, tables: LogTables = LIVE) -> list[str]:
+    """Every chain that has entries, sorted: one probe of the (chain, seq) index per chain,
+    whatever the entries (the heads table may not know a chain written behind its back)."""
+    rows = await conn.execute(text(
+        f"WITH RECURSIVE c(chain) AS (SELECT min(chain) FROM {tables.entry} "
+        f"UNION ALL SELECT (SELECT min(e.chain) FROM {tables.entry} e WHERE e.chain > c.chain) "
+        "FROM c WHERE c.chain IS NOT NULL) SELECT chain FROM c WHERE chain IS NOT NULL"))
+    return [r.chain for r in rows]
 
 
 async def stream_entries(conn: AsyncConnection, tables: LogTables = LIVE,
-                         batch: int = 5000) -> AsyncIterator[Entry]:
-    """Every entry in (chain, seq) order, through a server-side cursor."""
-    columns = ", ".join(c for c in ENTRY_COLUMNS if c != "source_offset")
-    result = await conn.stream(
-        text(f"SELECT {columns} FROM {tables.entry} ORDER BY chain, seq"),
-        execution_options={"yield_per": batch})
-    async for row in result:
-        yield _entry(row)
+                         batch: int = READ_BATCH) -> AsyncIterator[Entry]:
+    """Every entry in (chain, seq) order, chain by chain."""
+    for chain in await chain_names(conn, tables):
+        async with contextlib.aclosing(entry_batches(conn, chain, tables=tables,
+                                                     batch=batch)) as batches:
+            async for entries in batches:
+                for entry in entries:
+                    yield entry
 
 
 async def chain_entries(conn: AsyncConnection, chain: str, *, after: int, upto: int,
-                        tables: LogTables = LIVE, batch: int = 5000) -> AsyncIterator[Entry]:
-    """The entries of one chain with `after < seq <= upto`, in seq order (a server-side
-    cursor)."""
-    columns = ", ".join(c for c in ENTRY_COLUMNS if c != "source_offset")
-    result = await conn.stream(
-        text(f"SELECT {columns} FROM {tables.entry} WHERE chain = :c AND seq > :a "
-             "AND seq <= :u ORDER BY seq"), {"c": chain, "a": after, "u": upto},
-        execution_options={"yield_per": batch})
-    async for row in result:
-        yield _entry(row)
+                        tables: LogTables = LIVE, batch: int = READ_BATCH,
+                        ) -> AsyncIterator[Entry]:
+    """The entries of one chain with `after < seq <= upto`, in seq order."""
+    async with contextlib.aclosing(entry_batches(conn, chain, after=after, upto=upto,
+                                                 tables=tables, batch=batch)) as batches:
+        async for entries in batches:
+            for entry in entries:
+                yield entry
 
 
 # ---- entries: the projection's writes and the retention's deletes --------------------------------

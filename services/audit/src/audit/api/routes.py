@@ -13,9 +13,22 @@ from fastapi import APIRouter, Depends, Request
 
 from audit.adapters import queries
 from audit.adapters.keys import SigningKeyError, public_pem, verification_key
+from audit.adapters.store import last_verification
 from audit.domain.checkpoint import key_id, public_raw
-from audit.domain.search import EMPTY_POST, parse_audit_filters, parse_log_filters, parse_time
-from audit.handlers.integrity import published_checkpoints, verify
+from audit.domain.search import (
+    EMPTY_POST,
+    SearchError,
+    parse_audit_filters,
+    parse_log_filters,
+    parse_time,
+)
+from audit.handlers.integrity import (
+    VerifyLimits,
+    choose_range,
+    published_checkpoints,
+    record_verification,
+    verify,
+)
 from audit.settings import TOPIC_PATTERN, AuditSettings
 from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC
 from misp_contracts.numbers import whole_number
@@ -192,18 +205,69 @@ async def public_key(_principal: CurrentPrincipal, settings: SettingsDep) -> dic
             "public_key_pem": public_pem(key)}
 
 
+VERIFY_PARAMS = ("db_only", "full", "since", "since_checkpoint")
+FLAGS = {"1": True, "true": True, "0": False, "false": False, "": False}
+
+
+def _flag(params: dict[str, str], name: str) -> bool:
+    value = params.get(name, "").strip().lower()
+    if value not in FLAGS:
+        raise BadRequest(f"Invalid value for {name}: 1 or 0 is expected.")
+    return FLAGS[value]
+
+
+def _verify_range_params(params: dict[str, str]) -> tuple[bool, int | None, datetime | None]:
+    """`full`, `since_checkpoint` (a checkpoint number), `since` (a time: the newest checkpoint
+    created by then), at most one of them."""
+    unknown = sorted(set(params) - set(VERIFY_PARAMS))
+    if unknown:
+        raise BadRequest(f"Invalid parameter: {', '.join(unknown)}. Valid parameters: "
+                         f"{', '.join(VERIFY_PARAMS)}.")
+    full = _flag(params, "full")
+    named = [n for n in ("since", "since_checkpoint") if params.get(n)]
+    if len(named) + full > 1:
+        raise BadRequest("Choose one of full, since and since_checkpoint.")
+    number = None
+    if params.get("since_checkpoint"):
+        number = whole_number(params["since_checkpoint"])
+        if not number:
+            raise BadRequest("Invalid since_checkpoint: a checkpoint number is expected.")
+    moment = None
+    if params.get("since"):
+        try:
+            moment = parse_time(params["since"], _now())
+        except SearchError:
+            raise BadRequest(f"Invalid since: {params['since'][:100]} (a timestamp, an age "
+                             "such as 1d, or a date is expected).") from None
+    return full, number, moment
+
+
 @router.get("/verify")
 async def verify_log(request: Request, _admin: SiteAdmin, engine: EngineDep,
                      settings: SettingsDep, topic: CheckpointTopic) -> dict[str, Any]:
     """Check the hash chains against the signed checkpoints, and the checkpoints against their
-    copies on Kafka; reports the first broken link. `?db_only=1` skips Kafka (as the command's
-    `audit verify --db-only`)."""
+    copies on Kafka; reports the first broken link, what was covered, and the last full
+    verification (`last_full`: its report, when and by what it ran).
+
+    A request's cost is bounded: with no range named, the whole log when it is small, else the
+    entries after a recent signed checkpoint (its heads trusted, its signature verified: `full`
+    false, `since_checkpoint`, `not_covered_entries`). `?since_checkpoint=N` or `?since=<time>`
+    choose the range, `?full=1` the whole log; a range of more entries than a request verifies
+    is a 400 (the `audit_verify` job verifies the whole log in the background).
+    `?db_only=1` skips Kafka (as the command's `audit verify --db-only`)."""
     assert isinstance(settings, AuditSettings)
+    params = dict(request.query_params)
+    full, number, moment = _verify_range_params(params)
+    db_only = _flag(params, "db_only")
     try:
         public = public_raw(verification_key(settings.key_path, settings.verify_key))
     except SigningKeyError as exc:
         return {"ok": False, "checkpoint_problem": str(exc), "first_broken": None}
-    db_only = request.query_params.get("db_only") in ("1", "true")
+    limits = VerifyLimits(default=settings.verify_default_entries,
+                          most=settings.verify_max_entries)
+    async with engine.connect() as conn:
+        since = await choose_range(conn, limits, full=full, since_checkpoint=number,
+                                   since_time=moment)
     published = []
     if not db_only:
         try:
@@ -212,5 +276,10 @@ async def verify_log(request: Request, _admin: SiteAdmin, engine: EngineDep,
             return {"ok": False, "compared_with_kafka": False, "first_broken": None,
                     "checkpoint_problem": f"the checkpoints on Kafka could not be read ({exc}); "
                                           "?db_only=1 verifies without them"}
-    report = await verify(engine, public, published=published)
-    return {**report.as_dict(), "compared_with_kafka": not db_only}
+    started = _now()
+    report = await verify(engine, public, published=published, since=since)
+    async with engine.begin() as conn:
+        await record_verification(conn, report, started_at=started, ran_by="api",
+                                  compared_with_kafka=not db_only)
+        last = await last_verification(conn)
+    return {**report.as_dict(), "compared_with_kafka": not db_only, "last_full": last}

@@ -11,8 +11,8 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -20,9 +20,9 @@ GENESIS = "0" * 64
 CANONICAL_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Entry:
-    """A log entry as stored: its content and its place in the chain."""
+class Entry(NamedTuple):
+    """A log entry as stored: its content and its place in the chain (its fields in the
+    order of the log table's columns, so a row read back is `Entry._make(row)`)."""
 
     id: int
     source_event_id: str
@@ -49,10 +49,16 @@ class Entry:
     change_json: Any
 
 
+_UTC_OFFSET = timedelta(0)
+
+
 def canonical_time(value: datetime) -> str:
-    if value.tzinfo is None:
+    offset = value.utcoffset()
+    if offset is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    elif offset != _UTC_OFFSET:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")  # "+00:00" whatever the UTC tzinfo
 
 
 def canonical_json(value: Any) -> str:
@@ -102,7 +108,9 @@ def _canonical_fields(e: Entry) -> dict[str, Any]:
 def entry_hash(e: Entry) -> str:
     """SHA-256 (hex) of the entry's canonical form, in UTF-8 (`canonical_form(e)`'s bytes)."""
     fields = _canonical_fields(e)
-    if _plain(fields):
+    # The other fields are str, int or None by their types (columns, the projection's Entry):
+    # only the JSON change can hold what orjson writes otherwise.
+    if _plain(e.change_json):
         try:
             return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
         except orjson.JSONEncodeError:  # a lone surrogate, an int beyond 64 bits
@@ -142,41 +150,67 @@ class ChainReport:
     broken: Break | None = None
 
 
-def verify_chain(chain: str, entries: Iterable[Entry], *, start: Mark = START,
-                 signed: Mapping[int, str] | None = None) -> ChainReport:
-    """Walk one chain in `seq` order from `start` (the signed pruned mark, or genesis).
+class ChainWalk:
+    """One chain verified as its entries come, in `seq` order from `start` (the signed pruned
+    mark, genesis, or a signed checkpoint's head), in batches: a long chain is never held whole.
 
     `signed` maps sequence numbers to the hashes signed checkpoints recorded: a chain that was
     rewritten with every hash recomputed still differs from them.
     """
-    signed = signed or {}
-    report = ChainReport(chain, last=start)
-    expected, prev = start.seq + 1, start.hash
-    for e in entries:
-        report.entries += 1
-        if e.seq < expected:
-            reason = ("entry before the pruned mark" if e.seq <= start.seq
-                      else "sequence number repeated or out of order")
-            report.broken = Break(chain, e.seq, e.id, reason)
-            return report
-        if e.seq > expected:
-            report.broken = Break(chain, expected, e.id,
-                                  f"entries {expected}..{e.seq - 1} are missing")
-            return report
-        if e.prev_hash != prev:
-            report.broken = Break(chain, e.seq, e.id, "previous hash does not match")
-            return report
-        if entry_hash(e) != e.hash:
-            report.broken = Break(chain, e.seq, e.id, "content does not match its hash")
-            return report
-        if e.seq in signed and signed[e.seq] != e.hash:
-            report.broken = Break(chain, e.seq, e.id,
-                                  "hash differs from the signed checkpoint (rewritten)")
-            return report
-        prev, expected = e.hash, e.seq + 1
-        report.last = Mark(e.seq, e.hash)
-    beyond = [s for s in signed if s > report.last.seq]
-    if beyond:
-        report.broken = Break(chain, report.last.seq + 1, None,
-                              f"entries up to {max(beyond)} were signed but are missing")
-    return report
+
+    def __init__(self, chain: str, *, start: Mark = START,
+                 signed: Mapping[int, str] | None = None) -> None:
+        self.report = ChainReport(chain, last=start)
+        self.start = start
+        self.signed = signed or {}
+
+    def feed(self, entries: Iterable[Entry]) -> bool:
+        """Check these next entries; False once the chain is broken (the rest is not read)."""
+        report, signed = self.report, self.signed
+        if report.broken is not None:
+            return False
+        chain, start = report.chain, self.start
+        expected, prev = report.last.seq + 1, report.last.hash
+        last = None
+        for e in entries:
+            report.entries += 1
+            seq = e.seq
+            if seq != expected:
+                if seq < expected:
+                    reason = ("entry before the pruned mark" if seq <= start.seq
+                              else "sequence number repeated or out of order")
+                    report.broken = Break(chain, seq, e.id, reason)
+                else:
+                    report.broken = Break(chain, expected, e.id,
+                                          f"entries {expected}..{seq - 1} are missing")
+            elif e.prev_hash != prev:
+                report.broken = Break(chain, seq, e.id, "previous hash does not match")
+            elif entry_hash(e) != e.hash:
+                report.broken = Break(chain, seq, e.id, "content does not match its hash")
+            elif seq in signed and signed[seq] != e.hash:
+                report.broken = Break(chain, seq, e.id,
+                                      "hash differs from the signed checkpoint (rewritten)")
+            if report.broken is not None:
+                break
+            prev, expected, last = e.hash, seq + 1, e
+        if last is not None:
+            report.last = Mark(last.seq, last.hash)
+        return report.broken is None
+
+    def finish(self) -> ChainReport:
+        """The report, once every entry was fed: signed entries beyond the last are missing."""
+        report = self.report
+        if report.broken is None:
+            beyond = [s for s in self.signed if s > report.last.seq]
+            if beyond:
+                report.broken = Break(report.chain, report.last.seq + 1, None,
+                                      f"entries up to {max(beyond)} were signed but are missing")
+        return report
+
+
+def verify_chain(chain: str, entries: Iterable[Entry], *, start: Mark = START,
+                 signed: Mapping[int, str] | None = None) -> ChainReport:
+    """Walk one chain in `seq` order from `start` (`ChainWalk` over all its entries at once)."""
+    walk = ChainWalk(chain, start=start, signed=signed)
+    walk.feed(entries)
+    return walk.finish()

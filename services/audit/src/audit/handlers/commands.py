@@ -8,6 +8,7 @@ import json
 
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.exc import SQLAlchemyError
 
 from audit.adapters.keys import (
     SigningKeyError,
@@ -21,6 +22,8 @@ from audit.handlers.integrity import (
     PruneRefusedError,
     prune,
     published_checkpoints,
+    record_verification,
+    utcnow,
     verify,
     write_checkpoint,
 )
@@ -53,9 +56,10 @@ NO_KEY = 3  # verify: the signing key is missing or unreadable, nothing was veri
               help="Skip the comparison with the checkpoints published on Kafka.")
 @with_settings()
 def verify_command(settings: AuditSettings, db_only: bool) -> int:
-    """Verify every hash chain against the signed checkpoints.
+    """Verify every hash chain against the signed checkpoints, the whole log.
 
-    Prints the report as JSON (with the first broken link, if any).
+    Prints the report as JSON (with the first broken link, if any), and keeps it in the
+    database: the API reports it as `last_full`.
     """
     require(settings, DATABASE, *(() if db_only else (KAFKA,)))
     try:
@@ -69,8 +73,16 @@ def verify_command(settings: AuditSettings, db_only: bool) -> int:
             settings.kafka_bootstrap_servers)
         engine = engine_for(settings, long_statements=True)
         try:
+            started = utcnow()
             with progress("verifying entries") as bar:
                 report = await verify(engine, public, published=published, bar=bar)
+            try:
+                async with engine.begin() as conn:
+                    await record_verification(conn, report, started_at=started,
+                                              ran_by="command", compared_with_kafka=not db_only)
+            except SQLAlchemyError as exc:  # a verifier with read-only access still verifies
+                click.echo(f"the result could not be kept for the API's last_full: {exc}",
+                           err=True)
         finally:
             await engine.dispose()
         click.echo(json.dumps(report.as_dict(), indent=2))

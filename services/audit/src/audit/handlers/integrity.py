@@ -17,22 +17,28 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from audit.adapters.store import (
     chain_entries,
+    chain_names,
     chain_states,
+    checkpoint_numbered,
     count_entries_upto,
     delete_entries_upto,
+    entry_batches,
     entry_count,
     latest_checkpoint,
     lock_checkpoints,
+    newest_checkpoint_at,
     newest_checkpoint_before,
+    newest_checkpoints,
+    newest_epoch,
     public_key_b64,
     save_checkpoint,
+    save_verification,
     set_pruned_marks,
     source_offset_of,
     stored_checkpoints,
-    stream_entries,
 )
 from audit.adapters.tables import LIVE, LogTables
-from audit.domain.chain import START, Break, ChainReport, Entry, Mark, verify_chain
+from audit.domain.chain import START, Break, ChainWalk, Mark, verify_chain
 from audit.domain.checkpoint import (
     PERIODIC,
     PRUNED,
@@ -43,6 +49,12 @@ from audit.domain.checkpoint import (
     public_raw,
     verify_checkpoints,
 )
+from audit.domain.verification import (
+    VerifyRangeError,
+    default_since,
+    entries_after,
+    starts_after,
+)
 from misp_contracts.events.audit import AUDIT_CHECKPOINT_TOPIC, AuditCheckpointSigned
 from misp_platform.db import set_statement_timeout
 from misp_platform.kafka import client_options
@@ -51,7 +63,6 @@ from misp_platform.progress import Bar
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
-VERIFY_PROGRESS_EVERY = 1000  # entries walked per step of a verification's progress bar
 
 
 def utcnow() -> datetime:
@@ -101,72 +112,152 @@ class VerifyReport:
     first_broken: Break | None = None
     checkpoint_problem: str | None = None
     broken_chains: list[Break] = field(default_factory=list)
+    # What was covered: the whole log, or the entries after checkpoint `since` (its signed heads
+    # trusted: the `not_covered` entries up to them were not rehashed).
+    full: bool = True
+    since: Checkpoint | None = None
+    not_covered: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "entries": self.entries, "chains": self.chains,
                 "checkpoints": self.checkpoints, "epoch": self.epoch,
                 "checkpoint_problem": self.checkpoint_problem,
                 "first_broken": self.first_broken.as_dict() if self.first_broken else None,
-                "broken_chains": [b.as_dict() for b in self.broken_chains]}
+                "broken_chains": [b.as_dict() for b in self.broken_chains],
+                "full": self.full,
+                "since_checkpoint": self.since.number if self.since else None,
+                "since_checkpoint_created_at": self.since.created_at if self.since else None,
+                "not_covered_entries": self.not_covered}
 
 
 async def verify(engine: AsyncEngine, public: bytes, *, published: Sequence[Checkpoint] = (),
-                 tables: LogTables = LIVE, bar: Bar | None = None) -> VerifyReport:
+                 tables: LogTables = LIVE, bar: Bar | None = None,
+                 since: Checkpoint | None = None) -> VerifyReport:
     """Check the checkpoints, then walk every chain against its signed marks and heads (`bar`
-    follows the entries walked)."""
+    follows the entries walked); `since`: only the entries after that checkpoint's heads."""
     async with engine.connect() as conn:
-        return await verify_in(conn, public, published=published, tables=tables, bar=bar)
+        return await verify_in(conn, public, published=published, tables=tables, bar=bar,
+                               since=since)
 
 
 async def verify_in(conn: AsyncConnection, public: bytes, *,
                     published: Sequence[Checkpoint] = (),
-                    tables: LogTables = LIVE, bar: Bar | None = None) -> VerifyReport:
-    """`verify` on the caller's connection (a job worker's transaction)."""
-    report = VerifyReport()
-    if bar is not None:
-        bar.set_total(await entry_count(conn, tables))
-    stored = await stored_checkpoints(conn)
+                    tables: LogTables = LIVE, bar: Bar | None = None,
+                    since: Checkpoint | None = None) -> VerifyReport:
+    """`verify` on the caller's connection (a job worker's transaction).
+
+    The whole log (`since` None): every checkpoint, and every entry of every chain from its
+    signed pruned mark. From checkpoint `since`: the checkpoints from it on (signatures,
+    numbering, links, their Kafka copies), and each chain's entries after the head `since`
+    signed, the first of them linked to that signed hash: what lies before is trusted from the
+    signature, not rehashed (`not_covered`).
+    """
+    report = VerifyReport(full=since is None, since=since)
+    first = since.number if since is not None else None
+    stored = await stored_checkpoints(conn, since=first)
+    if first is not None:
+        published = [cp for cp in published if cp.number >= first]
     cps = verify_checkpoints(stored, public, published)
     report.checkpoints, report.epoch = cps.count, cps.epoch
     if cps.problem:
         report.ok, report.checkpoint_problem = False, cps.problem
+    elif since is not None and since.epoch != cps.epoch:
+        report.ok = False
+        report.checkpoint_problem = (f"checkpoint {since.number} is of epoch {since.epoch}, "
+                                     f"the log's is {cps.epoch}")
     signed = cps.signed_heads()
-    starts = cps.pruned_marks()
-    current: list[Entry] = []
-    chains_seen: set[str] = set()
-
-    async def finish(chain: str, entries: list[Entry]) -> None:
-        # Hashing a chain is CPU work: in a thread, so that the process's event loop goes on
-        # (the API's other requests; in the small profile, its consumers' heartbeats too).
-        result: ChainReport = await asyncio.to_thread(
-            verify_chain, chain, entries, start=starts.get(chain, START),
-            signed=signed.get(chain))
+    pruned = cps.pruned_marks()
+    starts = starts_after(since, pruned)
+    states = await chain_states(conn, tables)
+    if since is not None:
+        report.not_covered = entries_after(None, states) - entries_after(since, states)
+    if bar is not None:
+        bar.set_total(await entry_count(conn, tables) if since is None
+                      else entries_after(since, states))
+    in_log = await chain_names(conn, tables)
+    for chain in sorted(set(in_log) | set(signed)):
+        start = starts.get(chain, START)
+        walk = ChainWalk(chain, start=start, signed=signed.get(chain))
+        # The whole log reads every entry of a chain (one before its pruned mark is a break).
+        after = start.seq if since is not None else None
+        async with contextlib.aclosing(entry_batches(conn, chain, after=after,
+                                                     tables=tables)) as batches:
+            async for batch in batches:
+                # Hashing is CPU work: in a thread, so that the process's event loop goes on
+                # (the API's other requests; in the small profile, its consumers' heartbeats
+                # too), while the next batch is fetched.
+                intact = await asyncio.to_thread(walk.feed, batch)
+                if bar is not None:
+                    bar.advance(len(batch))
+                if not intact:
+                    break
+        result = walk.finish()
         report.entries += result.entries
-        chains_seen.add(chain)
         if result.broken:
             report.broken_chains.append(result.broken)
-
-    walked = 0
-    async for entry in stream_entries(conn, tables):
-        walked += 1
-        if bar is not None and walked % VERIFY_PROGRESS_EVERY == 0:
-            bar.advance(VERIFY_PROGRESS_EVERY)
-        if current and current[0].chain != entry.chain:
-            await finish(current[0].chain, current)
-            current = []
-        current.append(entry)
-    if current:
-        await finish(current[0].chain, current)
-    if bar is not None:
-        bar.advance(walked % VERIFY_PROGRESS_EVERY)
-    for chain in set(signed) - chains_seen:
-        await finish(chain, [])  # every entry of a signed chain is gone
-    report.chains = len(chains_seen)
+    report.chains = len(in_log)
     if report.broken_chains:
         report.ok = False
         report.broken_chains.sort(key=lambda b: (b.entry_id is None, b.entry_id or 0, b.chain))
         report.first_broken = report.broken_chains[0]
     return report
+
+
+@dataclass(frozen=True)
+class VerifyLimits:
+    """How much of the log a request verifies: by default the whole log up to `default`
+    entries, else the entries after the oldest checkpoint with at most `default` after it; a
+    named range (or `full`) up to `most` entries, past which it is the job's work."""
+
+    default: int
+    most: int
+    lookback: int = 1000  # checkpoints read back to choose the default range
+
+
+async def choose_range(conn: AsyncConnection, limits: VerifyLimits, *, full: bool = False,
+                       since_checkpoint: int | None = None,
+                       since_time: datetime | None = None) -> Checkpoint | None:
+    """The checkpoint a request's verification starts after (None: the whole log). Raises
+    `VerifyRangeError` for a checkpoint that does not exist or is of an older epoch, and for a
+    named range of more than `limits.most` entries."""
+    states = await chain_states(conn)
+    since: Checkpoint | None
+    if since_checkpoint is not None:
+        since = await checkpoint_numbered(conn, since_checkpoint)
+        if since is None:
+            raise VerifyRangeError(f"Invalid since_checkpoint: there is no checkpoint "
+                                   f"{since_checkpoint}.")
+        epoch = await newest_epoch(conn)
+        if since.epoch != epoch:
+            raise VerifyRangeError(
+                f"Invalid since_checkpoint: checkpoint {since.number} is of epoch "
+                f"{since.epoch}, before the log was rebuilt (epoch {epoch}).")
+    elif since_time is not None:
+        since = await newest_checkpoint_at(conn, since_time)
+    elif full:
+        since = None
+    else:
+        return default_since(await newest_checkpoints(conn, limit=limits.lookback), states,
+                             budget=limits.default)
+    size = entries_after(since, states)
+    if size > limits.most:
+        what = "The log holds" if since is None else (
+            f"The range after checkpoint {since.number} holds")
+        raise VerifyRangeError(
+            f"{what} {size} entries, more than a request verifies ({limits.most}): run the "
+            "audit_verify job to verify the whole log (its result is reported here as "
+            "last_full), or choose a later checkpoint.")
+    return since
+
+
+async def record_verification(conn: AsyncConnection, report: VerifyReport, *,
+                              started_at: datetime, ran_by: str,
+                              compared_with_kafka: bool) -> None:
+    """Keep a full verification's result for the API's `last_full` (a range's is not kept)."""
+    if report.full:
+        await save_verification(conn, started_at=started_at, ran_by=ran_by, ok=report.ok,
+                                report={**report.as_dict(),
+                                        "compared_with_kafka": compared_with_kafka})
 
 
 async def published_checkpoints(bootstrap: str, topic: str = AUDIT_CHECKPOINT_TOPIC, *,

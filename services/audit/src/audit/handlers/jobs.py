@@ -1,5 +1,6 @@
 """The audit's background jobs (`python -m audit worker <queue>`): `audit_verify` and
-`audit_prune`, the work of `python -m audit verify|prune` in the worker's transaction."""
+`audit_prune`, the work of `python -m audit verify|prune` in the worker's transaction (a full
+verification's result kept for the API's `last_full`, in that transaction too)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from audit.handlers.integrity import (
     VerifyReport,
     prune_in,
     published_checkpoints,
+    record_verification,
+    utcnow,
     verify_in,
 )
 from audit.settings import AuditSettings
@@ -66,7 +69,10 @@ def job_handlers(settings: ServiceSettings, *,
         published = [] if db_only else await published_checkpoints(
             s.kafka_bootstrap_servers, checkpoint_topic)
         await ctx.progress(10, "checkpoints read, walking the chains")
+        started = utcnow()
         report = await verify_in(conn, public, published=published)
+        await record_verification(conn, report, started_at=started, ran_by="job",
+                                  compared_with_kafka=not db_only)
         metrics.audit_verifications_total.labels("ok" if report.ok else "broken").inc()
         if not report.ok:
             log.warning("audit.verify_job_broken", job_id=ctx.job.job_id, **report.as_dict())

@@ -153,7 +153,7 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
             authkey_id=_opt_bounded(row.authkey_id),
             request_id=_clean(row.request_id), request_type=row.request_type,
             change_json=_clean(row.change_json))
-        entry = Entry(**{**entry.__dict__, "hash": entry_hash(entry)})
+        entry = entry._replace(hash=entry_hash(entry))
         heads[chain] = (entry.seq, entry.hash)
         entries.append(entry)
         rows.append((entry, source.offset if source else None))
