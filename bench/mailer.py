@@ -2,7 +2,10 @@
 measured in the same run.
 
   - baseline: a raw loop of `gpg --encrypt --sign` (python-gnupg, one call per message, the
-    same instance key, recipients and bodies) with nothing else around it;
+    same instance key, recipients and bodies, gpg's defaults) with nothing else around it;
+  - beside it, for information: the same raw loop with `--no-random-seed-file`, the one gpg
+    option the mailer adds (mailer.adapters.gpg.NO_SEED_FILE: it lets gpg runs proceed in
+    parallel; one at a time it gains little), with the mailer's ratio to it;
   - mailer: the same messages as one bulk request through the mailer's own path: key checks,
     PGP/MIME rendering (sign+encrypt in one gpg call per mail), one transaction queueing them,
     then the delivery loop sending each to a local SMTP sink (aiosmtpd, in a process of its
@@ -10,7 +13,7 @@ measured in the same run.
     its event and outbox row. Measured from the request to the last mail accepted by the sink.
     Run with 2 gpg processes at a time (the cores here), and with 1 (like the baseline).
 
-The three run in `--rounds` alternating rounds (their order rotating), so that a disturbance of
+The four run in `--rounds` alternating rounds (their order rotating), so that a disturbance of
 the shared machine falls on all of them: each rate printed is the median over the rounds, and the
 ratio the median of the rounds' ratios (each round's figures are in the JSON). The mailer's
 stages (median seconds, 2 gpg at a time): `keys` (checking the recipients' keys), `render`
@@ -54,7 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 from mailer.adapters import store  # noqa: E402
-from mailer.adapters.gpg import Keyring  # noqa: E402
+from mailer.adapters.gpg import NO_SEED_FILE, Keyring  # noqa: E402
 from mailer.adapters.mime import text_entity  # noqa: E402
 from mailer.adapters.smtp import SmtpConfig  # noqa: E402
 from mailer.domain.model import Recipient  # noqa: E402
@@ -149,12 +152,18 @@ def make_recipient_keys(home: Path, n: int) -> list[str]:
     return keys
 
 
-def raw_loop(keyring: Keyring, fingerprints: list[str], mails: int) -> float:
-    """mails/s of bare sign+encrypt calls on the same messages."""
+def raw_loop(keyring: Keyring, fingerprints: list[str], mails: int, *,
+             extra: tuple[str, ...] = ()) -> float:
+    """mails/s of bare sign+encrypt calls on the same messages: python-gnupg's `encrypt` with
+    the instance key signing, as the mailer called it before any tuning of its own (gpg's
+    defaults, so its `random_seed` file too), plus `extra` options."""
     started = time.perf_counter()
     for i in range(mails):
         entity = text_entity(BODY)
-        keyring.encrypt(entity, fingerprints[i % len(fingerprints)], sign=True)
+        encrypted = keyring.gpg.encrypt(entity, [fingerprints[i % len(fingerprints)]],
+                                        sign=keyring.fingerprint, always_trust=True, armor=True,
+                                        extra_args=["--digest-algo", "SHA256", *extra])
+        assert encrypted.ok, encrypted.status
     return mails / (time.perf_counter() - started)
 
 
@@ -230,16 +239,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     id=10 + i, uuid=str(uuid.uuid4()), email=f"bench{i}@example.test",
                     org_id=1, role_id=3, gpgkey=key))
 
-        async def raw() -> float:
+        async def raw(*extra: str) -> float:
             return await asyncio.to_thread(raw_loop, keyring, [f for f in fingerprints if f],
-                                           args.mails)
+                                           args.mails, extra=extra)
 
-        measures = ["raw", "parallel", "serial"]
+        measures = ["raw", "parallel", "serial", "raw_no_seed_file"]
         for n in range(args.rounds):
             figures: dict[str, Any] = {}
-            for measure in measures[n % 3:] + measures[:n % 3]:
+            for measure in measures[n % 4:] + measures[:n % 4]:
                 if measure == "raw":
                     figures["raw"] = await raw()
+                elif measure == "raw_no_seed_file":
+                    figures[measure] = await raw(NO_SEED_FILE)
                 else:
                     rate, stages = await mailer_path(engine, home, keys, args.mails, port, sink,
                                                      2 if measure == "parallel" else 1,
@@ -249,8 +260,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                         figures["stages_s"] = {k: round(v, 3) for k, v in stages.items()}
             figures["ratio"] = figures["parallel"] / figures["raw"]
             figures["ratio_serial"] = figures["serial"] / figures["raw"]
+            figures["ratio_vs_raw_no_seed_file"] = (figures["parallel"]
+                                                    / figures["raw_no_seed_file"])
             print(f"round {n + 1}: raw {figures['raw']:.1f}/s, mailer {figures['parallel']:.1f}/s "
-                  f"(ratio {figures['ratio']:.2f}), 1 gpg {figures['serial']:.1f}/s "
+                  f"(ratio {figures['ratio']:.2f}), raw without the seed file "
+                  f"{figures['raw_no_seed_file']:.1f}/s, 1 gpg {figures['serial']:.1f}/s "
                   f"(ratio {figures['ratio_serial']:.2f}), stages {figures['stages_s']}")
             rounds.append(figures)
     finally:
@@ -267,6 +281,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "mailer_serial_gpg_mails_per_s": round(median_of("serial"), 1),
             "ratio": round(median_of("ratio"), 2),
             "ratio_serial": round(median_of("ratio_serial"), 2),
+            "raw_gpg_no_seed_file_mails_per_s": round(median_of("raw_no_seed_file"), 1),
+            "ratio_vs_raw_no_seed_file": round(median_of("ratio_vs_raw_no_seed_file"), 2),
             "target_ratio": 0.8,
             "stages_s": {k: round(statistics.median(r["stages_s"][k] for r in rounds), 3)
                          for k in rounds[0]["stages_s"]},

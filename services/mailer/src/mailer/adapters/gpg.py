@@ -26,6 +26,13 @@ log = structlog.get_logger(__name__)
 
 HASH_ALGOS = {"2": "pgp-sha1", "8": "pgp-sha256", "9": "pgp-sha384", "10": "pgp-sha512",
               "11": "pgp-sha224"}
+# Every gpg run of a sign or encrypt reads the home's `random_seed` at start and rewrites it at
+# exit under an fcntl lock, and a run that finds it locked sleeps 250 ms before trying again
+# (libgcrypt's lock_seed_file): two runs at once mostly wait on each other, so parallel gpg
+# was no faster than one at a time. Without the file, each run seeds libgcrypt's generator from
+# the kernel (getrandom), as it does on a first run anyway: the same keys, algorithms and
+# strength, only no pool carried over between runs.
+NO_SEED_FILE = "--no-random-seed-file"
 INSTANCE_KEY_WARNING = ("This key is used only to sign the instance's notifications: it must "
                         "not be used anywhere else and should not be valuable.")
 
@@ -170,7 +177,7 @@ class Keyring:
         """`(armored detached signature, micalg)` by the instance key over `data`."""
         signed = self.gpg.sign(data, keyid=self.fingerprint, detach=True, binary=False,
                                passphrase=self.passphrase,
-                               extra_args=["--digest-algo", "SHA256"])
+                               extra_args=["--digest-algo", "SHA256", NO_SEED_FILE])
         if not signed.data:
             raise GpgError(f"signing failed: {signed.status}")
         micalg = HASH_ALGOS.get(str(signed.hash_algo), "pgp-sha256")
@@ -181,7 +188,7 @@ class Keyring:
         (RFC 3156 §6.2, one gpg call) when `sign`."""
         encrypted = self.gpg.encrypt(data, [recipient], sign=self.fingerprint if sign else None,
                                      passphrase=self.passphrase, always_trust=True, armor=True,
-                                     extra_args=["--digest-algo", "SHA256"])
+                                     extra_args=["--digest-algo", "SHA256", NO_SEED_FILE])
         if not encrypted.ok:
             raise GpgError(f"encryption failed: {encrypted.status}")
         return str(encrypted)
