@@ -172,9 +172,11 @@ async def claim_due(conn: AsyncConnection, *, limit: int, lease_s: float) -> lis
     return sorted(rows, key=lambda r: str(r.request_id))
 
 
-async def mark_sent(conn: AsyncConnection, mail_id: str) -> None:
-    await conn.execute(mail.update().where(mail.c.id == mail_id).values(
-        status="sent", raw=None, sent_at=text("now()"), lease_until=None, last_error=None))
+async def mark_sent(conn: AsyncConnection, mail_ids: Sequence[str]) -> None:
+    """These mails went out: one statement for all of them."""
+    if mail_ids:
+        await conn.execute(mail.update().where(mail.c.id.in_(list(mail_ids))).values(
+            status="sent", raw=None, sent_at=text("now()"), lease_until=None, last_error=None))
 
 
 async def mark_retry(conn: AsyncConnection, mail_id: str, delay_s: float, error: str) -> None:

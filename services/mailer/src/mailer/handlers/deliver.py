@@ -1,7 +1,8 @@
 """The delivery loop: claim due mails (a lease, `SKIP LOCKED`: several loops may run), send each
-over SMTP, and record its outcome with its event in one transaction right after sending it, so a
-crash can at worst repeat the one mail in flight on each SMTP session (same Message-ID), never
-lose one.
+over SMTP, and record the outcomes with their events: each SMTP session records the mails it
+sent in one transaction every `record_batch` mails (or sooner, when no mail is left for it), so a
+crash can at worst repeat the mails a session sent since its last record, at most `record_batch`
+per session (same Message-ID), and never lose one.
 
 Within a burst, each session keeps its SMTP connection and a database connection of its own for
 its records: no new SMTP session per batch, no pool checkout (and its ping) per mail. The loop
@@ -21,15 +22,21 @@ from mailer.adapters.smtp import Connection, Result, SmtpConfig
 from misp_contracts.envelope import Actor
 from misp_contracts.events.mailer import MailFailed, MailSent
 from misp_platform import failpoints
+from misp_platform.eventstore import Append
 
 log = structlog.get_logger(__name__)
+
+# Mails a session sends before it records them (one transaction, one UPDATE, one append of
+# their events and outbox rows): the most a crash can make it send twice. Recording each mail on
+# its own cost four round trips per mail (BEGIN, UPDATE, append, COMMIT), most of the delivery.
+RECORD_BATCH = 8
 
 
 class Deliverer:
     def __init__(self, engine: AsyncEngine, smtp: SmtpConfig, *, max_attempts: int = 6,
                  backoff_base_s: float = 5.0, backoff_max_s: float = 3600.0,
                  lease_s: float = 120.0, batch: int = 20, poll_interval_s: float = 1.0,
-                 connections: int = 2) -> None:
+                 connections: int = 2, record_batch: int = RECORD_BATCH) -> None:
         self.engine = engine
         self.smtp = smtp
         self.max_attempts = max_attempts
@@ -40,6 +47,8 @@ class Deliverer:
         self.poll_interval_s = poll_interval_s
         # SMTP sessions used at once; a crash repeats at most one mail in flight per session.
         self.connections = max(1, connections)
+        # Mails a session sends before recording them; a crash repeats at most these.
+        self.record_batch = max(1, record_batch)
         self.woken = asyncio.Event()
         self._sessions: list[Connection] = []
 
@@ -100,45 +109,67 @@ class Deliverer:
         return len(rows)
 
     async def _send_lane(self, session: Connection, due: deque[Any]) -> None:
-        """One SMTP session, one mail at a time, each recorded (on the lane's own database
-        connection) before the next is sent."""
+        """One SMTP session, one mail at a time; the outcomes recorded (on the lane's own
+        database connection) every `record_batch` mails, and when the queue is empty."""
         async with self.engine.connect() as conn:
+            sent: list[tuple[Any, Result]] = []
             while due:
                 row = due.popleft()
-                result = await asyncio.to_thread(session.send, row.sender, row.recipient,
-                                                 bytes(row.raw or b""))
+                try:
+                    result = await asyncio.to_thread(session.send, row.sender, row.recipient,
+                                                     bytes(row.raw or b""))
+                except Exception:
+                    if sent:  # what went out before the failure is recorded, not resent
+                        await self._record(conn, sent)
+                    raise
+                sent.append((row, result))
                 failpoints.hit("mailer.after_send")  # sent, not yet recorded: the crash window
-                await self._record(conn, row, result)
+                if len(sent) >= self.record_batch or not due:
+                    await self._record(conn, sent)
+                    sent = []
 
     async def _close_sessions(self) -> None:
         sessions, self._sessions = self._sessions, []
         for session in sessions:
             await asyncio.to_thread(session.close)
 
-    async def _record(self, conn: AsyncConnection, row: Any, result: Result) -> None:
+    async def _record(self, conn: AsyncConnection, outcomes: list[tuple[Any, Result]]) -> None:
+        """The outcomes of these sends in one transaction: the sent mails in one UPDATE, the
+        events (MailSent / MailFailed, never the body) and their outbox rows in one append."""
+        sent: list[str] = []
+        appends: list[Append] = []
+        async with conn.begin():
+            for row, result in outcomes:
+                event = await self._outcome(conn, row, result)
+                if result.outcome == "sent":
+                    sent.append(str(row.id))
+                if event is not None:
+                    actor = Actor(**row.actor) if row.actor else Actor.system()
+                    appends.append(Append(stream_id=str(row.id), stream_type="mail",
+                                          expected_version=0, events=(event,), actor=actor,
+                                          correlation_id=row.request_id))
+            await store.mark_sent(conn, sent)
+            await store.store.append_many(conn, appends)
+        for row, result in outcomes:
+            log.info("mailer.delivery", mail_id=str(row.id), outcome=result.outcome,
+                     attempts=row.attempts, error=result.error)
+
+    async def _outcome(self, conn: AsyncConnection, row: Any,
+                       result: Result) -> MailSent | MailFailed | None:
+        """The event of one send (None for a retry, recorded here with its backoff); a sent
+        mail's row is marked by the caller, with the others of its batch."""
         fields = {"mail_id": str(row.id), "message_id": row.message_id,
                   "request_id": row.request_id, "kind": row.kind, "action": row.action,
                   "email": row.recipient, "user_id": row.user_id, "subject": row.subject,
                   "encrypted": row.encrypted, "signed": row.signed, "attempts": row.attempts}
-        async with conn.begin():
-            if result.outcome == "sent":
-                await store.mark_sent(conn, str(row.id))
-                event: MailSent | MailFailed | None = MailSent(**fields)
-            elif result.outcome == "retry" and row.attempts < self.max_attempts:
-                await store.mark_retry(conn, str(row.id), self.backoff_s(row.attempts),
-                                       result.error or "")
-                event = None
-            else:
-                error = result.error or "failed"
-                if result.outcome == "retry":
-                    error = f"gave up after {row.attempts} attempts: {error}"
-                await store.mark_failed(conn, str(row.id), error)
-                event = MailFailed(**fields, error=error,
-                                   permanent=result.outcome == "failed")
-            if event is not None:
-                actor = Actor(**row.actor) if row.actor else Actor.system()
-                await store.store.append(conn, stream_id=str(row.id), stream_type="mail",
-                                         expected_version=0, events=[event], actor=actor,
-                                         correlation_id=row.request_id)
-        log.info("mailer.delivery", mail_id=str(row.id), outcome=result.outcome,
-                 attempts=row.attempts, error=result.error)
+        if result.outcome == "sent":
+            return MailSent(**fields)
+        if result.outcome == "retry" and row.attempts < self.max_attempts:
+            await store.mark_retry(conn, str(row.id), self.backoff_s(row.attempts),
+                                   result.error or "")
+            return None
+        error = result.error or "failed"
+        if result.outcome == "retry":
+            error = f"gave up after {row.attempts} attempts: {error}"
+        await store.mark_failed(conn, str(row.id), error)
+        return MailFailed(**fields, error=error, permanent=result.outcome == "failed")
