@@ -313,9 +313,9 @@ def paced_load(url: str, rate: float, seconds: float, enqueuers: int
 HOPS = (
     ("enqueue -> RunJob in Kafka (relay)", "committed", "dispatched"),
     ("RunJob in Kafka -> worker claims (fetch)", "dispatched", "claimed"),
-    ("claim -> claim in Kafka (relay)", "claimed", "claim_published"),
+    ("claim -> claim in Kafka (worker's producer)", "claimed", "claim_published"),
     ("claim in Kafka -> jobs consumer grants", "claim_published", "granted"),
-    ("grant -> grant in Kafka (relay)", "granted", "grant_published"),
+    ("grant -> grant in Kafka (sent after the commit)", "granted", "grant_published"),
     ("grant in Kafka -> handler starts (worker)", "grant_published", "started"),
 )
 WATCHED_TOPICS = (run_topic("jobs", "cache"), WORKER_TOPIC, WORKER_CONTROL_TOPIC)
@@ -333,7 +333,8 @@ async def hop_marks(engine: Any, bootstrap: str, since: dict[Any, int],
     """When each job of `sent` passed each mark (epoch seconds): its enqueue (the job row's
     `date_created`, taken in the enqueue's transaction: on a loaded machine the enqueuer may
     learn of its commit after the relay has published it), its RunJob, claim and grant as
-    Kafka stamped them (the relay's clock as it built the batch), the claim as the worker made
+    Kafka stamped them (the sender's clock as it built the record: the relay's, the
+    worker's or the jobs consumer's), the claim as the worker made
     it (its envelope's time), the grant as the jobs consumer decided it
     (`job_attempt.started_at`) and the handler's start (`job_run`)."""
     marks: dict[int, dict[str, float]] = {job_id: {} for job_id, _ in sent}
@@ -352,8 +353,8 @@ async def hop_marks(engine: Any, bootstrap: str, since: dict[Any, int],
         elif kind == JobRunStarted.type:
             job_marks["claimed"] = _epoch(headers["ce_time"].decode())
             job_marks["claim_published"] = stamped
-        else:
-            job_marks["grant_published"] = stamped
+        else:  # the first of its two copies (sent after the commit, then by the relay)
+            job_marks["grant_published"] = min(stamped, job_marks.get("grant_published", stamped))
     async with engine.connect() as conn:
         for row in await conn.execute(
                 select(job.c.id, job.c.date_created, job_attempt.c.started_at,

@@ -17,17 +17,36 @@ is replayed, so later events applied without it are visible in diagnostics.
 Latency: `run` keeps one connection for its batches (no checkout and ping per batch), fetches
 and decodes the next batch while one is applied and tops it up with what arrived meanwhile,
 and commits Kafka offsets in the background, one commit at a time.
+
+Sent after the commit: a handler that also writes a message to the outbox may ask, with
+`send_after_commit(conn, messages)`, for a copy of it to go straight to Kafka once its
+transaction commits (the jobs service's answers to claims: a worker waits for them). The
+outbox copy stays the durable one; the direct one only saves the relay's crossing. While `run`
+runs, the runner sends them with a producer it starts at the first such message and stops with
+`run`; it awaits nothing but the record's place in the producer's buffer, and a send that fails
+is only logged. A batch rolled back (or a message's savepoint, on the slow path) sends none of
+what it asked for; outside `run` (`process`), nothing is sent directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Container, Mapping, Sequence
+import contextvars
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Container,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from sqlalchemy import column, select, text, values
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -40,7 +59,7 @@ from misp_contracts.envelope import Envelope, from_kafka
 from misp_contracts.topics import dlq_topic
 from misp_platform import failpoints, metrics, tracing
 from misp_platform.db import PROGRESS_CHANNEL, flagged_stream, processed_message
-from misp_platform.kafka import client_options
+from misp_platform.kafka import client_options, create_producer
 from misp_platform.outbox import OutgoingMessage, enqueue_messages
 
 log = structlog.get_logger(__name__)
@@ -116,6 +135,43 @@ async def save_positions(conn: AsyncConnection, group: str, positions: Positions
         "partitions": [tp.partition for tp, _ in items], "offsets": [o for _, o in items]})
 
 
+class _AfterCommit:
+    """What the handlers of the runner's transaction on `conn` asked to send once it commits."""
+
+    __slots__ = ("conn", "messages")
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.messages: list[OutgoingMessage] = []
+
+
+_after_commit: contextvars.ContextVar[_AfterCommit | None] = contextvars.ContextVar(
+    "misp_after_commit", default=None)
+
+
+def send_after_commit(conn: AsyncConnection, messages: Sequence[OutgoingMessage]) -> None:
+    """Send `messages` to Kafka once the consumer runner's transaction on `conn` commits: a
+    faster copy of messages the handler also wrote to the outbox. Nothing is sent if the
+    transaction (or the message's savepoint) rolls back, nor outside a runner's `run`."""
+    pending = _after_commit.get()
+    if pending is not None and pending.conn is conn:
+        pending.messages.extend(messages)
+
+
+@contextlib.contextmanager
+def _unless_rolled_back() -> Iterator[None]:
+    """Forget what is asked to be sent after the commit within this block if it raises (a
+    savepoint rolled back)."""
+    pending = _after_commit.get()
+    kept = len(pending.messages) if pending is not None else 0
+    try:
+        yield
+    except BaseException:
+        if pending is not None:
+            del pending.messages[kept:]
+        raise
+
+
 # Errors of the database itself (connection lost, server restarting): retry the whole batch.
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 
@@ -172,6 +228,9 @@ class ConsumerRunner:
         # outside of `run`, each transaction takes one from the engine's pool.
         self._holding = False
         self._held: AsyncConnection | None = None
+        # The producer of what handlers send after the commit: started at the first message,
+        # stopped with `run`.
+        self._producer: AIOKafkaProducer | None = None
 
     def create_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -241,6 +300,7 @@ class ConsumerRunner:
                 await self._commit(consumer, uncommitted)
             self._holding = False
             await self._release()
+            await self._stop_producer()
             await consumer.stop()
             log.info("consumer.stopped", group=self.group, applied=self.applied,
                      dead_lettered=self.dead_lettered)
@@ -258,6 +318,8 @@ class ConsumerRunner:
         if self._held is None:
             self._held = await self.engine.connect()
         conn = self._held
+        after = _AfterCommit(conn)
+        token = _after_commit.set(after)
         try:
             async with conn.begin():
                 yield conn
@@ -265,6 +327,37 @@ class ConsumerRunner:
             if conn.invalidated or isinstance(exc, TRANSIENT_DB_ERRORS):
                 await self._release()
             raise
+        finally:
+            _after_commit.reset(token)
+        if after.messages:  # committed
+            await self._send(after.messages)
+
+    async def _send(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Hand committed messages to the producer (started the first time); a failure is
+        logged, the outbox copies follow."""
+        try:
+            if self._producer is None:
+                producer = create_producer(self.bootstrap_servers, linger_ms=0)
+                await producer.start()
+                self._producer = producer
+            for m in messages:
+                delivery = await self._producer.send(
+                    m.topic, m.value, key=m.key.encode() if m.key is not None else None,
+                    headers=m.headers)
+                delivery.add_done_callback(self._log_failed_send)
+        except Exception as exc:
+            log.warning("consumer.direct_send_failed", group=self.group, error=str(exc))
+
+    def _log_failed_send(self, delivery: asyncio.Future[Any]) -> None:
+        if not delivery.cancelled() and delivery.exception() is not None:
+            log.warning("consumer.direct_send_failed", group=self.group,
+                        error=str(delivery.exception()))
+
+    async def _stop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
 
     async def _release(self) -> None:
         """Close the kept connection, if any (quietly: it may be broken already)."""
@@ -447,10 +540,11 @@ class ConsumerRunner:
         assert d.envelope is not None
         for attempt in range(1, self.max_attempts + 1):
             try:
-                async with conn.begin_nested():
-                    if not await self._claim(conn, [d]):
-                        return  # applied before: a redelivery
-                    await self._handle(conn, [d.envelope], d.record.topic)
+                with _unless_rolled_back():
+                    async with conn.begin_nested():
+                        if not await self._claim(conn, [d]):
+                            return  # applied before: a redelivery
+                        await self._handle(conn, [d.envelope], d.record.topic)
                 self.applied += 1
                 metrics.messages_consumed_total.labels(outcome="applied").inc()
                 return

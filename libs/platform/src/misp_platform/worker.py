@@ -1,17 +1,26 @@
 """A background-job worker that any service can run for one queue (`python -m <service> worker
 <queue>`): it reads the run topic of (service, queue), runs each job with the handler of its
-type, and reports start, progress and outcome on `misp.jobs.worker.v1` through the service's
-outbox, with heartbeats so that the jobs service notices a dead worker.
+type, and reports start, progress and outcome on `misp.jobs.worker.v1`, with heartbeats so that
+the jobs service notices a dead worker. Progress, outcomes and heartbeats go through the
+service's outbox; the claims go straight to Kafka (below).
 
 A worker runs a job only once the jobs service grants its claim: it reports the start
 (`JobRunStarted`), and the jobs service, taking turns with cancels on the job, answers
 `JobRunGranted` or `JobRunRefused` on the control topic. A job cancelled while it waited (or whose
 attempt is stale) is refused and never runs.
 
+A claim has no state of the worker's to be written with, so the worker's producer (one per
+`run`, idempotent, acks=all, the service's Kafka principal) sends it to the worker topic itself,
+the record the outbox would have carried (same envelope, key and partition), and the offsets of
+the jobs claimed are committed only once Kafka has acknowledged their claims: killed before,
+the jobs are delivered again and claimed again; after, the claims are in Kafka. A claim Kafka
+refuses leaves its job's offset uncommitted: the worker lets the job go and reads it again.
+
 Effects are idempotent by job id: the handler runs in the transaction that records
 `job_run(job_id)` and the outcome report; a job id already recorded is reported again, not redone.
-The offset of a job is committed once its claim is reported; a worker that dies later is found by
-its missed heartbeats and the jobs service retries or fails the job.
+The offset of a job is committed once its claim is in Kafka; a worker that dies later is found by
+its missed heartbeats and the jobs service retries or fails the job. An answer may come twice
+(the jobs service sends it straight to Kafka and through its outbox): the first one counts.
 
 Claims are pipelined: a worker holds up to `prefetch` jobs at once (claimed, granted or running),
 keeps claiming while it runs the granted ones, one at a time in the order their grants arrive,
@@ -36,7 +45,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import (
     BigInteger,
@@ -72,7 +82,7 @@ from misp_contracts.events.jobs import (
     run_topic,
 )
 from misp_platform import failpoints, metrics, tracing
-from misp_platform.kafka import client_options
+from misp_platform.kafka import client_options, create_producer
 from misp_platform.outbox import OutgoingMessage, enqueue_messages
 
 log = structlog.get_logger(__name__)
@@ -280,6 +290,8 @@ class WorkerRunner:
         self.runnable: asyncio.Queue[JobContext] = asyncio.Queue()
         self.room = asyncio.Event()  # set when a held job is let go
         self.progress: dict[AttemptKey, CoalescedProgress] = {}
+        # The producer of the claims, while `run` runs.
+        self.producer: AIOKafkaProducer | None = None
 
     def _message(self, event: DomainEvent, key: str) -> OutgoingMessage:
         envelope = Envelope(source=f"/{self.service}", type=event.type, subject=key,
@@ -375,6 +387,8 @@ class WorkerRunner:
             metadata_max_age_ms=3000,
             # A job may run longer than a poll interval: the group must not evict us for it.
             max_poll_interval_ms=3_600_000)
+        # Claims are awaited one fetch at a time: nothing to gain from lingering.
+        producer = create_producer(self.bootstrap_servers, linger_ms=0)
         halt = asyncio.Event()
         side = [asyncio.create_task(self._heartbeats(halt)),
                 asyncio.create_task(self._control(halt))]
@@ -382,6 +396,8 @@ class WorkerRunner:
         reason = "stopped"
         try:
             await self._wait_control_ready(side[1])
+            await producer.start()
+            self.producer = producer
             await consumer.start()
             runner = asyncio.create_task(self._run_granted(stop))
             log.info("worker.started", worker_id=self.worker_id, topic=topic)
@@ -402,7 +418,13 @@ class WorkerRunner:
                 records = [r for rs in batches.values() for r in rs]
                 if not records:
                     continue
-                await self.take(records)
+                try:
+                    await self.take(records)
+                except KafkaError as exc:  # not claimed: read again, claimed again
+                    log.warning("worker.claims_not_sent", error=str(exc))
+                    for tp, rs in batches.items():
+                        consumer.seek(tp, rs[0].offset)
+                    continue
                 await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
             if self.stop_requested.is_set():
                 reason = "stop requested"
@@ -421,6 +443,8 @@ class WorkerRunner:
             halt.set()
             await asyncio.gather(*side, return_exceptions=True)
             await consumer.stop()
+            self.producer = None
+            await producer.stop()
             try:
                 async with self.engine.begin() as conn:
                     await self._publish(conn, WorkerStopped(worker=self.ref, reason=reason),
@@ -543,8 +567,9 @@ class WorkerRunner:
                 outcome="failed", message=message), str(ctx.job.job_id))
 
     async def take(self, records: list[Any]) -> list[JobContext]:
-        """Decode the RunJobs and claim them (before their offsets are committed), all in one
-        transaction; each is held until its answer comes, and runs once granted."""
+        """Decode the RunJobs and claim them (before their offsets are committed): their claims
+        sent to Kafka together, and acknowledged; each is held until its answer comes, and runs
+        once granted. A KafkaError if a claim was not acknowledged (the jobs are let go)."""
         taken: list[JobContext] = []
         for record in records:
             try:
@@ -570,10 +595,23 @@ class WorkerRunner:
             claims = [self._message(JobRunStarted(
                 worker=self.ref, job_id=ctx.job.job_id, attempt=ctx.job.attempt,
                 origin=ctx.job.origin), str(ctx.job.job_id)) for ctx in taken]
-            async with self.engine.begin() as conn:
-                await enqueue_messages(conn, claims)
+            try:
+                await self._send(claims)
+            except BaseException:
+                for ctx in taken:
+                    self._let_go(attempt_key(ctx.job))
+                raise
         failpoints.hit("worker.after_start")
         return taken
+
+    async def _send(self, messages: list[OutgoingMessage]) -> None:
+        """Send `messages` with the worker's producer and wait until Kafka has them all."""
+        if self.producer is None:
+            raise RuntimeError("the worker's producer runs only while the worker runs")
+        deliveries = [await self.producer.send(
+            m.topic, m.value, key=m.key.encode() if m.key is not None else None,
+            headers=m.headers) for m in messages]
+        await asyncio.gather(*deliveries)
 
     def _reporter(self, job: RunJob) -> Callable[[int, str], Awaitable[None]]:
         async def send(conn: AsyncConnection, value: int, message: str) -> None:

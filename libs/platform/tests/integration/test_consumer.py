@@ -23,10 +23,11 @@ from misp_contracts.topics import Topic, dlq_topic
 from misp_platform import dlq, failpoints
 from misp_platform.cli_support import CliContext
 from misp_platform.config import ServiceSettings, settings_class
-from misp_platform.consumer import ConsumerRunner
+from misp_platform.consumer import ConsumerRunner, send_after_commit
 from misp_platform.dlq_commands import dlq_group
 from misp_platform.eventstore import EventStore
 from misp_platform.kafka import create_producer, ensure_topics
+from misp_platform.outbox import OutgoingMessage
 from misp_platform.relay import OutboxRelay
 from misp_platform.service import ServiceSpec
 from misp_platform.testing import eventually
@@ -146,6 +147,54 @@ async def test_poison_messages_go_to_the_dlq_and_the_consumer_goes_on_then_repla
     assert await dlq.replay(engine, group, handlers, poisoned) == "already-applied"
     assert sorted(n for _, n in await effects(engine)) == list(range(10, 25))
     assert await flagged_keys(engine, group) == {"junk"}
+
+
+async def test_what_a_handler_sends_after_the_commit_leaves_once_and_never_from_a_rollback(
+        effect_log: AsyncEngine, platform_db: str, kafka_bootstrap: str, new_topic) -> None:  # type: ignore[no-untyped-def]
+    """A batch whose 13 fails is rolled back and replayed message by message (13's savepoint
+    rolled back, then dead-lettered): what the handlers asked to send after the commit leaves
+    once for each message applied, and nothing for the batch rolled back nor for 13."""
+    engine = effect_log
+    service = f"t{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, [Topic(dlq_topic(service), owner=service, partitions=1)])
+    topic, answers = await new_topic(), await new_topic()
+    Counter = counter_event(topic)
+
+    async def answering(conn: AsyncConnection, envelope: Envelope) -> None:
+        await record_effect(conn, envelope)
+        n = envelope.data["n"]
+        send_after_commit(conn, [OutgoingMessage(topic=answers, key=str(n), headers=[],
+                                                 value=str(n).encode())])
+        if n == 13:
+            raise RuntimeError("thirteen is unlucky")
+
+    producer = create_producer(kafka_bootstrap)
+    await producer.start()
+    stop = asyncio.Event()
+    relay = OutboxRelay(engine, platform_db, producer, poll_interval_s=0.05)
+    tasks = [asyncio.create_task(relay.run(stop))]
+    runner = ConsumerRunner(service=service, group=f"g-{uuid.uuid4().hex}", engine=engine,
+                            bootstrap_servers=kafka_bootstrap, topics=[topic],
+                            handlers={COUNTER: answering}, max_attempts=2, backoff_s=0.01)
+    try:
+        await append_counters(engine, Counter, 5, start=10)  # 10..14, 13 fails
+        # Published before the consumer starts: they come in one batch.
+        await eventually(lambda: _outbox_empty(engine))
+        tasks.append(asyncio.create_task(runner.run(stop)))
+        rows = await eventually(lambda: _at_least(engine, 4))
+        await eventually(lambda: asyncio.sleep(0, result=runner.dead_lettered == 1))
+        sent = await read_topic(kafka_bootstrap, answers, 5, timeout_s=3)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await producer.stop()
+    assert sorted(n for _, n in rows) == [10, 11, 12, 14]
+    assert sorted(int(r.value) for r in sent) == [10, 11, 12, 14]
+
+
+async def _outbox_empty(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        return (await conn.execute(text("SELECT 1 FROM outbox LIMIT 1"))).first() is None
 
 
 async def flagged_keys(engine: AsyncEngine, group: str) -> set[str]:

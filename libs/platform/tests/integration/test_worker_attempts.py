@@ -1,9 +1,10 @@
 """A worker holding several jobs, against the real Kafka and PostgreSQL, with the test playing
-the jobs service (it reads the worker's claims in its outbox and answers them on the control
-topic): two attempts of one job id in its hands at once (attempt 1 still running when the jobs
-service, having failed it over, dispatches attempt 2) are two jobs held, each answered, run and
-reported; a stop request then lets the worker leave once both are done, not before. A cancel
-names the attempt it cancels: a later attempt of the job (an admin's re-run) still runs."""
+the jobs service (it reads the worker's claims on the worker topic, where the worker sends them
+itself, none in its outbox, and answers them on the control topic): two attempts of one job id
+in its hands at once (attempt 1 still running when the jobs service, having failed it over,
+dispatches attempt 2) are two jobs held, each answered, run and reported; a stop request then
+lets the worker leave once both are done, not before. A cancel names the attempt it cancels: a
+later attempt of the job (an admin's re-run) still runs."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from misp_contracts.envelope import Actor, Envelope, to_kafka
+from misp_contracts.envelope import Actor, Envelope, from_kafka, to_kafka
 from misp_contracts.events.base import DomainEvent
 from misp_contracts.events.jobs import (
     QUEUES,
     WORKER_CONTROL_TOPIC,
+    WORKER_TOPIC,
     CancelJobRun,
     JobRunFinished,
     JobRunGranted,
@@ -36,7 +38,12 @@ from misp_contracts.events.jobs import (
 from misp_contracts.topics import Topic
 from misp_platform.kafka import create_producer, ensure_topics
 from misp_platform.migrations import create_job_run_table
-from misp_platform.testing import start_group_at_end, throwaway_database
+from misp_platform.testing import (
+    read_since,
+    start_group_at_end,
+    throwaway_database,
+    topic_ends,
+)
 from misp_platform.worker import JobContext, WorkerRunner
 
 OWNER = "workertest"
@@ -73,6 +80,13 @@ async def _reports(engine: AsyncEngine, type_: str) -> list[dict[str, Any]]:
     return [orjson.loads(r) for r in rows]
 
 
+async def _claims(bootstrap: str, since: dict[Any, int], job_id: int) -> list[int]:
+    """The attempts of `job_id` the worker claimed on the worker topic since `since`."""
+    found = [from_kafka(r.headers, r.value) for r in await read_since(bootstrap, since)]
+    return [e.data["attempt"] for e in found
+            if e.type == JobRunStarted.type and e.data.get("job_id") == job_id]
+
+
 async def _until(predicate: Any, what: str, timeout_s: float = 30.0) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while asyncio.get_running_loop().time() < deadline:
@@ -99,6 +113,7 @@ async def test_two_attempts_of_one_job_held_at_once_both_run_and_a_stop_is_honou
 
     group = f"test-worker-{uuid.uuid4().hex}"
     await start_group_at_end(kafka_bootstrap, group, [run_topic(OWNER, "default")])
+    claims_from = await topic_ends(kafka_bootstrap, WORKER_TOPIC)
     worker = WorkerRunner(service=OWNER, queue="default", engine=worker_engine,
                           bootstrap_servers=kafka_bootstrap, handlers={SLOW.name: slow},
                           group=group, heartbeat_s=0.5, prefetch=8,
@@ -111,8 +126,7 @@ async def test_two_attempts_of_one_job_held_at_once_both_run_and_a_stop_is_honou
         await asyncio.wait_for(ready.wait(), 30)
 
         async def claimed(attempt: int) -> bool:
-            return any(r["job_id"] == job_id and r["attempt"] == attempt
-                       for r in await _reports(worker_engine, JobRunStarted.type))
+            return attempt in await _claims(kafka_bootstrap, claims_from, job_id)
 
         for attempt in (1, 2):
             await _produce(producer, RunJob(job_id=job_id, attempt=attempt, job_type=SLOW.name,
@@ -153,6 +167,9 @@ async def test_two_attempts_of_one_job_held_at_once_both_run_and_a_stop_is_honou
     assert ran == [1, 2]
     assert worker.succeeded == 1 and worker.failed == 1
     assert worker.holding == {} and worker.deadlines == {}
+    # Each attempt claimed once, on the worker topic, and never through the outbox.
+    assert sorted(await _claims(kafka_bootstrap, claims_from, job_id)) == [1, 2]
+    assert await _reports(worker_engine, JobRunStarted.type) == []
 
 
 async def test_a_cancel_stops_its_attempt_and_not_a_later_re_run_of_the_job(
@@ -165,6 +182,7 @@ async def test_a_cancel_stops_its_attempt_and_not_a_later_re_run_of_the_job(
 
     group = f"test-worker-{uuid.uuid4().hex}"
     await start_group_at_end(kafka_bootstrap, group, [run_topic(OWNER, "default")])
+    claims_from = await topic_ends(kafka_bootstrap, WORKER_TOPIC)
     worker = WorkerRunner(service=OWNER, queue="default", engine=worker_engine,
                           bootstrap_servers=kafka_bootstrap, handlers={SLOW.name: checked},
                           group=group, heartbeat_s=0.5, prefetch=8, answer_timeout_s=60.0)
@@ -190,7 +208,7 @@ async def test_a_cancel_stops_its_attempt_and_not_a_later_re_run_of_the_job(
             await _produce(producer, RunJob(job_id=job_id, attempt=attempt, job_type=SLOW.name,
                                             queue="default"),
                            run_topic(OWNER, "default"), str(job_id))
-            await _until(lambda a=attempt: _claimed(worker_engine, job_id, a),
+            await _until(lambda a=attempt: _claimed(kafka_bootstrap, claims_from, job_id, a),
                          f"the claim of attempt {attempt}")
             await _produce(producer, JobRunGranted(worker_id=worker.worker_id, job_id=job_id,
                                                    attempt=attempt),
@@ -204,9 +222,8 @@ async def test_a_cancel_stops_its_attempt_and_not_a_later_re_run_of_the_job(
     assert sorted(await finished()) == [(1, "cancelled"), (2, "succeeded")]
 
 
-async def _claimed(engine: AsyncEngine, job_id: int, attempt: int) -> bool:
-    return any(r["job_id"] == job_id and r["attempt"] == attempt
-               for r in await _reports(engine, JobRunStarted.type))
+async def _claimed(bootstrap: str, since: dict[Any, int], job_id: int, attempt: int) -> bool:
+    return attempt in await _claims(bootstrap, since, job_id)
 
 
 async def _has_finished(finished: Any, attempt: int) -> bool:

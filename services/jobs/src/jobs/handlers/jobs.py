@@ -1,6 +1,7 @@
 """Commands and reactions of the job aggregate: enqueue (API, Kafka command, scheduler), worker
 reports, cancel, re-run, due retries and dead workers. Each is one transaction: events, read
-model and outbox (the `RunJob` dispatch and control messages included)."""
+model and outbox (the `RunJob` dispatch and control messages included); the answers to claims
+also go straight to Kafka once their transaction commits (a worker waits for them)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from misp_contracts.events.jobs import (
     WorkerStopped,
     run_topic,
 )
+from misp_platform.consumer import send_after_commit
 from misp_platform.eventstore import Append
 from misp_platform.outbox import OutgoingMessage
 from misp_platform.outbox import enqueue as enqueue_outbox
@@ -196,8 +198,10 @@ async def when_runs_started_mark_running(conn: AsyncConnection,
                                          envelopes: Sequence[Envelope]) -> None:
     """Workers' claims: each granted when its attempt is still waiting (the job becomes
     running), refused otherwise (cancelled, stale, held by another worker). The answers go back
-    on the control topic in this transaction, all of a poll's in one outbox write; a worker runs
-    a job only once granted."""
+    on the control topic in this transaction, all of a poll's in one outbox write, and straight
+    to Kafka once it commits (the consumer runner's `send_after_commit`); a worker runs a job
+    only once granted. A grant and a cancel take turns on the job's row lock, and no answer is
+    sent before its transaction commits."""
     origin = await store.instance_id(conn)
     claims: list[tuple[JobRunStarted, Envelope]] = []
     for envelope in envelopes:
@@ -243,6 +247,9 @@ async def when_runs_started_mark_running(conn: AsyncConnection,
         seen[r.worker.worker_id] = (r.worker, envelope.time,
                                     None if index in refusals else r.job_id)
     await store.touch_workers_and_enqueue(conn, list(seen.values()), answers)
+    # The outbox copies are the durable ones; these reach the workers without the relay's
+    # crossing, once this transaction commits (a worker takes the first answer it gets).
+    send_after_commit(conn, answers)
 
 
 async def when_run_progressed_record(conn: AsyncConnection, envelope: Envelope) -> None:
