@@ -9,9 +9,10 @@ measured in the same run.
   - mailer: the same messages as one bulk request through the mailer's own path: key checks,
     PGP/MIME rendering (sign+encrypt in one gpg call per mail), one transaction queueing them,
     then the delivery loop sending each to a local SMTP sink (aiosmtpd, in a process of its
-    own like a relay) and recording it with
-    its event and outbox row. Measured from the request to the last mail accepted by the sink.
-    Run with 2 gpg processes at a time (the cores here), and with 1 (like the baseline).
+    own like a relay) and recording them with their events and outbox rows (each SMTP session
+    every 8 mails, mailer.handlers.deliver.RECORD_BATCH). Measured from the request to the
+    last mail accepted by the sink. Run with 2 gpg processes at a time (the cores here), and
+    with 1 (like the baseline).
 
 The four run in `--rounds` alternating rounds (their order rotating), so that a disturbance of
 the shared machine falls on all of them: each rate printed is the median over the rounds, and the
