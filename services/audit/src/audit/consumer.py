@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from audit.adapters.keys import load_or_create_key
 from audit.handlers.integrity import PruneRefusedError, prune, write_checkpoint
-from audit.projections.log import Options, Source, project
+from audit.projections.log import Options, PreparedRows, Source, project
 from audit.settings import AuditSettings
 from misp_contracts.envelope import Envelope
 from misp_platform import failpoints, metrics, tracing
@@ -68,6 +68,7 @@ class AuditConsumer(ConsumerRunner):
         self.options = options or Options(principals=False)
         self.batch_handlers = EveryMispType[BatchHandler](self._project)
         self._sources: dict[str, Source] = {}
+        self._prepared = PreparedRows()
 
     async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
         # A batch makes some tens of objects per event, nearly all gone once it commits: the
@@ -84,10 +85,14 @@ class AuditConsumer(ConsumerRunner):
         batch is decoded while this one is applied: an id seen in both keeps its first source
         (its second delivery is a duplicate, never logged)."""
         decoded = super().decode(records)
+        prepared = self._prepared
         for d in decoded:
             if d.envelope is not None:
                 self._sources.setdefault(d.message_id, Source(
                     d.record.topic, d.record.partition, d.record.offset))
+                # Mapped now, while the batch before is written (its waits on the database):
+                # the projection takes the row if the settings are still those.
+                prepared.prepare(d.envelope)
         return decoded
 
     async def apply(self, decoded: Sequence[Decoded], positions: Positions | None = None) -> None:
@@ -98,6 +103,7 @@ class AuditConsumer(ConsumerRunner):
                 r = d.record
                 if self._sources.get(d.message_id) == Source(r.topic, r.partition, r.offset):
                     del self._sources[d.message_id]
+                    self._prepared.forget(d.message_id)
 
     async def _process_fast(self, batch: Sequence[Decoded], positions: Positions) -> None:
         """The whole batch in one transaction: its marks claimed, its new events logged in one
@@ -125,7 +131,8 @@ class AuditConsumer(ConsumerRunner):
         metrics.messages_consumed_total.labels(outcome="applied").inc(len(envelopes))
 
     async def _project(self, conn: AsyncConnection, envelopes: Sequence[Envelope]) -> None:
-        await project(conn, [(e, self._sources.get(e.id)) for e in envelopes], self.options)
+        await project(conn, [(e, self._sources.get(e.id)) for e in envelopes], self.options,
+                      self._prepared)
 
 
 def handlers(_settings: ServiceSettings) -> Mapping[str, Handler]:

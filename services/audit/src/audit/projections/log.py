@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC
 from typing import Any
 
@@ -104,22 +104,49 @@ def _opt_bounded(value: int | None) -> int | None:
     return value if value is not None and 0 <= value <= INT_MAX else None
 
 
+@dataclass
+class PreparedRows:
+    """Log rows mapped ahead of their batch (the live consumer maps the next batch while it
+    writes this one), under the logging settings the batch before ended with: a row mapped
+    under other settings than its batch finds is mapped again."""
+
+    settings: LogSettings | None = None
+    rows: dict[str, tuple[LogSettings, LogRow | None]] = field(default_factory=dict)
+
+    def prepare(self, envelope: Envelope) -> None:
+        if self.settings is not None:
+            self.rows[envelope.id] = (self.settings, to_log_row(envelope, self.settings))
+
+    def take(self, envelope: Envelope, settings: LogSettings) -> LogRow | None:
+        ready = self.rows.pop(envelope.id, None)
+        if ready is not None and ready[0] == settings:
+            return ready[1]
+        return to_log_row(envelope, settings)
+
+    def forget(self, event_id: str) -> None:
+        self.rows.pop(event_id, None)
+
+
 async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source | None]],
-                  options: Options = Options()) -> list[Entry]:
-    """Write the Log rows of these events (in order) and return the entries written."""
+                  options: Options = Options(),
+                  prepared: PreparedRows | None = None) -> list[Entry]:
+    """Write the Log rows of these events (in order) and return the entries written
+    (`prepared`: rows mapped ahead, and where the settings this batch ended with are left)."""
     tables = options.tables
     ids = [e.id for e, _ in items]
     seen = await logged_event_ids(conn, tables, ids)
     settings = await load_log_settings(conn, options.settings_table)
+    ready = prepared if prepared is not None else PreparedRows()
     pending: list[tuple[Envelope, Source | None, LogRow]] = []
     principals: list[Envelope] = []
     for envelope, source in items:
         if envelope.id in seen:
+            ready.forget(envelope.id)
             continue  # already logged (a replay after the processed mark was lost)
         seen.add(envelope.id)
         if options.principals and envelope.type in PRINCIPAL_HANDLERS:
             principals.append(envelope)
-        row = to_log_row(envelope, settings)
+        row = ready.take(envelope, settings)
         if envelope.type == SettingChanged.type:
             change = SettingChanged.model_validate(envelope.data)
             if change.name in LOGGING_SETTINGS:
@@ -128,6 +155,7 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
                 settings = await load_log_settings(conn, options.settings_table)
         if row is not None:
             pending.append((envelope, source, row))
+    ready.settings = settings
     if principals:  # a run of saves is one statement, with one NOTIFY for the batch
         await project_principals(conn, principals)
     if not pending:
