@@ -10,7 +10,12 @@
      patterns) through the ASGI app over N rows, next to the same SQL with index scans disabled
      (target p95 <= 50 ms at 2 million rows);
   4. scale: ingestion with 1, 2 and 3 consumer processes (bench/audit_consumer.py) in one group
-     over a 3-partition topic, next to the same COPY (issue 18): where the curve flattens, and why.
+     over a 3-partition topic, next to the same COPY (issue 18): where the curve flattens, and why;
+  5. verify: the whole-log walk of `audit verify` and the `audit_verify` job (entries/s and CPU
+     per entry) over the log the parts before left (topped up to --verify-entries), next to a
+     raw read of the same rows by the same kind of cursor; and what the API's bounded default
+     range (AUDIT_VERIFY_DEFAULT_ENTRIES) and its most (AUDIT_VERIFY_MAX_ENTRIES) cost a request
+     at that rate, beside a client's 10 s timeout (issue 19).
 
     python bench/audit.py [--events 20000] [--rate 500] [--seconds 10] [--search-rows 200000]
     python bench/audit.py --search-rows 2000000      # the issue's 2-million-row figure
@@ -46,12 +51,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 # This file is bench/audit.py: its folder must not shadow the `audit` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+
 from audit.adapters.tables import ENTRY_COLUMNS, entry_index_ddl  # noqa: E402
 from audit.bootstrap import create_app  # noqa: E402
 from audit.consumer import AuditConsumer  # noqa: E402
 from audit.domain.chain import GENESIS  # noqa: E402
+from audit.domain.checkpoint import public_raw  # noqa: E402
 from audit.domain.mapping import LogSettings, to_log_row  # noqa: E402
-from audit.projections.log import Options  # noqa: E402
+from audit.handlers.integrity import verify, write_checkpoint  # noqa: E402
+from audit.projections.log import Options, Source, project  # noqa: E402
 from audit.settings import AuditSettings  # noqa: E402
 from misp_contracts.envelope import Actor, Envelope, to_kafka  # noqa: E402
 from misp_contracts.events.identity import (  # noqa: E402
@@ -70,7 +79,8 @@ RESULTS = Path(__file__).parent / "results"
 MIGRATIONS = Path(__file__).resolve().parents[1] / "services/audit/src/audit/migrations"
 PEPPER = "bench-pepper"
 CONSUMER = Path(__file__).parent / "audit_consumer.py"
-PARTS = ("ingestion", "latency", "scale", "search")
+PARTS = ("ingestion", "latency", "scale", "verify", "search")
+CLIENT_TIMEOUT_S = 10  # the e2e test's client, PyMISP's default is none: a usual HTTP client's
 SCALE_PARTITIONS = 3
 
 
@@ -485,6 +495,53 @@ async def scale(url: str, engine: AsyncEngine, bootstrap: str, n: int,
     return result
 
 
+async def raw_read(url: str) -> float:
+    """Rows/s of a plain read of the log chain by chain in seq order, as the walk reads it (a
+    psycopg server-side cursor per chain, tuples), without hashing or checking anything."""
+    columns = ", ".join(c for c in ENTRY_COLUMNS if c != "source_offset")
+    async with await psycopg.AsyncConnection.connect(libpq_url(url)) as conn:
+        started, rows = time.perf_counter(), 0
+        chains = [r[0] for r in await (await conn.execute(
+            "SELECT DISTINCT chain FROM log_entry ORDER BY chain")).fetchall()]
+        started = time.perf_counter()
+        for chain in chains:
+            async with conn.cursor(name="bench_read") as cur:
+                await cur.execute(f"SELECT {columns} FROM log_entry WHERE chain = %s "
+                                  "ORDER BY seq", (chain,))
+                while batch := await cur.fetchmany(5000):
+                    rows += len(batch)
+        return rows / (time.perf_counter() - started)
+
+
+async def verification(url: str, engine: AsyncEngine, n: int) -> dict[str, Any]:
+    """The whole-log walk over at least `n` entries, beside a raw read of the same rows."""
+    have = await count(engine)
+    if have < n:  # written straight by the projection: what is measured is the walk
+        events = [setting_event(10**8 + i) for i in range(n - have)]
+        for start in range(0, len(events), 5000):
+            async with engine.begin() as conn:
+                await project(conn, [(e, Source("bench.verify", i % SCALE_PARTITIONS, i))
+                                     for i, e in enumerate(events[start:start + 5000], start)],
+                              Options(publish=False, principals=False))
+    key = Ed25519PrivateKey.generate()
+    await write_checkpoint(engine, key, force=True)
+    before = await raw_read(url)  # before and after the walk: neither reads a colder cache
+    cpu, started = time.process_time(), time.perf_counter()
+    report = await verify(engine, public_raw(key))
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    raw = max(before, await raw_read(url))
+    assert report.ok, report.as_dict()
+    rate = report.entries / seconds
+    fields = AuditSettings.model_fields  # the defaults a deployment runs with
+    default, most = (fields["verify_default_entries"].default,
+                     fields["verify_max_entries"].default)
+    return {"entries": report.entries, "chains": report.chains, "seconds": seconds,
+            "entries_per_s": rate, "cpu_us_per_entry": cpu / report.entries * 1e6,
+            "raw_read_rows_per_s": raw, "ratio_to_raw_read": rate / raw,
+            "request_default_entries": default, "request_default_s": default / rate,
+            "request_max_entries": most, "request_max_s": most / rate}
+
+
 def search_rows(n: int, start_id: int) -> Any:
     base = datetime.now(UTC) - timedelta(days=30)
     for i in range(n):
@@ -586,6 +643,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 copy_rate = results.get("ingestion", {}).get("copy_rows_per_s")
                 results["scale"] = await scale(url, engine, bootstrap,
                                                args.scale_events or args.events, copy_rate)
+            if "verify" in args.parts:
+                results["verify"] = await verification(url, engine, args.verify_entries)
             # Last: it empties the log table and fills it with rows of its own.
             if "search" in args.parts:
                 results["search"] = await search(url, engine, args.search_rows, args.queries)
@@ -613,6 +672,16 @@ def report(results: dict[str, Any]) -> None:
         table.add_row(f"latency at {lat['rate']}/s, publish -> searchable",
                       f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms", "",
                       "target p99 <= 500 ms")
+    if v := results.get("verify"):
+        table.add_row(f"verify, the whole log ({v['entries']:,} entries, {v['chains']} chains)",
+                      f"{v['entries_per_s']:,.0f} entries/s ({v['cpu_us_per_entry']:.0f} us CPU "
+                      "per entry)",
+                      f"raw read {v['raw_read_rows_per_s']:,.0f} rows/s",
+                      f"{v['ratio_to_raw_read']:.2f} of the raw read")
+        table.add_row("verify, a request at that rate (API default range / most)",
+                      f"{v['request_default_s']:.1f} s for {v['request_default_entries']:,} / "
+                      f"{v['request_max_s']:.1f} s for {v['request_max_entries']:,} entries",
+                      f"client timeout {CLIENT_TIMEOUT_S} s", "bounded whatever the log's size")
     if s := results.get("search"):
         table.add_row(f"search p95 over {s['rows']:,} rows ({s['queries']} queries)",
                       f"{s['p95_ms']:.1f} ms (email {s['p95_email_ms']:.1f}, title "
@@ -647,6 +716,8 @@ if __name__ == "__main__":
     parser.add_argument("--scale-events", type=int, default=None,
                         help="events for each consumer count of the scale part (default: "
                              "--events)")
+    parser.add_argument("--verify-entries", type=int, default=100_000,
+                        help="entries the verify part walks at least (topped up if fewer)")
     parser.add_argument("--parts", type=lambda v: [p for p in v.split(",") if p],
                         default=list(PARTS),
                         help=f"comma-separated, of {','.join(PARTS)} (default: all)")
