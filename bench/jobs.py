@@ -10,7 +10,8 @@ Celery's defaults otherwise; bench/celery_jobs.py), and a raw aiokafka produce-t
   2. pickup latency (enqueue -> handler start) p50/p99 with jobs enqueued at `--rate`/s (and at
      each of `--hop-rates` before it), one per transaction, by `--enqueuers` processes, for
      `--paced-seconds`, beside the rate they offered (target p50 <= 20 ms at 500/s); and the
-     p50/p99 of each hop between, from the Kafka records' timestamps and the rows' (`HOPS`);
+     p50/p99 of each hop between, from the Kafka records' timestamps and the rows' (`HOPS`),
+     and how far the grant's relayed outbox copy came behind the one sent after the commit;
   3. jobs/s of jobs that report 10 progress updates each;
   4. scheduler drift (due time -> tick) p50/p99 over a run of frequent ticks (target p99 <= 1 s);
   5. the time from SIGKILLing a worker mid-job to its job being failed over (requeued).
@@ -353,8 +354,10 @@ async def hop_marks(engine: Any, bootstrap: str, since: dict[Any, int],
         elif kind == JobRunStarted.type:
             job_marks["claimed"] = _epoch(headers["ce_time"].decode())
             job_marks["claim_published"] = stamped
-        else:  # the first of its two copies (sent after the commit, then by the relay)
-            job_marks["grant_published"] = min(stamped, job_marks.get("grant_published", stamped))
+        elif "grant_published" not in job_marks:  # the first of its two copies: sent after
+            job_marks["grant_published"] = stamped  # the commit (then by the relay)
+        else:
+            job_marks["grant_relayed"] = stamped
     async with engine.connect() as conn:
         for row in await conn.execute(
                 select(job.c.id, job.c.date_created, job_attempt.c.started_at,
@@ -379,6 +382,12 @@ def hop_figures(marks: dict[int, dict[str, float]]) -> dict[str, float]:
         if spans:
             out[f"{a}_to_{b}_p50_ms"] = statistics.median(spans)
             out[f"{a}_to_{b}_p99_ms"] = percentile(spans, 0.99)
+    # What the grant sent after the commit saves: how far behind it its relayed copy came.
+    behind = [(m["grant_relayed"] - m["grant_published"]) * 1000 for m in marks.values()
+              if "grant_relayed" in m and "grant_published" in m]
+    if behind:
+        out["grant_relayed_behind_p50_ms"] = statistics.median(behind)
+        out["grant_relayed_behind_p99_ms"] = percentile(behind, 0.99)
     return out
 
 
@@ -584,6 +593,10 @@ def report(r: dict[str, Any]) -> None:
         for label, a, b in HOPS:
             table.add_row(f"  p50 / p99 {label}", f"{figures[f'{a}_to_{b}_p50_ms']:.0f} / "
                           f"{figures[f'{a}_to_{b}_p99_ms']:.0f} ms", "", "", "")
+        if "grant_relayed_behind_p50_ms" in figures:
+            table.add_row("  p50 / p99 the grant's outbox copy (relay) behind it",
+                          f"{figures['grant_relayed_behind_p50_ms']:.0f} / "
+                          f"{figures['grant_relayed_behind_p99_ms']:.0f} ms", "", "", "")
     if "progress_jobs_per_s" in r:
         theirs = r.get("celery_progress_jobs_per_s", nan)
         table.add_row("jobs/s, 10 progress updates each", f"{r['progress_jobs_per_s']:,.0f}",
