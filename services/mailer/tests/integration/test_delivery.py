@@ -158,3 +158,33 @@ async def test_a_burst_goes_out_over_the_configured_sessions_kept_across_batches
     assert len(await mail_events(mailer_engine)) == 24
     # Five batches, two sessions: opened once, not once per batch.
     assert len(sink.sessions) <= 2, sink.sessions
+
+
+async def test_a_session_records_a_batch_of_mixed_outcomes_each_as_its_own(
+        mailer_engine: AsyncEngine, mailer: Mailer, sink: Sink) -> None:
+    # One session, one batch of three: two refused (for good, then for later), the third
+    # accepted; recorded in one transaction, each with its own status and event.
+    sink.refuse = ["550 5.1.1 no such mailbox", "451 4.3.0 later"]
+    request_id = str(uuid.uuid4())
+    drafts = [Draft(Recipient(f"mixed{i}@example.test", None, 1, None), "Subject", "Body\n")
+              for i in range(3)]
+    async with mailer_engine.begin() as conn:
+        await queue(conn, mailer, drafts, request_id=request_id, kind="custom",
+                    action="admin_email", actor=Actor.system())
+    deliverer = Deliverer(mailer_engine, SmtpConfig("127.0.0.1", sink.port), batch=3,
+                          connections=1, record_batch=3, max_attempts=3, backoff_base_s=60)
+
+    assert await deliverer.deliver_due() == 3
+
+    async with mailer_engine.connect() as conn:
+        rows = {r.recipient: r for r in await conn.execute(
+            select(mail.c.recipient, mail.c.status, mail.c.last_error, mail.c.raw))}
+    sent = [e.rcpt_tos[0] for e in sink.received]
+    assert len(sent) == 1 and rows[sent[0]].status == "sent" and rows[sent[0]].raw is None
+    others = sorted((r for r in rows.values() if r.recipient != sent[0]),
+                    key=lambda r: r.status)
+    assert [r.status for r in others] == ["failed", "pending"]
+    assert "550" in others[0].last_error and others[0].raw is None
+    assert "451" in others[1].last_error and others[1].raw is not None  # kept for its retry
+    events = sorted(type_ for type_, _ in await mail_events(mailer_engine))
+    assert events == ["misp.mailer.mail.emailed.v1", "misp.mailer.mail.failed.v1"]
