@@ -28,7 +28,9 @@ log = structlog.get_logger(__name__)
 
 # Mails a session sends before it records them (one transaction, one UPDATE, one append of
 # their events and outbox rows): the most a crash can make it send twice. Recording each mail on
-# its own cost four round trips per mail (BEGIN, UPDATE, append, COMMIT), most of the delivery.
+# its own cost four round trips per mail (BEGIN, UPDATE, append, COMMIT), most of the delivery:
+# 400 mails over 2 sessions to a local sink went out at 202/s recorded one by one, 440/s by 4,
+# 513/s by 8 (alternating runs, loaded 2-core machine, 2026-12-05).
 RECORD_BATCH = 8
 
 
