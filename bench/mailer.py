@@ -11,15 +11,15 @@ measured in the same run.
     then the delivery loop sending each to a local SMTP sink (aiosmtpd, in a process of its
     own like a relay) and recording them with their events and outbox rows (each SMTP session
     every 8 mails, mailer.handlers.deliver.RECORD_BATCH). Measured from the request to the
-    last mail accepted by the sink. Run with 2 gpg processes at a time (the cores here), and
-    with 1 (like the baseline).
+    last mail accepted by the sink. Run with 2 gpg processes at a time (the cores here;
+    `--gpg N`), and with 1 (like the baseline).
 
 The four run in `--rounds` alternating rounds (their order rotating), so that a disturbance of
 the shared machine falls on all of them: each rate printed is the median over the rounds, and the
 ratio the median of the rounds' ratios (each round's figures are in the JSON). The mailer's
-stages (median seconds, 2 gpg at a time): `keys` (checking the recipients' keys), `render`
-(until the last mail is signed and encrypted), `queue_tx` (the rest of the request: its rows and
-commit), `delivery_tail` (from the commit to the last mail accepted by the sink).
+stages (median seconds, `--gpg` processes at a time): `keys` (checking the recipients' keys),
+`render` (until the last mail is signed and encrypted), `queue_tx` (the rest of the request: its
+rows and commit), `delivery_tail` (from the commit to the last mail accepted by the sink).
 
 Target: mailer / baseline >= 0.8. 400 mails a round by default: a run of 150 (about a second) is
 too short for the fixed costs of a request (its transaction, the first SMTP connections, the
@@ -254,7 +254,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     figures[measure] = await raw(NO_SEED_FILE)
                 else:
                     rate, stages = await mailer_path(engine, home, keys, args.mails, port, sink,
-                                                     2 if measure == "parallel" else 1,
+                                                     args.gpg if measure == "parallel" else 1,
                                                      args.connections)
                     figures[measure] = rate
                     if measure == "parallel":
@@ -300,6 +300,9 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int,
                         default=MailerSettings.model_fields["smtp_connections"].default,
                         help="the delivery loop's SMTP sessions (the service's default)")
+    parser.add_argument("--gpg", type=int, default=2,
+                        help="gpg processes at a time in the mailer's main measure (2: the cores "
+                             "here; the service's MAILER_GPG_PARALLELISM defaults to 4)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating rounds of the three measures (medians reported)")
     parsed = parser.parse_args()
