@@ -1,5 +1,6 @@
 """Rows mapped ahead of their batch: taken when the batch finds the settings they were mapped
-under, mapped again when a setting changed in between."""
+under, mapped again when a setting changed in between; a SIEM record made from parts made ahead
+is the record made at once."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ def event() -> Envelope:
 def test_a_row_mapped_ahead_is_taken_under_the_same_settings() -> None:
     prepared, envelope = PreparedRows(settings=LogSettings()), event()
     prepared.prepare(envelope)
-    mapped = prepared.rows[envelope.id][1]
-    assert prepared.take(envelope, LogSettings()) is mapped
+    _settings, mapped, siem = prepared.rows[envelope.id]
+    assert mapped is not None and siem is not None  # its SIEM record's parts made ahead too
+    assert prepared.take(envelope, LogSettings()) == (mapped, siem)
     assert prepared.rows == {}
 
 
@@ -32,8 +34,8 @@ def test_a_row_mapped_under_other_settings_is_mapped_again() -> None:
     prepared, envelope = PreparedRows(settings=LogSettings()), event()
     prepared.prepare(envelope)
     now = LogSettings(log_client_ip=True)
-    row = prepared.take(envelope, now)
-    assert row is not None and row.ip == "198.51.100.7"
+    row, siem = prepared.take(envelope, now)
+    assert row is not None and row.ip == "198.51.100.7" and siem is None
     assert row == to_log_row(envelope, now)
     assert prepared.rows == {}
 
@@ -42,4 +44,27 @@ def test_nothing_is_mapped_ahead_before_the_first_batch_tells_the_settings() -> 
     prepared, envelope = PreparedRows(), event()
     prepared.prepare(envelope)
     assert prepared.rows == {}
-    assert prepared.take(envelope, LogSettings()) == to_log_row(envelope, LogSettings())
+    assert prepared.take(envelope, LogSettings()) == (to_log_row(envelope, LogSettings()), None)
+
+
+def test_a_siem_record_from_parts_made_ahead_is_the_one_made_at_once() -> None:
+    from datetime import UTC, datetime
+
+    from audit.domain.chain import GENESIS, Entry
+    from audit.projections.log import _siem_message, _siem_parts
+
+    envelope = event()
+    row = to_log_row(envelope, LogSettings())
+    assert row is not None
+    entry = Entry(id=9, source_event_id=envelope.id, source_type=envelope.type, chain="c:0",
+                  seq=3, prev_hash=GENESIS, hash="f" * 64, created=row.created.astimezone(UTC),
+                  model=row.model, model_id=row.model_id, action=row.action,
+                  user_id=row.user_id, title=row.title, change=row.change, email=row.email,
+                  org=row.org, description=row.description, ip=row.ip, org_id=row.org_id,
+                  authkey_id=row.authkey_id, request_id=row.request_id,
+                  request_type=row.request_type, change_json=row.change_json)
+    ahead = _siem_message(entry, row, envelope, "t", _siem_parts(row, envelope))
+    at_once = _siem_message(entry, row, envelope, "t")
+    assert ahead == at_once and ahead.key == "9"
+    assert ("ce_subject", "9") in ahead.headers
+    assert datetime.now(UTC) > entry.created

@@ -25,22 +25,40 @@ def _header_time(value: datetime) -> str:
 _ACTOR_NAMES = tuple((field, f"ce_{extension}") for field, extension in ACTOR_EXTENSIONS.items())
 
 
+Headers = list[tuple[str, str]]
+
+
+def encode_headers(*, id: str, source: str, type: str, time: datetime,
+                   correlationid: str | None, causationid: str | None,
+                   actor: Mapping[str, Any]) -> tuple[Headers, Headers]:
+    """The headers `encode` writes, but the subject's: those before it and those after it (made
+    ahead of a record whose subject is not known yet)."""
+    before = [("ce_id", id), ("ce_source", source), ("ce_type", type),
+              ("ce_time", _header_time(time)), ("ce_specversion", "1.0"),
+              ("content-type", CONTENT_TYPE)]
+    after = []
+    if correlationid is not None:
+        after.append(("ce_correlationid", correlationid))
+    if causationid is not None:
+        after.append(("ce_causationid", causationid))
+    for field, name in _ACTOR_NAMES:
+        if (value := actor.get(field)) is not None:
+            after.append((name, value if isinstance(value, str) else str(value)))
+    return before, after
+
+
+def with_subject(before: Headers, subject: str | None, after: Headers) -> Headers:
+    return [*before, ("ce_subject", subject), *after] if subject is not None else [
+        *before, *after]
+
+
 def encode(*, id: str, source: str, type: str, subject: str | None, time: datetime,
            correlationid: str | None, causationid: str | None, actor: Mapping[str, Any],
-           data: dict[str, Any]) -> tuple[list[tuple[str, str]], bytes]:
+           data: dict[str, Any]) -> tuple[Headers, bytes]:
     """The headers (as text, as the outbox keeps them) and value `to_kafka` gives for an
     envelope of these fields and actor fields (no stream version, no trace context), the value
     in compact JSON."""
-    headers = [("ce_id", id), ("ce_source", source), ("ce_type", type),
-               ("ce_time", _header_time(time)), ("ce_specversion", "1.0"),
-               ("content-type", CONTENT_TYPE)]
-    if subject is not None:
-        headers.append(("ce_subject", subject))
-    if correlationid is not None:
-        headers.append(("ce_correlationid", correlationid))
-    if causationid is not None:
-        headers.append(("ce_causationid", causationid))
-    for field, name in _ACTOR_NAMES:
-        if (value := actor.get(field)) is not None:
-            headers.append((name, value if isinstance(value, str) else str(value)))
-    return headers, orjson.dumps(data)
+    before, after = encode_headers(id=id, source=source, type=type, time=time,
+                                   correlationid=correlationid, causationid=causationid,
+                                   actor=actor)
+    return with_subject(before, subject, after), orjson.dumps(data)

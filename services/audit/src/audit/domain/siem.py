@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,20 +90,29 @@ def _present(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def siem_document(entry: Entry, row: LogRow) -> dict[str, Any]:
-    """`siem_record(entry, row)` as its JSON document (by alias, without nulls), built directly:
-    the consumer writes one per entry, and the models' validation and dump cost more than the
-    rest of the entry (tests/unit/test_siem.py holds the two to the same document)."""
+@dataclass(frozen=True)
+class SiemTemplate:
+    """What of an entry's SIEM document its Log row and time alone decide: all but the entry's
+    id and place in its chain, so that it can be made before the entry is (the consumer makes
+    it while the batch before is written)."""
+
+    document: dict[str, Any]
+    event: dict[str, Any]  # `event` but its id
+    log: dict[str, Any]  # `misp.log` but its id
+
+
+def siem_template(row: LogRow, created: datetime) -> SiemTemplate:
     category, types = categories(row)
-    created = json_time(entry.created)
+    created_text = json_time(created)
     actor_email = row.email if row.email != SYSTEM else None
     related_users = [u for u in dict.fromkeys((actor_email, row.target_email)) if u]
+    event = {"action": row.action, "category": category, "type": types,
+             "outcome": row.outcome, "kind": "event", "dataset": "misp.audit",
+             "created": created_text}
     document: dict[str, Any] = {
-        "@timestamp": created,
+        "@timestamp": created_text,
         "message": row.title,
-        "event": {"id": str(entry.id), "action": row.action, "category": category,
-                  "type": types, "outcome": row.outcome, "kind": "event",
-                  "dataset": "misp.audit", "created": created},
+        "event": None,
         "user": _present(id=str(row.user_id) if row.user_id else None, email=actor_email,
                          name=row.email),
         "organization": _present(id=str(row.org_id) if row.org_id else None, name=row.org),
@@ -114,12 +124,26 @@ def siem_document(entry: Entry, row: LogRow) -> dict[str, Any]:
     if row.ip:
         document["source"] = {"ip": row.ip}
     document["related"] = {"user": related_users, "ip": [row.ip] if row.ip else []}
+    document["misp"] = None
+    log = _present(title=row.title, created=created.astimezone(UTC).strftime(MISP_TIME),
+                   model=row.model, model_id=str(row.model_id), action=row.action,
+                   user_id=str(row.user_id), change=row.change, email=row.email, org=row.org,
+                   description=row.description, ip=row.ip)
+    return SiemTemplate(document, event, log)
+
+
+def siem_document(entry: Entry, row: LogRow,
+                  template: SiemTemplate | None = None) -> dict[str, Any]:
+    """`siem_record(entry, row)` as its JSON document (by alias, without nulls), built directly:
+    the consumer writes one per entry, and the models' validation and dump cost more than the
+    rest of the entry (tests/unit/test_siem.py holds the two to the same document).
+    `template`: `siem_template(row, entry.created)`, made ahead (used once: it is filled in)."""
+    t = template if template is not None else siem_template(row, entry.created)
+    entry_id = str(entry.id)
+    document = t.document
+    document["event"] = {"id": entry_id, **t.event}
     document["misp"] = {
-        "log": _present(id=str(entry.id), title=row.title,
-                        created=entry.created.astimezone(UTC).strftime(MISP_TIME),
-                        model=row.model, model_id=str(row.model_id), action=row.action,
-                        user_id=str(row.user_id), change=row.change, email=row.email,
-                        org=row.org, description=row.description, ip=row.ip),
+        "log": {"id": entry_id, **t.log},
         "source_event_id": entry.source_event_id, "source_event_type": entry.source_type,
         "chain": {"chain": entry.chain, "seq": entry.seq, "prev_hash": entry.prev_hash,
                   "hash": entry.hash}}

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC
 from typing import Any
 
+import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from audit.adapters.queries import org_ids_of_users
-from audit.adapters.records import encode
+from audit.adapters.records import Headers, encode_headers, with_subject
 from audit.adapters.store import (
     insert_entries,
     lock_chain_heads,
@@ -30,7 +31,7 @@ from audit.adapters.store import (
 from audit.adapters.tables import LIVE, SETTINGS_TABLE, LogTables
 from audit.domain.chain import Entry, entry_hash
 from audit.domain.mapping import LogRow, LogSettings, to_log_row
-from audit.domain.siem import siem_document
+from audit.domain.siem import SiemTemplate, siem_document, siem_template
 from misp_contracts.envelope import Actor, Envelope
 from misp_contracts.events.audit import AUDIT_LOG_TOPIC, AuditLogRecorded
 from misp_contracts.events.settings import SettingChanged
@@ -104,24 +105,35 @@ def _opt_bounded(value: int | None) -> int | None:
     return value if value is not None and 0 <= value <= INT_MAX else None
 
 
+SiemParts = tuple[SiemTemplate, Headers, Headers]  # a record but for its entry's id and place
+
+
 @dataclass
 class PreparedRows:
-    """Log rows mapped ahead of their batch (the live consumer maps the next batch while it
-    writes this one), under the logging settings the batch before ended with: a row mapped
-    under other settings than its batch finds is mapped again."""
+    """Log rows (and what of their SIEM records they decide) mapped ahead of their batch: the
+    live consumer maps the next batch while it writes this one, under the logging settings the
+    batch before ended with. A row mapped under other settings than its batch finds is mapped
+    again."""
 
     settings: LogSettings | None = None
-    rows: dict[str, tuple[LogSettings, LogRow | None]] = field(default_factory=dict)
+    rows: dict[str, tuple[LogSettings, LogRow | None, SiemParts | None]] = field(
+        default_factory=dict)
 
     def prepare(self, envelope: Envelope) -> None:
-        if self.settings is not None:
-            self.rows[envelope.id] = (self.settings, to_log_row(envelope, self.settings))
+        if self.settings is None:
+            return
+        row = to_log_row(envelope, self.settings)
+        # A row without an org id may get its user's (_with_user_orgs): its record waits.
+        siem = (_siem_parts(row, envelope) if row is not None and row.org_id is not None
+                and not tracing.enabled() else None)
+        self.rows[envelope.id] = (self.settings, row, siem)
 
-    def take(self, envelope: Envelope, settings: LogSettings) -> LogRow | None:
+    def take(self, envelope: Envelope,
+             settings: LogSettings) -> tuple[LogRow | None, SiemParts | None]:
         ready = self.rows.pop(envelope.id, None)
         if ready is not None and ready[0] == settings:
-            return ready[1]
-        return to_log_row(envelope, settings)
+            return ready[1], ready[2]
+        return to_log_row(envelope, settings), None
 
     def forget(self, event_id: str) -> None:
         self.rows.pop(event_id, None)
@@ -138,6 +150,7 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
     settings = await load_log_settings(conn, options.settings_table)
     ready = prepared if prepared is not None else PreparedRows()
     pending: list[tuple[Envelope, Source | None, LogRow]] = []
+    siem_parts: dict[str, SiemParts] = {}
     principals: list[Envelope] = []
     for envelope, source in items:
         if envelope.id in seen:
@@ -146,7 +159,9 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
         seen.add(envelope.id)
         if options.principals and envelope.type in PRINCIPAL_HANDLERS:
             principals.append(envelope)
-        row = ready.take(envelope, settings)
+        row, siem = ready.take(envelope, settings)
+        if siem is not None:
+            siem_parts[envelope.id] = siem
         if envelope.type == SettingChanged.type:
             change = SettingChanged.model_validate(envelope.data)
             if change.name in LOGGING_SETTINGS:
@@ -194,7 +209,8 @@ async def project(conn: AsyncConnection, items: Sequence[tuple[Envelope, Source 
                     zip(entries, pending, strict=True)):
                 if i % SIEM_CHUNK == 0:
                     await asyncio.sleep(0)  # the COPY sends what the socket takes meanwhile
-                messages.append(_siem_message(entry, row, envelope, options.siem_topic))
+                messages.append(_siem_message(entry, row, envelope, options.siem_topic,
+                                              siem_parts.get(envelope.id)))
     finally:
         await copying  # the connection is free again (its error, if any, raised here)
     await update_chain_heads(conn, tables, heads)
@@ -217,18 +233,37 @@ async def _with_user_orgs(conn: AsyncConnection,
              else r) for e, s, r in pending]
 
 
-def _siem_message(entry: Entry, row: LogRow, source: Envelope, topic: str) -> OutboxRow:
+def _siem_parts(row: LogRow, source: Envelope) -> SiemParts:
+    """What of an event's SIEM record its Log row and envelope decide: the document but the
+    entry's id and chain link, the headers but the subject (the entry's id)."""
+    created = row.created if row.created.tzinfo else row.created.replace(tzinfo=UTC)
+    before, after = encode_headers(
+        id=str(uuid.uuid5(SIEM_NAMESPACE, source.id)), source="/audit",
+        type=AuditLogRecorded.type, time=created,
+        correlationid=source.correlationid or source.id, causationid=source.id,
+        actor=_siem_actor(row, source))
+    return siem_template(row, created), before, after
+
+
+def _siem_actor(row: LogRow, source: Envelope) -> dict[str, Any]:
     actor = source.actor if isinstance(source.actor, Actor) else Actor()
-    actor_fields = actor.__dict__
     if row.ip is None and actor.client_ip is not None:  # MISP.log_client_ip is off
-        actor_fields = {**actor_fields, "client_ip": None}
-    fields: dict[str, Any] = {
-        "id": str(uuid.uuid5(SIEM_NAMESPACE, entry.source_event_id)), "source": "/audit",
-        "type": AuditLogRecorded.type, "subject": str(entry.id), "time": entry.created,
-        "correlationid": source.correlationid or source.id, "causationid": source.id,
-        "data": siem_document(entry, row)}
+        return {**actor.__dict__, "client_ip": None}
+    return actor.__dict__
+
+
+def _siem_message(entry: Entry, row: LogRow, source: Envelope, topic: str,
+                  parts: SiemParts | None = None) -> OutboxRow:
+    """The entry's SIEM record for the outbox (`parts`: `_siem_parts`, made ahead)."""
     if tracing.enabled():  # the record carries the active span's trace context
-        envelope = Envelope(**fields, actor=Actor(**actor_fields))
+        fields: dict[str, Any] = {
+            "id": str(uuid.uuid5(SIEM_NAMESPACE, entry.source_event_id)), "source": "/audit",
+            "type": AuditLogRecorded.type, "subject": str(entry.id), "time": entry.created,
+            "correlationid": source.correlationid or source.id, "causationid": source.id,
+            "data": siem_document(entry, row)}
+        envelope = Envelope(**fields, actor=Actor(**_siem_actor(row, source)))
         return OutboxRow.of(OutgoingMessage.of(envelope, topic=topic, key=str(entry.id)))
-    headers, value = encode(**fields, actor=actor_fields)
-    return OutboxRow(topic, str(entry.id), headers, value)
+    template, before, after = parts if parts is not None else _siem_parts(row, source)
+    subject = str(entry.id)
+    return OutboxRow(topic, subject, with_subject(before, subject, after),
+                     orjson.dumps(siem_document(entry, row, template)))
