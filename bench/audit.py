@@ -14,8 +14,8 @@
   5. verify: the whole-log walk of `audit verify` and the `audit_verify` job (entries/s and CPU
      per entry) over the log the parts before left (topped up to --verify-entries), next to a
      raw read of the same rows by the same kind of cursor; and what the API's bounded default
-     range (AUDIT_VERIFY_DEFAULT_ENTRIES) and its most (AUDIT_VERIFY_MAX_ENTRIES) cost a request
-     at that rate, beside a client's 10 s timeout (issue 19).
+     range and its most (audit.handlers.integrity.VerifyLimits) cost a request at that rate,
+     beside a client's 10 s timeout (issue 19).
 
     python bench/audit.py [--events 20000] [--rate 500] [--seconds 10] [--search-rows 200000]
     python bench/audit.py --search-rows 2000000      # the issue's 2-million-row figure
@@ -59,7 +59,7 @@ from audit.consumer import AuditConsumer  # noqa: E402
 from audit.domain.chain import GENESIS  # noqa: E402
 from audit.domain.checkpoint import public_raw  # noqa: E402
 from audit.domain.mapping import LogSettings, to_log_row  # noqa: E402
-from audit.handlers.integrity import verify, write_checkpoint  # noqa: E402
+from audit.handlers.integrity import VerifyLimits, verify, write_checkpoint  # noqa: E402
 from audit.projections.log import Options, Source, project  # noqa: E402
 from audit.settings import AuditSettings  # noqa: E402
 from misp_contracts.envelope import Actor, Envelope, to_kafka  # noqa: E402
@@ -532,9 +532,8 @@ async def verification(url: str, engine: AsyncEngine, n: int) -> dict[str, Any]:
     raw = max(before, await raw_read(url))
     assert report.ok, report.as_dict()
     rate = report.entries / seconds
-    fields = AuditSettings.model_fields  # the defaults a deployment runs with
-    default, most = (fields["verify_default_entries"].default,
-                     fields["verify_max_entries"].default)
+    limits = VerifyLimits()  # the API's
+    default, most = limits.default, limits.most
     return {"entries": report.entries, "chains": report.chains, "seconds": seconds,
             "entries_per_s": rate, "cpu_us_per_entry": cpu / report.entries * 1e6,
             "raw_read_rows_per_s": raw, "ratio_to_raw_read": rate / raw,

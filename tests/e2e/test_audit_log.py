@@ -18,7 +18,7 @@ import httpx
 from .support import admin_key
 
 GATEWAY = os.environ.get("MISP_GATEWAY_URL", "http://127.0.0.1:8080")
-# The verification's cost is bounded by the API's default range (AUDIT_VERIFY_DEFAULT_ENTRIES),
+# The verification's cost is bounded by the API's default range (audit's VerifyLimits),
 # not by the log: room for a loaded machine, not for a walk of the whole log.
 VERIFY_TIMEOUT_S = 30
 

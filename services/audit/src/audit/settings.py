@@ -28,12 +28,6 @@ class AuditSettings(ServiceSettings):
     retention_days: int = 0
     prune_interval_s: float = 3600.0
     publish_siem: bool = True
-    # GET /api/v1/audit/verify answers within a client's timeout: with no range named, the
-    # whole log up to verify_default_entries entries, else the entries after the oldest signed
-    # checkpoint with at most that many after it; a named range (or ?full=1) up to
-    # verify_max_entries. Beyond, the whole log is the audit_verify job's work.
-    verify_default_entries: int = 20_000
-    verify_max_entries: int = 100_000
     # The abuse detector (`python -m audit detect`, audit/detector.py): failed authentications
     # counted per address and per key prefix over a sliding window of abuse_window_s seconds
     # (moving by abuse_window_step_s); reaching a threshold blocks the address or the prefix in

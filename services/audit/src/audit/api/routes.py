@@ -263,10 +263,8 @@ async def verify_log(request: Request, _admin: SiteAdmin, engine: EngineDep,
         public = public_raw(verification_key(settings.key_path, settings.verify_key))
     except SigningKeyError as exc:
         return {"ok": False, "checkpoint_problem": str(exc), "first_broken": None}
-    limits = VerifyLimits(default=settings.verify_default_entries,
-                          most=settings.verify_max_entries)
     async with engine.connect() as conn:
-        since = await choose_range(conn, limits, full=full, since_checkpoint=number,
+        since = await choose_range(conn, VerifyLimits(), full=full, since_checkpoint=number,
                                    since_time=moment)
     published = []
     if not db_only:

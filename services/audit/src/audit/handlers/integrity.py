@@ -205,12 +205,14 @@ async def verify_in(conn: AsyncConnection, public: bytes, *,
 
 @dataclass(frozen=True)
 class VerifyLimits:
-    """How much of the log a request verifies: by default the whole log up to `default`
-    entries, else the entries after the oldest checkpoint with at most `default` after it; a
-    named range (or `full`) up to `most` entries, past which it is the job's work."""
+    """How much of the log a request verifies, so that it answers within a client's timeout:
+    by default the whole log up to `default` entries, else the entries after the oldest
+    checkpoint with at most `default` after it; a named range (or `full`) up to `most` entries,
+    past which it is the `audit_verify` job's work (bench/audit.py's verify part: what they
+    cost at the walk's rate)."""
 
-    default: int
-    most: int
+    default: int = 20_000
+    most: int = 100_000
     lookback: int = 1000  # checkpoints read back to choose the default range
 
 
