@@ -2,9 +2,10 @@
 process the 2nd time the named point is reached (`=1` or no count: the first time);
 `consumer.before_batch=delay:300` makes every pass through an async point (`pause`) wait 300 ms,
 as a slow or lagging consumer would. A service's main consumer hits `consumer.*`, its principals
-consumer `principals.*`, the relay `relay.after_send`, a job worker `worker.after_start` and
-`worker.before_commit`, the jobs scheduler `scheduler.after_claim` and `scheduler.before_commit`,
-the mailer's delivery `mailer.after_send` (between the SMTP send and its record)."""
+consumer `principals.*`, the relay `relay.after_send`, a job worker `worker.after_start` (also a
+pause: between its claims' acknowledgement and its offsets' commit) and `worker.before_commit`,
+the jobs scheduler `scheduler.after_claim` and `scheduler.before_commit`, the mailer's delivery
+`mailer.after_send` (between a send and the record of its batch)."""
 
 from __future__ import annotations
 

@@ -425,7 +425,7 @@ class WorkerRunner:
                     for tp, rs in batches.items():
                         consumer.seek(tp, rs[0].offset)
                     continue
-                await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
+                await self._commit(consumer, {tp: rs[-1].offset + 1 for tp, rs in batches.items()})
             if self.stop_requested.is_set():
                 reason = "stop requested"
             # Stopping: the jobs in hand are answered (or given up) and the granted ones run.
@@ -453,6 +453,21 @@ class WorkerRunner:
                 log.warning("worker.stop_report_failed", error=str(exc))
             log.info("worker.stopped", worker_id=self.worker_id, succeeded=self.succeeded,
                      failed=self.failed)
+
+    async def _commit(self, consumer: AIOKafkaConsumer,
+                      offsets: dict[TopicPartition, int]) -> None:
+        """Commit the offsets of jobs claimed, for the partitions still assigned. A rebalance
+        may take a partition while its jobs are claimed: their offsets are not committed, the
+        next owner reads those jobs again and claims them again, and the jobs service grants
+        the attempt again (its `job_run` mark keeps the effect once). Nothing to stop for."""
+        assigned = consumer.assignment()
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:  # CommitFailedError: the group rebalanced meanwhile
+            log.warning("worker.commit_failed", worker_id=self.worker_id, error=str(exc))
 
     async def _wait_control_ready(self, control: asyncio.Task[None]) -> None:
         ready = asyncio.create_task(self.control_ready.wait())
@@ -601,6 +616,7 @@ class WorkerRunner:
                 for ctx in taken:
                     self._let_go(attempt_key(ctx.job))
                 raise
+        await failpoints.pause("worker.after_start")  # a test widens the claim -> commit gap
         failpoints.hit("worker.after_start")
         return taken
 

@@ -171,9 +171,13 @@ async def job_counts_per_queue_and_status(conn: AsyncConnection) -> dict[str, di
 
 
 async def job_in_hand(conn: AsyncConnection, worker_id: str) -> int | None:
-    """The job the worker holds (None: none, or no such worker)."""
-    job_id = (await conn.execute(select(worker.c.job_id).where(
-        worker.c.worker_id == worker_id))).scalar()
+    """The job granted to the worker and not ended (the first, if it holds several; None:
+    none, or no such worker). From the jobs' rows, which the grant writes: the worker's own
+    row follows its heartbeats, and a claim now reaches the jobs service ahead of the
+    heartbeat sent before it."""
+    job_id = (await conn.execute(select(job.c.id).where(
+        job.c.worker_id == worker_id, job.c.status == STATUS_RUNNING)
+        .order_by(job.c.id).limit(1))).scalar()
     return None if job_id is None else int(job_id)
 
 
