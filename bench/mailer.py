@@ -10,7 +10,7 @@ measured in the same run.
     PGP/MIME rendering (sign+encrypt in one gpg call per mail), one transaction queueing them,
     then the delivery loop sending each to a local SMTP sink (aiosmtpd, in a process of its
     own like a relay) and recording them with their events and outbox rows (each SMTP session
-    every 8 mails, mailer.handlers.deliver.RECORD_BATCH). Measured from the request to the
+    every MAILER_RECORD_BATCH mails, 1 by default). Measured from the request to the
     last mail accepted by the sink. Run with 2 gpg processes at a time (the cores here;
     `--gpg N`), and with 1 (like the baseline).
 

@@ -70,7 +70,8 @@ def deliverer_for(settings: MailerSettings, engine: Any) -> Deliverer:
                      backoff_base_s=settings.backoff_base_s,
                      backoff_max_s=settings.backoff_max_s, lease_s=settings.lease_s,
                      batch=settings.deliver_batch, poll_interval_s=settings.poll_interval_s,
-                     connections=settings.smtp_connections)
+                     connections=settings.smtp_connections,
+                     record_batch=settings.record_batch)
 
 
 async def diagnose_gnupg(app: FastAPI) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """A real `python -m mailer deliver` process SIGKILLed between an SMTP send and its record
 (`mailer.after_send`) and restarted: the mail in flight is sent again once, with the same
 Message-ID, and recorded sent once; so are all the mails a session sent since its last record
-(a session records its sends in batches, `RECORD_BATCH`)."""
+(a session records its sends in batches of `MAILER_RECORD_BATCH`)."""
 
 from __future__ import annotations
 
@@ -18,21 +18,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailer.adapters.tables import mail
 from mailer.handlers.compose import Mailer
-from mailer.handlers.deliver import RECORD_BATCH, Deliverer
+from mailer.handlers.deliver import Deliverer
 from misp_platform.testing import eventually, killed_at_failpoint
 
 from ..support import PEPPER, Sink
 from .test_delivery import drain, mail_events, queue_one, statuses
 
 
-def deliver(db: str, sink: Sink, log: Path, failpoint: str,
-            connections: int = 2) -> subprocess.Popen[bytes]:
+def deliver(db: str, sink: Sink, log: Path, failpoint: str, connections: int = 2,
+            record_batch: int = 1) -> subprocess.Popen[bytes]:
     # A lease of 1 s: the restart takes the crashed process's mail over soon.
     env = {**os.environ, "MAILER_DATABASE_URL": db, "MAILER_PEPPER": PEPPER,
            "MAILER_SMTP_HOST": "127.0.0.1", "MAILER_SMTP_PORT": str(sink.port),
            "MAILER_SMTP_STARTTLS": "false", "MAILER_SMTP_IMPLICIT_TLS": "false",
            "MAILER_SMTP_USERNAME": "", "MAILER_LEASE_S": "1", "MAILER_POLL_INTERVAL_S": "0.05",
-           "MAILER_SMTP_CONNECTIONS": str(connections),
+           "MAILER_SMTP_CONNECTIONS": str(connections), "MAILER_RECORD_BATCH": str(record_batch),
            "MISP_LOG_FORMAT": "json", "MISP_FAILPOINTS": failpoint}
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "mailer", "deliver"], env=env,
@@ -89,13 +89,13 @@ async def test_a_deliverer_killed_after_a_send_resends_that_mail_once_with_its_m
 async def test_a_deliverer_killed_before_recording_a_batch_resends_each_of_its_mails_once(
         mailer_db: str, mailer_engine: AsyncEngine, mailer: Mailer, deliverer: Deliverer,
         sink: Sink, tmp_path: Path) -> None:
-    batch = 3
-    assert batch <= RECORD_BATCH  # one session sends all three before recording any
+    batch = 3  # MAILER_RECORD_BATCH=3: one session sends all three before recording any
     for i in range(batch):
         await queue_one(mailer_engine, mailer, str(uuid.uuid4()), to=f"batch{i}@example.test")
     log = tmp_path / "deliver.log"
 
-    crashed = deliver(mailer_db, sink, log, f"mailer.after_send={batch}", connections=1)
+    crashed = deliver(mailer_db, sink, log, f"mailer.after_send={batch}", connections=1,
+                      record_batch=batch)
     await killed_at_failpoint(crashed, log)
     # At the crash: all three went out, and nothing says so.
     assert sorted(e.rcpt_tos[0] for e in sink.received) == [

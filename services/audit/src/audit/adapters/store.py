@@ -181,7 +181,7 @@ def _json_loads(data: bytes | bytearray | memoryview | str) -> Any:
 
 
 def _entry_maker(_cursor: Any) -> Callable[[Sequence[Any]], Entry]:
-    return Entry._make  # the columns are read in Entry's field order
+    return Entry.of_row  # the columns are read in Entry's field order
 
 
 async def entry_batches(conn: AsyncConnection, chain: str, *, after: int | None = None,

@@ -22,7 +22,7 @@ CANONICAL_VERSION = 1
 
 class Entry(NamedTuple):
     """A log entry as stored: its content and its place in the chain (its fields in the
-    order of the log table's columns, so a row read back is `Entry._make(row)`)."""
+    order of the log table's columns, so a row read back is `Entry.of_row(row)`)."""
 
     id: int
     source_event_id: str
@@ -47,6 +47,11 @@ class Entry(NamedTuple):
     request_id: str | None
     request_type: int
     change_json: Any
+
+    @classmethod
+    def of_row(cls, values: Iterable[Any]) -> Entry:
+        """The entry of a row read in the log table's column order."""
+        return cls._make(values)
 
 
 _UTC_OFFSET = timedelta(0)

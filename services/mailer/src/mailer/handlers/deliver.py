@@ -27,11 +27,13 @@ from misp_platform.eventstore import Append
 log = structlog.get_logger(__name__)
 
 # Mails a session sends before it records them (one transaction, one UPDATE, one append of
-# their events and outbox rows): the most a crash can make it send twice. Recording each mail on
-# its own cost four round trips per mail (BEGIN, UPDATE, append, COMMIT), most of the delivery:
-# 400 mails over 2 sessions to a local sink went out at 202/s recorded one by one, 440/s by 4,
-# 513/s by 8 (alternating runs, loaded 2-core machine, 2026-12-05).
-RECORD_BATCH = 8
+# their events and outbox rows): the most a crash can make it send twice (`MAILER_RECORD_BATCH`).
+# The default keeps that bound at one mail per session. Recording each mail on its own costs
+# four round trips per mail (BEGIN, UPDATE, append, COMMIT), most of the delivery: 400 mails
+# over 2 sessions to a local sink went out at 202/s recorded one by one, 440/s by 4, 513/s by 8
+# (alternating runs, loaded 2-core machine, 2026-12-05); the whole signed+encrypted path was
+# 0.94-0.99 of raw gpg recorded by 1, 1.20-1.24 by 8 (quiet machine, bench/mailer.py).
+RECORD_BATCH = 1
 
 
 class Deliverer:
@@ -47,7 +49,7 @@ class Deliverer:
         self.lease_s = lease_s
         self.batch = batch
         self.poll_interval_s = poll_interval_s
-        # SMTP sessions used at once; a crash repeats at most one mail in flight per session.
+        # SMTP sessions used at once; a crash repeats at most `record_batch` mails per session.
         self.connections = max(1, connections)
         # Mails a session sends before recording them; a crash repeats at most these.
         self.record_batch = max(1, record_batch)
