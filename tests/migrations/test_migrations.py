@@ -30,7 +30,7 @@ from misp_platform.worker import worker_metadata
 MODELS = {"identity": "identity.adapters.tables", "orgs": "orgs.adapters.tables",
           "jobs": "jobs.adapters.tables", "mailer": "mailer.adapters.tables",
           "settings": "settings.adapters.tables", "audit": None}
-DDL_ONLY = {"audit": {"log_entry", "log_chain", "log_checkpoint", "log_email"}}
+DDL_ONLY = {"audit": {"log_entry", "log_chain", "log_checkpoint", "log_email", "log_verification"}}
 # The services whose workers apply job effects keep the worker's marks (`job_run`).
 RUNS_JOBS = {"identity", "audit", "jobs", "mailer", "settings"}
 # The services that decide by server settings keep the platform's read model of them.
