@@ -47,7 +47,6 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
 from sqlalchemy import column, select, text, values
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -59,7 +58,7 @@ from misp_contracts.envelope import Envelope, from_kafka
 from misp_contracts.topics import dlq_topic
 from misp_platform import failpoints, metrics, tracing
 from misp_platform.db import PROGRESS_CHANNEL, flagged_stream, processed_message
-from misp_platform.kafka import client_options, create_producer
+from misp_platform.kafka import client_options, commit_assigned, create_producer
 from misp_platform.outbox import OutgoingMessage, enqueue_messages
 
 log = structlog.get_logger(__name__)
@@ -341,9 +340,7 @@ class ConsumerRunner:
                 await producer.start()
                 self._producer = producer
             for m in messages:
-                delivery = await self._producer.send(
-                    m.topic, m.value, key=m.key.encode() if m.key is not None else None,
-                    headers=m.headers)
+                delivery = await m.send(self._producer)
                 delivery.add_done_callback(self._log_failed_send)
         except Exception as exc:
             log.warning("consumer.direct_send_failed", group=self.group, error=str(exc))
@@ -391,17 +388,11 @@ class ConsumerRunner:
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: Positions) -> None:
         # Only the partitions still assigned: a batch applied while a rebalance took some of
-        # its partitions would otherwise fail the whole commit (the next owner redelivers
-        # those, and the marks dedupe them).
-        assigned = consumer.assignment()
-        offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            # A rebalance took the partitions: the next owner redelivers, marks dedupe.
-            log.warning("consumer.commit_failed", group=self.group, error=str(exc))
+        # its partitions would otherwise fail the whole commit. A refused commit is only
+        # logged: the next owner redelivers, the marks dedupe.
+        error = await commit_assigned(consumer, offsets)
+        if error is not None:
+            log.warning("consumer.commit_failed", group=self.group, error=str(error))
 
     def _measure_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
                      position: int) -> None:

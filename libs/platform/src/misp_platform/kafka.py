@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from misp_contracts.topics import Topic
@@ -57,6 +57,22 @@ def create_producer(bootstrap_servers: str, **overrides: object) -> AIOKafkaProd
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+async def commit_assigned(consumer: AIOKafkaConsumer,
+                          offsets: dict[TopicPartition, int]) -> KafkaError | None:
+    """Commit `offsets` for the partitions still assigned (a rebalance may have taken some
+    while their records were handled: their next owner reads them again). Returns the error a
+    refused commit raised (CommitFailedError: the group rebalanced meanwhile), or None."""
+    assigned = consumer.assignment()
+    offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+    if not offsets:
+        return None
+    try:
+        await consumer.commit(offsets)
+    except KafkaError as exc:
+        return exc
+    return None
 
 
 async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

@@ -11,15 +11,17 @@ relay a row that Kafka refuses.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextvars
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -75,6 +77,13 @@ class OutgoingMessage:
         has none) as its `ce_traceparent` / `ce_tracestate` headers."""
         headers, value = to_kafka(tracing.stamped(envelope))
         return cls(topic=topic, key=key, headers=headers, value=value)
+
+    async def send(self, producer: AIOKafkaProducer) -> asyncio.Future[Any]:
+        """Hand the record to `producer` straight, as the relay would publish its row (same
+        key, so the same partition); the future is Kafka's acknowledgement."""
+        return await producer.send(
+            self.topic, self.value, key=self.key.encode() if self.key is not None else None,
+            headers=self.headers)
 
 
 class OutboxRow(NamedTuple):

@@ -82,7 +82,7 @@ from misp_contracts.events.jobs import (
     run_topic,
 )
 from misp_platform import failpoints, metrics, tracing
-from misp_platform.kafka import client_options, create_producer
+from misp_platform.kafka import client_options, commit_assigned, create_producer
 from misp_platform.outbox import OutgoingMessage, enqueue_messages
 
 log = structlog.get_logger(__name__)
@@ -460,14 +460,9 @@ class WorkerRunner:
         may take a partition while its jobs are claimed: their offsets are not committed, the
         next owner reads those jobs again and claims them again, and the jobs service grants
         the attempt again (its `job_run` mark keeps the effect once). Nothing to stop for."""
-        assigned = consumer.assignment()
-        offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:  # CommitFailedError: the group rebalanced meanwhile
-            log.warning("worker.commit_failed", worker_id=self.worker_id, error=str(exc))
+        error = await commit_assigned(consumer, offsets)
+        if error is not None:
+            log.warning("worker.commit_failed", worker_id=self.worker_id, error=str(error))
 
     async def _wait_control_ready(self, control: asyncio.Task[None]) -> None:
         ready = asyncio.create_task(self.control_ready.wait())
@@ -624,9 +619,7 @@ class WorkerRunner:
         """Send `messages` with the worker's producer and wait until Kafka has them all."""
         if self.producer is None:
             raise RuntimeError("the worker's producer runs only while the worker runs")
-        deliveries = [await self.producer.send(
-            m.topic, m.value, key=m.key.encode() if m.key is not None else None,
-            headers=m.headers) for m in messages]
+        deliveries = [await m.send(self.producer) for m in messages]
         await asyncio.gather(*deliveries)
 
     def _reporter(self, job: RunJob) -> Callable[[int, str], Awaitable[None]]:

@@ -90,15 +90,6 @@ async def newest_checkpoints(conn: AsyncConnection, *, limit: int) -> list[Check
     return [parse_checkpoint(r.body, r.signature) for r in rows]
 
 
-async def newest_checkpoint_at(conn: AsyncConnection, moment: datetime) -> Checkpoint | None:
-    """The newest checkpoint of the current epoch created at or before `moment`."""
-    row = (await conn.execute(text(
-        "SELECT body, signature FROM log_checkpoint WHERE created_at <= :m "
-        "AND epoch = (SELECT max(epoch) FROM log_checkpoint) "
-        "ORDER BY number DESC LIMIT 1"), {"m": moment})).first()
-    return parse_checkpoint(row.body, row.signature) if row else None
-
-
 async def newest_epoch(conn: AsyncConnection) -> int | None:
     return (await conn.execute(text("SELECT max(epoch) FROM log_checkpoint"))).scalar()
 
@@ -132,11 +123,13 @@ async def latest_checkpoint(conn: AsyncConnection) -> Checkpoint | None:
     return parse_checkpoint(row.body, row.signature) if row else None
 
 
-async def newest_checkpoint_before(conn: AsyncConnection, cutoff: datetime) -> Checkpoint | None:
-    """The newest checkpoint of the current epoch created before `cutoff`."""
+async def newest_checkpoint_before(conn: AsyncConnection, cutoff: datetime, *,
+                                   inclusive: bool = False) -> Checkpoint | None:
+    """The newest checkpoint of the current epoch created before `cutoff` (or at it, with
+    `inclusive`)."""
     row = (await conn.execute(text(
-        "SELECT body, signature FROM log_checkpoint WHERE created_at < :cutoff "
-        "AND epoch = (SELECT max(epoch) FROM log_checkpoint) "
+        f"SELECT body, signature FROM log_checkpoint WHERE created_at {'<=' if inclusive else '<'}"
+        " :cutoff AND epoch = (SELECT max(epoch) FROM log_checkpoint) "
         "ORDER BY number DESC LIMIT 1"), {"cutoff": cutoff})).first()
     return parse_checkpoint(row.body, row.signature) if row else None
 

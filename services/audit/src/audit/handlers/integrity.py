@@ -26,7 +26,6 @@ from audit.adapters.store import (
     entry_count,
     latest_checkpoint,
     lock_checkpoints,
-    newest_checkpoint_at,
     newest_checkpoint_before,
     newest_checkpoints,
     newest_epoch,
@@ -235,7 +234,7 @@ async def choose_range(conn: AsyncConnection, limits: VerifyLimits, *, full: boo
                 f"Invalid since_checkpoint: checkpoint {since.number} is of epoch "
                 f"{since.epoch}, before the log was rebuilt (epoch {epoch}).")
     elif since_time is not None:
-        since = await newest_checkpoint_at(conn, since_time)
+        since = await newest_checkpoint_before(conn, since_time, inclusive=True)
     elif full:
         since = None
     else:
